@@ -1,0 +1,117 @@
+"""Memorization metrics: exact match (EM), continuation NLL, per-token accuracy, MEM / NMEM split.
+
+EM counts greedily decoded continuation tokens equal to the true ones, up to the first
+mismatch. Greedy decoding reproduces the continuation up to position k exactly when the
+teacher-forced argmax equals the true token at every earlier position, so EM comes from ONE
+teacher-forced forward pass over the whole paragraph, batched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from jaxtyping import Bool, Float, Int
+from torch import Tensor
+from transformer_lens import HookedTransformer
+
+from interp.data import Paragraphs
+
+NMEM_MAX_EM = 10
+
+
+@dataclass(frozen=True)
+class ParagraphScores:
+    """Per-paragraph memorization scores from one teacher-forced pass."""
+
+    ids: tuple[str, ...]
+    em: Int[Tensor, "n"]
+    nll: Float[Tensor, "n"]
+    token_accuracy: Float[Tensor, "n"]
+    hits: Bool[Tensor, "n cont"]  # argmax == true token, per continuation position
+    continuation_len: int
+
+    def to_json(self) -> list[dict]:
+        return [
+            {"id": pid, "em": int(e), "nll": float(n), "token_accuracy": float(a)}
+            for pid, e, n, a in zip(self.ids, self.em.tolist(), self.nll.tolist(), self.token_accuracy.tolist())
+        ]
+
+
+def em_from_hits(hits: Bool[Tensor, "n cont"]) -> Int[Tensor, "n"]:
+    """Length of the leading run of True in each row."""
+    return hits.long().cumprod(dim=1).sum(dim=1)
+
+
+def continuation_log_probs(
+    logits: Float[Tensor, "n seq vocab"], tokens: Int[Tensor, "n seq"], prefix_len: int
+) -> Float[Tensor, "n cont"]:
+    """log p(true continuation token) at each continuation position."""
+    pred = logits[:, prefix_len - 1 : -1].log_softmax(dim=-1)
+    return pred.gather(-1, tokens[:, prefix_len:, None]).squeeze(-1)
+
+
+@torch.no_grad()
+def score_paragraphs(model: HookedTransformer, paragraphs: Paragraphs, batch_size: int = 64) -> ParagraphScores:
+    """EM, continuation NLL and per-token accuracy for every paragraph, in batched forwards."""
+    device = model.cfg.device
+    ems, nlls, accs, all_hits = [], [], [], []
+    for start in range(0, len(paragraphs), batch_size):
+        tokens = paragraphs.tokens[start : start + batch_size].to(device)
+        logits = model(tokens, return_type="logits").float()
+        p = paragraphs.prefix_len
+        hits = logits[:, p - 1 : -1].argmax(dim=-1) == tokens[:, p:]
+        all_hits.append(hits.cpu())
+        ems.append(em_from_hits(hits).cpu())
+        nlls.append((-continuation_log_probs(logits, tokens, p)).mean(dim=1).cpu())
+        accs.append(hits.float().mean(dim=1).cpu())
+    return ParagraphScores(
+        ids=paragraphs.ids,
+        em=torch.cat(ems),
+        nll=torch.cat(nlls),
+        token_accuracy=torch.cat(accs),
+        hits=torch.cat(all_hits),
+        continuation_len=paragraphs.continuation_len,
+    )
+
+
+def exact_match(model: HookedTransformer, paragraphs: Paragraphs, batch_size: int = 64) -> Int[Tensor, "n"]:
+    """EM of each paragraph's continuation (0 .. continuation length)."""
+    return score_paragraphs(model, paragraphs, batch_size).em
+
+
+def nll(model: HookedTransformer, paragraphs: Paragraphs, batch_size: int = 64) -> Float[Tensor, "n"]:
+    """Mean negative log-likelihood over each paragraph's continuation tokens only."""
+    return score_paragraphs(model, paragraphs, batch_size).nll
+
+
+@torch.no_grad()
+def greedy_continuations(
+    model: HookedTransformer, prefixes: Int[Tensor, "n prefix"], length: int, batch_size: int = 64
+) -> Int[Tensor, "n length"]:
+    """Greedy decoding with `model.generate` (KV cache), the slow reference for EM."""
+    outs = []
+    for start in range(0, prefixes.shape[0], batch_size):
+        batch = prefixes[start : start + batch_size].to(model.cfg.device)
+        out = model.generate(
+            batch, max_new_tokens=length, do_sample=False, stop_at_eos=False,
+            use_past_kv_cache=True, verbose=False, prepend_bos=False, return_type="tokens",
+        )
+        outs.append(out[:, prefixes.shape[1] :].cpu())
+    return torch.cat(outs)
+
+
+def greedy_exact_match(model: HookedTransformer, paragraphs: Paragraphs, batch_size: int = 64) -> Int[Tensor, "n"]:
+    """EM from real greedy decoding; equals `exact_match` and is many times slower."""
+    decoded = greedy_continuations(model, paragraphs.prefixes, paragraphs.continuation_len, batch_size)
+    return em_from_hits(decoded == paragraphs.continuations.cpu())
+
+
+def split_mem_nmem(
+    em: Int[Tensor, "n"], continuation_len: int, mem_min: int | None = None, nmem_max: int = NMEM_MAX_EM
+) -> tuple[Int[Tensor, "n_mem"], Int[Tensor, "n_nmem"]]:
+    """Indices of MEM (EM >= mem_min, default the full length) and NMEM (EM <= nmem_max) paragraphs."""
+    mem_min = continuation_len if mem_min is None else mem_min
+    if nmem_max >= mem_min:
+        raise ValueError(f"NMEM threshold {nmem_max} must be below the MEM threshold {mem_min}")
+    return (em >= mem_min).nonzero().flatten(), (em <= nmem_max).nonzero().flatten()

@@ -1,0 +1,278 @@
+"""Load any model through one path into a HookedTransformer, and save edited weights back.
+
+Three kinds of spec: "testbed" (the bundled model), a local Hugging Face checkpoint folder
+(loaded with no network), or a TransformerLens official model name (needs the internet).
+
+Weights are loaded AS-IS: no LayerNorm folding, no centering, no value-bias folding. Every
+weight a result names (`blocks.1.attn.W_V`, `blocks.3.mlp.W_out`) is then the checkpoint's own
+weight, reshaped, so an edit made here is saved back by `save_model` and reloads bit-for-bit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import socket
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import einops
+import torch
+from transformer_lens import HookedTransformer
+from transformer_lens import loading_from_pretrained as tl_loading
+
+from interp.errors import UserError
+
+TESTBED = "testbed"
+TESTBED_DIR = Path(__file__).parent / "testbed" / "checkpoint"
+SUPPORTED_LOCAL = ("GPTNeoForCausalLM", "GPT2LMHeadModel", "GPTNeoXForCausalLM")
+SPEC_KINDS = (
+    "'testbed' (the bundled model), a path to a local Hugging Face checkpoint folder "
+    "(GPT-Neo, GPT-2 or GPT-NeoX/Pythia), or a TransformerLens official name such as "
+    "'EleutherAI/gpt-neo-125M' (needs the internet)"
+)
+NO_PROCESSING = dict(fold_ln=False, center_writing_weights=False, center_unembed=False, fold_value_biases=False)
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a loaded model came from: kept on the model as `model.interp_source`."""
+
+    spec: str
+    path: str | None  # local checkpoint folder, if any
+    hf_config: dict  # the Hugging Face config, needed to save edited weights back
+
+
+def pick_device(device: str | torch.device | None) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise UserError(f"unknown device {device!r}: use 'cpu', 'cuda' or 'cuda:N'") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device {device!r} asked for, but no CUDA device is available here; use --device cpu")
+    return dev
+
+
+def pick_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype or torch.float32
+    table = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
+             "bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float64": torch.float64}
+    if dtype not in table:
+        raise UserError(f"unknown dtype {dtype!r}: use one of {', '.join(table)}")
+    return table[dtype]
+
+
+def load_model(
+    spec: str,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+    n_devices: int = 1,
+) -> HookedTransformer:
+    """A HookedTransformer with its tokenizer, in eval mode, on `device` (CUDA when available).
+
+    `n_devices` is TransformerLens' own way to split a model over several GPUs.
+    """
+    dev, dt = pick_device(device), pick_dtype(dtype)
+    if spec == TESTBED:
+        if not (TESTBED_DIR / "config.json").exists():
+            raise UserError(f"the bundled testbed is missing from {TESTBED_DIR}; rebuild it with `interp testbed build`")
+        with _hub_offline():
+            model = _load_local(TESTBED_DIR, dev, dt, n_devices, spec=TESTBED)
+    elif Path(spec).expanduser().exists():
+        with _hub_offline():  # a local folder never needs the network; a missing file fails fast
+            model = _load_local(Path(spec).expanduser(), dev, dt, n_devices, spec=spec)
+    else:
+        model = _load_official(spec, dev, dt, n_devices)
+    model.eval()
+    return model
+
+
+def _load_local(path: Path, device, dtype, n_devices: int, spec: str) -> HookedTransformer:
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    if not path.is_dir() or not (path / "config.json").exists():
+        raise UserError(f"{path} is not a Hugging Face checkpoint folder (no config.json); the model spec may be {SPEC_KINDS}")
+    hf_config = AutoConfig.from_pretrained(path)
+    arch = (hf_config.architectures or ["?"])[0]
+    if arch not in SUPPORTED_LOCAL:
+        raise UserError(f"{path}: architecture {arch} is not supported for local folders; supported: {', '.join(SUPPORTED_LOCAL)}")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path}: no usable tokenizer files ({exc})") from None
+    if len(tokenizer) > hf_config.vocab_size:
+        raise UserError(
+            f"{path}: the tokenizer has {len(tokenizer)} tokens but the model only {hf_config.vocab_size}: "
+            "the tokenizer does not belong to this model"
+        )
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    cfg = tl_loading.get_pretrained_model_config(str(path), device=device, n_devices=n_devices, dtype=dtype, fold_ln=False)
+    if arch == "GPTNeoForCausalLM" and getattr(hf_config, "intermediate_size", None):
+        cfg.d_mlp = hf_config.intermediate_size  # TransformerLens assumes 4 * d_model for GPT-Neo
+    state = tl_loading.get_pretrained_state_dict(str(path), cfg, hf_model=hf_model, dtype=dtype)
+    with contextlib.redirect_stdout(io.StringIO()):  # TransformerLens prints as it moves weights
+        model = HookedTransformer(cfg, tokenizer=tokenizer, move_to_device=False, default_padding_side="right")
+        model.load_and_process_state_dict(state, **NO_PROCESSING)
+        model.to(device)
+    model.interp_source = ModelSource(spec=spec, path=str(path.resolve()), hf_config=hf_config.to_dict())
+    return model
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def _hub_offline():
+    """Make huggingface_hub refuse network calls (it reads HF_HUB_OFFLINE only at import)."""
+    import huggingface_hub
+
+    modules = [huggingface_hub.constants, sys.modules[huggingface_hub.is_offline_mode.__module__]]
+    saved = [m.HF_HUB_OFFLINE for m in modules]
+    for m in modules:
+        m.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        for m, v in zip(modules, saved):
+            m.HF_HUB_OFFLINE = v
+
+
+def _load_official(name: str, device, dtype, n_devices: int) -> HookedTransformer:
+    from huggingface_hub import try_to_load_from_cache
+    from transformers import AutoConfig
+
+    try:
+        official = tl_loading.get_official_model_name(name)
+    except ValueError:
+        raise UserError(f"unknown model {name!r}: not a folder and not a TransformerLens model name; the spec may be {SPEC_KINDS}") from None
+    online = _hub_reachable()
+    if not online and not isinstance(try_to_load_from_cache(official, "config.json"), str):
+        raise UserError(
+            f"{name!r} is not in the local Hugging Face cache and the hub cannot be reached (no network); "
+            "download it where there is internet, or pass a local checkpoint folder"
+        )
+    with contextlib.nullcontext() if online else _hub_offline(), contextlib.redirect_stdout(io.StringIO()):
+        model = HookedTransformer.from_pretrained(official, device=device, dtype=dtype, n_devices=n_devices, **NO_PROCESSING)
+        hf_config = AutoConfig.from_pretrained(official).to_dict()
+    model.interp_source = ModelSource(spec=name, path=None, hf_config=hf_config)
+    return model
+
+
+def model_name(model: HookedTransformer) -> str:
+    """The spec the model was loaded from, for provenance in results."""
+    source = getattr(model, "interp_source", None)
+    return source.spec if source else model.cfg.model_name
+
+
+# ---- saving edited weights back to a Hugging Face checkpoint ----
+
+
+def _neo_state(model: HookedTransformer) -> dict[str, torch.Tensor]:
+    sd, cfg = model.state_dict(), model.cfg
+    out = {"transformer.wte.weight": sd["embed.W_E"], "transformer.wpe.weight": sd["pos_embed.W_pos"]}
+    for l in range(cfg.n_layers):
+        p, b = f"transformer.h.{l}", f"blocks.{l}"
+        out[f"{p}.ln_1.weight"], out[f"{p}.ln_1.bias"] = sd[f"{b}.ln1.w"], sd[f"{b}.ln1.b"]
+        for hf, tl in (("q_proj", "W_Q"), ("k_proj", "W_K"), ("v_proj", "W_V")):
+            out[f"{p}.attn.attention.{hf}.weight"] = einops.rearrange(sd[f"{b}.attn.{tl}"], "h m d -> (h d) m")
+        out[f"{p}.attn.attention.out_proj.weight"] = einops.rearrange(sd[f"{b}.attn.W_O"], "h d m -> m (h d)")
+        out[f"{p}.attn.attention.out_proj.bias"] = sd[f"{b}.attn.b_O"]
+        out[f"{p}.ln_2.weight"], out[f"{p}.ln_2.bias"] = sd[f"{b}.ln2.w"], sd[f"{b}.ln2.b"]
+        out[f"{p}.mlp.c_fc.weight"], out[f"{p}.mlp.c_fc.bias"] = sd[f"{b}.mlp.W_in"].T, sd[f"{b}.mlp.b_in"]
+        out[f"{p}.mlp.c_proj.weight"], out[f"{p}.mlp.c_proj.bias"] = sd[f"{b}.mlp.W_out"].T, sd[f"{b}.mlp.b_out"]
+    out["transformer.ln_f.weight"], out["transformer.ln_f.bias"] = sd["ln_final.w"], sd["ln_final.b"]
+    out["lm_head.weight"] = sd["unembed.W_U"].T
+    return out
+
+
+def _gpt2_state(model: HookedTransformer) -> dict[str, torch.Tensor]:
+    sd, cfg = model.state_dict(), model.cfg
+    out = {"transformer.wte.weight": sd["embed.W_E"], "transformer.wpe.weight": sd["pos_embed.W_pos"]}
+    for l in range(cfg.n_layers):
+        p, b = f"transformer.h.{l}", f"blocks.{l}"
+        out[f"{p}.ln_1.weight"], out[f"{p}.ln_1.bias"] = sd[f"{b}.ln1.w"], sd[f"{b}.ln1.b"]
+        w = [einops.rearrange(sd[f"{b}.attn.W_{x}"], "h m d -> m (h d)") for x in "QKV"]
+        bias = [einops.rearrange(sd[f"{b}.attn.b_{x}"], "h d -> (h d)") for x in "QKV"]
+        out[f"{p}.attn.c_attn.weight"], out[f"{p}.attn.c_attn.bias"] = torch.cat(w, 1), torch.cat(bias)
+        out[f"{p}.attn.c_proj.weight"] = einops.rearrange(sd[f"{b}.attn.W_O"], "h d m -> (h d) m")
+        out[f"{p}.attn.c_proj.bias"] = sd[f"{b}.attn.b_O"]
+        out[f"{p}.ln_2.weight"], out[f"{p}.ln_2.bias"] = sd[f"{b}.ln2.w"], sd[f"{b}.ln2.b"]
+        out[f"{p}.mlp.c_fc.weight"], out[f"{p}.mlp.c_fc.bias"] = sd[f"{b}.mlp.W_in"], sd[f"{b}.mlp.b_in"]
+        out[f"{p}.mlp.c_proj.weight"], out[f"{p}.mlp.c_proj.bias"] = sd[f"{b}.mlp.W_out"], sd[f"{b}.mlp.b_out"]
+    out["transformer.ln_f.weight"], out["transformer.ln_f.bias"] = sd["ln_final.w"], sd["ln_final.b"]
+    out["lm_head.weight"] = sd["unembed.W_U"].T
+    return out
+
+
+def _neox_state(model: HookedTransformer) -> dict[str, torch.Tensor]:
+    sd, cfg = model.state_dict(), model.cfg
+    out = {"gpt_neox.embed_in.weight": sd["embed.W_E"]}
+    for l in range(cfg.n_layers):
+        p, b = f"gpt_neox.layers.{l}", f"blocks.{l}"
+        out[f"{p}.input_layernorm.weight"], out[f"{p}.input_layernorm.bias"] = sd[f"{b}.ln1.w"], sd[f"{b}.ln1.b"]
+        qkv = torch.stack([sd[f"{b}.attn.W_{x}"] for x in "QKV"], dim=0)  # [3, h, m, d]
+        out[f"{p}.attention.query_key_value.weight"] = einops.rearrange(qkv, "qkv h m d -> (h qkv d) m")
+        qkv_b = torch.stack([sd[f"{b}.attn.b_{x}"] for x in "QKV"], dim=0)  # [3, h, d]
+        out[f"{p}.attention.query_key_value.bias"] = einops.rearrange(qkv_b, "qkv h d -> (h qkv d)")
+        out[f"{p}.attention.dense.weight"] = einops.rearrange(sd[f"{b}.attn.W_O"], "h d m -> m (h d)")
+        out[f"{p}.attention.dense.bias"] = sd[f"{b}.attn.b_O"]
+        out[f"{p}.post_attention_layernorm.weight"] = sd[f"{b}.ln2.w"]
+        out[f"{p}.post_attention_layernorm.bias"] = sd[f"{b}.ln2.b"]
+        out[f"{p}.mlp.dense_h_to_4h.weight"], out[f"{p}.mlp.dense_h_to_4h.bias"] = sd[f"{b}.mlp.W_in"].T, sd[f"{b}.mlp.b_in"]
+        out[f"{p}.mlp.dense_4h_to_h.weight"], out[f"{p}.mlp.dense_4h_to_h.bias"] = sd[f"{b}.mlp.W_out"].T, sd[f"{b}.mlp.b_out"]
+    out["gpt_neox.final_layer_norm.weight"], out["gpt_neox.final_layer_norm.bias"] = sd["ln_final.w"], sd["ln_final.b"]
+    out["embed_out.weight"] = sd["unembed.W_U"].T
+    return out
+
+
+TO_HF = {"GPTNeoForCausalLM": _neo_state, "GPT2LMHeadModel": _gpt2_state, "GPTNeoXForCausalLM": _neox_state}
+
+
+def save_model(model: HookedTransformer, out_dir: str | Path) -> Path:
+    """Write the model's current weights as a Hugging Face checkpoint folder that `load_model` reads.
+
+    Works for models loaded by `load_model` (it needs their Hugging Face config) of the
+    GPT-Neo, GPT-2 and GPT-NeoX architectures.
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    source = getattr(model, "interp_source", None)
+    if source is None:
+        raise UserError("save_model needs a model loaded with interp.load_model (it keeps the Hugging Face config)")
+    arch = model.cfg.original_architecture
+    if arch not in TO_HF:
+        raise UserError(f"saving {arch} models is not supported; supported: {', '.join(TO_HF)}")
+    hf_config = AutoConfig.for_model(**{k: v for k, v in source.hf_config.items() if k != "transformers_version"})
+    hf_model = AutoModelForCausalLM.from_config(hf_config)
+    state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in TO_HF[arch](model).items()}
+    if "embed_out.weight" in state and "embed_out.weight" not in hf_model.state_dict():
+        state["lm_head.weight"] = state.pop("embed_out.weight")  # newer transformers name for NeoX
+    missing, unexpected = hf_model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.endswith(("attn.bias", "masked_bias", "rotary_emb.inv_freq"))]
+    if missing or unexpected:
+        raise RuntimeError(f"weight conversion mismatch: missing {missing}, unexpected {unexpected}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    hf_model.save_pretrained(out_dir, safe_serialization=True)
+    if model.tokenizer is not None:
+        model.tokenizer.save_pretrained(out_dir)
+    if source.path and (Path(source.path) / "metadata.json").exists():
+        meta = json.loads((Path(source.path) / "metadata.json").read_text())
+        meta["edited_from"] = source.spec
+        (out_dir / "metadata.json").write_text(json.dumps(meta))
+        if (Path(source.path) / "paragraphs.jsonl").exists():
+            (out_dir / "paragraphs.jsonl").write_text((Path(source.path) / "paragraphs.jsonl").read_text())
+    return out_dir

@@ -1,0 +1,1 @@
+"""Views: results in, figures out. No view ever takes a model."""

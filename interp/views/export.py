@@ -1,0 +1,70 @@
+"""Paper-style defaults for Plotly figures, and saving them as self-contained HTML, PNG and SVG."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import plotly.graph_objects as go
+import plotly.io as pio
+
+PAPER_FONT = dict(family="Helvetica, Arial, sans-serif", size=13, color="#222")
+DIVERGING = "RdBu_r"  # MEM - NMEM and effects: red = more for MEM, blue = less
+SEQUENTIAL = "Viridis"
+MEM_COLOR, NMEM_COLOR = "#d62728", "#1f77b4"
+
+
+def paper_style(fig: go.Figure, title: str | None = None, width: int = 720, height: int = 440) -> go.Figure:
+    """White background, thin axes, readable fonts: the look of a paper figure."""
+    fig.update_layout(
+        template="simple_white", font=PAPER_FONT, width=width, height=height,
+        margin=dict(l=70, r=30, t=60 if title else 30, b=60),
+        title=dict(text=title, x=0.5, xanchor="center") if title else None,
+    )
+    return fig
+
+
+def chromium_path() -> str | None:
+    """Debian's Chromium, which kaleido needs for PNG / SVG export."""
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
+
+
+def save_figures(figures: dict[str, go.Figure], out_dir: str | Path, formats: Sequence[str] = ("html", "png", "svg")) -> list[Path]:
+    """Write each figure as `<out_dir>/<name>.<fmt>`; HTML files are self-contained (offline).
+
+    Static images go through kaleido in one batch (each call starts a browser). Without a
+    Chromium the static formats are skipped with a warning naming the fix.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    if "html" in formats:
+        for name, fig in figures.items():
+            path = out_dir / f"{name}.html"
+            fig.write_html(path, include_plotlyjs=True, full_html=True)
+            written.append(path)
+    static = [f for f in formats if f in ("png", "svg", "pdf")]
+    if static and figures:
+        if chromium_path() is None:
+            import warnings
+
+            warnings.warn("no Chromium found: PNG/SVG export skipped (install Debian's `chromium`)", stacklevel=2)
+        else:
+            figs, paths = [], []
+            for name, fig in figures.items():
+                for fmt in static:
+                    figs.append(fig)
+                    paths.append(out_dir / f"{name}.{fmt}")
+            pio.write_images(figs, paths)
+            written += paths
+    return written
+
+
+def figures_html(figures: Iterable[go.Figure]) -> list[str]:
+    """HTML <div>s for figures that share ONE plotly.js embedded elsewhere on the page."""
+    return [fig.to_html(full_html=False, include_plotlyjs=False) for fig in figures]

@@ -1,0 +1,54 @@
+"""EM from one teacher-forced pass equals EM from real greedy decoding; NLL; MEM / NMEM split."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from interp.data import Paragraphs
+from interp.metrics import em_from_hits, greedy_exact_match, score_paragraphs, split_mem_nmem
+
+
+def test_em_counts_up_to_first_mismatch():
+    hits = torch.tensor([[True, True, False, True], [False, True, True, True], [True] * 4])
+    assert em_from_hits(hits).tolist() == [2, 0, 4]
+
+
+def test_teacher_forced_em_equals_greedy_decoding_on_testbed(testbed, testbed_scores):
+    p, scores = testbed_scores
+    mem, nmem = split_mem_nmem(scores.em, p.continuation_len)
+    partial = ((scores.em > 10) & (scores.em < p.continuation_len)).nonzero().flatten()
+    assert len(mem) >= 8 and len(nmem) >= 8
+    pick = torch.cat([mem[:8], nmem[:8], partial[:8]])
+    sub = p.select(pick)
+    greedy = greedy_exact_match(testbed, sub)
+    assert torch.equal(greedy, scores.em[pick])
+    assert (scores.em[mem] == p.continuation_len).all()
+
+
+def test_nll_is_continuation_only(testbed, testbed_paragraph_set):
+    p = testbed_paragraph_set.select(range(4))
+    base = score_paragraphs(testbed, p)
+    scrambled = p.tokens.clone()
+    scrambled[:, :5] = 7  # change early prefix tokens: only conditioning changes, not what is scored
+    other = score_paragraphs(testbed, Paragraphs(scrambled, p.prefix_len, p.ids))
+    logits = testbed(p.tokens).log_softmax(-1)
+    manual = -logits[:, p.prefix_len - 1 : -1].gather(-1, p.tokens[:, p.prefix_len :, None]).squeeze(-1).mean(1)
+    assert torch.allclose(base.nll, manual, atol=1e-5)
+    assert not torch.allclose(base.nll, other.nll)
+
+
+def test_batch_size_does_not_change_results(testbed, testbed_paragraph_set):
+    p = testbed_paragraph_set.select(range(10))
+    a, b = score_paragraphs(testbed, p, batch_size=3), score_paragraphs(testbed, p, batch_size=10)
+    assert torch.equal(a.em, b.em) and torch.allclose(a.nll, b.nll, atol=1e-5)
+
+
+def test_split_thresholds():
+    em = torch.tensor([50, 0, 10, 11, 49, 50])
+    mem, nmem = split_mem_nmem(em, 50)
+    assert mem.tolist() == [0, 5] and nmem.tolist() == [1, 2]
+    mem, nmem = split_mem_nmem(em, 50, mem_min=40, nmem_max=0)
+    assert mem.tolist() == [0, 4, 5] and nmem.tolist() == [1]
+    with pytest.raises(ValueError):
+        split_mem_nmem(em, 50, mem_min=5, nmem_max=10)

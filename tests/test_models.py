@@ -1,0 +1,147 @@
+"""load_model on local Hugging Face folders of three architectures, saving back, bad specs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformer_lens.hook_points import HookPoint
+
+from interp import load_model, save_model
+from interp.errors import UserError
+
+VOCAB = 96
+
+
+def _tokenizer(folder):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {f"t{i}": i for i in range(VOCAB - 1)} | {"<|endoftext|>": VOCAB - 1}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<|endoftext|>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", bos_token="<|endoftext|>")
+    fast.save_pretrained(folder)
+
+
+def _hf_model(arch: str):
+    import transformers as tf
+
+    torch.manual_seed(1)
+    if arch == "neo":
+        cfg = tf.GPTNeoConfig(vocab_size=VOCAB, max_position_embeddings=64, hidden_size=32, num_layers=2,
+                              attention_types=[[["global", "local"], 1]], num_heads=4, intermediate_size=64,
+                              window_size=8, activation_function="gelu_new")
+        return tf.GPTNeoForCausalLM(cfg)
+    if arch == "gpt2":
+        cfg = tf.GPT2Config(vocab_size=VOCAB, n_positions=64, n_ctx=64,  # real GPT-2 configs carry n_ctx
+                             n_embd=32, n_layer=2, n_head=4)
+        return tf.GPT2LMHeadModel(cfg)
+    cfg = tf.GPTNeoXConfig(vocab_size=VOCAB, max_position_embeddings=64, hidden_size=32, num_hidden_layers=2,
+                           num_attention_heads=4, intermediate_size=64, rotary_pct=0.25, use_parallel_residual=True)
+    return tf.GPTNeoXForCausalLM(cfg)
+
+
+@pytest.fixture(scope="module", params=["neo", "gpt2", "neox"])
+def hf_folder(request, tmp_path_factory):
+    folder = tmp_path_factory.mktemp(request.param)
+    model = _hf_model(request.param).eval()
+    # Non-trivial LayerNorm and bias values, so a conversion that dropped or folded them would show.
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "ln" in name or "norm" in name or name.endswith("bias"):
+                p.add_(0.1 * torch.randn_like(p))
+    model.save_pretrained(folder)
+    _tokenizer(folder)
+    return folder, model
+
+
+def _log_probs_hf(model, tokens):
+    with torch.no_grad():
+        return model(tokens).logits.log_softmax(-1)
+
+
+def test_local_folder_matches_transformers(hf_folder):
+    folder, hf = hf_folder
+    tokens = torch.randint(0, VOCAB, (3, 20))
+    model = load_model(str(folder), device="cpu")
+    assert not model.training
+    assert model.tokenizer is not None
+    with torch.no_grad():
+        ours = model(tokens).log_softmax(-1)
+    assert (ours - _log_probs_hf(hf, tokens)).abs().max() <= 1e-4
+
+
+def test_weights_are_loaded_unprocessed(hf_folder):
+    folder, hf = hf_folder
+    model = load_model(str(folder), device="cpu")
+    ln_w = next(p for n, p in hf.named_parameters() if ("ln_1" in n or "input_layernorm" in n) and n.endswith("weight"))
+    assert torch.equal(model.blocks[0].ln1.w.detach(), ln_w.detach())
+
+
+def test_save_and_reload_edited_weights(hf_folder, tmp_path):
+    folder, _ = hf_folder
+    model = load_model(str(folder), device="cpu")
+    with torch.no_grad():
+        model.blocks[1].attn.W_V[2, 5, 3] += 0.5
+        model.blocks[0].mlp.W_out[7, 1] -= 0.25
+    tokens = torch.randint(0, VOCAB, (2, 16))
+    with torch.no_grad():
+        before = model(tokens)
+    save_model(model, tmp_path / "edited")
+    again = load_model(str(tmp_path / "edited"), device="cpu")
+    for name, p in model.state_dict().items():
+        if not isinstance(p, torch.Tensor) or name.endswith(("mask", "IGNORE")) or "rotary" in name:
+            continue
+        assert torch.equal(p, again.state_dict()[name]), name
+    with torch.no_grad():
+        assert (again(tokens) - before).abs().max() <= 1e-5
+
+
+def test_testbed_loads_as_gpt_neo(testbed):
+    cfg = testbed.cfg
+    assert cfg.original_architecture == "GPTNeoForCausalLM"
+    assert cfg.n_layers >= 4 and cfg.n_heads >= 4
+    assert cfg.attn_types[:2] == ["global", "local"]
+    assert not cfg.use_attn_scale
+
+
+@pytest.mark.parametrize("spec", ["no-such-model-xyz", "/no/such/folder/anywhere"])
+def test_unknown_spec_names_the_three_kinds(spec):
+    with pytest.raises(UserError, match="testbed"):
+        load_model(spec)
+
+
+def test_folder_without_config(tmp_path):
+    with pytest.raises(UserError, match="config.json"):
+        load_model(str(tmp_path))
+
+
+def test_tokenizer_that_does_not_match(hf_folder, tmp_path):
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    folder, _ = hf_folder
+    bad = tmp_path / "bad"
+    shutil.copytree(folder, bad)
+    big = AutoTokenizer.from_pretrained(folder)
+    big.add_tokens([f"extra{i}" for i in range(10)])
+    big.save_pretrained(bad)
+    with pytest.raises(UserError, match="tokenizer"):
+        load_model(str(bad))
+
+
+def test_official_name_offline_fails_fast(monkeypatch):
+    import time
+
+    import interp.models as models
+
+    monkeypatch.setattr(models, "_hub_reachable", lambda timeout=3.0: False)
+    t0 = time.time()
+    with pytest.raises(UserError, match="network"):
+        load_model("gpt2")
+    assert time.time() - t0 < 10
+
+
+def test_hooks_are_hookpoints(testbed):
+    assert isinstance(testbed.blocks[1].attn.hook_pattern, HookPoint)
