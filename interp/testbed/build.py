@@ -292,8 +292,7 @@ def build_testbed(out_dir: str | Path, cfg: TestbedConfig = TestbedConfig(), wor
 
     # Evaluation sets: every planted paragraph, a sample seen once, and held-out text.
     def ident(i: int) -> str:
-        fi, off = where[i]
-        return f"p{i}"
+        return f"p{i}"  # the paragraph's index among the filtered corpus paragraphs
 
     eval_idx, counts, splits = [], [], []
     for copies, idx in plan.planted.items():
