@@ -8,7 +8,7 @@ import sys
 
 from interp.errors import UserError
 
-COMMANDS = ("memorized", "testbed")
+COMMANDS = ("memorized", "testbed", "grad_map")
 """Modules of interp.commands; each has `register(subparsers)` that sets `run` on its parser."""
 
 

@@ -60,7 +60,10 @@ def save_figures(figures: dict[str, go.Figure], out_dir: str | Path, formats: Se
                 for fmt in static:
                     figs.append(fig)
                     paths.append(out_dir / f"{name}.{fmt}")
-            pio.write_images(figs, paths)
+            pio.write_images(
+                figs, paths, scale=2,  # 2x for print-quality PNGs, at each figure's own layout size
+                width=[f.layout.width or 720 for f in figs], height=[f.layout.height or 440 for f in figs],
+            )
             written += paths
     return written
 

@@ -1,0 +1,250 @@
+"""Gradient maps, parameter gradients and per-paragraph (ghost) norms on a tiny random GPT-Neo.
+
+The reference for every per-paragraph norm is autograd with one backward per paragraph.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+from interp.data import Paragraphs
+from interp.errors import UserError
+from interp.gradients import (
+    COMPONENTS,
+    HEAD_COMPONENTS,
+    PerParagraphNorms,
+    compare_norms,
+    gradient_map,
+    parameter_gradients,
+    per_paragraph_norms,
+)
+from interp.objectives import continuation_nll
+
+N_LAYERS, N_HEADS, D_HEAD, D_MODEL = 2, 4, 8, 32
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    cfg = HookedTransformerConfig(
+        n_layers=N_LAYERS, d_model=D_MODEL, n_heads=N_HEADS, d_head=D_HEAD, d_mlp=64, d_vocab=50, n_ctx=32,
+        act_fn="gelu_new", normalization_type="LN", attn_types=["global", "local"], window_size=4,
+        use_attn_scale=False, original_architecture="GPTNeoForCausalLM", seed=0,
+    )
+    m = HookedTransformer(cfg)
+    with torch.no_grad():  # non-trivial LayerNorm affines and biases, so ignoring them would show
+        for name, p in m.named_parameters():
+            if ".ln" in name or name.split(".")[-1].startswith("b_") or name.endswith(".w") or name.endswith(".b"):
+                p.copy_(torch.randn_like(p) * 0.5 + (1.0 if name.endswith(".w") else 0.0))
+    return m.eval()
+
+
+def _paragraphs(n: int, seed: int, tag: str) -> Paragraphs:
+    g = torch.Generator().manual_seed(seed)
+    return Paragraphs(torch.randint(0, 50, (n, 16), generator=g), prefix_len=8, ids=tuple(f"{tag}{i}" for i in range(n)))
+
+
+@pytest.fixture(scope="module")
+def mem():
+    return _paragraphs(5, 1, "m")
+
+
+@pytest.fixture(scope="module")
+def nmem():
+    return _paragraphs(6, 2, "n")
+
+
+def _hook_count(model) -> int:
+    return sum(len(hp._forward_hooks) + len(hp._backward_hooks) for hp in model.hook_dict.values())
+
+
+def _snapshot(model):
+    return ({k: v.clone() for k, v in model.state_dict().items()},
+            {n: p.requires_grad for n, p in model.named_parameters()},
+            {n: p.grad for n, p in model.named_parameters()})
+
+
+def _assert_unchanged(model, snap):
+    state, flags, grads = snap
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+    assert {n: p.requires_grad for n, p in model.named_parameters()} == flags
+    assert all(p.grad is grads[n] for n, p in model.named_parameters())
+    assert _hook_count(model) == 0
+
+
+def test_nll_gradients_match_autograd_and_skip_biases(model, mem):
+    grads = parameter_gradients(model, mem, objective="nll", batch_size=2)  # 3 uneven batches
+    assert set(grads) == {f"blocks.{l}.{'attn' if c in HEAD_COMPONENTS else 'mlp'}.{c}" for l in range(N_LAYERS) for c in COMPONENTS}
+    params = dict(model.named_parameters())
+    reference = torch.autograd.grad(continuation_nll(model, mem.tokens, mem.prefix_len), [params[k] for k in grads])
+    for (name, g), ref in zip(grads.items(), reference):
+        assert g.shape == params[name].shape
+        torch.testing.assert_close(g, ref, rtol=1e-4, atol=1e-7)
+    everything = parameter_gradients(model, mem, objective="nll", include_embeddings=True)
+    assert set(everything) == set(params)
+
+
+def test_contrastive_gradient_is_minus_weighted_nll_at_original_weights(model, mem, nmem):
+    nll = parameter_gradients(model, mem, objective="nll")
+    co = parameter_gradients(model, mem, nmem, objective="contrastive", batch_size=4)
+    for k in nll:
+        torch.testing.assert_close(co[k], -0.1 * nll[k], rtol=1e-3, atol=1e-6)
+    with pytest.raises(UserError, match="retain"):
+        parameter_gradients(model, mem, None, objective="contrastive")
+    with pytest.raises(UserError, match="objective"):
+        parameter_gradients(model, mem, objective="kl")
+
+
+def test_model_untouched_even_after_failure(model, mem, nmem):
+    params = dict(model.named_parameters())
+    params["embed.W_E"].requires_grad_(False)
+    params["blocks.0.attn.W_V"].requires_grad_(False)
+    try:
+        snap = _snapshot(model)
+        parameter_gradients(model, mem, nmem)
+        per_paragraph_norms(model, mem)
+        _assert_unchanged(model, snap)
+        bad = Paragraphs(torch.full((2, 16), 999), prefix_len=8, ids=("a", "b"))  # ids outside the vocabulary
+        with pytest.raises(IndexError):
+            parameter_gradients(model, bad, nmem)
+        with pytest.raises(IndexError):
+            per_paragraph_norms(model, bad)
+        _assert_unchanged(model, snap)
+    finally:
+        params["embed.W_E"].requires_grad_(True)
+        params["blocks.0.attn.W_V"].requires_grad_(True)
+
+
+def test_gradient_map_reductions_match_raw_gradients(model, mem, nmem):
+    g_mem = parameter_gradients(model, mem, objective="nll")
+    g_nmem = parameter_gradients(model, nmem, objective="nll")
+    gm = gradient_map(model, mem, nmem, reduce="max", batch_size=4)
+    l2 = gradient_map(model, mem, nmem, reduce="l2")
+    mean = gradient_map(model, mem, nmem, reduce="mean")
+    for l in range(N_LAYERS):
+        for j, c in enumerate(COMPONENTS):
+            key = f"blocks.{l}.{'attn' if c in HEAD_COMPONENTS else 'mlp'}.{c}"
+            assert gm.mem[l, j] == pytest.approx(float(g_mem[key].abs().max()), rel=1e-4)
+            assert gm.nmem[l, j] == pytest.approx(float(g_nmem[key].abs().max()), rel=1e-4)
+            assert l2.mem[l, j] == pytest.approx(float(g_mem[key].norm()), rel=1e-4)
+            assert mean.nmem[l, j] == pytest.approx(float(g_nmem[key].abs().mean()), rel=1e-4)
+            if c in HEAD_COMPONENTS:
+                h = HEAD_COMPONENTS.index(c)
+                assert gm.mem_heads[l, 2, h] == pytest.approx(float(g_mem[key][2].abs().max()), rel=1e-4)
+    torch.testing.assert_close(gm.mem_heads.amax(1), gm.mem[:, :4])
+    torch.testing.assert_close(l2.mem_heads.pow(2).sum(1).sqrt(), l2.mem[:, :4], rtol=1e-4, atol=0)
+    torch.testing.assert_close(gm.diff, gm.mem - gm.nmem)
+    torch.testing.assert_close(gm.mem_layers, gm.mem.amax(1))
+    torch.testing.assert_close(l2.mem_layers, l2.mem.pow(2).sum(1).sqrt(), rtol=1e-4, atol=0)
+    torch.testing.assert_close(l2.mem_share, l2.mem_layers.pow(2) / l2.mem_layers.pow(2).sum())
+    assert float(gm.nmem_share.sum()) == pytest.approx(1.0)
+    top = gm.most_salient()["mem"]
+    assert gm.mem_heads[top["layer"], top["head"], HEAD_COMPONENTS.index(top["component"])] == gm.mem_heads.max()
+    data = json.loads(json.dumps(gm.to_json()))
+    assert len(data["cells"]) == N_LAYERS * 6 and len(data["heads"]) == N_LAYERS * N_HEADS * 4
+    assert data["lower_half_share"]["mem"] == pytest.approx(float(gm.mem_share[0]))
+    assert data["mem_other"] == {}
+    with_emb = gradient_map(model, mem, nmem, include_embeddings=True)
+    assert "embed.W_E" in with_emb.mem_other and "blocks.0.attn.b_Q" in with_emb.nmem_other
+    with pytest.raises(UserError, match="reduce"):
+        gradient_map(model, mem, nmem, reduce="median")
+
+
+def test_contrastive_map_swaps_roles(model, mem, nmem):
+    co = gradient_map(model, mem, nmem, objective="contrastive", reduce="l2")
+    nll = gradient_map(model, mem, nmem, objective="nll", reduce="l2")
+    torch.testing.assert_close(co.mem, 0.1 * nll.mem, rtol=1e-3, atol=1e-7)
+    torch.testing.assert_close(co.nmem, 0.1 * nll.nmem, rtol=1e-3, atol=1e-7)
+
+
+def _autograd_norms(model, paragraphs):
+    """One backward per paragraph: the per-paragraph norms the ghost trick must reproduce."""
+    layer = torch.zeros(len(paragraphs), N_LAYERS, len(COMPONENTS))
+    heads = torch.zeros(len(paragraphs), N_LAYERS, N_HEADS, 4)
+    for i in range(len(paragraphs)):
+        g = parameter_gradients(model, paragraphs.select([i]), objective="nll")
+        for l in range(N_LAYERS):
+            for j, c in enumerate(COMPONENTS):
+                w = g[f"blocks.{l}.{'attn' if c in HEAD_COMPONENTS else 'mlp'}.{c}"].double()
+                layer[i, l, j] = w.norm()
+                if c in HEAD_COMPONENTS:
+                    heads[i, l, :, j] = w.flatten(1).norm(dim=1)
+    return layer, heads
+
+
+def test_per_paragraph_norms_equal_one_backward_per_paragraph(model, mem):
+    norms = per_paragraph_norms(model, mem, batch_size=3)
+    ref_layer, ref_heads = _autograd_norms(model, mem)
+    assert norms.norms.shape == (5, N_LAYERS, 6) and norms.head_norms.shape == (5, N_LAYERS, N_HEADS, 4)
+    assert ((norms.norms - ref_layer).abs() / ref_layer).max() < 1e-4
+    assert ((norms.head_norms - ref_heads).abs() / ref_heads).max() < 1e-4
+    torch.testing.assert_close(norms.loss, continuation_nll(model, mem.tokens, mem.prefix_len, reduction="none").detach())
+    torch.testing.assert_close(norms.layer_share.sum(1), torch.ones(5))
+    with pytest.raises(UserError, match="nll"):
+        per_paragraph_norms(model, mem, objective="contrastive")
+
+
+def _fake_norms(values: torch.Tensor) -> PerParagraphNorms:
+    n = values.shape[0]
+    return PerParagraphNorms(ids=tuple(str(i) for i in range(n)), components=COMPONENTS, norms=values,
+                             head_norms=torch.ones(n, values.shape[1], 2, 4), loss=torch.zeros(n))
+
+
+def test_compare_norms_statistics():
+    from scipy import stats
+
+    g = torch.Generator().manual_seed(0)
+    mem = torch.rand(12, 3, 6, generator=g) + 0.1
+    nmem = torch.rand(15, 3, 6, generator=g) + 0.1
+    mem[:, 0] += 1.0  # MEM: clearly larger layer-0 gradients, so a larger layer-0 share
+    cmp = compare_norms(_fake_norms(mem), _fake_norms(nmem))
+    assert cmp.norm_rank_biserial[0] == pytest.approx(1.0) and cmp.share_rank_biserial[0] == pytest.approx(1.0)
+    x, y = mem.pow(2).sum(-1).sqrt(), nmem.pow(2).sum(-1).sqrt()
+    for l in range(3):
+        u, p = stats.mannwhitneyu(x[:, l].numpy(), y[:, l].numpy(), alternative="two-sided")
+        assert cmp.norm_p[l] == pytest.approx(p, rel=1e-5)
+        assert cmp.norm_rank_biserial[l] == pytest.approx(2 * u / (12 * 15) - 1, abs=1e-6)
+        pooled = ((11 * x[:, l].var() + 14 * y[:, l].var()) / 25).sqrt()
+        assert cmp.norm_cohen_d[l] == pytest.approx(float((x[:, l].mean() - y[:, l].mean()) / pooled), rel=1e-4)
+    assert cmp.norm_p[0] < 1e-4 and cmp.norm_p[1] > 1e-3
+    assert cmp.component_rank_biserial[0].min() == pytest.approx(1.0)
+    data = json.loads(json.dumps(cmp.to_json()))
+    assert data["layers"][0]["norm"]["p_bonferroni"] == pytest.approx(min(1.0, 3 * float(cmp.norm_p[0])), rel=1e-5)
+    with pytest.raises(UserError, match="at least 2"):
+        compare_norms(_fake_norms(mem[:1]), _fake_norms(nmem))
+
+
+def test_testbed_norms_and_grad_map_command(testbed, testbed_paragraph_set, tmp_path):
+    """The testbed's real LayerNorm weights, the CLI end to end, and its JSON matching the library."""
+    from interp.cli import main
+
+    counts = torch.tensor(testbed_paragraph_set.counts)
+    chosen = testbed_paragraph_set.select(torch.cat([(counts == 128).nonzero()[:3, 0], (counts == 1).nonzero()[:3, 0]]))
+    ghost = per_paragraph_norms(testbed, chosen.select([0, 3]))
+    cfg = testbed.cfg
+    for i in (0, 1):
+        g = parameter_gradients(testbed, chosen.select([[0, 3][i]]), objective="nll")
+        ref = torch.tensor([[float(g[f"blocks.{l}.{'attn' if c in HEAD_COMPONENTS else 'mlp'}.{c}"].norm()) for c in COMPONENTS]
+                            for l in range(cfg.n_layers)])
+        assert ((ghost.norms[i] - ref).abs() / ref).max() < 1e-4
+
+    path = tmp_path / "six.jsonl"
+    chosen.save_jsonl(path)
+    out_json, out_html = tmp_path / "g.json", tmp_path / "g.html"
+    assert main(["grad-map", "--model", "testbed", "--paragraphs", str(path), "--max-paragraphs", "3",
+                 "--json", str(out_json), "--html", str(out_html)]) == 0
+    data = json.loads(out_json.read_text())
+    assert data["mem_ids"] == list(chosen.ids[:3]) and data["nmem_ids"] == list(chosen.ids[3:])
+    gm = gradient_map(testbed, chosen.select([0, 1, 2]), chosen.select([3, 4, 5]))
+    cells = data["map"]["cells"]
+    assert len(cells) == cfg.n_layers * 6 and len(data["map"]["heads"]) == cfg.n_layers * cfg.n_heads * 4
+    assert [c["mem"] for c in cells] == pytest.approx(gm.mem.flatten().tolist(), rel=1e-5)
+    assert [c["diff"] for c in cells] == pytest.approx(gm.diff.flatten().tolist(), rel=1e-5, abs=1e-9)
+    assert len(data["comparison"]["layers"]) == cfg.n_layers
+    page = out_html.read_text()
+    assert page.count("Plotly.newPlot") == 6 and "<script src=" not in page  # plotly.js inlined once: works offline
+    assert main(["grad-map", "--model", "testbed", "--paragraphs", str(path), "--max-paragraphs", "1"]) == 2
