@@ -22,7 +22,7 @@ from interp.io import write_json
 def neo_125m_shaped() -> HookedTransformer:
     cfg = HookedTransformerConfig(
         n_layers=12, d_model=768, n_heads=12, d_head=64, d_mlp=3072, d_vocab=50257, n_ctx=2048,
-        act_fn="gelu_new", normalization_type="LN", attn_types=["global", "local"] * 6, window_size=256,
+        act_fn="gelu_new", normalization_type="LN", attn_types=["global", "local"] * 6, use_local_attn=True, window_size=256,
         use_attn_scale=False, original_architecture="GPTNeoForCausalLM", positional_embedding_type="standard",
         device="cpu", seed=0,
     )
