@@ -8,7 +8,7 @@ import sys
 
 from interp.errors import UserError
 
-COMMANDS = ("memorized", "testbed", "grad_map", "scan")
+COMMANDS = ("memorized", "testbed", "grad_map", "scan", "perturb", "locate_head", "unlearn", "restore")
 """Modules of interp.commands; each has `register(subparsers)` that sets `run` on its parser."""
 
 

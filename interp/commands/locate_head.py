@@ -1,0 +1,88 @@
+"""`interp locate-head`: rank every head by how specifically it carries memorized paragraphs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from interp.commands.common import add_model_args, add_paragraph_args, model_from_args, paragraphs_from_args
+from interp.data import rarity_ranks
+from interp.io import write_json, write_text_atomic
+from interp.locate import METHODS, locate_memorization_head
+from interp.metrics import NMEM_MAX_EM
+from interp.models import model_name
+
+
+def register(sub) -> None:
+    p = sub.add_parser("locate-head", help="rank heads by rare-token attention, gradients, ablation and patching")
+    add_model_args(p)
+    add_paragraph_args(p)
+    p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS), help="evidence to compute (default: all)")
+    p.add_argument("--rank-by", nargs="+", choices=METHODS, default=None,
+                   help="methods whose mean rank orders the table (default: the causal ones, ablation and patching)")
+    p.add_argument("--max-paragraphs", type=int, default=16, help="MEM and NMEM paragraphs each for the costly methods (default 16)")
+    p.add_argument("--nmem-max", type=int, default=NMEM_MAX_EM, help="NMEM: EM at most this (default 10)")
+    p.add_argument("--corrupt-fraction", type=float, default=0.5, help="share of prefix tokens replaced in the corrupted run (default 0.5)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", default=None, help="write the ranked table and the evidence here")
+    p.add_argument("--html", default=None, help="write an offline page with the table, figures and attention views here")
+    p.set_defaults(run=run)
+
+
+def corpus_counts(model) -> torch.Tensor | None:
+    """Corpus unigram counts shipped beside the model (the testbed's metadata.json), if any."""
+    source = getattr(model, "interp_source", None)
+    meta = Path(source.path) / "metadata.json" if source and source.path else None
+    if meta is None or not meta.exists():
+        return None
+    counts = json.loads(meta.read_text()).get("unigram_counts")
+    return torch.tensor(counts, dtype=torch.long) if counts else None
+
+
+def run(args: argparse.Namespace) -> int:
+    model = model_from_args(args)
+    paragraphs = paragraphs_from_args(args, model)
+    counts = corpus_counts(model)
+    ranking = locate_memorization_head(
+        model, paragraphs, unigram_counts=counts, methods=tuple(args.methods),
+        rank_by=tuple(args.rank_by) if args.rank_by else None, max_paragraphs=args.max_paragraphs,
+        nmem_max=args.nmem_max, corrupt_fraction=args.corrupt_fraction, seed=args.seed, batch_size=args.batch_size,
+    )
+    rows = ranking.head_table()
+    print(f"model {model_name(model)}: {len(ranking.mem_ids)} MEM, {len(ranking.nmem_ids)} NMEM paragraphs; "
+          f"ordered by {', '.join(ranking.rank_by)}")
+    print(f"{'rank':>4} {'head':>6} {'patching':>9} {'ablation':>9} {'rare tau':>9} {'gradient':>9}  method ranks")
+    def f(v):
+        return f"{v:>9.3f}" if v is not None else f"{'-':>9}"
+    for r in rows[:10]:
+        ranks = " ".join(f"{m}={k}" for m, k in r["method_ranks"].items())
+        print(f"{r['rank']:>4} {'L%dH%d' % (r['layer'], r['head']):>6} {f(r['patching_effect'])} {f(r['ablation_effect'])} "
+              f"{f(r['rare_token_tau'])} {f(r['gradient_score'])}  {ranks}")
+    print("agreement between methods (Kendall tau of their head scores):")
+    for k, v in ranking.agreement.items():
+        print(f"  {k}: {v:+.2f}")
+    for note in ranking.notes:
+        print(f"note: {note}")
+    if args.json:
+        out = ranking.to_json()
+        out["model"] = model_name(model)
+        write_json(args.json, out)
+        print(f"wrote {args.json}")
+    if args.html:
+        from interp.views.heads import attention_view, ranking_page
+
+        mem_pos = [paragraphs.ids.index(i) for i in ranking.mem_ids[:1]]
+        views = []
+        if mem_pos and model.tokenizer is not None:
+            tokens = paragraphs.tokens[mem_pos[0] : mem_pos[0] + 1].to(model.cfg.device)
+            _, cache = model.run_with_cache(tokens, names_filter=lambda n: n.endswith("hook_pattern"))
+            patterns = torch.stack([cache["pattern", l][0] for l in range(model.cfg.n_layers)]).cpu()
+            heads = [(r["layer"], r["head"]) for r in rows[:3]]
+            rarity = rarity_ranks(tokens.cpu(), counts)[0].tolist() if counts is not None else None
+            views.append(attention_view(model.to_str_tokens(tokens[0]), patterns, heads, rarity))
+        write_text_atomic(args.html, ranking_page(ranking, views, title=f"Memorization head of {model_name(model)}"))
+        print(f"wrote {args.html}")
+    return 0

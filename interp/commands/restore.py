@@ -1,0 +1,76 @@
+"""`interp restore`: put the original model's MLP coefficients, attention outputs or value vectors back
+into an unlearned model, a window of layers at a time, and measure how much forgotten text returns."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from interp.commands.common import add_model_args, add_paragraph_args, model_from_args, paragraphs_from_args
+from interp.commands.unlearn import SAVED_RUN
+from interp.errors import UserError
+from interp.io import write_json
+from interp.metrics import score_paragraphs
+from interp.models import load_model, model_name
+from interp.restore import EXPERIMENTS, restoration
+
+
+def register(sub) -> None:
+    p = sub.add_parser("restore", help="restore original activations / value vectors layer by layer into an unlearned model")
+    add_model_args(p)
+    add_paragraph_args(p)
+    p.add_argument("--edited", required=True, type=Path, help="the unlearned model's folder (from `interp unlearn --save DIR`)")
+    p.add_argument("--targets", default=None,
+                   help="comma-separated ids of the forgotten paragraphs (default: those in DIR/unlearning.json, "
+                        "else every MEM paragraph whose EM the edit lowered)")
+    p.add_argument("--width", type=int, default=5, help="layers restored at once, centred on each layer (default 5, the paper)")
+    p.add_argument("--experiments", default=",".join(EXPERIMENTS), help=f"some of {','.join(EXPERIMENTS)}")
+    p.add_argument("--json", default=None, help="write the results here")
+    p.add_argument("--html", default=None, help="write the restoration heatmap here (self-contained HTML)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if not (args.edited / "config.json").exists():
+        raise UserError(f"{args.edited} is not a saved model folder (no config.json); make one with `interp unlearn --save DIR`")
+    original = model_from_args(args)
+    edited = load_model(str(args.edited), device=args.device, dtype=args.dtype)
+    paragraphs = paragraphs_from_args(args, original)
+    if args.targets:
+        ids = [t.strip() for t in args.targets.split(",") if t.strip()]
+    elif (args.edited / SAVED_RUN).exists():
+        ids = json.loads((args.edited / SAVED_RUN).read_text())["target_ids"]
+    else:
+        before = score_paragraphs(original, paragraphs, args.batch_size).em
+        after = score_paragraphs(edited, paragraphs, args.batch_size).em
+        ids = [paragraphs.ids[i] for i in ((before == paragraphs.continuation_len) & (after < before)).nonzero().flatten().tolist()]
+        if not ids:
+            raise UserError("the edited model recites every MEM paragraph the original does: nothing was forgotten to restore")
+    where = {pid: i for i, pid in enumerate(paragraphs.ids)}
+    missing = [t for t in ids if t not in where]
+    if missing:
+        raise UserError(f"target ids {missing[:5]} are not in the paragraph set")
+    targets = paragraphs.select(torch.tensor([where[t] for t in ids]))
+    experiments = [e.strip() for e in args.experiments.split(",") if e.strip()]
+    result = restoration(original, edited, targets, width=args.width, experiments=experiments, batch_size=args.batch_size)
+    print(f"original {model_name(original)} vs unlearned {args.edited}: {len(targets)} forgotten paragraph(s); "
+          f"mean EM {result.em_original.float().mean():.2f} -> {result.em_edited.float().mean():.2f}, "
+          f"NLL {result.nll_original.mean():.3f} -> {result.nll_edited.mean():.3f}")
+    print("fraction recovered when restoring layers [lo..hi] (EM / NLL / KRS):")
+    print(f"  {'layers':>8} " + " ".join(f"{e:>22}" for e in result.experiments))
+    for l, (lo, hi) in enumerate(result.windows):
+        cells = [f"{result.em_recovered[e, l]:>6.2f} {result.nll_recovered[e, l]:>6.2f} {result.krs[e, l]:>6.2f}"
+                 for e in range(len(result.experiments))]
+        print(f"  {f'{lo}..{hi}':>8} " + " ".join(f"{c:>22}" for c in cells))
+    if args.json:
+        write_json(args.json, {"model": model_name(original), "edited": str(args.edited), **result.to_json()})
+        print(f"wrote {args.json}")
+    if args.html:
+        from interp.views.unlearning import figure_restoration
+
+        figure_restoration(result).write_html(args.html, include_plotlyjs=True, full_html=True)
+        print(f"wrote {args.html}")
+    return 0

@@ -1,0 +1,180 @@
+"""Is forgotten text really gone? Put parts of the ORIGINAL model back into the unlearned one.
+
+Following Hong et al. 2024 (PAPERS.md B): for every layer l, a window of `width` layers
+[l - width//2, l + width//2] clipped at the edges is restored, in four experiments:
+
+- "coefficients": the original model's MLP activations (blocks.L.mlp.hook_post, the c_i of
+  out = sum_i c_i v_i) patched into the unlearned model's forward on the same input, all positions;
+- "attention": the original attention outputs (blocks.L.hook_attn_out) patched in;
+- "both": coefficients and attention outputs together;
+- "values": the original W_out weights (the value vectors v_i) copied back.
+
+Scores per experiment and window: EM and NLL of the true continuation, and the Knowledge Recovery
+Score KRS = 1 - loss(restored) / loss(unlearned), loss = mean squared difference from the original
+model's logits over the continuation positions. The three activation experiments for every window
+run as ONE batched forward (rows = experiment x window x paragraph, each hook patching the rows
+whose window covers its layer); value vectors need one forward per window.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+from transformer_lens import HookedTransformer, utils
+
+from interp.data import Paragraphs
+from interp.errors import UserError
+from interp.metrics import continuation_log_probs, em_from_hits
+from interp.unlearn import Hook
+
+EXPERIMENTS = ("coefficients", "attention", "both", "values")
+_PATCHED = {"coefficients": ("post",), "attention": ("attn_out",), "both": ("post", "attn_out")}
+
+
+def layer_windows(n_layers: int, width: int = 5) -> list[tuple[int, int]]:
+    """[l - width//2, l + width//2] clipped to the model, for every layer l (inclusive bounds)."""
+    if width < 1:
+        raise UserError(f"the restoration window must be at least 1 layer wide, got {width}")
+    half = width // 2
+    return [(max(0, l - half), min(n_layers - 1, l + half)) for l in range(n_layers)]
+
+
+@dataclass(frozen=True)
+class RestorationResult:
+    """Per paragraph scores of the original, the unlearned and every restored model."""
+
+    ids: tuple[str, ...]
+    experiments: tuple[str, ...]
+    windows: tuple[tuple[int, int], ...]  # one per layer l, the layers restored for "layer l"
+    em_original: Int[Tensor, "n"]
+    em_edited: Int[Tensor, "n"]
+    em_restored: Int[Tensor, "experiment layer n"]
+    nll_original: Float[Tensor, "n"]
+    nll_edited: Float[Tensor, "n"]
+    nll_restored: Float[Tensor, "experiment layer n"]
+    logit_loss_edited: Float[Tensor, "n"]  # mean squared logit difference from the original
+    logit_loss_restored: Float[Tensor, "experiment layer n"]
+
+    @property
+    def em_recovered(self) -> Float[Tensor, "experiment layer"]:
+        """Fraction of the forgotten EM brought back: (restored - unlearned) / (original - unlearned), on means."""
+        lost = (self.em_original.float().mean() - self.em_edited.float().mean())
+        return (self.em_restored.float().mean(-1) - self.em_edited.float().mean()) / lost
+
+    @property
+    def nll_recovered(self) -> Float[Tensor, "experiment layer"]:
+        """Fraction of the NLL increase undone: (unlearned - restored) / (unlearned - original), on means."""
+        lost = self.nll_edited.mean() - self.nll_original.mean()
+        return (self.nll_edited.mean() - self.nll_restored.mean(-1)) / lost
+
+    @property
+    def krs(self) -> Float[Tensor, "experiment layer"]:
+        """Knowledge Recovery Score, 1 - loss(restored) / loss(unlearned), losses averaged over paragraphs."""
+        return 1 - self.logit_loss_restored.mean(-1) / self.logit_loss_edited.mean()
+
+    def to_json(self) -> dict:
+        return {
+            "ids": list(self.ids), "experiments": list(self.experiments), "windows": [list(w) for w in self.windows],
+            "em_original": self.em_original, "em_edited": self.em_edited, "nll_original": self.nll_original,
+            "nll_edited": self.nll_edited, "em_restored": self.em_restored, "nll_restored": self.nll_restored,
+            "em_recovered": self.em_recovered, "nll_recovered": self.nll_recovered, "krs": self.krs,
+        }
+
+
+def _scores(logits: Float[Tensor, "rows seq vocab"], tokens: Int[Tensor, "n seq"], reference: Float[Tensor, "n cont vocab"],
+            p: int) -> tuple[Tensor, Tensor, Tensor]:
+    """EM, NLL and squared logit distance to `reference` per row; rows = copies of the n paragraphs."""
+    n, cont = reference.shape[0], reference.shape[1]
+    logits = logits.float()
+    tokens = tokens.repeat(logits.shape[0] // n, 1)
+    em = em_from_hits(logits[:, p - 1 : -1].argmax(-1) == tokens[:, p:])
+    nll = -continuation_log_probs(logits, tokens, p).mean(1)
+    diff = logits[:, p - 1 : -1].view(-1, n, cont, logits.shape[-1]) - reference
+    return em.cpu(), nll.cpu(), diff.pow(2).mean((-1, -2)).flatten().cpu()
+
+
+def _patch_hook(cached: Tensor, rows: Tensor, n: int):
+    """Overwrite the activation of the given rows (row r = config r // n, paragraph r % n) by the cache."""
+
+    def hook(act: Tensor, hook) -> Tensor:
+        act[rows] = cached[rows % n].to(act.dtype)
+        return act
+
+    return hook
+
+
+@torch.no_grad()
+def restoration(
+    original: HookedTransformer,
+    edited: HookedTransformer,
+    paragraphs: Paragraphs,
+    width: int = 5,
+    experiments: Sequence[str] = EXPERIMENTS,
+    edited_hooks: Sequence[Hook] = (),
+    batch_size: int = 64,
+) -> RestorationResult:
+    """Restore each experiment's part of `original` into `edited`, window by window; score `paragraphs`.
+
+    `edited_hooks` are forward hooks that are part of the unlearned model (a ReFT intervention;
+    then `edited` may be `original` itself). Neither model is changed."""
+    unknown = [e for e in experiments if e not in EXPERIMENTS]
+    if unknown or not experiments:
+        raise UserError(f"unknown restoration experiments {unknown}: use some of {', '.join(EXPERIMENTS)}")
+    if original.cfg.n_layers != edited.cfg.n_layers or original.cfg.d_mlp != edited.cfg.d_mlp:
+        raise UserError("the original and the edited model have different shapes: they are not the same model")
+    if len(paragraphs) == 0:
+        raise UserError("no paragraphs to restore: pass the forgotten ones")
+    n_layers, p = original.cfg.n_layers, paragraphs.prefix_len
+    windows = layer_windows(n_layers, width)
+    patched = [(e, w) for e in experiments if e in _PATCHED for w in windows]
+    names = {kind: [utils.get_act_name(kind, l) for l in range(n_layers)] for kind in ("post", "attn_out")}
+    values_model = copy.deepcopy(edited) if "values" in experiments else None
+    chunk = max(1, batch_size // max(1, len(patched)))
+    device = original.cfg.device
+    out: dict[str, list] = {k: [] for k in ("em_o", "nll_o", "em_e", "nll_e", "loss_e", "em_r", "nll_r", "loss_r")}
+    for start in range(0, len(paragraphs), chunk):
+        tokens = paragraphs.tokens[start : start + chunk].to(device)
+        n = tokens.shape[0]
+        logits_o, cache = original.run_with_cache(tokens, names_filter=names["post"] + names["attn_out"])
+        reference = logits_o[:, p - 1 : -1].float()
+        em_o, nll_o, _ = _scores(logits_o, tokens, reference, p)
+        with edited.hooks(fwd_hooks=list(edited_hooks)):
+            em_e, nll_e, loss_e = _scores(edited(tokens), tokens, reference, p)
+        rows = {e: [] for e in experiments}  # experiment -> per layer (em, nll, loss) of this chunk
+        if patched:
+            hooks = []
+            for kind in ("post", "attn_out"):
+                for l in range(n_layers):
+                    sel = torch.tensor([kind in _PATCHED[e] and lo <= l <= hi for e, (lo, hi) in patched], device=device)
+                    idx = sel.repeat_interleave(n).nonzero().flatten()
+                    if idx.numel():
+                        hooks.append((names[kind][l], _patch_hook(cache[names[kind][l]], idx, n)))
+            reps = len(patched)
+            with edited.hooks(fwd_hooks=list(edited_hooks) + hooks):
+                em_r, nll_r, loss_r = _scores(edited(tokens.repeat(reps, 1)), tokens, reference, p)
+            for i, (e, _) in enumerate(patched):
+                rows[e].append((em_r[i * n : (i + 1) * n], nll_r[i * n : (i + 1) * n], loss_r[i * n : (i + 1) * n]))
+        if values_model is not None:
+            for lo, hi in windows:
+                for l in range(lo, hi + 1):
+                    values_model.blocks[l].mlp.W_out.copy_(original.blocks[l].mlp.W_out)
+                with values_model.hooks(fwd_hooks=list(edited_hooks)):
+                    rows["values"].append(_scores(values_model(tokens), tokens, reference, p))
+                for l in range(lo, hi + 1):
+                    values_model.blocks[l].mlp.W_out.copy_(edited.blocks[l].mlp.W_out)
+        for key, value in zip(("em_o", "nll_o", "em_e", "nll_e", "loss_e"), (em_o, nll_o, em_e, nll_e, loss_e)):
+            out[key].append(value)
+        for j, key in enumerate(("em_r", "nll_r", "loss_r")):
+            out[key].append(torch.stack([torch.stack([layer[j] for layer in rows[e]]) for e in experiments]))
+    cat = {k: torch.cat(v, dim=-1) for k, v in out.items()}
+    return RestorationResult(
+        ids=paragraphs.ids, experiments=tuple(experiments), windows=tuple(windows),
+        em_original=cat["em_o"], em_edited=cat["em_e"], em_restored=cat["em_r"],
+        nll_original=cat["nll_o"], nll_edited=cat["nll_e"], nll_restored=cat["nll_r"],
+        logit_loss_edited=cat["loss_e"], logit_loss_restored=cat["loss_r"],
+    )

@@ -1,0 +1,124 @@
+"""The locator finds a head known by construction: memorization forced through ONE head's weights."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+from interp.data import Paragraphs
+from interp.errors import UserError
+from interp.locate import combine, locate_memorization_head, method_ranks
+from interp.metrics import em_from_hits, score_paragraphs
+
+PREFIX, CONT, VOCAB, N_TARGETS = 4, 4, 48, 2
+LAYER, HEAD = 1, 2
+
+
+@pytest.fixture(scope="module")
+def forced():
+    """A random model whose head (1, 2) ALONE was fine-tuned (W_Q, W_K, W_V, W_O of that head) to recite new paragraphs."""
+    cfg = HookedTransformerConfig(
+        n_layers=2, d_model=32, n_heads=4, d_head=32, d_mlp=64, d_vocab=VOCAB, n_ctx=16, act_fn="gelu_new",
+        normalization_type="LN", attn_types=["global", "local"], window_size=8, use_attn_scale=True,
+        original_architecture="GPTNeoForCausalLM", seed=0, initializer_range=0.3,
+    )
+    model = HookedTransformer(cfg).eval()
+    g = torch.Generator().manual_seed(0)
+    tokens = torch.randint(0, VOCAB, (24, PREFIX + CONT), generator=g)
+    tokens[:N_TARGETS] = torch.randperm(VOCAB, generator=g)[: N_TARGETS * (PREFIX + CONT)].view(N_TARGETS, -1)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    attn = model.blocks[LAYER].attn
+    params = [attn.W_Q, attn.W_K, attn.W_V, attn.W_O]
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for p in params:
+        p.requires_grad_(True)
+    steps = 120
+    opt = torch.optim.Adam(params, lr=3e-2)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1 - s / steps)
+    others = torch.arange(cfg.n_heads) != HEAD
+    for _ in range(steps):
+        pred = model(tokens[:N_TARGETS])[:, PREFIX - 1 : -1]
+        if (em_from_hits(pred.argmax(-1) == tokens[:N_TARGETS, PREFIX:]) == CONT).all():
+            break
+        loss = torch.nn.functional.cross_entropy(pred.reshape(-1, VOCAB), tokens[:N_TARGETS, PREFIX:].reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        for p in params:
+            p.grad[others] = 0  # gradient masking: only the chosen head's slice moves
+        opt.step()
+        sched.step()
+    opt.zero_grad(set_to_none=True)
+    for p in model.parameters():
+        p.requires_grad_(True)
+    changed = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed == {f"blocks.{LAYER}.attn.W_{x}" for x in "QKVO"}
+    for x in "QKVO":
+        w, w0 = model.state_dict()[f"blocks.{LAYER}.attn.W_{x}"], before[f"blocks.{LAYER}.attn.W_{x}"]
+        assert torch.equal(w[others], w0[others]) and not torch.equal(w[HEAD], w0[HEAD])
+    return model, Paragraphs(tokens, PREFIX, tuple(f"p{i}" for i in range(24)))
+
+
+def test_locator_ranks_the_forced_head_first(forced):
+    model, paragraphs = forced
+    em = score_paragraphs(model, paragraphs).em
+    assert (em[N_TARGETS:] < CONT).all() and (em[:N_TARGETS] == CONT).sum() >= 1  # something was memorized
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    ranking = locate_memorization_head(model, paragraphs, nmem_max=1, max_paragraphs=8)
+    assert ranking.top == (LAYER, HEAD)
+    assert set(ranking.mem_ids) <= {f"p{i}" for i in range(N_TARGETS)}
+    assert ranking.ranks["patching"][LAYER, HEAD] == 1
+    table = ranking.to_json()["heads"]
+    assert (table[0]["layer"], table[0]["head"], table[0]["rank"]) == (LAYER, HEAD, 1)
+    assert [row["rank"] for row in table] == list(range(1, 9))
+    assert set(table[0]) >= {"rare_token_tau", "gradient_score", "ablation_effect", "patching_effect"}
+    assert table[0]["patching_effect"] > 0.5
+    assert all(v.equal(model.state_dict()[k]) for k, v in state.items())
+    assert not any(hp.fwd_hooks or hp.bwd_hooks for hp in model.hook_dict.values())
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_combination_is_mean_rank_with_z_score_tiebreak():
+    a = torch.tensor([[3.0, 2.0], [1.0, 0.0]])
+    b = torch.tensor([[0.0, 5.0], [1.0, 2.0]])
+    assert method_ranks(a).tolist() == [[1, 2], [3, 4]]
+    ranks, mean_rank, order, agreement = combine({"a": a, "b": b}, ("a", "b"))
+    assert mean_rank.tolist() == [[2.5, 1.5], [3.0, 3.0]]
+    # (1, 0) and (1, 1) tie on mean rank; (1, 0) has the larger summed z-score (-0.85 vs -1.16).
+    assert order.tolist() == [[0, 1], [0, 0], [1, 0], [1, 1]]
+    assert agreement["a~b"] == pytest.approx(-1 / 3)
+    _, _, order_a, _ = combine({"a": a, "b": b}, ("a",))
+    assert order_a[0].tolist() == [0, 0]
+
+
+def test_locator_needs_mem_and_nmem(forced):
+    model, paragraphs = forced
+    with pytest.raises(UserError, match="NMEM"):
+        locate_memorization_head(model, paragraphs.select(torch.tensor([0])), nmem_max=1)
+    with pytest.raises(UserError, match="method"):
+        locate_memorization_head(model, paragraphs, methods=("vibes",))
+    with pytest.raises(UserError, match="rank_by"):
+        locate_memorization_head(model, paragraphs, methods=("ablation",), rank_by=("patching",))
+
+
+def test_views_of_the_ranking_work_offline_and_escape_tokens(forced):
+    import json
+
+    from interp.views.heads import attention_view, ranking_figures, ranking_page
+
+    model, paragraphs = forced
+    ranking = locate_memorization_head(model, paragraphs, methods=("rare_token", "patching"), nmem_max=1, max_paragraphs=4)
+    figs = ranking_figures(ranking)
+    assert set(figs) == {"head_method_ranks", "head_rare_token_tau", "head_attention_by_rank", "head_patching", "head_attribution"}
+    _, cache = model.run_with_cache(paragraphs.tokens[:1])
+    patterns = torch.stack([cache["pattern", layer][0] for layer in range(2)])
+    tokens = ["</script>", "<!--", "a\"b", "\\"] + [f"t{i}" for i in range(PREFIX + CONT - 4)]
+    view = attention_view(tokens, patterns, [ranking.top], rarity=list(range(PREFIX + CONT)))
+    page = ranking_page(ranking, [view])
+    assert "cdn" not in view.local_src.split("CircuitsVis.render(")[-1]
+    props = view.local_src.split("CircuitsVis.AttentionHeads,")[-1].rsplit("</script>", 1)[0]
+    assert "</" not in props and "<!--" not in props
+    decoded = json.loads(props.strip().rstrip(")").strip().replace("<\\/", "</").replace("<\\!--", "<!--"))
+    assert decoded["tokens"][:4] == ["</script>[r0]", "<!--[r1]", "a\"b[r2]", "\\[r3]"]
+    assert f"layer {ranking.top[0]}, head {ranking.top[1]}" in page and page.count("<html>") == 1

@@ -1,0 +1,98 @@
+"""Restoration: windows clip at the edges; the batched patching equals one plain forward per window;
+restoring exactly what an edit changed brings the original back; neither model changes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from test_unlearn import CONT, hook_count, one_thread, random_text, recited, state_hash, tiny_model  # noqa: F401
+from transformer_lens import utils
+
+from interp.errors import UserError
+from interp.metrics import score_paragraphs
+from interp.reft import ReftConfig, reft_unlearn
+from interp.restore import layer_windows, restoration
+from interp.unlearn import UnlearnConfig, unlearn
+from interp.views.unlearning import figure_restoration
+
+
+def edited_where(model, mem, nmem, components):
+    cfg = UnlearnConfig(method="ga", select="all", components=components, lr=2e-2, steps=5, weight_decay=0.0)
+    return unlearn(model, mem, nmem.select(range(10)), cfg).model
+
+
+@pytest.fixture(scope="module")
+def setup():
+    model = tiny_model()
+    mem = recited(model, 3, seed=1, tag="m")
+    nmem = random_text(10, seed=2, tag="n")
+    return model, mem, nmem
+
+
+def test_windows_clip_at_the_edges():
+    assert layer_windows(4, 5) == [(0, 2), (0, 3), (0, 3), (1, 3)]
+    assert layer_windows(12, 5)[0] == (0, 2) and layer_windows(12, 5)[6] == (4, 8) and layer_windows(12, 5)[11] == (9, 11)
+    assert layer_windows(3, 1) == [(0, 0), (1, 1), (2, 2)]
+    with pytest.raises(UserError):
+        layer_windows(4, 0)
+
+
+def test_restoring_what_changed_restores_the_original(setup):
+    model, mem, nmem = setup
+    for components, experiment in ((("W_in",), "coefficients"), (("attn",), "attention"), (("W_out",), "values")):
+        edited = edited_where(model, mem, nmem, components)
+        result = restoration(model, edited, mem, width=9)  # every window covers all 4 layers
+        assert float(result.em_edited.float().mean()) < CONT - 1, "the edit must forget something for this test to mean anything"
+        e = result.experiments.index(experiment)
+        assert torch.equal(result.em_restored[e, 0], result.em_original)
+        assert result.krs[e, 0] == pytest.approx(1.0, abs=1e-4) and result.em_recovered[e, 0] == pytest.approx(1.0)
+        assert result.nll_recovered[e, 0] == pytest.approx(1.0, abs=1e-3)
+        assert figure_restoration(result).data[0].z[e][0] == pytest.approx(float(result.em_recovered[e, 0]))
+        both = result.experiments.index("both")
+        if experiment != "values":
+            assert result.krs[both, 0] == pytest.approx(1.0, abs=1e-4)
+        else:  # the edited value vectors still act on restored coefficients: not a full restore
+            assert result.krs[result.experiments.index("coefficients"), 0] < 0.999
+
+
+def test_batched_patching_equals_one_forward_per_window(setup):
+    model, mem, nmem = setup
+    edited = edited_where(model, mem, nmem, None)
+    hashes = (state_hash(model), state_hash(edited))
+    result = restoration(model, edited, mem, width=3, experiments=("coefficients", "both", "values"), batch_size=4)
+    assert hashes == (state_hash(model), state_hash(edited)) and hook_count(model) == hook_count(edited) == 0
+    names = [utils.get_act_name(k, l) for k in ("post", "attn_out") for l in range(4)]
+    _, cache = model.run_with_cache(mem.tokens, names_filter=names)
+    p = mem.prefix_len
+    ref_logits = model(mem.tokens)[:, p - 1 : -1]
+    for l, (lo, hi) in enumerate(layer_windows(4, 3)):
+        for e, kinds in ((0, ("post",)), (1, ("post", "attn_out"))):
+            hooks = [(utils.get_act_name(k, j), lambda act, hook: cache[hook.name]) for k in kinds for j in range(lo, hi + 1)]
+            logits = edited.run_with_hooks(mem.tokens, fwd_hooks=hooks)
+            with edited.hooks(fwd_hooks=hooks):
+                scores = score_paragraphs(edited, mem)
+            assert torch.equal(result.em_restored[e, l], scores.em)
+            assert torch.allclose(result.nll_restored[e, l], scores.nll, atol=1e-5)
+            loss = (logits[:, p - 1 : -1] - ref_logits).pow(2).mean((1, 2))
+            assert torch.allclose(result.logit_loss_restored[e, l], loss, rtol=1e-4)
+    assert result.em_restored.shape == (3, 4, 3)
+
+
+def test_restoration_with_reft_hooks_and_failure_cleanup(setup):
+    model, mem, nmem = setup
+    reft = reft_unlearn(model, mem, nmem, ReftConfig(method="ga", layer=2, lr=0.05, steps=10))
+    result = restoration(model, model, mem, width=1, edited_hooks=reft.hooks(), experiments=("coefficients", "values"))
+    assert torch.equal(result.em_edited, reft.after.target_em)
+    assert result.krs[1].abs().max() < 1e-6  # ReFT changes no weights: copying W_out back changes nothing
+    # Coefficients up to the intervention (after layer 2) are untouched by it: restoring them does nothing;
+    # those of layer 3 carry part of its effect.
+    assert result.krs[0, :3].abs().max() < 1e-6 and result.krs[0, 3] > 0.01
+
+    def broken(act, hook):
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        restoration(model, model, mem, edited_hooks=[("blocks.1.hook_resid_post", broken)])
+    assert hook_count(model) == 0
+    with pytest.raises(UserError, match="experiments"):
+        restoration(model, model, mem, experiments=("weights",))

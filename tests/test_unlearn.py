@@ -1,0 +1,251 @@
+"""Masked fine-tuning on a copy: the mask is respected bit for bit, the input model never changes,
+the objectives move what they should, the table averages runs, and the CLI's saved model reloads."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+import torch
+from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+from interp.data import Paragraphs
+from interp.errors import UserError
+from interp.gradients import parameter_gradients, selected_parameters
+from interp.masks import top_k_mask
+from interp.metrics import score_paragraphs
+from interp.perturbation import greedy_decode
+from interp.views.unlearning import figure_unlearning_table
+from interp.unlearn import (
+    RelearnConfig,
+    UnlearnConfig,
+    evaluate,
+    optimise,
+    probe_sets,
+    relearn,
+    select_weights,
+    unlearn,
+    unlearning_table,
+)
+
+PREFIX, CONT, VOCAB = 8, 8, 48
+
+
+def state_hash(model: torch.nn.Module) -> str:
+    h = hashlib.sha256()
+    for name, t in model.state_dict().items():
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def hook_count(model: HookedTransformer) -> int:
+    return sum(len(hp._forward_hooks) + len(hp._backward_hooks) for hp in model.hook_dict.values())
+
+
+def tiny_model(seed: int = 3) -> HookedTransformer:
+    cfg = HookedTransformerConfig(
+        n_layers=4, d_model=32, n_heads=4, d_head=8, d_mlp=64, d_vocab=VOCAB, n_ctx=PREFIX + CONT, act_fn="gelu_new",
+        normalization_type="LN", attn_types=["global", "local"] * 2, window_size=4, use_attn_scale=False,
+        original_architecture="GPTNeoForCausalLM", seed=seed, initializer_range=0.3,
+    )
+    return HookedTransformer(cfg).eval()
+
+
+def recited(model: HookedTransformer, n: int, seed: int, tag: str) -> Paragraphs:
+    """Random prefixes followed by the model's OWN greedy continuation: EM = CONT by construction."""
+    prefixes = torch.randint(0, VOCAB, (n, PREFIX), generator=torch.Generator().manual_seed(seed))
+    tokens = torch.cat([prefixes, greedy_decode(model, prefixes, CONT)], 1)
+    return Paragraphs(tokens, PREFIX, tuple(f"{tag}{i}" for i in range(n)))
+
+
+def random_text(n: int, seed: int, tag: str) -> Paragraphs:
+    tokens = torch.randint(0, VOCAB, (n, PREFIX + CONT), generator=torch.Generator().manual_seed(seed))
+    return Paragraphs(tokens, PREFIX, tuple(f"{tag}{i}" for i in range(n)))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models run several times faster on one thread than on two contended ones."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def setup():
+    model = tiny_model()
+    mem = recited(model, 6, seed=1, tag="m")
+    nmem = random_text(30, seed=2, tag="n")
+    probe = probe_sets(model, mem.select([2, 3, 4, 5]), nmem.select(range(20, 30)), random_text(6, 3, "h"))
+    return model, mem, nmem, probe
+
+
+def test_mask_respected_bit_for_bit_and_input_model_untouched(setup):
+    model, mem, nmem, probe = setup
+    before_hash = state_hash(model)
+    flags = {n: p.requires_grad for n, p in model.named_parameters()}
+    gen = torch.Generator().manual_seed(0)
+    mask = {name: torch.rand(p.shape, generator=gen) < 0.05 for name, p in model.named_parameters()
+            if name in ("blocks.1.attn.W_V", "blocks.2.mlp.W_in", "blocks.0.ln1.w")}
+    cfg = UnlearnConfig(method="unlearn", lr=1e-2, steps=3, weight_decay=1.0)
+    result = unlearn(model, mem.select([0]), nmem.select(range(10)), cfg, mask=mask, probe=probe)
+    assert state_hash(model) == before_hash
+    assert {n: p.requires_grad for n, p in model.named_parameters()} == flags
+    assert all(p.grad is None for p in model.parameters()) and hook_count(model) == 0
+    original = dict(model.named_parameters())
+    changed = 0
+    for name, p in result.model.named_parameters():
+        diff = p.detach() != original[name].detach()
+        outside = ~mask[name] if name in mask else torch.ones_like(diff)
+        assert not bool((diff & outside).any()), f"{name}: a weight outside the mask moved"
+        changed += int(diff.sum())
+    n_mask = sum(int(m.sum()) for m in mask.values())
+    assert result.trained == n_mask and result.weights_changed == changed
+    assert changed > 0.9 * n_mask  # Adam moves every selected weight that has a gradient
+    assert result.model is not model and result.losses.shape == (3,)
+
+
+def test_paper_code_decay_moves_unselected_weights(setup):
+    """With the public code's behaviour (only the gradient masked), weight decay shrinks the rest too."""
+    model, mem, nmem, _ = setup
+    mask = {"blocks.1.attn.W_V": torch.zeros(model.blocks[1].attn.W_V.shape, dtype=torch.bool)}
+    mask["blocks.1.attn.W_V"][0, 0, 0] = True
+    cfg = UnlearnConfig(lr=1e-3, steps=2, weight_decay=1.0, decay_outside_mask=True)
+    result = unlearn(model, mem.select([0]), nmem.select(range(10)), cfg, mask=mask)
+    assert result.weights_changed > 100
+    strict = unlearn(model, mem.select([0]), nmem.select(range(10)), UnlearnConfig(lr=1e-3, steps=2), mask=mask)
+    assert strict.weights_changed == 1
+
+
+def test_selections_and_restrictions(setup):
+    model, mem, nmem, _ = setup
+    target, retain = mem.select([0]), nmem.select(range(10))
+    grads = parameter_gradients(model, target, retain, objective="contrastive")
+    top = select_weights(model, target, retain, UnlearnConfig(fraction=0.01))
+    expected = top_k_mask(grads, fraction=0.01)
+    assert all(torch.equal(top[k], expected[k]) for k in expected)
+    total = sum(p.numel() for p in selected_parameters(model).values())
+    assert sum(int(m.sum()) for m in top.values()) == round(0.01 * total)
+    rand = select_weights(model, target, retain, UnlearnConfig(select="random", fraction=0.01))
+    assert all(int(rand[k].sum()) == int(top[k].sum()) for k in top)
+    assert any(not torch.equal(rand[k], top[k]) for k in top)
+    everything = select_weights(model, target, retain, UnlearnConfig(select="all"))
+    assert set(everything) == set(selected_parameters(model)) and all(bool(m.all()) for m in everything.values())
+    mlp1 = select_weights(model, target, retain, UnlearnConfig(select="all", layers=(1,), components=("mlp",)))
+    assert {k for k, m in mlp1.items() if m.any()} == {"blocks.1.mlp.W_in", "blocks.1.mlp.W_out"}
+    head = select_weights(model, target, retain, UnlearnConfig(select="all", layers=(2,), head=3))
+    assert {k for k, m in head.items() if m.any()} == {f"blocks.2.attn.W_{x}" for x in "QKVO"}
+    assert bool(head["blocks.2.attn.W_V"][3].all()) and not bool(head["blocks.2.attn.W_V"][:3].any())
+
+
+@pytest.mark.parametrize("method", ["ga", "npo", "graddiff"])
+def test_forgetting_objectives_lower_the_target(setup, method):
+    model, mem, nmem, probe = setup
+    cfg = UnlearnConfig(method=method, select="all", lr=1e-2, steps=5, weight_decay=0.0)
+    result = unlearn(model, mem.select([0, 1]), nmem.select(range(10)), cfg, probe=probe)
+    assert result.before.target_em.tolist() == [CONT, CONT]
+    assert float(result.after.target_em.float().mean()) < CONT / 2
+    assert bool((result.after.target_nll > result.before.target_nll + 0.5).all())
+
+
+def test_edit_learns_the_new_continuation(setup):
+    model, mem, nmem, probe = setup
+    target = mem.select([0])
+    new = torch.randint(0, VOCAB, (1, CONT), generator=torch.Generator().manual_seed(9))
+    edit = target.with_continuations(new)
+    cfg = UnlearnConfig(method="edit", select="all", lr=1e-2, steps=10, weight_decay=0.0)
+    result = unlearn(model, target, nmem.select(range(10)), cfg, edit_targets=edit, probe=probe)
+    assert int(result.before.edit_em[0]) <= 1
+    assert int(result.after.edit_em[0]) >= CONT // 2 and int(result.after.target_em[0]) < CONT
+    with pytest.raises(UserError, match="edit target"):
+        unlearn(model, target, nmem.select(range(10)), cfg)
+
+
+def test_probes_and_evaluation(setup):
+    model, mem, nmem, probe = setup
+    ev = evaluate(model, mem.select([0, 2]), probe)
+    assert ev.nmem_em.tolist() == [CONT] * len(probe.nmem)  # own greedy continuation: unchanged = full length
+    assert ev.mem_em.tolist() == [CONT] * len(probe.mem)
+    assert ev.other_mem_em() == CONT and len(probe.mem) == 4  # m2 is a target: excluded, the mean is over m3..m5
+    ref = score_paragraphs(model, probe.heldout).nll.mean().exp()
+    assert ev.heldout_ppl == pytest.approx(float(ref), rel=1e-5)
+    random_nmem = score_paragraphs(model, nmem.select(range(20, 30))).em
+    assert float(random_nmem.float().mean()) < CONT  # the true random continuation is NOT what the model recites
+
+
+def test_nonfinite_loss_and_bad_settings_stop_clearly(setup):
+    model, mem, nmem, _ = setup
+    w = torch.nn.Parameter(torch.ones(3))
+    calls = []
+
+    def loss() -> torch.Tensor:  # finite once, then NaN
+        calls.append(1)
+        return w.sum() * (1.0 if len(calls) == 1 else float("nan"))
+
+    with pytest.raises(UserError, match="step 2 of 4"):
+        optimise(loss, [w], 4, 1e-3, 0.0)
+    for bad in (dict(method="forget"), dict(select="best"), dict(fraction=0.0), dict(lr=-1.0), dict(steps=0)):
+        with pytest.raises(UserError):
+            UnlearnConfig(**bad)
+    empty = {"blocks.0.mlp.W_in": torch.zeros(model.blocks[0].mlp.W_in.shape, dtype=torch.bool)}
+    with pytest.raises(UserError, match="selects no weights"):
+        unlearn(model, mem.select([0]), nmem.select(range(10)), UnlearnConfig(), mask=empty)
+
+
+def test_relearn_and_table(setup):
+    model, mem, nmem, probe = setup
+    before_hash = state_hash(model)
+    attacked = relearn(model, mem.select([0]), nmem.select(range(10)), RelearnConfig(steps=3, lr=1e-2))
+    assert state_hash(model) == before_hash and state_hash(attacked) != before_hash
+    configs = [UnlearnConfig(method="ga", select="all", lr=1e-2, steps=3, weight_decay=0.0),
+               UnlearnConfig(method="ga", select="topk", fraction=0.01, lr=1e-2, steps=3, weight_decay=0.0)]
+    table = unlearning_table(model, mem.select([0, 1]), nmem.select(range(20)), configs, probe, retain_per_run=10,
+                             relearn_config=RelearnConfig(steps=2, lr=1e-3))
+    assert state_hash(model) == before_hash
+    assert len(table.per_run) == 4 and table.labels == ("ga all", "ga top-1%")
+    for row, label in enumerate(table.labels):
+        runs = [r for r in table.per_run if r["label"] == label]
+        assert table.after[row]["target_em"] == pytest.approx(sum(r["after"]["target_em"] for r in runs) / 2)
+        assert table.relearned[row]["target_em"] == pytest.approx(sum(r["relearned"]["target_em"] for r in runs) / 2)
+    assert table.before["target_em"] == CONT and table.after[0]["target_em"] < CONT
+    assert table.weights_changed[1] <= table.trained[1] < table.weights_changed[0]
+    assert json.dumps(table.to_json(), default=float) and "ga all" in table.format()
+    fig = figure_unlearning_table(table)
+    assert list(fig.data[0].y) == [a["target_em"] for a in table.after] and list(fig.data[0].x) == list(table.labels)
+    assert list(fig.data[3].y) == [r["target_em"] for r in table.relearned]
+    with pytest.raises(UserError, match="retain"):
+        unlearning_table(model, mem.select([0, 1]), nmem.select(range(15)), configs, probe, retain_per_run=10)
+
+
+def test_cli_save_reloads_with_the_measured_em(testbed, tmp_path):
+    """`interp unlearn --save DIR` writes a model whose EM `interp memorized --model DIR` reproduces."""
+    from interp import testbed_paragraphs
+    from interp.cli import main
+
+    every = testbed_paragraphs()
+    split = every.meta["split"]
+    pick = [i for i in range(len(every)) if split[i] == "planted"][:6] + \
+           [i for i in range(len(every)) if split[i] == "once"][:14] + [i for i in range(len(every)) if split[i] == "heldout"][:3]
+    small = tmp_path / "small.jsonl"
+    every.select(pick).save_jsonl(small)
+    out, saved = tmp_path / "run.json", tmp_path / "edited"
+    assert main(["unlearn", "--model", "testbed", "--paragraphs", str(small), "--method", "ga", "--select", "all",
+                 "--lr", "1e-3", "--steps", "3", "--weight-decay", "0", "--retain", "4", "--probe", "3",
+                 "--relearn-steps", "0", "--device", "cpu", "--json", str(out), "--save", str(saved)]) == 0
+    run = json.loads(out.read_text())
+    target = run["per_run"][0]["target"]
+    em_after = run["rows"][0]["after"]["target_em"]
+    assert run["before"]["target_em"] == 50 and em_after < 50
+    again = tmp_path / "again.json"
+    assert main(["memorized", "--model", str(saved), "--paragraphs", str(small), "--device", "cpu", "--json", str(again)]) == 0
+    reloaded = {r["id"]: r["em"] for r in json.loads(again.read_text())["paragraphs"]}
+    assert reloaded[target] == em_after
+    restored = tmp_path / "restore.json"
+    assert main(["restore", "--model", "testbed", "--edited", str(saved), "--paragraphs", str(small), "--device", "cpu",
+                 "--json", str(restored), "--experiments", "coefficients,values"]) == 0
+    res = json.loads(restored.read_text())
+    assert res["ids"] == [target] and res["em_original"] == [50] and res["em_edited"] == [em_after]
+    assert main(["unlearn", "--model", "testbed", "--paragraphs", str(small), "--table", "--save", str(saved)]) == 2
