@@ -8,7 +8,7 @@ import sys
 
 from interp.errors import UserError
 
-COMMANDS = ("memorized", "testbed", "grad_map", "scan", "perturb", "locate_head", "unlearn", "restore")
+COMMANDS = ("memorized", "testbed", "perturb", "report", "grad_map", "scan", "unlearn", "restore", "locate_head")
 """Modules of interp.commands; each has `register(subparsers)` that sets `run` on its parser."""
 
 

@@ -1,0 +1,53 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 6. Restoration: is the unlearned text gone, or only harder to reach? (paper B)
+#
+# After unlearning, put parts of the ORIGINAL model back into the unlearned one, for a window of 5
+# layers around each layer: the MLP coefficients (activations after the nonlinearity), the
+# attention outputs, both, or the MLP value vectors (W_out rows). Knowledge Recovery Score:
+# KRS = 1 - loss(restored) / loss(unlearned), loss = mean squared logit difference from the
+# original. Paper B: value vectors recover almost nothing; the final layers' coefficients (and
+# middle-late attention) carry the forgetting -- unlearning changes retrieval, not storage.
+
+# %%
+from _common import QUICK, save, testbed_subset
+
+from interp import load_model, testbed_paragraphs
+from interp.memorization import choose_sets, memorization_split
+from interp.restore import restoration
+from interp.unlearn import UnlearnConfig, unlearn
+from interp.views import unlearning as views
+
+model = load_model("testbed", device="cpu")
+paragraphs = testbed_paragraphs(splits=("planted", "once"))
+if QUICK:
+    paragraphs = testbed_subset(paragraphs, n_once=40)
+split = memorization_split(model, paragraphs, n_examples=0)
+mem, nmem = choose_sets(split, paragraphs, n_mem=1 if QUICK else 2, n_nmem=10, seed=0)
+
+# %%
+figures, numbers = {}, {}
+for select in ("all",) if QUICK else ("all", "topk"):
+    edited = unlearn(model, mem, nmem, UnlearnConfig(method="unlearn", select=select, lr=1e-3, steps=5 if QUICK else 10))
+    result = restoration(model, edited.model, mem)
+    figures[f"restoration_{select}"] = views.figure_restoration(result)
+    numbers[select] = {"em_original": float(result.em_original.float().mean()), "em_unlearned": float(result.em_edited.float().mean()),
+                       "experiments": list(result.experiments), "krs": result.krs, "em_recovered": result.em_recovered}
+    print(f"{select}: EM {numbers[select]['em_original']:.1f} -> {numbers[select]['em_unlearned']:.1f}")
+    for name, row in zip(result.experiments, result.krs.tolist()):
+        print(f"  KRS {name:>12}: " + " ".join(f"{v:+.2f}" for v in row))
+figures[f"restoration_{select}"]
+
+# %%
+save(figures, numbers, "06_restoration")

@@ -1,0 +1,127 @@
+"""Regenerate figures/: run every analyses notebook (full settings) and write figures/README.md.
+
+    python analyses/make_figures.py            # all notebooks, about 10-20 minutes on 2 CPU cores
+    python analyses/make_figures.py 01 03      # only these notebooks (README from what is there)
+
+Each notebook writes its PNG / SVG figures and a JSON of its key numbers into figures/; the
+README's testbed numbers are read from those JSON files, so they are always the measured ones.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ANALYSES = Path(__file__).resolve().parent
+FIGURES = Path(os.environ.get("INTERP_FIGURES", ANALYSES.parent / "figures"))
+
+
+def run_notebooks(prefixes: list[str]) -> None:
+    for path in sorted(ANALYSES.glob("[0-9][0-9]_*.py")):
+        if prefixes and not any(path.stem.startswith(p) for p in prefixes):
+            continue
+        start = time.perf_counter()
+        print(f"== {path.name}", flush=True)
+        subprocess.run([sys.executable, path.name], cwd=ANALYSES, check=True, env={**os.environ, "QUICK": ""})
+        print(f"== {path.name}: {time.perf_counter() - start:.0f} s", flush=True)
+
+
+def _load(name: str) -> dict | None:
+    path = FIGURES / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _fmt(x, digits: int = 2) -> str:
+    return "n/a" if x is None else f"{x:.{digits}f}"
+
+
+def readme() -> str:
+    lines = ["# figures/", "",
+             "Paper-style figures of the testbed, produced by the notebooks in `analyses/` and regenerated with",
+             "", "    python analyses/make_figures.py", "",
+             "Each figure is a PNG and an SVG; every number below was measured by that command and is also in the",
+             "notebook's JSON file here. The papers' numbers are for GPT-Neo 125M (paper A, Stoehr et al. 2024) and",
+             "LLaMA2-7B / OLMo-7B (paper B, Hong et al. 2024); the testbed is a 4-layer GPT-Neo trained on Python",
+             "standard-library source with planted repeated paragraphs, so only the direction of an effect is",
+             "comparable. For the interactive versions run `interp report` (one offline report.html).", ""]
+    m = _load("01_memorization")
+    lines += ["## 1. Memorization split (`01_memorization.py`)", "",
+              "- `em_histogram`: paragraphs per exact-match value (log scale); MEM = EM 50 (red), NMEM = EM <= 10 (blue).",
+              "- `memorization_by_count`: fraction fully memorized and mean EM by the number of training copies.",
+              "- `nll_vs_em`: continuation loss against EM per paragraph.", ""]
+    if m:
+        lines += ["| | paper A | testbed |", "|---|---|---|",
+                  f"| MEM paragraphs | 442 | {m['n_mem']} of {m['n_paragraphs']} |",
+                  f"| NMEM paragraphs | 12,422 | {m['n_nmem']} |"]
+        lines += [f"| fraction MEM, {r['count']} copies | - | {_fmt(r['fraction_mem'])} (mean EM {_fmt(r['mean_em'], 1)}) |"
+                  for r in m["by_count"]]
+        lines.append("")
+    g = _load("02_gradients")
+    lines += ["## 2. Gradient maps (`02_gradients.py`)", "",
+              "- `gradient_components`: max |grad| of the continuation NLL per layer x component, MEM, NMEM, MEM - NMEM.",
+              "- `gradient_heads`, `gradient_heads_relative`: the same per head for W_Q, W_K, W_V, W_O (relative: each map scaled to sum 1).",
+              "- `gradient_layer_share`: each layer's share of the gradient, MEM vs NMEM.",
+              "- `gradient_per_paragraph_share`: per-paragraph gradient share per layer with a Mann-Whitney U test.", ""]
+    if g:
+        top = g["most_salient"]["relative_diff"]
+        lines += ["| | paper A | testbed |", "|---|---|---|",
+                  f"| gradient share in the lower half of the layers, MEM vs NMEM | MEM larger | {_fmt(g['lower_half_share']['mem'], 3)} vs {_fmt(g['lower_half_share']['nmem'], 3)} |",
+                  f"| most salient head component (MEM relative to NMEM) | layer 1 head 2 W_V | layer {top['layer']} head {top['head']} {top['component']} |",
+                  f"| paragraphs | - | {g['n_mem']} MEM, {g['n_nmem']} NMEM |", ""]
+    h = _load("03_heads")
+    lines += ["## 3. Memorization head and rare tokens (`03_heads.py`)", "",
+              "- `head_rare_token_tau`: Kendall tau of attention vs token frequency rank per head (negative = prefers rare tokens).",
+              "- `head_attention_by_rank`: attention per rarity rank for the top heads.",
+              "- `head_method_ranks`, `head_ablation`, `head_patching`, `head_attribution`: the other methods' evidence per head.", ""]
+    if h:
+        lines += ["| | paper A | testbed |", "|---|---|---|",
+                  f"| most rare-token-attending head (tau) | layer 1 head 2 (-0.97) | layer {h['most_rare_token_head'][0]} head {h['most_rare_token_head'][1]} ({_fmt(h['most_rare_token_tau'])}) |",
+                  f"| top head of the locator (ordered by {', '.join(h['rank_by'])}) | - | layer {h['top_head'][0]} head {h['top_head'][1]} |",
+                  "| agreement between methods (Kendall tau) | methods disagreed | " +
+                  ", ".join(f"{k} {v:+.2f}" for k, v in h["agreement"].items()) + " |", ""]
+    p = _load("04_perturbation")
+    lines += ["## 4. Prefix perturbation (`04_perturbation.py`)", "",
+              "- `perturbation_em_drop_by_position`: mean EM lost when one prefix position is replaced, MEM vs NMEM.", ""]
+    if p:
+        lines += ["| mean EM drop per perturbed token | paper A | testbed |", "|---|---|---|",
+                  f"| MEM | 12.19 | {_fmt(p['mean_em_drop_mem'])} |", f"| NMEM | 33.12 | {_fmt(p['mean_em_drop_nmem'])} |",
+                  f"| paragraphs, samples per position | - | {p['n_mem']} + {p['n_nmem']}, {p['samples_per_position']} |", ""]
+    u = _load("05_unlearning")
+    paper = {"all": ("26.90", "45.11"), "top-0.1%": ("26.75", "45.84"), "random-0.1%": ("49.80", "44.86")}
+    lines += ["## 5. Unlearning vs baselines (`05_unlearning.py`)", "",
+              "- `unlearning_table`: mean EM of the target, other MEM paragraphs and NMEM (vs the original's own continuation) after each run.", ""]
+    if u:
+        lines += ["| run | paper A MEM / NMEM EM | testbed target EM | other MEM EM | NMEM EM | held-out ppl |", "|---|---|---|---|---|---|",
+                  f"| original | - | {_fmt(u['before']['target_em'])} | {_fmt(u['before']['other_mem_em'])} | {_fmt(u['before']['nmem_em'])} | {_fmt(u['before']['heldout_ppl'])} |"]
+        for row in u["rows"]:
+            what = row["label"].split(" ", 1)[-1]
+            ref = " / ".join(paper[what]) if row["label"].startswith("unlearn ") and what in paper else "-"
+            a = row["after"]
+            lines.append(f"| {row['label']} | {ref} | {_fmt(a['target_em'])} | {_fmt(a['other_mem_em'])} | {_fmt(a['nmem_em'])} | {_fmt(a['heldout_ppl'])} |")
+        lines.append("")
+    r = _load("06_restoration")
+    lines += ["## 6. Restoration (`06_restoration.py`)", "",
+              "- `restoration_all`, `restoration_topk`: fraction of the forgotten EM, of the NLL increase and KRS recovered by",
+              "  restoring each part of the original model for a 5-layer window around each layer.", ""]
+    if r:
+        lines += ["| unlearning | target EM before -> after | best KRS (experiment, layer) | max KRS of value vectors | paper B |",
+                  "|---|---|---|---|---|"]
+        for select, v in r.items():
+            krs = v["krs"]
+            cells = [(val, e, l) for e, row in zip(v["experiments"], krs) for l, val in enumerate(row) if val is not None]
+            best = max(cells) if cells else (None, "-", "-")
+            values = max((val for val, e, _ in cells if e == "values"), default=None)
+            lines.append(f"| {select} weights | {_fmt(v['em_original'], 1)} -> {_fmt(v['em_unlearned'], 1)} | "
+                         f"{_fmt(best[0])} ({best[1]}, layer {best[2]}) | {_fmt(values)} | values recover ~nothing; late-layer coefficients most |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    run_notebooks(sys.argv[1:])
+    (FIGURES / "README.md").write_text(readme())
+    print(f"wrote {FIGURES / 'README.md'}")

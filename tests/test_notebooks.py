@@ -1,0 +1,79 @@
+"""Every analyses/ notebook runs top to bottom on the testbed in quick mode and writes its figures
+and numbers; each is also a valid jupytext percent-format notebook."""
+
+from __future__ import annotations
+
+import json
+import runpy
+from pathlib import Path
+
+import pytest
+
+ANALYSES = Path(__file__).parent.parent / "analyses"
+NOTEBOOKS = sorted(ANALYSES.glob("[0-9][0-9]_*.py"))
+EXPECTED = {
+    "01_memorization": ["em_histogram", "memorization_by_count", "nll_vs_em"],
+    "02_gradients": ["gradient_components", "gradient_heads", "gradient_layer_share"],
+    "03_heads": ["head_rare_token_tau", "head_method_ranks", "head_ablation", "head_patching"],
+    "04_perturbation": ["perturbation_em_drop_by_position"],
+    "05_unlearning": ["unlearning_table"],
+    "06_restoration": ["restoration_all"],
+}
+
+
+def test_one_notebook_per_paper_section():
+    assert [p.stem for p in NOTEBOOKS] == sorted(EXPECTED)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_runs_in_quick_mode(path, tmp_path, monkeypatch, testbed):
+    import jupytext
+
+    notebook = jupytext.read(path)
+    assert any(c.cell_type == "markdown" for c in notebook.cells) and any(c.cell_type == "code" for c in notebook.cells)
+    monkeypatch.setenv("QUICK", "1")
+    monkeypatch.setenv("INTERP_FIGURES", str(tmp_path))
+    monkeypatch.syspath_prepend(str(ANALYSES))
+    monkeypatch.delitem(__import__("sys").modules, "_common", raising=False)
+    runpy.run_path(str(path), run_name="__main__")
+    for name in EXPECTED[path.stem]:
+        svg = tmp_path / f"{name}.svg"
+        assert svg.exists() and svg.stat().st_size > 1000 and svg.read_text().lstrip().startswith("<svg"), name
+    CHECKS[path.stem](json.loads((tmp_path / f"{path.stem}.json").read_text()))
+
+
+def _memorization(n: dict) -> None:
+    from interp import testbed_metadata
+
+    built = testbed_metadata()["memorization_by_count"]  # measured when the testbed was built
+    rows = {r["count"]: r for r in n["by_count"]}
+    for count in (128, 64, 32, 16, 4):  # the quick subset keeps every planted paragraph
+        assert rows[count]["fraction_mem"] == pytest.approx(built[str(count)]["fraction_memorized"]), count
+    assert n["n_mem"] == sum(r["n_mem"] for r in n["by_count"])
+
+
+def _gradients(n: dict) -> None:
+    assert sum(layer["mem_share"] for layer in n["layers"]) == pytest.approx(1.0)
+    assert 0 <= n["lower_half_share"]["mem"] <= 1 and n["n_mem"] == 4
+
+
+def _heads(n: dict) -> None:
+    assert 0 <= n["top_head"][0] < 4 and 0 <= n["top_head"][1] < 8
+    assert -1 <= n["most_rare_token_tau"] <= 1 and len(n["heads"]) == 8
+
+
+def _perturbation(n: dict) -> None:
+    assert 0 <= n["mean_em_drop_mem"] <= 50 and 0 <= n["mean_em_drop_nmem"] <= 50
+
+
+def _unlearning(n: dict) -> None:
+    assert [r["label"] for r in n["rows"]] == ["unlearn all", "unlearn top-0.1%", "unlearn random-0.1%"]
+    assert n["before"]["target_em"] == 50 and n["before"]["nmem_em"] == 50  # NMEM probes use the model's own continuation
+
+
+def _restoration(n: dict) -> None:
+    assert n["all"]["em_original"] == 50 and len(n["all"]["krs"]) == len(n["all"]["experiments"])
+
+
+CHECKS = {"01_memorization": _memorization, "02_gradients": _gradients, "03_heads": _heads,
+          "04_perturbation": _perturbation, "05_unlearning": _unlearning, "06_restoration": _restoration}
