@@ -41,13 +41,17 @@ figures, numbers = {}, {}
 for select in ("all",) if QUICK else ("all", "topk"):
     edited = unlearn(model, mem, nmem, UnlearnConfig(method="unlearn", select=select, lr=1e-3, steps=5 if QUICK else 10))
     result = restoration(model, edited.model, mem)
-    figures[f"restoration_{select}"] = views.figure_restoration(result)
-    numbers[select] = {"em_original": float(result.em_original.float().mean()), "em_unlearned": float(result.em_edited.float().mean()),
+    before, after = float(result.em_original.float().mean()), float(result.em_edited.float().mean())
+    numbers[select] = {"em_original": before, "em_unlearned": after, "forgotten": after < before,
                        "experiments": list(result.experiments), "krs": result.krs, "em_recovered": result.em_recovered}
-    print(f"{select}: EM {numbers[select]['em_original']:.1f} -> {numbers[select]['em_unlearned']:.1f}")
+    print(f"{select}: EM {before:.1f} -> {after:.1f}")
+    if after >= before:  # nothing forgotten: every recovered fraction is 0 / 0
+        print("  nothing was forgotten: no restoration to measure")
+        continue
+    figures[f"restoration_{select}"] = views.figure_restoration(result)
     for name, row in zip(result.experiments, result.krs.tolist()):
         print(f"  KRS {name:>12}: " + " ".join(f"{v:+.2f}" for v in row))
-figures[f"restoration_{select}"]
+figures["restoration_all"]
 
 # %%
 save(figures, numbers, "06_restoration")

@@ -33,15 +33,20 @@ ARGS: dict[str, tuple[list[str], list[str]]] = {
 }
 
 
+NOT_A_HEADING = re.compile(r"Warning|warn\(|%\||it/s\]|s/it\]")
+
+
 def parse_ratios(stdout: str) -> list[dict]:
-    """Every ratio printed, with the line it is on and the last unindented line before it (its heading)."""
+    """Every ratio printed, with its line and, for an indented line, the heading above it (the last
+    unindented line that is not itself a result, a warning or a progress bar)."""
     rows, heading = [], ""
     for line in stdout.splitlines():
-        if line and not line[0].isspace():
+        found = list(RATIO.finditer(line))
+        if line and not line[0].isspace() and not found and not NOT_A_HEADING.search(line):
             heading = line.strip()
-        for match in RATIO.finditer(line):
+        for match in found:
             rows.append({"ratio": float(match.group(1)), "line": line.strip(),
-                         "context": heading if heading != line.strip() else ""})
+                         "context": heading if line[:1].isspace() else ""})
     return rows
 
 

@@ -120,5 +120,6 @@ def test_views_of_the_ranking_work_offline_and_escape_tokens(forced):
     props = view.local_src.split("CircuitsVis.AttentionHeads,")[-1].rsplit("</script>", 1)[0]
     assert "</" not in props and "<!--" not in props
     decoded = json.loads(props.strip().rstrip(")").strip().replace("<\\/", "</").replace("<\\!--", "<!--"))
-    assert decoded["tokens"][:4] == ["</script>[r0]", "<!--[r1]", "a\"b[r2]", "\\[r3]"]
+    # circuitsvis sets token labels as HTML, so they arrive HTML-escaped and show as text
+    assert decoded["tokens"][:4] == ["&lt;/script&gt;[r0]", "&lt;!--[r1]", "a\"b[r2]", "\\[r3]"]
     assert f"layer {ranking.top[0]}, head {ranking.top[1]}" in page and page.count("<html>") == 1

@@ -23,6 +23,7 @@ from interp.locate import HeadRanking
 from interp.patching import KINDS, PatchingResult
 from interp.perturbation import PerturbationResult
 from interp.views.export import DIVERGING, MEM_COLOR, NMEM_COLOR, paper_style
+from interp.views.report_html import escape_strings
 
 
 def _heads_axes(n_layers: int, n_heads: int) -> tuple[list[str], list[str]]:
@@ -135,6 +136,7 @@ def attention_view(
     Each token is labelled with its frequency rank in the paragraph ("[r0]" = the rarest).
     """
     labels = [f"{tok}[r{r}]" for tok, r in zip(str_tokens, rarity)] if rarity is not None else list(str_tokens)
+    labels = escape_strings(labels)  # circuitsvis renders tokens as HTML: escaped, they show as text
     attention = torch.stack([patterns[layer, head] for layer, head in heads]).float()
     view = cv.attention.attention_heads(attention=attention, tokens=labels,
                                         attention_head_names=[f"L{l}H{h}" for l, h in heads])
@@ -151,7 +153,7 @@ def perturbation_view(result: PerturbationResult, str_tokens: list[list[str]], m
     for i in range(min(len(result.ids), max_paragraphs)):
         tokens += [f"[{result.ids[i]}: mean drop {float(result.mean_em_drop[i]):.1f}] "] + list(str_tokens[i]) + ["\n"]
         values += [0.0] + result.em_drop[i].tolist() + [0.0]
-    view = cv.tokens.colored_tokens(tokens=tokens, values=values, min_value=0.0,
+    view = cv.tokens.colored_tokens(tokens=escape_strings(tokens), values=values, min_value=0.0,
                                     max_value=max(float(result.base_em.max()), 1.0))
     return _script_safe(view, "ColoredTokens")
 
