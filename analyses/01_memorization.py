@@ -19,7 +19,7 @@
 # each paragraph was seen in training, so memorization can be plotted against repetition.
 
 # %%
-from _common import FIGURES, QUICK, save, testbed_subset
+from _common import QUICK, save, testbed_subset
 
 from interp import load_model, testbed_paragraphs
 from interp.memorization import memorization_split

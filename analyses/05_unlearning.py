@@ -23,7 +23,6 @@
 # paper's code used lr 1e-5 for 5 steps on GPT-Neo 125M (pass those to `paper_configs` to compare).
 
 # %%
-import torch
 from _common import QUICK, save, testbed_subset
 
 from interp import load_model, testbed_paragraphs

@@ -6,7 +6,6 @@ INTERP_FIGURES overrides the output folder (default: the repository's figures/).
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 

@@ -35,6 +35,7 @@ from interp.errors import UserError
 from interp.io import to_jsonable, write_json, write_text_atomic
 from interp.memorization import MemorizationSplit, choose_sets, memorization_split
 from interp.models import model_name
+from interp.testbed import shipped_unigram_counts
 from interp.views.report_html import Section, Table, report_html
 
 CACHE_FORMAT = 1
@@ -313,16 +314,6 @@ def _gradients_section(result: Bundle, results: Mapping[str, Any]) -> Section:
     )
 
 
-def _corpus_unigram_counts(model: HookedTransformer) -> torch.Tensor | None:
-    """The training corpus' unigram counts where the model's folder ships them (the testbed does)."""
-    source = getattr(model, "interp_source", None)
-    meta = Path(source.path) / "metadata.json" if source and source.path else None
-    if meta is None or not meta.exists():
-        return None
-    counts = json.loads(meta.read_text()).get("unigram_counts")
-    return torch.tensor(counts, dtype=torch.long) if counts else None
-
-
 def _heads(inputs: StepInputs) -> Bundle | Skipped:
     from interp.data import rarity_ranks, unigram_counts
     from interp.locate import locate_memorization_head
@@ -336,7 +327,7 @@ def _heads(inputs: StepInputs) -> Bundle | Skipped:
     wide = 16 * o.n_mem
     mem_idx, nmem_idx = choose_indices(split, wide, wide, o.seed)
     subset = inputs.paragraphs.select(torch.cat([mem_idx, nmem_idx]).sort().values)
-    counts = _corpus_unigram_counts(model)
+    counts = shipped_unigram_counts(model)
     ranking = locate_memorization_head(model, subset, unigram_counts=counts, max_paragraphs=o.n_mem,
                                        mem_min=split.mem_min, nmem_max=split.nmem_max, seed=o.seed, batch_size=o.batch_size)
     # attention patterns of the top heads on one MEM paragraph, for the circuitsvis view

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
 import torch
 
@@ -14,6 +12,7 @@ from interp.io import write_json, write_text_atomic
 from interp.locate import METHODS, locate_memorization_head
 from interp.metrics import NMEM_MAX_EM
 from interp.models import model_name
+from interp.testbed import shipped_unigram_counts
 
 
 def register(sub) -> None:
@@ -32,20 +31,10 @@ def register(sub) -> None:
     p.set_defaults(run=run)
 
 
-def corpus_counts(model) -> torch.Tensor | None:
-    """Corpus unigram counts shipped beside the model (the testbed's metadata.json), if any."""
-    source = getattr(model, "interp_source", None)
-    meta = Path(source.path) / "metadata.json" if source and source.path else None
-    if meta is None or not meta.exists():
-        return None
-    counts = json.loads(meta.read_text()).get("unigram_counts")
-    return torch.tensor(counts, dtype=torch.long) if counts else None
-
-
 def run(args: argparse.Namespace) -> int:
     model = model_from_args(args)
     paragraphs = paragraphs_from_args(args, model)
-    counts = corpus_counts(model)
+    counts = shipped_unigram_counts(model)
     ranking = locate_memorization_head(
         model, paragraphs, unigram_counts=counts, methods=tuple(args.methods),
         rank_by=tuple(args.rank_by) if args.rank_by else None, max_paragraphs=args.max_paragraphs,

@@ -30,3 +30,13 @@ def testbed_paragraphs(splits: tuple[str, ...] | None = None, path: str | Path =
         return paragraphs
     keep = [i for i, s in enumerate(paragraphs.meta["split"]) if s in splits]
     return paragraphs.select(keep)
+
+
+def shipped_unigram_counts(model) -> torch.Tensor | None:
+    """Corpus unigram counts shipped beside a model's checkpoint folder (the testbed's metadata.json), if any."""
+    source = getattr(model, "interp_source", None)
+    meta = Path(source.path) / "metadata.json" if source and source.path else None
+    if meta is None or not meta.exists():
+        return None
+    counts = json.loads(meta.read_text()).get("unigram_counts")
+    return torch.tensor(counts, dtype=torch.long) if counts else None
