@@ -52,25 +52,28 @@ def continuation_log_probs(
 
 
 @torch.no_grad()
+def teacher_forced_hits(
+    model: HookedTransformer, tokens: Int[Tensor, "n seq"], prefix_len: int, batch_size: int = 64
+) -> tuple[Bool[Tensor, "n cont"], Float[Tensor, "n"]]:
+    """Argmax hits per continuation position and mean continuation NLL, in batched forwards."""
+    all_hits, nlls = [], []
+    for start in range(0, tokens.shape[0], batch_size):
+        chunk = tokens[start : start + batch_size].to(model.cfg.device)
+        logits = model(chunk, return_type="logits").float()
+        all_hits.append((logits[:, prefix_len - 1 : -1].argmax(dim=-1) == chunk[:, prefix_len:]).cpu())
+        nlls.append((-continuation_log_probs(logits, chunk, prefix_len)).mean(dim=1).cpu())
+    return torch.cat(all_hits), torch.cat(nlls)
+
+
 def score_paragraphs(model: HookedTransformer, paragraphs: Paragraphs, batch_size: int = 64) -> ParagraphScores:
     """EM, continuation NLL and per-token accuracy for every paragraph, in batched forwards."""
-    device = model.cfg.device
-    ems, nlls, accs, all_hits = [], [], [], []
-    for start in range(0, len(paragraphs), batch_size):
-        tokens = paragraphs.tokens[start : start + batch_size].to(device)
-        logits = model(tokens, return_type="logits").float()
-        p = paragraphs.prefix_len
-        hits = logits[:, p - 1 : -1].argmax(dim=-1) == tokens[:, p:]
-        all_hits.append(hits.cpu())
-        ems.append(em_from_hits(hits).cpu())
-        nlls.append((-continuation_log_probs(logits, tokens, p)).mean(dim=1).cpu())
-        accs.append(hits.float().mean(dim=1).cpu())
+    hits, nll_ = teacher_forced_hits(model, paragraphs.tokens, paragraphs.prefix_len, batch_size)
     return ParagraphScores(
         ids=paragraphs.ids,
-        em=torch.cat(ems),
-        nll=torch.cat(nlls),
-        token_accuracy=torch.cat(accs),
-        hits=torch.cat(all_hits),
+        em=em_from_hits(hits),
+        nll=nll_,
+        token_accuracy=hits.float().mean(dim=1),
+        hits=hits,
         continuation_len=paragraphs.continuation_len,
     )
 

@@ -23,7 +23,7 @@ from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
 
 from interp.data import Paragraphs
 from interp.errors import UserError
-from interp.metrics import continuation_log_probs, em_from_hits
+from interp.metrics import em_from_hits, teacher_forced_hits
 
 REFERENCES = ("greedy", "true")
 
@@ -84,21 +84,6 @@ def greedy_decode(
             new.append(step)
         outs.append(torch.stack(new, 1).cpu())
     return torch.cat(outs)
-
-
-@torch.no_grad()
-def teacher_forced_em_nll(
-    model: HookedTransformer, tokens: Int[Tensor, "batch seq"], prefix_len: int, batch_size: int
-) -> tuple[Int[Tensor, "batch"], Float[Tensor, "batch"]]:
-    """EM (leading run of argmax hits) and mean NLL of each row's continuation, in batched passes."""
-    ems, nlls = [], []
-    for start in range(0, tokens.shape[0], batch_size):
-        chunk = tokens[start : start + batch_size].to(model.cfg.device)
-        logits = model(chunk, return_type="logits").float()
-        hits = logits[:, prefix_len - 1 : -1].argmax(-1) == chunk[:, prefix_len:]
-        ems.append(em_from_hits(hits).cpu())
-        nlls.append((-continuation_log_probs(logits, chunk, prefix_len)).mean(1).cpu())
-    return torch.cat(ems), torch.cat(nlls)
 
 
 @dataclass(frozen=True)
@@ -200,14 +185,16 @@ def prefix_perturbation(
         ref = greedy_decode(model, prefixes, cont, batch_size=batch_size).cpu()
     else:
         ref = paragraphs.continuations.cpu()
-    base_em, base_nll = teacher_forced_em_nll(model, torch.cat([prefixes, ref], 1), p, batch_size)
+    base_hits, base_nll = teacher_forced_hits(model, torch.cat([prefixes, ref], 1), p, batch_size)
+    base_em = em_from_hits(base_hits)
 
     generator = torch.Generator().manual_seed(seed)
     repl = random_replacements(prefixes, samples_per_position, model.cfg.d_vocab, generator)
     variants = perturbed_prefixes(prefixes, repl)  # [n, p, s, p]
     s = samples_per_position
     flat = torch.cat([variants.reshape(n * p * s, p), ref.repeat_interleave(p * s, 0)], 1)
-    em, nll = teacher_forced_em_nll(model, flat, p, batch_size)
+    hits, nll = teacher_forced_hits(model, flat, p, batch_size)
+    em = em_from_hits(hits)
     em, nll = em.view(n, p, s), nll.view(n, p, s)
 
     # Most damaging: the lowest EM, ties broken by the highest NLL.
