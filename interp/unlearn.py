@@ -33,8 +33,7 @@ from interp.data import Paragraphs
 from interp.errors import UserError
 from interp.gradients import parameter_gradients, selected_parameters
 from interp.masks import random_mask, restrict_mask, top_k_mask
-from interp.metrics import score_paragraphs
-from interp.perturbation import greedy_decode
+from interp.metrics import greedy_continuations, score_paragraphs
 from interp.objectives import (
     NLL_WEIGHT,
     contrastive_objective,
@@ -125,7 +124,7 @@ class Probe:
 
 def probe_sets(model: HookedTransformer, mem: Paragraphs, nmem: Paragraphs, heldout: Paragraphs, batch_size: int = 64) -> Probe:
     """The probes, with NMEM continuations replaced by the model's own greedy decoding."""
-    greedy = greedy_decode(model, nmem.prefixes, nmem.continuation_len, batch_size=batch_size)
+    greedy = greedy_continuations(model, nmem.prefixes, nmem.continuation_len, batch_size=batch_size)
     return Probe(mem=mem, nmem=nmem.with_continuations(greedy), heldout=heldout)
 
 

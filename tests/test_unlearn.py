@@ -15,7 +15,7 @@ from interp.errors import UserError
 from interp.gradients import parameter_gradients, selected_parameters
 from interp.masks import top_k_mask
 from interp.metrics import score_paragraphs
-from interp.perturbation import greedy_decode
+from interp.metrics import greedy_continuations
 from interp.views.unlearning import figure_unlearning_table
 from interp.unlearn import (
     RelearnConfig,
@@ -56,7 +56,7 @@ def tiny_model(seed: int = 3) -> HookedTransformer:
 def recited(model: HookedTransformer, n: int, seed: int, tag: str) -> Paragraphs:
     """Random prefixes followed by the model's OWN greedy continuation: EM = CONT by construction."""
     prefixes = torch.randint(0, VOCAB, (n, PREFIX), generator=torch.Generator().manual_seed(seed))
-    tokens = torch.cat([prefixes, greedy_decode(model, prefixes, CONT)], 1)
+    tokens = torch.cat([prefixes, greedy_continuations(model, prefixes, CONT)], 1)
     return Paragraphs(tokens, PREFIX, tuple(f"{tag}{i}" for i in range(n)))
 
 
