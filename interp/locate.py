@@ -212,7 +212,11 @@ def locate_memorization_head(
         per_head = grads.relative_diff_heads if hasattr(grads, "relative_diff_heads") else grads.diff_heads
         scores["gradient"] = per_head.max(-1).values.float()
     if "ablation" in methods:
-        ablation = head_ablation(model, mem, nmem, modes=("mean",), batch_size=batch_size)
+        unused = torch.cat([nmem_idx[max_paragraphs:], mem_idx[max_paragraphs:]])[:max(max_paragraphs, 8)]
+        if len(unused) == 0:
+            raise UserError("mean ablation takes its mean over paragraphs that are not scored, and every paragraph is "
+                            f"scored here: pass more paragraphs or lower max_paragraphs (now {max_paragraphs})")
+        ablation = head_ablation(model, mem, nmem, reference=paragraphs.select(unused), modes=("mean",), batch_size=batch_size)
         scores["ablation"] = ablation.effect("mean")
     if "patching" in methods:
         corrupted = corrupt_prefixes(mem, corrupt_fraction, model.cfg.d_vocab, seed=seed)
