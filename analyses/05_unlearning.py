@@ -29,7 +29,7 @@ from interp import load_model, testbed_paragraphs
 from interp.memorization import choose_sets, heldout_indices, memorization_split
 from interp.perturbation import prefix_perturbation
 from interp.reft import ReftConfig
-from interp.unlearn import RelearnConfig, paper_configs, probe_sets, unlearning_table
+from interp.unlearning import RelearnConfig, paper_configs, probe_sets, unlearning_table
 from interp.views import unlearning as views
 
 model = load_model("testbed", device="cpu")

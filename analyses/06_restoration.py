@@ -26,7 +26,7 @@ from _common import QUICK, save, testbed_subset
 from interp import load_model, testbed_paragraphs
 from interp.memorization import choose_sets, memorization_split
 from interp.restore import restoration
-from interp.unlearn import UnlearnConfig, unlearn
+from interp.unlearning import UnlearnConfig, unlearn
 from interp.views import unlearning as views
 
 model = load_model("testbed", device="cpu")

@@ -23,7 +23,7 @@ from interp.reft import ReftConfig, reft_unlearn
 from interp.restore import restoration
 from interp.scan import ScanConfig, scan_corpus
 from interp.testbed import testbed_metadata, testbed_paragraphs, testbed_unigram_counts
-from interp.unlearn import UnlearnConfig, unlearn, unlearning_table
+from interp.unlearning import UnlearnConfig, unlearn, unlearning_table
 
 __all__ = [
     "Paragraphs",

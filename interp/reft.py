@@ -4,7 +4,7 @@ LoReFT (Wu et al. 2024): h' = h + R^T (W h + b - R h), with R [rank, d_model] ha
 rows (torch's orthogonal parametrization), W [rank, d_model] and b [rank] free. It edits h only
 inside the rank-dimensional subspace spanned by R. It is applied at `blocks.L.hook_resid_post`,
 every position, through TransformerLens hooks on the FROZEN model, and trained with the same
-objectives as the weight edits (interp.unlearn.objective). W starts equal to R and b at 0, so the
+objectives as the weight edits (interp.unlearning.objective). W starts equal to R and b at 0, so the
 intervention starts as the identity and every change in behaviour comes from training.
 """
 
@@ -20,7 +20,7 @@ from transformer_lens import HookedTransformer, utils
 
 from interp.data import Paragraphs
 from interp.errors import UserError
-from interp.unlearn import Evaluation, Hook, Probe, check_training_settings, evaluate, objective, optimise
+from interp.unlearning import Evaluation, Hook, Probe, check_training_settings, evaluate, objective, optimise
 
 
 class LoReFT(nn.Module):

@@ -33,7 +33,7 @@ from transformer_lens import HookedTransformer, utils
 from interp.data import Paragraphs
 from interp.errors import UserError
 from interp.metrics import continuation_log_probs, em_from_hits
-from interp.unlearn import Hook
+from interp.unlearning import Hook
 
 EXPERIMENTS = ("coefficients", "attention", "both", "values")
 _PATCHED = {"coefficients": ("post",), "attention": ("attn_out",), "both": ("post", "attn_out")}

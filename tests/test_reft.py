@@ -9,7 +9,7 @@ from test_unlearn import CONT, hook_count, one_thread, random_text, recited, sta
 
 from interp.errors import UserError
 from interp.reft import LoReFT, ReftConfig, reft_unlearn
-from interp.unlearn import evaluate, probe_sets, unlearning_table
+from interp.unlearning import evaluate, probe_sets, unlearning_table
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from interp.errors import UserError
 from interp.metrics import score_paragraphs
 from interp.reft import ReftConfig, reft_unlearn
 from interp.restore import RestorationResult, default_window, layer_windows, restoration
-from interp.unlearn import UnlearnConfig, unlearn
+from interp.unlearning import UnlearnConfig, unlearn
 from interp.views.unlearning import figure_restoration
 
 

@@ -17,7 +17,7 @@ from interp.masks import top_k_mask
 from interp.metrics import score_paragraphs
 from interp.metrics import greedy_continuations
 from interp.views.unlearning import figure_unlearning_table
-from interp.unlearn import (
+from interp.unlearning import (
     RelearnConfig,
     UnlearnConfig,
     evaluate,

@@ -16,7 +16,7 @@ from interp.io import write_json
 from interp.metrics import NMEM_MAX_EM, score_paragraphs
 from interp.models import model_name, save_model
 from interp.reft import ReftConfig
-from interp.unlearn import METHODS, SELECTIONS, Probe, RelearnConfig, UnlearnConfig, paper_configs, probe_sets, unlearning_table
+from interp.unlearning import METHODS, SELECTIONS, Probe, RelearnConfig, UnlearnConfig, paper_configs, probe_sets, unlearning_table
 
 
 SAVED_RUN = "unlearning.json"  # written beside a saved edited model: which targets it forgot, and how

@@ -6,7 +6,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from interp.restore import RestorationResult
-from interp.unlearn import UnlearningTable
+from interp.unlearning import UnlearningTable
 from interp.views.export import MEM_COLOR, NMEM_COLOR, SEQUENTIAL, paper_style
 
 

@@ -435,7 +435,7 @@ def _perturbation_section(result: Bundle, results: Mapping[str, Any]) -> Section
 def _unlearning(inputs: StepInputs) -> Bundle | Skipped:
     from interp.memorization import heldout_indices
     from interp.reft import ReftConfig
-    from interp.unlearn import RelearnConfig, paper_configs, probe_sets, unlearning_table
+    from interp.unlearning import RelearnConfig, paper_configs, probe_sets, unlearning_table
 
     sets = _sets(inputs)
     if isinstance(sets, Skipped):
@@ -466,7 +466,7 @@ def _unlearning(inputs: StepInputs) -> Bundle | Skipped:
 
 
 def _unlearning_section(result: Bundle, results: Mapping[str, Any]) -> Section:
-    from interp.unlearn import COLUMNS
+    from interp.unlearning import COLUMNS
     from interp.views import unlearning as views
 
     table = result["table"]
@@ -497,7 +497,7 @@ def _unlearning_section(result: Bundle, results: Mapping[str, Any]) -> Section:
 
 def _restoration(inputs: StepInputs) -> Bundle | Skipped:
     from interp.restore import restoration
-    from interp.unlearn import UnlearnConfig, unlearn
+    from interp.unlearning import UnlearnConfig, unlearn
 
     sets = _sets(inputs)
     if isinstance(sets, Skipped):
