@@ -55,7 +55,7 @@ class ReftConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        check_training_settings(self.method, self.lr, self.steps, self.weight_decay)
+        check_training_settings(self.method, lr=self.lr, steps=self.steps, weight_decay=self.weight_decay)
         if self.rank < 1:
             raise UserError(f"ReFT rank must be at least 1, got {self.rank}")
 
@@ -67,7 +67,7 @@ class ReftConfig:
     def to_dict(self) -> dict:
         return {"kind": "reft", **asdict(self)}
 
-    def run(self, model, targets, retain, edit_targets=None, probe=None, before=None) -> ReftResult:
+    def run(self, model, targets, retain, *, edit_targets=None, probe=None, before=None) -> ReftResult:
         return reft_unlearn(model, targets, retain, self, edit_targets=edit_targets, probe=probe, before=before)
 
 
@@ -128,24 +128,26 @@ def reft_unlearn(
         intervention = LoReFT(model.cfg.d_model, config.rank).to(model.cfg.device)
     hooks = intervention_hooks(intervention, layer)
     if before is None:
-        before = evaluate(model, targets, probe, edit_targets)
+        before = evaluate(model, targets, probe, edit_targets=edit_targets)
     flags = {n: p.requires_grad for n, p in model.named_parameters()}
     try:
         for p in model.parameters():
             p.requires_grad_(False)
-        loss_fn = objective(config.method, model, targets, retain, edit_targets, config.nll_weight, config.retain_weight, config.npo_beta)
+        loss_fn = objective(config.method, model, targets, retain, edit_targets=edit_targets, nll_weight=config.nll_weight,
+                            retain_weight=config.retain_weight, npo_beta=config.npo_beta)
 
         def hooked_loss() -> Tensor:
             with model.hooks(fwd_hooks=hooks):
                 return loss_fn()
 
-        losses = optimise(hooked_loss, list(intervention.parameters()), config.steps, config.lr, config.weight_decay)
+        losses = optimise(hooked_loss, list(intervention.parameters()), steps=config.steps, lr=config.lr,
+                          weight_decay=config.weight_decay)
     finally:
         for n, p in model.named_parameters():
             p.requires_grad_(flags[n])
     intervention.requires_grad_(False)
     return ReftResult(
         config=config, layer=layer, target_ids=targets.ids, model=model, intervention=intervention, before=before,
-        after=evaluate(model, targets, probe, edit_targets, hooks=hooks), losses=losses,
+        after=evaluate(model, targets, probe, edit_targets=edit_targets, hooks=hooks), losses=losses,
         trained=sum(p.numel() for p in intervention.parameters()),
     )

@@ -206,7 +206,7 @@ def test_nonfinite_loss_and_bad_settings_stop_clearly(setup):
         return w.sum() * (1.0 if len(calls) == 1 else float("nan"))
 
     with pytest.raises(UserError, match="step 2 of 4"):
-        optimise(loss, [w], 4, 1e-3, 0.0)
+        optimise(loss, [w], steps=4, lr=1e-3, weight_decay=0.0)
     for bad in (dict(method="forget"), dict(select="best"), dict(fraction=0.0), dict(lr=-1.0), dict(steps=0)):
         with pytest.raises(UserError):
             UnlearnConfig(**bad)

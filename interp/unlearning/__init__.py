@@ -1,28 +1,21 @@
 """Unlearning memorized paragraphs and measuring what it costs (Stoehr et al. 2024 section 5.3,
-Hong et al. 2024)."""
+Hong et al. 2024).
 
-from interp.unlearning.masked import (
-    COLUMNS,
-    METHODS,
-    SELECTIONS,
-    Evaluation,
-    Hook,
-    Probe,
-    RelearnConfig,
-    UnlearnConfig,
-    UnlearningTable,
-    UnlearnResult,
-    check_training_settings,
-    evaluate,
-    objective,
-    optimise,
-    paper_configs,
-    probe_sets,
-    relearn,
-    select_weights,
-    unlearn,
-    unlearning_table,
-)
+- `training`: the objective dispatch (Eq. 3 `unlearn`, Eq. 4 `edit`, `ga`, `graddiff`, `npo`) and
+  the Adam loop that every method trains through.
+- `masked`: `unlearn`, fine-tuning only the weights of a fixed mask on a COPY of the model.
+- `evaluation`: `evaluate` on the targets and fixed collateral-damage probes (`probe_sets`).
+- `relearning`: `relearn`, the recovery attack.
+- `experiments`: `unlearning_table`, the paper's Figure 5 over many configurations and targets.
+
+LoReFT, the representation method trained with the same loop, is `interp.reft`.
+"""
+
+from interp.unlearning.evaluation import Evaluation, Hook, Probe, evaluate, probe_sets
+from interp.unlearning.experiments import COLUMNS, UnlearningTable, paper_configs, unlearning_table
+from interp.unlearning.masked import SELECTIONS, UnlearnConfig, UnlearnResult, select_weights, unlearn
+from interp.unlearning.relearning import RelearnConfig, relearn
+from interp.unlearning.training import METHODS, check_training_settings, objective, optimise
 
 __all__ = [
     "COLUMNS",

@@ -1,0 +1,51 @@
+"""The relearning attack: a few steps of plain fine-tuning on related text that does not contain
+the forgotten continuation. A forgotten paragraph that comes straight back was hidden, not removed.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from torch import Tensor
+from transformer_lens import HookedTransformer
+
+from interp.data import Paragraphs
+from interp.errors import UserError
+from interp.unlearning.evaluation import Hook
+from interp.unlearning.training import check_training_settings, optimise
+
+
+@dataclass(frozen=True)
+class RelearnConfig:
+    """Plain fine-tuning of every weight on text related to the targets but without their continuation:
+    `data="prefix"` = the targets' prefixes alone, `"retain"` = the retain (NMEM) paragraphs."""
+
+    steps: int = 10
+    lr: float = 1e-4
+    data: str = "prefix"
+
+    def __post_init__(self) -> None:
+        if self.data not in ("prefix", "retain"):
+            raise UserError(f"relearn data must be 'prefix' or 'retain', not {self.data!r}")
+        check_training_settings("ga", lr=self.lr, steps=self.steps, weight_decay=0.0)
+
+
+def relearn(
+    model: HookedTransformer, targets: Paragraphs, retain: Paragraphs, config: RelearnConfig = RelearnConfig(),
+    *, hooks: Sequence[Hook] = (),
+) -> HookedTransformer:
+    """A copy of `model` fine-tuned (all weights, next-token loss, `hooks` active) on the relearning text."""
+    tokens = targets.prefixes if config.data == "prefix" else retain.tokens
+    attacked = copy.deepcopy(model)
+    params = [p for p in attacked.parameters() if p.requires_grad]
+
+    def loss() -> Tensor:
+        with attacked.hooks(fwd_hooks=list(hooks)):
+            return attacked(tokens.to(attacked.cfg.device), return_type="loss")
+
+    optimise(loss, params, steps=config.steps, lr=config.lr, weight_decay=0.0)
+    for p in params:
+        p.grad = None
+    return attacked

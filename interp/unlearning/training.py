@@ -1,0 +1,108 @@
+"""The training loop and the objective dispatch shared by every unlearning method.
+
+`objective` turns a method name (paper Eq. 3 `unlearn`, Eq. 4 `edit`, `ga`, `graddiff`, `npo`) and
+the target / retain paragraphs into a loss closure; `optimise` runs a few Adam steps of it. Masked
+fine-tuning (`interp.unlearning.masked`), LoReFT (`interp.reft`) and the relearning attack
+(`interp.unlearning.relearning`) all train through these two.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+from transformer_lens import HookedTransformer
+
+from interp.data import Paragraphs
+from interp.errors import UserError
+from interp.objectives import (
+    NLL_WEIGHT,
+    contrastive_objective,
+    edit_objective,
+    gradient_ascent,
+    gradient_difference,
+    npo,
+    reference_log_probs,
+    token_nll,
+)
+
+METHODS = ("unlearn", "edit", "ga", "graddiff", "npo")
+"""unlearn = Eq. 3 (-w NLL(target) + KL on retain); edit = Eq. 4 (+NLL(new continuation) + KL);
+ga = -NLL(target); graddiff = -NLL(target) + w NLL(retain); npo = negative preference optimisation."""
+
+
+def check_training_settings(method: str, *, lr: float, steps: int, weight_decay: float) -> None:
+    """UserError unless `method` is known and the optimiser settings can train."""
+    if method not in METHODS:
+        raise UserError(f"unknown method {method!r}: use one of {', '.join(METHODS)}")
+    if not (lr > 0 and math.isfinite(lr)):
+        raise UserError(f"learning rate must be a positive number, got {lr}")
+    if steps < 1:
+        raise UserError(f"steps must be at least 1, got {steps}")
+    if weight_decay < 0:
+        raise UserError(f"weight decay must be >= 0, got {weight_decay}")
+
+
+def optimise(
+    loss_fn: Callable[[], Tensor],
+    params: Sequence[torch.nn.Parameter],
+    *,
+    steps: int,
+    lr: float,
+    weight_decay: float,
+    after_step: Callable[[], None] | None = None,
+) -> Float[Tensor, "steps"]:
+    """`steps` Adam steps (coupled weight decay, as torch.optim.Adam) on `loss_fn`; returns each step's loss.
+
+    Stops with a UserError naming the step when the loss is not finite."""
+    optimiser = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    losses = []
+    for step in range(steps):
+        optimiser.zero_grad(set_to_none=True)
+        loss = loss_fn()
+        if not torch.isfinite(loss):
+            raise UserError(f"the loss became {float(loss)} at step {step + 1} of {steps}: lower the learning rate (now {lr}) or the steps")
+        loss.backward()
+        optimiser.step()
+        if after_step is not None:
+            after_step()
+        losses.append(float(loss.detach()))
+    return torch.tensor(losses)
+
+
+def objective(
+    method: str,
+    model: HookedTransformer,
+    targets: Paragraphs,
+    retain: Paragraphs,
+    *,
+    edit_targets: Paragraphs | None,
+    nll_weight: float | None,
+    retain_weight: float,
+    npo_beta: float,
+) -> Callable[[], Tensor]:
+    """A closure computing `method`'s loss on `model`; anchors (KL reference, NPO reference) are taken now."""
+    p = targets.prefix_len
+    if method in ("unlearn", "edit", "graddiff") and len(retain) == 0:
+        raise UserError(f"method {method!r} needs retain paragraphs (NMEM) for its second term")
+    if method == "unlearn":
+        ref = reference_log_probs(model, retain.tokens, p)
+        w = NLL_WEIGHT if nll_weight is None else nll_weight
+        return lambda: contrastive_objective(model, targets.tokens, retain.tokens, p, ref, nll_weight=w)
+    if method == "edit":
+        if edit_targets is None or len(edit_targets) != len(targets):
+            raise UserError("the edit objective needs one edit target per target (prefix + new continuation); "
+                            "make them with interp.perturbation.prefix_perturbation(...).editing_targets")
+        ref = reference_log_probs(model, retain.tokens, p)
+        w = 1.0 if nll_weight is None else nll_weight
+        return lambda: edit_objective(model, edit_targets.tokens, retain.tokens, p, ref, nll_weight=w)
+    if method == "ga":
+        return lambda: gradient_ascent(model, targets.tokens, p)
+    if method == "graddiff":
+        return lambda: gradient_difference(model, targets.tokens, retain.tokens, p, retain_weight=retain_weight)
+    with torch.no_grad():
+        ref_nll = token_nll(model, targets.tokens, p).sum(dim=1)
+    return lambda: npo(model, targets.tokens, p, ref_nll, beta=npo_beta)
