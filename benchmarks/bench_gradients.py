@@ -23,7 +23,8 @@ import torch
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from interp.data import Paragraphs
-from interp.gradients import COMPONENTS, HEAD_COMPONENTS, parameter_gradients, per_paragraph_norms
+from interp.gradient_norms import per_paragraph_norms
+from interp.gradients import COMPONENTS, HEAD_COMPONENTS, parameter_gradients
 
 
 def gpt_neo_125m_shaped(device: str) -> HookedTransformer:

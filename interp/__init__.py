@@ -13,7 +13,8 @@ from interp.metrics import (
     score_paragraphs,
     split_mem_nmem,
 )
-from interp.gradients import compare_norms, gradient_map, parameter_gradients, per_paragraph_norms
+from interp.gradient_norms import compare_norms, per_paragraph_norms
+from interp.gradients import gradient_map, parameter_gradients
 from interp.locate import locate_memorization_head
 from interp.masks import candidate_mask, matched_random_mask, restrict_mask, top_k_mask, uniform_random_mask
 from interp.models import load_model, save_model

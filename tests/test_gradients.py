@@ -13,15 +13,8 @@ from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from interp.data import Paragraphs
 from interp.errors import UserError
-from interp.gradients import (
-    COMPONENTS,
-    HEAD_COMPONENTS,
-    PerParagraphNorms,
-    compare_norms,
-    gradient_map,
-    parameter_gradients,
-    per_paragraph_norms,
-)
+from interp.gradient_norms import PerParagraphNorms, compare_norms, per_paragraph_norms
+from interp.gradients import COMPONENTS, HEAD_COMPONENTS, gradient_map, parameter_gradients
 from interp.objectives import continuation_nll
 
 N_LAYERS, N_HEADS, D_HEAD, D_MODEL = 2, 4, 8, 32

@@ -8,7 +8,8 @@ import html
 
 from interp.commands.common import add_model_args, add_paragraph_args, model_from_args, paragraphs_from_args
 from interp.errors import UserError
-from interp.gradients import OBJECTIVES, REDUCTIONS, compare_norms, gradient_map, per_paragraph_norms
+from interp.gradient_norms import compare_norms, per_paragraph_norms
+from interp.gradients import OBJECTIVES, REDUCTIONS, gradient_map
 from interp.io import write_json, write_text_atomic
 from interp.memorization import choose_sets, memorization_split
 from interp.metrics import NMEM_MAX_EM
@@ -51,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     model = model_from_args(args)
     paragraphs = paragraphs_from_args(args, model)
     split = memorization_split(model, paragraphs, batch_size=args.batch_size, nmem_max=args.nmem_max, n_examples=0)
-    mem, nmem = choose_sets(split, paragraphs, args.max_paragraphs, args.max_paragraphs, args.seed)
+    mem, nmem = choose_sets(split, paragraphs, n_mem=args.max_paragraphs, n_nmem=args.max_paragraphs, seed=args.seed)
     if len(mem) == 0 or len(nmem) == 0:
         raise UserError(f"need both MEM and NMEM paragraphs, found {len(mem)} MEM and {len(nmem)} NMEM; "
                         "pass a paragraph set that has both (see `interp memorized`)")

@@ -255,7 +255,8 @@ SET_OPTIONS = ("n_mem", "n_nmem", "seed")
 
 
 def _gradients(inputs: StepInputs) -> Bundle | Skipped:
-    from interp.gradients import compare_norms, gradient_map, per_paragraph_norms
+    from interp.gradient_norms import compare_norms, per_paragraph_norms
+    from interp.gradients import gradient_map
 
     sets = _sets(inputs)
     if isinstance(sets, Skipped):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from interp.gradients import HEAD_COMPONENTS, GradientMap, NormComparison, PerParagraphNorms
+from interp.gradient_norms import NormComparison, PerParagraphNorms
+from interp.gradients import HEAD_COMPONENTS, GradientMap
 from interp.views.export import DIVERGING, MEM_COLOR, NMEM_COLOR, SEQUENTIAL, paper_style
 
 _REDUCE_LABEL = {"max": "max |grad|", "l2": "||grad||", "mean": "mean |grad|"}
