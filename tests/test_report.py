@@ -130,39 +130,39 @@ def _counting_steps(calls: dict, fail_in: str | None = None) -> list[Step]:
 def test_cached_steps_are_reused_and_invalidated_by_their_own_options(tiny, tiny_paragraphs, tmp_path):
     calls: dict = {}
     opts = ReportOptions(n_mem=3, progress=False)
-    run = run_report(tiny, tiny_paragraphs, tmp_path, opts, steps=_counting_steps(calls), image_formats=())
+    run = run_report(tiny, tiny_paragraphs, tmp_path, options=opts, steps=_counting_steps(calls), image_formats=())
     assert calls == {"first": 1, "second": 1} and run.cached == {"first": False, "second": False}
     total = float(tiny_paragraphs.tokens.sum())
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["steps"]["second"]["result"]["value"] == total * 3
-    run = run_report(tiny, tiny_paragraphs, tmp_path, opts, steps=_counting_steps(calls), image_formats=())
+    run = run_report(tiny, tiny_paragraphs, tmp_path, options=opts, steps=_counting_steps(calls), image_formats=())
     assert calls == {"first": 1, "second": 1} and run.cached == {"first": True, "second": True}
     # n_mem is read by 'second' only: 'first' stays cached
-    run = run_report(tiny, tiny_paragraphs, tmp_path, ReportOptions(n_mem=5, progress=False), steps=_counting_steps(calls),
+    run = run_report(tiny, tiny_paragraphs, tmp_path, options=ReportOptions(n_mem=5, progress=False), steps=_counting_steps(calls),
                      image_formats=())
     assert calls == {"first": 1, "second": 2} and run.cached == {"first": True, "second": False}
     assert json.loads((tmp_path / "results.json").read_text())["steps"]["second"]["result"]["value"] == total * 5
     # other paragraphs: everything recomputed
-    run_report(tiny, tiny_paragraphs.select(list(range(6))), tmp_path, opts, steps=_counting_steps(calls),
+    run_report(tiny, tiny_paragraphs.select(list(range(6))), tmp_path, options=opts, steps=_counting_steps(calls),
                image_formats=())
     assert calls == {"first": 2, "second": 3}
     # use_cache=False recomputes even when a result is cached
-    run_report(tiny, tiny_paragraphs, tmp_path, opts, steps=_counting_steps(calls), use_cache=False, image_formats=())
+    run_report(tiny, tiny_paragraphs, tmp_path, options=opts, steps=_counting_steps(calls), use_cache=False, image_formats=())
     assert calls == {"first": 3, "second": 4}
 
 
 def test_interrupted_report_keeps_the_old_one_and_resumes(tiny, tiny_paragraphs, tmp_path):
     calls: dict = {}
-    run_report(tiny, tiny_paragraphs, tmp_path, ReportOptions(n_mem=3, progress=False), steps=_counting_steps(calls),
+    run_report(tiny, tiny_paragraphs, tmp_path, options=ReportOptions(n_mem=3, progress=False), steps=_counting_steps(calls),
                image_formats=())
     good_html, good_json = (tmp_path / "report.html").read_bytes(), (tmp_path / "results.json").read_bytes()
     with pytest.raises(KeyboardInterrupt):
-        run_report(tiny, tiny_paragraphs, tmp_path, ReportOptions(n_mem=7, progress=False), steps=_counting_steps(calls, fail_in="second"),
+        run_report(tiny, tiny_paragraphs, tmp_path, options=ReportOptions(n_mem=7, progress=False), steps=_counting_steps(calls, fail_in="second"),
                    image_formats=())
     assert (tmp_path / "report.html").read_bytes() == good_html
     assert (tmp_path / "results.json").read_bytes() == good_json
     assert not list(tmp_path.glob(".staging-*"))
-    run = run_report(tiny, tiny_paragraphs, tmp_path, ReportOptions(n_mem=7, progress=False), steps=_counting_steps(calls),
+    run = run_report(tiny, tiny_paragraphs, tmp_path, options=ReportOptions(n_mem=7, progress=False), steps=_counting_steps(calls),
                      image_formats=())
     assert run.cached == {"first": True, "second": False} and calls == {"first": 1, "second": 3}
     assert json.loads((tmp_path / "results.json").read_text())["steps"]["second"]["result"]["value"] == 7 * float(tiny_paragraphs.tokens.sum())
@@ -182,10 +182,10 @@ def test_unknown_step_is_a_user_error(tiny, tiny_paragraphs, tmp_path):
     from interp.errors import UserError
 
     with pytest.raises(UserError, match="unknown report step"):
-        run_report(tiny, tiny_paragraphs, tmp_path, ReportOptions(steps=("nope",), progress=False), steps=_counting_steps({}),
+        run_report(tiny, tiny_paragraphs, tmp_path, options=ReportOptions(steps=("nope",), progress=False), steps=_counting_steps({}),
                    image_formats=())
     calls: dict = {}
-    run = run_report(tiny, tiny_paragraphs, tmp_path, ReportOptions(steps=("second",), progress=False), steps=_counting_steps(calls),
+    run = run_report(tiny, tiny_paragraphs, tmp_path, options=ReportOptions(steps=("second",), progress=False), steps=_counting_steps(calls),
                      image_formats=())
     assert list(run.results) == ["first", "second"]  # a chosen step brings what it depends on
 

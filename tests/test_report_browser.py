@@ -58,7 +58,7 @@ def report_dir(small_model, small_paragraphs, tmp_path_factory):
         key="whole-token", title="hostile token", views={"one token": circuitsvis.tokens.colored_tokens([HOSTILE, "x"], [1.0, 0.0])}))
     out = tmp_path_factory.mktemp("report")
     before = model_fingerprint(small_model)
-    run = run_report(small_model, small_paragraphs, out, SMALL, steps=[*default_steps(), whole], image_formats=())
+    run = run_report(small_model, small_paragraphs, out, options=SMALL, steps=[*default_steps(), whole], image_formats=())
     assert model_fingerprint(small_model) == before
     assert not any(hp._forward_hooks or hp._backward_hooks for hp in small_model.hook_dict.values())
     assert not any(p.grad is not None for p in small_model.parameters())

@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     model = model_from_args(args)
     paragraphs = paragraphs_from_args(args, model)
     source = str(args.paragraphs) if args.paragraphs else "the paragraph set shipped with the model"
-    result = run_report(model, paragraphs, args.out, options, steps=steps, use_cache=not args.no_cache,
+    result = run_report(model, paragraphs, args.out, options=options, steps=steps, use_cache=not args.no_cache,
                         paragraphs_source=source, image_formats=formats)
     for name, seconds in result.seconds.items():
         print(f"  {name:<16} {seconds:8.1f} s{'  (cached)' if result.cached.get(name) else ''}")

@@ -1,22 +1,37 @@
-"""The whole pipeline in one call: analysis steps -> report.html, results.json, PNG / SVG figures."""
+"""The whole pipeline in one call: analysis steps -> report.html, results.json, PNG / SVG figures.
 
+- `options`: `ReportOptions`, what the pipeline computes and on how much data.
+- `runner`: `run_report` and its machinery: steps, the on-disk step cache and its keys (model,
+  paragraph and code fingerprints), provenance, output staging and the move into place.
+- `steps`: the report's six analyses and `default_steps`.
+
+The sections' text, tables and figure choices are views: `interp.views.sections`.
+"""
+
+from interp.report.options import ReportOptions
 from interp.report.runner import (
-    ReportOptions,
+    Bundle,
     ReportRun,
+    Skipped,
     Step,
+    StepCache,
     StepInputs,
     code_fingerprint,
-    default_steps,
     model_fingerprint,
     paragraphs_fingerprint,
     run_report,
     select_steps,
+    step_keys,
 )
+from interp.report.steps import default_steps
 
 __all__ = [
+    "Bundle",
     "ReportOptions",
     "ReportRun",
+    "Skipped",
     "Step",
+    "StepCache",
     "StepInputs",
     "code_fingerprint",
     "default_steps",
@@ -24,4 +39,5 @@ __all__ = [
     "paragraphs_fingerprint",
     "run_report",
     "select_steps",
+    "step_keys",
 ]

@@ -1,0 +1,180 @@
+"""The report's six analysis steps: adapters from `StepInputs` to library calls, and their order.
+
+Each analysis returns a result with `to_json()` (or `Skipped` with the reason); the section that
+shows it is a view in `interp.views.sections`, paired with it in `default_steps`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from interp.data import Paragraphs, rarity_ranks, unigram_counts
+from interp.gradient_norms import compare_norms, per_paragraph_norms
+from interp.gradients import gradient_map
+from interp.locate import locate_memorization_head
+from interp.memorization import MemorizationSplit, choose_indices, choose_sets, heldout_indices, memorization_split
+from interp.perturbation import PerturbationResult, prefix_perturbation
+from interp.reft import ReftConfig
+from interp.report.runner import Bundle, Skipped, Step, StepInputs
+from interp.restore import restoration
+from interp.testbed import shipped_unigram_counts
+from interp.unlearning import RelearnConfig, UnlearnConfig, paper_configs, probe_sets, unlearn, unlearning_table
+
+SET_OPTIONS = ("n_mem", "n_nmem", "seed")
+
+
+def _memorization(inputs: StepInputs) -> MemorizationSplit:
+    o = inputs.options
+    return memorization_split(inputs.model, inputs.paragraphs, batch_size=o.batch_size, nmem_max=o.nmem_max,
+                              n_examples=o.n_examples)
+
+
+def _sets(inputs: StepInputs) -> tuple[Paragraphs, Paragraphs] | Skipped:
+    split: MemorizationSplit = inputs.results["memorization"]
+    if len(split.mem_idx) == 0 or len(split.nmem_idx) == 0:
+        return Skipped(f"needs both MEM and NMEM paragraphs; this set has {len(split.mem_idx)} MEM and "
+                       f"{len(split.nmem_idx)} NMEM (see section 1)")
+    o = inputs.options
+    return choose_sets(split, inputs.paragraphs, n_mem=o.n_mem, n_nmem=o.n_nmem, seed=o.seed)
+
+
+def _gradients(inputs: StepInputs) -> Bundle | Skipped:
+    sets = _sets(inputs)
+    if isinstance(sets, Skipped):
+        return sets
+    mem, nmem = sets
+    model, bs = inputs.model, inputs.options.grad_batch_size
+    bar = tqdm(total=4, desc="gradients", unit="pass", leave=False, disable=not inputs.options.progress)
+    parts: dict[str, Any] = {}
+    for objective in ("nll", "contrastive"):
+        parts[objective] = gradient_map(model, mem, nmem, objective=objective, reduce="max", batch_size=bs)
+        bar.update()
+    norms_mem = per_paragraph_norms(model, mem, batch_size=bs)
+    bar.update()
+    norms_nmem = per_paragraph_norms(model, nmem, batch_size=bs)
+    bar.update()
+    bar.close()
+    parts.update(norms_mem=norms_mem, norms_nmem=norms_nmem, comparison=compare_norms(norms_mem, norms_nmem))
+    return Bundle(parts)
+
+
+def _heads(inputs: StepInputs) -> Bundle | Skipped:
+    split: MemorizationSplit = inputs.results["memorization"]
+    if len(split.mem_idx) == 0 or len(split.nmem_idx) == 0:
+        return _sets(inputs)
+    o, model = inputs.options, inputs.model
+    # the locator re-scores what it is given: every MEM paragraph it may use and as many NMEM ones
+    wide = 16 * o.n_mem
+    mem_idx, nmem_idx = choose_indices(split, n_mem=wide, n_nmem=wide, seed=o.seed)
+    subset = inputs.paragraphs.select(torch.cat([mem_idx, nmem_idx]).sort().values)
+    counts = shipped_unigram_counts(model)
+    ranking = locate_memorization_head(model, subset, unigram_counts=counts, max_paragraphs=o.n_mem,
+                                       mem_min=split.mem_min, nmem_max=split.nmem_max, seed=o.seed, batch_size=o.batch_size)
+    # attention patterns of the top heads on one MEM paragraph, for the circuitsvis view
+    heads = [tuple(h) for h in ranking.order[:3].tolist()]
+    example = inputs.paragraphs.select(mem_idx[:1])
+    with torch.no_grad():
+        _, cache = model.run_with_cache(example.tokens.to(model.cfg.device), names_filter=lambda n: n.endswith("hook_pattern"))
+    patterns = torch.stack([cache["pattern", layer][0, head] for layer, head in heads]).cpu()
+    rarity = rarity_ranks(example.tokens, counts if counts is not None else unigram_counts(subset.tokens, model.cfg.d_vocab))[0]
+    return Bundle({"ranking": ranking, "example": {
+        "id": example.ids[0], "heads": heads, "patterns": patterns, "rarity": rarity,
+        "str_tokens": [model.tokenizer.decode([t]) if model.tokenizer else f"<{t}>" for t in example.tokens[0].tolist()],
+        "corpus_counts": counts is not None}})
+
+
+def _perturbation(inputs: StepInputs) -> Bundle | Skipped:
+    sets = _sets(inputs)
+    if isinstance(sets, Skipped):
+        return sets
+    o, model = inputs.options, inputs.model
+    n = o.n_perturb
+    mem, nmem = sets[0].select(range(min(n, len(sets[0])))), sets[1].select(range(min(n, len(sets[1]))))
+    both = Paragraphs(torch.cat([mem.tokens, nmem.tokens]), mem.prefix_len, mem.ids + nmem.ids)
+    result = prefix_perturbation(model, both, samples_per_position=o.perturb_samples, seed=o.seed, batch_size=4 * o.batch_size)
+    tok = model.tokenizer
+    str_tokens = [[tok.decode([t]) if tok else f"<{t}>" for t in row.tolist()] for row in both.prefixes]
+    return Bundle({"all": result, "n_mem": len(mem), "str_tokens": str_tokens})
+
+
+def perturbation_parts(result: Bundle) -> tuple[PerturbationResult, PerturbationResult]:
+    """The MEM and the NMEM rows of the perturbation result."""
+    k, every = result["n_mem"], result["all"]
+    return every.select(torch.arange(k)), every.select(torch.arange(k, len(every.ids)))
+
+
+def _unlearning(inputs: StepInputs) -> Bundle | Skipped:
+    sets = _sets(inputs)
+    if isinstance(sets, Skipped):
+        return sets
+    o, model, split = inputs.options, inputs.model, inputs.results["memorization"]
+    mem, nmem = sets
+    perturbed_mem, _ = perturbation_parts(inputs.results["perturbation"])
+    n_targets = min(o.unlearn_targets, len(mem), len(perturbed_mem.ids))
+    retain_per_run = 10
+    if len(nmem) < n_targets * retain_per_run + 1:
+        return Skipped(f"needs {n_targets * retain_per_run + 1} NMEM paragraphs ({retain_per_run} per run + probes); "
+                       f"raise n_nmem (now {o.n_nmem})")
+    targets = mem.select(range(n_targets))
+    edit_targets = perturbed_mem.editing_targets.select(torch.arange(n_targets))
+    retain = nmem.select(range(n_targets * retain_per_run))
+    probe_nmem = nmem.select(range(n_targets * retain_per_run, min(len(nmem), n_targets * retain_per_run + o.probe)))
+    held = heldout_indices(split)
+    heldout = inputs.paragraphs.select(held[: o.probe]) if len(held) else probe_nmem
+    probe = probe_sets(model, mem.select(range(n_targets, len(mem))) if len(mem) > n_targets else mem, probe_nmem, heldout,
+                       batch_size=o.batch_size)
+    weights = dict(lr=o.unlearn_lr, steps=o.unlearn_steps, weight_decay=1.0)
+    configs = [c for c in paper_configs(fraction=0.001, **weights) if c.method in o.unlearn_methods]
+    if o.reft:
+        configs.append(ReftConfig(method="unlearn", seed=o.seed))
+    table = unlearning_table(model, targets, retain, configs, probe, edit_targets=edit_targets, retain_per_run=retain_per_run,
+                             relearn_config=RelearnConfig(steps=o.relearn_steps) if o.relearn_steps else None)
+    return Bundle({"table": table})
+
+
+def _restoration(inputs: StepInputs) -> Bundle | Skipped:
+    sets = _sets(inputs)
+    if isinstance(sets, Skipped):
+        return sets
+    o, model = inputs.options, inputs.model
+    mem, nmem = sets
+    targets = mem.select(range(min(o.unlearn_targets, len(mem))))
+    retain = nmem.select(range(min(10, len(nmem))))
+    parts: dict[str, Any] = {}
+    for select in o.restore_selects:
+        edited = unlearn(model, targets, retain, UnlearnConfig(method="unlearn", select=select, lr=o.unlearn_lr,
+                                                                steps=o.unlearn_steps, weight_decay=1.0))
+        parts[select] = restoration(model, edited.model, targets, batch_size=o.batch_size)
+        parts[f"{select}_em_after"] = edited.after.summary()["target_em"]
+    return Bundle(parts)
+
+
+def default_steps() -> list[Step]:
+    """The pipeline in order, each analysis with the section that shows it."""
+    from interp.views.sections import (  # the views, loaded only when the steps are assembled
+        gradients_section,
+        heads_section,
+        memorization_section,
+        perturbation_section,
+        restoration_section,
+        unlearning_section,
+    )
+
+    return [
+        Step("memorization", _memorization, memorization_section, options=("batch_size", "nmem_max", "n_examples")),
+        Step("gradients", _gradients, gradients_section, options=(*SET_OPTIONS, "grad_batch_size"), depends=("memorization",)),
+        Step("heads", _heads, heads_section, options=(*SET_OPTIONS, "batch_size"), depends=("memorization",)),
+        Step("perturbation", _perturbation, perturbation_section, options=(*SET_OPTIONS, "n_perturb", "perturb_samples"),
+             depends=("memorization",)),
+        Step("unlearning", _unlearning, unlearning_section,
+             options=(*SET_OPTIONS, "unlearn_targets", "unlearn_lr", "unlearn_steps", "unlearn_methods", "reft",
+                      "relearn_steps", "probe", "batch_size"),
+             depends=("memorization", "perturbation")),
+        Step("restoration", _restoration, restoration_section,
+             options=(*SET_OPTIONS, "unlearn_targets", "unlearn_lr", "unlearn_steps", "restore_selects", "batch_size"),
+             depends=("memorization",)),
+    ]
+
