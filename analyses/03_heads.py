@@ -35,7 +35,7 @@ if QUICK:
     paragraphs = testbed_subset(paragraphs, n_once=40)
 split = memorization_split(model, paragraphs, n_examples=0)
 n = 4 if QUICK else 16
-mem_idx, nmem_idx = choose_indices(split, 16 * n, 16 * n, seed=0)
+mem_idx, nmem_idx = choose_indices(split, n_mem=16 * n, n_nmem=16 * n, seed=0)
 subset = paragraphs.select(torch.cat([mem_idx, nmem_idx]).sort().values)
 counts = testbed_unigram_counts()
 ranking = locate_memorization_head(model, subset, unigram_counts=counts, max_paragraphs=n, seed=0)

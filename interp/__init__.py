@@ -11,8 +11,8 @@ from interp.metrics import (
     greedy_exact_match,
     nll,
     score_paragraphs,
-    split_mem_nmem,
 )
+from interp.memorization import split_mem_nmem
 from interp.gradient_norms import compare_norms, per_paragraph_norms
 from interp.gradients import gradient_map, parameter_gradients
 from interp.locate import locate_memorization_head

@@ -32,7 +32,8 @@ from interp.ablation import HeadAblation, head_ablation
 from interp.attention import RareTokenAttention, rare_token_attention
 from interp.data import Paragraphs, unigram_counts as count_unigrams
 from interp.errors import UserError
-from interp.metrics import NMEM_MAX_EM, score_paragraphs, split_mem_nmem
+from interp.memorization import split_mem_nmem
+from interp.metrics import NMEM_MAX_EM, score_paragraphs
 from interp.patching import PatchingResult, activation_patching, attribution_patching, patching_agreement
 from interp.perturbation import corrupt_prefixes
 

@@ -1,6 +1,9 @@
 """The memorization split as one analysis result: EM / NLL of every paragraph, MEM and NMEM sets,
 memorization by training repeat count, and per-token losses of a few example paragraphs.
 
+`mem_nmem_thresholds` / `split_mem_nmem` are the one definition of MEM (EM >= mem_min, default the
+whole continuation) and NMEM (EM <= nmem_max, default 10 of 50 tokens, as the paper) used everywhere.
+
 This is the first step of every pipeline: the gradient, head and unlearning analyses all start
 from the MEM / NMEM sets it chooses.
 """
@@ -16,7 +19,26 @@ from transformer_lens import HookedTransformer
 
 from interp.data import Paragraphs
 from interp.errors import UserError
-from interp.metrics import NMEM_MAX_EM, ParagraphScores, score_paragraphs, split_mem_nmem
+from interp.metrics import NMEM_MAX_EM, ParagraphScores, score_paragraphs
+
+
+def mem_nmem_thresholds(continuation_len: int, *, mem_min: int | None = None, nmem_max: int | None = None) -> tuple[int, int]:
+    """(mem_min, nmem_max): MEM = EM >= mem_min (default: the whole continuation); NMEM = EM <= nmem_max
+    (default: 10 for the paper's 50-token continuations, the same fraction, a fifth, of other lengths)."""
+    mem_min = continuation_len if mem_min is None else mem_min
+    nmem_max = round(NMEM_MAX_EM * continuation_len / 50) if nmem_max is None else nmem_max
+    if not 0 <= nmem_max < mem_min <= continuation_len:
+        raise UserError(f"need 0 <= nmem_max < mem_min <= continuation length {continuation_len}; "
+                        f"got nmem_max={nmem_max}, mem_min={mem_min}")
+    return mem_min, nmem_max
+
+
+def split_mem_nmem(
+    em: Int[Tensor, "n"], continuation_len: int, *, mem_min: int | None = None, nmem_max: int | None = None
+) -> tuple[Int[Tensor, "n_mem"], Int[Tensor, "n_nmem"]]:
+    """Indices of MEM and NMEM paragraphs, with the thresholds of `mem_nmem_thresholds`."""
+    mem_min, nmem_max = mem_nmem_thresholds(continuation_len, mem_min=mem_min, nmem_max=nmem_max)
+    return (em >= mem_min).nonzero().flatten(), (em <= nmem_max).nonzero().flatten()
 
 
 @dataclass(frozen=True)
@@ -81,6 +103,7 @@ def per_token_nll(model: HookedTransformer, tokens: Int[Tensor, "n seq"]) -> Flo
 def memorization_split(
     model: HookedTransformer,
     paragraphs: Paragraphs,
+    *,
     batch_size: int = 64,
     mem_min: int | None = None,
     nmem_max: int | None = None,
@@ -88,17 +111,14 @@ def memorization_split(
 ) -> MemorizationSplit:
     """Score every paragraph in batched teacher-forced passes and split MEM / NMEM.
 
-    Defaults: MEM = the whole continuation reproduced; NMEM = EM <= 10 for the paper's 50-token
-    continuations, the same fraction (a fifth) of other lengths.
+    Thresholds: `mem_nmem_thresholds` (defaults: MEM = the whole continuation reproduced; NMEM =
+    EM <= 10 for the paper's 50-token continuations, the same fraction of other lengths).
 
     `n_examples` MEM and NMEM paragraphs (the first of each, in file order) get per-token NLL
     and token strings for per-token views.
     """
     cont = paragraphs.continuation_len
-    mem_min = cont if mem_min is None else mem_min
-    nmem_max = round(NMEM_MAX_EM * cont / 50) if nmem_max is None else nmem_max
-    if not 0 <= nmem_max < mem_min <= cont:
-        raise UserError(f"need 0 <= nmem_max < mem_min <= continuation length {cont}; got nmem_max={nmem_max}, mem_min={mem_min}")
+    mem_min, nmem_max = mem_nmem_thresholds(cont, mem_min=mem_min, nmem_max=nmem_max)
     scores = score_paragraphs(model, paragraphs, batch_size=batch_size)
     mem_idx, nmem_idx = split_mem_nmem(scores.em, cont, mem_min=mem_min, nmem_max=nmem_max)
     chosen = [("mem", i) for i in mem_idx[:n_examples].tolist()] + [("nmem", i) for i in nmem_idx[:n_examples].tolist()]
@@ -124,7 +144,7 @@ def _str_tokens(model: HookedTransformer, tokens: Int[Tensor, "seq"]) -> list[st
     return [model.tokenizer.decode([t]) for t in tokens.tolist()]
 
 
-def choose_indices(split: MemorizationSplit, n_mem: int, n_nmem: int, seed: int = 0) -> tuple[Int[Tensor, "a"], Int[Tensor, "b"]]:
+def choose_indices(split: MemorizationSplit, *, n_mem: int, n_nmem: int, seed: int = 0) -> tuple[Int[Tensor, "a"], Int[Tensor, "b"]]:
     """Positions of up to n_mem MEM and n_nmem NMEM paragraphs, drawn with a fixed seed, sorted.
 
     NMEM paragraphs come from text the model was trained on where that is known (the testbed's
@@ -142,10 +162,10 @@ def choose_indices(split: MemorizationSplit, n_mem: int, n_nmem: int, seed: int 
 
 
 def choose_sets(
-    split: MemorizationSplit, paragraphs: Paragraphs, n_mem: int, n_nmem: int, seed: int = 0
+    split: MemorizationSplit, paragraphs: Paragraphs, *, n_mem: int, n_nmem: int, seed: int = 0
 ) -> tuple[Paragraphs, Paragraphs]:
     """Up to n_mem MEM and n_nmem NMEM paragraphs for the costlier analyses (see `choose_indices`)."""
-    mem, nmem = choose_indices(split, n_mem, n_nmem, seed)
+    mem, nmem = choose_indices(split, n_mem=n_mem, n_nmem=n_nmem, seed=seed)
     return paragraphs.select(mem), paragraphs.select(nmem)
 
 

@@ -1,4 +1,4 @@
-"""Memorization metrics: exact match (EM), continuation NLL, per-token accuracy, MEM / NMEM split.
+"""Memorization metrics: exact match (EM), continuation NLL, per-token accuracy (the MEM / NMEM split on them: interp.memorization).
 
 EM counts greedily decoded continuation tokens equal to the true ones, up to the first
 mismatch. Greedy decoding reproduces the continuation up to position k exactly when the
@@ -114,13 +114,3 @@ def greedy_exact_match(model: HookedTransformer, paragraphs: Paragraphs, batch_s
     """EM from real greedy decoding (one token at a time); equals `exact_match` and is many times slower."""
     decoded = greedy_continuations(model, paragraphs.prefixes, paragraphs.continuation_len, batch_size)
     return em_from_hits(decoded == paragraphs.continuations.cpu())
-
-
-def split_mem_nmem(
-    em: Int[Tensor, "n"], continuation_len: int, mem_min: int | None = None, nmem_max: int = NMEM_MAX_EM
-) -> tuple[Int[Tensor, "n_mem"], Int[Tensor, "n_nmem"]]:
-    """Indices of MEM (EM >= mem_min, default the full length) and NMEM (EM <= nmem_max) paragraphs."""
-    mem_min = continuation_len if mem_min is None else mem_min
-    if nmem_max >= mem_min:
-        raise ValueError(f"NMEM threshold {nmem_max} must be below the MEM threshold {mem_min}")
-    return (em >= mem_min).nonzero().flatten(), (em <= nmem_max).nonzero().flatten()

@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from interp.data import Paragraphs
-from interp.metrics import em_from_hits, greedy_continuations, greedy_exact_match, score_paragraphs, split_mem_nmem
+from interp.errors import UserError
+from interp.memorization import split_mem_nmem
+from interp.metrics import em_from_hits, greedy_continuations, greedy_exact_match, score_paragraphs
 
 
 def test_em_counts_up_to_first_mismatch():
@@ -70,5 +72,5 @@ def test_split_thresholds():
     assert mem.tolist() == [0, 5] and nmem.tolist() == [1, 2]
     mem, nmem = split_mem_nmem(em, 50, mem_min=40, nmem_max=0)
     assert mem.tolist() == [0, 4, 5] and nmem.tolist() == [1]
-    with pytest.raises(ValueError):
+    with pytest.raises(UserError):
         split_mem_nmem(em, 50, mem_min=5, nmem_max=10)

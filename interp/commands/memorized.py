@@ -8,7 +8,8 @@ import torch
 
 from interp.commands.common import add_model_args, add_paragraph_args, model_from_args, paragraphs_from_args
 from interp.io import write_json
-from interp.metrics import NMEM_MAX_EM, score_paragraphs, split_mem_nmem
+from interp.memorization import split_mem_nmem
+from interp.metrics import NMEM_MAX_EM, score_paragraphs
 from interp.models import model_name
 
 

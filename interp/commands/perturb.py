@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     model = model_from_args(args)
     paragraphs = paragraphs_from_args(args, model)
     split = memorization_split(model, paragraphs, batch_size=args.batch_size, nmem_max=args.nmem_max, n_examples=0)
-    mem, nmem = choose_indices(split, args.max_paragraphs, args.max_paragraphs, args.seed)
+    mem, nmem = choose_indices(split, n_mem=args.max_paragraphs, n_nmem=args.max_paragraphs, seed=args.seed)
     if len(mem) == 0:
         raise UserError(f"no paragraph is memorized (EM = {paragraphs.continuation_len}): nothing to perturb; check the model and paragraph set")
     chosen = paragraphs.select(torch.cat([mem, nmem]))
