@@ -34,7 +34,7 @@ def token_nll(model: HookedTransformer, tokens: Int[Tensor, "n seq"], prefix_len
 
 
 def continuation_nll(
-    model: HookedTransformer, tokens: Int[Tensor, "n seq"], prefix_len: int, reduction: str = "mean"
+    model: HookedTransformer, tokens: Int[Tensor, "n seq"], prefix_len: int, *, reduction: str = "mean"
 ) -> Tensor:
     """Mean NLL per paragraph over its continuation, then 'mean' / 'sum' over paragraphs, or 'none'."""
     per_paragraph = token_nll(model, tokens, prefix_len).mean(dim=1)
@@ -67,49 +67,53 @@ def kl_to_reference(
 
 def contrastive_objective(
     model: HookedTransformer,
-    target: Int[Tensor, "n_target seq"],
+    targets: Int[Tensor, "n_target seq"],
     retain: Int[Tensor, "n_retain seq"],
     prefix_len: int,
     retain_reference: Float[Tensor, "n_retain cont vocab"],
+    *,
     nll_weight: float = NLL_WEIGHT,
 ) -> Tensor:
-    """Eq. 3: -w * NLL(target) + KL(original || current) on the retain paragraphs."""
-    return -nll_weight * continuation_nll(model, target, prefix_len) + kl_to_reference(model, retain, prefix_len, retain_reference)
+    """Eq. 3: -w * NLL(targets) + KL(original || current) on the retain paragraphs."""
+    return -nll_weight * continuation_nll(model, targets, prefix_len) + kl_to_reference(model, retain, prefix_len, retain_reference)
 
 
 def edit_objective(
     model: HookedTransformer,
-    edited_target: Int[Tensor, "n_target seq"],
+    edit_targets: Int[Tensor, "n_target seq"],
     retain: Int[Tensor, "n_retain seq"],
     prefix_len: int,
     retain_reference: Float[Tensor, "n_retain cont vocab"],
+    *,
     nll_weight: float = 1.0,
 ) -> Tensor:
     """Eq. 4: +w * NLL of the target prefixes followed by their NEW continuations, plus the KL term."""
-    return nll_weight * continuation_nll(model, edited_target, prefix_len) + kl_to_reference(model, retain, prefix_len, retain_reference)
+    return nll_weight * continuation_nll(model, edit_targets, prefix_len) + kl_to_reference(model, retain, prefix_len, retain_reference)
 
 
-def gradient_ascent(model: HookedTransformer, target: Int[Tensor, "n seq"], prefix_len: int) -> Tensor:
-    """-NLL(target): push the continuation's likelihood down, with nothing holding the rest."""
-    return -continuation_nll(model, target, prefix_len)
+def gradient_ascent(model: HookedTransformer, targets: Int[Tensor, "n seq"], prefix_len: int) -> Tensor:
+    """-NLL(targets): push the continuation's likelihood down, with nothing holding the rest."""
+    return -continuation_nll(model, targets, prefix_len)
 
 
 def gradient_difference(
     model: HookedTransformer,
-    target: Int[Tensor, "n_target seq"],
+    targets: Int[Tensor, "n_target seq"],
     retain: Int[Tensor, "n_retain seq"],
     prefix_len: int,
+    *,
     retain_weight: float = 1.0,
 ) -> Tensor:
-    """-NLL(target) + w * NLL(retain)."""
-    return -continuation_nll(model, target, prefix_len) + retain_weight * continuation_nll(model, retain, prefix_len)
+    """-NLL(targets) + w * NLL(retain)."""
+    return -continuation_nll(model, targets, prefix_len) + retain_weight * continuation_nll(model, retain, prefix_len)
 
 
 def npo(
     model: HookedTransformer,
-    target: Int[Tensor, "n seq"],
+    targets: Int[Tensor, "n seq"],
     prefix_len: int,
     target_reference_nll: Float[Tensor, "n"],
+    *,
     beta: float = 0.1,
 ) -> Tensor:
     """Negative preference optimisation (Zhang et al. 2024): -(2/beta) log sigmoid(-beta log(pi/pi_ref)).
@@ -117,6 +121,6 @@ def npo(
     `target_reference_nll` is the original model's summed continuation NLL per paragraph
     (`token_nll(...).sum(1)` under no_grad); log(pi/pi_ref) = ref_nll - nll.
     """
-    nll_now = token_nll(model, target, prefix_len).sum(dim=1)
+    nll_now = token_nll(model, targets, prefix_len).sum(dim=1)
     log_ratio = target_reference_nll.to(nll_now.device) - nll_now
     return (-2.0 / beta) * F.logsigmoid(-beta * log_ratio).mean()

@@ -143,6 +143,7 @@ class PerturbationResult:
 def prefix_perturbation(
     model: HookedTransformer,
     paragraphs: Paragraphs,
+    *,
     samples_per_position: int = 4,
     seed: int = 0,
     reference: str = "greedy",

@@ -140,14 +140,14 @@ def _patch_hook(cached: Tensor, rows: Tensor, n: int):
 def restoration(
     original: HookedTransformer,
     edited: HookedTransformer,
-    paragraphs: Paragraphs,
+    targets: Paragraphs,
     *,
     width: int | None = None,
     experiments: Sequence[str] = EXPERIMENTS,
     edited_hooks: Sequence[Hook] = (),
     batch_size: int = 64,
 ) -> RestorationResult:
-    """Restore each experiment's part of `original` into `edited`, window by window; score `paragraphs`.
+    """Restore each experiment's part of `original` into `edited`, window by window; score the forgotten `targets`.
 
     `edited_hooks` are forward hooks that are part of the unlearned model (a ReFT intervention;
     then `edited` may be `original` itself). Neither model is changed."""
@@ -156,9 +156,9 @@ def restoration(
         raise UserError(f"unknown restoration experiments {unknown}: use some of {', '.join(EXPERIMENTS)}")
     if original.cfg.n_layers != edited.cfg.n_layers or original.cfg.d_mlp != edited.cfg.d_mlp:
         raise UserError("the original and the edited model have different shapes: they are not the same model")
-    if len(paragraphs) == 0:
+    if len(targets) == 0:
         raise UserError("no paragraphs to restore: pass the forgotten ones")
-    n_layers, p = original.cfg.n_layers, paragraphs.prefix_len
+    n_layers, p = original.cfg.n_layers, targets.prefix_len
     windows = layer_windows(n_layers, default_window(n_layers) if width is None else width)
     patched = [(e, w) for e in experiments if e in _PATCHED for w in windows]
     names = {kind: [utils.get_act_name(kind, l) for l in range(n_layers)] for kind in ("post", "attn_out")}
@@ -166,8 +166,8 @@ def restoration(
     chunk = max(1, batch_size // max(1, len(patched)))
     device = original.cfg.device
     out: dict[str, list] = {k: [] for k in ("em_o", "nll_o", "em_e", "nll_e", "loss_e", "em_r", "nll_r", "loss_r")}
-    for start in range(0, len(paragraphs), chunk):
-        tokens = paragraphs.tokens[start : start + chunk].to(device)
+    for start in range(0, len(targets), chunk):
+        tokens = targets.tokens[start : start + chunk].to(device)
         n = tokens.shape[0]
         logits_o, cache = original.run_with_cache(tokens, names_filter=names["post"] + names["attn_out"])
         reference = logits_o[:, p - 1 : -1].float()
@@ -202,7 +202,7 @@ def restoration(
             out[key].append(torch.stack([torch.stack([layer[j] for layer in rows[e]]) for e in experiments]))
     cat = {k: torch.cat(v, dim=-1) for k, v in out.items()}
     return RestorationResult(
-        ids=paragraphs.ids, experiments=tuple(experiments), windows=tuple(windows),
+        ids=targets.ids, experiments=tuple(experiments), windows=tuple(windows),
         em_original=cat["em_o"], em_edited=cat["em_e"], em_restored=cat["em_r"],
         nll_original=cat["nll_o"], nll_edited=cat["nll_e"], nll_restored=cat["nll_r"],
         logit_loss_edited=cat["loss_e"], logit_loss_restored=cat["loss_r"],
