@@ -21,8 +21,7 @@
 # %%
 from _common import QUICK, save, testbed_subset
 
-from interp import load_model, testbed_paragraphs
-from interp.memorization import memorization_split
+from interp import load_model, memorization_split, testbed_paragraphs
 from interp.views import memorization as views
 
 model = load_model("testbed", device="cpu")

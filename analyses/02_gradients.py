@@ -21,9 +21,15 @@
 # %%
 from _common import QUICK, save, testbed_subset
 
-from interp import load_model, testbed_paragraphs
-from interp.gradients import compare_norms, gradient_map, per_paragraph_norms
-from interp.memorization import choose_sets, memorization_split
+from interp import (
+    choose_sets,
+    compare_norms,
+    gradient_map,
+    load_model,
+    memorization_split,
+    per_paragraph_norms,
+    testbed_paragraphs,
+)
 from interp.views import gradients as views
 
 model = load_model("testbed", device="cpu")

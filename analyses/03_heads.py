@@ -23,10 +23,15 @@
 import torch
 from _common import QUICK, save, testbed_subset
 
-from interp import load_model, testbed_paragraphs, testbed_unigram_counts
-from interp.data import rarity_ranks
-from interp.locate import locate_memorization_head
-from interp.memorization import choose_indices, memorization_split
+from interp import (
+    choose_indices,
+    load_model,
+    locate_memorization_head,
+    memorization_split,
+    rarity_ranks,
+    testbed_paragraphs,
+    testbed_unigram_counts,
+)
 from interp.views import heads as views
 
 model = load_model("testbed", device="cpu")

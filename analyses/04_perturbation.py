@@ -23,10 +23,7 @@
 import torch
 from _common import QUICK, save, testbed_subset
 
-from interp import load_model, testbed_paragraphs
-from interp.data import Paragraphs
-from interp.memorization import choose_sets, memorization_split
-from interp.perturbation import prefix_perturbation
+from interp import Paragraphs, choose_sets, load_model, memorization_split, prefix_perturbation, testbed_paragraphs
 from interp.views import heads as head_views
 from interp.views import memorization as views
 

@@ -25,11 +25,19 @@
 # %%
 from _common import QUICK, save, testbed_subset
 
-from interp import load_model, testbed_paragraphs
-from interp.memorization import choose_sets, heldout_indices, memorization_split
-from interp.perturbation import prefix_perturbation
-from interp.reft import ReftConfig
-from interp.unlearning import RelearnConfig, paper_configs, probe_sets, unlearning_table
+from interp import (
+    ReftConfig,
+    RelearnConfig,
+    choose_sets,
+    heldout_indices,
+    load_model,
+    memorization_split,
+    paper_configs,
+    prefix_perturbation,
+    probe_sets,
+    testbed_paragraphs,
+    unlearning_table,
+)
 from interp.views import unlearning as views
 
 model = load_model("testbed", device="cpu")

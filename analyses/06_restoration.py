@@ -23,10 +23,7 @@
 # %%
 from _common import QUICK, save, testbed_subset
 
-from interp import load_model, testbed_paragraphs
-from interp.memorization import choose_sets, memorization_split
-from interp.restore import restoration
-from interp.unlearning import UnlearnConfig, unlearn
+from interp import UnlearnConfig, choose_sets, load_model, memorization_split, restoration, testbed_paragraphs, unlearn
 from interp.views import unlearning as views
 
 model = load_model("testbed", device="cpu")

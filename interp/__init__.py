@@ -1,59 +1,109 @@
 """interp: find where a language model stores text it recites word for word, and test whether
-editing only those places removes it. Built on TransformerLens' HookedTransformer."""
+editing only those places removes it. Built on TransformerLens' HookedTransformer.
 
-from interp.ablation import head_ablation
-from interp.attention import rare_token_attention
+The public API: data and models, the analyses (functions of model, paragraphs and keyword-only
+options) and the frozen result types they return, and the report pipeline. Views (figures, report
+sections) live in `interp.views`.
+"""
+
+from typing import Any
+
+from interp.ablation import HeadAblation, head_ablation
+from interp.attention import RareTokenAttention, rare_token_attention
 from interp.data import Paragraphs, load_paragraphs, rarity_ranks, unigram_counts
 from interp.errors import UserError
-from interp.metrics import (
-    ParagraphScores,
-    exact_match,
-    greedy_exact_match,
-    nll,
-    score_paragraphs,
-)
-from interp.memorization import split_mem_nmem
-from interp.gradient_norms import compare_norms, per_paragraph_norms
-from interp.gradients import gradient_map, parameter_gradients
-from interp.locate import locate_memorization_head
+from interp.gradient_norms import NormComparison, PerParagraphNorms, compare_norms, per_paragraph_norms
+from interp.gradients import GradientMap, gradient_map, parameter_gradients
+from interp.locate import HeadRanking, locate_memorization_head
 from interp.masks import candidate_mask, matched_random_mask, restrict_mask, top_k_mask, uniform_random_mask
+from interp.memorization import (
+    MemorizationSplit,
+    choose_indices,
+    choose_sets,
+    heldout_indices,
+    mem_nmem_thresholds,
+    memorization_split,
+    split_mem_nmem,
+)
+from interp.metrics import ParagraphScores, exact_match, greedy_exact_match, nll, score_paragraphs
 from interp.models import load_model, save_model
-from interp.patching import activation_patching, attribution_patching
-from interp.perturbation import prefix_perturbation
-from interp.reft import ReftConfig, reft_unlearn
-from interp.restore import restoration
+from interp.patching import PatchingResult, activation_patching, attribution_patching
+from interp.perturbation import PerturbationResult, prefix_perturbation
+from interp.reft import ReftConfig, ReftResult, reft_unlearn
+from interp.restore import RestorationResult, restoration
 from interp.scan import ScanConfig, scan_corpus
 from interp.testbed import testbed_metadata, testbed_paragraphs, testbed_unigram_counts
-from interp.unlearning import UnlearnConfig, unlearn, unlearning_table
+from interp.unlearning import (
+    Evaluation,
+    Probe,
+    RelearnConfig,
+    UnlearnConfig,
+    UnlearningTable,
+    UnlearnResult,
+    evaluate,
+    paper_configs,
+    probe_sets,
+    relearn,
+    unlearn,
+    unlearning_table,
+)
 
 __all__ = [
-    "Paragraphs",
+    "Evaluation",
+    "GradientMap",
+    "HeadAblation",
+    "HeadRanking",
+    "MemorizationSplit",
+    "NormComparison",
     "ParagraphScores",
+    "Paragraphs",
+    "PatchingResult",
+    "PerParagraphNorms",
+    "PerturbationResult",
+    "Probe",
+    "RareTokenAttention",
     "ReftConfig",
+    "ReftResult",
+    "RelearnConfig",
+    "ReportOptions",
+    "ReportRun",
+    "RestorationResult",
     "ScanConfig",
     "UnlearnConfig",
+    "UnlearnResult",
+    "UnlearningTable",
     "UserError",
     "activation_patching",
     "attribution_patching",
     "candidate_mask",
+    "choose_indices",
+    "choose_sets",
     "compare_norms",
+    "evaluate",
     "exact_match",
     "gradient_map",
     "greedy_exact_match",
     "head_ablation",
+    "heldout_indices",
     "load_model",
     "load_paragraphs",
-    "matched_random_mask",
     "locate_memorization_head",
+    "matched_random_mask",
+    "mem_nmem_thresholds",
+    "memorization_split",
     "nll",
+    "paper_configs",
     "parameter_gradients",
     "per_paragraph_norms",
     "prefix_perturbation",
+    "probe_sets",
     "rare_token_attention",
     "rarity_ranks",
     "reft_unlearn",
+    "relearn",
     "restoration",
     "restrict_mask",
+    "run_report",
     "save_model",
     "scan_corpus",
     "score_paragraphs",
@@ -67,3 +117,14 @@ __all__ = [
     "unlearn",
     "unlearning_table",
 ]
+
+_REPORT = ("ReportOptions", "ReportRun", "run_report")
+
+
+def __getattr__(name: str) -> Any:
+    """The report pipeline's names, imported on first use: it loads the views (plotly, circuitsvis)."""
+    if name in _REPORT:
+        import interp.report
+
+        return getattr(interp.report, name)
+    raise AttributeError(f"module 'interp' has no attribute {name!r}")
