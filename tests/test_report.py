@@ -19,6 +19,7 @@ from interp.data import Paragraphs
 from interp.memorization import choose_sets, memorization_split
 from interp.metrics import score_paragraphs
 from interp.report import ReportOptions, Step, model_fingerprint, paragraphs_fingerprint, run_report
+from interp.report.runner import fingerprinted_sources
 from interp.views.report_html import Section, Table, parse_circuitsvis, report_html, safe_json
 
 HOSTILE = "</script><script>window.__pwned=1</script><b>bold</b><img src=x onerror=window.__pwned=2>"
@@ -78,6 +79,14 @@ def test_choose_sets_is_seeded_and_keeps_heldout_out_of_nmem(tiny, tiny_paragrap
     split2 = memorization_split(tiny, labelled)
     _, nmem2 = choose_sets(split2, labelled, n_mem=2, n_nmem=20)
     assert set(nmem2.ids) == {f"q{i}" for i in range(8, 12)}
+
+
+def test_code_fingerprint_covers_the_analyses_and_not_the_views():
+    """Section prose and figures are views: changing them re-renders the report without recomputing."""
+    files = {rel.as_posix() for rel in fingerprinted_sources()}
+    assert {"report/runner.py", "report/steps.py", "report/options.py", "memorization.py", "gradient_norms.py",
+            "unlearning/masked.py", "unlearning/training.py"} <= files
+    assert not [f for f in files if f.startswith(("views/", "commands/", "testbed/"))]
 
 
 def test_fingerprints_change_with_one_weight_and_one_token(tiny, tiny_paragraphs):

@@ -109,16 +109,20 @@ def paragraphs_fingerprint(paragraphs: Paragraphs) -> str:
     return h.hexdigest()
 
 
+def fingerprinted_sources() -> list[Path]:
+    """The toolkit's analysis source files, relative to the package: views, commands and the testbed builder excluded."""
+    root = Path(interp.__file__).parent
+    return [path.relative_to(root) for path in sorted(root.rglob("*.py"))
+            if path.relative_to(root).parts[0] not in ("views", "commands", "testbed")]
+
+
 def code_fingerprint() -> str:
-    """Hash of the toolkit's analysis source (views and commands excluded): new code, new results."""
+    """Hash of the toolkit's analysis source (`fingerprinted_sources`): new code, new results."""
     root = Path(interp.__file__).parent
     h = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
-        rel = path.relative_to(root)
-        if rel.parts[0] in ("views", "commands", "testbed"):
-            continue
+    for rel in fingerprinted_sources():
         h.update(str(rel).encode())
-        h.update(path.read_bytes())
+        h.update((root / rel).read_bytes())
     return h.hexdigest()
 
 
