@@ -15,7 +15,7 @@ from interp.metrics import (
 )
 from interp.gradients import compare_norms, gradient_map, parameter_gradients, per_paragraph_norms
 from interp.locate import locate_memorization_head
-from interp.masks import random_mask, restrict_mask, top_k_mask
+from interp.masks import candidate_mask, matched_random_mask, restrict_mask, top_k_mask, uniform_random_mask
 from interp.models import load_model, save_model
 from interp.patching import activation_patching, attribution_patching
 from interp.perturbation import prefix_perturbation
@@ -34,6 +34,7 @@ __all__ = [
     "UserError",
     "activation_patching",
     "attribution_patching",
+    "candidate_mask",
     "compare_norms",
     "exact_match",
     "gradient_map",
@@ -41,12 +42,12 @@ __all__ = [
     "head_ablation",
     "load_model",
     "load_paragraphs",
+    "matched_random_mask",
     "locate_memorization_head",
     "nll",
     "parameter_gradients",
     "per_paragraph_norms",
     "prefix_perturbation",
-    "random_mask",
     "rare_token_attention",
     "rarity_ranks",
     "reft_unlearn",
@@ -60,6 +61,7 @@ __all__ = [
     "testbed_paragraphs",
     "testbed_unigram_counts",
     "top_k_mask",
+    "uniform_random_mask",
     "unigram_counts",
     "unlearn",
     "unlearning_table",

@@ -114,7 +114,8 @@ class Paragraphs:
         """One JSON-ready dict per paragraph, in the format `load_paragraphs` reads back."""
         records = []
         for i, pid in enumerate(self.ids):
-            rec: dict = {"id": pid, "tokens": self.tokens[i].tolist(), "prefix_len": self.prefix_len}
+            rec: dict = {"id": pid, "tokens": self.tokens[i].tolist(), "prefix_len": self.prefix_len,
+                         "continuation_len": self.continuation_len}
             if self.counts is not None:
                 rec["count"] = self.counts[i]
             for key, values in self.meta.items():
@@ -157,23 +158,46 @@ def _read_jsonl(path: Path) -> list[dict]:
     return records
 
 
+def _declared_length(records: list[dict], key: str, given: int | None, path: Path) -> int | None:
+    """The length every record declares under `key` (None when none does); disagreements are errors."""
+    declared = {rec[key] for rec in records if key in rec}
+    if not declared:
+        return given
+    if len(declared) > 1 or any(key not in rec for rec in records):
+        lines = sorted({rec["_line"] for rec in records if rec.get(key) != records[0].get(key)})[:3]
+        raise UserError(f"{path}: records disagree on {key!r} (values {sorted(map(str, declared))}, e.g. lines {lines}); "
+                        "one file holds paragraphs of one shape: split it")
+    value = declared.pop()
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise UserError(f"{path}: {key!r} must be a positive integer, got {value!r}")
+    if given is not None and given != value:
+        raise UserError(f"{path}: the records declare {key} = {value}, but {given} was asked for; "
+                        f"drop the {key.replace('_', '-')} option to use the file's value")
+    return value
+
+
 def load_paragraphs(
     path: str | Path,
     tokenizer=None,
-    prefix_len: int = DEFAULT_PREFIX_LEN,
-    continuation_len: int = DEFAULT_CONTINUATION_LEN,
+    prefix_len: int | None = None,
+    continuation_len: int | None = None,
     vocab_size: int | None = None,
 ) -> Paragraphs:
     """Read paragraphs from JSONL: `{"tokens": [...]}` or `{"text": ...}`, optional "id" and "count".
 
-    Text is tokenized with `tokenizer` (no BOS) and cut to prefix_len + continuation_len tokens;
-    a paragraph shorter than that is an error, as is a token id outside `vocab_size`.
+    Records may declare their own "prefix_len" / "continuation_len" (files written by
+    `Paragraphs.save_jsonl` and `interp scan` do): all records must agree, and an explicit argument
+    that differs is an error. Otherwise the arguments apply (default 50 + 50). Text is tokenized
+    with `tokenizer` (no BOS) and cut to prefix + continuation tokens; a paragraph shorter than
+    that is an error, as is a token id outside `vocab_size`.
     """
     path = Path(path)
     records = _read_jsonl(path)
+    prefix_len = _declared_length(records, "prefix_len", prefix_len, path) or DEFAULT_PREFIX_LEN
+    continuation_len = _declared_length(records, "continuation_len", continuation_len, path) or DEFAULT_CONTINUATION_LEN
     seq = prefix_len + continuation_len
     rows, ids, counts = [], [], []
-    reserved = {"tokens", "id", "count", "prefix_len", "_line"}
+    reserved = {"tokens", "id", "count", "prefix_len", "continuation_len", "_line"}
     extra_keys = sorted({k for rec in records for k in rec} - reserved)
     meta: dict[str, list] = {k: [] for k in extra_keys}
     for i, rec in enumerate(records):

@@ -3,7 +3,10 @@
 - `parameter_gradients`: raw gradients of NLL or the paper's contrastive objective (Eq. 3),
   keyed by TransformerLens parameter names; the input to `interp.masks.top_k_mask`.
 - `gradient_map`: one score per (layer, component) and per (layer, head, Q/K/V/O) for MEM and
-  NMEM paragraphs (paper section 5.1: max |grad|, embeddings / unembedding / biases excluded).
+  NMEM paragraphs (paper section 5.1: max |grad|, embeddings / unembedding / biases excluded),
+  compared at EQUAL set sizes: the max (or norm) of a batch-mean gradient shrinks as the batch
+  grows, so each set is split into chunks of the same size, each chunk's map is computed, and the
+  chunk maps are averaged.
 - `per_paragraph_norms`: every paragraph's own gradient norm per (layer, component, head) from
   batched passes, without per-paragraph gradients: for a linear map with inputs A [T, d_in] and
   output-gradients G [T, d_out] of one paragraph, ||G^T A||_F^2 = <A A^T, G G^T>_F.
@@ -147,10 +150,13 @@ def _reduce(g: Tensor, how: str, dims: tuple[int, ...] | None = None) -> Tensor:
 class GradientMap:
     """Gradient scores of MEM and NMEM paragraphs per (layer, component) and per (layer, head).
 
-    `mem_layers` / `nmem_layers` reduce each layer's six weight matrices together; `*_share` is
-    each layer's part of the total (squared norms for reduce="l2", plain scores otherwise), which
-    compares where the gradient lands independently of its overall size. `mem_other` holds
-    scores for the embeddings, biases and LayerNorms when they were included.
+    Each set's scores are the mean over chunks of `set_size` paragraphs of the chunk's reduced
+    batch-mean gradient (`n_chunks_*` chunks per set; paragraphs beyond whole chunks are left out),
+    so MEM and NMEM maps are comparable whatever the sets' sizes. `mem_layers` / `nmem_layers`
+    reduce each layer's six weight matrices together. `mem_share` / `nmem_share` are each layer's
+    share of the SQUARED gradient norm over all layer weights (a real share of the gradient for
+    every `reduce`; a share of summed maxima would not be one). `mem_other` holds scores for the
+    embeddings, biases and LayerNorms when they were included.
     """
 
     components: tuple[str, ...]
@@ -160,10 +166,13 @@ class GradientMap:
     nmem_heads: Float[Tensor, "layer head 4"]
     mem_layers: Float[Tensor, "layer"]
     nmem_layers: Float[Tensor, "layer"]
+    mem_layer_sq: Float[Tensor, "layer"]  # squared gradient norm per layer (mean over chunks)
+    nmem_layer_sq: Float[Tensor, "layer"]
     objective: str
     reduce: str
-    n_mem: int
+    n_mem: int  # paragraphs used (whole chunks)
     n_nmem: int
+    set_size: int  # paragraphs per chunk, the same for both sets
     mem_other: dict[str, float]
     nmem_other: dict[str, float]
 
@@ -175,17 +184,13 @@ class GradientMap:
     def diff_heads(self) -> Float[Tensor, "layer head 4"]:
         return self.mem_heads - self.nmem_heads
 
-    def _share(self, layers: Tensor) -> Tensor:
-        power = layers.pow(2) if self.reduce == "l2" else layers
-        return power / power.sum()
-
     @property
     def mem_share(self) -> Float[Tensor, "layer"]:
-        return self._share(self.mem_layers)
+        return self.mem_layer_sq / self.mem_layer_sq.sum()
 
     @property
     def nmem_share(self) -> Float[Tensor, "layer"]:
-        return self._share(self.nmem_layers)
+        return self.nmem_layer_sq / self.nmem_layer_sq.sum()
 
     @property
     def relative_diff_heads(self) -> Float[Tensor, "layer head 4"]:
@@ -193,7 +198,7 @@ class GradientMap:
         return self.mem_heads / self.mem_heads.sum() - self.nmem_heads / self.nmem_heads.sum()
 
     def lower_half_share(self) -> dict[str, float]:
-        """Part of the per-layer total in the lower half of the layers (the middle layer of an odd count split evenly)."""
+        """Share of the squared gradient norm in the lower half of the layers (a middle layer of an odd count split evenly)."""
         n = self.mem_layers.shape[0]
         weights = torch.tensor([1.0 if i < n // 2 else (0.5 if 2 * i + 1 == n else 0.0) for i in range(n)])
         return {"mem": float(self.mem_share @ weights), "nmem": float(self.nmem_share @ weights)}
@@ -229,56 +234,83 @@ class GradientMap:
         ]
         return {
             "objective": self.objective, "reduce": self.reduce, "n_mem": self.n_mem, "n_nmem": self.n_nmem,
-            "components": list(self.components), "cells": cells, "heads": heads,
-            "layers": layers, "lower_half_share": self.lower_half_share(), "most_salient": self.most_salient(),
-            "mem_other": self.mem_other, "nmem_other": self.nmem_other,
+            "set_size": self.set_size, "comparison": f"mean over chunks of {self.set_size} paragraphs per set",
+            "share": "each layer's share of the squared gradient norm", "components": list(self.components),
+            "cells": cells, "heads": heads, "layers": layers, "lower_half_share": self.lower_half_share(),
+            "most_salient": self.most_salient(), "mem_other": self.mem_other, "nmem_other": self.nmem_other,
         }
 
 
-def _score_tables(grads: dict[str, Tensor], n_layers: int, reduce: str) -> tuple[Tensor, Tensor, Tensor, dict[str, float]]:
+def _score_tables(grads: dict[str, Tensor], n_layers: int, reduce: str) -> tuple[Tensor, Tensor, Tensor, Tensor, dict[str, float]]:
     table = torch.stack([torch.stack([_reduce(grads[_param_name(l, c)], reduce) for c in COMPONENTS]) for l in range(n_layers)])
     heads = torch.stack([
         torch.stack([_reduce(grads[_param_name(l, c)], reduce, dims=(1, 2)) for c in HEAD_COMPONENTS], dim=-1)
         for l in range(n_layers)
     ])
-    layers = torch.stack([
-        _reduce(torch.cat([grads[_param_name(l, c)].flatten() for c in COMPONENTS]), reduce) for l in range(n_layers)
-    ])
+    layer_grads = [torch.cat([grads[_param_name(l, c)].flatten() for c in COMPONENTS]) for l in range(n_layers)]
+    layers = torch.stack([_reduce(g, reduce) for g in layer_grads])
+    layer_sq = torch.stack([g.double().pow(2).sum() for g in layer_grads])
     in_table = {_param_name(l, c) for l in range(n_layers) for c in COMPONENTS}
     other = {name: float(_reduce(g, reduce)) for name, g in grads.items() if name not in in_table}
-    return table.cpu(), heads.cpu(), layers.cpu(), other
+    return table.cpu(), heads.cpu(), layers.cpu(), layer_sq.float().cpu(), other
+
+
+def _chunked_scores(
+    model: HookedTransformer, targets: Paragraphs, others: Paragraphs, objective: str, include_embeddings: bool,
+    batch_size: int, reduce: str, set_size: int, seed: int,
+) -> tuple[list[Tensor], dict[str, float], int]:
+    """Mean over chunks of `set_size` paragraphs (seeded order) of each chunk's score tables."""
+    order = torch.randperm(len(targets), generator=torch.Generator().manual_seed(seed))
+    n_chunks = len(targets) // set_size
+    sums: list[Tensor] | None = None
+    other: dict[str, float] = {}
+    for c in range(n_chunks):
+        chunk = targets.select(order[c * set_size : (c + 1) * set_size].sort().values)
+        grads = parameter_gradients(model, chunk, others, objective=objective, include_embeddings=include_embeddings,
+                                    batch_size=batch_size)
+        *tables, chunk_other = _score_tables(grads, model.cfg.n_layers, reduce)
+        del grads
+        sums = tables if sums is None else [a + b for a, b in zip(sums, tables)]
+        other = {k: other.get(k, 0.0) + v for k, v in chunk_other.items()}
+    return [t / n_chunks for t in sums], {k: v / n_chunks for k, v in other.items()}, n_chunks * set_size
 
 
 def gradient_map(
     model: HookedTransformer,
     mem: Paragraphs,
     nmem: Paragraphs,
+    *,
     objective: str = "nll",
     reduce: str = "max",
+    set_size: int | None = None,
     include_embeddings: bool = False,
     batch_size: int = 16,
+    seed: int = 0,
 ) -> GradientMap:
-    """Gradient scores per (layer, component) and per head, for MEM and for NMEM paragraphs.
+    """Gradient scores per (layer, component) and per head, for MEM and for NMEM paragraphs, at equal set sizes.
 
-    objective="nll": the gradient of each set's mean continuation NLL (paper section 5.1).
+    objective="nll": the gradient of each chunk's mean continuation NLL (paper section 5.1).
     objective="contrastive": MEM side = Eq. 3 with MEM targets and NMEM retain; NMEM side = Eq. 3
     with the roles swapped. reduce: "max" |grad| (the paper's), "l2" norm, or "mean" |grad|.
+    set_size (default: the smaller set's size): both sets are cut into chunks of this many
+    paragraphs (seeded), each chunk's map is computed, and the maps are averaged per set.
     """
     if reduce not in REDUCTIONS:
         raise UserError(f"reduce must be one of {REDUCTIONS}, not {reduce!r}")
     _check_supported(model)
     _check_inputs(mem, "MEM", batch_size)
     _check_inputs(nmem, "NMEM", batch_size)
-    n_layers = model.cfg.n_layers
-    g_mem = parameter_gradients(model, mem, nmem, objective, include_embeddings, batch_size)
-    m_table, m_heads, m_layers, m_other = _score_tables(g_mem, n_layers, reduce)
-    del g_mem
-    g_nmem = parameter_gradients(model, nmem, mem, objective, include_embeddings, batch_size)
-    n_table, n_heads, n_layers_t, n_other = _score_tables(g_nmem, n_layers, reduce)
+    set_size = min(len(mem), len(nmem)) if set_size is None else set_size
+    if not 1 <= set_size <= min(len(mem), len(nmem)):
+        raise UserError(f"set_size must be between 1 and the smaller set's size ({min(len(mem), len(nmem))}), got {set_size}")
+    args = dict(objective=objective, include_embeddings=include_embeddings, batch_size=batch_size, reduce=reduce,
+                set_size=set_size, seed=seed)
+    (m_table, m_heads, m_layers, m_sq), m_other, n_mem = _chunked_scores(model, mem, nmem, **args)
+    (n_table, n_heads, n_layers_t, n_sq), n_other, n_nmem = _chunked_scores(model, nmem, mem, **args)
     return GradientMap(
         components=COMPONENTS, mem=m_table, nmem=n_table, mem_heads=m_heads, nmem_heads=n_heads,
-        mem_layers=m_layers, nmem_layers=n_layers_t, objective=objective, reduce=reduce,
-        n_mem=len(mem), n_nmem=len(nmem), mem_other=m_other, nmem_other=n_other,
+        mem_layers=m_layers, nmem_layers=n_layers_t, mem_layer_sq=m_sq, nmem_layer_sq=n_sq, objective=objective,
+        reduce=reduce, n_mem=n_mem, n_nmem=n_nmem, set_size=set_size, mem_other=m_other, nmem_other=n_other,
     )
 
 

@@ -1,7 +1,8 @@
 """Locating the memorization head: several methods' evidence per head, side by side, and one ranking.
 
 Each method gives every head a score where HIGHER means more memorization-specific:
-- rare_token: -tau of attention vs token-frequency rank on MEM paragraphs (paper section 6);
+- rare_token: minus the EXCESS Kendall tau of attention vs token-frequency rank on MEM paragraphs
+  over its permutation null (paper section 6; the raw tau is biased, see interp.attention);
 - gradient: MEM-minus-NMEM gradient concentration in the head's W_Q/W_K/W_V/W_O (the larger of
   the four; `relative_diff_heads` of the gradient map when it has one, else `diff_heads`);
 - ablation: MEM NLL increase minus NMEM NLL increase when the head is mean-ablated;
@@ -93,6 +94,8 @@ class HeadRanking:
                     row[name] = float(self.scores[method][layer, head])
             if self.rare_tokens is not None:
                 row["rare_token_tau_mean"] = float(self.rare_tokens.tau_mean[layer, head])
+                row["rare_token_excess"] = float(self.rare_tokens.excess[layer, head])
+                row["rare_token_p"] = float(self.rare_tokens.sum.null_p[layer, head])
             row["method_ranks"] = {m: int(r[layer, head]) for m, r in self.ranks.items()}
             row["mean_rank"] = float(self.mean_rank[layer, head])
             row["rank"] = rank
@@ -201,7 +204,7 @@ def locate_memorization_head(
                                     unigram_counts, batch_size=batch_size)
         n_wide_mem = min(len(mem_idx), wide)
         rare, rare_nmem = rare.select(torch.arange(n_wide_mem)), rare.select(torch.arange(n_wide_mem, len(rare.ids)))
-        scores["rare_token"] = -rare.tau.nan_to_num(0.0)
+        scores["rare_token"] = -rare.excess.nan_to_num(0.0)
     if "gradient" in methods:
         from interp.gradients import gradient_map
 
@@ -209,7 +212,11 @@ def locate_memorization_head(
         per_head = grads.relative_diff_heads if hasattr(grads, "relative_diff_heads") else grads.diff_heads
         scores["gradient"] = per_head.max(-1).values.float()
     if "ablation" in methods:
-        ablation = head_ablation(model, mem, nmem, modes=("mean",), batch_size=batch_size)
+        unused = torch.cat([nmem_idx[max_paragraphs:], mem_idx[max_paragraphs:]])[:max(max_paragraphs, 8)]
+        if len(unused) == 0:
+            raise UserError("mean ablation takes its mean over paragraphs that are not scored, and every paragraph is "
+                            f"scored here: pass more paragraphs or lower max_paragraphs (now {max_paragraphs})")
+        ablation = head_ablation(model, mem, nmem, reference=paragraphs.select(unused), modes=("mean",), batch_size=batch_size)
         scores["ablation"] = ablation.effect("mean")
     if "patching" in methods:
         corrupted = corrupt_prefixes(mem, corrupt_fraction, model.cfg.d_vocab, seed=seed)

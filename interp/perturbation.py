@@ -19,11 +19,10 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 from transformer_lens import HookedTransformer
-from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
 
 from interp.data import Paragraphs
 from interp.errors import UserError
-from interp.metrics import em_from_hits, teacher_forced_hits
+from interp.metrics import em_from_hits, greedy_continuations, teacher_forced_hits
 
 REFERENCES = ("greedy", "true")
 
@@ -65,25 +64,6 @@ def perturbed_prefixes(
     pos = torch.arange(p)
     out[:, pos, :, pos] = replacements.permute(1, 0, 2)
     return out
-
-
-@torch.no_grad()
-def greedy_decode(
-    model: HookedTransformer, prefixes: Int[Tensor, "n prefix"], length: int, batch_size: int = 256
-) -> Int[Tensor, "n length"]:
-    """Greedy continuations of many prefixes at once: one KV-cached forward per new token per batch."""
-    outs = []
-    for start in range(0, prefixes.shape[0], batch_size):
-        chunk = prefixes[start : start + batch_size].to(model.cfg.device)
-        cache = TransformerLensKeyValueCache.init_cache(model.cfg, model.cfg.device, chunk.shape[0])
-        # An explicit all-ones mask: no token of a paragraph is padding, even one equal to the pad id.
-        step = model(chunk, past_kv_cache=cache, attention_mask=torch.ones_like(chunk))[:, -1].argmax(-1)
-        new = [step]
-        for _ in range(length - 1):
-            step = model(step[:, None], past_kv_cache=cache, attention_mask=torch.ones_like(step[:, None]))[:, -1].argmax(-1)
-            new.append(step)
-        outs.append(torch.stack(new, 1).cpu())
-    return torch.cat(outs)
 
 
 @dataclass(frozen=True)
@@ -182,7 +162,7 @@ def prefix_perturbation(
     n, p, cont = len(paragraphs), paragraphs.prefix_len, paragraphs.continuation_len
     prefixes = paragraphs.prefixes.cpu()
     if reference == "greedy":
-        ref = greedy_decode(model, prefixes, cont, batch_size=batch_size).cpu()
+        ref = greedy_continuations(model, prefixes, cont, batch_size=batch_size).cpu()
     else:
         ref = paragraphs.continuations.cpu()
     base_hits, base_nll = teacher_forced_hits(model, torch.cat([prefixes, ref], 1), p, batch_size)
@@ -203,7 +183,7 @@ def prefix_perturbation(
     best = nll_flat.masked_fill(~lowest, float("-inf")).argmax(1)
     worst = torch.stack([best // s, best % s], 1)
     worst_prefixes = variants[torch.arange(n), worst[:, 0], worst[:, 1]]
-    new_cont = greedy_decode(model, worst_prefixes, cont, batch_size=batch_size).cpu()
+    new_cont = greedy_continuations(model, worst_prefixes, cont, batch_size=batch_size).cpu()
     targets = Paragraphs(
         tokens=torch.cat([prefixes, new_cont], 1), prefix_len=p, ids=paragraphs.ids,
         counts=paragraphs.counts, meta={k: v for k, v in paragraphs.meta.items() if k != "text"},

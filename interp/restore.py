@@ -1,7 +1,8 @@
 """Is forgotten text really gone? Put parts of the ORIGINAL model back into the unlearned one.
 
-Following Hong et al. 2024 (PAPERS.md B): for every layer l, a window of `width` layers
-[l - width//2, l + width//2] clipped at the edges is restored, in four experiments:
+Following Hong et al. 2024: for every layer l, a window of `width` layers [l - width//2,
+l + width//2] clipped at the edges is restored (windows are centred, so widths are odd; the default
+scales Hong et al.'s 5 of 32 layers to the model's depth, see `default_window`), in four experiments:
 
 - "coefficients": the original model's MLP activations (blocks.L.mlp.hook_post, the c_i of
   out = sum_i c_i v_i) patched into the unlearned model's forward on the same input, all positions;
@@ -11,7 +12,9 @@ Following Hong et al. 2024 (PAPERS.md B): for every layer l, a window of `width`
 
 Scores per experiment and window: EM and NLL of the true continuation, and the Knowledge Recovery
 Score KRS = 1 - loss(restored) / loss(unlearned), loss = mean squared difference from the original
-model's logits over the continuation positions. The three activation experiments for every window
+model's logits over the continuation positions. As in Hong et al.'s code, KRS is computed per
+paragraph and averaged (`krs`); `krs_ratio_of_means` = 1 - mean loss(restored) / mean loss(unlearned)
+is kept as a named alternative (it weights paragraphs by how far unlearning moved them). The three activation experiments for every window
 run as ONE batched forward (rows = experiment x window x paragraph, each hook patching the rows
 whose window covers its layer); value vectors need one forward per window.
 """
@@ -36,10 +39,23 @@ EXPERIMENTS = ("coefficients", "attention", "both", "values")
 _PATCHED = {"coefficients": ("post",), "attention": ("attn_out",), "both": ("post", "attn_out")}
 
 
+PAPER_WINDOW = (5, 32)  # Hong et al.: 5 of LLaMA2-7B's 32 layers
+
+
+def default_window(n_layers: int) -> int:
+    """The odd width closest to Hong et al.'s 5/32 of the depth (at least 1): 5 for 32 layers, 1 for 4-12."""
+    share = PAPER_WINDOW[0] / PAPER_WINDOW[1] * n_layers
+    return max(1, 2 * round((share - 1) / 2) + 1)
+
+
 def layer_windows(n_layers: int, width: int = 5) -> list[tuple[int, int]]:
-    """[l - width//2, l + width//2] clipped to the model, for every layer l (inclusive bounds)."""
+    """[l - width//2, l + width//2] clipped to the model, for every layer l (inclusive bounds).
+
+    Windows are centred on their layer, so `width` must be odd."""
     if width < 1:
         raise UserError(f"the restoration window must be at least 1 layer wide, got {width}")
+    if width % 2 == 0:
+        raise UserError(f"restoration windows are centred on a layer, so their width must be odd (1, 3, 5, ...); got {width}")
     half = width // 2
     return [(max(0, l - half), min(n_layers - 1, l + half)) for l in range(n_layers)]
 
@@ -73,8 +89,19 @@ class RestorationResult:
         return (self.nll_edited.mean() - self.nll_restored.mean(-1)) / lost
 
     @property
+    def krs_per_paragraph(self) -> Float[Tensor, "experiment layer n"]:
+        """1 - loss(restored) / loss(unlearned) of each paragraph (nan where unlearning left its logits unchanged)."""
+        edited = self.logit_loss_edited.where(self.logit_loss_edited > 0, torch.tensor(float("nan")))
+        return 1 - self.logit_loss_restored / edited
+
+    @property
     def krs(self) -> Float[Tensor, "experiment layer"]:
-        """Knowledge Recovery Score, 1 - loss(restored) / loss(unlearned), losses averaged over paragraphs."""
+        """Knowledge Recovery Score, computed per paragraph and averaged (Hong et al.'s code)."""
+        return self.krs_per_paragraph.nanmean(-1)
+
+    @property
+    def krs_ratio_of_means(self) -> Float[Tensor, "experiment layer"]:
+        """1 - mean loss(restored) / mean loss(unlearned): paragraphs weighted by how far unlearning moved them."""
         return 1 - self.logit_loss_restored.mean(-1) / self.logit_loss_edited.mean()
 
     def to_json(self) -> dict:
@@ -83,6 +110,7 @@ class RestorationResult:
             "em_original": self.em_original, "em_edited": self.em_edited, "nll_original": self.nll_original,
             "nll_edited": self.nll_edited, "em_restored": self.em_restored, "nll_restored": self.nll_restored,
             "em_recovered": self.em_recovered, "nll_recovered": self.nll_recovered, "krs": self.krs,
+            "krs_ratio_of_means": self.krs_ratio_of_means, "krs_averaging": "per paragraph, then the mean",
         }
 
 
@@ -113,7 +141,8 @@ def restoration(
     original: HookedTransformer,
     edited: HookedTransformer,
     paragraphs: Paragraphs,
-    width: int = 5,
+    *,
+    width: int | None = None,
     experiments: Sequence[str] = EXPERIMENTS,
     edited_hooks: Sequence[Hook] = (),
     batch_size: int = 64,
@@ -130,7 +159,7 @@ def restoration(
     if len(paragraphs) == 0:
         raise UserError("no paragraphs to restore: pass the forgotten ones")
     n_layers, p = original.cfg.n_layers, paragraphs.prefix_len
-    windows = layer_windows(n_layers, width)
+    windows = layer_windows(n_layers, default_window(n_layers) if width is None else width)
     patched = [(e, w) for e in experiments if e in _PATCHED for w in windows]
     names = {kind: [utils.get_act_name(kind, l) for l in range(n_layers)] for kind in ("post", "attn_out")}
     values_model = copy.deepcopy(edited) if "values" in experiments else None

@@ -32,9 +32,8 @@ from transformer_lens import HookedTransformer
 from interp.data import Paragraphs
 from interp.errors import UserError
 from interp.gradients import parameter_gradients, selected_parameters
-from interp.masks import random_mask, restrict_mask, top_k_mask
-from interp.metrics import score_paragraphs
-from interp.perturbation import greedy_decode
+from interp.masks import candidate_mask, matched_random_mask, top_k_mask, uniform_random_mask
+from interp.metrics import greedy_continuations, score_paragraphs
 from interp.objectives import (
     NLL_WEIGHT,
     contrastive_objective,
@@ -49,7 +48,7 @@ from interp.objectives import (
 METHODS = ("unlearn", "edit", "ga", "graddiff", "npo")
 """unlearn = Eq. 3 (-w NLL(target) + KL on retain); edit = Eq. 4 (+NLL(new continuation) + KL);
 ga = -NLL(target); graddiff = -NLL(target) + w NLL(retain); npo = negative preference optimisation."""
-SELECTIONS = ("topk", "random", "all")
+SELECTIONS = ("topk", "random", "random_matched", "all")
 
 Hook = tuple[str, Callable]
 
@@ -84,7 +83,8 @@ class UnlearnConfig:
 
     @property
     def label(self) -> str:
-        what = {"all": "all", "topk": f"top-{100 * self.fraction:g}%", "random": f"random-{100 * self.fraction:g}%"}[self.select]
+        pct = f"{100 * self.fraction:g}%"
+        what = {"all": "all", "topk": f"top-{pct}", "random": f"random-{pct}", "random_matched": f"random-{pct} matched"}[self.select]
         where = "".join([f" L{','.join(map(str, self.layers))}" if self.layers else "",
                          f" {'+'.join(self.components)}" if self.components else "",
                          f" head {self.head}" if self.head is not None else ""])
@@ -125,7 +125,7 @@ class Probe:
 
 def probe_sets(model: HookedTransformer, mem: Paragraphs, nmem: Paragraphs, heldout: Paragraphs, batch_size: int = 64) -> Probe:
     """The probes, with NMEM continuations replaced by the model's own greedy decoding."""
-    greedy = greedy_decode(model, nmem.prefixes, nmem.continuation_len, batch_size=batch_size)
+    greedy = greedy_continuations(model, nmem.prefixes, nmem.continuation_len, batch_size=batch_size)
     return Probe(mem=mem, nmem=nmem.with_continuations(greedy), heldout=heldout)
 
 
@@ -268,19 +268,24 @@ def select_weights(
     model: HookedTransformer, targets: Paragraphs, retain: Paragraphs, config: UnlearnConfig,
     edit_targets: Paragraphs | None = None,
 ) -> dict[str, Bool[Tensor, "..."]]:
-    """The config's fixed mask. top-k ranks |gradient| of Eq. 3 at the start (for `edit`: of Eq. 4 on
-    the edit targets; at the start both equal a scaled target NLL gradient, the KL gradient being 0)."""
-    if config.select == "all":  # the paper's weights: W_Q, W_K, W_V, W_O, W_in, W_out; no embeddings, biases, LayerNorms
-        mask = {n: torch.ones_like(p, dtype=torch.bool) for n, p in selected_parameters(model).items()}
-    else:
-        source = edit_targets if config.method == "edit" and edit_targets is not None else targets
-        grads = parameter_gradients(model, source, retain, objective="contrastive")
-        mask = top_k_mask(grads, fraction=config.fraction, scope=config.scope)
-        if config.select == "random":
-            mask = random_mask(mask, seed=config.seed)
-    if config.layers is not None or config.components is not None or config.head is not None:
-        mask = restrict_mask(mask, layers=config.layers, components=config.components, head=config.head)
-    return mask
+    """The config's fixed mask, chosen AMONG the candidate weights (layers / components / head restriction
+    first, as the paper's code). The candidates are the paper's weights: W_Q, W_K, W_V, W_O, W_in, W_out
+    (no embeddings, biases, LayerNorms). top-k ranks |gradient| of Eq. 3 at the start (for `edit`: of
+    Eq. 4 on the edit targets; at the start both equal a scaled target NLL gradient, the KL gradient
+    being 0); "random" draws the same fraction uniformly over the candidates (the paper's control);
+    "random_matched" keeps the top-k mask's count in every tensor at random places."""
+    candidates = candidate_mask(selected_parameters(model), layers=config.layers, components=config.components,
+                                head=config.head)
+    if config.select == "all":
+        return candidates
+    if config.select == "random":
+        return uniform_random_mask(candidates, config.fraction, seed=config.seed)
+    source = edit_targets if config.method == "edit" and edit_targets is not None else targets
+    grads = parameter_gradients(model, source, retain, objective="contrastive")
+    top = top_k_mask(grads, fraction=config.fraction, scope=config.scope, candidates=candidates)
+    if config.select == "random_matched":
+        return matched_random_mask(top, seed=config.seed, candidates=candidates)
+    return top
 
 
 @dataclass(frozen=True)

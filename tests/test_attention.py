@@ -1,4 +1,5 @@
-"""Rare-token attention: per-rank sums match a hand loop; a head built to attend to rare tokens is found."""
+"""Rare-token attention: the paper's query position read by hand, tau-b against scipy, and the null:
+a uniform head has no excess, a head built to attend to rare tokens has a large one."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import torch
 from scipy.stats import kendalltau
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-from interp.attention import rare_token_attention
+from interp.attention import kendall_tau_b, rare_token_attention
 from interp.data import Paragraphs, rarity_ranks
 from interp.errors import UserError
 
@@ -30,32 +31,14 @@ def counts():
 
 @pytest.fixture(scope="module")
 def paragraphs():
-    tokens = torch.stack([torch.randperm(VOCAB, generator=torch.Generator().manual_seed(i))[:20] for i in range(16)])
-    return Paragraphs(tokens, PREFIX, tuple(str(i) for i in range(16)))
+    tokens = torch.stack([torch.randperm(VOCAB, generator=torch.Generator().manual_seed(i))[:20] for i in range(24)])
+    tokens[:, 3] = tokens[:, 5]  # repeated tokens give tied ranks, as real text does
+    return Paragraphs(tokens, PREFIX, tuple(str(i) for i in range(24)))
 
 
-def test_sums_per_rank_match_a_hand_loop(counts, paragraphs):
-    model = _model("LN", seed=0)
-    res = rare_token_attention(model, paragraphs, counts, batch_size=5)
-    _, cache = model.run_with_cache(paragraphs.tokens)
-    ranks = rarity_ranks(paragraphs.prefixes, counts)
-    expected = torch.zeros(2, 2, PREFIX)
-    for i in range(len(paragraphs)):
-        for layer in range(2):
-            for pos in range(PREFIX):
-                expected[layer, :, ranks[i, pos]] += cache["pattern", layer][i, :, PREFIX - 1, pos]
-    assert torch.allclose(res.attention_by_rank, expected, atol=1e-5)
-    present = ranks.flatten().unique()
-    ref = kendalltau(present.numpy(), expected[1, 0, present].numpy()).statistic
-    assert res.tau[1, 0].item() == pytest.approx(ref, abs=1e-6)
-    sub = res.select(torch.tensor([0, 3]))
-    assert sub.ids == ("0", "3") and torch.allclose(sub.attention_by_rank, res.per_paragraph[[0, 3]].sum(0))
-    assert set(res.to_json()) >= {"tau", "tau_mean", "attention_by_rank"}
-
-
-def test_head_built_to_attend_to_rare_tokens_has_the_most_negative_tau(counts, paragraphs):
-    # No LayerNorm; embedding dim 0 carries the token's rarity, dim 1 a constant. Head (1, 1)
-    # scores keys by rarity: q = 1 (from dim 1), k = rarity (from dim 0). Its tau must be ~ -1.
+def _rare_head_model(counts: torch.Tensor) -> HookedTransformer:
+    """No LayerNorm; embedding dim 0 carries the token's rarity, dim 1 a constant. Head (1, 1) scores
+    keys by rarity (q = 1 from dim 1, k = rarity from dim 0); head (1, 0) has zero scores: uniform."""
     model = _model(None, seed=0)
     rarity = -counts.float().log()
     rarity = (rarity - rarity.mean()) / rarity.std()
@@ -66,21 +49,74 @@ def test_head_built_to_attend_to_rare_tokens_has_the_most_negative_tau(counts, p
             model.blocks[layer].attn.W_O[:, :, :2] = 0  # keep dims 0 and 1 clean for layer 1
             model.blocks[layer].mlp.W_out[:, :2] = 0
         attn = model.blocks[1].attn
-        attn.W_Q[1] = 0
-        attn.W_K[1] = 0
-        attn.b_Q[1] = 0
-        attn.b_K[1] = 0
+        for head in (0, 1):
+            attn.W_Q[head] = 0
+            attn.W_K[head] = 0
+            attn.b_Q[head] = 0
+            attn.b_K[head] = 0
         attn.W_Q[1, 1, 0] = 4.0
         attn.W_K[1, 0, 0] = 4.0
-    res = rare_token_attention(model, paragraphs, counts)
-    assert res.tau.argmin().item() == 1 * 2 + 1
-    assert res.tau[1, 1] < -0.9 and res.tau_mean[1, 1] < -0.9
-    assert (res.tau.flatten()[:3] > -0.7).all()
+    return model
 
 
-def test_bad_query_position_and_counts(counts, paragraphs):
+@pytest.mark.parametrize("query, row", [("first_continuation", PREFIX), ("last_prefix", PREFIX - 1)])
+def test_sums_per_rank_match_hand_indexed_patterns(counts, paragraphs, query, row):
     model = _model("LN", seed=0)
+    res = rare_token_attention(model, paragraphs, counts, query=query, null_draws=20, batch_size=5)
+    _, cache = model.run_with_cache(paragraphs.tokens)  # the whole paragraph: causal, so rows are the same
+    ranks = rarity_ranks(paragraphs.prefixes, counts)
+    expected = torch.zeros(2, 2, PREFIX)
+    for i in range(len(paragraphs)):
+        for layer in range(2):
+            for pos in range(PREFIX):  # keys: the prefix only, never the first continuation token
+                expected[layer, :, ranks[i, pos]] += cache["pattern", layer][i, :, row, pos]
+    assert res.query_pos == row
+    assert torch.allclose(res.attention_by_rank, expected, atol=1e-5)
+    present = ranks.flatten().unique()
+    ref = kendalltau(present.numpy(), expected[1, 0, present].numpy()).statistic
+    assert res.tau[1, 0].item() == pytest.approx(ref, abs=1e-6)
+    sub = res.select(torch.tensor([0, 3, 5, 9]))
+    again = rare_token_attention(model, paragraphs.select([0, 3, 5, 9]), counts, query=query, null_draws=20)
+    assert sub.ids == ("0", "3", "5", "9") and torch.allclose(sub.tau, again.tau) and torch.allclose(sub.excess, again.excess)
+
+
+def test_the_two_query_positions_differ(counts, paragraphs):
+    model = _model("LN", seed=1)
+    first = rare_token_attention(model, paragraphs, counts, null_draws=10)
+    last = rare_token_attention(model, paragraphs, counts, query="last_prefix", null_draws=10)
+    assert first.query == "first_continuation" and not torch.allclose(first.key_attention, last.key_attention)
+
+
+def test_kendall_tau_b_equals_scipy_with_ties():
+    gen = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 6, (50, 17), generator=gen).double()  # many ties
+    ours = kendall_tau_b(y)
+    for row in range(50):
+        assert ours[row].item() == pytest.approx(kendalltau(range(17), y[row].numpy()).statistic, abs=1e-12)
+    assert torch.isnan(kendall_tau_b(torch.ones(5)))
+
+
+def test_uniform_head_has_no_excess_and_rare_head_has_a_large_one(counts, paragraphs):
+    res = rare_token_attention(_rare_head_model(counts), paragraphs, counts, null_draws=200)
+    uniform, rare = (1, 0), (1, 1)
+    # The raw taus are NOT 0 for the uniform head (the bias the null removes) ...
+    assert res.tau[uniform].item() == pytest.approx(res.sum.uniform_tau, abs=1e-6)
+    for stats in (res.sum, res.mean):
+        assert abs(stats.excess[uniform].item()) < 1e-6, stats.statistic
+        assert stats.null_p[uniform].item() > 0.5, stats.statistic
+        assert stats.excess[rare].item() < -0.3, stats.statistic
+        assert stats.null_p[rare].item() <= 0.01, stats.statistic
+    assert res.excess.argmin().item() == 1 * 2 + 1
+
+
+def test_null_is_seeded_and_bad_inputs_fail(counts, paragraphs):
+    model = _model("LN", seed=0)
+    a = rare_token_attention(model, paragraphs, counts, null_draws=30, seed=3)
+    b = rare_token_attention(model, paragraphs, counts, null_draws=30, seed=3)
+    assert torch.equal(a.sum.null_mean, b.sum.null_mean)
     with pytest.raises(UserError, match="query position"):
-        rare_token_attention(model, paragraphs, counts, query_pos=PREFIX)
+        rare_token_attention(model, paragraphs, counts, query="middle")
     with pytest.raises(UserError, match="unigram counts"):
         rare_token_attention(model, paragraphs, counts[:10])
+    with pytest.raises(UserError, match="null_draws"):
+        rare_token_attention(model, paragraphs, counts, null_draws=0)

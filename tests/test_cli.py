@@ -58,3 +58,18 @@ def test_json_output_not_written_on_error(tmp_path, capsys):
     out.write_text('{"kept": true}')
     assert main(["memorized", "--model", "testbed", "--paragraphs", str(tmp_path / "none.jsonl"), "--json", str(out)]) == 2
     assert json.loads(out.read_text()) == {"kept": True}
+
+
+@pytest.mark.parametrize("command", [["grad-map", "--no-per-paragraph"], ["perturb", "--samples", "1"]])
+def test_commands_draw_nmem_from_trained_text_only(command, tmp_path, testbed_paragraph_set):
+    """Every command picks MEM / NMEM with the report's selection: never-trained ('heldout') text is no NMEM."""
+    splits = testbed_paragraph_set.meta["split"]
+    pick = lambda split, n: [i for i, s in enumerate(splits) if s == split][:n]  # noqa: E731
+    sub = testbed_paragraph_set.select(pick("planted", 2) + pick("heldout", 6) + pick("once", 6))
+    f = tmp_path / "p.jsonl"
+    sub.save_jsonl(f)
+    out = tmp_path / "out.json"
+    assert main([*command, "--model", "testbed", "--paragraphs", str(f), "--max-paragraphs", "4", "--json", str(out)]) == 0
+    nmem_ids = json.loads(out.read_text())["nmem_ids"]
+    heldout = {pid for pid, s in zip(sub.ids, sub.meta["split"]) if s == "heldout"}
+    assert nmem_ids and not heldout & set(nmem_ids)

@@ -93,3 +93,24 @@ def test_paragraphs_validate_their_shape():
         Paragraphs(torch.zeros(2, 10, dtype=torch.long), 10, ("a", "b"))
     with pytest.raises(UserError, match="unique"):
         Paragraphs(torch.zeros(2, 10, dtype=torch.long), 5, ("a", "a"))
+
+
+def test_records_declaring_their_lengths_are_honoured(tmp_path):
+    p = Paragraphs(torch.arange(30).reshape(3, 10), 3, ("x", "y", "z"))
+    p.save_jsonl(tmp_path / "own.jsonl")
+    q = load_paragraphs(tmp_path / "own.jsonl")  # no lengths given: the file's 3 + 7, not 50 + 50
+    assert q.prefix_len == 3 and q.continuation_len == 7 and torch.equal(q.tokens, p.tokens)
+    assert load_paragraphs(tmp_path / "own.jsonl", prefix_len=3).prefix_len == 3
+    with pytest.raises(UserError, match="declare prefix_len = 3"):
+        load_paragraphs(tmp_path / "own.jsonl", prefix_len=4)
+
+
+def test_a_file_whose_records_disagree_is_refused(tmp_path):
+    rows = [{"tokens": list(range(10)), "prefix_len": 4}, {"tokens": list(range(10)), "prefix_len": 5}]
+    f = _write(tmp_path / "mixed.jsonl", [json.dumps(r) for r in rows])
+    with pytest.raises(UserError, match="disagree on 'prefix_len'"):
+        load_paragraphs(f, continuation_len=5)
+    rows = [{"tokens": list(range(10)), "prefix_len": 4}, {"tokens": list(range(10))}]
+    f = _write(tmp_path / "partly.jsonl", [json.dumps(r) for r in rows])
+    with pytest.raises(UserError, match="disagree"):
+        load_paragraphs(f, continuation_len=5)

@@ -120,6 +120,7 @@ def test_model_untouched_even_after_failure(model, mem, nmem):
 
 
 def test_gradient_map_reductions_match_raw_gradients(model, mem, nmem):
+    nmem = nmem.select(range(5))  # equal sizes: one chunk per set, the whole set
     g_mem = parameter_gradients(model, mem, objective="nll")
     g_nmem = parameter_gradients(model, nmem, objective="nll")
     gm = gradient_map(model, mem, nmem, reduce="max", batch_size=4)
@@ -141,6 +142,7 @@ def test_gradient_map_reductions_match_raw_gradients(model, mem, nmem):
     torch.testing.assert_close(gm.mem_layers, gm.mem.amax(1))
     torch.testing.assert_close(l2.mem_layers, l2.mem.pow(2).sum(1).sqrt(), rtol=1e-4, atol=0)
     torch.testing.assert_close(l2.mem_share, l2.mem_layers.pow(2) / l2.mem_layers.pow(2).sum())
+    torch.testing.assert_close(gm.mem_share, l2.mem_share)  # shares of the squared gradient, whatever the reduction
     assert float(gm.nmem_share.sum()) == pytest.approx(1.0)
     top = gm.most_salient()["mem"]
     assert gm.mem_heads[top["layer"], top["head"], HEAD_COMPONENTS.index(top["component"])] == gm.mem_heads.max()
@@ -152,6 +154,31 @@ def test_gradient_map_reductions_match_raw_gradients(model, mem, nmem):
     assert "embed.W_E" in with_emb.mem_other and "blocks.0.attn.b_Q" in with_emb.nmem_other
     with pytest.raises(UserError, match="reduce"):
         gradient_map(model, mem, nmem, reduce="median")
+
+
+def test_sets_of_different_sizes_are_compared_at_equal_size(model):
+    """Samples of ONE population: MEM / NMEM map ratios must be centred on 1 even when one set is 5x larger.
+    The max of a batch-MEAN gradient shrinks as the batch grows, so comparing whole sets (the old
+    behaviour, computed here by hand as the control) favours the smaller set. Averaged over 8 draws."""
+    population = _paragraphs(48, 21, "p")
+    keys = [f"blocks.{l}.{'attn' if c in HEAD_COMPONENTS else 'mlp'}.{c}" for l in range(N_LAYERS) for c in COMPONENTS]
+
+    def whole_set(ps):
+        g = parameter_gradients(model, ps, objective="nll")
+        return torch.stack([g[k].abs().max() for k in keys])
+
+    biased, matched = [], []
+    for draw in range(8):
+        perm = torch.randperm(48, generator=torch.Generator().manual_seed(draw))
+        small, large = population.select(perm[:8].sort().values), population.select(perm[8:].sort().values)
+        biased.append(float((whole_set(small) / whole_set(large)).log().mean()))
+        gm = gradient_map(model, small, large, reduce="max", seed=draw)
+        assert gm.set_size == 8 and gm.n_nmem == 40
+        matched.append(float((gm.mem / gm.nmem).log().mean()))
+    assert sum(biased) / 8 > 0.2, "the control: whole sets of different sizes are NOT comparable"
+    assert abs(sum(matched) / 8) < 0.12
+    with pytest.raises(UserError, match="set_size"):
+        gradient_map(model, population.select(range(8)), population.select(range(8, 48)), set_size=9)
 
 
 def test_contrastive_map_swaps_roles(model, mem, nmem):

@@ -1,4 +1,4 @@
-"""top_k_mask / random_mask / restrict_mask on hand-made gradient dicts."""
+"""top_k_mask / the random masks / restrictions on hand-made gradient dicts."""
 
 from __future__ import annotations
 
@@ -6,7 +6,15 @@ import pytest
 import torch
 
 from interp.errors import UserError
-from interp.masks import count_by_parameter, mask_size, random_mask, restrict_mask, top_k_mask
+from interp.masks import (
+    candidate_mask,
+    count_by_parameter,
+    mask_size,
+    matched_random_mask,
+    restrict_mask,
+    top_k_mask,
+    uniform_random_mask,
+)
 
 
 @pytest.fixture()
@@ -41,17 +49,42 @@ def test_component_scope_takes_the_fraction_of_each_parameter(grads):
         assert g.abs()[mask[k]].min() >= g.abs()[~mask[k]].max()
 
 
-def test_random_mask_keeps_counts_and_changes_places(grads):
+def test_matched_random_mask_keeps_counts_and_changes_places(grads):
     top = top_k_mask(grads, fraction=0.02)
-    rand = random_mask(top, seed=3)
+    rand = matched_random_mask(top, seed=3)
     assert count_by_parameter(rand) == count_by_parameter(top)
     assert all(rand[k].shape == top[k].shape for k in top)
     overlap = sum(int((rand[k] & top[k]).sum()) for k in top)
     assert overlap < mask_size(top) // 2
-    again = random_mask(top, seed=3)
+    again = matched_random_mask(top, seed=3)
     assert all(torch.equal(again[k], rand[k]) for k in top)
-    other = random_mask(top, seed=4)
+    other = matched_random_mask(top, seed=4)
     assert any(not torch.equal(other[k], rand[k]) for k in top)
+
+
+def test_uniform_random_mask_draws_the_fraction_over_the_candidates(grads):
+    candidates = candidate_mask(grads, layers=[1], components=["mlp"])
+    n = mask_size(candidates)
+    rand = uniform_random_mask(candidates, 0.1, seed=0)
+    assert mask_size(rand) == round(0.1 * n)
+    assert all(not (rand[k] & ~candidates[k]).any() for k in rand)
+    # uniform: each candidate tensor gets about its share of the draw (W_in and W_out have equal sizes)
+    counts = count_by_parameter(rand)
+    assert abs(counts["blocks.1.mlp.W_in"] - counts["blocks.1.mlp.W_out"]) < 0.5 * mask_size(rand)
+    assert all(torch.equal(uniform_random_mask(candidates, 0.1, seed=0)[k], rand[k]) for k in rand)
+
+
+def test_top_k_within_candidates_ranks_only_the_candidates(grads):
+    candidates = candidate_mask(grads, layers=[0], components=["W_V"], head=1)
+    mask = top_k_mask(grads, fraction=0.05, candidates=candidates)
+    pool = grads["blocks.0.attn.W_V"][1].abs().flatten()
+    assert mask_size(mask) == round(0.05 * pool.numel())
+    assert set(count_by_parameter(mask)) == {"blocks.0.attn.W_V"}
+    chosen = grads["blocks.0.attn.W_V"].abs()[mask["blocks.0.attn.W_V"]]
+    assert chosen.min() >= pool.sort(descending=True).values[len(chosen) - 1]
+    # restricting AFTER a global top-k would keep only the few global winners that happen to lie there
+    after = restrict_mask(top_k_mask(grads, fraction=0.05), layers=[0], components=["W_V"], head=1)
+    assert mask_size(after) != mask_size(mask)
 
 
 def test_restrict_by_layer_component_and_head(grads):

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from interp.data import Paragraphs
-from interp.metrics import em_from_hits, greedy_exact_match, score_paragraphs, split_mem_nmem
+from interp.metrics import em_from_hits, greedy_continuations, greedy_exact_match, score_paragraphs, split_mem_nmem
 
 
 def test_em_counts_up_to_first_mismatch():
@@ -24,6 +24,26 @@ def test_teacher_forced_em_equals_greedy_decoding_on_testbed(testbed, testbed_sc
     greedy = greedy_exact_match(testbed, sub)
     assert torch.equal(greedy, scores.em[pick])
     assert (scores.em[mem] == p.continuation_len).all()
+
+
+def test_greedy_decoding_attends_to_tokens_equal_to_the_pad_id(testbed, testbed_scores):
+    """GPT-Neo's pad id is EOS; a prefix may contain it, also at its end (a document boundary). Greedy
+    decoding must not mask it (model.generate masks trailing pad ids): it must equal appending the argmax
+    of plain full forwards, and its EM the teacher-forced EM over the same tokens."""
+    p, scores = testbed_scores
+    pad = testbed.tokenizer.pad_token_id
+    assert pad is not None
+    mem, nmem = split_mem_nmem(scores.em, p.continuation_len)
+    sub = p.select(torch.cat([mem[:4], nmem[:4]]))
+    tokens = sub.tokens.clone()
+    tokens[:, [3, sub.prefix_len - 1]] = pad
+    with_pad = Paragraphs(tokens, sub.prefix_len, sub.ids)
+    decoded = greedy_continuations(testbed, with_pad.prefixes, 12)
+    loop = with_pad.prefixes
+    for _ in range(12):
+        loop = torch.cat([loop, testbed(loop)[:, -1].argmax(-1, keepdim=True)], 1)
+    assert torch.equal(decoded, loop[:, sub.prefix_len :])
+    assert torch.equal(greedy_exact_match(testbed, with_pad), score_paragraphs(testbed, with_pad).em)
 
 
 def test_nll_is_continuation_only(testbed, testbed_paragraph_set):

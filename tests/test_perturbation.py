@@ -9,7 +9,8 @@ from transformer_lens import HookedTransformer, HookedTransformerConfig
 from interp.data import Paragraphs
 from interp.errors import UserError
 from interp.metrics import em_from_hits
-from interp.perturbation import corrupt_prefixes, greedy_decode, perturbed_prefixes, prefix_perturbation, random_replacements
+from interp.metrics import greedy_continuations
+from interp.perturbation import corrupt_prefixes, perturbed_prefixes, prefix_perturbation, random_replacements
 
 PREFIX, CONT = 6, 5
 
@@ -47,7 +48,7 @@ def test_kv_cached_greedy_decode_equals_argmax_append_loop(tiny, paragraphs):
     tokens = paragraphs.prefixes
     for _ in range(CONT):
         tokens = torch.cat([tokens, tiny(tokens)[:, -1].argmax(-1, keepdim=True)], 1)
-    assert torch.equal(greedy_decode(tiny, paragraphs.prefixes, CONT, batch_size=2), tokens[:, PREFIX:])
+    assert torch.equal(greedy_continuations(tiny, paragraphs.prefixes, CONT, batch_size=2), tokens[:, PREFIX:])
 
 
 def test_em_equals_real_greedy_decoding_and_targets_are_worst(tiny, paragraphs):
@@ -57,7 +58,7 @@ def test_em_equals_real_greedy_decoding_and_targets_are_worst(tiny, paragraphs):
     assert (res.base_em == CONT).all()  # own greedy continuation is the reference
     # Real greedy decoding of every variant reproduces the teacher-forced EM.
     variants = perturbed_prefixes(paragraphs.prefixes, res.replacements).reshape(-1, PREFIX)
-    decoded = greedy_decode(tiny, variants, CONT)
+    decoded = greedy_continuations(tiny, variants, CONT)
     ref = res.reference_continuations.repeat_interleave(PREFIX * 3, 0)
     assert torch.equal(em_from_hits(decoded == ref).view(3, PREFIX, 3), res.em)
     assert res.em.float().std() > 0  # a random model does get derailed sometimes

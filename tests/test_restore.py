@@ -11,7 +11,7 @@ from transformer_lens import utils
 from interp.errors import UserError
 from interp.metrics import score_paragraphs
 from interp.reft import ReftConfig, reft_unlearn
-from interp.restore import layer_windows, restoration
+from interp.restore import RestorationResult, default_window, layer_windows, restoration
 from interp.unlearn import UnlearnConfig, unlearn
 from interp.views.unlearning import figure_restoration
 
@@ -35,6 +35,25 @@ def test_windows_clip_at_the_edges():
     assert layer_windows(3, 1) == [(0, 0), (1, 1), (2, 2)]
     with pytest.raises(UserError):
         layer_windows(4, 0)
+    with pytest.raises(UserError, match="odd"):  # a width of 4 cannot be centred on a layer
+        layer_windows(12, 4)
+
+
+def test_default_window_scales_with_depth():
+    assert default_window(32) == 5  # Hong et al.'s 5 of 32 layers
+    assert [default_window(n) for n in (4, 6, 8, 12)] == [1, 1, 1, 1]
+    assert default_window(24) == 3 and default_window(48) == 7 and default_window(1) == 1
+
+
+def test_krs_is_averaged_per_paragraph_with_the_ratio_of_means_kept():
+    ones, em = torch.ones(2), torch.ones(2, dtype=torch.long)
+    r = RestorationResult(
+        ids=("a", "b"), experiments=("coefficients",), windows=((0, 0),), em_original=em, em_edited=em,
+        em_restored=em.view(1, 1, 2), nll_original=ones, nll_edited=ones, nll_restored=ones.view(1, 1, 2),
+        logit_loss_edited=torch.tensor([1.0, 100.0]), logit_loss_restored=torch.tensor([[[0.5, 10.0]]]),
+    )
+    assert r.krs.item() == pytest.approx((0.5 + 0.9) / 2)  # each paragraph's KRS, then the mean
+    assert r.krs_ratio_of_means.item() == pytest.approx(1 - 10.5 / 101)
 
 
 def test_restoring_what_changed_restores_the_original(setup):

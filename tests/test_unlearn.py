@@ -15,7 +15,7 @@ from interp.errors import UserError
 from interp.gradients import parameter_gradients, selected_parameters
 from interp.masks import top_k_mask
 from interp.metrics import score_paragraphs
-from interp.perturbation import greedy_decode
+from interp.metrics import greedy_continuations
 from interp.views.unlearning import figure_unlearning_table
 from interp.unlearn import (
     RelearnConfig,
@@ -56,7 +56,7 @@ def tiny_model(seed: int = 3) -> HookedTransformer:
 def recited(model: HookedTransformer, n: int, seed: int, tag: str) -> Paragraphs:
     """Random prefixes followed by the model's OWN greedy continuation: EM = CONT by construction."""
     prefixes = torch.randint(0, VOCAB, (n, PREFIX), generator=torch.Generator().manual_seed(seed))
-    tokens = torch.cat([prefixes, greedy_decode(model, prefixes, CONT)], 1)
+    tokens = torch.cat([prefixes, greedy_continuations(model, prefixes, CONT)], 1)
     return Paragraphs(tokens, PREFIX, tuple(f"{tag}{i}" for i in range(n)))
 
 
@@ -130,8 +130,10 @@ def test_selections_and_restrictions(setup):
     total = sum(p.numel() for p in selected_parameters(model).values())
     assert sum(int(m.sum()) for m in top.values()) == round(0.01 * total)
     rand = select_weights(model, target, retain, UnlearnConfig(select="random", fraction=0.01))
-    assert all(int(rand[k].sum()) == int(top[k].sum()) for k in top)
-    assert any(not torch.equal(rand[k], top[k]) for k in top)
+    assert sum(int(m.sum()) for m in rand.values()) == round(0.01 * total)  # uniform over all candidates
+    matched = select_weights(model, target, retain, UnlearnConfig(select="random_matched", fraction=0.01))
+    assert all(int(matched[k].sum()) == int(top[k].sum()) for k in top)
+    assert any(not torch.equal(matched[k], top[k]) for k in top)
     everything = select_weights(model, target, retain, UnlearnConfig(select="all"))
     assert set(everything) == set(selected_parameters(model)) and all(bool(m.all()) for m in everything.values())
     mlp1 = select_weights(model, target, retain, UnlearnConfig(select="all", layers=(1,), components=("mlp",)))
@@ -139,6 +141,24 @@ def test_selections_and_restrictions(setup):
     head = select_weights(model, target, retain, UnlearnConfig(select="all", layers=(2,), head=3))
     assert {k for k, m in head.items() if m.any()} == {f"blocks.2.attn.W_{x}" for x in "QKVO"}
     assert bool(head["blocks.2.attn.W_V"][3].all()) and not bool(head["blocks.2.attn.W_V"][:3].any())
+
+
+def test_top_fraction_is_taken_within_the_restriction(setup):
+    """'top 1% within head 2.3' = 1% of that head's weights, ranked among themselves (restrict, then select)."""
+    model, mem, nmem, _ = setup
+    target, retain = mem.select([0]), nmem.select(range(10))
+    grads = parameter_gradients(model, target, retain, objective="contrastive")
+    within = select_weights(model, target, retain, UnlearnConfig(fraction=0.01, layers=(2,), head=3))
+    head_weights = {k: g[3] for k, g in grads.items() if k.startswith("blocks.2.attn.W_")}
+    n = sum(g.numel() for g in head_weights.values())
+    assert sum(int(m.sum()) for m in within.values()) == round(0.01 * n)
+    chosen = torch.cat([grads[k][within[k]].abs() for k in within if within[k].any()])
+    rest = torch.cat([g.abs().flatten() for g in head_weights.values()])
+    assert chosen.min() >= rest.sort(descending=True).values[len(chosen) - 1]
+    rand = select_weights(model, target, retain, UnlearnConfig(select="random", fraction=0.01, layers=(2,), head=3))
+    assert sum(int(m.sum()) for m in rand.values()) == round(0.01 * n)
+    assert all(not m.any() for k, m in rand.items() if not k.startswith("blocks.2.attn."))
+    assert all(not m[:3].any() and not m[4:].any() for k, m in rand.items() if k.startswith("blocks.2.attn."))
 
 
 @pytest.mark.parametrize("method", ["ga", "npo", "graddiff"])

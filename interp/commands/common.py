@@ -23,8 +23,10 @@ def add_paragraph_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--paragraphs", default=None, type=Path,
                         help="JSONL of paragraphs ({'text': ...} or {'tokens': [...]}); "
                              "default: the set shipped beside the model (the testbed has one)")
-    parser.add_argument("--prefix-len", type=int, default=None, help=f"prefix tokens (default {DEFAULT_PREFIX_LEN}, or the model's metadata)")
-    parser.add_argument("--continuation-len", type=int, default=None, help=f"continuation tokens (default {DEFAULT_CONTINUATION_LEN})")
+    parser.add_argument("--prefix-len", type=int, default=None,
+                        help=f"prefix tokens (default: what the file's records declare, else {DEFAULT_PREFIX_LEN})")
+    parser.add_argument("--continuation-len", type=int, default=None,
+                        help=f"continuation tokens (default: what the file's records declare, else {DEFAULT_CONTINUATION_LEN})")
     parser.add_argument("--batch-size", type=int, default=64, help="paragraphs per forward pass")
 
 
@@ -32,32 +34,27 @@ def model_from_args(args: argparse.Namespace) -> HookedTransformer:
     return load_model(args.model, device=args.device, dtype=args.dtype)
 
 
-def _bundled_lengths(folder: Path) -> tuple[int, int] | None:
-    import json
-
-    meta = folder / "metadata.json"
-    if meta.exists():
-        cfg = json.loads(meta.read_text()).get("config", {})
-        if "prefix_len" in cfg:
-            return cfg["prefix_len"], cfg["continuation_len"]
-    return None
-
-
 def paragraphs_from_args(args: argparse.Namespace, model: HookedTransformer) -> Paragraphs:
-    """The --paragraphs file, or the set shipped beside the model's checkpoint folder."""
+    """The --paragraphs file, or the set shipped beside the model's checkpoint folder.
+
+    Lengths: --prefix-len / --continuation-len when given, else what the file's records declare,
+    else 50 + 50 (see `load_paragraphs`)."""
     source = getattr(model, "interp_source", None)
     folder = Path(source.path) if source and source.path else None
-    lengths = _bundled_lengths(folder) if folder else None
-    prefix_len = args.prefix_len or (lengths[0] if lengths else DEFAULT_PREFIX_LEN)
-    continuation_len = args.continuation_len or (lengths[1] if lengths else DEFAULT_CONTINUATION_LEN)
     path = args.paragraphs
     if path is None:
         if folder is None or not (folder / "paragraphs.jsonl").exists():
             raise UserError(f"model {args.model!r} ships no paragraph set: pass --paragraphs FILE.jsonl (make one with `interp scan`)")
         path = folder / "paragraphs.jsonl"
-    if prefix_len < 1 or continuation_len < 1:
-        raise UserError("--prefix-len and --continuation-len must be positive")
-    if prefix_len + continuation_len > model.cfg.n_ctx:
-        raise UserError(f"prefix + continuation = {prefix_len + continuation_len} tokens exceeds the model's context of {model.cfg.n_ctx}")
-    return load_paragraphs(path, tokenizer=model.tokenizer, prefix_len=prefix_len,
-                           continuation_len=continuation_len, vocab_size=model.cfg.d_vocab)
+    for name in ("prefix_len", "continuation_len"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be positive, got {value}")
+    asked = (args.prefix_len or 0) + (args.continuation_len or 0)
+    if asked > model.cfg.n_ctx:
+        raise UserError(f"prefix + continuation = {asked} tokens exceeds the model's context of {model.cfg.n_ctx}")
+    paragraphs = load_paragraphs(path, tokenizer=model.tokenizer, prefix_len=args.prefix_len,
+                                 continuation_len=args.continuation_len, vocab_size=model.cfg.d_vocab)
+    if paragraphs.seq_len > model.cfg.n_ctx:
+        raise UserError(f"prefix + continuation = {paragraphs.seq_len} tokens exceeds the model's context of {model.cfg.n_ctx}")
+    return paragraphs

@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import html
 
-import torch
 
 from interp.commands.common import add_model_args, add_paragraph_args, model_from_args, paragraphs_from_args
 from interp.errors import UserError
 from interp.gradients import OBJECTIVES, REDUCTIONS, compare_norms, gradient_map, per_paragraph_norms
 from interp.io import write_json, write_text_atomic
-from interp.metrics import NMEM_MAX_EM, score_paragraphs, split_mem_nmem
+from interp.memorization import choose_sets, memorization_split
+from interp.metrics import NMEM_MAX_EM
 from interp.models import model_name
 
 
@@ -50,15 +50,11 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--grad-batch-size must be at least 1")
     model = model_from_args(args)
     paragraphs = paragraphs_from_args(args, model)
-    scores = score_paragraphs(model, paragraphs, batch_size=args.batch_size)
-    mem_idx, nmem_idx = split_mem_nmem(scores.em, paragraphs.continuation_len, nmem_max=args.nmem_max)
-    if len(mem_idx) == 0 or len(nmem_idx) == 0:
-        raise UserError(f"need both MEM and NMEM paragraphs, found {len(mem_idx)} MEM and {len(nmem_idx)} NMEM; "
+    split = memorization_split(model, paragraphs, batch_size=args.batch_size, nmem_max=args.nmem_max, n_examples=0)
+    mem, nmem = choose_sets(split, paragraphs, args.max_paragraphs, args.max_paragraphs, args.seed)
+    if len(mem) == 0 or len(nmem) == 0:
+        raise UserError(f"need both MEM and NMEM paragraphs, found {len(mem)} MEM and {len(nmem)} NMEM; "
                         "pass a paragraph set that has both (see `interp memorized`)")
-    g = torch.Generator().manual_seed(args.seed)
-    mem_idx = mem_idx[torch.randperm(len(mem_idx), generator=g)[: args.max_paragraphs]].sort().values
-    nmem_idx = nmem_idx[torch.randperm(len(nmem_idx), generator=g)[: args.max_paragraphs]].sort().values
-    mem, nmem = paragraphs.select(mem_idx), paragraphs.select(nmem_idx)
     print(f"model {model_name(model)}: {len(mem)} MEM and {len(nmem)} NMEM paragraphs, objective {args.objective}, reduce {args.reduce}")
     gm = gradient_map(model, mem, nmem, objective=args.objective, reduce=args.reduce,
                       include_embeddings=args.include_embeddings, batch_size=args.grad_batch_size)
@@ -67,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"{l:>5} {float(gm.mem_layers[l]):>10.4g} {float(gm.nmem_layers[l]):>10.4g} "
               f"{float(gm.mem_share[l]):>10.3f} {float(gm.nmem_share[l]):>11.3f}")
     low = gm.lower_half_share()
-    print(f"share in the lower half of the layers: MEM {low['mem']:.3f}, NMEM {low['nmem']:.3f}")
+    print(f"share of the squared gradient in the lower half of the layers: MEM {low['mem']:.3f}, NMEM {low['nmem']:.3f} "
+          f"(maps are means over chunks of {gm.set_size} paragraphs, so both sets are compared at the same size)")
     for key, cell in gm.most_salient().items():
         print(f"largest {key:>13}: layer {cell['layer']} head {cell['head']} {cell['component']} ({cell['value']:.4g})")
     out = {"model": model_name(model), "mem_ids": list(mem.ids), "nmem_ids": list(nmem.ids), "map": gm.to_json()}

@@ -9,7 +9,8 @@ import torch
 from interp.commands.common import add_model_args, add_paragraph_args, model_from_args, paragraphs_from_args
 from interp.errors import UserError
 from interp.io import write_json, write_text_atomic
-from interp.metrics import NMEM_MAX_EM, score_paragraphs, split_mem_nmem
+from interp.memorization import choose_indices, memorization_split
+from interp.metrics import NMEM_MAX_EM
 from interp.models import model_name
 from interp.perturbation import REFERENCES, prefix_perturbation
 
@@ -35,13 +36,10 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--max-paragraphs must be at least 1")
     model = model_from_args(args)
     paragraphs = paragraphs_from_args(args, model)
-    scores = score_paragraphs(model, paragraphs, batch_size=args.batch_size)
-    mem, nmem = split_mem_nmem(scores.em, paragraphs.continuation_len, nmem_max=args.nmem_max)
+    split = memorization_split(model, paragraphs, batch_size=args.batch_size, nmem_max=args.nmem_max, n_examples=0)
+    mem, nmem = choose_indices(split, args.max_paragraphs, args.max_paragraphs, args.seed)
     if len(mem) == 0:
         raise UserError(f"no paragraph is memorized (EM = {paragraphs.continuation_len}): nothing to perturb; check the model and paragraph set")
-    g = torch.Generator().manual_seed(args.seed)
-    mem = mem[torch.randperm(len(mem), generator=g)[: args.max_paragraphs]].sort().values
-    nmem = nmem[torch.randperm(len(nmem), generator=g)[: args.max_paragraphs]].sort().values
     chosen = paragraphs.select(torch.cat([mem, nmem]))
     print(f"model {model_name(model)}: perturbing {len(mem)} MEM and {len(nmem)} NMEM paragraphs, "
           f"{paragraphs.prefix_len} positions x {args.samples} samples each")

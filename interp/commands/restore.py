@@ -26,7 +26,9 @@ def register(sub) -> None:
     p.add_argument("--targets", default=None,
                    help="comma-separated ids of the forgotten paragraphs (default: those in DIR/unlearning.json, "
                         "else every MEM paragraph whose EM the edit lowered)")
-    p.add_argument("--width", type=int, default=5, help="layers restored at once, centred on each layer (default 5, the paper)")
+    p.add_argument("--width", type=int, default=None,
+                   help="layers restored at once, centred on each layer (odd; default: Hong et al.'s 5 of 32 layers scaled "
+                        "to the model's depth, at least 1)")
     p.add_argument("--experiments", default=",".join(EXPERIMENTS), help=f"some of {','.join(EXPERIMENTS)}")
     p.add_argument("--json", default=None, help="write the results here")
     p.add_argument("--html", default=None, help="write the restoration heatmap here (self-contained HTML)")

@@ -36,16 +36,24 @@ def _heatmap(z: torch.Tensor, x: list[str], y: list[str], label: str, coloraxis:
 
 
 def figure_tau_heatmap(mem: RareTokenAttention, nmem: RareTokenAttention | None = None) -> go.Figure:
-    """Layer x head Kendall tau of attention vs frequency rank (negative = attends to rare tokens)."""
+    """Layer x head EXCESS Kendall tau over the permutation null (negative = attends to rare tokens beyond
+    chance); hover shows the raw tau, the null mean and the permutation p-value."""
     parts = [("MEM", mem)] + ([("NMEM", nmem)] if nmem is not None and len(nmem.ids) else [])
     fig = make_subplots(rows=1, cols=len(parts), subplot_titles=[f"{name} (n={len(r.ids)})" for name, r in parts])
-    n_layers, n_heads = mem.per_paragraph.shape[1:3]
+    n_layers, n_heads = mem.key_attention.shape[1:3]
     x, y = _heads_axes(n_layers, n_heads)
     for col, (_, r) in enumerate(parts, start=1):
-        fig.add_trace(_heatmap(r.tau, x, y, "tau"), row=1, col=col)
+        s = r.sum
+        custom = torch.stack([s.tau, s.null_mean, s.null_p], -1).tolist()
+        fig.add_trace(go.Heatmap(z=s.excess.tolist(), x=x, y=y, coloraxis="coloraxis", customdata=custom,
+                                 text=[[f"{v:.2f}" for v in row] for row in s.excess.tolist()], texttemplate="%{text}",
+                                 hovertemplate="%{y} %{x}: excess tau %{z:.3f}<br>tau %{customdata[0]:.3f}, null mean "
+                                               "%{customdata[1]:.3f}, p %{customdata[2]:.3g}<extra></extra>"),
+                      row=1, col=col)
         fig.update_yaxes(autorange="reversed", row=1, col=col)
-    fig.update_layout(coloraxis=dict(colorscale=DIVERGING, cmin=-1, cmax=1, cmid=0, colorbar=dict(title="Kendall tau")))
-    return paper_style(fig, "Attention to tokens vs their frequency rank (tau < 0: prefers rare tokens)", width=420 * len(parts))
+    fig.update_layout(coloraxis=dict(colorscale=DIVERGING, cmin=-1, cmax=1, cmid=0, colorbar=dict(title="excess tau")))
+    return paper_style(fig, "Attention vs token frequency rank, beyond chance (excess tau < 0: prefers rare tokens)",
+                       width=420 * len(parts))
 
 
 def figure_attention_by_rank(mem: RareTokenAttention, heads: Sequence[tuple[int, int]], nmem: RareTokenAttention | None = None) -> go.Figure:
@@ -62,7 +70,8 @@ def figure_attention_by_rank(mem: RareTokenAttention, heads: Sequence[tuple[int,
                                      mode="lines", name=f"L{layer}H{head} {name}", line=dict(color=color, dash=dash),
                                      opacity=1.0 if (layer, head) == tuple(heads[0]) else 0.45))
     fig.update_xaxes(title="frequency rank within the prefix (0 = rarest)", range=[0, max(ranks) if ranks else 1])
-    fig.update_yaxes(title="mean attention from the last prefix position")
+    where = "first continuation position" if mem.query == "first_continuation" else "last prefix position"
+    fig.update_yaxes(title=f"mean attention from the {where}")
     return paper_style(fig, "Attention by token rarity")
 
 
@@ -163,8 +172,8 @@ def ranking_figures(ranking: HeadRanking) -> dict[str, go.Figure]:
     figs: dict[str, go.Figure] = {"head_method_ranks": figure_method_ranks(ranking)}
     if ranking.rare_tokens is not None:
         figs["head_rare_token_tau"] = figure_tau_heatmap(ranking.rare_tokens, ranking.rare_tokens_nmem)
-        by_tau = ranking.rare_tokens.tau.nan_to_num(0).flatten().argsort()[:2].tolist()
-        n_heads = ranking.rare_tokens.tau.shape[1]
+        by_tau = ranking.rare_tokens.excess.nan_to_num(0).flatten().argsort()[:2].tolist()
+        n_heads = ranking.rare_tokens.excess.shape[1]
         heads = [ranking.top] + [(i // n_heads, i % n_heads) for i in by_tau if (i // n_heads, i % n_heads) != ranking.top]
         figs["head_attention_by_rank"] = figure_attention_by_rank(ranking.rare_tokens, heads[:3], ranking.rare_tokens_nmem)
     if ranking.ablation is not None:
@@ -183,7 +192,8 @@ def ranking_page(ranking: HeadRanking, views: Sequence[RenderedHTML] = (), title
     from interp.views.export import figures_html
 
     rows = ranking.head_table()
-    cols = ["rank", "layer", "head", "patching_effect", "ablation_effect", "rare_token_tau", "gradient_score", "mean_rank"]
+    cols = ["rank", "layer", "head", "patching_effect", "ablation_effect", "rare_token_excess", "rare_token_p",
+            "gradient_score", "mean_rank"]
     def cell(v):
         return "" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
     table = "<table border=1 cellpadding=4 style='border-collapse:collapse'><tr>" + "".join(f"<th>{c}</th>" for c in cols) + "</tr>"
