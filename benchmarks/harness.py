@@ -166,8 +166,8 @@ def _run_once(method: Method) -> tuple[Any, float, float, float | None]:
 class Session:
     """One benchmark process: the load check, the peak, the comparisons, the JSON."""
 
-    def __init__(self, name: str, args: argparse.Namespace):
-        self.name, self.repeats = name, args.repeats
+    def __init__(self, name: str, args: argparse.Namespace, peak_n: int = PEAK_N):
+        self.name, self.repeats, self.peak_n = name, args.repeats, peak_n
         if self.repeats < 1:
             raise SystemExit("--repeats must be at least 1")
         print(f"{name}: {torch.get_num_threads()} torch threads, {os.cpu_count()} CPUs, torch {torch.__version__}, "
@@ -185,7 +185,7 @@ class Session:
             for m in methods:
                 m.fn()
         for r in range(self.repeats):
-            self.peaks.append(matmul_gflops())
+            self.peaks.append(matmul_gflops(self.peak_n))
             for m in (methods if r % 2 == 0 else methods[::-1]):
                 out, wall, cpu, peak = _run_once(m)
                 t = timings[m.name]
@@ -194,12 +194,12 @@ class Session:
                 if peak is not None:
                     t.peak_mib.append(peak)
                 t.result = out
-        self.peaks.append(matmul_gflops())
+        self.peaks.append(matmul_gflops(self.peak_n))
         return timings
 
     @property
     def peak(self) -> float:
-        return statistics.median(self.peaks) if self.peaks else matmul_gflops()
+        return statistics.median(self.peaks) if self.peaks else matmul_gflops(self.peak_n)
 
     def method_row(self, t: Timing) -> dict:
         m = t.method
@@ -215,8 +215,9 @@ class Session:
             row |= {"peak_mib": statistics.median(t.peak_mib), "peak_mib_runs": t.peak_mib}
         return row
 
-    def report(self, case: str, timings: dict[str, Timing], baseline: str, candidate: str, **notes: Any) -> dict:
-        """Print one comparison (every method, then candidate vs baseline) and keep it for the JSON."""
+    def report(self, case: str, timings: dict[str, Timing], baseline: str, candidate: str, *, show_methods: bool = True,
+               **notes: Any) -> dict:
+        """Print one comparison (every method unless shown already, then candidate vs baseline) and keep it for the JSON."""
         base, cand = timings[baseline], timings[candidate]
         per_round = [b / c for b, c in zip(base.seconds, cand.seconds)]
         row = {"case": case, "baseline": baseline, "candidate": candidate, "ratio": base.median / cand.median,
@@ -228,8 +229,9 @@ class Session:
             row["flop_ratio"] = base.method.flops / cand.method.flops
         row |= notes
         width = max(len(n) for n in timings)
-        print(f"{case}  (matmul peak {self.peak:.0f} GFLOP/s{', BUSY machine' if self.machine['busy'] else ''})")
-        for name, t in timings.items():
+        if show_methods:
+            print(f"{case}  (matmul peak {self.peak:.0f} GFLOP/s{', BUSY machine' if self.machine['busy'] else ''})")
+        for name, t in (timings.items() if show_methods else ()):
             r = row["methods"][name]
             line = (f"  {name:<{width}}  median {r['median_s']:8.3f} s  range {r['min_s']:.3f}-{r['max_s']:.3f} "
                     f"({len(t.seconds)} runs)  cpu {r['cpu_median_s']:8.2f} s")

@@ -124,6 +124,19 @@ def continuation_scores(
 
 
 @torch.no_grad()
+def continuation_hits(
+    model: HookedTransformer, tokens: Int[Tensor, "n seq"], prefix_len: int
+) -> Bool[Tensor, "n cont"]:
+    """Whether the argmax at each continuation position is the true token (no log-probs: the scan's screen)."""
+    tokens = tokens.to(model.cfg.device)
+    targets = tokens[:, prefix_len:]
+    hits = torch.empty(targets.shape, dtype=torch.bool, device=tokens.device)
+    for rows, logits in continuation_logits(model, tokens, prefix_len):
+        hits[rows] = logits.argmax(-1) == targets[rows]
+    return hits
+
+
+@torch.no_grad()
 def teacher_forced_hits(
     model: HookedTransformer, tokens: Int[Tensor, "n seq"], prefix_len: int, batch_size: int = 64
 ) -> tuple[Bool[Tensor, "n cont"], Float[Tensor, "n"]]:
