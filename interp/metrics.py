@@ -21,7 +21,7 @@ from transformer_lens.utilities.activation_functions import apply_softcap
 from interp.data import Paragraphs
 
 NMEM_MAX_EM = 10
-LOGITS_CHUNK_BYTES = 32 * 2**20  # logits held at once by `continuation_logits`, whatever the vocabulary
+LOGITS_CHUNK_BYTES = 64 * 2**20  # logits held at once by `continuation_logits` (300 positions at a 50k vocabulary)
 
 
 @dataclass(frozen=True)
