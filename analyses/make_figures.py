@@ -2,6 +2,7 @@
 
     python analyses/make_figures.py            # all notebooks, about 10-20 minutes on 2 CPU cores
     python analyses/make_figures.py 01 03      # only these notebooks (README from what is there)
+    python analyses/make_figures.py --readme   # no notebook: the README from the JSON files (and benchmarks/results.json)
 
 Each notebook writes its PNG / SVG figures and a JSON of its key numbers into figures/; the
 README's testbed numbers are read from those JSON files, so they are always the measured ones.
@@ -124,10 +125,28 @@ def readme() -> str:
             lines.append(f"| {select} weights | {_fmt(v['em_original'], 1)} -> {_fmt(v['em_unlearned'], 1)} | "
                          f"{_fmt(best[0])} ({best[1]}, layer {best[2]}) | {_fmt(values)} | values recover ~nothing; late-layer coefficients most |")
         lines.append("")
-    return "\n".join(lines)
+    return "\n".join(lines + speed_lines())
+
+
+def speed_lines() -> list[str]:
+    """The speed section: the table of benchmarks/results.json as `python benchmarks/run_all.py` wrote it."""
+    path = ANALYSES.parent / "benchmarks" / "results.json"
+    lines = ["## Speed (`benchmarks/run_all.py`)", "",
+             "Every speed figure of this project comes from `python benchmarks/run_all.py` (see benchmarks/harness.py): each",
+             "benchmark waits for a quiet machine (1-minute load below 0.3) or marks its rows BUSY, runs each method 3 times",
+             "interleaved, and prints medians (range), the ratio of medians (range of per-round ratios), the work ratio, and",
+             "GFLOP/s as a fraction of a float32 matmul peak measured in the same run.", ""]
+    data = json.loads(path.read_text()) if path.exists() else None
+    if data is None or data.get("quick"):
+        return lines + ["Not measured here yet (or only with --quick): run `python benchmarks/run_all.py` on a quiet machine, then",
+                        "`python analyses/make_figures.py --readme`.", ""]
+    busy = [r["benchmark"] for r in data["results"] if (r.get("machine") or {}).get("busy")]
+    note = f"BUSY machine during {', '.join(busy)}: those rows are not quiet-machine figures." if busy else "Quiet machine for every benchmark."
+    return lines + [f"{data['cpus']} CPUs, Python {data['python']}. {note}", "", "```", *data["table"], "```", ""]
 
 
 if __name__ == "__main__":
-    run_notebooks(sys.argv[1:])
+    if sys.argv[1:] != ["--readme"]:
+        run_notebooks(sys.argv[1:])
     (FIGURES / "README.md").write_text(readme())
     print(f"wrote {FIGURES / 'README.md'}")

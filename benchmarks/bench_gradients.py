@@ -1,11 +1,14 @@
-"""Per-paragraph gradient norms: batched ghost norms vs one backward per paragraph.
+"""Per-paragraph gradient norms: batched ghost norms vs one backward per paragraph, interleaved in one run.
 
-Prints, for the testbed and a GPT-Neo-125M-shaped model with random weights, the wall time and
-the peak extra memory of both methods, their ratio, and the largest relative difference between
-their norms, all measured in this one run. Peak memory is the process' peak RSS (VmHWM, reset
-through /proc/self/clear_refs before each method) on CPU, or torch's peak allocation on CUDA.
+    python benchmarks/bench_gradients.py [--paragraphs 32] [--batch-size 8] [--device cpu] [--skip-125m]
 
-    python benchmarks/bench_gradients.py [--paragraphs 8] [--device cpu] [--skip-125m]
+For the testbed and a GPT-Neo-125M-shaped model with random weights: the median wall time and
+spread of both methods, each run in a fresh process (so that no earlier allocation hides its
+peak memory; the runs of the two methods alternate), their peak extra memory, their ratio,
+paragraph tokens/s, and the largest relative difference between their norms. Peak memory is
+the worker's peak RSS (VmHWM, reset through /proc/self/clear_refs just before the method)
+over its RSS at that moment on CPU, or torch's peak allocation on CUDA; model building and
+process start are outside both the time and the memory.
 """
 
 from __future__ import annotations
@@ -20,11 +23,14 @@ import time
 from pathlib import Path
 
 import torch
+from harness import Measured, Method, Session, add_arguments
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from interp.data import Paragraphs
 from interp.gradient_norms import per_paragraph_norms
 from interp.gradients import COMPONENTS, HEAD_COMPONENTS, parameter_gradients
+
+GHOST, LOOP = "batched ghost norms", "one backward per paragraph"
 
 
 def gpt_neo_125m_shaped(device: str) -> HookedTransformer:
@@ -40,8 +46,8 @@ def _status_kib(field: str) -> int:
     return int(re.search(rf"{field}:\s+(\d+)", Path("/proc/self/status").read_text()).group(1))
 
 
-def measure(fn, device: str) -> tuple[object, float, float]:
-    """(result, seconds, peak extra MiB over the memory in use just before the call)."""
+def measure(fn, device: str) -> tuple[object, float, float, float]:
+    """(result, seconds, CPU seconds, peak extra MiB over the memory in use just before the call)."""
     if device.startswith("cuda"):
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -50,13 +56,13 @@ def measure(fn, device: str) -> tuple[object, float, float]:
         gc.collect()
         Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM (peak RSS) to the current RSS
         before = _status_kib("VmRSS") * 1024
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     out = fn()
     if device.startswith("cuda"):
         torch.cuda.synchronize()
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     peak = torch.cuda.max_memory_allocated() if device.startswith("cuda") else _status_kib("VmHWM") * 1024
-    return out, seconds, (peak - before) / 2**20
+    return out, seconds, cpu, (peak - before) / 2**20
 
 
 def one_backward_per_paragraph(model: HookedTransformer, paragraphs: Paragraphs) -> torch.Tensor:
@@ -78,7 +84,7 @@ def _model(name: str, device: str) -> HookedTransformer:
     return gpt_neo_125m_shaped(device)
 
 
-def worker(name: str, method: str, n: int, device: str, out_path: str) -> None:
+def worker(name: str, method: str, n: int, batch_size: int, device: str, out_path: str) -> None:
     """One method on one model in a fresh process, so that no earlier allocation hides its peak."""
     model = _model(name, device)
     prefix = 50
@@ -86,49 +92,57 @@ def worker(name: str, method: str, n: int, device: str, out_path: str) -> None:
     paragraphs = Paragraphs(torch.randint(0, model.cfg.d_vocab, (n, 2 * prefix), generator=g), prefix_len=prefix,
                             ids=tuple(str(i) for i in range(n)))
     if method == "ghost":
-        fn = lambda: per_paragraph_norms(model, paragraphs, batch_size=n).norms  # noqa: E731
+        fn = lambda: per_paragraph_norms(model, paragraphs, batch_size=batch_size).norms  # noqa: E731
     else:
         fn = lambda: one_backward_per_paragraph(model, paragraphs)  # noqa: E731
-    norms, seconds, peak = measure(fn, device)
-    torch.save({"norms": norms, "seconds": seconds, "peak_mib": peak, "threads": torch.get_num_threads()}, out_path)
+    norms, seconds, cpu, peak = measure(fn, device)
+    torch.save({"norms": norms, "seconds": seconds, "cpu": cpu, "peak_mib": peak}, out_path)
 
 
-def bench(name: str, label: str, n: int, device: str) -> None:
-    results = {}
+def in_worker(name: str, method: str, n: int, batch_size: int, device: str, tmp: str) -> Measured:
+    out = f"{tmp}/{method}.pt"
+    subprocess.run([sys.executable, __file__, "--worker", name, method, str(n), str(batch_size), device, out], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    r = torch.load(out)
+    return Measured(result=r["norms"], seconds=r["seconds"], cpu_seconds=r["cpu"], peak_mib=r["peak_mib"])
+
+
+def bench(session: Session, name: str, label: str, n: int, batch_size: int, device: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        for method in ("ghost", "per_paragraph"):
-            out = f"{tmp}/{method}.pt"
-            subprocess.run([sys.executable, __file__, "--worker", name, method, str(n), device, out], check=True,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            results[method] = torch.load(out)
-    ghost, naive = results["ghost"], results["per_paragraph"]
-    rel = float(((ghost["norms"] - naive["norms"]).abs() / naive["norms"]).max())
-    print(f"{label}: {n} paragraphs of 100 tokens, device {device}, {ghost['threads']} threads, each method in a fresh process")
-    print(f"  one backward per paragraph: {naive['seconds']:8.2f} s  peak +{naive['peak_mib']:8.1f} MiB")
-    print(f"  batched ghost norms:        {ghost['seconds']:8.2f} s  peak +{ghost['peak_mib']:8.1f} MiB")
-    print(f"  speed-up {naive['seconds'] / ghost['seconds']:.2f}x, peak memory per-paragraph / ghost "
-          f"{naive['peak_mib'] / max(ghost['peak_mib'], 1e-9):.2f}, max relative norm difference {rel:.1e}")
+        methods = [Method(GHOST, lambda: in_worker(name, "ghost", n, batch_size, device, tmp), tokens=n * 100),
+                   Method(LOOP, lambda: in_worker(name, "loop", n, batch_size, device, tmp), tokens=n * 100)]
+        timings = session.time(methods, warmup=False)
+    ghost, loop = timings[GHOST].result, timings[LOOP].result
+    rel = float(((ghost - loop).abs() / loop).max())
+    peak = {k: session.method_row(timings[k])["peak_mib"] for k in (GHOST, LOOP)}
+    session.report(f"{label}: {n} paragraphs of 50 + 50 tokens, ghost batch {batch_size}, device {device}", timings,
+                   baseline=LOOP, candidate=GHOST, max_relative_norm_diff=rel,
+                   peak_memory_loop_over_ghost=round(peak[LOOP] / max(peak[GHOST], 1e-9), 2))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--paragraphs", type=int, default=8)
+    parser.add_argument("--paragraphs", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=8, help="paragraphs per ghost-norm forward and backward")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--skip-125m", action="store_true")
-    parser.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
+    parser.add_argument("--worker", nargs=6, help=argparse.SUPPRESS)
+    add_arguments(parser)
     args = parser.parse_args()
     if args.worker:
-        name, method, n, device, out = args.worker
-        worker(name, method, int(n), device, out)
+        name, method, n, batch_size, device, out = args.worker
+        worker(name, method, int(n), int(batch_size), device, out)
         return
     from interp.models import TESTBED_DIR
 
+    session = Session("bench_gradients", args)
     if (Path(TESTBED_DIR) / "metadata.json").exists():
-        bench("testbed", "testbed", args.paragraphs, args.device)
+        bench(session, "testbed", "testbed", args.paragraphs, args.batch_size, args.device)
     else:
         print(f"testbed checkpoint missing at {TESTBED_DIR}: skipped")
     if not args.skip_125m:
-        bench("125m", "GPT-Neo-125M-shaped (random weights)", args.paragraphs, args.device)
+        bench(session, "125m", "GPT-Neo-125M-shaped (random weights)", args.paragraphs, args.batch_size, args.device)
+    session.finish()
 
 
 if __name__ == "__main__":

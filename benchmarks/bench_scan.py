@@ -1,7 +1,8 @@
 """Scan benchmarks on the testbed, each measured in one run.
 
 speed: the screen against the exhaustive (--exact, stride 1) scan on one sample: tokens/s of
-  each, their ratio, and the screen's recall of the exhaustive scan's MEM windows. The sample is
+  each (median of --repeats runs, interleaved, after a load check; see benchmarks/harness.py),
+  their ratio, and the screen's recall of the exhaustive scan's MEM windows. The sample is
   token slices around planted paragraphs repeated 128 and 64 times (where MEM windows are),
   starting at a random phase so the planted window does not start a screening chunk, plus
   slices of random files the planted text is not in.
@@ -19,10 +20,10 @@ import argparse
 import json
 import random
 import sysconfig
-import time
 from pathlib import Path
 
 import torch
+from harness import Method, Session, add_arguments
 
 from interp import load_model, score_paragraphs, testbed_paragraphs
 from interp.io import write_json
@@ -42,6 +43,7 @@ def _mem_windows(path: Path) -> set[tuple[str, int]]:
 
 
 def speed(args) -> dict:
+    session = Session("bench_scan speed", args)
     model = load_model("testbed", device=args.device)
     tok = model.tokenizer
     planted = testbed_paragraphs(("planted",))
@@ -70,16 +72,27 @@ def speed(args) -> dict:
     n_tokens = sum(map(len, docs))
     print(f"sample: {len(docs)} slices, {n_tokens} tokens ({args.slices} around 128x, {args.slices} around 64x planted "
           f"paragraphs, {args.slices} from other files)")
+    configs = {"exact": ScanConfig(exact=True, n_controls=100), "screen": ScanConfig(n_controls=100, recall_sample=0.0),
+               "screen_tol2": ScanConfig(n_controls=100, recall_sample=0.0, screen_tolerance=2)}
     runs = {}
-    for name, cfg in [("exact", ScanConfig(exact=True, n_controls=100)),
-                      ("screen", ScanConfig(n_controls=100, recall_sample=0.0)),
-                      ("screen_tol2", ScanConfig(n_controls=100, recall_sample=0.0, screen_tolerance=2))]:
-        t = time.time()
-        summary = scan_corpus(model, corpus, out / f"{name}.jsonl", cfg, force=True, batch_size=args.batch_size, progress=False)
-        runs[name] = {"seconds": time.time() - t, "summary": summary, "mem": _mem_windows(out / f"{name}.jsonl")}
-        print(f"{name:12s} {runs[name]['seconds']:8.1f} s  {n_tokens / runs[name]['seconds']:9.1f} tokens/s  "
+
+    def method(name: str, cfg: ScanConfig) -> Method:
+        def run():
+            summary = scan_corpus(model, corpus, out / f"{name}.jsonl", cfg, force=True, batch_size=args.batch_size, progress=False)
+            return summary, _mem_windows(out / f"{name}.jsonl")
+        return Method(name, run, tokens=n_tokens)
+
+    timings = session.time([method(name, cfg) for name, cfg in configs.items()], warmup=False)
+    for name, t in timings.items():
+        summary, mem = t.result
+        runs[name] = {"seconds": t.median, "summary": summary, "mem": mem}
+        print(f"{name:12s} {t.median:8.1f} s  {n_tokens / t.median:9.1f} tokens/s  "
               f"{summary.windows_scored} windows scored exactly, {summary.chunks_screened} chunks screened, "
-              f"{len(runs[name]['mem'])} MEM windows")
+              f"{len(mem)} MEM windows")
+    for name in ("screen", "screen_tol2"):
+        found = len(runs["exact"]["mem"] & runs[name]["mem"])
+        session.report(f"scan of {len(docs)} testbed slices ({n_tokens} tokens)", timings, baseline="exact", candidate=name,
+                       show_methods=name == "screen", recall_of_exact_mem=f"{found}/{len(runs['exact']['mem'])}")
     exact_mem = runs["exact"]["mem"]
     result = {"device": str(model.cfg.device), "tokens": n_tokens, "slices": meta, "runs": {}}
     for name, r in runs.items():
@@ -96,6 +109,7 @@ def speed(args) -> dict:
         result["runs"][name]["planted_windows_found"] = hit
         print(f"{name:12s} planted windows (mid-chunk) found as MEM: {hit}/{2 * args.slices}")
     write_json(out / "bench_speed.json", result)
+    session.finish()
     return result
 
 
@@ -153,6 +167,7 @@ def main() -> None:
     s = sub.add_parser("speed")
     s.add_argument("--slices", type=int, default=8)
     s.add_argument("--batch-size", type=int, default=64)
+    add_arguments(s)
     p = sub.add_parser("proof")
     p.add_argument("scan", help="output of `interp scan --model testbed` over testbed corpus files")
     for q in (s, p):

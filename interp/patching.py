@@ -26,7 +26,7 @@ from transformer_lens.utils import get_act_name
 
 from interp.data import Paragraphs
 from interp.errors import UserError
-from interp.metrics import continuation_log_probs
+from interp.metrics import continuation_log_probs, continuation_scores
 
 KINDS = {
     # kind: (activation, what the second index of a cell is)
@@ -120,11 +120,11 @@ def patch_variants(
             def hook(activation, hook, b_dev=b_dev, index=index):
                 return patch(activation, torch.arange(len(b_dev), device=device), b_dev, index, source[layer])
 
-            logits = model.run_with_hooks(resid_pre[layer][b_dev], start_at_layer=layer,
-                                          fwd_hooks=[(name, hook)])
-            chunk_tokens = tokens[b_dev]
-            logp[c, b] = continuation_log_probs(_full(logits), chunk_tokens, prefix_len).cpu()
-            hits[c, b] = (logits[:, prefix_len - 1 : -1].argmax(-1) == chunk_tokens[:, prefix_len:]).cpu()
+            with model.hooks(fwd_hooks=[(name, hook)]):
+                chunk_logp, chunk_hits = continuation_scores(model, tokens[b_dev], prefix_len,
+                                                             residual=resid_pre[layer][b_dev], start_at_layer=layer)
+            logp[c, b] = chunk_logp.cpu()
+            hits[c, b] = chunk_hits.cpu()
     return logp, hits
 
 

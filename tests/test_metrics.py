@@ -74,3 +74,50 @@ def test_split_thresholds():
     assert mem.tolist() == [0, 4, 5] and nmem.tolist() == [1]
     with pytest.raises(UserError):
         split_mem_nmem(em, 50, mem_min=5, nmem_max=10)
+
+
+@pytest.fixture(scope="module")
+def tiny_neo():
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    def make(dtype=torch.float32, softcap=-1.0):
+        cfg = HookedTransformerConfig(
+            n_layers=3, d_model=32, n_heads=4, d_head=8, d_mlp=64, d_vocab=40, n_ctx=24, act_fn="gelu_new",
+            normalization_type="LN", attn_types=["global", "local", "global"], window_size=4, use_attn_scale=False,
+            original_architecture="GPTNeoForCausalLM", seed=3, dtype=dtype, output_logits_soft_cap=softcap,
+        )
+        return HookedTransformer(cfg).eval()
+    return make
+
+
+@pytest.mark.parametrize("dtype, softcap", [(torch.float32, -1.0), (torch.float64, -1.0), (torch.float32, 2.0)])
+def test_continuation_scores_equal_a_full_forward(tiny_neo, monkeypatch, dtype, softcap):
+    import interp.metrics as metrics
+    from interp.metrics import continuation_hits, continuation_log_probs, continuation_scores
+
+    model = tiny_neo(dtype, softcap)
+    tokens = torch.randint(0, 40, (7, 20), generator=torch.Generator().manual_seed(1))
+    p = 12
+    monkeypatch.setattr(metrics, "LOGITS_CHUNK_BYTES", 3 * 8 * 40 * 4)  # float32: 3 rows a chunk, the last chunk short
+    logits = model(tokens)
+    ref_logp = continuation_log_probs(logits, tokens, p)
+    ref_hits = logits[:, p - 1 : -1].argmax(-1) == tokens[:, p:]
+    logp, hits = continuation_scores(model, tokens, p)
+    assert logp.dtype == dtype and logp.shape == (7, 8)
+    torch.testing.assert_close(logp, ref_logp, rtol=0, atol=1e-5 if dtype == torch.float32 else 1e-12)
+    assert torch.equal(hits, ref_hits) and torch.equal(continuation_hits(model, tokens, p), ref_hits)
+    # Starting at block 2 from the cached residual stream gives the same; hooks on blocks still act.
+    _, cache = model.run_with_cache(tokens)
+    again, _ = continuation_scores(model, tokens, p, residual=cache["resid_pre", 2], start_at_layer=2)
+    torch.testing.assert_close(again, logp, rtol=0, atol=1e-5 if dtype == torch.float32 else 1e-12)
+
+    def zero_head(z, hook):
+        z[:, :, 1] = 0
+        return z
+
+    hooked = model.run_with_hooks(tokens, fwd_hooks=[("blocks.2.attn.hook_z", zero_head)])
+    with model.hooks(fwd_hooks=[("blocks.2.attn.hook_z", zero_head)]):
+        patched, _ = continuation_scores(model, tokens, p, residual=cache["resid_pre", 2], start_at_layer=2)
+    torch.testing.assert_close(patched, continuation_log_probs(hooked, tokens, p), rtol=0,
+                               atol=1e-5 if dtype == torch.float32 else 1e-12)
+    assert (patched - logp).abs().max() > 1e-3

@@ -24,7 +24,7 @@ from torch import Tensor
 from transformer_lens import HookedTransformer
 
 from interp.data import Paragraphs
-from interp.metrics import score_paragraphs
+from interp.metrics import continuation_hits, score_paragraphs
 
 
 def chunk_starts(length: int, prefix_len: int, chunk_len: int) -> list[int]:
@@ -59,8 +59,7 @@ def screen_hits(
 
 
 def _argmax_hits(model: HookedTransformer, rows: Int[Tensor, "n chunk"], prefix_len: int) -> Bool[Tensor, "n pred"]:
-    logits = model(rows, return_type="logits")
-    return logits[:, prefix_len - 1 : -1].argmax(dim=-1) == rows[:, prefix_len:]
+    return continuation_hits(model, rows, prefix_len)
 
 
 def screened_windows(

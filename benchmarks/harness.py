@@ -1,0 +1,265 @@
+"""What every benchmark shares: a load check, interleaved repeats, a matmul peak, work counts.
+
+A benchmark built on this module
+- checks the 1-minute load average before it starts (`os.getloadavg`) and waits, up to a bound,
+  for it to fall below a threshold (default 0.3, the level at which the quiet-machine figures
+  were taken); when it does not, every line it prints is preceded by a BUSY line and the JSON
+  says `"busy": true`;
+- runs every method of a comparison `repeats` times (default 3), interleaved: round r runs
+  all methods, in reversed order on odd rounds, so a drift of the machine hits all alike;
+- times a float32 [2048 x 2048] matmul on the same threads in every round, and quotes each
+  method's achieved GFLOP/s as a fraction of that peak (the median over the rounds);
+- prints the median and the range (min - max) of wall seconds, the median CPU seconds, and
+  the ratio of medians with the range of the per-round ratios.
+
+FLOPs count the matrix multiplications a method runs (2 per multiply-add): the linear maps of
+every block it runs, the attention products as TransformerLens computes them (dense query x key,
+masked afterwards) and the unembedding of the positions whose logits it computes. Elementwise
+work (LayerNorm, GELU, softmax) is not counted. "Layer-tokens" count block applications: one
+token through one block is one.
+
+Each benchmark writes its rows as JSON (`--json`); benchmarks/run_all.py collects them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+LOAD_THRESHOLD = 0.3  # 1-minute load average under which the machine counts as quiet (2 cores)
+MAX_WAIT_S = 300.0  # how long to wait for a quiet machine before measuring anyway, marked BUSY
+PEAK_N = 2048  # the peak is a float32 [PEAK_N x PEAK_N] matmul
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options every benchmark takes."""
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs of each method, interleaved (>= 3 for a spread)")
+    parser.add_argument("--load-threshold", type=float, default=LOAD_THRESHOLD,
+                        help="1-minute load average below which the machine counts as quiet")
+    parser.add_argument("--max-wait", type=float, default=MAX_WAIT_S,
+                        help="seconds to wait for the load to fall below the threshold; then measure, marked BUSY")
+    parser.add_argument("--json", default=None, help="write the rows measured here to this JSON file")
+
+
+def wait_for_quiet(threshold: float, max_wait: float, poll: float = 5.0) -> dict:
+    """Wait until the 1-minute load average is below `threshold` (at most `max_wait` s); say what was found."""
+    start = time.monotonic()
+    load = os.getloadavg()[0]
+    while load >= threshold and time.monotonic() - start < max_wait:
+        time.sleep(min(poll, max(0.0, max_wait - (time.monotonic() - start))))
+        load = os.getloadavg()[0]
+    waited = time.monotonic() - start
+    busy = load >= threshold
+    if busy:
+        print(f"BUSY: 1-minute load average {load:.2f} >= {threshold} after waiting {waited:.0f} s; "
+              "the timings below are NOT quiet-machine figures", flush=True)
+    else:
+        print(f"machine quiet: 1-minute load average {load:.2f} < {threshold} (waited {waited:.0f} s)", flush=True)
+    return {"load_before": round(load, 2), "load_threshold": threshold, "waited_s": round(waited, 1), "busy": busy}
+
+
+def matmul_seconds(n: int = PEAK_N, reps: int = 3, _cache: dict = {}) -> float:  # noqa: B006 (operands built once)
+    """Best-of-`reps` seconds of one float32 [n x n] @ [n x n] on torch's current threads."""
+    if n not in _cache:
+        g = torch.Generator().manual_seed(0)
+        _cache[n] = (torch.randn(n, n, generator=g), torch.randn(n, n, generator=g))
+        _cache[n][0] @ _cache[n][1]  # warm-up
+    a, b = _cache[n]
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def matmul_gflops(n: int = PEAK_N, reps: int = 3) -> float:
+    return 2 * n**3 / matmul_seconds(n, reps) / 1e9
+
+
+# --- work counts -----------------------------------------------------------------------------------
+
+def block_flops(cfg, rows: int, seq: int, queries: int | None = None) -> float:
+    """FLOPs of one TransformerLens block on `rows` sequences of `seq` tokens (`queries` new ones, default all)."""
+    q = seq if queries is None else queries
+    d, h, dh = cfg.d_model, cfg.n_heads, cfg.d_head
+    kv_heads = cfg.n_key_value_heads or h
+    linear = 2 * rows * q * (d * h * dh + 2 * d * kv_heads * dh + h * dh * d)
+    if not cfg.attn_only:
+        linear += 2 * rows * q * d * cfg.d_mlp * (3 if cfg.gated_mlp else 2)
+    attention = 2 * 2 * rows * h * q * seq * dh  # scores and pattern @ v, dense
+    return float(linear + attention)
+
+
+def unembed_flops(cfg, positions: int) -> float:
+    return 2.0 * positions * cfg.d_model * cfg.d_vocab_out
+
+
+def forward_flops(cfg, rows: int, seq: int, *, start_layer: int = 0, logit_positions: int | None = None) -> float:
+    """One forward of `rows` sequences from block `start_layer`, logits at `logit_positions` per row (default all)."""
+    positions = seq if logit_positions is None else logit_positions
+    return (cfg.n_layers - start_layer) * block_flops(cfg, rows, seq) + unembed_flops(cfg, rows * positions)
+
+
+def greedy_flops(cfg, rows: int, prefix_len: int, new_tokens: int) -> float:
+    """`model.generate` with a KV cache: the prefix in one forward, then one token at a time."""
+    total = forward_flops(cfg, rows, prefix_len)
+    for step in range(1, new_tokens):
+        total += cfg.n_layers * block_flops(cfg, rows, prefix_len + step, queries=1) + unembed_flops(cfg, rows)
+    return total
+
+
+# --- timing ----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Measured:
+    """What a method may return when it times itself (e.g. in a worker process, to own its peak memory)."""
+
+    result: Any
+    seconds: float
+    cpu_seconds: float
+    peak_mib: float | None = None
+
+
+@dataclass(frozen=True)
+class Method:
+    """A method to time: `fn()` runs it once; work counts describe one run."""
+
+    name: str
+    fn: Callable[[], Any]
+    flops: float | None = None
+    tokens: int | None = None  # forward tokens (or paragraphs' tokens), for tokens/s
+    layer_tokens: int | None = None
+
+
+@dataclass
+class Timing:
+    method: Method
+    seconds: list[float] = field(default_factory=list)
+    cpu_seconds: list[float] = field(default_factory=list)
+    peak_mib: list[float] = field(default_factory=list)
+    result: Any = None
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.seconds)
+
+
+def _run_once(method: Method) -> tuple[Any, float, float, float | None]:
+    t0, c0 = time.perf_counter(), time.process_time()
+    out = method.fn()
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    if isinstance(out, Measured):
+        return out.result, out.seconds, out.cpu_seconds, out.peak_mib
+    return out, wall, cpu, None
+
+
+class Session:
+    """One benchmark process: the load check, the peak, the comparisons, the JSON."""
+
+    def __init__(self, name: str, args: argparse.Namespace, peak_n: int = PEAK_N):
+        self.name, self.repeats, self.peak_n = name, args.repeats, peak_n
+        if self.repeats < 1:
+            raise SystemExit("--repeats must be at least 1")
+        print(f"{name}: {torch.get_num_threads()} torch threads, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+              f"python {platform.python_version()}; each method runs {self.repeats} times, interleaved", flush=True)
+        self.machine = wait_for_quiet(args.load_threshold, args.max_wait)
+        self.machine |= {"threads": torch.get_num_threads(), "cpus": os.cpu_count(), "torch": torch.__version__}
+        self.peaks: list[float] = []
+        self.rows: list[dict] = []
+        self.json_path = args.json
+
+    def time(self, methods: list[Method], warmup: bool = True) -> dict[str, Timing]:
+        """Run every method `repeats` times, interleaved, with a matmul peak in every round."""
+        timings = {m.name: Timing(m) for m in methods}
+        if warmup:
+            for m in methods:
+                m.fn()
+        for r in range(self.repeats):
+            self.peaks.append(matmul_gflops(self.peak_n))
+            for m in (methods if r % 2 == 0 else methods[::-1]):
+                out, wall, cpu, peak = _run_once(m)
+                t = timings[m.name]
+                t.seconds.append(wall)
+                t.cpu_seconds.append(cpu)
+                if peak is not None:
+                    t.peak_mib.append(peak)
+                t.result = out
+        self.peaks.append(matmul_gflops(self.peak_n))
+        return timings
+
+    @property
+    def peak(self) -> float:
+        return statistics.median(self.peaks) if self.peaks else matmul_gflops(self.peak_n)
+
+    def method_row(self, t: Timing) -> dict:
+        m = t.method
+        row = {"median_s": t.median, "min_s": min(t.seconds), "max_s": max(t.seconds), "runs_s": t.seconds,
+               "cpu_median_s": statistics.median(t.cpu_seconds)}
+        if m.flops is not None:
+            row |= {"gflop": m.flops / 1e9, "gflops": m.flops / 1e9 / t.median, "fraction_of_peak": m.flops / 1e9 / t.median / self.peak}
+        if m.tokens is not None:
+            row |= {"tokens": m.tokens, "tokens_per_s": m.tokens / t.median}
+        if m.layer_tokens is not None:
+            row["layer_tokens"] = m.layer_tokens
+        if t.peak_mib:
+            row |= {"peak_mib": statistics.median(t.peak_mib), "peak_mib_runs": t.peak_mib}
+        return row
+
+    def report(self, case: str, timings: dict[str, Timing], baseline: str, candidate: str, *, show_methods: bool = True,
+               **notes: Any) -> dict:
+        """Print one comparison (every method unless shown already, then candidate vs baseline) and keep it for the JSON."""
+        base, cand = timings[baseline], timings[candidate]
+        per_round = [b / c for b, c in zip(base.seconds, cand.seconds)]
+        row = {"case": case, "baseline": baseline, "candidate": candidate, "ratio": base.median / cand.median,
+               "ratio_min": min(per_round), "ratio_max": max(per_round), "peak_gflops": self.peak,
+               "methods": {name: self.method_row(t) for name, t in timings.items()}, "busy": self.machine["busy"]}
+        if base.method.layer_tokens and cand.method.layer_tokens:
+            row["work_ratio"] = base.method.layer_tokens / cand.method.layer_tokens
+        if base.method.flops and cand.method.flops:
+            row["flop_ratio"] = base.method.flops / cand.method.flops
+        row |= notes
+        width = max(len(n) for n in timings)
+        if show_methods:
+            print(f"{case}  (matmul peak {self.peak:.0f} GFLOP/s{', BUSY machine' if self.machine['busy'] else ''})")
+        for name, t in (timings.items() if show_methods else ()):
+            r = row["methods"][name]
+            line = (f"  {name:<{width}}  median {r['median_s']:8.3f} s  range {r['min_s']:.3f}-{r['max_s']:.3f} "
+                    f"({len(t.seconds)} runs)  cpu {r['cpu_median_s']:8.2f} s")
+            if "gflops" in r:
+                line += f"  {r['gflops']:6.1f} GFLOP/s = {r['fraction_of_peak']:4.0%} of peak"
+            if "tokens_per_s" in r:
+                line += f"  {r['tokens_per_s']:9.0f} tokens/s"
+            if "layer_tokens" in r:
+                line += f"  {r['layer_tokens'] / 1e3:9.1f}k layer-tokens"
+            if "peak_mib" in r:
+                line += f"  peak +{r['peak_mib']:.0f} MiB"
+            print(line)
+        work = "".join(f", {k.replace('_', ' ')} {row[k]:.2f}x" for k in ("work_ratio", "flop_ratio") if k in row)
+        extra = "".join(f", {k.replace('_', ' ')}: {_fmt(v)}" for k, v in notes.items())
+        print(f"  ratio {row['ratio']:.2f}x ({candidate} vs {baseline}; per round {row['ratio_min']:.2f}-"
+              f"{row['ratio_max']:.2f}){work}{extra}", flush=True)
+        self.rows.append(row)
+        return row
+
+    def finish(self) -> None:
+        """Write the JSON (when asked) with the machine state at both ends of the run."""
+        self.machine |= {"load_after": round(os.getloadavg()[0], 2), "peak_gflops": self.peak, "peaks": self.peaks,
+                         "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+        if self.json_path:
+            from interp.io import write_json
+
+            write_json(self.json_path, {"benchmark": self.name, "argv": sys.argv[1:], "machine": self.machine, "rows": self.rows})
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.2e}" if isinstance(v, float) and (abs(v) < 1e-2 or abs(v) >= 1e4) and v != 0 else str(v)
