@@ -13,8 +13,12 @@ from interp.metrics import (
     score_paragraphs,
     split_mem_nmem,
 )
+from interp.gradient_scores import gradient_scores
 from interp.gradients import compare_norms, gradient_map, parameter_gradients, per_paragraph_norms
-from interp.locate import locate_memorization_head
+from interp.injection import inject_head, inject_neurons, random_neurons
+from interp.integrated_gradients import integrated_gradients
+from interp.locate import locate_memorization_head, locate_neurons
+from interp.locator_validation import validate_locator
 from interp.masks import random_mask, restrict_mask, top_k_mask
 from interp.models import load_model, save_model
 from interp.patching import activation_patching, attribution_patching
@@ -23,13 +27,17 @@ from interp.reft import ReftConfig, reft_unlearn
 from interp.restore import restoration
 from interp.scan import ScanConfig, scan_corpus
 from interp.testbed import testbed_metadata, testbed_paragraphs, testbed_unigram_counts
+from interp.unit_ablation import unit_ablation
+from interp.unit_masks import hard_concrete, slimming
+from interp.unit_scores import UnitScores, recall_at
 from interp.unlearn import UnlearnConfig, unlearn, unlearning_table
 
 __all__ = [
-    "Paragraphs",
     "ParagraphScores",
+    "Paragraphs",
     "ReftConfig",
     "ScanConfig",
+    "UnitScores",
     "UnlearnConfig",
     "UserError",
     "activation_patching",
@@ -37,30 +45,41 @@ __all__ = [
     "compare_norms",
     "exact_match",
     "gradient_map",
+    "gradient_scores",
     "greedy_exact_match",
+    "hard_concrete",
     "head_ablation",
+    "inject_head",
+    "inject_neurons",
+    "integrated_gradients",
     "load_model",
     "load_paragraphs",
     "locate_memorization_head",
+    "locate_neurons",
     "nll",
     "parameter_gradients",
     "per_paragraph_norms",
     "prefix_perturbation",
     "random_mask",
+    "random_neurons",
     "rare_token_attention",
     "rarity_ranks",
+    "recall_at",
     "reft_unlearn",
     "restoration",
     "restrict_mask",
     "save_model",
     "scan_corpus",
     "score_paragraphs",
+    "slimming",
     "split_mem_nmem",
     "testbed_metadata",
     "testbed_paragraphs",
     "testbed_unigram_counts",
     "top_k_mask",
     "unigram_counts",
+    "unit_ablation",
     "unlearn",
     "unlearning_table",
+    "validate_locator",
 ]
