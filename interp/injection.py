@@ -151,7 +151,7 @@ def _force(
                 loss = loss + kl_weight * F.kl_div(current, reference, log_target=True, reduction="none").sum(-1).mean()
             opt.zero_grad(set_to_none=False)
             loss.backward()
-            for q, (name, keep) in zip(params, grad_masks.items()):
+            for q, keep in zip(params, grad_masks.values()):
                 q.grad.mul_(keep.to(q.grad.dtype))
             opt.step()
             losses.append(float(loss.detach()))

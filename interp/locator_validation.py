@@ -59,7 +59,8 @@ def default_heads(model: HookedTransformer, seed: int = 0) -> list[tuple[int, in
 class HeadCheck:
     """One injected head and what the locator made of it.
 
-    `ranks[m]`: the head's rank under method m (1 = first); `margins[m]`: its score minus the best
+    `ranks[m]`: the head's rank under method m (1 = first), `layer_ranks[m]` its rank among the heads
+    of its own layer; `margins[m]`: its score minus the best
     other head's (> 0: first by that much), `margins_z[m]` the same in standard deviations of the
     method's scores; `seconds[m]`: the method's compute time; `combined_rank`: its place in the
     locator's combined order (`rank_by`); `in_screen`: whether the attribution screen passed it to
@@ -70,6 +71,7 @@ class HeadCheck:
     head: int
     injection: Injection
     ranks: dict[str, int]
+    layer_ranks: dict[str, int]
     margins: dict[str, float]
     margins_z: dict[str, float]
     seconds: dict[str, float]
@@ -81,6 +83,7 @@ class HeadCheck:
 
     def to_json(self) -> dict:
         return {"layer": self.layer, "head": self.head, "injection": self.injection.to_json(), "ranks": self.ranks,
+                "layer_ranks": self.layer_ranks,
                 "margins": self.margins, "margins_z": self.margins_z, "seconds": self.seconds,
                 "combined_rank": self.combined_rank, "rank_by": list(self.rank_by), "in_screen": self.in_screen,
                 "screen": self.screen, "notes": list(self.notes)}
@@ -263,6 +266,7 @@ def validate_locator(
             in_screen = bool(((ranking.candidates[:, 0] == layer) & (ranking.candidates[:, 1] == head)).any())
         checks.append(HeadCheck(
             layer, head, info, {m: r.rank_of(layer, head) for m, r in results.items()},
+            {m: r.layer_rank_of(layer, head) for m, r in results.items()},
             {m: r.margin(layer, head) for m, r in results.items()}, {m: r.margin_z(layer, head) for m, r in results.items()},
             {m: r.seconds for m, r in results.items()}, ranking.rank_of(layer, head), ranking.rank_by, in_screen,
             ranking.screen, notes + ranking.notes))

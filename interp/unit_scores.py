@@ -125,6 +125,10 @@ class UnitScores:
     def rank_of(self, layer: int, index: int) -> int:
         return int(self.ranks[layer, index])
 
+    def layer_rank_of(self, layer: int, index: int) -> int:
+        """The unit's rank among the units of its own layer (1 = the layer's best)."""
+        return int(rank_units(self.score[layer : layer + 1])[0, index])
+
     def margin(self, layer: int, index: int) -> float:
         """The unit's score minus the best score of any OTHER unit (> 0: first by that much)."""
         others = self.score.clone().double()
@@ -177,10 +181,3 @@ def frozen_weights(model: HookedTransformer):
         for p, flag in saved:
             p.requires_grad_(flag)
 
-
-def mean_continuation_log_prob(
-    logits: Float[Tensor, "n seq vocab"], tokens: Int[Tensor, "n seq"], prefix_len: int
-) -> Float[Tensor, "n"]:
-    """Mean log-prob of the true continuation tokens, per paragraph (the metric patching uses)."""
-    pred = logits[:, prefix_len - 1 : -1].float().log_softmax(-1)
-    return pred.gather(-1, tokens[:, prefix_len:, None].to(pred.device)).squeeze(-1).mean(-1)

@@ -61,9 +61,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"head L{h.layer}H{h.head}: injected {len(inj.ids)} paragraphs in {inj.steps} steps ({inj.seconds:.0f} s), "
               f"recited={inj.recited}, held-out ppl {inj.heldout_ppl_before:.2f} -> {inj.heldout_ppl_after:.2f}; "
               f"combined rank {h.combined_rank}" + ("" if h.in_screen is None else f", in screen: {h.in_screen}"))
+    print("rank of each injected head (overall/within its layer), mean margin to the best other head, mean seconds:")
     print(f"{'method':>22} " + " ".join(f"{'L%dH%d' % (h.layer, h.head):>8}" for h in result.heads) + f" {'margin(sd)':>10} {'seconds':>8}")
     for m in result.methods:
-        ranks = " ".join(f"{h.ranks[m]:>8}" for h in result.heads)
+        ranks = " ".join(f"{f'{h.ranks[m]}/{h.layer_ranks[m]}':>8}" for h in result.heads)
         margin = sum(h.margins_z[m] for h in result.heads) / len(result.heads)
         seconds = sum(h.seconds[m] for h in result.heads) / len(result.heads)
         print(f"{m:>22} {ranks} {margin:>10.2f} {seconds:>8.1f}")

@@ -28,21 +28,22 @@ def figure_injected_ranks(validation: LocatorValidation) -> go.Figure:
 
 
 def head_table(validation: LocatorValidation) -> Table:
-    columns = ["method"] + [c for h in validation.heads for c in (f"L{h.layer}H{h.head} rank", f"L{h.layer}H{h.head} margin (sd)")]
+    columns = ["method"] + [c for h in validation.heads for c in (f"L{h.layer}H{h.head} rank", f"L{h.layer}H{h.head} rank in layer",
+                                                                    f"L{h.layer}H{h.head} margin (sd)")]
     columns += ["mean rank", "mean seconds"]
     means = validation.mean_rank()
     rows = []
     for m in validation.methods:
         row: list = [m]
         for h in validation.heads:
-            row += [h.ranks[m], h.margins_z[m]]
+            row += [h.ranks[m], h.layer_ranks[m], h.margins_z[m]]
         row += [means.get(m), sum(h.seconds[m] for h in validation.heads) / len(validation.heads)]
         rows.append(row)
-    combined = ["combined"] + [v for h in validation.heads for v in (h.combined_rank, None)]
+    combined = ["combined"] + [v for h in validation.heads for v in (h.combined_rank, None, None)]
     combined += [sum(h.combined_rank for h in validation.heads) / len(validation.heads), None]
     rows.append(combined)
-    return Table("Rank of each injected head per method (1 = first; margin = score minus the best other head's, "
-                 "in standard deviations of the method's scores)", columns, rows)
+    return Table("Rank of each injected head per method (1 = first; rank in layer = among the heads of its own layer; "
+                 "margin = score minus the best other head's, in standard deviations of the method's scores)", columns, rows)
 
 
 def injection_table(validation: LocatorValidation) -> Table:
