@@ -14,7 +14,11 @@ from interp.data import Paragraphs, load_paragraphs, rarity_ranks, unigram_count
 from interp.errors import UserError
 from interp.gradient_norms import NormComparison, PerParagraphNorms, compare_norms, per_paragraph_norms
 from interp.gradients import GradientMap, gradient_map, parameter_gradients
-from interp.locate import HeadRanking, locate_memorization_head
+from interp.gradient_scores import gradient_scores
+from interp.injection import inject_head, inject_neurons, random_neurons
+from interp.integrated_gradients import integrated_gradients
+from interp.locate import HeadRanking, locate_memorization_head, locate_neurons
+from interp.locator_validation import LocatorValidation, validate_locator
 from interp.masks import candidate_mask, matched_random_mask, restrict_mask, top_k_mask, uniform_random_mask
 from interp.memorization import (
     MemorizationSplit,
@@ -33,6 +37,9 @@ from interp.reft import ReftConfig, ReftResult, reft_unlearn
 from interp.restore import RestorationResult, restoration
 from interp.scan import ScanConfig, scan_corpus
 from interp.testbed import testbed_metadata, testbed_paragraphs, testbed_unigram_counts
+from interp.unit_ablation import unit_ablation
+from interp.unit_masks import hard_concrete, slimming
+from interp.unit_scores import UnitScores, recall_at
 from interp.unlearning import (
     Evaluation,
     Probe,
@@ -53,6 +60,7 @@ __all__ = [
     "GradientMap",
     "HeadAblation",
     "HeadRanking",
+    "LocatorValidation",
     "MemorizationSplit",
     "NormComparison",
     "ParagraphScores",
@@ -69,6 +77,7 @@ __all__ = [
     "ReportRun",
     "RestorationResult",
     "ScanConfig",
+    "UnitScores",
     "UnlearnConfig",
     "UnlearnResult",
     "UnlearningTable",
@@ -82,12 +91,18 @@ __all__ = [
     "evaluate",
     "exact_match",
     "gradient_map",
+    "gradient_scores",
     "greedy_exact_match",
+    "hard_concrete",
     "head_ablation",
     "heldout_indices",
+    "inject_head",
+    "inject_neurons",
+    "integrated_gradients",
     "load_model",
     "load_paragraphs",
     "locate_memorization_head",
+    "locate_neurons",
     "matched_random_mask",
     "mem_nmem_thresholds",
     "memorization_split",
@@ -97,8 +112,10 @@ __all__ = [
     "per_paragraph_norms",
     "prefix_perturbation",
     "probe_sets",
+    "random_neurons",
     "rare_token_attention",
     "rarity_ranks",
+    "recall_at",
     "reft_unlearn",
     "relearn",
     "restoration",
@@ -107,6 +124,7 @@ __all__ = [
     "save_model",
     "scan_corpus",
     "score_paragraphs",
+    "slimming",
     "split_mem_nmem",
     "testbed_metadata",
     "testbed_paragraphs",
@@ -114,8 +132,10 @@ __all__ = [
     "top_k_mask",
     "uniform_random_mask",
     "unigram_counts",
+    "unit_ablation",
     "unlearn",
     "unlearning_table",
+    "validate_locator",
 ]
 
 _REPORT = ("ReportOptions", "ReportRun", "run_report")

@@ -69,6 +69,7 @@ def test_locator_ranks_the_forced_head_first(forced):
     assert ranking.top == (LAYER, HEAD)
     assert set(ranking.mem_ids) <= {f"p{i}" for i in range(N_TARGETS)}
     assert ranking.ranks["patching"][LAYER, HEAD] == 1
+    assert ranking.rank_by == ("patching", "ablation") and ranking.screen["exact_all"]  # 8 heads, 8 candidates
     table = ranking.to_json()["heads"]
     assert (table[0]["layer"], table[0]["head"], table[0]["rank"]) == (LAYER, HEAD, 1)
     assert [row["rank"] for row in table] == list(range(1, 9))
@@ -77,6 +78,31 @@ def test_locator_ranks_the_forced_head_first(forced):
     assert all(v.equal(model.state_dict()[k]) for k, v in state.items())
     assert not any(hp.fwd_hooks or hp.bwd_hooks for hp in model.hook_dict.values())
     assert all(p.grad is None for p in model.parameters())
+
+
+def test_screen_sends_only_candidates_to_the_exact_methods(forced):
+    from interp.patching import activation_patching
+    from interp.perturbation import corrupt_prefixes
+
+    model, paragraphs = forced
+    mem, nmem, reference = paragraphs.select(range(N_TARGETS)), paragraphs.select(range(4, 12)), paragraphs.select(range(12, 20))
+    ranking = locate_memorization_head(model, mem=mem, nmem=nmem, reference=reference, candidates=3,
+                                       methods=("attribution", "patching", "ablation", "zero_out"))
+    screened = {tuple(c) for c in ranking.results["attribution"].top(3).tolist()}
+    assert {tuple(c) for c in ranking.candidates.tolist()} == screened
+    for method in ("patching", "ablation", "zero_out"):
+        scored = {tuple(c) for c in (~ranking.results[method].score.isnan()).nonzero().tolist()}
+        assert scored == screened
+    corrupted = corrupt_prefixes(mem, 0.5, VOCAB, seed=0)
+    exact = activation_patching(model, mem, corrupted)["head_out"].effect
+    for layer, head in screened:
+        assert float(ranking.results["patching"].score[layer, head]) == pytest.approx(float(exact[layer, head]), abs=1e-5)
+    assert set(ranking.screen) >= {"candidates", "pearson_on_candidates", "spearman_on_candidates"}
+    assert ranking.screen["candidates"] == 3 and not ranking.screen["exact_all"]
+    full = locate_memorization_head(model, mem=mem, nmem=nmem, reference=reference, exact_all=True,
+                                    methods=("attribution", "patching"))
+    assert full.screen["exact_top"] == list(full.results["patching"].top(1)[0].tolist())
+    assert full.screen["exact_top_attribution_rank"] == full.results["attribution"].rank_of(*full.screen["exact_top"])
 
 
 def test_combination_is_mean_rank_with_z_score_tiebreak():
@@ -90,6 +116,11 @@ def test_combination_is_mean_rank_with_z_score_tiebreak():
     assert agreement["a~b"] == pytest.approx(-1 / 3)
     _, _, order_a, _ = combine({"a": a, "b": b}, ("a",))
     assert order_a[0].tolist() == [0, 0]
+    # an unscored unit (NaN) ranks after every scored one and agreement uses the units both scored
+    c = torch.tensor([[float("nan"), 1.0], [3.0, 2.0]])
+    ranks, _, order_c, agreement = combine({"a": a, "c": c}, ("c",))
+    assert ranks["c"].tolist() == [[4, 3], [1, 2]] and order_c[-1].tolist() == [0, 0]
+    assert agreement["a~c"] == pytest.approx(-1 / 3)
 
 
 def test_locator_needs_mem_and_nmem(forced):
@@ -100,6 +131,10 @@ def test_locator_needs_mem_and_nmem(forced):
         locate_memorization_head(model, paragraphs, methods=("vibes",))
     with pytest.raises(UserError, match="rank_by"):
         locate_memorization_head(model, paragraphs, methods=("ablation",), rank_by=("patching",))
+    with pytest.raises(UserError, match="mem= and nmem="):
+        locate_memorization_head(model, mem=paragraphs.select([0]))
+    with pytest.raises(UserError, match="reference"):
+        locate_memorization_head(model, mem=paragraphs.select([0]), nmem=paragraphs.select([5]), methods=("ablation",))
 
 
 def test_views_of_the_ranking_work_offline_and_escape_tokens(forced):
@@ -108,7 +143,7 @@ def test_views_of_the_ranking_work_offline_and_escape_tokens(forced):
     from interp.views.heads import attention_view, ranking_figures, ranking_page
 
     model, paragraphs = forced
-    ranking = locate_memorization_head(model, paragraphs, methods=("rare_token", "patching"), nmem_max=1, max_paragraphs=4)
+    ranking = locate_memorization_head(model, paragraphs, methods=("rare_token", "attribution", "patching"), nmem_max=1, max_paragraphs=4)
     figs = ranking_figures(ranking)
     assert set(figs) == {"head_method_ranks", "head_rare_token_tau", "head_attention_by_rank", "head_patching", "head_attribution"}
     _, cache = model.run_with_cache(paragraphs.tokens[:1])

@@ -9,6 +9,7 @@ JSON inside a <script>; `_script_safe` escapes "</" and "<!--" there so a token 
 
 from __future__ import annotations
 
+import html
 from collections.abc import Sequence
 
 import circuitsvis as cv
@@ -20,6 +21,7 @@ from plotly.subplots import make_subplots
 from interp.ablation import HeadAblation
 from interp.attention import RareTokenAttention
 from interp.locate import HeadRanking
+from interp.unit_scores import UnitScores
 from interp.patching import KINDS, PatchingResult
 from interp.perturbation import PerturbationResult
 from interp.views.export import DIVERGING, MEM_COLOR, NMEM_COLOR, paper_style
@@ -107,6 +109,18 @@ def figure_patching(result: PatchingResult) -> go.Figure:
     return paper_style(fig, f"{result.method.capitalize()} patching ({result.direction}) of {result.kind}")
 
 
+def figure_unit_scores(result: UnitScores) -> go.Figure:
+    """One method's score per head (layer x head; blank = not scored, e.g. outside the screen's candidates)."""
+    n_layers, n_index = result.score.shape
+    x, y = _heads_axes(n_layers, n_index)
+    z = [[None if v != v else v for v in row] for row in result.score.tolist()]
+    fig = go.Figure(go.Heatmap(z=z, x=x, y=y, colorscale="Viridis", text=[[("" if v is None else f"{v:.2f}") for v in row] for row in z],
+                               texttemplate="%{text}", hovertemplate=f"%{{y}} %{{x}}: {result.method} %{{z:.3f}}<extra></extra>",
+                               colorbar=dict(title="score")))
+    fig.update_yaxes(autorange="reversed")
+    return paper_style(fig, f"{result.method.replace('_', ' ').capitalize()} score per head ({result.seconds:.1f} s)")
+
+
 def figure_method_ranks(ranking: HeadRanking, top: int = 10) -> go.Figure:
     """Each method's rank of the top heads (1 = best): where the methods agree and where not."""
     rows = ranking.head_table()[:top]
@@ -176,8 +190,9 @@ def ranking_figures(ranking: HeadRanking) -> dict[str, go.Figure]:
         n_heads = ranking.rare_tokens.excess.shape[1]
         heads = [ranking.top] + [(i // n_heads, i % n_heads) for i in by_tau if (i // n_heads, i % n_heads) != ranking.top]
         figs["head_attention_by_rank"] = figure_attention_by_rank(ranking.rare_tokens, heads[:3], ranking.rare_tokens_nmem)
-    if ranking.ablation is not None:
-        figs["head_ablation"] = figure_ablation(ranking.ablation)
+    for method in ("ablation", "zero_out", "integrated_gradients", "hard_concrete", "slimming"):
+        if method in ranking.results:
+            figs[f"head_{method}"] = figure_unit_scores(ranking.results[method])
     if ranking.patching is not None:
         figs["head_patching"] = figure_patching(ranking.patching)
     if ranking.attribution is not None:
@@ -203,7 +218,8 @@ def ranking_page(ranking: HeadRanking, views: Sequence[RenderedHTML] = (), title
     figs = "\n".join(figures_html(ranking_figures(ranking).values()))
     body = (f"<h1>{title}</h1><p>Top head: layer {ranking.top[0]}, head {ranking.top[1]} "
             f"({len(ranking.mem_ids)} MEM, {len(ranking.nmem_ids)} NMEM paragraphs). Ordered by "
-            f"{', '.join(ranking.rank_by)}.</p>{table}<h2>Agreement between methods (Kendall tau)</h2><ul>{agreement}</ul>"
+            f"{', '.join(ranking.rank_by)} ({html.escape(ranking.combination_reason)}).</p><p>Seconds per method: "
+            + ", ".join(f"{m} {v:.1f}" for m, v in ranking.seconds.items()) + f".</p>{table}<h2>Agreement between methods (Kendall tau)</h2><ul>{agreement}</ul>"
             f"<ul>{notes}</ul>{figs}" + "".join(v.local_src for v in views))
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title>"
             f"<script>{get_plotlyjs()}</script></head><body>{body}</body></html>")

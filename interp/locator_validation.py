@@ -1,0 +1,294 @@
+"""Can I trust the locator on MY model? An injection benchmark run on a copy of the user's model.
+
+Heads: for each chosen head (default: one seeded head in a lower, a middle and an upper layer),
+paragraphs the model cannot recite are forced into a COPY through that head alone
+(interp.injection.inject_head: only its W_Q/W_K/W_V/W_O slices train, with a KL term on other
+text), then the locator runs on the copy as a user would run it, every method, with the injected
+paragraphs as MEM: each method's rank of the injected head, its score margin to the best other
+head, the combined rank and each method's seconds are recorded.
+
+Neurons (MemPi's INJ): the W_out rows of a random `neuron_fraction` of all MLP neurons are trained
+until the copy recites other injected paragraphs; each neuron method's Recall@k of that set is
+measured at k = the injected fraction and at 0.5% (MemPi's layer-wise recall; random = k).
+
+The user's model is never changed: every injection trains a deep copy. `recommended_rank_by`
+turns the measurements into the locator's combination: the methods that ranked EVERY injected head
+first (else those with the best mean rank), and for neurons the methods within 90% of the best
+recall at the injected size.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from jaxtyping import Int
+from torch import Tensor
+from transformer_lens import HookedTransformer
+
+from interp.data import Paragraphs
+from interp.errors import UserError
+from interp.injection import Injection, inject_head, inject_neurons, random_neurons
+from interp.locate import (
+    DEFAULT_NEURON_METHODS,
+    DEFAULT_RANK_BY,
+    HEAD_METHODS,
+    locate_memorization_head,
+    locate_neurons,
+)
+from interp.metrics import NMEM_MAX_EM, score_paragraphs
+from interp.unit_scores import Stopwatch, recall_at, unit_count
+
+RECALL_FRACTION = 0.005  # MemPi's GPT-2 INJ comparison point: Recall@0.5%
+MEMPI_GPT2_INJ_RECALL = {  # percent, as quoted in issue 13 from Chang et al. 2024 (GPT-2, INJ); random = 0.5
+    "hard_concrete": 93.7, "slimming": 94.4, "zero_out": 90.9, "integrated_gradients": 84.8, "activation": 51.5,
+}
+
+
+def default_heads(model: HookedTransformer, seed: int = 0) -> list[tuple[int, int]]:
+    """One seeded head in a lower, a middle and an upper layer (fewer layers: one head per layer)."""
+    n = model.cfg.n_layers
+    layers = sorted({0, n // 2, n - 1})
+    g = torch.Generator().manual_seed(seed)
+    return [(layer, int(torch.randint(model.cfg.n_heads, (1,), generator=g))) for layer in layers]
+
+
+@dataclass(frozen=True)
+class HeadCheck:
+    """One injected head and what the locator made of it.
+
+    `ranks[m]`: the head's rank under method m (1 = first), `layer_ranks[m]` its rank among the heads
+    of its own layer; `margins[m]`: its score minus the best
+    other head's (> 0: first by that much), `margins_z[m]` the same in standard deviations of the
+    method's scores; `seconds[m]`: the method's compute time; `combined_rank`: its place in the
+    locator's combined order (`rank_by`); `in_screen`: whether the attribution screen passed it to
+    the exact methods.
+    """
+
+    layer: int
+    head: int
+    injection: Injection
+    ranks: dict[str, int]
+    layer_ranks: dict[str, int]
+    margins: dict[str, float]
+    margins_z: dict[str, float]
+    seconds: dict[str, float]
+    combined_rank: int
+    rank_by: tuple[str, ...]
+    in_screen: bool | None
+    screen: dict = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+    def to_json(self) -> dict:
+        return {"layer": self.layer, "head": self.head, "injection": self.injection.to_json(), "ranks": self.ranks,
+                "layer_ranks": self.layer_ranks,
+                "margins": self.margins, "margins_z": self.margins_z, "seconds": self.seconds,
+                "combined_rank": self.combined_rank, "rank_by": list(self.rank_by), "in_screen": self.in_screen,
+                "screen": self.screen, "notes": list(self.notes)}
+
+
+@dataclass(frozen=True)
+class NeuronCheck:
+    """MemPi's INJ on this model: Recall@k of the injected neurons per method (k as fractions of the neurons)."""
+
+    injection: Injection
+    fraction: float
+    recall: dict[str, dict[str, float]]  # method -> {"injected": r, "0.5%": r}
+    seconds: dict[str, float]
+    notes: tuple[str, ...] = ()
+
+    def to_json(self) -> dict:
+        return {"injection": self.injection.to_json(), "fraction": self.fraction, "recall": self.recall,
+                "random_recall": {"injected": self.fraction, "0.5%": RECALL_FRACTION}, "seconds": self.seconds,
+                "mempi_gpt2_recall_at_0.5%": MEMPI_GPT2_INJ_RECALL, "notes": list(self.notes)}
+
+
+@dataclass(frozen=True)
+class LocatorValidation:
+    """The injection benchmark's result on one model: per injected head, and (optionally) for neurons."""
+
+    model: str
+    heads: tuple[HeadCheck, ...]
+    neurons: NeuronCheck | None
+    seconds: float
+    options: dict
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        return tuple(self.heads[0].ranks) if self.heads else ()
+
+    def usable_heads(self) -> tuple[HeadCheck, ...]:
+        """The checks whose injection worked (the copy recites every injected paragraph)."""
+        return tuple(h for h in self.heads if h.injection.recited)
+
+    def mean_rank(self) -> dict[str, float]:
+        checks = self.usable_heads()
+        return {m: sum(h.ranks[m] for h in checks) / len(checks) for m in self.methods} if checks else {}
+
+    def recommended_rank_by(self, unit: str = "head") -> tuple[tuple[str, ...], str]:
+        """The methods to combine on this model, and why (from what this benchmark measured)."""
+        if unit == "neuron":
+            if self.neurons is None or not self.neurons.injection.recited:
+                return (), "no neuron injection was measured"
+            at = {m: r["injected"] for m, r in self.neurons.recall.items()}
+            best = max(at.values())
+            chosen = tuple(m for m, r in at.items() if r >= 0.9 * best and r > self.neurons.fraction)
+            return chosen, ("Recall@k of the injected neurons: " + ", ".join(f"{m} {r:.2f}" for m, r in at.items())
+                            + f" (random {self.neurons.fraction:.3f}); combined: within 90% of the best")
+        checks = self.usable_heads()
+        if not checks:
+            return (), "no head injection succeeded, so nothing was measured"
+        first = tuple(m for m in self.methods if all(h.ranks[m] == 1 for h in checks))
+        described = ", ".join(f"{m} {v:.1f}" for m, v in self.mean_rank().items())
+        if first:
+            return first, (f"ranked every one of the {len(checks)} injected heads first (mean rank of the injected "
+                           f"heads: {described})")
+        means = self.mean_rank()
+        best = min(means.values())
+        chosen = tuple(m for m, v in means.items() if v == best)
+        return chosen, f"no method ranked every injected head first; best mean rank {best:.1f} (mean ranks: {described})"
+
+    def to_json(self) -> dict:
+        head_choice, head_reason = self.recommended_rank_by("head")
+        out = {"model": self.model, "seconds": self.seconds, "options": self.options,
+               "heads": [h.to_json() for h in self.heads], "mean_rank": self.mean_rank(),
+               "recommended_rank_by": {"head": list(head_choice), "head_reason": head_reason}}
+        if self.neurons is not None:
+            choice, reason = self.recommended_rank_by("neuron")
+            out["neurons"] = self.neurons.to_json()
+            out["recommended_rank_by"] |= {"neuron": list(choice), "neuron_reason": reason}
+        return out
+
+
+@dataclass(frozen=True)
+class RecordedValidation:
+    """The combination a saved validation (`validate-locator --json`) recommends, read back from its file."""
+
+    path: str
+    choices: dict[str, tuple[str, ...]]
+    reasons: dict[str, str]
+
+    def recommended_rank_by(self, unit: str = "head") -> tuple[tuple[str, ...], str]:
+        return self.choices.get(unit, ()), f"{self.reasons.get(unit, 'not measured')} (recorded in {self.path})"
+
+
+def read_validation(path: str | Path) -> RecordedValidation:
+    """The recommended combination of a `validate-locator --json` file."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+        rec = data["recommended_rank_by"]
+    except FileNotFoundError:
+        raise UserError(f"validation file {path} does not exist") from None
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise UserError(f"{path} is not a validate-locator --json result (no 'recommended_rank_by')") from None
+    units = [u for u in ("head", "neuron") if u in rec]
+    return RecordedValidation(str(path), {u: tuple(rec[u]) for u in units}, {u: rec.get(f"{u}_reason", "") for u in units})
+
+
+def _pools(
+    model: HookedTransformer, paragraphs: Paragraphs, nmem_max: int, sizes: dict[str, int], seed: int, batch_size: int
+) -> dict[str, Paragraphs]:
+    """Disjoint seeded sets of paragraphs the model does NOT recite (EM <= nmem_max), one per role."""
+    order = torch.randperm(len(paragraphs), generator=torch.Generator().manual_seed(seed))
+    need = sum(sizes.values())
+    found: list[Tensor] = []
+    for start in range(0, len(order), 2 * need):  # score a seeded sample, only as much as needed
+        chunk = order[start : start + 2 * need]
+        em = score_paragraphs(model, paragraphs.select(chunk), batch_size=batch_size).em
+        found.append(chunk[(em <= nmem_max) & (em < paragraphs.continuation_len)])
+        if sum(len(f) for f in found) >= need:
+            break
+    pool = torch.cat(found) if found else torch.zeros(0, dtype=torch.long)
+    if len(pool) < need:
+        raise UserError(f"the injection benchmark needs {need} paragraphs the model does not recite (EM <= {nmem_max}), "
+                        f"and the set has {len(pool)}: pass more paragraphs or fewer injected ones")
+    out, start = {}, 0
+    for role, size in sizes.items():
+        out[role] = paragraphs.select(pool[start : start + size])
+        start += size
+    return out
+
+
+def validate_locator(
+    model: HookedTransformer,
+    paragraphs: Paragraphs,
+    *,
+    heads: list[tuple[int, int]] | None = None,
+    neurons: bool = False,
+    methods: tuple[str, ...] = HEAD_METHODS,
+    neuron_methods: tuple[str, ...] = DEFAULT_NEURON_METHODS,
+    n_inject: int = 4,
+    n_inject_neurons: int = 2,
+    neuron_fraction: float = 0.01,
+    unigram_counts: Int[Tensor, "vocab"] | None = None,
+    max_paragraphs: int = 8,
+    candidates: int = 8,
+    nmem_max: int = NMEM_MAX_EM,
+    kl_weight: float = 1.0,
+    head_lr: float = 3e-3,
+    neuron_lr: float = 1e-2,
+    max_steps: int = 400,
+    method_options: dict[str, dict] | None = None,
+    seed: int = 0,
+    batch_size: int = 64,
+) -> LocatorValidation:
+    """Inject paragraphs through known heads (and, with `neurons`, known MLP neurons) of COPIES of `model`,
+    run the locator on each copy, and report how each method ranked the known answer."""
+    if n_inject < 1 or n_inject_neurons < 1:
+        raise UserError("inject at least one paragraph")
+    heads = default_heads(model, seed) if heads is None else [tuple(h) for h in heads]
+    for layer, head in heads:
+        if not (0 <= layer < model.cfg.n_layers and 0 <= head < model.cfg.n_heads):
+            raise UserError(f"no head {layer}.{head}: the model has {model.cfg.n_layers} layers of {model.cfg.n_heads} heads")
+    clock = Stopwatch()
+    sizes = {"inject": n_inject, "retain": 16, "heldout": 32, "nmem": max_paragraphs, "reference": 8}
+    if neurons:
+        sizes["inject_neurons"] = n_inject_neurons
+    sets = _pools(model, paragraphs, nmem_max, sizes, seed, batch_size)
+    checks = []
+    for layer, head in heads:
+        forced, info = inject_head(model, sets["inject"], layer, head, retain=sets["retain"], heldout=sets["heldout"],
+                                   lr=head_lr, max_steps=max_steps, kl_weight=kl_weight, batch_size=batch_size)
+        notes = () if info.recited else (f"head {layer}.{head}: injection stopped after {info.steps} steps with EM "
+                                         f"{info.em_after.tolist()}; its ranks are not evidence",)
+        ranking = locate_memorization_head(
+            forced, mem=sets["inject"], nmem=sets["nmem"], reference=sets["reference"], unigram_counts=unigram_counts,
+            methods=methods, rank_by=tuple(m for m in DEFAULT_RANK_BY if m in methods) or None,
+            candidates=candidates, max_paragraphs=max(max_paragraphs, n_inject), method_options=method_options,
+            seed=seed, batch_size=batch_size)
+        del forced
+        results = ranking.results
+        in_screen = None
+        if ranking.candidates is not None:
+            in_screen = bool(((ranking.candidates[:, 0] == layer) & (ranking.candidates[:, 1] == head)).any())
+        checks.append(HeadCheck(
+            layer, head, info, {m: r.rank_of(layer, head) for m, r in results.items()},
+            {m: r.layer_rank_of(layer, head) for m, r in results.items()},
+            {m: r.margin(layer, head) for m, r in results.items()}, {m: r.margin_z(layer, head) for m, r in results.items()},
+            {m: r.seconds for m, r in results.items()}, ranking.rank_of(layer, head), ranking.rank_by, in_screen,
+            ranking.screen, notes + ranking.notes))
+    neuron_check = None
+    if neurons:
+        chosen = random_neurons(model, neuron_fraction, seed)
+        forced, info = inject_neurons(model, sets["inject_neurons"], chosen, retain=sets["retain"],
+                                      heldout=sets["heldout"], lr=neuron_lr, max_steps=max_steps, kl_weight=kl_weight,
+                                      batch_size=batch_size)
+        ranking = locate_neurons(forced, sets["inject_neurons"], methods=neuron_methods, method_options=method_options,
+                                 seed=seed, batch_size=batch_size)
+        del forced
+        gold = info.gold(model.cfg.n_layers, unit_count(model, "neuron"))
+        recall = {m: {"injected": recall_at(r.score, gold, neuron_fraction), "0.5%": recall_at(r.score, gold, RECALL_FRACTION)}
+                  for m, r in ranking.results.items()}
+        notes = () if info.recited else (f"neuron injection stopped after {info.steps} steps with EM "
+                                         f"{info.em_after.tolist()}; recall is not evidence",)
+        neuron_check = NeuronCheck(info, neuron_fraction, recall, ranking.seconds, notes + ranking.notes)
+    options = {"n_inject": n_inject, "max_paragraphs": max_paragraphs, "candidates": candidates, "kl_weight": kl_weight,
+               "head_lr": head_lr, "max_steps": max_steps, "methods": list(methods), "seed": seed}
+    if neurons:
+        options |= {"n_inject_neurons": n_inject_neurons, "neuron_fraction": neuron_fraction, "neuron_lr": neuron_lr,
+                    "neuron_methods": list(neuron_methods)}
+    name = getattr(getattr(model, "interp_source", None), "spec", None) or model.cfg.model_name
+    return LocatorValidation(name, tuple(checks), neuron_check, clock.seconds, options)

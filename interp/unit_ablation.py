@@ -1,0 +1,150 @@
+"""Ablating units one at a time (zero-out or mean), heads or MLP neurons, optionally only some of them.
+
+Zero-out (MemPi's `fast_zero_out_vector`) sets a unit's output to 0 at every position; mean
+ablation sets it to its per-position mean over a `reference` set of paragraphs that is never
+scored (so a paragraph's effect does not depend on what else is scored). The score of a unit is
+the mean continuation NLL increase over MEM paragraphs, minus the same over NMEM paragraphs when
+those are given (MEM-specific damage; MemPi scores the target alone).
+
+All (unit, paragraph) variants run stacked in batched forwards, each from the cached residual
+stream of the unit's layer, computing logits only at the continuation positions:
+- a head: its z is overwritten by a hook in a run that starts at the head's layer;
+- a neuron: overwriting activation a_i by s_i changes the layer's output by (s_i - a_i) W_out[i]
+  and nothing else in that layer, so the run starts at the NEXT layer from the cached residual
+  stream plus that difference (no hook, one layer less per variant).
+`units` restricts the work to some cells (the candidates of a screen); the rest score NaN.
+"""
+
+from __future__ import annotations
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+from transformer_lens import HookedTransformer
+from transformer_lens.utils import get_act_name
+
+from interp.data import Paragraphs
+from interp.errors import UserError
+from interp.metrics import continuation_log_probs
+from interp.unit_scores import Stopwatch, UnitScores, check_unit, unit_count, unit_hook
+
+MODES = ("zero", "mean")
+
+
+@torch.no_grad()
+def tail_log_probs(
+    model: HookedTransformer, resid: Float[Tensor, "b seq d_model"], start_layer: int, tokens: Int[Tensor, "b seq"],
+    prefix_len: int, fwd_hooks: list | None = None,
+) -> Float[Tensor, "b cont"]:
+    """Continuation log-probs of a run from the residual stream entering `start_layer` (unembedding only the
+    positions that predict the continuation)."""
+    n_layers = model.cfg.n_layers
+    if start_layer < n_layers:
+        resid = model.run_with_hooks(resid, start_at_layer=start_layer, stop_at_layer=n_layers, fwd_hooks=fwd_hooks or [])
+    logits = model.unembed(model.ln_final(resid[:, prefix_len - 1 : -1])).float()
+    target = tokens[:, prefix_len:].to(logits.device)
+    return logits.log_softmax(-1).gather(-1, target[..., None]).squeeze(-1)
+
+
+@torch.no_grad()
+def _reference_means(model: HookedTransformer, reference: Paragraphs, unit: str, batch_size: int) -> list[Tensor]:
+    """Per layer, the per-position mean of every unit's output over the reference paragraphs: [pos, head, d_head] or [pos, d_mlp]."""
+    names = {unit_hook(unit, layer) for layer in range(model.cfg.n_layers)}
+    sums: list[Tensor] = []
+    for start in range(0, len(reference), batch_size):
+        tokens = reference.tokens[start : start + batch_size].to(model.cfg.device)
+        _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in names)
+        parts = [cache[unit_hook(unit, layer)].double().sum(0) for layer in range(model.cfg.n_layers)]
+        sums = parts if not sums else [a + b for a, b in zip(sums, parts)]
+    return [(s / len(reference)).to(model.cfg.dtype) for s in sums]
+
+
+@torch.no_grad()
+def _nll_increase(
+    model: HookedTransformer, paragraphs: Paragraphs, unit: str, units: Tensor, means: list[Tensor] | None, batch_size: int
+) -> Float[Tensor, "k n"]:
+    """Continuation NLL increase of every paragraph with each unit of `units` ablated."""
+    n_layers, p = model.cfg.n_layers, paragraphs.prefix_len
+    tokens = paragraphs.tokens.to(model.cfg.device)
+    names = {get_act_name("resid_pre", layer) for layer in range(n_layers)} | {unit_hook(unit, l) for l in range(n_layers)}
+    if unit == "neuron":
+        names |= {get_act_name("resid_post", layer) for layer in range(n_layers)}
+    logits, cache = model.run_with_cache(tokens, names_filter=lambda n: n in names)
+    base = -continuation_log_probs(logits.float(), tokens, p).mean(-1)
+    n = len(paragraphs)
+    out = torch.empty(len(units), n)
+    for layer in units[:, 0].unique().tolist():
+        ids = (units[:, 0] == layer).nonzero().flatten()
+        rows_unit = ids.repeat_interleave(n)
+        rows_paragraph = torch.arange(n).repeat(len(ids))
+        act = cache[unit_hook(unit, layer)]
+        for start in range(0, len(rows_unit), batch_size):
+            u = rows_unit[start : start + batch_size]
+            b = rows_paragraph[start : start + batch_size].to(act.device)
+            index = units[u, 1].to(act.device)
+            rows = torch.arange(len(b), device=act.device)
+            if unit == "head":
+                source = torch.zeros_like(act[b][rows, :, index]) if means is None else means[layer][:, index].transpose(0, 1)
+
+                def hook(z, hook, rows=rows, index=index, source=source):
+                    z[rows, :, index] = source.to(z.dtype)
+                    return z
+
+                logp = tail_log_probs(model, cache["resid_pre", layer][b], layer, tokens[b], p,
+                                      [(unit_hook(unit, layer), hook)])
+            else:
+                a = act[b][rows, :, index]  # [rows, pos]
+                s = torch.zeros_like(a) if means is None else means[layer][:, index].T
+                w_out = model.blocks[layer].mlp.W_out[index]  # [rows, d_model]
+                resid = cache["resid_post", layer][b] + (s - a)[..., None] * w_out[:, None, :]
+                logp = tail_log_probs(model, resid, layer + 1, tokens[b], p)
+            out[u, b.cpu()] = (-logp.mean(-1) - base[b]).cpu().float()
+    return out
+
+
+def unit_ablation(
+    model: HookedTransformer,
+    mem: Paragraphs,
+    nmem: Paragraphs | None = None,
+    *,
+    unit: str = "head",
+    mode: str = "zero",
+    reference: Paragraphs | None = None,
+    units: Int[Tensor, "k 2"] | None = None,
+    batch_size: int = 64,
+) -> UnitScores:
+    """Ablate each unit (or each of `units`) in turn; score = MEM NLL increase (minus NMEM's when given)."""
+    check_unit(unit)
+    if mode not in MODES:
+        raise UserError(f"unknown ablation mode {mode!r}: use 'zero' or 'mean'")
+    if len(mem) == 0:
+        raise UserError("unit ablation needs at least one MEM paragraph")
+    scored = mem.ids + (nmem.ids if nmem is not None else ())
+    if nmem is not None and (nmem.prefix_len, nmem.seq_len) != (mem.prefix_len, mem.seq_len):
+        raise UserError("MEM and NMEM paragraphs must have the same prefix and continuation lengths")
+    means = None
+    if mode == "mean":
+        if reference is None or len(reference) == 0:
+            raise UserError("mean ablation needs reference paragraphs (never scored) to take the mean over: pass reference=")
+        if (reference.prefix_len, reference.seq_len) != (mem.prefix_len, mem.seq_len):
+            raise UserError("reference paragraphs must have the scored paragraphs' prefix and continuation lengths")
+        shared = set(reference.ids) & set(scored)
+        if shared:
+            raise UserError(f"reference paragraphs must not be scored too; shared ids: {sorted(shared)[:5]}")
+    n_layers, n_units = model.cfg.n_layers, unit_count(model, unit)
+    if units is None:
+        layers, index = torch.meshgrid(torch.arange(n_layers), torch.arange(n_units), indexing="ij")
+        units = torch.stack([layers.flatten(), index.flatten()], 1)
+    units = torch.as_tensor(units, dtype=torch.long).cpu()
+    clock = Stopwatch()
+    if mode == "mean":
+        means = _reference_means(model, reference, unit, batch_size)
+    increase = _nll_increase(model, mem, unit, units, means, batch_size).mean(1)
+    if nmem is not None and len(nmem):
+        increase = increase - _nll_increase(model, nmem, unit, units, means, batch_size).mean(1)
+    score = torch.full((n_layers, n_units), float("nan"))
+    score[units[:, 0], units[:, 1]] = increase
+    method = "zero_out" if mode == "zero" else "ablation"
+    return UnitScores(method, unit, score, clock.seconds,
+                      {"mode": mode, "contrast": nmem is not None and len(nmem) > 0, "n_units_scored": len(units),
+                       "n_reference": 0 if means is None else len(reference)})
