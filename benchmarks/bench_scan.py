@@ -20,10 +20,10 @@ proof: the planted-truth proof. Whole host files with the paragraphs inside, sca
 
 Every run prints a float32 matmul GFLOP/s measured in the same process, for scale.
 
-    python benchmarks/bench_scan.py design [--slices 32] [--model testbed] [--out DIR]
+    python benchmarks/bench_scan.py design [--slices 32] [--model testbed|CHECKPOINT_DIR] [--out DIR]
     python benchmarks/bench_scan.py design --toy
     python benchmarks/bench_scan.py speed [--slices 8]
-    python benchmarks/bench_scan.py proof [--model testbed] [--limit N] [--out DIR]
+    python benchmarks/bench_scan.py proof [--model testbed|CHECKPOINT_DIR] [--limit N] [--out DIR]
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ import torch
 from interp import load_model, score_paragraphs, testbed_paragraphs
 from interp.data import Paragraphs
 from interp.io import write_json
+from interp.models import TESTBED_DIR
 from interp.scan import ScanConfig, resolve_corpus, scan_corpus, screen_windows
 from interp.testbed.build import stdlib_files
 
@@ -89,6 +90,16 @@ def planted_corpus(tokenizer, planted: Paragraphs, *, seed: int, slice_len: int 
         docs.append(toks[start : start + slice_len] if slice_len else toks)
         names.append(str(f.relative_to(ROOT)))
     return docs, where, names
+
+
+def model_and_planted(args):
+    """The model and its planted paragraphs: the shipped testbed, or a testbed-style checkpoint
+    folder (metadata.json + paragraphs.jsonl beside the weights, e.g. a testbed built elsewhere)."""
+    model = load_model(args.model, device=args.device)
+    folder = TESTBED_DIR if args.model == "testbed" else Path(args.model)
+    if not (folder / "paragraphs.jsonl").is_file():
+        raise SystemExit(f"{args.model}: no paragraphs.jsonl with planted paragraphs beside it (or use --toy)")
+    return model, testbed_paragraphs(("planted",), path=folder)
 
 
 def write_corpus(path: Path, docs: list[list[int]]) -> Path:
@@ -153,10 +164,7 @@ def design(args, variants: bool = True) -> dict:
         model, planted, docs, where, base = _toy_setup()
         names = [f"toy{d}" for d in range(len(docs))]
     else:
-        model = load_model(args.model, device=args.device)
-        planted = testbed_paragraphs(("planted",)) if args.model == "testbed" else None
-        if planted is None:
-            raise SystemExit("design needs the testbed's planted paragraphs (--model testbed) or --toy")
+        model, planted = model_and_planted(args)
         if args.slices and args.slices < len(planted):  # a seeded sample across repeat counts
             planted = planted.select(sorted(random.Random(args.seed).sample(range(len(planted)), args.slices)))
         docs, where, names = planted_corpus(model.tokenizer, planted, seed=args.seed, slice_len=args.slice_len,
@@ -248,8 +256,7 @@ def proof(args) -> dict:
     t_start = time.time()
     gflops = matmul_gflops()
     print(f"matmul {gflops:.0f} GFLOP/s; {load_note()}")
-    model = load_model(args.model, device=args.device)
-    planted = testbed_paragraphs(("planted",))
+    model, planted = model_and_planted(args)
     if args.limit:
         planted = planted.select(range(min(args.limit, len(planted))))
     scores = score_paragraphs(model, planted)  # what `interp memorized` computes: the paragraph fed alone
@@ -319,7 +326,7 @@ def main() -> None:
     p.add_argument("--limit", type=int, default=0, help="use only the first N planted paragraphs (0 = all)")
     p.add_argument("--quiet", action="store_true")
     for q in (d, s, p):
-        q.add_argument("--model", default="testbed")
+        q.add_argument("--model", default="testbed", help="'testbed' or a testbed-style checkpoint folder")
         q.add_argument("--seed", type=int, default=0)
         q.add_argument("--batch-size", type=int, default=64)
         q.add_argument("--out", default="out/bench_scan")
