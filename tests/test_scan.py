@@ -22,7 +22,7 @@ from interp.data import Paragraphs, load_paragraphs, unique_fraction
 from interp.errors import UserError
 from interp.metrics import score_paragraphs
 from interp.models import load_model
-from interp.scan import ScanConfig, merge_spans, resolve_corpus, scan_corpus, screen_hits
+from interp.scan import ScanConfig, merge_spans, resolve_corpus, scan_corpus, screen_windows
 from interp.scan import corpus as corpus_mod
 from interp.scan import engine
 from interp.scan.corpus import iter_documents, parse_shard
@@ -31,12 +31,11 @@ P, C = 8, 12
 W = P + C
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
+def toy_tokenizer(folder: Path):
+    """A 400-token byte-level BPE (trained on the scan engine's source), saved in `folder`."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import GPTNeoConfig, GPTNeoForCausalLM, PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast
 
-    folder = tmp_path_factory.mktemp("tiny_neo")
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -46,6 +45,15 @@ def tiny(tmp_path_factory):
     eos = "<|endoftext|>"
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=eos, eos_token=eos, unk_token=eos, pad_token=eos)
     fast.save_pretrained(folder)
+    return fast
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from transformers import GPTNeoConfig, GPTNeoForCausalLM
+
+    folder = tmp_path_factory.mktemp("tiny_neo")
+    fast = toy_tokenizer(folder)
     torch.manual_seed(0)
     cfg = GPTNeoConfig(vocab_size=len(fast), max_position_embeddings=256, hidden_size=64, num_layers=2,
                        attention_types=[[["local"], 2]], num_heads=4, intermediate_size=128, window_size=4,
@@ -125,7 +133,8 @@ def test_screen_and_exact_find_exactly_the_oracle_windows(tiny, corpus_file, tmp
         results[exact] = (summary, records)
     screen, exact = results[False][0], results[True][0]
     assert exact.windows_scored == exact.windows and screen.mode == "screen"
-    assert screen.screen_recall["exact_mem"] == len(expected) == screen.screen_recall["found"]
+    assert screen.screen_recall["mem"] == len(expected) == screen.screen_recall["found"]
+    assert screen.screen_recall["windows"] == screen.windows and screen.recall["measured"]
     # the NMEM controls are the same bottom-k sample whichever way the windows were scored
     controls = [{r["id"] for r in recs if r["kind"] == "nmem"} for _, recs in results.values()]
     assert controls[0] == controls[1] and len(controls[0]) == 5
@@ -149,7 +158,10 @@ def test_output_is_a_paragraph_file_with_true_scores(tiny, corpus_file, tmp_path
     assert summary["nmem"] == 8 and summary["mem_spans"] == kinds.count("mem")
 
 
-def test_screen_hits_equal_exact_hits_where_a_window_starts_a_chunk():
+def test_screen_reads_each_window_after_at_most_step_minus_one_tokens_of_its_document():
+    """The screen's verdict on a window equals a forward over the window preceded by the s - c
+    document tokens since its chunk start c = step * floor(s / step), computed here window by window;
+    with step 1 it is the exact score. A GPT-Neo with global attention and positions, so context counts."""
     from transformer_lens import HookedTransformer, HookedTransformerConfig
 
     model = HookedTransformer(HookedTransformerConfig(
@@ -157,18 +169,32 @@ def test_screen_hits_equal_exact_hits_where_a_window_starts_a_chunk():
         attn_types=["global", "local"], use_local_attn=True, window_size=6, original_architecture="GPTNeoForCausalLM",
         seed=0, initializer_range=0.5))
     g = torch.Generator().manual_seed(0)
-    stream = torch.tensor(_greedy(model, torch.randint(0, 50, (1, 10), generator=g), 50)[0].tolist()
-                          + torch.randint(0, 50, (40,), generator=g).tolist())
-    for chunk_len in (W, 2 * W):
-        hits = screen_hits(model, [stream], P, chunk_len, batch_size=3)[0]
-        step = chunk_len - P
-        starts = torch.arange(0, len(stream) - W + 1, step)
-        windows = stream[starts[:, None] + torch.arange(W)]
-        exact = score_paragraphs(model, Paragraphs(windows, P, tuple(map(str, range(len(starts)))))).hits
-        screened = torch.stack([hits[s + P : s + W] for s in starts.tolist()])
-        assert torch.equal(screened, exact)
-        assert 0 < exact.float().mean() < 1  # greedy text and random text: the comparison can fail
-        assert not hits[:P].any()
+    greedy = _greedy(model, torch.randint(0, 50, (1, P), generator=g), 50)[0].tolist()  # window 0 is MEM
+    streams = [torch.tensor(greedy + torch.randint(0, 50, (40,), generator=g).tolist()),
+               torch.tensor(torch.randint(0, 50, (W + 5,), generator=g).tolist())]
+    for step in (1, 3, 7, W):
+        starts = [torch.arange(0, len(x) - W + 1, 2) for x in streams]  # stride 2: not every window is asked about
+        res = screen_windows(model, streams, starts, prefix_len=P, window_len=W, step=step, batch_size=3)
+        for x, s, misses, lead in zip(streams, starts, res.misses, res.lead):
+            seen = []
+            for w in s.tolist():
+                c = w - w % step
+                with torch.no_grad():
+                    pred = model(x[None, c : w + W])[0, w - c + P - 1 : -1].argmax(-1)
+                hits = (pred == x[w + P : w + W]).long()
+                seen.append(((1 - hits).sum().item(), hits.cumprod(0).sum().item()))
+            assert list(zip(misses.tolist(), lead.tolist())) == seen
+        n_chunks = [len(range(0, len(x) - W + 1, step)) for x in streams]
+        assert res.chunks == sum(n_chunks)
+        lengths = [min(W + step - 1, len(x) - c) for x, n in zip(streams, n_chunks) for c in range(0, n * step, step)]
+        assert res.forward_tokens == sum(len(b) * max(b) for b in (lengths[i : i + 3] for i in range(0, len(lengths), 3)))
+    exact = score_paragraphs(model, Paragraphs(streams[0][starts[0][:, None] + torch.arange(W)], P,
+                                               tuple(map(str, range(len(starts[0])))))).em
+    step1 = screen_windows(model, streams[:1], starts[:1], prefix_len=P, window_len=W, step=1)
+    assert torch.equal(step1.lead[0], exact) and torch.equal(step1.misses[0] == 0, exact == C)
+    assert 0 < (exact == C).sum() < len(exact)  # greedy text and random text: the comparison can fail
+    wide = screen_windows(model, streams[:1], starts[:1], prefix_len=P, window_len=W, step=W)
+    assert not torch.equal(wide.lead[0], exact)  # the extra context matters for this model
 
 
 def test_merge_spans_joins_overlapping_and_touching_windows():
@@ -256,8 +282,9 @@ def test_shards_merge_into_the_unsharded_scan(tiny, tmp_path, capsys):
     assert by_id(tmp_path / "m.jsonl") == by_id(tmp_path / "all.jsonl")
     merged = json.loads((tmp_path / "m.summary.json").read_text())
     single = json.loads((tmp_path / "all.summary.json").read_text())
-    for key in ("documents", "tokens", "windows", "mem_windows", "mem_spans", "nmem"):
+    for key in ("documents", "tokens", "windows", "mem_windows", "mem_spans", "nmem", "screen_recall"):
         assert merged[key] == single[key]
+    assert merged["screen_recall"]["windows"] > 0 and merged["recall"]["message"] == single["recall"]["message"]
 
 
 def test_bad_input_is_one_line_and_exit_2(tiny, corpus_file, tmp_path, capsys):
@@ -322,10 +349,11 @@ def test_scan_leaves_the_model_as_it_was(tiny, corpus_file, tmp_path):
 
 
 def test_testbed_scan_finds_a_planted_paragraph_at_its_file_offset(testbed, testbed_paragraph_set, tmp_path):
-    """A paragraph planted 128 times in training is in its stdlib file once. The default screen
-    finds it where it starts a screening chunk (in whole files planted offsets are multiples of
-    100, chunks start every 50 tokens); --exact finds it at any phase. (The testbed recites it only
-    at its own start: the screen misses it mid-chunk, see benchmarks/bench_scan.py speed.)"""
+    """A paragraph planted 128 times in training is in its stdlib file once. Cut 200 tokens before
+    it, it starts a screening chunk (chunks start every 20 tokens), where the screen's input is the
+    exact one, and the default scan finds it; cut 23 tokens before it, --exact finds it. (Testbed v1
+    recites it only at its own start, so the default misses it mid-chunk; benchmarks/bench_scan.py
+    design measures that.)"""
     import sysconfig
 
     p = testbed_paragraph_set
@@ -342,3 +370,164 @@ def test_testbed_scan_finds_a_planted_paragraph_at_its_file_offset(testbed, test
         assert (f"{path}#1", rel) in _mem_starts(mem)
         best = next(r for r in mem if r["span_start"] <= rel < r["span_end"])
         assert best["offset"] == rel and best["tokens"] == p.tokens[i].tolist()
+
+
+# ---- a rotary (GPT-NeoX) model that recalls paragraphs by content, wherever they sit ----------------
+
+ROT_CTX, ROT_PARAGRAPHS = 64, 6
+
+
+def _markov(succ: torch.Tensor, n: int, length: int, g: torch.Generator) -> torch.Tensor:
+    """n token sequences from a Markov chain with four successors per token: text a model can
+    partly predict, so screened windows have hits and misses."""
+    x = torch.empty(n, length, dtype=torch.long)
+    x[:, 0] = torch.randint(0, len(succ), (n,), generator=g)
+    for t in range(1, length):
+        x[:, t] = succ[x[:, t - 1], torch.randint(0, succ.shape[1], (n,), generator=g)]
+    return x
+
+
+def train_rotary(tokenizer) -> tuple:
+    """A 2-layer GPT-NeoX-style HookedTransformer (rotary positions) trained to recite 6 paragraphs of
+    W tokens, each copy placed at a uniformly random offset of a 64-token Markov sequence, so it
+    recalls them by content; returns (model, paragraphs, the Markov successor table). Half of the
+    paragraphs share 8 tokens across the prefix / continuation boundary: their continuation needs
+    the paragraph's first tokens, which a screen that cuts the prefix lacks."""
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    vocab = len(tokenizer)
+    model = HookedTransformer(HookedTransformerConfig(
+        n_layers=2, d_model=64, n_heads=4, d_head=16, d_mlp=256, n_ctx=ROT_CTX, d_vocab=vocab, act_fn="gelu",
+        positional_embedding_type="rotary", rotary_dim=16, original_architecture="GPTNeoXForCausalLM",
+        normalization_type="LN", seed=0), tokenizer=tokenizer)
+    g = torch.Generator().manual_seed(0)
+    succ = torch.randint(0, vocab, (vocab, 4), generator=g)
+    paragraphs = torch.randint(0, vocab, (ROT_PARAGRAPHS, W), generator=g)
+    paragraphs[: ROT_PARAGRAPHS // 2, P - 2 : P + 6] = torch.randint(0, vocab, (8,), generator=g)
+    steps, batch = 150, 16
+    rows = _markov(succ, steps * batch, ROT_CTX, g)
+    which = torch.randint(0, ROT_PARAGRAPHS, (len(rows),), generator=g)
+    at = torch.randint(0, ROT_CTX - W + 1, (len(rows),), generator=g)
+    rows.scatter_(1, at[:, None] + torch.arange(W), paragraphs[which])
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, 1e-2, total_steps=steps)
+    for b in range(steps):
+        loss = model(rows[b * batch : (b + 1) * batch], return_type="loss")
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+    model.eval()
+    return model, paragraphs, succ
+
+
+def rotary_corpus(succ: torch.Tensor, paragraphs: torch.Tensor, n_docs: int, seed: int) -> tuple[list, list]:
+    """Markov documents of 150-400 tokens, document d holding paragraph d mod 6 at a uniformly random
+    offset; returns the documents and the offsets."""
+    g = torch.Generator().manual_seed(seed)
+    docs, planted = [], []
+    for d in range(n_docs):
+        x = _markov(succ, 1, int(torch.randint(150, 400, (1,), generator=g)), g)[0]
+        at = int(torch.randint(0, len(x) - W + 1, (1,), generator=g))
+        x[at : at + W] = paragraphs[d % len(paragraphs)]
+        docs.append(x.tolist())
+        planted.append(at)
+    return docs, planted
+
+
+@pytest.fixture(scope="module")
+def rotary(tiny):
+    return train_rotary(tiny[1].tokenizer)
+
+
+def _stitched_screen(model, x: torch.Tensor) -> set[int]:
+    """The screen this project had before: one hit stream stitched from chunks of W tokens every C
+    tokens; a window is flagged when its whole continuation is hits. The control the test runs."""
+    hits = torch.zeros(len(x), dtype=torch.bool)
+    with torch.no_grad():
+        for c in range(0, len(x) - P, C):
+            seg = x[c : c + W]
+            hits[c + P : c + len(seg)] = model(seg[None])[0, P - 1 : -1].argmax(-1) == seg[P:]
+    return {s for s in range(len(x) - W + 1) if hits[s + P : s + W].all()}
+
+
+@pytest.mark.slow
+def test_default_scan_finds_what_exact_finds_on_a_rotary_model_at_random_offsets(rotary, tmp_path):
+    model, paragraphs, succ = rotary
+    em_alone = score_paragraphs(model, Paragraphs(paragraphs, P, tuple(map(str, range(ROT_PARAGRAPHS))))).em
+    assert (em_alone == C).all()  # it memorized every paragraph
+    docs, planted = rotary_corpus(succ, paragraphs, n_docs=4 * ROT_PARAGRAPHS, seed=1)
+    corpus = resolve_corpus([_write_jsonl(tmp_path / "c.jsonl", docs)])
+    base = ScanConfig(prefix_len=P, continuation_len=C, n_controls=10)
+    runs = {}
+    for name, cfg in (("exact", ScanConfig(**{**base.__dict__, "exact": True})), ("default", base)):
+        counted = []
+        with model.hooks(fwd_hooks=[("hook_embed", lambda x, hook: counted.append(x.shape[0] * x.shape[1]))]):
+            summary = scan_corpus(model, corpus, tmp_path / f"{name}.jsonl", cfg, progress=False)
+        runs[name] = (summary, _mem_starts(_records(tmp_path / f"{name}.jsonl")))
+        # cost accounting: every position the model ran is counted once, under one purpose
+        assert sum(summary.forward_tokens.values()) == sum(counted)
+        scoring = sum(v for k, v in summary.forward_tokens.items() if k != "screen")
+        assert scoring == W * summary.windows_scored
+        assert summary.forward_per_token["all"] == pytest.approx(sum(counted) / summary.tokens)
+    ex, de = runs["exact"][0], runs["default"][0]
+    assert ex.forward_tokens["verify"] == W * ex.windows and ex.forward_per_token["scan"] > W - 1
+    chunk = base.chunk_len / base.screen_step  # forward tokens per corpus token of the screen, end effects aside
+    assert 0.8 * chunk < de.forward_per_token["screen"] < 1.3 * chunk
+    assert de.forward_per_token["audit"] == pytest.approx(W * de.screen_recall["windows"] / de.tokens, rel=0.2)
+    assert de.forward_per_token["scan"] < 10
+    exact, default = runs["exact"][1], runs["default"][1]
+    sources = [f"{tmp_path / 'c.jsonl'}#{d + 1}" for d in range(len(docs))]
+    assert {(src, at) for src, at in zip(sources, planted)} <= exact  # every planted copy is MEM at its offset
+    assert default <= exact  # the default verifies exactly: nothing it reports is wrong
+    assert len(default) >= 0.9 * len(exact)
+    assert sum((src, at) in default for src, at in zip(sources, planted)) >= 0.9 * len(planted)
+    # the control: the old stitched screen misses much of it, so this corpus can tell screens apart
+    stitched = {(src, s) for src, x in zip(sources, docs) for s in _stitched_screen(model, torch.tensor(x))}
+    assert sum((src, at) in stitched for src, at in zip(sources, planted)) < 0.75 * len(planted)
+
+
+# ---- the recall audit: a number only when it rests on enough MEM windows ----------------------------
+
+def test_recall_is_stated_with_an_interval_only_when_the_audit_holds_enough_mem_windows():
+    from scipy.stats import binomtest
+
+    from interp.scan.engine import recall_estimate
+
+    config = {"recall_sample": 0.01, "recall_min_mem": 10, "prefix_len": 50, "continuation_len": 50}
+    for found, mem in ((10, 10), (19, 20), (5, 20)):
+        est = recall_estimate({"windows": 4000, "mem": mem, "found": found}, "screen", config, mem_windows=300)
+        ci = binomtest(found, mem).proportion_ci(0.95, method="exact")
+        assert est["measured"] and est["recall"] == found / mem
+        assert est["ci95"] == pytest.approx((ci.low, ci.high), abs=1e-9)
+        assert f"{found} of the {mem} MEM windows" in est["message"]
+        assert ("--exact" in est["message"]) == (found / mem < 0.9)  # a screen that misses is called out
+    few = recall_estimate({"windows": 4000, "mem": 3, "found": 3}, "screen", config, mem_windows=300)
+    assert not few["measured"] and few["recall"] is None and "NOT MEASURED" in few["message"]
+    # the scan found 300 MEM windows: an audit expected to hold twice the 10 needed samples 20 / 300 of them
+    assert "--recall-sample 0.067 " in few["message"]
+    none = recall_estimate({"windows": 4000, "mem": 0, "found": 0}, "screen", config, mem_windows=0)
+    assert "NOT MEASURED" in none["message"] and "--exact" in none["message"]
+    rare = recall_estimate({"windows": 4000, "mem": 0, "found": 0}, "screen", config, mem_windows=12)
+    assert "too few MEM windows" in rare["message"] and "--exact" in rare["message"]
+    assert recall_estimate({"windows": 0, "mem": 0, "found": 0}, "exact", config, 5)["message"].startswith("exact mode")
+
+
+def test_console_and_summary_say_when_recall_is_unmeasured_and_the_suggested_flag_measures_it(
+        tiny, corpus_file, tmp_path, capsys):
+    base = ["scan", "--model", str(tiny[0]), "--corpus", str(corpus_file), "--prefix-len", str(P),
+            "--continuation-len", str(C), "--nmem", "0", "--quiet", "--no-filters"]
+    assert main(base + ["--recall-sample", "0.005", "--out", str(tmp_path / "few.jsonl")]) == 0
+    console = capsys.readouterr().out
+    summary = json.loads((tmp_path / "few.summary.json").read_text())
+    assert not summary["recall"]["measured"] and summary["recall"]["mem"] < 10
+    assert summary["recall"]["message"] in console and "screen recall NOT MEASURED" in console
+    suggested = re.search(r"--recall-sample ([0-9.]+) to measure it", console).group(1)
+    assert main(base + ["--recall-sample", suggested, "--out", str(tmp_path / "enough.jsonl")]) == 0
+    console = capsys.readouterr().out
+    summary = json.loads((tmp_path / "enough.summary.json").read_text())
+    assert summary["recall"]["measured"] and summary["recall"]["mem"] >= 10
+    # this model sees only a few tokens back, so the screen cannot miss: recall 1 with its interval
+    assert summary["recall"]["recall"] == 1.0 and summary["recall"]["ci95"][1] == 1.0
+    assert f"screen recall: the screen flagged {summary['recall']['mem']} of the {summary['recall']['mem']}" in console
+    assert "forward tokens per corpus token" in console

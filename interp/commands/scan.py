@@ -30,12 +30,17 @@ def register(sub) -> None:
     p.add_argument("--out", type=Path, default=None, help="output JSONL (default scan.jsonl, or scan.shardKofN.jsonl)")
     p.add_argument("--shard", default=None, metavar="K/N", help="scan only the Kth of N deterministic parts of the corpus")
     p.add_argument("--exact", action="store_true", help="score every window exactly (slow; no screening misses)")
-    p.add_argument("--chunk-len", type=int, default=None,
-                   help="screening chunk length (default prefix + continuation; at most the model's context)")
+    p.add_argument("--screen-step", type=int, default=ScanConfig.screen_step,
+                   help="a screening chunk every this many tokens; each window is screened with at most step - 1 "
+                        f"tokens before it (default {ScanConfig.screen_step}; 1 = exhaustive)")
     p.add_argument("--screen-tolerance", type=int, default=0,
                    help="verify windows whose screened continuation has at most this many misses (default 0)")
-    p.add_argument("--recall-sample", type=float, default=0.01,
-                   help="screen mode: fraction of documents also scanned exhaustively to measure the screen's recall")
+    p.add_argument("--recall-sample", type=float, default=ScanConfig.recall_sample,
+                   help="screen mode: fraction of windows also scored exactly to measure the screen's recall "
+                        f"(default {ScanConfig.recall_sample})")
+    p.add_argument("--recall-min-mem", type=int, default=ScanConfig.recall_min_mem,
+                   help="MEM windows the recall sample must hold before a recall is stated "
+                        f"(default {ScanConfig.recall_min_mem})")
     p.add_argument("--nmem", type=int, default=1000, help="NMEM controls to sample (default 1000)")
     p.add_argument("--nmem-max", type=int, default=NMEM_MAX_EM, help=f"NMEM: EM at most this (default {NMEM_MAX_EM})")
     p.add_argument("--intermediate", action="store_true", help="also write windows with NMEM < EM < full")
@@ -69,10 +74,10 @@ def run(args: argparse.Namespace) -> int:
     shard = parse_shard(args.shard)
     config = ScanConfig(
         prefix_len=args.prefix_len, continuation_len=args.continuation_len, stride=args.stride, exact=args.exact,
-        chunk_len=args.chunk_len, screen_tolerance=args.screen_tolerance, nmem_max=args.nmem_max, n_controls=args.nmem,
+        screen_step=args.screen_step, screen_tolerance=args.screen_tolerance, nmem_max=args.nmem_max, n_controls=args.nmem,
         intermediate=args.intermediate, filters=not args.no_filters, min_unique=args.min_unique,
         boilerplate_patterns=tuple(args.boilerplate) if args.boilerplate else BOILERPLATE_PATTERNS,
-        merge=not args.no_merge, recall_sample=args.recall_sample, seed=args.seed,
+        merge=not args.no_merge, recall_sample=args.recall_sample, recall_min_mem=args.recall_min_mem, seed=args.seed,
     )
     out = args.out or Path("scan.jsonl" if shard == (1, 1) else f"scan.shard{shard[0]}of{shard[1]}.jsonl")
     corpus = resolve_corpus(args.corpus, args.glob)

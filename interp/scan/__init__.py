@@ -8,7 +8,7 @@ sharding), windows (screening and exact scoring), engine (the resumable run), me
 from interp.scan.corpus import Corpus, Document, parse_shard, resolve_corpus
 from interp.scan.engine import OutputPaths, ScanConfig, ScanSummary, scan_corpus
 from interp.scan.merge import merge_scans
-from interp.scan.windows import merge_spans, score_windows, screen_hits
+from interp.scan.windows import merge_spans, score_windows, screen_windows
 
 __all__ = [
     "Corpus",
@@ -22,5 +22,5 @@ __all__ = [
     "resolve_corpus",
     "scan_corpus",
     "score_windows",
-    "screen_hits",
+    "screen_windows",
 ]

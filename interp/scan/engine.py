@@ -3,6 +3,11 @@
 Documents are gathered into groups of about `group_tokens` tokens so that short documents still
 fill a batch; each group is screened (or, with `exact`, scored window by window), its candidates
 scored exactly, filtered, merged into spans and appended to a `.partial` file beside the output.
+In screen mode a seeded random sample of windows (`recall_sample`) is also scored exactly
+whatever the screen says: the recall audit. Its MEM windows, and how many of them the screen
+flagged, measure the screen's recall; the summary states it with a 95% interval only when the
+audit holds at least `recall_min_mem` MEM windows, and otherwise says that recall is unmeasured
+and which --recall-sample would measure it.
 After a group the scan records, beside the output, how many documents are done and how long
 the partial file is; an interrupted scan resumes from there, cutting off anything written after
 that record. The JSONL output appears only once complete (written to a temp file, renamed).
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import heapq
 import json
+import math
 import os
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -32,11 +38,12 @@ from interp.io import write_json
 from interp.metrics import NMEM_MAX_EM
 from interp.models import model_name
 from interp.scan.corpus import Corpus, Document, iter_documents, stable_hash
-from interp.scan.windows import Span, chunk_starts, merge_spans, sample_keys, score_windows, screen_hits, screened_windows, window_tokens
+from interp.scan.windows import Span, merge_spans, sample_keys, score_windows, screen_windows, window_tokens
 
 N_LONGEST = 10
 N_EXAMPLES = 10
 CHECKPOINT_SECONDS = 10.0
+RECALL_TARGET = 0.9  # below this measured recall the summary tells the user to scan exhaustively
 
 
 @dataclass(frozen=True)
@@ -47,7 +54,7 @@ class ScanConfig:
     continuation_len: int = DEFAULT_CONTINUATION_LEN
     stride: int = 1  # window starts considered: multiples of this (token offsets in the source)
     exact: bool = False  # score every window exactly instead of screening
-    chunk_len: int | None = None  # screening chunk length; None = prefix + continuation
+    screen_step: int = 20  # a screening chunk every this many tokens, each prefix + continuation + step - 1 long
     screen_tolerance: int = 0  # misses allowed in a screened continuation for it to be verified
     nmem_max: int = NMEM_MAX_EM
     n_controls: int = 1000  # NMEM windows to sample
@@ -56,7 +63,8 @@ class ScanConfig:
     min_unique: float = 0.5
     boilerplate_patterns: tuple[str, ...] = BOILERPLATE_PATTERNS
     merge: bool = True
-    recall_sample: float = 0.01  # screen mode: fraction of documents also scanned exhaustively
+    recall_sample: float = 0.01  # screen mode: fraction of windows also scored exactly (the recall audit)
+    recall_min_mem: int = 10  # MEM windows the audit needs before the summary states a recall
     seed: int = 0
     group_tokens: int = 32768
 
@@ -65,8 +73,8 @@ class ScanConfig:
             raise UserError("--prefix-len and --continuation-len must be positive")
         if self.stride < 1:
             raise UserError(f"--stride must be at least 1, got {self.stride}")
-        if self.chunk_len is not None and self.chunk_len <= self.prefix_len:
-            raise UserError(f"--chunk-len {self.chunk_len} must exceed the prefix length {self.prefix_len}")
+        if self.screen_step < 1:
+            raise UserError(f"--screen-step must be at least 1, got {self.screen_step}")
         if not 0 <= self.screen_tolerance < self.continuation_len:
             raise UserError(f"--screen-tolerance must be between 0 and {self.continuation_len - 1}")
         if not 0 <= self.nmem_max < self.continuation_len:
@@ -77,14 +85,17 @@ class ScanConfig:
             raise UserError("--min-unique must be a fraction between 0 and 1")
         if not 0 <= self.recall_sample <= 1:
             raise UserError("--recall-sample must be a fraction between 0 and 1")
+        if self.recall_min_mem < 1:
+            raise UserError("--recall-min-mem must be at least 1")
 
     @property
     def window_len(self) -> int:
         return self.prefix_len + self.continuation_len
 
     @property
-    def screen_len(self) -> int:
-        return self.chunk_len or self.window_len
+    def chunk_len(self) -> int:
+        """Length of a screening chunk: every window starting in its first `screen_step` tokens fits."""
+        return self.window_len + self.screen_step - 1
 
     @property
     def mode(self) -> str:
@@ -94,8 +105,9 @@ class ScanConfig:
         n_ctx = model.cfg.n_ctx
         if self.window_len > n_ctx:
             raise UserError(f"prefix + continuation = {self.window_len} tokens exceeds the model's context of {n_ctx}")
-        if not self.exact and self.screen_len > n_ctx:
-            raise UserError(f"--chunk-len {self.screen_len} exceeds the model's context of {n_ctx}")
+        if not self.exact and self.chunk_len > n_ctx:
+            raise UserError(f"--screen-step {self.screen_step} makes screening chunks of {self.chunk_len} tokens, more than "
+                            f"the model's context of {n_ctx}: use --screen-step {n_ctx - self.window_len + 1} or less")
 
 
 @dataclass(frozen=True)
@@ -112,6 +124,7 @@ class ScanSummary:
     windows: int  # window starts considered (on the stride grid)
     windows_scored: int  # windows scored exactly (each one forward of prefix + continuation)
     chunks_screened: int
+    forward_tokens: dict  # positions run through the model: screen, verify, audit, controls
     mem_windows: int
     mem_spans: int
     intermediate: int
@@ -119,7 +132,7 @@ class ScanSummary:
     filtered: dict  # reason -> kind -> windows the filters dropped
     filtered_examples: tuple  # the longest memorized spans the filters dropped
     longest_spans: tuple
-    screen_recall: dict  # exact MEM windows in sampled documents, and how many the screen flagged
+    screen_recall: dict  # the recall audit: windows scored exactly, MEM among them, MEM the screen flagged
     skipped_binary: tuple
     seconds: float
 
@@ -127,8 +140,21 @@ class ScanSummary:
     def tokens_per_second(self) -> float:
         return self.tokens / self.seconds if self.seconds > 0 else 0.0
 
+    @property
+    def forward_per_token(self) -> dict:
+        """Forward tokens per corpus token by purpose; "scan" sums screen, verify and audit, which grow
+        with the corpus; "all" adds the NMEM sample, a fixed cost of about n_controls windows."""
+        per = {k: v / self.tokens if self.tokens else 0.0 for k, v in self.forward_tokens.items()}
+        scan = sum(v for k, v in per.items() if k != "controls")
+        return {**per, "scan": scan, "all": scan + per.get("controls", 0.0)}
+
+    @property
+    def recall(self) -> dict:
+        return recall_estimate(self.screen_recall, self.mode, self.config, self.mem_windows)
+
     def to_json(self) -> dict:
-        return {**asdict(self), "tokens_per_second": self.tokens_per_second}
+        return {**asdict(self), "tokens_per_second": self.tokens_per_second,
+                "forward_per_token": self.forward_per_token, "recall": self.recall}
 
     @classmethod
     def from_json(cls, obj: dict) -> ScanSummary:
@@ -141,21 +167,18 @@ class ScanSummary:
 
     def lines(self) -> list[str]:
         """A human-readable account, for the terminal."""
-        recall = self.screen_recall
+        per = self.forward_per_token
         out = [
             f"scanned {self.documents} documents, {self.tokens:,} tokens, {self.windows:,} windows "
             f"({self.mode} mode, {self.windows_scored:,} scored exactly, {self.chunks_screened:,} chunks screened) "
             f"in {self.seconds:.0f} s: {self.tokens_per_second:,.0f} tokens/s",
+            "cost: {:.2f} forward tokens per corpus token ({}); the NMEM sample added {:,} forward tokens".format(
+                per["scan"], ", ".join(f"{k} {per[k]:.2f}" for k in self.forward_tokens if k != "controls"),
+                self.forward_tokens.get("controls", 0)),
             f"MEM: {self.mem_windows} windows in {self.mem_spans} spans   NMEM sample: {self.nmem}   "
             f"intermediate: {self.intermediate}",
+            self.recall["message"],
         ]
-        if self.mode == "screen":
-            if recall["exact_mem"]:
-                out.append(f"screen recall vs exhaustive scan of {recall['documents']} sampled documents: "
-                           f"{recall['found']}/{recall['exact_mem']} MEM windows = {recall['found'] / recall['exact_mem']:.3f}")
-            else:
-                out.append(f"screen recall: no MEM window in the {recall['documents']} documents scanned exhaustively "
-                           "(raise --recall-sample, or use --exact)")
         for reason, kinds in self.filtered.items():
             if any(kinds.values()):
                 out.append(f"filter {reason} dropped: " + ", ".join(f"{n} {k}" for k, n in kinds.items() if n))
@@ -168,14 +191,60 @@ class ScanSummary:
         return out
 
 
+def _round_up(x: float) -> float:
+    """x rounded up to two significant digits."""
+    scale = 10 ** (math.floor(math.log10(x)) - 1)
+    return math.ceil(x / scale - 1e-9) * scale
+
+
+def recall_estimate(counts: dict, mode: str, config: dict, mem_windows: int) -> dict:
+    """The screen's recall from the audit counts, with a 95% Clopper-Pearson interval, and a sentence
+    for the user: a number only when the audit holds at least `recall_min_mem` MEM windows; otherwise
+    that recall is unmeasured and the --recall-sample that would measure it: sized so that the audit
+    is expected to hold twice the minimum, from the MEM windows the scan found (a lower bound on
+    those in the corpus, so the expectation is a lower bound too)."""
+    out = {**counts, "measured": False, "recall": None, "ci95": None}
+    if mode == "exact":
+        return {**out, "message": "exact mode: every window was scored exactly, nothing can have been missed"}
+    rate, need, mem, found = config["recall_sample"], config["recall_min_mem"], counts["mem"], counts["found"]
+    if mem >= need:
+        from scipy.stats import beta
+
+        low = float(beta.ppf(0.025, found, mem - found + 1)) if found else 0.0
+        high = float(beta.ppf(0.975, found + 1, mem - found)) if found < mem else 1.0
+        recall = found / mem
+        msg = (f"screen recall: the screen flagged {found} of the {mem} MEM windows in a random audit of "
+               f"{counts['windows']:,} windows scored exactly = {recall:.3f} (95% interval {low:.3f}-{high:.3f})")
+        if recall < RECALL_TARGET:
+            msg += (f"; below {RECALL_TARGET}: the screen misses memorized text on this model, rescan with --exact "
+                    "(or a smaller --screen-step, a larger --screen-tolerance)")
+        return {**out, "measured": True, "recall": recall, "ci95": (low, high), "message": msg}
+    total = max(mem_windows, mem)  # MEM windows in the corpus, at least (mem / rate is too noisy when mem is small)
+    suggest = _round_up(2 * need / total) if total else 1.0  # expect twice the minimum
+    if suggest < 0.5:
+        window_len = config["prefix_len"] + config["continuation_len"]
+        fix = (f"pass --recall-sample {suggest:g} to measure it (the audit then costs about {suggest * window_len:.1f} "
+               "forward tokens per corpus token), or scan with --exact")
+    elif total:
+        fix = "the corpus holds too few MEM windows for a sample to measure recall: scan it with --exact"
+    else:
+        fix = "if the corpus should hold memorized text, scan it (or one --shard of it) with --exact"
+    return {**out, "message": (
+        f"screen recall NOT MEASURED: the recall audit scored {counts['windows']:,} windows exactly "
+        f"(--recall-sample {rate:g}) and they hold {mem} MEM window{'s' * (mem != 1)}, fewer than the {need} "
+        f"needed to say anything, so the screen may have missed memorized text unseen; {fix}")}
+
+
 def _new_tally(cfg: ScanConfig) -> dict:
     kinds = {"mem": 0, "intermediate": 0, "nmem": 0}
     return {
         "documents": 0, "tokens": 0, "windows": 0, "windows_scored": 0, "chunks_screened": 0,
+        "forward_tokens": {"screen": 0, "verify": 0, "audit": 0, "controls": 0} if not cfg.exact else
+                          {"verify": 0, "controls": 0},
         "mem_windows": 0, "mem_spans": 0, "intermediate": 0,
         "filtered": {"low_unique": dict(kinds), "boilerplate": dict(kinds)} if cfg.filters else {},
         "filtered_examples": [], "longest_spans": [],
-        "screen_recall": {"documents": 0, "exact_mem": 0, "found": 0},
+        "screen_recall": {"windows": 0, "mem": 0, "found": 0},
         "seconds": 0.0, "bytes": 0,
     }
 
@@ -302,8 +371,11 @@ class _Scan:
         first = (-doc.offset_base) % self.cfg.stride
         return torch.arange(first, max(first, length - self.cfg.window_len + 1), self.cfg.stride)
 
-    def sampled_for_recall(self, doc: Document) -> bool:
-        return stable_hash(f"recall\0{self.cfg.seed}\0{doc.source}\0{doc.offset_base}") < self.cfg.recall_sample * 2.0**64
+    def audited(self, doc: Document, starts: torch.Tensor) -> torch.Tensor:
+        """Which windows the recall audit scores exactly: a seeded sample of windows, independent of
+        the screen and of the NMEM sample, the same in a sharded scan and in one run."""
+        keys = sample_keys(stable_hash(f"audit\0{doc.source}"), starts + doc.offset_base, self.cfg.seed)
+        return torch.from_numpy(keys < self.cfg.recall_sample * 2.0**63)
 
     def process(self, docs: list[Document]) -> None:
         cfg, tally = self.cfg, self.tally
@@ -313,41 +385,54 @@ class _Scan:
         tally["tokens"] += sum(len(x) for x in streams)
         tally["windows"] += sum(len(g) for g in grids)
         live = [i for i, g in enumerate(grids) if len(g)]
-        to_score: dict[int, torch.Tensor] = {}
-        flagged: dict[int, torch.Tensor] = {}  # screen mode: the windows the screen flags as MEM
-        sampled: set[int] = set()  # screen mode: documents also scored exhaustively, to measure recall
         if cfg.exact:
-            to_score = {i: grids[i] for i in live}
-        elif live:
-            hits = screen_hits(self.model, [streams[i] for i in live], cfg.prefix_len, cfg.screen_len, self.batch_size)
-            tally["chunks_screened"] += sum(len(chunk_starts(len(streams[i]), cfg.prefix_len, cfg.screen_len)) for i in live)
-            for i, h in zip(live, hits):
-                misses, lead = screened_windows(h, grids[i], cfg.prefix_len, cfg.window_len)
-                flag = misses <= cfg.screen_tolerance
-                flagged[i] = grids[i][flag]
-                if self.sampled_for_recall(docs[i]):
-                    sampled.add(i)
-                    tally["screen_recall"]["documents"] += 1
-                    to_score[i] = grids[i]
-                else:
-                    to_score[i] = grids[i][flag | (lead > cfg.nmem_max)] if cfg.intermediate else flagged[i]
-        scored = self.score({i: (streams[i], s) for i, s in to_score.items()})
+            scored = self.score({i: (streams[i], grids[i]) for i in live}, "verify")
+        else:
+            scored = self.screen_and_verify(docs, streams, grids, live)
         for i, (starts, em, nll) in scored.items():
-            if i in sampled:
-                exact_mem = starts[em == cfg.continuation_len]
-                tally["screen_recall"]["exact_mem"] += len(exact_mem)
-                tally["screen_recall"]["found"] += int(torch.isin(exact_mem, flagged[i]).sum())
             self.emit(docs[i], streams[i], starts, em, nll)
         self.sample_controls(docs, streams, grids, scored)
 
-    def score(self, jobs: dict[int, tuple[torch.Tensor, torch.Tensor]]) -> dict[int, tuple]:
-        """Exact EM / NLL of the given window starts of each document, batched across documents."""
+    def screen_and_verify(self, docs, streams, grids, live) -> dict[int, tuple]:
+        """Screen the live documents, score the flagged windows and the audit sample exactly, and
+        count the audit's MEM windows and how many of them the screen flagged."""
+        cfg, tally = self.cfg, self.tally
+        if not live:
+            return {}
+        screen = screen_windows(self.model, [streams[i] for i in live], [grids[i] for i in live],
+                                prefix_len=cfg.prefix_len, window_len=cfg.window_len, step=cfg.screen_step,
+                                batch_size=self.batch_size)
+        tally["chunks_screened"] += screen.chunks
+        tally["forward_tokens"]["screen"] += screen.forward_tokens
+        recall = tally["screen_recall"]
+        flagged, sampled, verify, audit = {}, {}, {}, {}
+        for i, misses, lead in zip(live, screen.misses, screen.lead):
+            flagged[i], sampled[i] = misses <= cfg.screen_tolerance, self.audited(docs[i], grids[i])
+            wanted = flagged[i] | (lead > cfg.nmem_max) if cfg.intermediate else flagged[i]
+            verify[i], audit[i] = (streams[i], grids[i][wanted]), (streams[i], grids[i][sampled[i] & ~wanted])
+            recall["windows"] += int(sampled[i].sum())
+        scored = self.score(verify, "verify")
+        for i, extra in self.score(audit, "audit").items():
+            both = [torch.cat([a, b]) for a, b in zip(scored[i], extra)] if i in scored else list(extra)
+            order = torch.argsort(both[0])
+            scored[i] = tuple(t[order] for t in both)
+        for i, (starts, em, _) in scored.items():
+            at = torch.searchsorted(grids[i], starts)
+            mem_audited = (em == cfg.continuation_len) & sampled[i][at]
+            recall["mem"] += int(mem_audited.sum())
+            recall["found"] += int((mem_audited & flagged[i][at]).sum())
+        return scored
+
+    def score(self, jobs: dict[int, tuple[torch.Tensor, torch.Tensor]], purpose: str) -> dict[int, tuple]:
+        """Exact EM / NLL of the given window starts of each document, batched across documents;
+        their forward tokens are counted under `purpose`."""
         jobs = {i: (x, s) for i, (x, s) in jobs.items() if len(s)}
         if not jobs:
             return {}
         windows = torch.cat([window_tokens(x, s, self.cfg.window_len) for x, s in jobs.values()])
         em, nll = score_windows(self.model, windows, self.cfg.prefix_len, self.batch_size)
         self.tally["windows_scored"] += len(windows)
+        self.tally["forward_tokens"][purpose] += windows.numel()
         out, pos = {}, 0
         for i, (_, s) in jobs.items():
             out[i] = (s, em[pos : pos + len(s)], nll[pos : pos + len(s)])
@@ -436,7 +521,7 @@ class _Scan:
             for _, i, s in batch:
                 if s not in known.get(i, {}):
                     need.setdefault(i, []).append(s)
-            new = self.score({i: (streams[i], torch.tensor(s)) for i, s in need.items()})
+            new = self.score({i: (streams[i], torch.tensor(s)) for i, s in need.items()}, "controls")
             for i, (s, e, n) in new.items():
                 known.setdefault(i, {}).update(zip(s.tolist(), zip(e.tolist(), n.tolist())))
             eligible = [(k, i, s) for k, i, s in batch if known[i][s][0] <= self.cfg.nmem_max]
@@ -552,6 +637,7 @@ def scan_corpus(
         out=str(paths.out), model=model_name(model), mode=config.mode, shards=(tuple(shard),),
         config=to_config_json(config), documents=tally["documents"], tokens=tally["tokens"], windows=tally["windows"],
         windows_scored=tally["windows_scored"], chunks_screened=tally["chunks_screened"],
+        forward_tokens=tally["forward_tokens"],
         mem_windows=tally["mem_windows"], mem_spans=tally["mem_spans"], intermediate=tally["intermediate"],
         nmem=len(scan.controls.heap), filtered=tally["filtered"], filtered_examples=tuple(tally["filtered_examples"]),
         longest_spans=tuple(tally["longest_spans"]), screen_recall=tally["screen_recall"],

@@ -2,7 +2,8 @@
 
 MEM and intermediate records are disjoint across shards (each document is in one shard) and are
 copied through, streamed. The NMEM controls are a bottom-k sample by key in every shard, so the
-k smallest keys over all shards are exactly the sample one unsharded scan would have kept.
+k smallest keys over all shards are exactly the sample one unsharded scan would have kept. The
+recall audit samples windows by key too, so its summed counts are the unsharded scan's.
 """
 
 from __future__ import annotations
@@ -85,6 +86,7 @@ def merge_scans(inputs: list[str | Path], out: str | Path, force: bool = False, 
     for s in summaries:
         total = _add(total, {"documents": s.documents, "tokens": s.tokens, "windows": s.windows,
                              "windows_scored": s.windows_scored, "chunks_screened": s.chunks_screened,
+                             "forward_tokens": s.forward_tokens,
                              "mem_windows": s.mem_windows, "mem_spans": s.mem_spans, "intermediate": s.intermediate,
                              "filtered": s.filtered, "screen_recall": s.screen_recall, "seconds": s.seconds})
     summary = ScanSummary(

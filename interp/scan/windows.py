@@ -1,16 +1,20 @@
-"""The tensor work of a scan: screening chunks, exact window scores, span merging, sample keys.
+"""The tensor work of a scan: the aligned screen, exact window scores, span merging, sample keys.
 
-Screening. A window starting at s is memorized when the model's argmax, fed the window alone,
-equals each of its continuation tokens s+P .. s+W-1 (P prefix, W window length). One forward
-over a chunk of L tokens starting at c gives the argmax hit at every position t in
-[c+P, c+L), each with at least P tokens of context. Chunks start every L-P tokens, so every
-position t >= P of a document is predicted in exactly one chunk, and the stitched hit stream
-covers every window start. A run of W-P hits marks a candidate, which is then scored exactly
-with its own P-token prefix. Cost: L / (L-P) forward tokens per corpus token (2 for the default
-L = W = 100, P = 50) instead of W per token for an exhaustive stride-1 scan. The screen differs
-from the exact score only in context: a hit in the screen saw between P and L-1 earlier tokens
-of the chunk, in the exact window between P and W-1 tokens starting at s. When s is a chunk
-start, the two inputs are identical.
+A window starting at s is memorized when the model's argmax, fed the window alone, equals each of
+its continuation tokens s+P .. s+W-1 (P prefix, W window length). The screen runs the model over
+chunks of L = W + d - 1 tokens starting every d tokens (d = the screen step) and judges the
+window at s inside the chunk that starts at c = d * floor(s / d): the window lies wholly in it,
+so every continuation token of the window is predicted after the window's whole prefix, preceded
+by s - c < d tokens of the document. The screen's input for a window is therefore the exact
+input with at most d - 1 real tokens in front, never a cut-off prefix; d = 1 is the exhaustive
+scan. Windows whose screened continuation has at most `tolerance` misses are then scored exactly.
+Cost: L / d forward tokens per corpus token (about 6 for W = 100, d = 20) instead of W.
+
+An earlier screen stitched one hit stream from chunks every W - P tokens (2 forward tokens per
+corpus token): a window starting mid-chunk had its later continuation tokens predicted from a
+context that began inside the window, without its first prefix tokens. A model that recalls a
+paragraph only given its start then looks like it does not recall it at all;
+benchmarks/bench_scan.py design measures both screens against --exact.
 """
 
 from __future__ import annotations
@@ -27,52 +31,79 @@ from interp.data import Paragraphs
 from interp.metrics import continuation_hits, score_paragraphs
 
 
-def chunk_starts(length: int, prefix_len: int, chunk_len: int) -> list[int]:
-    """Starts of the screening chunks of a document of `length` tokens (see module docstring)."""
-    return list(range(0, max(length - prefix_len, 0), chunk_len - prefix_len))
+def screen_chunk_starts(length: int, window_len: int, step: int) -> list[int]:
+    """Starts of the screening chunks of a document of `length` tokens: one per `step` window starts."""
+    return list(range(0, max(length - window_len + 1, 0), step))
+
+
+@dataclass(frozen=True)
+class ScreenResult:
+    """Per document, for each window start asked about: misses in its screened continuation and the
+    leading run of hits (the screen's estimate of EM); and what the screen ran."""
+
+    misses: tuple[Tensor, ...]  # per document, one integer per window asked about
+    lead: tuple[Tensor, ...]
+    chunks: int
+    forward_tokens: int  # positions run through the model, padding included
 
 
 @torch.no_grad()
-def screen_hits(
-    model: HookedTransformer, streams: list[Tensor], prefix_len: int, chunk_len: int, batch_size: int = 64
-) -> list[Tensor]:
-    """For each token stream, whether the argmax predicted each token (positions < prefix_len: False).
+def screen_windows(
+    model: HookedTransformer,
+    streams: list[Tensor],
+    starts: list[Tensor],
+    *,
+    prefix_len: int,
+    window_len: int,
+    step: int,
+    batch_size: int = 64,
+) -> ScreenResult:
+    """Screen the windows at `starts[i]` (sorted or not) of each token stream `streams[i]` (1-D
+    integer tensors of any lengths; see the module docstring).
 
-    All chunks of all streams go through the model together, `batch_size` chunks per forward.
+    All chunks of all streams go through the model together, `batch_size` chunks per forward,
+    each batch right-padded to its longest chunk (causal attention keeps padding out).
     """
-    device = model.cfg.device
-    jobs = [(i, c) for i, x in enumerate(streams) for c in chunk_starts(len(x), prefix_len, chunk_len)]
-    hits = [torch.zeros(len(x), dtype=torch.bool) for x in streams]
+    chunk_len = window_len + step - 1
+    jobs = [(i, c) for i, x in enumerate(streams) for c in screen_chunk_starts(len(x), window_len, step)]
+    hits = [torch.zeros(len(screen_chunk_starts(len(x), window_len, step)), chunk_len, dtype=torch.bool)
+            for x in streams]
+    forward_tokens = 0
     for b in range(0, len(jobs), batch_size):
         batch = jobs[b : b + batch_size]
-        rows = torch.zeros(len(batch), chunk_len, dtype=torch.long)
-        lengths = []
-        for j, (i, c) in enumerate(batch):
-            seg = streams[i][c : c + chunk_len]
-            rows[j, : len(seg)] = seg  # right padding: causal attention keeps it out of earlier positions
-            lengths.append(len(seg))
-        ok = _argmax_hits(model, rows.to(device), prefix_len).cpu()
-        for j, (i, c) in enumerate(batch):
-            n = lengths[j] - prefix_len
-            hits[i][c + prefix_len : c + prefix_len + n] = ok[j, :n]
-    return hits
+        segs = [streams[i][c : c + chunk_len] for i, c in batch]
+        width = max(len(s) for s in segs)
+        rows = torch.zeros(len(batch), width, dtype=torch.long)
+        for j, seg in enumerate(segs):
+            rows[j, : len(seg)] = seg
+        ok = _argmax_hits(model, rows.to(model.cfg.device), prefix_len).cpu()
+        forward_tokens += rows.numel()
+        for j, ((i, c), seg) in enumerate(zip(batch, segs)):
+            hits[i][c // step, prefix_len : len(seg)] = ok[j, : len(seg) - prefix_len]
+    misses, lead = zip(*(_window_misses(h, s, prefix_len, window_len, step) for h, s in zip(hits, starts))) \
+        if streams else ((), ())
+    return ScreenResult(tuple(misses), tuple(lead), len(jobs), forward_tokens)
 
 
 def _argmax_hits(model: HookedTransformer, rows: Int[Tensor, "n chunk"], prefix_len: int) -> Bool[Tensor, "n pred"]:
+    """Whether the argmax at each position from prefix_len on equals the token there."""
     return continuation_hits(model, rows, prefix_len)
 
 
-def screened_windows(
-    hits: Bool[Tensor, "t"], starts: Int[Tensor, "n"], prefix_len: int, window_len: int
+def _window_misses(
+    hits: Bool[Tensor, "chunks chunk"], starts: Int[Tensor, "n"], prefix_len: int, window_len: int, step: int
 ) -> tuple[Int[Tensor, "n"], Int[Tensor, "n"]]:
-    """For windows at `starts`: misses in the screened continuation, and its leading run of hits
-    (the screen's estimate of EM)."""
-    t = hits.shape[0]
-    cum = torch.cat([torch.zeros(1, dtype=torch.long), (~hits).long().cumsum(0)])
-    misses = cum[starts + window_len] - cum[starts + prefix_len]
-    miss_at = torch.where(hits, t, torch.arange(t))
-    next_miss = miss_at.flip(0).cummin(0).values.flip(0)  # first miss at or after each position
-    lead = torch.minimum(next_miss[starts + prefix_len], starts + window_len) - (starts + prefix_len)
+    """Misses and leading hit run of each window's continuation, read in the chunk that holds it."""
+    n_chunks, width = hits.shape
+    if not len(starts):
+        return torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long)
+    chunk, offset = starts // step, starts % step
+    cum = torch.cat([torch.zeros(n_chunks, 1, dtype=torch.long), (~hits).long().cumsum(1)], dim=1)
+    first, last = offset + prefix_len, offset + window_len
+    misses = cum[chunk, last] - cum[chunk, first]
+    miss_at = torch.where(hits, width, torch.arange(width).expand(n_chunks, width))
+    next_miss = miss_at.flip(1).cummin(1).values.flip(1)  # first miss at or after each position
+    lead = torch.minimum(next_miss[chunk, first], last) - first
     return misses, lead
 
 
