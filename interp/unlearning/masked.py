@@ -5,9 +5,11 @@ paper's contrastive objective, a random mask of the same size, or all weights; o
 restricted to layers, MLP / attention, one head), and runs a few Adam steps of one objective
 (paper Eq. 3 `unlearn`, Eq. 4 `edit`, `ga`, `graddiff`, `npo`). After every step the weights
 outside the mask are copied back from the original, so neither the gradient nor Adam's weight
-decay can move them: they stay bit-identical. (The paper's public code zeroes only the gradient,
-so its coupled weight decay shrinks EVERY trainable weight; `decay_outside_mask=True` reproduces
-that.)
+decay can move them: they stay bit-identical. `decay_outside_mask=True` reproduces the paper's
+public code instead: the gradient outside the mask is zeroed before every step, so with weight
+decay 0 only the masked weights move, and with weight decay > 0 Adam's coupled decay also shrinks
+the unmasked weights of every tensor the mask touches toward 0 (tensors it does not touch are
+never trained).
 """
 
 from __future__ import annotations
@@ -158,12 +160,18 @@ def unlearn(
             for n, p in trained.items():
                 p.copy_(torch.where(mask[n], p, originals[n]))
 
+    def zero_grad_outside_mask() -> None:
+        for n, p in trained.items():
+            if p.grad is not None:
+                p.grad.mul_(mask[n].to(p.grad.dtype))
+
     loss_fn = objective(config.method, edited, targets, retain, edit_targets=edit_targets, nll_weight=config.nll_weight,
                         retain_weight=config.retain_weight, npo_beta=config.npo_beta)
     if before is None:
         before = evaluate(model, targets, probe, edit_targets=edit_targets)
     try:
         losses = optimise(loss_fn, list(trained.values()), steps=config.steps, lr=config.lr, weight_decay=config.weight_decay,
+                          before_step=zero_grad_outside_mask if config.decay_outside_mask else None,
                           after_step=None if config.decay_outside_mask else keep_unmasked)
     finally:
         for n, p in named.items():

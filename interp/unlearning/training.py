@@ -53,11 +53,14 @@ def optimise(
     steps: int,
     lr: float,
     weight_decay: float,
+    before_step: Callable[[], None] | None = None,
     after_step: Callable[[], None] | None = None,
 ) -> Float[Tensor, "steps"]:
     """`steps` Adam steps (coupled weight decay, as torch.optim.Adam) on `loss_fn`; returns each step's loss.
 
-    Stops with a UserError naming the step when the loss is not finite."""
+    `before_step` runs between the backward pass and the optimiser step (e.g. to mask gradients),
+    `after_step` after the step (e.g. to restore weights). Stops with a UserError naming the step
+    when the loss is not finite."""
     optimiser = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
     losses = []
     for step in range(steps):
@@ -66,6 +69,8 @@ def optimise(
         if not torch.isfinite(loss):
             raise UserError(f"the loss became {float(loss)} at step {step + 1} of {steps}: lower the learning rate (now {lr}) or the steps")
         loss.backward()
+        if before_step is not None:
+            before_step()
         optimiser.step()
         if after_step is not None:
             after_step()
