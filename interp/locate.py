@@ -422,8 +422,9 @@ def locate_memorization_head(
         both = Paragraphs(torch.cat([wide_mem.tokens, wide_nmem.tokens]), mem.prefix_len, wide_mem.ids + wide_nmem.ids)
         rare = rare_token_attention(model, both, unigram_counts, seed=seed, batch_size=batch_size)
         rare, rare_nmem = rare.select(torch.arange(len(wide_mem))), rare.select(torch.arange(len(wide_mem), len(both)))
-        results["rare_token"] = UnitScores("rare_token", "head", rare_token_score(rare), clock.seconds,
-                                           {"query": rare.query, "n_mem": len(wide_mem)}, detail=rare)
+        score = options.get("rare_token", {}).get("score", "excess")
+        results["rare_token"] = UnitScores("rare_token", "head", rare_token_score(rare, score), clock.seconds,
+                                           {"query": rare.query, "n_mem": len(wide_mem), "score": score}, detail=rare)
     if "gradient" in methods:
         from interp.gradients import gradient_map
 
@@ -470,9 +471,12 @@ def locate_memorization_head(
                        rare_nmem, patch, attrib, grads, tuple(notes))
 
 
-def rare_token_score(rare: RareTokenAttention) -> Float[Tensor, "layer head"]:
-    """The locator's rare-token score: minus the excess tau over the permutation null (higher = rarer tokens)."""
-    return -rare.excess.nan_to_num(0.0).float()
+def rare_token_score(rare: RareTokenAttention, score: str = "excess") -> Float[Tensor, "layer head"]:
+    """The locator's rare-token score, higher = more attention to rare tokens: minus the excess tau over
+    the permutation null (default), or minus the raw summed tau (`score="tau"`, the paper's)."""
+    if score not in ("excess", "tau"):
+        raise UserError(f"rare_token score must be 'excess' or 'tau', got {score!r}")
+    return -(rare.excess if score == "excess" else rare.tau).nan_to_num(0.0).float()
 
 
 def screen_agreement(

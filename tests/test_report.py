@@ -252,7 +252,7 @@ def test_report_command_on_the_testbed(testbed, testbed_paragraph_set, tmp_path)
 
 @pytest.mark.parametrize("argv, message", [
     (["--steps", "nonsense"], "unknown report step"),
-    (["--n-mem", "0"], "--n-mem must be at least 1"),
+    (["--n-mem", "0"], "ReportOptions.n_mem (--n-mem) must be at least 1"),
     (["--formats", "gif"], "unknown image format"),
 ])
 def test_report_command_bad_input(argv, message, tmp_path, capsys):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -18,6 +19,8 @@ from interp.metrics import score_paragraphs
 from interp.metrics import greedy_continuations
 from interp.views.unlearning import figure_unlearning_table
 from interp.unlearning import (
+    calibrate,
+    calibrated_configs,
     RelearnConfig,
     UnlearnConfig,
     evaluate,
@@ -287,3 +290,53 @@ def test_cli_save_reloads_with_the_measured_em(testbed, tmp_path):
     res = json.loads(restored.read_text())
     assert res["ids"] == [target] and res["em_original"] == [50] and res["em_edited"] == [em_after]
     assert main(["unlearn", "--model", "testbed", "--paragraphs", str(small), "--table", "--save", str(saved)]) == 2
+
+
+def test_relearning_controls_are_the_attack_applied_to_the_original_model(setup):
+    """Control (a) = relearn(original) on each target, control (b) = relearn(original) on a never-seen
+    paragraph's prefix; both computed exactly as the attack, averaged over targets."""
+    model, mem, nmem, probe = setup
+    cfg = RelearnConfig(steps=2, lr=1e-2)
+    table = unlearning_table(model, mem.select([0, 1]), nmem.select(range(20)),
+                             [UnlearnConfig(method="ga", select="all", lr=1e-2, steps=2, weight_decay=0.0)], probe,
+                             retain_per_run=10, relearn_config=cfg)
+    c = table.relearn_controls
+    expected = []
+    for i in range(2):
+        target = mem.select([i])
+        attacked = relearn(model, target, nmem.select(range(10 * i, 10 * i + 10)), cfg)
+        expected.append(float(score_paragraphs(attacked, target).em[0]))
+    assert c["original_before"] == CONT
+    assert c["original_after"] == pytest.approx(sum(expected) / 2)
+    unseen = probe.heldout.select([0, 1])
+    assert c["unseen_before"] == pytest.approx(float(score_paragraphs(model, unseen).em.float().mean()))
+    assert "relearning controls" in table.format() and table.to_json()["relearn_controls"] == c
+    none = unlearning_table(model, mem.select([0]), nmem.select(range(10)), [UnlearnConfig(method="ga", select="all")],
+                            probe, relearn_config=None)
+    assert none.relearn_controls == {}
+
+
+def test_calibration_finds_the_smallest_rate_that_forgets(setup):
+    """The chosen rate is the first grid rate at which mean target EM <= level; a rate below it did not
+    get there; a grid that is too low says 'not reached'. The model is untouched."""
+    model, mem, nmem, probe = setup
+    before_hash = state_hash(model)
+    targets, retain = mem.select([0, 1]), nmem.select(range(20))
+    cfg = UnlearnConfig(method="ga", select="all", steps=3, weight_decay=0.0)
+    grid = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
+    cal = calibrate(model, targets, retain, cfg, lrs=grid, level=2)
+    assert state_hash(model) == before_hash
+    assert cal.reached and cal.trace[-1][1] <= 2 and all(em > 2 for _, em in cal.trace[:-1])
+    assert [lr for lr, _ in cal.trace] == list(grid[: len(cal.trace)])
+    i = grid.index(cal.lr)
+    assert i > 0, "the tiny model must not forget at the smallest rate, or the test shows nothing"
+    # the table at the chosen rate reproduces the forgetting the search saw
+    table = unlearning_table(model, targets, retain, [replace(cfg, lr=cal.lr)], probe, relearn_config=None,
+                             calibrations=[cal])
+    assert table.after[0]["target_em"] == pytest.approx(cal.trace[-1][1])
+    low = calibrate(model, targets, retain, cfg, lrs=grid[:i], level=2)
+    assert not low.reached and low.lr == grid[i - 1] and "not reached" in low.describe()
+    configs, searches = calibrated_configs(model, targets, retain, [cfg], lrs=grid, level=2)
+    assert configs[0].lr == cal.lr and searches[0].trace == cal.trace
+    with pytest.raises(UserError, match="retain"):
+        calibrate(model, targets, nmem.select(range(5)), cfg)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import re
 import time
 from pathlib import Path
 
 from interp.commands.common import add_model_args, add_paragraph_args, model_from_args, paragraphs_from_args
+from interp.commands.options_cli import add_option_flags, given_options, read_config
 from interp.errors import UserError
 
 
@@ -15,30 +17,44 @@ def register(sub) -> None:
     add_model_args(p, default_model="testbed")
     add_paragraph_args(p)
     p.add_argument("--out", type=Path, default=Path("report"), help="output folder (default: ./report)")
-    p.add_argument("--quick", action="store_true", help="fewer paragraphs and steps per analysis: a first look in minutes")
-    p.add_argument("--steps", default=None, help="comma-separated subset of steps (each brings the steps it needs)")
-    p.add_argument("--n-mem", type=int, default=None, help="MEM paragraphs for the costlier analyses")
-    p.add_argument("--n-nmem", type=int, default=None, help="NMEM paragraphs for the costlier analyses")
-    p.add_argument("--max-paragraphs", type=int, default=None,
-                   help="score a seeded sample of at most this many paragraphs (default: all; --quick: 400)")
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--quick", action="store_true", help="preset: fewer paragraphs and steps per analysis, a first look in minutes")
+    p.add_argument("--paper", action="store_true",
+                   help="preset: the authors' code conventions (see the README's conventions table)")
+    p.add_argument("--config", type=Path, default=None,
+                   help="options from a JSON or TOML file, or the results.json of an earlier run (reruns it); "
+                        "flags given as well override it")
     p.add_argument("--no-cache", action="store_true", help="recompute every step (results are still cached for next time)")
     p.add_argument("--formats", default="png,svg", help="static image formats for figures/ (default png,svg; '' for none)")
+    from interp.report.options import ReportOptions
+
+    add_option_flags(p, ReportOptions, skip=("batch_size",), title="report options (also settable with --config)")
     p.set_defaults(run=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    from interp.report import ReportOptions, default_steps, run_report, select_steps
+def report_options(args: argparse.Namespace):
+    """Preset (--quick / --paper / default), then --config, then the flags given: later wins."""
+    from interp.report import ReportOptions
 
-    overrides = {k: v for k, v in {"n_mem": args.n_mem, "n_nmem": args.n_nmem, "seed": args.seed,
-                                    "batch_size": args.batch_size,
-                                    "max_paragraphs": args.max_paragraphs}.items() if v is not None}
-    if args.steps:
-        overrides["steps"] = tuple(s.strip() for s in args.steps.split(",") if s.strip())
-    for name in ("n_mem", "n_nmem", "batch_size", "max_paragraphs"):
-        if name in overrides and overrides[name] < 1:
-            raise UserError(f"--{name.replace('_', '-')} must be at least 1")
-    options = ReportOptions.quick(**overrides) if args.quick else ReportOptions(**overrides)
+    if args.quick and args.paper:
+        raise UserError("--quick and --paper are two presets: choose one (set sizes can be given as flags)")
+    options = ReportOptions.quick() if args.quick else ReportOptions.paper() if args.paper else ReportOptions()
+    merged = options.to_dict()
+    if args.config is not None:
+        merged |= read_config(args.config)
+    merged |= given_options(args)
+    if args.batch_size != 64 or "batch_size" not in merged:
+        merged["batch_size"] = args.batch_size
+    try:
+        return ReportOptions.from_dict(merged)
+    except UserError as e:  # name the flag beside the field
+        raise UserError(re.sub(r"ReportOptions\.(\w+)", lambda m: f"{m.group(0)} (--{m.group(1).replace('_', '-')})",
+                               str(e))) from None
+
+
+def run(args: argparse.Namespace) -> int:
+    from interp.report import default_steps, run_report, select_steps
+
+    options = report_options(args)
     formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
     bad = [f for f in formats if f not in ("png", "svg", "pdf")]
     if bad:

@@ -16,7 +16,17 @@ from interp.io import write_json
 from interp.metrics import NMEM_MAX_EM, score_paragraphs
 from interp.models import model_name, save_model
 from interp.reft import ReftConfig
-from interp.unlearning import METHODS, SELECTIONS, Probe, RelearnConfig, UnlearnConfig, paper_configs, probe_sets, unlearning_table
+from interp.unlearning import (
+    METHODS,
+    SELECTIONS,
+    Probe,
+    RelearnConfig,
+    UnlearnConfig,
+    calibrated_configs,
+    paper_configs,
+    probe_sets,
+    unlearning_table,
+)
 
 
 SAVED_RUN = "unlearning.json"  # written beside a saved edited model: which targets it forgot, and how
@@ -35,11 +45,20 @@ def register(sub) -> None:
     p.add_argument("--layers", default=None, help="only these layers, e.g. 0,1")
     p.add_argument("--components", default=None, help="only these, e.g. mlp or attn or W_V,W_in")
     p.add_argument("--head", default=None, help="only this attention head, as LAYER.HEAD (e.g. 1.2)")
-    p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 1e-5, the paper; LoReFT 1e-3)")
-    p.add_argument("--steps", type=int, default=None, help="Adam steps (default 5, the paper; LoReFT 20)")
-    p.add_argument("--weight-decay", type=float, default=None, help="Adam (coupled) weight decay (default 1.0, the paper; LoReFT 0)")
+    p.add_argument("--lr", type=float, default=None,
+                   help=f"Adam learning rate (default {UnlearnConfig.lr:g}, the paper's code; LoReFT {ReftConfig.lr:g})")
+    p.add_argument("--calibrate", action="store_true",
+                   help="compare at matched forgetting: for each run, the smallest learning rate on a log grid (1e-5 .. 1e-1) "
+                        "that brings the targets' mean EM to --level; the table lists the rate each row needed")
+    p.add_argument("--level", type=int, default=None,
+                   help="--calibrate: target EM to reach (default: the NMEM threshold, 10 of 50 tokens)")
+    p.add_argument("--steps", type=int, default=None, help=f"Adam steps (default {UnlearnConfig.steps}, the paper's code; LoReFT {ReftConfig.steps})")
+    p.add_argument("--weight-decay", type=float, default=None, help=f"Adam (coupled) weight decay (default {UnlearnConfig.weight_decay:g}, the paper's code; LoReFT {ReftConfig.weight_decay:g})")
     p.add_argument("--decay-outside-mask", action="store_true",
-                   help="let weight decay shrink the unselected weights too, as the paper's public code does")
+                   help="zero the gradient outside the mask instead of restoring those weights, so weight decay shrinks "
+                        "the unselected weights of masked tensors, as the paper's public code does")
+    p.add_argument("--paper", action="store_true",
+                   help="the authors' code conventions: --decay-outside-mask at the paper's rate and steps (no --calibrate)")
     p.add_argument("--reft-layer", type=int, default=None, help="LoReFT: residual stream after this layer (default: the middle)")
     p.add_argument("--reft-rank", type=int, default=4, help="LoReFT: rank of the intervention (default 4)")
     p.add_argument("--targets", default=None, help="comma-separated ids of the MEM paragraphs to forget (default: the first --runs)")
@@ -72,11 +91,9 @@ def _ints(text: str | None, what: str) -> tuple[int, ...] | None:
 
 def _configs(args: argparse.Namespace) -> list:
     """The single configuration the flags describe, or the --table grid."""
-    weights = dict(lr=1e-5 if args.lr is None else args.lr, steps=5 if args.steps is None else args.steps,
-                   weight_decay=1.0 if args.weight_decay is None else args.weight_decay)
-    reft = dict(layer=args.reft_layer, rank=args.reft_rank, lr=1e-3 if args.lr is None else args.lr,
-                steps=20 if args.steps is None else args.steps, weight_decay=0.0 if args.weight_decay is None else args.weight_decay,
-                seed=args.seed)
+    given = {k: v for k, v in {"lr": args.lr, "steps": args.steps, "weight_decay": args.weight_decay}.items() if v is not None}
+    weights = dict(given, decay_outside_mask=args.decay_outside_mask or args.paper)  # the rest: UnlearnConfig's defaults
+    reft = dict(given, layer=args.reft_layer, rank=args.reft_rank, seed=args.seed)  # the rest: ReftConfig's defaults
     if args.table:
         grid = paper_configs(fraction=args.fraction, **weights)
         grid += [UnlearnConfig(method=m, fraction=args.fraction, seed=args.seed, **weights) for m in ("ga", "graddiff", "npo")]
@@ -92,7 +109,7 @@ def _configs(args: argparse.Namespace) -> list:
         layers = (layer,)
     components = tuple(c.strip() for c in args.components.split(",")) if args.components else None
     return [UnlearnConfig(method=args.method, select=args.select, fraction=args.fraction, scope=args.scope, layers=layers,
-                          components=components, head=head, seed=args.seed, decay_outside_mask=args.decay_outside_mask, **weights)]
+                          components=components, head=head, seed=args.seed, **weights)]
 
 
 def _scan(model, paragraphs: Paragraphs, candidates: list[int], want_mem: int, want_nmem: int, args) -> tuple[list[int], list[int]]:
@@ -164,9 +181,23 @@ def run(args: argparse.Namespace) -> int:
         if args.save is not None:
             saved["result"] = result
 
+    calibrations = []
+    if args.calibrate:
+        if args.lr is not None or args.paper:
+            raise UserError("--calibrate searches the learning rate itself: drop --lr / --paper")
+        found = []
+        for config in configs:
+            def show(lr: float, em: float, label: str = config.label) -> None:
+                print(f"  calibrating {label}: lr {lr:.0e} -> mean target EM {em:.1f}", flush=True)
+
+            [config], [search] = calibrated_configs(model, targets, retain, [config], level=args.level,
+                                                    edit_targets=edit_targets, retain_per_run=args.retain, on_try=show)
+            found.append(config)
+            calibrations.append(search)
+        configs = found
     relearn = RelearnConfig(args.relearn_steps, args.relearn_lr, args.relearn_data) if args.relearn_steps > 0 else None
     table = unlearning_table(model, targets, retain, configs, probe, edit_targets=edit_targets, retain_per_run=args.retain,
-                             relearn_config=relearn, on_run=keep_for_save)
+                             relearn_config=relearn, on_run=keep_for_save, calibrations=calibrations)
     print(table.format())
     print("EM columns are means over runs; NMEM EM is measured against the original model's own greedy continuation "
           f"({paragraphs.continuation_len} = unchanged); ppl = held-out perplexity; 'changed' = weights whose value moved.")

@@ -1,42 +1,92 @@
-"""What the report pipeline computes and on how much data: one frozen options object."""
+"""What the report pipeline computes and on how much data: one frozen options object.
+
+Every default is written once, here; `interp report` generates its flags from these fields (help
+from each field's metadata), `interp report --config FILE` reads them from JSON / TOML (or from a
+results.json, which records the exact options it ran with), and `__post_init__` validates them.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
+
+from interp.conventions import conventions as conventions_named
+from interp.errors import UserError
+
+
+def _opt(default: Any, help: str) -> Any:
+    return field(default=default, metadata={"help": help})
 
 
 @dataclass(frozen=True)
 class ReportOptions:
-    """What the pipeline computes and on how much data. `quick()` is a smaller preset of the same."""
+    """What the pipeline computes and on how much data. `quick()` and `paper()` are presets of the same."""
 
-    batch_size: int = 64
-    max_paragraphs: int | None = None  # score a seeded sample of at most this many paragraphs (None = all)
-    nmem_max: int | None = None  # NMEM: EM at most this (None: 10 of 50 tokens, as the paper, scaled by length)
-    n_mem: int = 16  # MEM paragraphs used by the gradient, head and perturbation steps
-    n_nmem: int = 64  # NMEM paragraphs used beside them
-    n_examples: int = 2  # example paragraphs shown token by token
-    seed: int = 0
-    grad_batch_size: int = 16  # paragraphs per backward pass
-    n_perturb: int = 8  # MEM and NMEM paragraphs each for prefix perturbation
-    perturb_samples: int = 1  # random tokens per prefix position (the paper: one)
-    unlearn_targets: int = 2  # MEM paragraphs unlearned, one run each (paper: 1 MEM + 10 NMEM per run)
-    unlearn_lr: float = 1e-3  # the paper's code: 1e-5 for 5 steps on GPT-Neo 125M; set both to compare
-    unlearn_steps: int = 10
-    unlearn_methods: tuple[str, ...] = ("unlearn", "edit")  # paper Eq. 3 and Eq. 4, each with all / top / random weights
-    reft: bool = True  # add a LoReFT (representation) unlearning run to the table
-    relearn_steps: int = 10  # relearning attack after each run (0 = none)
-    restore_selects: tuple[str, ...] = ("all", "topk")  # unlearning runs that restoration dissects
-    probe: int = 30  # MEM / NMEM / held-out paragraphs probing collateral damage
-    steps: tuple[str, ...] | None = None  # None = every step
-    progress: bool = True  # progress bars inside steps
+    batch_size: int = _opt(64, "paragraphs per forward pass")
+    max_paragraphs: int | None = _opt(None, "score a seeded sample of at most this many paragraphs (None = all)")
+    nmem_max: int | None = _opt(None, "NMEM = EM at most this (None: 10 of 50 tokens, as the paper, scaled by length)")
+    n_mem: int = _opt(16, "MEM paragraphs used by the gradient, head and perturbation steps")
+    n_nmem: int = _opt(64, "NMEM paragraphs used beside them")
+    n_examples: int = _opt(2, "example paragraphs shown token by token")
+    seed: int = _opt(0, "seed of every sample and random draw")
+    grad_batch_size: int = _opt(16, "paragraphs per backward pass")
+    n_perturb: int = _opt(8, "MEM and NMEM paragraphs each for prefix perturbation")
+    perturb_samples: int = _opt(1, "random tokens per prefix position (the paper: one)")
+    unlearn_targets: int = _opt(2, "MEM paragraphs unlearned, one run each (the paper: 1 MEM + 10 NMEM per run)")
+    unlearn_lr: float | None = _opt(None, "None: each method's rate is calibrated to reach unlearn_level (matched "
+                                          "forgetting); a number: every run at this rate")
+    unlearn_level: int | None = _opt(None, "calibration's target EM (None: the NMEM threshold, 10 of 50 tokens)")
+    unlearn_steps: int = _opt(10, "Adam steps per unlearning run")
+    unlearn_methods: tuple[str, ...] = _opt(("unlearn", "edit"), "paper Eq. 3 and Eq. 4, each with all / top / random weights")
+    reft: bool = _opt(True, "add a LoReFT (representation) unlearning run to the table")
+    relearn_steps: int = _opt(10, "relearning attack after each run (0 = none)")
+    restore_selects: tuple[str, ...] = _opt(("all", "topk"), "unlearning runs that restoration dissects")
+    probe: int = _opt(30, "MEM / NMEM / held-out paragraphs probing collateral damage")
+    conventions: str = _opt("toolkit", "'toolkit' or 'paper' (the authors' code; see the README's conventions table)")
+    steps: tuple[str, ...] | None = _opt(None, "the steps to run, each with the steps it needs (None = every step)")
+    progress: bool = _opt(True, "progress bars inside steps")
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "n_mem", "n_nmem", "grad_batch_size", "n_perturb", "perturb_samples", "unlearn_targets",
+                     "unlearn_steps", "probe"):
+            if getattr(self, name) < 1:
+                raise UserError(f"ReportOptions.{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("n_examples", "relearn_steps"):
+            if getattr(self, name) < 0:
+                raise UserError(f"ReportOptions.{name} must be >= 0, got {getattr(self, name)}")
+        if self.max_paragraphs is not None and self.max_paragraphs < 1:
+            raise UserError(f"ReportOptions.max_paragraphs must be at least 1 (or None for all), got {self.max_paragraphs}")
+        if self.unlearn_lr is not None and not self.unlearn_lr > 0:
+            raise UserError(f"ReportOptions.unlearn_lr must be positive (or None to calibrate), got {self.unlearn_lr}")
+        bad = [m for m in self.unlearn_methods if m not in ("unlearn", "edit")]
+        if bad:
+            raise UserError(f"ReportOptions.unlearn_methods: unknown {bad}; use 'unlearn' and/or 'edit'")
+        bad = [s for s in self.restore_selects if s not in ("all", "topk", "random")]
+        if bad:
+            raise UserError(f"ReportOptions.restore_selects: unknown {bad}; use 'all', 'topk' and/or 'random'")
+        conventions_named(self.conventions)
 
     @classmethod
     def quick(cls, **overrides: Any) -> ReportOptions:
+        """A first look in minutes: fewer paragraphs and runs."""
         return replace(cls(max_paragraphs=400, n_mem=4, n_nmem=16, n_examples=1, n_perturb=3, perturb_samples=1,
                            unlearn_targets=1, probe=5, unlearn_steps=5, unlearn_methods=("unlearn",), reft=False,
                            relearn_steps=0, restore_selects=("all",)), **overrides)
 
+    @classmethod
+    def paper(cls, **overrides: Any) -> ReportOptions:
+        """The authors' code conventions (interp.conventions.PAPER): one rate, 1e-5 x 5 steps, and the rest."""
+        p = conventions_named("paper")
+        return replace(cls(conventions="paper", unlearn_lr=p.unlearn_lr, unlearn_steps=p.unlearn_steps), **overrides)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ReportOptions:
+        """Options from a JSON / TOML mapping (lists become tuples); unknown keys are refused by name."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise UserError(f"unknown report option(s) {', '.join(unknown)}; the options are {', '.join(sorted(known))}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
     def to_dict(self) -> dict:
         return asdict(self)
-

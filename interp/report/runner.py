@@ -209,7 +209,7 @@ def provenance(model: HookedTransformer, paragraphs: Paragraphs, paragraphs_sour
     run_info = {"interp": interp_version(), "torch": torch.__version__, "python": platform.python_version(),
                 "device": str(cfg.device), "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     return {"model": model_info, "paragraphs": data_info,
-            "options": {k: v for k, v in options.to_dict().items() if v is not None}, "run": run_info}
+            "options": options.to_dict(), "run": run_info}
 
 
 def interp_version() -> str:
@@ -312,6 +312,7 @@ def _write_outputs(run: ReportRun, sections: list[Section], prov: dict, image_fo
             save_figures(figures, staging / "figures", formats=tuple(image_formats))
         run.seconds["export_images"] = round(time.perf_counter() - start, 2)
         results = {
+            "options": prov["options"],  # `interp report --config results.json` reruns with exactly these
             "provenance": prov,
             "steps": {name: {"seconds": run.seconds[name], "cached": run.cached[name], "result": _result_json(r)}
                       for name, r in run.results.items()},

@@ -6,11 +6,13 @@ shows it is a view in `interp.views.sections`, paired with it in `default_steps`
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
+from interp.conventions import conventions
 from interp.data import Paragraphs, rarity_ranks, unigram_counts
 from interp.gradient_norms import compare_norms, per_paragraph_norms
 from interp.gradients import gradient_map
@@ -21,7 +23,16 @@ from interp.reft import ReftConfig
 from interp.report.runner import Bundle, Skipped, Step, StepInputs
 from interp.restore import restoration
 from interp.testbed import shipped_unigram_counts
-from interp.unlearning import RelearnConfig, UnlearnConfig, paper_configs, probe_sets, unlearn, unlearning_table
+from interp.unlearning import (
+    RelearnConfig,
+    UnlearnConfig,
+    calibrate,
+    calibrated_configs,
+    paper_configs,
+    probe_sets,
+    unlearn,
+    unlearning_table,
+)
 
 SET_OPTIONS = ("n_mem", "n_nmem", "seed")
 
@@ -72,6 +83,7 @@ def _heads(inputs: StepInputs) -> Bundle | Skipped:
     subset = inputs.paragraphs.select(torch.cat([mem_idx, nmem_idx]).sort().values)
     counts = shipped_unigram_counts(model)
     ranking = locate_memorization_head(model, subset, unigram_counts=counts, max_paragraphs=o.n_mem,
+                                       method_options={"rare_token": {"score": conventions(o.conventions).rare_token_score}},
                                        mem_min=split.mem_min, nmem_max=split.nmem_max, seed=o.seed, batch_size=o.batch_size)
     # attention patterns of the top heads on one MEM paragraph, for the circuitsvis view
     heads = [tuple(h) for h in ranking.order[:3].tolist()]
@@ -126,12 +138,25 @@ def _unlearning(inputs: StepInputs) -> Bundle | Skipped:
     heldout = inputs.paragraphs.select(held[: o.probe]) if len(held) else probe_nmem
     probe = probe_sets(model, mem.select(range(n_targets, len(mem))) if len(mem) > n_targets else mem, probe_nmem, heldout,
                        batch_size=o.batch_size)
-    weights = dict(lr=o.unlearn_lr, steps=o.unlearn_steps, weight_decay=1.0)
+    weights = dict(lr=o.unlearn_lr or 1e-3, steps=o.unlearn_steps, weight_decay=1.0,
+                   decay_outside_mask=conventions(o.conventions).decay_outside_mask)
     configs = [c for c in paper_configs(fraction=0.001, **weights) if c.method in o.unlearn_methods]
     if o.reft:
         configs.append(ReftConfig(method="unlearn", seed=o.seed))
+    calibrations = []
+    if o.unlearn_lr is None:  # compare methods at matched forgetting, not at one arbitrary rate
+        bar = tqdm(total=len(configs), desc="calibrating learning rates", unit="method", leave=False, disable=not o.progress)
+        todo, configs = configs, []
+        for config in todo:
+            found, [search] = calibrated_configs(model, targets, retain, [config], level=o.unlearn_level,
+                                                 edit_targets=edit_targets, retain_per_run=retain_per_run)
+            configs += found
+            calibrations.append(search)
+            bar.update()
+        bar.close()
     table = unlearning_table(model, targets, retain, configs, probe, edit_targets=edit_targets, retain_per_run=retain_per_run,
-                             relearn_config=RelearnConfig(steps=o.relearn_steps) if o.relearn_steps else None)
+                             relearn_config=RelearnConfig(steps=o.relearn_steps) if o.relearn_steps else None,
+                             calibrations=calibrations)
     return Bundle({"table": table})
 
 
@@ -143,12 +168,22 @@ def _restoration(inputs: StepInputs) -> Bundle | Skipped:
     mem, nmem = sets
     targets = mem.select(range(min(o.unlearn_targets, len(mem))))
     retain = nmem.select(range(min(10, len(nmem))))
+    table = inputs.results.get("unlearning")
     parts: dict[str, Any] = {}
     for select in o.restore_selects:
-        edited = unlearn(model, targets, retain, UnlearnConfig(method="unlearn", select=select, lr=o.unlearn_lr,
-                                                                steps=o.unlearn_steps, weight_decay=1.0))
-        parts[select] = restoration(model, edited.model, targets, batch_size=o.batch_size)
+        paper = conventions(o.conventions)
+        config = UnlearnConfig(method="unlearn", select=select, lr=o.unlearn_lr or 1e-3, steps=o.unlearn_steps, weight_decay=1.0,
+                               decay_outside_mask=paper.decay_outside_mask)
+        if o.unlearn_lr is None:  # the rate section 5 calibrated for this run, else calibrate it here
+            rates = [c["lr"] for c in table["table"].configs if c.get("kind") == "weights" and c["method"] == "unlearn"
+                     and c["select"] == select] if isinstance(table, Bundle) else []
+            lr = rates[0] if rates else calibrate(model, targets, nmem.select(range(min(10 * len(targets), len(nmem)))), config,
+                                                  level=o.unlearn_level).lr
+            config = replace(config, lr=lr)
+        edited = unlearn(model, targets, retain, config)
+        parts[select] = restoration(model, edited.model, targets, width=paper.restore_width, batch_size=o.batch_size)
         parts[f"{select}_em_after"] = edited.after.summary()["target_em"]
+        parts[f"{select}_lr"] = config.lr
     return Bundle(parts)
 
 
@@ -166,15 +201,16 @@ def default_steps() -> list[Step]:
     return [
         Step("memorization", _memorization, memorization_section, options=("batch_size", "nmem_max", "n_examples")),
         Step("gradients", _gradients, gradients_section, options=(*SET_OPTIONS, "grad_batch_size"), depends=("memorization",)),
-        Step("heads", _heads, heads_section, options=(*SET_OPTIONS, "batch_size"), depends=("memorization",)),
+        Step("heads", _heads, heads_section, options=(*SET_OPTIONS, "batch_size", "conventions"), depends=("memorization",)),
         Step("perturbation", _perturbation, perturbation_section, options=(*SET_OPTIONS, "n_perturb", "perturb_samples"),
              depends=("memorization",)),
         Step("unlearning", _unlearning, unlearning_section,
-             options=(*SET_OPTIONS, "unlearn_targets", "unlearn_lr", "unlearn_steps", "unlearn_methods", "reft",
-                      "relearn_steps", "probe", "batch_size"),
+             options=(*SET_OPTIONS, "unlearn_targets", "unlearn_lr", "unlearn_level", "unlearn_steps", "unlearn_methods", "reft",
+                      "relearn_steps", "probe", "batch_size", "conventions"),
              depends=("memorization", "perturbation")),
         Step("restoration", _restoration, restoration_section,
-             options=(*SET_OPTIONS, "unlearn_targets", "unlearn_lr", "unlearn_steps", "restore_selects", "batch_size"),
-             depends=("memorization",)),
+             options=(*SET_OPTIONS, "unlearn_targets", "unlearn_lr", "unlearn_level", "unlearn_steps", "restore_selects",
+                      "batch_size", "conventions"),
+             depends=("memorization", "unlearning")),
     ]
 

@@ -6,11 +6,15 @@ Hong et al. 2024).
 - `masked`: `unlearn`, fine-tuning only the weights of a fixed mask on a COPY of the model.
 - `evaluation`: `evaluate` on the targets and fixed collateral-damage probes (`probe_sets`).
 - `relearning`: `relearn`, the recovery attack.
-- `experiments`: `unlearning_table`, the paper's Figure 5 over many configurations and targets.
+- `calibration`: `calibrate`, the learning rate at which a method reaches a stated forgetting, so
+  methods are compared at matched strength.
+- `experiments`: `unlearning_table`, the paper's Figure 5 over many configurations and targets,
+  with the relearning attack's controls.
 
 LoReFT, the representation method trained with the same loop, is `interp.reft`.
 """
 
+from interp.unlearning.calibration import LR_GRID, Calibration, calibrate, calibrated_configs
 from interp.unlearning.evaluation import Evaluation, Hook, Probe, evaluate, probe_sets
 from interp.unlearning.experiments import COLUMNS, UnlearningTable, paper_configs, unlearning_table
 from interp.unlearning.masked import SELECTIONS, UnlearnConfig, UnlearnResult, select_weights, unlearn
@@ -19,6 +23,10 @@ from interp.unlearning.training import METHODS, check_training_settings, objecti
 
 __all__ = [
     "COLUMNS",
+    "LR_GRID",
+    "Calibration",
+    "calibrate",
+    "calibrated_configs",
     "METHODS",
     "SELECTIONS",
     "Evaluation",

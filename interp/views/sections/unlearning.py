@@ -16,10 +16,32 @@ from interp.views.report_html import Section, Table
 def unlearning_section(result: Bundle, results: Mapping[str, Any]) -> Section:
     """The unlearning table as section 5: forgetting vs collateral damage per run, and after relearning."""
     table = result["table"]
-    rows = [["original model", *[table.before.get(c) for c in COLUMNS], 0, None]]
-    for label, after, rel, changed in zip(table.labels, table.after, table.relearned, table.weights_changed):
-        rows.append([label, *[after.get(c) for c in COLUMNS], changed, rel.get("target_em") if rel else None])
+    rows = [["original model", None, *[table.before.get(c) for c in COLUMNS], 0, None]]
+    for label, config, after, rel, changed in zip(table.labels, table.configs, table.after, table.relearned,
+                                                  table.weights_changed):
+        rows.append([label, config.get("lr"), *[after.get(c) for c in COLUMNS], changed, rel.get("target_em") if rel else None])
     s = table.settings
+    notes = []
+    if table.calibrations:
+        level = table.calibrations[0].level
+        notes.append(f"Matched forgetting: each row's learning rate is the smallest on the grid "
+                     f"{', '.join(f'{lr:.0e}' for lr in sorted({lr for c in table.calibrations for lr, _ in c.trace}))} at which "
+                     f"the targets' mean EM fell to <= {level:g} ({table.configs[0].get('steps', '?')} steps), so the "
+                     "collateral columns compare methods at the same amount of forgetting, not at one arbitrary rate.")
+        notes += [f"{c.label}: {c.describe()}." for c in table.calibrations]
+        missed = [c.label for c in table.calibrations if not c.reached]
+        if missed:
+            notes.append(f"Not comparable at matched forgetting: {', '.join(missed)} (shown at the largest rate tried).")
+    else:
+        notes.append("Every row ran at the same learning rate (no calibration): differences in forgetting then measure "
+                     "the rate as much as the method.")
+    c = table.relearn_controls
+    if c:
+        notes.append(f"Relearning controls, the same attack on the ORIGINAL model: a memorized target goes from EM "
+                     f"{c['original_before']:.1f} to {c['original_after']:.1f} (if this falls, relearning itself breaks "
+                     f"recitation and the attack's numbers understate recovery); a never-seen paragraph goes from "
+                     f"{c['unseen_before']:.1f} to {c['unseen_after']:.1f} (if this rises, relearning teaches the text "
+                     "rather than revealing it).")
     return Section(
         key="unlearning", title="5. Can the memorized text be unlearned by editing only high-gradient weights?",
         text=("Each run fine-tunes a copy of the model on ONE memorized target paragraph with 10 NMEM paragraphs in the "
@@ -36,6 +58,7 @@ def unlearning_section(result: Bundle, results: Mapping[str, Any]) -> Section:
               "(GPT-Neo 125M, MEM / NMEM EM after unlearning): all weights 26.90 / 45.11, top-0.1% 26.75 / 45.84, "
               "random-0.1% 49.80 / 44.86."),
         figures={"table": views.figure_unlearning_table(table)},
-        tables=[Table("Mean scores after each run (EM in tokens; ppl = held-out perplexity)",
-                      ["run", *COLUMNS, "weights changed", "target EM after relearning"], rows)],
+        tables=[Table("Mean scores after each run (EM in tokens; ppl = held-out perplexity; lr = the rate the row ran at)",
+                      ["run", "lr", *COLUMNS, "weights changed", "target EM after relearning"], rows)],
+        notes=notes,
     )
