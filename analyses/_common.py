@@ -1,7 +1,8 @@
 """Shared set-up for the analyses notebooks: quick mode, where figures go, the testbed subset.
 
 QUICK=1 (the test suite sets it) runs every notebook on a small paragraph subset in seconds;
-INTERP_FIGURES overrides the output folder (default: the repository's figures/).
+INTERP_FIGURES overrides the output folder (default: analyses/out/, ignored by git, so running a
+notebook never dirties the repository; `make_figures.py` sets it to figures/).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import torch
 
 QUICK = os.environ.get("QUICK", "") not in ("", "0")
 ROOT = next(p for p in [Path.cwd(), *Path.cwd().parents] if (p / "pyproject.toml").exists())
-FIGURES = Path(os.environ.get("INTERP_FIGURES", ROOT / "figures"))
+FIGURES = Path(os.environ.get("INTERP_FIGURES", ROOT / "analyses" / "out"))
 FORMATS = ("svg",) if QUICK else ("png", "svg")
 torch.manual_seed(0)
 

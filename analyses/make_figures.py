@@ -27,7 +27,8 @@ def run_notebooks(prefixes: list[str]) -> None:
             continue
         start = time.perf_counter()
         print(f"== {path.name}", flush=True)
-        subprocess.run([sys.executable, path.name], cwd=ANALYSES, check=True, env={**os.environ, "QUICK": ""})
+        subprocess.run([sys.executable, path.name], cwd=ANALYSES, check=True,
+                       env={**os.environ, "QUICK": "", "INTERP_FIGURES": str(FIGURES)})
         print(f"== {path.name}: {time.perf_counter() - start:.0f} s", flush=True)
 
 

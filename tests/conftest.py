@@ -1,13 +1,33 @@
-"""Shared fixtures: seeding for every test, and the bundled testbed loaded once per session."""
+"""Shared fixtures: seeding for every test, the bundled testbed loaded once per session, the
+browser gate, a tiny-model factory and the check that an analysis left a model untouched."""
 
 from __future__ import annotations
 
+import hashlib
+import os
 import random
 
 import pytest
 import torch
 
+from interp.views.export import chromium_path
+
 torch.set_num_threads(2)
+
+BROWSER = chromium_path()
+NO_BROWSER = ("needs Chromium (PNG/SVG export and the rendered report): install it with "
+              "`sudo apt-get install chromium`, as .ci/run does")
+needs_browser = pytest.mark.skipif(BROWSER is None, reason=NO_BROWSER)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: minutes-long checks; `pytest -m 'not slow'` leaves them out")
+
+
+def pytest_collection_modifyitems(config, items):
+    """CI (INTERP_REQUIRE_BROWSER=1) must run the browser tests: no Chromium there is an error, not a skip."""
+    if os.environ.get("INTERP_REQUIRE_BROWSER") == "1" and BROWSER is None:
+        raise pytest.UsageError("INTERP_REQUIRE_BROWSER=1 but no Chromium was found: the browser tests would be skipped")
 
 
 @pytest.fixture(autouse=True)
@@ -40,3 +60,50 @@ def testbed_scores(testbed, testbed_paragraph_set):
     keep = [i for i, s in enumerate(splits) if s == "planted"] + once
     sub = testbed_paragraph_set.select(keep)
     return sub, score_paragraphs(testbed, sub)
+
+
+@pytest.fixture
+def tiny_model():
+    """A factory of small random HookedTransformers (GPT-Neo by default, global/local layers); any
+    HookedTransformerConfig field can be overridden, e.g. tiny_model(n_layers=4, d_vocab=48)."""
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    def make(**overrides) -> HookedTransformer:
+        n_layers = overrides.pop("n_layers", 2)
+        cfg = dict(n_layers=n_layers, d_model=32, n_heads=4, d_head=8, d_mlp=64, d_vocab=50, n_ctx=32, act_fn="gelu_new",
+                   normalization_type="LN", attn_types=["global", "local"] * (n_layers // 2) + ["global"] * (n_layers % 2),
+                   window_size=8, use_attn_scale=False, original_architecture="GPTNeoForCausalLM", seed=0)
+        cfg.update(overrides)
+        return HookedTransformer(HookedTransformerConfig(**cfg)).eval()
+
+    return make
+
+
+def model_state(model: torch.nn.Module) -> dict:
+    """Everything an analysis must leave as it found it: weights, requires_grad flags, .grad, hooks."""
+    h = hashlib.sha256()
+    for name, t in model.state_dict().items():
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    hooks = sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in model.modules())
+    return {"weights": h.hexdigest(), "requires_grad": {n: p.requires_grad for n, p in model.named_parameters()},
+            "grads": [n for n, p in model.named_parameters() if p.grad is not None], "hooks": hooks}
+
+
+@pytest.fixture
+def assert_untouched():
+    """assert_untouched(model) -> a context manager failing if the block changed the model's weights,
+    requires_grad flags or .grad, or left a hook on it (also when the block raised)."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def check(model: torch.nn.Module):
+        before = model_state(model)
+        try:
+            yield
+        finally:
+            after = model_state(model)
+            for key in before:
+                assert after[key] == before[key], f"the analysis changed the model's {key}"
+
+    return check

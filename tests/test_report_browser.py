@@ -16,7 +16,8 @@ from interp.data import Paragraphs
 from interp.report import ReportOptions, Step, default_steps, model_fingerprint, run_report
 from interp.views.report_html import Section
 
-CHROMIUM = "/usr/bin/chromium"
+from conftest import BROWSER, needs_browser
+
 HOSTILE = "</script><script>window.__pwned=1</script><b id=hostile>bold</b><img src=x onerror=window.__pwned=2> "
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run"]
@@ -85,6 +86,7 @@ def test_every_step_runs_and_lands_in_results(report_dir):
     assert [r[0] for r in rows][:4] == ["original model", "unlearn all", "unlearn top-0.1%", "unlearn random-0.1%"]
 
 
+@needs_browser
 def test_report_renders_offline_and_never_runs_paragraph_text(report_dir):
     from playwright.sync_api import sync_playwright
 
@@ -92,7 +94,7 @@ def test_report_renders_offline_and_never_runs_paragraph_text(report_dir):
     page_errors, console_errors, requests = [], [], []
     with sync_playwright() as p:
         user_dir = report_dir / "chromium-profile"
-        browser = p.chromium.launch_persistent_context(str(user_dir), executable_path=CHROMIUM, args=ARGS,
+        browser = p.chromium.launch_persistent_context(str(user_dir), executable_path=BROWSER, args=ARGS,
                                                        headless=True, viewport={"width": 1200, "height": 1600})
         try:
             page = browser.new_page()
