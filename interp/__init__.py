@@ -19,6 +19,7 @@ from interp.masks import random_mask, restrict_mask, top_k_mask
 from interp.models import load_model, save_model
 from interp.patching import activation_patching, attribution_patching
 from interp.perturbation import prefix_perturbation
+from interp.position import PositionRobustness, position_robustness
 from interp.reft import ReftConfig, reft_unlearn
 from interp.restore import restoration
 from interp.scan import ScanConfig, scan_corpus
@@ -28,6 +29,7 @@ from interp.unlearn import UnlearnConfig, unlearn, unlearning_table
 __all__ = [
     "Paragraphs",
     "ParagraphScores",
+    "PositionRobustness",
     "ReftConfig",
     "ScanConfig",
     "UnlearnConfig",
@@ -45,6 +47,7 @@ __all__ = [
     "nll",
     "parameter_gradients",
     "per_paragraph_norms",
+    "position_robustness",
     "prefix_perturbation",
     "random_mask",
     "rare_token_attention",
