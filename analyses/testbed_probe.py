@@ -1,7 +1,7 @@
 """Run one testbed probe: a build with config overrides into /tmp/probes/NAME, then a fine sweep of
 k (tokens of held-out text before each planted paragraph). Prints one JSON summary line.
 
-    python notes/probe.py NAME '{"n_layers": 4, "stream_tokens": 450000}' [--two-slots] [--sweep-step 5]
+    python analyses/testbed_probe.py NAME '{"n_layers": 4, "stream_tokens": 450000}' [--two-slots] [--sweep-step 5]
 
 --two-slots replaces the uniform placement by the earlier probes' scheme (every copy sequence holds
 two copies, gaps before / between / after drawn uniformly; start offsets 57..99 never occur), to
