@@ -33,6 +33,7 @@ from interp.metrics import ParagraphScores, exact_match, greedy_exact_match, nll
 from interp.models import load_model, save_model
 from interp.patching import PatchingResult, activation_patching, attribution_patching
 from interp.perturbation import PerturbationResult, prefix_perturbation
+from interp.position import PositionRobustness, position_robustness
 from interp.reft import ReftConfig, ReftResult, reft_unlearn
 from interp.restore import RestorationResult, restoration
 from interp.scan import ScanConfig, scan_corpus
@@ -68,6 +69,7 @@ __all__ = [
     "PatchingResult",
     "PerParagraphNorms",
     "PerturbationResult",
+    "PositionRobustness",
     "Probe",
     "RareTokenAttention",
     "ReftConfig",
@@ -110,6 +112,7 @@ __all__ = [
     "paper_configs",
     "parameter_gradients",
     "per_paragraph_norms",
+    "position_robustness",
     "prefix_perturbation",
     "probe_sets",
     "random_neurons",

@@ -1,24 +1,30 @@
-"""Build the testbed: a small GPT-Neo trained here on the Python standard library's source,
-with paragraphs planted at known repeat counts so that what it memorizes is known.
+"""Build the testbed: a small GPT-Neo trained here, as in pretraining, on the Python standard
+library's source, with paragraphs planted at known repeat counts, each copy at a fresh uniformly
+random offset inside a full-context training sequence, so that what it memorizes is known and is
+recalled by content, not by position.
 
-Stages, each resumable: corpus -> tokenizer -> paragraphs -> training (checkpointed) -> export
--> evaluation -> metadata. The output is a standard Hugging Face GPT-Neo checkpoint folder, so
-`load_model` reads it through the same path as a user's own model.
+Stages, each resumable: corpus -> tokenizer -> data (stream, planted paragraphs, layout of the
+training sequences) -> training (checkpointed) -> export -> evaluation -> metadata. The output is
+a standard Hugging Face GPT-Neo checkpoint folder, so `load_model` reads it through the same path
+as a user's own model.
 """
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
-import math
+import os
 import platform
 import random
 import sys
 import sysconfig
 import time
+import types
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -35,56 +41,85 @@ class TestbedConfig:
     vocab_size: int = 4096
     prefix_len: int = 50
     continuation_len: int = 50
-    n_layers: int = 4
+    n_layers: int = 6
     d_model: int = 256
     n_heads: int = 8
     d_mlp: int = 1024
-    window_size: int = 32  # far below the 100-token paragraph, so "local" layers really are local
-    n_positions: int = 128
-    # (copies, how many paragraphs) planted among the paragraphs seen once
-    planted: tuple[tuple[int, int], ...] = ((128, 32), (64, 64), (32, 32), (16, 32), (4, 32))
-    n_once: int = 16000
-    n_eval_once: int = 1000  # seen-once paragraphs shipped for evaluation
-    n_heldout: int = 1000  # never trained on: held-out text for perplexity
+    window_size: int = 64  # local layers see 64 tokens: well below the 256-token context
+    context: int = 256  # length of every training sequence = number of position embeddings
+    # (copies, how many paragraphs): copies inserted into the stream, each at its own random offset
+    planted: tuple[tuple[int, int], ...] = ((1024, 16), (512, 16), (256, 16), (128, 16), (32, 16), (8, 16))
+    stream_tokens: int | None = 2_950_000  # ordinary text trained on (seen once); None = all stream documents
+    heldout_tokens: int = 250_000  # documents held out of the stream: planted, held-out and filler text
+    copies_per_sequence: int = 2  # two copies share a sequence when their offsets leave room for both
+    margin: int = 1  # real text before and after every copy, at least this many tokens
+    dedup_ngram: int = 50  # no n-token piece of an evaluation paragraph occurs anywhere else
+    n_eval_once: int = 1000  # stream windows seen once, shipped for evaluation
+    n_heldout: int = 1000  # never trained on: held-out text for perplexity and as filler
     max_files: int | None = None  # None = every stdlib file outside test folders
-    batch_size: int = 32
-    lr: float = 1e-3
+    batch_size: int = 16
+    lr: float = 2e-3
+    warmup: float = 0.05  # share of the steps spent warming up (one-cycle schedule)
     weight_decay: float = 0.1
     grad_clip: float = 1.0
     checkpoint_every: int = 100
+    storage_dtype: str = "float16"  # shipped weights; load_model returns float32
+    robustness_ks: tuple[int, ...] = (0, 17, 64, 150)  # tokens of unrelated text before a paragraph
+
+    def __post_init__(self) -> None:
+        if self.n_layers % 2:
+            raise ValueError("n_layers must be even: layers alternate global and local attention")
+        if not 0 < self.dedup_ngram <= self.seq_len:
+            raise ValueError(f"dedup_ngram must be between 1 and the paragraph length {self.seq_len}")
+        if self.copies_per_sequence not in (1, 2):
+            raise ValueError("copies_per_sequence must be 1 or 2")
+        if self.storage_dtype not in ("float16", "float32"):
+            raise ValueError("storage_dtype must be 'float16' or 'float32'")
+        if self.offset_range[1] < self.offset_range[0]:
+            raise ValueError(f"a context of {self.context} leaves no room for a {self.seq_len}-token paragraph with {self.margin} tokens either side")
 
     @property
     def seq_len(self) -> int:
         return self.prefix_len + self.continuation_len
 
+    @property
+    def offset_range(self) -> tuple[int, int]:
+        """First and last start offset a planted copy can take inside a training sequence."""
+        return self.margin, self.context - self.seq_len - self.margin
+
 
 QUICK = TestbedConfig(
     vocab_size=1024,
-    n_layers=4,
+    n_layers=2,
     d_model=64,
     n_heads=4,
     d_mlp=256,
     window_size=16,
+    context=64,
     prefix_len=20,
     continuation_len=20,
-    n_positions=64,
-    planted=((64, 8), (4, 8)),
-    n_once=600,
+    dedup_ngram=20,
+    planted=((96, 6), (4, 6)),
+    stream_tokens=60_000,
+    heldout_tokens=15_000,
     n_eval_once=100,
     n_heldout=100,
     max_files=150,
+    batch_size=16,
     lr=3e-3,
     checkpoint_every=50,
+    robustness_ks=(0, 5, 12, 22),
 )
+
+
+# ---- corpus and tokenizer ----
 
 
 def stdlib_files(max_files: int | None = None) -> list[Path]:
     """The standard library's .py files outside test folders, in a fixed order."""
     root = Path(sysconfig.get_paths()["stdlib"])
     skip = {"test", "tests", "idle_test", "site-packages", "lib2to3"}
-    files = sorted(
-        p for p in root.rglob("*.py") if not (skip & set(p.relative_to(root).parts[:-1]))
-    )
+    files = sorted(p for p in root.rglob("*.py") if not (skip & set(p.relative_to(root).parts[:-1])))
     return files[:max_files] if max_files else files
 
 
@@ -120,28 +155,243 @@ def train_tokenizer(texts: list[str], vocab_size: int, out_dir: Path):
     return fast
 
 
-def cut_paragraphs(texts: list[str], tokenizer, seq_len: int) -> tuple[torch.Tensor, list[tuple[int, int]]]:
-    """Non-overlapping seq_len-token windows of each file, filtered as in the paper.
+# ---- data: stream, evaluation paragraphs, training sequences ----
 
-    Drops windows with < 50% unique tokens, license boilerplate, and any window whose exact
-    tokens occur more than once in the corpus (so "seen once" means seen once).
-    Returns the windows and (file index, token offset) for each.
+
+def ngram_hashes(tokens: np.ndarray, n: int) -> np.ndarray:
+    """A 64-bit polynomial hash of every n-token window: entry i covers tokens[i : i + n]."""
+    if len(tokens) < n:
+        return np.zeros(0, dtype=np.uint64)
+    powers = np.cumprod(np.full(n, 0x9E3779B97F4A7C15, dtype=np.uint64))  # wraps mod 2**64
+    windows = np.lib.stride_tricks.sliding_window_view(tokens.astype(np.uint64) + np.uint64(1), n)
+    out = np.empty(len(windows), dtype=np.uint64)
+    for start in range(0, len(windows), 100_000):
+        out[start : start + 100_000] = (windows[start : start + 100_000] * powers).sum(axis=1)
+    return out
+
+
+class NgramCounts:
+    """How often each n-token piece occurs in a set of token arrays (by 64-bit hash)."""
+
+    def __init__(self, arrays: list[np.ndarray], n: int):
+        self.n = n
+        hashes = np.concatenate([ngram_hashes(a, n) for a in arrays]) if arrays else np.zeros(0, np.uint64)
+        self.keys, self.counts = np.unique(hashes, return_counts=True)
+
+    def max_count(self, hashes: np.ndarray) -> int:
+        """The largest occurrence count among the given pieces (0 when a piece never occurs)."""
+        idx = np.searchsorted(self.keys, hashes).clip(max=len(self.keys) - 1)
+        found = self.keys[idx] == hashes
+        return int(np.where(found, self.counts[idx], 0).max())
+
+
+@dataclass
+class Corpus:
+    """The tokenized documents, split into the stream (trained on) and held-out documents."""
+
+    files: list[Path]
+    docs: list[np.ndarray]  # token ids of every file
+    stream_docs: list[int]  # file indices, in stream order
+    heldout_docs: list[int]
+    stream: np.ndarray  # the stream documents joined with EOS after each, cut to stream_tokens
+    stream_doc_starts: np.ndarray  # where each stream document starts in `stream`
+
+
+def split_corpus(cfg: TestbedConfig, files: list[Path], docs: list[np.ndarray], eos: int) -> Corpus:
+    """Documents in a seeded random order; the first ones, up to `heldout_tokens`, are held out."""
+    order = list(range(len(docs)))
+    random.Random(cfg.seed).shuffle(order)
+    heldout, total = [], 0
+    while order and total < cfg.heldout_tokens:
+        heldout.append(order.pop(0))
+        total += len(docs[heldout[-1]])
+    stream_docs, pieces, starts, n = [], [], [], 0
+    for d in order:
+        if cfg.stream_tokens is not None and n >= cfg.stream_tokens:
+            break
+        stream_docs.append(d)
+        starts.append(n)
+        pieces += [docs[d], np.array([eos], dtype=np.int64)]
+        n += len(docs[d]) + 1
+    stream = np.concatenate(pieces) if pieces else np.zeros(0, np.int64)
+    if cfg.stream_tokens is not None:
+        if len(stream) < cfg.stream_tokens:
+            raise ValueError(f"the stream documents hold {len(stream)} tokens, fewer than stream_tokens={cfg.stream_tokens}")
+        stream = stream[: cfg.stream_tokens]
+    return Corpus(files, docs, stream_docs, heldout, stream, np.array(starts, dtype=np.int64))
+
+
+def heldout_windows(cfg: TestbedConfig, corpus: Corpus, counts: NgramCounts, tokenizer) -> list[tuple[int, int]]:
+    """(file, token offset) of the aligned paragraph-length windows of the held-out documents that
+    pass the filters: >= 50% unique tokens, no license boilerplate, and no `dedup_ngram`-token piece
+    that occurs anywhere else in the stream or the held-out documents."""
+    L = cfg.seq_len
+    out = []
+    for d in corpus.heldout_docs:
+        ids = corpus.docs[d]
+        hashes = ngram_hashes(ids, cfg.dedup_ngram)
+        for off in range(0, len(ids) - L + 1, L):
+            if _keep_window(ids[off : off + L], hashes[off : off + L - cfg.dedup_ngram + 1], counts, tokenizer):
+                out.append((d, off))
+    return out
+
+
+def _keep_window(window: np.ndarray, piece_hashes: np.ndarray, counts: NgramCounts, tokenizer) -> bool:
+    if float(unique_fraction(torch.as_tensor(window)[None])[0]) < 0.5:
+        return False
+    if counts.max_count(piece_hashes) != 1:
+        return False
+    return not is_boilerplate(tokenizer.decode(window.tolist()))
+
+
+@dataclass
+class Plan:
+    """Which held-out windows are planted (and how often) and which stay held out."""
+
+    planted: dict[int, list[int]] = field(default_factory=dict)  # copies -> window indices
+    heldout: list[int] = field(default_factory=list)
+
+
+def plan_paragraphs(cfg: TestbedConfig, n_windows: int) -> Plan:
+    need = sum(n for _, n in cfg.planted) + cfg.n_heldout
+    if n_windows < need:
+        raise ValueError(f"the held-out documents give {n_windows} usable paragraphs, the plan needs {need}: raise heldout_tokens")
+    perm = list(range(n_windows))
+    random.Random(cfg.seed + 1).shuffle(perm)
+    plan, pos = Plan(), 0
+    for copies, n in cfg.planted:
+        plan.planted[copies] = perm[pos : pos + n]
+        pos += n
+    plan.heldout = perm[pos : pos + cfg.n_heldout]
+    return plan
+
+
+def place_copies(offsets: np.ndarray, cfg: TestbedConfig, rng: np.random.Generator) -> list[tuple[int, ...]]:
+    """Group copies into training sequences, keeping every copy's own offset.
+
+    Copy b may follow copy a in one sequence when offsets[b] >= offsets[a] + seq_len + margin (room
+    for real text between them). With `copies_per_sequence` 2, the copies that could lead are taken
+    in random order and each is paired with a random one of the remaining copies that fit after it;
+    the rest have a sequence each. Returns the copies of each sequence, in order of offset.
     """
-    rows, where = [], []
-    for fi, text in enumerate(texts):
-        ids = tokenizer.encode(text, add_special_tokens=False)
-        for off in range(0, len(ids) - seq_len + 1, seq_len):
-            rows.append(ids[off : off + seq_len])
-            where.append((fi, off))
-    tokens = torch.tensor(rows, dtype=torch.long)
-    keep = unique_fraction(tokens) >= 0.5
-    _, inverse, counts = torch.unique(tokens, dim=0, return_inverse=True, return_counts=True)
-    keep &= counts[inverse] == 1
-    for i in keep.nonzero().flatten().tolist():
-        if is_boilerplate(tokenizer.decode(rows[i])):
-            keep[i] = False
-    idx = keep.nonzero().flatten()
-    return tokens[idx], [where[i] for i in idx.tolist()]
+    n = len(offsets)
+    if cfg.copies_per_sequence == 1:
+        return [(i,) for i in range(n)]
+    gap = cfg.seq_len + cfg.margin
+    lo, hi = cfg.offset_range
+    avail = sorted((int(offsets[i]), i) for i in range(n) if offsets[i] >= lo + gap)
+    used = np.zeros(n, dtype=bool)
+    units = []
+    for a in rng.permutation(np.flatnonzero(offsets <= hi - gap)).tolist():
+        if used[a]:
+            continue
+        own = bisect.bisect_left(avail, (int(offsets[a]), a))
+        if own < len(avail) and avail[own] == (int(offsets[a]), a):  # a copy that leads cannot also follow
+            avail.pop(own)
+        j = bisect.bisect_left(avail, (int(offsets[a]) + gap, -1))
+        if j == len(avail):
+            continue
+        _, b = avail.pop(int(rng.integers(j, len(avail))))
+        used[a] = used[b] = True
+        units.append((a, b))
+    units += [(i,) for i in range(n) if not used[i]]
+    return units
+
+
+def draw_placement(cfg: TestbedConfig, n_copies: int, rng: np.random.Generator) -> tuple[np.ndarray, list[tuple[int, ...]]]:
+    """Every copy's start offset, drawn uniformly from `offset_range`, and the copies of each sequence."""
+    lo, hi = cfg.offset_range
+    offsets = rng.integers(lo, hi + 1, size=n_copies)
+    return offsets, place_copies(offsets, cfg, rng)
+
+
+@dataclass
+class Layout:
+    """The training sequences, in training order, and what each holds."""
+
+    tokens: torch.Tensor  # [n_seq, context] int32
+    copy_seq: np.ndarray  # per planted copy: its sequence, the planted paragraph, its offset
+    copy_paragraph: np.ndarray
+    copy_offset: np.ndarray
+    piece_seq: np.ndarray  # per piece of stream text: its sequence, stream start, offset, length
+    piece_stream: np.ndarray
+    piece_offset: np.ndarray
+    piece_len: np.ndarray
+
+
+def lay_out(cfg: TestbedConfig, stream: np.ndarray, planted_tokens: np.ndarray, copy_paragraph: np.ndarray) -> Layout:
+    """Cut the stream into full-context sequences and insert every copy at a uniformly random offset.
+
+    Each copy's offset is drawn uniformly from `offset_range`, so every start offset is equally
+    likely; copies are grouped into sequences by `place_copies`; the stream then flows, in order,
+    around the copies, through sequences whose order is shuffled, and the leftover stream fills
+    sequences of its own. The training order of the sequences is shuffled again.
+    """
+    rng = np.random.default_rng(cfg.seed + 2)
+    L, ctx = cfg.seq_len, cfg.context
+    offsets, units = draw_placement(cfg, len(copy_paragraph), rng)
+    need = sum(ctx - L * len(u) for u in units)
+    if need > len(stream):
+        raise ValueError(f"the copies need {need} stream tokens around them, the stream has {len(stream)}: raise stream_tokens")
+    kinds: list[tuple[int, ...]] = units + [()] * ((len(stream) - need) // ctx)
+    rng.shuffle(kinds)
+    rows = np.empty((len(kinds), ctx), dtype=np.int32)
+    cs, cp, co, ps, pst, po, pl = [], [], [], [], [], [], []
+    pos = 0
+    for s, unit in enumerate(kinds):
+        cursor = 0
+        for c in list(unit) + [None]:
+            end = ctx if c is None else int(offsets[c])
+            take = end - cursor
+            rows[s, cursor:end] = stream[pos : pos + take]
+            ps.append(s), pst.append(pos), po.append(cursor), pl.append(take)
+            pos += take
+            if c is not None:
+                rows[s, end : end + L] = planted_tokens[copy_paragraph[c]]
+                cs.append(s), cp.append(int(copy_paragraph[c])), co.append(end)
+                cursor = end + L
+    perm = rng.permutation(len(kinds))  # training order
+    rank = np.empty_like(perm)
+    rank[perm] = np.arange(len(perm))
+    a = lambda x: np.array(x, dtype=np.int64)  # noqa: E731
+    return Layout(
+        tokens=torch.from_numpy(rows[perm]),
+        copy_seq=rank[a(cs)], copy_paragraph=a(cp), copy_offset=a(co),
+        piece_seq=rank[a(ps)], piece_stream=a(pst), piece_offset=a(po), piece_len=a(pl),
+    )
+
+
+def once_windows(cfg: TestbedConfig, corpus: Corpus, layout: Layout, counts: NgramCounts, tokenizer, eos: int) -> list[dict]:
+    """Up to `n_eval_once` stream windows seen exactly once in training, as they occurred: each lies
+    inside one piece of stream text of one training sequence (not across a copy, a sequence or a
+    document boundary), passes the paragraph filters, and none of its `dedup_ngram`-token pieces
+    occurs anywhere else. Pieces in a seeded random order, each cut into non-overlapping windows
+    from a random first offset."""
+    L, n = cfg.seq_len, cfg.dedup_ngram
+    rng = np.random.default_rng(cfg.seed + 3)
+    out = []
+    for p in rng.permutation(len(layout.piece_len)):
+        if layout.piece_len[p] < L:
+            continue
+        first = int(layout.piece_stream[p] + rng.integers(0, min(L, layout.piece_len[p] - L + 1)))
+        for start in range(first, int(layout.piece_stream[p] + layout.piece_len[p]) - L + 1, L):
+            if len(out) == cfg.n_eval_once:
+                return out
+            window = corpus.stream[start : start + L]
+            if (window == eos).any() or not _keep_window(window, ngram_hashes(window, n), counts, tokenizer):
+                continue
+            d = int(np.searchsorted(corpus.stream_doc_starts, start, side="right") - 1)
+            out.append({
+                "file": corpus.stream_docs[d],
+                "offset": start - int(corpus.stream_doc_starts[d]),
+                "sequence": int(layout.piece_seq[p]),
+                "sequence_offset": int(layout.piece_offset[p] + start - layout.piece_stream[p]),
+                "tokens": window,
+            })
+    return out
+
+
+# ---- model and training ----
 
 
 def make_model(cfg: TestbedConfig, tokenizer):
@@ -149,7 +399,7 @@ def make_model(cfg: TestbedConfig, tokenizer):
 
     hf_cfg = GPTNeoConfig(
         vocab_size=len(tokenizer),
-        max_position_embeddings=cfg.n_positions,
+        max_position_embeddings=cfg.context,
         hidden_size=cfg.d_model,
         num_layers=cfg.n_layers,
         attention_types=[[["global", "local"], cfg.n_layers // 2]],
@@ -168,37 +418,18 @@ def make_model(cfg: TestbedConfig, tokenizer):
     return GPTNeoForCausalLM(hf_cfg)
 
 
-@dataclass
-class Plan:
-    """Which paragraph goes where: planted groups, seen once, held out; and the training order."""
-
-    planted: dict[int, list[int]] = field(default_factory=dict)  # copies -> paragraph indices
-    once: list[int] = field(default_factory=list)
-    heldout: list[int] = field(default_factory=list)
-    order: list[int] = field(default_factory=list)  # training sequence of paragraph indices
+def _sdpa_attention(self, query, key, value, attention_mask=None):
+    """GPT-Neo attention (unscaled scores, causal or sliding-window mask) through PyTorch's fused
+    kernel: the same function as the eager `_attn`, faster to train. Weights are not returned."""
+    q_len, k_len = query.size(-2), key.size(-2)
+    mask = self.bias[:, :, k_len - q_len : k_len, :k_len]
+    return torch.nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=mask, scale=1.0), None
 
 
-def plan_training(cfg: TestbedConfig, n_paragraphs: int) -> Plan:
-    need = sum(n for _, n in cfg.planted) + cfg.n_once + cfg.n_heldout
-    if n_paragraphs < need:
-        raise RuntimeError(f"corpus gives {n_paragraphs} paragraphs, the plan needs {need}")
-    rng = random.Random(cfg.seed)
-    perm = list(range(n_paragraphs))
-    rng.shuffle(perm)
-    plan = Plan()
-    pos = 0
-    for copies, n in cfg.planted:
-        plan.planted[copies] = perm[pos : pos + n]
-        pos += n
-    plan.once = perm[pos : pos + cfg.n_once]
-    pos += cfg.n_once
-    plan.heldout = perm[pos : pos + cfg.n_heldout]
-    order = list(plan.once)
-    for copies, idx in plan.planted.items():
-        order += idx * copies
-    rng.shuffle(order)
-    plan.order = order
-    return plan
+def use_fused_attention(model) -> None:
+    """Route this model's attention layers (not the class) through `_sdpa_attention`."""
+    for block in model.transformer.h:
+        block.attn.attention._attn = types.MethodType(_sdpa_attention, block.attn.attention)
 
 
 def _atomic_save(obj, path: Path) -> None:
@@ -207,28 +438,28 @@ def _atomic_save(obj, path: Path) -> None:
     tmp.replace(path)
 
 
-def train(cfg: TestbedConfig, model, tokens: torch.Tensor, order: list[int], work: Path) -> dict:
-    """One pass over `order` (batches of paragraphs), AdamW with a one-cycle schedule.
-
-    Saves a checkpoint every `checkpoint_every` steps; an interrupted run resumes from it.
+def train(cfg: TestbedConfig, model, sequences: torch.Tensor, work: Path) -> dict:
+    """One pass over all the sequences in batches (the last may be smaller), AdamW with a
+    one-cycle schedule. Saves a checkpoint every `checkpoint_every` steps; an interrupted run
+    resumes from it.
     """
-    steps = math.ceil(len(order) / cfg.batch_size)
+    steps = -(-len(sequences) // cfg.batch_size)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps, pct_start=0.1)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps, pct_start=cfg.warmup)
     ckpt = work / "train_state.pt"
-    start, losses = 0, []
+    start, losses, seconds = 0, [], 0.0
     if ckpt.exists():
         state = torch.load(ckpt, weights_only=False)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         sched.load_state_dict(state["sched"])
-        start, losses = state["step"], state["losses"]
-        torch.set_rng_state(state["rng"])
+        start, losses, seconds = state["step"], state["losses"], state["seconds"]
+    use_fused_attention(model)
     model.train()
-    t0, seen = time.time(), 0
+    t0 = time.time()
     bar = tqdm(range(start, steps), initial=start, total=steps, desc="training testbed", unit="step")
     for step in bar:
-        batch = tokens[order[step * cfg.batch_size : (step + 1) * cfg.batch_size]]
+        batch = sequences[step * cfg.batch_size : (step + 1) * cfg.batch_size].long()
         loss = model(input_ids=batch, labels=batch).loss
         if not torch.isfinite(loss):
             raise RuntimeError(f"training loss became {loss.item()} at step {step}")
@@ -238,28 +469,106 @@ def train(cfg: TestbedConfig, model, tokens: torch.Tensor, order: list[int], wor
         opt.step()
         sched.step()
         losses.append(loss.item())
-        seen += batch.numel()
-        bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{seen / (time.time() - t0):.0f}")
+        elapsed = seconds + time.time() - t0
+        bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{(step + 1 - start) * batch.numel() / (time.time() - t0):.0f}")
         if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == steps:
-            _atomic_save(
-                {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                 "step": step + 1, "losses": losses, "rng": torch.get_rng_state()},
-                ckpt,
-            )
+            _atomic_save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                          "step": step + 1, "losses": losses, "seconds": elapsed}, ckpt)
     model.eval()
-    return {"steps": steps, "final_loss": sum(losses[-20:]) / len(losses[-20:]), "loss_curve": losses[:: max(1, steps // 200)]}
+    state = torch.load(ckpt, weights_only=False)
+    tail = losses[-50:]
+    return {
+        "steps": steps,
+        "tokens": int(sequences.numel()),
+        "final_loss": sum(tail) / len(tail),
+        "loss_curve": losses[:: max(1, steps // 200)],
+        "train_seconds": round(state["seconds"], 1),
+    }
+
+
+# ---- the whole build ----
+
+
+def _tokenize(texts: list[str], tokenizer) -> list[np.ndarray]:
+    encoded = tokenizer.backend_tokenizer.encode_batch(texts, add_special_tokens=False)
+    return [np.array(e.ids, dtype=np.int64) for e in encoded]
+
+
+def build_data(cfg: TestbedConfig, work: Path, texts: list[str], files: list[Path], tokenizer) -> dict:
+    """Corpus split, evaluation paragraphs and the training layout; cached in the work folder."""
+    cache = work / "data.pt"
+    if cache.exists():
+        return torch.load(cache, weights_only=False)
+    eos = tokenizer.eos_token_id
+    docs = _tokenize(texts, tokenizer)
+    corpus = split_corpus(cfg, files, docs, eos)
+    counts = NgramCounts([corpus.stream] + [docs[d] for d in corpus.heldout_docs], cfg.dedup_ngram)
+    windows = heldout_windows(cfg, corpus, counts, tokenizer)
+    plan = plan_paragraphs(cfg, len(windows))
+    planted_tokens = np.stack([docs[windows[i][0]][windows[i][1] : windows[i][1] + cfg.seq_len]
+                               for idx in plan.planted.values() for i in idx])
+    copies_of = [c for c, idx in plan.planted.items() for _ in idx]
+    copy_paragraph = np.repeat(np.arange(len(copies_of)), copies_of)
+    layout = lay_out(cfg, corpus.stream, planted_tokens, copy_paragraph)
+    once = once_windows(cfg, corpus, layout, counts, tokenizer, eos)
+    unigram = np.bincount(corpus.stream, minlength=len(tokenizer))
+    data = {"corpus": corpus, "windows": windows, "plan": plan, "layout": layout, "once": once, "unigram": unigram}
+    _atomic_save(data, cache)
+    return data
+
+
+def eval_paragraphs(cfg: TestbedConfig, data: dict) -> Paragraphs:
+    """The shipped evaluation sets: planted (with copies), once (seen once) and heldout (never seen)."""
+    corpus, windows, plan = data["corpus"], data["windows"], data["plan"]
+    root = Path(sysconfig.get_paths()["stdlib"])
+    rows, ids, counts, splits, sources, offsets, seqs, seq_offsets = [], [], [], [], [], [], [], []
+
+    def add(pid, tokens, count, split, doc, offset, seq=None, seq_offset=None):
+        rows.append(np.asarray(tokens)), ids.append(pid), counts.append(count), splits.append(split)
+        sources.append(str(corpus.files[doc].relative_to(root))), offsets.append(int(offset))
+        seqs.append(seq), seq_offsets.append(seq_offset)
+
+    for copies, idx in plan.planted.items():
+        for i in idx:
+            d, off = windows[i]
+            add(f"planted-{copies}x-{len(ids)}", corpus.docs[d][off : off + cfg.seq_len], copies, "planted", d, off)
+    for j, w in enumerate(data["once"]):
+        add(f"once-{j}", w["tokens"], 1, "once", w["file"], w["offset"], w["sequence"], w["sequence_offset"])
+    for j, i in enumerate(plan.heldout):
+        d, off = windows[i]
+        add(f"heldout-{j}", corpus.docs[d][off : off + cfg.seq_len], 0, "heldout", d, off)
+    meta = {"split": tuple(splits), "source": tuple(sources), "offset": tuple(offsets)}
+    meta["sequence"], meta["sequence_offset"] = tuple(seqs), tuple(seq_offsets)
+    return Paragraphs(torch.tensor(np.stack(rows), dtype=torch.long), cfg.prefix_len, tuple(ids), tuple(counts), meta)
+
+
+def offset_summary(cfg: TestbedConfig, offsets: np.ndarray, n_bins: int = 12) -> dict:
+    """Histogram of the copies' start offsets and a chi-square test against the uniform distribution."""
+    from scipy.stats import chisquare
+
+    lo, hi = cfg.offset_range
+    observed = np.bincount(offsets - lo, minlength=hi - lo + 1)
+    edges = np.linspace(lo, hi + 1, n_bins + 1).round().astype(int)
+    return {
+        "range": [lo, hi],
+        "n_copies": int(len(offsets)),
+        "bins": [[int(a), int(b) - 1, int(((offsets >= a) & (offsets < b)).sum())] for a, b in zip(edges[:-1], edges[1:])],
+        "min_count_per_offset": int(observed.min()),
+        "max_count_per_offset": int(observed.max()),
+        "chi2_uniform_p": float(chisquare(observed).pvalue),
+    }
 
 
 def build_testbed(out_dir: str | Path, cfg: TestbedConfig = TestbedConfig(), work_dir: str | Path | None = None) -> dict:
     """Build (or resume building) the testbed into `out_dir`; returns its metadata."""
     from interp.metrics import score_paragraphs
     from interp.models import load_model
+    from interp.position import position_robustness
 
     out_dir = Path(out_dir)
     work = Path(work_dir) if work_dir else out_dir.parent / f"_build_{out_dir.name}"
     work.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(cfg.seed)
-    t_start = time.time()
+    t_start, load_start = time.time(), os.getloadavg()
 
     files = stdlib_files(cfg.max_files)
     texts, corpus_hash = read_corpus(files)
@@ -270,73 +579,46 @@ def build_testbed(out_dir: str | Path, cfg: TestbedConfig = TestbedConfig(), wor
         tokenizer = AutoTokenizer.from_pretrained(tok_dir)
     else:
         tokenizer = train_tokenizer(texts, cfg.vocab_size, tok_dir)
+    data = build_data(cfg, work, texts, files, tokenizer)
+    layout: Layout = data["layout"]
 
-    para_file = work / "paragraphs.pt"
-    if para_file.exists():
-        saved = torch.load(para_file, weights_only=False)
-        tokens, where, unigram = saved["tokens"], saved["where"], saved["unigram"]
-    else:
-        tokens, where = cut_paragraphs(texts, tokenizer, cfg.seq_len)
-        unigram = torch.zeros(len(tokenizer), dtype=torch.long)
-        for text in texts:
-            unigram += torch.bincount(torch.tensor(tokenizer.encode(text), dtype=torch.long), minlength=len(tokenizer))
-        _atomic_save({"tokens": tokens, "where": where, "unigram": unigram}, para_file)
-
-    plan = plan_training(cfg, len(tokens))
     model = make_model(cfg, tokenizer)
-    training = train(cfg, model, tokens, plan.order, work)
+    training = train(cfg, model, layout.tokens, work)
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    model.to({"float16": torch.float16, "float32": torch.float32}[cfg.storage_dtype])
     model.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
-
-    # Evaluation sets: every planted paragraph, a sample seen once, and held-out text.
-    def ident(i: int) -> str:
-        return f"p{i}"  # the paragraph's index among the filtered corpus paragraphs
-
-    eval_idx, counts, splits = [], [], []
-    for copies, idx in plan.planted.items():
-        eval_idx += idx
-        counts += [copies] * len(idx)
-        splits += ["planted"] * len(idx)
-    eval_idx += plan.once[: cfg.n_eval_once]
-    counts += [1] * min(cfg.n_eval_once, len(plan.once))
-    splits += ["once"] * min(cfg.n_eval_once, len(plan.once))
-    eval_idx += plan.heldout
-    counts += [0] * len(plan.heldout)
-    splits += ["heldout"] * len(plan.heldout)
-    root = Path(sysconfig.get_paths()["stdlib"])
-    eval_set = Paragraphs(
-        tokens=tokens[eval_idx],
-        prefix_len=cfg.prefix_len,
-        ids=tuple(ident(i) for i in eval_idx),
-        counts=tuple(counts),
-        meta={
-            "split": tuple(splits),
-            "source": tuple(str(files[where[i][0]].relative_to(root)) for i in eval_idx),
-            "offset": tuple(where[i][1] for i in eval_idx),
-        },
-    )
+    eval_set = eval_paragraphs(cfg, data)
     eval_set.save_jsonl(out_dir / "paragraphs.jsonl")
 
+    # Every number below is measured on the shipped weights, loaded as users load them.
     hooked = load_model(str(out_dir), device="cpu")
     scores = score_paragraphs(hooked, eval_set)
+    counts = list(eval_set.counts)
     by_count: dict[str, dict] = {}
     for c in sorted(set(counts), reverse=True):
         sel = torch.tensor([x == c for x in counts])
         em = scores.em[sel].float()
         by_count[str(c)] = {
             "n": int(sel.sum()),
+            "n_memorized": int((em == cfg.continuation_len).sum()),
             "fraction_memorized": float((em == cfg.continuation_len).float().mean()),
             "mean_em": float(em.mean()),
             "fraction_em_le_10": float((em <= 10).float().mean()),
         }
-    n_mem = int((scores.em == cfg.continuation_len).sum())
+    splits = eval_set.meta["split"]
+    planted = eval_set.select([i for i, s in enumerate(splits) if s == "planted"])
+    filler = eval_set.select([i for i, s in enumerate(splits) if s == "heldout"]).tokens
+    robustness = position_robustness(hooked, planted, filler=filler, ks=cfg.robustness_ks, seed=cfg.seed)
     once_mask = torch.tensor([s == "once" for s in splits])
-    n_once_nmem = int((scores.em[once_mask] <= 10).sum())
+    n_planted_tokens = int(len(layout.copy_offset) * cfg.seq_len)
+    n_train = int(training["tokens"])
 
+    root = Path(sysconfig.get_paths()["stdlib"])
     metadata = {
         "name": "interp testbed",
+        "version": 2,
         "config": asdict(cfg),
         "corpus": {
             "source": "Python standard library .py files outside test folders",
@@ -344,15 +626,32 @@ def build_testbed(out_dir: str | Path, cfg: TestbedConfig = TestbedConfig(), wor
             "python_implementation": sys.implementation.name,
             "n_files": len(files),
             "sha256": corpus_hash,
-            "n_paragraphs_after_filters": len(tokens),
-            "filters": {"min_unique_fraction": 0.5, "drop_repeated_windows": True, "boilerplate_patterns": list(BOILERPLATE_PATTERNS)},
+            "n_stream_files": len(data["corpus"].stream_docs),
+            "n_heldout_files": len(data["corpus"].heldout_docs),
+            "heldout_files": [str(files[d].relative_to(root)) for d in data["corpus"].heldout_docs],
+            "n_heldout_windows_after_filters": len(data["windows"]),
+            "filters": {"min_unique_fraction": 0.5, "unique_ngram": cfg.dedup_ngram,
+                        "boilerplate_patterns": list(BOILERPLATE_PATTERNS)},
         },
-        "training": {**training, "tokens_seen": len(plan.order) * cfg.seq_len, "seconds": round(time.time() - t_start, 1)},
-        "planted": {str(c): [ident(i) for i in idx] for c, idx in plan.planted.items()},
-        "unigram_counts": unigram.tolist(),
+        "data": {
+            "stream_tokens": int(len(data["corpus"].stream)),
+            "stream_tokens_trained": n_train - n_planted_tokens,
+            "planted_tokens": n_planted_tokens,
+            "planted_share": n_planted_tokens / n_train,
+            "sequences": int(len(layout.tokens)),
+            "sequences_with_copies": {str(k): int(v) for k, v in zip(*np.unique(np.bincount(layout.copy_seq, minlength=len(layout.tokens)), return_counts=True))},
+            "offsets": offset_summary(cfg, layout.copy_offset),
+        },
+        "training": {**training, "wall_seconds": round(time.time() - t_start, 1),
+                     "load_average_start": list(load_start), "load_average_end": list(os.getloadavg())},
+        "planted": {str(c): [eval_set.ids[i] for i, (cc, s) in enumerate(zip(counts, splits)) if s == "planted" and cc == c]
+                    for c, _ in cfg.planted},
+        "unigram_counts": data["unigram"].tolist(),
         "memorization_by_count": by_count,
-        "n_mem": n_mem,
-        "n_once_em_le_10": n_once_nmem,
+        "n_mem": int((scores.em == cfg.continuation_len).sum()),
+        "n_once_em_le_10": int((scores.em[once_mask] <= 10).sum()),
+        "fraction_once_em_le_10": float((scores.em[once_mask] <= 10).float().mean()),
+        "position_robustness": robustness.to_json(),
     }
     tmp = out_dir / "metadata.json.tmp"
     tmp.write_text(json.dumps(metadata))
