@@ -36,6 +36,7 @@ import torch
 from jaxtyping import Float, Int
 from scipy.stats import kendalltau, spearmanr
 from torch import Tensor
+from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 from transformer_lens.utils import get_act_name
 
@@ -387,6 +388,7 @@ def locate_memorization_head(
     method_options: dict[str, dict] | None = None,
     seed: int = 0,
     batch_size: int = 64,
+    progress: bool = False,
 ) -> HeadRanking:
     """Rank every head by how specifically it carries memorized paragraphs, with several methods.
 
@@ -413,6 +415,12 @@ def locate_memorization_head(
     rare = rare_nmem = patch = attrib = grads = None
     cells = None
     screen: dict = {}
+    bar = tqdm(total=len(methods), desc="locating the head", unit="method", leave=False, disable=not progress)
+
+    def done(name: str) -> None:
+        bar.set_postfix_str(name)
+        bar.update(len(results) - bar.n)
+
     if "rare_token" in methods:
         clock = Stopwatch()
         if unigram_counts is None:
@@ -425,6 +433,7 @@ def locate_memorization_head(
         score = options.get("rare_token", {}).get("score", "excess")
         results["rare_token"] = UnitScores("rare_token", "head", rare_token_score(rare, score), clock.seconds,
                                            {"query": rare.query, "n_mem": len(wide_mem), "score": score}, detail=rare)
+        done("rare_token")
     if "gradient" in methods:
         from interp.gradients import gradient_map
 
@@ -432,6 +441,7 @@ def locate_memorization_head(
         grads = gradient_map(model, mem, nmem, batch_size=min(batch_size, 16))
         results["gradient"] = UnitScores("gradient", "head", grads.relative_diff_heads.max(-1).values.float(),
                                          clock.seconds, {"objective": "nll", "reduce": "max"})
+        done("gradient")
     n_heads = model.cfg.n_layers * model.cfg.n_heads
     exact = [m for m in SCREENED if m in methods]
     corrupted = corrupt_prefixes(mem, corrupt_fraction, model.cfg.d_vocab, seed=seed)
@@ -441,6 +451,7 @@ def locate_memorization_head(
             attrib = attribution_patching(model, mem, corrupted, kinds=("head_out",))["head_out"]
         results["attribution"] = UnitScores("attribution", "head", attrib.effect.nan_to_num(0.0), clock.seconds,
                                             {"corrupt_fraction": corrupt_fraction}, detail=attrib)
+        done("attribution")
     if exact:
         if exact_all or candidates >= n_heads:
             cells = torch.stack(torch.meshgrid(torch.arange(model.cfg.n_layers), torch.arange(model.cfg.n_heads),
@@ -457,11 +468,14 @@ def locate_memorization_head(
                                          {"corrupt_fraction": corrupt_fraction, "candidates": len(cells)}, detail=patch)
         if attrib is not None:
             screen.update(screen_agreement(attrib.effect, patch.effect, cells))
+        done("patching")
     for method in UNIT_METHODS:
         if method in methods:
             results[method] = unit_method(model, method, mem, nmem, unit="head", reference=reference,
                                           units=cells if method in SCREENED else None, options=options.get(method),
                                           batch_size=batch_size, seed=seed)
+            done(method)
+    bar.close()
     for r in results.values():
         notes += list(r.notes)
     results = {m: results[m] for m in methods if m in results} | {m: r for m, r in results.items() if m not in methods}

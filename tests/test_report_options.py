@@ -101,3 +101,10 @@ def test_conventions_presets_and_table():
     assert table.count("\n") == len(TABLE) + 1 and all(row[0] in table for row in TABLE)
     with pytest.raises(UserError):
         conventions("nature")
+
+
+def test_readme_table_is_the_conventions_table():
+    from pathlib import Path
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    assert markdown_table() in readme, "README's conventions table differs from interp.conventions.TABLE"

@@ -84,7 +84,8 @@ def _heads(inputs: StepInputs) -> Bundle | Skipped:
     counts = shipped_unigram_counts(model)
     ranking = locate_memorization_head(model, subset, unigram_counts=counts, max_paragraphs=o.n_mem,
                                        method_options={"rare_token": {"score": conventions(o.conventions).rare_token_score}},
-                                       mem_min=split.mem_min, nmem_max=split.nmem_max, seed=o.seed, batch_size=o.batch_size)
+                                       mem_min=split.mem_min, nmem_max=split.nmem_max, seed=o.seed, batch_size=o.batch_size,
+                                       progress=o.progress)
     # attention patterns of the top heads on one MEM paragraph, for the circuitsvis view
     heads = [tuple(h) for h in ranking.order[:3].tolist()]
     example = inputs.paragraphs.select(mem_idx[:1])
@@ -127,9 +128,13 @@ def _unlearning(inputs: StepInputs) -> Bundle | Skipped:
     perturbed_mem, _ = perturbation_parts(inputs.results["perturbation"])
     n_targets = min(o.unlearn_targets, len(mem), len(perturbed_mem.ids))
     retain_per_run = 10
-    if len(nmem) < n_targets * retain_per_run + 1:
-        return Skipped(f"needs {n_targets * retain_per_run + 1} NMEM paragraphs ({retain_per_run} per run + probes); "
-                       f"raise n_nmem (now {o.n_nmem})")
+    need = n_targets * retain_per_run + 1
+    if len(nmem) < need:
+        have = len(split.nmem_idx)
+        fix = (f"raise n_nmem (now {o.n_nmem}; the set has {have} NMEM paragraphs)" if have >= need else
+               f"the paragraph set has only {have} NMEM paragraphs: give a larger set (e.g. from `interp scan`) or "
+               f"lower unlearn_targets (now {o.unlearn_targets})")
+        return Skipped(f"needs {need} NMEM paragraphs ({retain_per_run} per run + probes); {fix}")
     targets = mem.select(range(n_targets))
     edit_targets = perturbed_mem.editing_targets.select(torch.arange(n_targets))
     retain = nmem.select(range(n_targets * retain_per_run))
@@ -156,7 +161,7 @@ def _unlearning(inputs: StepInputs) -> Bundle | Skipped:
         bar.close()
     table = unlearning_table(model, targets, retain, configs, probe, edit_targets=edit_targets, retain_per_run=retain_per_run,
                              relearn_config=RelearnConfig(steps=o.relearn_steps) if o.relearn_steps else None,
-                             calibrations=calibrations)
+                             calibrations=calibrations, progress=o.progress)
     return Bundle({"table": table})
 
 

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from statistics import fmean
 
 import torch
+from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
 from interp.data import Paragraphs
@@ -106,6 +107,7 @@ def unlearning_table(
     relearn_config: RelearnConfig | None = RelearnConfig(),
     on_run: Callable | None = None,
     calibrations: Sequence[Calibration] = (),
+    progress: bool = False,
 ) -> UnlearningTable:
     """Run every config once per target (target i with retain paragraphs [i*k, (i+1)*k)), then average.
 
@@ -120,6 +122,7 @@ def unlearning_table(
                         f"retain (NMEM) paragraphs, got {len(retain)}")
     before = evaluate(model, targets, probe, edit_targets=edit_targets)
     after, relearned, trained, changed, per_run = [], [], [], [], []
+    bar = tqdm(total=len(configs) * len(targets), desc="unlearning runs", unit="run", leave=False, disable=not progress)
     for config in configs:
         runs_after, runs_relearn, n_trained, n_changed = [], [], [], []
         for i in range(len(targets)):
@@ -140,10 +143,13 @@ def unlearning_table(
             n_trained.append(result.trained)
             n_changed.append(result.weights_changed)
             per_run.append(record)
+            bar.set_postfix_str(config.label)
+            bar.update()
         after.append(_mean_summaries(runs_after))
         relearned.append(_mean_summaries(runs_relearn) if runs_relearn else {})
         trained.append(sum(n_trained) / len(n_trained))
         changed.append(sum(n_changed) / len(n_changed))
+    bar.close()
     return UnlearningTable(
         labels=tuple(c.label for c in configs), configs=tuple(c.to_dict() for c in configs),
         before=before.summary(), after=tuple(after), relearned=tuple(relearned), trained=tuple(trained),
