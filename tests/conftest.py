@@ -20,14 +20,20 @@ NO_BROWSER = ("needs Chromium (PNG/SVG export and the rendered report): install 
 needs_browser = pytest.mark.skipif(BROWSER is None, reason=NO_BROWSER)
 
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: minutes-long checks; `pytest -m 'not slow'` leaves them out")
+def pytest_addoption(parser):
+    parser.addoption("--slow", action="store_true", help="also run the tests marked slow (CI and the README run everything)")
 
 
 def pytest_collection_modifyitems(config, items):
-    """CI (INTERP_REQUIRE_BROWSER=1) must run the browser tests: no Chromium there is an error, not a skip."""
+    """A plain run leaves out the tests marked slow (listed as deselected); --slow runs them. CI
+    (INTERP_REQUIRE_BROWSER=1) must run the browser tests: no Chromium there is an error, not a skip."""
     if os.environ.get("INTERP_REQUIRE_BROWSER") == "1" and BROWSER is None:
         raise pytest.UsageError("INTERP_REQUIRE_BROWSER=1 but no Chromium was found: the browser tests would be skipped")
+    if not config.getoption("--slow"):
+        slow = [item for item in items if item.get_closest_marker("slow")]
+        if slow:
+            config.hook.pytest_deselected(items=slow)
+            items[:] = [item for item in items if not item.get_closest_marker("slow")]
 
 
 @pytest.fixture(autouse=True)

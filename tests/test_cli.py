@@ -36,10 +36,15 @@ def test_memorized_json_on_testbed(tmp_path, capsys, testbed, testbed_paragraph_
         (["memorized", "--model", "testbed", "--paragraphs", "/no/file.jsonl"], "does not exist"),
         (["memorized", "--model", "testbed", "--device", "cuda:3"], "CUDA"),
         (["memorized", "--model", "testbed", "--dtype", "float8"], "dtype"),
-        (["memorized", "--model", "testbed", "--prefix-len", "100", "--continuation-len", "100"], "context"),
+        (["memorized", "--model", "testbed", "--paragraphs", "CONTEXT", "--prefix-len", "200", "--continuation-len", "100"],
+         "context"),
     ],
 )
-def test_user_errors_exit_2_with_one_line(argv, message, capsys):
+def test_user_errors_exit_2_with_one_line(argv, message, capsys, tmp_path):
+    if "CONTEXT" in argv:  # paragraphs longer than the model's context: a text file with no declared lengths
+        path = tmp_path / "long.jsonl"
+        path.write_text('{"text": "' + "x = 1 " * 400 + '"}\n')
+        argv = [str(path) if a == "CONTEXT" else a for a in argv]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
@@ -61,6 +66,7 @@ def test_json_output_not_written_on_error(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("command", [["grad-map", "--no-per-paragraph"], ["perturb", "--samples", "1"]])
+@pytest.mark.slow
 def test_commands_draw_nmem_from_trained_text_only(command, tmp_path, testbed_paragraph_set):
     """Every command picks MEM / NMEM with the report's selection: never-trained ('heldout') text is no NMEM."""
     splits = testbed_paragraph_set.meta["split"]

@@ -77,6 +77,7 @@ def test_neuron_injection_is_found_by_pruning_masks(text):
     assert max(recalls["hard_concrete"], recalls["slimming"]) >= 0.5, recalls  # random: 0.05
 
 
+@pytest.mark.slow
 def test_validate_locator_measures_on_copies_and_recommends(text, tmp_path):
     model = _model(seed=2)
     state = {k: v.clone() for k, v in model.state_dict().items()}

@@ -16,6 +16,7 @@ def test_em_counts_up_to_first_mismatch():
     assert em_from_hits(hits).tolist() == [2, 0, 4]
 
 
+@pytest.mark.slow
 def test_teacher_forced_em_equals_greedy_decoding_on_testbed(testbed, testbed_scores):
     p, scores = testbed_scores
     mem, nmem = split_mem_nmem(scores.em, p.continuation_len)

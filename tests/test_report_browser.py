@@ -18,6 +18,8 @@ from interp.views.report_html import Section
 
 from conftest import BROWSER, needs_browser
 
+pytestmark = pytest.mark.slow  # the whole module: minutes on 2 cores
+
 HOSTILE = "</script><script>window.__pwned=1</script><b id=hostile>bold</b><img src=x onerror=window.__pwned=2> "
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run"]

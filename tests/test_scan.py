@@ -349,11 +349,10 @@ def test_scan_leaves_the_model_as_it_was(tiny, corpus_file, tmp_path):
 
 
 def test_testbed_scan_finds_a_planted_paragraph_at_its_file_offset(testbed, testbed_paragraph_set, tmp_path):
-    """A paragraph planted 128 times in training is in its stdlib file once. Cut 200 tokens before
-    it, it starts a screening chunk (chunks start every 20 tokens), where the screen's input is the
-    exact one, and the default scan finds it; cut 23 tokens before it, --exact finds it. (Testbed v1
-    recites it only at its own start, so the default misses it mid-chunk; benchmarks/bench_scan.py
-    design measures that.)"""
+    """A paragraph planted 128 times (at random offsets of training sequences) is in its held-out
+    stdlib file once. Cut 200 tokens before it (it starts a screening chunk) or 23 before it (it sits
+    mid-chunk), the DEFAULT scan finds the window at its offset, as --exact does: the testbed recites
+    by content, wherever the paragraph stands. The MEM record covering that offset holds the window."""
     import sysconfig
 
     p = testbed_paragraph_set
@@ -362,14 +361,14 @@ def test_testbed_scan_finds_a_planted_paragraph_at_its_file_offset(testbed, test
     text = (Path(sysconfig.get_paths()["stdlib"]) / source).read_text(encoding="utf-8", errors="replace")
     tokens = testbed.tokenizer.encode(text, add_special_tokens=False)
     assert tokens[offset : offset + 100] == p.tokens[i].tolist()
-    for rel, exact in ((200, False), (23, True)):
+    for rel in (200, 23):
         path = _write_jsonl(tmp_path / f"slice{rel}.jsonl", [tokens[offset - rel : offset + 150]])
-        out = tmp_path / f"s{rel}.jsonl"
-        scan_corpus(testbed, resolve_corpus([path]), out, ScanConfig(n_controls=2, exact=exact), progress=False)
-        mem = [r for r in _records(out) if r["kind"] == "mem"]
-        assert (f"{path}#1", rel) in _mem_starts(mem)
-        best = next(r for r in mem if r["span_start"] <= rel < r["span_end"])
-        assert best["offset"] == rel and best["tokens"] == p.tokens[i].tolist()
+        for exact in (False, True):
+            out = tmp_path / f"s{rel}{exact}.jsonl"
+            scan_corpus(testbed, resolve_corpus([path]), out, ScanConfig(n_controls=2, exact=exact), progress=False)
+            mem = [r for r in _records(out) if r["kind"] == "mem"]
+            assert (f"{path}#1", rel) in _mem_starts(mem), (rel, exact)
+            assert any(a <= rel <= b for r in mem for a, b in r["mem_runs"])
 
 
 # ---- a rotary (GPT-NeoX) model that recalls paragraphs by content, wherever they sit ----------------
@@ -471,7 +470,8 @@ def test_default_scan_finds_what_exact_finds_on_a_rotary_model_at_random_offsets
         assert scoring == W * summary.windows_scored
         assert summary.forward_per_token["all"] == pytest.approx(sum(counted) / summary.tokens)
     ex, de = runs["exact"][0], runs["default"][0]
-    assert ex.forward_tokens["verify"] == W * ex.windows and ex.forward_per_token["scan"] > W - 1
+    assert ex.forward_tokens["verify"] == W * ex.windows
+    assert ex.forward_per_token["scan"] == pytest.approx(W * ex.windows / ex.tokens)  # every window, W tokens each
     chunk = base.chunk_len / base.screen_step  # forward tokens per corpus token of the screen, end effects aside
     assert 0.8 * chunk < de.forward_per_token["screen"] < 1.3 * chunk
     assert de.forward_per_token["audit"] == pytest.approx(W * de.screen_recall["windows"] / de.tokens, rel=0.2)

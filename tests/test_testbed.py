@@ -34,6 +34,7 @@ def test_shipped_memorization_matches_metadata(testbed_scores):
     assert meta["fraction_once_em_le_10"] >= 0.95
 
 
+@pytest.mark.slow
 def test_shipped_testbed_recites_at_any_offset(testbed, testbed_paragraph_set):
     """Re-measured on the shipped weights: >= 90% of MEM paragraphs stay at EM 50 after k tokens of
     held-out text, and no worse than the metadata says."""
@@ -114,6 +115,7 @@ def test_quick_build_sets_and_offsets_are_as_designed(quick):
     assert meta["data"]["planted_tokens"] == sum(c * n for c, n in cfg.planted) * cfg.seq_len
 
 
+@pytest.mark.slow
 def test_interrupted_build_resumes_to_the_same_weights(quick, tmp_path, monkeypatch):
     root, meta, _ = quick
     real_tqdm = build.tqdm

@@ -261,6 +261,7 @@ def test_relearn_and_table(setup):
         unlearning_table(model, mem.select([0, 1]), nmem.select(range(15)), configs, probe, retain_per_run=10)
 
 
+@pytest.mark.slow
 def test_cli_save_reloads_with_the_measured_em(testbed, tmp_path):
     """`interp unlearn --save DIR` writes a model whose EM `interp memorized --model DIR` reproduces."""
     from interp import testbed_paragraphs
