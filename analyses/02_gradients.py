@@ -16,7 +16,9 @@
 # Backpropagate the continuation NLL for a batch of MEM and a batch of NMEM paragraphs; score each
 # weight matrix by its largest |gradient|. The paper (GPT-Neo 125M) found NMEM gradients larger
 # overall, but MEM putting relatively more gradient into LOWER layers, with layer 1 head 2's W_V
-# the most salient component.
+# the most salient component. The max of a batch-mean gradient shrinks as the batch grows, so MEM
+# and NMEM are compared at EQUAL set sizes (the larger set is cut into chunks of the smaller one's
+# size and their maps averaged); layer shares are shares of the squared gradient.
 
 # %%
 from _common import QUICK, save, testbed_subset
@@ -41,7 +43,7 @@ mem, nmem = choose_sets(split, paragraphs, n_mem=4 if QUICK else 32, n_nmem=8 if
 print(f"{len(mem)} MEM and {len(nmem)} NMEM paragraphs")
 
 # %%
-nll_map = gradient_map(model, mem, nmem, objective="nll", reduce="max")
+nll_map = gradient_map(model, mem, nmem, objective="nll", reduce="max")  # MEM and NMEM at equal set sizes
 low = nll_map.lower_half_share()
 print(f"share of the per-layer gradient in the lower half: MEM {low['mem']:.3f}, NMEM {low['nmem']:.3f}")
 print("most salient cells:", nll_map.most_salient())

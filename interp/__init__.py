@@ -10,6 +10,7 @@ from typing import Any
 
 from interp.ablation import HeadAblation, head_ablation
 from interp.attention import RareTokenAttention, rare_token_attention
+from interp.conventions import PAPER, TOOLKIT, Conventions, conventions
 from interp.data import Paragraphs, load_paragraphs, rarity_ranks, unigram_counts
 from interp.errors import UserError
 from interp.gradient_norms import NormComparison, PerParagraphNorms, compare_norms, per_paragraph_norms
@@ -42,6 +43,9 @@ from interp.unit_ablation import unit_ablation
 from interp.unit_masks import hard_concrete, slimming
 from interp.unit_scores import UnitScores, recall_at
 from interp.unlearning import (
+    Calibration,
+    calibrate,
+    calibrated_configs,
     Evaluation,
     Probe,
     RelearnConfig,
@@ -57,6 +61,8 @@ from interp.unlearning import (
 )
 
 __all__ = [
+    "Calibration",
+    "Conventions",
     "Evaluation",
     "GradientMap",
     "HeadAblation",
@@ -64,6 +70,7 @@ __all__ = [
     "LocatorValidation",
     "MemorizationSplit",
     "NormComparison",
+    "PAPER",
     "ParagraphScores",
     "Paragraphs",
     "PatchingResult",
@@ -79,6 +86,7 @@ __all__ = [
     "ReportRun",
     "RestorationResult",
     "ScanConfig",
+    "TOOLKIT",
     "UnitScores",
     "UnlearnConfig",
     "UnlearnResult",
@@ -86,10 +94,13 @@ __all__ = [
     "UserError",
     "activation_patching",
     "attribution_patching",
+    "calibrate",
+    "calibrated_configs",
     "candidate_mask",
     "choose_indices",
     "choose_sets",
     "compare_norms",
+    "conventions",
     "evaluate",
     "exact_match",
     "gradient_map",
