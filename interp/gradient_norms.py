@@ -3,6 +3,9 @@
 - `per_paragraph_norms`: every paragraph's own gradient norm per (layer, component, head) from
   batched passes, without per-paragraph gradients: for a linear map with inputs A [T, d_in] and
   output-gradients G [T, d_out] of one paragraph, ||G^T A||_F^2 = <A A^T, G G^T>_F ("ghost" norms).
+  The Grams are float32 (float64 for a float64 model); each layer's input Grams are taken in the
+  forward and combined with its output-gradients inside the backward, as autograd produces them,
+  so a layer's saved inputs are released as soon as its norms are known.
 - `compare_norms`: MEM vs NMEM per layer with an effect size and a Mann-Whitney U test.
 
 The batch gradient maps these complement are `interp.gradients.gradient_map`.
@@ -10,6 +13,7 @@ The batch gradient maps these complement are `interp.gradients.gradient_map`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,8 +27,7 @@ from transformer_lens.utils import get_act_name
 
 from interp.data import Paragraphs
 from interp.errors import UserError
-from interp.gradients import COMPONENTS, HEAD_COMPONENTS, check_inputs, check_supported_model
-from interp.objectives import token_nll
+from interp.gradients import COMPONENTS, HEAD_COMPONENTS, _grad_only_for, check_inputs, check_supported_model
 
 
 @dataclass(frozen=True)
@@ -72,12 +75,209 @@ def _ln_output(ln: torch.nn.Module, normalized: Tensor) -> Tensor:
     return out
 
 
+def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float32 for float32 / half models, float64 for float64 ones."""
+    return torch.promote_types(dtype, torch.float32)
+
+
 def _gram(x: Tensor) -> Tensor:
-    """x [b, T, d] -> [b, T, T]; x [b, T, h, d] -> [b, h, T, T]; float64 so the inner products stay exact."""
-    x = x.double()
-    if x.ndim == 3:
-        return torch.einsum("btd,bsd->bts", x, x)
-    return torch.einsum("bthd,bshd->bhts", x, x)
+    """x [b, T, d] -> x x^T [b, T, T] in the accumulation dtype (float32, or float64 for float64 models)."""
+    x = x.to(_acc_dtype(x.dtype))
+    return torch.bmm(x, x.transpose(1, 2))
+
+
+def _ghost(gram: Tensor, x: Tensor, groups: int) -> Tensor:
+    """sum_{t,s} gram[t,s] <x_t, x_s> within each of `groups` equal slices of x's last dims: [b, groups].
+
+    With gram = A A^T and x = G (or gram = G G^T and x = A) of one paragraph this is ||G^T A||_F^2
+    for each slice, computed as sum((gram @ x) * x) so no per-slice T x T matrix is built.
+    """
+    x = x.reshape(x.shape[0], x.shape[1], -1).to(gram.dtype)
+    return (torch.bmm(gram, x) * x).reshape(x.shape[0], x.shape[1], groups, -1).sum((1, 3))
+
+
+def _continuation_token_nll(model: HookedTransformer, tokens: Tensor, prefix_len: int) -> Tensor:
+    """`interp.objectives.token_nll`, unembedding only the continuation positions and reading W_U
+    in place (TransformerLens's Unembed makes a contiguous copy of W_U^T, [d_vocab x d_model], on
+    every forward and keeps it for the backward); the same values up to float rounding."""
+    cfg = model.cfg
+    resid = model(tokens, stop_at_layer=cfg.n_layers)[:, prefix_len - 1 : -1]
+    if cfg.normalization_type is not None:
+        resid = model.ln_final(resid)
+    unembed = model.unembed
+    logits = unembed.hook_out(torch.matmul(unembed.hook_in(resid), unembed.W_U) + unembed.b_U)
+    cap = getattr(cfg, "output_logits_soft_cap", -1.0)
+    if cap is not None and cap > 0:
+        logits = cap * torch.tanh(logits / cap)
+    logp = logits.float().log_softmax(-1)
+    return -logp.gather(-1, tokens[:, prefix_len:, None].to(logp.device)).squeeze(-1)
+
+
+def _gelu_new_backward(x: Tensor, grad: Tensor) -> Tensor:
+    """grad * d/dx of TransformerLens's gelu_new, 0.5 x (1 + tanh(c (x + 0.044715 x^3))), c = sqrt(2 / pi)."""
+    c, k = math.sqrt(2.0 / math.pi), 0.044715
+    x2 = x * x
+    t = torch.tanh(x * (c + (c * k) * x2))
+    out = (1.0 - t * t).mul_(x).mul_(0.5 * c + (1.5 * c * k) * x2)
+    return out.add_(t.add_(1.0).mul_(0.5)).mul_(grad)
+
+
+class _RecomputedActivation(torch.autograd.Function):
+    """The MLP activation's output, keeping only its input `pre` for the backward.
+
+    Autograd would keep the activation function's intermediates (four [T, d_mlp] tensors for
+    gelu_new) for the whole backward; this keeps `pre` and computes the input-gradient from it:
+    gelu_new's derivative in closed form, any other function by recomputing it under autograd.
+    """
+
+    @staticmethod
+    def forward(ctx, pre: Tensor, post: Tensor, act_fn, act_name: str | None) -> Tensor:
+        ctx.save_for_backward(pre)
+        ctx.act_fn, ctx.act_name = act_fn, act_name
+        return post
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        (pre,) = ctx.saved_tensors
+        if ctx.act_name == "gelu_new":
+            return _gelu_new_backward(pre, grad), None, None, None
+        with torch.enable_grad():
+            x = pre.detach().requires_grad_(True)
+            (grad_pre,) = torch.autograd.grad(ctx.act_fn(x), x, grad)
+        return grad_pre, None, None, None
+
+
+class _GhostPass:
+    """The hooks of one batch: input Grams saved in the forward, combined with each output-gradient
+    in the backward as soon as autograd produces it, then released.
+
+    Forward (input side, per layer): ln1's output Gram (read by W_Q, W_K, W_V), ln2's output Gram
+    (W_in), hook_post's Gram (W_out) and z itself (W_O: per head, so z is kept and the Gram taken on
+    the gradient side). Backward (tensor hooks on hook_q/k/v, hook_attn_out, hook_pre, hook_mlp_out):
+    each squared norm goes into `norms_sq` / `heads_sq` and the saved input is dropped when its last
+    reader has used it, so a layer's activations live only until its gradients are known.
+    """
+
+    QKV = ("q", "k", "v")
+
+    def __init__(self, model: HookedTransformer, batch: int):
+        cfg = model.cfg
+        self.model = model
+        self.dtype = _acc_dtype(cfg.dtype)
+        self.saved: dict[tuple[str, int], Tensor] = {}
+        self.readers: dict[tuple[str, int], int] = {}
+        self.norms_sq = torch.zeros(batch, cfg.n_layers, len(COMPONENTS), dtype=self.dtype, device=cfg.device)
+        self.heads_sq = torch.zeros(batch, cfg.n_layers, cfg.n_heads, len(HEAD_COMPONENTS), dtype=self.dtype, device=cfg.device)
+        self.done = 0
+        self.embed: Tensor | None = None
+        self.pre: dict[int, Tensor] = {}  # hook_pre's output until hook_post's forward
+        self.ln1_out: dict[int, Tensor] = {}  # ln1's first normalized output until hook_z's forward
+
+    def _save(self, key: tuple[str, int], value: Tensor, readers: int) -> None:
+        self.saved[key], self.readers[key] = value, readers
+
+    def _take(self, key: tuple[str, int]) -> Tensor:
+        value = self.saved[key]
+        self.readers[key] -= 1
+        if self.readers[key] == 0:
+            del self.saved[key], self.readers[key]
+        return value
+
+    def fwd_hooks(self) -> list:
+        hooks = [("hook_embed", self._into_graph)]
+        for layer in range(self.model.cfg.n_layers):
+            block = self.model.blocks[layer]
+            hooks += [
+                (f"blocks.{layer}.ln1.hook_normalized", self._ln1(layer, block.ln1)),
+                (f"blocks.{layer}.ln2.hook_normalized", self._input_gram(("ln2", layer), 1, block.ln2)),
+                (get_act_name("post", layer), self._post(layer)),
+                (get_act_name("z", layer), self._keep_z(layer)),
+            ]
+            hooks += [(get_act_name(n, layer), self._on_grad(self._qkv(layer, j))) for j, n in enumerate(self.QKV)]
+            hooks += [(get_act_name("attn_out", layer), self._on_grad(self._attn_out(layer))),
+                      (get_act_name("pre", layer), self._pre(layer)),
+                      (get_act_name("mlp_out", layer), self._on_grad(self._mlp(layer, "post", 5)))]
+        return hooks
+
+    def _into_graph(self, act: Tensor, hook) -> Tensor:
+        self.embed = act if act.requires_grad else act.detach().requires_grad_(True)
+        return self.embed
+
+    def _input_gram(self, key: tuple[str, int], readers: int, ln: torch.nn.Module | None):
+        def hook(act: Tensor, hook) -> None:
+            with torch.no_grad():
+                self._save(key, _gram(act if ln is None else _ln_output(ln, act)), readers)
+        return hook
+
+    def _ln1(self, layer: int, ln: torch.nn.Module):
+        save_gram = self._input_gram(("ln1", layer), 3, ln)
+
+        def hook(act: Tensor, hook) -> Tensor | None:
+            # TransformerLens applies ln1 once each for the query, key and value inputs: the Gram is
+            # taken once, and the later calls reuse the first output (the same values), so their
+            # LayerNorm intermediates are not kept for the backward
+            if layer in self.ln1_out:
+                return self.ln1_out[layer]
+            save_gram(act, hook)
+            self.ln1_out[layer] = act
+            return None
+        return hook
+
+    def _pre(self, layer: int):
+        on_grad = self._mlp(layer, "ln2", 4)
+
+        def hook(act: Tensor, hook) -> None:
+            act.register_hook(on_grad)
+            self.pre[layer] = act
+        return hook
+
+    def _post(self, layer: int):
+        save_gram = self._input_gram(("post", layer), 1, None)
+        act_fn = self.model.blocks[layer].mlp.act_fn
+        plain = not (self.model.cfg.act_fn or "").endswith("_ln")  # SoLU-LN: hook_post follows a LayerNorm, not act_fn
+
+        def hook(act: Tensor, hook) -> Tensor:
+            save_gram(act, hook)
+            pre = self.pre.pop(layer)
+            return _RecomputedActivation.apply(pre, act.detach(), act_fn, self.model.cfg.act_fn) if plain else act
+        return hook
+
+    def _keep_z(self, layer: int):
+        def hook(act: Tensor, hook) -> None:
+            self._save(("z", layer), act.detach(), 1)
+            self.ln1_out.pop(layer, None)
+        return hook
+
+    @staticmethod
+    def _on_grad(fn):
+        def hook(act: Tensor, hook) -> None:
+            act.register_hook(fn)  # a tensor hook: it lives on this pass's graph, never on the model
+        return hook
+
+    def _qkv(self, layer: int, j: int):
+        def on_grad(grad: Tensor) -> None:
+            with torch.no_grad():
+                heads = _ghost(self._take(("ln1", layer)), grad, self.model.cfg.n_heads)
+                self.heads_sq[:, layer, :, j] = heads
+                self.norms_sq[:, layer, j] = heads.sum(-1)
+                self.done += 1
+        return on_grad
+
+    def _attn_out(self, layer: int):
+        def on_grad(grad: Tensor) -> None:
+            with torch.no_grad():
+                heads = _ghost(_gram(grad), self._take(("z", layer)), self.model.cfg.n_heads)
+                self.heads_sq[:, layer, :, 3] = heads
+                self.norms_sq[:, layer, 3] = heads.sum(-1)
+                self.done += 1
+        return on_grad
+
+    def _mlp(self, layer: int, source: str, j: int):
+        def on_grad(grad: Tensor) -> None:
+            with torch.no_grad():
+                self.norms_sq[:, layer, j] = _ghost(self._take((source, layer)), grad, 1)[:, 0]
+                self.done += 1
+        return on_grad
 
 
 def per_paragraph_norms(
@@ -90,6 +290,13 @@ def per_paragraph_norms(
     A of the same linear map, the paragraph's weight gradient is G_i^T A_i and its squared norm
     is <A_i A_i^T, G_i G_i^T>_F (a T x T product, never a d_in x d_out gradient). Only "nll":
     the contrastive objective's per-paragraph gradient at the original weights is w times it.
+
+    Memory: no parameter requires grad during the pass (flags restored afterwards), the input
+    Grams are kept instead of the inputs, each output-gradient is consumed by a tensor hook as
+    soon as autograd computes it (nothing is returned for all layers at once), the MLP activation
+    keeps only its input for the backward, and only the continuation positions are unembedded.
+    Forward hooks are removed and flags restored even when the pass raises; the tensor hooks live
+    on the pass's autograd graph, never on the model.
     """
     if objective != "nll":
         raise UserError(f"per-paragraph norms support objective 'nll' only, not {objective!r}")
@@ -99,46 +306,21 @@ def per_paragraph_norms(
     if cfg.use_split_qkv_input or cfg.use_attn_in or cfg.positional_embedding_type == "shortformer" \
             or cfg.use_normalization_before_and_after or cfg.original_architecture in POST_NORM_ARCHITECTURES:
         raise UserError("per-paragraph norms need a pre-LayerNorm model whose attention reads ln1's output directly")
-    input_hooks = {}
-    for layer in range(cfg.n_layers):
-        input_hooks[("ln1", layer)] = f"blocks.{layer}.ln1.hook_normalized"
-        input_hooks[("ln2", layer)] = f"blocks.{layer}.ln2.hook_normalized"
-        input_hooks[("z", layer)] = get_act_name("z", layer)
-        input_hooks[("post", layer)] = get_act_name("post", layer)
-    store: dict[str, Tensor] = {}
-
-    def save(act: Tensor, hook) -> Tensor:
-        store[hook.name] = act
-        return act
-
-    def into_graph(act: Tensor, hook) -> Tensor:
-        return act if act.requires_grad else act.detach().requires_grad_(True)
-
-    g_names = [get_act_name(n, layer) for layer in range(cfg.n_layers) for n in ("q", "k", "v", "attn_out", "pre", "mlp_out")]
-    fwd_hooks = [("hook_embed", into_graph)] + [(n, save) for n in g_names + list(input_hooks.values())]
     all_norms, all_heads, all_loss = [], [], []
-    for start in range(0, len(paragraphs), batch_size):
-        tokens = paragraphs.tokens[start : start + batch_size].to(cfg.device)
-        store.clear()
-        with torch.enable_grad(), model.hooks(fwd_hooks=fwd_hooks):
-            per_paragraph = token_nll(model, tokens, paragraphs.prefix_len).mean(dim=1)
-            grads = dict(zip(g_names, torch.autograd.grad(per_paragraph.sum(), [store[n] for n in g_names])))
-        with torch.no_grad():
-            layer_rows, head_rows = [], []
-            for layer in range(cfg.n_layers):
-                block = model.blocks[layer]
-                attn_in = _gram(_ln_output(block.ln1, store[input_hooks[("ln1", layer)]]))
-                qkv = [(attn_in[:, None] * _gram(grads[get_act_name(n, layer)])).sum((-1, -2)) for n in ("q", "k", "v")]
-                out = (_gram(store[input_hooks[("z", layer)]]) * _gram(grads[get_act_name("attn_out", layer)])[:, None]).sum((-1, -2))
-                heads_sq = torch.stack(qkv + [out], dim=-1)  # [b, head, 4]
-                w_in = (_gram(_ln_output(block.ln2, store[input_hooks[("ln2", layer)]])) * _gram(grads[get_act_name("pre", layer)])).sum((-1, -2))
-                w_out = (_gram(store[input_hooks[("post", layer)]]) * _gram(grads[get_act_name("mlp_out", layer)])).sum((-1, -2))
-                layer_rows.append(torch.cat([heads_sq.sum(1), w_in[:, None], w_out[:, None]], dim=-1))
-                head_rows.append(heads_sq)
-            all_norms.append(torch.stack(layer_rows, dim=1).clamp_min(0).sqrt().float().cpu())
-            all_heads.append(torch.stack(head_rows, dim=1).clamp_min(0).sqrt().float().cpu())
+    with _grad_only_for({}, model):  # no parameter needs a gradient: the forward saves less
+        for start in range(0, len(paragraphs), batch_size):
+            tokens = paragraphs.tokens[start : start + batch_size].to(cfg.device)
+            ghost = _GhostPass(model, tokens.shape[0])
+            with model.hooks(fwd_hooks=ghost.fwd_hooks()):
+                per_paragraph = _continuation_token_nll(model, tokens, paragraphs.prefix_len).mean(dim=1)
+            torch.autograd.grad(per_paragraph.sum(), [ghost.embed])  # the tensor hooks fill ghost.*_sq
+            if ghost.done != len(COMPONENTS) * cfg.n_layers or ghost.saved:
+                raise RuntimeError(f"ghost norms: {ghost.done} of {len(COMPONENTS) * cfg.n_layers} gradients seen, "
+                                   f"{sorted(ghost.saved)} never read")
+            all_norms.append(ghost.norms_sq.clamp_min(0).sqrt().float().cpu())
+            all_heads.append(ghost.heads_sq.clamp_min(0).sqrt().float().cpu())
             all_loss.append(per_paragraph.detach().float().cpu())
-        store.clear()
+            del ghost, per_paragraph
     return PerParagraphNorms(
         ids=paragraphs.ids, components=COMPONENTS, norms=torch.cat(all_norms),
         head_norms=torch.cat(all_heads), loss=torch.cat(all_loss),

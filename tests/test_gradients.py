@@ -208,6 +208,31 @@ def test_per_paragraph_norms_equal_one_backward_per_paragraph(model, mem):
         per_paragraph_norms(model, mem, objective="contrastive")
 
 
+def test_per_paragraph_norms_other_activation_float64_and_gram_dtype(mem):
+    """The recomputed-activation path for a non-gelu_new MLP, a float64 model (float64 Grams), and
+    float32 Grams for float32 / half activations."""
+    from interp.gradient_norms import _gram
+
+    torch.manual_seed(3)
+    cfg = HookedTransformerConfig(
+        n_layers=N_LAYERS, d_model=D_MODEL, n_heads=N_HEADS, d_head=D_HEAD, d_mlp=64, d_vocab=50, n_ctx=32,
+        act_fn="gelu", normalization_type="LN", original_architecture="GPTNeoForCausalLM", seed=3,
+    )
+    m = HookedTransformer(cfg).eval()
+    norms = per_paragraph_norms(m, mem, batch_size=2)
+    ref_layer, ref_heads = _autograd_norms(m, mem)
+    assert ((norms.norms - ref_layer).abs() / ref_layer).max() < 1e-4
+    assert ((norms.head_norms - ref_heads).abs() / ref_heads).max() < 1e-4
+    m64 = m.to(torch.float64)
+    snap = _snapshot(m64)
+    norms64 = per_paragraph_norms(m64, mem, batch_size=5)
+    _assert_unchanged(m64, snap)
+    assert norms64.norms.dtype == torch.float32
+    assert ((norms64.norms - ref_layer).abs() / ref_layer).max() < 1e-4
+    for dtype, gram_dtype in ((torch.float64, torch.float64), (torch.float32, torch.float32), (torch.bfloat16, torch.float32)):
+        assert _gram(torch.ones(2, 3, 4, dtype=dtype)).dtype == gram_dtype
+
+
 def _fake_norms(values: torch.Tensor) -> PerParagraphNorms:
     n = values.shape[0]
     return PerParagraphNorms(ids=tuple(str(i) for i in range(n)), components=COMPONENTS, norms=values,
