@@ -47,9 +47,9 @@ def readme() -> str:
              "", "    python analyses/make_figures.py", "",
              "Each figure is a PNG and an SVG; every number below was measured by that command and is also in the",
              "notebook's JSON file here. The papers' numbers are for GPT-Neo 125M (paper A, Stoehr et al. 2024) and",
-             "LLaMA2-7B / OLMo-7B (paper B, Hong et al. 2024); the testbed is a 4-layer GPT-Neo trained on Python",
-             "standard-library source with planted repeated paragraphs, so only the direction of an effect is",
-             "comparable. For the interactive versions run `interp report` (one offline report.html).", ""]
+             "LLaMA2-7B / OLMo-7B (paper B, Hong et al. 2024); the testbed (v2) is a 6-layer GPT-Neo trained on packed",
+             "Python standard-library source with paragraphs planted at random offsets, so only the direction of an",
+             "effect is comparable. For the interactive versions run `interp report` (one offline report.html).", ""]
     m = _load("01_memorization")
     lines += ["## 1. Memorization split (`01_memorization.py`)", "",
               "- `em_histogram`: paragraphs per exact-match value (log scale); MEM = EM 50 (red), NMEM = EM <= 10 (blue).",
@@ -81,7 +81,10 @@ def readme() -> str:
               "- `head_method_ranks`, `head_ablation`, `head_patching`, `head_attribution`: the other methods' evidence per head.", ""]
     if h:
         lines += ["| | paper A | testbed |", "|---|---|---|",
-                  f"| most rare-token-attending head (tau) | layer 1 head 2 (-0.97) | layer {h['most_rare_token_head'][0]} head {h['most_rare_token_head'][1]} ({_fmt(h['most_rare_token_tau'])}) |",
+                  f"| most rare-token-attending head beyond chance | layer 1 head 2 (tau -0.97, no null) | layer {h['most_rare_token_head'][0]} head {h['most_rare_token_head'][1]} "
+                  f"(tau {_fmt(h['most_rare_token_tau'])}; uniform attention {_fmt(h.get('uniform_tau'))}; excess {_fmt(h.get('most_rare_token_excess'))}, "
+                  f"p {_fmt(h.get('most_rare_token_p'), 3)}) |",
+                  f"| the same head's excess on NMEM paragraphs | - | {_fmt(h.get('most_rare_token_excess_nmem'))} |",
                   f"| top head of the locator (ordered by {', '.join(h['rank_by'])}) | - | layer {h['top_head'][0]} head {h['top_head'][1]} |",
                   "| agreement between methods (Kendall tau) | methods disagreed | " +
                   ", ".join(f"{k} {v:+.2f}" for k, v in h["agreement"].items()) + " |", ""]
@@ -95,22 +98,32 @@ def readme() -> str:
     u = _load("05_unlearning")
     paper = {"all": ("26.90", "45.11"), "top-0.1%": ("26.75", "45.84"), "random-0.1%": ("49.80", "44.86")}
     lines += ["## 5. Unlearning vs baselines (`05_unlearning.py`)", "",
-              "- `unlearning_table`: mean EM of the target, other MEM paragraphs and NMEM (vs the original's own continuation) after each run.", ""]
+              "- `unlearning_table`: mean EM of the target, other MEM paragraphs and NMEM (vs the original's own continuation) after each run.",
+              "  Each row runs at its calibrated learning rate: the smallest on a log grid (10 Adam steps) at which the targets' mean",
+              "  EM falls to <= 10, so the collateral columns compare methods at matched forgetting (the paper used one rate, 1e-5).", ""]
     if u:
-        lines += ["| run | paper A MEM / NMEM EM | testbed target EM | other MEM EM | NMEM EM | held-out ppl |", "|---|---|---|---|---|---|",
-                  f"| original | - | {_fmt(u['before']['target_em'])} | {_fmt(u['before']['other_mem_em'])} | {_fmt(u['before']['nmem_em'])} | {_fmt(u['before']['heldout_ppl'])} |"]
+        lines += ["| run | lr | paper A MEM / NMEM EM | testbed target EM | other MEM EM | NMEM EM | held-out ppl | target EM after relearning |",
+                  "|---|---|---|---|---|---|---|---|",
+                  f"| original | - | - | {_fmt(u['before']['target_em'])} | {_fmt(u['before']['other_mem_em'])} | {_fmt(u['before']['nmem_em'])} | {_fmt(u['before']['heldout_ppl'])} | - |"]
         for row in u["rows"]:
             what = row["label"].split(" ", 1)[-1]
             ref = " / ".join(paper[what]) if row["label"].startswith("unlearn ") and what in paper else "-"
-            a = row["after"]
-            lines.append(f"| {row['label']} | {ref} | {_fmt(a['target_em'])} | {_fmt(a['other_mem_em'])} | {_fmt(a['nmem_em'])} | {_fmt(a['heldout_ppl'])} |")
+            a, cal = row["after"], row.get("calibration") or {}
+            lr = f"{row['config'].get('lr', float('nan')):.0e}" + ("" if cal.get("reached", True) else " (not reached)")
+            rel = _fmt(row["relearned"].get("target_em")) if row.get("relearned") else "-"
+            lines.append(f"| {row['label']} | {lr} | {ref} | {_fmt(a['target_em'])} | {_fmt(a['other_mem_em'])} | {_fmt(a['nmem_em'])} | "
+                         f"{_fmt(a['heldout_ppl'])} | {rel} |")
+        c = u.get("relearn_controls") or {}
+        if c:
+            lines += ["", f"Relearning controls (the same attack on the original model): a memorized target {_fmt(c['original_before'], 1)} -> "
+                          f"{_fmt(c['original_after'], 1)}; a never-seen paragraph {_fmt(c['unseen_before'], 1)} -> {_fmt(c['unseen_after'], 1)}."]
         lines.append("")
     r = _load("06_restoration")
     lines += ["## 6. Restoration (`06_restoration.py`)", "",
               "- `restoration_all` (and `restoration_topk` when top-0.1% unlearning forgot anything): fraction of the forgotten",
-              "  EM, of the NLL increase and KRS recovered by restoring each part of the original model for a 5-layer window",
-              "  around each layer. The testbed has 4 layers, so every window covers (nearly) the whole model: the heatmap",
-              "  separates the kinds of state restored, not layers.", ""]
+              "  EM, of the NLL increase and KRS (per paragraph, averaged) recovered by restoring each part of the original model",
+              "  for a window around each layer: paper B's 5 of 32 layers scaled to the depth (1 layer of the testbed's 6), so the",
+              "  heatmap localizes the forgetting to single layers. Unlearning runs at the calibrated rate.", ""]
     if r:
         lines += ["| unlearning | target EM before -> after | best KRS (experiment, layer) | max KRS of value vectors | paper B |",
                   "|---|---|---|---|---|"]
