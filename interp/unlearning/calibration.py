@@ -1,10 +1,10 @@
 """Unlearning methods compared at matched forgetting.
 
 A comparison of methods at one learning rate measures the learning rate: top-0.1% may forget
-nothing at a rate where all-weights fine-tuning wrecks the model. `calibrate` walks a log grid of
-learning rates (steps fixed) upward and keeps, for each configuration, the smallest rate at which
-the targets' mean EM falls to a stated level (default: the NMEM threshold, EM <= 10 of 50). The
-table of methods is then run at those rates, so collateral damage (other MEM, NMEM, held-out
+nothing at a rate where all-weights fine-tuning wrecks the model. `calibrate` searches a log grid
+of learning rates (steps fixed) by bisection (forgetting grows with the rate) and keeps, for each
+configuration, the smallest grid rate at which the targets' mean EM falls to a stated level
+(default: the NMEM threshold, EM <= 10 of 50). The table of methods is then run at those rates, so collateral damage (other MEM, NMEM, held-out
 perplexity) is compared at the same amount of forgetting. A configuration that never gets there
 says so ("not reached at lr <= 1e-1") and is shown at the largest rate tried.
 """
@@ -27,26 +27,24 @@ LR_GRID = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
 
 @dataclass(frozen=True)
 class Calibration:
-    """One configuration's search: the grid tried in order, the mean target EM at each rate, and the
-    rate chosen (the first that reached `level`, else the last tried)."""
+    """One configuration's search: the rates tried (ascending) with the mean target EM at each, and the
+    rate chosen: the smallest grid rate that reached `level`, else the largest rate of the grid."""
 
     label: str
     level: float
-    trace: tuple[tuple[float, float], ...]  # (lr, mean target EM after unlearning), in the order tried
+    trace: tuple[tuple[float, float], ...]  # (lr, mean target EM after unlearning), ascending lr
+    lr: float
     reached: bool
-
-    @property
-    def lr(self) -> float:
-        return self.trace[-1][0]
+    grid: tuple[float, ...] = LR_GRID
 
     def describe(self) -> str:
-        lr, em = self.trace[-1]
+        lr, em = self.lr, dict(self.trace)[self.lr]
         if self.reached:
             return f"EM <= {self.level:g} reached at lr {lr:.0e} (mean target EM {em:.1f})"
         return f"not reached at lr <= {lr:.0e} (mean target EM {em:.1f} there)"
 
     def to_json(self) -> dict:
-        return {"label": self.label, "level": self.level, "lr": self.lr, "reached": self.reached,
+        return {"label": self.label, "level": self.level, "lr": self.lr, "reached": self.reached, "grid": list(self.grid),
                 "trace": [{"lr": lr, "target_em": em} for lr, em in self.trace]}
 
 
@@ -82,9 +80,10 @@ def calibrate(
         kept = retain.select(range(i * retain_per_run, (i + 1) * retain_per_run))
         mask = select_weights(model, target, kept, config, edit_targets=edit) if isinstance(config, UnlearnConfig) else None
         runs.append((target, edit, kept, mask, evaluate(model, target, None, edit_targets=edit)))
-    trace = []
-    for lr in lrs:
-        trial = replace(config, lr=lr)
+    tried: dict[int, float] = {}
+
+    def mean_em(i: int) -> float:
+        trial = replace(config, lr=lrs[i])
         ems = []
         for target, edit, kept, mask, before in runs:
             if mask is not None:
@@ -92,13 +91,22 @@ def calibrate(
             else:
                 result = trial.run(model, target, kept, edit_targets=edit, before=before)
             ems.append(float(result.after.target_em.float().mean()))
-        em = sum(ems) / len(ems)
-        trace.append((lr, em))
+        tried[i] = sum(ems) / len(ems)
         if on_try is not None:
-            on_try(lr, em)
-        if em <= level:
-            return Calibration(config.label, float(level), tuple(trace), True)
-    return Calibration(config.label, float(level), tuple(trace), False)
+            on_try(lrs[i], tried[i])
+        return tried[i]
+
+    lo, hi = -1, len(lrs)  # lrs[lo] is known not to reach the level, lrs[hi] to reach it (-1 / len: unknown)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if mean_em(mid) <= level:
+            hi = mid
+        else:
+            lo = mid
+    reached = hi < len(lrs)
+    chosen = hi if reached else len(lrs) - 1
+    trace = tuple((lrs[i], tried[i]) for i in sorted(tried))
+    return Calibration(config.label, float(level), trace, lrs[chosen], reached, tuple(lrs))
 
 
 def calibrated_configs(

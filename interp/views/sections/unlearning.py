@@ -24,8 +24,9 @@ def unlearning_section(result: Bundle, results: Mapping[str, Any]) -> Section:
     notes = []
     if table.calibrations:
         level = table.calibrations[0].level
-        notes.append(f"Matched forgetting: each row's learning rate is the smallest on the grid "
-                     f"{', '.join(f'{lr:.0e}' for lr in sorted({lr for c in table.calibrations for lr, _ in c.trace}))} at which "
+        grid = table.calibrations[0].grid
+        notes.append(f"Matched forgetting: each row's learning rate is the smallest on the log grid "
+                     f"{', '.join(f'{lr:.0e}' for lr in grid)} (searched by bisection) at which "
                      f"the targets' mean EM fell to <= {level:g} ({table.configs[0].get('steps', '?')} steps), so the "
                      "collateral columns compare methods at the same amount of forgetting, not at one arbitrary rate.")
         notes += [f"{c.label}: {c.describe()}." for c in table.calibrations]
