@@ -85,15 +85,24 @@ def tiny_model():
     return make
 
 
-def model_state(model: torch.nn.Module) -> dict:
-    """Everything an analysis must leave as it found it: weights, requires_grad flags, .grad, hooks."""
+def state_hash(model: torch.nn.Module) -> str:
+    """sha256 of every tensor of the state dict, by name."""
     h = hashlib.sha256()
     for name, t in model.state_dict().items():
         h.update(name.encode())
         h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    hooks = sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in model.modules())
-    return {"weights": h.hexdigest(), "requires_grad": {n: p.requires_grad for n, p in model.named_parameters()},
-            "grads": [n for n, p in model.named_parameters() if p.grad is not None], "hooks": hooks}
+    return h.hexdigest()
+
+
+def hook_count(model: torch.nn.Module) -> int:
+    """Forward, forward-pre and backward hooks on any module of the model (HookPoints included)."""
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in model.modules())
+
+
+def model_state(model: torch.nn.Module) -> dict:
+    """Everything an analysis must leave as it found it: weights, requires_grad flags, .grad, hooks."""
+    return {"weights": state_hash(model), "requires_grad": {n: p.requires_grad for n, p in model.named_parameters()},
+            "grads": [n for n, p in model.named_parameters() if p.grad is not None], "hooks": hook_count(model)}
 
 
 @pytest.fixture

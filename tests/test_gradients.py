@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import hook_count
 import torch
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
@@ -51,8 +52,6 @@ def nmem():
     return _paragraphs(6, 2, "n")
 
 
-def _hook_count(model) -> int:
-    return sum(len(hp._forward_hooks) + len(hp._backward_hooks) for hp in model.hook_dict.values())
 
 
 def _snapshot(model):
@@ -66,7 +65,7 @@ def _assert_unchanged(model, snap):
     assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
     assert {n: p.requires_grad for n, p in model.named_parameters()} == flags
     assert all(p.grad is grads[n] for n, p in model.named_parameters())
-    assert _hook_count(model) == 0
+    assert hook_count(model) == 0
 
 
 def test_nll_gradients_match_autograd_and_skip_biases(model, mem):

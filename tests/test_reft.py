@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_unlearn import CONT, hook_count, one_thread, random_text, recited, state_hash, tiny_model  # noqa: F401
+from conftest import hook_count, state_hash
+from test_unlearn import CONT, one_thread, random_text, recited, tiny_model  # noqa: F401
 
 from interp.errors import UserError
 from interp.reft import LoReFT, ReftConfig, reft_unlearn

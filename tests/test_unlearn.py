@@ -3,13 +3,14 @@ the objectives move what they should, the table averages runs, and the CLI's sav
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import replace
 
 import pytest
 import torch
 from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+from conftest import hook_count, state_hash
 
 from interp.data import Paragraphs
 from interp.errors import UserError
@@ -33,18 +34,6 @@ from interp.unlearning import (
 )
 
 PREFIX, CONT, VOCAB = 8, 8, 48
-
-
-def state_hash(model: torch.nn.Module) -> str:
-    h = hashlib.sha256()
-    for name, t in model.state_dict().items():
-        h.update(name.encode())
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
-
-
-def hook_count(model: HookedTransformer) -> int:
-    return sum(len(hp._forward_hooks) + len(hp._backward_hooks) for hp in model.hook_dict.values())
 
 
 def tiny_model(seed: int = 3) -> HookedTransformer:
