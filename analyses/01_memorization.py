@@ -44,11 +44,20 @@ fig_hist
 # %%
 fig_count = views.figure_memorization_by_count(split)
 for row in split.by_count():
-    print(f"{row['count']:>4} copies: {row['n']:>5} paragraphs, {row['fraction_mem']:.2f} MEM, mean EM {row['mean_em']:.1f}")
+    print(
+        f"{row['count']:>4} copies: {row['n']:>5} paragraphs, {row['fraction_mem']:.2f} MEM, mean EM {row['mean_em']:.1f}"
+    )
 fig_count
 
 # %%
 fig_scatter = views.figure_nll_vs_em(split)
-save({"em_histogram": fig_hist, "memorization_by_count": fig_count, "nll_vs_em": fig_scatter},
-     {"n_paragraphs": len(paragraphs), "n_mem": len(split.mem_idx), "n_nmem": len(split.nmem_idx),
-      "by_count": split.by_count()}, "01_memorization")
+save(
+    {"em_histogram": fig_hist, "memorization_by_count": fig_count, "nll_vs_em": fig_scatter},
+    {
+        "n_paragraphs": len(paragraphs),
+        "n_mem": len(split.mem_idx),
+        "n_nmem": len(split.nmem_idx),
+        "by_count": split.by_count(),
+    },
+    "01_memorization",
+)

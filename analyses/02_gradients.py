@@ -71,8 +71,21 @@ fig_pp = views.figure_per_paragraph(norms_mem, norms_nmem, comparison, share=Tru
 fig_pp
 
 # %%
-save({"gradient_components": views.figure_component_map(nll_map), "gradient_heads": views.figure_head_map(nll_map),
-      "gradient_heads_relative": views.figure_head_map(nll_map, relative=True),
-      "gradient_layer_share": views.figure_layer_share(nll_map), "gradient_per_paragraph_share": fig_pp},
-     {"n_mem": len(mem), "n_nmem": len(nmem), "lower_half_share": low, "most_salient": nll_map.most_salient(),
-      "layers": nll_map.to_json()["layers"], "per_paragraph": comparison.to_json()}, "02_gradients")
+save(
+    {
+        "gradient_components": views.figure_component_map(nll_map),
+        "gradient_heads": views.figure_head_map(nll_map),
+        "gradient_heads_relative": views.figure_head_map(nll_map, relative=True),
+        "gradient_layer_share": views.figure_layer_share(nll_map),
+        "gradient_per_paragraph_share": fig_pp,
+    },
+    {
+        "n_mem": len(mem),
+        "n_nmem": len(nmem),
+        "lower_half_share": low,
+        "most_salient": nll_map.most_salient(),
+        "layers": nll_map.to_json()["layers"],
+        "per_paragraph": comparison.to_json(),
+    },
+    "02_gradients",
+)

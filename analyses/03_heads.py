@@ -69,18 +69,33 @@ with torch.no_grad():
     _, cache = model.run_with_cache(example.tokens, names_filter=lambda name: name.endswith("hook_pattern"))
 patterns = torch.stack([cache["pattern", layer][0] for layer in range(model.cfg.n_layers)])
 heads = [tuple(h) for h in ranking.order[:3].tolist()]
-views.attention_view(model.to_str_tokens(example.tokens[0]), patterns, heads,
-                     rarity=rarity_ranks(example.tokens, counts)[0].tolist())
+views.attention_view(
+    model.to_str_tokens(example.tokens[0]), patterns, heads, rarity=rarity_ranks(example.tokens, counts)[0].tolist()
+)
 
 # %%
 rare, rare_nmem = ranking.rare_tokens, ranking.rare_tokens_nmem
 flat = int(rare.excess.nan_to_num(1.0).flatten().argmin())
 rarest = divmod(flat, rare.excess.shape[1])
-print(f"strongest rare-token preference beyond chance: L{rarest[0]}H{rarest[1]}, tau {float(rare.tau[rarest]):+.3f}, "
-      f"excess {float(rare.excess[rarest]):+.3f} (p = {float(rare.sum.null_p[rarest]):.3g}); on NMEM: excess "
-      f"{float(rare_nmem.excess[rarest]):+.3f}; uniform attention's tau {rare.sum.uniform_tau:+.3f}")
-save(figures, {"top_head": list(ranking.top), "rank_by": list(ranking.rank_by), "agreement": ranking.agreement,
-               "most_rare_token_head": list(rarest), "most_rare_token_tau": float(rare.tau[rarest]),
-               "most_rare_token_excess": float(rare.excess[rarest]), "most_rare_token_p": float(rare.sum.null_p[rarest]),
-               "most_rare_token_excess_nmem": float(rare_nmem.excess[rarest]), "uniform_tau": rare.sum.uniform_tau,
-               "seconds": ranking.seconds, "heads": ranking.head_table()[:8]}, "03_heads")
+print(
+    f"strongest rare-token preference beyond chance: L{rarest[0]}H{rarest[1]}, tau {float(rare.tau[rarest]):+.3f}, "
+    f"excess {float(rare.excess[rarest]):+.3f} (p = {float(rare.sum.null_p[rarest]):.3g}); on NMEM: excess "
+    f"{float(rare_nmem.excess[rarest]):+.3f}; uniform attention's tau {rare.sum.uniform_tau:+.3f}"
+)
+save(
+    figures,
+    {
+        "top_head": list(ranking.top),
+        "rank_by": list(ranking.rank_by),
+        "agreement": ranking.agreement,
+        "most_rare_token_head": list(rarest),
+        "most_rare_token_tau": float(rare.tau[rarest]),
+        "most_rare_token_excess": float(rare.excess[rarest]),
+        "most_rare_token_p": float(rare.sum.null_p[rarest]),
+        "most_rare_token_excess_nmem": float(rare_nmem.excess[rarest]),
+        "uniform_tau": rare.sum.uniform_tau,
+        "seconds": ranking.seconds,
+        "heads": ranking.head_table()[:8],
+    },
+    "03_heads",
+)

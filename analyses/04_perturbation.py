@@ -37,8 +37,10 @@ mem, nmem = choose_sets(split, paragraphs, n_mem=n, n_nmem=n, seed=0)
 both = Paragraphs(torch.cat([mem.tokens, nmem.tokens]), mem.prefix_len, mem.ids + nmem.ids)
 result = prefix_perturbation(model, both, samples_per_position=1 if QUICK else 2, seed=0)
 on_mem, on_nmem = result.select(torch.arange(len(mem))), result.select(torch.arange(len(mem), len(both)))
-print(f"mean EM drop per perturbed token: MEM {float(on_mem.mean_em_drop.mean()):.2f}, "
-      f"NMEM {float(on_nmem.mean_em_drop.mean()):.2f} (paper: 12.19 vs 33.12)")
+print(
+    f"mean EM drop per perturbed token: MEM {float(on_mem.mean_em_drop.mean()):.2f}, "
+    f"NMEM {float(on_nmem.mean_em_drop.mean()):.2f} (paper: 12.19 vs 33.12)"
+)
 
 # %%
 fig = views.figure_perturbation_by_position(on_mem, on_nmem)
@@ -48,7 +50,15 @@ fig
 head_views.perturbation_view(result, [model.to_str_tokens(row) for row in both.prefixes], max_paragraphs=4)
 
 # %%
-save({"perturbation_em_drop_by_position": fig},
-     {"n_mem": len(mem), "n_nmem": len(nmem), "samples_per_position": int(result.em.shape[-1]),
-      "mean_em_drop_mem": float(on_mem.mean_em_drop.mean()), "mean_em_drop_nmem": float(on_nmem.mean_em_drop.mean()),
-      "mem_targets_changed": int(on_mem.target_changed.sum())}, "04_perturbation")
+save(
+    {"perturbation_em_drop_by_position": fig},
+    {
+        "n_mem": len(mem),
+        "n_nmem": len(nmem),
+        "samples_per_position": int(result.em.shape[-1]),
+        "mean_em_drop_mem": float(on_mem.mean_em_drop.mean()),
+        "mean_em_drop_nmem": float(on_nmem.mean_em_drop.mean()),
+        "mem_targets_changed": int(on_mem.target_changed.sum()),
+    },
+    "04_perturbation",
+)

@@ -54,7 +54,9 @@ n_targets, probe = (1, 5) if QUICK else (2, 30)
 mem, nmem = choose_sets(split, paragraphs, n_mem=n_targets + probe, n_nmem=10 * n_targets + probe, seed=0)
 targets, retain = mem.select(range(n_targets)), nmem.select(range(10 * n_targets))
 heldout = paragraphs.select(heldout_indices(split)[:probe])
-probes = probe_sets(model, mem.select(range(n_targets, len(mem))), nmem.select(range(10 * n_targets, len(nmem))), heldout)
+probes = probe_sets(
+    model, mem.select(range(n_targets, len(mem))), nmem.select(range(10 * n_targets, len(nmem))), heldout
+)
 edit_targets = prefix_perturbation(model, targets, samples_per_position=1 if QUICK else 2, seed=0).editing_targets
 
 # %%
@@ -65,9 +67,16 @@ if not QUICK:
 configs, calibrations = calibrated_configs(model, targets, retain, configs, edit_targets=edit_targets)
 for c in calibrations:
     print(f"{c.label}: {c.describe()}")
-table = unlearning_table(model, targets, retain, configs, probes, edit_targets=edit_targets,
-                         relearn_config=RelearnConfig(steps=2) if QUICK else RelearnConfig(steps=10),
-                         calibrations=calibrations)
+table = unlearning_table(
+    model,
+    targets,
+    retain,
+    configs,
+    probes,
+    edit_targets=edit_targets,
+    relearn_config=RelearnConfig(steps=2) if QUICK else RelearnConfig(steps=10),
+    calibrations=calibrations,
+)
 print(table.format())
 
 # %%

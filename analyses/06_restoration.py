@@ -25,7 +25,16 @@
 # %%
 from _common import QUICK, save, testbed_subset
 
-from interp import UnlearnConfig, calibrate, choose_sets, load_model, memorization_split, restoration, testbed_paragraphs, unlearn
+from interp import (
+    UnlearnConfig,
+    calibrate,
+    choose_sets,
+    load_model,
+    memorization_split,
+    restoration,
+    testbed_paragraphs,
+    unlearn,
+)
 from interp.views import unlearning as views
 
 model = load_model("testbed", device="cpu")
@@ -41,13 +50,25 @@ for select in ("all",) if QUICK else ("all", "topk"):
     config = UnlearnConfig(method="unlearn", select=select, steps=5 if QUICK else 10)
     search = calibrate(model, mem, nmem, config)
     print(f"{config.label}: {search.describe()}")
-    edited = unlearn(model, mem, nmem.select(range(10)), UnlearnConfig(method="unlearn", select=select, lr=search.lr,
-                                                                       steps=config.steps))
+    edited = unlearn(
+        model,
+        mem,
+        nmem.select(range(10)),
+        UnlearnConfig(method="unlearn", select=select, lr=search.lr, steps=config.steps),
+    )
     result = restoration(model, edited.model, mem)
     before, after = float(result.em_original.float().mean()), float(result.em_edited.float().mean())
-    numbers[select] = {"lr": search.lr, "calibration": search.to_json(), "windows": [list(w) for w in result.windows],
-                       "em_original": before, "em_unlearned": after, "forgotten": after < before,
-                       "experiments": list(result.experiments), "krs": result.krs, "em_recovered": result.em_recovered}
+    numbers[select] = {
+        "lr": search.lr,
+        "calibration": search.to_json(),
+        "windows": [list(w) for w in result.windows],
+        "em_original": before,
+        "em_unlearned": after,
+        "forgotten": after < before,
+        "experiments": list(result.experiments),
+        "krs": result.krs,
+        "em_recovered": result.em_recovered,
+    }
     print(f"{select}: EM {before:.1f} -> {after:.1f}")
     if after >= before:  # nothing forgotten: every recovered fraction is 0 / 0
         print("  nothing was forgotten: no restoration to measure")

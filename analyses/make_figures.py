@@ -27,8 +27,12 @@ def run_notebooks(prefixes: list[str]) -> None:
             continue
         start = time.perf_counter()
         print(f"== {path.name}", flush=True)
-        subprocess.run([sys.executable, path.name], cwd=ANALYSES, check=True,
-                       env={**os.environ, "QUICK": "", "INTERP_FIGURES": str(FIGURES)})
+        subprocess.run(
+            [sys.executable, path.name],
+            cwd=ANALYSES,
+            check=True,
+            env={**os.environ, "QUICK": "", "INTERP_FIGURES": str(FIGURES)},
+        )
         print(f"== {path.name}: {time.perf_counter() - start:.0f} s", flush=True)
 
 
@@ -42,102 +46,166 @@ def _fmt(x, digits: int = 2) -> str:
 
 
 def readme() -> str:
-    lines = ["# figures/", "",
-             "Paper-style figures of the testbed, produced by the notebooks in `analyses/` and regenerated with",
-             "", "    python analyses/make_figures.py", "",
-             "Each figure is a PNG and an SVG; every number below was measured by that command and is also in the",
-             "notebook's JSON file here. The papers' numbers are for GPT-Neo 125M (paper A, Stoehr et al. 2024) and",
-             "LLaMA2-7B / OLMo-7B (paper B, Hong et al. 2024); the testbed (v2) is a 6-layer GPT-Neo trained on packed",
-             "Python standard-library source with paragraphs planted at random offsets, so only the direction of an",
-             "effect is comparable. For the interactive versions run `interp report` (one offline report.html).", ""]
+    lines = [
+        "# figures/",
+        "",
+        "Paper-style figures of the testbed, produced by the notebooks in `analyses/` and regenerated with",
+        "",
+        "    python analyses/make_figures.py",
+        "",
+        "Each figure is a PNG and an SVG; every number below was measured by that command and is also in the",
+        "notebook's JSON file here. The papers' numbers are for GPT-Neo 125M (paper A, Stoehr et al. 2024) and",
+        "LLaMA2-7B / OLMo-7B (paper B, Hong et al. 2024); the testbed (v2) is a 6-layer GPT-Neo trained on packed",
+        "Python standard-library source with paragraphs planted at random offsets, so only the direction of an",
+        "effect is comparable. For the interactive versions run `interp report` (one offline report.html).",
+        "",
+    ]
     m = _load("01_memorization")
-    lines += ["## 1. Memorization split (`01_memorization.py`)", "",
-              "- `em_histogram`: paragraphs per exact-match value (log scale); MEM = EM 50 (red), NMEM = EM <= 10 (blue).",
-              "- `memorization_by_count`: fraction fully memorized and mean EM by the number of training copies.",
-              "- `nll_vs_em`: continuation loss against EM per paragraph.", ""]
+    lines += [
+        "## 1. Memorization split (`01_memorization.py`)",
+        "",
+        "- `em_histogram`: paragraphs per exact-match value (log scale); MEM = EM 50 (red), NMEM = EM <= 10 (blue).",
+        "- `memorization_by_count`: fraction fully memorized and mean EM by the number of training copies.",
+        "- `nll_vs_em`: continuation loss against EM per paragraph.",
+        "",
+    ]
     if m:
-        lines += ["| | paper A | testbed |", "|---|---|---|",
-                  f"| MEM paragraphs | 442 | {m['n_mem']} of {m['n_paragraphs']} |",
-                  f"| NMEM paragraphs | 12,422 | {m['n_nmem']} |"]
-        lines += [f"| fraction MEM, {r['count']} copies | - | {_fmt(r['fraction_mem'])} (mean EM {_fmt(r['mean_em'], 1)}) |"
-                  for r in m["by_count"]]
+        lines += [
+            "| | paper A | testbed |",
+            "|---|---|---|",
+            f"| MEM paragraphs | 442 | {m['n_mem']} of {m['n_paragraphs']} |",
+            f"| NMEM paragraphs | 12,422 | {m['n_nmem']} |",
+        ]
+        lines += [
+            f"| fraction MEM, {r['count']} copies | - | {_fmt(r['fraction_mem'])} (mean EM {_fmt(r['mean_em'], 1)}) |"
+            for r in m["by_count"]
+        ]
         lines.append("")
     g = _load("02_gradients")
-    lines += ["## 2. Gradient maps (`02_gradients.py`)", "",
-              "- `gradient_components`: max |grad| of the continuation NLL per layer x component, MEM, NMEM, MEM - NMEM.",
-              "- `gradient_heads`, `gradient_heads_relative`: the same per head for W_Q, W_K, W_V, W_O (relative: each map scaled to sum 1).",
-              "- `gradient_layer_share`: each layer's share of the gradient, MEM vs NMEM.",
-              "- `gradient_per_paragraph_share`: per-paragraph gradient share per layer with a Mann-Whitney U test.", ""]
+    lines += [
+        "## 2. Gradient maps (`02_gradients.py`)",
+        "",
+        "- `gradient_components`: max |grad| of the continuation NLL per layer x component, MEM, NMEM, MEM - NMEM.",
+        "- `gradient_heads`, `gradient_heads_relative`: the same per head for W_Q, W_K, W_V, W_O (relative: each map scaled to sum 1).",
+        "- `gradient_layer_share`: each layer's share of the gradient, MEM vs NMEM.",
+        "- `gradient_per_paragraph_share`: per-paragraph gradient share per layer with a Mann-Whitney U test.",
+        "",
+    ]
     if g:
         top = g["most_salient"]["relative_diff"]
-        lines += ["| | paper A | testbed |", "|---|---|---|",
-                  f"| gradient share in the lower half of the layers, MEM vs NMEM | MEM larger | {_fmt(g['lower_half_share']['mem'], 3)} vs {_fmt(g['lower_half_share']['nmem'], 3)} |",
-                  f"| most salient head component (MEM relative to NMEM) | layer 1 head 2 W_V | layer {top['layer']} head {top['head']} {top['component']} |",
-                  f"| paragraphs | - | {g['n_mem']} MEM, {g['n_nmem']} NMEM |", ""]
+        lines += [
+            "| | paper A | testbed |",
+            "|---|---|---|",
+            f"| gradient share in the lower half of the layers, MEM vs NMEM | MEM larger | {_fmt(g['lower_half_share']['mem'], 3)} vs {_fmt(g['lower_half_share']['nmem'], 3)} |",
+            f"| most salient head component (MEM relative to NMEM) | layer 1 head 2 W_V | layer {top['layer']} head {top['head']} {top['component']} |",
+            f"| paragraphs | - | {g['n_mem']} MEM, {g['n_nmem']} NMEM |",
+            "",
+        ]
     h = _load("03_heads")
-    lines += ["## 3. Memorization head and rare tokens (`03_heads.py`)", "",
-              "- `head_rare_token_tau`: Kendall tau of attention vs token frequency rank per head (negative = prefers rare tokens).",
-              "- `head_attention_by_rank`: attention per rarity rank for the top heads.",
-              "- `head_method_ranks`, `head_ablation`, `head_patching`, `head_attribution`: the other methods' evidence per head.", ""]
+    lines += [
+        "## 3. Memorization head and rare tokens (`03_heads.py`)",
+        "",
+        "- `head_rare_token_tau`: Kendall tau of attention vs token frequency rank per head (negative = prefers rare tokens).",
+        "- `head_attention_by_rank`: attention per rarity rank for the top heads.",
+        "- `head_method_ranks`, `head_ablation`, `head_patching`, `head_attribution`: the other methods' evidence per head.",
+        "",
+    ]
     if h:
-        lines += ["| | paper A | testbed |", "|---|---|---|",
-                  f"| most rare-token-attending head beyond chance | layer 1 head 2 (tau -0.97, no null) | layer {h['most_rare_token_head'][0]} head {h['most_rare_token_head'][1]} "
-                  f"(tau {_fmt(h['most_rare_token_tau'])}; uniform attention {_fmt(h.get('uniform_tau'))}; excess {_fmt(h.get('most_rare_token_excess'))}, "
-                  f"p {_fmt(h.get('most_rare_token_p'), 3)}) |",
-                  f"| the same head's excess on NMEM paragraphs | - | {_fmt(h.get('most_rare_token_excess_nmem'))} |",
-                  f"| top head of the locator (ordered by {', '.join(h['rank_by'])}) | - | layer {h['top_head'][0]} head {h['top_head'][1]} |",
-                  "| agreement between methods (Kendall tau) | methods disagreed | " +
-                  ", ".join(f"{k} {v:+.2f}" for k, v in h["agreement"].items()) + " |", ""]
+        lines += [
+            "| | paper A | testbed |",
+            "|---|---|---|",
+            f"| most rare-token-attending head beyond chance | layer 1 head 2 (tau -0.97, no null) | layer {h['most_rare_token_head'][0]} head {h['most_rare_token_head'][1]} "
+            f"(tau {_fmt(h['most_rare_token_tau'])}; uniform attention {_fmt(h.get('uniform_tau'))}; excess {_fmt(h.get('most_rare_token_excess'))}, "
+            f"p {_fmt(h.get('most_rare_token_p'), 3)}) |",
+            f"| the same head's excess on NMEM paragraphs | - | {_fmt(h.get('most_rare_token_excess_nmem'))} |",
+            f"| top head of the locator (ordered by {', '.join(h['rank_by'])}) | - | layer {h['top_head'][0]} head {h['top_head'][1]} |",
+            "| agreement between methods (Kendall tau) | methods disagreed | "
+            + ", ".join(f"{k} {v:+.2f}" for k, v in h["agreement"].items())
+            + " |",
+            "",
+        ]
     p = _load("04_perturbation")
-    lines += ["## 4. Prefix perturbation (`04_perturbation.py`)", "",
-              "- `perturbation_em_drop_by_position`: mean EM lost when one prefix position is replaced, MEM vs NMEM.", ""]
+    lines += [
+        "## 4. Prefix perturbation (`04_perturbation.py`)",
+        "",
+        "- `perturbation_em_drop_by_position`: mean EM lost when one prefix position is replaced, MEM vs NMEM.",
+        "",
+    ]
     if p:
-        lines += ["| mean EM drop per perturbed token | paper A | testbed |", "|---|---|---|",
-                  f"| MEM | 12.19 | {_fmt(p['mean_em_drop_mem'])} |", f"| NMEM | 33.12 | {_fmt(p['mean_em_drop_nmem'])} |",
-                  f"| paragraphs, samples per position | - | {p['n_mem']} + {p['n_nmem']}, {p['samples_per_position']} |", ""]
+        lines += [
+            "| mean EM drop per perturbed token | paper A | testbed |",
+            "|---|---|---|",
+            f"| MEM | 12.19 | {_fmt(p['mean_em_drop_mem'])} |",
+            f"| NMEM | 33.12 | {_fmt(p['mean_em_drop_nmem'])} |",
+            f"| paragraphs, samples per position | - | {p['n_mem']} + {p['n_nmem']}, {p['samples_per_position']} |",
+            "",
+        ]
     u = _load("05_unlearning")
     paper = {"all": ("26.90", "45.11"), "top-0.1%": ("26.75", "45.84"), "random-0.1%": ("49.80", "44.86")}
-    lines += ["## 5. Unlearning vs baselines (`05_unlearning.py`)", "",
-              "- `unlearning_table`: mean EM of the target, other MEM paragraphs and NMEM (vs the original's own continuation) after each run.",
-              "  Each row runs at its calibrated learning rate: the smallest on a log grid (10 Adam steps) at which the targets' mean",
-              "  EM falls to <= 10, so the collateral columns compare methods at matched forgetting (the paper used one rate, 1e-5).", ""]
+    lines += [
+        "## 5. Unlearning vs baselines (`05_unlearning.py`)",
+        "",
+        "- `unlearning_table`: mean EM of the target, other MEM paragraphs and NMEM (vs the original's own continuation) after each run.",
+        "  Each row runs at its calibrated learning rate: the smallest on a log grid (10 Adam steps) at which the targets' mean",
+        "  EM falls to <= 10, so the collateral columns compare methods at matched forgetting (the paper used one rate, 1e-5).",
+        "",
+    ]
     if u:
-        lines += ["| run | lr | paper A MEM / NMEM EM | testbed target EM | other MEM EM | NMEM EM | held-out ppl | target EM after relearning |",
-                  "|---|---|---|---|---|---|---|---|",
-                  f"| original | - | - | {_fmt(u['before']['target_em'])} | {_fmt(u['before']['other_mem_em'])} | {_fmt(u['before']['nmem_em'])} | {_fmt(u['before']['heldout_ppl'])} | - |"]
+        lines += [
+            "| run | lr | paper A MEM / NMEM EM | testbed target EM | other MEM EM | NMEM EM | held-out ppl | target EM after relearning |",
+            "|---|---|---|---|---|---|---|---|",
+            f"| original | - | - | {_fmt(u['before']['target_em'])} | {_fmt(u['before']['other_mem_em'])} | {_fmt(u['before']['nmem_em'])} | {_fmt(u['before']['heldout_ppl'])} | - |",
+        ]
         for row in u["rows"]:
             what = row["label"].split(" ", 1)[-1]
             ref = " / ".join(paper[what]) if row["label"].startswith("unlearn ") and what in paper else "-"
             a, cal = row["after"], row.get("calibration") or {}
             lr = f"{row['config'].get('lr', float('nan')):.0e}" + ("" if cal.get("reached", True) else " (not reached)")
             rel = _fmt(row["relearned"].get("target_em")) if row.get("relearned") else "-"
-            lines.append(f"| {row['label']} | {lr} | {ref} | {_fmt(a['target_em'])} | {_fmt(a['other_mem_em'])} | {_fmt(a['nmem_em'])} | "
-                         f"{_fmt(a['heldout_ppl'])} | {rel} |")
+            lines.append(
+                f"| {row['label']} | {lr} | {ref} | {_fmt(a['target_em'])} | {_fmt(a['other_mem_em'])} | {_fmt(a['nmem_em'])} | "
+                f"{_fmt(a['heldout_ppl'])} | {rel} |"
+            )
         c = u.get("relearn_controls") or {}
         if c:
-            lines += ["", f"Relearning controls (the same attack on the original model): a memorized target {_fmt(c['original_before'], 1)} -> "
-                          f"{_fmt(c['original_after'], 1)}; a never-seen paragraph {_fmt(c['unseen_before'], 1)} -> {_fmt(c['unseen_after'], 1)}."]
+            lines += [
+                "",
+                f"Relearning controls (the same attack on the original model): a memorized target {_fmt(c['original_before'], 1)} -> "
+                f"{_fmt(c['original_after'], 1)}; a never-seen paragraph {_fmt(c['unseen_before'], 1)} -> {_fmt(c['unseen_after'], 1)}.",
+            ]
         lines.append("")
     r = _load("06_restoration")
-    lines += ["## 6. Restoration (`06_restoration.py`)", "",
-              "- `restoration_all` (and `restoration_topk` when top-0.1% unlearning forgot anything): fraction of the forgotten",
-              "  EM, of the NLL increase and KRS (per paragraph, averaged) recovered by restoring each part of the original model",
-              "  for a window around each layer: paper B's 5 of 32 layers scaled to the depth (1 layer of the testbed's 6), so the",
-              "  heatmap localizes the forgetting to single layers. Unlearning runs at the calibrated rate.", ""]
+    lines += [
+        "## 6. Restoration (`06_restoration.py`)",
+        "",
+        "- `restoration_all` (and `restoration_topk` when top-0.1% unlearning forgot anything): fraction of the forgotten",
+        "  EM, of the NLL increase and KRS (per paragraph, averaged) recovered by restoring each part of the original model",
+        "  for a window around each layer: paper B's 5 of 32 layers scaled to the depth (1 layer of the testbed's 6), so the",
+        "  heatmap localizes the forgetting to single layers. Unlearning runs at the calibrated rate.",
+        "",
+    ]
     if r:
-        lines += ["| unlearning | target EM before -> after | best KRS (experiment, layer) | max KRS of value vectors | paper B |",
-                  "|---|---|---|---|---|"]
+        lines += [
+            "| unlearning | target EM before -> after | best KRS (experiment, layer) | max KRS of value vectors | paper B |",
+            "|---|---|---|---|---|",
+        ]
         for select, v in r.items():
             if not v.get("forgotten", True):
-                lines.append(f"| {select} weights | {_fmt(v['em_original'], 1)} -> {_fmt(v['em_unlearned'], 1)} | "
-                             "nothing forgotten, nothing to restore | - | - |")
+                lines.append(
+                    f"| {select} weights | {_fmt(v['em_original'], 1)} -> {_fmt(v['em_unlearned'], 1)} | "
+                    "nothing forgotten, nothing to restore | - | - |"
+                )
                 continue
             krs = v["krs"]
-            cells = [(val, e, l) for e, row in zip(v["experiments"], krs) for l, val in enumerate(row) if val is not None]
+            cells = [
+                (val, e, l) for e, row in zip(v["experiments"], krs) for l, val in enumerate(row) if val is not None
+            ]
             best = max(cells) if cells else (None, "-", "-")
             values = max((val for val, e, _ in cells if e == "values"), default=None)
-            lines.append(f"| {select} weights | {_fmt(v['em_original'], 1)} -> {_fmt(v['em_unlearned'], 1)} | "
-                         f"{_fmt(best[0])} ({best[1]}, layer {best[2]}) | {_fmt(values)} | values recover ~nothing; late-layer coefficients most |")
+            lines.append(
+                f"| {select} weights | {_fmt(v['em_original'], 1)} -> {_fmt(v['em_unlearned'], 1)} | "
+                f"{_fmt(best[0])} ({best[1]}, layer {best[2]}) | {_fmt(values)} | values recover ~nothing; late-layer coefficients most |"
+            )
         lines.append("")
     return "\n".join(lines + speed_lines())
 
@@ -145,17 +213,28 @@ def readme() -> str:
 def speed_lines() -> list[str]:
     """The speed section: the table of benchmarks/results.json as `python benchmarks/run_all.py` wrote it."""
     path = ANALYSES.parent / "benchmarks" / "results.json"
-    lines = ["## Speed (`benchmarks/run_all.py`)", "",
-             "Every speed figure of this project comes from `python benchmarks/run_all.py` (see benchmarks/harness.py): each",
-             "benchmark waits for a quiet machine (1-minute load below 0.3) or marks its rows BUSY, runs each method 3 times",
-             "interleaved, and prints medians (range), the ratio of medians (range of per-round ratios), the work ratio, and",
-             "GFLOP/s as a fraction of a float32 matmul peak measured in the same run.", ""]
+    lines = [
+        "## Speed (`benchmarks/run_all.py`)",
+        "",
+        "Every speed figure of this project comes from `python benchmarks/run_all.py` (see benchmarks/harness.py): each",
+        "benchmark waits for a quiet machine (1-minute load below 0.3) or marks its rows BUSY, runs each method 3 times",
+        "interleaved, and prints medians (range), the ratio of medians (range of per-round ratios), the work ratio, and",
+        "GFLOP/s as a fraction of a float32 matmul peak measured in the same run.",
+        "",
+    ]
     data = json.loads(path.read_text()) if path.exists() else None
     if data is None or data.get("quick"):
-        return lines + ["Not measured here yet (or only with --quick): run `python benchmarks/run_all.py` on a quiet machine, then",
-                        "`python analyses/make_figures.py --readme`.", ""]
+        return lines + [
+            "Not measured here yet (or only with --quick): run `python benchmarks/run_all.py` on a quiet machine, then",
+            "`python analyses/make_figures.py --readme`.",
+            "",
+        ]
     busy = [r["benchmark"] for r in data["results"] if (r.get("machine") or {}).get("busy")]
-    note = f"BUSY machine during {', '.join(busy)}: those rows are not quiet-machine figures." if busy else "Quiet machine for every benchmark."
+    note = (
+        f"BUSY machine during {', '.join(busy)}: those rows are not quiet-machine figures."
+        if busy
+        else "Quiet machine for every benchmark."
+    )
     return lines + [f"{data['cpus']} CPUs, Python {data['python']}. {note}", "", "```", *data["table"], "```", ""]
 
 

@@ -83,7 +83,9 @@ def main() -> None:
         "n_mem": meta["n_mem"],
         "fraction_once_em_le_10": meta["fraction_once_em_le_10"],
         "heldout_mean_em": meta["memorization_by_count"]["0"]["mean_em"],
-        "mem_by_count": {c: [v["n_memorized"], v["n"], round(v["mean_em"], 1)] for c, v in meta["memorization_by_count"].items()},
+        "mem_by_count": {
+            c: [v["n_memorized"], v["n"], round(v["mean_em"], 1)] for c, v in meta["memorization_by_count"].items()
+        },
         "share_kept": {r["k"]: round(r["share_kept"], 3) for r in rob["table"]},
         "em_full_by_count_k": {str(r["count"]): {} for r in rob["by_count"]},
         "offsets": meta["data"]["offsets"],

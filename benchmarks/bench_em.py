@@ -30,15 +30,30 @@ GREEDY, FULL, OURS = "greedy decoding", "full-logits forward", "score_paragraphs
 
 def neo_125m_shaped() -> HookedTransformer:
     cfg = HookedTransformerConfig(
-        n_layers=12, d_model=768, n_heads=12, d_head=64, d_mlp=3072, d_vocab=50257, n_ctx=2048,
-        act_fn="gelu_new", normalization_type="LN", attn_types=["global", "local"] * 6, use_local_attn=True, window_size=256,
-        use_attn_scale=False, original_architecture="GPTNeoForCausalLM", positional_embedding_type="standard",
-        device="cpu", seed=0,
+        n_layers=12,
+        d_model=768,
+        n_heads=12,
+        d_head=64,
+        d_mlp=3072,
+        d_vocab=50257,
+        n_ctx=2048,
+        act_fn="gelu_new",
+        normalization_type="LN",
+        attn_types=["global", "local"] * 6,
+        use_local_attn=True,
+        window_size=256,
+        use_attn_scale=False,
+        original_architecture="GPTNeoForCausalLM",
+        positional_embedding_type="standard",
+        device="cpu",
+        seed=0,
     )
     return HookedTransformer(cfg).eval()
 
 
-def full_logits_em(model: HookedTransformer, paragraphs: Paragraphs, batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+def full_logits_em(
+    model: HookedTransformer, paragraphs: Paragraphs, batch_size: int = 64
+) -> tuple[torch.Tensor, torch.Tensor]:
     """EM and NLL from forwards that compute every position's logits (the reference path)."""
     ems, nlls = [], []
     p = paragraphs.prefix_len
@@ -54,12 +69,27 @@ def compare(session: Session, name: str, model: HookedTransformer, paragraphs: P
     cfg, n, seq, p = model.cfg, len(paragraphs), paragraphs.seq_len, paragraphs.prefix_len
     tokens = n * seq
     methods = [
-        Method(GREEDY, lambda: greedy_exact_match(model, paragraphs), flops=greedy_flops(cfg, n, p, seq - p),
-               tokens=n * (seq - 1), layer_tokens=n * (seq - 1) * cfg.n_layers),
-        Method(FULL, lambda: full_logits_em(model, paragraphs), flops=forward_flops(cfg, n, seq), tokens=tokens,
-               layer_tokens=tokens * cfg.n_layers),
-        Method(OURS, lambda: score_paragraphs(model, paragraphs), flops=forward_flops(cfg, n, seq, logit_positions=seq - p),
-               tokens=tokens, layer_tokens=tokens * cfg.n_layers),
+        Method(
+            GREEDY,
+            lambda: greedy_exact_match(model, paragraphs),
+            flops=greedy_flops(cfg, n, p, seq - p),
+            tokens=n * (seq - 1),
+            layer_tokens=n * (seq - 1) * cfg.n_layers,
+        ),
+        Method(
+            FULL,
+            lambda: full_logits_em(model, paragraphs),
+            flops=forward_flops(cfg, n, seq),
+            tokens=tokens,
+            layer_tokens=tokens * cfg.n_layers,
+        ),
+        Method(
+            OURS,
+            lambda: score_paragraphs(model, paragraphs),
+            flops=forward_flops(cfg, n, seq, logit_positions=seq - p),
+            tokens=tokens,
+            layer_tokens=tokens * cfg.n_layers,
+        ),
     ]
     timings = session.time(methods, warmup=warmup)
     scores, (full_em, full_nll) = timings[OURS].result, timings[FULL].result
@@ -67,7 +97,9 @@ def compare(session: Session, name: str, model: HookedTransformer, paragraphs: P
     nll_diff = float((full_nll - scores.nll).abs().max())
     case = f"{name}: {n} paragraphs of {p} + {seq - p} tokens"
     session.report(case, timings, baseline=GREEDY, candidate=OURS, em_equal=equal)
-    session.report(case, timings, baseline=FULL, candidate=OURS, show_methods=False, em_equal=equal, max_nll_diff=nll_diff)
+    session.report(
+        case, timings, baseline=FULL, candidate=OURS, show_methods=False, em_equal=equal, max_nll_diff=nll_diff
+    )
 
 
 def main() -> None:
@@ -85,7 +117,9 @@ def main() -> None:
     big = neo_125m_shaped()
     g = torch.Generator().manual_seed(0)
     tokens = torch.randint(0, big.cfg.d_vocab, (args.n_125m, 100), generator=g)
-    compare(session, "GPT-Neo-125M-shaped", big, Paragraphs(tokens, 50, tuple(map(str, range(args.n_125m)))), warmup=False)
+    compare(
+        session, "GPT-Neo-125M-shaped", big, Paragraphs(tokens, 50, tuple(map(str, range(args.n_125m)))), warmup=False
+    )
     session.finish()
 
 

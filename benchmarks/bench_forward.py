@@ -34,10 +34,23 @@ SEQ, PREFIX = 100, 50
 
 def neo_125m_shaped() -> HookedTransformer:
     cfg = HookedTransformerConfig(
-        n_layers=12, d_model=768, n_heads=12, d_head=64, d_mlp=3072, d_vocab=50257, n_ctx=2048,
-        act_fn="gelu_new", normalization_type="LN", attn_types=["global", "local"] * 6, use_local_attn=True, window_size=256,
-        use_attn_scale=False, original_architecture="GPTNeoForCausalLM", positional_embedding_type="standard",
-        device="cpu", seed=0,
+        n_layers=12,
+        d_model=768,
+        n_heads=12,
+        d_head=64,
+        d_mlp=3072,
+        d_vocab=50257,
+        n_ctx=2048,
+        act_fn="gelu_new",
+        normalization_type="LN",
+        attn_types=["global", "local"] * 6,
+        use_local_attn=True,
+        window_size=256,
+        use_attn_scale=False,
+        original_architecture="GPTNeoForCausalLM",
+        positional_embedding_type="standard",
+        device="cpu",
+        seed=0,
     )
     return HookedTransformer(cfg).eval()
 
@@ -47,14 +60,23 @@ def linear_maps_only(model: HookedTransformer, rows: int) -> Callable[[], None]:
     cfg = model.cfg
     x = torch.randn(rows * SEQ, cfg.d_model)
     h = torch.randn(rows * SEQ, cfg.d_mlp)
-    weights = [(b.attn.W_Q.flatten(1, 2).T.contiguous(), b.attn.W_K.flatten(1, 2).T.contiguous(),
-                b.attn.W_V.flatten(1, 2).T.contiguous(), b.attn.W_O.flatten(0, 1).T.contiguous(),
-                b.mlp.W_in.T.contiguous(), b.mlp.W_out.T.contiguous()) for b in model.blocks]
+    weights = [
+        (
+            b.attn.W_Q.flatten(1, 2).T.contiguous(),
+            b.attn.W_K.flatten(1, 2).T.contiguous(),
+            b.attn.W_V.flatten(1, 2).T.contiguous(),
+            b.attn.W_O.flatten(0, 1).T.contiguous(),
+            b.mlp.W_in.T.contiguous(),
+            b.mlp.W_out.T.contiguous(),
+        )
+        for b in model.blocks
+    ]
 
     def run() -> None:
         for wq, wk, wv, wo, w_in, w_out in weights:
             F.linear(x, wq), F.linear(x, wk), F.linear(x, wv), F.linear(x, wo)
             F.linear(x, w_in), F.linear(h, w_out)
+
     return run
 
 
@@ -68,27 +90,53 @@ def bench(session: Session, name: str, model: HookedTransformer, rows: int, warm
 
     def full():
         logits = model(tokens)
-        return continuation_log_probs(logits, tokens, PREFIX), logits[:, PREFIX - 1 : -1].argmax(-1) == tokens[:, PREFIX:]
+        return continuation_log_probs(logits, tokens, PREFIX), logits[:, PREFIX - 1 : -1].argmax(-1) == tokens[
+            :, PREFIX:
+        ]
 
     cont = SEQ - PREFIX
     methods = [
         Method("full-logits forward", full, flops=forward_flops(cfg, rows, SEQ), tokens=n_tok),
-        Method("score_paragraphs", lambda: score_paragraphs(model, paragraphs),
-               flops=forward_flops(cfg, rows, SEQ, logit_positions=cont), tokens=n_tok),
-        Method("scan screen forward", lambda: continuation_hits(model, tokens, PREFIX),
-               flops=forward_flops(cfg, rows, SEQ, logit_positions=cont), tokens=n_tok),
-        Method("blocks only", lambda: model(tokens, stop_at_layer=cfg.n_layers),
-               flops=cfg.n_layers * block_flops(cfg, rows, SEQ), tokens=n_tok),
+        Method(
+            "score_paragraphs",
+            lambda: score_paragraphs(model, paragraphs),
+            flops=forward_flops(cfg, rows, SEQ, logit_positions=cont),
+            tokens=n_tok,
+        ),
+        Method(
+            "scan screen forward",
+            lambda: continuation_hits(model, tokens, PREFIX),
+            flops=forward_flops(cfg, rows, SEQ, logit_positions=cont),
+            tokens=n_tok,
+        ),
+        Method(
+            "blocks only",
+            lambda: model(tokens, stop_at_layer=cfg.n_layers),
+            flops=cfg.n_layers * block_flops(cfg, rows, SEQ),
+            tokens=n_tok,
+        ),
         Method("linear maps only", linear_maps_only(model, rows), flops=linear, tokens=n_tok),
     ]
     timings = session.time(methods, warmup=warmup)
     scores, (ref_logp, ref_hits) = timings["score_paragraphs"].result, timings["full-logits forward"].result
     agree = bool(torch.equal(scores.hits, ref_hits) and torch.equal(timings["scan screen forward"].result, ref_hits))
     case = f"{name}: {rows} rows of {PREFIX} + {cont} tokens"
-    session.report(case, timings, baseline="full-logits forward", candidate="score_paragraphs", hits_equal=agree,
-                   max_nll_diff=float((scores.nll - (-ref_logp).mean(1)).abs().max()))
-    session.report(case, timings, baseline="full-logits forward", candidate="scan screen forward", show_methods=False,
-                   hits_equal=agree)
+    session.report(
+        case,
+        timings,
+        baseline="full-logits forward",
+        candidate="score_paragraphs",
+        hits_equal=agree,
+        max_nll_diff=float((scores.nll - (-ref_logp).mean(1)).abs().max()),
+    )
+    session.report(
+        case,
+        timings,
+        baseline="full-logits forward",
+        candidate="scan screen forward",
+        show_methods=False,
+        hits_equal=agree,
+    )
 
 
 def main() -> None:

@@ -35,9 +35,22 @@ GHOST, LOOP = "batched ghost norms", "one backward per paragraph"
 
 def gpt_neo_125m_shaped(device: str) -> HookedTransformer:
     cfg = HookedTransformerConfig(
-        n_layers=12, d_model=768, n_heads=12, d_head=64, d_mlp=3072, d_vocab=50257, n_ctx=2048, act_fn="gelu_new",
-        normalization_type="LN", attn_types=["global", "local"] * 6, use_local_attn=True, window_size=256, use_attn_scale=False,
-        original_architecture="GPTNeoForCausalLM", seed=0, device=device,
+        n_layers=12,
+        d_model=768,
+        n_heads=12,
+        d_head=64,
+        d_mlp=3072,
+        d_vocab=50257,
+        n_ctx=2048,
+        act_fn="gelu_new",
+        normalization_type="LN",
+        attn_types=["global", "local"] * 6,
+        use_local_attn=True,
+        window_size=256,
+        use_attn_scale=False,
+        original_architecture="GPTNeoForCausalLM",
+        seed=0,
+        device=device,
     )
     return HookedTransformer(cfg).eval()
 
@@ -71,8 +84,14 @@ def one_backward_per_paragraph(model: HookedTransformer, paragraphs: Paragraphs)
     rows = []
     for i in range(len(paragraphs)):
         g = parameter_gradients(model, paragraphs.select([i]), objective="nll")
-        rows.append(torch.tensor([[float(g[f"blocks.{l}.{'attn' if c in HEAD_COMPONENTS else 'mlp'}.{c}"].norm()) for c in COMPONENTS]
-                                  for l in range(n_layers)]))
+        rows.append(
+            torch.tensor(
+                [
+                    [float(g[f"blocks.{l}.{'attn' if c in HEAD_COMPONENTS else 'mlp'}.{c}"].norm()) for c in COMPONENTS]
+                    for l in range(n_layers)
+                ]
+            )
+        )
     return torch.stack(rows)
 
 
@@ -89,8 +108,11 @@ def worker(name: str, method: str, n: int, batch_size: int, device: str, out_pat
     model = _model(name, device)
     prefix = 50
     g = torch.Generator().manual_seed(0)
-    paragraphs = Paragraphs(torch.randint(0, model.cfg.d_vocab, (n, 2 * prefix), generator=g), prefix_len=prefix,
-                            ids=tuple(str(i) for i in range(n)))
+    paragraphs = Paragraphs(
+        torch.randint(0, model.cfg.d_vocab, (n, 2 * prefix), generator=g),
+        prefix_len=prefix,
+        ids=tuple(str(i) for i in range(n)),
+    )
     if method == "ghost":
         fn = lambda: per_paragraph_norms(model, paragraphs, batch_size=batch_size).norms  # noqa: E731
     else:
@@ -101,23 +123,34 @@ def worker(name: str, method: str, n: int, batch_size: int, device: str, out_pat
 
 def in_worker(name: str, method: str, n: int, batch_size: int, device: str, tmp: str) -> Measured:
     out = f"{tmp}/{method}.pt"
-    subprocess.run([sys.executable, __file__, "--worker", name, method, str(n), str(batch_size), device, out], check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, __file__, "--worker", name, method, str(n), str(batch_size), device, out],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     r = torch.load(out)
     return Measured(result=r["norms"], seconds=r["seconds"], cpu_seconds=r["cpu"], peak_mib=r["peak_mib"])
 
 
 def bench(session: Session, name: str, label: str, n: int, batch_size: int, device: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        methods = [Method(GHOST, lambda: in_worker(name, "ghost", n, batch_size, device, tmp), tokens=n * 100),
-                   Method(LOOP, lambda: in_worker(name, "loop", n, batch_size, device, tmp), tokens=n * 100)]
+        methods = [
+            Method(GHOST, lambda: in_worker(name, "ghost", n, batch_size, device, tmp), tokens=n * 100),
+            Method(LOOP, lambda: in_worker(name, "loop", n, batch_size, device, tmp), tokens=n * 100),
+        ]
         timings = session.time(methods, warmup=False)
     ghost, loop = timings[GHOST].result, timings[LOOP].result
     rel = float(((ghost - loop).abs() / loop).max())
     peak = {k: session.method_row(timings[k])["peak_mib"] for k in (GHOST, LOOP)}
-    session.report(f"{label}: {n} paragraphs of 50 + 50 tokens, ghost batch {batch_size}, device {device}", timings,
-                   baseline=LOOP, candidate=GHOST, max_relative_norm_diff=rel,
-                   peak_memory_loop_over_ghost=round(peak[LOOP] / max(peak[GHOST], 1e-9), 2))
+    session.report(
+        f"{label}: {n} paragraphs of 50 + 50 tokens, ghost batch {batch_size}, device {device}",
+        timings,
+        baseline=LOOP,
+        candidate=GHOST,
+        max_relative_norm_diff=rel,
+        peak_memory_loop_over_ghost=round(peak[LOOP] / max(peak[GHOST], 1e-9), 2),
+    )
 
 
 def main() -> None:

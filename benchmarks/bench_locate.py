@@ -38,26 +38,43 @@ def random_sets(model, n: int, seed: int = 0) -> tuple[Paragraphs, Paragraphs, P
 
 def run(model, args, **sets) -> None:
     t0 = time.perf_counter()
-    ranking = locate_memorization_head(model, methods=tuple(args.methods), candidates=args.candidates,
-                                       max_paragraphs=args.max_paragraphs, exact_all=False, batch_size=args.batch_size, **sets)
+    ranking = locate_memorization_head(
+        model,
+        methods=tuple(args.methods),
+        candidates=args.candidates,
+        max_paragraphs=args.max_paragraphs,
+        exact_all=False,
+        batch_size=args.batch_size,
+        **sets,
+    )
     total = time.perf_counter() - t0
-    print(f"screened ({args.candidates} candidates): {total:.1f} s in all "
-          f"({'within' if total <= 600 else 'OVER'} the 10-minute budget); MEM {len(ranking.mem_ids)}, NMEM {len(ranking.nmem_ids)}")
+    print(
+        f"screened ({args.candidates} candidates): {total:.1f} s in all "
+        f"({'within' if total <= 600 else 'OVER'} the 10-minute budget); MEM {len(ranking.mem_ids)}, NMEM {len(ranking.nmem_ids)}"
+    )
     for m, s in ranking.seconds.items():
         print(f"  {m:>22}: {s:8.1f} s")
     print(f"  screen vs exact patching on the candidates: {ranking.screen}")
     print(f"  top head {ranking.top}")
     if args.exact_all:
         t0 = time.perf_counter()
-        full = locate_memorization_head(model, methods=tuple(args.methods), exact_all=True,
-                                        max_paragraphs=args.max_paragraphs, batch_size=args.batch_size, **sets)
+        full = locate_memorization_head(
+            model,
+            methods=tuple(args.methods),
+            exact_all=True,
+            max_paragraphs=args.max_paragraphs,
+            batch_size=args.batch_size,
+            **sets,
+        )
         total_all = time.perf_counter() - t0
         print(f"exact on every head: {total_all:.1f} s in all; screened / exact-all time = {total / total_all:.2f}")
         for m, s in full.seconds.items():
             print(f"  {m:>22}: {s:8.1f} s")
         print(f"  screen vs exact on every head: {full.screen}")
-        print(f"  exact top head {full.screen.get('exact_top')} is in the screen of {args.candidates}: "
-              f"{full.screen.get('exact_top_attribution_rank', 10**9) <= args.candidates}")
+        print(
+            f"  exact top head {full.screen.get('exact_top')} is in the screen of {args.candidates}: "
+            f"{full.screen.get('exact_top_attribution_rank', 10**9) <= args.candidates}"
+        )
 
 
 def main() -> None:
@@ -76,12 +93,18 @@ def main() -> None:
 
         model = load_model("testbed", device="cpu")
         paragraphs = testbed_paragraphs(("planted", "once"))
-        run(model, args, paragraphs=paragraphs.select(range(0, len(paragraphs), max(1, len(paragraphs) // (8 * args.n)))),
-            unigram_counts=testbed_unigram_counts())
+        run(
+            model,
+            args,
+            paragraphs=paragraphs.select(range(0, len(paragraphs), max(1, len(paragraphs) // (8 * args.n)))),
+            unigram_counts=testbed_unigram_counts(),
+        )
     else:
         model = neo125m_shaped()
         mem, nmem, reference = random_sets(model, args.n)
-        print(f"GPT-Neo-125M-shaped, random weights: {model.cfg.n_layers} x {model.cfg.n_heads} heads, {args.n} MEM + {args.n} NMEM")
+        print(
+            f"GPT-Neo-125M-shaped, random weights: {model.cfg.n_layers} x {model.cfg.n_heads} heads, {args.n} MEM + {args.n} NMEM"
+        )
         run(model, args, mem=mem, nmem=nmem, reference=reference)
 
 

@@ -38,9 +38,21 @@ TL_FUNCTIONS = {
 
 def neo125m_shaped() -> HookedTransformer:
     cfg = HookedTransformerConfig(
-        n_layers=12, d_model=768, n_heads=12, d_head=64, d_mlp=3072, d_vocab=50257, n_ctx=2048, act_fn="gelu_new",
-        normalization_type="LN", attn_types=["global", "local"] * 6, use_local_attn=True, window_size=256, use_attn_scale=False,
-        original_architecture="GPTNeoForCausalLM", seed=0,
+        n_layers=12,
+        d_model=768,
+        n_heads=12,
+        d_head=64,
+        d_mlp=3072,
+        d_vocab=50257,
+        n_ctx=2048,
+        act_fn="gelu_new",
+        normalization_type="LN",
+        attn_types=["global", "local"] * 6,
+        use_local_attn=True,
+        window_size=256,
+        use_attn_scale=False,
+        original_architecture="GPTNeoForCausalLM",
+        seed=0,
     )
     return HookedTransformer(cfg).eval()
 
@@ -61,13 +73,21 @@ def work(model: HookedTransformer, kind: str, n: int, seq: int, prefix_len: int)
     tl = ((len(cells) + 1) * n * seq * layers, (len(cells) + 1) * forward_flops(cfg, n, seq))
     start = cells[:, 0].tolist()
     ours_lt = 2 * n * seq * layers + sum(n * seq * (layers - s) for s in start)
-    ours_fl = 2 * forward_flops(cfg, n, seq) + sum(forward_flops(cfg, n, seq, start_layer=s, logit_positions=seq - prefix_len)
-                                                     for s in start)
+    ours_fl = 2 * forward_flops(cfg, n, seq) + sum(
+        forward_flops(cfg, n, seq, start_layer=s, logit_positions=seq - prefix_len) for s in start
+    )
     return {"transformer_lens.patching": tl, "interp batched": (ours_lt, ours_fl)}
 
 
-def bench(session: Session, name: str, model: HookedTransformer, paragraphs: Paragraphs, kinds: list[str],
-          batch_size: int, warmup: bool) -> None:
+def bench(
+    session: Session,
+    name: str,
+    model: HookedTransformer,
+    paragraphs: Paragraphs,
+    kinds: list[str],
+    batch_size: int,
+    warmup: bool,
+) -> None:
     corrupted = corrupt_prefixes(paragraphs, 0.5, model.cfg.d_vocab)
     clean_tokens = paragraphs.tokens.to(model.cfg.device)
     p, n, seq = paragraphs.prefix_len, len(paragraphs), paragraphs.seq_len
@@ -79,6 +99,7 @@ def bench(session: Session, name: str, model: HookedTransformer, paragraphs: Par
         return (continuation_log_probs(logits, clean_tokens, p).mean() - corrupt_m) / (clean_m - corrupt_m)
 
     for kind in kinds:
+
         def ours(kind=kind):
             return activation_patching(model, paragraphs, corrupted, kinds=(kind,), batch_size=batch_size)[kind].effect
 
@@ -88,18 +109,27 @@ def bench(session: Session, name: str, model: HookedTransformer, paragraphs: Par
                 return TL_FUNCTIONS[kind](model, corrupted.to(model.cfg.device), cache, metric).cpu()
 
         counts = work(model, kind, n, seq, p)
-        methods = [Method(label, fn, flops=counts[label][1], layer_tokens=counts[label][0])
-                   for label, fn in (("transformer_lens.patching", reference), ("interp batched", ours))]
+        methods = [
+            Method(label, fn, flops=counts[label][1], layer_tokens=counts[label][0])
+            for label, fn in (("transformer_lens.patching", reference), ("interp batched", ours))
+        ]
         timings = session.time(methods, warmup=warmup)
         diff = float((timings["interp batched"].result - timings["transformer_lens.patching"].result).abs().max())
         cells = len(all_cells(model, kind, seq))
-        session.report(f"{name} {kind}: {cells} cells x {n} paragraphs of {seq} tokens, batch {batch_size} rows",
-                       timings, baseline="transformer_lens.patching", candidate="interp batched", max_abs_diff=diff)
+        session.report(
+            f"{name} {kind}: {cells} cells x {n} paragraphs of {seq} tokens, batch {batch_size} rows",
+            timings,
+            baseline="transformer_lens.patching",
+            candidate="interp batched",
+            max_abs_diff=diff,
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["testbed", "neo125m-shaped"], choices=["testbed", "neo125m-shaped"])
+    parser.add_argument(
+        "--models", nargs="+", default=["testbed", "neo125m-shaped"], choices=["testbed", "neo125m-shaped"]
+    )
     parser.add_argument("--kinds", nargs="+", default=["head_out", "resid_pre"], choices=list(TL_FUNCTIONS))
     parser.add_argument("--paragraphs", type=int, default=8, help="paragraphs on the testbed")
     parser.add_argument("--paragraphs-125m", type=int, default=4)

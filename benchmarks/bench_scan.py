@@ -130,7 +130,10 @@ def stitched_screen(model, streams: list[torch.Tensor], prefix_len: int, window_
         rows = torch.zeros(len(segs), max(map(len, segs)), dtype=torch.long)
         for j, s in enumerate(segs):
             rows[j, : len(s)] = s
-        ok = (model(rows.to(model.cfg.device))[:, prefix_len - 1 : -1].argmax(-1) == rows[:, prefix_len:].to(model.cfg.device)).cpu()
+        ok = (
+            model(rows.to(model.cfg.device))[:, prefix_len - 1 : -1].argmax(-1)
+            == rows[:, prefix_len:].to(model.cfg.device)
+        ).cpu()
         fwd += rows.numel()
         for j, ((i, c), s) in enumerate(zip(batch, segs)):
             hits[i][c + prefix_len : c + len(s)] = ok[j, : len(s) - prefix_len]
@@ -151,8 +154,11 @@ def _toy_setup():
     folder = Path(tempfile.mkdtemp()) / "tok"
     model, paragraphs, succ = ts.train_rotary(ts.toy_tokenizer(folder))
     docs, at = ts.rotary_corpus(succ, paragraphs, n_docs=48, seed=1)
-    planted = Paragraphs(torch.stack([paragraphs[d % len(paragraphs)] for d in range(len(docs))]), ts.P,
-                         tuple(map(str, range(len(docs)))))
+    planted = Paragraphs(
+        torch.stack([paragraphs[d % len(paragraphs)] for d in range(len(docs))]),
+        ts.P,
+        tuple(map(str, range(len(docs)))),
+    )
     return model, planted, docs, list(enumerate(at)), ScanConfig(prefix_len=ts.P, continuation_len=ts.C)
 
 
@@ -167,8 +173,9 @@ def design(args, variants: bool = True) -> dict:
         model, planted = model_and_planted(args)
         if args.slices and args.slices < len(planted):  # a seeded sample across repeat counts
             planted = planted.select(sorted(random.Random(args.seed).sample(range(len(planted)), args.slices)))
-        docs, where, names = planted_corpus(model.tokenizer, planted, seed=args.seed, slice_len=args.slice_len,
-                                            n_background=len(planted) // 2)
+        docs, where, names = planted_corpus(
+            model.tokenizer, planted, seed=args.seed, slice_len=args.slice_len, n_background=len(planted) // 2
+        )
         base = ScanConfig(prefix_len=planted.prefix_len, continuation_len=planted.continuation_len)
     P, W = base.prefix_len, base.window_len
     out = Path(args.out)
@@ -177,33 +184,56 @@ def design(args, variants: bool = True) -> dict:
     corpus = resolve_corpus([corpus_path])
     sources = [f"{corpus_path}#{d + 1}" for d in range(len(docs))]
     n_tokens = sum(map(len, docs))
-    print(f"corpus: {len(docs)} documents, {n_tokens:,} tokens, {len(where)} planted paragraphs at random offsets "
-          f"(model {args.model if not args.toy else 'toy rotary'}, n_ctx {model.cfg.n_ctx}, window {P}+{W - P})")
+    print(
+        f"corpus: {len(docs)} documents, {n_tokens:,} tokens, {len(where)} planted paragraphs at random offsets "
+        f"(model {args.model if not args.toy else 'toy rotary'}, n_ctx {model.cfg.n_ctx}, window {P}+{W - P})"
+    )
     common = dict(filters=False, n_controls=0)
     runs = {}
-    for name, cfg in (("exact", ScanConfig(**{**base.__dict__, **common, "exact": True})),
-                      ("default", ScanConfig(**{**base.__dict__, **common}))):
+    for name, cfg in (
+        ("exact", ScanConfig(**{**base.__dict__, **common, "exact": True})),
+        ("default", ScanConfig(**{**base.__dict__, **common})),
+    ):
         t = time.perf_counter()
-        summary = scan_corpus(model, corpus, out / f"{name}.jsonl", cfg, force=True, batch_size=args.batch_size,
-                              progress=False)
+        summary = scan_corpus(
+            model, corpus, out / f"{name}.jsonl", cfg, force=True, batch_size=args.batch_size, progress=False
+        )
         runs[name] = {"seconds": time.perf_counter() - t, "summary": summary, "mem": mem_windows(out / f"{name}.jsonl")}
     exact_mem = runs["exact"]["mem"]
     planted_mem = [(sources[d], at) for d, at in where if (sources[d], at) in exact_mem]
-    print(f"exact: {len(exact_mem)} MEM windows; planted paragraphs MEM at their offset: {len(planted_mem)}/{len(where)}")
-    result = {"model": args.model if not args.toy else "toy", "tokens": n_tokens, "documents": len(docs),
-              "planted": len(where), "planted_mem": len(planted_mem), "exact_mem_windows": len(exact_mem),
-              "matmul_gflops": gflops, "load": load_note(), "end_to_end": {}, "screens": []}
+    print(
+        f"exact: {len(exact_mem)} MEM windows; planted paragraphs MEM at their offset: {len(planted_mem)}/{len(where)}"
+    )
+    result = {
+        "model": args.model if not args.toy else "toy",
+        "tokens": n_tokens,
+        "documents": len(docs),
+        "planted": len(where),
+        "planted_mem": len(planted_mem),
+        "exact_mem_windows": len(exact_mem),
+        "matmul_gflops": gflops,
+        "load": load_note(),
+        "end_to_end": {},
+        "screens": [],
+    }
     for name, r in runs.items():
         s = r["summary"]
         found = len(exact_mem & r["mem"])
         pf = sum(p in r["mem"] for p in planted_mem)
-        row = {"seconds": r["seconds"], "tokens_per_second": n_tokens / r["seconds"],
-               "forward_per_token": s.forward_per_token, "recall_windows": found / max(1, len(exact_mem)),
-               "recall_planted": pf / max(1, len(planted_mem)), "recall_audit": s.recall}
+        row = {
+            "seconds": r["seconds"],
+            "tokens_per_second": n_tokens / r["seconds"],
+            "forward_per_token": s.forward_per_token,
+            "recall_windows": found / max(1, len(exact_mem)),
+            "recall_planted": pf / max(1, len(planted_mem)),
+            "recall_audit": s.recall,
+        }
         result["end_to_end"][name] = row
-        print(f"{name:8s} {r['seconds']:7.1f} s  {row['tokens_per_second']:8.0f} tokens/s  "
-              f"{s.forward_per_token['scan']:6.2f} forward tokens per corpus token  "
-              f"MEM windows {found}/{len(exact_mem)}  planted {pf}/{len(planted_mem)}")
+        print(
+            f"{name:8s} {r['seconds']:7.1f} s  {row['tokens_per_second']:8.0f} tokens/s  "
+            f"{s.forward_per_token['scan']:6.2f} forward tokens per corpus token  "
+            f"MEM windows {found}/{len(exact_mem)}  planted {pf}/{len(planted_mem)}"
+        )
     ratio = runs["exact"]["seconds"] / runs["default"]["seconds"]
     print(f"default vs exact: speed x{ratio:.1f}")
     print(f"default's recall audit: {runs['default']['summary'].recall['message']}")
@@ -225,30 +255,45 @@ def screen_table(model, docs, sources, exact_mem, planted_mem, base: ScanConfig,
     steps = sorted({s for s in args.steps if s <= widest} | {widest})
     candidates = [("stitched (before)", None)] + [(f"aligned step {s}", s) for s in steps]
     rows = []
-    print(f"{'screen':22s} {'tol':>3s} {'fwd/token':>9s} {'screen':>7s} {'verify':>7s} {'MEM windows':>14s} "
-          f"{'planted':>9s} {'screen fwd tok/s':>16s}")
+    print(
+        f"{'screen':22s} {'tol':>3s} {'fwd/token':>9s} {'screen':>7s} {'verify':>7s} {'MEM windows':>14s} "
+        f"{'planted':>9s} {'screen fwd tok/s':>16s}"
+    )
     for name, step in candidates:
         t = time.perf_counter()
         if step is None:
             misses, fwd = stitched_screen(model, streams, P, W, args.batch_size)
         else:
-            res = screen_windows(model, streams, grids, prefix_len=P, window_len=W, step=step, batch_size=args.batch_size)
+            res = screen_windows(
+                model, streams, grids, prefix_len=P, window_len=W, step=step, batch_size=args.batch_size
+            )
             misses, fwd = res.misses, res.forward_tokens
         seconds = time.perf_counter() - t
         for tol in args.tolerances:
             flagged = {(src, int(s)) for src, g, m in zip(sources, grids, misses) for s in g[m <= tol]}
             found = len(flagged & exact_mem)
             pf = sum(p in flagged for p in planted_mem)
-            row = {"screen": name, "step": step, "tolerance": tol, "screen_per_token": fwd / n_tokens,
-                   "verify_per_token": W * len(flagged) / n_tokens, "forward_per_token": (fwd + W * len(flagged)) / n_tokens,
-                   "recall_windows": found / max(1, len(exact_mem)), "recall_planted": pf / max(1, len(planted_mem)),
-                   "screen_forward_tokens_per_second": fwd / seconds}
+            row = {
+                "screen": name,
+                "step": step,
+                "tolerance": tol,
+                "screen_per_token": fwd / n_tokens,
+                "verify_per_token": W * len(flagged) / n_tokens,
+                "forward_per_token": (fwd + W * len(flagged)) / n_tokens,
+                "recall_windows": found / max(1, len(exact_mem)),
+                "recall_planted": pf / max(1, len(planted_mem)),
+                "screen_forward_tokens_per_second": fwd / seconds,
+            }
             rows.append(row)
-            print(f"{name:22s} {tol:3d} {row['forward_per_token']:9.2f} {row['screen_per_token']:7.2f} "
-                  f"{row['verify_per_token']:7.2f} {found:6d}/{len(exact_mem):<7d} {pf:4d}/{len(planted_mem):<4d} "
-                  f"{row['screen_forward_tokens_per_second']:16.0f}")
-    print("(the default adds its recall audit: recall-sample x window = "
-          f"{base.recall_sample * W:.2f} forward tokens per corpus token)")
+            print(
+                f"{name:22s} {tol:3d} {row['forward_per_token']:9.2f} {row['screen_per_token']:7.2f} "
+                f"{row['verify_per_token']:7.2f} {found:6d}/{len(exact_mem):<7d} {pf:4d}/{len(planted_mem):<4d} "
+                f"{row['screen_forward_tokens_per_second']:16.0f}"
+            )
+    print(
+        "(the default adds its recall audit: recall-sample x window = "
+        f"{base.recall_sample * W:.2f} forward tokens per corpus token)"
+    )
     return rows
 
 
@@ -264,20 +309,39 @@ def proof(args) -> dict:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     corpus_path = write_corpus(out / "proof_corpus.jsonl", docs)
-    write_json(out / "proof_manifest.json", [
-        {"document": d + 1, "host": names[d], "paragraph": planted.ids[i], "copies": planted.counts[i], "offset": at}
-        for i, (d, at) in enumerate(where)])
+    write_json(
+        out / "proof_manifest.json",
+        [
+            {
+                "document": d + 1,
+                "host": names[d],
+                "paragraph": planted.ids[i],
+                "copies": planted.counts[i],
+                "offset": at,
+            }
+            for i, (d, at) in enumerate(where)
+        ],
+    )
     config = ScanConfig(prefix_len=planted.prefix_len, continuation_len=planted.continuation_len)
-    summary = scan_corpus(model, resolve_corpus([corpus_path]), out / "proof_scan.jsonl", config, force=True,
-                          batch_size=args.batch_size, progress=not args.quiet)
+    summary = scan_corpus(
+        model,
+        resolve_corpus([corpus_path]),
+        out / "proof_scan.jsonl",
+        config,
+        force=True,
+        batch_size=args.batch_size,
+        progress=not args.quiet,
+    )
     mem = mem_windows(out / "proof_scan.jsonl")
     found = [(f"{corpus_path}#{d + 1}", at) in mem for d, at in where]
     C = planted.continuation_len
     per = summary.forward_per_token
-    print(f"scan (default settings): {summary.documents} files, {summary.tokens:,} tokens, {summary.mem_spans} MEM spans "
-          f"({summary.mem_windows} windows), {summary.seconds:.0f} s = {summary.tokens_per_second:,.0f} tokens/s, "
-          f"{per['scan']:.2f} forward tokens per corpus token (screen {per['screen']:.2f}, verify {per['verify']:.2f}, "
-          f"audit {per['audit']:.2f})")
+    print(
+        f"scan (default settings): {summary.documents} files, {summary.tokens:,} tokens, {summary.mem_spans} MEM spans "
+        f"({summary.mem_windows} windows), {summary.seconds:.0f} s = {summary.tokens_per_second:,.0f} tokens/s, "
+        f"{per['scan']:.2f} forward tokens per corpus token (screen {per['screen']:.2f}, verify {per['verify']:.2f}, "
+        f"audit {per['audit']:.2f})"
+    )
     print(summary.recall["message"])
     print(f"{'copies':>6} {'planted':>8} {'MEM (memorized)':>16} {'found by scan':>14} {'recall of MEM':>14}")
     table = []
@@ -286,27 +350,50 @@ def proof(args) -> dict:
         sel = (counts == c).nonzero().flatten().tolist()
         is_mem = [int(scores.em[i]) == C for i in sel]
         mem_found = sum(found[i] for i, m in zip(sel, is_mem) if m)
-        row = {"copies": c, "planted": len(sel), "memorized_mem": sum(is_mem), "found": sum(found[i] for i in sel),
-               "mem_found": mem_found, "recall_of_mem": mem_found / sum(is_mem) if any(is_mem) else None}
+        row = {
+            "copies": c,
+            "planted": len(sel),
+            "memorized_mem": sum(is_mem),
+            "found": sum(found[i] for i in sel),
+            "mem_found": mem_found,
+            "recall_of_mem": mem_found / sum(is_mem) if any(is_mem) else None,
+        }
         table.append(row)
         print(f"{c:>6} {len(sel):>8} {sum(is_mem):>16} {row['found']:>14} {mem_found:>7}/{sum(is_mem):<6}")
     n_mem = sum(r["memorized_mem"] for r in table)
     n_found = sum(r["mem_found"] for r in table)
     wrong = sum(f and int(e) < C for f, e in zip(found, scores.em.tolist()))
-    print(f"planted paragraphs MEM when fed alone: {n_mem}; found by the default scan at their random offsets: "
-          f"{n_found} = {n_found / max(1, n_mem):.3f}; found although not MEM alone: {wrong}")
+    print(
+        f"planted paragraphs MEM when fed alone: {n_mem}; found by the default scan at their random offsets: "
+        f"{n_found} = {n_found / max(1, n_mem):.3f}; found although not MEM alone: {wrong}"
+    )
     records = [json.loads(line) for line in (out / "proof_scan.jsonl").read_text().splitlines()]
     spots = {(f"{corpus_path}#{d + 1}", at) for d, at in where}
     W = planted.tokens.shape[1]
-    other = [r for r in records if r["kind"] == "mem" and not any(
-        src == r["source"] and r["span_start"] < at + W and at < r["span_end"] for src, at in spots)]
+    other = [
+        r
+        for r in records
+        if r["kind"] == "mem"
+        and not any(src == r["source"] and r["span_start"] < at + W and at < r["span_end"] for src, at in spots)
+    ]
     print(f"MEM spans not overlapping a planted copy: {len(other)}")
     for r in sorted(other, key=lambda r: -(r["span_end"] - r["span_start"]))[:10]:
-        print(f"  {r['span_end'] - r['span_start']:5d} tokens {names[int(r['source'].rsplit('#', 1)[1]) - 1]}"
-              f"@{r['span_start']}: {r['span_text'][:80]!r}")
-    result = {"by_copies": table, "planted_mem": n_mem, "found": n_found, "recall": n_found / max(1, n_mem),
-              "found_not_mem": wrong, "other_mem_spans": len(other), "matmul_gflops": gflops, "load": load_note(),
-              "scan_summary": summary.to_json(), "seconds": time.time() - t_start}
+        print(
+            f"  {r['span_end'] - r['span_start']:5d} tokens {names[int(r['source'].rsplit('#', 1)[1]) - 1]}"
+            f"@{r['span_start']}: {r['span_text'][:80]!r}"
+        )
+    result = {
+        "by_copies": table,
+        "planted_mem": n_mem,
+        "found": n_found,
+        "recall": n_found / max(1, n_mem),
+        "found_not_mem": wrong,
+        "other_mem_spans": len(other),
+        "matmul_gflops": gflops,
+        "load": load_note(),
+        "scan_summary": summary.to_json(),
+        "seconds": time.time() - t_start,
+    }
     write_json(out / "bench_proof.json", result)
     return result
 

@@ -42,11 +42,21 @@ PEAK_N = 2048  # the peak is a float32 [PEAK_N x PEAK_N] matmul
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options every benchmark takes."""
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs of each method, interleaved (>= 3 for a spread)")
-    parser.add_argument("--load-threshold", type=float, default=LOAD_THRESHOLD,
-                        help="1-minute load average below which the machine counts as quiet")
-    parser.add_argument("--max-wait", type=float, default=MAX_WAIT_S,
-                        help="seconds to wait for the load to fall below the threshold; then measure, marked BUSY")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="timed runs of each method, interleaved (>= 3 for a spread)"
+    )
+    parser.add_argument(
+        "--load-threshold",
+        type=float,
+        default=LOAD_THRESHOLD,
+        help="1-minute load average below which the machine counts as quiet",
+    )
+    parser.add_argument(
+        "--max-wait",
+        type=float,
+        default=MAX_WAIT_S,
+        help="seconds to wait for the load to fall below the threshold; then measure, marked BUSY",
+    )
     parser.add_argument("--json", default=None, help="write the rows measured here to this JSON file")
 
 
@@ -60,8 +70,11 @@ def wait_for_quiet(threshold: float, max_wait: float, poll: float = 5.0) -> dict
     waited = time.monotonic() - start
     busy = load >= threshold
     if busy:
-        print(f"BUSY: 1-minute load average {load:.2f} >= {threshold} after waiting {waited:.0f} s; "
-              "the timings below are NOT quiet-machine figures", flush=True)
+        print(
+            f"BUSY: 1-minute load average {load:.2f} >= {threshold} after waiting {waited:.0f} s; "
+            "the timings below are NOT quiet-machine figures",
+            flush=True,
+        )
     else:
         print(f"machine quiet: 1-minute load average {load:.2f} < {threshold} (waited {waited:.0f} s)", flush=True)
     return {"load_before": round(load, 2), "load_threshold": threshold, "waited_s": round(waited, 1), "busy": busy}
@@ -87,6 +100,7 @@ def matmul_gflops(n: int = PEAK_N, reps: int = 3) -> float:
 
 
 # --- work counts -----------------------------------------------------------------------------------
+
 
 def block_flops(cfg, rows: int, seq: int, queries: int | None = None) -> float:
     """FLOPs of one TransformerLens block on `rows` sequences of `seq` tokens (`queries` new ones, default all)."""
@@ -119,6 +133,7 @@ def greedy_flops(cfg, rows: int, prefix_len: int, new_tokens: int) -> float:
 
 
 # --- timing ----------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Measured:
@@ -170,8 +185,11 @@ class Session:
         self.name, self.repeats, self.peak_n = name, args.repeats, peak_n
         if self.repeats < 1:
             raise SystemExit("--repeats must be at least 1")
-        print(f"{name}: {torch.get_num_threads()} torch threads, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-              f"python {platform.python_version()}; each method runs {self.repeats} times, interleaved", flush=True)
+        print(
+            f"{name}: {torch.get_num_threads()} torch threads, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+            f"python {platform.python_version()}; each method runs {self.repeats} times, interleaved",
+            flush=True,
+        )
         self.machine = wait_for_quiet(args.load_threshold, args.max_wait)
         self.machine |= {"threads": torch.get_num_threads(), "cpus": os.cpu_count(), "torch": torch.__version__}
         self.peaks: list[float] = []
@@ -186,7 +204,7 @@ class Session:
                 m.fn()
         for r in range(self.repeats):
             self.peaks.append(matmul_gflops(self.peak_n))
-            for m in (methods if r % 2 == 0 else methods[::-1]):
+            for m in methods if r % 2 == 0 else methods[::-1]:
                 out, wall, cpu, peak = _run_once(m)
                 t = timings[m.name]
                 t.seconds.append(wall)
@@ -203,10 +221,19 @@ class Session:
 
     def method_row(self, t: Timing) -> dict:
         m = t.method
-        row = {"median_s": t.median, "min_s": min(t.seconds), "max_s": max(t.seconds), "runs_s": t.seconds,
-               "cpu_median_s": statistics.median(t.cpu_seconds)}
+        row = {
+            "median_s": t.median,
+            "min_s": min(t.seconds),
+            "max_s": max(t.seconds),
+            "runs_s": t.seconds,
+            "cpu_median_s": statistics.median(t.cpu_seconds),
+        }
         if m.flops is not None:
-            row |= {"gflop": m.flops / 1e9, "gflops": m.flops / 1e9 / t.median, "fraction_of_peak": m.flops / 1e9 / t.median / self.peak}
+            row |= {
+                "gflop": m.flops / 1e9,
+                "gflops": m.flops / 1e9 / t.median,
+                "fraction_of_peak": m.flops / 1e9 / t.median / self.peak,
+            }
         if m.tokens is not None:
             row |= {"tokens": m.tokens, "tokens_per_s": m.tokens / t.median}
         if m.layer_tokens is not None:
@@ -215,14 +242,30 @@ class Session:
             row |= {"peak_mib": statistics.median(t.peak_mib), "peak_mib_runs": t.peak_mib}
         return row
 
-    def report(self, case: str, timings: dict[str, Timing], baseline: str, candidate: str, *, show_methods: bool = True,
-               **notes: Any) -> dict:
+    def report(
+        self,
+        case: str,
+        timings: dict[str, Timing],
+        baseline: str,
+        candidate: str,
+        *,
+        show_methods: bool = True,
+        **notes: Any,
+    ) -> dict:
         """Print one comparison (every method unless shown already, then candidate vs baseline) and keep it for the JSON."""
         base, cand = timings[baseline], timings[candidate]
         per_round = [b / c for b, c in zip(base.seconds, cand.seconds)]
-        row = {"case": case, "baseline": baseline, "candidate": candidate, "ratio": base.median / cand.median,
-               "ratio_min": min(per_round), "ratio_max": max(per_round), "peak_gflops": self.peak,
-               "methods": {name: self.method_row(t) for name, t in timings.items()}, "busy": self.machine["busy"]}
+        row = {
+            "case": case,
+            "baseline": baseline,
+            "candidate": candidate,
+            "ratio": base.median / cand.median,
+            "ratio_min": min(per_round),
+            "ratio_max": max(per_round),
+            "peak_gflops": self.peak,
+            "methods": {name: self.method_row(t) for name, t in timings.items()},
+            "busy": self.machine["busy"],
+        }
         if base.method.layer_tokens and cand.method.layer_tokens:
             row["work_ratio"] = base.method.layer_tokens / cand.method.layer_tokens
         if base.method.flops and cand.method.flops:
@@ -231,10 +274,12 @@ class Session:
         width = max(len(n) for n in timings)
         if show_methods:
             print(f"{case}  (matmul peak {self.peak:.0f} GFLOP/s{', BUSY machine' if self.machine['busy'] else ''})")
-        for name, t in (timings.items() if show_methods else ()):
+        for name, t in timings.items() if show_methods else ():
             r = row["methods"][name]
-            line = (f"  {name:<{width}}  median {r['median_s']:8.3f} s  range {r['min_s']:.3f}-{r['max_s']:.3f} "
-                    f"({len(t.seconds)} runs)  cpu {r['cpu_median_s']:8.2f} s")
+            line = (
+                f"  {name:<{width}}  median {r['median_s']:8.3f} s  range {r['min_s']:.3f}-{r['max_s']:.3f} "
+                f"({len(t.seconds)} runs)  cpu {r['cpu_median_s']:8.2f} s"
+            )
             if "gflops" in r:
                 line += f"  {r['gflops']:6.1f} GFLOP/s = {r['fraction_of_peak']:4.0%} of peak"
             if "tokens_per_s" in r:
@@ -246,19 +291,29 @@ class Session:
             print(line)
         work = "".join(f", {k.replace('_', ' ')} {row[k]:.2f}x" for k in ("work_ratio", "flop_ratio") if k in row)
         extra = "".join(f", {k.replace('_', ' ')}: {_fmt(v)}" for k, v in notes.items())
-        print(f"  ratio {row['ratio']:.2f}x ({candidate} vs {baseline}; per round {row['ratio_min']:.2f}-"
-              f"{row['ratio_max']:.2f}){work}{extra}", flush=True)
+        print(
+            f"  ratio {row['ratio']:.2f}x ({candidate} vs {baseline}; per round {row['ratio_min']:.2f}-"
+            f"{row['ratio_max']:.2f}){work}{extra}",
+            flush=True,
+        )
         self.rows.append(row)
         return row
 
     def finish(self) -> None:
         """Write the JSON (when asked) with the machine state at both ends of the run."""
-        self.machine |= {"load_after": round(os.getloadavg()[0], 2), "peak_gflops": self.peak, "peaks": self.peaks,
-                         "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+        self.machine |= {
+            "load_after": round(os.getloadavg()[0], 2),
+            "peak_gflops": self.peak,
+            "peaks": self.peaks,
+            "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        }
         if self.json_path:
             from interp.io import write_json
 
-            write_json(self.json_path, {"benchmark": self.name, "argv": sys.argv[1:], "machine": self.machine, "rows": self.rows})
+            write_json(
+                self.json_path,
+                {"benchmark": self.name, "argv": sys.argv[1:], "machine": self.machine, "rows": self.rows},
+            )
 
 
 def _fmt(v: Any) -> str:

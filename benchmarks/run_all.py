@@ -61,9 +61,17 @@ def run_one(path: Path, args: list[str], timeout: float, workdir: Path) -> dict:
     proc.returncode = returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait again
     stdout = log.read_text(errors="replace")
     measured = json.loads(rows_json.read_text()) if rows_json.exists() else {"machine": None, "rows": []}
-    return {"benchmark": path.stem, "argv": argv[1:], "returncode": returncode, "timed_out": timed_out,
-            "seconds": round(time.perf_counter() - start, 1), "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
-            "machine": measured["machine"], "rows": measured["rows"], "output_tail": stdout[-3000:]}
+    return {
+        "benchmark": path.stem,
+        "argv": argv[1:],
+        "returncode": returncode,
+        "timed_out": timed_out,
+        "seconds": round(time.perf_counter() - start, 1),
+        "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
+        "machine": measured["machine"],
+        "rows": measured["rows"],
+        "output_tail": stdout[-3000:],
+    }
 
 
 def _side(method: dict) -> str:
@@ -72,8 +80,10 @@ def _side(method: dict) -> str:
 
 def table(results: list[dict]) -> str:
     """One line per comparison: medians (ranges) in seconds, ratio, work ratio, fraction of peak, memory."""
-    head = (f"{'benchmark':<15} {'case':<58} {'baseline s':>19} {'candidate s':>19} {'ratio (rounds)':>19} "
-            f"{'work':>6} {'cand GFLOP/s':>16} {'peak MiB b/c':>13}  state")
+    head = (
+        f"{'benchmark':<15} {'case':<58} {'baseline s':>19} {'candidate s':>19} {'ratio (rounds)':>19} "
+        f"{'work':>6} {'cand GFLOP/s':>16} {'peak MiB b/c':>13}  state"
+    )
     lines = [head]
     for r in results:
         state = "" if r["returncode"] == 0 else ("TIMED OUT" if r["timed_out"] else f"FAILED (exit {r['returncode']})")
@@ -87,9 +97,13 @@ def table(results: list[dict]) -> str:
             ratio = f"{row['ratio']:.2f}x ({row['ratio_min']:.2f}-{row['ratio_max']:.2f})"
             work = f"{row['work_ratio']:.2f}x" if "work_ratio" in row else "-"
             gflops = f"{cand['gflops']:.0f} ({cand['fraction_of_peak']:.0%})" if "gflops" in cand else "-"
-            memory = f"{base['peak_mib']:.0f}/{cand['peak_mib']:.0f}" if "peak_mib" in base and "peak_mib" in cand else "-"
-            lines.append(f"{r['benchmark']:<15} {case[:58]:<58} {_side(base):>19} {_side(cand):>19} {ratio:>19} "
-                         f"{work:>6} {gflops:>16} {memory:>13}  {state}")
+            memory = (
+                f"{base['peak_mib']:.0f}/{cand['peak_mib']:.0f}" if "peak_mib" in base and "peak_mib" in cand else "-"
+            )
+            lines.append(
+                f"{r['benchmark']:<15} {case[:58]:<58} {_side(base):>19} {_side(cand):>19} {ratio:>19} "
+                f"{work:>6} {gflops:>16} {memory:>13}  {state}"
+            )
     return "\n".join(lines)
 
 
@@ -101,13 +115,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per benchmark before it is stopped")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of each method, interleaved")
     parser.add_argument("--load-threshold", type=float, default=LOAD_THRESHOLD)
-    parser.add_argument("--max-wait", type=float, default=MAX_WAIT_S, help="seconds each benchmark waits for a quiet machine")
+    parser.add_argument(
+        "--max-wait", type=float, default=MAX_WAIT_S, help="seconds each benchmark waits for a quiet machine"
+    )
     args = parser.parse_args(argv)
     scripts = sorted(p for p in HERE.glob("bench_*.py") if args.only is None or p.stem in args.only)
     if not scripts:
         print(f"no benchmark matches {args.only}", file=sys.stderr)
         return 2
-    common = ["--repeats", str(args.repeats), "--load-threshold", str(args.load_threshold), "--max-wait", str(args.max_wait)]
+    common = [
+        "--repeats",
+        str(args.repeats),
+        "--load-threshold",
+        str(args.load_threshold),
+        "--max-wait",
+        str(args.max_wait),
+    ]
     results = []
     with tempfile.TemporaryDirectory(prefix="interp-bench-") as tmp:
         for path in scripts:
@@ -117,8 +140,18 @@ def main(argv: list[str] | None = None) -> int:
     report = table(results)
     print(report)
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"quick": args.quick, "python": sys.version.split()[0], "cpus": os.cpu_count(),
-                                     "table": report.splitlines(), "results": results}, indent=1))
+    args.json.write_text(
+        json.dumps(
+            {
+                "quick": args.quick,
+                "python": sys.version.split()[0],
+                "cpus": os.cpu_count(),
+                "table": report.splitlines(),
+                "results": results,
+            },
+            indent=1,
+        )
+    )
     print(f"wrote {args.json}")
     return 0 if all(r["returncode"] == 0 for r in results) else 1
 

@@ -14,8 +14,8 @@ from interp.conventions import PAPER, TOOLKIT, Conventions, conventions
 from interp.data import Paragraphs, load_paragraphs, rarity_ranks, unigram_counts
 from interp.errors import UserError
 from interp.gradient_norms import NormComparison, PerParagraphNorms, compare_norms, per_paragraph_norms
-from interp.gradients import GradientMap, gradient_map, parameter_gradients
 from interp.gradient_scores import gradient_scores
+from interp.gradients import GradientMap, gradient_map, parameter_gradients
 from interp.injection import inject_head, inject_neurons, random_neurons
 from interp.integrated_gradients import integrated_gradients
 from interp.locate import HeadRanking, locate_memorization_head, locate_neurons
@@ -44,14 +44,14 @@ from interp.unit_masks import hard_concrete, slimming
 from interp.unit_scores import UnitScores, recall_at
 from interp.unlearning import (
     Calibration,
-    calibrate,
-    calibrated_configs,
     Evaluation,
     Probe,
     RelearnConfig,
     UnlearnConfig,
     UnlearningTable,
     UnlearnResult,
+    calibrate,
+    calibrated_configs,
     evaluate,
     paper_configs,
     probe_sets,

@@ -61,8 +61,12 @@ class HeadAblation:
         return self.nll_increase(True)[m] - nmem
 
     def to_json(self) -> dict:
-        out: dict = {"modes": self.modes, "n_mem": int(self.is_mem.sum()), "n_nmem": int((~self.is_mem).sum()),
-                     "n_reference": len(self.reference_ids)}
+        out: dict = {
+            "modes": self.modes,
+            "n_mem": int(self.is_mem.sum()),
+            "n_nmem": int((~self.is_mem).sum()),
+            "n_reference": len(self.reference_ids),
+        }
         for group, mem in (("mem", True), ("nmem", False)):
             if (self.is_mem == mem).any():
                 out[f"{group}_em_drop"] = dict(zip(self.modes, self.em_drop(mem)))
@@ -96,9 +100,13 @@ def head_ablation(
     ids = mem.ids + (() if nmem is None else nmem.ids)
     if "mean" in modes:
         if reference is None or len(reference) == 0:
-            raise UserError("mean ablation needs reference paragraphs (not scored) to take the mean over: pass reference=")
+            raise UserError(
+                "mean ablation needs reference paragraphs (not scored) to take the mean over: pass reference="
+            )
         if (reference.prefix_len, reference.seq_len) != shape:
-            raise UserError("reference paragraphs must have the same prefix and continuation lengths as the scored ones")
+            raise UserError(
+                "reference paragraphs must have the same prefix and continuation lengths as the scored ones"
+            )
         shared = set(reference.ids) & set(ids)
         if shared:
             raise UserError(f"reference paragraphs must not be scored too; shared ids: {sorted(shared)[:5]}")
@@ -123,7 +131,9 @@ def head_ablation(
         ems.append(em_from_hits(hits.flatten(0, 1)).view(n_layers, -1, len(tokens)))
         nlls.append((-logp.mean(-1)).view(n_layers, -1, len(tokens)).float())
     reference_ids = reference.ids if "mean" in modes else ()
-    return HeadAblation(ids, tuple(modes), reference_ids, is_mem, base_em, base_nll, torch.stack(ems), torch.stack(nlls))
+    return HeadAblation(
+        ids, tuple(modes), reference_ids, is_mem, base_em, base_nll, torch.stack(ems), torch.stack(nlls)
+    )
 
 
 def _reference_means(model: HookedTransformer, reference: Paragraphs, batch_size: int) -> list[Tensor]:

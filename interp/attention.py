@@ -93,9 +93,16 @@ class TauStatistics:
         return self.tau - self.null_mean
 
     def to_json(self) -> dict:
-        return {"statistic": self.statistic, "tau": self.tau, "uniform_tau": self.uniform_tau,
-                "null_mean": self.null_mean, "null_std": self.null_std, "excess": self.excess,
-                "null_p": self.null_p, "null_draws": self.draws}
+        return {
+            "statistic": self.statistic,
+            "tau": self.tau,
+            "uniform_tau": self.uniform_tau,
+            "null_mean": self.null_mean,
+            "null_std": self.null_std,
+            "excess": self.excess,
+            "null_p": self.null_p,
+            "null_draws": self.draws,
+        }
 
 
 def tau_statistics(
@@ -121,7 +128,9 @@ def tau_statistics(
     n_ranks = int(ranks.max()) + 1
     has_rank = torch.zeros(n, n_ranks, dtype=torch.bool).scatter_(1, ranks, True)
     present = has_rank.any(0)
-    denominator = has_rank.sum(0).clamp(min=1).double() if statistic == "mean" else torch.ones(n_ranks, dtype=torch.float64)
+    denominator = (
+        has_rank.sum(0).clamp(min=1).double() if statistic == "mean" else torch.ones(n_ranks, dtype=torch.float64)
+    )
 
     def taus(curves: Tensor) -> Tensor:  # [..., rank] -> [...]; rounded so that equal sums tie exactly
         return kendall_tau_b(((curves / denominator)[..., present] * 1e10).round())
@@ -136,14 +145,22 @@ def tau_statistics(
         order = torch.rand(d, n, keys, generator=generator).argsort(-1)
         shuffled = ranks.expand(d, n, keys).gather(-1, order)  # [d, n, key]
         index = (torch.arange(d)[:, None] * n_ranks + shuffled.reshape(d, n * keys)).flatten()
-        curves = torch.zeros(d * n_ranks, flat_att.shape[1], dtype=torch.float64).index_add_(0, index, flat_att.repeat(d, 1))
+        curves = torch.zeros(d * n_ranks, flat_att.shape[1], dtype=torch.float64).index_add_(
+            0, index, flat_att.repeat(d, 1)
+        )
         null.append(taus(curves.view(d, n_ranks, -1).transpose(1, 2)))  # [d, head]
     null_t = torch.cat(null)
     p = (1 + (null_t <= observed + 1e-12).sum(0)).double() / (1 + draws)
     shape = (n_layers, n_heads)
-    return TauStatistics(statistic=statistic, tau=observed.view(shape).float(), uniform_tau=float(uniform),
-                         null_mean=null_t.mean(0).view(shape).float(), null_std=null_t.std(0).view(shape).float(),
-                         null_p=p.view(shape).float(), draws=draws)
+    return TauStatistics(
+        statistic=statistic,
+        tau=observed.view(shape).float(),
+        uniform_tau=float(uniform),
+        null_mean=null_t.mean(0).view(shape).float(),
+        null_std=null_t.std(0).view(shape).float(),
+        null_p=p.view(shape).float(),
+        draws=draws,
+    )
 
 
 @dataclass(frozen=True)
@@ -167,12 +184,16 @@ class RareTokenAttention:
     @cached_property
     def sum(self) -> TauStatistics:
         """Tau of the summed attention per rank (the paper's statistic), with its nulls."""
-        return tau_statistics(self.key_attention, self.key_ranks, statistic="sum", draws=self.null_draws, seed=self.seed)
+        return tau_statistics(
+            self.key_attention, self.key_ranks, statistic="sum", draws=self.null_draws, seed=self.seed
+        )
 
     @cached_property
     def mean(self) -> TauStatistics:
         """Tau of the mean attention per rank over the paragraphs that have the rank, with its nulls."""
-        return tau_statistics(self.key_attention, self.key_ranks, statistic="mean", draws=self.null_draws, seed=self.seed)
+        return tau_statistics(
+            self.key_attention, self.key_ranks, statistic="mean", draws=self.null_draws, seed=self.seed
+        )
 
     @property
     def n_ranks(self) -> int:
@@ -218,16 +239,29 @@ class RareTokenAttention:
     def select(self, index: Tensor) -> RareTokenAttention:
         """The same analysis restricted to paragraphs `index` (statistics and nulls recomputed)."""
         idx = torch.as_tensor(index, dtype=torch.long)
-        return RareTokenAttention(tuple(self.ids[i] for i in idx.tolist()), self.query, self.query_pos,
-                                  self.key_attention[idx], self.key_ranks[idx], self.null_draws, self.seed)
+        return RareTokenAttention(
+            tuple(self.ids[i] for i in idx.tolist()),
+            self.query,
+            self.query_pos,
+            self.key_attention[idx],
+            self.key_ranks[idx],
+            self.null_draws,
+            self.seed,
+        )
 
     def to_json(self) -> dict:
         present = self.has_rank.any(0)
         return {
-            "query": self.query, "query_pos": self.query_pos, "n_paragraphs": len(self.ids),
-            "tau": self.tau, "tau_mean": self.tau_mean, "excess": self.excess,
-            "sum": self.sum.to_json(), "mean": self.mean.to_json(),
-            "attention_by_rank": self.attention_by_rank[..., present], "paragraphs_with_rank": self.has_rank.sum(0)[present],
+            "query": self.query,
+            "query_pos": self.query_pos,
+            "n_paragraphs": len(self.ids),
+            "tau": self.tau,
+            "tau_mean": self.tau_mean,
+            "excess": self.excess,
+            "sum": self.sum.to_json(),
+            "mean": self.mean.to_json(),
+            "attention_by_rank": self.attention_by_rank[..., present],
+            "paragraphs_with_rank": self.has_rank.sum(0)[present],
         }
 
 
@@ -250,8 +284,10 @@ def rare_token_attention(
     if query not in QUERIES:
         raise UserError(f"unknown query position {query!r}: use one of {', '.join(QUERIES)}")
     if unigram_counts.shape[0] < model.cfg.d_vocab:
-        raise UserError(f"unigram counts cover {unigram_counts.shape[0]} tokens, the model's vocabulary {model.cfg.d_vocab}: "
-                        "were they counted with another tokenizer?")
+        raise UserError(
+            f"unigram counts cover {unigram_counts.shape[0]} tokens, the model's vocabulary {model.cfg.d_vocab}: "
+            "were they counted with another tokenizer?"
+        )
     if len(paragraphs) == 0:
         raise UserError("rare-token attention needs at least one paragraph")
     p = paragraphs.prefix_len

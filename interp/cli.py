@@ -8,7 +8,18 @@ import sys
 
 from interp.errors import UserError
 
-COMMANDS = ("memorized", "testbed", "perturb", "report", "grad_map", "scan", "unlearn", "restore", "locate_head", "validate_locator")
+COMMANDS = (
+    "memorized",
+    "testbed",
+    "perturb",
+    "report",
+    "grad_map",
+    "scan",
+    "unlearn",
+    "restore",
+    "locate_head",
+    "validate_locator",
+)
 """Modules of interp.commands; each has `register(subparsers)` that sets `run` on its parser."""
 
 

@@ -39,35 +39,82 @@ class Conventions:
     restore_width: int | None
 
 
-TOOLKIT = Conventions("toolkit", query="first_continuation", rare_token_score="excess", krs="per_paragraph",
-                      decay_outside_mask=False, random_mask="random", unlearn_lr=None, unlearn_steps=10, restore_width=None)
-PAPER = Conventions("paper", query="first_continuation", rare_token_score="tau", krs="per_paragraph",
-                    decay_outside_mask=True, random_mask="random", unlearn_lr=1e-5, unlearn_steps=5, restore_width=5)
+TOOLKIT = Conventions(
+    "toolkit",
+    query="first_continuation",
+    rare_token_score="excess",
+    krs="per_paragraph",
+    decay_outside_mask=False,
+    random_mask="random",
+    unlearn_lr=None,
+    unlearn_steps=10,
+    restore_width=None,
+)
+PAPER = Conventions(
+    "paper",
+    query="first_continuation",
+    rare_token_score="tau",
+    krs="per_paragraph",
+    decay_outside_mask=True,
+    random_mask="random",
+    unlearn_lr=1e-5,
+    unlearn_steps=5,
+    restore_width=5,
+)
 
 # (convention, toolkit default, papers' code, why they differ or "same")
 TABLE: tuple[tuple[str, str, str, str], ...] = (
-    ("rare-token attention: query position", "first continuation position over the 50 prefix keys",
-     "the same (the authors' notebooks)", "same; `query=\"last_prefix\"` reads the last prefix position instead"),
-    ("rare-token attention: head score", "excess Kendall tau over a permutation null (ranks shuffled within each "
-     "paragraph), with a one-sided p-value", "raw summed Kendall tau",
-     "a head with NO preference has a summed tau far from 0 (uniform attention: about -0.2), so only the excess says "
-     "whether a head prefers rare tokens"),
-    ("gradient map: set sizes", "MEM and NMEM at equal sizes (mean over equal-size chunks); layer shares from squared "
-     "gradients", "whole sets of different sizes; shares of summed max|grad|",
-     "the max of a batch-mean gradient shrinks as the set grows, so unequal sets are not comparable"),
-    ("mean ablation", "mean over a fixed reference set that is never scored", "mean over the batch being scored",
-     "otherwise a head's effect depends on what else is in the call"),
-    ("unlearning: weights outside the mask", "bit-identical (copied back after every step)",
-     "gradient zeroed, coupled weight decay still shrinks them", "an edit confined to the mask should touch only the mask; "
-     "the preset reproduces the code (`decay_outside_mask`)"),
+    (
+        "rare-token attention: query position",
+        "first continuation position over the 50 prefix keys",
+        "the same (the authors' notebooks)",
+        'same; `query="last_prefix"` reads the last prefix position instead',
+    ),
+    (
+        "rare-token attention: head score",
+        "excess Kendall tau over a permutation null (ranks shuffled within each paragraph), with a one-sided p-value",
+        "raw summed Kendall tau",
+        "a head with NO preference has a summed tau far from 0 (uniform attention: about -0.2), so only the excess says "
+        "whether a head prefers rare tokens",
+    ),
+    (
+        "gradient map: set sizes",
+        "MEM and NMEM at equal sizes (mean over equal-size chunks); layer shares from squared gradients",
+        "whole sets of different sizes; shares of summed max|grad|",
+        "the max of a batch-mean gradient shrinks as the set grows, so unequal sets are not comparable",
+    ),
+    (
+        "mean ablation",
+        "mean over a fixed reference set that is never scored",
+        "mean over the batch being scored",
+        "otherwise a head's effect depends on what else is in the call",
+    ),
+    (
+        "unlearning: weights outside the mask",
+        "bit-identical (copied back after every step)",
+        "gradient zeroed, coupled weight decay still shrinks them",
+        "an edit confined to the mask should touch only the mask; "
+        "the preset reproduces the code (`decay_outside_mask`)",
+    ),
     ("unlearning: random control mask", "uniform over the candidate weights", "the same", "same"),
-    ("unlearning: learning rate", "calibrated per method: the smallest rate on a log grid reaching target EM <= 10 "
-     "(10 steps)", "1e-5 for 5 steps",
-     "a comparison at one arbitrary rate measures the rate; methods are compared at matched forgetting"),
-    ("relearning attack", "reported with two controls on the original model (a memorized target, a never-seen paragraph)",
-     "no controls", "without them a recovered EM cannot be read"),
-    ("restoration window", "5/32 of the depth, odd (1 layer on 4-8 layers)", "5 layers (of 32)",
-     "a 5-layer window on a 6-layer model restores almost everything and localizes nothing"),
+    (
+        "unlearning: learning rate",
+        "calibrated per method: the smallest rate on a log grid reaching target EM <= 10 (10 steps)",
+        "1e-5 for 5 steps",
+        "a comparison at one arbitrary rate measures the rate; methods are compared at matched forgetting",
+    ),
+    (
+        "relearning attack",
+        "reported with two controls on the original model (a memorized target, a never-seen paragraph)",
+        "no controls",
+        "without them a recovered EM cannot be read",
+    ),
+    (
+        "restoration window",
+        "5/32 of the depth, odd (1 layer on 4-8 layers)",
+        "5 layers (of 32)",
+        "a 5-layer window on a 6-layer model restores almost everything and localizes nothing",
+    ),
     ("KRS", "per paragraph, then averaged", "the same", "same; `krs_ratio_of_means` keeps the ratio of mean losses"),
 )
 

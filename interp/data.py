@@ -54,9 +54,7 @@ class Paragraphs:
             raise UserError(f"paragraph tokens must be 2-D [n, seq], got shape {tuple(self.tokens.shape)}")
         n, seq = self.tokens.shape
         if not 0 < self.prefix_len < seq:
-            raise UserError(
-                f"prefix length {self.prefix_len} must be between 1 and the paragraph length {seq} - 1"
-            )
+            raise UserError(f"prefix length {self.prefix_len} must be between 1 and the paragraph length {seq} - 1")
         if len(self.ids) != n:
             raise UserError(f"{len(self.ids)} ids for {n} paragraphs")
         if len(set(self.ids)) != n:
@@ -103,7 +101,9 @@ class Paragraphs:
     def with_continuations(self, continuations: Int[Tensor, "n cont"]) -> Paragraphs:
         """The same prefixes followed by other continuations (e.g. a model's own greedy ones)."""
         if continuations.shape != self.continuations.shape:
-            raise ValueError(f"continuations of shape {tuple(continuations.shape)}, need {tuple(self.continuations.shape)}")
+            raise ValueError(
+                f"continuations of shape {tuple(continuations.shape)}, need {tuple(self.continuations.shape)}"
+            )
         tokens = torch.cat([self.prefixes, continuations.to(self.tokens.device)], dim=1)
         return Paragraphs(tokens, self.prefix_len, self.ids, self.counts, dict(self.meta))
 
@@ -114,8 +114,12 @@ class Paragraphs:
         """One JSON-ready dict per paragraph, in the format `load_paragraphs` reads back."""
         records = []
         for i, pid in enumerate(self.ids):
-            rec: dict = {"id": pid, "tokens": self.tokens[i].tolist(), "prefix_len": self.prefix_len,
-                         "continuation_len": self.continuation_len}
+            rec: dict = {
+                "id": pid,
+                "tokens": self.tokens[i].tolist(),
+                "prefix_len": self.prefix_len,
+                "continuation_len": self.continuation_len,
+            }
             if self.counts is not None:
                 rec["count"] = self.counts[i]
             for key, values in self.meta.items():
@@ -165,14 +169,18 @@ def _declared_length(records: list[dict], key: str, given: int | None, path: Pat
         return given
     if len(declared) > 1 or any(key not in rec for rec in records):
         lines = sorted({rec["_line"] for rec in records if rec.get(key) != records[0].get(key)})[:3]
-        raise UserError(f"{path}: records disagree on {key!r} (values {sorted(map(str, declared))}, e.g. lines {lines}); "
-                        "one file holds paragraphs of one shape: split it")
+        raise UserError(
+            f"{path}: records disagree on {key!r} (values {sorted(map(str, declared))}, e.g. lines {lines}); "
+            "one file holds paragraphs of one shape: split it"
+        )
     value = declared.pop()
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise UserError(f"{path}: {key!r} must be a positive integer, got {value!r}")
     if given is not None and given != value:
-        raise UserError(f"{path}: the records declare {key} = {value}, but {given} was asked for; "
-                        f"drop the {key.replace('_', '-')} option to use the file's value")
+        raise UserError(
+            f"{path}: the records declare {key} = {value}, but {given} was asked for; "
+            f"drop the {key.replace('_', '-')} option to use the file's value"
+        )
     return value
 
 

@@ -57,9 +57,15 @@ class PerParagraphNorms:
 
     def to_json(self) -> dict:
         return {
-            "components": list(self.components), "head_components": list(HEAD_COMPONENTS),
+            "components": list(self.components),
+            "head_components": list(HEAD_COMPONENTS),
             "paragraphs": [
-                {"id": pid, "loss": float(self.loss[i]), "norms": self.norms[i].tolist(), "head_norms": self.head_norms[i].tolist()}
+                {
+                    "id": pid,
+                    "loss": float(self.loss[i]),
+                    "norms": self.norms[i].tolist(),
+                    "head_norms": self.head_norms[i].tolist(),
+                }
                 for i, pid in enumerate(self.ids)
             ],
         }
@@ -167,7 +173,9 @@ class _GhostPass:
         self.saved: dict[tuple[str, int], Tensor] = {}
         self.readers: dict[tuple[str, int], int] = {}
         self.norms_sq = torch.zeros(batch, cfg.n_layers, len(COMPONENTS), dtype=self.dtype, device=cfg.device)
-        self.heads_sq = torch.zeros(batch, cfg.n_layers, cfg.n_heads, len(HEAD_COMPONENTS), dtype=self.dtype, device=cfg.device)
+        self.heads_sq = torch.zeros(
+            batch, cfg.n_layers, cfg.n_heads, len(HEAD_COMPONENTS), dtype=self.dtype, device=cfg.device
+        )
         self.done = 0
         self.embed: Tensor | None = None
         self.pre: dict[int, Tensor] = {}  # hook_pre's output until hook_post's forward
@@ -194,9 +202,11 @@ class _GhostPass:
                 (get_act_name("z", layer), self._keep_z(layer)),
             ]
             hooks += [(get_act_name(n, layer), self._on_grad(self._qkv(layer, j))) for j, n in enumerate(self.QKV)]
-            hooks += [(get_act_name("attn_out", layer), self._on_grad(self._attn_out(layer))),
-                      (get_act_name("pre", layer), self._pre(layer)),
-                      (get_act_name("mlp_out", layer), self._on_grad(self._mlp(layer, "post", 5)))]
+            hooks += [
+                (get_act_name("attn_out", layer), self._on_grad(self._attn_out(layer))),
+                (get_act_name("pre", layer), self._pre(layer)),
+                (get_act_name("mlp_out", layer), self._on_grad(self._mlp(layer, "post", 5))),
+            ]
         return hooks
 
     def _into_graph(self, act: Tensor, hook) -> Tensor:
@@ -207,6 +217,7 @@ class _GhostPass:
         def hook(act: Tensor, hook) -> None:
             with torch.no_grad():
                 self._save(key, _gram(act if ln is None else _ln_output(ln, act)), readers)
+
         return hook
 
     def _ln1(self, layer: int, ln: torch.nn.Module):
@@ -221,6 +232,7 @@ class _GhostPass:
             save_gram(act, hook)
             self.ln1_out[layer] = act
             return None
+
         return hook
 
     def _pre(self, layer: int):
@@ -229,6 +241,7 @@ class _GhostPass:
         def hook(act: Tensor, hook) -> None:
             act.register_hook(on_grad)
             self.pre[layer] = act
+
         return hook
 
     def _post(self, layer: int):
@@ -240,18 +253,21 @@ class _GhostPass:
             save_gram(act, hook)
             pre = self.pre.pop(layer)
             return _RecomputedActivation.apply(pre, act.detach(), act_fn, self.model.cfg.act_fn) if plain else act
+
         return hook
 
     def _keep_z(self, layer: int):
         def hook(act: Tensor, hook) -> None:
             self._save(("z", layer), act.detach(), 1)
             self.ln1_out.pop(layer, None)
+
         return hook
 
     @staticmethod
     def _on_grad(fn):
         def hook(act: Tensor, hook) -> None:
             act.register_hook(fn)  # a tensor hook: it lives on this pass's graph, never on the model
+
         return hook
 
     def _qkv(self, layer: int, j: int):
@@ -261,6 +277,7 @@ class _GhostPass:
                 self.heads_sq[:, layer, :, j] = heads
                 self.norms_sq[:, layer, j] = heads.sum(-1)
                 self.done += 1
+
         return on_grad
 
     def _attn_out(self, layer: int):
@@ -270,6 +287,7 @@ class _GhostPass:
                 self.heads_sq[:, layer, :, 3] = heads
                 self.norms_sq[:, layer, 3] = heads.sum(-1)
                 self.done += 1
+
         return on_grad
 
     def _mlp(self, layer: int, source: str, j: int):
@@ -277,6 +295,7 @@ class _GhostPass:
             with torch.no_grad():
                 self.norms_sq[:, layer, j] = _ghost(self._take((source, layer)), grad, 1)[:, 0]
                 self.done += 1
+
         return on_grad
 
 
@@ -303,8 +322,13 @@ def per_paragraph_norms(
     check_supported_model(model)
     check_inputs(paragraphs, "input", batch_size)
     cfg = model.cfg
-    if cfg.use_split_qkv_input or cfg.use_attn_in or cfg.positional_embedding_type == "shortformer" \
-            or cfg.use_normalization_before_and_after or cfg.original_architecture in POST_NORM_ARCHITECTURES:
+    if (
+        cfg.use_split_qkv_input
+        or cfg.use_attn_in
+        or cfg.positional_embedding_type == "shortformer"
+        or cfg.use_normalization_before_and_after
+        or cfg.original_architecture in POST_NORM_ARCHITECTURES
+    ):
         raise UserError("per-paragraph norms need a pre-LayerNorm model whose attention reads ln1's output directly")
     all_norms, all_heads, all_loss = [], [], []
     with _grad_only_for({}, model):  # no parameter needs a gradient: the forward saves less
@@ -315,15 +339,20 @@ def per_paragraph_norms(
                 per_paragraph = _continuation_token_nll(model, tokens, paragraphs.prefix_len).mean(dim=1)
             torch.autograd.grad(per_paragraph.sum(), [ghost.embed])  # the tensor hooks fill ghost.*_sq
             if ghost.done != len(COMPONENTS) * cfg.n_layers or ghost.saved:
-                raise RuntimeError(f"ghost norms: {ghost.done} of {len(COMPONENTS) * cfg.n_layers} gradients seen, "
-                                   f"{sorted(ghost.saved)} never read")
+                raise RuntimeError(
+                    f"ghost norms: {ghost.done} of {len(COMPONENTS) * cfg.n_layers} gradients seen, "
+                    f"{sorted(ghost.saved)} never read"
+                )
             all_norms.append(ghost.norms_sq.clamp_min(0).sqrt().float().cpu())
             all_heads.append(ghost.heads_sq.clamp_min(0).sqrt().float().cpu())
             all_loss.append(per_paragraph.detach().float().cpu())
             del ghost, per_paragraph
     return PerParagraphNorms(
-        ids=paragraphs.ids, components=COMPONENTS, norms=torch.cat(all_norms),
-        head_norms=torch.cat(all_heads), loss=torch.cat(all_loss),
+        ids=paragraphs.ids,
+        components=COMPONENTS,
+        norms=torch.cat(all_norms),
+        head_norms=torch.cat(all_heads),
+        loss=torch.cat(all_loss),
     )
 
 
@@ -366,7 +395,8 @@ class NormComparison:
                     "nmem_median": float(getattr(self, f"{q}_nmem_median")[l]),
                     "rank_biserial": float(getattr(self, f"{q}_rank_biserial")[l]),
                     "cohen_d": float(getattr(self, f"{q}_cohen_d")[l]),
-                    "p": p, "p_bonferroni": min(1.0, p * n_layers),
+                    "p": p,
+                    "p_bonferroni": min(1.0, p * n_layers),
                 }
             row["components"] = {
                 c: {"rank_biserial": float(self.component_rank_biserial[l, j]), "p": float(self.component_p[l, j])}
@@ -380,10 +410,16 @@ def _effects(x: np.ndarray, y: np.ndarray) -> tuple[Tensor, Tensor, Tensor]:
     """Rank-biserial r, Cohen's d and the Mann-Whitney p along axis 0 (x = MEM, y = NMEM)."""
     u, p = stats.mannwhitneyu(x, y, alternative="two-sided", axis=0)
     r = 2.0 * u / (x.shape[0] * y.shape[0]) - 1.0
-    pooled = np.sqrt(((x.shape[0] - 1) * x.var(0, ddof=1) + (y.shape[0] - 1) * y.var(0, ddof=1)) / (x.shape[0] + y.shape[0] - 2))
+    pooled = np.sqrt(
+        ((x.shape[0] - 1) * x.var(0, ddof=1) + (y.shape[0] - 1) * y.var(0, ddof=1)) / (x.shape[0] + y.shape[0] - 2)
+    )
     with np.errstate(divide="ignore", invalid="ignore"):
         d = (x.mean(0) - y.mean(0)) / pooled
-    return torch.as_tensor(r, dtype=torch.float32), torch.as_tensor(d, dtype=torch.float32), torch.as_tensor(p, dtype=torch.float32)
+    return (
+        torch.as_tensor(r, dtype=torch.float32),
+        torch.as_tensor(d, dtype=torch.float32),
+        torch.as_tensor(p, dtype=torch.float32),
+    )
 
 
 def compare_norms(mem: PerParagraphNorms, nmem: PerParagraphNorms) -> NormComparison:
@@ -395,8 +431,19 @@ def compare_norms(mem: PerParagraphNorms, nmem: PerParagraphNorms) -> NormCompar
     fields = {}
     for q, xm, xn in (("norm", mem.layer_norms, nmem.layer_norms), ("share", mem.layer_share, nmem.layer_share)):
         r, d, p = _effects(xm.double().numpy(), xn.double().numpy())
-        fields |= {f"{q}_mem_median": xm.median(0).values, f"{q}_nmem_median": xn.median(0).values,
-                   f"{q}_rank_biserial": r, f"{q}_cohen_d": d, f"{q}_p": p}
+        fields |= {
+            f"{q}_mem_median": xm.median(0).values,
+            f"{q}_nmem_median": xn.median(0).values,
+            f"{q}_rank_biserial": r,
+            f"{q}_cohen_d": d,
+            f"{q}_p": p,
+        }
     r, _, p = _effects(mem.norms.double().numpy(), nmem.norms.double().numpy())
-    return NormComparison(n_mem=len(mem.ids), n_nmem=len(nmem.ids), components=mem.components,
-                          component_rank_biserial=r, component_p=p, **fields)
+    return NormComparison(
+        n_mem=len(mem.ids),
+        n_nmem=len(nmem.ids),
+        components=mem.components,
+        component_rank_biserial=r,
+        component_p=p,
+        **fields,
+    )

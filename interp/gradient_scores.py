@@ -37,14 +37,19 @@ from interp.unit_scores import Stopwatch, UnitScores, check_unit
 VARIANTS = ("gradient_l2", "grad_x_weight", "fisher", "perturbed_gradient")
 
 
-def _unit_slices(tensors: dict[str, Tensor], model: HookedTransformer, unit: str, reduce) -> Float[Tensor, "layer index"]:
+def _unit_slices(
+    tensors: dict[str, Tensor], model: HookedTransformer, unit: str, reduce
+) -> Float[Tensor, "layer index"]:
     """`reduce(tensor, dims)` summed over each unit's weight slices, per layer."""
     rows = []
     for layer in range(model.cfg.n_layers):
         if unit == "head":
             parts = [reduce(tensors[f"blocks.{layer}.attn.{c}"], (1, 2)) for c in ("W_Q", "W_K", "W_V", "W_O")]
         else:
-            parts = [reduce(tensors[f"blocks.{layer}.mlp.W_in"], (0,)), reduce(tensors[f"blocks.{layer}.mlp.W_out"], (1,))]
+            parts = [
+                reduce(tensors[f"blocks.{layer}.mlp.W_in"], (0,)),
+                reduce(tensors[f"blocks.{layer}.mlp.W_out"], (1,)),
+            ]
         rows.append(torch.stack(parts).sum(0))
     return torch.stack(rows).double().cpu()
 
@@ -122,7 +127,9 @@ def gradient_scores(
                 return _unit_slices(products, model, unit, lambda t, dims: t.double().sum(dims)).abs()
 
             score = _contrast(dot(g_mem), dot(g_nmem))
-            out["grad_x_weight"] = UnitScores("grad_x_weight", unit, score, shared + clock.seconds, {"reduce": "|sum g*w|"})
+            out["grad_x_weight"] = UnitScores(
+                "grad_x_weight", unit, score, shared + clock.seconds, {"reduce": "|sum g*w|"}
+            )
         del g_mem, g_nmem
     if "fisher" in variants:
         clock = Stopwatch()
@@ -139,6 +146,11 @@ def gradient_scores(
             m_total = m if m_total is None else m_total + m
             n_total = n if n_total is None else n_total + n
             del shaken
-        out["perturbed_gradient"] = UnitScores("perturbed_gradient", unit, _contrast(m_total, n_total), clock.seconds,
-                                               {"noise": noise, "draws": draws, "seed": seed})
+        out["perturbed_gradient"] = UnitScores(
+            "perturbed_gradient",
+            unit,
+            _contrast(m_total, n_total),
+            clock.seconds,
+            {"noise": noise, "draws": draws, "seed": seed},
+        )
     return {v: out[v] for v in variants}

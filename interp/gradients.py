@@ -76,9 +76,7 @@ def _grad_only_for(params: dict[str, torch.nn.Parameter], model: HookedTransform
 
 def selected_parameters(model: HookedTransformer, *, include_embeddings: bool = False) -> dict[str, torch.nn.Parameter]:
     """The attention and MLP weight matrices of every block; all parameters if include_embeddings."""
-    return {
-        name: p for name, p in model.named_parameters() if include_embeddings or _LAYER_WEIGHT.match(name)
-    }
+    return {name: p for name, p in model.named_parameters() if include_embeddings or _LAYER_WEIGHT.match(name)}
 
 
 def parameter_gradients(
@@ -107,7 +105,9 @@ def parameter_gradients(
         if retain is None or len(retain) == 0:
             raise UserError("the contrastive objective needs retain (NMEM) paragraphs for its KL term")
         if retain.prefix_len != targets.prefix_len:
-            raise UserError(f"target and retain prefixes differ in length ({targets.prefix_len} vs {retain.prefix_len})")
+            raise UserError(
+                f"target and retain prefixes differ in length ({targets.prefix_len} vs {retain.prefix_len})"
+            )
     params = selected_parameters(model, include_embeddings=include_embeddings)
     names, tensors = list(params), list(params.values())
     total = [torch.zeros_like(p, dtype=torch.float32) for p in tensors]
@@ -203,47 +203,92 @@ class GradientMap:
     def most_salient(self) -> dict[str, dict]:
         """The largest (layer, head, Q/K/V/O) cell of the MEM, NMEM, difference and relative-difference maps."""
         out = {}
-        for key, heads in (("mem", self.mem_heads), ("nmem", self.nmem_heads), ("diff", self.diff_heads),
-                           ("relative_diff", self.relative_diff_heads)):
+        for key, heads in (
+            ("mem", self.mem_heads),
+            ("nmem", self.nmem_heads),
+            ("diff", self.diff_heads),
+            ("relative_diff", self.relative_diff_heads),
+        ):
             flat = int(heads.argmax())
             n_heads = heads.shape[1]
             layer, rest = divmod(flat, n_heads * 4)
             head, comp = divmod(rest, 4)
-            out[key] = {"layer": layer, "head": head, "component": HEAD_COMPONENTS[comp], "value": float(heads.flatten()[flat])}
+            out[key] = {
+                "layer": layer,
+                "head": head,
+                "component": HEAD_COMPONENTS[comp],
+                "value": float(heads.flatten()[flat]),
+            }
         return out
 
     def to_json(self) -> dict:
         n_layers, n_heads = self.mem_heads.shape[:2]
         cells = [
-            {"layer": l, "component": c, "mem": float(self.mem[l, j]), "nmem": float(self.nmem[l, j]), "diff": float(self.diff[l, j])}
-            for l in range(n_layers) for j, c in enumerate(self.components)
+            {
+                "layer": l,
+                "component": c,
+                "mem": float(self.mem[l, j]),
+                "nmem": float(self.nmem[l, j]),
+                "diff": float(self.diff[l, j]),
+            }
+            for l in range(n_layers)
+            for j, c in enumerate(self.components)
         ]
         heads = [
-            {"layer": l, "head": h, "component": c, "mem": float(self.mem_heads[l, h, j]),
-             "nmem": float(self.nmem_heads[l, h, j]), "diff": float(self.diff_heads[l, h, j])}
-            for l in range(n_layers) for h in range(n_heads) for j, c in enumerate(HEAD_COMPONENTS)
+            {
+                "layer": l,
+                "head": h,
+                "component": c,
+                "mem": float(self.mem_heads[l, h, j]),
+                "nmem": float(self.nmem_heads[l, h, j]),
+                "diff": float(self.diff_heads[l, h, j]),
+            }
+            for l in range(n_layers)
+            for h in range(n_heads)
+            for j, c in enumerate(HEAD_COMPONENTS)
         ]
         layers = [
-            {"layer": l, "mem": float(self.mem_layers[l]), "nmem": float(self.nmem_layers[l]),
-             "mem_share": float(self.mem_share[l]), "nmem_share": float(self.nmem_share[l]),
-             "share_diff": float(self.mem_share[l] - self.nmem_share[l])}
+            {
+                "layer": l,
+                "mem": float(self.mem_layers[l]),
+                "nmem": float(self.nmem_layers[l]),
+                "mem_share": float(self.mem_share[l]),
+                "nmem_share": float(self.nmem_share[l]),
+                "share_diff": float(self.mem_share[l] - self.nmem_share[l]),
+            }
             for l in range(n_layers)
         ]
         return {
-            "objective": self.objective, "reduce": self.reduce, "n_mem": self.n_mem, "n_nmem": self.n_nmem,
-            "set_size": self.set_size, "comparison": f"mean over chunks of {self.set_size} paragraphs per set",
-            "share": "each layer's share of the squared gradient norm", "components": list(self.components),
-            "cells": cells, "heads": heads, "layers": layers, "lower_half_share": self.lower_half_share(),
-            "most_salient": self.most_salient(), "mem_other": self.mem_other, "nmem_other": self.nmem_other,
+            "objective": self.objective,
+            "reduce": self.reduce,
+            "n_mem": self.n_mem,
+            "n_nmem": self.n_nmem,
+            "set_size": self.set_size,
+            "comparison": f"mean over chunks of {self.set_size} paragraphs per set",
+            "share": "each layer's share of the squared gradient norm",
+            "components": list(self.components),
+            "cells": cells,
+            "heads": heads,
+            "layers": layers,
+            "lower_half_share": self.lower_half_share(),
+            "most_salient": self.most_salient(),
+            "mem_other": self.mem_other,
+            "nmem_other": self.nmem_other,
         }
 
 
-def _score_tables(grads: dict[str, Tensor], n_layers: int, reduce: str) -> tuple[Tensor, Tensor, Tensor, Tensor, dict[str, float]]:
-    table = torch.stack([torch.stack([_reduce(grads[_param_name(l, c)], reduce) for c in COMPONENTS]) for l in range(n_layers)])
-    heads = torch.stack([
-        torch.stack([_reduce(grads[_param_name(l, c)], reduce, dims=(1, 2)) for c in HEAD_COMPONENTS], dim=-1)
-        for l in range(n_layers)
-    ])
+def _score_tables(
+    grads: dict[str, Tensor], n_layers: int, reduce: str
+) -> tuple[Tensor, Tensor, Tensor, Tensor, dict[str, float]]:
+    table = torch.stack(
+        [torch.stack([_reduce(grads[_param_name(l, c)], reduce) for c in COMPONENTS]) for l in range(n_layers)]
+    )
+    heads = torch.stack(
+        [
+            torch.stack([_reduce(grads[_param_name(l, c)], reduce, dims=(1, 2)) for c in HEAD_COMPONENTS], dim=-1)
+            for l in range(n_layers)
+        ]
+    )
     layer_grads = [torch.cat([grads[_param_name(l, c)].flatten() for c in COMPONENTS]) for l in range(n_layers)]
     layers = torch.stack([_reduce(g, reduce) for g in layer_grads])
     layer_sq = torch.stack([g.double().pow(2).sum() for g in layer_grads])
@@ -253,8 +298,15 @@ def _score_tables(grads: dict[str, Tensor], n_layers: int, reduce: str) -> tuple
 
 
 def _chunked_scores(
-    model: HookedTransformer, targets: Paragraphs, others: Paragraphs, objective: str, include_embeddings: bool,
-    batch_size: int, reduce: str, set_size: int, seed: int,
+    model: HookedTransformer,
+    targets: Paragraphs,
+    others: Paragraphs,
+    objective: str,
+    include_embeddings: bool,
+    batch_size: int,
+    reduce: str,
+    set_size: int,
+    seed: int,
 ) -> tuple[list[Tensor], dict[str, float], int]:
     """Mean over chunks of `set_size` paragraphs (seeded order) of each chunk's score tables."""
     order = torch.randperm(len(targets), generator=torch.Generator().manual_seed(seed))
@@ -263,8 +315,9 @@ def _chunked_scores(
     other: dict[str, float] = {}
     for c in range(n_chunks):
         chunk = targets.select(order[c * set_size : (c + 1) * set_size].sort().values)
-        grads = parameter_gradients(model, chunk, others, objective=objective, include_embeddings=include_embeddings,
-                                    batch_size=batch_size)
+        grads = parameter_gradients(
+            model, chunk, others, objective=objective, include_embeddings=include_embeddings, batch_size=batch_size
+        )
         *tables, chunk_other = _score_tables(grads, model.cfg.n_layers, reduce)
         del grads
         sums = tables if sums is None else [a + b for a, b in zip(sums, tables)]
@@ -299,13 +352,34 @@ def gradient_map(
     check_inputs(nmem, "NMEM", batch_size)
     set_size = min(len(mem), len(nmem)) if set_size is None else set_size
     if not 1 <= set_size <= min(len(mem), len(nmem)):
-        raise UserError(f"set_size must be between 1 and the smaller set's size ({min(len(mem), len(nmem))}), got {set_size}")
-    args = dict(objective=objective, include_embeddings=include_embeddings, batch_size=batch_size, reduce=reduce,
-                set_size=set_size, seed=seed)
+        raise UserError(
+            f"set_size must be between 1 and the smaller set's size ({min(len(mem), len(nmem))}), got {set_size}"
+        )
+    args = dict(
+        objective=objective,
+        include_embeddings=include_embeddings,
+        batch_size=batch_size,
+        reduce=reduce,
+        set_size=set_size,
+        seed=seed,
+    )
     (m_table, m_heads, m_layers, m_sq), m_other, n_mem = _chunked_scores(model, mem, nmem, **args)
     (n_table, n_heads, n_layers_t, n_sq), n_other, n_nmem = _chunked_scores(model, nmem, mem, **args)
     return GradientMap(
-        components=COMPONENTS, mem=m_table, nmem=n_table, mem_heads=m_heads, nmem_heads=n_heads,
-        mem_layers=m_layers, nmem_layers=n_layers_t, mem_layer_sq=m_sq, nmem_layer_sq=n_sq, objective=objective,
-        reduce=reduce, n_mem=n_mem, n_nmem=n_nmem, set_size=set_size, mem_other=m_other, nmem_other=n_other,
+        components=COMPONENTS,
+        mem=m_table,
+        nmem=n_table,
+        mem_heads=m_heads,
+        nmem_heads=n_heads,
+        mem_layers=m_layers,
+        nmem_layers=n_layers_t,
+        mem_layer_sq=m_sq,
+        nmem_layer_sq=n_sq,
+        objective=objective,
+        reduce=reduce,
+        n_mem=n_mem,
+        n_nmem=n_nmem,
+        set_size=set_size,
+        mem_other=m_other,
+        nmem_other=n_other,
     )

@@ -73,10 +73,22 @@ class Injection:
         return mask
 
     def to_json(self) -> dict:
-        return {"unit": self.unit, "units": self.units, "parameters": list(self.parameters), "ids": list(self.ids),
-                "steps": self.steps, "recited": self.recited, "em_before": self.em_before, "em_after": self.em_after,
-                "heldout_ppl_before": self.heldout_ppl_before, "heldout_ppl_after": self.heldout_ppl_after,
-                "kl_weight": self.kl_weight, "lr": self.lr, "seconds": self.seconds, "loss_first_last": [self.loss[0], self.loss[-1]]}
+        return {
+            "unit": self.unit,
+            "units": self.units,
+            "parameters": list(self.parameters),
+            "ids": list(self.ids),
+            "steps": self.steps,
+            "recited": self.recited,
+            "em_before": self.em_before,
+            "em_after": self.em_after,
+            "heldout_ppl_before": self.heldout_ppl_before,
+            "heldout_ppl_after": self.heldout_ppl_after,
+            "kl_weight": self.kl_weight,
+            "lr": self.lr,
+            "seconds": self.seconds,
+            "loss_first_last": [self.loss[0], self.loss[-1]],
+        }
 
 
 def _check_sets(paragraphs: Paragraphs, retain: Paragraphs, heldout: Paragraphs) -> None:
@@ -84,7 +96,9 @@ def _check_sets(paragraphs: Paragraphs, retain: Paragraphs, heldout: Paragraphs)
         raise UserError("nothing to inject: the paragraph set is empty")
     for name, other in (("retain", retain), ("held-out", heldout)):
         if len(other) == 0:
-            raise UserError(f"the {name} set is empty: injection needs other text to keep the model's behaviour and measure it")
+            raise UserError(
+                f"the {name} set is empty: injection needs other text to keep the model's behaviour and measure it"
+            )
         if (other.prefix_len, other.seq_len) != (paragraphs.prefix_len, paragraphs.seq_len):
             raise UserError(f"{name} paragraphs must have the injected paragraphs' prefix and continuation lengths")
         shared = set(other.ids) & set(paragraphs.ids)
@@ -131,8 +145,12 @@ def _force(
     resid = _resid_at(model, tokens, start)
     retain_resid = _resid_at(model, retain_tokens, start)
     with torch.no_grad():
-        reference = torch.cat([model(retain_resid[i : i + batch_size], start_at_layer=start)[:, p - 1 : -1].float().log_softmax(-1)
-                               for i in range(0, len(retain), batch_size)])
+        reference = torch.cat(
+            [
+                model(retain_resid[i : i + batch_size], start_at_layer=start)[:, p - 1 : -1].float().log_softmax(-1)
+                for i in range(0, len(retain), batch_size)
+            ]
+        )
     for q in forced.parameters():
         q.requires_grad_(False)
     for q in params:
@@ -161,8 +179,22 @@ def _force(
             q.grad = None
     forced.eval()
     em_after = score_paragraphs(forced, paragraphs, batch_size).em
-    info = Injection(unit, units, tuple(grad_masks), paragraphs.ids, cont, steps, em_before, em_after, ppl_before,
-                     _heldout_ppl(forced, heldout, batch_size), kl_weight, lr, clock.seconds, tuple(losses) or (float("nan"),))
+    info = Injection(
+        unit,
+        units,
+        tuple(grad_masks),
+        paragraphs.ids,
+        cont,
+        steps,
+        em_before,
+        em_after,
+        ppl_before,
+        _heldout_ppl(forced, heldout, batch_size),
+        kl_weight,
+        lr,
+        clock.seconds,
+        tuple(losses) or (float("nan"),),
+    )
     return forced, info
 
 
@@ -181,7 +213,9 @@ def inject_head(
 ) -> tuple[HookedTransformer, Injection]:
     """A copy of `model` that recites `paragraphs` through head (layer, head) alone, and what it took."""
     if not (0 <= layer < model.cfg.n_layers and 0 <= head < model.cfg.n_heads):
-        raise UserError(f"no head {layer}.{head}: the model has {model.cfg.n_layers} layers of {model.cfg.n_heads} heads")
+        raise UserError(
+            f"no head {layer}.{head}: the model has {model.cfg.n_layers} layers of {model.cfg.n_heads} heads"
+        )
     named = dict(model.named_parameters())
     masks = {}
     for w in HEAD_PARAMS:
@@ -192,8 +226,19 @@ def inject_head(
             masks[name] = keep
     if f"blocks.{layer}.attn.W_Q" not in masks:
         raise UserError("head injection needs per-head W_Q/W_K/W_V/W_O (grouped-query attention is not supported)")
-    return _force(model, "head", torch.tensor([[layer, head]]), masks, paragraphs, retain, heldout, lr, max_steps,
-                  kl_weight, batch_size)
+    return _force(
+        model,
+        "head",
+        torch.tensor([[layer, head]]),
+        masks,
+        paragraphs,
+        retain,
+        heldout,
+        lr,
+        max_steps,
+        kl_weight,
+        batch_size,
+    )
 
 
 def random_neurons(model: HookedTransformer, fraction: float, seed: int = 0) -> Int[Tensor, "k 2"]:
@@ -224,7 +269,9 @@ def inject_neurons(
     neurons = torch.as_tensor(neurons, dtype=torch.long)
     if neurons.ndim != 2 or neurons.shape[1] != 2 or len(neurons) == 0:
         raise UserError("neurons must be a non-empty [k, 2] tensor of (layer, neuron)")
-    if not ((0 <= neurons[:, 0]) & (neurons[:, 0] < model.cfg.n_layers) & (0 <= neurons[:, 1]) & (neurons[:, 1] < n_units)).all():
+    if not (
+        (0 <= neurons[:, 0]) & (neurons[:, 0] < model.cfg.n_layers) & (0 <= neurons[:, 1]) & (neurons[:, 1] < n_units)
+    ).all():
         raise UserError(f"neuron index out of range: the model has {model.cfg.n_layers} layers of {n_units} neurons")
     masks = {}
     for layer in neurons[:, 0].unique().tolist():

@@ -36,7 +36,9 @@ def _attributions(
     """Mean over paragraphs of each unit's IG attribution to the mean continuation log-prob."""
     n_layers, p = model.cfg.n_layers, paragraphs.prefix_len
     tokens = paragraphs.tokens.to(model.cfg.device)
-    names = [get_act_name("resid_pre", layer) for layer in range(n_layers)] + [unit_hook(unit, l) for l in range(n_layers)]
+    names = [get_act_name("resid_pre", layer) for layer in range(n_layers)] + [
+        unit_hook(unit, l) for l in range(n_layers)
+    ]
     with torch.no_grad():
         _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in set(names))
     alphas = (torch.arange(steps, dtype=torch.float32) + 0.5) / steps
@@ -52,8 +54,9 @@ def _attributions(
             b = rows_paragraph[start : start + batch_size].to(act.device)
             alpha = rows_alpha[start : start + batch_size].to(act.device, act.dtype)
             scaled = (act[b] * alpha.view(-1, *([1] * (act.ndim - 1)))).detach().requires_grad_(True)
-            logits = model.run_with_hooks(resid[b], start_at_layer=layer,
-                                          fwd_hooks=[(unit_hook(unit, layer), lambda a, hook, s=scaled: s)])
+            logits = model.run_with_hooks(
+                resid[b], start_at_layer=layer, fwd_hooks=[(unit_hook(unit, layer), lambda a, hook, s=scaled: s)]
+            )
             metric = continuation_log_probs(logits.float(), tokens[b], p).mean(-1).sum()
             (grad,) = torch.autograd.grad(metric, scaled)
             grad_sum.index_add_(0, b, grad.to(grad_sum.dtype))
@@ -83,5 +86,10 @@ def integrated_gradients(
         score = _attributions(model, mem, unit, steps, batch_size)
         if nmem is not None and len(nmem):
             score = score - _attributions(model, nmem, unit, steps, batch_size)
-    return UnitScores("integrated_gradients", unit, score, clock.seconds,
-                      {"steps": steps, "baseline": "zero", "contrast": nmem is not None and len(nmem) > 0})
+    return UnitScores(
+        "integrated_gradients",
+        unit,
+        score,
+        clock.seconds,
+        {"steps": steps, "baseline": "zero", "contrast": nmem is not None and len(nmem) > 0},
+    )

@@ -59,17 +59,21 @@ METHODS = HEAD_METHODS
 SCREENED = ("patching", "ablation", "zero_out")  # exact per-head interventions: run on the screen's candidates
 DEFAULT_METHODS = ("rare_token", "gradient", "attribution", "patching", "ablation")
 DEFAULT_RANK_BY = ("patching", "ablation")
-DEFAULT_REASON = ("default: the causal methods (exact patching and mean ablation) ranked every injected head first "
-                  "on the shipped testbed (README, 'How far to trust the locator'); run validate-locator on this "
-                  "model and pass its result to combine what passed here")
+DEFAULT_REASON = (
+    "default: the causal methods (exact patching and mean ablation) ranked every injected head first "
+    "on the shipped testbed (README, 'How far to trust the locator'); run validate-locator on this "
+    "model and pass its result to combine what passed here"
+)
 DEFAULT_NEURON_METHODS = ("activation", "zero_out", "integrated_gradients", "hard_concrete", "slimming")
 DEFAULT_NEURON_RANK_BY = ("hard_concrete", "slimming")
 
 
 def describe_combination(rank_by: tuple[str, ...]) -> str:
-    return (f"units ordered by their mean rank over {', '.join(rank_by)} (rank 1 = the method's highest score; "
-            "unscored units rank after scored ones; Borda count), ties broken by the larger sum of those methods' "
-            "z-scores; the other methods are shown side by side with their own ranks")
+    return (
+        f"units ordered by their mean rank over {', '.join(rank_by)} (rank 1 = the method's highest score; "
+        "unscored units rank after scored ones; Borda count), ties broken by the larger sum of those methods' "
+        "z-scores; the other methods are shown side by side with their own ranks"
+    )
 
 
 def method_ranks(score: Float[Tensor, "layer index"]) -> Int[Tensor, "layer index"]:
@@ -92,8 +96,9 @@ def agreement_between(scores: dict[str, Tensor]) -> dict[str, float]:
         for b in names[i + 1 :]:
             x, y = scores[a].flatten(), scores[b].flatten()
             both = ~(x.isnan() | y.isnan())
-            out[f"{a}~{b}"] = (float(kendalltau(x[both].numpy(), y[both].numpy()).statistic)
-                               if int(both.sum()) >= 3 else float("nan"))
+            out[f"{a}~{b}"] = (
+                float(kendalltau(x[both].numpy(), y[both].numpy()).statistic) if int(both.sum()) >= 3 else float("nan")
+            )
     return out
 
 
@@ -128,7 +133,8 @@ def _resolve_rank_by(
     usable = tuple(m for m in default if m in methods)
     if usable:
         return usable, DEFAULT_REASON if unit == "head" else (
-            "default: MemPi's pruning methods (Hard Concrete, Slimming), the best on its INJ benchmark and on ours")
+            "default: MemPi's pruning methods (Hard Concrete, Slimming), the best on its INJ benchmark and on ours"
+        )
     return tuple(methods), "none of the default methods ran, so every method run is combined"
 
 
@@ -177,8 +183,12 @@ class HeadRanking:
 
     def head_table(self) -> list[dict]:
         """One row per head, best first, in the JSON layout of `to_json()["heads"]`."""
-        legacy = {"rare_token": "rare_token_tau", "gradient": "gradient_score", "ablation": "ablation_effect",
-                  "patching": "patching_effect"}
+        legacy = {
+            "rare_token": "rare_token_tau",
+            "gradient": "gradient_score",
+            "ablation": "ablation_effect",
+            "patching": "patching_effect",
+        }
         rows = []
         ranks = self.ranks
         for rank, (layer, head) in enumerate(self.order.tolist(), start=1):
@@ -212,9 +222,13 @@ class HeadRanking:
             "combination": describe_combination(self.rank_by),
             "combination_reason": self.combination_reason,
             "agreement_kendall_tau": self.agreement,
-            "n_mem": len(self.mem_ids), "n_nmem": len(self.nmem_ids), "n_reference": len(self.reference_ids),
-            "mem_ids": self.mem_ids, "nmem_ids": self.nmem_ids,
-            "candidates": self.candidates, "screen": self.screen,
+            "n_mem": len(self.mem_ids),
+            "n_nmem": len(self.nmem_ids),
+            "n_reference": len(self.reference_ids),
+            "mem_ids": self.mem_ids,
+            "nmem_ids": self.nmem_ids,
+            "candidates": self.candidates,
+            "screen": self.screen,
             "method_options": {m: r.options for m, r in self.results.items()},
             "notes": list(self.notes),
         }
@@ -248,10 +262,17 @@ class NeuronRanking:
         return {m: r.seconds for m, r in self.results.items()}
 
     def to_json(self, top: int = 50) -> dict:
-        return {"top_neurons": self.order[:top], "methods": {m: r.to_json() for m, r in self.results.items()},
-                "rank_by": list(self.rank_by), "combination": describe_combination(self.rank_by),
-                "combination_reason": self.combination_reason, "agreement_kendall_tau": self.agreement,
-                "mem_ids": self.mem_ids, "nmem_ids": self.nmem_ids, "notes": list(self.notes)}
+        return {
+            "top_neurons": self.order[:top],
+            "methods": {m: r.to_json() for m, r in self.results.items()},
+            "rank_by": list(self.rank_by),
+            "combination": describe_combination(self.rank_by),
+            "combination_reason": self.combination_reason,
+            "agreement_kendall_tau": self.agreement,
+            "mem_ids": self.mem_ids,
+            "nmem_ids": self.nmem_ids,
+            "notes": list(self.notes),
+        }
 
 
 def _check_methods(methods: tuple[str, ...], allowed: tuple[str, ...]) -> None:
@@ -261,8 +282,16 @@ def _check_methods(methods: tuple[str, ...], allowed: tuple[str, ...]) -> None:
 
 
 def _pick_sets(
-    model: HookedTransformer, paragraphs: Paragraphs | None, mem: Paragraphs | None, nmem: Paragraphs | None,
-    reference: Paragraphs | None, max_paragraphs: int, mem_min: int | None, nmem_max: int, seed: int, batch_size: int,
+    model: HookedTransformer,
+    paragraphs: Paragraphs | None,
+    mem: Paragraphs | None,
+    nmem: Paragraphs | None,
+    reference: Paragraphs | None,
+    max_paragraphs: int,
+    mem_min: int | None,
+    nmem_max: int,
+    seed: int,
+    batch_size: int,
 ) -> tuple[Paragraphs, Paragraphs, Paragraphs | None, Paragraphs, Paragraphs]:
     """MEM and NMEM for the costly methods (at most max_paragraphs each), the reference set, and the wide MEM /
     NMEM sets (up to 16x as many) rare-token attention reads."""
@@ -274,16 +303,25 @@ def _pick_sets(
         if (mem.prefix_len, mem.seq_len) != (nmem.prefix_len, nmem.seq_len):
             raise UserError("MEM and NMEM paragraphs must have the same prefix and continuation lengths")
         wide = 16 * max_paragraphs
-        return (mem.select(range(min(len(mem), max_paragraphs))), nmem.select(range(min(len(nmem), max_paragraphs))),
-                reference, mem.select(range(min(len(mem), wide))), nmem.select(range(min(len(nmem), wide))))
+        return (
+            mem.select(range(min(len(mem), max_paragraphs))),
+            nmem.select(range(min(len(nmem), max_paragraphs))),
+            reference,
+            mem.select(range(min(len(mem), wide))),
+            nmem.select(range(min(len(nmem), wide))),
+        )
     if paragraphs is None:
         raise UserError("give a paragraph set to split into MEM and NMEM, or explicit mem= and nmem= sets")
     em = score_paragraphs(model, paragraphs, batch_size=batch_size).em
     mem_idx, nmem_idx = split_mem_nmem(em, paragraphs.continuation_len, mem_min=mem_min, nmem_max=nmem_max)
     if len(mem_idx) == 0:
-        raise UserError("no memorized paragraph (MEM) in the set: the locator needs some; lower mem_min or use other paragraphs")
+        raise UserError(
+            "no memorized paragraph (MEM) in the set: the locator needs some; lower mem_min or use other paragraphs"
+        )
     if len(nmem_idx) == 0:
-        raise UserError(f"no non-memorized paragraph (NMEM, EM <= {nmem_max}) in the set: the locator needs some to contrast")
+        raise UserError(
+            f"no non-memorized paragraph (NMEM, EM <= {nmem_max}) in the set: the locator needs some to contrast"
+        )
     g = torch.Generator().manual_seed(seed)
     mem_idx = mem_idx[torch.randperm(len(mem_idx), generator=g)]
     nmem_idx = nmem_idx[torch.randperm(len(nmem_idx), generator=g)]
@@ -291,12 +329,21 @@ def _pick_sets(
         unused = torch.cat([nmem_idx[max_paragraphs:], mem_idx[max_paragraphs:]])[: max(max_paragraphs, 8)]
         reference = paragraphs.select(unused) if len(unused) else None
     wide = 16 * max_paragraphs
-    return (paragraphs.select(mem_idx[:max_paragraphs]), paragraphs.select(nmem_idx[:max_paragraphs]), reference,
-            paragraphs.select(mem_idx[:wide]), paragraphs.select(nmem_idx[:wide]))
+    return (
+        paragraphs.select(mem_idx[:max_paragraphs]),
+        paragraphs.select(nmem_idx[:max_paragraphs]),
+        reference,
+        paragraphs.select(mem_idx[:wide]),
+        paragraphs.select(nmem_idx[:wide]),
+    )
 
 
 def _exact_patching(
-    model: HookedTransformer, clean: Paragraphs, corrupted: Int[Tensor, "n seq"], cells: Int[Tensor, "k 2"], batch_size: int
+    model: HookedTransformer,
+    clean: Paragraphs,
+    corrupted: Int[Tensor, "n seq"],
+    cells: Int[Tensor, "k 2"],
+    batch_size: int,
 ) -> PatchingResult:
     """Exact denoising activation patching of the given heads only (the rest NaN), the engine of
     interp.patching with the same normalisation (1 = clean metric, 0 = corrupted)."""
@@ -330,15 +377,25 @@ def neuron_activations(model: HookedTransformer, mem: Paragraphs, *, batch_size:
         _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in names)
         for layer in range(n_layers):
             sums[layer] += cache[unit_hook("neuron", layer)][:, p - 1 : -1].double().mean(1).sum(0).cpu()
-    norms = torch.stack([model.blocks[layer].mlp.W_out.detach().norm(dim=1).double().cpu() for layer in range(n_layers)])
+    norms = torch.stack(
+        [model.blocks[layer].mlp.W_out.detach().norm(dim=1).double().cpu() for layer in range(n_layers)]
+    )
     score = ((sums / len(mem)).abs() * norms).float()
     return UnitScores("activation", "neuron", score, clock.seconds, {"positions": "continuation-predicting"})
 
 
 def unit_method(
-    model: HookedTransformer, method: str, mem: Paragraphs, nmem: Paragraphs | None, *, unit: str,
-    reference: Paragraphs | None = None, units: Int[Tensor, "k 2"] | None = None, options: dict | None = None,
-    batch_size: int = 64, seed: int = 0,
+    model: HookedTransformer,
+    method: str,
+    mem: Paragraphs,
+    nmem: Paragraphs | None,
+    *,
+    unit: str,
+    reference: Paragraphs | None = None,
+    units: Int[Tensor, "k 2"] | None = None,
+    options: dict | None = None,
+    batch_size: int = 64,
+    seed: int = 0,
 ) -> UnitScores:
     """One unit-level method (any of UNIT_METHODS, or "activation" for neurons) with its options."""
     from interp.integrated_gradients import integrated_gradients
@@ -349,14 +406,26 @@ def unit_method(
     if method in GRADIENT_VARIANTS:
         if nmem is None:
             raise UserError(f"{method} compares MEM with NMEM paragraphs: give NMEM paragraphs")
-        return gradient_scores(model, mem, nmem, unit=unit, variants=(method,), batch_size=min(batch_size, 16), **o)[method]
+        return gradient_scores(model, mem, nmem, unit=unit, variants=(method,), batch_size=min(batch_size, 16), **o)[
+            method
+        ]
     if method in ("ablation", "zero_out"):
         mode = "mean" if method == "ablation" else "zero"
         if mode == "mean" and reference is None:
-            raise UserError("mean ablation takes its mean over paragraphs that are not scored, and none is left: pass "
-                            "more paragraphs, a reference set, or lower max_paragraphs")
-        return unit_ablation(model, mem, nmem, unit=unit, mode=mode, reference=reference if mode == "mean" else None,
-                             units=units, batch_size=batch_size)
+            raise UserError(
+                "mean ablation takes its mean over paragraphs that are not scored, and none is left: pass "
+                "more paragraphs, a reference set, or lower max_paragraphs"
+            )
+        return unit_ablation(
+            model,
+            mem,
+            nmem,
+            unit=unit,
+            mode=mode,
+            reference=reference if mode == "mean" else None,
+            units=units,
+            batch_size=batch_size,
+        )
     if method == "integrated_gradients":
         return integrated_gradients(model, mem, nmem, unit=unit, batch_size=batch_size, **o)
     if method == "hard_concrete":
@@ -409,8 +478,9 @@ def locate_memorization_head(
         raise UserError("candidates must be at least 1")
     options = method_options or {}
     notes: list[str] = []
-    mem, nmem, reference, wide_mem, wide_nmem = _pick_sets(model, paragraphs, mem, nmem, reference, max_paragraphs,
-                                                           mem_min, nmem_max, seed, batch_size)
+    mem, nmem, reference, wide_mem, wide_nmem = _pick_sets(
+        model, paragraphs, mem, nmem, reference, max_paragraphs, mem_min, nmem_max, seed, batch_size
+    )
     results: dict[str, UnitScores] = {}
     rare = rare_nmem = patch = attrib = grads = None
     cells = None
@@ -431,16 +501,27 @@ def locate_memorization_head(
         rare = rare_token_attention(model, both, unigram_counts, seed=seed, batch_size=batch_size)
         rare, rare_nmem = rare.select(torch.arange(len(wide_mem))), rare.select(torch.arange(len(wide_mem), len(both)))
         score = options.get("rare_token", {}).get("score", "excess")
-        results["rare_token"] = UnitScores("rare_token", "head", rare_token_score(rare, score), clock.seconds,
-                                           {"query": rare.query, "n_mem": len(wide_mem), "score": score}, detail=rare)
+        results["rare_token"] = UnitScores(
+            "rare_token",
+            "head",
+            rare_token_score(rare, score),
+            clock.seconds,
+            {"query": rare.query, "n_mem": len(wide_mem), "score": score},
+            detail=rare,
+        )
         done("rare_token")
     if "gradient" in methods:
         from interp.gradients import gradient_map
 
         clock = Stopwatch()
         grads = gradient_map(model, mem, nmem, batch_size=min(batch_size, 16))
-        results["gradient"] = UnitScores("gradient", "head", grads.relative_diff_heads.max(-1).values.float(),
-                                         clock.seconds, {"objective": "nll", "reduce": "max"})
+        results["gradient"] = UnitScores(
+            "gradient",
+            "head",
+            grads.relative_diff_heads.max(-1).values.float(),
+            clock.seconds,
+            {"objective": "nll", "reduce": "max"},
+        )
         done("gradient")
     n_heads = model.cfg.n_layers * model.cfg.n_heads
     exact = [m for m in SCREENED if m in methods]
@@ -449,13 +530,20 @@ def locate_memorization_head(
         clock = Stopwatch()
         with frozen_weights(model):
             attrib = attribution_patching(model, mem, corrupted, kinds=("head_out",))["head_out"]
-        results["attribution"] = UnitScores("attribution", "head", attrib.effect.nan_to_num(0.0), clock.seconds,
-                                            {"corrupt_fraction": corrupt_fraction}, detail=attrib)
+        results["attribution"] = UnitScores(
+            "attribution",
+            "head",
+            attrib.effect.nan_to_num(0.0),
+            clock.seconds,
+            {"corrupt_fraction": corrupt_fraction},
+            detail=attrib,
+        )
         done("attribution")
     if exact:
         if exact_all or candidates >= n_heads:
-            cells = torch.stack(torch.meshgrid(torch.arange(model.cfg.n_layers), torch.arange(model.cfg.n_heads),
-                                               indexing="ij"), -1).view(-1, 2)
+            cells = torch.stack(
+                torch.meshgrid(torch.arange(model.cfg.n_layers), torch.arange(model.cfg.n_heads), indexing="ij"), -1
+            ).view(-1, 2)
         else:
             cells = results["attribution"].top(candidates)
         screen = {"candidates": len(cells), "n_heads": n_heads, "exact_all": len(cells) == n_heads}
@@ -463,26 +551,59 @@ def locate_memorization_head(
         clock = Stopwatch()
         patch = _exact_patching(model, mem, corrupted, cells, batch_size)
         if abs(patch.clean_metric - patch.corrupted_metric) < 1e-3:
-            notes.append("patching: corrupting the prefix barely changed the continuation's log-prob; its effects are noise")
-        results["patching"] = UnitScores("patching", "head", patch.effect, clock.seconds,
-                                         {"corrupt_fraction": corrupt_fraction, "candidates": len(cells)}, detail=patch)
+            notes.append(
+                "patching: corrupting the prefix barely changed the continuation's log-prob; its effects are noise"
+            )
+        results["patching"] = UnitScores(
+            "patching",
+            "head",
+            patch.effect,
+            clock.seconds,
+            {"corrupt_fraction": corrupt_fraction, "candidates": len(cells)},
+            detail=patch,
+        )
         if attrib is not None:
             screen.update(screen_agreement(attrib.effect, patch.effect, cells))
         done("patching")
     for method in UNIT_METHODS:
         if method in methods:
-            results[method] = unit_method(model, method, mem, nmem, unit="head", reference=reference,
-                                          units=cells if method in SCREENED else None, options=options.get(method),
-                                          batch_size=batch_size, seed=seed)
+            results[method] = unit_method(
+                model,
+                method,
+                mem,
+                nmem,
+                unit="head",
+                reference=reference,
+                units=cells if method in SCREENED else None,
+                options=options.get(method),
+                batch_size=batch_size,
+                seed=seed,
+            )
             done(method)
     bar.close()
     for r in results.values():
         notes += list(r.notes)
     results = {m: results[m] for m in methods if m in results} | {m: r for m, r in results.items() if m not in methods}
     _, mean_rank, order, agreement = combine({m: r.score for m, r in results.items()}, rank_by)
-    return HeadRanking(results, mean_rank, order, agreement, rank_by, reason, mem.ids, nmem.ids,
-                       reference.ids if reference is not None and "ablation" in methods else (), cells, screen, rare,
-                       rare_nmem, patch, attrib, grads, tuple(notes))
+    return HeadRanking(
+        results,
+        mean_rank,
+        order,
+        agreement,
+        rank_by,
+        reason,
+        mem.ids,
+        nmem.ids,
+        reference.ids if reference is not None and "ablation" in methods else (),
+        cells,
+        screen,
+        rare,
+        rare_nmem,
+        patch,
+        attrib,
+        grads,
+        tuple(notes),
+    )
 
 
 def rare_token_score(rare: RareTokenAttention, score: str = "excess") -> Float[Tensor, "layer head"]:
@@ -536,9 +657,22 @@ def locate_neurons(
         raise UserError("neuron location needs at least one MEM paragraph")
     rank_by, reason = _resolve_rank_by(methods, rank_by, validation, DEFAULT_NEURON_RANK_BY, "neuron")
     options = method_options or {}
-    results = {m: unit_method(model, m, mem, nmem, unit="neuron", reference=reference, options=options.get(m),
-                              batch_size=batch_size, seed=seed) for m in methods}
+    results = {
+        m: unit_method(
+            model,
+            m,
+            mem,
+            nmem,
+            unit="neuron",
+            reference=reference,
+            options=options.get(m),
+            batch_size=batch_size,
+            seed=seed,
+        )
+        for m in methods
+    }
     _, mean_rank, order, agreement = combine({m: r.score for m, r in results.items()}, rank_by)
     notes = tuple(n for r in results.values() for n in r.notes)
-    return NeuronRanking(results, mean_rank, order, agreement, rank_by, reason, mem.ids,
-                         nmem.ids if nmem is not None else (), notes)
+    return NeuronRanking(
+        results, mean_rank, order, agreement, rank_by, reason, mem.ids, nmem.ids if nmem is not None else (), notes
+    )

@@ -43,7 +43,11 @@ from interp.unit_scores import Stopwatch, recall_at, unit_count
 
 RECALL_FRACTION = 0.005  # MemPi's GPT-2 INJ comparison point: Recall@0.5%
 MEMPI_GPT2_INJ_RECALL = {  # percent, as quoted in issue 13 from Chang et al. 2024 (GPT-2, INJ); random = 0.5
-    "hard_concrete": 93.7, "slimming": 94.4, "zero_out": 90.9, "integrated_gradients": 84.8, "activation": 51.5,
+    "hard_concrete": 93.7,
+    "slimming": 94.4,
+    "zero_out": 90.9,
+    "integrated_gradients": 84.8,
+    "activation": 51.5,
 }
 
 
@@ -82,11 +86,21 @@ class HeadCheck:
     notes: tuple[str, ...] = ()
 
     def to_json(self) -> dict:
-        return {"layer": self.layer, "head": self.head, "injection": self.injection.to_json(), "ranks": self.ranks,
-                "layer_ranks": self.layer_ranks,
-                "margins": self.margins, "margins_z": self.margins_z, "seconds": self.seconds,
-                "combined_rank": self.combined_rank, "rank_by": list(self.rank_by), "in_screen": self.in_screen,
-                "screen": self.screen, "notes": list(self.notes)}
+        return {
+            "layer": self.layer,
+            "head": self.head,
+            "injection": self.injection.to_json(),
+            "ranks": self.ranks,
+            "layer_ranks": self.layer_ranks,
+            "margins": self.margins,
+            "margins_z": self.margins_z,
+            "seconds": self.seconds,
+            "combined_rank": self.combined_rank,
+            "rank_by": list(self.rank_by),
+            "in_screen": self.in_screen,
+            "screen": self.screen,
+            "notes": list(self.notes),
+        }
 
 
 @dataclass(frozen=True)
@@ -100,9 +114,15 @@ class NeuronCheck:
     notes: tuple[str, ...] = ()
 
     def to_json(self) -> dict:
-        return {"injection": self.injection.to_json(), "fraction": self.fraction, "recall": self.recall,
-                "random_recall": {"injected": self.fraction, "0.5%": RECALL_FRACTION}, "seconds": self.seconds,
-                "mempi_gpt2_recall_at_0.5%": MEMPI_GPT2_INJ_RECALL, "notes": list(self.notes)}
+        return {
+            "injection": self.injection.to_json(),
+            "fraction": self.fraction,
+            "recall": self.recall,
+            "random_recall": {"injected": self.fraction, "0.5%": RECALL_FRACTION},
+            "seconds": self.seconds,
+            "mempi_gpt2_recall_at_0.5%": MEMPI_GPT2_INJ_RECALL,
+            "notes": list(self.notes),
+        }
 
 
 @dataclass(frozen=True)
@@ -135,26 +155,39 @@ class LocatorValidation:
             at = {m: r["injected"] for m, r in self.neurons.recall.items()}
             best = max(at.values())
             chosen = tuple(m for m, r in at.items() if r >= 0.9 * best and r > self.neurons.fraction)
-            return chosen, ("Recall@k of the injected neurons: " + ", ".join(f"{m} {r:.2f}" for m, r in at.items())
-                            + f" (random {self.neurons.fraction:.3f}); combined: within 90% of the best")
+            return chosen, (
+                "Recall@k of the injected neurons: "
+                + ", ".join(f"{m} {r:.2f}" for m, r in at.items())
+                + f" (random {self.neurons.fraction:.3f}); combined: within 90% of the best"
+            )
         checks = self.usable_heads()
         if not checks:
             return (), "no head injection succeeded, so nothing was measured"
         first = tuple(m for m in self.methods if all(h.ranks[m] == 1 for h in checks))
         described = ", ".join(f"{m} {v:.1f}" for m, v in self.mean_rank().items())
         if first:
-            return first, (f"ranked every one of the {len(checks)} injected heads first (mean rank of the injected "
-                           f"heads: {described})")
+            return first, (
+                f"ranked every one of the {len(checks)} injected heads first (mean rank of the injected "
+                f"heads: {described})"
+            )
         means = self.mean_rank()
         best = min(means.values())
         chosen = tuple(m for m, v in means.items() if v == best)
-        return chosen, f"no method ranked every injected head first; best mean rank {best:.1f} (mean ranks: {described})"
+        return (
+            chosen,
+            f"no method ranked every injected head first; best mean rank {best:.1f} (mean ranks: {described})",
+        )
 
     def to_json(self) -> dict:
         head_choice, head_reason = self.recommended_rank_by("head")
-        out = {"model": self.model, "seconds": self.seconds, "options": self.options,
-               "heads": [h.to_json() for h in self.heads], "mean_rank": self.mean_rank(),
-               "recommended_rank_by": {"head": list(head_choice), "head_reason": head_reason}}
+        out = {
+            "model": self.model,
+            "seconds": self.seconds,
+            "options": self.options,
+            "heads": [h.to_json() for h in self.heads],
+            "mean_rank": self.mean_rank(),
+            "recommended_rank_by": {"head": list(head_choice), "head_reason": head_reason},
+        }
         if self.neurons is not None:
             choice, reason = self.recommended_rank_by("neuron")
             out["neurons"] = self.neurons.to_json()
@@ -185,7 +218,9 @@ def read_validation(path: str | Path) -> RecordedValidation:
     except (json.JSONDecodeError, KeyError, TypeError):
         raise UserError(f"{path} is not a validate-locator --json result (no 'recommended_rank_by')") from None
     units = [u for u in ("head", "neuron") if u in rec]
-    return RecordedValidation(str(path), {u: tuple(rec[u]) for u in units}, {u: rec.get(f"{u}_reason", "") for u in units})
+    return RecordedValidation(
+        str(path), {u: tuple(rec[u]) for u in units}, {u: rec.get(f"{u}_reason", "") for u in units}
+    )
 
 
 def _pools(
@@ -203,8 +238,10 @@ def _pools(
             break
     pool = torch.cat(found) if found else torch.zeros(0, dtype=torch.long)
     if len(pool) < need:
-        raise UserError(f"the injection benchmark needs {need} paragraphs the model does not recite (EM <= {nmem_max}), "
-                        f"and the set has {len(pool)}: pass more paragraphs or fewer injected ones")
+        raise UserError(
+            f"the injection benchmark needs {need} paragraphs the model does not recite (EM <= {nmem_max}), "
+            f"and the set has {len(pool)}: pass more paragraphs or fewer injected ones"
+        )
     out, start = {}, 0
     for role, size in sizes.items():
         out[role] = paragraphs.select(pool[start : start + size])
@@ -242,7 +279,9 @@ def validate_locator(
     heads = default_heads(model, seed) if heads is None else [tuple(h) for h in heads]
     for layer, head in heads:
         if not (0 <= layer < model.cfg.n_layers and 0 <= head < model.cfg.n_heads):
-            raise UserError(f"no head {layer}.{head}: the model has {model.cfg.n_layers} layers of {model.cfg.n_heads} heads")
+            raise UserError(
+                f"no head {layer}.{head}: the model has {model.cfg.n_layers} layers of {model.cfg.n_heads} heads"
+            )
     clock = Stopwatch()
     sizes = {"inject": n_inject, "retain": 16, "heldout": 32, "nmem": max_paragraphs, "reference": 8}
     if neurons:
@@ -250,45 +289,118 @@ def validate_locator(
     sets = _pools(model, paragraphs, nmem_max, sizes, seed, batch_size)
     checks = []
     for layer, head in heads:
-        forced, info = inject_head(model, sets["inject"], layer, head, retain=sets["retain"], heldout=sets["heldout"],
-                                   lr=head_lr, max_steps=max_steps, kl_weight=kl_weight, batch_size=batch_size)
-        notes = () if info.recited else (f"head {layer}.{head}: injection stopped after {info.steps} steps with EM "
-                                         f"{info.em_after.tolist()}; its ranks are not evidence",)
+        forced, info = inject_head(
+            model,
+            sets["inject"],
+            layer,
+            head,
+            retain=sets["retain"],
+            heldout=sets["heldout"],
+            lr=head_lr,
+            max_steps=max_steps,
+            kl_weight=kl_weight,
+            batch_size=batch_size,
+        )
+        notes = (
+            ()
+            if info.recited
+            else (
+                f"head {layer}.{head}: injection stopped after {info.steps} steps with EM "
+                f"{info.em_after.tolist()}; its ranks are not evidence",
+            )
+        )
         ranking = locate_memorization_head(
-            forced, mem=sets["inject"], nmem=sets["nmem"], reference=sets["reference"], unigram_counts=unigram_counts,
-            methods=methods, rank_by=tuple(m for m in DEFAULT_RANK_BY if m in methods) or None,
-            candidates=candidates, max_paragraphs=max(max_paragraphs, n_inject), method_options=method_options,
-            seed=seed, batch_size=batch_size)
+            forced,
+            mem=sets["inject"],
+            nmem=sets["nmem"],
+            reference=sets["reference"],
+            unigram_counts=unigram_counts,
+            methods=methods,
+            rank_by=tuple(m for m in DEFAULT_RANK_BY if m in methods) or None,
+            candidates=candidates,
+            max_paragraphs=max(max_paragraphs, n_inject),
+            method_options=method_options,
+            seed=seed,
+            batch_size=batch_size,
+        )
         del forced
         results = ranking.results
         in_screen = None
         if ranking.candidates is not None:
             in_screen = bool(((ranking.candidates[:, 0] == layer) & (ranking.candidates[:, 1] == head)).any())
-        checks.append(HeadCheck(
-            layer, head, info, {m: r.rank_of(layer, head) for m, r in results.items()},
-            {m: r.layer_rank_of(layer, head) for m, r in results.items()},
-            {m: r.margin(layer, head) for m, r in results.items()}, {m: r.margin_z(layer, head) for m, r in results.items()},
-            {m: r.seconds for m, r in results.items()}, ranking.rank_of(layer, head), ranking.rank_by, in_screen,
-            ranking.screen, notes + ranking.notes))
+        checks.append(
+            HeadCheck(
+                layer,
+                head,
+                info,
+                {m: r.rank_of(layer, head) for m, r in results.items()},
+                {m: r.layer_rank_of(layer, head) for m, r in results.items()},
+                {m: r.margin(layer, head) for m, r in results.items()},
+                {m: r.margin_z(layer, head) for m, r in results.items()},
+                {m: r.seconds for m, r in results.items()},
+                ranking.rank_of(layer, head),
+                ranking.rank_by,
+                in_screen,
+                ranking.screen,
+                notes + ranking.notes,
+            )
+        )
     neuron_check = None
     if neurons:
         chosen = random_neurons(model, neuron_fraction, seed)
-        forced, info = inject_neurons(model, sets["inject_neurons"], chosen, retain=sets["retain"],
-                                      heldout=sets["heldout"], lr=neuron_lr, max_steps=max_steps, kl_weight=kl_weight,
-                                      batch_size=batch_size)
-        ranking = locate_neurons(forced, sets["inject_neurons"], methods=neuron_methods, method_options=method_options,
-                                 seed=seed, batch_size=batch_size)
+        forced, info = inject_neurons(
+            model,
+            sets["inject_neurons"],
+            chosen,
+            retain=sets["retain"],
+            heldout=sets["heldout"],
+            lr=neuron_lr,
+            max_steps=max_steps,
+            kl_weight=kl_weight,
+            batch_size=batch_size,
+        )
+        ranking = locate_neurons(
+            forced,
+            sets["inject_neurons"],
+            methods=neuron_methods,
+            method_options=method_options,
+            seed=seed,
+            batch_size=batch_size,
+        )
         del forced
         gold = info.gold(model.cfg.n_layers, unit_count(model, "neuron"))
-        recall = {m: {"injected": recall_at(r.score, gold, neuron_fraction), "0.5%": recall_at(r.score, gold, RECALL_FRACTION)}
-                  for m, r in ranking.results.items()}
-        notes = () if info.recited else (f"neuron injection stopped after {info.steps} steps with EM "
-                                         f"{info.em_after.tolist()}; recall is not evidence",)
+        recall = {
+            m: {
+                "injected": recall_at(r.score, gold, neuron_fraction),
+                "0.5%": recall_at(r.score, gold, RECALL_FRACTION),
+            }
+            for m, r in ranking.results.items()
+        }
+        notes = (
+            ()
+            if info.recited
+            else (
+                f"neuron injection stopped after {info.steps} steps with EM "
+                f"{info.em_after.tolist()}; recall is not evidence",
+            )
+        )
         neuron_check = NeuronCheck(info, neuron_fraction, recall, ranking.seconds, notes + ranking.notes)
-    options = {"n_inject": n_inject, "max_paragraphs": max_paragraphs, "candidates": candidates, "kl_weight": kl_weight,
-               "head_lr": head_lr, "max_steps": max_steps, "methods": list(methods), "seed": seed}
+    options = {
+        "n_inject": n_inject,
+        "max_paragraphs": max_paragraphs,
+        "candidates": candidates,
+        "kl_weight": kl_weight,
+        "head_lr": head_lr,
+        "max_steps": max_steps,
+        "methods": list(methods),
+        "seed": seed,
+    }
     if neurons:
-        options |= {"n_inject_neurons": n_inject_neurons, "neuron_fraction": neuron_fraction, "neuron_lr": neuron_lr,
-                    "neuron_methods": list(neuron_methods)}
+        options |= {
+            "n_inject_neurons": n_inject_neurons,
+            "neuron_fraction": neuron_fraction,
+            "neuron_lr": neuron_lr,
+            "neuron_methods": list(neuron_methods),
+        }
     name = getattr(getattr(model, "interp_source", None), "spec", None) or model.cfg.model_name
     return LocatorValidation(name, tuple(checks), neuron_check, clock.seconds, options)

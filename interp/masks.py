@@ -68,7 +68,11 @@ def top_k_mask(
         out = {}
         for name, g in gradients.items():
             ok = allowed[name].flatten()
-            out[name] = _top_of(g.detach().abs().flatten(), fraction, ok).view(g.shape) if ok.any() else torch.zeros_like(ok).view(g.shape)
+            out[name] = (
+                _top_of(g.detach().abs().flatten(), fraction, ok).view(g.shape)
+                if ok.any()
+                else torch.zeros_like(ok).view(g.shape)
+            )
         return out
     if scope != "global":
         raise UserError(f"scope must be 'global' or 'component', not {scope!r}")
@@ -76,7 +80,9 @@ def top_k_mask(
     flat = torch.cat([g.detach().abs().flatten().to(device=device, dtype=torch.float32) for g in gradients.values()])
     ok = torch.cat([allowed[name].flatten().to(device) for name in gradients])
     if not ok.any():
-        raise UserError("no candidate weights: the restriction (layers / components / head) selects none of these parameters")
+        raise UserError(
+            "no candidate weights: the restriction (layers / components / head) selects none of these parameters"
+        )
     return _unflatten(_top_of(flat, fraction, ok), gradients)
 
 
@@ -201,4 +207,3 @@ def _only_head(name: str, m: Tensor, head: int) -> Tensor:
 def count_by_parameter(mask: Mask) -> dict[str, int]:
     """Selected weights per parameter (only those with at least one)."""
     return {name: int(m.sum()) for name, m in mask.items() if bool(m.any())}
-

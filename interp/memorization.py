@@ -22,14 +22,18 @@ from interp.errors import UserError
 from interp.metrics import NMEM_MAX_EM, ParagraphScores, score_paragraphs
 
 
-def mem_nmem_thresholds(continuation_len: int, *, mem_min: int | None = None, nmem_max: int | None = None) -> tuple[int, int]:
+def mem_nmem_thresholds(
+    continuation_len: int, *, mem_min: int | None = None, nmem_max: int | None = None
+) -> tuple[int, int]:
     """(mem_min, nmem_max): MEM = EM >= mem_min (default: the whole continuation); NMEM = EM <= nmem_max
     (default: 10 for the paper's 50-token continuations, the same fraction, a fifth, of other lengths)."""
     mem_min = continuation_len if mem_min is None else mem_min
     nmem_max = round(NMEM_MAX_EM * continuation_len / 50) if nmem_max is None else nmem_max
     if not 0 <= nmem_max < mem_min <= continuation_len:
-        raise UserError(f"need 0 <= nmem_max < mem_min <= continuation length {continuation_len}; "
-                        f"got nmem_max={nmem_max}, mem_min={mem_min}")
+        raise UserError(
+            f"need 0 <= nmem_max < mem_min <= continuation length {continuation_len}; "
+            f"got nmem_max={nmem_max}, mem_min={mem_min}"
+        )
     return mem_min, nmem_max
 
 
@@ -64,9 +68,16 @@ class MemorizationSplit:
         for c in sorted(set(self.counts), reverse=True):
             sel = counts == c
             em = self.scores.em[sel]
-            rows.append({"count": c, "n": int(sel.sum()), "n_mem": int((em >= self.mem_min).sum()),
-                         "fraction_mem": float((em >= self.mem_min).float().mean()),
-                         "mean_em": float(em.float().mean()), "mean_nll": float(self.scores.nll[sel].mean())})
+            rows.append(
+                {
+                    "count": c,
+                    "n": int(sel.sum()),
+                    "n_mem": int((em >= self.mem_min).sum()),
+                    "fraction_mem": float((em >= self.mem_min).float().mean()),
+                    "mean_em": float(em.float().mean()),
+                    "mean_nll": float(self.scores.nll[sel].mean()),
+                }
+            )
         return rows
 
     def to_json(self) -> dict:
@@ -127,14 +138,26 @@ def memorization_split(
         idx = [i for _, i in chosen]
         token_nll = per_token_nll(model, paragraphs.tokens[idx])
         for row, (kind, i) in enumerate(chosen):
-            examples.append({
-                "kind": kind, "id": paragraphs.ids[i], "em": int(scores.em[i]), "prefix_len": paragraphs.prefix_len,
-                "str_tokens": _str_tokens(model, paragraphs.tokens[i]),
-                "token_nll": [round(x, 4) for x in token_nll[row].tolist()],
-            })
+            examples.append(
+                {
+                    "kind": kind,
+                    "id": paragraphs.ids[i],
+                    "em": int(scores.em[i]),
+                    "prefix_len": paragraphs.prefix_len,
+                    "str_tokens": _str_tokens(model, paragraphs.tokens[i]),
+                    "token_nll": [round(x, 4) for x in token_nll[row].tolist()],
+                }
+            )
     return MemorizationSplit(
-        scores=scores, mem_idx=mem_idx, nmem_idx=nmem_idx, mem_min=mem_min, nmem_max=nmem_max,
-        continuation_len=cont, counts=paragraphs.counts, splits=paragraphs.meta.get("split"), examples=tuple(examples),
+        scores=scores,
+        mem_idx=mem_idx,
+        nmem_idx=nmem_idx,
+        mem_min=mem_min,
+        nmem_max=nmem_max,
+        continuation_len=cont,
+        counts=paragraphs.counts,
+        splits=paragraphs.meta.get("split"),
+        examples=tuple(examples),
     )
 
 
@@ -144,7 +167,9 @@ def _str_tokens(model: HookedTransformer, tokens: Int[Tensor, "seq"]) -> list[st
     return [model.tokenizer.decode([t]) for t in tokens.tolist()]
 
 
-def choose_indices(split: MemorizationSplit, *, n_mem: int, n_nmem: int, seed: int = 0) -> tuple[Int[Tensor, "a"], Int[Tensor, "b"]]:
+def choose_indices(
+    split: MemorizationSplit, *, n_mem: int, n_nmem: int, seed: int = 0
+) -> tuple[Int[Tensor, "a"], Int[Tensor, "b"]]:
     """Positions of up to n_mem MEM and n_nmem NMEM paragraphs, drawn with a fixed seed, sorted.
 
     NMEM paragraphs come from text the model was trained on where that is known (the testbed's

@@ -116,7 +116,9 @@ def continuation_scores(
     dtype = torch.promote_types(model.cfg.dtype, torch.float32)
     log_probs = torch.empty(targets.shape, dtype=dtype, device=tokens.device)
     hits = torch.empty(targets.shape, dtype=torch.bool, device=tokens.device)
-    for rows, logits in continuation_logits(model, tokens, prefix_len, residual=residual, start_at_layer=start_at_layer):
+    for rows, logits in continuation_logits(
+        model, tokens, prefix_len, residual=residual, start_at_layer=start_at_layer
+    ):
         target = targets[rows, :, None]
         log_probs[rows] = (logits.gather(-1, target) - logits.logsumexp(-1, keepdim=True)).squeeze(-1)
         hits[rows] = (logits.argmax(-1, keepdim=True) == target).squeeze(-1)
@@ -187,7 +189,9 @@ def greedy_continuations(
         step = model(chunk, past_kv_cache=cache, attention_mask=torch.ones_like(chunk))[:, -1].argmax(-1)
         new = [step]
         for _ in range(length - 1):
-            step = model(step[:, None], past_kv_cache=cache, attention_mask=torch.ones_like(step[:, None]))[:, -1].argmax(-1)
+            step = model(step[:, None], past_kv_cache=cache, attention_mask=torch.ones_like(step[:, None]))[
+                :, -1
+            ].argmax(-1)
             new.append(step)
         outs.append(torch.stack(new, 1).cpu())
     return torch.cat(outs)

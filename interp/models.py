@@ -60,8 +60,15 @@ def pick_device(device: str | torch.device | None) -> torch.device:
 def pick_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
     if dtype is None or isinstance(dtype, torch.dtype):
         return dtype or torch.float32
-    table = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
-             "bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float64": torch.float64}
+    table = {
+        "float32": torch.float32,
+        "fp32": torch.float32,
+        "float16": torch.float16,
+        "fp16": torch.float16,
+        "bfloat16": torch.bfloat16,
+        "bf16": torch.bfloat16,
+        "float64": torch.float64,
+    }
     if dtype not in table:
         raise UserError(f"unknown dtype {dtype!r}: use one of {', '.join(table)}")
     return table[dtype]
@@ -80,7 +87,9 @@ def load_model(
     dev, dt = pick_device(device), pick_dtype(dtype)
     if spec == TESTBED:
         if not (TESTBED_DIR / "config.json").exists():
-            raise UserError(f"the bundled testbed is missing from {TESTBED_DIR}; rebuild it with `interp testbed build`")
+            raise UserError(
+                f"the bundled testbed is missing from {TESTBED_DIR}; rebuild it with `interp testbed build`"
+            )
         with _hub_offline():
             model = _load_local(TESTBED_DIR, dev, dt, n_devices, spec=TESTBED)
     elif Path(spec).expanduser().exists():
@@ -96,11 +105,15 @@ def _load_local(path: Path, device, dtype, n_devices: int, spec: str) -> HookedT
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     if not path.is_dir() or not (path / "config.json").exists():
-        raise UserError(f"{path} is not a Hugging Face checkpoint folder (no config.json); the model spec may be {SPEC_KINDS}")
+        raise UserError(
+            f"{path} is not a Hugging Face checkpoint folder (no config.json); the model spec may be {SPEC_KINDS}"
+        )
     hf_config = AutoConfig.from_pretrained(path)
     arch = (hf_config.architectures or ["?"])[0]
     if arch not in SUPPORTED_LOCAL:
-        raise UserError(f"{path}: architecture {arch} is not supported for local folders; supported: {', '.join(SUPPORTED_LOCAL)}")
+        raise UserError(
+            f"{path}: architecture {arch} is not supported for local folders; supported: {', '.join(SUPPORTED_LOCAL)}"
+        )
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError) as exc:
@@ -114,7 +127,9 @@ def _load_local(path: Path, device, dtype, n_devices: int, spec: str) -> HookedT
 
     hf_logging.disable_progress_bar()
     hf_model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-    cfg = tl_loading.get_pretrained_model_config(str(path), device=device, n_devices=n_devices, dtype=dtype, fold_ln=False)
+    cfg = tl_loading.get_pretrained_model_config(
+        str(path), device=device, n_devices=n_devices, dtype=dtype, fold_ln=False
+    )
     if arch == "GPTNeoForCausalLM" and getattr(hf_config, "intermediate_size", None):
         cfg.d_mlp = hf_config.intermediate_size  # TransformerLens assumes 4 * d_model for GPT-Neo
     state = tl_loading.get_pretrained_state_dict(str(path), cfg, hf_model=hf_model, dtype=dtype)
@@ -157,7 +172,9 @@ def _load_official(name: str, device, dtype, n_devices: int) -> HookedTransforme
     try:
         official = tl_loading.get_official_model_name(name)
     except ValueError:
-        raise UserError(f"unknown model {name!r}: not a folder and not a TransformerLens model name; the spec may be {SPEC_KINDS}") from None
+        raise UserError(
+            f"unknown model {name!r}: not a folder and not a TransformerLens model name; the spec may be {SPEC_KINDS}"
+        ) from None
     online = _hub_reachable()
     if not online and not isinstance(try_to_load_from_cache(official, "config.json"), str):
         raise UserError(
@@ -165,7 +182,9 @@ def _load_official(name: str, device, dtype, n_devices: int) -> HookedTransforme
             "download it where there is internet, or pass a local checkpoint folder"
         )
     with contextlib.nullcontext() if online else _hub_offline(), contextlib.redirect_stdout(io.StringIO()):
-        model = HookedTransformer.from_pretrained(official, device=device, dtype=dtype, n_devices=n_devices, **NO_PROCESSING)
+        model = HookedTransformer.from_pretrained(
+            official, device=device, dtype=dtype, n_devices=n_devices, **NO_PROCESSING
+        )
         hf_config = AutoConfig.from_pretrained(official).to_dict()
     model.interp_source = ModelSource(spec=name, path=None, hf_config=hf_config)
     return model
@@ -231,8 +250,14 @@ def _neox_state(model: HookedTransformer) -> dict[str, torch.Tensor]:
         out[f"{p}.attention.dense.bias"] = sd[f"{b}.attn.b_O"]
         out[f"{p}.post_attention_layernorm.weight"] = sd[f"{b}.ln2.w"]
         out[f"{p}.post_attention_layernorm.bias"] = sd[f"{b}.ln2.b"]
-        out[f"{p}.mlp.dense_h_to_4h.weight"], out[f"{p}.mlp.dense_h_to_4h.bias"] = sd[f"{b}.mlp.W_in"].T, sd[f"{b}.mlp.b_in"]
-        out[f"{p}.mlp.dense_4h_to_h.weight"], out[f"{p}.mlp.dense_4h_to_h.bias"] = sd[f"{b}.mlp.W_out"].T, sd[f"{b}.mlp.b_out"]
+        out[f"{p}.mlp.dense_h_to_4h.weight"], out[f"{p}.mlp.dense_h_to_4h.bias"] = (
+            sd[f"{b}.mlp.W_in"].T,
+            sd[f"{b}.mlp.b_in"],
+        )
+        out[f"{p}.mlp.dense_4h_to_h.weight"], out[f"{p}.mlp.dense_4h_to_h.bias"] = (
+            sd[f"{b}.mlp.W_out"].T,
+            sd[f"{b}.mlp.b_out"],
+        )
     out["gpt_neox.final_layer_norm.weight"], out["gpt_neox.final_layer_norm.bias"] = sd["ln_final.w"], sd["ln_final.b"]
     out["embed_out.weight"] = sd["unembed.W_U"].T
     return out

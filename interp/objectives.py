@@ -21,7 +21,9 @@ from transformer_lens import HookedTransformer
 NLL_WEIGHT = 0.1  # the public code of the paper weights the NLL term of Eq. 3 by 0.1
 
 
-def _continuation_logits(model: HookedTransformer, tokens: Int[Tensor, "n seq"], prefix_len: int) -> Float[Tensor, "n cont vocab"]:
+def _continuation_logits(
+    model: HookedTransformer, tokens: Int[Tensor, "n seq"], prefix_len: int
+) -> Float[Tensor, "n cont vocab"]:
     logits = model(tokens.to(model.cfg.device), return_type="logits")
     return logits[:, prefix_len - 1 : -1].float()
 
@@ -48,7 +50,9 @@ def continuation_nll(
 
 
 @torch.no_grad()
-def reference_log_probs(model: HookedTransformer, tokens: Int[Tensor, "n seq"], prefix_len: int) -> Float[Tensor, "n cont vocab"]:
+def reference_log_probs(
+    model: HookedTransformer, tokens: Int[Tensor, "n seq"], prefix_len: int
+) -> Float[Tensor, "n cont vocab"]:
     """The model's log-probs over the continuation positions, detached: the KL term's anchor."""
     return _continuation_logits(model, tokens, prefix_len).log_softmax(-1)
 
@@ -75,7 +79,9 @@ def contrastive_objective(
     nll_weight: float = NLL_WEIGHT,
 ) -> Tensor:
     """Eq. 3: -w * NLL(targets) + KL(original || current) on the retain paragraphs."""
-    return -nll_weight * continuation_nll(model, targets, prefix_len) + kl_to_reference(model, retain, prefix_len, retain_reference)
+    return -nll_weight * continuation_nll(model, targets, prefix_len) + kl_to_reference(
+        model, retain, prefix_len, retain_reference
+    )
 
 
 def edit_objective(
@@ -88,7 +94,9 @@ def edit_objective(
     nll_weight: float = 1.0,
 ) -> Tensor:
     """Eq. 4: +w * NLL of the target prefixes followed by their NEW continuations, plus the KL term."""
-    return nll_weight * continuation_nll(model, edit_targets, prefix_len) + kl_to_reference(model, retain, prefix_len, retain_reference)
+    return nll_weight * continuation_nll(model, edit_targets, prefix_len) + kl_to_reference(
+        model, retain, prefix_len, retain_reference
+    )
 
 
 def gradient_ascent(model: HookedTransformer, targets: Int[Tensor, "n seq"], prefix_len: int) -> Tensor:

@@ -58,13 +58,16 @@ def all_cells(model: HookedTransformer, kind: str, seq_len: int) -> Int[Tensor, 
 
 def _setter(index_kind: str):
     if index_kind == "head":
+
         def patch(act, rows, paragraph, index, source):
             act[rows, :, index] = source[paragraph, :, index].to(act.dtype)
             return act
     else:
+
         def patch(act, rows, paragraph, index, source):
             act[rows, index] = source[paragraph, index].to(act.dtype)
             return act
+
     return patch
 
 
@@ -121,8 +124,9 @@ def patch_variants(
                 return patch(activation, torch.arange(len(b_dev), device=device), b_dev, index, source[layer])
 
             with model.hooks(fwd_hooks=[(name, hook)]):
-                chunk_logp, chunk_hits = continuation_scores(model, tokens[b_dev], prefix_len,
-                                                             residual=resid_pre[layer][b_dev], start_at_layer=layer)
+                chunk_logp, chunk_hits = continuation_scores(
+                    model, tokens[b_dev], prefix_len, residual=resid_pre[layer][b_dev], start_at_layer=layer
+                )
             logp[c, b] = chunk_logp.cpu()
             hits[c, b] = chunk_hits.cpu()
     return logp, hits
@@ -145,16 +149,24 @@ class PatchingResult:
     per_paragraph: Float[Tensor, "layer index n"] | None = None
 
     def to_json(self) -> dict:
-        return {"kind": self.kind, "direction": self.direction, "method": self.method,
-                "index": KINDS[self.kind][1], "clean_metric": self.clean_metric,
-                "corrupted_metric": self.corrupted_metric, "effect": self.effect}
+        return {
+            "kind": self.kind,
+            "direction": self.direction,
+            "method": self.method,
+            "index": KINDS[self.kind][1],
+            "clean_metric": self.clean_metric,
+            "corrupted_metric": self.corrupted_metric,
+            "effect": self.effect,
+        }
 
 
 def _validate(model: HookedTransformer, clean: Paragraphs, corrupted: Tensor, direction: str) -> None:
     if direction not in DIRECTIONS:
         raise UserError(f"unknown direction {direction!r}: use 'denoise' (clean into corrupted) or 'noise'")
     if corrupted.shape != clean.tokens.shape:
-        raise UserError(f"corrupted tokens of shape {tuple(corrupted.shape)} do not match the clean {tuple(clean.tokens.shape)}")
+        raise UserError(
+            f"corrupted tokens of shape {tuple(corrupted.shape)} do not match the clean {tuple(clean.tokens.shape)}"
+        )
     if not torch.equal(corrupted[:, clean.prefix_len :].cpu(), clean.continuations.cpu()):
         raise UserError("corrupted paragraphs must keep the clean continuation: perturb only prefix tokens")
     if model.cfg.positional_embedding_type == "shortformer":
@@ -174,7 +186,9 @@ def activation_patching(
     _validate(model, clean, corrupted_tokens, direction)
     p = clean.prefix_len
     clean_tokens, corrupted_tokens = clean.tokens.to(model.cfg.device), corrupted_tokens.to(model.cfg.device)
-    run_tokens, source_tokens = (corrupted_tokens, clean_tokens) if direction == "denoise" else (clean_tokens, corrupted_tokens)
+    run_tokens, source_tokens = (
+        (corrupted_tokens, clean_tokens) if direction == "denoise" else (clean_tokens, corrupted_tokens)
+    )
     names = {get_act_name(KINDS[k][0], layer) for k in kinds for layer in range(model.cfg.n_layers)}
     with torch.no_grad():
         run_logits, resid = resid_pre_all_layers(model, run_tokens)
@@ -190,8 +204,15 @@ def activation_patching(
         per_paragraph = logp.mean(-1)  # [cell, n]
         effect = (per_paragraph.mean(1) - corrupt_m.mean()) / (clean_m.mean() - corrupt_m.mean())
         shape = (model.cfg.n_layers, -1)
-        results[kind] = PatchingResult(kind, direction, "exact", effect.view(shape).float(), float(clean_m.mean()),
-                                       float(corrupt_m.mean()), per_paragraph.view(*shape, len(clean)).float())
+        results[kind] = PatchingResult(
+            kind,
+            direction,
+            "exact",
+            effect.view(shape).float(),
+            float(clean_m.mean()),
+            float(corrupt_m.mean()),
+            per_paragraph.view(*shape, len(clean)).float(),
+        )
     return results
 
 
@@ -212,7 +233,9 @@ def attribution_patching(
     _validate(model, clean, corrupted_tokens, direction)
     p = clean.prefix_len
     clean_tokens, corrupted_tokens = clean.tokens.to(model.cfg.device), corrupted_tokens.to(model.cfg.device)
-    run_tokens, source_tokens = (corrupted_tokens, clean_tokens) if direction == "denoise" else (clean_tokens, corrupted_tokens)
+    run_tokens, source_tokens = (
+        (corrupted_tokens, clean_tokens) if direction == "denoise" else (clean_tokens, corrupted_tokens)
+    )
     names = [get_act_name(KINDS[k][0], layer) for k in kinds for layer in range(model.cfg.n_layers)]
     names = list(dict.fromkeys(names))
     with torch.no_grad():

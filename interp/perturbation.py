@@ -35,9 +35,7 @@ def random_replacements(
     return (tokens.cpu()[..., None] + shift) % vocab_size
 
 
-def corrupt_prefixes(
-    paragraphs: Paragraphs, fraction: float, vocab_size: int, seed: int = 0
-) -> Int[Tensor, "n seq"]:
+def corrupt_prefixes(paragraphs: Paragraphs, fraction: float, vocab_size: int, seed: int = 0) -> Int[Tensor, "n seq"]:
     """The paragraphs with a random `fraction` of each prefix's positions replaced by random other tokens.
 
     The continuation is kept: the corrupted run of activation patching.
@@ -111,10 +109,16 @@ class PerturbationResult:
         """The rows at `index` (positions into this result), e.g. the MEM or NMEM paragraphs."""
         idx = torch.as_tensor(index, dtype=torch.long)
         return PerturbationResult(
-            ids=tuple(self.ids[i] for i in idx.tolist()), reference=self.reference,
-            reference_continuations=self.reference_continuations[idx], base_em=self.base_em[idx],
-            base_nll=self.base_nll[idx], replacements=self.replacements[idx], em=self.em[idx],
-            nll=self.nll[idx], worst=self.worst[idx], new_continuations=self.new_continuations[idx],
+            ids=tuple(self.ids[i] for i in idx.tolist()),
+            reference=self.reference,
+            reference_continuations=self.reference_continuations[idx],
+            base_em=self.base_em[idx],
+            base_nll=self.base_nll[idx],
+            replacements=self.replacements[idx],
+            em=self.em[idx],
+            nll=self.nll[idx],
+            worst=self.worst[idx],
+            new_continuations=self.new_continuations[idx],
             editing_targets=self.editing_targets.select(idx),
         )
 
@@ -126,13 +130,17 @@ class PerturbationResult:
             "em_drop_by_position": self.em_drop.mean(0),
             "paragraphs": [
                 {
-                    "id": pid, "base_em": int(self.base_em[i]), "base_nll": float(self.base_nll[i]),
-                    "mean_em_drop": float(self.mean_em_drop[i]), "em_drop_by_position": self.em_drop[i],
+                    "id": pid,
+                    "base_em": int(self.base_em[i]),
+                    "base_nll": float(self.base_nll[i]),
+                    "mean_em_drop": float(self.mean_em_drop[i]),
+                    "em_drop_by_position": self.em_drop[i],
                     "nll_increase_by_position": self.nll_increase[i],
                     "worst_position": int(self.worst[i, 0]),
                     "worst_token": int(self.replacements[i, self.worst[i, 0], self.worst[i, 1]]),
                     "worst_em": int(self.em[i, self.worst[i, 0], self.worst[i, 1]]),
-                    "new_continuation": self.new_continuations[i], "target_changed": bool(self.target_changed[i]),
+                    "new_continuation": self.new_continuations[i],
+                    "target_changed": bool(self.target_changed[i]),
                 }
                 for i, pid in enumerate(self.ids)
             ],
@@ -186,11 +194,22 @@ def prefix_perturbation(
     worst_prefixes = variants[torch.arange(n), worst[:, 0], worst[:, 1]]
     new_cont = greedy_continuations(model, worst_prefixes, cont, batch_size=batch_size).cpu()
     targets = Paragraphs(
-        tokens=torch.cat([prefixes, new_cont], 1), prefix_len=p, ids=paragraphs.ids,
-        counts=paragraphs.counts, meta={k: v for k, v in paragraphs.meta.items() if k != "text"},
+        tokens=torch.cat([prefixes, new_cont], 1),
+        prefix_len=p,
+        ids=paragraphs.ids,
+        counts=paragraphs.counts,
+        meta={k: v for k, v in paragraphs.meta.items() if k != "text"},
     )
     return PerturbationResult(
-        ids=paragraphs.ids, reference=reference, reference_continuations=ref, base_em=base_em,
-        base_nll=base_nll, replacements=repl, em=em, nll=nll, worst=worst, new_continuations=new_cont,
+        ids=paragraphs.ids,
+        reference=reference,
+        reference_continuations=ref,
+        base_em=base_em,
+        base_nll=base_nll,
+        replacements=repl,
+        em=em,
+        nll=nll,
+        worst=worst,
+        new_continuations=new_cont,
         editing_targets=targets,
     )

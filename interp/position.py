@@ -45,16 +45,20 @@ class PositionRobustness:
         rows = []
         for i, k in enumerate(self.ks):
             full = self.em[i] == self.continuation_len
-            rows.append({
-                "k": k,
-                "n": len(self.ids),
-                "n_mem_at_0": int(self.mem_at_zero.sum()),
-                "n_mem_at_0_kept": int((full & self.mem_at_zero).sum()),
-                "share_kept": self.share_kept(k),
-                "n_mem_at_k": int(full.sum()),
-                "mean_em": float(self.em[i].float().mean()),
-                "mean_em_mem_at_0": float(self.em[i][self.mem_at_zero].float().mean()) if self.mem_at_zero.any() else float("nan"),
-            })
+            rows.append(
+                {
+                    "k": k,
+                    "n": len(self.ids),
+                    "n_mem_at_0": int(self.mem_at_zero.sum()),
+                    "n_mem_at_0_kept": int((full & self.mem_at_zero).sum()),
+                    "share_kept": self.share_kept(k),
+                    "n_mem_at_k": int(full.sum()),
+                    "mean_em": float(self.em[i].float().mean()),
+                    "mean_em_mem_at_0": float(self.em[i][self.mem_at_zero].float().mean())
+                    if self.mem_at_zero.any()
+                    else float("nan"),
+                }
+            )
         return rows
 
     def by_count(self) -> list[dict]:
@@ -67,8 +71,15 @@ class PositionRobustness:
             sel = counts == c
             for i, k in enumerate(self.ks):
                 em = self.em[i][sel]
-                rows.append({"count": c, "k": k, "n": int(sel.sum()),
-                             "n_em_full": int((em == self.continuation_len).sum()), "mean_em": float(em.float().mean())})
+                rows.append(
+                    {
+                        "count": c,
+                        "k": k,
+                        "n": int(sel.sum()),
+                        "n_em_full": int((em == self.continuation_len).sum()),
+                        "mean_em": float(em.float().mean()),
+                    }
+                )
         return rows
 
     def to_json(self) -> dict:

@@ -95,9 +95,17 @@ class ReftResult:
         return intervention_hooks(self.intervention, self.layer)
 
     def to_json(self) -> dict:
-        return {"config": self.config.to_dict(), "label": self.config.label, "layer": self.layer,
-                "target_ids": list(self.target_ids), "before": self.before.to_json(), "after": self.after.to_json(),
-                "losses": self.losses, "trained": self.trained, "weights_changed": self.weights_changed}
+        return {
+            "config": self.config.to_dict(),
+            "label": self.config.label,
+            "layer": self.layer,
+            "target_ids": list(self.target_ids),
+            "before": self.before.to_json(),
+            "after": self.after.to_json(),
+            "losses": self.losses,
+            "trained": self.trained,
+            "weights_changed": self.weights_changed,
+        }
 
 
 def intervention_hooks(intervention: LoReFT, layer: int) -> list[Hook]:
@@ -133,21 +141,40 @@ def reft_unlearn(
     try:
         for p in model.parameters():
             p.requires_grad_(False)
-        loss_fn = objective(config.method, model, targets, retain, edit_targets=edit_targets, nll_weight=config.nll_weight,
-                            retain_weight=config.retain_weight, npo_beta=config.npo_beta)
+        loss_fn = objective(
+            config.method,
+            model,
+            targets,
+            retain,
+            edit_targets=edit_targets,
+            nll_weight=config.nll_weight,
+            retain_weight=config.retain_weight,
+            npo_beta=config.npo_beta,
+        )
 
         def hooked_loss() -> Tensor:
             with model.hooks(fwd_hooks=hooks):
                 return loss_fn()
 
-        losses = optimise(hooked_loss, list(intervention.parameters()), steps=config.steps, lr=config.lr,
-                          weight_decay=config.weight_decay)
+        losses = optimise(
+            hooked_loss,
+            list(intervention.parameters()),
+            steps=config.steps,
+            lr=config.lr,
+            weight_decay=config.weight_decay,
+        )
     finally:
         for n, p in model.named_parameters():
             p.requires_grad_(flags[n])
     intervention.requires_grad_(False)
     return ReftResult(
-        config=config, layer=layer, target_ids=targets.ids, model=model, intervention=intervention, before=before,
-        after=evaluate(model, targets, probe, edit_targets=edit_targets, hooks=hooks), losses=losses,
+        config=config,
+        layer=layer,
+        target_ids=targets.ids,
+        model=model,
+        intervention=intervention,
+        before=before,
+        after=evaluate(model, targets, probe, edit_targets=edit_targets, hooks=hooks),
+        losses=losses,
         trained=sum(p.numel() for p in intervention.parameters()),
     )

@@ -55,7 +55,9 @@ def layer_windows(n_layers: int, width: int = 5) -> list[tuple[int, int]]:
     if width < 1:
         raise UserError(f"the restoration window must be at least 1 layer wide, got {width}")
     if width % 2 == 0:
-        raise UserError(f"restoration windows are centred on a layer, so their width must be odd (1, 3, 5, ...); got {width}")
+        raise UserError(
+            f"restoration windows are centred on a layer, so their width must be odd (1, 3, 5, ...); got {width}"
+        )
     half = width // 2
     return [(max(0, l - half), min(n_layers - 1, l + half)) for l in range(n_layers)]
 
@@ -79,7 +81,7 @@ class RestorationResult:
     @property
     def em_recovered(self) -> Float[Tensor, "experiment layer"]:
         """Fraction of the forgotten EM brought back: (restored - unlearned) / (original - unlearned), on means."""
-        lost = (self.em_original.float().mean() - self.em_edited.float().mean())
+        lost = self.em_original.float().mean() - self.em_edited.float().mean()
         return (self.em_restored.float().mean(-1) - self.em_edited.float().mean()) / lost
 
     @property
@@ -106,16 +108,29 @@ class RestorationResult:
 
     def to_json(self) -> dict:
         return {
-            "ids": list(self.ids), "experiments": list(self.experiments), "windows": [list(w) for w in self.windows],
-            "em_original": self.em_original, "em_edited": self.em_edited, "nll_original": self.nll_original,
-            "nll_edited": self.nll_edited, "em_restored": self.em_restored, "nll_restored": self.nll_restored,
-            "em_recovered": self.em_recovered, "nll_recovered": self.nll_recovered, "krs": self.krs,
-            "krs_ratio_of_means": self.krs_ratio_of_means, "krs_averaging": "per paragraph, then the mean",
+            "ids": list(self.ids),
+            "experiments": list(self.experiments),
+            "windows": [list(w) for w in self.windows],
+            "em_original": self.em_original,
+            "em_edited": self.em_edited,
+            "nll_original": self.nll_original,
+            "nll_edited": self.nll_edited,
+            "em_restored": self.em_restored,
+            "nll_restored": self.nll_restored,
+            "em_recovered": self.em_recovered,
+            "nll_recovered": self.nll_recovered,
+            "krs": self.krs,
+            "krs_ratio_of_means": self.krs_ratio_of_means,
+            "krs_averaging": "per paragraph, then the mean",
         }
 
 
-def _scores(logits: Float[Tensor, "rows seq vocab"], tokens: Int[Tensor, "n seq"], reference: Float[Tensor, "n cont vocab"],
-            p: int) -> tuple[Tensor, Tensor, Tensor]:
+def _scores(
+    logits: Float[Tensor, "rows seq vocab"],
+    tokens: Int[Tensor, "n seq"],
+    reference: Float[Tensor, "n cont vocab"],
+    p: int,
+) -> tuple[Tensor, Tensor, Tensor]:
     """EM, NLL and squared logit distance to `reference` per row; rows = copies of the n paragraphs."""
     n, cont = reference.shape[0], reference.shape[1]
     logits = logits.float()
@@ -179,7 +194,9 @@ def restoration(
             hooks = []
             for kind in ("post", "attn_out"):
                 for l in range(n_layers):
-                    sel = torch.tensor([kind in _PATCHED[e] and lo <= l <= hi for e, (lo, hi) in patched], device=device)
+                    sel = torch.tensor(
+                        [kind in _PATCHED[e] and lo <= l <= hi for e, (lo, hi) in patched], device=device
+                    )
                     idx = sel.repeat_interleave(n).nonzero().flatten()
                     if idx.numel():
                         hooks.append((names[kind][l], _patch_hook(cache[names[kind][l]], idx, n)))
@@ -202,8 +219,15 @@ def restoration(
             out[key].append(torch.stack([torch.stack([layer[j] for layer in rows[e]]) for e in experiments]))
     cat = {k: torch.cat(v, dim=-1) for k, v in out.items()}
     return RestorationResult(
-        ids=targets.ids, experiments=tuple(experiments), windows=tuple(windows),
-        em_original=cat["em_o"], em_edited=cat["em_e"], em_restored=cat["em_r"],
-        nll_original=cat["nll_o"], nll_edited=cat["nll_e"], nll_restored=cat["nll_r"],
-        logit_loss_edited=cat["loss_e"], logit_loss_restored=cat["loss_r"],
+        ids=targets.ids,
+        experiments=tuple(experiments),
+        windows=tuple(windows),
+        em_original=cat["em_o"],
+        em_edited=cat["em_e"],
+        em_restored=cat["em_r"],
+        nll_original=cat["nll_o"],
+        nll_edited=cat["nll_e"],
+        nll_restored=cat["nll_r"],
+        logit_loss_edited=cat["loss_e"],
+        logit_loss_restored=cat["loss_r"],
     )

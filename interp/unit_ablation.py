@@ -33,14 +33,20 @@ MODES = ("zero", "mean")
 
 @torch.no_grad()
 def tail_log_probs(
-    model: HookedTransformer, resid: Float[Tensor, "b seq d_model"], start_layer: int, tokens: Int[Tensor, "b seq"],
-    prefix_len: int, fwd_hooks: list | None = None,
+    model: HookedTransformer,
+    resid: Float[Tensor, "b seq d_model"],
+    start_layer: int,
+    tokens: Int[Tensor, "b seq"],
+    prefix_len: int,
+    fwd_hooks: list | None = None,
 ) -> Float[Tensor, "b cont"]:
     """Continuation log-probs of a run from the residual stream entering `start_layer` (unembedding only the
     positions that predict the continuation)."""
     n_layers = model.cfg.n_layers
     if start_layer < n_layers:
-        resid = model.run_with_hooks(resid, start_at_layer=start_layer, stop_at_layer=n_layers, fwd_hooks=fwd_hooks or [])
+        resid = model.run_with_hooks(
+            resid, start_at_layer=start_layer, stop_at_layer=n_layers, fwd_hooks=fwd_hooks or []
+        )
     logits = model.unembed(model.ln_final(resid[:, prefix_len - 1 : -1])).float()
     target = tokens[:, prefix_len:].to(logits.device)
     return logits.log_softmax(-1).gather(-1, target[..., None]).squeeze(-1)
@@ -61,12 +67,19 @@ def _reference_means(model: HookedTransformer, reference: Paragraphs, unit: str,
 
 @torch.no_grad()
 def _nll_increase(
-    model: HookedTransformer, paragraphs: Paragraphs, unit: str, units: Tensor, means: list[Tensor] | None, batch_size: int
+    model: HookedTransformer,
+    paragraphs: Paragraphs,
+    unit: str,
+    units: Tensor,
+    means: list[Tensor] | None,
+    batch_size: int,
 ) -> Float[Tensor, "k n"]:
     """Continuation NLL increase of every paragraph with each unit of `units` ablated."""
     n_layers, p = model.cfg.n_layers, paragraphs.prefix_len
     tokens = paragraphs.tokens.to(model.cfg.device)
-    names = {get_act_name("resid_pre", layer) for layer in range(n_layers)} | {unit_hook(unit, l) for l in range(n_layers)}
+    names = {get_act_name("resid_pre", layer) for layer in range(n_layers)} | {
+        unit_hook(unit, l) for l in range(n_layers)
+    }
     if unit == "neuron":
         names |= {get_act_name("resid_post", layer) for layer in range(n_layers)}
     logits, cache = model.run_with_cache(tokens, names_filter=lambda n: n in names)
@@ -84,14 +97,19 @@ def _nll_increase(
             index = units[u, 1].to(act.device)
             rows = torch.arange(len(b), device=act.device)
             if unit == "head":
-                source = torch.zeros_like(act[b][rows, :, index]) if means is None else means[layer][:, index].transpose(0, 1)
+                source = (
+                    torch.zeros_like(act[b][rows, :, index])
+                    if means is None
+                    else means[layer][:, index].transpose(0, 1)
+                )
 
                 def hook(z, hook, rows=rows, index=index, source=source):
                     z[rows, :, index] = source.to(z.dtype)
                     return z
 
-                logp = tail_log_probs(model, cache["resid_pre", layer][b], layer, tokens[b], p,
-                                      [(unit_hook(unit, layer), hook)])
+                logp = tail_log_probs(
+                    model, cache["resid_pre", layer][b], layer, tokens[b], p, [(unit_hook(unit, layer), hook)]
+                )
             else:
                 a = act[b][rows, :, index]  # [rows, pos]
                 s = torch.zeros_like(a) if means is None else means[layer][:, index].T
@@ -125,7 +143,9 @@ def unit_ablation(
     means = None
     if mode == "mean":
         if reference is None or len(reference) == 0:
-            raise UserError("mean ablation needs reference paragraphs (never scored) to take the mean over: pass reference=")
+            raise UserError(
+                "mean ablation needs reference paragraphs (never scored) to take the mean over: pass reference="
+            )
         if (reference.prefix_len, reference.seq_len) != (mem.prefix_len, mem.seq_len):
             raise UserError("reference paragraphs must have the scored paragraphs' prefix and continuation lengths")
         shared = set(reference.ids) & set(scored)
@@ -145,6 +165,15 @@ def unit_ablation(
     score = torch.full((n_layers, n_units), float("nan"))
     score[units[:, 0], units[:, 1]] = increase
     method = "zero_out" if mode == "zero" else "ablation"
-    return UnitScores(method, unit, score, clock.seconds,
-                      {"mode": mode, "contrast": nmem is not None and len(nmem) > 0, "n_units_scored": len(units),
-                       "n_reference": 0 if means is None else len(reference)})
+    return UnitScores(
+        method,
+        unit,
+        score,
+        clock.seconds,
+        {
+            "mode": mode,
+            "contrast": nmem is not None and len(nmem) > 0,
+            "n_units_scored": len(units),
+            "n_reference": 0 if means is None else len(reference),
+        },
+    )

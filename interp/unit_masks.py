@@ -145,16 +145,31 @@ def hard_concrete(
 ) -> UnitScores:
     """Hard Concrete (L0) masks over every head or neuron that keep the MEM continuations (see module doc)."""
     check_unit(unit)
-    o = {**DEFAULTS[unit]["hard_concrete"], **{k: v for k, v in dict(
-        lr=lr, penalty=penalty, growth=growth, target_density=target_density, max_steps=max_steps,
-        temperature=temperature, init_keep=init_keep).items() if v is not None}}
+    o = {
+        **DEFAULTS[unit]["hard_concrete"],
+        **{
+            k: v
+            for k, v in dict(
+                lr=lr,
+                penalty=penalty,
+                growth=growth,
+                target_density=target_density,
+                max_steps=max_steps,
+                temperature=temperature,
+                init_keep=init_keep,
+            ).items()
+            if v is not None
+        },
+    }
     _check(mem, o, batch_size)
     if not 0 < o["init_keep"] < 1 or o["temperature"] <= 0:
         raise UserError("hard concrete needs 0 < init_keep < 1 and temperature > 0")
     clock = Stopwatch()
     low, high = STRETCH
     start = (o["init_keep"] - low) / (high - low)
-    log_alpha = torch.full(_shape(model, unit), math.log(start / (1 - start)), device=model.cfg.device, requires_grad=True)
+    log_alpha = torch.full(
+        _shape(model, unit), math.log(start / (1 - start)), device=model.cfg.device, requires_grad=True
+    )
     generator = torch.Generator(device=model.cfg.device).manual_seed(seed)
     beta = o["temperature"]
 
@@ -173,13 +188,32 @@ def hard_concrete(
     def regulariser_of(param: Tensor) -> Tensor:
         return torch.sigmoid(param - shift).mean()
 
-    run = _fit(model, mem, unit, log_alpha, mask_of, regulariser_of, lr=o["lr"], penalty=o["penalty"], growth=o["growth"],
-               target_density=o["target_density"], max_steps=o["max_steps"], batch_size=batch_size)
+    run = _fit(
+        model,
+        mem,
+        unit,
+        log_alpha,
+        mask_of,
+        regulariser_of,
+        lr=o["lr"],
+        penalty=o["penalty"],
+        growth=o["growth"],
+        target_density=o["target_density"],
+        max_steps=o["max_steps"],
+        batch_size=batch_size,
+    )
     score = torch.sigmoid(log_alpha.detach()).cpu().float()
-    notes = () if run.stopped == "target_density" else (
-        f"hard_concrete: stopped after {run.steps} steps with mean L0 {run.density[-1]:.2f} above the target "
-        f"{o['target_density']}; raise penalty, growth or max_steps",)
-    return UnitScores("hard_concrete", unit, score, clock.seconds, {**o, "batch_size": batch_size, "seed": seed}, notes, run)
+    notes = (
+        ()
+        if run.stopped == "target_density"
+        else (
+            f"hard_concrete: stopped after {run.steps} steps with mean L0 {run.density[-1]:.2f} above the target "
+            f"{o['target_density']}; raise penalty, growth or max_steps",
+        )
+    )
+    return UnitScores(
+        "hard_concrete", unit, score, clock.seconds, {**o, "batch_size": batch_size, "seed": seed}, notes, run
+    )
 
 
 def slimming(
@@ -196,17 +230,41 @@ def slimming(
 ) -> UnitScores:
     """Slimming (L1) coefficients over every head or neuron that keep the MEM continuations (see module doc)."""
     check_unit(unit)
-    o = {**DEFAULTS[unit]["slimming"], **{k: v for k, v in dict(
-        lr=lr, penalty=penalty, growth=growth, target_density=target_density, max_steps=max_steps).items()
-        if v is not None}}
+    o = {
+        **DEFAULTS[unit]["slimming"],
+        **{
+            k: v
+            for k, v in dict(
+                lr=lr, penalty=penalty, growth=growth, target_density=target_density, max_steps=max_steps
+            ).items()
+            if v is not None
+        },
+    }
     _check(mem, o, batch_size)
     clock = Stopwatch()
     coef = torch.ones(_shape(model, unit), device=model.cfg.device, requires_grad=True)
-    run = _fit(model, mem, unit, coef, lambda param, step: param.clamp(0.0, 1.0), lambda param: param.abs().mean(),
-               lr=o["lr"], penalty=o["penalty"], growth=o["growth"], target_density=o["target_density"],
-               max_steps=o["max_steps"], batch_size=batch_size)
-    notes = () if run.stopped == "target_density" else (
-        f"slimming: stopped after {run.steps} steps with mean |c| {run.density[-1]:.2f} above the target "
-        f"{o['target_density']}; raise penalty, growth or max_steps",)
-    return UnitScores("slimming", unit, coef.detach().cpu().float(), clock.seconds, {**o, "batch_size": batch_size}, notes, run)
-
+    run = _fit(
+        model,
+        mem,
+        unit,
+        coef,
+        lambda param, step: param.clamp(0.0, 1.0),
+        lambda param: param.abs().mean(),
+        lr=o["lr"],
+        penalty=o["penalty"],
+        growth=o["growth"],
+        target_density=o["target_density"],
+        max_steps=o["max_steps"],
+        batch_size=batch_size,
+    )
+    notes = (
+        ()
+        if run.stopped == "target_density"
+        else (
+            f"slimming: stopped after {run.steps} steps with mean |c| {run.density[-1]:.2f} above the target "
+            f"{o['target_density']}; raise penalty, growth or max_steps",
+        )
+    )
+    return UnitScores(
+        "slimming", unit, coef.detach().cpu().float(), clock.seconds, {**o, "batch_size": batch_size}, notes, run
+    )

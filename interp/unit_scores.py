@@ -149,8 +149,15 @@ class UnitScores:
         return UnitScores(self.method, self.unit, self.score, seconds, self.options, self.notes, self.detail)
 
     def to_json(self) -> dict:
-        out = {"method": self.method, "unit": self.unit, "seconds": self.seconds, "options": self.options,
-               "score": self.score, "rank": self.ranks, "notes": list(self.notes)}
+        out = {
+            "method": self.method,
+            "unit": self.unit,
+            "seconds": self.seconds,
+            "options": self.options,
+            "score": self.score,
+            "rank": self.ranks,
+            "notes": list(self.notes),
+        }
         if self.detail is not None and hasattr(self.detail, "to_json"):
             out["detail"] = self.detail.to_json()
         return out
@@ -180,4 +187,3 @@ def frozen_weights(model: HookedTransformer):
     finally:
         for p, flag in saved:
             p.requires_grad_(flag)
-

@@ -15,20 +15,26 @@ from interp.views.export import chromium_path
 torch.set_num_threads(2)
 
 BROWSER = chromium_path()
-NO_BROWSER = ("needs Chromium (PNG/SVG export and the rendered report): install it with "
-              "`sudo apt-get install chromium`, as .ci/run does")
+NO_BROWSER = (
+    "needs Chromium (PNG/SVG export and the rendered report): install it with "
+    "`sudo apt-get install chromium`, as .ci/run does"
+)
 needs_browser = pytest.mark.skipif(BROWSER is None, reason=NO_BROWSER)
 
 
 def pytest_addoption(parser):
-    parser.addoption("--slow", action="store_true", help="also run the tests marked slow (CI and the README run everything)")
+    parser.addoption(
+        "--slow", action="store_true", help="also run the tests marked slow (CI and the README run everything)"
+    )
 
 
 def pytest_collection_modifyitems(config, items):
     """A plain run leaves out the tests marked slow (listed as deselected); --slow runs them. CI
     (INTERP_REQUIRE_BROWSER=1) must run the browser tests: no Chromium there is an error, not a skip."""
     if os.environ.get("INTERP_REQUIRE_BROWSER") == "1" and BROWSER is None:
-        raise pytest.UsageError("INTERP_REQUIRE_BROWSER=1 but no Chromium was found: the browser tests would be skipped")
+        raise pytest.UsageError(
+            "INTERP_REQUIRE_BROWSER=1 but no Chromium was found: the browser tests would be skipped"
+        )
     if not config.getoption("--slow"):
         slow = [item for item in items if item.get_closest_marker("slow")]
         if slow:
@@ -76,9 +82,22 @@ def tiny_model():
 
     def make(**overrides) -> HookedTransformer:
         n_layers = overrides.pop("n_layers", 2)
-        cfg = dict(n_layers=n_layers, d_model=32, n_heads=4, d_head=8, d_mlp=64, d_vocab=50, n_ctx=32, act_fn="gelu_new",
-                   normalization_type="LN", attn_types=["global", "local"] * (n_layers // 2) + ["global"] * (n_layers % 2),
-                   window_size=8, use_attn_scale=False, original_architecture="GPTNeoForCausalLM", seed=0)
+        cfg = dict(
+            n_layers=n_layers,
+            d_model=32,
+            n_heads=4,
+            d_head=8,
+            d_mlp=64,
+            d_vocab=50,
+            n_ctx=32,
+            act_fn="gelu_new",
+            normalization_type="LN",
+            attn_types=["global", "local"] * (n_layers // 2) + ["global"] * (n_layers % 2),
+            window_size=8,
+            use_attn_scale=False,
+            original_architecture="GPTNeoForCausalLM",
+            seed=0,
+        )
         cfg.update(overrides)
         return HookedTransformer(HookedTransformerConfig(**cfg)).eval()
 
@@ -101,8 +120,12 @@ def hook_count(model: torch.nn.Module) -> int:
 
 def model_state(model: torch.nn.Module) -> dict:
     """Everything an analysis must leave as it found it: weights, requires_grad flags, .grad, hooks."""
-    return {"weights": state_hash(model), "requires_grad": {n: p.requires_grad for n, p in model.named_parameters()},
-            "grads": [n for n, p in model.named_parameters() if p.grad is not None], "hooks": hook_count(model)}
+    return {
+        "weights": state_hash(model),
+        "requires_grad": {n: p.requires_grad for n, p in model.named_parameters()},
+        "grads": [n for n, p in model.named_parameters() if p.grad is not None],
+        "hooks": hook_count(model),
+    }
 
 
 @pytest.fixture

@@ -17,9 +17,20 @@ PREFIX, CONT, VOCAB = 5, 4, 20
 @pytest.fixture(scope="module")
 def tiny():
     cfg = HookedTransformerConfig(
-        n_layers=2, d_model=32, n_heads=3, d_head=8, d_mlp=64, d_vocab=VOCAB, n_ctx=16, act_fn="gelu_new",
-        normalization_type="LN", attn_types=["global", "local"], window_size=4, use_attn_scale=False,
-        original_architecture="GPTNeoForCausalLM", seed=3,
+        n_layers=2,
+        d_model=32,
+        n_heads=3,
+        d_head=8,
+        d_mlp=64,
+        d_vocab=VOCAB,
+        n_ctx=16,
+        act_fn="gelu_new",
+        normalization_type="LN",
+        attn_types=["global", "local"],
+        window_size=4,
+        use_attn_scale=False,
+        original_architecture="GPTNeoForCausalLM",
+        seed=3,
     )
     model = HookedTransformer(cfg).eval()
     with torch.no_grad():
@@ -30,8 +41,11 @@ def tiny():
 def _sets():
     g = torch.Generator().manual_seed(8)
     tokens = torch.randint(0, VOCAB, (9, PREFIX + CONT), generator=g)
-    return (Paragraphs(tokens[:2], PREFIX, ("m0", "m1")), Paragraphs(tokens[2:5], PREFIX, ("n0", "n1", "n2")),
-            Paragraphs(tokens[5:], PREFIX, ("r0", "r1", "r2", "r3")))
+    return (
+        Paragraphs(tokens[:2], PREFIX, ("m0", "m1")),
+        Paragraphs(tokens[2:5], PREFIX, ("n0", "n1", "n2")),
+        Paragraphs(tokens[5:], PREFIX, ("r0", "r1", "r2", "r3")),
+    )
 
 
 def _reference(model, tokens, layer, head, value):
@@ -39,6 +53,7 @@ def _reference(model, tokens, layer, head, value):
         z = z.clone()
         z[:, :, head] = value[:, :, head]
         return z
+
     logits = model.run_with_hooks(tokens, fwd_hooks=[(f"blocks.{layer}.attn.hook_z", hook)])
     hits = logits[:, PREFIX - 1 : -1].argmax(-1) == tokens[:, PREFIX:]
     return em_from_hits(hits), -continuation_log_probs(logits, tokens, PREFIX).mean(1)
@@ -52,7 +67,11 @@ def test_batched_ablation_equals_one_forward_per_head(tiny):
     for m, mode in enumerate(res.modes):
         for layer in range(2):
             z = ref_cache["z", layer]  # the mean comes from the reference set, never from the scored paragraphs
-            value = torch.zeros(len(tokens), *z.shape[1:]) if mode == "zero" else z.mean(0, keepdim=True).expand(len(tokens), *z.shape[1:])
+            value = (
+                torch.zeros(len(tokens), *z.shape[1:])
+                if mode == "zero"
+                else z.mean(0, keepdim=True).expand(len(tokens), *z.shape[1:])
+            )
             for head in range(3):
                 em, nll = _reference(tiny, tokens, layer, head, value)
                 assert torch.equal(res.em[m, layer, head], em)

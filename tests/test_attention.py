@@ -17,9 +17,20 @@ VOCAB, PREFIX = 40, 12
 
 def _model(normalization: str | None, seed: int) -> HookedTransformer:
     cfg = HookedTransformerConfig(
-        n_layers=2, d_model=16, n_heads=2, d_head=8, d_mlp=32, d_vocab=VOCAB, n_ctx=24, act_fn="gelu_new",
-        normalization_type=normalization, attn_types=["global", "local"], window_size=6, use_attn_scale=False,
-        original_architecture="GPTNeoForCausalLM", seed=seed,
+        n_layers=2,
+        d_model=16,
+        n_heads=2,
+        d_head=8,
+        d_mlp=32,
+        d_vocab=VOCAB,
+        n_ctx=24,
+        act_fn="gelu_new",
+        normalization_type=normalization,
+        attn_types=["global", "local"],
+        window_size=6,
+        use_attn_scale=False,
+        original_architecture="GPTNeoForCausalLM",
+        seed=seed,
     )
     return HookedTransformer(cfg).eval()
 
@@ -77,7 +88,11 @@ def test_sums_per_rank_match_hand_indexed_patterns(counts, paragraphs, query, ro
     assert res.tau[1, 0].item() == pytest.approx(ref, abs=1e-6)
     sub = res.select(torch.tensor([0, 3, 5, 9]))
     again = rare_token_attention(model, paragraphs.select([0, 3, 5, 9]), counts, query=query, null_draws=20)
-    assert sub.ids == ("0", "3", "5", "9") and torch.allclose(sub.tau, again.tau) and torch.allclose(sub.excess, again.excess)
+    assert (
+        sub.ids == ("0", "3", "5", "9")
+        and torch.allclose(sub.tau, again.tau)
+        and torch.allclose(sub.excess, again.excess)
+    )
 
 
 def test_the_two_query_positions_differ(counts, paragraphs):

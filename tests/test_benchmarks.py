@@ -37,9 +37,12 @@ def test_methods_run_interleaved_and_report_medians(tmp_path, capsys):
         def run():
             calls.append(name)
             return harness.Measured(result=name, seconds=next(seconds[name]), cpu_seconds=1.0, peak_mib=7.0)
+
         return harness.Method(name, run, flops=8e9, layer_tokens=100 if name == "slow" else 40)
 
-    session = harness.Session("test", _args(repeats=3, max_wait=0, load_threshold=1e9, json=tmp_path / "rows.json"), peak_n=64)
+    session = harness.Session(
+        "test", _args(repeats=3, max_wait=0, load_threshold=1e9, json=tmp_path / "rows.json"), peak_n=64
+    )
     timings = session.time([method("slow"), method("fast")], warmup=False)
     assert calls == ["slow", "fast", "fast", "slow", "slow", "fast"]  # odd rounds reversed
     assert len(session.peaks) == 4 and all(p > 0 for p in session.peaks)
@@ -58,7 +61,9 @@ def test_methods_run_interleaved_and_report_medians(tmp_path, capsys):
 
 
 def test_work_counts():
-    cfg = HookedTransformerConfig(n_layers=2, d_model=8, n_heads=2, d_head=4, d_mlp=16, d_vocab=10, n_ctx=16, act_fn="gelu_new")
+    cfg = HookedTransformerConfig(
+        n_layers=2, d_model=8, n_heads=2, d_head=4, d_mlp=16, d_vocab=10, n_ctx=16, act_fn="gelu_new"
+    )
     # per token: Q, K, V, O 4 * 8 * 8 and MLP 2 * 8 * 16 multiply-adds; attention 2 * heads * seq * d_head
     block = 2 * 3 * 5 * (4 * 64 + 256) + 2 * 2 * 3 * 2 * 5 * 5 * 4
     assert harness.block_flops(cfg, rows=3, seq=5) == block
@@ -66,15 +71,26 @@ def test_work_counts():
     assert harness.forward_flops(cfg, 3, 5, start_layer=1, logit_positions=2) == block + 2 * 3 * 2 * 8 * 10
     one_token = 2 * 1 * (4 * 64 + 256) + 2 * 2 * 2 * 1 * 6 * 4  # a 6th token attending to 6 keys
     assert harness.greedy_flops(cfg, rows=1, prefix_len=5, new_tokens=2) == (
-        harness.forward_flops(cfg, 1, 5) + 2 * one_token + 2 * 8 * 10)
+        harness.forward_flops(cfg, 1, 5) + 2 * one_token + 2 * 8 * 10
+    )
 
 
 def test_run_all_table_marks_busy_and_failed():
     method = {"median_s": 4.0, "min_s": 3.0, "max_s": 5.0, "gflops": 10.0, "fraction_of_peak": 0.25, "peak_mib": 50.0}
-    row = {"case": "testbed head_out", "baseline": "tl", "candidate": "ours", "ratio": 2.0, "ratio_min": 1.5,
-           "ratio_max": 2.5, "work_ratio": 1.8, "methods": {"tl": method | {"median_s": 8.0}, "ours": method}}
-    results = [{"benchmark": "bench_x", "returncode": 0, "timed_out": False, "machine": {"busy": True}, "rows": [row]},
-               {"benchmark": "bench_y", "returncode": 1, "timed_out": False, "machine": None, "rows": []}]
+    row = {
+        "case": "testbed head_out",
+        "baseline": "tl",
+        "candidate": "ours",
+        "ratio": 2.0,
+        "ratio_min": 1.5,
+        "ratio_max": 2.5,
+        "work_ratio": 1.8,
+        "methods": {"tl": method | {"median_s": 8.0}, "ours": method},
+    }
+    results = [
+        {"benchmark": "bench_x", "returncode": 0, "timed_out": False, "machine": {"busy": True}, "rows": [row]},
+        {"benchmark": "bench_y", "returncode": 1, "timed_out": False, "machine": None, "rows": []},
+    ]
     lines = run_all.table(results).splitlines()
     assert "2.00x (1.50-2.50)" in lines[1] and "1.80x" in lines[1] and "10 (25%)" in lines[1]
     assert "8.00 (3.00-5.00)" in lines[1] and lines[1].endswith("BUSY") and "50/50" in lines[1]

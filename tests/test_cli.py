@@ -36,8 +36,20 @@ def test_memorized_json_on_testbed(tmp_path, capsys, testbed, testbed_paragraph_
         (["memorized", "--model", "testbed", "--paragraphs", "/no/file.jsonl"], "does not exist"),
         (["memorized", "--model", "testbed", "--device", "cuda:3"], "CUDA"),
         (["memorized", "--model", "testbed", "--dtype", "float8"], "dtype"),
-        (["memorized", "--model", "testbed", "--paragraphs", "CONTEXT", "--prefix-len", "200", "--continuation-len", "100"],
-         "context"),
+        (
+            [
+                "memorized",
+                "--model",
+                "testbed",
+                "--paragraphs",
+                "CONTEXT",
+                "--prefix-len",
+                "200",
+                "--continuation-len",
+                "100",
+            ],
+            "context",
+        ),
     ],
 )
 def test_user_errors_exit_2_with_one_line(argv, message, capsys, tmp_path):
@@ -61,7 +73,9 @@ def test_malformed_line_is_named(tmp_path, capsys):
 def test_json_output_not_written_on_error(tmp_path, capsys):
     out = tmp_path / "keep.json"
     out.write_text('{"kept": true}')
-    assert main(["memorized", "--model", "testbed", "--paragraphs", str(tmp_path / "none.jsonl"), "--json", str(out)]) == 2
+    assert (
+        main(["memorized", "--model", "testbed", "--paragraphs", str(tmp_path / "none.jsonl"), "--json", str(out)]) == 2
+    )
     assert json.loads(out.read_text()) == {"kept": True}
 
 
@@ -75,7 +89,9 @@ def test_commands_draw_nmem_from_trained_text_only(command, tmp_path, testbed_pa
     f = tmp_path / "p.jsonl"
     sub.save_jsonl(f)
     out = tmp_path / "out.json"
-    assert main([*command, "--model", "testbed", "--paragraphs", str(f), "--max-paragraphs", "4", "--json", str(out)]) == 0
+    assert (
+        main([*command, "--model", "testbed", "--paragraphs", str(f), "--max-paragraphs", "4", "--json", str(out)]) == 0
+    )
     nmem_ids = json.loads(out.read_text())["nmem_ids"]
     heldout = {pid for pid, s in zip(sub.ids, sub.meta["split"]) if s == "heldout"}
     assert nmem_ids and not heldout & set(nmem_ids)

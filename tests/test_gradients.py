@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import hook_count
 import torch
+from conftest import hook_count
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from interp.data import Paragraphs
@@ -25,9 +25,20 @@ N_LAYERS, N_HEADS, D_HEAD, D_MODEL = 2, 4, 8, 32
 def model():
     torch.manual_seed(0)
     cfg = HookedTransformerConfig(
-        n_layers=N_LAYERS, d_model=D_MODEL, n_heads=N_HEADS, d_head=D_HEAD, d_mlp=64, d_vocab=50, n_ctx=32,
-        act_fn="gelu_new", normalization_type="LN", attn_types=["global", "local"], window_size=4,
-        use_attn_scale=False, original_architecture="GPTNeoForCausalLM", seed=0,
+        n_layers=N_LAYERS,
+        d_model=D_MODEL,
+        n_heads=N_HEADS,
+        d_head=D_HEAD,
+        d_mlp=64,
+        d_vocab=50,
+        n_ctx=32,
+        act_fn="gelu_new",
+        normalization_type="LN",
+        attn_types=["global", "local"],
+        window_size=4,
+        use_attn_scale=False,
+        original_architecture="GPTNeoForCausalLM",
+        seed=0,
     )
     m = HookedTransformer(cfg)
     with torch.no_grad():  # non-trivial LayerNorm affines and biases, so ignoring them would show
@@ -39,7 +50,9 @@ def model():
 
 def _paragraphs(n: int, seed: int, tag: str) -> Paragraphs:
     g = torch.Generator().manual_seed(seed)
-    return Paragraphs(torch.randint(0, 50, (n, 16), generator=g), prefix_len=8, ids=tuple(f"{tag}{i}" for i in range(n)))
+    return Paragraphs(
+        torch.randint(0, 50, (n, 16), generator=g), prefix_len=8, ids=tuple(f"{tag}{i}" for i in range(n))
+    )
 
 
 @pytest.fixture(scope="module")
@@ -52,12 +65,12 @@ def nmem():
     return _paragraphs(6, 2, "n")
 
 
-
-
 def _snapshot(model):
-    return ({k: v.clone() for k, v in model.state_dict().items()},
-            {n: p.requires_grad for n, p in model.named_parameters()},
-            {n: p.grad for n, p in model.named_parameters()})
+    return (
+        {k: v.clone() for k, v in model.state_dict().items()},
+        {n: p.requires_grad for n, p in model.named_parameters()},
+        {n: p.grad for n, p in model.named_parameters()},
+    )
 
 
 def _assert_unchanged(model, snap):
@@ -70,7 +83,9 @@ def _assert_unchanged(model, snap):
 
 def test_nll_gradients_match_autograd_and_skip_biases(model, mem):
     grads = parameter_gradients(model, mem, objective="nll", batch_size=2)  # 3 uneven batches
-    assert set(grads) == {f"blocks.{l}.{'attn' if c in HEAD_COMPONENTS else 'mlp'}.{c}" for l in range(N_LAYERS) for c in COMPONENTS}
+    assert set(grads) == {
+        f"blocks.{l}.{'attn' if c in HEAD_COMPONENTS else 'mlp'}.{c}" for l in range(N_LAYERS) for c in COMPONENTS
+    }
     params = dict(model.named_parameters())
     reference = torch.autograd.grad(continuation_nll(model, mem.tokens, mem.prefix_len), [params[k] for k in grads])
     for (name, g), ref in zip(grads.items(), reference):
@@ -201,7 +216,9 @@ def test_per_paragraph_norms_equal_one_backward_per_paragraph(model, mem):
     assert norms.norms.shape == (5, N_LAYERS, 6) and norms.head_norms.shape == (5, N_LAYERS, N_HEADS, 4)
     assert ((norms.norms - ref_layer).abs() / ref_layer).max() < 1e-4
     assert ((norms.head_norms - ref_heads).abs() / ref_heads).max() < 1e-4
-    torch.testing.assert_close(norms.loss, continuation_nll(model, mem.tokens, mem.prefix_len, reduction="none").detach())
+    torch.testing.assert_close(
+        norms.loss, continuation_nll(model, mem.tokens, mem.prefix_len, reduction="none").detach()
+    )
     torch.testing.assert_close(norms.layer_share.sum(1), torch.ones(5))
     with pytest.raises(UserError, match="nll"):
         per_paragraph_norms(model, mem, objective="contrastive")
@@ -214,8 +231,17 @@ def test_per_paragraph_norms_other_activation_float64_and_gram_dtype(mem):
 
     torch.manual_seed(3)
     cfg = HookedTransformerConfig(
-        n_layers=N_LAYERS, d_model=D_MODEL, n_heads=N_HEADS, d_head=D_HEAD, d_mlp=64, d_vocab=50, n_ctx=32,
-        act_fn="gelu", normalization_type="LN", original_architecture="GPTNeoForCausalLM", seed=3,
+        n_layers=N_LAYERS,
+        d_model=D_MODEL,
+        n_heads=N_HEADS,
+        d_head=D_HEAD,
+        d_mlp=64,
+        d_vocab=50,
+        n_ctx=32,
+        act_fn="gelu",
+        normalization_type="LN",
+        original_architecture="GPTNeoForCausalLM",
+        seed=3,
     )
     m = HookedTransformer(cfg).eval()
     norms = per_paragraph_norms(m, mem, batch_size=2)
@@ -228,14 +254,23 @@ def test_per_paragraph_norms_other_activation_float64_and_gram_dtype(mem):
     _assert_unchanged(m64, snap)
     assert norms64.norms.dtype == torch.float32
     assert ((norms64.norms - ref_layer).abs() / ref_layer).max() < 1e-4
-    for dtype, gram_dtype in ((torch.float64, torch.float64), (torch.float32, torch.float32), (torch.bfloat16, torch.float32)):
+    for dtype, gram_dtype in (
+        (torch.float64, torch.float64),
+        (torch.float32, torch.float32),
+        (torch.bfloat16, torch.float32),
+    ):
         assert _gram(torch.ones(2, 3, 4, dtype=dtype)).dtype == gram_dtype
 
 
 def _fake_norms(values: torch.Tensor) -> PerParagraphNorms:
     n = values.shape[0]
-    return PerParagraphNorms(ids=tuple(str(i) for i in range(n)), components=COMPONENTS, norms=values,
-                             head_norms=torch.ones(n, values.shape[1], 2, 4), loss=torch.zeros(n))
+    return PerParagraphNorms(
+        ids=tuple(str(i) for i in range(n)),
+        components=COMPONENTS,
+        norms=values,
+        head_norms=torch.ones(n, values.shape[1], 2, 4),
+        loss=torch.zeros(n),
+    )
 
 
 def test_compare_norms_statistics():
@@ -272,15 +307,35 @@ def test_testbed_norms_and_grad_map_command(testbed, testbed_paragraph_set, tmp_
     cfg = testbed.cfg
     for i in (0, 1):
         g = parameter_gradients(testbed, chosen.select([[0, 3][i]]), objective="nll")
-        ref = torch.tensor([[float(g[f"blocks.{l}.{'attn' if c in HEAD_COMPONENTS else 'mlp'}.{c}"].norm()) for c in COMPONENTS]
-                            for l in range(cfg.n_layers)])
+        ref = torch.tensor(
+            [
+                [float(g[f"blocks.{l}.{'attn' if c in HEAD_COMPONENTS else 'mlp'}.{c}"].norm()) for c in COMPONENTS]
+                for l in range(cfg.n_layers)
+            ]
+        )
         assert ((ghost.norms[i] - ref).abs() / ref).max() < 1e-4
 
     path = tmp_path / "six.jsonl"
     chosen.save_jsonl(path)
     out_json, out_html = tmp_path / "g.json", tmp_path / "g.html"
-    assert main(["grad-map", "--model", "testbed", "--paragraphs", str(path), "--max-paragraphs", "3",
-                 "--json", str(out_json), "--html", str(out_html)]) == 0
+    assert (
+        main(
+            [
+                "grad-map",
+                "--model",
+                "testbed",
+                "--paragraphs",
+                str(path),
+                "--max-paragraphs",
+                "3",
+                "--json",
+                str(out_json),
+                "--html",
+                str(out_html),
+            ]
+        )
+        == 0
+    )
     data = json.loads(out_json.read_text())
     assert data["mem_ids"] == list(chosen.ids[:3]) and data["nmem_ids"] == list(chosen.ids[3:])
     gm = gradient_map(testbed, chosen.select([0, 1, 2]), chosen.select([3, 4, 5]))

@@ -19,9 +19,21 @@ LAYER, HEAD = 1, 2
 def forced():
     """A random model whose head (1, 2) ALONE was fine-tuned (W_Q, W_K, W_V, W_O of that head) to recite new paragraphs."""
     cfg = HookedTransformerConfig(
-        n_layers=2, d_model=32, n_heads=4, d_head=32, d_mlp=64, d_vocab=VOCAB, n_ctx=16, act_fn="gelu_new",
-        normalization_type="LN", attn_types=["global", "local"], window_size=8, use_attn_scale=True,
-        original_architecture="GPTNeoForCausalLM", seed=0, initializer_range=0.3,
+        n_layers=2,
+        d_model=32,
+        n_heads=4,
+        d_head=32,
+        d_mlp=64,
+        d_vocab=VOCAB,
+        n_ctx=16,
+        act_fn="gelu_new",
+        normalization_type="LN",
+        attn_types=["global", "local"],
+        window_size=8,
+        use_attn_scale=True,
+        original_architecture="GPTNeoForCausalLM",
+        seed=0,
+        initializer_range=0.3,
     )
     model = HookedTransformer(cfg).eval()
     g = torch.Generator().manual_seed(0)
@@ -85,9 +97,19 @@ def test_screen_sends_only_candidates_to_the_exact_methods(forced):
     from interp.perturbation import corrupt_prefixes
 
     model, paragraphs = forced
-    mem, nmem, reference = paragraphs.select(range(N_TARGETS)), paragraphs.select(range(4, 12)), paragraphs.select(range(12, 20))
-    ranking = locate_memorization_head(model, mem=mem, nmem=nmem, reference=reference, candidates=3,
-                                       methods=("attribution", "patching", "ablation", "zero_out"))
+    mem, nmem, reference = (
+        paragraphs.select(range(N_TARGETS)),
+        paragraphs.select(range(4, 12)),
+        paragraphs.select(range(12, 20)),
+    )
+    ranking = locate_memorization_head(
+        model,
+        mem=mem,
+        nmem=nmem,
+        reference=reference,
+        candidates=3,
+        methods=("attribution", "patching", "ablation", "zero_out"),
+    )
     screened = {tuple(c) for c in ranking.results["attribution"].top(3).tolist()}
     assert {tuple(c) for c in ranking.candidates.tolist()} == screened
     for method in ("patching", "ablation", "zero_out"):
@@ -96,11 +118,14 @@ def test_screen_sends_only_candidates_to_the_exact_methods(forced):
     corrupted = corrupt_prefixes(mem, 0.5, VOCAB, seed=0)
     exact = activation_patching(model, mem, corrupted)["head_out"].effect
     for layer, head in screened:
-        assert float(ranking.results["patching"].score[layer, head]) == pytest.approx(float(exact[layer, head]), abs=1e-5)
+        assert float(ranking.results["patching"].score[layer, head]) == pytest.approx(
+            float(exact[layer, head]), abs=1e-5
+        )
     assert set(ranking.screen) >= {"candidates", "pearson_on_candidates", "spearman_on_candidates"}
     assert ranking.screen["candidates"] == 3 and not ranking.screen["exact_all"]
-    full = locate_memorization_head(model, mem=mem, nmem=nmem, reference=reference, exact_all=True,
-                                    methods=("attribution", "patching"))
+    full = locate_memorization_head(
+        model, mem=mem, nmem=nmem, reference=reference, exact_all=True, methods=("attribution", "patching")
+    )
     assert full.screen["exact_top"] == list(full.results["patching"].top(1)[0].tolist())
     assert full.screen["exact_top_attribution_rank"] == full.results["attribution"].rank_of(*full.screen["exact_top"])
 
@@ -143,12 +168,20 @@ def test_views_of_the_ranking_work_offline_and_escape_tokens(forced):
     from interp.views.heads import attention_view, ranking_figures, ranking_page
 
     model, paragraphs = forced
-    ranking = locate_memorization_head(model, paragraphs, methods=("rare_token", "attribution", "patching"), nmem_max=1, max_paragraphs=4)
+    ranking = locate_memorization_head(
+        model, paragraphs, methods=("rare_token", "attribution", "patching"), nmem_max=1, max_paragraphs=4
+    )
     figs = ranking_figures(ranking)
-    assert set(figs) == {"head_method_ranks", "head_rare_token_tau", "head_attention_by_rank", "head_patching", "head_attribution"}
+    assert set(figs) == {
+        "head_method_ranks",
+        "head_rare_token_tau",
+        "head_attention_by_rank",
+        "head_patching",
+        "head_attribution",
+    }
     _, cache = model.run_with_cache(paragraphs.tokens[:1])
     patterns = torch.stack([cache["pattern", layer][0] for layer in range(2)])
-    tokens = ["</script>", "<!--", "a\"b", "\\"] + [f"t{i}" for i in range(PREFIX + CONT - 4)]
+    tokens = ["</script>", "<!--", 'a"b', "\\"] + [f"t{i}" for i in range(PREFIX + CONT - 4)]
     view = attention_view(tokens, patterns, [ranking.top], rarity=list(range(PREFIX + CONT)))
     page = ranking_page(ranking, [view])
     assert "cdn" not in view.local_src.split("CircuitsVis.render(")[-1]
@@ -156,5 +189,5 @@ def test_views_of_the_ranking_work_offline_and_escape_tokens(forced):
     assert "</" not in props and "<!--" not in props
     decoded = json.loads(props.strip().rstrip(")").strip().replace("<\\/", "</").replace("<\\!--", "<!--"))
     # circuitsvis sets token labels as HTML, so they arrive HTML-escaped and show as text
-    assert decoded["tokens"][:4] == ["&lt;/script&gt;[r0]", "&lt;!--[r1]", "a\"b[r2]", "\\[r3]"]
+    assert decoded["tokens"][:4] == ["&lt;/script&gt;[r0]", "&lt;!--[r1]", 'a"b[r2]', "\\[r3]"]
     assert f"layer {ranking.top[0]}, head {ranking.top[1]}" in page and page.count("<html>") == 1

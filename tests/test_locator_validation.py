@@ -22,9 +22,21 @@ PREFIX, CONT, VOCAB = 4, 4, 64
 
 def _model(seed: int = 0, d_mlp: int = 64) -> HookedTransformer:
     cfg = HookedTransformerConfig(
-        n_layers=2, d_model=32, n_heads=4, d_head=16, d_mlp=d_mlp, d_vocab=VOCAB, n_ctx=16, act_fn="gelu_new",
-        normalization_type="LN", attn_types=["global", "local"], window_size=8, use_attn_scale=True,
-        original_architecture="GPTNeoForCausalLM", seed=seed, initializer_range=0.3,
+        n_layers=2,
+        d_model=32,
+        n_heads=4,
+        d_head=16,
+        d_mlp=d_mlp,
+        d_vocab=VOCAB,
+        n_ctx=16,
+        act_fn="gelu_new",
+        normalization_type="LN",
+        attn_types=["global", "local"],
+        window_size=8,
+        use_attn_scale=True,
+        original_architecture="GPTNeoForCausalLM",
+        seed=seed,
+        initializer_range=0.3,
     )
     return HookedTransformer(cfg).eval()
 
@@ -36,15 +48,22 @@ def text():
 
 
 def _roles(text):
-    return {"inject": text.select(range(3)), "retain": text.select(range(3, 19)), "heldout": text.select(range(19, 51)),
-            "nmem": text.select(range(51, 59)), "reference": text.select(range(59, 67))}
+    return {
+        "inject": text.select(range(3)),
+        "retain": text.select(range(3, 19)),
+        "heldout": text.select(range(19, 51)),
+        "nmem": text.select(range(51, 59)),
+        "reference": text.select(range(59, 67)),
+    }
 
 
 @pytest.mark.parametrize("layer, head", [(0, 1), (1, 3)])
 def test_combined_locator_finds_a_head_forced_at_either_layer(text, layer, head):
     model = _model()
     sets = _roles(text)
-    forced, info = inject_head(model, sets["inject"], layer, head, retain=sets["retain"], heldout=sets["heldout"], lr=3e-2)
+    forced, info = inject_head(
+        model, sets["inject"], layer, head, retain=sets["retain"], heldout=sets["heldout"], lr=3e-2
+    )
     assert info.recited and (info.em_before < CONT).all()
     changed = {k for k, v in forced.state_dict().items() if not torch.equal(v, model.state_dict()[k])}
     assert changed <= {f"blocks.{layer}.attn.{w}" for w in ("W_Q", "W_K", "W_V", "W_O", "b_Q", "b_K", "b_V")}
@@ -63,16 +82,21 @@ def test_neuron_injection_is_found_by_pruning_masks(text):
     model = _model(seed=1, d_mlp=128)
     sets = _roles(text)
     chosen = random_neurons(model, 0.05, seed=0)  # 13 of 256 neurons
-    forced, info = inject_neurons(model, sets["inject"].select(range(2)), chosen, retain=sets["retain"],
-                                  heldout=sets["heldout"], lr=3e-2)
+    forced, info = inject_neurons(
+        model, sets["inject"].select(range(2)), chosen, retain=sets["retain"], heldout=sets["heldout"], lr=3e-2
+    )
     assert info.recited
     changed = {k for k, v in forced.state_dict().items() if not torch.equal(v, model.state_dict()[k])}
     assert changed <= {"blocks.0.mlp.W_out", "blocks.1.mlp.W_out"}
     gold = info.gold(2, 128)
     for layer in range(2):
-        moved = (forced.state_dict()[f"blocks.{layer}.mlp.W_out"] != model.state_dict()[f"blocks.{layer}.mlp.W_out"]).any(1)
+        moved = (
+            forced.state_dict()[f"blocks.{layer}.mlp.W_out"] != model.state_dict()[f"blocks.{layer}.mlp.W_out"]
+        ).any(1)
         assert (moved <= gold[layer]).all()
-    ranking = locate_neurons(forced, sets["inject"].select(range(2)), methods=("hard_concrete", "slimming", "activation"))
+    ranking = locate_neurons(
+        forced, sets["inject"].select(range(2)), methods=("hard_concrete", "slimming", "activation")
+    )
     recalls = {m: recall_at(r.score, gold, 0.05) for m, r in ranking.results.items()}
     assert max(recalls["hard_concrete"], recalls["slimming"]) >= 0.5, recalls  # random: 0.05
 
@@ -82,10 +106,22 @@ def test_validate_locator_measures_on_copies_and_recommends(text, tmp_path):
     model = _model(seed=2)
     state = {k: v.clone() for k, v in model.state_dict().items()}
     flags = [p.requires_grad for p in model.parameters()]
-    result = validate_locator(model, text, heads=[(0, 2), (1, 0)], neurons=True, n_inject=3, n_inject_neurons=2,
-                              neuron_fraction=0.05, max_paragraphs=8, candidates=4, head_lr=3e-2, neuron_lr=3e-2,
-                              methods=("attribution", "patching", "ablation", "zero_out", "hard_concrete", "gradient"),
-                              neuron_methods=("activation", "hard_concrete", "slimming"), nmem_max=CONT)
+    result = validate_locator(
+        model,
+        text,
+        heads=[(0, 2), (1, 0)],
+        neurons=True,
+        n_inject=3,
+        n_inject_neurons=2,
+        neuron_fraction=0.05,
+        max_paragraphs=8,
+        candidates=4,
+        head_lr=3e-2,
+        neuron_lr=3e-2,
+        methods=("attribution", "patching", "ablation", "zero_out", "hard_concrete", "gradient"),
+        neuron_methods=("activation", "hard_concrete", "slimming"),
+        nmem_max=CONT,
+    )
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in state.items())
     assert [p.requires_grad for p in model.parameters()] == flags and all(p.grad is None for p in model.parameters())
     assert not any(hp.fwd_hooks or hp.bwd_hooks for hp in model.hook_dict.values())
@@ -102,8 +138,13 @@ def test_validate_locator_measures_on_copies_and_recommends(text, tmp_path):
     out.write_text(json.dumps(to_jsonable(result.to_json())))
     recorded = read_validation(out)
     assert recorded.recommended_rank_by("head")[0] == choice
-    again = locate_memorization_head(model, mem=text.select(range(2)), nmem=text.select(range(10, 14)),
-                                     methods=("attribution", "patching"), validation=recorded)
+    again = locate_memorization_head(
+        model,
+        mem=text.select(range(2)),
+        nmem=text.select(range(10, 14)),
+        methods=("attribution", "patching"),
+        validation=recorded,
+    )
     assert again.rank_by == tuple(m for m in choice if m in ("attribution", "patching"))
     assert "validation on this model" in again.combination_reason
 
@@ -124,5 +165,7 @@ def test_validation_input_errors(text):
     with pytest.raises(UserError, match="does not recite"):
         validate_locator(model, text.select(range(10)), heads=[(0, 0)], nmem_max=CONT)
     with pytest.raises(UserError, match="differ"):
-        inject_head(model, text.select(range(2)), 0, 0, retain=text.select(range(1, 5)), heldout=text.select(range(5, 9)))
+        inject_head(
+            model, text.select(range(2)), 0, 0, retain=text.select(range(1, 5)), heldout=text.select(range(5, 9))
+        )
     assert score_paragraphs(model, text).em.max() <= CONT

@@ -22,8 +22,14 @@ def grads():
     g = torch.Generator().manual_seed(0)
     out = {}
     for layer in range(2):
-        for name, shape in (("attn.W_Q", (4, 16, 8)), ("attn.W_V", (4, 16, 8)), ("attn.W_O", (4, 8, 16)),
-                            ("attn.b_Q", (4, 8)), ("mlp.W_in", (16, 32)), ("mlp.W_out", (32, 16))):
+        for name, shape in (
+            ("attn.W_Q", (4, 16, 8)),
+            ("attn.W_V", (4, 16, 8)),
+            ("attn.W_O", (4, 8, 16)),
+            ("attn.b_Q", (4, 8)),
+            ("mlp.W_in", (16, 32)),
+            ("mlp.W_out", (32, 16)),
+        ):
             out[f"blocks.{layer}.{name}"] = torch.randn(shape, generator=g) * (layer + 1)
     out["embed.W_E"] = torch.randn(20, 16, generator=g)
     return out
@@ -32,14 +38,18 @@ def grads():
 def test_global_top_k_selects_exactly_the_largest(grads):
     total = sum(g.numel() for g in grads.values())
     mask = top_k_mask(grads, fraction=0.01)
-    assert set(mask) == set(grads) and all(mask[k].shape == grads[k].shape and mask[k].dtype == torch.bool for k in grads)
+    assert set(mask) == set(grads) and all(
+        mask[k].shape == grads[k].shape and mask[k].dtype == torch.bool for k in grads
+    )
     assert mask_size(mask) == round(0.01 * total)
     chosen = torch.cat([grads[k].abs()[mask[k]] for k in grads])
     rest = torch.cat([grads[k].abs()[~mask[k]] for k in grads])
     assert chosen.min() >= rest.max()
     # layer 1 gradients were scaled x2, so the global ranking must prefer them
     per = count_by_parameter(mask)
-    assert sum(v for k, v in per.items() if k.startswith("blocks.1")) > sum(v for k, v in per.items() if k.startswith("blocks.0"))
+    assert sum(v for k, v in per.items() if k.startswith("blocks.1")) > sum(
+        v for k, v in per.items() if k.startswith("blocks.0")
+    )
 
 
 def test_component_scope_takes_the_fraction_of_each_parameter(grads):

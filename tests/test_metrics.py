@@ -83,11 +83,25 @@ def tiny_neo():
 
     def make(dtype=torch.float32, softcap=-1.0):
         cfg = HookedTransformerConfig(
-            n_layers=3, d_model=32, n_heads=4, d_head=8, d_mlp=64, d_vocab=40, n_ctx=24, act_fn="gelu_new",
-            normalization_type="LN", attn_types=["global", "local", "global"], window_size=4, use_attn_scale=False,
-            original_architecture="GPTNeoForCausalLM", seed=3, dtype=dtype, output_logits_soft_cap=softcap,
+            n_layers=3,
+            d_model=32,
+            n_heads=4,
+            d_head=8,
+            d_mlp=64,
+            d_vocab=40,
+            n_ctx=24,
+            act_fn="gelu_new",
+            normalization_type="LN",
+            attn_types=["global", "local", "global"],
+            window_size=4,
+            use_attn_scale=False,
+            original_architecture="GPTNeoForCausalLM",
+            seed=3,
+            dtype=dtype,
+            output_logits_soft_cap=softcap,
         )
         return HookedTransformer(cfg).eval()
+
     return make
 
 
@@ -119,6 +133,7 @@ def test_continuation_scores_equal_a_full_forward(tiny_neo, monkeypatch, dtype, 
     hooked = model.run_with_hooks(tokens, fwd_hooks=[("blocks.2.attn.hook_z", zero_head)])
     with model.hooks(fwd_hooks=[("blocks.2.attn.hook_z", zero_head)]):
         patched, _ = continuation_scores(model, tokens, p, residual=cache["resid_pre", 2], start_at_layer=2)
-    torch.testing.assert_close(patched, continuation_log_probs(hooked, tokens, p), rtol=0,
-                               atol=1e-5 if dtype == torch.float32 else 1e-12)
+    torch.testing.assert_close(
+        patched, continuation_log_probs(hooked, tokens, p), rtol=0, atol=1e-5 if dtype == torch.float32 else 1e-12
+    )
     assert (patched - logp).abs().max() > 1e-3

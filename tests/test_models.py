@@ -28,16 +28,38 @@ def _hf_model(arch: str):
 
     torch.manual_seed(1)
     if arch == "neo":
-        cfg = tf.GPTNeoConfig(vocab_size=VOCAB, max_position_embeddings=64, hidden_size=32, num_layers=2,
-                              attention_types=[[["global", "local"], 1]], num_heads=4, intermediate_size=64,
-                              window_size=8, activation_function="gelu_new")
+        cfg = tf.GPTNeoConfig(
+            vocab_size=VOCAB,
+            max_position_embeddings=64,
+            hidden_size=32,
+            num_layers=2,
+            attention_types=[[["global", "local"], 1]],
+            num_heads=4,
+            intermediate_size=64,
+            window_size=8,
+            activation_function="gelu_new",
+        )
         return tf.GPTNeoForCausalLM(cfg)
     if arch == "gpt2":
-        cfg = tf.GPT2Config(vocab_size=VOCAB, n_positions=64, n_ctx=64,  # real GPT-2 configs carry n_ctx
-                             n_embd=32, n_layer=2, n_head=4)
+        cfg = tf.GPT2Config(
+            vocab_size=VOCAB,
+            n_positions=64,
+            n_ctx=64,  # real GPT-2 configs carry n_ctx
+            n_embd=32,
+            n_layer=2,
+            n_head=4,
+        )
         return tf.GPT2LMHeadModel(cfg)
-    cfg = tf.GPTNeoXConfig(vocab_size=VOCAB, max_position_embeddings=64, hidden_size=32, num_hidden_layers=2,
-                           num_attention_heads=4, intermediate_size=64, rotary_pct=0.25, use_parallel_residual=True)
+    cfg = tf.GPTNeoXConfig(
+        vocab_size=VOCAB,
+        max_position_embeddings=64,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        rotary_pct=0.25,
+        use_parallel_residual=True,
+    )
     return tf.GPTNeoXForCausalLM(cfg)
 
 

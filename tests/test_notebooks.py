@@ -8,7 +8,6 @@ import runpy
 from pathlib import Path
 
 import pytest
-
 from conftest import BROWSER, NO_BROWSER
 
 ANALYSES = Path(__file__).parent.parent / "analyses"
@@ -75,12 +74,20 @@ def _perturbation(n: dict) -> None:
 
 def _unlearning(n: dict) -> None:
     assert [r["label"] for r in n["rows"]] == ["unlearn all", "unlearn top-0.1%", "unlearn random-0.1%"]
-    assert n["before"]["target_em"] == 50 and n["before"]["nmem_em"] == 50  # NMEM probes use the model's own continuation
+    assert (
+        n["before"]["target_em"] == 50 and n["before"]["nmem_em"] == 50
+    )  # NMEM probes use the model's own continuation
 
 
 def _restoration(n: dict) -> None:
     assert n["all"]["em_original"] == 50 and len(n["all"]["krs"]) == len(n["all"]["experiments"])
 
 
-CHECKS = {"01_memorization": _memorization, "02_gradients": _gradients, "03_heads": _heads,
-          "04_perturbation": _perturbation, "05_unlearning": _unlearning, "06_restoration": _restoration}
+CHECKS = {
+    "01_memorization": _memorization,
+    "02_gradients": _gradients,
+    "03_heads": _heads,
+    "04_perturbation": _perturbation,
+    "05_unlearning": _unlearning,
+    "06_restoration": _restoration,
+}

@@ -11,8 +11,15 @@ from interp.data import Paragraphs
 from interp.errors import UserError
 from interp.metrics import continuation_log_probs
 from interp.patching import (
-    DIRECTIONS, KINDS, PatchingResult, activation_patching, all_cells, attribution_patching, patch_variants,
-    patching_agreement, resid_pre_all_layers,
+    DIRECTIONS,
+    KINDS,
+    PatchingResult,
+    activation_patching,
+    all_cells,
+    attribution_patching,
+    patch_variants,
+    patching_agreement,
+    resid_pre_all_layers,
 )
 
 PREFIX, CONT, VOCAB = 5, 3, 30
@@ -21,9 +28,20 @@ PREFIX, CONT, VOCAB = 5, 3, 30
 @pytest.fixture(scope="module")
 def tiny():
     cfg = HookedTransformerConfig(
-        n_layers=3, d_model=32, n_heads=4, d_head=8, d_mlp=64, d_vocab=VOCAB, n_ctx=16, act_fn="gelu_new",
-        normalization_type="LN", attn_types=["global", "local", "global"], window_size=4, use_attn_scale=False,
-        original_architecture="GPTNeoForCausalLM", seed=2,
+        n_layers=3,
+        d_model=32,
+        n_heads=4,
+        d_head=8,
+        d_mlp=64,
+        d_vocab=VOCAB,
+        n_ctx=16,
+        act_fn="gelu_new",
+        normalization_type="LN",
+        attn_types=["global", "local", "global"],
+        window_size=4,
+        use_attn_scale=False,
+        original_architecture="GPTNeoForCausalLM",
+        seed=2,
     )
     return HookedTransformer(cfg).eval()
 
@@ -40,14 +58,21 @@ def pair():
 def _tl_metric(clean: Paragraphs, clean_m: float, corrupt_m: float):
     def metric(logits):
         return (continuation_log_probs(logits, clean.tokens, PREFIX).mean() - corrupt_m) / (clean_m - corrupt_m)
+
     return metric
 
 
 @pytest.mark.parametrize("direction", ["denoise", "noise"])
 def test_equals_transformer_lens_patching(tiny, pair, direction):
     clean, corrupted = pair
-    ours = activation_patching(tiny, clean, corrupted, kinds=("head_out", "resid_pre", "attn_out", "mlp_out"),
-                               direction=direction, batch_size=7)
+    ours = activation_patching(
+        tiny,
+        clean,
+        corrupted,
+        kinds=("head_out", "resid_pre", "attn_out", "mlp_out"),
+        direction=direction,
+        batch_size=7,
+    )
     clean_m = continuation_log_probs(tiny(clean.tokens), clean.tokens, PREFIX).mean().item()
     corrupt_m = continuation_log_probs(tiny(corrupted), clean.tokens, PREFIX).mean().item()
     assert ours["head_out"].clean_metric == pytest.approx(clean_m, abs=1e-5)
@@ -73,9 +98,21 @@ def test_attribution_is_the_derivative_of_exact_patching(pair):
     # Exact patching of a tiny step eps * (source - run) of every cell, divided by eps, is the
     # first-order estimate: it must equal attribution patching (float64 to see it).
     cfg = HookedTransformerConfig(
-        n_layers=2, d_model=16, n_heads=2, d_head=8, d_mlp=32, d_vocab=VOCAB, n_ctx=16, act_fn="gelu_new",
-        normalization_type="LN", attn_types=["global", "local"], window_size=4, use_attn_scale=False,
-        original_architecture="GPTNeoForCausalLM", seed=5, dtype=torch.float64,
+        n_layers=2,
+        d_model=16,
+        n_heads=2,
+        d_head=8,
+        d_mlp=32,
+        d_vocab=VOCAB,
+        n_ctx=16,
+        act_fn="gelu_new",
+        normalization_type="LN",
+        attn_types=["global", "local"],
+        window_size=4,
+        use_attn_scale=False,
+        original_architecture="GPTNeoForCausalLM",
+        seed=5,
+        dtype=torch.float64,
     )
     model = HookedTransformer(cfg).eval()
     clean, corrupted = pair
@@ -91,7 +128,9 @@ def test_attribution_is_the_derivative_of_exact_patching(pair):
         _, run_cache = model.run_with_cache(run)
         _, source_cache = model.run_with_cache(source)
         for kind, (act, _) in KINDS.items():
-            steps = [run_cache[act, layer] + eps * (source_cache[act, layer] - run_cache[act, layer]) for layer in range(2)]
+            steps = [
+                run_cache[act, layer] + eps * (source_cache[act, layer] - run_cache[act, layer]) for layer in range(2)
+            ]
             cells = all_cells(model, kind, PREFIX + CONT)
             logp, _ = patch_variants(model, run, PREFIX, kind, cells, steps, resid, batch_size=16)
             slope = ((logp.mean(-1).mean(-1) - run_m) / eps / total).view(2, -1).float()

@@ -8,8 +8,7 @@ from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from interp.data import Paragraphs
 from interp.errors import UserError
-from interp.metrics import em_from_hits
-from interp.metrics import greedy_continuations
+from interp.metrics import em_from_hits, greedy_continuations
 from interp.perturbation import corrupt_prefixes, perturbed_prefixes, prefix_perturbation, random_replacements
 
 PREFIX, CONT = 6, 5
@@ -18,9 +17,21 @@ PREFIX, CONT = 6, 5
 @pytest.fixture(scope="module")
 def tiny():
     cfg = HookedTransformerConfig(
-        n_layers=2, d_model=32, n_heads=4, d_head=8, d_mlp=64, d_vocab=23, n_ctx=16, act_fn="gelu_new",
-        normalization_type="LN", attn_types=["global", "local"], window_size=4, use_attn_scale=False,
-        original_architecture="GPTNeoForCausalLM", seed=1, initializer_range=0.3,
+        n_layers=2,
+        d_model=32,
+        n_heads=4,
+        d_head=8,
+        d_mlp=64,
+        d_vocab=23,
+        n_ctx=16,
+        act_fn="gelu_new",
+        normalization_type="LN",
+        attn_types=["global", "local"],
+        window_size=4,
+        use_attn_scale=False,
+        original_architecture="GPTNeoForCausalLM",
+        seed=1,
+        initializer_range=0.3,
     )
     return HookedTransformer(cfg).eval()
 

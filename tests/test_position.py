@@ -17,8 +17,18 @@ FILLER = torch.arange(48, 64).repeat(4).reshape(8, 8)  # 64 tokens, disjoint fro
 
 
 def _blank_model() -> HookedTransformer:
-    cfg = HookedTransformerConfig(n_layers=1, d_model=64, d_head=8, n_heads=1, n_ctx=N_CTX, d_vocab=VOCAB,
-                                  attn_only=True, normalization_type=None, act_fn="gelu", seed=0)
+    cfg = HookedTransformerConfig(
+        n_layers=1,
+        d_model=64,
+        d_head=8,
+        n_heads=1,
+        n_ctx=N_CTX,
+        d_vocab=VOCAB,
+        attn_only=True,
+        normalization_type=None,
+        act_fn="gelu",
+        seed=0,
+    )
     model = HookedTransformer(cfg)
     with torch.no_grad():
         for p in model.parameters():

@@ -45,8 +45,13 @@ def test_reft_forgets_without_changing_the_model(setup):
     model, mem, nmem, probe = setup
     before_hash = state_hash(model)
     flags = {n: p.requires_grad for n, p in model.named_parameters()}
-    result = reft_unlearn(model, mem.select([0, 1]), nmem.select(range(10)),
-                          ReftConfig(method="ga", layer=2, rank=4, lr=0.05, steps=15), probe=probe)
+    result = reft_unlearn(
+        model,
+        mem.select([0, 1]),
+        nmem.select(range(10)),
+        ReftConfig(method="ga", layer=2, rank=4, lr=0.05, steps=15),
+        probe=probe,
+    )
     assert state_hash(model) == before_hash and result.weights_changed == 0
     assert {n: p.requires_grad for n, p in model.named_parameters()} == flags
     assert all(p.grad is None for p in model.parameters()) and hook_count(model) == 0
@@ -62,8 +67,14 @@ def test_reft_forgets_without_changing_the_model(setup):
 
 def test_reft_in_the_table_and_bad_settings(setup):
     model, mem, nmem, probe = setup
-    table = unlearning_table(model, mem.select([0]), nmem.select(range(10)),
-                             [ReftConfig(method="unlearn", layer=1, lr=0.05, steps=5)], probe, relearn_config=None)
+    table = unlearning_table(
+        model,
+        mem.select([0]),
+        nmem.select(range(10)),
+        [ReftConfig(method="unlearn", layer=1, lr=0.05, steps=5)],
+        probe,
+        relearn_config=None,
+    )
     assert table.labels == ("unlearn LoReFT r4 L1",) and table.weights_changed == (0.0,)
     with pytest.raises(UserError, match="layer"):
         reft_unlearn(model, mem.select([0]), nmem.select(range(10)), ReftConfig(layer=9))

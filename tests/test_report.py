@@ -11,6 +11,7 @@ import circuitsvis
 import plotly.graph_objects as go
 import pytest
 import torch
+from conftest import BROWSER, NO_BROWSER
 from plotly.offline import get_plotlyjs
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
@@ -22,16 +23,26 @@ from interp.report import ReportOptions, Step, model_fingerprint, paragraphs_fin
 from interp.report.runner import fingerprinted_sources
 from interp.views.report_html import Section, Table, parse_circuitsvis, report_html, safe_json
 
-from conftest import BROWSER, NO_BROWSER
-
 HOSTILE = "</script><script>window.__pwned=1</script><b>bold</b><img src=x onerror=window.__pwned=2>"
 
 
 @pytest.fixture(scope="module")
 def tiny() -> HookedTransformer:
-    cfg = HookedTransformerConfig(n_layers=2, d_model=32, n_heads=4, d_head=8, d_mlp=64, n_ctx=32, d_vocab=50,
-                                  act_fn="gelu_new", attn_types=["global", "local"], window_size=8,
-                                  original_architecture="GPTNeoForCausalLM", use_attn_scale=False, seed=0)
+    cfg = HookedTransformerConfig(
+        n_layers=2,
+        d_model=32,
+        n_heads=4,
+        d_head=8,
+        d_mlp=64,
+        n_ctx=32,
+        d_vocab=50,
+        act_fn="gelu_new",
+        attn_types=["global", "local"],
+        window_size=8,
+        original_architecture="GPTNeoForCausalLM",
+        use_attn_scale=False,
+        seed=0,
+    )
     return HookedTransformer(cfg).eval()
 
 
@@ -76,8 +87,12 @@ def test_choose_sets_is_seeded_and_keeps_heldout_out_of_nmem(tiny, tiny_paragrap
     again = choose_sets(split, tiny_paragraphs, n_mem=2, n_nmem=4, seed=3)
     assert mem.ids == again[0].ids and nmem.ids == again[1].ids
     assert set(mem.ids) <= {"q0", "q1", "q2"} and len(mem) == 2 and len(nmem) == 4
-    labelled = Paragraphs(tiny_paragraphs.tokens, 8, tiny_paragraphs.ids,
-                          meta={"split": ("planted",) * 3 + ("heldout",) * 5 + ("once",) * 4})
+    labelled = Paragraphs(
+        tiny_paragraphs.tokens,
+        8,
+        tiny_paragraphs.ids,
+        meta={"split": ("planted",) * 3 + ("heldout",) * 5 + ("once",) * 4},
+    )
     split2 = memorization_split(tiny, labelled)
     _, nmem2 = choose_sets(split2, labelled, n_mem=2, n_nmem=20)
     assert set(nmem2.ids) == {f"q{i}" for i in range(8, 12)}
@@ -86,8 +101,15 @@ def test_choose_sets_is_seeded_and_keeps_heldout_out_of_nmem(tiny, tiny_paragrap
 def test_code_fingerprint_covers_the_analyses_and_not_the_views():
     """Section prose and figures are views: changing them re-renders the report without recomputing."""
     files = {rel.as_posix() for rel in fingerprinted_sources()}
-    assert {"report/runner.py", "report/steps.py", "report/options.py", "memorization.py", "gradient_norms.py",
-            "unlearning/masked.py", "unlearning/training.py"} <= files
+    assert {
+        "report/runner.py",
+        "report/steps.py",
+        "report/options.py",
+        "memorization.py",
+        "gradient_norms.py",
+        "unlearning/masked.py",
+        "unlearning/training.py",
+    } <= files
     assert not [f for f in files if f.startswith(("views/", "commands/", "testbed/"))]
 
 
@@ -130,12 +152,20 @@ def _counting_steps(calls: dict, fail_in: str | None = None) -> list[Step]:
     def section(name):
         def make(result, results):
             fig = go.Figure(go.Bar(x=["a"], y=[result.value]))
-            return Section(key=name, title=name, text=f"value {result.value}", figures={"bar": fig},
-                           tables=[Table("t", ["v"], [[result.value]])])
+            return Section(
+                key=name,
+                title=name,
+                text=f"value {result.value}",
+                figures={"bar": fig},
+                tables=[Table("t", ["v"], [[result.value]])],
+            )
+
         return make
 
-    return [Step("first", first, section("first")),
-            Step("second", second, section("second"), options=("n_mem",), depends=("first",))]
+    return [
+        Step("first", first, section("first")),
+        Step("second", second, section("second"), options=("n_mem",), depends=("first",)),
+    ]
 
 
 def test_cached_steps_are_reused_and_invalidated_by_their_own_options(tiny, tiny_paragraphs, tmp_path):
@@ -149,34 +179,68 @@ def test_cached_steps_are_reused_and_invalidated_by_their_own_options(tiny, tiny
     run = run_report(tiny, tiny_paragraphs, tmp_path, options=opts, steps=_counting_steps(calls), image_formats=())
     assert calls == {"first": 1, "second": 1} and run.cached == {"first": True, "second": True}
     # n_mem is read by 'second' only: 'first' stays cached
-    run = run_report(tiny, tiny_paragraphs, tmp_path, options=ReportOptions(n_mem=5, progress=False), steps=_counting_steps(calls),
-                     image_formats=())
+    run = run_report(
+        tiny,
+        tiny_paragraphs,
+        tmp_path,
+        options=ReportOptions(n_mem=5, progress=False),
+        steps=_counting_steps(calls),
+        image_formats=(),
+    )
     assert calls == {"first": 1, "second": 2} and run.cached == {"first": True, "second": False}
     assert json.loads((tmp_path / "results.json").read_text())["steps"]["second"]["result"]["value"] == total * 5
     # other paragraphs: everything recomputed
-    run_report(tiny, tiny_paragraphs.select(list(range(6))), tmp_path, options=opts, steps=_counting_steps(calls),
-               image_formats=())
+    run_report(
+        tiny,
+        tiny_paragraphs.select(list(range(6))),
+        tmp_path,
+        options=opts,
+        steps=_counting_steps(calls),
+        image_formats=(),
+    )
     assert calls == {"first": 2, "second": 3}
     # use_cache=False recomputes even when a result is cached
-    run_report(tiny, tiny_paragraphs, tmp_path, options=opts, steps=_counting_steps(calls), use_cache=False, image_formats=())
+    run_report(
+        tiny, tiny_paragraphs, tmp_path, options=opts, steps=_counting_steps(calls), use_cache=False, image_formats=()
+    )
     assert calls == {"first": 3, "second": 4}
 
 
 def test_interrupted_report_keeps_the_old_one_and_resumes(tiny, tiny_paragraphs, tmp_path):
     calls: dict = {}
-    run_report(tiny, tiny_paragraphs, tmp_path, options=ReportOptions(n_mem=3, progress=False), steps=_counting_steps(calls),
-               image_formats=())
+    run_report(
+        tiny,
+        tiny_paragraphs,
+        tmp_path,
+        options=ReportOptions(n_mem=3, progress=False),
+        steps=_counting_steps(calls),
+        image_formats=(),
+    )
     good_html, good_json = (tmp_path / "report.html").read_bytes(), (tmp_path / "results.json").read_bytes()
     with pytest.raises(KeyboardInterrupt):
-        run_report(tiny, tiny_paragraphs, tmp_path, options=ReportOptions(n_mem=7, progress=False), steps=_counting_steps(calls, fail_in="second"),
-                   image_formats=())
+        run_report(
+            tiny,
+            tiny_paragraphs,
+            tmp_path,
+            options=ReportOptions(n_mem=7, progress=False),
+            steps=_counting_steps(calls, fail_in="second"),
+            image_formats=(),
+        )
     assert (tmp_path / "report.html").read_bytes() == good_html
     assert (tmp_path / "results.json").read_bytes() == good_json
     assert not list(tmp_path.glob(".staging-*"))
-    run = run_report(tiny, tiny_paragraphs, tmp_path, options=ReportOptions(n_mem=7, progress=False), steps=_counting_steps(calls),
-                     image_formats=())
+    run = run_report(
+        tiny,
+        tiny_paragraphs,
+        tmp_path,
+        options=ReportOptions(n_mem=7, progress=False),
+        steps=_counting_steps(calls),
+        image_formats=(),
+    )
     assert run.cached == {"first": True, "second": False} and calls == {"first": 1, "second": 3}
-    assert json.loads((tmp_path / "results.json").read_text())["steps"]["second"]["result"]["value"] == 7 * float(tiny_paragraphs.tokens.sum())
+    assert json.loads((tmp_path / "results.json").read_text())["steps"]["second"]["result"]["value"] == 7 * float(
+        tiny_paragraphs.tokens.sum()
+    )
 
 
 def test_a_corrupt_cache_entry_is_recomputed(tiny, tiny_paragraphs, tmp_path):
@@ -193,11 +257,23 @@ def test_unknown_step_is_a_user_error(tiny, tiny_paragraphs, tmp_path):
     from interp.errors import UserError
 
     with pytest.raises(UserError, match="unknown report step"):
-        run_report(tiny, tiny_paragraphs, tmp_path, options=ReportOptions(steps=("nope",), progress=False), steps=_counting_steps({}),
-                   image_formats=())
+        run_report(
+            tiny,
+            tiny_paragraphs,
+            tmp_path,
+            options=ReportOptions(steps=("nope",), progress=False),
+            steps=_counting_steps({}),
+            image_formats=(),
+        )
     calls: dict = {}
-    run = run_report(tiny, tiny_paragraphs, tmp_path, options=ReportOptions(steps=("second",), progress=False), steps=_counting_steps(calls),
-                     image_formats=())
+    run = run_report(
+        tiny,
+        tiny_paragraphs,
+        tmp_path,
+        options=ReportOptions(steps=("second",), progress=False),
+        steps=_counting_steps(calls),
+        image_formats=(),
+    )
     assert list(run.results) == ["first", "second"]  # a chosen step brings what it depends on
 
 
@@ -207,14 +283,22 @@ def test_unknown_step_is_a_user_error(tiny, tiny_paragraphs, tmp_path):
 def test_report_html_embeds_plotly_once_and_escapes_every_text():
     figs = {f"f{i}": go.Figure(go.Bar(x=[HOSTILE, "b"], y=[1, i])) for i in range(3)}
     view = circuitsvis.tokens.colored_tokens(tokens=["ok", HOSTILE, "&amp;"], values=[0.0, 1.0, 0.5])
-    section = Section(key="s1", title=f"title {HOSTILE}", text=f"text {HOSTILE}", figures=figs,
-                      views={f"caption {HOSTILE}": view}, tables=[Table(f"cap {HOSTILE}", ["col"], [[HOSTILE]])],
-                      notes=[f"note {HOSTILE}"])
+    section = Section(
+        key="s1",
+        title=f"title {HOSTILE}",
+        text=f"text {HOSTILE}",
+        figures=figs,
+        views={f"caption {HOSTILE}": view},
+        tables=[Table(f"cap {HOSTILE}", ["col"], [[HOSTILE]])],
+        notes=[f"note {HOSTILE}"],
+    )
     page = report_html("t", {"model": {"spec": HOSTILE}}, [section], intro=HOSTILE)
     marker = get_plotlyjs()[:200]
     assert page.count(marker) == 1
     assert "window.__pwned" in page  # the text is there ...
-    assert "<script>window.__pwned" not in page and "<b>bold</b>" not in page and "<img" not in page  # ... never as markup
+    assert (
+        "<script>window.__pwned" not in page and "<b>bold</b>" not in page and "<img" not in page
+    )  # ... never as markup
     assert "&lt;/script&gt;&lt;script&gt;window.__pwned=1" in page
     # circuitsvis writes tokens with innerHTML: its props carry them HTML-escaped, inside safe JSON
     assert "\\u0026lt;/script\\u0026gt;\\u0026lt;script\\u0026gt;window.__pwned=1" in page
@@ -236,11 +320,30 @@ def test_circuitsvis_props_round_trip_and_json_is_script_safe():
 
 def test_report_command_on_the_testbed(testbed, testbed_paragraph_set, tmp_path):
     counts = torch.tensor(testbed_paragraph_set.counts)
-    subset = testbed_paragraph_set.select(torch.cat([(counts == 128).nonzero().flatten()[:5], (counts == 1).nonzero().flatten()[:15]]))
+    subset = testbed_paragraph_set.select(
+        torch.cat([(counts == 128).nonzero().flatten()[:5], (counts == 1).nonzero().flatten()[:15]])
+    )
     subset.save_jsonl(tmp_path / "p.jsonl")
     out = tmp_path / "rep"
-    assert main(["report", "--model", "testbed", "--paragraphs", str(tmp_path / "p.jsonl"), "--quick",
-                 "--steps", "memorization", "--formats", "svg", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "report",
+                "--model",
+                "testbed",
+                "--paragraphs",
+                str(tmp_path / "p.jsonl"),
+                "--quick",
+                "--steps",
+                "memorization",
+                "--formats",
+                "svg",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     results = json.loads((out / "results.json").read_text())
     mem = results["steps"]["memorization"]["result"]
     scores = score_paragraphs(testbed, subset)
@@ -254,11 +357,14 @@ def test_report_command_on_the_testbed(testbed, testbed_paragraph_set, tmp_path)
     assert sorted(p.name for p in (out / "figures").iterdir()) == sorted(f"{f}.svg" for f in results["figures"])
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--steps", "nonsense"], "unknown report step"),
-    (["--n-mem", "0"], "ReportOptions.n_mem (--n-mem) must be at least 1"),
-    (["--formats", "gif"], "unknown image format"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--steps", "nonsense"], "unknown report step"),
+        (["--n-mem", "0"], "ReportOptions.n_mem (--n-mem) must be at least 1"),
+        (["--formats", "gif"], "unknown image format"),
+    ],
+)
 def test_report_command_bad_input(argv, message, tmp_path, capsys):
     assert main(["report", "--out", str(tmp_path / "o"), *argv]) == 2
     assert message in capsys.readouterr().err

@@ -10,19 +10,24 @@ import json
 import circuitsvis
 import pytest
 import torch
+from conftest import BROWSER, needs_browser
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from interp.data import Paragraphs
 from interp.report import ReportOptions, Step, default_steps, model_fingerprint, run_report
 from interp.views.report_html import Section
 
-from conftest import BROWSER, needs_browser
-
 pytestmark = pytest.mark.slow  # the whole module: minutes on 2 cores
 
 HOSTILE = "</script><script>window.__pwned=1</script><b id=hostile>bold</b><img src=x onerror=window.__pwned=2> "
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 @pytest.fixture(scope="module")
@@ -34,9 +39,21 @@ def small_model():
     from interp.models import TESTBED_DIR
 
     tokenizer = AutoTokenizer.from_pretrained(TESTBED_DIR)
-    cfg = HookedTransformerConfig(n_layers=2, d_model=32, n_heads=4, d_head=8, d_mlp=64, n_ctx=128, d_vocab=len(tokenizer),
-                                  act_fn="gelu_new", attn_types=["global", "local"], window_size=16,
-                                  original_architecture="GPTNeoForCausalLM", use_attn_scale=False, seed=0)
+    cfg = HookedTransformerConfig(
+        n_layers=2,
+        d_model=32,
+        n_heads=4,
+        d_head=8,
+        d_mlp=64,
+        n_ctx=128,
+        d_vocab=len(tokenizer),
+        act_fn="gelu_new",
+        attn_types=["global", "local"],
+        window_size=16,
+        original_architecture="GPTNeoForCausalLM",
+        use_attn_scale=False,
+        seed=0,
+    )
     return HookedTransformer(cfg, tokenizer=tokenizer, default_padding_side="right").eval()
 
 
@@ -57,19 +74,41 @@ def small_paragraphs(small_model):
 def report_dir(small_model, small_paragraphs, tmp_path_factory):
     """The whole pipeline on the small model, plus one view that holds the hostile text as ONE token
     (BPE splits it over several tokens in the paragraph views)."""
-    whole = Step("whole-token", lambda inputs: None, lambda result, results: Section(
-        key="whole-token", title="hostile token", views={"one token": circuitsvis.tokens.colored_tokens([HOSTILE, "x"], [1.0, 0.0])}))
+    whole = Step(
+        "whole-token",
+        lambda inputs: None,
+        lambda result, results: Section(
+            key="whole-token",
+            title="hostile token",
+            views={"one token": circuitsvis.tokens.colored_tokens([HOSTILE, "x"], [1.0, 0.0])},
+        ),
+    )
     out = tmp_path_factory.mktemp("report")
     before = model_fingerprint(small_model)
-    run = run_report(small_model, small_paragraphs, out, options=SMALL, steps=[*default_steps(), whole], image_formats=())
+    run = run_report(
+        small_model, small_paragraphs, out, options=SMALL, steps=[*default_steps(), whole], image_formats=()
+    )
     assert model_fingerprint(small_model) == before
     assert not any(hp._forward_hooks or hp._backward_hooks for hp in small_model.hook_dict.values())
     assert not any(p.grad is not None for p in small_model.parameters())
     return out, run
 
 
-SMALL = ReportOptions(n_mem=2, n_nmem=12, n_examples=1, grad_batch_size=8, n_perturb=2, perturb_samples=1, unlearn_targets=1,
-                      unlearn_steps=2, reft=False, relearn_steps=1, restore_selects=("all",), probe=1, progress=False)
+SMALL = ReportOptions(
+    n_mem=2,
+    n_nmem=12,
+    n_examples=1,
+    grad_batch_size=8,
+    n_perturb=2,
+    perturb_samples=1,
+    unlearn_targets=1,
+    unlearn_steps=2,
+    reft=False,
+    relearn_steps=1,
+    restore_selects=("all",),
+    probe=1,
+    progress=False,
+)
 
 
 def test_every_step_runs_and_lands_in_results(report_dir):
@@ -96,8 +135,9 @@ def test_report_renders_offline_and_never_runs_paragraph_text(report_dir):
     page_errors, console_errors, requests = [], [], []
     with sync_playwright() as p:
         user_dir = report_dir / "chromium-profile"
-        browser = p.chromium.launch_persistent_context(str(user_dir), executable_path=BROWSER, args=ARGS,
-                                                       headless=True, viewport={"width": 1200, "height": 1600})
+        browser = p.chromium.launch_persistent_context(
+            str(user_dir), executable_path=BROWSER, args=ARGS, headless=True, viewport={"width": 1200, "height": 1600}
+        )
         try:
             page = browser.new_page()
             page.on("pageerror", lambda exc: page_errors.append(str(exc)))
@@ -113,9 +153,12 @@ def test_report_renders_offline_and_never_runs_paragraph_text(report_dir):
             page.wait_for_function(
                 "[...document.querySelectorAll('.cv-view > div[id]')].every(d => d.childElementCount > 0)"
                 " && [...document.querySelectorAll('.js-plotly-plot')].every(d => d.querySelector('svg.main-svg'))",
-                timeout=15_000)
-            plots = page.evaluate("[...document.querySelectorAll('.figure')].map(f => "
-                                  "[f.dataset.figure, f.querySelectorAll('.js-plotly-plot svg.main-svg .trace, .js-plotly-plot svg.main-svg .hm').length])")
+                timeout=15_000,
+            )
+            plots = page.evaluate(
+                "[...document.querySelectorAll('.figure')].map(f => "
+                "[f.dataset.figure, f.querySelectorAll('.js-plotly-plot svg.main-svg .trace, .js-plotly-plot svg.main-svg .hm').length])"
+            )
             cv_text = page.evaluate("[...document.querySelectorAll('.cv-view > div[id]')].map(d => d.innerText)")
             pwned = page.evaluate("window.__pwned === undefined ? null : window.__pwned")
             injected = page.evaluate("[...document.querySelectorAll('#hostile, img[src=\"x\"]')].map(e => e.outerHTML)")
@@ -152,6 +195,8 @@ def _ink_fraction(browser, png: bytes) -> float:
                 let ink = 0;
                 for (let i = 0; i < d.length; i += 4) if (d[i] + d[i + 1] + d[i + 2] < 600) ink++;
                 return ink / (d.length / 4);
-            }""", "data:image/png;base64," + base64.b64encode(png).decode())
+            }""",
+            "data:image/png;base64," + base64.b64encode(png).decode(),
+        )
     finally:
         page.close()

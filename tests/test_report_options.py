@@ -71,14 +71,31 @@ def test_bad_options_name_the_field(tmp_path):
 
 def test_results_json_reruns_with_exactly_its_options(tmp_path):
     """run_report writes its options into results.json; --config results.json reads them back equal."""
-    cfg = HookedTransformerConfig(n_layers=1, d_model=16, n_heads=2, d_head=8, d_mlp=32, n_ctx=16, d_vocab=20,
-                                  act_fn="gelu_new", original_architecture="GPTNeoForCausalLM", seed=0)
+    cfg = HookedTransformerConfig(
+        n_layers=1,
+        d_model=16,
+        n_heads=2,
+        d_head=8,
+        d_mlp=32,
+        n_ctx=16,
+        d_vocab=20,
+        act_fn="gelu_new",
+        original_architecture="GPTNeoForCausalLM",
+        seed=0,
+    )
     model = HookedTransformer(cfg).eval()
-    paragraphs = Paragraphs(torch.randint(0, 20, (4, 8), generator=torch.Generator().manual_seed(0)), 4,
-                            tuple(f"p{i}" for i in range(4)))
-    step = Step("only", lambda inputs: _Value(inputs.options.n_mem),
-                lambda result, results: Section(key="only", title="only", text=str(result.value)), options=("n_mem",))
-    options = ReportOptions.paper(n_mem=3, unlearn_methods=("unlearn",), steps=("only",), max_paragraphs=4, progress=False)
+    paragraphs = Paragraphs(
+        torch.randint(0, 20, (4, 8), generator=torch.Generator().manual_seed(0)), 4, tuple(f"p{i}" for i in range(4))
+    )
+    step = Step(
+        "only",
+        lambda inputs: _Value(inputs.options.n_mem),
+        lambda result, results: Section(key="only", title="only", text=str(result.value)),
+        options=("n_mem",),
+    )
+    options = ReportOptions.paper(
+        n_mem=3, unlearn_methods=("unlearn",), steps=("only",), max_paragraphs=4, progress=False
+    )
     run_report(model, paragraphs, tmp_path, options=options, steps=[step], image_formats=())
     again = parse("--config", str(tmp_path / "results.json"))
     assert again == options

@@ -32,7 +32,9 @@ def setup():
 
 def test_windows_clip_at_the_edges():
     assert layer_windows(4, 5) == [(0, 2), (0, 3), (0, 3), (1, 3)]
-    assert layer_windows(12, 5)[0] == (0, 2) and layer_windows(12, 5)[6] == (4, 8) and layer_windows(12, 5)[11] == (9, 11)
+    assert (
+        layer_windows(12, 5)[0] == (0, 2) and layer_windows(12, 5)[6] == (4, 8) and layer_windows(12, 5)[11] == (9, 11)
+    )
     assert layer_windows(3, 1) == [(0, 0), (1, 1), (2, 2)]
     with pytest.raises(UserError):
         layer_windows(4, 0)
@@ -49,9 +51,17 @@ def test_default_window_scales_with_depth():
 def test_krs_is_averaged_per_paragraph_with_the_ratio_of_means_kept():
     ones, em = torch.ones(2), torch.ones(2, dtype=torch.long)
     r = RestorationResult(
-        ids=("a", "b"), experiments=("coefficients",), windows=((0, 0),), em_original=em, em_edited=em,
-        em_restored=em.view(1, 1, 2), nll_original=ones, nll_edited=ones, nll_restored=ones.view(1, 1, 2),
-        logit_loss_edited=torch.tensor([1.0, 100.0]), logit_loss_restored=torch.tensor([[[0.5, 10.0]]]),
+        ids=("a", "b"),
+        experiments=("coefficients",),
+        windows=((0, 0),),
+        em_original=em,
+        em_edited=em,
+        em_restored=em.view(1, 1, 2),
+        nll_original=ones,
+        nll_edited=ones,
+        nll_restored=ones.view(1, 1, 2),
+        logit_loss_edited=torch.tensor([1.0, 100.0]),
+        logit_loss_restored=torch.tensor([[[0.5, 10.0]]]),
     )
     assert r.krs.item() == pytest.approx((0.5 + 0.9) / 2)  # each paragraph's KRS, then the mean
     assert r.krs_ratio_of_means.item() == pytest.approx(1 - 10.5 / 101)
@@ -62,7 +72,9 @@ def test_restoring_what_changed_restores_the_original(setup):
     for components, experiment in ((("W_in",), "coefficients"), (("attn",), "attention"), (("W_out",), "values")):
         edited = edited_where(model, mem, nmem, components)
         result = restoration(model, edited, mem, width=9)  # every window covers all 4 layers
-        assert float(result.em_edited.float().mean()) < CONT - 1, "the edit must forget something for this test to mean anything"
+        assert float(result.em_edited.float().mean()) < CONT - 1, (
+            "the edit must forget something for this test to mean anything"
+        )
         e = result.experiments.index(experiment)
         assert torch.equal(result.em_restored[e, 0], result.em_original)
         assert result.krs[e, 0] == pytest.approx(1.0, abs=1e-4) and result.em_recovered[e, 0] == pytest.approx(1.0)
@@ -87,7 +99,9 @@ def test_batched_patching_equals_one_forward_per_window(setup):
     ref_logits = model(mem.tokens)[:, p - 1 : -1]
     for l, (lo, hi) in enumerate(layer_windows(4, 3)):
         for e, kinds in ((0, ("post",)), (1, ("post", "attn_out"))):
-            hooks = [(utils.get_act_name(k, j), lambda act, hook: cache[hook.name]) for k in kinds for j in range(lo, hi + 1)]
+            hooks = [
+                (utils.get_act_name(k, j), lambda act, hook: cache[hook.name]) for k in kinds for j in range(lo, hi + 1)
+            ]
             logits = edited.run_with_hooks(mem.tokens, fwd_hooks=hooks)
             with edited.hooks(fwd_hooks=hooks):
                 scores = score_paragraphs(edited, mem)

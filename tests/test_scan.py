@@ -22,9 +22,8 @@ from interp.data import Paragraphs, load_paragraphs, unique_fraction
 from interp.errors import UserError
 from interp.metrics import score_paragraphs
 from interp.models import load_model
-from interp.scan import ScanConfig, merge_spans, resolve_corpus, scan_corpus, screen_windows
+from interp.scan import ScanConfig, engine, merge_spans, resolve_corpus, scan_corpus, screen_windows
 from interp.scan import corpus as corpus_mod
-from interp.scan import engine
 from interp.scan.corpus import iter_documents, parse_shard
 
 P, C = 8, 12
@@ -39,8 +38,12 @@ def toy_tokenizer(folder: Path):
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<|endoftext|>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=["<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator([Path(engine.__file__).read_text()], trainer=trainer)
     eos = "<|endoftext|>"
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=eos, eos_token=eos, unk_token=eos, pad_token=eos)
@@ -55,10 +58,23 @@ def tiny(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tiny_neo")
     fast = toy_tokenizer(folder)
     torch.manual_seed(0)
-    cfg = GPTNeoConfig(vocab_size=len(fast), max_position_embeddings=256, hidden_size=64, num_layers=2,
-                       attention_types=[[["local"], 2]], num_heads=4, intermediate_size=128, window_size=4,
-                       initializer_range=0.5, activation_function="gelu_new", resid_dropout=0.0, embed_dropout=0.0, bos_token_id=0, eos_token_id=0,
-                       attention_dropout=0.0)
+    cfg = GPTNeoConfig(
+        vocab_size=len(fast),
+        max_position_embeddings=256,
+        hidden_size=64,
+        num_layers=2,
+        attention_types=[[["local"], 2]],
+        num_heads=4,
+        intermediate_size=128,
+        window_size=4,
+        initializer_range=0.5,
+        activation_function="gelu_new",
+        resid_dropout=0.0,
+        embed_dropout=0.0,
+        bos_token_id=0,
+        eos_token_id=0,
+        attention_dropout=0.0,
+    )
     hf = GPTNeoForCausalLM(cfg)
     with torch.no_grad():
         hf.transformer.wpe.weight.zero_()
@@ -127,8 +143,13 @@ def test_screen_and_exact_find_exactly_the_oracle_windows(tiny, corpus_file, tmp
         assert _mem_starts(records) == expected
         assert summary.mem_windows == len(expected)
         # one record per span: the merge of the oracle's windows, per document
-        spans = {(src, sp.start, sp.end) for src in {s for s, _ in expected}
-                 for sp in merge_spans(sorted(o for s, o in expected if s == src), [0.0] * sum(s == src for s, _ in expected), W, 1)}
+        spans = {
+            (src, sp.start, sp.end)
+            for src in {s for s, _ in expected}
+            for sp in merge_spans(
+                sorted(o for s, o in expected if s == src), [0.0] * sum(s == src for s, _ in expected), W, 1
+            )
+        }
         assert {(r["source"], r["span_start"], r["span_end"]) for r in records if r["kind"] == "mem"} == spans
         results[exact] = (summary, records)
     screen, exact = results[False][0], results[True][0]
@@ -143,8 +164,13 @@ def test_screen_and_exact_find_exactly_the_oracle_windows(tiny, corpus_file, tmp
 def test_output_is_a_paragraph_file_with_true_scores(tiny, corpus_file, tmp_path):
     model = tiny[1]
     out = tmp_path / "scan.jsonl"
-    scan_corpus(model, resolve_corpus([corpus_file]), out,
-                ScanConfig(prefix_len=P, continuation_len=C, n_controls=8, intermediate=True), progress=False)
+    scan_corpus(
+        model,
+        resolve_corpus([corpus_file]),
+        out,
+        ScanConfig(prefix_len=P, continuation_len=C, n_controls=8, intermediate=True),
+        progress=False,
+    )
     paragraphs = load_paragraphs(out, model.tokenizer, P, C, model.cfg.d_vocab)
     kinds = paragraphs.meta["kind"]
     assert {"mem", "nmem"} <= set(kinds)
@@ -164,14 +190,30 @@ def test_screen_reads_each_window_after_at_most_step_minus_one_tokens_of_its_doc
     with step 1 it is the exact score. A GPT-Neo with global attention and positions, so context counts."""
     from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-    model = HookedTransformer(HookedTransformerConfig(
-        n_layers=2, d_model=32, n_heads=2, d_head=16, d_mlp=64, n_ctx=64, d_vocab=50, act_fn="gelu_new",
-        attn_types=["global", "local"], use_local_attn=True, window_size=6, original_architecture="GPTNeoForCausalLM",
-        seed=0, initializer_range=0.5))
+    model = HookedTransformer(
+        HookedTransformerConfig(
+            n_layers=2,
+            d_model=32,
+            n_heads=2,
+            d_head=16,
+            d_mlp=64,
+            n_ctx=64,
+            d_vocab=50,
+            act_fn="gelu_new",
+            attn_types=["global", "local"],
+            use_local_attn=True,
+            window_size=6,
+            original_architecture="GPTNeoForCausalLM",
+            seed=0,
+            initializer_range=0.5,
+        )
+    )
     g = torch.Generator().manual_seed(0)
     greedy = _greedy(model, torch.randint(0, 50, (1, P), generator=g), 50)[0].tolist()  # window 0 is MEM
-    streams = [torch.tensor(greedy + torch.randint(0, 50, (40,), generator=g).tolist()),
-               torch.tensor(torch.randint(0, 50, (W + 5,), generator=g).tolist())]
+    streams = [
+        torch.tensor(greedy + torch.randint(0, 50, (40,), generator=g).tolist()),
+        torch.tensor(torch.randint(0, 50, (W + 5,), generator=g).tolist()),
+    ]
     for step in (1, 3, 7, W):
         starts = [torch.arange(0, len(x) - W + 1, 2) for x in streams]  # stride 2: not every window is asked about
         res = screen_windows(model, streams, starts, prefix_len=P, window_len=W, step=step, batch_size=3)
@@ -187,9 +229,12 @@ def test_screen_reads_each_window_after_at_most_step_minus_one_tokens_of_its_doc
         n_chunks = [len(range(0, len(x) - W + 1, step)) for x in streams]
         assert res.chunks == sum(n_chunks)
         lengths = [min(W + step - 1, len(x) - c) for x, n in zip(streams, n_chunks) for c in range(0, n * step, step)]
-        assert res.forward_tokens == sum(len(b) * max(b) for b in (lengths[i : i + 3] for i in range(0, len(lengths), 3)))
-    exact = score_paragraphs(model, Paragraphs(streams[0][starts[0][:, None] + torch.arange(W)], P,
-                                               tuple(map(str, range(len(starts[0])))))).em
+        assert res.forward_tokens == sum(
+            len(b) * max(b) for b in (lengths[i : i + 3] for i in range(0, len(lengths), 3))
+        )
+    exact = score_paragraphs(
+        model, Paragraphs(streams[0][starts[0][:, None] + torch.arange(W)], P, tuple(map(str, range(len(starts[0])))))
+    ).em
     step1 = screen_windows(model, streams[:1], starts[:1], prefix_len=P, window_len=W, step=1)
     assert torch.equal(step1.lead[0], exact) and torch.equal(step1.misses[0] == 0, exact == C)
     assert 0 < (exact == C).sum() < len(exact)  # greedy text and random text: the comparison can fail
@@ -200,7 +245,10 @@ def test_screen_reads_each_window_after_at_most_step_minus_one_tokens_of_its_doc
 def test_merge_spans_joins_overlapping_and_touching_windows():
     spans = merge_spans([41, 0, 2, 1, 10, 40, 80], [3.0, 2.0, 1.0, 2.5, 0.5, 4.0, 1.0], window_len=20, stride=1)
     assert [(s.start, s.end, s.best, s.n_windows, s.runs) for s in spans] == [
-        (0, 30, 10, 4, ((0, 2), (10, 10))), (40, 61, 41, 2, ((40, 41),)), (80, 100, 80, 1, ((80, 80),))]
+        (0, 30, 10, 4, ((0, 2), (10, 10))),
+        (40, 61, 41, 2, ((40, 41),)),
+        (80, 100, 80, 1, ((80, 80),)),
+    ]
     touching = merge_spans([0, 20], [1.0, 1.0], window_len=20, stride=20)
     assert [(s.start, s.end, s.runs) for s in touching] == [(0, 40, ((0, 20),))]
 
@@ -209,14 +257,21 @@ def test_filters_drop_boilerplate_and_count_it(tiny, corpus_file, tmp_path):
     model = tiny[1]
     corpus = resolve_corpus([corpus_file])
     base = ScanConfig(prefix_len=P, continuation_len=C, n_controls=0, merge=False, recall_sample=0.0)
-    scan_corpus(model, corpus, tmp_path / "all.jsonl", ScanConfig(**{**base.__dict__, "filters": False}), progress=False)
+    scan_corpus(
+        model, corpus, tmp_path / "all.jsonl", ScanConfig(**{**base.__dict__, "filters": False}), progress=False
+    )
     mem = [r for r in _records(tmp_path / "all.jsonl") if r["kind"] == "mem"]
     low = [r for r in mem if unique_fraction(torch.tensor([r["tokens"]]))[0] < 0.5]
     target = next(r for r in mem if r not in low)
     pattern = re.escape(target["text"][-12:])
     kept = [r for r in mem if r not in low and not re.search(pattern, r["text"])]
-    summary = scan_corpus(model, corpus, tmp_path / "f.jsonl",
-                          ScanConfig(**{**base.__dict__, "boilerplate_patterns": (pattern,)}), progress=False)
+    summary = scan_corpus(
+        model,
+        corpus,
+        tmp_path / "f.jsonl",
+        ScanConfig(**{**base.__dict__, "boilerplate_patterns": (pattern,)}),
+        progress=False,
+    )
     assert {r["id"] for r in _records(tmp_path / "f.jsonl")} == {r["id"] for r in kept}
     assert summary.filtered["boilerplate"]["mem"] == len(mem) - len(low) - len(kept) > 0
     assert summary.filtered["low_unique"]["mem"] == len(low)
@@ -262,17 +317,45 @@ def test_interrupted_scan_resumes_to_the_same_output(tiny, corpus_file, tmp_path
     with pytest.raises(KeyboardInterrupt):
         scan_corpus(model, corpus, tmp_path / "x.jsonl", cfg, progress=False)
     with pytest.raises(UserError, match="config differ"):  # resuming with other options is refused
-        scan_corpus(model, corpus, tmp_path / "x.jsonl", ScanConfig(**{**cfg.__dict__, "stride": 2}), resume=True, progress=False)
+        scan_corpus(
+            model,
+            corpus,
+            tmp_path / "x.jsonl",
+            ScanConfig(**{**cfg.__dict__, "stride": 2}),
+            resume=True,
+            progress=False,
+        )
 
 
 def test_shards_merge_into_the_unsharded_scan(tiny, tmp_path, capsys):
     corpus_path = _write_jsonl(tmp_path / "c.jsonl", _docs(tiny[1], 9, seed=1))
-    assert main(["scan", "--model", str(tiny[0]), "--corpus", str(corpus_path), "--prefix-len", str(P),
-                 "--continuation-len", str(C), "--nmem", "7", "--quiet", "--out", str(tmp_path / "all.jsonl")]) == 0
+    assert (
+        main(
+            [
+                "scan",
+                "--model",
+                str(tiny[0]),
+                "--corpus",
+                str(corpus_path),
+                "--prefix-len",
+                str(P),
+                "--continuation-len",
+                str(C),
+                "--nmem",
+                "7",
+                "--quiet",
+                "--out",
+                str(tmp_path / "all.jsonl"),
+            ]
+        )
+        == 0
+    )
     assert "MEM:" in capsys.readouterr().out
     corpus, cfg = resolve_corpus([corpus_path]), ScanConfig(prefix_len=P, continuation_len=C, n_controls=7)
-    docs = [scan_corpus(tiny[1], corpus, tmp_path / f"s{k}.jsonl", cfg, shard=(k, 3), progress=False).documents
-            for k in (1, 2, 3)]
+    docs = [
+        scan_corpus(tiny[1], corpus, tmp_path / f"s{k}.jsonl", cfg, shard=(k, 3), progress=False).documents
+        for k in (1, 2, 3)
+    ]
     assert sum(docs) == 9 and max(docs) < 9
     shards = [str(tmp_path / f"s{k}.jsonl") for k in (1, 2, 3)]
     assert main(["scan", "merge", *shards[:2], "--out", str(tmp_path / "m.jsonl")]) == 2
@@ -324,7 +407,9 @@ def test_folders_glob_skip_binary_and_big_files_keep_token_offsets(tiny, tmp_pat
     (tmp_path / "b.py").write_text("def f():\n    return 1\n")
     (tmp_path / "c.py").write_bytes(b"\x00" * 10)
     corpus = resolve_corpus([tmp_path], "**/*.py")
-    assert [f.source for f in corpus.files] == ["b.py", "sub/a.py"] and corpus.skipped_binary == (str(tmp_path / "c.py"),)
+    assert [f.source for f in corpus.files] == ["b.py", "sub/a.py"] and corpus.skipped_binary == (
+        str(tmp_path / "c.py"),
+    )
     monkeypatch.setattr(corpus_mod, "BLOCK_CHARS", 500)
     encode = lambda t: tokenizer.encode(t, add_special_tokens=False)  # noqa: E731
     blocks = list(iter_documents(resolve_corpus([tmp_path / "sub" / "a.py"]), (1, 1), encode))
@@ -341,8 +426,13 @@ def test_folders_glob_skip_binary_and_big_files_keep_token_offsets(tiny, tmp_pat
 def test_scan_leaves_the_model_as_it_was(tiny, corpus_file, tmp_path):
     model = tiny[1]
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    scan_corpus(model, resolve_corpus([corpus_file]), tmp_path / "s.jsonl",
-                ScanConfig(prefix_len=P, continuation_len=C, n_controls=3), progress=False)
+    scan_corpus(
+        model,
+        resolve_corpus([corpus_file]),
+        tmp_path / "s.jsonl",
+        ScanConfig(prefix_len=P, continuation_len=C, n_controls=3),
+        progress=False,
+    )
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert all(not h.fwd_hooks and not h.bwd_hooks for h in model.hook_dict.values())
     assert not model.training
@@ -395,10 +485,24 @@ def train_rotary(tokenizer) -> tuple:
     from transformer_lens import HookedTransformer, HookedTransformerConfig
 
     vocab = len(tokenizer)
-    model = HookedTransformer(HookedTransformerConfig(
-        n_layers=2, d_model=64, n_heads=4, d_head=16, d_mlp=256, n_ctx=ROT_CTX, d_vocab=vocab, act_fn="gelu",
-        positional_embedding_type="rotary", rotary_dim=16, original_architecture="GPTNeoXForCausalLM",
-        normalization_type="LN", seed=0), tokenizer=tokenizer)
+    model = HookedTransformer(
+        HookedTransformerConfig(
+            n_layers=2,
+            d_model=64,
+            n_heads=4,
+            d_head=16,
+            d_mlp=256,
+            n_ctx=ROT_CTX,
+            d_vocab=vocab,
+            act_fn="gelu",
+            positional_embedding_type="rotary",
+            rotary_dim=16,
+            original_architecture="GPTNeoXForCausalLM",
+            normalization_type="LN",
+            seed=0,
+        ),
+        tokenizer=tokenizer,
+    )
     g = torch.Generator().manual_seed(0)
     succ = torch.randint(0, vocab, (vocab, 4), generator=g)
     paragraphs = torch.randint(0, vocab, (ROT_PARAGRAPHS, W), generator=g)
@@ -489,6 +593,7 @@ def test_default_scan_finds_what_exact_finds_on_a_rotary_model_at_random_offsets
 
 # ---- the recall audit: a number only when it rests on enough MEM windows ----------------------------
 
+
 def test_recall_is_stated_with_an_interval_only_when_the_audit_holds_enough_mem_windows():
     from scipy.stats import binomtest
 
@@ -514,9 +619,23 @@ def test_recall_is_stated_with_an_interval_only_when_the_audit_holds_enough_mem_
 
 
 def test_console_and_summary_say_when_recall_is_unmeasured_and_the_suggested_flag_measures_it(
-        tiny, corpus_file, tmp_path, capsys):
-    base = ["scan", "--model", str(tiny[0]), "--corpus", str(corpus_file), "--prefix-len", str(P),
-            "--continuation-len", str(C), "--nmem", "0", "--quiet", "--no-filters"]
+    tiny, corpus_file, tmp_path, capsys
+):
+    base = [
+        "scan",
+        "--model",
+        str(tiny[0]),
+        "--corpus",
+        str(corpus_file),
+        "--prefix-len",
+        str(P),
+        "--continuation-len",
+        str(C),
+        "--nmem",
+        "0",
+        "--quiet",
+        "--no-filters",
+    ]
     assert main(base + ["--recall-sample", "0.005", "--out", str(tmp_path / "few.jsonl")]) == 0
     console = capsys.readouterr().out
     summary = json.loads((tmp_path / "few.summary.json").read_text())

@@ -54,9 +54,17 @@ def test_metadata_has_provenance_and_statistics():
     meta = testbed_metadata()
     cfg = meta["config"]
     assert meta["version"] == 2 and cfg["seed"] == 0
-    assert cfg["n_layers"] >= 6 and cfg["n_heads"] >= 8 and cfg["context"] >= 256 and cfg["window_size"] <= cfg["context"] // 2
+    assert (
+        cfg["n_layers"] >= 6
+        and cfg["n_heads"] >= 8
+        and cfg["context"] >= 256
+        and cfg["window_size"] <= cfg["context"] // 2
+    )
     assert meta["corpus"]["sha256"] and meta["corpus"]["python_version"]
-    assert len(meta["unigram_counts"]) == cfg["vocab_size"] and sum(meta["unigram_counts"]) == meta["data"]["stream_tokens"]
+    assert (
+        len(meta["unigram_counts"]) == cfg["vocab_size"]
+        and sum(meta["unigram_counts"]) == meta["data"]["stream_tokens"]
+    )
     assert set(meta["planted"]) == {str(c) for c, _ in cfg["planted"]}
     offsets = meta["data"]["offsets"]
     assert offsets["range"] == [1, cfg["context"] - 100 - 1] and offsets["min_count_per_offset"] > 0
@@ -144,8 +152,16 @@ def test_fused_training_attention_matches_eager():
     """Training runs attention through PyTorch's fused kernel; it must compute what GPT-Neo does."""
     from transformers import GPTNeoConfig, GPTNeoForCausalLM
 
-    cfg = GPTNeoConfig(vocab_size=50, max_position_embeddings=32, hidden_size=32, num_layers=2, num_heads=4,
-                       attention_types=[[["global", "local"], 1]], window_size=5, intermediate_size=64)
+    cfg = GPTNeoConfig(
+        vocab_size=50,
+        max_position_embeddings=32,
+        hidden_size=32,
+        num_layers=2,
+        num_heads=4,
+        attention_types=[[["global", "local"], 1]],
+        window_size=5,
+        intermediate_size=64,
+    )
     torch.manual_seed(0)
     model = GPTNeoForCausalLM(cfg).eval()
     tokens = torch.randint(0, 50, (3, 32))

@@ -10,8 +10,8 @@ from transformer_lens.utils import get_act_name
 from interp.ablation import head_ablation
 from interp.data import Paragraphs
 from interp.errors import UserError
-from interp.gradient_scores import gradient_scores
 from interp.gradient_norms import per_paragraph_norms
+from interp.gradient_scores import gradient_scores
 from interp.integrated_gradients import integrated_gradients
 from interp.metrics import continuation_log_probs
 from interp.unit_ablation import unit_ablation
@@ -24,9 +24,22 @@ PREFIX, CONT, VOCAB = 4, 4, 48
 @pytest.fixture(scope="module")
 def tiny():
     cfg = HookedTransformerConfig(
-        n_layers=2, d_model=32, n_heads=4, d_head=8, d_mlp=16, d_vocab=VOCAB, n_ctx=16, act_fn="gelu_new",
-        normalization_type="LN", attn_types=["global", "local"], window_size=8, use_attn_scale=True,
-        original_architecture="GPTNeoForCausalLM", seed=1, initializer_range=0.3, dtype=torch.float64,
+        n_layers=2,
+        d_model=32,
+        n_heads=4,
+        d_head=8,
+        d_mlp=16,
+        d_vocab=VOCAB,
+        n_ctx=16,
+        act_fn="gelu_new",
+        normalization_type="LN",
+        attn_types=["global", "local"],
+        window_size=8,
+        use_attn_scale=True,
+        original_architecture="GPTNeoForCausalLM",
+        seed=1,
+        initializer_range=0.3,
+        dtype=torch.float64,
     )
     model = HookedTransformer(cfg).eval()
     tokens = torch.randint(0, VOCAB, (12, PREFIX + CONT), generator=torch.Generator().manual_seed(1))
@@ -45,7 +58,11 @@ def test_rank_units_puts_unscored_last():
     s = torch.tensor([[3.0, float("nan")], [1.0, 2.0]])
     assert rank_units(s).tolist() == [[1, 4], [3, 2]]
     result = UnitScores("x", "head", s, 0.0)
-    assert result.rank_of(1, 1) == 2 and result.margin(0, 0) == pytest.approx(1.0) and result.margin(1, 1) == pytest.approx(-1.0)
+    assert (
+        result.rank_of(1, 1) == 2
+        and result.margin(0, 0) == pytest.approx(1.0)
+        and result.margin(1, 1) == pytest.approx(-1.0)
+    )
     assert result.top(2).tolist() == [[0, 0], [1, 1]]
 
 
@@ -64,8 +81,9 @@ def test_recall_at_is_mempis_layerwise_recall():
 def test_neuron_ablation_matches_a_hooked_forward(tiny, mode):
     model, mem, nmem, reference = tiny
     units = torch.tensor([[0, 3], [1, 5], [1, 0]])
-    result = unit_ablation(model, mem, unit="neuron", mode=mode, units=units,
-                           reference=reference if mode == "mean" else None, batch_size=4)
+    result = unit_ablation(
+        model, mem, unit="neuron", mode=mode, units=units, reference=reference if mode == "mean" else None, batch_size=4
+    )
     base = _mean_logp(model, mem)
     ref_means = {}
     if mode == "mean":
@@ -73,9 +91,11 @@ def test_neuron_ablation_matches_a_hooked_forward(tiny, mode):
             _, cache = model.run_with_cache(reference.tokens)
             ref_means[layer] = cache[get_act_name("post", layer)].mean(0)
     for layer, neuron in units.tolist():
+
         def hook(act, hook, layer=layer, neuron=neuron):
             act[:, :, neuron] = 0.0 if mode == "zero" else ref_means[layer][:, neuron]
             return act
+
         expected = (base - _mean_logp(model, mem, [(get_act_name("post", layer), hook)])).mean()
         assert float(result.score[layer, neuron]) == pytest.approx(float(expected), abs=1e-6)
     assert int((~result.score.isnan()).sum()) == 3 and result.method == ("zero_out" if mode == "zero" else "ablation")
@@ -103,8 +123,10 @@ def test_integrated_gradients_are_complete_per_layer(tiny, unit):
     result = integrated_gradients(model, mem, unit=unit, steps=256, batch_size=256)  # midpoint rule: error ~ 1/steps^2
     name = "z" if unit == "head" else "post"
     for layer in range(2):
+
         def zero(act, hook):
             return torch.zeros_like(act)
+
         expected = (_mean_logp(model, mem) - _mean_logp(model, mem, [(get_act_name(name, layer), zero)])).mean()
         assert float(result.score[layer].sum()) == pytest.approx(float(expected), rel=1e-3, abs=1e-5)
 

@@ -8,22 +8,19 @@ from dataclasses import replace
 
 import pytest
 import torch
-from transformer_lens import HookedTransformer, HookedTransformerConfig
-
 from conftest import hook_count, state_hash
+from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from interp.data import Paragraphs
 from interp.errors import UserError
 from interp.gradients import parameter_gradients, selected_parameters
 from interp.masks import top_k_mask
-from interp.metrics import score_paragraphs
-from interp.metrics import greedy_continuations
-from interp.views.unlearning import figure_unlearning_table
+from interp.metrics import greedy_continuations, score_paragraphs
 from interp.unlearning import (
-    calibrate,
-    calibrated_configs,
     RelearnConfig,
     UnlearnConfig,
+    calibrate,
+    calibrated_configs,
     evaluate,
     optimise,
     probe_sets,
@@ -32,15 +29,28 @@ from interp.unlearning import (
     unlearn,
     unlearning_table,
 )
+from interp.views.unlearning import figure_unlearning_table
 
 PREFIX, CONT, VOCAB = 8, 8, 48
 
 
 def tiny_model(seed: int = 3) -> HookedTransformer:
     cfg = HookedTransformerConfig(
-        n_layers=4, d_model=32, n_heads=4, d_head=8, d_mlp=64, d_vocab=VOCAB, n_ctx=PREFIX + CONT, act_fn="gelu_new",
-        normalization_type="LN", attn_types=["global", "local"] * 2, window_size=4, use_attn_scale=False,
-        original_architecture="GPTNeoForCausalLM", seed=seed, initializer_range=0.3,
+        n_layers=4,
+        d_model=32,
+        n_heads=4,
+        d_head=8,
+        d_mlp=64,
+        d_vocab=VOCAB,
+        n_ctx=PREFIX + CONT,
+        act_fn="gelu_new",
+        normalization_type="LN",
+        attn_types=["global", "local"] * 2,
+        window_size=4,
+        use_attn_scale=False,
+        original_architecture="GPTNeoForCausalLM",
+        seed=seed,
+        initializer_range=0.3,
     )
     return HookedTransformer(cfg).eval()
 
@@ -80,8 +90,11 @@ def test_mask_respected_bit_for_bit_and_input_model_untouched(setup):
     before_hash = state_hash(model)
     flags = {n: p.requires_grad for n, p in model.named_parameters()}
     gen = torch.Generator().manual_seed(0)
-    mask = {name: torch.rand(p.shape, generator=gen) < 0.05 for name, p in model.named_parameters()
-            if name in ("blocks.1.attn.W_V", "blocks.2.mlp.W_in", "blocks.0.ln1.w")}
+    mask = {
+        name: torch.rand(p.shape, generator=gen) < 0.05
+        for name, p in model.named_parameters()
+        if name in ("blocks.1.attn.W_V", "blocks.2.mlp.W_in", "blocks.0.ln1.w")
+    }
     cfg = UnlearnConfig(method="unlearn", lr=1e-2, steps=3, weight_decay=1.0)
     result = unlearn(model, mem.select([0]), nmem.select(range(10)), cfg, mask=mask, probe=probe)
     assert state_hash(model) == before_hash
@@ -110,13 +123,23 @@ def test_paper_code_masks_the_gradient_and_lets_decay_shrink_the_rest(setup):
     mask[name][0, 0, 0] = True
     mask[name][2, 5, 3] = True
     original = model.blocks[1].attn.W_V.detach()
-    no_decay = unlearn(model, mem.select([0]), nmem.select(range(10)),
-                       UnlearnConfig(lr=1e-3, steps=3, weight_decay=0.0, decay_outside_mask=True), mask=mask)
+    no_decay = unlearn(
+        model,
+        mem.select([0]),
+        nmem.select(range(10)),
+        UnlearnConfig(lr=1e-3, steps=3, weight_decay=0.0, decay_outside_mask=True),
+        mask=mask,
+    )
     moved = no_decay.model.blocks[1].attn.W_V.detach() != original
     assert torch.equal(moved, mask[name]) and no_decay.weights_changed == 2
 
-    decay = unlearn(model, mem.select([0]), nmem.select(range(10)),
-                    UnlearnConfig(lr=1e-3, steps=3, weight_decay=1.0, decay_outside_mask=True), mask=mask)
+    decay = unlearn(
+        model,
+        mem.select([0]),
+        nmem.select(range(10)),
+        UnlearnConfig(lr=1e-3, steps=3, weight_decay=1.0, decay_outside_mask=True),
+        mask=mask,
+    )
     after = decay.model.blocks[1].attn.W_V.detach()
     # Adam's normalised step is ~lr per step, so weights within 3 steps of 0 may cross it: test the rest
     rest = ~mask[name] & (original.abs() > 0.01)
@@ -230,10 +253,19 @@ def test_relearn_and_table(setup):
     before_hash = state_hash(model)
     attacked = relearn(model, mem.select([0]), nmem.select(range(10)), RelearnConfig(steps=3, lr=1e-2))
     assert state_hash(model) == before_hash and state_hash(attacked) != before_hash
-    configs = [UnlearnConfig(method="ga", select="all", lr=1e-2, steps=3, weight_decay=0.0),
-               UnlearnConfig(method="ga", select="topk", fraction=0.01, lr=1e-2, steps=3, weight_decay=0.0)]
-    table = unlearning_table(model, mem.select([0, 1]), nmem.select(range(20)), configs, probe, retain_per_run=10,
-                             relearn_config=RelearnConfig(steps=2, lr=1e-3))
+    configs = [
+        UnlearnConfig(method="ga", select="all", lr=1e-2, steps=3, weight_decay=0.0),
+        UnlearnConfig(method="ga", select="topk", fraction=0.01, lr=1e-2, steps=3, weight_decay=0.0),
+    ]
+    table = unlearning_table(
+        model,
+        mem.select([0, 1]),
+        nmem.select(range(20)),
+        configs,
+        probe,
+        retain_per_run=10,
+        relearn_config=RelearnConfig(steps=2, lr=1e-3),
+    )
     assert state_hash(model) == before_hash
     assert len(table.per_run) == 4 and table.labels == ("ga all", "ga top-1%")
     for row, label in enumerate(table.labels):
@@ -258,25 +290,80 @@ def test_cli_save_reloads_with_the_measured_em(testbed, tmp_path):
 
     every = testbed_paragraphs()
     split = every.meta["split"]
-    pick = [i for i in range(len(every)) if split[i] == "planted"][:6] + \
-           [i for i in range(len(every)) if split[i] == "once"][:14] + [i for i in range(len(every)) if split[i] == "heldout"][:3]
+    pick = (
+        [i for i in range(len(every)) if split[i] == "planted"][:6]
+        + [i for i in range(len(every)) if split[i] == "once"][:14]
+        + [i for i in range(len(every)) if split[i] == "heldout"][:3]
+    )
     small = tmp_path / "small.jsonl"
     every.select(pick).save_jsonl(small)
     out, saved = tmp_path / "run.json", tmp_path / "edited"
-    assert main(["unlearn", "--model", "testbed", "--paragraphs", str(small), "--method", "ga", "--select", "all",
-                 "--lr", "1e-3", "--steps", "3", "--weight-decay", "0", "--retain", "4", "--probe", "3",
-                 "--relearn-steps", "0", "--device", "cpu", "--json", str(out), "--save", str(saved)]) == 0
+    assert (
+        main(
+            [
+                "unlearn",
+                "--model",
+                "testbed",
+                "--paragraphs",
+                str(small),
+                "--method",
+                "ga",
+                "--select",
+                "all",
+                "--lr",
+                "1e-3",
+                "--steps",
+                "3",
+                "--weight-decay",
+                "0",
+                "--retain",
+                "4",
+                "--probe",
+                "3",
+                "--relearn-steps",
+                "0",
+                "--device",
+                "cpu",
+                "--json",
+                str(out),
+                "--save",
+                str(saved),
+            ]
+        )
+        == 0
+    )
     run = json.loads(out.read_text())
     target = run["per_run"][0]["target"]
     em_after = run["rows"][0]["after"]["target_em"]
     assert run["before"]["target_em"] == 50 and em_after < 50
     again = tmp_path / "again.json"
-    assert main(["memorized", "--model", str(saved), "--paragraphs", str(small), "--device", "cpu", "--json", str(again)]) == 0
+    assert (
+        main(["memorized", "--model", str(saved), "--paragraphs", str(small), "--device", "cpu", "--json", str(again)])
+        == 0
+    )
     reloaded = {r["id"]: r["em"] for r in json.loads(again.read_text())["paragraphs"]}
     assert reloaded[target] == em_after
     restored = tmp_path / "restore.json"
-    assert main(["restore", "--model", "testbed", "--edited", str(saved), "--paragraphs", str(small), "--device", "cpu",
-                 "--json", str(restored), "--experiments", "coefficients,values"]) == 0
+    assert (
+        main(
+            [
+                "restore",
+                "--model",
+                "testbed",
+                "--edited",
+                str(saved),
+                "--paragraphs",
+                str(small),
+                "--device",
+                "cpu",
+                "--json",
+                str(restored),
+                "--experiments",
+                "coefficients,values",
+            ]
+        )
+        == 0
+    )
     res = json.loads(restored.read_text())
     assert res["ids"] == [target] and res["em_original"] == [50] and res["em_edited"] == [em_after]
     assert main(["unlearn", "--model", "testbed", "--paragraphs", str(small), "--table", "--save", str(saved)]) == 2
@@ -287,9 +374,15 @@ def test_relearning_controls_are_the_attack_applied_to_the_original_model(setup)
     paragraph's prefix; both computed exactly as the attack, averaged over targets."""
     model, mem, nmem, probe = setup
     cfg = RelearnConfig(steps=2, lr=1e-2)
-    table = unlearning_table(model, mem.select([0, 1]), nmem.select(range(20)),
-                             [UnlearnConfig(method="ga", select="all", lr=1e-2, steps=2, weight_decay=0.0)], probe,
-                             retain_per_run=10, relearn_config=cfg)
+    table = unlearning_table(
+        model,
+        mem.select([0, 1]),
+        nmem.select(range(20)),
+        [UnlearnConfig(method="ga", select="all", lr=1e-2, steps=2, weight_decay=0.0)],
+        probe,
+        retain_per_run=10,
+        relearn_config=cfg,
+    )
     c = table.relearn_controls
     expected = []
     for i in range(2):
@@ -301,8 +394,14 @@ def test_relearning_controls_are_the_attack_applied_to_the_original_model(setup)
     unseen = probe.heldout.select([0, 1])
     assert c["unseen_before"] == pytest.approx(float(score_paragraphs(model, unseen).em.float().mean()))
     assert "relearning controls" in table.format() and table.to_json()["relearn_controls"] == c
-    none = unlearning_table(model, mem.select([0]), nmem.select(range(10)), [UnlearnConfig(method="ga", select="all")],
-                            probe, relearn_config=None)
+    none = unlearning_table(
+        model,
+        mem.select([0]),
+        nmem.select(range(10)),
+        [UnlearnConfig(method="ga", select="all")],
+        probe,
+        relearn_config=None,
+    )
     assert none.relearn_controls == {}
 
 
@@ -322,8 +421,9 @@ def test_calibration_finds_the_smallest_rate_that_forgets(setup):
     assert cal.reached and cal.lr == grid[first] and len(cal.trace) < len(grid)
     assert all(em == pytest.approx(every[grid.index(lr)]) for lr, em in cal.trace)
     # the table at the chosen rate reproduces the forgetting the search saw
-    table = unlearning_table(model, targets, retain, [replace(cfg, lr=cal.lr)], probe, relearn_config=None,
-                             calibrations=[cal])
+    table = unlearning_table(
+        model, targets, retain, [replace(cfg, lr=cal.lr)], probe, relearn_config=None, calibrations=[cal]
+    )
     assert table.after[0]["target_em"] == pytest.approx(every[first])
     low = calibrate(model, targets, retain, cfg, lrs=grid[:first], level=2)
     assert not low.reached and low.lr == grid[first - 1] and "not reached" in low.describe()

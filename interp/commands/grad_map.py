@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import html
 
-
 from interp.commands.common import add_model_args, add_paragraph_args, model_from_args, paragraphs_from_args
 from interp.errors import UserError
 from interp.gradient_norms import compare_norms, per_paragraph_norms
@@ -20,12 +19,28 @@ def register(sub) -> None:
     p = sub.add_parser("grad-map", help="gradient-norm maps per layer / component / head, MEM vs NMEM")
     add_model_args(p)
     add_paragraph_args(p)
-    p.add_argument("--objective", choices=OBJECTIVES, default="nll", help="nll (default) or the paper's contrastive Eq. 3")
-    p.add_argument("--reduce", choices=REDUCTIONS, default="max", help="score per weight matrix: max |grad| (default, the paper's), l2, mean")
-    p.add_argument("--max-paragraphs", type=int, default=32, help="at most this many MEM and this many NMEM paragraphs, drawn at random (default 32)")
+    p.add_argument(
+        "--objective", choices=OBJECTIVES, default="nll", help="nll (default) or the paper's contrastive Eq. 3"
+    )
+    p.add_argument(
+        "--reduce",
+        choices=REDUCTIONS,
+        default="max",
+        help="score per weight matrix: max |grad| (default, the paper's), l2, mean",
+    )
+    p.add_argument(
+        "--max-paragraphs",
+        type=int,
+        default=32,
+        help="at most this many MEM and this many NMEM paragraphs, drawn at random (default 32)",
+    )
     p.add_argument("--nmem-max", type=int, default=NMEM_MAX_EM, help="NMEM: EM at most this (default 10)")
-    p.add_argument("--include-embeddings", action="store_true", help="also score embeddings, unembedding, biases and LayerNorms")
-    p.add_argument("--no-per-paragraph", action="store_true", help="skip the per-paragraph norms and their MEM vs NMEM test")
+    p.add_argument(
+        "--include-embeddings", action="store_true", help="also score embeddings, unembedding, biases and LayerNorms"
+    )
+    p.add_argument(
+        "--no-per-paragraph", action="store_true", help="skip the per-paragraph norms and their MEM vs NMEM test"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the paragraph subsample")
     p.add_argument("--json", default=None, help="write all scores here")
     p.add_argument("--html", default=None, help="write the figures here (one self-contained HTML page)")
@@ -38,10 +53,14 @@ def _page(title: str, figures: dict) -> str:
 
     from interp.views.export import figures_html
 
-    divs = "\n".join(f"<h2>{html.escape(name)}</h2>\n{div}" for name, div in zip(figures, figures_html(figures.values())))
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<script>{get_plotlyjs()}</script></head><body style='font-family:sans-serif'>"
-            f"<h1>{html.escape(title)}</h1>\n{divs}</body></html>")
+    divs = "\n".join(
+        f"<h2>{html.escape(name)}</h2>\n{div}" for name, div in zip(figures, figures_html(figures.values()))
+    )
+    return (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<script>{get_plotlyjs()}</script></head><body style='font-family:sans-serif'>"
+        f"<h1>{html.escape(title)}</h1>\n{divs}</body></html>"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,18 +73,33 @@ def run(args: argparse.Namespace) -> int:
     split = memorization_split(model, paragraphs, batch_size=args.batch_size, nmem_max=args.nmem_max, n_examples=0)
     mem, nmem = choose_sets(split, paragraphs, n_mem=args.max_paragraphs, n_nmem=args.max_paragraphs, seed=args.seed)
     if len(mem) == 0 or len(nmem) == 0:
-        raise UserError(f"need both MEM and NMEM paragraphs, found {len(mem)} MEM and {len(nmem)} NMEM; "
-                        "pass a paragraph set that has both (see `interp memorized`)")
-    print(f"model {model_name(model)}: {len(mem)} MEM and {len(nmem)} NMEM paragraphs, objective {args.objective}, reduce {args.reduce}")
-    gm = gradient_map(model, mem, nmem, objective=args.objective, reduce=args.reduce,
-                      include_embeddings=args.include_embeddings, batch_size=args.grad_batch_size)
+        raise UserError(
+            f"need both MEM and NMEM paragraphs, found {len(mem)} MEM and {len(nmem)} NMEM; "
+            "pass a paragraph set that has both (see `interp memorized`)"
+        )
+    print(
+        f"model {model_name(model)}: {len(mem)} MEM and {len(nmem)} NMEM paragraphs, objective {args.objective}, reduce {args.reduce}"
+    )
+    gm = gradient_map(
+        model,
+        mem,
+        nmem,
+        objective=args.objective,
+        reduce=args.reduce,
+        include_embeddings=args.include_embeddings,
+        batch_size=args.grad_batch_size,
+    )
     print(f"{'layer':>5} {'MEM':>10} {'NMEM':>10} {'MEM share':>10} {'NMEM share':>11}")
     for l in range(gm.mem_layers.shape[0]):
-        print(f"{l:>5} {float(gm.mem_layers[l]):>10.4g} {float(gm.nmem_layers[l]):>10.4g} "
-              f"{float(gm.mem_share[l]):>10.3f} {float(gm.nmem_share[l]):>11.3f}")
+        print(
+            f"{l:>5} {float(gm.mem_layers[l]):>10.4g} {float(gm.nmem_layers[l]):>10.4g} "
+            f"{float(gm.mem_share[l]):>10.3f} {float(gm.nmem_share[l]):>11.3f}"
+        )
     low = gm.lower_half_share()
-    print(f"share of the squared gradient in the lower half of the layers: MEM {low['mem']:.3f}, NMEM {low['nmem']:.3f} "
-          f"(maps are means over chunks of {gm.set_size} paragraphs, so both sets are compared at the same size)")
+    print(
+        f"share of the squared gradient in the lower half of the layers: MEM {low['mem']:.3f}, NMEM {low['nmem']:.3f} "
+        f"(maps are means over chunks of {gm.set_size} paragraphs, so both sets are compared at the same size)"
+    )
     for key, cell in gm.most_salient().items():
         print(f"largest {key:>13}: layer {cell['layer']} head {cell['head']} {cell['component']} ({cell['value']:.4g})")
     out = {"model": model_name(model), "mem_ids": list(mem.ids), "nmem_ids": list(nmem.ids), "map": gm.to_json()}
@@ -73,24 +107,36 @@ def run(args: argparse.Namespace) -> int:
     if args.html:
         from interp.views import gradients as views
 
-        figures = {"Layer x component": views.figure_component_map(gm), "Layer x head": views.figure_head_map(gm),
-                   "Layer x head, each map scaled to sum 1": views.figure_head_map(gm, relative=True),
-                   "Share per layer": views.figure_layer_share(gm)}
+        figures = {
+            "Layer x component": views.figure_component_map(gm),
+            "Layer x head": views.figure_head_map(gm),
+            "Layer x head, each map scaled to sum 1": views.figure_head_map(gm, relative=True),
+            "Share per layer": views.figure_layer_share(gm),
+        }
     if not args.no_per_paragraph:
         norms_mem = per_paragraph_norms(model, mem, batch_size=args.grad_batch_size)
         norms_nmem = per_paragraph_norms(model, nmem, batch_size=args.grad_batch_size)
         cmp = compare_norms(norms_mem, norms_nmem)
         print("per-paragraph NLL gradient norms (rank-biserial r > 0: larger for MEM; Mann-Whitney p):")
-        print(f"{'layer':>5} {'MEM median':>11} {'NMEM median':>12} {'r':>6} {'p':>9} | {'MEM share':>9} {'NMEM share':>10} {'r':>6} {'p':>9}")
+        print(
+            f"{'layer':>5} {'MEM median':>11} {'NMEM median':>12} {'r':>6} {'p':>9} | {'MEM share':>9} {'NMEM share':>10} {'r':>6} {'p':>9}"
+        )
         for l in range(cmp.norm_p.shape[0]):
-            print(f"{l:>5} {float(cmp.norm_mem_median[l]):>11.4g} {float(cmp.norm_nmem_median[l]):>12.4g} "
-                  f"{float(cmp.norm_rank_biserial[l]):>+6.2f} {float(cmp.norm_p[l]):>9.2g} | "
-                  f"{float(cmp.share_mem_median[l]):>9.3f} {float(cmp.share_nmem_median[l]):>10.3f} "
-                  f"{float(cmp.share_rank_biserial[l]):>+6.2f} {float(cmp.share_p[l]):>9.2g}")
-        out |= {"per_paragraph": {"mem": norms_mem.to_json(), "nmem": norms_nmem.to_json()}, "comparison": cmp.to_json()}
+            print(
+                f"{l:>5} {float(cmp.norm_mem_median[l]):>11.4g} {float(cmp.norm_nmem_median[l]):>12.4g} "
+                f"{float(cmp.norm_rank_biserial[l]):>+6.2f} {float(cmp.norm_p[l]):>9.2g} | "
+                f"{float(cmp.share_mem_median[l]):>9.3f} {float(cmp.share_nmem_median[l]):>10.3f} "
+                f"{float(cmp.share_rank_biserial[l]):>+6.2f} {float(cmp.share_p[l]):>9.2g}"
+            )
+        out |= {
+            "per_paragraph": {"mem": norms_mem.to_json(), "nmem": norms_nmem.to_json()},
+            "comparison": cmp.to_json(),
+        }
         if args.html:
             figures["Per-paragraph norm per layer"] = views.figure_per_paragraph(norms_mem, norms_nmem, cmp)
-            figures["Per-paragraph share per layer"] = views.figure_per_paragraph(norms_mem, norms_nmem, cmp, share=True)
+            figures["Per-paragraph share per layer"] = views.figure_per_paragraph(
+                norms_mem, norms_nmem, cmp, share=True
+            )
     if args.json:
         write_json(args.json, out)
         print(f"wrote {args.json}")

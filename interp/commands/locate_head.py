@@ -9,33 +9,65 @@ import torch
 from interp.commands.common import add_model_args, add_paragraph_args, model_from_args, paragraphs_from_args
 from interp.data import rarity_ranks
 from interp.io import write_json, write_text_atomic
-from interp.locator_validation import read_validation
 from interp.locate import DEFAULT_METHODS, HEAD_METHODS, locate_memorization_head
+from interp.locator_validation import read_validation
 from interp.metrics import NMEM_MAX_EM
 from interp.models import model_name
 from interp.testbed import shipped_unigram_counts
 
 
 def register(sub) -> None:
-    p = sub.add_parser("locate-head", help="rank heads by rare-token attention, gradients, attribution, patching, "
-                                           "ablation and (on request) IG and learned masks")
+    p = sub.add_parser(
+        "locate-head",
+        help="rank heads by rare-token attention, gradients, attribution, patching, "
+        "ablation and (on request) IG and learned masks",
+    )
     add_model_args(p)
     add_paragraph_args(p)
-    p.add_argument("--methods", nargs="+", choices=HEAD_METHODS, default=list(DEFAULT_METHODS),
-                   help=f"evidence to compute (default: {' '.join(DEFAULT_METHODS)})")
-    p.add_argument("--rank-by", nargs="+", choices=HEAD_METHODS, default=None,
-                   help="methods whose mean rank orders the table (default: from --validation, else patching and ablation)")
-    p.add_argument("--validation", default=None, help="a validate-locator --json result for this model: combine the "
-                                                      "methods that found the injected heads there")
-    p.add_argument("--candidates", type=int, default=8, help="heads the attribution screen passes to exact patching "
-                                                             "and ablation (default 8)")
+    p.add_argument(
+        "--methods",
+        nargs="+",
+        choices=HEAD_METHODS,
+        default=list(DEFAULT_METHODS),
+        help=f"evidence to compute (default: {' '.join(DEFAULT_METHODS)})",
+    )
+    p.add_argument(
+        "--rank-by",
+        nargs="+",
+        choices=HEAD_METHODS,
+        default=None,
+        help="methods whose mean rank orders the table (default: from --validation, else patching and ablation)",
+    )
+    p.add_argument(
+        "--validation",
+        default=None,
+        help="a validate-locator --json result for this model: combine the methods that found the injected heads there",
+    )
+    p.add_argument(
+        "--candidates",
+        type=int,
+        default=8,
+        help="heads the attribution screen passes to exact patching and ablation (default 8)",
+    )
     p.add_argument("--exact-all", action="store_true", help="run exact patching and ablation on every head (no screen)")
-    p.add_argument("--max-paragraphs", type=int, default=16, help="MEM and NMEM paragraphs each for the costly methods (default 16)")
+    p.add_argument(
+        "--max-paragraphs",
+        type=int,
+        default=16,
+        help="MEM and NMEM paragraphs each for the costly methods (default 16)",
+    )
     p.add_argument("--nmem-max", type=int, default=NMEM_MAX_EM, help="NMEM: EM at most this (default 10)")
-    p.add_argument("--corrupt-fraction", type=float, default=0.5, help="share of prefix tokens replaced in the corrupted run (default 0.5)")
+    p.add_argument(
+        "--corrupt-fraction",
+        type=float,
+        default=0.5,
+        help="share of prefix tokens replaced in the corrupted run (default 0.5)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None, help="write the ranked table and the evidence here")
-    p.add_argument("--html", default=None, help="write an offline page with the table, figures and attention views here")
+    p.add_argument(
+        "--html", default=None, help="write an offline page with the table, figures and attention views here"
+    )
     p.set_defaults(run=run)
 
 
@@ -45,24 +77,39 @@ def run(args: argparse.Namespace) -> int:
     counts = shipped_unigram_counts(model)
     validation = read_validation(args.validation) if args.validation else None
     ranking = locate_memorization_head(
-        model, paragraphs, unigram_counts=counts, methods=tuple(args.methods),
-        rank_by=tuple(args.rank_by) if args.rank_by else None, validation=validation, candidates=args.candidates,
-        exact_all=args.exact_all, max_paragraphs=args.max_paragraphs, nmem_max=args.nmem_max,
-        corrupt_fraction=args.corrupt_fraction, seed=args.seed, batch_size=args.batch_size,
+        model,
+        paragraphs,
+        unigram_counts=counts,
+        methods=tuple(args.methods),
+        rank_by=tuple(args.rank_by) if args.rank_by else None,
+        validation=validation,
+        candidates=args.candidates,
+        exact_all=args.exact_all,
+        max_paragraphs=args.max_paragraphs,
+        nmem_max=args.nmem_max,
+        corrupt_fraction=args.corrupt_fraction,
+        seed=args.seed,
+        batch_size=args.batch_size,
     )
     rows = ranking.head_table()
-    print(f"model {model_name(model)}: {len(ranking.mem_ids)} MEM, {len(ranking.nmem_ids)} NMEM paragraphs; "
-          f"ordered by {', '.join(ranking.rank_by)} ({ranking.combination_reason})")
+    print(
+        f"model {model_name(model)}: {len(ranking.mem_ids)} MEM, {len(ranking.nmem_ids)} NMEM paragraphs; "
+        f"ordered by {', '.join(ranking.rank_by)} ({ranking.combination_reason})"
+    )
     print("seconds per method: " + ", ".join(f"{m} {s:.1f}" for m, s in ranking.seconds.items()))
     if ranking.screen:
         print("screen: " + ", ".join(f"{k} {v}" for k, v in ranking.screen.items()))
     print(f"{'rank':>4} {'head':>6} {'patching':>9} {'ablation':>9} {'rare tau':>9} {'gradient':>9}  method ranks")
+
     def f(v):
         return f"{v:>9.3f}" if v is not None else f"{'-':>9}"
+
     for r in rows[:10]:
         ranks = " ".join(f"{m}={k}" for m, k in r["method_ranks"].items())
-        print(f"{r['rank']:>4} {'L%dH%d' % (r['layer'], r['head']):>6} {f(r['patching_effect'])} {f(r['ablation_effect'])} "
-              f"{f(r['rare_token_tau'])} {f(r['gradient_score'])}  {ranks}")
+        print(
+            f"{r['rank']:>4} {'L%dH%d' % (r['layer'], r['head']):>6} {f(r['patching_effect'])} {f(r['ablation_effect'])} "
+            f"{f(r['rare_token_tau'])} {f(r['gradient_score'])}  {ranks}"
+        )
     print("agreement between methods (Kendall tau of their head scores):")
     for k, v in ranking.agreement.items():
         print(f"  {k}: {v:+.2f}")

@@ -25,8 +25,12 @@ def register(sub) -> None:
 def em_histogram(em: torch.Tensor, cont_len: int, nmem_max: int) -> list[tuple[str, int]]:
     """Counts in the paper's bins: NMEM, the two intermediate bins, and MEM."""
     mid = max(nmem_max + 1, cont_len * 3 // 5)
-    bins = [(f"{0}-{nmem_max}", 0, nmem_max), (f"{nmem_max + 1}-{mid - 1}", nmem_max + 1, mid - 1),
-            (f"{mid}-{cont_len - 1}", mid, cont_len - 1), (f"{cont_len} (MEM)", cont_len, cont_len)]
+    bins = [
+        (f"{0}-{nmem_max}", 0, nmem_max),
+        (f"{nmem_max + 1}-{mid - 1}", nmem_max + 1, mid - 1),
+        (f"{mid}-{cont_len - 1}", mid, cont_len - 1),
+        (f"{cont_len} (MEM)", cont_len, cont_len),
+    ]
     return [(label, int(((em >= lo) & (em <= hi)).sum())) for label, lo, hi in bins]
 
 
@@ -48,19 +52,24 @@ def run(args: argparse.Namespace) -> int:
         counts = torch.tensor(paragraphs.counts)
         for c in sorted(set(paragraphs.counts), reverse=True):
             sel = counts == c
-            print(f"  {c:>6} {int(sel.sum()):>5} {int((scores.em[sel] == cont).sum()):>5} "
-                  f"{scores.em[sel].float().mean():>8.2f} {scores.nll[sel].mean():>9.3f}")
+            print(
+                f"  {c:>6} {int(sel.sum()):>5} {int((scores.em[sel] == cont).sum()):>5} "
+                f"{scores.em[sel].float().mean():>8.2f} {scores.nll[sel].mean():>9.3f}"
+            )
     if args.json:
         records = scores.to_json()
         for i, rec in enumerate(records):
             rec["count"] = paragraphs.counts[i] if paragraphs.counts is not None else None
-        write_json(args.json, {
-            "model": model_name(model),
-            "prefix_len": paragraphs.prefix_len,
-            "continuation_len": cont,
-            "paragraphs": records,
-            "mem_ids": [paragraphs.ids[i] for i in mem.tolist()],
-            "nmem_ids": [paragraphs.ids[i] for i in nmem.tolist()],
-        })
+        write_json(
+            args.json,
+            {
+                "model": model_name(model),
+                "prefix_len": paragraphs.prefix_len,
+                "continuation_len": cont,
+                "paragraphs": records,
+                "mem_ids": [paragraphs.ids[i] for i in mem.tolist()],
+                "nmem_ids": [paragraphs.ids[i] for i in nmem.tolist()],
+            },
+        )
         print(f"wrote {args.json}")
     return 0

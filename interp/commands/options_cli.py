@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import tomllib
 import types
 import typing
 from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from interp.errors import UserError
 
@@ -43,7 +44,9 @@ def _parser_for(annotation: Any, name: str):
                 raise ValueError(text)
             return base(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"--{name.replace('_', '-')}: cannot read {text!r} as {_type_name(annotation)}") from None
+            raise argparse.ArgumentTypeError(
+                f"--{name.replace('_', '-')}: cannot read {text!r} as {_type_name(annotation)}"
+            ) from None
 
     return parse
 
@@ -56,7 +59,9 @@ def _type_name(annotation: Any) -> str:
     return "None" if annotation is type(None) else getattr(annotation, "__name__", str(annotation))
 
 
-def add_option_flags(parser: argparse.ArgumentParser, cls: type, *, skip: tuple[str, ...] = (), title: str | None = None) -> None:
+def add_option_flags(
+    parser: argparse.ArgumentParser, cls: type, *, skip: tuple[str, ...] = (), title: str | None = None
+) -> None:
     """One `--field-name VALUE` flag per field of `cls` (except `skip`), defaulting to 'not given'."""
     group = parser.add_argument_group(title or f"{cls.__name__} (defaults written once, in {cls.__module__})")
     hints = typing.get_type_hints(cls)
@@ -65,14 +70,19 @@ def add_option_flags(parser: argparse.ArgumentParser, cls: type, *, skip: tuple[
             continue
         default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
         shown = ",".join(default) if isinstance(default, tuple) else default
-        group.add_argument(f"--{f.name.replace('_', '-')}", dest=DEST + f.name, default=argparse.SUPPRESS,
-                           type=_parser_for(hints[f.name], f.name), metavar=_type_name(hints[f.name]).upper().replace(" ", "_"),
-                           help=f"{f.metadata.get('help', '')} (default: {shown})")
+        group.add_argument(
+            f"--{f.name.replace('_', '-')}",
+            dest=DEST + f.name,
+            default=argparse.SUPPRESS,
+            type=_parser_for(hints[f.name], f.name),
+            metavar=_type_name(hints[f.name]).upper().replace(" ", "_"),
+            help=f"{f.metadata.get('help', '')} (default: {shown})",
+        )
 
 
 def given_options(args: argparse.Namespace) -> dict[str, Any]:
     """The generated flags the user actually gave, by field name."""
-    return {k[len(DEST):]: v for k, v in vars(args).items() if k.startswith(DEST)}
+    return {k[len(DEST) :]: v for k, v in vars(args).items() if k.startswith(DEST)}
 
 
 def read_config(path: Path) -> dict[str, Any]:

@@ -20,12 +20,25 @@ def register(sub) -> None:
     add_model_args(p)
     add_paragraph_args(p)
     p.add_argument("--samples", type=int, default=4, help="random replacement tokens per prefix position (default 4)")
-    p.add_argument("--max-paragraphs", type=int, default=32, help="at most this many MEM and this many NMEM paragraphs (default 32)")
+    p.add_argument(
+        "--max-paragraphs",
+        type=int,
+        default=32,
+        help="at most this many MEM and this many NMEM paragraphs (default 32)",
+    )
     p.add_argument("--nmem-max", type=int, default=NMEM_MAX_EM, help="NMEM: EM at most this (default 10)")
-    p.add_argument("--reference", choices=REFERENCES, default="greedy",
-                   help="continuation EM is measured against: the model's own greedy one (default, as the paper) or the true one")
+    p.add_argument(
+        "--reference",
+        choices=REFERENCES,
+        default="greedy",
+        help="continuation EM is measured against: the model's own greedy one (default, as the paper) or the true one",
+    )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--targets", default=None, help="write the MEM paragraphs' editing targets here (JSONL, original prefix + new continuation)")
+    p.add_argument(
+        "--targets",
+        default=None,
+        help="write the MEM paragraphs' editing targets here (JSONL, original prefix + new continuation)",
+    )
     p.add_argument("--json", default=None, help="write the full results here")
     p.add_argument("--html", default=None, help="write a per-token sensitivity view here (works offline)")
     p.set_defaults(run=run)
@@ -39,25 +52,45 @@ def run(args: argparse.Namespace) -> int:
     split = memorization_split(model, paragraphs, batch_size=args.batch_size, nmem_max=args.nmem_max, n_examples=0)
     mem, nmem = choose_indices(split, n_mem=args.max_paragraphs, n_nmem=args.max_paragraphs, seed=args.seed)
     if len(mem) == 0:
-        raise UserError(f"no paragraph is memorized (EM = {paragraphs.continuation_len}): nothing to perturb; check the model and paragraph set")
+        raise UserError(
+            f"no paragraph is memorized (EM = {paragraphs.continuation_len}): nothing to perturb; check the model and paragraph set"
+        )
     chosen = paragraphs.select(torch.cat([mem, nmem]))
-    print(f"model {model_name(model)}: perturbing {len(mem)} MEM and {len(nmem)} NMEM paragraphs, "
-          f"{paragraphs.prefix_len} positions x {args.samples} samples each")
-    result = prefix_perturbation(model, chosen, samples_per_position=args.samples, seed=args.seed,
-                                 reference=args.reference, batch_size=max(args.batch_size, 64))
+    print(
+        f"model {model_name(model)}: perturbing {len(mem)} MEM and {len(nmem)} NMEM paragraphs, "
+        f"{paragraphs.prefix_len} positions x {args.samples} samples each"
+    )
+    result = prefix_perturbation(
+        model,
+        chosen,
+        samples_per_position=args.samples,
+        seed=args.seed,
+        reference=args.reference,
+        batch_size=max(args.batch_size, 64),
+    )
     mem_res, nmem_res = result.select(torch.arange(len(mem))), result.select(torch.arange(len(mem), len(chosen)))
     print(f"{'':6} {'n':>4} {'mean EM drop / perturbed token':>31} {'mean NLL increase':>18}")
     for name, r in (("MEM", mem_res), ("NMEM", nmem_res)):
         if len(r.ids):
-            print(f"{name:6} {len(r.ids):>4} {float(r.mean_em_drop.mean()):>31.2f} {float(r.nll_increase.mean()):>18.3f}")
+            print(
+                f"{name:6} {len(r.ids):>4} {float(r.mean_em_drop.mean()):>31.2f} {float(r.nll_increase.mean()):>18.3f}"
+            )
     print("(the paper, GPT-Neo 125M: MEM 12.19, NMEM 33.12)")
     print(f"MEM editing targets whose continuation changed: {int(mem_res.target_changed.sum())}/{len(mem_res.ids)}")
     if args.targets:
         mem_res.editing_targets.save_jsonl(args.targets, tokenizer=model.tokenizer)
         print(f"wrote {args.targets}")
     if args.json:
-        write_json(args.json, {"model": model_name(model), "mem_ids": mem_res.ids, "nmem_ids": nmem_res.ids,
-                               "mem": mem_res.to_json(), "nmem": nmem_res.to_json()})
+        write_json(
+            args.json,
+            {
+                "model": model_name(model),
+                "mem_ids": mem_res.ids,
+                "nmem_ids": nmem_res.ids,
+                "mem": mem_res.to_json(),
+                "nmem": nmem_res.to_json(),
+            },
+        )
         print(f"wrote {args.json}")
     if args.html:
         from interp.views.heads import offline_html, perturbation_view

@@ -17,14 +17,27 @@ def register(sub) -> None:
     add_model_args(p, default_model="testbed")
     add_paragraph_args(p)
     p.add_argument("--out", type=Path, default=Path("report"), help="output folder (default: ./report)")
-    p.add_argument("--quick", action="store_true", help="preset: fewer paragraphs and steps per analysis, a first look in minutes")
-    p.add_argument("--paper", action="store_true",
-                   help="preset: the authors' code conventions (see the README's conventions table)")
-    p.add_argument("--config", type=Path, default=None,
-                   help="options from a JSON or TOML file, or the results.json of an earlier run (reruns it); "
-                        "flags given as well override it")
-    p.add_argument("--no-cache", action="store_true", help="recompute every step (results are still cached for next time)")
-    p.add_argument("--formats", default="png,svg", help="static image formats for figures/ (default png,svg; '' for none)")
+    p.add_argument(
+        "--quick", action="store_true", help="preset: fewer paragraphs and steps per analysis, a first look in minutes"
+    )
+    p.add_argument(
+        "--paper",
+        action="store_true",
+        help="preset: the authors' code conventions (see the README's conventions table)",
+    )
+    p.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="options from a JSON or TOML file, or the results.json of an earlier run (reruns it); "
+        "flags given as well override it",
+    )
+    p.add_argument(
+        "--no-cache", action="store_true", help="recompute every step (results are still cached for next time)"
+    )
+    p.add_argument(
+        "--formats", default="png,svg", help="static image formats for figures/ (default png,svg; '' for none)"
+    )
     from interp.report.options import ReportOptions
 
     add_option_flags(p, ReportOptions, skip=("batch_size",), title="report options (also settable with --config)")
@@ -47,8 +60,9 @@ def report_options(args: argparse.Namespace):
     try:
         return ReportOptions.from_dict(merged)
     except UserError as e:  # name the flag beside the field
-        raise UserError(re.sub(r"ReportOptions\.(\w+)", lambda m: f"{m.group(0)} (--{m.group(1).replace('_', '-')})",
-                               str(e))) from None
+        raise UserError(
+            re.sub(r"ReportOptions\.(\w+)", lambda m: f"{m.group(0)} (--{m.group(1).replace('_', '-')})", str(e))
+        ) from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -66,10 +80,20 @@ def run(args: argparse.Namespace) -> int:
     model = model_from_args(args)
     paragraphs = paragraphs_from_args(args, model)
     source = str(args.paragraphs) if args.paragraphs else "the paragraph set shipped with the model"
-    result = run_report(model, paragraphs, args.out, options=options, steps=steps, use_cache=not args.no_cache,
-                        paragraphs_source=source, image_formats=formats)
+    result = run_report(
+        model,
+        paragraphs,
+        args.out,
+        options=options,
+        steps=steps,
+        use_cache=not args.no_cache,
+        paragraphs_source=source,
+        image_formats=formats,
+    )
     for name, seconds in result.seconds.items():
         print(f"  {name:<16} {seconds:8.1f} s{'  (cached)' if result.cached.get(name) else ''}")
-    print(f"wrote {result.html}, {result.results_json} and {len(result.figures)} figure files "
-          f"in {time.perf_counter() - start:.0f} s")
+    print(
+        f"wrote {result.html}, {result.results_json} and {len(result.figures)} figure files "
+        f"in {time.perf_counter() - start:.0f} s"
+    )
     return 0

@@ -19,16 +19,27 @@ from interp.restore import EXPERIMENTS, restoration
 
 
 def register(sub) -> None:
-    p = sub.add_parser("restore", help="restore original activations / value vectors layer by layer into an unlearned model")
+    p = sub.add_parser(
+        "restore", help="restore original activations / value vectors layer by layer into an unlearned model"
+    )
     add_model_args(p)
     add_paragraph_args(p)
-    p.add_argument("--edited", required=True, type=Path, help="the unlearned model's folder (from `interp unlearn --save DIR`)")
-    p.add_argument("--targets", default=None,
-                   help="comma-separated ids of the forgotten paragraphs (default: those in DIR/unlearning.json, "
-                        "else every MEM paragraph whose EM the edit lowered)")
-    p.add_argument("--width", type=int, default=None,
-                   help="layers restored at once, centred on each layer (odd; default: Hong et al.'s 5 of 32 layers scaled "
-                        "to the model's depth, at least 1)")
+    p.add_argument(
+        "--edited", required=True, type=Path, help="the unlearned model's folder (from `interp unlearn --save DIR`)"
+    )
+    p.add_argument(
+        "--targets",
+        default=None,
+        help="comma-separated ids of the forgotten paragraphs (default: those in DIR/unlearning.json, "
+        "else every MEM paragraph whose EM the edit lowered)",
+    )
+    p.add_argument(
+        "--width",
+        type=int,
+        default=None,
+        help="layers restored at once, centred on each layer (odd; default: Hong et al.'s 5 of 32 layers scaled "
+        "to the model's depth, at least 1)",
+    )
     p.add_argument("--experiments", default=",".join(EXPERIMENTS), help=f"some of {','.join(EXPERIMENTS)}")
     p.add_argument("--json", default=None, help="write the results here")
     p.add_argument("--html", default=None, help="write the restoration heatmap here (self-contained HTML)")
@@ -37,7 +48,9 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if not (args.edited / "config.json").exists():
-        raise UserError(f"{args.edited} is not a saved model folder (no config.json); make one with `interp unlearn --save DIR`")
+        raise UserError(
+            f"{args.edited} is not a saved model folder (no config.json); make one with `interp unlearn --save DIR`"
+        )
     original = model_from_args(args)
     edited = load_model(str(args.edited), device=args.device, dtype=args.dtype)
     paragraphs = paragraphs_from_args(args, original)
@@ -48,24 +61,35 @@ def run(args: argparse.Namespace) -> int:
     else:
         before = score_paragraphs(original, paragraphs, args.batch_size).em
         after = score_paragraphs(edited, paragraphs, args.batch_size).em
-        ids = [paragraphs.ids[i] for i in ((before == paragraphs.continuation_len) & (after < before)).nonzero().flatten().tolist()]
+        ids = [
+            paragraphs.ids[i]
+            for i in ((before == paragraphs.continuation_len) & (after < before)).nonzero().flatten().tolist()
+        ]
         if not ids:
-            raise UserError("the edited model recites every MEM paragraph the original does: nothing was forgotten to restore")
+            raise UserError(
+                "the edited model recites every MEM paragraph the original does: nothing was forgotten to restore"
+            )
     where = {pid: i for i, pid in enumerate(paragraphs.ids)}
     missing = [t for t in ids if t not in where]
     if missing:
         raise UserError(f"target ids {missing[:5]} are not in the paragraph set")
     targets = paragraphs.select(torch.tensor([where[t] for t in ids]))
     experiments = [e.strip() for e in args.experiments.split(",") if e.strip()]
-    result = restoration(original, edited, targets, width=args.width, experiments=experiments, batch_size=args.batch_size)
-    print(f"original {model_name(original)} vs unlearned {args.edited}: {len(targets)} forgotten paragraph(s); "
-          f"mean EM {result.em_original.float().mean():.2f} -> {result.em_edited.float().mean():.2f}, "
-          f"NLL {result.nll_original.mean():.3f} -> {result.nll_edited.mean():.3f}")
+    result = restoration(
+        original, edited, targets, width=args.width, experiments=experiments, batch_size=args.batch_size
+    )
+    print(
+        f"original {model_name(original)} vs unlearned {args.edited}: {len(targets)} forgotten paragraph(s); "
+        f"mean EM {result.em_original.float().mean():.2f} -> {result.em_edited.float().mean():.2f}, "
+        f"NLL {result.nll_original.mean():.3f} -> {result.nll_edited.mean():.3f}"
+    )
     print("fraction recovered when restoring layers [lo..hi] (EM / NLL / KRS):")
     print(f"  {'layers':>8} " + " ".join(f"{e:>22}" for e in result.experiments))
     for l, (lo, hi) in enumerate(result.windows):
-        cells = [f"{result.em_recovered[e, l]:>6.2f} {result.nll_recovered[e, l]:>6.2f} {result.krs[e, l]:>6.2f}"
-                 for e in range(len(result.experiments))]
+        cells = [
+            f"{result.em_recovered[e, l]:>6.2f} {result.nll_recovered[e, l]:>6.2f} {result.krs[e, l]:>6.2f}"
+            for e in range(len(result.experiments))
+        ]
         print(f"  {f'{lo}..{hi}':>8} " + " ".join(f"{c:>22}" for c in cells))
     if args.json:
         write_json(args.json, {"model": model_name(original), "edited": str(args.edited), **result.to_json()})

@@ -14,40 +14,79 @@ from interp.scan import OutputPaths, ScanConfig, merge_scans, parse_shard, resol
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "scan", help="find the windows of a corpus the model recites; writes a --paragraphs file",
+        "scan",
+        help="find the windows of a corpus the model recites; writes a --paragraphs file",
         description="Scan a corpus for windows of prefix + continuation tokens that the model completes word for "
-                    "word (EM = continuation length). By default a fast screen flags candidates and each is then "
-                    "scored exactly; --exact scores every window. `interp scan merge` combines --shard outputs.")
+        "word (EM = continuation length). By default a fast screen flags candidates and each is then "
+        "scored exactly; --exact scores every window. `interp scan merge` combines --shard outputs.",
+    )
     add_model_args(p)
     next(a for a in p._actions if a.dest == "model").required = False  # `scan merge` needs no model
-    p.add_argument("--corpus", nargs="+", default=None, metavar="PATH",
-                   help="text files, folders (files matching --glob) and .jsonl files (a 'text' or 'tokens' field a line)")
+    p.add_argument(
+        "--corpus",
+        nargs="+",
+        default=None,
+        metavar="PATH",
+        help="text files, folders (files matching --glob) and .jsonl files (a 'text' or 'tokens' field a line)",
+    )
     p.add_argument("--glob", default="**/*", help="files to take from corpus folders (default '**/*'; e.g. '**/*.py')")
-    p.add_argument("--prefix-len", type=int, default=DEFAULT_PREFIX_LEN, help=f"prefix tokens (default {DEFAULT_PREFIX_LEN})")
-    p.add_argument("--continuation-len", type=int, default=DEFAULT_CONTINUATION_LEN,
-                   help=f"continuation tokens (default {DEFAULT_CONTINUATION_LEN})")
-    p.add_argument("--stride", type=int, default=1, help="consider windows starting at multiples of this token offset (default 1)")
+    p.add_argument(
+        "--prefix-len", type=int, default=DEFAULT_PREFIX_LEN, help=f"prefix tokens (default {DEFAULT_PREFIX_LEN})"
+    )
+    p.add_argument(
+        "--continuation-len",
+        type=int,
+        default=DEFAULT_CONTINUATION_LEN,
+        help=f"continuation tokens (default {DEFAULT_CONTINUATION_LEN})",
+    )
+    p.add_argument(
+        "--stride", type=int, default=1, help="consider windows starting at multiples of this token offset (default 1)"
+    )
     p.add_argument("--out", type=Path, default=None, help="output JSONL (default scan.jsonl, or scan.shardKofN.jsonl)")
-    p.add_argument("--shard", default=None, metavar="K/N", help="scan only the Kth of N deterministic parts of the corpus")
+    p.add_argument(
+        "--shard", default=None, metavar="K/N", help="scan only the Kth of N deterministic parts of the corpus"
+    )
     p.add_argument("--exact", action="store_true", help="score every window exactly (slow; no screening misses)")
-    p.add_argument("--screen-step", type=int, default=ScanConfig.screen_step,
-                   help="a screening chunk every this many tokens; each window is screened with at most step - 1 "
-                        f"tokens before it (default {ScanConfig.screen_step}; 1 = exhaustive)")
-    p.add_argument("--screen-tolerance", type=int, default=0,
-                   help="verify windows whose screened continuation has at most this many misses (default 0)")
-    p.add_argument("--recall-sample", type=float, default=ScanConfig.recall_sample,
-                   help="screen mode: fraction of windows also scored exactly to measure the screen's recall "
-                        f"(default {ScanConfig.recall_sample})")
-    p.add_argument("--recall-min-mem", type=int, default=ScanConfig.recall_min_mem,
-                   help="MEM windows the recall sample must hold before a recall is stated "
-                        f"(default {ScanConfig.recall_min_mem})")
+    p.add_argument(
+        "--screen-step",
+        type=int,
+        default=ScanConfig.screen_step,
+        help="a screening chunk every this many tokens; each window is screened with at most step - 1 "
+        f"tokens before it (default {ScanConfig.screen_step}; 1 = exhaustive)",
+    )
+    p.add_argument(
+        "--screen-tolerance",
+        type=int,
+        default=0,
+        help="verify windows whose screened continuation has at most this many misses (default 0)",
+    )
+    p.add_argument(
+        "--recall-sample",
+        type=float,
+        default=ScanConfig.recall_sample,
+        help="screen mode: fraction of windows also scored exactly to measure the screen's recall "
+        f"(default {ScanConfig.recall_sample})",
+    )
+    p.add_argument(
+        "--recall-min-mem",
+        type=int,
+        default=ScanConfig.recall_min_mem,
+        help=f"MEM windows the recall sample must hold before a recall is stated (default {ScanConfig.recall_min_mem})",
+    )
     p.add_argument("--nmem", type=int, default=1000, help="NMEM controls to sample (default 1000)")
     p.add_argument("--nmem-max", type=int, default=NMEM_MAX_EM, help=f"NMEM: EM at most this (default {NMEM_MAX_EM})")
     p.add_argument("--intermediate", action="store_true", help="also write windows with NMEM < EM < full")
     p.add_argument("--no-filters", action="store_true", help="keep low-diversity and boilerplate windows")
-    p.add_argument("--min-unique", type=float, default=0.5, help="drop windows with a smaller fraction of distinct tokens")
-    p.add_argument("--boilerplate", action="append", default=None, metavar="REGEX",
-                   help="a boilerplate pattern (repeatable; replaces the default license/copyright patterns)")
+    p.add_argument(
+        "--min-unique", type=float, default=0.5, help="drop windows with a smaller fraction of distinct tokens"
+    )
+    p.add_argument(
+        "--boilerplate",
+        action="append",
+        default=None,
+        metavar="REGEX",
+        help="a boilerplate pattern (repeatable; replaces the default license/copyright patterns)",
+    )
     p.add_argument("--no-merge", action="store_true", help="one record per memorized window instead of per span")
     p.add_argument("--batch-size", type=int, default=64, help="sequences per forward pass")
     p.add_argument("--seed", type=int, default=0, help="seed of the NMEM sample and the recall sample")
@@ -73,11 +112,22 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--batch-size must be at least 1")
     shard = parse_shard(args.shard)
     config = ScanConfig(
-        prefix_len=args.prefix_len, continuation_len=args.continuation_len, stride=args.stride, exact=args.exact,
-        screen_step=args.screen_step, screen_tolerance=args.screen_tolerance, nmem_max=args.nmem_max, n_controls=args.nmem,
-        intermediate=args.intermediate, filters=not args.no_filters, min_unique=args.min_unique,
+        prefix_len=args.prefix_len,
+        continuation_len=args.continuation_len,
+        stride=args.stride,
+        exact=args.exact,
+        screen_step=args.screen_step,
+        screen_tolerance=args.screen_tolerance,
+        nmem_max=args.nmem_max,
+        n_controls=args.nmem,
+        intermediate=args.intermediate,
+        filters=not args.no_filters,
+        min_unique=args.min_unique,
         boilerplate_patterns=tuple(args.boilerplate) if args.boilerplate else BOILERPLATE_PATTERNS,
-        merge=not args.no_merge, recall_sample=args.recall_sample, recall_min_mem=args.recall_min_mem, seed=args.seed,
+        merge=not args.no_merge,
+        recall_sample=args.recall_sample,
+        recall_min_mem=args.recall_min_mem,
+        seed=args.seed,
     )
     out = args.out or Path("scan.jsonl" if shard == (1, 1) else f"scan.shard{shard[0]}of{shard[1]}.jsonl")
     corpus = resolve_corpus(args.corpus, args.glob)
@@ -86,8 +136,17 @@ def run(args: argparse.Namespace) -> int:
         print(f"{out} is already complete (nothing to resume); pass --force to scan again")
         return 0
     model = model_from_args(args)
-    summary = scan_corpus(model, corpus, out, config, shard=shard, resume=args.resume, force=args.force,
-                          batch_size=args.batch_size, progress=not args.quiet)
+    summary = scan_corpus(
+        model,
+        corpus,
+        out,
+        config,
+        shard=shard,
+        resume=args.resume,
+        force=args.force,
+        batch_size=args.batch_size,
+        progress=not args.quiet,
+    )
     for line in summary.lines():
         print(line)
     print(f"wrote {out} and {OutputPaths(out).summary}")

@@ -28,51 +28,118 @@ from interp.unlearning import (
     unlearning_table,
 )
 
-
 SAVED_RUN = "unlearning.json"  # written beside a saved edited model: which targets it forgot, and how
 
 
 def register(sub) -> None:
-    p = sub.add_parser("unlearn", help="unlearn MEM paragraphs by masked fine-tuning or LoReFT; measure the collateral damage")
+    p = sub.add_parser(
+        "unlearn", help="unlearn MEM paragraphs by masked fine-tuning or LoReFT; measure the collateral damage"
+    )
     add_model_args(p)
     add_paragraph_args(p)
-    p.add_argument("--method", choices=METHODS, default="unlearn",
-                   help="unlearn = paper Eq. 3, edit = Eq. 4 (new continuation from prefix perturbation), ga, graddiff, npo")
-    p.add_argument("--select", choices=SELECTIONS + ("reft",), default="topk",
-                   help="weights to tune: top |gradient| fraction, a random mask of that size, all, or a LoReFT intervention")
-    p.add_argument("--fraction", type=float, default=0.001, help="fraction of weights for topk / random (default 0.001 = 0.1%%)")
-    p.add_argument("--scope", choices=("global", "component"), default="global", help="rank all weights together or per parameter")
+    p.add_argument(
+        "--method",
+        choices=METHODS,
+        default="unlearn",
+        help="unlearn = paper Eq. 3, edit = Eq. 4 (new continuation from prefix perturbation), ga, graddiff, npo",
+    )
+    p.add_argument(
+        "--select",
+        choices=SELECTIONS + ("reft",),
+        default="topk",
+        help="weights to tune: top |gradient| fraction, a random mask of that size, all, or a LoReFT intervention",
+    )
+    p.add_argument(
+        "--fraction", type=float, default=0.001, help="fraction of weights for topk / random (default 0.001 = 0.1%%)"
+    )
+    p.add_argument(
+        "--scope", choices=("global", "component"), default="global", help="rank all weights together or per parameter"
+    )
     p.add_argument("--layers", default=None, help="only these layers, e.g. 0,1")
     p.add_argument("--components", default=None, help="only these, e.g. mlp or attn or W_V,W_in")
     p.add_argument("--head", default=None, help="only this attention head, as LAYER.HEAD (e.g. 1.2)")
-    p.add_argument("--lr", type=float, default=None,
-                   help=f"Adam learning rate (default {UnlearnConfig.lr:g}, the paper's code; LoReFT {ReftConfig.lr:g})")
-    p.add_argument("--calibrate", action="store_true",
-                   help="compare at matched forgetting: for each run, the smallest learning rate on a log grid (1e-5 .. 1e-1) "
-                        "that brings the targets' mean EM to --level; the table lists the rate each row needed")
-    p.add_argument("--level", type=int, default=None,
-                   help="--calibrate: target EM to reach (default: the NMEM threshold, 10 of 50 tokens)")
-    p.add_argument("--steps", type=int, default=None, help=f"Adam steps (default {UnlearnConfig.steps}, the paper's code; LoReFT {ReftConfig.steps})")
-    p.add_argument("--weight-decay", type=float, default=None, help=f"Adam (coupled) weight decay (default {UnlearnConfig.weight_decay:g}, the paper's code; LoReFT {ReftConfig.weight_decay:g})")
-    p.add_argument("--decay-outside-mask", action="store_true",
-                   help="zero the gradient outside the mask instead of restoring those weights, so weight decay shrinks "
-                        "the unselected weights of masked tensors, as the paper's public code does")
-    p.add_argument("--paper", action="store_true",
-                   help="the authors' code conventions: --decay-outside-mask at the paper's rate and steps (no --calibrate)")
-    p.add_argument("--reft-layer", type=int, default=None, help="LoReFT: residual stream after this layer (default: the middle)")
+    p.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help=f"Adam learning rate (default {UnlearnConfig.lr:g}, the paper's code; LoReFT {ReftConfig.lr:g})",
+    )
+    p.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="compare at matched forgetting: for each run, the smallest learning rate on a log grid (1e-5 .. 1e-1) "
+        "that brings the targets' mean EM to --level; the table lists the rate each row needed",
+    )
+    p.add_argument(
+        "--level",
+        type=int,
+        default=None,
+        help="--calibrate: target EM to reach (default: the NMEM threshold, 10 of 50 tokens)",
+    )
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help=f"Adam steps (default {UnlearnConfig.steps}, the paper's code; LoReFT {ReftConfig.steps})",
+    )
+    p.add_argument(
+        "--weight-decay",
+        type=float,
+        default=None,
+        help=f"Adam (coupled) weight decay (default {UnlearnConfig.weight_decay:g}, the paper's code; LoReFT {ReftConfig.weight_decay:g})",
+    )
+    p.add_argument(
+        "--decay-outside-mask",
+        action="store_true",
+        help="zero the gradient outside the mask instead of restoring those weights, so weight decay shrinks "
+        "the unselected weights of masked tensors, as the paper's public code does",
+    )
+    p.add_argument(
+        "--paper",
+        action="store_true",
+        help="the authors' code conventions: --decay-outside-mask at the paper's rate and steps (no --calibrate)",
+    )
+    p.add_argument(
+        "--reft-layer", type=int, default=None, help="LoReFT: residual stream after this layer (default: the middle)"
+    )
     p.add_argument("--reft-rank", type=int, default=4, help="LoReFT: rank of the intervention (default 4)")
-    p.add_argument("--targets", default=None, help="comma-separated ids of the MEM paragraphs to forget (default: the first --runs)")
+    p.add_argument(
+        "--targets",
+        default=None,
+        help="comma-separated ids of the MEM paragraphs to forget (default: the first --runs)",
+    )
     p.add_argument("--runs", type=int, default=1, help="number of MEM targets, one run each (default 1)")
-    p.add_argument("--retain", type=int, default=10, help="NMEM paragraphs in each run's KL / retain term (default 10, the paper)")
-    p.add_argument("--probe", type=int, default=50, help="MEM, NMEM and held-out paragraphs for collateral damage, at most (default 50)")
+    p.add_argument(
+        "--retain", type=int, default=10, help="NMEM paragraphs in each run's KL / retain term (default 10, the paper)"
+    )
+    p.add_argument(
+        "--probe",
+        type=int,
+        default=50,
+        help="MEM, NMEM and held-out paragraphs for collateral damage, at most (default 50)",
+    )
     p.add_argument("--nmem-max", type=int, default=NMEM_MAX_EM, help="NMEM: EM at most this (default 10)")
-    p.add_argument("--perturb-samples", type=int, default=4, help="edit: random tokens per prefix position when finding the new continuation")
-    p.add_argument("--relearn-steps", type=int, default=10, help="relearning attack: Adam steps on related text (0: no attack)")
+    p.add_argument(
+        "--perturb-samples",
+        type=int,
+        default=4,
+        help="edit: random tokens per prefix position when finding the new continuation",
+    )
+    p.add_argument(
+        "--relearn-steps", type=int, default=10, help="relearning attack: Adam steps on related text (0: no attack)"
+    )
     p.add_argument("--relearn-lr", type=float, default=1e-4, help="relearning attack learning rate (default 1e-4)")
-    p.add_argument("--relearn-data", choices=("prefix", "retain"), default="prefix",
-                   help="relearning text: the targets' prefixes alone (default) or the retain NMEM paragraphs")
-    p.add_argument("--table", action="store_true",
-                   help="run the paper's Figure 5 grid (unlearn / edit x all / top / random) plus GA, GradDiff, NPO and LoReFT")
+    p.add_argument(
+        "--relearn-data",
+        choices=("prefix", "retain"),
+        default="prefix",
+        help="relearning text: the targets' prefixes alone (default) or the retain NMEM paragraphs",
+    )
+    p.add_argument(
+        "--table",
+        action="store_true",
+        help="run the paper's Figure 5 grid (unlearn / edit x all / top / random) plus GA, GradDiff, NPO and LoReFT",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None, help="write the results here")
     p.add_argument("--html", default=None, help="write the table figure here (self-contained HTML)")
@@ -91,12 +158,21 @@ def _ints(text: str | None, what: str) -> tuple[int, ...] | None:
 
 def _configs(args: argparse.Namespace) -> list:
     """The single configuration the flags describe, or the --table grid."""
-    given = {k: v for k, v in {"lr": args.lr, "steps": args.steps, "weight_decay": args.weight_decay}.items() if v is not None}
-    weights = dict(given, decay_outside_mask=args.decay_outside_mask or args.paper)  # the rest: UnlearnConfig's defaults
+    given = {
+        k: v
+        for k, v in {"lr": args.lr, "steps": args.steps, "weight_decay": args.weight_decay}.items()
+        if v is not None
+    }
+    weights = dict(
+        given, decay_outside_mask=args.decay_outside_mask or args.paper
+    )  # the rest: UnlearnConfig's defaults
     reft = dict(given, layer=args.reft_layer, rank=args.reft_rank, seed=args.seed)  # the rest: ReftConfig's defaults
     if args.table:
         grid = paper_configs(fraction=args.fraction, **weights)
-        grid += [UnlearnConfig(method=m, fraction=args.fraction, seed=args.seed, **weights) for m in ("ga", "graddiff", "npo")]
+        grid += [
+            UnlearnConfig(method=m, fraction=args.fraction, seed=args.seed, **weights)
+            for m in ("ga", "graddiff", "npo")
+        ]
         return grid + [ReftConfig(method="unlearn", **reft)]
     if args.select == "reft":
         return [ReftConfig(method=args.method, **reft)]
@@ -108,11 +184,24 @@ def _configs(args: argparse.Namespace) -> list:
             raise UserError(f"--head takes LAYER.HEAD, e.g. 1.2, got {args.head!r}") from None
         layers = (layer,)
     components = tuple(c.strip() for c in args.components.split(",")) if args.components else None
-    return [UnlearnConfig(method=args.method, select=args.select, fraction=args.fraction, scope=args.scope, layers=layers,
-                          components=components, head=head, seed=args.seed, **weights)]
+    return [
+        UnlearnConfig(
+            method=args.method,
+            select=args.select,
+            fraction=args.fraction,
+            scope=args.scope,
+            layers=layers,
+            components=components,
+            head=head,
+            seed=args.seed,
+            **weights,
+        )
+    ]
 
 
-def _scan(model, paragraphs: Paragraphs, candidates: list[int], want_mem: int, want_nmem: int, args) -> tuple[list[int], list[int]]:
+def _scan(
+    model, paragraphs: Paragraphs, candidates: list[int], want_mem: int, want_nmem: int, args
+) -> tuple[list[int], list[int]]:
     """MEM and NMEM indices among `candidates`, scored in file order only until both quotas are met."""
     mem, nmem = [], []
     chunk = max(args.batch_size, 256)
@@ -140,21 +229,34 @@ def _pick(model, paragraphs: Paragraphs, args) -> tuple[Paragraphs, Paragraphs, 
     n_targets = len(wanted) or args.runs
     need = args.retain * n_targets
     candidates = [i for i in candidates if paragraphs.ids[i] not in set(wanted)]
-    mem, nmem = _scan(model, paragraphs, candidates, (0 if wanted else n_targets) + args.probe,
-                      need + args.probe + (0 if heldout else args.probe), args)
+    mem, nmem = _scan(
+        model,
+        paragraphs,
+        candidates,
+        (0 if wanted else n_targets) + args.probe,
+        need + args.probe + (0 if heldout else args.probe),
+        args,
+    )
     cont = paragraphs.continuation_len
     if wanted:
         target_idx = [where[t] for t in wanted]
     elif len(mem) < n_targets:
-        raise UserError(f"{len(mem)} paragraph(s) memorized (EM = {cont}), {n_targets} wanted: lower --runs or check the model")
+        raise UserError(
+            f"{len(mem)} paragraph(s) memorized (EM = {cont}), {n_targets} wanted: lower --runs or check the model"
+        )
     else:
         target_idx, mem = mem[:n_targets], mem[n_targets:]
     if len(nmem) < need + 1:
         raise UserError(f"{len(nmem)} NMEM paragraphs (EM <= {args.nmem_max}); need {need} to retain and some to probe")
     if not heldout:  # no held-out split in the paragraph set: unused NMEM paragraphs stand in
         heldout = nmem[need + args.probe :][: args.probe] or nmem[need:][: args.probe]
-    probe = probe_sets(model, paragraphs.select(mem[: args.probe]), paragraphs.select(nmem[need : need + args.probe]),
-                       paragraphs.select(heldout), batch_size=args.batch_size)
+    probe = probe_sets(
+        model,
+        paragraphs.select(mem[: args.probe]),
+        paragraphs.select(nmem[need : need + args.probe]),
+        paragraphs.select(heldout),
+        batch_size=args.batch_size,
+    )
     return paragraphs.select(target_idx), paragraphs.select(nmem[:need]), probe
 
 
@@ -163,7 +265,9 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--runs, --retain and --probe must be at least 1")
     configs = _configs(args)
     if args.save is not None and (len(configs) != 1 or isinstance(configs[0], ReftConfig)):
-        raise UserError("--save writes the weights of ONE weight-editing run: drop --table, and LoReFT changes no weights")
+        raise UserError(
+            "--save writes the weights of ONE weight-editing run: drop --table, and LoReFT changes no weights"
+        )
     model = model_from_args(args)
     paragraphs = paragraphs_from_args(args, model)
     targets, retain, probe = _pick(model, paragraphs, args)
@@ -171,10 +275,14 @@ def run(args: argparse.Namespace) -> int:
     if any(c.method == "edit" for c in configs):
         from interp.perturbation import prefix_perturbation
 
-        edit_targets = prefix_perturbation(model, targets, samples_per_position=args.perturb_samples, seed=args.seed).editing_targets
-    print(f"model {model_name(model)}: forgetting {len(targets)} paragraph(s) ({', '.join(targets.ids[:5])}"
-          f"{', ...' if len(targets) > 5 else ''}), {args.retain} retain NMEM each; probes: {len(probe.mem)} MEM, "
-          f"{len(probe.nmem)} NMEM, {len(probe.heldout)} held-out")
+        edit_targets = prefix_perturbation(
+            model, targets, samples_per_position=args.perturb_samples, seed=args.seed
+        ).editing_targets
+    print(
+        f"model {model_name(model)}: forgetting {len(targets)} paragraph(s) ({', '.join(targets.ids[:5])}"
+        f"{', ...' if len(targets) > 5 else ''}), {args.retain} retain NMEM each; probes: {len(probe.mem)} MEM, "
+        f"{len(probe.nmem)} NMEM, {len(probe.heldout)} held-out"
+    )
     saved = {}
 
     def keep_for_save(result) -> None:
@@ -187,20 +295,41 @@ def run(args: argparse.Namespace) -> int:
             raise UserError("--calibrate searches the learning rate itself: drop --lr / --paper")
         found = []
         for config in configs:
+
             def show(lr: float, em: float, label: str = config.label) -> None:
                 print(f"  calibrating {label}: lr {lr:.0e} -> mean target EM {em:.1f}", flush=True)
 
-            [config], [search] = calibrated_configs(model, targets, retain, [config], level=args.level,
-                                                    edit_targets=edit_targets, retain_per_run=args.retain, on_try=show)
+            [config], [search] = calibrated_configs(
+                model,
+                targets,
+                retain,
+                [config],
+                level=args.level,
+                edit_targets=edit_targets,
+                retain_per_run=args.retain,
+                on_try=show,
+            )
             found.append(config)
             calibrations.append(search)
         configs = found
     relearn = RelearnConfig(args.relearn_steps, args.relearn_lr, args.relearn_data) if args.relearn_steps > 0 else None
-    table = unlearning_table(model, targets, retain, configs, probe, edit_targets=edit_targets, retain_per_run=args.retain,
-                             relearn_config=relearn, on_run=keep_for_save, calibrations=calibrations)
+    table = unlearning_table(
+        model,
+        targets,
+        retain,
+        configs,
+        probe,
+        edit_targets=edit_targets,
+        retain_per_run=args.retain,
+        relearn_config=relearn,
+        on_run=keep_for_save,
+        calibrations=calibrations,
+    )
     print(table.format())
-    print("EM columns are means over runs; NMEM EM is measured against the original model's own greedy continuation "
-          f"({paragraphs.continuation_len} = unchanged); ppl = held-out perplexity; 'changed' = weights whose value moved.")
+    print(
+        "EM columns are means over runs; NMEM EM is measured against the original model's own greedy continuation "
+        f"({paragraphs.continuation_len} = unchanged); ppl = held-out perplexity; 'changed' = weights whose value moved."
+    )
     if args.save is not None:
         result = saved["result"]
         save_model(result.model, args.save)

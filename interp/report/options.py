@@ -33,11 +33,16 @@ class ReportOptions:
     n_perturb: int = _opt(8, "MEM and NMEM paragraphs each for prefix perturbation")
     perturb_samples: int = _opt(1, "random tokens per prefix position (the paper: one)")
     unlearn_targets: int = _opt(2, "MEM paragraphs unlearned, one run each (the paper: 1 MEM + 10 NMEM per run)")
-    unlearn_lr: float | None = _opt(None, "None: each method's rate is calibrated to reach unlearn_level (matched "
-                                          "forgetting); a number: every run at this rate")
+    unlearn_lr: float | None = _opt(
+        None,
+        "None: each method's rate is calibrated to reach unlearn_level (matched "
+        "forgetting); a number: every run at this rate",
+    )
     unlearn_level: int | None = _opt(None, "calibration's target EM (None: the NMEM threshold, 10 of 50 tokens)")
     unlearn_steps: int = _opt(10, "Adam steps per unlearning run")
-    unlearn_methods: tuple[str, ...] = _opt(("unlearn", "edit"), "paper Eq. 3 and Eq. 4, each with all / top / random weights")
+    unlearn_methods: tuple[str, ...] = _opt(
+        ("unlearn", "edit"), "paper Eq. 3 and Eq. 4, each with all / top / random weights"
+    )
     reft: bool = _opt(True, "add a LoReFT (representation) unlearning run to the table")
     relearn_steps: int = _opt(10, "relearning attack after each run (0 = none)")
     restore_selects: tuple[str, ...] = _opt(("all", "topk"), "unlearning runs that restoration dissects")
@@ -47,15 +52,26 @@ class ReportOptions:
     progress: bool = _opt(True, "progress bars inside steps")
 
     def __post_init__(self) -> None:
-        for name in ("batch_size", "n_mem", "n_nmem", "grad_batch_size", "n_perturb", "perturb_samples", "unlearn_targets",
-                     "unlearn_steps", "probe"):
+        for name in (
+            "batch_size",
+            "n_mem",
+            "n_nmem",
+            "grad_batch_size",
+            "n_perturb",
+            "perturb_samples",
+            "unlearn_targets",
+            "unlearn_steps",
+            "probe",
+        ):
             if getattr(self, name) < 1:
                 raise UserError(f"ReportOptions.{name} must be at least 1, got {getattr(self, name)}")
         for name in ("n_examples", "relearn_steps"):
             if getattr(self, name) < 0:
                 raise UserError(f"ReportOptions.{name} must be >= 0, got {getattr(self, name)}")
         if self.max_paragraphs is not None and self.max_paragraphs < 1:
-            raise UserError(f"ReportOptions.max_paragraphs must be at least 1 (or None for all), got {self.max_paragraphs}")
+            raise UserError(
+                f"ReportOptions.max_paragraphs must be at least 1 (or None for all), got {self.max_paragraphs}"
+            )
         if self.unlearn_lr is not None and not self.unlearn_lr > 0:
             raise UserError(f"ReportOptions.unlearn_lr must be positive (or None to calibrate), got {self.unlearn_lr}")
         bad = [m for m in self.unlearn_methods if m not in ("unlearn", "edit")]
@@ -69,9 +85,24 @@ class ReportOptions:
     @classmethod
     def quick(cls, **overrides: Any) -> ReportOptions:
         """A first look in minutes: fewer paragraphs and runs."""
-        return replace(cls(max_paragraphs=400, n_mem=4, n_nmem=16, n_examples=1, n_perturb=3, perturb_samples=1,
-                           unlearn_targets=1, probe=5, unlearn_steps=5, unlearn_methods=("unlearn",), reft=False,
-                           relearn_steps=0, restore_selects=("all",)), **overrides)
+        return replace(
+            cls(
+                max_paragraphs=400,
+                n_mem=4,
+                n_nmem=16,
+                n_examples=1,
+                n_perturb=3,
+                perturb_samples=1,
+                unlearn_targets=1,
+                probe=5,
+                unlearn_steps=5,
+                unlearn_methods=("unlearn",),
+                reft=False,
+                relearn_steps=0,
+                restore_selects=("all",),
+            ),
+            **overrides,
+        )
 
     @classmethod
     def paper(cls, **overrides: Any) -> ReportOptions:
@@ -85,7 +116,9 @@ class ReportOptions:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise UserError(f"unknown report option(s) {', '.join(unknown)}; the options are {', '.join(sorted(known))}")
+            raise UserError(
+                f"unknown report option(s) {', '.join(unknown)}; the options are {', '.join(sorted(known))}"
+            )
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
     def to_dict(self) -> dict:

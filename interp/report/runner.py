@@ -105,15 +105,20 @@ def model_fingerprint(model: HookedTransformer) -> str:
 def paragraphs_fingerprint(paragraphs: Paragraphs) -> str:
     """Hash of the paragraph tokens, prefix length, ids and repeat counts."""
     h = hashlib.sha256(paragraphs.tokens.cpu().contiguous().numpy().tobytes())
-    h.update(json.dumps([paragraphs.prefix_len, paragraphs.ids, paragraphs.counts, paragraphs.meta.get("split")]).encode())
+    h.update(
+        json.dumps([paragraphs.prefix_len, paragraphs.ids, paragraphs.counts, paragraphs.meta.get("split")]).encode()
+    )
     return h.hexdigest()
 
 
 def fingerprinted_sources() -> list[Path]:
     """The toolkit's analysis source files, relative to the package: views, commands and the testbed builder excluded."""
     root = Path(interp.__file__).parent
-    return [path.relative_to(root) for path in sorted(root.rglob("*.py"))
-            if path.relative_to(root).parts[0] not in ("views", "commands", "testbed")]
+    return [
+        path.relative_to(root)
+        for path in sorted(root.rglob("*.py"))
+        if path.relative_to(root).parts[0] not in ("views", "commands", "testbed")
+    ]
 
 
 def code_fingerprint() -> str:
@@ -164,8 +169,13 @@ def step_keys(steps: Sequence[Step], base: Mapping[str, str], options: ReportOpt
     keys: dict[str, str] = {}
     opts = options.to_dict()
     for step in steps:
-        payload = {"format": CACHE_FORMAT, "step": step.name, **base,
-                   "options": {k: opts[k] for k in step.options}, "depends": [keys[d] for d in step.depends]}
+        payload = {
+            "format": CACHE_FORMAT,
+            "step": step.name,
+            **base,
+            "options": {k: opts[k] for k in step.options},
+            "depends": [keys[d] for d in step.depends],
+        }
         keys[step.name] = _sha(json.dumps(payload, sort_keys=True, default=str))
     return keys
 
@@ -186,30 +196,52 @@ class ReportRun:
     results: dict[str, Any] = field(default_factory=dict)
 
 
-def provenance(model: HookedTransformer, paragraphs: Paragraphs, paragraphs_source: str | None,
-               fingerprints: Mapping[str, str], options: ReportOptions) -> dict:
+def provenance(
+    model: HookedTransformer,
+    paragraphs: Paragraphs,
+    paragraphs_source: str | None,
+    fingerprints: Mapping[str, str],
+    options: ReportOptions,
+) -> dict:
     """Where the model and data came from, and what ran: shown in the report and in results.json."""
     cfg = model.cfg
     source = getattr(model, "interp_source", None)
-    model_info = {"spec": model_name(model), "path": source.path if source else None,
-                  "architecture": cfg.original_architecture, "layers": cfg.n_layers, "heads": cfg.n_heads,
-                  "d_model": cfg.d_model, "d_mlp": cfg.d_mlp, "vocabulary": cfg.d_vocab, "context": cfg.n_ctx,
-                  "parameters": sum(p.numel() for p in model.parameters()), "weights_sha256": fingerprints["model"]}
+    model_info = {
+        "spec": model_name(model),
+        "path": source.path if source else None,
+        "architecture": cfg.original_architecture,
+        "layers": cfg.n_layers,
+        "heads": cfg.n_heads,
+        "d_model": cfg.d_model,
+        "d_mlp": cfg.d_mlp,
+        "vocabulary": cfg.d_vocab,
+        "context": cfg.n_ctx,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "weights_sha256": fingerprints["model"],
+    }
     if source and source.path and (Path(source.path) / "metadata.json").exists():
         meta = json.loads((Path(source.path) / "metadata.json").read_text())
         corpus = meta.get("corpus", {})
         model_info["training_corpus"] = corpus.get("source")
         model_info["training_tokens"] = meta.get("training", {}).get("tokens_seen")
     splits = paragraphs.meta.get("split")
-    data_info = {"source": paragraphs_source or "(given in memory)", "paragraphs": len(paragraphs),
-                 "prefix_len": paragraphs.prefix_len, "continuation_len": paragraphs.continuation_len,
-                 "tokens_sha256": fingerprints["paragraphs"]}
+    data_info = {
+        "source": paragraphs_source or "(given in memory)",
+        "paragraphs": len(paragraphs),
+        "prefix_len": paragraphs.prefix_len,
+        "continuation_len": paragraphs.continuation_len,
+        "tokens_sha256": fingerprints["paragraphs"],
+    }
     if splits is not None:
         data_info["splits"] = ", ".join(f"{s}: {splits.count(s)}" for s in sorted(set(splits)))
-    run_info = {"interp": interp_version(), "torch": torch.__version__, "python": platform.python_version(),
-                "device": str(cfg.device), "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    return {"model": model_info, "paragraphs": data_info,
-            "options": options.to_dict(), "run": run_info}
+    run_info = {
+        "interp": interp_version(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "device": str(cfg.device),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    return {"model": model_info, "paragraphs": data_info, "options": options.to_dict(), "run": run_info}
 
 
 def interp_version() -> str:
@@ -271,7 +303,11 @@ def run_report(
     steps = select_steps(options, steps)
     n_given = len(paragraphs)
     paragraphs = sample_paragraphs(paragraphs, options.max_paragraphs, options.seed)
-    base = {"model": model_fingerprint(model), "paragraphs": paragraphs_fingerprint(paragraphs), "code": code_fingerprint()}
+    base = {
+        "model": model_fingerprint(model),
+        "paragraphs": paragraphs_fingerprint(paragraphs),
+        "code": code_fingerprint(),
+    }
     keys = step_keys(steps, base, options)
     cache = StepCache(out_dir / ".cache")
     run = ReportRun(out_dir, out_dir / "report.html", out_dir / "results.json", [])
@@ -288,7 +324,9 @@ def run_report(
         run.results[step.name] = result
         run.cached[step.name] = hit
         run.seconds[step.name] = round(time.perf_counter() - start, 2)
-        sections.append(_skipped_section(step, result) if isinstance(result, Skipped) else step.section(result, run.results))
+        sections.append(
+            _skipped_section(step, result) if isinstance(result, Skipped) else step.section(result, run.results)
+        )
     prov = provenance(model, paragraphs, paragraphs_source, base, options)
     if len(paragraphs) < n_given:
         prov["paragraphs"]["sampled"] = f"a seeded random sample of {len(paragraphs)} of the {n_given} paragraphs given"
@@ -296,7 +334,9 @@ def run_report(
     return run
 
 
-def _write_outputs(run: ReportRun, sections: list[Section], prov: dict, image_formats: Sequence[str], progress: bool) -> None:
+def _write_outputs(
+    run: ReportRun, sections: list[Section], prov: dict, image_formats: Sequence[str], progress: bool
+) -> None:
     from interp.views.export import save_figures
 
     out_dir = run.out_dir
@@ -314,21 +354,31 @@ def _write_outputs(run: ReportRun, sections: list[Section], prov: dict, image_fo
         results = {
             "options": prov["options"],  # `interp report --config results.json` reruns with exactly these
             "provenance": prov,
-            "steps": {name: {"seconds": run.seconds[name], "cached": run.cached[name], "result": _result_json(r)}
-                      for name, r in run.results.items()},
+            "steps": {
+                name: {"seconds": run.seconds[name], "cached": run.cached[name], "result": _result_json(r)}
+                for name, r in run.results.items()
+            },
             "figures": sorted(figures),
-            "tables": {s.key: [{"caption": t.caption, "columns": list(t.columns), "rows": to_jsonable(t.rows)} for t in s.tables]
-                       for s in sections if s.tables},
+            "tables": {
+                s.key: [
+                    {"caption": t.caption, "columns": list(t.columns), "rows": to_jsonable(t.rows)} for t in s.tables
+                ]
+                for s in sections
+                if s.tables
+            },
             "notes": {s.key: list(s.notes) for s in sections if s.notes},
         }
         write_json(staging / "results.json", results)
         html = report_html(
             title=f"Where does {prov['model']['spec']} store the text it recites?",
-            provenance=prov, sections=sections,
-            intro=("This report runs the whole interp pipeline on one model and one paragraph set. Each section says "
-                   "what its figure shows and what the numbers mean; every number is also in results.json beside "
-                   "this file, and each figure is saved as PNG and SVG in figures/. Figures are interactive "
-                   "(hover, zoom); the page needs no network."),
+            provenance=prov,
+            sections=sections,
+            intro=(
+                "This report runs the whole interp pipeline on one model and one paragraph set. Each section says "
+                "what its figure shows and what the numbers mean; every number is also in results.json beside "
+                "this file, and each figure is saved as PNG and SVG in figures/. Figures are interactive "
+                "(hover, zoom); the page needs no network."
+            ),
         )
         write_text_atomic(staging / "report.html", html)
         _move_into_place(staging, out_dir)
@@ -350,7 +400,9 @@ def _move_into_place(staging: Path, out_dir: Path) -> None:
 
 
 def _skipped_section(step: Step, skipped: Skipped) -> Section:
-    return Section(key=step.name, title=f"{step.name}: skipped", notes=[f"The {step.name} step did not run: {skipped.reason}."])
+    return Section(
+        key=step.name, title=f"{step.name}: skipped", notes=[f"The {step.name} step did not run: {skipped.reason}."]
+    )
 
 
 def _result_json(result: Any) -> Any:

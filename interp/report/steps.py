@@ -39,15 +39,18 @@ SET_OPTIONS = ("n_mem", "n_nmem", "seed")
 
 def _memorization(inputs: StepInputs) -> MemorizationSplit:
     o = inputs.options
-    return memorization_split(inputs.model, inputs.paragraphs, batch_size=o.batch_size, nmem_max=o.nmem_max,
-                              n_examples=o.n_examples)
+    return memorization_split(
+        inputs.model, inputs.paragraphs, batch_size=o.batch_size, nmem_max=o.nmem_max, n_examples=o.n_examples
+    )
 
 
 def _sets(inputs: StepInputs) -> tuple[Paragraphs, Paragraphs] | Skipped:
     split: MemorizationSplit = inputs.results["memorization"]
     if len(split.mem_idx) == 0 or len(split.nmem_idx) == 0:
-        return Skipped(f"needs both MEM and NMEM paragraphs; this set has {len(split.mem_idx)} MEM and "
-                       f"{len(split.nmem_idx)} NMEM (see section 1)")
+        return Skipped(
+            f"needs both MEM and NMEM paragraphs; this set has {len(split.mem_idx)} MEM and "
+            f"{len(split.nmem_idx)} NMEM (see section 1)"
+        )
     o = inputs.options
     return choose_sets(split, inputs.paragraphs, n_mem=o.n_mem, n_nmem=o.n_nmem, seed=o.seed)
 
@@ -82,21 +85,44 @@ def _heads(inputs: StepInputs) -> Bundle | Skipped:
     mem_idx, nmem_idx = choose_indices(split, n_mem=wide, n_nmem=wide, seed=o.seed)
     subset = inputs.paragraphs.select(torch.cat([mem_idx, nmem_idx]).sort().values)
     counts = shipped_unigram_counts(model)
-    ranking = locate_memorization_head(model, subset, unigram_counts=counts, max_paragraphs=o.n_mem,
-                                       method_options={"rare_token": {"score": conventions(o.conventions).rare_token_score}},
-                                       mem_min=split.mem_min, nmem_max=split.nmem_max, seed=o.seed, batch_size=o.batch_size,
-                                       progress=o.progress)
+    ranking = locate_memorization_head(
+        model,
+        subset,
+        unigram_counts=counts,
+        max_paragraphs=o.n_mem,
+        method_options={"rare_token": {"score": conventions(o.conventions).rare_token_score}},
+        mem_min=split.mem_min,
+        nmem_max=split.nmem_max,
+        seed=o.seed,
+        batch_size=o.batch_size,
+        progress=o.progress,
+    )
     # attention patterns of the top heads on one MEM paragraph, for the circuitsvis view
     heads = [tuple(h) for h in ranking.order[:3].tolist()]
     example = inputs.paragraphs.select(mem_idx[:1])
     with torch.no_grad():
-        _, cache = model.run_with_cache(example.tokens.to(model.cfg.device), names_filter=lambda n: n.endswith("hook_pattern"))
+        _, cache = model.run_with_cache(
+            example.tokens.to(model.cfg.device), names_filter=lambda n: n.endswith("hook_pattern")
+        )
     patterns = torch.stack([cache["pattern", layer][0, head] for layer, head in heads]).cpu()
-    rarity = rarity_ranks(example.tokens, counts if counts is not None else unigram_counts(subset.tokens, model.cfg.d_vocab))[0]
-    return Bundle({"ranking": ranking, "example": {
-        "id": example.ids[0], "heads": heads, "patterns": patterns, "rarity": rarity,
-        "str_tokens": [model.tokenizer.decode([t]) if model.tokenizer else f"<{t}>" for t in example.tokens[0].tolist()],
-        "corpus_counts": counts is not None}})
+    rarity = rarity_ranks(
+        example.tokens, counts if counts is not None else unigram_counts(subset.tokens, model.cfg.d_vocab)
+    )[0]
+    return Bundle(
+        {
+            "ranking": ranking,
+            "example": {
+                "id": example.ids[0],
+                "heads": heads,
+                "patterns": patterns,
+                "rarity": rarity,
+                "str_tokens": [
+                    model.tokenizer.decode([t]) if model.tokenizer else f"<{t}>" for t in example.tokens[0].tolist()
+                ],
+                "corpus_counts": counts is not None,
+            },
+        }
+    )
 
 
 def _perturbation(inputs: StepInputs) -> Bundle | Skipped:
@@ -107,7 +133,9 @@ def _perturbation(inputs: StepInputs) -> Bundle | Skipped:
     n = o.n_perturb
     mem, nmem = sets[0].select(range(min(n, len(sets[0])))), sets[1].select(range(min(n, len(sets[1]))))
     both = Paragraphs(torch.cat([mem.tokens, nmem.tokens]), mem.prefix_len, mem.ids + nmem.ids)
-    result = prefix_perturbation(model, both, samples_per_position=o.perturb_samples, seed=o.seed, batch_size=4 * o.batch_size)
+    result = prefix_perturbation(
+        model, both, samples_per_position=o.perturb_samples, seed=o.seed, batch_size=4 * o.batch_size
+    )
     tok = model.tokenizer
     str_tokens = [[tok.decode([t]) if tok else f"<{t}>" for t in row.tolist()] for row in both.prefixes]
     return Bundle({"all": result, "n_mem": len(mem), "str_tokens": str_tokens})
@@ -131,9 +159,12 @@ def _unlearning(inputs: StepInputs) -> Bundle | Skipped:
     need = n_targets * retain_per_run + 1
     if len(nmem) < need:
         have = len(split.nmem_idx)
-        fix = (f"raise n_nmem (now {o.n_nmem}; the set has {have} NMEM paragraphs)" if have >= need else
-               f"the paragraph set has only {have} NMEM paragraphs: give a larger set (e.g. from `interp scan`) or "
-               f"lower unlearn_targets (now {o.unlearn_targets})")
+        fix = (
+            f"raise n_nmem (now {o.n_nmem}; the set has {have} NMEM paragraphs)"
+            if have >= need
+            else f"the paragraph set has only {have} NMEM paragraphs: give a larger set (e.g. from `interp scan`) or "
+            f"lower unlearn_targets (now {o.unlearn_targets})"
+        )
         return Skipped(f"needs {need} NMEM paragraphs ({retain_per_run} per run + probes); {fix}")
     targets = mem.select(range(n_targets))
     edit_targets = perturbed_mem.editing_targets.select(torch.arange(n_targets))
@@ -141,27 +172,54 @@ def _unlearning(inputs: StepInputs) -> Bundle | Skipped:
     probe_nmem = nmem.select(range(n_targets * retain_per_run, min(len(nmem), n_targets * retain_per_run + o.probe)))
     held = heldout_indices(split)
     heldout = inputs.paragraphs.select(held[: o.probe]) if len(held) else probe_nmem
-    probe = probe_sets(model, mem.select(range(n_targets, len(mem))) if len(mem) > n_targets else mem, probe_nmem, heldout,
-                       batch_size=o.batch_size)
-    weights = dict(lr=o.unlearn_lr or 1e-3, steps=o.unlearn_steps, weight_decay=1.0,
-                   decay_outside_mask=conventions(o.conventions).decay_outside_mask)
+    probe = probe_sets(
+        model,
+        mem.select(range(n_targets, len(mem))) if len(mem) > n_targets else mem,
+        probe_nmem,
+        heldout,
+        batch_size=o.batch_size,
+    )
+    weights = dict(
+        lr=o.unlearn_lr or 1e-3,
+        steps=o.unlearn_steps,
+        weight_decay=1.0,
+        decay_outside_mask=conventions(o.conventions).decay_outside_mask,
+    )
     configs = [c for c in paper_configs(fraction=0.001, **weights) if c.method in o.unlearn_methods]
     if o.reft:
         configs.append(ReftConfig(method="unlearn", seed=o.seed))
     calibrations = []
     if o.unlearn_lr is None:  # compare methods at matched forgetting, not at one arbitrary rate
-        bar = tqdm(total=len(configs), desc="calibrating learning rates", unit="method", leave=False, disable=not o.progress)
+        bar = tqdm(
+            total=len(configs), desc="calibrating learning rates", unit="method", leave=False, disable=not o.progress
+        )
         todo, configs = configs, []
         for config in todo:
-            found, [search] = calibrated_configs(model, targets, retain, [config], level=o.unlearn_level,
-                                                 edit_targets=edit_targets, retain_per_run=retain_per_run)
+            found, [search] = calibrated_configs(
+                model,
+                targets,
+                retain,
+                [config],
+                level=o.unlearn_level,
+                edit_targets=edit_targets,
+                retain_per_run=retain_per_run,
+            )
             configs += found
             calibrations.append(search)
             bar.update()
         bar.close()
-    table = unlearning_table(model, targets, retain, configs, probe, edit_targets=edit_targets, retain_per_run=retain_per_run,
-                             relearn_config=RelearnConfig(steps=o.relearn_steps) if o.relearn_steps else None,
-                             calibrations=calibrations, progress=o.progress)
+    table = unlearning_table(
+        model,
+        targets,
+        retain,
+        configs,
+        probe,
+        edit_targets=edit_targets,
+        retain_per_run=retain_per_run,
+        relearn_config=RelearnConfig(steps=o.relearn_steps) if o.relearn_steps else None,
+        calibrations=calibrations,
+        progress=o.progress,
+    )
     return Bundle({"table": table})
 
 
@@ -177,13 +235,31 @@ def _restoration(inputs: StepInputs) -> Bundle | Skipped:
     parts: dict[str, Any] = {}
     for select in o.restore_selects:
         paper = conventions(o.conventions)
-        config = UnlearnConfig(method="unlearn", select=select, lr=o.unlearn_lr or 1e-3, steps=o.unlearn_steps, weight_decay=1.0,
-                               decay_outside_mask=paper.decay_outside_mask)
+        config = UnlearnConfig(
+            method="unlearn",
+            select=select,
+            lr=o.unlearn_lr or 1e-3,
+            steps=o.unlearn_steps,
+            weight_decay=1.0,
+            decay_outside_mask=paper.decay_outside_mask,
+        )
         if o.unlearn_lr is None:  # the rate section 5 calibrated for this run, else calibrate it here
-            rates = [c["lr"] for c in table["table"].configs if c.get("kind") == "weights" and c["method"] == "unlearn"
-                     and c["select"] == select] if isinstance(table, Bundle) else []
-            lr = rates[0] if rates else calibrate(model, targets, nmem.select(range(min(10 * len(targets), len(nmem)))), config,
-                                                  level=o.unlearn_level).lr
+            rates = (
+                [
+                    c["lr"]
+                    for c in table["table"].configs
+                    if c.get("kind") == "weights" and c["method"] == "unlearn" and c["select"] == select
+                ]
+                if isinstance(table, Bundle)
+                else []
+            )
+            lr = (
+                rates[0]
+                if rates
+                else calibrate(
+                    model, targets, nmem.select(range(min(10 * len(targets), len(nmem)))), config, level=o.unlearn_level
+                ).lr
+            )
             config = replace(config, lr=lr)
         edited = unlearn(model, targets, retain, config)
         parts[select] = restoration(model, edited.model, targets, width=paper.restore_width, batch_size=o.batch_size)
@@ -205,17 +281,60 @@ def default_steps() -> list[Step]:
 
     return [
         Step("memorization", _memorization, memorization_section, options=("batch_size", "nmem_max", "n_examples")),
-        Step("gradients", _gradients, gradients_section, options=(*SET_OPTIONS, "grad_batch_size"), depends=("memorization",)),
-        Step("heads", _heads, heads_section, options=(*SET_OPTIONS, "batch_size", "conventions"), depends=("memorization",)),
-        Step("perturbation", _perturbation, perturbation_section, options=(*SET_OPTIONS, "n_perturb", "perturb_samples"),
-             depends=("memorization",)),
-        Step("unlearning", _unlearning, unlearning_section,
-             options=(*SET_OPTIONS, "unlearn_targets", "unlearn_lr", "unlearn_level", "unlearn_steps", "unlearn_methods", "reft",
-                      "relearn_steps", "probe", "batch_size", "conventions"),
-             depends=("memorization", "perturbation")),
-        Step("restoration", _restoration, restoration_section,
-             options=(*SET_OPTIONS, "unlearn_targets", "unlearn_lr", "unlearn_level", "unlearn_steps", "restore_selects",
-                      "batch_size", "conventions"),
-             depends=("memorization", "unlearning")),
+        Step(
+            "gradients",
+            _gradients,
+            gradients_section,
+            options=(*SET_OPTIONS, "grad_batch_size"),
+            depends=("memorization",),
+        ),
+        Step(
+            "heads",
+            _heads,
+            heads_section,
+            options=(*SET_OPTIONS, "batch_size", "conventions"),
+            depends=("memorization",),
+        ),
+        Step(
+            "perturbation",
+            _perturbation,
+            perturbation_section,
+            options=(*SET_OPTIONS, "n_perturb", "perturb_samples"),
+            depends=("memorization",),
+        ),
+        Step(
+            "unlearning",
+            _unlearning,
+            unlearning_section,
+            options=(
+                *SET_OPTIONS,
+                "unlearn_targets",
+                "unlearn_lr",
+                "unlearn_level",
+                "unlearn_steps",
+                "unlearn_methods",
+                "reft",
+                "relearn_steps",
+                "probe",
+                "batch_size",
+                "conventions",
+            ),
+            depends=("memorization", "perturbation"),
+        ),
+        Step(
+            "restoration",
+            _restoration,
+            restoration_section,
+            options=(
+                *SET_OPTIONS,
+                "unlearn_targets",
+                "unlearn_lr",
+                "unlearn_level",
+                "unlearn_steps",
+                "restore_selects",
+                "batch_size",
+                "conventions",
+            ),
+            depends=("memorization", "unlearning"),
+        ),
     ]
-

@@ -171,8 +171,10 @@ def _jsonl_documents(f: CorpusFile, shard: tuple[int, int]) -> Iterator[Document
                 raise UserError(f"{where}: not valid JSON ({exc.msg})") from None
             if isinstance(rec, dict) and isinstance(rec.get("text"), str):
                 yield Document(source, 0, len(line), text=rec["text"])
-            elif isinstance(rec, dict) and isinstance(rec.get("tokens"), list) and all(
-                isinstance(t, int) and not isinstance(t, bool) for t in rec["tokens"]
+            elif (
+                isinstance(rec, dict)
+                and isinstance(rec.get("tokens"), list)
+                and all(isinstance(t, int) and not isinstance(t, bool) for t in rec["tokens"])
             ):
                 yield Document(source, 0, len(line), tokens=tuple(rec["tokens"]))
             else:

@@ -32,7 +32,13 @@ import torch
 from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
-from interp.data import BOILERPLATE_PATTERNS, DEFAULT_CONTINUATION_LEN, DEFAULT_PREFIX_LEN, is_boilerplate, unique_fraction
+from interp.data import (
+    BOILERPLATE_PATTERNS,
+    DEFAULT_CONTINUATION_LEN,
+    DEFAULT_PREFIX_LEN,
+    is_boilerplate,
+    unique_fraction,
+)
 from interp.errors import UserError
 from interp.io import write_json
 from interp.metrics import NMEM_MAX_EM
@@ -106,8 +112,10 @@ class ScanConfig:
         if self.window_len > n_ctx:
             raise UserError(f"prefix + continuation = {self.window_len} tokens exceeds the model's context of {n_ctx}")
         if not self.exact and self.chunk_len > n_ctx:
-            raise UserError(f"--screen-step {self.screen_step} makes screening chunks of {self.chunk_len} tokens, more than "
-                            f"the model's context of {n_ctx}: use --screen-step {n_ctx - self.window_len + 1} or less")
+            raise UserError(
+                f"--screen-step {self.screen_step} makes screening chunks of {self.chunk_len} tokens, more than "
+                f"the model's context of {n_ctx}: use --screen-step {n_ctx - self.window_len + 1} or less"
+            )
 
 
 @dataclass(frozen=True)
@@ -153,8 +161,12 @@ class ScanSummary:
         return recall_estimate(self.screen_recall, self.mode, self.config, self.mem_windows)
 
     def to_json(self) -> dict:
-        return {**asdict(self), "tokens_per_second": self.tokens_per_second,
-                "forward_per_token": self.forward_per_token, "recall": self.recall}
+        return {
+            **asdict(self),
+            "tokens_per_second": self.tokens_per_second,
+            "forward_per_token": self.forward_per_token,
+            "recall": self.recall,
+        }
 
     @classmethod
     def from_json(cls, obj: dict) -> ScanSummary:
@@ -173,8 +185,10 @@ class ScanSummary:
             f"({self.mode} mode, {self.windows_scored:,} scored exactly, {self.chunks_screened:,} chunks screened) "
             f"in {self.seconds:.0f} s: {self.tokens_per_second:,.0f} tokens/s",
             "cost: {:.2f} forward tokens per corpus token ({}); the NMEM sample added {:,} forward tokens".format(
-                per["scan"], ", ".join(f"{k} {per[k]:.2f}" for k in self.forward_tokens if k != "controls"),
-                self.forward_tokens.get("controls", 0)),
+                per["scan"],
+                ", ".join(f"{k} {per[k]:.2f}" for k in self.forward_tokens if k != "controls"),
+                self.forward_tokens.get("controls", 0),
+            ),
             f"MEM: {self.mem_windows} windows in {self.mem_spans} spans   NMEM sample: {self.nmem}   "
             f"intermediate: {self.intermediate}",
             self.recall["message"],
@@ -213,39 +227,58 @@ def recall_estimate(counts: dict, mode: str, config: dict, mem_windows: int) -> 
         low = float(beta.ppf(0.025, found, mem - found + 1)) if found else 0.0
         high = float(beta.ppf(0.975, found + 1, mem - found)) if found < mem else 1.0
         recall = found / mem
-        msg = (f"screen recall: the screen flagged {found} of the {mem} MEM windows in a random audit of "
-               f"{counts['windows']:,} windows scored exactly = {recall:.3f} (95% interval {low:.3f}-{high:.3f})")
+        msg = (
+            f"screen recall: the screen flagged {found} of the {mem} MEM windows in a random audit of "
+            f"{counts['windows']:,} windows scored exactly = {recall:.3f} (95% interval {low:.3f}-{high:.3f})"
+        )
         if recall < RECALL_TARGET:
-            msg += (f"; below {RECALL_TARGET}: the screen misses memorized text on this model, rescan with --exact "
-                    "(or a smaller --screen-step, a larger --screen-tolerance)")
+            msg += (
+                f"; below {RECALL_TARGET}: the screen misses memorized text on this model, rescan with --exact "
+                "(or a smaller --screen-step, a larger --screen-tolerance)"
+            )
         return {**out, "measured": True, "recall": recall, "ci95": (low, high), "message": msg}
     total = max(mem_windows, mem)  # MEM windows in the corpus, at least (mem / rate is too noisy when mem is small)
     suggest = _round_up(2 * need / total) if total else 1.0  # expect twice the minimum
     if suggest < 0.5:
         window_len = config["prefix_len"] + config["continuation_len"]
-        fix = (f"pass --recall-sample {suggest:g} to measure it (the audit then costs about {suggest * window_len:.1f} "
-               "forward tokens per corpus token), or scan with --exact")
+        fix = (
+            f"pass --recall-sample {suggest:g} to measure it (the audit then costs about {suggest * window_len:.1f} "
+            "forward tokens per corpus token), or scan with --exact"
+        )
     elif total:
         fix = "the corpus holds too few MEM windows for a sample to measure recall: scan it with --exact"
     else:
         fix = "if the corpus should hold memorized text, scan it (or one --shard of it) with --exact"
-    return {**out, "message": (
-        f"screen recall NOT MEASURED: the recall audit scored {counts['windows']:,} windows exactly "
-        f"(--recall-sample {rate:g}) and they hold {mem} MEM window{'s' * (mem != 1)}, fewer than the {need} "
-        f"needed to say anything, so the screen may have missed memorized text unseen; {fix}")}
+    return {
+        **out,
+        "message": (
+            f"screen recall NOT MEASURED: the recall audit scored {counts['windows']:,} windows exactly "
+            f"(--recall-sample {rate:g}) and they hold {mem} MEM window{'s' * (mem != 1)}, fewer than the {need} "
+            f"needed to say anything, so the screen may have missed memorized text unseen; {fix}"
+        ),
+    }
 
 
 def _new_tally(cfg: ScanConfig) -> dict:
     kinds = {"mem": 0, "intermediate": 0, "nmem": 0}
     return {
-        "documents": 0, "tokens": 0, "windows": 0, "windows_scored": 0, "chunks_screened": 0,
-        "forward_tokens": {"screen": 0, "verify": 0, "audit": 0, "controls": 0} if not cfg.exact else
-                          {"verify": 0, "controls": 0},
-        "mem_windows": 0, "mem_spans": 0, "intermediate": 0,
+        "documents": 0,
+        "tokens": 0,
+        "windows": 0,
+        "windows_scored": 0,
+        "chunks_screened": 0,
+        "forward_tokens": {"screen": 0, "verify": 0, "audit": 0, "controls": 0}
+        if not cfg.exact
+        else {"verify": 0, "controls": 0},
+        "mem_windows": 0,
+        "mem_spans": 0,
+        "intermediate": 0,
         "filtered": {"low_unique": dict(kinds), "boilerplate": dict(kinds)} if cfg.filters else {},
-        "filtered_examples": [], "longest_spans": [],
+        "filtered_examples": [],
+        "longest_spans": [],
         "screen_recall": {"windows": 0, "mem": 0, "found": 0},
-        "seconds": 0.0, "bytes": 0,
+        "seconds": 0.0,
+        "bytes": 0,
     }
 
 
@@ -308,8 +341,10 @@ class OutputPaths:
         if self.state.exists():
             if resume:
                 return "resume"
-            raise UserError(f"an interrupted scan of {self.out} is recorded in {self.state}: "
-                            "pass --resume to continue it or --force to start again")
+            raise UserError(
+                f"an interrupted scan of {self.out} is recorded in {self.state}: "
+                "pass --resume to continue it or --force to start again"
+            )
         if self.out.exists():
             if resume and self.summary.exists():
                 return "done"
@@ -320,8 +355,12 @@ class OutputPaths:
 def fingerprint(model: HookedTransformer, corpus: Corpus, cfg: ScanConfig, shard: tuple[int, int]) -> dict:
     """What must not change between an interrupted scan and its resumption."""
     return {
-        "model": model_name(model), "d_vocab": model.cfg.d_vocab, "n_params": sum(p.numel() for p in model.parameters()),
-        "corpus": [[f.source, f.size] for f in corpus.files], "config": to_config_json(cfg), "shard": list(shard),
+        "model": model_name(model),
+        "d_vocab": model.cfg.d_vocab,
+        "n_params": sum(p.numel() for p in model.parameters()),
+        "corpus": [[f.source, f.size] for f in corpus.files],
+        "config": to_config_json(cfg),
+        "shard": list(shard),
     }
 
 
@@ -332,8 +371,9 @@ def to_config_json(cfg: ScanConfig) -> dict:
 class _Scan:
     """One scan's mutable state: the tally, the control sample, the partial output."""
 
-    def __init__(self, model, corpus: Corpus, cfg: ScanConfig, shard, paths: OutputPaths, state: dict | None,
-                 batch_size: int):
+    def __init__(
+        self, model, corpus: Corpus, cfg: ScanConfig, shard, paths: OutputPaths, state: dict | None, batch_size: int
+    ):
         self.model, self.corpus, self.cfg, self.shard, self.paths = model, corpus, cfg, shard, paths
         self.batch_size = batch_size
         self.last_source = state.get("last_source") if state else None
@@ -345,8 +385,10 @@ class _Scan:
         else:
             if state["fingerprint"] != self.fingerprint:
                 diff = sorted(k for k in self.fingerprint if state["fingerprint"].get(k) != self.fingerprint[k])
-                raise UserError(f"cannot resume {paths.out}: the {', '.join(diff)} differ from the interrupted scan's; "
-                                "rerun it with the same options, or pass --force to start again")
+                raise UserError(
+                    f"cannot resume {paths.out}: the {', '.join(diff)} differ from the interrupted scan's; "
+                    "rerun it with the same options, or pass --force to start again"
+                )
             self.tally, self.next_doc = state["tally"], state["next_doc"]
             self.controls = _Controls(cfg.n_controls, [(-int(k), rec) for k, rec in state["controls"]])
             heapq.heapify(self.controls.heap)
@@ -363,8 +405,10 @@ class _Scan:
         toks = doc.tokens if doc.tokens is not None else self.tokenize(doc.text)
         x = torch.tensor(toks, dtype=torch.long)
         if len(x) and (int(x.min()) < 0 or int(x.max()) >= self.model.cfg.d_vocab):
-            raise UserError(f"{doc.source}: token ids outside the model's vocabulary (0..{self.model.cfg.d_vocab - 1}); "
-                            "were they made with another tokenizer?")
+            raise UserError(
+                f"{doc.source}: token ids outside the model's vocabulary (0..{self.model.cfg.d_vocab - 1}); "
+                "were they made with another tokenizer?"
+            )
         return x
 
     def grid(self, doc: Document, length: int) -> torch.Tensor:
@@ -399,9 +443,15 @@ class _Scan:
         cfg, tally = self.cfg, self.tally
         if not live:
             return {}
-        screen = screen_windows(self.model, [streams[i] for i in live], [grids[i] for i in live],
-                                prefix_len=cfg.prefix_len, window_len=cfg.window_len, step=cfg.screen_step,
-                                batch_size=self.batch_size)
+        screen = screen_windows(
+            self.model,
+            [streams[i] for i in live],
+            [grids[i] for i in live],
+            prefix_len=cfg.prefix_len,
+            window_len=cfg.window_len,
+            step=cfg.screen_step,
+            batch_size=self.batch_size,
+        )
         tally["chunks_screened"] += screen.chunks
         tally["forward_tokens"]["screen"] += screen.forward_tokens
         recall = tally["screen_recall"]
@@ -456,9 +506,17 @@ class _Scan:
     def record(self, doc: Document, window: torch.Tensor, start: int, em: int, nll: float, kind: str) -> dict:
         offset = doc.offset_base + start
         toks = window.tolist()
-        return {"id": f"{doc.source}@{offset}", "tokens": toks, "text": self.tokenizer.decode(toks),
-                "source": doc.source, "offset": offset, "em": em, "nll": round(nll, 5), "kind": kind,
-                "prefix_len": self.cfg.prefix_len}
+        return {
+            "id": f"{doc.source}@{offset}",
+            "tokens": toks,
+            "text": self.tokenizer.decode(toks),
+            "source": doc.source,
+            "offset": offset,
+            "em": em,
+            "nll": round(nll, 5),
+            "kind": kind,
+            "prefix_len": self.cfg.prefix_len,
+        }
 
     def emit(self, doc: Document, x: torch.Tensor, starts, em, nll) -> None:
         cfg, tally, W = self.cfg, self.tally, self.cfg.window_len
@@ -470,11 +528,16 @@ class _Scan:
                 for span in self.spans(s_mem[~keep], nll_mem[~keep]):
                     _keep_longest(tally["filtered_examples"], self.span_summary(doc, x, span), N_EXAMPLES)
             for span in self.spans(s_mem[keep], nll_mem[keep]):
-                rec = self.record(doc, x[span.best : span.best + W], span.best, cfg.continuation_len, span.best_nll, "mem")
-                rec.update(span_start=doc.offset_base + span.start, span_end=doc.offset_base + span.end,
-                           span_windows=span.n_windows,
-                           mem_runs=[[doc.offset_base + a, doc.offset_base + b] for a, b in span.runs],
-                           span_text=self.tokenizer.decode(x[span.start : span.end].tolist()))
+                rec = self.record(
+                    doc, x[span.best : span.best + W], span.best, cfg.continuation_len, span.best_nll, "mem"
+                )
+                rec.update(
+                    span_start=doc.offset_base + span.start,
+                    span_end=doc.offset_base + span.end,
+                    span_windows=span.n_windows,
+                    mem_runs=[[doc.offset_base + a, doc.offset_base + b] for a, b in span.runs],
+                    span_text=self.tokenizer.decode(x[span.start : span.end].tolist()),
+                )
                 self.write(rec)
                 tally["mem_windows"] += span.n_windows
                 tally["mem_spans"] += 1
@@ -485,7 +548,9 @@ class _Scan:
             windows = window_tokens(x, s_mid, W)
             keep = self.passes_filters(windows, "intermediate")
             for j in keep.nonzero().flatten().tolist():
-                self.write(self.record(doc, windows[j], int(s_mid[j]), int(em_mid[j]), float(nll_mid[j]), "intermediate"))
+                self.write(
+                    self.record(doc, windows[j], int(s_mid[j]), int(em_mid[j]), float(nll_mid[j]), "intermediate")
+                )
                 tally["intermediate"] += 1
 
     def spans(self, starts: torch.Tensor, nlls: torch.Tensor) -> list[Span]:
@@ -495,9 +560,14 @@ class _Scan:
         return [Span(a, a + self.cfg.window_len, a, b, 1, ((a, a),)) for a, b in zip(s, n)]
 
     def span_summary(self, doc: Document, x: torch.Tensor, span: Span) -> dict:
-        return {"source": doc.source, "start": doc.offset_base + span.start, "end": doc.offset_base + span.end,
-                "tokens": span.end - span.start, "windows": span.n_windows,
-                "text": self.tokenizer.decode(x[span.start : span.end].tolist())[:400]}
+        return {
+            "source": doc.source,
+            "start": doc.offset_base + span.start,
+            "end": doc.offset_base + span.end,
+            "tokens": span.end - span.start,
+            "windows": span.n_windows,
+            "text": self.tokenizer.decode(x[span.start : span.end].tolist())[:400],
+        }
 
     def sample_controls(self, docs, streams, grids, scored) -> None:
         """Offer this group's eligible NMEM windows to the bottom-k sample, smallest keys first,
@@ -542,11 +612,17 @@ class _Scan:
     def checkpoint(self) -> None:
         self.fh.flush()
         os.fsync(self.fh.fileno())
-        write_json(self.paths.state, {
-            "fingerprint": self.fingerprint, "next_doc": self.next_doc, "partial_bytes": self.fh.tell(),
-            "tally": self.tally, "controls": [[str(-nk), rec] for nk, rec in self.controls.heap],
-            "last_source": self.last_source,
-        })
+        write_json(
+            self.paths.state,
+            {
+                "fingerprint": self.fingerprint,
+                "next_doc": self.next_doc,
+                "partial_bytes": self.fh.tell(),
+                "tally": self.tally,
+                "controls": [[str(-nk), rec] for nk, rec in self.controls.heap],
+                "last_source": self.last_source,
+            },
+        )
 
     def finish(self) -> None:
         """Partial records + the control sample -> the output, atomically; then the summary."""
@@ -587,8 +663,14 @@ def scan_corpus(
     scan = _Scan(model, corpus, config, shard, paths, state, batch_size)
     scan.checkpoint()  # from here on the scan is recorded: rerunning it needs --resume or --force
     total = corpus.size // shard[1] if shard[1] > 1 else corpus.size
-    bar = tqdm(total=total, initial=scan.tally["bytes"], unit="B", unit_scale=True, desc=f"scan {shard[0]}/{shard[1]}",
-               disable=not progress)
+    bar = tqdm(
+        total=total,
+        initial=scan.tally["bytes"],
+        unit="B",
+        unit_scale=True,
+        desc=f"scan {shard[0]}/{shard[1]}",
+        disable=not progress,
+    )
     t0, last_ckpt, done_before = time.time(), time.time(), scan.tally["seconds"]
     group: list[Document] = []
     group_tokens = 0
@@ -604,7 +686,9 @@ def scan_corpus(
         scan.tally["bytes"] += nbytes
         scan.tally["seconds"] = done_before + time.time() - t0
         bar.update(nbytes)
-        bar.set_postfix(tok_s=f"{scan.tally['tokens'] / max(scan.tally['seconds'], 1e-9):,.0f}", mem=scan.tally["mem_spans"])
+        bar.set_postfix(
+            tok_s=f"{scan.tally['tokens'] / max(scan.tally['seconds'], 1e-9):,.0f}", mem=scan.tally["mem_spans"]
+        )
         group, group_tokens = [], 0
         if time.time() - last_ckpt >= CHECKPOINT_SECONDS:
             scan.checkpoint()
@@ -629,19 +713,34 @@ def scan_corpus(
         scan.fh.close()
         paths.partial.unlink(missing_ok=True)
         paths.state.unlink(missing_ok=True)
-        raise UserError(f"the corpus has no stretch of {config.window_len} tokens (prefix + continuation) to scan: "
-                        f"{scan.tally['tokens']} tokens in {scan.tally['documents']} documents")
+        raise UserError(
+            f"the corpus has no stretch of {config.window_len} tokens (prefix + continuation) to scan: "
+            f"{scan.tally['tokens']} tokens in {scan.tally['documents']} documents"
+        )
     scan.finish()
     tally = scan.tally
     summary = ScanSummary(
-        out=str(paths.out), model=model_name(model), mode=config.mode, shards=(tuple(shard),),
-        config=to_config_json(config), documents=tally["documents"], tokens=tally["tokens"], windows=tally["windows"],
-        windows_scored=tally["windows_scored"], chunks_screened=tally["chunks_screened"],
+        out=str(paths.out),
+        model=model_name(model),
+        mode=config.mode,
+        shards=(tuple(shard),),
+        config=to_config_json(config),
+        documents=tally["documents"],
+        tokens=tally["tokens"],
+        windows=tally["windows"],
+        windows_scored=tally["windows_scored"],
+        chunks_screened=tally["chunks_screened"],
         forward_tokens=tally["forward_tokens"],
-        mem_windows=tally["mem_windows"], mem_spans=tally["mem_spans"], intermediate=tally["intermediate"],
-        nmem=len(scan.controls.heap), filtered=tally["filtered"], filtered_examples=tuple(tally["filtered_examples"]),
-        longest_spans=tuple(tally["longest_spans"]), screen_recall=tally["screen_recall"],
-        skipped_binary=corpus.skipped_binary, seconds=round(tally["seconds"], 3),
+        mem_windows=tally["mem_windows"],
+        mem_spans=tally["mem_spans"],
+        intermediate=tally["intermediate"],
+        nmem=len(scan.controls.heap),
+        filtered=tally["filtered"],
+        filtered_examples=tuple(tally["filtered_examples"]),
+        longest_spans=tuple(tally["longest_spans"]),
+        screen_recall=tally["screen_recall"],
+        skipped_binary=corpus.skipped_binary,
+        seconds=round(tally["seconds"], 3),
     )
     write_json(paths.summary, summary.to_json())
     paths.state.unlink(missing_ok=True)

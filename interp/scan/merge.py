@@ -22,7 +22,9 @@ def _load_summary(path: Path) -> ScanSummary:
     if not path.is_file():
         raise UserError(f"shard output {path} does not exist")
     if not paths.summary.is_file():
-        raise UserError(f"{path} has no summary beside it ({paths.summary.name}): is it a finished `interp scan` output?")
+        raise UserError(
+            f"{path} has no summary beside it ({paths.summary.name}): is it a finished `interp scan` output?"
+        )
     return ScanSummary.from_json(json.loads(paths.summary.read_text()))
 
 
@@ -52,7 +54,9 @@ def merge_scans(inputs: list[str | Path], out: str | Path, force: bool = False, 
     first = summaries[0]
     for p, s in zip(paths, summaries):
         if (s.model, s.config) != (first.model, first.config):
-            raise UserError(f"{p} was scanned with another model or other options than {paths[0]}: merge only shards of one scan")
+            raise UserError(
+                f"{p} was scanned with another model or other options than {paths[0]}: merge only shards of one scan"
+            )
     shards = sorted(sh for s in summaries for sh in s.shards)
     if len(set(shards)) < len(shards):
         raise UserError(f"a shard appears twice among the inputs: {shards}")
@@ -62,8 +66,10 @@ def merge_scans(inputs: list[str | Path], out: str | Path, force: bool = False, 
     n = ns.pop()
     missing = sorted(set(range(1, n + 1)) - {k for k, _ in shards})
     if missing and not partial:
-        raise UserError(f"shards {', '.join(f'{k}/{n}' for k in missing)} are missing: merge them too, "
-                        "or pass --partial to merge what is there")
+        raise UserError(
+            f"shards {', '.join(f'{k}/{n}' for k in missing)} are missing: merge them too, "
+            "or pass --partial to merge what is there"
+        )
     k = first.config["n_controls"]
     controls: list[tuple[int, str]] = []
     tmp = out.with_name(f".{out.name}.tmp")
@@ -84,17 +90,34 @@ def merge_scans(inputs: list[str | Path], out: str | Path, force: bool = False, 
     tmp.replace(out)
     total: dict = {}
     for s in summaries:
-        total = _add(total, {"documents": s.documents, "tokens": s.tokens, "windows": s.windows,
-                             "windows_scored": s.windows_scored, "chunks_screened": s.chunks_screened,
-                             "forward_tokens": s.forward_tokens,
-                             "mem_windows": s.mem_windows, "mem_spans": s.mem_spans, "intermediate": s.intermediate,
-                             "filtered": s.filtered, "screen_recall": s.screen_recall, "seconds": s.seconds})
+        total = _add(
+            total,
+            {
+                "documents": s.documents,
+                "tokens": s.tokens,
+                "windows": s.windows,
+                "windows_scored": s.windows_scored,
+                "chunks_screened": s.chunks_screened,
+                "forward_tokens": s.forward_tokens,
+                "mem_windows": s.mem_windows,
+                "mem_spans": s.mem_spans,
+                "intermediate": s.intermediate,
+                "filtered": s.filtered,
+                "screen_recall": s.screen_recall,
+                "seconds": s.seconds,
+            },
+        )
     summary = ScanSummary(
-        out=str(out), model=first.model, mode=first.mode, shards=tuple(shards), config=first.config,
+        out=str(out),
+        model=first.model,
+        mode=first.mode,
+        shards=tuple(shards),
+        config=first.config,
         nmem=min(k, len(controls)),
         filtered_examples=_longest([e for s in summaries for e in s.filtered_examples], N_EXAMPLES),
         longest_spans=_longest([e for s in summaries for e in s.longest_spans], N_LONGEST),
-        skipped_binary=first.skipped_binary, **total,
+        skipped_binary=first.skipped_binary,
+        **total,
     )
     write_json(OutputPaths(out).summary, summary.to_json())
     return summary

@@ -66,8 +66,9 @@ def screen_windows(
     """
     chunk_len = window_len + step - 1
     jobs = [(i, c) for i, x in enumerate(streams) for c in screen_chunk_starts(len(x), window_len, step)]
-    hits = [torch.zeros(len(screen_chunk_starts(len(x), window_len, step)), chunk_len, dtype=torch.bool)
-            for x in streams]
+    hits = [
+        torch.zeros(len(screen_chunk_starts(len(x), window_len, step)), chunk_len, dtype=torch.bool) for x in streams
+    ]
     forward_tokens = 0
     for b in range(0, len(jobs), batch_size):
         batch = jobs[b : b + batch_size]
@@ -80,8 +81,11 @@ def screen_windows(
         forward_tokens += rows.numel()
         for j, ((i, c), seg) in enumerate(zip(batch, segs)):
             hits[i][c // step, prefix_len : len(seg)] = ok[j, : len(seg) - prefix_len]
-    misses, lead = zip(*(_window_misses(h, s, prefix_len, window_len, step) for h, s in zip(hits, starts))) \
-        if streams else ((), ())
+    misses, lead = (
+        zip(*(_window_misses(h, s, prefix_len, window_len, step) for h, s in zip(hits, starts)))
+        if streams
+        else ((), ())
+    )
     return ScreenResult(tuple(misses), tuple(lead), len(jobs), forward_tokens)
 
 

@@ -25,7 +25,9 @@ def testbed_paragraphs(splits: tuple[str, ...] | None = None, path: str | Path =
     from interp.data import load_paragraphs
 
     cfg = testbed_metadata(path)["config"]
-    paragraphs = load_paragraphs(Path(path) / "paragraphs.jsonl", prefix_len=cfg["prefix_len"], continuation_len=cfg["continuation_len"])
+    paragraphs = load_paragraphs(
+        Path(path) / "paragraphs.jsonl", prefix_len=cfg["prefix_len"], continuation_len=cfg["continuation_len"]
+    )
     if splits is None:
         return paragraphs
     keep = [i for i, s in enumerate(paragraphs.meta["split"]) if s in splits]

@@ -76,7 +76,9 @@ class TestbedConfig:
         if self.storage_dtype not in ("float16", "float32"):
             raise ValueError("storage_dtype must be 'float16' or 'float32'")
         if self.offset_range[1] < self.offset_range[0]:
-            raise ValueError(f"a context of {self.context} leaves no room for a {self.seq_len}-token paragraph with {self.margin} tokens either side")
+            raise ValueError(
+                f"a context of {self.context} leaves no room for a {self.seq_len}-token paragraph with {self.margin} tokens either side"
+            )
 
     @property
     def seq_len(self) -> int:
@@ -216,7 +218,9 @@ def split_corpus(cfg: TestbedConfig, files: list[Path], docs: list[np.ndarray], 
     stream = np.concatenate(pieces) if pieces else np.zeros(0, np.int64)
     if cfg.stream_tokens is not None:
         if len(stream) < cfg.stream_tokens:
-            raise ValueError(f"the stream documents hold {len(stream)} tokens, fewer than stream_tokens={cfg.stream_tokens}")
+            raise ValueError(
+                f"the stream documents hold {len(stream)} tokens, fewer than stream_tokens={cfg.stream_tokens}"
+            )
         stream = stream[: cfg.stream_tokens]
     return Corpus(files, docs, stream_docs, heldout, stream, np.array(starts, dtype=np.int64))
 
@@ -255,7 +259,9 @@ class Plan:
 def plan_paragraphs(cfg: TestbedConfig, n_windows: int) -> Plan:
     need = sum(n for _, n in cfg.planted) + cfg.n_heldout
     if n_windows < need:
-        raise ValueError(f"the held-out documents give {n_windows} usable paragraphs, the plan needs {need}: raise heldout_tokens")
+        raise ValueError(
+            f"the held-out documents give {n_windows} usable paragraphs, the plan needs {need}: raise heldout_tokens"
+        )
     perm = list(range(n_windows))
     random.Random(cfg.seed + 1).shuffle(perm)
     plan, pos = Plan(), 0
@@ -298,7 +304,9 @@ def place_copies(offsets: np.ndarray, cfg: TestbedConfig, rng: np.random.Generat
     return units
 
 
-def draw_placement(cfg: TestbedConfig, n_copies: int, rng: np.random.Generator) -> tuple[np.ndarray, list[tuple[int, ...]]]:
+def draw_placement(
+    cfg: TestbedConfig, n_copies: int, rng: np.random.Generator
+) -> tuple[np.ndarray, list[tuple[int, ...]]]:
     """Every copy's start offset, drawn uniformly from `offset_range`, and the copies of each sequence."""
     lo, hi = cfg.offset_range
     offsets = rng.integers(lo, hi + 1, size=n_copies)
@@ -332,7 +340,9 @@ def lay_out(cfg: TestbedConfig, stream: np.ndarray, planted_tokens: np.ndarray, 
     offsets, units = draw_placement(cfg, len(copy_paragraph), rng)
     need = sum(ctx - L * len(u) for u in units)
     if need > len(stream):
-        raise ValueError(f"the copies need {need} stream tokens around them, the stream has {len(stream)}: raise stream_tokens")
+        raise ValueError(
+            f"the copies need {need} stream tokens around them, the stream has {len(stream)}: raise stream_tokens"
+        )
     kinds: list[tuple[int, ...]] = units + [()] * ((len(stream) - need) // ctx)
     rng.shuffle(kinds)
     rows = np.empty((len(kinds), ctx), dtype=np.int32)
@@ -356,12 +366,19 @@ def lay_out(cfg: TestbedConfig, stream: np.ndarray, planted_tokens: np.ndarray, 
     a = lambda x: np.array(x, dtype=np.int64)  # noqa: E731
     return Layout(
         tokens=torch.from_numpy(rows[perm]),
-        copy_seq=rank[a(cs)], copy_paragraph=a(cp), copy_offset=a(co),
-        piece_seq=rank[a(ps)], piece_stream=a(pst), piece_offset=a(po), piece_len=a(pl),
+        copy_seq=rank[a(cs)],
+        copy_paragraph=a(cp),
+        copy_offset=a(co),
+        piece_seq=rank[a(ps)],
+        piece_stream=a(pst),
+        piece_offset=a(po),
+        piece_len=a(pl),
     )
 
 
-def once_windows(cfg: TestbedConfig, corpus: Corpus, layout: Layout, counts: NgramCounts, tokenizer, eos: int) -> list[dict]:
+def once_windows(
+    cfg: TestbedConfig, corpus: Corpus, layout: Layout, counts: NgramCounts, tokenizer, eos: int
+) -> list[dict]:
     """Up to `n_eval_once` stream windows seen exactly once in training, as they occurred: each lies
     inside one piece of stream text of one training sequence (not across a copy, a sequence or a
     document boundary), passes the paragraph filters, and none of its `dedup_ngram`-token pieces
@@ -381,13 +398,15 @@ def once_windows(cfg: TestbedConfig, corpus: Corpus, layout: Layout, counts: Ngr
             if (window == eos).any() or not _keep_window(window, ngram_hashes(window, n), counts, tokenizer):
                 continue
             d = int(np.searchsorted(corpus.stream_doc_starts, start, side="right") - 1)
-            out.append({
-                "file": corpus.stream_docs[d],
-                "offset": start - int(corpus.stream_doc_starts[d]),
-                "sequence": int(layout.piece_seq[p]),
-                "sequence_offset": int(layout.piece_offset[p] + start - layout.piece_stream[p]),
-                "tokens": window,
-            })
+            out.append(
+                {
+                    "file": corpus.stream_docs[d],
+                    "offset": start - int(corpus.stream_doc_starts[d]),
+                    "sequence": int(layout.piece_seq[p]),
+                    "sequence_offset": int(layout.piece_offset[p] + start - layout.piece_stream[p]),
+                    "tokens": window,
+                }
+            )
     return out
 
 
@@ -470,10 +489,21 @@ def train(cfg: TestbedConfig, model, sequences: torch.Tensor, work: Path) -> dic
         sched.step()
         losses.append(loss.item())
         elapsed = seconds + time.time() - t0
-        bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{(step + 1 - start) * batch.numel() / (time.time() - t0):.0f}")
+        bar.set_postfix(
+            loss=f"{loss.item():.3f}", tok_s=f"{(step + 1 - start) * batch.numel() / (time.time() - t0):.0f}"
+        )
         if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == steps:
-            _atomic_save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                          "step": step + 1, "losses": losses, "seconds": elapsed}, ckpt)
+            _atomic_save(
+                {
+                    "model": model.state_dict(),
+                    "opt": opt.state_dict(),
+                    "sched": sched.state_dict(),
+                    "step": step + 1,
+                    "losses": losses,
+                    "seconds": elapsed,
+                },
+                ckpt,
+            )
     model.eval()
     state = torch.load(ckpt, weights_only=False)
     tail = losses[-50:]
@@ -505,8 +535,9 @@ def build_data(cfg: TestbedConfig, work: Path, texts: list[str], files: list[Pat
     counts = NgramCounts([corpus.stream] + [docs[d] for d in corpus.heldout_docs], cfg.dedup_ngram)
     windows = heldout_windows(cfg, corpus, counts, tokenizer)
     plan = plan_paragraphs(cfg, len(windows))
-    planted_tokens = np.stack([docs[windows[i][0]][windows[i][1] : windows[i][1] + cfg.seq_len]
-                               for idx in plan.planted.values() for i in idx])
+    planted_tokens = np.stack(
+        [docs[windows[i][0]][windows[i][1] : windows[i][1] + cfg.seq_len] for idx in plan.planted.values() for i in idx]
+    )
     copies_of = [c for c, idx in plan.planted.items() for _ in idx]
     copy_paragraph = np.repeat(np.arange(len(copies_of)), copies_of)
     layout = lay_out(cfg, corpus.stream, planted_tokens, copy_paragraph)
@@ -552,14 +583,18 @@ def offset_summary(cfg: TestbedConfig, offsets: np.ndarray, n_bins: int = 12) ->
     return {
         "range": [lo, hi],
         "n_copies": int(len(offsets)),
-        "bins": [[int(a), int(b) - 1, int(((offsets >= a) & (offsets < b)).sum())] for a, b in zip(edges[:-1], edges[1:])],
+        "bins": [
+            [int(a), int(b) - 1, int(((offsets >= a) & (offsets < b)).sum())] for a, b in zip(edges[:-1], edges[1:])
+        ],
         "min_count_per_offset": int(observed.min()),
         "max_count_per_offset": int(observed.max()),
         "chi2_uniform_p": float(chisquare(observed).pvalue),
     }
 
 
-def build_testbed(out_dir: str | Path, cfg: TestbedConfig = TestbedConfig(), work_dir: str | Path | None = None) -> dict:
+def build_testbed(
+    out_dir: str | Path, cfg: TestbedConfig = TestbedConfig(), work_dir: str | Path | None = None
+) -> dict:
     """Build (or resume building) the testbed into `out_dir`; returns its metadata."""
     from interp.metrics import score_paragraphs
     from interp.models import load_model
@@ -630,8 +665,11 @@ def build_testbed(out_dir: str | Path, cfg: TestbedConfig = TestbedConfig(), wor
             "n_heldout_files": len(data["corpus"].heldout_docs),
             "heldout_files": [str(files[d].relative_to(root)) for d in data["corpus"].heldout_docs],
             "n_heldout_windows_after_filters": len(data["windows"]),
-            "filters": {"min_unique_fraction": 0.5, "unique_ngram": cfg.dedup_ngram,
-                        "boilerplate_patterns": list(BOILERPLATE_PATTERNS)},
+            "filters": {
+                "min_unique_fraction": 0.5,
+                "unique_ngram": cfg.dedup_ngram,
+                "boilerplate_patterns": list(BOILERPLATE_PATTERNS),
+            },
         },
         "data": {
             "stream_tokens": int(len(data["corpus"].stream)),
@@ -639,13 +677,24 @@ def build_testbed(out_dir: str | Path, cfg: TestbedConfig = TestbedConfig(), wor
             "planted_tokens": n_planted_tokens,
             "planted_share": n_planted_tokens / n_train,
             "sequences": int(len(layout.tokens)),
-            "sequences_with_copies": {str(k): int(v) for k, v in zip(*np.unique(np.bincount(layout.copy_seq, minlength=len(layout.tokens)), return_counts=True))},
+            "sequences_with_copies": {
+                str(k): int(v)
+                for k, v in zip(
+                    *np.unique(np.bincount(layout.copy_seq, minlength=len(layout.tokens)), return_counts=True)
+                )
+            },
             "offsets": offset_summary(cfg, layout.copy_offset),
         },
-        "training": {**training, "wall_seconds": round(time.time() - t_start, 1),
-                     "load_average_start": list(load_start), "load_average_end": list(os.getloadavg())},
-        "planted": {str(c): [eval_set.ids[i] for i, (cc, s) in enumerate(zip(counts, splits)) if s == "planted" and cc == c]
-                    for c, _ in cfg.planted},
+        "training": {
+            **training,
+            "wall_seconds": round(time.time() - t_start, 1),
+            "load_average_start": list(load_start),
+            "load_average_end": list(os.getloadavg()),
+        },
+        "planted": {
+            str(c): [eval_set.ids[i] for i, (cc, s) in enumerate(zip(counts, splits)) if s == "planted" and cc == c]
+            for c, _ in cfg.planted
+        },
         "unigram_counts": data["unigram"].tolist(),
         "memorization_by_count": by_count,
         "n_mem": int((scores.em == cfg.continuation_len).sum()),

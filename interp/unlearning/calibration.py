@@ -44,8 +44,14 @@ class Calibration:
         return f"not reached at lr <= {lr:.0e} (mean target EM {em:.1f} there)"
 
     def to_json(self) -> dict:
-        return {"label": self.label, "level": self.level, "lr": self.lr, "reached": self.reached, "grid": list(self.grid),
-                "trace": [{"lr": lr, "target_em": em} for lr, em in self.trace]}
+        return {
+            "label": self.label,
+            "level": self.level,
+            "lr": self.lr,
+            "reached": self.reached,
+            "grid": list(self.grid),
+            "trace": [{"lr": lr, "target_em": em} for lr, em in self.trace],
+        }
 
 
 def calibrate(
@@ -69,8 +75,10 @@ def calibrate(
     if not lrs or lrs[0] <= 0:
         raise UserError("the learning-rate grid must hold positive rates")
     if len(retain) < retain_per_run * len(targets):
-        raise UserError(f"{len(targets)} targets x {retain_per_run} retain paragraphs need {retain_per_run * len(targets)} "
-                        f"retain (NMEM) paragraphs, got {len(retain)}")
+        raise UserError(
+            f"{len(targets)} targets x {retain_per_run} retain paragraphs need {retain_per_run * len(targets)} "
+            f"retain (NMEM) paragraphs, got {len(retain)}"
+        )
     if level is None:
         level = mem_nmem_thresholds(targets.continuation_len)[1]
     runs = []
@@ -78,7 +86,11 @@ def calibrate(
         target = targets.select([i])
         edit = edit_targets.select([i]) if edit_targets is not None else None
         kept = retain.select(range(i * retain_per_run, (i + 1) * retain_per_run))
-        mask = select_weights(model, target, kept, config, edit_targets=edit) if isinstance(config, UnlearnConfig) else None
+        mask = (
+            select_weights(model, target, kept, config, edit_targets=edit)
+            if isinstance(config, UnlearnConfig)
+            else None
+        )
         runs.append((target, edit, kept, mask, evaluate(model, target, None, edit_targets=edit)))
     tried: dict[int, float] = {}
 

@@ -34,7 +34,9 @@ class Probe:
     heldout: Paragraphs
 
 
-def probe_sets(model: HookedTransformer, mem: Paragraphs, nmem: Paragraphs, heldout: Paragraphs, *, batch_size: int = 64) -> Probe:
+def probe_sets(
+    model: HookedTransformer, mem: Paragraphs, nmem: Paragraphs, heldout: Paragraphs, *, batch_size: int = 64
+) -> Probe:
     """The probes, with NMEM continuations replaced by the model's own greedy decoding."""
     greedy = greedy_continuations(model, nmem.prefixes, nmem.continuation_len, batch_size=batch_size)
     return Probe(mem=mem, nmem=nmem.with_continuations(greedy), heldout=heldout)
@@ -60,14 +62,27 @@ class Evaluation:
 
     def summary(self) -> dict:
         """Means over paragraphs (nan for an empty set)."""
-        return {"target_em": _mean(self.target_em), "target_nll": _mean(self.target_nll), "edit_em": _mean(self.edit_em),
-                "other_mem_em": self.other_mem_em(), "nmem_em": _mean(self.nmem_em), "heldout_ppl": self.heldout_ppl}
+        return {
+            "target_em": _mean(self.target_em),
+            "target_nll": _mean(self.target_nll),
+            "edit_em": _mean(self.edit_em),
+            "other_mem_em": self.other_mem_em(),
+            "nmem_em": _mean(self.nmem_em),
+            "heldout_ppl": self.heldout_ppl,
+        }
 
     def to_json(self) -> dict:
-        return {**self.summary(), "targets": [{"id": i, "em": int(e), "nll": float(n)} for i, e, n in
-                                              zip(self.target_ids, self.target_em.tolist(), self.target_nll.tolist())],
-                "edit_em_per_target": self.edit_em.tolist(), "mem_ids": list(self.mem_ids), "mem_em": self.mem_em.tolist(),
-                "nmem_em": self.nmem_em.tolist()}
+        return {
+            **self.summary(),
+            "targets": [
+                {"id": i, "em": int(e), "nll": float(n)}
+                for i, e, n in zip(self.target_ids, self.target_em.tolist(), self.target_nll.tolist())
+            ],
+            "edit_em_per_target": self.edit_em.tolist(),
+            "mem_ids": list(self.mem_ids),
+            "mem_em": self.mem_em.tolist(),
+            "nmem_em": self.nmem_em.tolist(),
+        }
 
 
 def _mean(values: Tensor) -> float:
@@ -103,8 +118,12 @@ def evaluate(
     nll = [scores.nll[a:b] for a, b in zip(bounds, bounds[1:])]
     have = probe is not None
     return Evaluation(
-        target_ids=targets.ids, target_em=em[0], target_nll=nll[0], edit_em=em[1],
-        mem_ids=probe.mem.ids if have else (), mem_em=em[2] if have else em[1][:0],
+        target_ids=targets.ids,
+        target_em=em[0],
+        target_nll=nll[0],
+        edit_em=em[1],
+        mem_ids=probe.mem.ids if have else (),
+        mem_em=em[2] if have else em[1][:0],
         nmem_em=em[3] if have else em[1][:0],
         heldout_ppl=float(nll[4].mean().exp()) if have and len(probe.heldout) else float("nan"),
     )

@@ -51,44 +51,82 @@ class UnlearningTable:
     calibrations: tuple[Calibration, ...] = ()
 
     def to_json(self) -> dict:
-        rows = [{"label": lab, "config": cfg, "after": a, "relearned": r, "trained": t, "weights_changed": w}
-                for lab, cfg, a, r, t, w in zip(self.labels, self.configs, self.after, self.relearned, self.trained, self.weights_changed)]
+        rows = [
+            {"label": lab, "config": cfg, "after": a, "relearned": r, "trained": t, "weights_changed": w}
+            for lab, cfg, a, r, t, w in zip(
+                self.labels, self.configs, self.after, self.relearned, self.trained, self.weights_changed
+            )
+        ]
         for row, cal in zip(rows, self.calibrations):
             row["calibration"] = cal.to_json()
-        return {"before": self.before, "rows": rows, "per_run": list(self.per_run), "settings": self.settings,
-                "relearn_controls": self.relearn_controls}
+        return {
+            "before": self.before,
+            "rows": rows,
+            "per_run": list(self.per_run),
+            "settings": self.settings,
+            "relearn_controls": self.relearn_controls,
+        }
 
     def format(self) -> str:
         """A plain-text table: EM and NLL of the target, collateral, weights changed, EM after relearning."""
-        head = (f"{'run':<28} {'lr':>7} {'tgt EM':>7} {'tgt NLL':>8} {'edit EM':>7} {'MEM EM':>7} {'NMEM EM':>8} {'ppl':>7} "
-                f"{'changed':>9} {'relearn EM':>10}")
+        head = (
+            f"{'run':<28} {'lr':>7} {'tgt EM':>7} {'tgt NLL':>8} {'edit EM':>7} {'MEM EM':>7} {'NMEM EM':>8} {'ppl':>7} "
+            f"{'changed':>9} {'relearn EM':>10}"
+        )
         b = self.before
-        lines = [head, f"{'original':<28} {'':>7} {b['target_em']:>7.2f} {b['target_nll']:>8.3f} {'':>7} {b['other_mem_em']:>7.2f} "
-                       f"{b['nmem_em']:>8.2f} {b['heldout_ppl']:>7.2f} {0:>9} {'':>10}"]
-        for i, (lab, cfg, a, r, w) in enumerate(zip(self.labels, self.configs, self.after, self.relearned, self.weights_changed)):
+        lines = [
+            head,
+            f"{'original':<28} {'':>7} {b['target_em']:>7.2f} {b['target_nll']:>8.3f} {'':>7} {b['other_mem_em']:>7.2f} "
+            f"{b['nmem_em']:>8.2f} {b['heldout_ppl']:>7.2f} {0:>9} {'':>10}",
+        ]
+        for i, (lab, cfg, a, r, w) in enumerate(
+            zip(self.labels, self.configs, self.after, self.relearned, self.weights_changed)
+        ):
             edit = f"{a['edit_em']:>7.2f}" if math.isfinite(a["edit_em"]) else f"{'':>7}"
             rel = f"{r['target_em']:>10.2f}" if r else f"{'':>10}"
             lr = f"{cfg.get('lr', float('nan')):.0e}"
             if i < len(self.calibrations) and not self.calibrations[i].reached:
                 lr += "*"
-            lines.append(f"{lab:<28} {lr:>7} {a['target_em']:>7.2f} {a['target_nll']:>8.3f} {edit} {a['other_mem_em']:>7.2f} "
-                         f"{a['nmem_em']:>8.2f} {a['heldout_ppl']:>7.2f} {w:>9.0f} {rel}")
+            lines.append(
+                f"{lab:<28} {lr:>7} {a['target_em']:>7.2f} {a['target_nll']:>8.3f} {edit} {a['other_mem_em']:>7.2f} "
+                f"{a['nmem_em']:>8.2f} {a['heldout_ppl']:>7.2f} {w:>9.0f} {rel}"
+            )
         if any(not c.reached for c in self.calibrations):
-            lines.append(f"* did not reach target EM <= {self.calibrations[0].level:g} within the learning-rate grid: "
-                         "shown at the largest rate tried")
+            lines.append(
+                f"* did not reach target EM <= {self.calibrations[0].level:g} within the learning-rate grid: "
+                "shown at the largest rate tried"
+            )
         c = self.relearn_controls
         if c:
-            lines.append(f"relearning controls (original model): target EM {c['original_before']:.2f} -> {c['original_after']:.2f}; "
-                         f"never-seen paragraphs EM {c['unseen_before']:.2f} -> {c['unseen_after']:.2f}")
+            lines.append(
+                f"relearning controls (original model): target EM {c['original_before']:.2f} -> {c['original_after']:.2f}; "
+                f"never-seen paragraphs EM {c['unseen_before']:.2f} -> {c['unseen_after']:.2f}"
+            )
         return "\n".join(lines)
 
 
-def paper_configs(*, lr: float = 1e-5, steps: int = 5, weight_decay: float = 1.0, fraction: float = 0.001,
-                  decay_outside_mask: bool = False) -> list[UnlearnConfig]:
+def paper_configs(
+    *,
+    lr: float = 1e-5,
+    steps: int = 5,
+    weight_decay: float = 1.0,
+    fraction: float = 0.001,
+    decay_outside_mask: bool = False,
+) -> list[UnlearnConfig]:
     """The six runs of the paper's Figure 5: unlearn / edit x all / top-fraction / random-fraction."""
-    return [UnlearnConfig(method=m, select=s, fraction=fraction, lr=lr, steps=steps, weight_decay=weight_decay,
-                          decay_outside_mask=decay_outside_mask)
-            for m in ("unlearn", "edit") for s in ("all", "topk", "random")]
+    return [
+        UnlearnConfig(
+            method=m,
+            select=s,
+            fraction=fraction,
+            lr=lr,
+            steps=steps,
+            weight_decay=weight_decay,
+            decay_outside_mask=decay_outside_mask,
+        )
+        for m in ("unlearn", "edit")
+        for s in ("all", "topk", "random")
+    ]
 
 
 def _mean_summaries(evals: Sequence[dict]) -> dict[str, float]:
@@ -118,8 +156,10 @@ def unlearning_table(
     if calibrations and len(calibrations) != len(configs):
         raise UserError(f"{len(calibrations)} calibrations for {len(configs)} configurations")
     if len(retain) < retain_per_run * len(targets):
-        raise UserError(f"{len(targets)} runs x {retain_per_run} retain paragraphs need {retain_per_run * len(targets)} "
-                        f"retain (NMEM) paragraphs, got {len(retain)}")
+        raise UserError(
+            f"{len(targets)} runs x {retain_per_run} retain paragraphs need {retain_per_run * len(targets)} "
+            f"retain (NMEM) paragraphs, got {len(retain)}"
+        )
     before = evaluate(model, targets, probe, edit_targets=edit_targets)
     after, relearned, trained, changed, per_run = [], [], [], [], []
     bar = tqdm(total=len(configs) * len(targets), desc="unlearning runs", unit="run", leave=False, disable=not progress)
@@ -132,9 +172,16 @@ def unlearning_table(
             result = config.run(model, target, kept, edit_targets=edit, probe=probe, before=before)
             if on_run is not None:
                 on_run(result)
-            record = {"label": config.label, "target": target.ids[0], "before": before.summary() | {
-                "target_em": float(before.target_em[i]), "target_nll": float(before.target_nll[i])}, "after": result.after.summary(),
-                "trained": result.trained, "weights_changed": result.weights_changed, "losses": result.losses.tolist()}
+            record = {
+                "label": config.label,
+                "target": target.ids[0],
+                "before": before.summary()
+                | {"target_em": float(before.target_em[i]), "target_nll": float(before.target_nll[i])},
+                "after": result.after.summary(),
+                "trained": result.trained,
+                "weights_changed": result.weights_changed,
+                "losses": result.losses.tolist(),
+            }
             if relearn_config is not None:
                 attacked = relearn(result.model, target, kept, relearn_config, hooks=result.hooks())
                 record["relearned"] = evaluate(attacked, target, None, hooks=result.hooks()).summary()
@@ -151,20 +198,35 @@ def unlearning_table(
         changed.append(sum(n_changed) / len(n_changed))
     bar.close()
     return UnlearningTable(
-        labels=tuple(c.label for c in configs), configs=tuple(c.to_dict() for c in configs),
-        before=before.summary(), after=tuple(after), relearned=tuple(relearned), trained=tuple(trained),
-        weights_changed=tuple(changed), per_run=tuple(per_run),
+        labels=tuple(c.label for c in configs),
+        configs=tuple(c.to_dict() for c in configs),
+        before=before.summary(),
+        after=tuple(after),
+        relearned=tuple(relearned),
+        trained=tuple(trained),
+        weights_changed=tuple(changed),
+        per_run=tuple(per_run),
         relearn_controls=relearn_controls(model, targets, retain, probe, relearn_config, retain_per_run)
-        if relearn_config is not None else {},
+        if relearn_config is not None
+        else {},
         calibrations=tuple(calibrations),
-        settings={"targets": list(targets.ids), "retain_per_run": retain_per_run, "probe_mem": len(probe.mem),
-                  "probe_nmem": len(probe.nmem), "probe_heldout": len(probe.heldout),
-                  "relearn": asdict(relearn_config) if relearn_config else None},
+        settings={
+            "targets": list(targets.ids),
+            "retain_per_run": retain_per_run,
+            "probe_mem": len(probe.mem),
+            "probe_nmem": len(probe.nmem),
+            "probe_heldout": len(probe.heldout),
+            "relearn": asdict(relearn_config) if relearn_config else None,
+        },
     )
 
 
 def relearn_controls(
-    model: HookedTransformer, targets: Paragraphs, retain: Paragraphs, probe: Probe, config: RelearnConfig,
+    model: HookedTransformer,
+    targets: Paragraphs,
+    retain: Paragraphs,
+    probe: Probe,
+    config: RelearnConfig,
     retain_per_run: int,
 ) -> dict[str, float]:
     """The relearning attack's controls on the ORIGINAL model, target by target as the attack runs:
@@ -183,5 +245,9 @@ def relearn_controls(
         other = unseen.select([i % len(unseen)])
         unseen_before.append(float(evaluate(model, other).target_em.float().mean()))
         unseen_after.append(float(evaluate(relearn(model, other, kept, config), other).target_em.float().mean()))
-    return {"original_before": fmean(before), "original_after": fmean(after),
-            "unseen_before": fmean(unseen_before), "unseen_after": fmean(unseen_after)}
+    return {
+        "original_before": fmean(before),
+        "original_after": fmean(after),
+        "unseen_before": fmean(unseen_before),
+        "unseen_after": fmean(unseen_after),
+    }

@@ -63,10 +63,19 @@ class UnlearnConfig:
     @property
     def label(self) -> str:
         pct = f"{100 * self.fraction:g}%"
-        what = {"all": "all", "topk": f"top-{pct}", "random": f"random-{pct}", "random_matched": f"random-{pct} matched"}[self.select]
-        where = "".join([f" L{','.join(map(str, self.layers))}" if self.layers else "",
-                         f" {'+'.join(self.components)}" if self.components else "",
-                         f" head {self.head}" if self.head is not None else ""])
+        what = {
+            "all": "all",
+            "topk": f"top-{pct}",
+            "random": f"random-{pct}",
+            "random_matched": f"random-{pct} matched",
+        }[self.select]
+        where = "".join(
+            [
+                f" L{','.join(map(str, self.layers))}" if self.layers else "",
+                f" {'+'.join(self.components)}" if self.components else "",
+                f" head {self.head}" if self.head is not None else "",
+            ]
+        )
         return f"{self.method} {what}{where}"
 
     def to_dict(self) -> dict:
@@ -77,7 +86,11 @@ class UnlearnConfig:
 
 
 def select_weights(
-    model: HookedTransformer, targets: Paragraphs, retain: Paragraphs, config: UnlearnConfig, *,
+    model: HookedTransformer,
+    targets: Paragraphs,
+    retain: Paragraphs,
+    config: UnlearnConfig,
+    *,
     edit_targets: Paragraphs | None = None,
 ) -> dict[str, Bool[Tensor, "..."]]:
     """The config's fixed mask, chosen AMONG the candidate weights (layers / components / head restriction
@@ -86,8 +99,9 @@ def select_weights(
     Eq. 4 on the edit targets; at the start both equal a scaled target NLL gradient, the KL gradient
     being 0); "random" draws the same fraction uniformly over the candidates (the paper's control);
     "random_matched" keeps the top-k mask's count in every tensor at random places."""
-    candidates = candidate_mask(selected_parameters(model), layers=config.layers, components=config.components,
-                                head=config.head)
+    candidates = candidate_mask(
+        selected_parameters(model), layers=config.layers, components=config.components, head=config.head
+    )
     if config.select == "all":
         return candidates
     if config.select == "random":
@@ -117,9 +131,16 @@ class UnlearnResult:
         return []
 
     def to_json(self) -> dict:
-        return {"config": self.config.to_dict(), "label": self.config.label, "target_ids": list(self.target_ids),
-                "before": self.before.to_json(), "after": self.after.to_json(), "losses": self.losses,
-                "trained": self.trained, "weights_changed": self.weights_changed}
+        return {
+            "config": self.config.to_dict(),
+            "label": self.config.label,
+            "target_ids": list(self.target_ids),
+            "before": self.before.to_json(),
+            "after": self.after.to_json(),
+            "losses": self.losses,
+            "trained": self.trained,
+            "weights_changed": self.weights_changed,
+        }
 
 
 def unlearn(
@@ -165,21 +186,40 @@ def unlearn(
             if p.grad is not None:
                 p.grad.mul_(mask[n].to(p.grad.dtype))
 
-    loss_fn = objective(config.method, edited, targets, retain, edit_targets=edit_targets, nll_weight=config.nll_weight,
-                        retain_weight=config.retain_weight, npo_beta=config.npo_beta)
+    loss_fn = objective(
+        config.method,
+        edited,
+        targets,
+        retain,
+        edit_targets=edit_targets,
+        nll_weight=config.nll_weight,
+        retain_weight=config.retain_weight,
+        npo_beta=config.npo_beta,
+    )
     if before is None:
         before = evaluate(model, targets, probe, edit_targets=edit_targets)
     try:
-        losses = optimise(loss_fn, list(trained.values()), steps=config.steps, lr=config.lr, weight_decay=config.weight_decay,
-                          before_step=zero_grad_outside_mask if config.decay_outside_mask else None,
-                          after_step=None if config.decay_outside_mask else keep_unmasked)
+        losses = optimise(
+            loss_fn,
+            list(trained.values()),
+            steps=config.steps,
+            lr=config.lr,
+            weight_decay=config.weight_decay,
+            before_step=zero_grad_outside_mask if config.decay_outside_mask else None,
+            after_step=None if config.decay_outside_mask else keep_unmasked,
+        )
     finally:
         for n, p in named.items():
             p.requires_grad_(flags[n])
             p.grad = None
     changed = sum(int((p.detach() != model.get_parameter(n).detach()).sum()) for n, p in named.items())
     return UnlearnResult(
-        config=config, target_ids=targets.ids, model=edited, before=before,
-        after=evaluate(edited, targets, probe, edit_targets=edit_targets), losses=losses,
-        trained=int(sum(int(m.sum()) for m in mask.values())), weights_changed=changed,
+        config=config,
+        target_ids=targets.ids,
+        model=edited,
+        before=before,
+        after=evaluate(edited, targets, probe, edit_targets=edit_targets),
+        losses=losses,
+        trained=int(sum(int(m.sum()) for m in mask.values())),
+        weights_changed=changed,
     )

@@ -33,8 +33,12 @@ class RelearnConfig:
 
 
 def relearn(
-    model: HookedTransformer, targets: Paragraphs, retain: Paragraphs, config: RelearnConfig = RelearnConfig(),
-    *, hooks: Sequence[Hook] = (),
+    model: HookedTransformer,
+    targets: Paragraphs,
+    retain: Paragraphs,
+    config: RelearnConfig = RelearnConfig(),
+    *,
+    hooks: Sequence[Hook] = (),
 ) -> HookedTransformer:
     """A copy of `model` fine-tuned (all weights, next-token loss, `hooks` active) on the relearning text."""
     tokens = targets.prefixes if config.data == "prefix" else retain.tokens

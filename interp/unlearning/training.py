@@ -67,7 +67,9 @@ def optimise(
         optimiser.zero_grad(set_to_none=True)
         loss = loss_fn()
         if not torch.isfinite(loss):
-            raise UserError(f"the loss became {float(loss)} at step {step + 1} of {steps}: lower the learning rate (now {lr}) or the steps")
+            raise UserError(
+                f"the loss became {float(loss)} at step {step + 1} of {steps}: lower the learning rate (now {lr}) or the steps"
+            )
         loss.backward()
         if before_step is not None:
             before_step()
@@ -99,8 +101,10 @@ def objective(
         return lambda: contrastive_objective(model, targets.tokens, retain.tokens, p, ref, nll_weight=w)
     if method == "edit":
         if edit_targets is None or len(edit_targets) != len(targets):
-            raise UserError("the edit objective needs one edit target per target (prefix + new continuation); "
-                            "make them with interp.perturbation.prefix_perturbation(...).editing_targets")
+            raise UserError(
+                "the edit objective needs one edit target per target (prefix + new continuation); "
+                "make them with interp.perturbation.prefix_perturbation(...).editing_targets"
+            )
         ref = reference_log_probs(model, retain.tokens, p)
         w = 1.0 if nll_weight is None else nll_weight
         return lambda: edit_objective(model, edit_targets.tokens, retain.tokens, p, ref, nll_weight=w)

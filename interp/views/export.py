@@ -18,7 +18,10 @@ MEM_COLOR, NMEM_COLOR = "#d62728", "#1f77b4"
 def paper_style(fig: go.Figure, title: str | None = None, width: int = 720, height: int = 440) -> go.Figure:
     """White background, thin axes, readable fonts: the look of a paper figure."""
     fig.update_layout(
-        template="simple_white", font=PAPER_FONT, width=width, height=height,
+        template="simple_white",
+        font=PAPER_FONT,
+        width=width,
+        height=height,
         margin=dict(l=70, r=30, t=60 if title else 30, b=60),
         title=dict(text=title, x=0.5, xanchor="center") if title else None,
     )
@@ -34,7 +37,9 @@ def chromium_path() -> str | None:
     return "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
 
 
-def save_figures(figures: dict[str, go.Figure], out_dir: str | Path, formats: Sequence[str] = ("html", "png", "svg")) -> list[Path]:
+def save_figures(
+    figures: dict[str, go.Figure], out_dir: str | Path, formats: Sequence[str] = ("html", "png", "svg")
+) -> list[Path]:
     """Write each figure as `<out_dir>/<name>.<fmt>`; HTML files are self-contained (offline).
 
     Static images go through kaleido in one batch (each call starts a browser). Without a
@@ -61,8 +66,11 @@ def save_figures(figures: dict[str, go.Figure], out_dir: str | Path, formats: Se
                     figs.append(fig)
                     paths.append(out_dir / f"{name}.{fmt}")
             pio.write_images(
-                figs, paths, scale=2,  # 2x for print-quality PNGs, at each figure's own layout size
-                width=[f.layout.width or 720 for f in figs], height=[f.layout.height or 440 for f in figs],
+                figs,
+                paths,
+                scale=2,  # 2x for print-quality PNGs, at each figure's own layout size
+                width=[f.layout.width or 720 for f in figs],
+                height=[f.layout.height or 440 for f in figs],
             )
             written += paths
     return written

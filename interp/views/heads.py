@@ -21,9 +21,9 @@ from plotly.subplots import make_subplots
 from interp.ablation import HeadAblation
 from interp.attention import RareTokenAttention
 from interp.locate import HeadRanking
-from interp.unit_scores import UnitScores
 from interp.patching import KINDS, PatchingResult
 from interp.perturbation import PerturbationResult
+from interp.unit_scores import UnitScores
 from interp.views.export import DIVERGING, MEM_COLOR, NMEM_COLOR, paper_style
 from interp.views.report_html import escape_strings
 
@@ -33,8 +33,15 @@ def _heads_axes(n_layers: int, n_heads: int) -> tuple[list[str], list[str]]:
 
 
 def _heatmap(z: torch.Tensor, x: list[str], y: list[str], label: str, coloraxis: str = "coloraxis") -> go.Heatmap:
-    return go.Heatmap(z=z.tolist(), x=x, y=y, coloraxis=coloraxis, text=[[f"{v:.2f}" for v in row] for row in z.tolist()],
-                      texttemplate="%{text}", hovertemplate=f"%{{y}} %{{x}}: {label} %{{z:.3f}}<extra></extra>")
+    return go.Heatmap(
+        z=z.tolist(),
+        x=x,
+        y=y,
+        coloraxis=coloraxis,
+        text=[[f"{v:.2f}" for v in row] for row in z.tolist()],
+        texttemplate="%{text}",
+        hovertemplate=f"%{{y}} %{{x}}: {label} %{{z:.3f}}<extra></extra>",
+    )
 
 
 def figure_tau_heatmap(mem: RareTokenAttention, nmem: RareTokenAttention | None = None) -> go.Figure:
@@ -47,18 +54,33 @@ def figure_tau_heatmap(mem: RareTokenAttention, nmem: RareTokenAttention | None 
     for col, (_, r) in enumerate(parts, start=1):
         s = r.sum
         custom = torch.stack([s.tau, s.null_mean, s.null_p], -1).tolist()
-        fig.add_trace(go.Heatmap(z=s.excess.tolist(), x=x, y=y, coloraxis="coloraxis", customdata=custom,
-                                 text=[[f"{v:.2f}" for v in row] for row in s.excess.tolist()], texttemplate="%{text}",
-                                 hovertemplate="%{y} %{x}: excess tau %{z:.3f}<br>tau %{customdata[0]:.3f}, null mean "
-                                               "%{customdata[1]:.3f}, p %{customdata[2]:.3g}<extra></extra>"),
-                      row=1, col=col)
+        fig.add_trace(
+            go.Heatmap(
+                z=s.excess.tolist(),
+                x=x,
+                y=y,
+                coloraxis="coloraxis",
+                customdata=custom,
+                text=[[f"{v:.2f}" for v in row] for row in s.excess.tolist()],
+                texttemplate="%{text}",
+                hovertemplate="%{y} %{x}: excess tau %{z:.3f}<br>tau %{customdata[0]:.3f}, null mean "
+                "%{customdata[1]:.3f}, p %{customdata[2]:.3g}<extra></extra>",
+            ),
+            row=1,
+            col=col,
+        )
         fig.update_yaxes(autorange="reversed", row=1, col=col)
     fig.update_layout(coloraxis=dict(colorscale=DIVERGING, cmin=-1, cmax=1, cmid=0, colorbar=dict(title="excess tau")))
-    return paper_style(fig, "Attention vs token frequency rank, beyond chance (excess tau < 0: prefers rare tokens)",
-                       width=420 * len(parts))
+    return paper_style(
+        fig,
+        "Attention vs token frequency rank, beyond chance (excess tau < 0: prefers rare tokens)",
+        width=420 * len(parts),
+    )
 
 
-def figure_attention_by_rank(mem: RareTokenAttention, heads: Sequence[tuple[int, int]], nmem: RareTokenAttention | None = None) -> go.Figure:
+def figure_attention_by_rank(
+    mem: RareTokenAttention, heads: Sequence[tuple[int, int]], nmem: RareTokenAttention | None = None
+) -> go.Figure:
     """Mean attention per frequency rank (0 = rarest in the paragraph) for the given heads."""
     fig = go.Figure()
     present = mem.has_rank.any(0)
@@ -68,9 +90,16 @@ def figure_attention_by_rank(mem: RareTokenAttention, heads: Sequence[tuple[int,
             if r is None or not len(r.ids):
                 continue
             p = r.has_rank.any(0)
-            fig.add_trace(go.Scatter(x=torch.arange(len(p))[p].tolist(), y=r.mean_by_rank[layer, head, p].tolist(),
-                                     mode="lines", name=f"L{layer}H{head} {name}", line=dict(color=color, dash=dash),
-                                     opacity=1.0 if (layer, head) == tuple(heads[0]) else 0.45))
+            fig.add_trace(
+                go.Scatter(
+                    x=torch.arange(len(p))[p].tolist(),
+                    y=r.mean_by_rank[layer, head, p].tolist(),
+                    mode="lines",
+                    name=f"L{layer}H{head} {name}",
+                    line=dict(color=color, dash=dash),
+                    opacity=1.0 if (layer, head) == tuple(heads[0]) else 0.45,
+                )
+            )
     fig.update_xaxes(title="frequency rank within the prefix (0 = rarest)", range=[0, max(ranks) if ranks else 1])
     where = "first continuation position" if mem.query == "first_continuation" else "last prefix position"
     fig.update_yaxes(title=f"mean attention from the {where}")
@@ -90,8 +119,12 @@ def figure_ablation(result: HeadAblation, mode: str = "mean") -> go.Figure:
     for col, (_, z) in enumerate(panels, start=1):
         fig.add_trace(_heatmap(z, x, y, "NLL increase"), row=1, col=col)
         fig.update_yaxes(autorange="reversed", row=1, col=col)
-    fig.update_layout(coloraxis=dict(colorscale=DIVERGING, cmin=-bound, cmax=bound, cmid=0, colorbar=dict(title="NLL +")))
-    return paper_style(fig, f"{mode.capitalize()} ablation of each head: continuation NLL increase", width=380 * len(panels))
+    fig.update_layout(
+        coloraxis=dict(colorscale=DIVERGING, cmin=-bound, cmax=bound, cmid=0, colorbar=dict(title="NLL +"))
+    )
+    return paper_style(
+        fig, f"{mode.capitalize()} ablation of each head: continuation NLL increase", width=380 * len(panels)
+    )
 
 
 def figure_patching(result: PatchingResult) -> go.Figure:
@@ -100,9 +133,17 @@ def figure_patching(result: PatchingResult) -> go.Figure:
     n_layers, n_index = result.effect.shape
     x = [f"H{i}" for i in range(n_index)] if index == "head" else list(range(n_index))
     y = [f"L{l}" for l in range(n_layers)]
-    fig = go.Figure(_heatmap(result.effect, x, y, "effect") if index == "head" else
-                    go.Heatmap(z=result.effect.tolist(), x=x, y=y, coloraxis="coloraxis",
-                               hovertemplate="%{y} pos %{x}: %{z:.3f}<extra></extra>"))
+    fig = go.Figure(
+        _heatmap(result.effect, x, y, "effect")
+        if index == "head"
+        else go.Heatmap(
+            z=result.effect.tolist(),
+            x=x,
+            y=y,
+            coloraxis="coloraxis",
+            hovertemplate="%{y} pos %{x}: %{z:.3f}<extra></extra>",
+        )
+    )
     fig.update_yaxes(autorange="reversed")
     fig.update_xaxes(title="head" if index == "head" else "position")
     fig.update_layout(coloraxis=dict(colorscale=DIVERGING, cmin=-1, cmax=1, cmid=0, colorbar=dict(title="effect")))
@@ -114,9 +155,18 @@ def figure_unit_scores(result: UnitScores) -> go.Figure:
     n_layers, n_index = result.score.shape
     x, y = _heads_axes(n_layers, n_index)
     z = [[None if v != v else v for v in row] for row in result.score.tolist()]
-    fig = go.Figure(go.Heatmap(z=z, x=x, y=y, colorscale="Viridis", text=[[("" if v is None else f"{v:.2f}") for v in row] for row in z],
-                               texttemplate="%{text}", hovertemplate=f"%{{y}} %{{x}}: {result.method} %{{z:.3f}}<extra></extra>",
-                               colorbar=dict(title="score")))
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=x,
+            y=y,
+            colorscale="Viridis",
+            text=[[("" if v is None else f"{v:.2f}") for v in row] for row in z],
+            texttemplate="%{text}",
+            hovertemplate=f"%{{y}} %{{x}}: {result.method} %{{z:.3f}}<extra></extra>",
+            colorbar=dict(title="score"),
+        )
+    )
     fig.update_yaxes(autorange="reversed")
     return paper_style(fig, f"{result.method.replace('_', ' ').capitalize()} score per head ({result.seconds:.1f} s)")
 
@@ -127,15 +177,28 @@ def figure_method_ranks(ranking: HeadRanking, top: int = 10) -> go.Figure:
     methods = list(ranking.ranks)
     z = [[row["method_ranks"][m] for m in methods] for row in rows]
     labels = [f"#{row['rank']} L{row['layer']}H{row['head']}" for row in rows]
-    fig = go.Figure(go.Heatmap(z=z, x=methods, y=labels, colorscale="Greens", reversescale=True, text=z,
-                               texttemplate="%{text}", hovertemplate="%{y} by %{x}: rank %{z}<extra></extra>",
-                               colorbar=dict(title="rank")))
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=methods,
+            y=labels,
+            colorscale="Greens",
+            reversescale=True,
+            text=z,
+            texttemplate="%{text}",
+            hovertemplate="%{y} by %{x}: rank %{z}<extra></extra>",
+            colorbar=dict(title="rank"),
+        )
+    )
     fig.update_yaxes(autorange="reversed")
-    return paper_style(fig, f"Head ranks per method (table ordered by {', '.join(ranking.rank_by)})", height=60 + 34 * len(rows))
+    return paper_style(
+        fig, f"Head ranks per method (table ordered by {', '.join(ranking.rank_by)})", height=60 + 34 * len(rows)
+    )
 
 
 def _script_safe(view: RenderedHTML, component: str) -> RenderedHTML:
     """Escape "</" and "<!--" in the props JSON that follows `CircuitsVis.<component>,` in both sources."""
+
     def fix(src: str) -> str:
         marker = f"CircuitsVis.{component},"
         at = src.rfind(marker) + len(marker)
@@ -143,6 +206,7 @@ def _script_safe(view: RenderedHTML, component: str) -> RenderedHTML:
         end = props.rfind("</script>")
         body = props[:end].replace("</", "<\\/").replace("<!--", "<\\!--")
         return src[:at] + body + props[end:]
+
     return RenderedHTML(fix(view.local_src), fix(view.cdn_src))
 
 
@@ -161,8 +225,9 @@ def attention_view(
     labels = [f"{tok}[r{r}]" for tok, r in zip(str_tokens, rarity)] if rarity is not None else list(str_tokens)
     labels = escape_strings(labels)  # circuitsvis renders tokens as HTML: escaped, they show as text
     attention = torch.stack([patterns[layer, head] for layer, head in heads]).float()
-    view = cv.attention.attention_heads(attention=attention, tokens=labels,
-                                        attention_head_names=[f"L{l}H{h}" for l, h in heads])
+    view = cv.attention.attention_heads(
+        attention=attention, tokens=labels, attention_head_names=[f"L{l}H{h}" for l, h in heads]
+    )
     return _script_safe(view, "AttentionHeads")
 
 
@@ -176,8 +241,9 @@ def perturbation_view(result: PerturbationResult, str_tokens: list[list[str]], m
     for i in range(min(len(result.ids), max_paragraphs)):
         tokens += [f"[{result.ids[i]}: mean drop {float(result.mean_em_drop[i]):.1f}] "] + list(str_tokens[i]) + ["\n"]
         values += [0.0] + result.em_drop[i].tolist() + [0.0]
-    view = cv.tokens.colored_tokens(tokens=escape_strings(tokens), values=values, min_value=0.0,
-                                    max_value=max(float(result.base_em.max()), 1.0))
+    view = cv.tokens.colored_tokens(
+        tokens=escape_strings(tokens), values=values, min_value=0.0, max_value=max(float(result.base_em.max()), 1.0)
+    )
     return _script_safe(view, "ColoredTokens")
 
 
@@ -188,8 +254,12 @@ def ranking_figures(ranking: HeadRanking) -> dict[str, go.Figure]:
         figs["head_rare_token_tau"] = figure_tau_heatmap(ranking.rare_tokens, ranking.rare_tokens_nmem)
         by_tau = ranking.rare_tokens.excess.nan_to_num(0).flatten().argsort()[:2].tolist()
         n_heads = ranking.rare_tokens.excess.shape[1]
-        heads = [ranking.top] + [(i // n_heads, i % n_heads) for i in by_tau if (i // n_heads, i % n_heads) != ranking.top]
-        figs["head_attention_by_rank"] = figure_attention_by_rank(ranking.rare_tokens, heads[:3], ranking.rare_tokens_nmem)
+        heads = [ranking.top] + [
+            (i // n_heads, i % n_heads) for i in by_tau if (i // n_heads, i % n_heads) != ranking.top
+        ]
+        figs["head_attention_by_rank"] = figure_attention_by_rank(
+            ranking.rare_tokens, heads[:3], ranking.rare_tokens_nmem
+        )
     for method in ("ablation", "zero_out", "integrated_gradients", "hard_concrete", "slimming"):
         if method in ranking.results:
             figs[f"head_{method}"] = figure_unit_scores(ranking.results[method])
@@ -207,19 +277,39 @@ def ranking_page(ranking: HeadRanking, views: Sequence[RenderedHTML] = (), title
     from interp.views.export import figures_html
 
     rows = ranking.head_table()
-    cols = ["rank", "layer", "head", "patching_effect", "ablation_effect", "rare_token_excess", "rare_token_p",
-            "gradient_score", "mean_rank"]
+    cols = [
+        "rank",
+        "layer",
+        "head",
+        "patching_effect",
+        "ablation_effect",
+        "rare_token_excess",
+        "rare_token_p",
+        "gradient_score",
+        "mean_rank",
+    ]
+
     def cell(v):
         return "" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
-    table = "<table border=1 cellpadding=4 style='border-collapse:collapse'><tr>" + "".join(f"<th>{c}</th>" for c in cols) + "</tr>"
+
+    table = (
+        "<table border=1 cellpadding=4 style='border-collapse:collapse'><tr>"
+        + "".join(f"<th>{c}</th>" for c in cols)
+        + "</tr>"
+    )
     table += "".join("<tr>" + "".join(f"<td>{cell(r.get(c))}</td>" for c in cols) + "</tr>" for r in rows) + "</table>"
     agreement = "".join(f"<li>{k}: {v:.2f}</li>" for k, v in ranking.agreement.items())
     notes = "".join(f"<li>{n}</li>" for n in ranking.notes)
     figs = "\n".join(figures_html(ranking_figures(ranking).values()))
-    body = (f"<h1>{title}</h1><p>Top head: layer {ranking.top[0]}, head {ranking.top[1]} "
-            f"({len(ranking.mem_ids)} MEM, {len(ranking.nmem_ids)} NMEM paragraphs). Ordered by "
-            f"{', '.join(ranking.rank_by)} ({html.escape(ranking.combination_reason)}).</p><p>Seconds per method: "
-            + ", ".join(f"{m} {v:.1f}" for m, v in ranking.seconds.items()) + f".</p>{table}<h2>Agreement between methods (Kendall tau)</h2><ul>{agreement}</ul>"
-            f"<ul>{notes}</ul>{figs}" + "".join(v.local_src for v in views))
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title>"
-            f"<script>{get_plotlyjs()}</script></head><body>{body}</body></html>")
+    body = (
+        f"<h1>{title}</h1><p>Top head: layer {ranking.top[0]}, head {ranking.top[1]} "
+        f"({len(ranking.mem_ids)} MEM, {len(ranking.nmem_ids)} NMEM paragraphs). Ordered by "
+        f"{', '.join(ranking.rank_by)} ({html.escape(ranking.combination_reason)}).</p><p>Seconds per method: "
+        + ", ".join(f"{m} {v:.1f}" for m, v in ranking.seconds.items())
+        + f".</p>{table}<h2>Agreement between methods (Kendall tau)</h2><ul>{agreement}</ul>"
+        f"<ul>{notes}</ul>{figs}" + "".join(v.local_src for v in views)
+    )
+    return (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title>"
+        f"<script>{get_plotlyjs()}</script></head><body>{body}</body></html>"
+    )

@@ -19,17 +19,30 @@ def figure_injected_ranks(validation: LocatorValidation) -> go.Figure:
     methods = list(validation.methods)
     heads = [f"L{h.layer}H{h.head}" + ("" if h.injection.recited else " (not recited)") for h in validation.heads]
     z = [[h.ranks[m] for h in validation.heads] for m in methods] + [[h.combined_rank for h in validation.heads]]
-    fig = go.Figure(go.Heatmap(z=[[math.log2(v) for v in row] for row in z], x=heads, y=methods + ["combined"],
-                               text=z, texttemplate="%{text}", colorscale="Greens", reversescale=True,
-                               customdata=z, hovertemplate="%{y} on %{x}: rank %{customdata}<extra></extra>",
-                               colorbar=dict(title="log2 rank")))
+    fig = go.Figure(
+        go.Heatmap(
+            z=[[math.log2(v) for v in row] for row in z],
+            x=heads,
+            y=methods + ["combined"],
+            text=z,
+            texttemplate="%{text}",
+            colorscale="Greens",
+            reversescale=True,
+            customdata=z,
+            hovertemplate="%{y} on %{x}: rank %{customdata}<extra></extra>",
+            colorbar=dict(title="log2 rank"),
+        )
+    )
     fig.update_yaxes(autorange="reversed")
     return paper_style(fig, "Rank of the injected head under each method (1 = first)", height=80 + 28 * len(methods))
 
 
 def head_table(validation: LocatorValidation) -> Table:
-    columns = ["method"] + [c for h in validation.heads for c in (f"L{h.layer}H{h.head} rank", f"L{h.layer}H{h.head} rank in layer",
-                                                                    f"L{h.layer}H{h.head} margin (sd)")]
+    columns = ["method"] + [
+        c
+        for h in validation.heads
+        for c in (f"L{h.layer}H{h.head} rank", f"L{h.layer}H{h.head} rank in layer", f"L{h.layer}H{h.head} margin (sd)")
+    ]
     columns += ["mean rank", "mean seconds"]
     means = validation.mean_rank()
     rows = []
@@ -42,8 +55,12 @@ def head_table(validation: LocatorValidation) -> Table:
     combined = ["combined"] + [v for h in validation.heads for v in (h.combined_rank, None, None)]
     combined += [sum(h.combined_rank for h in validation.heads) / len(validation.heads), None]
     rows.append(combined)
-    return Table("Rank of each injected head per method (1 = first; rank in layer = among the heads of its own layer; "
-                 "margin = score minus the best other head's, in standard deviations of the method's scores)", columns, rows)
+    return Table(
+        "Rank of each injected head per method (1 = first; rank in layer = among the heads of its own layer; "
+        "margin = score minus the best other head's, in standard deviations of the method's scores)",
+        columns,
+        rows,
+    )
 
 
 def injection_table(validation: LocatorValidation) -> Table:
@@ -52,18 +69,28 @@ def injection_table(validation: LocatorValidation) -> Table:
     if validation.neurons is not None:
         checks.append((f"{len(validation.neurons.injection.units)} MLP neurons", validation.neurons.injection))
     for name, inj in checks:
-        rows.append([name, len(inj.ids), inj.steps, inj.recited, inj.heldout_ppl_before, inj.heldout_ppl_after, inj.seconds])
-    return Table("Injections (each into its own copy of the model)",
-                 ["trained", "paragraphs", "steps", "recited", "held-out ppl before", "held-out ppl after", "seconds"], rows)
+        rows.append(
+            [name, len(inj.ids), inj.steps, inj.recited, inj.heldout_ppl_before, inj.heldout_ppl_after, inj.seconds]
+        )
+    return Table(
+        "Injections (each into its own copy of the model)",
+        ["trained", "paragraphs", "steps", "recited", "held-out ppl before", "held-out ppl after", "seconds"],
+        rows,
+    )
 
 
 def neuron_table(validation: LocatorValidation) -> Table:
     check = validation.neurons
-    rows = [[m, r["injected"], r["0.5%"], MEMPI_GPT2_INJ_RECALL.get(m), check.seconds[m]] for m, r in check.recall.items()]
+    rows = [
+        [m, r["injected"], r["0.5%"], MEMPI_GPT2_INJ_RECALL.get(m), check.seconds[m]] for m, r in check.recall.items()
+    ]
     rows.append(["random", check.fraction, RECALL_FRACTION, 0.5, None])
-    return Table(f"Recall of the injected neurons (MemPi's layer-wise Recall@k; injected: {check.fraction:.2%} of the "
-                 "neurons); MemPi's GPT-2 INJ Recall@0.5% (percent) beside it",
-                 ["method", f"Recall@{check.fraction:.2%}", f"Recall@{RECALL_FRACTION:.1%}", "MemPi GPT-2 (%)", "seconds"], rows)
+    return Table(
+        f"Recall of the injected neurons (MemPi's layer-wise Recall@k; injected: {check.fraction:.2%} of the "
+        "neurons); MemPi's GPT-2 INJ Recall@0.5% (percent) beside it",
+        ["method", f"Recall@{check.fraction:.2%}", f"Recall@{RECALL_FRACTION:.1%}", "MemPi GPT-2 (%)", "seconds"],
+        rows,
+    )
 
 
 def trust_notes(validation: LocatorValidation) -> list[str]:
@@ -72,10 +99,19 @@ def trust_notes(validation: LocatorValidation) -> list[str]:
     choice, reason = validation.recommended_rank_by("head")
     notes.append(f"Head methods to combine on this model: {', '.join(choice) or 'none'} ({reason}).")
     for h in validation.heads:
-        screen = "" if h.in_screen is None else (" (passed the attribution screen)" if h.in_screen else
-                                                 " (MISSED by the attribution screen, so the exact methods never saw it)")
-        notes.append(f"Injected head L{h.layer}H{h.head}: combined rank {h.combined_rank} by {', '.join(h.rank_by)}{screen}; "
-                     f"held-out perplexity {h.injection.heldout_ppl_before:.2f} -> {h.injection.heldout_ppl_after:.2f}.")
+        screen = (
+            ""
+            if h.in_screen is None
+            else (
+                " (passed the attribution screen)"
+                if h.in_screen
+                else " (MISSED by the attribution screen, so the exact methods never saw it)"
+            )
+        )
+        notes.append(
+            f"Injected head L{h.layer}H{h.head}: combined rank {h.combined_rank} by {', '.join(h.rank_by)}{screen}; "
+            f"held-out perplexity {h.injection.heldout_ppl_before:.2f} -> {h.injection.heldout_ppl_after:.2f}."
+        )
         notes += list(h.notes)
     if validation.neurons is not None:
         choice, reason = validation.recommended_rank_by("neuron")
@@ -89,18 +125,27 @@ def trust_section(validation: LocatorValidation, key: str = "locator_trust") -> 
     tables = [head_table(validation), injection_table(validation)]
     if validation.neurons is not None:
         tables.append(neuron_table(validation))
-    text = ("The locator was run on copies of this model in which the answer is known. New paragraphs (text the model "
-            "could not recite) were trained into a copy through ONE chosen head (only that head's W_Q, W_K, W_V, W_O "
-            "moved; a KL term on other text kept the rest of the model's behaviour, and the held-out perplexity before "
-            "and after shows how far it still moved), until the copy recited all of them. The locator then ran as a user "
-            "would run it, with every method; the table gives the rank each method gave the injected head. A method that "
-            "does not rank the injected head first here should not be trusted to find the memorization head of this model."
-            "\n\nThe exact methods (patching, ablation, zero-out) run only on the heads an attribution-patching screen "
-            "keeps; a head the screen misses gets no exact score.")
+    text = (
+        "The locator was run on copies of this model in which the answer is known. New paragraphs (text the model "
+        "could not recite) were trained into a copy through ONE chosen head (only that head's W_Q, W_K, W_V, W_O "
+        "moved; a KL term on other text kept the rest of the model's behaviour, and the held-out perplexity before "
+        "and after shows how far it still moved), until the copy recited all of them. The locator then ran as a user "
+        "would run it, with every method; the table gives the rank each method gave the injected head. A method that "
+        "does not rank the injected head first here should not be trusted to find the memorization head of this model."
+        "\n\nThe exact methods (patching, ablation, zero-out) run only on the heads an attribution-patching screen "
+        "keeps; a head the screen misses gets no exact score."
+    )
     if validation.neurons is not None:
-        text += ("\n\nNeurons (MemPi's INJ benchmark): the W_out rows of a random set of MLP neurons were trained until "
-                 "the copy recited other new paragraphs; each method's Recall@k says which share of those neurons it "
-                 "finds among its top k (per layer), beside the numbers MemPi reported for GPT-2.")
-    return Section(key=key, title="How far to trust the locator on this model", text=text,
-                   figures={"injected_ranks": figure_injected_ranks(validation)}, tables=tables,
-                   notes=trust_notes(validation))
+        text += (
+            "\n\nNeurons (MemPi's INJ benchmark): the W_out rows of a random set of MLP neurons were trained until "
+            "the copy recited other new paragraphs; each method's Recall@k says which share of those neurons it "
+            "finds among its top k (per layer), beside the numbers MemPi reported for GPT-2."
+        )
+    return Section(
+        key=key,
+        title="How far to trust the locator on this model",
+        text=text,
+        figures={"injected_ranks": figure_injected_ranks(validation)},
+        tables=tables,
+        notes=trust_notes(validation),
+    )

@@ -82,9 +82,11 @@ def parse_circuitsvis(rendered: Any) -> CircuitsVisView:
     src = rendered.local_src
     bundle = _circuitsvis_bundle().replace("</script>", "")  # as circuitsvis inlines it
     at = src.find(bundle)
-    match = _RENDER_CALL.match(src[at + len(bundle):]) if at >= 0 else None
+    match = _RENDER_CALL.match(src[at + len(bundle) :]) if at >= 0 else None
     if match is None:
-        raise ValueError("unrecognised circuitsvis output: this circuitsvis version renders differently; update interp.views.report_html")
+        raise ValueError(
+            "unrecognised circuitsvis output: this circuitsvis version renders differently; update interp.views.report_html"
+        )
     return CircuitsVisView(component=match["component"], props=json.loads(match["props"]))
 
 
@@ -134,9 +136,11 @@ def escape_strings(obj: Any) -> Any:
 
 def _view_html(div_id: str, caption: str, rendered: Any) -> str:
     view = parse_circuitsvis(rendered)
-    return (f'<div class="cv-view"><p class="cv-caption">{_esc(caption)}</p><div id="{div_id}"></div>'
-            f"<script>CircuitsVis.render({safe_json(div_id)}, CircuitsVis[{safe_json(view.component)}], "
-            f"{safe_json(escape_strings(view.props))});</script></div>")
+    return (
+        f'<div class="cv-view"><p class="cv-caption">{_esc(caption)}</p><div id="{div_id}"></div>'
+        f"<script>CircuitsVis.render({safe_json(div_id)}, CircuitsVis[{safe_json(view.component)}], "
+        f"{safe_json(escape_strings(view.props))});</script></div>"
+    )
 
 
 def _provenance_html(provenance: Mapping[str, Any]) -> str:
@@ -144,7 +148,7 @@ def _provenance_html(provenance: Mapping[str, Any]) -> str:
     for group, values in provenance.items():
         if isinstance(values, Mapping):
             inner = "".join(f"<tr><th>{_esc(k)}</th><td>{_esc(_fmt(v))}</td></tr>" for k, v in values.items())
-            rows.append(f"<h3>{_esc(group)}</h3><table class=\"prov\">{inner}</table>")
+            rows.append(f'<h3>{_esc(group)}</h3><table class="prov">{inner}</table>')
         else:
             rows.append(f"<p><b>{_esc(group)}</b>: {_esc(_fmt(values))}</p>")
     return "".join(rows)
@@ -167,14 +171,14 @@ def report_html(title: str, provenance: Mapping[str, Any], sections: Sequence[Se
     needs_cv = any(s.views for s in sections)
     toc = "".join(f'<li><a href="#{_esc(s.key)}">{_esc(s.title)}</a></li>' for s in sections)
     parts = [
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">",
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',
         f"<title>{_esc(title)}</title><style>{STYLE}</style>",
         f"<script>{_script_safe(get_plotlyjs())}</script>",
         f"<script>{_circuitsvis_js()}</script>" if needs_cv else "",
         "</head><body>",
         f"<h1>{_esc(title)}</h1>",
         _paragraphs_html(intro),
-        f"<nav><ul>{toc}<li><a href=\"#provenance\">Model and data provenance</a></li></ul></nav>",
+        f'<nav><ul>{toc}<li><a href="#provenance">Model and data provenance</a></li></ul></nav>',
     ]
     for n_section, section in enumerate(sections):
         parts.append(f'<section id="{_esc(section.key)}"><h2>{_esc(section.title)}</h2>')
@@ -183,7 +187,9 @@ def report_html(title: str, provenance: Mapping[str, Any], sections: Sequence[Se
         parts += [_table_html(t) for t in section.tables]
         for (name, _), div in zip(section.figures.items(), figures_html(section.figures.values())):
             parts.append(f'<div class="figure" data-figure="{_esc(section.key)}_{_esc(name)}">{div}</div>')
-        parts += [_view_html(f"cv-{n_section}-{i}", caption, view) for i, (caption, view) in enumerate(section.views.items())]
+        parts += [
+            _view_html(f"cv-{n_section}-{i}", caption, view) for i, (caption, view) in enumerate(section.views.items())
+        ]
         parts.append("</section>")
     parts.append(f'<section id="provenance"><h2>Model and data provenance</h2>{_provenance_html(provenance)}</section>')
     parts.append("</body></html>")

@@ -25,25 +25,59 @@ def gradients_section(result: Bundle, results: Mapping[str, Any]) -> Section:
         f"MEM-NMEM difference after scaling each map to sum 1: layer {top['relative_diff']['layer']} head "
         f"{top['relative_diff']['head']} {top['relative_diff']['component']} (the paper: layer 1 head 2 W_V in GPT-Neo 125M).",
     ]
-    rows = [[l, float(cmp.norm_mem_median[l]), float(cmp.norm_nmem_median[l]), float(cmp.norm_rank_biserial[l]),
-             float(cmp.norm_p[l]), float(cmp.share_mem_median[l]), float(cmp.share_nmem_median[l]),
-             float(cmp.share_rank_biserial[l]), float(cmp.share_p[l])] for l in range(len(cmp.norm_p))]
+    rows = [
+        [
+            l,
+            float(cmp.norm_mem_median[l]),
+            float(cmp.norm_nmem_median[l]),
+            float(cmp.norm_rank_biserial[l]),
+            float(cmp.norm_p[l]),
+            float(cmp.share_mem_median[l]),
+            float(cmp.share_nmem_median[l]),
+            float(cmp.share_rank_biserial[l]),
+            float(cmp.share_p[l]),
+        ]
+        for l in range(len(cmp.norm_p))
+    ]
     return Section(
-        key="gradients", title="2. Where does the gradient of a memorized paragraph land?",
-        text=("The gradient of the continuation NLL is taken separately for a batch of MEM and a batch of NMEM "
-              "paragraphs (paper section 5.1). Each cell is the largest |gradient| over one weight matrix: W_Q, W_K, "
-              "W_V, W_O per head and the MLP's W_in, W_out per layer; embeddings, unembedding and biases are left out. "
-              "The contrastive objective (-0.1 NLL of a MEM paragraph + KL to the original model on NMEM paragraphs, "
-              "paper Eq. 3) is the one unlearning uses; at the original weights its KL term has zero gradient."
-              "\n\nBelow, each paragraph's own gradient norm per layer (computed in batched passes without "
-              "per-paragraph gradients) shows the spread behind the batch numbers, with a Mann-Whitney U test per layer "
-              "(r > 0: larger for MEM)."),
-        figures={"nll_components": views.figure_component_map(nll), "nll_heads": views.figure_head_map(nll),
-                 "nll_heads_relative": views.figure_head_map(nll, relative=True),
-                 "nll_layer_share": views.figure_layer_share(nll), "contrastive_components": views.figure_component_map(co),
-                 "per_paragraph_share": views.figure_per_paragraph(result["norms_mem"], result["norms_nmem"], cmp, share=True)},
-        tables=[Table("Per-paragraph NLL gradient norm per layer, MEM vs NMEM",
-                      ["layer", "MEM median", "NMEM median", "r", "p", "MEM share median", "NMEM share median", "r (share)", "p (share)"],
-                      rows)],
+        key="gradients",
+        title="2. Where does the gradient of a memorized paragraph land?",
+        text=(
+            "The gradient of the continuation NLL is taken separately for a batch of MEM and a batch of NMEM "
+            "paragraphs (paper section 5.1). Each cell is the largest |gradient| over one weight matrix: W_Q, W_K, "
+            "W_V, W_O per head and the MLP's W_in, W_out per layer; embeddings, unembedding and biases are left out. "
+            "The contrastive objective (-0.1 NLL of a MEM paragraph + KL to the original model on NMEM paragraphs, "
+            "paper Eq. 3) is the one unlearning uses; at the original weights its KL term has zero gradient."
+            "\n\nBelow, each paragraph's own gradient norm per layer (computed in batched passes without "
+            "per-paragraph gradients) shows the spread behind the batch numbers, with a Mann-Whitney U test per layer "
+            "(r > 0: larger for MEM)."
+        ),
+        figures={
+            "nll_components": views.figure_component_map(nll),
+            "nll_heads": views.figure_head_map(nll),
+            "nll_heads_relative": views.figure_head_map(nll, relative=True),
+            "nll_layer_share": views.figure_layer_share(nll),
+            "contrastive_components": views.figure_component_map(co),
+            "per_paragraph_share": views.figure_per_paragraph(
+                result["norms_mem"], result["norms_nmem"], cmp, share=True
+            ),
+        },
+        tables=[
+            Table(
+                "Per-paragraph NLL gradient norm per layer, MEM vs NMEM",
+                [
+                    "layer",
+                    "MEM median",
+                    "NMEM median",
+                    "r",
+                    "p",
+                    "MEM share median",
+                    "NMEM share median",
+                    "r (share)",
+                    "p (share)",
+                ],
+                rows,
+            )
+        ],
         notes=notes,
     )
