@@ -8,7 +8,6 @@ from dataclasses import fields
 
 import pytest
 import torch
-from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from interp.cli import build_parser
 from interp.commands.report import report_options
@@ -69,21 +68,9 @@ def test_bad_options_name_the_field(tmp_path):
         parse("--config", str(tmp_path / "missing.json"))
 
 
-def test_results_json_reruns_with_exactly_its_options(tmp_path):
+def test_results_json_reruns_with_exactly_its_options(tmp_path, tiny_model):
     """run_report writes its options into results.json; --config results.json reads them back equal."""
-    cfg = HookedTransformerConfig(
-        n_layers=1,
-        d_model=16,
-        n_heads=2,
-        d_head=8,
-        d_mlp=32,
-        n_ctx=16,
-        d_vocab=20,
-        act_fn="gelu_new",
-        original_architecture="GPTNeoForCausalLM",
-        seed=0,
-    )
-    model = HookedTransformer(cfg).eval()
+    model = tiny_model(n_layers=1, d_vocab=20, n_ctx=16)
     paragraphs = Paragraphs(
         torch.randint(0, 20, (4, 8), generator=torch.Generator().manual_seed(0)), 4, tuple(f"p{i}" for i in range(4))
     )

@@ -405,19 +405,18 @@ def test_relearning_controls_are_the_attack_applied_to_the_original_model(setup)
     assert none.relearn_controls == {}
 
 
-def test_calibration_finds_the_smallest_rate_that_forgets(setup):
+def test_calibration_finds_the_smallest_rate_that_forgets(setup, assert_untouched):
     """Bisection on the grid picks the same rate as trying every rate in turn: the smallest at which
     mean target EM <= level; a grid that is too low says 'not reached'. The model is untouched."""
     model, mem, nmem, probe = setup
-    before_hash = state_hash(model)
     targets, retain = mem.select([0, 1]), nmem.select(range(20))
     cfg = UnlearnConfig(method="ga", select="all", steps=3, weight_decay=0.0)
     grid = (1e-5, 1e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
     every = [calibrate(model, targets, retain, cfg, lrs=[lr], level=2).trace[0][1] for lr in grid]
     first = next(i for i, em in enumerate(every) if em <= 2)
     assert first > 0, "the tiny model must not forget at the smallest rate, or the test shows nothing"
-    cal = calibrate(model, targets, retain, cfg, lrs=grid, level=2)
-    assert state_hash(model) == before_hash
+    with assert_untouched(model):
+        cal = calibrate(model, targets, retain, cfg, lrs=grid, level=2)
     assert cal.reached and cal.lr == grid[first] and len(cal.trace) < len(grid)
     assert all(em == pytest.approx(every[grid.index(lr)]) for lr, em in cal.trace)
     # the table at the chosen rate reproduces the forgetting the search saw
