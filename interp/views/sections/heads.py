@@ -55,6 +55,13 @@ def heads_section(result: Bundle, results: Mapping[str, Any]) -> Section:
                     else "weaker than on MEM paragraphs."
                 )
             )
+            specific = (excess - ranking.rare_tokens_nmem.excess).nan_to_num(0.0)
+            l3, h3 = divmod(int(specific.flatten().argmin()), specific.shape[1])
+            notes.append(
+                f"Most MEM-specific rare-token preference (MEM excess minus NMEM excess): layer {l3} head {h3}, "
+                f"excess {float(excess[l3, h3]):+.2f} on MEM (p = {float(p[l3, h3]):.3g}) vs "
+                f"{float(ranking.rare_tokens_nmem.excess[l3, h3]):+.2f} on NMEM."
+            )
     notes.append(
         "Agreement between methods (Kendall tau of their head scores): "
         + ", ".join(f"{k} {v:+.2f}" for k, v in ranking.agreement.items())
