@@ -73,10 +73,14 @@ def _perturbation(n: dict) -> None:
 
 
 def _unlearning(n: dict) -> None:
-    assert [r["label"] for r in n["rows"]] == ["unlearn all", "unlearn top-0.1%", "unlearn random-0.1%"]
-    assert (
-        n["before"]["target_em"] == 50 and n["before"]["nmem_em"] == 50
-    )  # NMEM probes use the model's own continuation
+    assert [r["label"] for r in n["rows"]] == ["unlearn all", "unlearn top-0.1%", "edit all", "edit top-0.1%"]
+    assert n["before"]["target_em"] == 50 and n["before"]["nmem_em"] == 50  # NMEM probes: the model's own continuation
+    for row in n["rows"]:  # each row ran at its calibrated rate; a row that reached the level forgot
+        cal = row["calibration"]
+        assert row["config"]["lr"] == cal["lr"]
+        if cal["reached"]:
+            assert row["after"]["target_em"] <= cal["level"]
+    assert set(n["relearn_controls"]) == {"original_before", "original_after", "unseen_before", "unseen_after"}
 
 
 def _restoration(n: dict) -> None:
