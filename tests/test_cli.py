@@ -89,9 +89,7 @@ def test_commands_draw_nmem_from_trained_text_only(command, tmp_path, testbed_pa
     f = tmp_path / "p.jsonl"
     sub.save_jsonl(f)
     out = tmp_path / "out.json"
-    assert (
-        main([*command, "--model", "testbed", "--paragraphs", str(f), "--max-paragraphs", "4", "--json", str(out)]) == 0
-    )
+    assert main([*command, "--model", "testbed", "--paragraphs", str(f), "--set-size", "4", "--json", str(out)]) == 0
     nmem_ids = json.loads(out.read_text())["nmem_ids"]
     heldout = {pid for pid, s in zip(sub.ids, sub.meta["split"]) if s == "heldout"}
     assert nmem_ids and not heldout & set(nmem_ids)

@@ -326,7 +326,7 @@ def test_testbed_norms_and_grad_map_command(testbed, testbed_paragraph_set, tmp_
                 "testbed",
                 "--paragraphs",
                 str(path),
-                "--max-paragraphs",
+                "--set-size",
                 "3",
                 "--json",
                 str(out_json),
@@ -346,4 +346,4 @@ def test_testbed_norms_and_grad_map_command(testbed, testbed_paragraph_set, tmp_
     assert len(data["comparison"]["layers"]) == cfg.n_layers
     page = out_html.read_text()
     assert page.count("Plotly.newPlot") == 6 and "<script src=" not in page  # plotly.js inlined once: works offline
-    assert main(["grad-map", "--model", "testbed", "--paragraphs", str(path), "--max-paragraphs", "1"]) == 2
+    assert main(["grad-map", "--model", "testbed", "--paragraphs", str(path), "--set-size", "1"]) == 2

@@ -29,7 +29,8 @@ def register(sub) -> None:
         help="score per weight matrix: max |grad| (default, the paper's), l2, mean",
     )
     p.add_argument(
-        "--max-paragraphs",
+        "--set-size",
+        dest="max_paragraphs",
         type=int,
         default=32,
         help="at most this many MEM and this many NMEM paragraphs, drawn at random (default 32)",
@@ -65,7 +66,7 @@ def _page(title: str, figures: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     if args.max_paragraphs < 2:
-        raise UserError("--max-paragraphs must be at least 2")
+        raise UserError("--set-size must be at least 2")
     if args.grad_batch_size < 1:
         raise UserError("--grad-batch-size must be at least 1")
     model = model_from_args(args)

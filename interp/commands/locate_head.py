@@ -51,7 +51,8 @@ def register(sub) -> None:
     )
     p.add_argument("--exact-all", action="store_true", help="run exact patching and ablation on every head (no screen)")
     p.add_argument(
-        "--max-paragraphs",
+        "--set-size",
+        dest="max_paragraphs",
         type=int,
         default=16,
         help="MEM and NMEM paragraphs each for the costly methods (default 16)",

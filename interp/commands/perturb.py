@@ -21,7 +21,8 @@ def register(sub) -> None:
     add_paragraph_args(p)
     p.add_argument("--samples", type=int, default=4, help="random replacement tokens per prefix position (default 4)")
     p.add_argument(
-        "--max-paragraphs",
+        "--set-size",
+        dest="max_paragraphs",
         type=int,
         default=32,
         help="at most this many MEM and this many NMEM paragraphs (default 32)",
@@ -46,7 +47,7 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.max_paragraphs < 1:
-        raise UserError("--max-paragraphs must be at least 1")
+        raise UserError("--set-size must be at least 1")
     model = model_from_args(args)
     paragraphs = paragraphs_from_args(args, model)
     split = memorization_split(model, paragraphs, batch_size=args.batch_size, nmem_max=args.nmem_max, n_examples=0)

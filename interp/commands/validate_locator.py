@@ -54,7 +54,11 @@ def register(sub) -> None:
     p.add_argument("--n-inject", type=int, default=4, help="paragraphs forced through each head (default 4)")
     p.add_argument("--neuron-fraction", type=float, default=0.01, help="share of MLP neurons trained (default 0.01)")
     p.add_argument(
-        "--max-paragraphs", type=int, default=8, help="NMEM paragraphs the locator contrasts with (default 8)"
+        "--set-size",
+        dest="max_paragraphs",
+        type=int,
+        default=8,
+        help="MEM and NMEM paragraphs each for the locator's costly methods (default 8)",
     )
     p.add_argument("--candidates", type=int, default=8, help="heads the attribution screen passes to the exact methods")
     p.add_argument("--max-steps", type=int, default=400, help="injection steps at most (default 400)")
