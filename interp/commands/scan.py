@@ -40,7 +40,10 @@ def register(sub) -> None:
         help=f"continuation tokens (default {DEFAULT_CONTINUATION_LEN})",
     )
     p.add_argument(
-        "--stride", type=int, default=1, help="consider windows starting at multiples of this token offset (default 1)"
+        "--stride",
+        type=int,
+        default=ScanConfig.stride,
+        help=f"consider windows starting at multiples of this token offset (default {ScanConfig.stride})",
     )
     p.add_argument("--out", type=Path, default=None, help="output JSONL (default scan.jsonl, or scan.shardKofN.jsonl)")
     p.add_argument(
@@ -57,8 +60,9 @@ def register(sub) -> None:
     p.add_argument(
         "--screen-tolerance",
         type=int,
-        default=0,
-        help="verify windows whose screened continuation has at most this many misses (default 0)",
+        default=ScanConfig.screen_tolerance,
+        help="verify windows whose screened continuation has at most this many misses "
+        f"(default {ScanConfig.screen_tolerance})",
     )
     p.add_argument(
         "--recall-sample",
@@ -73,12 +77,20 @@ def register(sub) -> None:
         default=ScanConfig.recall_min_mem,
         help=f"MEM windows the recall sample must hold before a recall is stated (default {ScanConfig.recall_min_mem})",
     )
-    p.add_argument("--nmem", type=int, default=1000, help="NMEM controls to sample (default 1000)")
+    p.add_argument(
+        "--nmem",
+        type=int,
+        default=ScanConfig.n_controls,
+        help=f"NMEM controls to sample (default {ScanConfig.n_controls})",
+    )
     p.add_argument("--nmem-max", type=int, default=NMEM_MAX_EM, help=f"NMEM: EM at most this (default {NMEM_MAX_EM})")
     p.add_argument("--intermediate", action="store_true", help="also write windows with NMEM < EM < full")
     p.add_argument("--no-filters", action="store_true", help="keep low-diversity and boilerplate windows")
     p.add_argument(
-        "--min-unique", type=float, default=0.5, help="drop windows with a smaller fraction of distinct tokens"
+        "--min-unique",
+        type=float,
+        default=ScanConfig.min_unique,
+        help=f"drop windows with a smaller fraction of distinct tokens (default {ScanConfig.min_unique})",
     )
     p.add_argument(
         "--boilerplate",
@@ -89,7 +101,7 @@ def register(sub) -> None:
     )
     p.add_argument("--no-merge", action="store_true", help="one record per memorized window instead of per span")
     p.add_argument("--batch-size", type=int, default=64, help="sequences per forward pass")
-    p.add_argument("--seed", type=int, default=0, help="seed of the NMEM sample and the recall sample")
+    p.add_argument("--seed", type=int, default=ScanConfig.seed, help="seed of the NMEM sample and the recall sample")
     p.add_argument("--resume", action="store_true", help="continue an interrupted scan of --out")
     p.add_argument("--force", action="store_true", help="start again, replacing --out when done")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
