@@ -18,37 +18,14 @@ from __future__ import annotations
 import argparse
 
 import torch
-from harness import Method, Session, add_arguments, forward_flops, greedy_flops
-from transformer_lens import HookedTransformer, HookedTransformerConfig
+from harness import Method, Session, add_arguments, forward_flops, greedy_flops, neo_125m_shaped
+from transformer_lens import HookedTransformer
 
 from interp import greedy_exact_match, load_model, score_paragraphs, testbed_paragraphs
 from interp.data import Paragraphs
 from interp.metrics import continuation_log_probs, em_from_hits
 
 GREEDY, FULL, OURS = "greedy decoding", "full-logits forward", "score_paragraphs"
-
-
-def neo_125m_shaped() -> HookedTransformer:
-    cfg = HookedTransformerConfig(
-        n_layers=12,
-        d_model=768,
-        n_heads=12,
-        d_head=64,
-        d_mlp=3072,
-        d_vocab=50257,
-        n_ctx=2048,
-        act_fn="gelu_new",
-        normalization_type="LN",
-        attn_types=["global", "local"] * 6,
-        use_local_attn=True,
-        window_size=256,
-        use_attn_scale=False,
-        original_architecture="GPTNeoForCausalLM",
-        positional_embedding_type="standard",
-        device="cpu",
-        seed=0,
-    )
-    return HookedTransformer(cfg).eval()
 
 
 def full_logits_em(

@@ -23,36 +23,13 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from harness import Method, Session, add_arguments, block_flops, forward_flops
-from transformer_lens import HookedTransformer, HookedTransformerConfig
+from harness import Method, Session, add_arguments, block_flops, forward_flops, neo_125m_shaped
+from transformer_lens import HookedTransformer
 
 from interp.data import Paragraphs
 from interp.metrics import continuation_hits, continuation_log_probs, score_paragraphs
 
 SEQ, PREFIX = 100, 50
-
-
-def neo_125m_shaped() -> HookedTransformer:
-    cfg = HookedTransformerConfig(
-        n_layers=12,
-        d_model=768,
-        n_heads=12,
-        d_head=64,
-        d_mlp=3072,
-        d_vocab=50257,
-        n_ctx=2048,
-        act_fn="gelu_new",
-        normalization_type="LN",
-        attn_types=["global", "local"] * 6,
-        use_local_attn=True,
-        window_size=256,
-        use_attn_scale=False,
-        original_architecture="GPTNeoForCausalLM",
-        positional_embedding_type="standard",
-        device="cpu",
-        seed=0,
-    )
-    return HookedTransformer(cfg).eval()
 
 
 def linear_maps_only(model: HookedTransformer, rows: int) -> Callable[[], None]:

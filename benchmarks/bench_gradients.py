@@ -23,36 +23,14 @@ import time
 from pathlib import Path
 
 import torch
-from harness import Measured, Method, Session, add_arguments
-from transformer_lens import HookedTransformer, HookedTransformerConfig
+from harness import Measured, Method, Session, add_arguments, neo_125m_shaped
+from transformer_lens import HookedTransformer
 
 from interp.data import Paragraphs
 from interp.gradient_norms import per_paragraph_norms
 from interp.gradients import COMPONENTS, HEAD_COMPONENTS, parameter_gradients
 
 GHOST, LOOP = "batched ghost norms", "one backward per paragraph"
-
-
-def gpt_neo_125m_shaped(device: str) -> HookedTransformer:
-    cfg = HookedTransformerConfig(
-        n_layers=12,
-        d_model=768,
-        n_heads=12,
-        d_head=64,
-        d_mlp=3072,
-        d_vocab=50257,
-        n_ctx=2048,
-        act_fn="gelu_new",
-        normalization_type="LN",
-        attn_types=["global", "local"] * 6,
-        use_local_attn=True,
-        window_size=256,
-        use_attn_scale=False,
-        original_architecture="GPTNeoForCausalLM",
-        seed=0,
-        device=device,
-    )
-    return HookedTransformer(cfg).eval()
 
 
 def _status_kib(field: str) -> int:
@@ -100,7 +78,7 @@ def _model(name: str, device: str) -> HookedTransformer:
         from interp.models import load_model
 
         return load_model("testbed", device=device)
-    return gpt_neo_125m_shaped(device)
+    return neo_125m_shaped(device)
 
 
 def worker(name: str, method: str, n: int, batch_size: int, device: str, out_path: str) -> None:

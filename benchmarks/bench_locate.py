@@ -23,7 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from bench_patching import neo125m_shaped  # noqa: E402
+from harness import neo_125m_shaped  # noqa: E402
 
 from interp.data import Paragraphs  # noqa: E402
 from interp.locate import DEFAULT_METHODS, locate_memorization_head  # noqa: E402
@@ -100,7 +100,7 @@ def main() -> None:
             unigram_counts=testbed_unigram_counts(),
         )
     else:
-        model = neo125m_shaped()
+        model = neo_125m_shaped()
         mem, nmem, reference = random_sets(model, args.n)
         print(
             f"GPT-Neo-125M-shaped, random weights: {model.cfg.n_layers} x {model.cfg.n_heads} heads, {args.n} MEM + {args.n} NMEM"

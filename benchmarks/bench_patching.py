@@ -21,8 +21,8 @@ os.environ.setdefault("TQDM_DISABLE", "1")  # read when tqdm is imported (by tor
 import argparse  # noqa: E402
 
 import torch  # noqa: E402
-from harness import Method, Session, add_arguments, forward_flops  # noqa: E402
-from transformer_lens import HookedTransformer, HookedTransformerConfig  # noqa: E402
+from harness import Method, Session, add_arguments, forward_flops, neo_125m_shaped  # noqa: E402
+from transformer_lens import HookedTransformer  # noqa: E402
 from transformer_lens import patching as tl_patching  # noqa: E402
 
 from interp.data import Paragraphs  # noqa: E402
@@ -34,27 +34,6 @@ TL_FUNCTIONS = {
     "head_out": tl_patching.get_act_patch_attn_head_out_all_pos,
     "resid_pre": tl_patching.get_act_patch_resid_pre,
 }
-
-
-def neo125m_shaped() -> HookedTransformer:
-    cfg = HookedTransformerConfig(
-        n_layers=12,
-        d_model=768,
-        n_heads=12,
-        d_head=64,
-        d_mlp=3072,
-        d_vocab=50257,
-        n_ctx=2048,
-        act_fn="gelu_new",
-        normalization_type="LN",
-        attn_types=["global", "local"] * 6,
-        use_local_attn=True,
-        window_size=256,
-        use_attn_scale=False,
-        original_architecture="GPTNeoForCausalLM",
-        seed=0,
-    )
-    return HookedTransformer(cfg).eval()
 
 
 def paragraphs_for(name: str, model: HookedTransformer, n: int) -> Paragraphs:
@@ -146,7 +125,7 @@ def main() -> None:
             paragraphs = paragraphs_for(name, model, args.paragraphs)
             bench(session, name, model, paragraphs, args.kinds, args.batch_size, warmup=True)
         else:
-            model = neo125m_shaped().to("cuda" if torch.cuda.is_available() else "cpu")
+            model = neo_125m_shaped().to("cuda" if torch.cuda.is_available() else "cpu")
             paragraphs = paragraphs_for(name, model, args.paragraphs_125m)
             kinds = [k for k in args.kinds if k == "head_out"] or args.kinds
             bench(session, "GPT-Neo-125M-shaped", model, paragraphs, kinds, args.batch_size, warmup=False)

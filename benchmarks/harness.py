@@ -318,3 +318,29 @@ class Session:
 
 def _fmt(v: Any) -> str:
     return f"{v:.2e}" if isinstance(v, float) and (abs(v) < 1e-2 or abs(v) >= 1e4) and v != 0 else str(v)
+
+
+def neo_125m_shaped(device: str = "cpu"):
+    """A random-weight model of GPT-Neo 125M's shape (12 x 12 heads, d 768, vocab 50257): the size benchmarks quote."""
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    cfg = HookedTransformerConfig(
+        n_layers=12,
+        d_model=768,
+        n_heads=12,
+        d_head=64,
+        d_mlp=3072,
+        d_vocab=50257,
+        n_ctx=2048,
+        act_fn="gelu_new",
+        normalization_type="LN",
+        attn_types=["global", "local"] * 6,
+        use_local_attn=True,
+        window_size=256,
+        use_attn_scale=False,
+        original_architecture="GPTNeoForCausalLM",
+        positional_embedding_type="standard",
+        device=device,
+        seed=0,
+    )
+    return HookedTransformer(cfg).eval()
