@@ -4,6 +4,8 @@
     python benchmarks/bench_locate.py --exact-all              # also exact patching + ablation on every head
     python benchmarks/bench_locate.py --model testbed --n 16    # the shipped testbed (MEM / NMEM by EM)
 
+Load check, repeats (default 3; run_all.py runs it once), medians and JSON as benchmarks/harness.py.
+
 The 125M-shaped model has random weights, so nothing is memorized: MEM and NMEM are explicit sets of
 random paragraphs (the locator accepts explicit sets for exactly this), and the timing is what
 matters. Prints every method's seconds in one run, the total against the 10-minute budget, and
@@ -16,14 +18,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from harness import neo_125m_shaped  # noqa: E402
+from harness import Method, Session, add_arguments, neo_125m_shaped  # noqa: E402
 
 from interp.data import Paragraphs  # noqa: E402
 from interp.locate import DEFAULT_METHODS, locate_memorization_head  # noqa: E402
@@ -36,45 +37,42 @@ def random_sets(model, n: int, seed: int = 0) -> tuple[Paragraphs, Paragraphs, P
     return p.select(range(n)), p.select(range(n, 2 * n)), p.select(range(2 * n, 2 * n + 8))
 
 
-def run(model, args, **sets) -> None:
-    t0 = time.perf_counter()
-    ranking = locate_memorization_head(
-        model,
-        methods=tuple(args.methods),
-        candidates=args.candidates,
-        max_paragraphs=args.max_paragraphs,
-        exact_all=False,
-        batch_size=args.batch_size,
-        **sets,
-    )
-    total = time.perf_counter() - t0
-    print(
-        f"screened ({args.candidates} candidates): {total:.1f} s in all "
-        f"({'within' if total <= 600 else 'OVER'} the 10-minute budget); MEM {len(ranking.mem_ids)}, NMEM {len(ranking.nmem_ids)}"
-    )
-    for m, s in ranking.seconds.items():
-        print(f"  {m:>22}: {s:8.1f} s")
-    print(f"  screen vs exact patching on the candidates: {ranking.screen}")
-    print(f"  top head {ranking.top}")
-    if args.exact_all:
-        t0 = time.perf_counter()
-        full = locate_memorization_head(
+def run(session: Session, model, args, **sets) -> None:
+    def locate(exact_all: bool):
+        return lambda: locate_memorization_head(
             model,
             methods=tuple(args.methods),
-            exact_all=True,
+            candidates=args.candidates,
             max_paragraphs=args.max_paragraphs,
+            exact_all=exact_all,
             batch_size=args.batch_size,
             **sets,
         )
-        total_all = time.perf_counter() - t0
-        print(f"exact on every head: {total_all:.1f} s in all; screened / exact-all time = {total / total_all:.2f}")
-        for m, s in full.seconds.items():
-            print(f"  {m:>22}: {s:8.1f} s")
-        print(f"  screen vs exact on every head: {full.screen}")
-        print(
-            f"  exact top head {full.screen.get('exact_top')} is in the screen of {args.candidates}: "
-            f"{full.screen.get('exact_top_attribution_rank', 10**9) <= args.candidates}"
-        )
+
+    screened = Method(f"screened ({args.candidates} candidates)", locate(False))
+    methods = [Method("exact on every head", locate(True)), screened] if args.exact_all else [screened]
+    timings = session.time(methods, warmup=False)
+    ranking = timings[screened.name].result
+    total = timings[screened.name].median
+    case = f"locate-head, {args.model}: {len(ranking.mem_ids)} MEM + {len(ranking.nmem_ids)} NMEM"
+    print(f"seconds per method (last run): {', '.join(f'{m} {s:.1f}' for m, s in ranking.seconds.items())}")
+    print(f"screen vs exact patching on the candidates: {ranking.screen}")
+    notes = {
+        "within_10_minutes": total <= 600,
+        "method_seconds": {m: round(s, 1) for m, s in ranking.seconds.items()},
+        "screen": ranking.screen,
+        "top": str(ranking.top),
+    }
+    if not args.exact_all:
+        session.report_alone(case, timings[screened.name], **notes)
+        return
+    full = timings["exact on every head"].result
+    notes |= {
+        "exact_all_screen": full.screen,
+        "exact_top_in_screen": full.screen.get("exact_top_attribution_rank", 10**9) <= args.candidates,
+    }
+    print(f"screen vs exact on every head: {full.screen}")
+    session.report(case, timings, baseline="exact on every head", candidate=screened.name, **notes)
 
 
 def main() -> None:
@@ -84,16 +82,18 @@ def main() -> None:
     parser.add_argument("--max-paragraphs", type=int, default=16, help="paragraphs of each set the costly methods use")
     parser.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS))
     parser.add_argument("--candidates", type=int, default=8)
-    parser.add_argument("--exact-all", action="store_true")
+    parser.add_argument("--exact-all", action="store_true", help="also time exact patching + ablation of every head")
     parser.add_argument("--batch-size", type=int, default=16)
+    add_arguments(parser)
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    session = Session("bench_locate", args)
     if args.model == "testbed":
         from interp import load_model, testbed_paragraphs, testbed_unigram_counts
 
         model = load_model("testbed", device="cpu")
         paragraphs = testbed_paragraphs(("planted", "once"))
         run(
+            session,
             model,
             args,
             paragraphs=paragraphs.select(range(0, len(paragraphs), max(1, len(paragraphs) // (8 * args.n)))),
@@ -105,7 +105,8 @@ def main() -> None:
         print(
             f"GPT-Neo-125M-shaped, random weights: {model.cfg.n_layers} x {model.cfg.n_heads} heads, {args.n} MEM + {args.n} NMEM"
         )
-        run(model, args, mem=mem, nmem=nmem, reference=reference)
+        run(session, model, args, mem=mem, nmem=nmem, reference=reference)
+    session.finish()
 
 
 if __name__ == "__main__":

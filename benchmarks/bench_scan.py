@@ -12,7 +12,10 @@ design: the recall/cost table. Slices of host files (--slice-len tokens, the par
   per corpus token (screen + exact verification of what it flags), the share of the exact MEM
   windows it flags, and the share of planted paragraphs MEM at their offset that it flags.
   `--toy` runs it on the rotary GPT-NeoX model tests/test_scan.py trains (its own corpus).
-speed: the same without the candidate screens (benchmarks/run_all.py runs this).
+speed: `--exact` and the default scan over the same planted corpus, timed with benchmarks/harness.py
+  (load check, >= 3 interleaved rounds, medians and ranges, corpus tokens/s, forward tokens per
+  corpus token, the default's share of --exact's MEM windows, the matmul peak of the same run);
+  benchmarks/run_all.py runs this.
 proof: the planted-truth proof. Whole host files with the paragraphs inside, scanned with the
   default settings; per repeat count: planted, MEM by `interp memorized` (the paragraph fed
   alone, which is --exact's verdict on the window at its offset), found by the scan, recall;
@@ -22,7 +25,7 @@ Every run prints a float32 matmul GFLOP/s measured in the same process, for scal
 
     python benchmarks/bench_scan.py design [--slices 32] [--model testbed|CHECKPOINT_DIR] [--out DIR]
     python benchmarks/bench_scan.py design --toy
-    python benchmarks/bench_scan.py speed [--slices 8]
+    python benchmarks/bench_scan.py speed [--slices 32] [--repeats 3] [--json OUT]
     python benchmarks/bench_scan.py proof [--model testbed|CHECKPOINT_DIR] [--limit N] [--out DIR]
 """
 
@@ -37,6 +40,7 @@ import time
 from pathlib import Path
 
 import torch
+from harness import Method, Session, add_arguments
 
 from interp import load_model, score_paragraphs, testbed_paragraphs
 from interp.data import Paragraphs
@@ -162,7 +166,7 @@ def _toy_setup():
     return model, planted, docs, list(enumerate(at)), ScanConfig(prefix_len=ts.P, continuation_len=ts.C)
 
 
-def design(args, variants: bool = True) -> dict:
+def design(args) -> dict:
     t_start = time.time()
     gflops = matmul_gflops()
     print(f"matmul {gflops:.0f} GFLOP/s; {load_note()}")
@@ -238,11 +242,54 @@ def design(args, variants: bool = True) -> dict:
     print(f"default vs exact: speed x{ratio:.1f}")
     print(f"default's recall audit: {runs['default']['summary'].recall['message']}")
     result["speedup_default_vs_exact"] = ratio
-    if variants:
-        result["screens"] = screen_table(model, docs, sources, exact_mem, planted_mem, base, args)
+    result["screens"] = screen_table(model, docs, sources, exact_mem, planted_mem, base, args)
     result["seconds"] = time.time() - t_start
-    write_json(out / ("bench_design.json" if variants else "bench_speed.json"), result)
+    write_json(out / "bench_design.json", result)
     return result
+
+
+def speed(args) -> None:
+    """--exact vs the default scan on the planted corpus, interleaved rounds (benchmarks/harness.py)."""
+    session = Session("bench_scan", args)
+    model, planted = model_and_planted(args)
+    if args.slices and args.slices < len(planted):
+        planted = planted.select(sorted(random.Random(args.seed).sample(range(len(planted)), args.slices)))
+    docs, where, _ = planted_corpus(
+        model.tokenizer, planted, seed=args.seed, slice_len=args.slice_len, n_background=len(planted) // 2
+    )
+    base = ScanConfig(prefix_len=planted.prefix_len, continuation_len=planted.continuation_len)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    corpus = resolve_corpus([write_corpus(out / "speed_corpus.jsonl", docs)])
+    n_tokens = sum(map(len, docs))
+    summaries = {}
+
+    def scan(name: str, cfg: ScanConfig):
+        def run():
+            summaries[name] = scan_corpus(
+                model, corpus, out / f"{name}.jsonl", cfg, force=True, batch_size=args.batch_size, progress=False
+            )
+            return mem_windows(out / f"{name}.jsonl")
+
+        return run
+
+    common = {**base.__dict__, "filters": False, "n_controls": 0}
+    methods = [
+        Method("exact scan", scan("exact", ScanConfig(**{**common, "exact": True})), tokens=n_tokens),
+        Method("default scan", scan("default", ScanConfig(**common)), tokens=n_tokens),
+    ]
+    print(f"corpus: {len(docs)} documents, {n_tokens:,} tokens, {len(where)} planted paragraphs", flush=True)
+    timings = session.time(methods, warmup=False)
+    exact_mem, default_mem = timings["exact scan"].result, timings["default scan"].result
+    session.report(
+        f"testbed scan: {n_tokens:,} corpus tokens, {len(where)} planted",
+        timings,
+        baseline="exact scan",
+        candidate="default scan",
+        forward_tokens_per_corpus_token={k: round(v.forward_per_token["scan"], 2) for k, v in summaries.items()},
+        default_finds_of_exact_mem_windows=f"{len(exact_mem & default_mem)}/{len(exact_mem)}",
+    )
+    session.finish()
 
 
 def screen_table(model, docs, sources, exact_mem, planted_mem, base: ScanConfig, args) -> list[dict]:
@@ -404,10 +451,11 @@ def main() -> None:
     d = sub.add_parser("design")
     s = sub.add_parser("speed")
     p = sub.add_parser("proof")
+    add_arguments(s)
     for q in (d, s):
         q.add_argument("--slices", type=int, default=32, help="planted paragraphs to use (0 = all)")
         q.add_argument("--slice-len", type=int, default=400, help="tokens per document, planted paragraph included")
-        q.add_argument("--toy", action="store_true", help="the rotary model and corpus of tests/test_scan.py")
+    d.add_argument("--toy", action="store_true", help="the rotary model and corpus of tests/test_scan.py")
     d.add_argument("--steps", type=int, nargs="+", default=[5, 10, 20, 50], help="aligned screen steps to try")
     d.add_argument("--tolerances", type=int, nargs="+", default=[0, 2], help="screen tolerances to try")
     p.add_argument("--limit", type=int, default=0, help="use only the first N planted paragraphs (0 = all)")
@@ -421,8 +469,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.what == "proof":
         proof(args)
+    elif args.what == "speed":
+        speed(args)
     else:
-        design(args, variants=args.what == "design")
+        design(args)
 
 
 if __name__ == "__main__":

@@ -299,6 +299,27 @@ class Session:
         self.rows.append(row)
         return row
 
+    def report_alone(self, case: str, timing: Timing, **notes: Any) -> dict:
+        """Print one method that has nothing to be compared with (e.g. against a time budget) and keep it."""
+        name = timing.method.name
+        row = {
+            "case": case,
+            "baseline": None,
+            "candidate": name,
+            "peak_gflops": self.peak,
+            "methods": {name: self.method_row(timing)},
+            "busy": self.machine["busy"],
+        } | notes
+        r = row["methods"][name]
+        extra = "".join(f", {k.replace('_', ' ')}: {_fmt(v)}" for k, v in notes.items())
+        print(
+            f"{case}: {name} median {r['median_s']:.1f} s, range {r['min_s']:.1f}-{r['max_s']:.1f} "
+            f"({len(timing.seconds)} runs){extra}",
+            flush=True,
+        )
+        self.rows.append(row)
+        return row
+
     def finish(self) -> None:
         """Write the JSON (when asked) with the machine state at both ends of the run."""
         self.machine |= {

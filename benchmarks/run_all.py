@@ -27,14 +27,17 @@ from harness import LOAD_THRESHOLD, MAX_WAIT_S
 
 HERE = Path(__file__).resolve().parent
 
-# Arguments per benchmark: (default run, --quick run). A benchmark not listed runs with none.
+# Arguments per benchmark: (default run, --quick run), after the common ones (so they win: one
+# locate-head run at the 125M shape takes minutes, so it runs once). A benchmark not listed runs with none.
 ARGS: dict[str, tuple[list[str], list[str]]] = {
     "bench_em": ([], ["--n", "16", "--n-125m", "2"]),
     "bench_forward": ([], ["--rows", "8"]),
     "bench_gradients": ([], ["--paragraphs", "4", "--batch-size", "4", "--skip-125m"]),
     "bench_patching": ([], ["--models", "testbed", "--paragraphs", "2"]),
-    "bench_scan": (["speed"], ["speed", "--slices", "2"]),
+    "bench_scan": ([], ["--slices", "2"]),
+    "bench_locate": (["--repeats", "1"], ["--repeats", "1", "--n", "8", "--max-paragraphs", "4"]),
 }
+SUBCOMMAND = {"bench_scan": ["speed"]}  # comes before every option
 
 
 def run_one(path: Path, args: list[str], timeout: float, workdir: Path) -> dict:
@@ -92,6 +95,13 @@ def table(results: list[dict]) -> str:
         if not r["rows"]:
             lines.append(f"{r['benchmark']:<15} {'(no rows: see its log in the JSON)':<58} {state}")
         for row in r["rows"]:
+            if row["baseline"] is None:  # one method against a budget: no ratio
+                cand = row["methods"][row["candidate"]]
+                lines.append(
+                    f"{r['benchmark']:<15} {row['case'][:58]:<58} {'-':>19} {_side(cand):>19} {'-':>19} "
+                    f"{'-':>6} {'-':>16} {'-':>13}  {state}"
+                )
+                continue
             base, cand = row["methods"][row["baseline"]], row["methods"][row["candidate"]]
             case = f"{row['case']} | {row['candidate']} vs {row['baseline']}"
             ratio = f"{row['ratio']:.2f}x ({row['ratio_min']:.2f}-{row['ratio_max']:.2f})"
@@ -136,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
         for path in scripts:
             default, quick = ARGS.get(path.stem, ([], []))
             print(f"running {path.name} ...", flush=True)
-            results.append(run_one(path, (quick if args.quick else default) + common, args.timeout, Path(tmp)))
+            argv = SUBCOMMAND.get(path.stem, []) + common + (quick if args.quick else default)
+            results.append(run_one(path, argv, args.timeout, Path(tmp)))
     report = table(results)
     print(report)
     args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -66,6 +66,15 @@ class Injection:
         """Whether the copy recites every injected paragraph in full."""
         return bool((self.em_after == self.continuation_len).all())
 
+    @property
+    def recited_mask(self) -> Bool[Tensor, "n"]:
+        """Which injected paragraphs the copy recites in full (the ones whose storage is known)."""
+        return self.em_after == self.continuation_len
+
+    @property
+    def n_recited(self) -> int:
+        return int(self.recited_mask.sum())
+
     def gold(self, n_layers: int, n_units: int) -> Bool[Tensor, "layer index"]:
         """The trained units as a [layer, index] mask (the answer a locator should find)."""
         mask = torch.zeros(n_layers, n_units, dtype=torch.bool)
@@ -80,6 +89,7 @@ class Injection:
             "ids": list(self.ids),
             "steps": self.steps,
             "recited": self.recited,
+            "n_recited": self.n_recited,
             "em_before": self.em_before,
             "em_after": self.em_after,
             "heldout_ppl_before": self.heldout_ppl_before,

@@ -148,11 +148,11 @@ def test_validate_locator_measures_on_copies_and_recommends(text, tmp_path):
     assert again.rank_by == tuple(m for m in choice if m in ("attribution", "patching"))
     assert "validation on this model" in again.combination_reason
 
-    from interp.views.locator import trust_section
     from interp.views.report_html import report_html
+    from interp.views.sections import locator_trust_section
 
-    section = trust_section(result)
-    assert section.title == "How far to trust the locator on this model"
+    section = locator_trust_section(result, {})
+    assert section.title == "7. How far to trust the locator on this model?"
     assert [t.caption.split(" ")[0] for t in section.tables] == ["Rank", "Injections", "Recall"]
     page = report_html("t", {"model": "tiny"}, [section])
     assert "How far to trust the locator" in page and "hard_concrete" in page
@@ -169,3 +169,32 @@ def test_validation_input_errors(text):
             model, text.select(range(2)), 0, 0, retain=text.select(range(1, 5)), heldout=text.select(range(5, 9))
         )
     assert score_paragraphs(model, text).em.max() <= CONT
+
+
+def test_report_step_is_off_in_quick_and_says_how_to_run_it(text):
+    from interp.report import ReportOptions
+    from interp.report.runner import Skipped, StepInputs
+    from interp.report.steps import default_steps
+
+    step = {s.name: s for s in default_steps()}["locator_trust"]
+    assert ReportOptions().validate_locator and not ReportOptions.quick().validate_locator
+    skipped = step.analyse(StepInputs(_model(), text, ReportOptions.quick(), {}))
+    assert isinstance(skipped, Skipped) and "interp validate-locator" in skipped.reason
+
+
+def test_only_paragraphs_recited_in_full_count_as_memorized(text):
+    from dataclasses import replace
+
+    from interp.locator_validation import _recited
+
+    model = _model()
+    roles = _roles(text)
+    _, info = inject_head(model, roles["inject"], 0, 1, retain=roles["retain"], heldout=roles["heldout"], max_steps=1)
+    partial = replace(info, em_after=torch.tensor([CONT, 1, CONT]))
+    mem, notes = _recited(roles["inject"], partial, "head 0.1")
+    assert mem.ids == ("t0", "t2") and partial.n_recited == 2 and "2 of 3" in notes[0]
+    none = replace(info, em_after=torch.tensor([0, 1, 2]))
+    mem, notes = _recited(roles["inject"], none, "head 0.1")
+    assert mem.ids == roles["inject"].ids and "not evidence" in notes[0]
+    full = replace(info, em_after=torch.full((3,), CONT))
+    assert _recited(roles["inject"], full, "x") == (roles["inject"], ())

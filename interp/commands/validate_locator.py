@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from interp.commands.common import add_model_args, add_paragraph_args, model_from_args, paragraphs_from_args
 from interp.errors import UserError
@@ -52,7 +53,13 @@ def register(sub) -> None:
         help="neuron methods (default: activation, zero_out, integrated_gradients, hard_concrete, slimming)",
     )
     p.add_argument("--n-inject", type=int, default=4, help="paragraphs forced through each head (default 4)")
-    p.add_argument("--neuron-fraction", type=float, default=0.01, help="share of MLP neurons trained (default 0.01)")
+    p.add_argument(
+        "--neuron-fraction",
+        type=float,
+        default=RECALL_FRACTION,
+        help=f"share of MLP neurons trained (default {RECALL_FRACTION}: then Recall@k at k = the injected size is "
+        "MemPi's Recall@0.5%%)",
+    )
     p.add_argument(
         "--set-size",
         dest="max_paragraphs",
@@ -88,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
         max_steps=args.max_steps,
         seed=args.seed,
         batch_size=args.batch_size,
+        log=lambda line: print(line, file=sys.stderr, flush=True),
         **kwargs,
     )
     print(f"model {model_name(model)}: {len(result.heads)} injected head(s), {result.seconds:.0f} s in all")
@@ -95,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
         inj = h.injection
         print(
             f"head L{h.layer}H{h.head}: injected {len(inj.ids)} paragraphs in {inj.steps} steps ({inj.seconds:.0f} s), "
-            f"recited={inj.recited}, held-out ppl {inj.heldout_ppl_before:.2f} -> {inj.heldout_ppl_after:.2f}; "
+            f"recited {inj.n_recited}/{len(inj.ids)}, held-out ppl {inj.heldout_ppl_before:.2f} -> {inj.heldout_ppl_after:.2f}; "
             f"combined rank {h.combined_rank}" + ("" if h.in_screen is None else f", in screen: {h.in_screen}")
         )
     print("rank of each injected head (overall/within its layer), mean margin to the best other head, mean seconds:")
@@ -114,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     if result.neurons is not None:
         n = result.neurons
         print(
-            f"neurons: {len(n.injection.units)} injected ({n.fraction:.2%}), recited={n.injection.recited}, "
+            f"neurons: {len(n.injection.units)} injected ({n.fraction:.2%}), recited {n.injection.n_recited}/{len(n.injection.ids)}, "
             f"held-out ppl {n.injection.heldout_ppl_before:.2f} -> {n.injection.heldout_ppl_after:.2f}"
         )
         print(f"{'method':>22} {'R@inj':>7} {'R@0.5%':>7} {'seconds':>8}")

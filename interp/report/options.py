@@ -47,6 +47,10 @@ class ReportOptions:
     relearn_steps: int = _opt(10, "relearning attack after each run (0 = none)")
     restore_selects: tuple[str, ...] = _opt(("all", "topk"), "unlearning runs that restoration dissects")
     probe: int = _opt(30, "MEM / NMEM / held-out paragraphs probing collateral damage")
+    validate_locator: bool = _opt(
+        True, "inject paragraphs through known heads of copies and rank them with the head methods section 3 uses"
+    )
+    validate_neurons: bool = _opt(False, "also MemPi's neuron injection (Recall@k per neuron method)")
     conventions: str = _opt("toolkit", "'toolkit' or 'paper' (the authors' code; see the README's conventions table)")
     steps: tuple[str, ...] | None = _opt(None, "the steps to run, each with the steps it needs (None = every step)")
     progress: bool = _opt(True, "progress bars inside steps")
@@ -100,6 +104,7 @@ class ReportOptions:
                 reft=False,
                 relearn_steps=0,
                 restore_selects=("all",),
+                validate_locator=False,
             ),
             **overrides,
         )

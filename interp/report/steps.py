@@ -1,4 +1,4 @@
-"""The report's six analysis steps: adapters from `StepInputs` to library calls, and their order.
+"""The report's seven analysis steps: adapters from `StepInputs` to library calls, and their order.
 
 Each analysis returns a result with `to_json()` (or `Skipped` with the reason); the section that
 shows it is a view in `interp.views.sections`, paired with it in `default_steps`.
@@ -16,7 +16,8 @@ from interp.conventions import conventions
 from interp.data import Paragraphs, rarity_ranks, unigram_counts
 from interp.gradient_norms import compare_norms, per_paragraph_norms
 from interp.gradients import gradient_map
-from interp.locate import locate_memorization_head
+from interp.locate import DEFAULT_METHODS, locate_memorization_head
+from interp.locator_validation import LocatorValidation, validate_locator
 from interp.memorization import MemorizationSplit, choose_indices, choose_sets, heldout_indices, memorization_split
 from interp.perturbation import PerturbationResult, prefix_perturbation
 from interp.reft import ReftConfig
@@ -122,6 +123,23 @@ def _heads(inputs: StepInputs) -> Bundle | Skipped:
                 "corpus_counts": counts is not None,
             },
         }
+    )
+
+
+def _locator_trust(inputs: StepInputs) -> LocatorValidation | Skipped:
+    o, model = inputs.options, inputs.model
+    if not o.validate_locator:
+        return Skipped(
+            "turned off (validate_locator=False; --quick turns it off); `interp validate-locator` runs it alone"
+        )
+    return validate_locator(  # the methods section 3 runs, on heads whose answer is known
+        model,
+        inputs.paragraphs,
+        methods=DEFAULT_METHODS,
+        neurons=o.validate_neurons,
+        unigram_counts=shipped_unigram_counts(model),
+        seed=o.seed,
+        batch_size=o.batch_size,
     )
 
 
@@ -273,6 +291,7 @@ def default_steps() -> list[Step]:
     from interp.views.sections import (  # the views, loaded only when the steps are assembled
         gradients_section,
         heads_section,
+        locator_trust_section,
         memorization_section,
         perturbation_section,
         restoration_section,
@@ -336,5 +355,11 @@ def default_steps() -> list[Step]:
                 "conventions",
             ),
             depends=("memorization", "unlearning"),
+        ),
+        Step(
+            "locator_trust",
+            _locator_trust,
+            locator_trust_section,
+            options=("validate_locator", "validate_neurons", "seed", "batch_size"),
         ),
     ]

@@ -17,7 +17,11 @@ from interp.views.report_html import Section, Table
 def figure_injected_ranks(validation: LocatorValidation) -> go.Figure:
     """Each method's rank of each injected head (1 = found it first), methods x heads."""
     methods = list(validation.methods)
-    heads = [f"L{h.layer}H{h.head}" + ("" if h.injection.recited else " (not recited)") for h in validation.heads]
+    heads = [
+        f"L{h.layer}H{h.head}"
+        + ("" if h.injection.recited else f" ({h.injection.n_recited}/{len(h.injection.ids)} recited)")
+        for h in validation.heads
+    ]
     z = [[h.ranks[m] for h in validation.heads] for m in methods] + [[h.combined_rank for h in validation.heads]]
     fig = go.Figure(
         go.Heatmap(
@@ -70,11 +74,11 @@ def injection_table(validation: LocatorValidation) -> Table:
         checks.append((f"{len(validation.neurons.injection.units)} MLP neurons", validation.neurons.injection))
     for name, inj in checks:
         rows.append(
-            [name, len(inj.ids), inj.steps, inj.recited, inj.heldout_ppl_before, inj.heldout_ppl_after, inj.seconds]
+            [name, len(inj.ids), inj.steps, inj.n_recited, inj.heldout_ppl_before, inj.heldout_ppl_after, inj.seconds]
         )
     return Table(
         "Injections (each into its own copy of the model)",
-        ["trained", "paragraphs", "steps", "recited", "held-out ppl before", "held-out ppl after", "seconds"],
+        ["trained", "paragraphs", "steps", "recited in full", "held-out ppl before", "held-out ppl after", "seconds"],
         rows,
     )
 
@@ -120,7 +124,11 @@ def trust_notes(validation: LocatorValidation) -> list[str]:
     return notes
 
 
-def trust_section(validation: LocatorValidation, key: str = "locator_trust") -> Section:
+def trust_section(
+    validation: LocatorValidation,
+    key: str = "locator_trust",
+    title: str = "How far to trust the locator on this model",
+) -> Section:
     """The report section "How far to trust the locator on this model"."""
     tables = [head_table(validation), injection_table(validation)]
     if validation.neurons is not None:
@@ -129,7 +137,8 @@ def trust_section(validation: LocatorValidation, key: str = "locator_trust") -> 
         "The locator was run on copies of this model in which the answer is known. New paragraphs (text the model "
         "could not recite) were trained into a copy through ONE chosen head (only that head's W_Q, W_K, W_V, W_O "
         "moved; a KL term on other text kept the rest of the model's behaviour, and the held-out perplexity before "
-        "and after shows how far it still moved), until the copy recited all of them. The locator then ran as a user "
+        "and after shows how far it still moved), until the copy recited all of them or the step limit was reached; "
+        "only the paragraphs the copy recites in full count as memorized there. The locator then ran as a user "
         "would run it, with every method; the table gives the rank each method gave the injected head. A method that "
         "does not rank the injected head first here should not be trusted to find the memorization head of this model."
         "\n\nThe exact methods (patching, ablation, zero-out) run only on the heads an attribution-patching screen "
@@ -143,7 +152,7 @@ def trust_section(validation: LocatorValidation, key: str = "locator_trust") -> 
         )
     return Section(
         key=key,
-        title="How far to trust the locator on this model",
+        title=title,
         text=text,
         figures={"injected_ranks": figure_injected_ranks(validation)},
         tables=tables,

@@ -7,6 +7,7 @@ cache does not depend on them (changing a section's prose re-renders without rec
 
 from interp.views.sections.gradients import gradients_section
 from interp.views.sections.heads import heads_section
+from interp.views.sections.locator_trust import locator_trust_section
 from interp.views.sections.memorization import memorization_section
 from interp.views.sections.perturbation import perturbation_section
 from interp.views.sections.restoration import restoration_section
@@ -15,6 +16,7 @@ from interp.views.sections.unlearning import unlearning_section
 __all__ = [
     "gradients_section",
     "heads_section",
+    "locator_trust_section",
     "memorization_section",
     "perturbation_section",
     "restoration_section",
