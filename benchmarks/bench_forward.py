@@ -37,12 +37,13 @@ def linear_maps_only(model: HookedTransformer, rows: int) -> Callable[[], None]:
     cfg = model.cfg
     x = torch.randn(rows * SEQ, cfg.d_model)
     h = torch.randn(rows * SEQ, cfg.d_mlp)
+    z = torch.randn(rows * SEQ, cfg.n_heads * cfg.d_head)
     weights = [
         (
-            b.attn.W_Q.flatten(1, 2).T.contiguous(),
-            b.attn.W_K.flatten(1, 2).T.contiguous(),
-            b.attn.W_V.flatten(1, 2).T.contiguous(),
-            b.attn.W_O.flatten(0, 1).T.contiguous(),
+            b.attn.W_Q.permute(0, 2, 1).reshape(-1, cfg.d_model).contiguous(),  # [heads * d_head, d_model]
+            b.attn.W_K.permute(0, 2, 1).reshape(-1, cfg.d_model).contiguous(),
+            b.attn.W_V.permute(0, 2, 1).reshape(-1, cfg.d_model).contiguous(),
+            b.attn.W_O.flatten(0, 1).T.contiguous(),  # [d_model, heads * d_head]
             b.mlp.W_in.T.contiguous(),
             b.mlp.W_out.T.contiguous(),
         )
@@ -51,7 +52,7 @@ def linear_maps_only(model: HookedTransformer, rows: int) -> Callable[[], None]:
 
     def run() -> None:
         for wq, wk, wv, wo, w_in, w_out in weights:
-            F.linear(x, wq), F.linear(x, wk), F.linear(x, wv), F.linear(x, wo)
+            F.linear(x, wq), F.linear(x, wk), F.linear(x, wv), F.linear(z, wo)
             F.linear(x, w_in), F.linear(h, w_out)
 
     return run
@@ -62,7 +63,9 @@ def bench(session: Session, name: str, model: HookedTransformer, rows: int, warm
     g = torch.Generator().manual_seed(0)
     tokens = torch.randint(0, cfg.d_vocab, (rows, SEQ), generator=g)
     paragraphs = Paragraphs(tokens, PREFIX, tuple(map(str, range(rows))))
-    linear = 2.0 * rows * SEQ * cfg.n_layers * (4 * cfg.d_model * cfg.d_model + 2 * cfg.d_model * cfg.d_mlp)
+    linear = (
+        2.0 * rows * SEQ * cfg.n_layers * (4 * cfg.d_model * cfg.n_heads * cfg.d_head + 2 * cfg.d_model * cfg.d_mlp)
+    )
     n_tok = rows * SEQ
 
     def full():
