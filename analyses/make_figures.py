@@ -235,6 +235,8 @@ def speed_lines() -> list[str]:
         if busy
         else "Quiet machine for every benchmark."
     )
+    if data.get("note"):
+        note += f" {data['note']}."
     return lines + [f"{data['cpus']} CPUs, Python {data['python']}. {note}", "", "```", *data["table"], "```", ""]
 
 
