@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 
 from interp.conventions import conventions
 from interp.data import Paragraphs, rarity_ranks, unigram_counts
+from interp.errors import UserError
 from interp.gradient_norms import compare_norms, per_paragraph_norms
 from interp.gradients import gradient_map
 from interp.locate import DEFAULT_METHODS, locate_memorization_head
@@ -132,15 +133,18 @@ def _locator_trust(inputs: StepInputs) -> LocatorValidation | Skipped:
         return Skipped(
             "turned off (validate_locator=False; --quick turns it off); `interp validate-locator` runs it alone"
         )
-    return validate_locator(  # the methods section 3 runs, on heads whose answer is known
-        model,
-        inputs.paragraphs,
-        methods=DEFAULT_METHODS,
-        neurons=o.validate_neurons,
-        unigram_counts=shipped_unigram_counts(model),
-        seed=o.seed,
-        batch_size=o.batch_size,
-    )
+    try:
+        return validate_locator(  # the methods section 3 runs, on heads whose answer is known
+            model,
+            inputs.paragraphs,
+            methods=DEFAULT_METHODS,
+            neurons=o.validate_neurons,
+            unigram_counts=shipped_unigram_counts(model),
+            seed=o.seed,
+            batch_size=o.batch_size,
+        )
+    except UserError as exc:  # e.g. too few paragraphs the model does not recite: the rest of the report stands
+        return Skipped(str(exc))
 
 
 def _perturbation(inputs: StepInputs) -> Bundle | Skipped:
