@@ -40,7 +40,7 @@ import time
 from pathlib import Path
 
 import torch
-from harness import Method, Session, add_arguments
+from harness import Method, Session, add_arguments, matmul_gflops
 
 from interp import load_model, score_paragraphs, testbed_paragraphs
 from interp.data import Paragraphs
@@ -50,18 +50,6 @@ from interp.scan import ScanConfig, resolve_corpus, scan_corpus, screen_windows
 from interp.testbed.build import stdlib_files
 
 ROOT = Path(sysconfig.get_paths()["stdlib"])
-
-
-def matmul_gflops(n: int = 1024, reps: int = 10) -> float:
-    """Float32 matmul throughput of this machine right now (best of `reps` n x n products)."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    best = float("inf")
-    for _ in range(reps):
-        t = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - t)
-    return 2 * n**3 / best / 1e9
 
 
 def load_note() -> str:

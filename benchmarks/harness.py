@@ -290,7 +290,7 @@ class Session:
                 line += f"  peak +{r['peak_mib']:.0f} MiB"
             print(line)
         work = "".join(f", {k.replace('_', ' ')} {row[k]:.2f}x" for k in ("work_ratio", "flop_ratio") if k in row)
-        extra = "".join(f", {k.replace('_', ' ')}: {_fmt(v)}" for k, v in notes.items())
+        extra = _notes_text(notes)
         print(
             f"  ratio {row['ratio']:.2f}x ({candidate} vs {baseline}; per round {row['ratio_min']:.2f}-"
             f"{row['ratio_max']:.2f}){work}{extra}",
@@ -311,10 +311,9 @@ class Session:
             "busy": self.machine["busy"],
         } | notes
         r = row["methods"][name]
-        extra = "".join(f", {k.replace('_', ' ')}: {_fmt(v)}" for k, v in notes.items())
         print(
             f"{case}: {name} median {r['median_s']:.1f} s, range {r['min_s']:.1f}-{r['max_s']:.1f} "
-            f"({len(timing.seconds)} runs){extra}",
+            f"({len(timing.seconds)} runs){_notes_text(notes)}",
             flush=True,
         )
         self.rows.append(row)
@@ -335,6 +334,10 @@ class Session:
                 self.json_path,
                 {"benchmark": self.name, "argv": sys.argv[1:], "machine": self.machine, "rows": self.rows},
             )
+
+
+def _notes_text(notes: dict[str, Any]) -> str:
+    return "".join(f", {k.replace('_', ' ')}: {_fmt(v)}" for k, v in notes.items())
 
 
 def _fmt(v: Any) -> str:
