@@ -35,9 +35,18 @@ from typing import Any, Callable
 
 import torch
 
+from interp.cost import (  # noqa: F401 (re-exported: the benchmarks take work counts from here)
+    PEAK_N,
+    block_flops,
+    forward_flops,
+    greedy_flops,
+    matmul_gflops,
+    matmul_seconds,
+    unembed_flops,
+)
+
 LOAD_THRESHOLD = 0.3  # 1-minute load average under which the machine counts as quiet (2 cores)
 MAX_WAIT_S = 300.0  # how long to wait for a quiet machine before measuring anyway, marked BUSY
-PEAK_N = 2048  # the peak is a float32 [PEAK_N x PEAK_N] matmul
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -78,58 +87,6 @@ def wait_for_quiet(threshold: float, max_wait: float, poll: float = 5.0) -> dict
     else:
         print(f"machine quiet: 1-minute load average {load:.2f} < {threshold} (waited {waited:.0f} s)", flush=True)
     return {"load_before": round(load, 2), "load_threshold": threshold, "waited_s": round(waited, 1), "busy": busy}
-
-
-def matmul_seconds(n: int = PEAK_N, reps: int = 3, _cache: dict = {}) -> float:  # noqa: B006 (operands built once)
-    """Best-of-`reps` seconds of one float32 [n x n] @ [n x n] on torch's current threads."""
-    if n not in _cache:
-        g = torch.Generator().manual_seed(0)
-        _cache[n] = (torch.randn(n, n, generator=g), torch.randn(n, n, generator=g))
-        _cache[n][0] @ _cache[n][1]  # warm-up
-    a, b = _cache[n]
-    best = float("inf")
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
-def matmul_gflops(n: int = PEAK_N, reps: int = 3) -> float:
-    return 2 * n**3 / matmul_seconds(n, reps) / 1e9
-
-
-# --- work counts -----------------------------------------------------------------------------------
-
-
-def block_flops(cfg, rows: int, seq: int, queries: int | None = None) -> float:
-    """FLOPs of one TransformerLens block on `rows` sequences of `seq` tokens (`queries` new ones, default all)."""
-    q = seq if queries is None else queries
-    d, h, dh = cfg.d_model, cfg.n_heads, cfg.d_head
-    kv_heads = cfg.n_key_value_heads or h
-    linear = 2 * rows * q * (d * h * dh + 2 * d * kv_heads * dh + h * dh * d)
-    if not cfg.attn_only:
-        linear += 2 * rows * q * d * cfg.d_mlp * (3 if cfg.gated_mlp else 2)
-    attention = 2 * 2 * rows * h * q * seq * dh  # scores and pattern @ v, dense
-    return float(linear + attention)
-
-
-def unembed_flops(cfg, positions: int) -> float:
-    return 2.0 * positions * cfg.d_model * cfg.d_vocab_out
-
-
-def forward_flops(cfg, rows: int, seq: int, *, start_layer: int = 0, logit_positions: int | None = None) -> float:
-    """One forward of `rows` sequences from block `start_layer`, logits at `logit_positions` per row (default all)."""
-    positions = seq if logit_positions is None else logit_positions
-    return (cfg.n_layers - start_layer) * block_flops(cfg, rows, seq) + unembed_flops(cfg, rows * positions)
-
-
-def greedy_flops(cfg, rows: int, prefix_len: int, new_tokens: int) -> float:
-    """`model.generate` with a KV cache: the prefix in one forward, then one token at a time."""
-    total = forward_flops(cfg, rows, prefix_len)
-    for step in range(1, new_tokens):
-        total += cfg.n_layers * block_flops(cfg, rows, prefix_len + step, queries=1) + unembed_flops(cfg, rows)
-    return total
 
 
 # --- timing ----------------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
 import interp
+from interp.cost import Work, count_work, matmul_gflops
 from interp.data import Paragraphs
 from interp.errors import UserError
 from interp.io import to_jsonable, write_json, write_text_atomic
@@ -194,6 +195,16 @@ class ReportRun:
     seconds: dict[str, float] = field(default_factory=dict)
     cached: dict[str, bool] = field(default_factory=dict)
     results: dict[str, Any] = field(default_factory=dict)
+    work: dict[str, Work] = field(default_factory=dict)  # per step: positions and FLOPs counted as it ran
+    peak_gflops: float | None = None  # float32 matmul rate timed at the end of the run
+
+    def cost(self) -> dict[str, dict]:
+        """Per step: seconds, the work it did and its rate as a fraction of the matmul peak."""
+        return {
+            name: {"seconds": s, "cached": self.cached.get(name, False)}
+            | (self.work[name].to_json(s, self.peak_gflops) if name in self.work else {})
+            for name, s in self.seconds.items()
+        }
 
 
 def provenance(
@@ -319,7 +330,8 @@ def run_report(
         start = time.perf_counter()
         hit, result = cache.load(step.name, keys[step.name]) if use_cache else (False, None)
         if not hit:
-            result = step.analyse(StepInputs(model, paragraphs, options, dict(run.results)))
+            with count_work() as run.work[step.name]:
+                result = step.analyse(StepInputs(model, paragraphs, options, dict(run.results)))
             cache.store(step.name, keys[step.name], result)
         run.results[step.name] = result
         run.cached[step.name] = hit
@@ -327,6 +339,7 @@ def run_report(
         sections.append(
             _skipped_section(step, result) if isinstance(result, Skipped) else step.section(result, run.results)
         )
+    run.peak_gflops = round(matmul_gflops(), 1)
     prov = provenance(model, paragraphs, paragraphs_source, base, options)
     if len(paragraphs) < n_given:
         prov["paragraphs"]["sampled"] = f"a seeded random sample of {len(paragraphs)} of the {n_given} paragraphs given"
@@ -338,6 +351,7 @@ def _write_outputs(
     run: ReportRun, sections: list[Section], prov: dict, image_formats: Sequence[str], progress: bool
 ) -> None:
     from interp.views.export import save_figures
+    from interp.views.sections.cost import cost_section
 
     out_dir = run.out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -351,6 +365,7 @@ def _write_outputs(
                 print(f"report: exporting {len(figures)} figures as {', '.join(image_formats)} ...", flush=True)
             save_figures(figures, staging / "figures", formats=tuple(image_formats))
         run.seconds["export_images"] = round(time.perf_counter() - start, 2)
+        sections = [*sections, cost_section(run.cost(), run.peak_gflops)]
         results = {
             "options": prov["options"],  # `interp report --config results.json` reruns with exactly these
             "provenance": prov,
@@ -367,6 +382,7 @@ def _write_outputs(
                 if s.tables
             },
             "notes": {s.key: list(s.notes) for s in sections if s.notes},
+            "cost": {"peak_gflops": run.peak_gflops, "steps": run.cost()},
         }
         write_json(staging / "results.json", results)
         html = report_html(

@@ -5,6 +5,7 @@ Each `*_section(result, results)` turns one step's result (and the results befor
 cache does not depend on them (changing a section's prose re-renders without recomputing).
 """
 
+from interp.views.sections.cost import cost_section
 from interp.views.sections.gradients import gradients_section
 from interp.views.sections.heads import heads_section
 from interp.views.sections.locator_trust import locator_trust_section
@@ -14,6 +15,7 @@ from interp.views.sections.restoration import restoration_section
 from interp.views.sections.unlearning import unlearning_section
 
 __all__ = [
+    "cost_section",
     "gradients_section",
     "heads_section",
     "locator_trust_section",
