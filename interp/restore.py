@@ -106,6 +106,21 @@ class RestorationResult:
         """1 - mean loss(restored) / mean loss(unlearned): paragraphs weighted by how far unlearning moved them."""
         return 1 - self.logit_loss_restored.mean(-1) / self.logit_loss_edited.mean()
 
+    @classmethod
+    def concat(cls, results: Sequence[RestorationResult]) -> RestorationResult:
+        """One result over the paragraphs of several (e.g. one per target, each restoring its own unlearning run):
+        per-paragraph scores side by side, so every fraction and KRS is then taken over all of them."""
+        if not results:
+            raise UserError("no restoration results to combine")
+        first = results[0]
+        if any(r.experiments != first.experiments or r.windows != first.windows for r in results):
+            raise UserError("restoration results with different experiments or windows cannot be combined")
+        fields = [f for f in cls.__dataclass_fields__ if f not in ("ids", "experiments", "windows")]
+        joined = {f: torch.cat([getattr(r, f) for r in results], dim=-1) for f in fields}
+        return cls(
+            ids=tuple(i for r in results for i in r.ids), experiments=first.experiments, windows=first.windows, **joined
+        )
+
     def to_json(self) -> dict:
         return {
             "ids": list(self.ids),

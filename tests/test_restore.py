@@ -130,3 +130,44 @@ def test_restoration_with_reft_hooks_and_failure_cleanup(setup):
     assert hook_count(model) == 0
     with pytest.raises(UserError, match="experiments"):
         restoration(model, model, mem, experiments=("weights",))
+
+
+def test_report_restores_each_target_from_its_own_calibrated_run(setup):
+    """The report's restoration dissects the runs section 5 calibrated: each target unlearned ALONE with its
+    own 10 retain paragraphs (not all targets jointly with nmem[:10]) at the row's calibrated rate, restored
+    per target and pooled; the result says so."""
+    from types import SimpleNamespace
+
+    from interp.conventions import conventions
+    from interp.data import Paragraphs
+    from interp.memorization import choose_sets, memorization_split
+    from interp.report.options import ReportOptions
+    from interp.report.runner import Bundle, StepInputs
+    from interp.report.steps import _restoration
+
+    model, mem, _ = setup
+    nmem = random_text(30, seed=5, tag="n")
+    paragraphs = Paragraphs(torch.cat([mem.tokens, nmem.tokens]), mem.prefix_len, mem.ids + nmem.ids)
+    split = memorization_split(model, paragraphs)
+    options = ReportOptions(unlearn_steps=3, restore_selects=("topk",), progress=False)
+    targets, chosen_nmem = choose_sets(split, paragraphs, n_mem=options.n_mem, n_nmem=options.n_nmem, seed=0)
+    targets = targets.select([0, 1])
+    section5 = SimpleNamespace(
+        configs=({"kind": "weights", "method": "unlearn", "select": "topk", "lr": 3e-2},),
+        settings={"targets": list(targets.ids)},
+    )
+    inputs = StepInputs(model, paragraphs, options, {"memorization": split, "unlearning": Bundle({"table": section5})})
+    parts = _restoration(inputs).parts
+    result = parts["topk"]
+    assert parts["mode"] == "per target" and parts["topk_lr"] == 3e-2 and "section 5" in parts["topk_lr_source"]
+    assert result.ids == targets.ids
+    paper = conventions(options.conventions)
+    config = UnlearnConfig(
+        method="unlearn", select="topk", lr=3e-2, steps=3, weight_decay=1.0, decay_outside_mask=paper.decay_outside_mask
+    )
+    for i in range(2):
+        run = unlearn(model, targets.select([i]), chosen_nmem.select(range(10 * i, 10 * i + 10)), config)
+        assert int(result.em_edited[i]) == int(run.after.target_em[0])
+        assert float(result.nll_edited[i]) == pytest.approx(float(run.after.target_nll[0]), rel=1e-4)
+    alone = restoration(model, run.model, targets.select([1]), width=paper.restore_width)
+    assert torch.allclose(result.logit_loss_restored[..., 1], alone.logit_loss_restored[..., 0], rtol=1e-4)

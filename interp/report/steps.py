@@ -23,7 +23,7 @@ from interp.memorization import MemorizationSplit, choose_indices, choose_sets, 
 from interp.perturbation import PerturbationResult, prefix_perturbation
 from interp.reft import ReftConfig
 from interp.report.runner import Bundle, Skipped, Step, StepInputs
-from interp.restore import restoration
+from interp.restore import RestorationResult, restoration
 from interp.testbed import shipped_unigram_counts
 from interp.unlearning import (
     RelearnConfig,
@@ -217,7 +217,7 @@ def _unlearning(inputs: StepInputs) -> Bundle | Skipped:
         )
         todo, configs = configs, []
         for config in todo:
-            found, [search] = calibrated_configs(
+            found, [search] = calibrated_configs(  # probes scored at every rate tried: the forgetting curves
                 model,
                 targets,
                 retain,
@@ -225,11 +225,21 @@ def _unlearning(inputs: StepInputs) -> Bundle | Skipped:
                 level=o.unlearn_level,
                 edit_targets=edit_targets,
                 retain_per_run=retain_per_run,
+                probe=probe,
             )
             configs += found
             calibrations.append(search)
             bar.update()
         bar.close()
+    # relearning control (b) needs text the model was never trained on: the 'heldout' split, never NMEM text
+    never_seen = inputs.paragraphs.select(held[:n_targets]) if len(held) and o.relearn_steps else None
+    never_seen_edit = (
+        prefix_perturbation(
+            model, never_seen, samples_per_position=o.perturb_samples, seed=o.seed, batch_size=4 * o.batch_size
+        ).editing_targets
+        if never_seen is not None and any(getattr(c, "method", None) == "edit" for c in configs)
+        else None
+    )
     table = unlearning_table(
         model,
         targets,
@@ -241,22 +251,34 @@ def _unlearning(inputs: StepInputs) -> Bundle | Skipped:
         relearn_config=RelearnConfig(steps=o.relearn_steps) if o.relearn_steps else None,
         calibrations=calibrations,
         progress=o.progress,
+        heldout=never_seen,
+        heldout_edit_targets=never_seen_edit,
     )
     return Bundle({"table": table})
 
 
 def _restoration(inputs: StepInputs) -> Bundle | Skipped:
+    """Restoration of the runs section 5 calibrated and tabulated: each target unlearned in its OWN run (the
+    target + its 10 retain NMEM paragraphs, its own top-k mask) at the row's calibrated rate, restored one
+    target at a time; the per-paragraph scores are then pooled into one heatmap."""
     sets = _sets(inputs)
     if isinstance(sets, Skipped):
         return sets
     o, model = inputs.options, inputs.model
     mem, nmem = sets
-    targets = mem.select(range(min(o.unlearn_targets, len(mem))))
-    retain = nmem.select(range(min(10, len(nmem))))
+    retain_per_run = 10
     table = inputs.results.get("unlearning")
-    parts: dict[str, Any] = {}
+    ids = table["table"].settings["targets"] if isinstance(table, Bundle) else None
+    n_targets = len(ids) if ids else min(o.unlearn_targets, len(mem), len(nmem) // retain_per_run)
+    if n_targets == 0:
+        return Skipped(f"needs {retain_per_run} NMEM paragraphs per unlearning run; the sets have {len(nmem)}")
+    targets = mem.select(range(n_targets))
+    if ids and list(targets.ids) != list(ids):
+        raise UserError("the restoration targets differ from section 5's: rerun the report without its cache")
+    retain = nmem.select(range(n_targets * retain_per_run))
+    paper = conventions(o.conventions)
+    parts: dict[str, Any] = {"mode": "per target", "targets": list(targets.ids), "retain_per_run": retain_per_run}
     for select in o.restore_selects:
-        paper = conventions(o.conventions)
         config = UnlearnConfig(
             method="unlearn",
             select=select,
@@ -265,7 +287,8 @@ def _restoration(inputs: StepInputs) -> Bundle | Skipped:
             weight_decay=1.0,
             decay_outside_mask=paper.decay_outside_mask,
         )
-        if o.unlearn_lr is None:  # the rate section 5 calibrated for this run, else calibrate it here
+        source = "fixed (unlearn_lr)"
+        if o.unlearn_lr is None:  # the rate section 5 calibrated for these very runs, else calibrate them here
             rates = (
                 [
                     c["lr"]
@@ -275,18 +298,25 @@ def _restoration(inputs: StepInputs) -> Bundle | Skipped:
                 if isinstance(table, Bundle)
                 else []
             )
-            lr = (
-                rates[0]
-                if rates
-                else calibrate(
-                    model, targets, nmem.select(range(min(10 * len(targets), len(nmem)))), config, level=o.unlearn_level
-                ).lr
-            )
+            if rates:
+                lr, source = rates[0], "calibrated in section 5"
+            else:
+                lr = calibrate(model, targets, retain, config, level=o.unlearn_level, retain_per_run=retain_per_run).lr
+                source = "calibrated here, per target as section 5 does"
             config = replace(config, lr=lr)
-        edited = unlearn(model, targets, retain, config)
-        parts[select] = restoration(model, edited.model, targets, width=paper.restore_width, batch_size=o.batch_size)
-        parts[f"{select}_em_after"] = edited.after.summary()["target_em"]
+        per_target, em_after = [], []
+        for i in range(n_targets):
+            target = targets.select([i])
+            kept = retain.select(range(i * retain_per_run, (i + 1) * retain_per_run))
+            edited = unlearn(model, target, kept, config)
+            per_target.append(
+                restoration(model, edited.model, target, width=paper.restore_width, batch_size=o.batch_size)
+            )
+            em_after.append(float(edited.after.target_em.float().mean()))
+        parts[select] = RestorationResult.concat(per_target)
+        parts[f"{select}_em_after"] = sum(em_after) / len(em_after)
         parts[f"{select}_lr"] = config.lr
+        parts[f"{select}_lr_source"] = source
     return Bundle(parts)
 
 
@@ -339,6 +369,7 @@ def default_steps() -> list[Step]:
                 "reft",
                 "relearn_steps",
                 "probe",
+                "perturb_samples",
                 "batch_size",
                 "conventions",
             ),

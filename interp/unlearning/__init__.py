@@ -6,25 +6,28 @@ Hong et al. 2024).
 - `masked`: `unlearn`, fine-tuning only the weights of a fixed mask on a COPY of the model.
 - `evaluation`: `evaluate` on the targets and fixed collateral-damage probes (`probe_sets`).
 - `relearning`: `relearn`, the recovery attack.
-- `calibration`: `calibrate`, the learning rate at which a method reaches a stated forgetting, so
-  methods are compared at matched strength.
+- `calibration`: `calibrate`, the learning rate at which a method brings every target to a stated
+  forgetting, so methods are compared at matched strength; its trace is the method's forgetting curve.
 - `experiments`: `unlearning_table`, the paper's Figure 5 over many configurations and targets,
   with the relearning attack's controls.
 
 LoReFT, the representation method trained with the same loop, is `interp.reft`.
 """
 
-from interp.unlearning.calibration import LR_GRID, Calibration, calibrate, calibrated_configs
+from interp.unlearning.calibration import LR_GRID, TOLERANCE, Calibration, TracePoint, calibrate, calibrated_configs
 from interp.unlearning.evaluation import Evaluation, Hook, Probe, evaluate, probe_sets
-from interp.unlearning.experiments import COLUMNS, UnlearningTable, paper_configs, unlearning_table
+from interp.unlearning.experiments import COLUMNS, UnlearningTable, heldout_pipeline, paper_configs, unlearning_table
 from interp.unlearning.masked import SELECTIONS, UnlearnConfig, UnlearnResult, select_weights, unlearn
 from interp.unlearning.relearning import RelearnConfig, relearn
-from interp.unlearning.training import METHODS, check_training_settings, objective, optimise
+from interp.unlearning.training import METHODS, Diverged, check_training_settings, objective, optimise
 
 __all__ = [
     "COLUMNS",
     "LR_GRID",
+    "TOLERANCE",
     "Calibration",
+    "Diverged",
+    "TracePoint",
     "calibrate",
     "calibrated_configs",
     "METHODS",
@@ -38,6 +41,7 @@ __all__ = [
     "UnlearningTable",
     "check_training_settings",
     "evaluate",
+    "heldout_pipeline",
     "objective",
     "optimise",
     "paper_configs",

@@ -1,56 +1,160 @@
 """Unlearning methods compared at matched forgetting.
 
 A comparison of methods at one learning rate measures the learning rate: top-0.1% may forget
-nothing at a rate where all-weights fine-tuning wrecks the model. `calibrate` searches a log grid
-of learning rates (steps fixed) by bisection (forgetting grows with the rate) and keeps, for each
-configuration, the smallest grid rate at which the targets' mean EM falls to a stated level
-(default: the NMEM threshold, EM <= 10 of 50). The table of methods is then run at those rates, so collateral damage (other MEM, NMEM, held-out
-perplexity) is compared at the same amount of forgetting. A configuration that never gets there
-says so ("not reached at lr <= 1e-1") and is shown at the largest rate tried.
+nothing at a rate where all-weights fine-tuning wrecks the model. `calibrate` finds, for each
+configuration (steps fixed), the smallest learning rate at which EVERY target's EM falls to a stated
+level (default: the NMEM threshold, EM <= 10 of 50): a bisection on a log grid brackets it, then a
+bisection in log-rate narrows the bracket until its two ends are within a factor `1 + tolerance`.
+A rate whose loss diverges (non-finite) is recorded as diverged and bounds the search from above.
+
+Bisection assumes forgetting grows with the rate; `Calibration.non_monotone` lists, among the rates
+tried, every target whose EM at a higher rate exceeds its EM at a lower one, so a trace that breaks
+the assumption is shown, not hidden. Given probes, every rate tried is scored on them too (in the same
+batched pass as the targets), so each method's search is also its forgetting curve: collateral damage
+against target EM along the whole trace (`interp.views.unlearning.figure_forgetting_curves`); the table
+at matched forgetting is one point of it.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from statistics import fmean
 
 from transformer_lens import HookedTransformer
 
 from interp.data import Paragraphs
 from interp.errors import UserError
 from interp.memorization import mem_nmem_thresholds
-from interp.unlearning.evaluation import evaluate
+from interp.unlearning.evaluation import Probe, evaluate
 from interp.unlearning.masked import UnlearnConfig, select_weights, unlearn
+from interp.unlearning.training import Diverged
 
 LR_GRID = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+TOLERANCE = 0.4
+"""The search stops when the smallest rate known to reach the level is within a factor 1.4 of the largest
+known not to: two halvings (in log-rate) of the grid's ~3x step, two runs per target more than the grid alone."""
+
+
+@dataclass(frozen=True)
+class TracePoint:
+    """One rate tried: each target's EM after its own run and, with probes, the collateral scores averaged
+    over the runs (`interp.unlearning.COLUMNS`). `diverged`: a run's loss became non-finite (no scores)."""
+
+    lr: float
+    target_em: tuple[float, ...]
+    diverged: bool = False
+    scores: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def max_em(self) -> float:
+        return max(self.target_em) if self.target_em else float("nan")
+
+    @property
+    def mean_em(self) -> float:
+        return fmean(self.target_em) if self.target_em else float("nan")
+
+    def to_json(self) -> dict:
+        return {
+            "lr": self.lr,
+            "diverged": self.diverged,
+            "target_em": self.mean_em,
+            "target_em_per_target": list(self.target_em),
+            "max_target_em": self.max_em,
+            **({"scores": self.scores} if self.scores else {}),
+        }
 
 
 @dataclass(frozen=True)
 class Calibration:
-    """One configuration's search: the rates tried (ascending) with the mean target EM at each, and the
-    rate chosen: the smallest grid rate that reached `level`, else the largest rate of the grid."""
+    """One configuration's search: every rate tried (`points`, ascending) and the rate chosen, the smallest
+    tried at which every target's EM is <= `level` (`reached`), else the largest rate tried that neither
+    reached it nor diverged. `trace` = (lr, mean target EM) per point, kept for older callers."""
 
     label: str
     level: float
-    trace: tuple[tuple[float, float], ...]  # (lr, mean target EM after unlearning), ascending lr
+    trace: tuple[tuple[float, float], ...]
     lr: float
     reached: bool
     grid: tuple[float, ...] = LR_GRID
+    points: tuple[TracePoint, ...] = ()
+    tolerance: float = TOLERANCE
+    criterion: str = "every target"
+
+    @property
+    def chosen(self) -> TracePoint | None:
+        return next((p for p in self.points if p.lr == self.lr), None)
+
+    @property
+    def diverged_lrs(self) -> tuple[float, ...]:
+        return tuple(p.lr for p in self.points if p.diverged)
+
+    @property
+    def bracket(self) -> tuple[float | None, float | None]:
+        """(largest rate tried that did not reach the level, smallest that did); None where there is none."""
+        below = [p.lr for p in self.points if not p.diverged and p.max_em > self.level]
+        above = [p.lr for p in self.points if not p.diverged and p.max_em <= self.level]
+        return (max(below) if below else None, min(above) if above else None)
+
+    @property
+    def non_monotone(self) -> tuple[dict, ...]:
+        """Targets whose EM at a higher rate tried exceeds their lowest EM at any lower rate tried (bisection
+        assumes this never happens; only the rates tried can show it)."""
+        found = []
+        scored = [p for p in self.points if not p.diverged]
+        for t in range(len(scored[0].target_em) if scored else 0):
+            best = scored[0]
+            for p in scored[1:]:
+                if p.target_em[t] > best.target_em[t]:
+                    low, high = (best.lr, best.target_em[t]), (p.lr, p.target_em[t])
+                    found.append(
+                        {"target": t, "lr_low": low[0], "em_low": low[1], "lr_high": high[0], "em_high": high[1]}
+                    )
+                elif p.target_em[t] < best.target_em[t]:
+                    best = p
+        return tuple(found)
 
     def describe(self) -> str:
-        lr, em = self.lr, dict(self.trace)[self.lr]
+        point = self.chosen
+        ems = ", ".join(f"{e:.0f}" for e in point.target_em) if point and point.target_em else "-"
+        low, high = self.bracket
+        parts = []
         if self.reached:
-            return f"EM <= {self.level:g} reached at lr {lr:.0e} (mean target EM {em:.1f})"
-        return f"not reached at lr <= {lr:.0e} (mean target EM {em:.1f} there)"
+            within = (
+                f"not at {low:.2g}, within a factor {self.lr / low:.2f}"
+                if low is not None
+                else "the smallest rate tried: a smaller one may also reach it"
+            )
+            parts.append(f"every target EM <= {self.level:g} at lr {self.lr:.2g} (targets' EM {ems}; {within})")
+        elif point is not None and point.diverged:
+            parts.append(f"not reached: the loss diverged at every rate tried, down to lr {self.lr:.2g}")
+        else:
+            parts.append(f"not reached at lr <= {self.lr:.2g} (targets' EM {ems} there)")
+        if self.diverged_lrs:
+            parts.append(f"loss diverged at lr {', '.join(f'{lr:.2g}' for lr in self.diverged_lrs)}")
+        bad = self.non_monotone
+        if bad:
+            b = bad[0]
+            parts.append(
+                f"NON-MONOTONE: {len(bad)} case(s) of a target's EM rising with the rate (e.g. target {b['target']}: "
+                f"EM {b['em_low']:.0f} at lr {b['lr_low']:.2g}, {b['em_high']:.0f} at lr {b['lr_high']:.2g})"
+            )
+        return "; ".join(parts)
 
     def to_json(self) -> dict:
         return {
             "label": self.label,
             "level": self.level,
+            "criterion": self.criterion,
             "lr": self.lr,
             "reached": self.reached,
             "grid": list(self.grid),
-            "trace": [{"lr": lr, "target_em": em} for lr, em in self.trace],
+            "tolerance": self.tolerance,
+            "bracket": list(self.bracket),
+            "diverged_lrs": list(self.diverged_lrs),
+            "non_monotone": list(self.non_monotone),
+            "trace": [p.to_json() for p in self.points],
         }
 
 
@@ -65,15 +169,24 @@ def calibrate(
     edit_targets: Paragraphs | None = None,
     retain_per_run: int = 10,
     on_try: Callable[[float, float], None] | None = None,
+    tolerance: float = TOLERANCE,
+    probe: Probe | None = None,
 ) -> Calibration:
-    """The smallest rate in `lrs` (ascending) at which `config` (UnlearnConfig or ReftConfig) brings the
-    targets' mean EM to at most `level`, each target unlearned in its own run with its own
-    `retain_per_run` retain paragraphs, as `unlearning_table` runs them. `level` defaults to the NMEM
-    threshold for the targets' continuation length. Weight masks are chosen once per target (they do
-    not depend on the rate). `model` is not changed."""
+    """The smallest learning rate at which `config` (UnlearnConfig or ReftConfig) brings EVERY target's EM to
+    at most `level`, each target unlearned in its own run with its own `retain_per_run` retain paragraphs, as
+    `unlearning_table` runs them: a bisection on the ascending grid `lrs`, then in log-rate between the two
+    grid rates that bracket it until they are within a factor `1 + tolerance`. `level` defaults to the NMEM
+    threshold for the targets' continuation length. A rate whose loss diverges counts as an upper bound. With
+    `probe`, every rate tried is also scored on the probes (the forgetting curve). Weight masks are chosen
+    once per target (they do not depend on the rate). `on_try(lr, mean target EM)` is called after each
+    rate (nan when it diverged). `model` is not changed."""
     lrs = sorted(lrs)
     if not lrs or lrs[0] <= 0:
         raise UserError("the learning-rate grid must hold positive rates")
+    if not tolerance > 0:
+        raise UserError(
+            f"the calibration tolerance must be positive (0.4 = rates within a factor 1.4), got {tolerance}"
+        )
     if len(retain) < retain_per_run * len(targets):
         raise UserError(
             f"{len(targets)} targets x {retain_per_run} retain paragraphs need {retain_per_run * len(targets)} "
@@ -92,33 +205,56 @@ def calibrate(
             else None
         )
         runs.append((target, edit, kept, mask, evaluate(model, target, None, edit_targets=edit)))
-    tried: dict[int, float] = {}
+    tried: dict[float, TracePoint] = {}
 
-    def mean_em(i: int) -> float:
-        trial = replace(config, lr=lrs[i])
-        ems = []
-        for target, edit, kept, mask, before in runs:
-            if mask is not None:
-                result = unlearn(model, target, kept, trial, edit_targets=edit, mask=mask, before=before)
-            else:
-                result = trial.run(model, target, kept, edit_targets=edit, before=before)
-            ems.append(float(result.after.target_em.float().mean()))
-        tried[i] = sum(ems) / len(ems)
+    def attempt(lr: float) -> TracePoint:
+        trial = replace(config, lr=lr)
+        ems, summaries = [], []
+        try:
+            for target, edit, kept, mask, before in runs:
+                if mask is not None:
+                    result = unlearn(
+                        model, target, kept, trial, edit_targets=edit, mask=mask, before=before, probe=probe
+                    )
+                else:
+                    result = trial.run(model, target, kept, edit_targets=edit, before=before, probe=probe)
+                ems.append(float(result.after.target_em.float().mean()))
+                summaries.append(result.after.summary())
+        except Diverged:
+            point = TracePoint(lr, (), diverged=True)
+        else:
+            scores = {k: fmean(s[k] for s in summaries) for k in summaries[0]} if probe is not None else {}
+            point = TracePoint(lr, tuple(ems), scores=scores)
+        tried[lr] = point
         if on_try is not None:
-            on_try(lrs[i], tried[i])
-        return tried[i]
+            on_try(lr, point.mean_em)
+        return point
 
-    lo, hi = -1, len(lrs)  # lrs[lo] is known not to reach the level, lrs[hi] to reach it (-1 / len: unknown)
+    def stops(point: TracePoint) -> bool:  # reached, or diverged: the rate sought is not above it
+        return point.diverged or point.max_em <= level
+
+    lo, hi = -1, len(lrs)  # lrs[lo] is known not to stop the search, lrs[hi] to stop it (-1 / len: unknown)
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        if mean_em(mid) <= level:
+        if stops(attempt(lrs[mid])):
             hi = mid
         else:
             lo = mid
-    reached = hi < len(lrs)
-    chosen = hi if reached else len(lrs) - 1
-    trace = tuple((lrs[i], tried[i]) for i in sorted(tried))
-    return Calibration(config.label, float(level), trace, lrs[chosen], reached, tuple(lrs))
+    if 0 <= lo and hi < len(lrs):
+        low, high = lrs[lo], lrs[hi]
+        while high / low > 1 + tolerance:
+            mid = math.exp((math.log(low) + math.log(high)) / 2)
+            if stops(attempt(mid)):
+                high = mid
+            else:
+                low = mid
+    points = tuple(tried[lr] for lr in sorted(tried))
+    reached_at = [p.lr for p in points if not p.diverged and p.max_em <= level]
+    usable = [p.lr for p in points if not p.diverged]
+    reached = bool(reached_at)
+    chosen = min(reached_at) if reached else max(usable) if usable else points[0].lr
+    trace = tuple((p.lr, p.mean_em) for p in points)
+    return Calibration(config.label, float(level), trace, chosen, reached, tuple(lrs), points, tolerance)
 
 
 def calibrated_configs(

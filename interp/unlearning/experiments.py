@@ -2,10 +2,11 @@
 
 `unlearning_table` runs every configuration once per target (1 MEM + 10 NMEM per run, as in the
 paper), scores each run with the same probes, optionally attacks it by relearning, and averages.
-The relearning attack comes with its two controls, run on the ORIGINAL model: the same relearning
-on each target (does relearning itself break or keep recitation?) and on a paragraph the model never
-saw (does relearning teach the text?). Pass `calibrations` (interp.unlearning.calibration) to show
-the learning rate each row needed to reach matched forgetting.
+The relearning attack comes with two controls: (a) the same relearning on each target of the
+ORIGINAL model (does relearning itself break or keep recitation?); (b) each row's whole
+unlearn-then-relearn pipeline applied to paragraphs the model was never trained on (how much EM does
+relearning give text the model never knew?). Pass `calibrations` (interp.unlearning.calibration) to
+show the learning rate each row needed to reach matched forgetting.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from interp.unlearning.calibration import Calibration
 from interp.unlearning.evaluation import Probe, evaluate
 from interp.unlearning.masked import UnlearnConfig
 from interp.unlearning.relearning import RelearnConfig, relearn
+from interp.unlearning.training import Diverged
 
 COLUMNS = ("target_em", "target_nll", "edit_em", "other_mem_em", "nmem_em", "heldout_ppl")
 
@@ -35,8 +37,11 @@ class UnlearningTable:
 
     `before` = the original model; `after[i]`, `relearned[i]` = row i after unlearning and after the
     relearning attack; `per_run` keeps every run's numbers. `relearn_controls`: mean target EM of the
-    original model before / after the same relearning, and of never-seen paragraphs before / after
-    relearning on their prefixes. `calibrations`: per row, the learning-rate search behind it."""
+    original model before / after the same relearning (control a). `heldout_control[i]`: control (b) for
+    row i, the row's unlearn-then-relearn pipeline applied to paragraphs the model was never trained on
+    (EM before, after unlearning, after relearning; `{"not_run": reason}` when it could not run).
+    `diverged[i]`: runs of row i whose loss became non-finite (left out of its means).
+    `calibrations`: per row, the learning-rate search behind it."""
 
     labels: tuple[str, ...]
     configs: tuple[dict, ...]
@@ -49,6 +54,8 @@ class UnlearningTable:
     settings: dict
     relearn_controls: dict[str, float] = field(default_factory=dict)
     calibrations: tuple[Calibration, ...] = ()
+    heldout_control: tuple[dict, ...] = ()
+    diverged: tuple[int, ...] = ()
 
     def to_json(self) -> dict:
         rows = [
@@ -59,6 +66,10 @@ class UnlearningTable:
         ]
         for row, cal in zip(rows, self.calibrations):
             row["calibration"] = cal.to_json()
+        for row, control in zip(rows, self.heldout_control):
+            row["heldout_control"] = control
+        for row, n in zip(rows, self.diverged):
+            row["diverged_runs"] = n
         return {
             "before": self.before,
             "rows": rows,
@@ -68,41 +79,76 @@ class UnlearningTable:
         }
 
     def format(self) -> str:
-        """A plain-text table: EM and NLL of the target, collateral, weights changed, EM after relearning."""
+        """A plain-text table: EM and NLL of the target, collateral, weights changed, EM after relearning, and
+        control (b): held-out paragraphs' EM after the same unlearning and relearning."""
         head = (
-            f"{'run':<28} {'lr':>7} {'tgt EM':>7} {'tgt NLL':>8} {'edit EM':>7} {'MEM EM':>7} {'NMEM EM':>8} {'ppl':>7} "
-            f"{'changed':>9} {'relearn EM':>10}"
+            f"{'run':<28} {'lr':>8} {'tgt EM':>7} {'max':>5} {'tgt NLL':>8} {'edit EM':>7} {'MEM EM':>7} "
+            f"{'NMEM EM':>8} {'ppl':>7} {'changed':>9} {'relearn EM':>10} {'held-out':>14}"
         )
         b = self.before
         lines = [
             head,
-            f"{'original':<28} {'':>7} {b['target_em']:>7.2f} {b['target_nll']:>8.3f} {'':>7} {b['other_mem_em']:>7.2f} "
-            f"{b['nmem_em']:>8.2f} {b['heldout_ppl']:>7.2f} {0:>9} {'':>10}",
+            f"{'original':<28} {'':>8} {b['target_em']:>7.2f} {'':>5} {b['target_nll']:>8.3f} {'':>7} "
+            f"{b['other_mem_em']:>7.2f} {b['nmem_em']:>8.2f} {b['heldout_ppl']:>7.2f} {0:>9} {'':>10} {'':>14}",
         ]
         for i, (lab, cfg, a, r, w) in enumerate(
             zip(self.labels, self.configs, self.after, self.relearned, self.weights_changed)
         ):
             edit = f"{a['edit_em']:>7.2f}" if math.isfinite(a["edit_em"]) else f"{'':>7}"
             rel = f"{r['target_em']:>10.2f}" if r else f"{'':>10}"
-            lr = f"{cfg.get('lr', float('nan')):.0e}"
+            lr = f"{cfg.get('lr', float('nan')):.2g}"
             if i < len(self.calibrations) and not self.calibrations[i].reached:
                 lr += "*"
+            if i < len(self.diverged) and self.diverged[i]:
+                lab = f"{lab} (diverged {self.diverged[i]})"
+            control = self.heldout_control[i] if i < len(self.heldout_control) else {}
+            held = (
+                f"{control['before']:.1f}->{control['relearned']:.1f}"
+                if "relearned" in control
+                else ("not run" if control else "")
+            )
             lines.append(
-                f"{lab:<28} {lr:>7} {a['target_em']:>7.2f} {a['target_nll']:>8.3f} {edit} {a['other_mem_em']:>7.2f} "
-                f"{a['nmem_em']:>8.2f} {a['heldout_ppl']:>7.2f} {w:>9.0f} {rel}"
+                f"{lab:<28} {lr:>8} {a['target_em']:>7.2f} {a.get('target_em_max', float('nan')):>5.0f} "
+                f"{a['target_nll']:>8.3f} {edit} {a['other_mem_em']:>7.2f} {a['nmem_em']:>8.2f} "
+                f"{a['heldout_ppl']:>7.2f} {w:>9.0f} {rel} {held:>14}"
             )
         if any(not c.reached for c in self.calibrations):
             lines.append(
-                f"* did not reach target EM <= {self.calibrations[0].level:g} within the learning-rate grid: "
-                "shown at the largest rate tried"
+                f"* no target EM <= {self.calibrations[0].level:g} for every target within the learning-rate "
+                "grid: shown at the largest rate tried that did not diverge"
             )
+        if any(c.non_monotone for c in self.calibrations):
+            lines.append(
+                "non-monotone calibration (a target's EM rose with the rate): "
+                + ", ".join(c.label for c in self.calibrations if c.non_monotone)
+            )
+        if any(self.diverged):
+            lines.append("(diverged k) = k runs of the row whose loss became non-finite, left out of its means")
         c = self.relearn_controls
         if c:
             lines.append(
-                f"relearning controls (original model): target EM {c['original_before']:.2f} -> {c['original_after']:.2f}; "
-                f"never-seen paragraphs EM {c['unseen_before']:.2f} -> {c['unseen_after']:.2f}"
+                f"relearning control (a), the attack on the original model: target EM {c['original_before']:.2f} -> "
+                f"{c['original_after']:.2f}"
             )
+            lines.append(heldout_control_note(self))
         return "\n".join(lines)
+
+
+def heldout_control_note(table: UnlearningTable) -> str:
+    """One line on control (b): what the 'held-out' column measures, or why it could not be run."""
+    n = int(table.relearn_controls.get("heldout_paragraphs", 0))
+    if n == 0:
+        return (
+            "relearning control (b) could not be run: it needs paragraphs the model was never trained on "
+            "(a 'heldout' split); without it the attack's recovery has no baseline for what relearning teaches"
+        )
+    skipped = [lab for lab, c in zip(table.labels, table.heldout_control) if "not_run" in c]
+    return (
+        f"relearning control (b), 'held-out' column: each row's own unlearn-then-relearn pipeline applied to {n} "
+        "paragraph(s) the model was never trained on, EM before -> after relearning: the EM relearning gives text "
+        "the model never knew (a target's relearned EM above it is recovery)"
+        + (f"; not run for {', '.join(skipped)} (no edit targets for the held-out paragraphs)" if skipped else "")
+    )
 
 
 def paper_configs(
@@ -146,13 +192,18 @@ def unlearning_table(
     on_run: Callable | None = None,
     calibrations: Sequence[Calibration] = (),
     progress: bool = False,
+    heldout: Paragraphs | None = None,
+    heldout_edit_targets: Paragraphs | None = None,
 ) -> UnlearningTable:
     """Run every config once per target (target i with retain paragraphs [i*k, (i+1)*k)), then average.
 
     `configs` are UnlearnConfig or interp.reft.ReftConfig (anything with `.run(...)`, `.label`,
     `.to_dict()`); `edit_targets` aligns with `targets` and is needed for edit configs. `on_run` is
-    called with every run's result (e.g. to keep an edited model); results are not kept otherwise.
-    The relearning controls use `probe.heldout` as the never-seen paragraphs (one per target)."""
+    called with every run's result (e.g. to keep an edited model); results are not kept otherwise. A run
+    whose loss diverges is counted in `diverged` and left out of its row's means. With a relearning
+    attack, `heldout` = paragraphs the model was NEVER trained on (not NMEM text it saw) for control (b):
+    each row's pipeline is applied to them (paragraph j with target j's retain set; edit rows need
+    `heldout_edit_targets`); without them the table says that control (b) could not be run."""
     if calibrations and len(calibrations) != len(configs):
         raise UserError(f"{len(calibrations)} calibrations for {len(configs)} configurations")
     if len(retain) < retain_per_run * len(targets):
@@ -161,22 +212,30 @@ def unlearning_table(
             f"retain (NMEM) paragraphs, got {len(retain)}"
         )
     before = evaluate(model, targets, probe, edit_targets=edit_targets)
-    after, relearned, trained, changed, per_run = [], [], [], [], []
+    after, relearned, trained, changed, per_run, diverged, controls = [], [], [], [], [], [], []
     bar = tqdm(total=len(configs) * len(targets), desc="unlearning runs", unit="run", leave=False, disable=not progress)
     for config in configs:
-        runs_after, runs_relearn, n_trained, n_changed = [], [], [], []
+        runs_after, runs_relearn, n_trained, n_changed, failed, max_em = [], [], [], [], 0, []
         for i in range(len(targets)):
             target = targets.select([i])
             edit = edit_targets.select([i]) if edit_targets is not None else None
             kept = retain.select(range(i * retain_per_run, (i + 1) * retain_per_run))
-            result = config.run(model, target, kept, edit_targets=edit, probe=probe, before=before)
-            if on_run is not None:
-                on_run(result)
             record = {
                 "label": config.label,
                 "target": target.ids[0],
                 "before": before.summary()
                 | {"target_em": float(before.target_em[i]), "target_nll": float(before.target_nll[i])},
+            }
+            try:
+                result = config.run(model, target, kept, edit_targets=edit, probe=probe, before=before)
+            except Diverged as exc:
+                failed += 1
+                per_run.append(record | {"diverged": str(exc)})
+                bar.update()
+                continue
+            if on_run is not None:
+                on_run(result)
+            record |= {
                 "after": result.after.summary(),
                 "trained": result.trained,
                 "weights_changed": result.weights_changed,
@@ -187,16 +246,28 @@ def unlearning_table(
                 record["relearned"] = evaluate(attacked, target, None, hooks=result.hooks()).summary()
                 runs_relearn.append(record["relearned"])
             runs_after.append(result.after.summary())
+            max_em.append(record["after"]["target_em"])
             n_trained.append(result.trained)
             n_changed.append(result.weights_changed)
             per_run.append(record)
             bar.set_postfix_str(config.label)
             bar.update()
-        after.append(_mean_summaries(runs_after))
+        nan = {k: float("nan") for k in COLUMNS}
+        after.append(
+            (_mean_summaries(runs_after) if runs_after else nan) | {"target_em_max": max(max_em, default=float("nan"))}
+        )
         relearned.append(_mean_summaries(runs_relearn) if runs_relearn else {})
-        trained.append(sum(n_trained) / len(n_trained))
-        changed.append(sum(n_changed) / len(n_changed))
+        trained.append(fmean(n_trained) if n_trained else float("nan"))
+        changed.append(fmean(n_changed) if n_changed else float("nan"))
+        diverged.append(failed)
+        if relearn_config is not None:
+            controls.append(
+                heldout_pipeline(
+                    model, config, heldout, retain, relearn_config, retain_per_run, heldout_edit_targets, len(targets)
+                )
+            )
     bar.close()
+    n_heldout = min(len(targets), len(heldout)) if heldout is not None and relearn_config is not None else 0
     return UnlearningTable(
         labels=tuple(c.label for c in configs),
         configs=tuple(c.to_dict() for c in configs),
@@ -206,10 +277,13 @@ def unlearning_table(
         trained=tuple(trained),
         weights_changed=tuple(changed),
         per_run=tuple(per_run),
-        relearn_controls=relearn_controls(model, targets, retain, probe, relearn_config, retain_per_run)
+        relearn_controls=relearn_controls(model, targets, retain, relearn_config, retain_per_run)
+        | {"heldout_paragraphs": n_heldout}
         if relearn_config is not None
         else {},
         calibrations=tuple(calibrations),
+        heldout_control=tuple(controls),
+        diverged=tuple(diverged),
         settings={
             "targets": list(targets.ids),
             "retain_per_run": retain_per_run,
@@ -217,37 +291,60 @@ def unlearning_table(
             "probe_nmem": len(probe.nmem),
             "probe_heldout": len(probe.heldout),
             "relearn": asdict(relearn_config) if relearn_config else None,
+            "heldout_control": list(heldout.ids[:n_heldout]) if n_heldout else None,
         },
     )
+
+
+def heldout_pipeline(
+    model: HookedTransformer,
+    config,
+    heldout: Paragraphs | None,
+    retain: Paragraphs,
+    relearn_config: RelearnConfig,
+    retain_per_run: int,
+    heldout_edit_targets: Paragraphs | None,
+    n_runs: int,
+) -> dict:
+    """Control (b) for one row: unlearn each never-seen paragraph with the row's config (paragraph j with
+    run j's retain set), relearn it as the attack does, and score it before, after unlearning and after
+    relearning. Text the model never knew can only gain what relearning teaches, so this is the baseline
+    the attack's recovery is read against; it can rise (relearning on retain text, or a general repair of
+    the damage unlearning did), unlike relearning the original model on a never-seen prefix."""
+    if heldout is None or len(heldout) == 0:
+        return {"not_run": "no paragraphs the model was never trained on"}
+    if getattr(config, "method", None) == "edit" and heldout_edit_targets is None:
+        return {"not_run": "no edit targets (new continuations) for the held-out paragraphs"}
+    ems: dict[str, list[float]] = {"before": [], "unlearned": [], "relearned": []}
+    for j in range(min(n_runs, len(heldout))):
+        text = heldout.select([j])
+        edit = heldout_edit_targets.select([j]) if heldout_edit_targets is not None else None
+        kept = retain.select(range(j * retain_per_run, (j + 1) * retain_per_run))
+        try:
+            result = config.run(model, text, kept, edit_targets=edit)
+        except Diverged:
+            return {"not_run": "the loss diverged when unlearning a held-out paragraph"}
+        attacked = relearn(result.model, text, kept, relearn_config, hooks=result.hooks())
+        ems["before"].append(float(result.before.target_em.float().mean()))
+        ems["unlearned"].append(float(result.after.target_em.float().mean()))
+        ems["relearned"].append(float(evaluate(attacked, text, None, hooks=result.hooks()).target_em.float().mean()))
+    return {k: fmean(v) for k, v in ems.items()} | {"n": len(ems["before"])}
 
 
 def relearn_controls(
     model: HookedTransformer,
     targets: Paragraphs,
     retain: Paragraphs,
-    probe: Probe,
     config: RelearnConfig,
     retain_per_run: int,
 ) -> dict[str, float]:
-    """The relearning attack's controls on the ORIGINAL model, target by target as the attack runs:
-    (a) the same relearning applied to it (recitation should survive: if it falls, the attack's
-    recovered EM understates what came back); (b) relearning on the prefix of a paragraph it never
-    saw (EM should stay low: if it rises, relearning teaches text rather than revealing it)."""
-    unseen = probe.heldout
-    if len(unseen) == 0:
-        raise UserError("the relearning controls need never-seen paragraphs: give the probe held-out paragraphs")
-    before, after, unseen_before, unseen_after = [], [], [], []
+    """Control (a) of the relearning attack, on the ORIGINAL model, target by target as the attack runs:
+    the same relearning applied to it (recitation should survive: if it falls, the attack's recovered EM
+    understates what came back). Control (b) is `heldout_pipeline`, per row."""
+    before, after = [], []
     for i in range(len(targets)):
         target = targets.select([i])
         kept = retain.select(range(i * retain_per_run, (i + 1) * retain_per_run))
         before.append(float(evaluate(model, target).target_em.float().mean()))
         after.append(float(evaluate(relearn(model, target, kept, config), target).target_em.float().mean()))
-        other = unseen.select([i % len(unseen)])
-        unseen_before.append(float(evaluate(model, other).target_em.float().mean()))
-        unseen_after.append(float(evaluate(relearn(model, other, kept, config), other).target_em.float().mean()))
-    return {
-        "original_before": fmean(before),
-        "original_after": fmean(after),
-        "unseen_before": fmean(unseen_before),
-        "unseen_after": fmean(unseen_after),
-    }
+    return {"original_before": fmean(before), "original_after": fmean(after)}

@@ -34,6 +34,17 @@ METHODS = ("unlearn", "edit", "ga", "graddiff", "npo")
 ga = -NLL(target); graddiff = -NLL(target) + w NLL(retain); npo = negative preference optimisation."""
 
 
+class Diverged(UserError):
+    """The loss became non-finite during training (the rate is too high for the steps). A UserError, so a
+    single run stops with the message; calibration catches it and records the rate as diverged."""
+
+    def __init__(self, loss: float, step: int, steps: int, lr: float):
+        super().__init__(
+            f"the loss became {loss} at step {step} of {steps}: lower the learning rate (now {lr}) or the steps"
+        )
+        self.loss, self.step, self.steps, self.lr = loss, step, steps, lr
+
+
 def check_training_settings(method: str, *, lr: float, steps: int, weight_decay: float) -> None:
     """UserError unless `method` is known and the optimiser settings can train."""
     if method not in METHODS:
@@ -59,17 +70,15 @@ def optimise(
     """`steps` Adam steps (coupled weight decay, as torch.optim.Adam) on `loss_fn`; returns each step's loss.
 
     `before_step` runs between the backward pass and the optimiser step (e.g. to mask gradients),
-    `after_step` after the step (e.g. to restore weights). Stops with a UserError naming the step
-    when the loss is not finite."""
+    `after_step` after the step (e.g. to restore weights). Raises `Diverged` (a UserError naming the
+    step) when the loss is not finite."""
     optimiser = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
     losses = []
     for step in range(steps):
         optimiser.zero_grad(set_to_none=True)
         loss = loss_fn()
         if not torch.isfinite(loss):
-            raise UserError(
-                f"the loss became {float(loss)} at step {step + 1} of {steps}: lower the learning rate (now {lr}) or the steps"
-            )
+            raise Diverged(float(loss), step + 1, steps, lr)
         loss.backward()
         if before_step is not None:
             before_step()

@@ -35,7 +35,11 @@ def restoration_section(result: Bundle, results: Mapping[str, Any]) -> Section:
             if "values" in r.experiments
             else ""
         )
-        rate = f" (lr {result.parts[f'{select}_lr']:.0e})" if f"{select}_lr" in result.parts else ""
+        rate = (
+            f" (lr {result.parts[f'{select}_lr']:.2g}, {result.parts.get(f'{select}_lr_source', 'rate')})"
+            if f"{select}_lr" in result.parts
+            else ""
+        )
         notes.append(
             f"Unlearning with {label}{rate}: target EM {before:.1f} -> {after:.1f}; the largest recovery (KRS "
             f"{float(krs[best]):.2f}) comes from restoring {r.experiments[best[0]]} around layer {best[1]}{values}."
@@ -48,7 +52,7 @@ def restoration_section(result: Bundle, results: Mapping[str, Any]) -> Section:
             "into the unlearned one for a window of layers around each layer (Hong et al. use 5 of GPT-Neo's 32 layers; "
             f"here {_width(result[selects[0]])} of {_depth(result[selects[0]])}, the same share, odd so that it is centred): "
             "the MLP coefficients (the activations after the nonlinearity), the attention outputs, both, or the MLP value "
-            "vectors (W_out weights). Each run unlearns at the learning rate section 5 calibrated for it. Each cell is "
+            "vectors (W_out weights). " + _runs_text(result) + " Each cell is "
             "the fraction recovered: of the forgotten EM, of the NLL increase, and the Knowledge Recovery Score "
             "1 - loss(restored) / loss(unlearned), computed per paragraph and averaged (1 = fully restored). The paper "
             "found value vectors recover almost nothing while the last layers' coefficients carry the forgetting: "
@@ -57,6 +61,18 @@ def restoration_section(result: Bundle, results: Mapping[str, Any]) -> Section:
         figures=figures,
         notes=notes + _window_note(result[selects[0]]),
     )
+
+
+def _runs_text(result: Bundle) -> str:
+    """Which unlearning runs were restored, and at which rate."""
+    if result.parts.get("mode") == "per target":
+        return (
+            f"Restored per target: each of the {len(result.parts['targets'])} targets is unlearned in its own run "
+            f"(the target + its {result.parts['retain_per_run']} retain NMEM paragraphs, its own top-k mask), the "
+            "same runs as the rows of section 5's table, at the rate stated below (calibrated for exactly these "
+            "runs unless a fixed rate was given), and restored alone; the per-paragraph scores are then pooled."
+        )
+    return "All targets are unlearned jointly in one run."
 
 
 def _width(r: Any) -> int:

@@ -9,6 +9,7 @@ from typing import Any
 
 from interp.report.runner import Bundle
 from interp.unlearning import COLUMNS
+from interp.unlearning.experiments import heldout_control_note
 from interp.views import unlearning as views
 from interp.views.report_html import Section, Table
 
@@ -16,44 +17,68 @@ from interp.views.report_html import Section, Table
 def unlearning_section(result: Bundle, results: Mapping[str, Any]) -> Section:
     """The unlearning table as section 5: forgetting vs collateral damage per run, and after relearning."""
     table = result["table"]
-    rows = [["original model", None, *[table.before.get(c) for c in COLUMNS], 0, None]]
-    for label, config, after, rel, changed in zip(
-        table.labels, table.configs, table.after, table.relearned, table.weights_changed
+    rows = [["original model", None, *[table.before.get(c) for c in COLUMNS], 0, None, None]]
+    controls = table.heldout_control or ({},) * len(table.labels)
+    for label, config, after, rel, changed, control in zip(
+        table.labels, table.configs, table.after, table.relearned, table.weights_changed, controls
     ):
         rows.append(
-            [label, config.get("lr"), *[after.get(c) for c in COLUMNS], changed, rel.get("target_em") if rel else None]
+            [
+                label,
+                config.get("lr"),
+                *[after.get(c) for c in COLUMNS],
+                changed,
+                rel.get("target_em") if rel else None,
+                control.get("relearned"),
+            ]
         )
     s = table.settings
     notes = []
+    figures = {"table": views.figure_unlearning_table(table)}
     if table.calibrations:
-        level = table.calibrations[0].level
-        grid = table.calibrations[0].grid
+        first = table.calibrations[0]
         notes.append(
-            f"Matched forgetting: each row's learning rate is the smallest on the log grid "
-            f"{', '.join(f'{lr:.0e}' for lr in grid)} (searched by bisection) at which "
-            f"the targets' mean EM fell to <= {level:g} ({table.configs[0].get('steps', '?')} steps), so the "
-            "collateral columns compare methods at the same amount of forgetting, not at one arbitrary rate."
+            f"Matched forgetting: each row's learning rate is the smallest at which EVERY target's EM fell to "
+            f"<= {first.level:g} ({table.configs[0].get('steps', '?')} steps, each target in its own run), found by "
+            f"bisection on the log grid {', '.join(f'{lr:.0e}' for lr in first.grid)} and then in log-rate until the "
+            f"rate that reached it is within a factor {1 + first.tolerance:g} of one that did not. The search assumes "
+            "forgetting grows with the rate; a target whose EM rose with the rate among the rates tried is flagged "
+            "NON-MONOTONE below, and a rate whose loss diverged bounds the search from above."
         )
         notes += [f"{c.label}: {c.describe()}." for c in table.calibrations]
         missed = [c.label for c in table.calibrations if not c.reached]
         if missed:
             notes.append(
-                f"Not comparable at matched forgetting: {', '.join(missed)} (shown at the largest rate tried)."
+                f"Not comparable at matched forgetting: {', '.join(missed)} (shown at the largest rate tried that "
+                "did not diverge)."
+            )
+        if any(p.scores for c in table.calibrations for p in c.points):
+            figures["curves"] = views.figure_forgetting_curves(table)
+            notes.append(
+                "The forgetting curves: every rate each search tried was also scored on the probes (in the same "
+                "batched pass as its targets), so each method's line runs from the original model through its whole "
+                "rate trace; the table is the slice at the ringed points (matched forgetting). A method whose line "
+                "lies lower at the same target EM breaks less for the same forgetting."
             )
     else:
         notes.append(
             "Every row ran at the same learning rate (no calibration): differences in forgetting then measure "
             "the rate as much as the method."
         )
+    if any(table.diverged):
+        notes.append(
+            "Diverged runs (loss non-finite), left out of the row's means: "
+            + ", ".join(f"{lab} {n}" for lab, n in zip(table.labels, table.diverged) if n)
+            + "."
+        )
     c = table.relearn_controls
     if c:
         notes.append(
-            f"Relearning controls, the same attack on the ORIGINAL model: a memorized target goes from EM "
+            f"Relearning control (a), the same attack on the ORIGINAL model: a memorized target goes from EM "
             f"{c['original_before']:.1f} to {c['original_after']:.1f} (if this falls, relearning itself breaks "
-            f"recitation and the attack's numbers understate recovery); a never-seen paragraph goes from "
-            f"{c['unseen_before']:.1f} to {c['unseen_after']:.1f} (if this rises, relearning teaches the text "
-            "rather than revealing it)."
+            "recitation and the attack's numbers understate recovery)."
         )
+        notes.append(heldout_control_note(table) + ".")
     return Section(
         key="unlearning",
         title="5. Can the memorized text be unlearned by editing only high-gradient weights?",
@@ -64,19 +89,29 @@ def unlearning_section(result: Bundle, results: Mapping[str, Any]) -> Section:
             "continuation down), 'edit' Eq. 4 (teach the target prefix the new continuation found in section 4); "
             "a 'reft' row trains a low-rank intervention on one residual stream (LoReFT) instead of weights. "
             "Collateral damage: EM of other MEM paragraphs, EM of NMEM paragraphs against the original model's own "
-            "greedy continuation (full length = unchanged, the paper's measure) and held-out perplexity. The last "
-            "column is the target's EM after a relearning attack (a few steps of ordinary fine-tuning on the "
-            "target's prefix alone; '-' when not run): a forgotten paragraph that comes straight back was hidden, "
-            f"not removed.\n\nSettings: {len(s['targets'])} target(s), {s['retain_per_run']} retain paragraphs per run, probes of "
+            "greedy continuation (full length = unchanged, the paper's measure) and held-out perplexity. 'Target EM "
+            "after relearning' is the target's EM after a relearning attack (a few steps of ordinary fine-tuning on "
+            "the target's prefix alone; '-' when not run): a forgotten paragraph that comes back beyond what the same "
+            "unlearn-then-relearn pipeline gives text the model never saw (the last column, control (b)) was hidden, "
+            "not removed."
+            f"\n\nSettings: {len(s['targets'])} target(s), {s['retain_per_run']} retain paragraphs per run, probes of "
             f"{s['probe_mem']} MEM / {s['probe_nmem']} NMEM / {s['probe_heldout']} held-out paragraphs. The paper's means "
             "(GPT-Neo 125M, MEM / NMEM EM after unlearning): all weights 26.90 / 45.11, top-0.1% 26.75 / 45.84, "
             "random-0.1% 49.80 / 44.86."
         ),
-        figures={"table": views.figure_unlearning_table(table)},
+        figures=figures,
         tables=[
             Table(
-                "Mean scores after each run (EM in tokens; ppl = held-out perplexity; lr = the rate the row ran at)",
-                ["run", "lr", *COLUMNS, "weights changed", "target EM after relearning"],
+                "Mean scores after each run (EM in tokens; ppl = held-out perplexity; lr = the rate the row ran at; "
+                "held-out = control (b): never-seen paragraphs after the row's unlearning and relearning)",
+                [
+                    "run",
+                    "lr",
+                    *COLUMNS,
+                    "weights changed",
+                    "target EM after relearning",
+                    "held-out EM after relearning",
+                ],
                 rows,
             )
         ],
