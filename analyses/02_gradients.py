@@ -45,7 +45,7 @@ print(f"{len(mem)} MEM and {len(nmem)} NMEM paragraphs")
 # %%
 nll_map = gradient_map(model, mem, nmem, objective="nll", reduce="max")  # MEM and NMEM at equal set sizes
 low = nll_map.lower_half_share()
-print(f"share of the per-layer gradient in the lower half: MEM {low['mem']:.3f}, NMEM {low['nmem']:.3f}")
+print(f"batch map, share of the squared gradient norm in the lower half: MEM {low['mem']:.3f}, NMEM {low['nmem']:.3f}")
 print("most salient cells:", nll_map.most_salient())
 views.figure_component_map(nll_map)
 
@@ -67,6 +67,7 @@ views.figure_component_map(co_map)
 # %%
 norms_mem, norms_nmem = per_paragraph_norms(model, mem), per_paragraph_norms(model, nmem)
 comparison = compare_norms(norms_mem, norms_nmem)
+print(f"lower-half share per paragraph: {comparison.verdict()}")
 fig_pp = views.figure_per_paragraph(norms_mem, norms_nmem, comparison, share=True)
 fig_pp
 

@@ -365,6 +365,10 @@ class NormComparison:
     that positive = larger for MEM: rank-biserial r = 2 U_mem / (n_mem n_nmem) - 1 and Cohen's d
     with the pooled standard deviation. p-values are two-sided Mann-Whitney U; `*_p_bonferroni`
     multiplies by the number of layers. `component_*` repeat the norm test per (layer, component).
+
+    `lower_half_*`: each paragraph's share of its squared gradient norm in the lower half of the layers
+    (a middle layer of an odd count split evenly, as `GradientMap.lower_half_share`), compared the same
+    way: one test, so no correction; `verdict` reads the paper's "lower layers" claim from it.
     """
 
     n_mem: int
@@ -382,6 +386,29 @@ class NormComparison:
     share_p: Float[Tensor, "layer"]
     component_rank_biserial: Float[Tensor, "layer component"]
     component_p: Float[Tensor, "layer component"]
+    lower_half_mem_median: float
+    lower_half_nmem_median: float
+    lower_half_rank_biserial: float
+    lower_half_cohen_d: float
+    lower_half_p: float
+
+    def verdict(self, alpha: float = 0.05) -> str:
+        """The paper's claim (MEM gradients sit relatively lower) as the rank test on lower-half shares reads it."""
+        r, p = self.lower_half_rank_biserial, self.lower_half_p
+        if not p <= alpha:
+            return (
+                f"no difference detected: MEM and NMEM paragraphs put a similar share of their gradient in the lower "
+                f"half of the layers (r = {r:+.2f}, p = {p:.2g} >= {alpha:g}), so the paper's finding is not reproduced"
+            )
+        if r > 0:
+            return (
+                f"MEM paragraphs put a larger share of their gradient in the lower half of the layers, as the paper "
+                f"found (r = {r:+.2f}, p = {p:.2g})"
+            )
+        return (
+            f"MEM paragraphs put a SMALLER share of their gradient in the lower half of the layers, the opposite of "
+            f"the paper (r = {r:+.2f}, p = {p:.2g})"
+        )
 
     def to_json(self) -> dict:
         n_layers = self.norm_p.shape[0]
@@ -403,7 +430,20 @@ class NormComparison:
                 for j, c in enumerate(self.components)
             }
             layers.append(row)
-        return {"n_mem": self.n_mem, "n_nmem": self.n_nmem, "test": "Mann-Whitney U, two-sided", "layers": layers}
+        return {
+            "n_mem": self.n_mem,
+            "n_nmem": self.n_nmem,
+            "test": "Mann-Whitney U, two-sided",
+            "layers": layers,
+            "lower_half_share": {
+                "mem_median": self.lower_half_mem_median,
+                "nmem_median": self.lower_half_nmem_median,
+                "rank_biserial": self.lower_half_rank_biserial,
+                "cohen_d": self.lower_half_cohen_d,
+                "p": self.lower_half_p,
+                "verdict": self.verdict(),
+            },
+        }
 
 
 def _effects(x: np.ndarray, y: np.ndarray) -> tuple[Tensor, Tensor, Tensor]:
@@ -420,6 +460,13 @@ def _effects(x: np.ndarray, y: np.ndarray) -> tuple[Tensor, Tensor, Tensor]:
         torch.as_tensor(d, dtype=torch.float32),
         torch.as_tensor(p, dtype=torch.float32),
     )
+
+
+def _lower_half(share: Float[Tensor, "n layer"]) -> Float[Tensor, "n"]:
+    """Each paragraph's share in the lower half of the layers (an odd count's middle layer counts half)."""
+    n = share.shape[1]
+    weights = torch.tensor([1.0 if i < n // 2 else (0.5 if 2 * i + 1 == n else 0.0) for i in range(n)])
+    return share.double() @ weights.double()
 
 
 def compare_norms(mem: PerParagraphNorms, nmem: PerParagraphNorms) -> NormComparison:
@@ -439,6 +486,15 @@ def compare_norms(mem: PerParagraphNorms, nmem: PerParagraphNorms) -> NormCompar
             f"{q}_p": p,
         }
     r, _, p = _effects(mem.norms.double().numpy(), nmem.norms.double().numpy())
+    low_m, low_n = _lower_half(mem.layer_share), _lower_half(nmem.layer_share)
+    low_r, low_d, low_p = _effects(low_m.double().numpy(), low_n.double().numpy())
+    fields |= {
+        "lower_half_mem_median": float(low_m.median()),
+        "lower_half_nmem_median": float(low_n.median()),
+        "lower_half_rank_biserial": float(low_r),
+        "lower_half_cohen_d": float(low_d),
+        "lower_half_p": float(low_p),
+    }
     return NormComparison(
         n_mem=len(mem.ids),
         n_nmem=len(nmem.ids),

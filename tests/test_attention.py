@@ -8,7 +8,13 @@ import torch
 from scipy.stats import kendalltau
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-from interp.attention import kendall_tau_b, rare_token_attention
+from interp.attention import (
+    RareTokenAttention,
+    kendall_tau_b,
+    mem_specific_head,
+    rare_token_attention,
+    tau_statistics,
+)
 from interp.data import Paragraphs, rarity_ranks
 from interp.errors import UserError
 
@@ -135,3 +141,87 @@ def test_null_is_seeded_and_bad_inputs_fail(counts, paragraphs):
         rare_token_attention(model, paragraphs, counts[:10])
     with pytest.raises(UserError, match="null_draws"):
         rare_token_attention(model, paragraphs, counts, null_draws=0)
+
+
+def _positional_set(n: int = 48, keys: int = 12, vocab: int = 60):
+    """Paragraphs whose FIRST token is rare (one of the 2nd-4th rarest of the vocabulary; the rarest
+    sits at a random later position in about a fifth of them), and three heads on them: a sink on
+    position 0 (0.8-0.95 of the attention, varying per paragraph), a head that attends to the rarest
+    tokens wherever they are, and a uniform head. Every paragraph has 12 distinct tokens, so the
+    uniform head's per-rank curve is constant and its tau undefined."""
+    counts = torch.arange(1, vocab + 1) ** 2  # token t has count (t + 1)^2: token 0 is the rarest
+    gen = torch.Generator().manual_seed(0)
+    rest = torch.tensor([0, *range(4, vocab)])
+    tokens = torch.stack(
+        [
+            torch.cat(
+                [torch.randint(1, 4, (1,), generator=gen), rest[torch.randperm(len(rest), generator=gen)[: keys - 1]]]
+            )
+            for _ in range(n)
+        ]
+    )
+    ranks = rarity_ranks(tokens, counts)
+    first = 0.8 + 0.15 * torch.rand(n, generator=gen)
+    sink = ((1 - first) / (keys - 1))[:, None].expand(n, keys).clone()
+    sink[:, 0] = first
+    rare = torch.softmax(-0.7 * ranks.float(), -1)
+    uniform = torch.full((n, keys), 1.0 / keys)
+    return torch.stack([sink, rare, uniform], 1)[:, None], ranks  # [n, 1 layer, 3 heads, key]
+
+
+def test_a_positional_head_is_not_rare_token_preferring_under_the_default_null():
+    attention, ranks = _positional_set()
+    assert ranks[:, 0].float().mean() < 0.5 < ranks[:, 1:].float().mean()  # rarity correlates with position
+    old = tau_statistics(attention, ranks, draws=300, null="shuffle_positions")
+    new = tau_statistics(attention, ranks, draws=300)
+    assert new.null == "pair_paragraphs"
+    sink, rare, uniform = (0, 0), (0, 1), (0, 2)
+    # the old null calls the sink on position 0 a rare-token head; the position-keeping null does not
+    assert old.null_p[sink] <= 0.01 and old.excess[sink] < -0.3
+    assert new.null_p[sink] > 0.2 and abs(float(new.excess[sink])) < 0.1
+    # a head that attends to the rarest tokens wherever they are is significant under both
+    for stats in (old, new):
+        assert stats.null_p[rare] <= 0.01 and stats.excess[rare] < -0.3
+        # constant per-rank curve: tau undefined, so no p-value (not the smallest one possible)
+        assert stats.undefined[uniform] and torch.isnan(stats.null_p[uniform]) and torch.isnan(stats.family_p[uniform])
+
+
+def test_family_wise_p_corrects_for_the_number_of_heads():
+    gen = torch.Generator().manual_seed(1)
+    n, keys, heads = 30, 16, 40
+    ranks = torch.stack([torch.randperm(keys, generator=gen) for _ in range(n)])
+    noise = torch.softmax(2 * torch.randn(n, 1, heads, keys, generator=gen), -1)  # no preference
+    one = tau_statistics(noise[:, :, :1], ranks, draws=300, seed=2)
+    assert torch.equal(one.family_p, one.null_p)  # one head: the max-statistic is the head's own null
+    many = tau_statistics(noise, ranks, draws=300, seed=2)
+    assert (many.family_p >= many.null_p - 1e-6).all()
+    best = int(many.null_p.flatten().argmin())
+    # the luckiest of 40 heads without preference looks significant alone, not once corrected
+    assert many.null_p.flatten()[best] < 0.05 and many.family_p.flatten()[best] > 0.1
+    rare = noise.clone()
+    rare[:, 0, 0] = torch.softmax(-1.5 * ranks.float(), -1)
+    assert tau_statistics(rare, ranks, draws=300, seed=2).family_p[0, 0] <= 0.01
+
+
+def test_mem_specific_head_is_chosen_on_one_half_and_tested_on_the_other():
+    gen = torch.Generator().manual_seed(3)
+    n, keys = 24, 10
+    ranks = torch.stack([torch.randperm(keys, generator=gen) for _ in range(2 * n)])
+    att = torch.softmax(torch.randn(2 * n, 2, 2, keys, generator=gen), -1)
+    att[:, 1, 1] = torch.softmax(-1.0 * ranks.float(), -1)  # rare-token head on MEM and NMEM alike
+    att[:n, 0, 1] = torch.softmax(-1.0 * ranks[:n].float(), -1)  # rare-token head on MEM only
+    ids = tuple(str(i) for i in range(2 * n))
+    mem = RareTokenAttention(ids[:n], "first_continuation", keys, att[:n], ranks[:n], null_draws=100)
+    nmem = RareTokenAttention(ids[n:], "first_continuation", keys, att[n:], ranks[n:], null_draws=100)
+    spec = mem_specific_head(mem, nmem, draws=100, inner_draws=20, seed=0)
+    assert (spec.layer, spec.head) == (0, 1)
+    assert not set(spec.choice_ids) & set(spec.test_ids) and len(spec.choice_ids) + len(spec.test_ids) == 2 * n
+    assert spec.n_test_mem == n - n // 2 and spec.difference < -0.3 and spec.p <= 0.02
+    assert spec.difference == pytest.approx(spec.mem_excess - spec.nmem_excess)
+    # when no head is MEM-specific, the held-out test says so
+    plain = att[:n].clone()
+    plain[:, 0, 1] = torch.softmax(torch.randn(n, keys, generator=gen), -1)
+    unspecific = RareTokenAttention(ids[:n], "first_continuation", keys, plain, ranks[:n], null_draws=100)
+    assert mem_specific_head(unspecific, nmem, draws=100, inner_draws=20).p > 0.05
+    with pytest.raises(UserError, match="--n-mem"):
+        mem_specific_head(mem.select(torch.arange(3)), nmem, draws=10, inner_draws=5)

@@ -347,3 +347,47 @@ def test_testbed_norms_and_grad_map_command(testbed, testbed_paragraph_set, tmp_
     page = out_html.read_text()
     assert page.count("Plotly.newPlot") == 6 and "<script src=" not in page  # plotly.js inlined once: works offline
     assert main(["grad-map", "--model", "testbed", "--paragraphs", str(path), "--set-size", "1"]) == 2
+
+
+def test_lower_half_verdict_is_a_rank_test_on_per_paragraph_shares():
+    from scipy import stats
+
+    g = torch.Generator().manual_seed(1)
+    mem, nmem = torch.rand(12, 3, 6, generator=g) + 0.1, torch.rand(15, 3, 6, generator=g) + 0.1
+    cmp = compare_norms(_fake_norms(mem), _fake_norms(nmem))
+    sq_m, sq_n = mem.pow(2).sum(-1), nmem.pow(2).sum(-1)  # [n, layer]; 3 layers: layer 0 + half of layer 1
+    low_m = (sq_m[:, 0] + 0.5 * sq_m[:, 1]) / sq_m.sum(-1)
+    low_n = (sq_n[:, 0] + 0.5 * sq_n[:, 1]) / sq_n.sum(-1)
+    u, p = stats.mannwhitneyu(low_m.numpy(), low_n.numpy(), alternative="two-sided")
+    assert cmp.lower_half_p == pytest.approx(p, rel=1e-5)
+    assert cmp.lower_half_rank_biserial == pytest.approx(2 * u / (12 * 15) - 1, abs=1e-6)
+    assert cmp.lower_half_mem_median == pytest.approx(float(low_m.median()), rel=1e-5)
+    assert cmp.lower_half_p > 0.05 and cmp.verdict().startswith("no difference detected")
+    lower, upper = mem.clone(), mem.clone()
+    lower[:, 0] += 1.0
+    upper[:, 2] += 1.0
+    assert "as the paper found" in compare_norms(_fake_norms(lower), _fake_norms(nmem)).verdict()
+    assert "opposite of the paper" in compare_norms(_fake_norms(upper), _fake_norms(nmem)).verdict()
+    assert json.loads(json.dumps(cmp.to_json()))["lower_half_share"]["p"] == pytest.approx(p, rel=1e-5)
+
+
+def test_gradients_section_takes_its_verdict_from_the_test_not_the_batch_numbers(model, mem, nmem):
+    """The batch map's two numbers point one way; the per-paragraph test is made to point the other (and
+    to be significant): the section's verdict follows the test and names the share it shows correctly."""
+    from interp.report.runner import Bundle
+    from interp.views.sections.gradients import gradients_section
+
+    nll = gradient_map(model, mem, nmem, objective="nll", reduce="max")
+    co = gradient_map(model, mem, nmem, objective="contrastive", reduce="max")
+    low = nll.lower_half_share()
+    g = torch.Generator().manual_seed(2)
+    a, b = torch.rand(12, 2, 6, generator=g) + 0.1, torch.rand(12, 2, 6, generator=g) + 0.1
+    a[:, 1 if low["mem"] > low["nmem"] else 0] += 1.0  # MEM per paragraph: opposite to the batch numbers
+    cmp = compare_norms(_fake_norms(a), _fake_norms(b))
+    assert cmp.lower_half_p < 0.01 and (cmp.lower_half_rank_biserial > 0) != (low["mem"] > low["nmem"])
+    parts = dict(nll=nll, contrastive=co, norms_mem=_fake_norms(a), norms_nmem=_fake_norms(b), comparison=cmp)
+    text = " ".join(gradients_section(Bundle(parts), {}).notes)
+    assert cmp.verdict() in text and f"p = {cmp.lower_half_p:.2g}" in text
+    wrong = "as the paper found" if cmp.lower_half_rank_biserial < 0 else "opposite of the paper"
+    assert wrong not in text
+    assert "max-|grad| per-layer total" not in text and "squared gradient norm" in text

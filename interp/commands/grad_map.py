@@ -129,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
                 f"{float(cmp.share_mem_median[l]):>9.3f} {float(cmp.share_nmem_median[l]):>10.3f} "
                 f"{float(cmp.share_rank_biserial[l]):>+6.2f} {float(cmp.share_p[l]):>9.2g}"
             )
+        print(f"lower-half share per paragraph (Mann-Whitney): {cmp.verdict()}")
         out |= {
             "per_paragraph": {"mem": norms_mem.to_json(), "nmem": norms_nmem.to_json()},
             "comparison": cmp.to_json(),

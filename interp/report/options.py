@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
+from interp.attention import NULLS
 from interp.conventions import conventions as conventions_named
 from interp.errors import UserError
 
@@ -51,6 +52,11 @@ class ReportOptions:
         True, "inject paragraphs through known heads of copies and rank them with the head methods section 3 uses"
     )
     validate_neurons: bool = _opt(False, "also MemPi's neuron injection (Recall@k per neuron method)")
+    rare_token_null: str = _opt(
+        "pair_paragraphs",
+        "null of the rare-token attention p-values: 'pair_paragraphs' (pairs one paragraph's attention with "
+        "another's ranks, keeping positions) or 'shuffle_positions' (shuffles ranks within a paragraph; the old null)",
+    )
     conventions: str = _opt("toolkit", "'toolkit' or 'paper' (the authors' code; see the README's conventions table)")
     steps: tuple[str, ...] | None = _opt(None, "the steps to run, each with the steps it needs (None = every step)")
     progress: bool = _opt(True, "progress bars inside steps")
@@ -84,6 +90,11 @@ class ReportOptions:
         bad = [s for s in self.restore_selects if s not in ("all", "topk", "random")]
         if bad:
             raise UserError(f"ReportOptions.restore_selects: unknown {bad}; use 'all', 'topk' and/or 'random'")
+        if self.rare_token_null not in NULLS:
+            raise UserError(
+                f"ReportOptions.rare_token_null: unknown {self.rare_token_null!r}; use one of {', '.join(NULLS)} "
+                "(--rare-token-null)"
+            )
         conventions_named(self.conventions)
 
     @classmethod

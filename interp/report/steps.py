@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from interp.attention import mem_specific_head
 from interp.conventions import conventions
 from interp.data import Paragraphs, rarity_ranks, unigram_counts
 from interp.errors import UserError
@@ -99,6 +100,15 @@ def _heads(inputs: StepInputs) -> Bundle | Skipped:
         batch_size=o.batch_size,
         progress=o.progress,
     )
+    rare, rare_nmem, specific = ranking.rare_tokens, ranking.rare_tokens_nmem, None
+    if rare is not None:
+        if rare.null != o.rare_token_null:  # the locator scores with the default null; the p-values use the option's
+            rare, rare_nmem = rare.with_null(o.rare_token_null), rare_nmem.with_null(o.rare_token_null)
+        _ = rare.sum, rare_nmem.sum  # computed (and cached) here, in the step, so the view only reads them
+        try:
+            specific = mem_specific_head(rare, rare_nmem, seed=o.seed)
+        except UserError as exc:
+            specific = Skipped(str(exc))
     # attention patterns of the top heads on one MEM paragraph, for the circuitsvis view
     heads = [tuple(h) for h in ranking.order[:3].tolist()]
     example = inputs.paragraphs.select(mem_idx[:1])
@@ -113,6 +123,15 @@ def _heads(inputs: StepInputs) -> Bundle | Skipped:
     return Bundle(
         {
             "ranking": ranking,
+            "rare_tokens": rare,
+            "rare_tokens_nmem": rare_nmem,
+            "mem_specific_head": specific,
+            "options": {
+                "query": rare.query if rare is not None else None,
+                "rare_token_null": o.rare_token_null,
+                "rare_token_score": conventions(o.conventions).rare_token_score,
+                "conventions": o.conventions,
+            },
             "example": {
                 "id": example.ids[0],
                 "heads": heads,
@@ -345,7 +364,7 @@ def default_steps() -> list[Step]:
             "heads",
             _heads,
             heads_section,
-            options=(*SET_OPTIONS, "batch_size", "conventions"),
+            options=(*SET_OPTIONS, "batch_size", "conventions", "rare_token_null"),
             depends=("memorization",),
         ),
         Step(

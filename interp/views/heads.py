@@ -46,14 +46,14 @@ def _heatmap(z: torch.Tensor, x: list[str], y: list[str], label: str, coloraxis:
 
 def figure_tau_heatmap(mem: RareTokenAttention, nmem: RareTokenAttention | None = None) -> go.Figure:
     """Layer x head EXCESS Kendall tau over the permutation null (negative = attends to rare tokens beyond
-    chance); hover shows the raw tau, the null mean and the permutation p-value."""
+    chance); hover shows the raw tau, the null mean, the per-head and the family-wise p (nan: tau undefined)."""
     parts = [("MEM", mem)] + ([("NMEM", nmem)] if nmem is not None and len(nmem.ids) else [])
     fig = make_subplots(rows=1, cols=len(parts), subplot_titles=[f"{name} (n={len(r.ids)})" for name, r in parts])
     n_layers, n_heads = mem.key_attention.shape[1:3]
     x, y = _heads_axes(n_layers, n_heads)
     for col, (_, r) in enumerate(parts, start=1):
         s = r.sum
-        custom = torch.stack([s.tau, s.null_mean, s.null_p], -1).tolist()
+        custom = torch.stack([s.tau, s.null_mean, s.null_p, s.family_p], -1).tolist()
         fig.add_trace(
             go.Heatmap(
                 z=s.excess.tolist(),
@@ -64,7 +64,7 @@ def figure_tau_heatmap(mem: RareTokenAttention, nmem: RareTokenAttention | None 
                 text=[[f"{v:.2f}" for v in row] for row in s.excess.tolist()],
                 texttemplate="%{text}",
                 hovertemplate="%{y} %{x}: excess tau %{z:.3f}<br>tau %{customdata[0]:.3f}, null mean "
-                "%{customdata[1]:.3f}, p %{customdata[2]:.3g}<extra></extra>",
+                "%{customdata[1]:.3f}, p %{customdata[2]:.3g}, family-wise p %{customdata[3]:.3g}<extra></extra>",
             ),
             row=1,
             col=col,
@@ -73,7 +73,7 @@ def figure_tau_heatmap(mem: RareTokenAttention, nmem: RareTokenAttention | None 
     fig.update_layout(coloraxis=dict(colorscale=DIVERGING, cmin=-1, cmax=1, cmid=0, colorbar=dict(title="excess tau")))
     return paper_style(
         fig,
-        "Attention vs token frequency rank, beyond chance (excess tau < 0: prefers rare tokens)",
+        f"Attention vs token frequency rank, beyond chance ({mem.sum.null} null; excess tau < 0: prefers rare tokens)",
         width=420 * len(parts),
     )
 
@@ -101,7 +101,11 @@ def figure_attention_by_rank(
                 )
             )
     fig.update_xaxes(title="frequency rank within the prefix (0 = rarest)", range=[0, max(ranks) if ranks else 1])
-    where = "first continuation position" if mem.query == "first_continuation" else "last prefix position"
+    where = (
+        f"first continuation position ({mem.query_pos})"
+        if mem.query == "first_continuation"
+        else f"last prefix position ({mem.query_pos})"
+    )
     fig.update_yaxes(title=f"mean attention from the {where}")
     return paper_style(fig, "Attention by token rarity")
 
@@ -247,19 +251,24 @@ def perturbation_view(result: PerturbationResult, str_tokens: list[list[str]], m
     return _script_safe(view, "ColoredTokens")
 
 
-def ranking_figures(ranking: HeadRanking) -> dict[str, go.Figure]:
-    """Every Plotly figure the locator's evidence supports, keyed by a file-friendly name."""
+def ranking_figures(
+    ranking: HeadRanking, rare: RareTokenAttention | None = None, rare_nmem: RareTokenAttention | None = None
+) -> dict[str, go.Figure]:
+    """Every Plotly figure the locator's evidence supports, keyed by a file-friendly name.
+
+    `rare` / `rare_nmem` replace the ranking's rare-token results (e.g. the same attention under another null).
+    """
     figs: dict[str, go.Figure] = {"head_method_ranks": figure_method_ranks(ranking)}
-    if ranking.rare_tokens is not None:
-        figs["head_rare_token_tau"] = figure_tau_heatmap(ranking.rare_tokens, ranking.rare_tokens_nmem)
-        by_tau = ranking.rare_tokens.excess.nan_to_num(0).flatten().argsort()[:2].tolist()
-        n_heads = ranking.rare_tokens.excess.shape[1]
+    rare = rare if rare is not None else ranking.rare_tokens
+    rare_nmem = rare_nmem if rare_nmem is not None else ranking.rare_tokens_nmem
+    if rare is not None:
+        figs["head_rare_token_tau"] = figure_tau_heatmap(rare, rare_nmem)
+        by_tau = rare.excess.nan_to_num(0).flatten().argsort()[:2].tolist()
+        n_heads = rare.excess.shape[1]
         heads = [ranking.top] + [
             (i // n_heads, i % n_heads) for i in by_tau if (i // n_heads, i % n_heads) != ranking.top
         ]
-        figs["head_attention_by_rank"] = figure_attention_by_rank(
-            ranking.rare_tokens, heads[:3], ranking.rare_tokens_nmem
-        )
+        figs["head_attention_by_rank"] = figure_attention_by_rank(rare, heads[:3], rare_nmem)
     for method in ("ablation", "zero_out", "integrated_gradients", "hard_concrete", "slimming"):
         if method in ranking.results:
             figs[f"head_{method}"] = figure_unit_scores(ranking.results[method])
@@ -285,9 +294,13 @@ def ranking_page(ranking: HeadRanking, views: Sequence[RenderedHTML] = (), title
         "ablation_effect",
         "rare_token_excess",
         "rare_token_p",
+        "rare_token_family_p",
         "gradient_score",
         "mean_rank",
     ]
+    if ranking.rare_tokens is not None:
+        for row in rows:
+            row["rare_token_family_p"] = float(ranking.rare_tokens.sum.family_p[row["layer"], row["head"]])
 
     def cell(v):
         return "" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))

@@ -19,8 +19,13 @@ def gradients_section(result: Bundle, results: Mapping[str, Any]) -> Section:
     top = nll.most_salient()
     cmp = result["comparison"]
     notes = [
-        f"Share of the max-|grad| per-layer total in the lower half of the layers: MEM {low['mem']:.3f}, NMEM "
-        f"{low['nmem']:.3f} ({'MEM puts relatively more gradient in lower layers, as the paper found' if low['mem'] > low['nmem'] else 'MEM does NOT put relatively more gradient in lower layers here, unlike the paper'}).",
+        f"Lower layers (the paper's claim), tested per paragraph: each paragraph's share of its squared NLL gradient "
+        f"norm in the lower half of the layers, median {cmp.lower_half_mem_median:.3f} for {cmp.n_mem} MEM vs "
+        f"{cmp.lower_half_nmem_median:.3f} for {cmp.n_nmem} NMEM paragraphs, rank-biserial r = "
+        f"{cmp.lower_half_rank_biserial:+.2f}, Mann-Whitney p = {cmp.lower_half_p:.2g} (two-sided): "
+        f"{cmp.verdict()}.",
+        f"The batch map's share of the squared gradient norm (L2) in the lower half of the layers, one number per "
+        f"set and no test: MEM {low['mem']:.3f}, NMEM {low['nmem']:.3f}.",
         f"Largest MEM cell: layer {top['mem']['layer']} head {top['mem']['head']} {top['mem']['component']}; largest "
         f"MEM-NMEM difference after scaling each map to sum 1: layer {top['relative_diff']['layer']} head "
         f"{top['relative_diff']['head']} {top['relative_diff']['component']} (the paper: layer 1 head 2 W_V in GPT-Neo 125M).",
@@ -50,7 +55,9 @@ def gradients_section(result: Bundle, results: Mapping[str, Any]) -> Section:
             "paper Eq. 3) is the one unlearning uses; at the original weights its KL term has zero gradient."
             "\n\nBelow, each paragraph's own gradient norm per layer (computed in batched passes without "
             "per-paragraph gradients) shows the spread behind the batch numbers, with a Mann-Whitney U test per layer "
-            "(r > 0: larger for MEM)."
+            "(r > 0: larger for MEM; per-layer p-values are uncorrected, multiply by the number of layers for "
+            "Bonferroni). The verdict on the paper's 'lower layers' claim is ONE Mann-Whitney test on each "
+            "paragraph's lower-half share, not a comparison of two batch numbers."
         ),
         figures={
             "nll_components": views.figure_component_map(nll),
