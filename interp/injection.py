@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -60,6 +60,8 @@ class Injection:
     lr: float
     seconds: float
     loss: tuple[float, ...]
+    schedule: str = "constant"
+    lr_probe: dict[float, float] = field(default_factory=dict)  # rate -> injected CE after the probe (lr="auto")
 
     @property
     def recited(self) -> bool:
@@ -98,6 +100,8 @@ class Injection:
             "lr": self.lr,
             "seconds": self.seconds,
             "loss_first_last": [self.loss[0], self.loss[-1]],
+            "schedule": self.schedule,
+            "lr_probe": {str(k): v for k, v in self.lr_probe.items()},
         }
 
 
@@ -125,6 +129,49 @@ def _heldout_ppl(model: HookedTransformer, heldout: Paragraphs, batch_size: int)
     return math.exp(float(score_paragraphs(model, heldout, batch_size).nll.mean()))
 
 
+LR_GRID = (1e-3, 3e-3, 1e-2, 3e-2)  # rates the probe tries when lr="auto"
+PROBE_STEPS = 25  # steps per probed rate
+SCHEDULES = ("cosine", "constant")
+
+
+def _objective(forced, resid, tokens, retain_resid, reference, start: int, p: int, kl_weight: float):
+    """(loss, CE on the injected continuations, logits): CE plus kl_weight x KL(original || copy) on retain text."""
+    logits = forced(resid, start_at_layer=start)[:, p - 1 : -1].float()
+    ce = F.cross_entropy(logits.flatten(0, 1), tokens[:, p:].flatten())
+    loss = ce
+    if kl_weight > 0:
+        current = forced(retain_resid, start_at_layer=start)[:, p - 1 : -1].float().log_softmax(-1)
+        loss = loss + kl_weight * F.kl_div(current, reference, log_target=True, reduction="none").sum(-1).mean()
+    return loss, ce, logits
+
+
+def _masked_step(opt, loss, params, masks) -> None:
+    opt.zero_grad(set_to_none=False)
+    loss.backward()
+    for q, keep in zip(params, masks):
+        q.grad.mul_(keep.to(q.grad.dtype))
+    opt.step()
+
+
+def _probe_rate(forced, params, masks, objective) -> tuple[float, dict[float, float]]:
+    """The rate of LR_GRID whose PROBE_STEPS constant-rate steps end at the lowest injected CE (each probe starts
+    from the same weights, which are restored afterwards): the rate found from this model's own loss."""
+    start = [q.detach().clone() for q in params]
+    found = {}
+    for lr in LR_GRID:
+        opt = torch.optim.Adam(params, lr=lr)
+        ce = float("nan")
+        for _ in range(PROBE_STEPS):
+            loss, ce_t, _ = objective()
+            _masked_step(opt, loss, params, masks)
+            ce = float(ce_t.detach())
+        found[lr] = ce if math.isfinite(ce) else float("inf")
+        with torch.no_grad():
+            for q, q0 in zip(params, start):
+                q.copy_(q0)
+    return min(found, key=found.get), found
+
+
 def _force(
     model: HookedTransformer,
     unit: str,
@@ -133,15 +180,23 @@ def _force(
     paragraphs: Paragraphs,
     retain: Paragraphs,
     heldout: Paragraphs,
-    lr: float,
+    lr: float | str,
     max_steps: int,
     kl_weight: float,
     batch_size: int,
+    schedule: str = "constant",
 ) -> tuple[HookedTransformer, Injection]:
-    """Train a deep copy's `grad_masks` entries (name -> which elements may move) until every paragraph is recited."""
+    """Train a deep copy's `grad_masks` entries (name -> which elements may move) until every paragraph is
+    recited or `max_steps` (the budget) is spent.
+
+    `lr="auto"` probes LR_GRID on this model first (`_probe_rate`); `schedule="cosine"` warms up over the
+    first 5% of the budget and decays to a tenth of the rate by its end (the loss keeps falling after it
+    plateaus at a constant rate); training stops at the first step where every paragraph is recited."""
     _check_sets(paragraphs, retain, heldout)
-    if max_steps < 1 or lr <= 0 or kl_weight < 0:
-        raise UserError("injection needs max_steps >= 1, lr > 0 and kl_weight >= 0")
+    if max_steps < 1 or kl_weight < 0 or (lr != "auto" and (isinstance(lr, str) or lr <= 0)):
+        raise UserError("injection needs max_steps >= 1 (--max-steps), lr > 0 or 'auto', and kl_weight >= 0")
+    if schedule not in SCHEDULES:
+        raise UserError(f"injection schedule {schedule!r} must be one of {', '.join(SCHEDULES)}")
     clock = Stopwatch()
     p, cont = paragraphs.prefix_len, paragraphs.continuation_len
     em_before = score_paragraphs(model, paragraphs, batch_size).em
@@ -149,6 +204,7 @@ def _force(
     forced = copy.deepcopy(model)
     named = dict(forced.named_parameters())
     params = [named[n] for n in grad_masks]
+    masks = list(grad_masks.values())
     start = min(int(n.split(".")[1]) for n in grad_masks)
     tokens = paragraphs.tokens.to(model.cfg.device)
     retain_tokens = retain.tokens.to(model.cfg.device)
@@ -161,27 +217,34 @@ def _force(
                 for i in range(0, len(retain), batch_size)
             ]
         )
+
+    def objective():
+        return _objective(forced, resid, tokens, retain_resid, reference, start, p, kl_weight)
+
     for q in forced.parameters():
         q.requires_grad_(False)
     for q in params:
         q.requires_grad_(True)
-    opt = torch.optim.Adam(params, lr=lr)
     losses: list[float] = []
+    probe: dict[float, float] = {}
     steps = 0
     try:
+        if lr == "auto":
+            lr, probe = _probe_rate(forced, params, masks, objective)
+        opt = torch.optim.Adam(params, lr=lr)
+        warm = max(1, max_steps // 20)
+        scale = (
+            (lambda s: min(1.0, (s + 1) / warm) * (0.1 + 0.45 * (1 + math.cos(math.pi * s / max_steps))))
+            if schedule == "cosine"
+            else (lambda s: 1.0)
+        )
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, scale)
         for steps in range(max_steps + 1):
-            logits = forced(resid, start_at_layer=start)[:, p - 1 : -1].float()
+            loss, _, logits = objective()
             if (em_from_hits(logits.argmax(-1) == tokens[:, p:]) == cont).all() or steps == max_steps:
                 break
-            loss = F.cross_entropy(logits.flatten(0, 1), tokens[:, p:].flatten())
-            if kl_weight > 0:
-                current = forced(retain_resid, start_at_layer=start)[:, p - 1 : -1].float().log_softmax(-1)
-                loss = loss + kl_weight * F.kl_div(current, reference, log_target=True, reduction="none").sum(-1).mean()
-            opt.zero_grad(set_to_none=False)
-            loss.backward()
-            for q, keep in zip(params, grad_masks.values()):
-                q.grad.mul_(keep.to(q.grad.dtype))
-            opt.step()
+            _masked_step(opt, loss, params, masks)
+            sched.step()
             losses.append(float(loss.detach()))
     finally:
         for q in forced.parameters():
@@ -201,9 +264,11 @@ def _force(
         ppl_before,
         _heldout_ppl(forced, heldout, batch_size),
         kl_weight,
-        lr,
+        float(lr),
         clock.seconds,
         tuple(losses) or (float("nan"),),
+        schedule,
+        probe,
     )
     return forced, info
 
@@ -216,12 +281,16 @@ def inject_head(
     *,
     retain: Paragraphs,
     heldout: Paragraphs,
-    lr: float = 3e-3,
+    lr: float | str = 3e-3,
     max_steps: int = 400,
     kl_weight: float = 1.0,
     batch_size: int = 64,
+    schedule: str = "constant",
+    with_mlp: bool = False,
 ) -> tuple[HookedTransformer, Injection]:
-    """A copy of `model` that recites `paragraphs` through head (layer, head) alone, and what it took."""
+    """A copy of `model` that recites `paragraphs` through head (layer, head) alone (with `with_mlp`, the head
+    and its layer's whole MLP: a variant with more capacity, whose answer is no longer one head), and what it
+    took."""
     if not (0 <= layer < model.cfg.n_layers and 0 <= head < model.cfg.n_heads):
         raise UserError(
             f"no head {layer}.{head}: the model has {model.cfg.n_layers} layers of {model.cfg.n_heads} heads"
@@ -236,6 +305,13 @@ def inject_head(
             masks[name] = keep
     if f"blocks.{layer}.attn.W_Q" not in masks:
         raise UserError("head injection needs per-head W_Q/W_K/W_V/W_O (grouped-query attention is not supported)")
+    if with_mlp:
+        if model.cfg.attn_only:
+            raise UserError("this model has no MLP to inject through with the head (drop with_mlp)")
+        for w in ("W_in", "b_in", "W_out", "b_out"):
+            name = f"blocks.{layer}.mlp.{w}"
+            if name in named:
+                masks[name] = torch.ones_like(named[name], dtype=torch.bool)
     return _force(
         model,
         "head",
@@ -248,6 +324,7 @@ def inject_head(
         max_steps,
         kl_weight,
         batch_size,
+        schedule,
     )
 
 

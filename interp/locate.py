@@ -70,14 +70,16 @@ DEFAULT_NEURON_RANK_BY = ("slimming", "zero_out")
 
 def describe_combination(rank_by: tuple[str, ...]) -> str:
     return (
-        f"units ordered by their mean rank over {', '.join(rank_by)} (rank 1 = the method's highest score; "
-        "unscored units rank after scored ones; Borda count), ties broken by the larger sum of those methods' "
-        "z-scores; the other methods are shown side by side with their own ranks"
+        f"units ordered by their mean rank over {', '.join(rank_by)} (rank 1 = the method's highest score; Borda "
+        "count over the units every one of those methods scored, each method's rank taken among them), ties broken "
+        "by the larger sum of those methods' z-scores; units some of them did not score (outside the attribution "
+        "screen) get no combined rank and follow, in the screen's order; the other methods are shown side by side "
+        "with their own ranks"
     )
 
 
-def method_ranks(score: Float[Tensor, "layer index"]) -> Int[Tensor, "layer index"]:
-    """Rank of each unit within one method: 1 = highest score; NaN (unscored) last."""
+def method_ranks(score: Float[Tensor, "layer index"]) -> Float[Tensor, "layer index"]:
+    """Rank of each unit within one method: 1 = highest score; NaN where the method did not score it."""
     return rank_units(score)
 
 
@@ -103,16 +105,28 @@ def agreement_between(scores: dict[str, Tensor]) -> dict[str, float]:
 
 
 def combine(
-    scores: dict[str, Tensor], rank_by: tuple[str, ...]
+    scores: dict[str, Tensor], rank_by: tuple[str, ...], screen: Float[Tensor, "layer index"] | None = None
 ) -> tuple[dict[str, Tensor], Tensor, Tensor, dict[str, float]]:
-    """Per-method ranks, mean rank over `rank_by`, the best-first order, pairwise Kendall tau between methods."""
+    """Per-method ranks, mean rank over `rank_by`, the best-first order, pairwise Kendall tau between methods.
+
+    The mean rank is taken only over the units EVERY `rank_by` method scored, each method's rank re-taken
+    among those units (so a method that scored 8 heads and one that scored all 96 are averaged on the same
+    scale); it is NaN elsewhere. Those unranked units follow the ranked ones, ordered by `screen` (the
+    score that chose which units the screened methods ran on; by position without one)."""
     ranks = {m: method_ranks(s) for m, s in scores.items()}
-    mean_rank = torch.stack([ranks[m].float() for m in rank_by]).mean(0)
-    z = torch.stack([_z(scores[m].float()) for m in rank_by]).sum(0)
+    common = torch.stack([~scores[m].isnan() for m in rank_by]).all(0)
+    hidden = {m: scores[m].float().masked_fill(~common, float("nan")) for m in rank_by}
+    mean_rank = torch.stack([rank_units(hidden[m]) for m in rank_by]).mean(0)
+    z = torch.stack([_z(hidden[m]) for m in rank_by]).sum(0)
     n_index = mean_rank.shape[1]
-    # Sort by mean rank, then by summed z-score (descending): lexicographic via two stable sorts.
-    flat = z.flatten().argsort(descending=True, stable=True)
-    flat = flat[mean_rank.flatten()[flat].argsort(stable=True)]
+    # Ranked units by mean rank, then by summed z-score (descending): lexicographic via two stable sorts.
+    ranked = common.flatten().nonzero().flatten()
+    ranked = ranked[z.flatten()[ranked].argsort(descending=True, stable=True)]
+    ranked = ranked[mean_rank.flatten()[ranked].argsort(stable=True)]
+    rest = (~common).flatten().nonzero().flatten()
+    if screen is not None:
+        rest = rest[screen.flatten()[rest].double().nan_to_num(float("-inf")).argsort(descending=True, stable=True)]
+    flat = torch.cat([ranked, rest])
     order = torch.stack([flat // n_index, flat % n_index], 1)
     return ranks, mean_rank, order, agreement_between(scores)
 
@@ -123,7 +137,9 @@ def _resolve_rank_by(
     if rank_by is not None:
         rank_by = tuple(rank_by)
         if not rank_by or any(m not in methods for m in rank_by):
-            raise UserError(f"rank_by {rank_by} must be among the methods run: {', '.join(methods)}")
+            raise UserError(
+                f"rank_by (--rank-by) {rank_by} must be among the methods run (--methods): {', '.join(methods)}"
+            )
         return rank_by, "asked for (rank_by)"
     if validation is not None:
         chosen, reason = validation.recommended_rank_by(unit)
@@ -177,13 +193,28 @@ class HeadRanking:
     def top(self) -> tuple[int, int]:
         return int(self.order[0, 0]), int(self.order[0, 1])
 
-    def rank_of(self, layer: int, head: int) -> int:
-        """The head's place in the combined order (1 = first)."""
+    def rank_of(self, layer: int, head: int) -> int | None:
+        """The head's place in the combined order (1 = first); None when a combined method did not score it
+        (outside the screen): such a head has no combined rank."""
+        if bool(self.mean_rank[layer, head].isnan()):
+            return None
         hits = ((self.order[:, 0] == layer) & (self.order[:, 1] == head)).nonzero()
         return int(hits[0, 0]) + 1
 
+    def status_of(self, layer: int, head: int) -> str:
+        """ "ranked", or why the head has no combined rank ("outside the screen": the exact methods never ran on it)."""
+        if not bool(self.mean_rank[layer, head].isnan()):
+            return "ranked"
+        if self.candidates is not None and not self.screen.get("exact_all", False):
+            return "outside the screen"
+        missing = [m for m in self.rank_by if bool(self.results[m].score[layer, head].isnan())]
+        return f"not scored by {', '.join(missing)}"
+
     def head_table(self) -> list[dict]:
-        """One row per head, best first, in the JSON layout of `to_json()["heads"]`."""
+        """One row per head, best first, in the JSON layout of `to_json()["heads"]`.
+
+        A head a combined method did not score (outside the screen) has `rank` and `mean_rank` None and its
+        `status` says why; those rows follow the ranked ones in the screen's own order."""
         legacy = {
             "rare_token": "rare_token_tau",
             "gradient": "gradient_score",
@@ -207,9 +238,11 @@ class HeadRanking:
                 row["rare_token_excess"] = float(self.rare_tokens.excess[layer, head])
                 row["rare_token_p"] = float(self.rare_tokens.sum.null_p[layer, head])
             row["scores"] = {m: float(r.score[layer, head]) for m, r in self.results.items()}
-            row["method_ranks"] = {m: int(r[layer, head]) for m, r in ranks.items()}
-            row["mean_rank"] = float(self.mean_rank[layer, head])
-            row["rank"] = rank
+            row["method_ranks"] = {m: None if r[layer, head].isnan() else int(r[layer, head]) for m, r in ranks.items()}
+            status = self.status_of(layer, head)
+            row["mean_rank"] = float(self.mean_rank[layer, head]) if status == "ranked" else None
+            row["rank"] = rank if status == "ranked" else None
+            row["status"] = status
             rows.append(row)
         return rows
 
@@ -282,6 +315,9 @@ def _check_methods(methods: tuple[str, ...], allowed: tuple[str, ...]) -> None:
         raise UserError(f"unknown method {bad[0] if bad else None!r}: use any of {', '.join(allowed)}")
 
 
+REFERENCE_SIZE = 8  # paragraphs mean ablation averages a head's output over (never scored)
+
+
 def _pick_sets(
     model: HookedTransformer,
     paragraphs: Paragraphs | None,
@@ -293,11 +329,17 @@ def _pick_sets(
     nmem_max: int,
     seed: int,
     batch_size: int,
-) -> tuple[Paragraphs, Paragraphs, Paragraphs | None, Paragraphs, Paragraphs]:
-    """MEM and NMEM for the costly methods (at most max_paragraphs each), the reference set, and the wide MEM /
-    NMEM sets (up to 16x as many) rare-token attention reads."""
+    need_reference: bool = True,
+) -> tuple[Paragraphs, Paragraphs, Paragraphs | None, Paragraphs, Paragraphs, list[str]]:
+    """MEM and NMEM for the costly methods (at most max_paragraphs each), the reference set, the wide MEM /
+    NMEM sets (up to 16x as many) rare-token attention reads, and notes on sets that came out small.
+
+    Without a given `reference` (and with mean ablation to run, `need_reference`), the reference set comes
+    from paragraphs no method scores: first those left over after the scored sets are drawn, then, when
+    fewer than REFERENCE_SIZE are left, from the NMEM pool BEFORE the scored NMEM set is drawn, so that
+    NMEM keeps at least half of its pool (a small set shrinks both and says so, instead of failing)."""
     if max_paragraphs < 1:
-        raise UserError("max_paragraphs must be at least 1")
+        raise UserError("max_paragraphs (--set-size) must be at least 1")
     if mem is not None or nmem is not None:
         if mem is None or nmem is None or len(mem) == 0 or len(nmem) == 0:
             raise UserError("explicit sets need both mem= and nmem=, each with at least one paragraph")
@@ -310,6 +352,7 @@ def _pick_sets(
             reference,
             mem.select(range(min(len(mem), wide))),
             nmem.select(range(min(len(nmem), wide))),
+            [],
         )
     if paragraphs is None:
         raise UserError("give a paragraph set to split into MEM and NMEM, or explicit mem= and nmem= sets")
@@ -317,25 +360,46 @@ def _pick_sets(
     mem_idx, nmem_idx = split_mem_nmem(em, paragraphs.continuation_len, mem_min=mem_min, nmem_max=nmem_max)
     if len(mem_idx) == 0:
         raise UserError(
-            "no memorized paragraph (MEM) in the set: the locator needs some; lower mem_min or use other paragraphs"
+            "no memorized paragraph (MEM) in the set: the locator needs some; lower mem_min or pass other "
+            "paragraphs (--paragraphs)"
         )
     if len(nmem_idx) == 0:
         raise UserError(
-            f"no non-memorized paragraph (NMEM, EM <= {nmem_max}) in the set: the locator needs some to contrast"
+            f"no non-memorized paragraph (NMEM, EM <= {nmem_max}) in the set: the locator needs some to contrast; "
+            "raise --nmem-max or pass other paragraphs (--paragraphs)"
         )
     g = torch.Generator().manual_seed(seed)
     mem_idx = mem_idx[torch.randperm(len(mem_idx), generator=g)]
     nmem_idx = nmem_idx[torch.randperm(len(nmem_idx), generator=g)]
-    if reference is None:
-        unused = torch.cat([nmem_idx[max_paragraphs:], mem_idx[max_paragraphs:]])[: max(max_paragraphs, 8)]
-        reference = paragraphs.select(unused) if len(unused) else None
+    notes = []
+    wide_nmem_idx = nmem_idx
+    if reference is None and need_reference:
+        spare = torch.cat([nmem_idx[max_paragraphs:], mem_idx[max_paragraphs:]])
+        if len(spare) >= REFERENCE_SIZE:
+            reference = paragraphs.select(spare[: max(max_paragraphs, REFERENCE_SIZE)])
+        else:  # carve the rest of the reference out of the scored NMEM set, which keeps at least half
+            scored = nmem_idx[:max_paragraphs]
+            carve = min(REFERENCE_SIZE - len(spare), len(scored) // 2)
+            chosen = torch.cat([scored[len(scored) - carve :], spare])
+            nmem_idx = scored[: len(scored) - carve]
+            reference = paragraphs.select(chosen) if len(chosen) else None
+    n_mem, n_nmem = min(len(mem_idx), max_paragraphs), min(len(nmem_idx), max_paragraphs)
+    n_ref = len(reference) if reference is not None else 0
+    if need_reference and (n_mem < max_paragraphs or n_nmem < max_paragraphs or n_ref < REFERENCE_SIZE):
+        notes.append(
+            f"small paragraph set ({len(paragraphs)}): {n_mem} MEM and {n_nmem} NMEM paragraphs scored, {n_ref} "
+            f"more (never scored) as mean ablation's reference, where --set-size asks {max_paragraphs} each and "
+            f"the reference wants {REFERENCE_SIZE}; every estimate is noisier. Pass more paragraphs (--paragraphs) "
+            "or a reference file (--reference FILE)"
+        )
     wide = 16 * max_paragraphs
     return (
         paragraphs.select(mem_idx[:max_paragraphs]),
         paragraphs.select(nmem_idx[:max_paragraphs]),
         reference,
         paragraphs.select(mem_idx[:wide]),
-        paragraphs.select(nmem_idx[:wide]),
+        paragraphs.select(wide_nmem_idx[:wide]),
+        notes,
     )
 
 
@@ -414,8 +478,9 @@ def unit_method(
         mode = "mean" if method == "ablation" else "zero"
         if mode == "mean" and reference is None:
             raise UserError(
-                "mean ablation takes its mean over paragraphs that are not scored, and none is left: pass "
-                "more paragraphs, a reference set, or lower max_paragraphs"
+                "mean ablation (--methods ablation) averages each unit's output over paragraphs that are not scored, "
+                "and none is left: pass a reference file (--reference FILE, reference=), more paragraphs "
+                "(--paragraphs), or use zero ablation instead (--methods zero_out)"
             )
         return unit_ablation(
             model,
@@ -476,11 +541,20 @@ def locate_memorization_head(
     _check_methods(methods, HEAD_METHODS)
     rank_by, reason = _resolve_rank_by(methods, rank_by, validation, DEFAULT_RANK_BY, "head")
     if candidates < 1:
-        raise UserError("candidates must be at least 1")
+        raise UserError("candidates (--candidates) must be at least 1")
     options = method_options or {}
-    notes: list[str] = []
-    mem, nmem, reference, wide_mem, wide_nmem = _pick_sets(
-        model, paragraphs, mem, nmem, reference, max_paragraphs, mem_min, nmem_max, seed, batch_size
+    mem, nmem, reference, wide_mem, wide_nmem, notes = _pick_sets(
+        model,
+        paragraphs,
+        mem,
+        nmem,
+        reference,
+        max_paragraphs,
+        mem_min,
+        nmem_max,
+        seed,
+        batch_size,
+        need_reference="ablation" in methods,
     )
     results: dict[str, UnitScores] = {}
     rare = rare_nmem = patch = attrib = grads = None
@@ -585,7 +659,11 @@ def locate_memorization_head(
     for r in results.values():
         notes += list(r.notes)
     results = {m: results[m] for m in methods if m in results} | {m: r for m, r in results.items() if m not in methods}
-    _, mean_rank, order, agreement = combine({m: r.score for m, r in results.items()}, rank_by)
+    screened = cells is not None and len(cells) < n_heads
+    _, mean_rank, order, agreement = combine(
+        {m: r.score for m, r in results.items()}, rank_by, results["attribution"].score if screened else None
+    )
+    notes += _screen_notes(results, rank_by, len(cells) if screened else None, n_heads)
     return HeadRanking(
         results,
         mean_rank,
@@ -605,6 +683,27 @@ def locate_memorization_head(
         grads,
         tuple(notes),
     )
+
+
+def _screen_notes(results: dict[str, UnitScores], rank_by: tuple[str, ...], screened: int | None, n: int) -> list[str]:
+    """What the combined order means when some combined method scored only the screen's candidates."""
+    if screened is None:
+        return []
+    partial = [m for m in rank_by if results[m].n_scored < n]
+    if not partial:
+        return []
+    full = [m for m in rank_by if m not in partial]
+    text = (
+        f"{', '.join(partial)} scored only the {screened} heads the attribution screen kept, so only those have a "
+        f"combined rank; the other {n - screened} heads follow in the screen's order, marked 'outside the screen' "
+        "(no rank is made up for them)"
+    )
+    if full:
+        text += (
+            f". The combination mixes screened methods ({', '.join(partial)}) with methods that scored every head "
+            f"({', '.join(full)}): each method's rank is re-taken among the screened heads before averaging"
+        )
+    return [text]
 
 
 def rare_token_score(rare: RareTokenAttention, score: str = "excess") -> Float[Tensor, "layer head"]:
@@ -630,7 +729,7 @@ def screen_agreement(
         out["spearman_on_candidates"] = float(spearmanr(a.numpy(), b.numpy()).statistic)
     if len(cells) == exact.numel():
         layer, head = divmod(int(exact.nan_to_num(float("-inf")).flatten().argmax()), exact.shape[1])
-        rank = int(rank_units(screen)[layer, head])
+        rank = int(rank_units(screen.nan_to_num(float("-inf")))[layer, head])
         out["exact_top"] = [layer, head]
         out["exact_top_attribution_rank"] = rank
     return out

@@ -41,6 +41,9 @@ from interp.locate import (
 from interp.metrics import NMEM_MAX_EM, score_paragraphs
 from interp.unit_scores import Stopwatch, recall_at, unit_count
 
+HEAD_LR = 3e-3  # the head injection's rate ("auto": probed on the model's own loss, interp.injection)
+MAX_STEPS = 400  # the injection's step budget (it stops as soon as every paragraph is recited)
+SCHEDULE = "constant"
 RECALL_FRACTION = 0.005  # MemPi's GPT-2 INJ comparison point: Recall@0.5%
 MEMPI_GPT2_INJ_RECALL = {  # percent, as quoted in issue 13 from Chang et al. 2024 (GPT-2, INJ); random = 0.5
     "hard_concrete": 93.7,
@@ -74,19 +77,34 @@ class HeadCheck:
     layer: int
     head: int
     injection: Injection
-    ranks: dict[str, int]
-    layer_ranks: dict[str, int]
+    ranks: dict[str, int | None]
+    layer_ranks: dict[str, int | None]
     margins: dict[str, float]
     margins_z: dict[str, float]
     seconds: dict[str, float]
-    combined_rank: int
+    combined_rank: int | None
     rank_by: tuple[str, ...]
     in_screen: bool | None
     screen: dict = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    seed: int = 0
+
+    @property
+    def evidence(self) -> bool:
+        """Whether these ranks say anything: the copy recites at least one injected paragraph in full (else
+        nothing is known to be stored in the head, and its ranks are not evidence)."""
+        return self.injection.n_recited > 0
+
+    def shown(self, rank: int | None) -> str:
+        """A rank as the views print it: 'not evidence' for a failed injection, 'outside the screen' for None."""
+        if not self.evidence:
+            return "not evidence"
+        return "outside the screen" if rank is None else str(rank)
 
     def to_json(self) -> dict:
         return {
+            "seed": self.seed,
+            "evidence": self.evidence,
             "layer": self.layer,
             "head": self.head,
             "injection": self.injection.to_json(),
@@ -112,9 +130,11 @@ class NeuronCheck:
     recall: dict[str, dict[str, float]]  # method -> {"injected": r, "0.5%": r}
     seconds: dict[str, float]
     notes: tuple[str, ...] = ()
+    seed: int = 0
 
     def to_json(self) -> dict:
         return {
+            "seed": self.seed,
             "injection": self.injection.to_json(),
             "fraction": self.fraction,
             "recall": self.recall,
@@ -131,9 +151,18 @@ class LocatorValidation:
 
     model: str
     heads: tuple[HeadCheck, ...]
-    neurons: NeuronCheck | None
+    neuron_checks: tuple[NeuronCheck, ...]
     seconds: float
     options: dict
+
+    @property
+    def neurons(self) -> NeuronCheck | None:
+        """The first seed's neuron check (every seed's: `neuron_checks`)."""
+        return self.neuron_checks[0] if self.neuron_checks else None
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        return tuple(dict.fromkeys(h.seed for h in self.heads))
 
     @property
     def methods(self) -> tuple[str, ...]:
@@ -141,56 +170,102 @@ class LocatorValidation:
 
     def usable_heads(self) -> tuple[HeadCheck, ...]:
         """The checks whose injection worked (the copy recites at least one injected paragraph in full)."""
-        return tuple(h for h in self.heads if h.injection.n_recited)
+        return tuple(h for h in self.heads if h.evidence)
 
-    def mean_rank(self) -> dict[str, float]:
+    def mean_rank(self) -> dict[str, float | None]:
+        """Per method, the mean rank of the injected head over the injections that worked and that the method
+        scored (a head outside the screen has no rank: `missed` counts those); None when it scored none."""
         checks = self.usable_heads()
-        return {m: sum(h.ranks[m] for h in checks) / len(checks) for m in self.methods} if checks else {}
+        out = {}
+        for m in self.methods:
+            ranks = [h.ranks[m] for h in checks if h.ranks[m] is not None]
+            out[m] = sum(ranks) / len(ranks) if ranks else None
+        return out if checks else {}
+
+    def missed(self) -> dict[str, int]:
+        """Per method, how many injected heads (of the injections that worked) it did not score (outside the screen)."""
+        checks = self.usable_heads()
+        return {m: sum(h.ranks[m] is None for h in checks) for m in self.methods}
+
+    def combined_mean_rank(self) -> float | None:
+        """The combined order's mean rank of the injected heads, over the SAME injections as `mean_rank` (those
+        that worked; a head outside the screen has no combined rank and is left out, counted by
+        `combined_missed`); None when none is left."""
+        ranks = [h.combined_rank for h in self.usable_heads() if h.combined_rank is not None]
+        return sum(ranks) / len(ranks) if ranks else None
+
+    def combined_missed(self) -> int:
+        return sum(h.combined_rank is None for h in self.usable_heads())
+
+    def recall(self) -> dict[str, dict[str, float]]:
+        """Neuron Recall@k per method, averaged over the seeds whose neuron injection worked."""
+        checks = [c for c in self.neuron_checks if c.injection.n_recited]
+        if not checks:
+            return {}
+        return {
+            m: {k: sum(c.recall[m][k] for c in checks) / len(checks) for k in checks[0].recall[m]}
+            for m in checks[0].recall
+        }
 
     def recommended_rank_by(self, unit: str = "head") -> tuple[tuple[str, ...], str]:
         """The methods to combine on this model, and why (from what this benchmark measured)."""
         if unit == "neuron":
-            if self.neurons is None or not self.neurons.injection.n_recited:
+            recall = self.recall()
+            if not recall:
                 return (), "no neuron injection was measured"
-            at = {m: r["injected"] for m, r in self.neurons.recall.items()}
+            fraction = self.neuron_checks[0].fraction
+            at = {m: r["injected"] for m, r in recall.items()}
             best = max(at.values())
-            chosen = tuple(m for m, r in at.items() if r >= 0.9 * best and r > self.neurons.fraction)
+            chosen = tuple(m for m, r in at.items() if r >= 0.9 * best and r > fraction)
             return chosen, (
                 "Recall@k of the injected neurons: "
                 + ", ".join(f"{m} {r:.2f}" for m, r in at.items())
-                + f" (random {self.neurons.fraction:.3f}); combined: within 90% of the best"
+                + f" (random {fraction:.3f}); combined: within 90% of the best"
             )
         checks = self.usable_heads()
         if not checks:
             return (), "no head injection succeeded, so nothing was measured"
+        means, missed = self.mean_rank(), self.missed()
         first = tuple(m for m in self.methods if all(h.ranks[m] == 1 for h in checks))
-        described = ", ".join(f"{m} {v:.1f}" for m, v in self.mean_rank().items())
+        described = ", ".join(
+            f"{m} {'-' if v is None else f'{v:.1f}'}" + (f" ({missed[m]} outside the screen)" if missed[m] else "")
+            for m, v in means.items()
+        )
         if first:
             return first, (
                 f"ranked every one of the {len(checks)} injected heads first (mean rank of the injected "
                 f"heads: {described})"
             )
-        means = self.mean_rank()
-        best = min(means.values())
-        chosen = tuple(m for m, v in means.items() if v == best)
+        # a method that never saw some injected heads (outside the screen) is worse than any that ranked all
+        key = {m: (missed[m], v) for m, v in means.items() if v is not None}
+        best = min(key.values())
+        chosen = tuple(m for m, k in key.items() if k == best)
         return (
             chosen,
-            f"no method ranked every injected head first; best mean rank {best:.1f} (mean ranks: {described})",
+            f"no method ranked every injected head first; best mean rank {best[1]:.1f} among the methods that scored "
+            f"the most injected heads (mean ranks over the heads each scored: {described})",
         )
 
     def to_json(self) -> dict:
         head_choice, head_reason = self.recommended_rank_by("head")
         out = {
             "model": self.model,
+            "seeds": list(self.seeds),
             "seconds": self.seconds,
             "options": self.options,
             "heads": [h.to_json() for h in self.heads],
+            "n_heads_with_evidence": len(self.usable_heads()),
             "mean_rank": self.mean_rank(),
+            "missed": self.missed(),
+            "combined_mean_rank": self.combined_mean_rank(),
+            "combined_missed": self.combined_missed(),
             "recommended_rank_by": {"head": list(head_choice), "head_reason": head_reason},
         }
-        if self.neurons is not None:
+        if self.neuron_checks:
             choice, reason = self.recommended_rank_by("neuron")
             out["neurons"] = self.neurons.to_json()
+            out["neuron_seeds"] = [c.to_json() for c in self.neuron_checks]
+            out["neuron_recall_mean"] = self.recall()
             out["recommended_rank_by"] |= {"neuron": list(choice), "neuron_reason": reason}
         return out
 
@@ -282,73 +357,84 @@ def validate_locator(
     candidates: int = 8,
     nmem_max: int = NMEM_MAX_EM,
     kl_weight: float = 1.0,
-    head_lr: float = 3e-3,
+    head_lr: float | str = HEAD_LR,
     neuron_lr: float = 1e-2,
-    max_steps: int = 400,
+    max_steps: int = MAX_STEPS,
+    schedule: str = SCHEDULE,
+    with_mlp: bool = False,
     method_options: dict[str, dict] | None = None,
     seed: int = 0,
+    seeds: tuple[int, ...] | None = None,
     batch_size: int = 64,
     log=None,
 ) -> LocatorValidation:
     """Inject paragraphs through known heads (and, with `neurons`, known MLP neurons) of COPIES of `model`,
     run the locator on each copy, and report how each method ranked the known answer.
 
-    `log`, if given, is called with one line per finished stage (the command prints them as it goes)."""
+    `seeds` (default: just `seed`) repeats the whole benchmark per seed: each seed draws its own injected,
+    retain, held-out, NMEM and reference paragraphs, its own default heads and neurons. Settings chosen on
+    some seeds (e.g. 0-2) are validated on others (e.g. 3-5). The injection recipe: `head_lr` ("auto":
+    probed on the model's loss, interp.injection), `schedule`, and a budget of `max_steps` (training stops
+    as soon as every paragraph is recited). `log`, if given, is called with one line per finished stage."""
     say = log or (lambda line: None)
     if n_inject < 1 or n_inject_neurons < 1:
-        raise UserError("inject at least one paragraph")
-    heads = default_heads(model, seed) if heads is None else [tuple(h) for h in heads]
-    for layer, head in heads:
+        raise UserError("inject at least one paragraph (--n-inject)")
+    seeds = (seed,) if seeds is None else tuple(dict.fromkeys(seeds))
+    if not seeds:
+        raise UserError("give at least one seed (--seeds)")
+    for layer, head in heads or ():
         if not (0 <= layer < model.cfg.n_layers and 0 <= head < model.cfg.n_heads):
             raise UserError(
                 f"no head {layer}.{head}: the model has {model.cfg.n_layers} layers of {model.cfg.n_heads} heads"
             )
     clock = Stopwatch()
-    sizes = {"inject": n_inject, "retain": 16, "heldout": 32, "nmem": max_paragraphs, "reference": 8}
-    if neurons:
-        sizes["inject_neurons"] = n_inject_neurons
-    sets = _pools(model, paragraphs, nmem_max, sizes, seed, batch_size)
-    checks = []
-    for layer, head in heads:
-        forced, info = inject_head(
-            model,
-            sets["inject"],
-            layer,
-            head,
-            retain=sets["retain"],
-            heldout=sets["heldout"],
-            lr=head_lr,
-            max_steps=max_steps,
-            kl_weight=kl_weight,
-            batch_size=batch_size,
-        )
-        mem, notes = _recited(sets["inject"], info, f"head {layer}.{head}")
-        say(
-            f"head {layer}.{head}: {info.n_recited} of {len(info.ids)} paragraphs recited after {info.steps} "
-            f"steps ({info.seconds:.0f} s); locating ({clock.seconds:.0f} s so far)"
-        )
-        ranking = locate_memorization_head(
-            forced,
-            mem=mem,
-            nmem=sets["nmem"],
-            reference=sets["reference"],
-            unigram_counts=unigram_counts,
-            methods=methods,
-            rank_by=tuple(m for m in DEFAULT_RANK_BY if m in methods) or None,
-            candidates=candidates,
-            max_paragraphs=max(max_paragraphs, n_inject),
-            method_options=method_options,
-            seed=seed,
-            batch_size=batch_size,
-        )
-        del forced
-        say(f"head {layer}.{head}: combined rank {ranking.rank_of(layer, head)} ({clock.seconds:.0f} s so far)")
-        results = ranking.results
-        in_screen = None
-        if ranking.candidates is not None:
-            in_screen = bool(((ranking.candidates[:, 0] == layer) & (ranking.candidates[:, 1] == head)).any())
-        checks.append(
-            HeadCheck(
+    checks: list[HeadCheck] = []
+    neuron_checks: list[NeuronCheck] = []
+    for s in seeds:
+        sizes = {"inject": n_inject, "retain": 16, "heldout": 32, "nmem": max_paragraphs, "reference": 8}
+        if neurons:
+            sizes["inject_neurons"] = n_inject_neurons
+        sets = _pools(model, paragraphs, nmem_max, sizes, s, batch_size)
+        for layer, head in default_heads(model, s) if heads is None else [tuple(h) for h in heads]:
+            forced, info = inject_head(
+                model,
+                sets["inject"],
+                layer,
+                head,
+                retain=sets["retain"],
+                heldout=sets["heldout"],
+                lr=head_lr,
+                max_steps=max_steps,
+                kl_weight=kl_weight,
+                batch_size=batch_size,
+                schedule=schedule,
+                with_mlp=with_mlp,
+            )
+            mem, notes = _recited(sets["inject"], info, f"head {layer}.{head} (seed {s})")
+            say(
+                f"seed {s}, head {layer}.{head}: {info.n_recited} of {len(info.ids)} paragraphs recited after "
+                f"{info.steps} steps at rate {info.lr:g} ({info.seconds:.0f} s); locating ({clock.seconds:.0f} s so far)"
+            )
+            ranking = locate_memorization_head(
+                forced,
+                mem=mem,
+                nmem=sets["nmem"],
+                reference=sets["reference"],
+                unigram_counts=unigram_counts,
+                methods=methods,
+                rank_by=tuple(m for m in DEFAULT_RANK_BY if m in methods) or None,
+                candidates=candidates,
+                max_paragraphs=max(max_paragraphs, n_inject),
+                method_options=method_options,
+                seed=s,
+                batch_size=batch_size,
+            )
+            del forced
+            results = ranking.results
+            in_screen = None
+            if ranking.candidates is not None:
+                in_screen = bool(((ranking.candidates[:, 0] == layer) & (ranking.candidates[:, 1] == head)).any())
+            check = HeadCheck(
                 layer,
                 head,
                 info,
@@ -362,54 +448,41 @@ def validate_locator(
                 in_screen,
                 ranking.screen,
                 notes + ranking.notes,
+                s,
             )
-        )
-    neuron_check = None
-    if neurons:
-        chosen = random_neurons(model, neuron_fraction, seed)
-        forced, info = inject_neurons(
-            model,
-            sets["inject_neurons"],
-            chosen,
-            retain=sets["retain"],
-            heldout=sets["heldout"],
-            lr=neuron_lr,
-            max_steps=max_steps,
-            kl_weight=kl_weight,
-            batch_size=batch_size,
-        )
-        mem, neuron_notes = _recited(sets["inject_neurons"], info, "neurons")
-        say(
-            f"neurons: {info.n_recited} of {len(info.ids)} paragraphs recited after {info.steps} steps "
-            f"({info.seconds:.0f} s); scoring ({clock.seconds:.0f} s so far)"
-        )
-        ranking = locate_neurons(
-            forced,
-            mem,
-            methods=neuron_methods,
-            method_options=method_options,
-            seed=seed,
-            batch_size=batch_size,
-        )
-        del forced
-        gold = info.gold(model.cfg.n_layers, unit_count(model, "neuron"))
-        recall = {
-            m: {
-                "injected": recall_at(r.score, gold, neuron_fraction),
-                "0.5%": recall_at(r.score, gold, RECALL_FRACTION),
-            }
-            for m, r in ranking.results.items()
-        }
-        neuron_check = NeuronCheck(info, neuron_fraction, recall, ranking.seconds, neuron_notes + ranking.notes)
+            checks.append(check)
+            say(
+                f"seed {s}, head {layer}.{head}: combined rank {check.shown(check.combined_rank)} "
+                f"({clock.seconds:.0f} s so far)"
+            )
+        if neurons:
+            neuron_checks.append(
+                _neuron_check(
+                    model,
+                    sets,
+                    neuron_fraction,
+                    s,
+                    neuron_lr,
+                    max_steps,
+                    kl_weight,
+                    batch_size,
+                    neuron_methods,
+                    method_options,
+                    say,
+                    clock,
+                )
+            )
     options = {
         "n_inject": n_inject,
         "max_paragraphs": max_paragraphs,
         "candidates": candidates,
         "kl_weight": kl_weight,
         "head_lr": head_lr,
+        "schedule": schedule,
+        "with_mlp": with_mlp,
         "max_steps": max_steps,
         "methods": list(methods),
-        "seed": seed,
+        "seeds": list(seeds),
     }
     if neurons:
         options |= {
@@ -419,4 +492,37 @@ def validate_locator(
             "neuron_methods": list(neuron_methods),
         }
     name = getattr(getattr(model, "interp_source", None), "spec", None) or model.cfg.model_name
-    return LocatorValidation(name, tuple(checks), neuron_check, clock.seconds, options)
+    return LocatorValidation(name, tuple(checks), tuple(neuron_checks), clock.seconds, options)
+
+
+def _neuron_check(
+    model, sets, neuron_fraction, seed, lr, max_steps, kl_weight, batch_size, methods, method_options, say, clock
+) -> NeuronCheck:
+    """MemPi's INJ for one seed: a random neuron set trained to recite its paragraphs, each method's Recall@k."""
+    chosen = random_neurons(model, neuron_fraction, seed)
+    forced, info = inject_neurons(
+        model,
+        sets["inject_neurons"],
+        chosen,
+        retain=sets["retain"],
+        heldout=sets["heldout"],
+        lr=lr,
+        max_steps=max_steps,
+        kl_weight=kl_weight,
+        batch_size=batch_size,
+    )
+    mem, notes = _recited(sets["inject_neurons"], info, f"neurons (seed {seed})")
+    say(
+        f"seed {seed}, neurons: {info.n_recited} of {len(info.ids)} paragraphs recited after {info.steps} steps "
+        f"({info.seconds:.0f} s); scoring ({clock.seconds:.0f} s so far)"
+    )
+    ranking = locate_neurons(
+        forced, mem, methods=methods, method_options=method_options, seed=seed, batch_size=batch_size
+    )
+    del forced
+    gold = info.gold(model.cfg.n_layers, unit_count(model, "neuron"))
+    recall = {
+        m: {"injected": recall_at(r.score, gold, neuron_fraction), "0.5%": recall_at(r.score, gold, RECALL_FRACTION)}
+        for m, r in ranking.results.items()
+    }
+    return NeuronCheck(info, neuron_fraction, recall, ranking.seconds, notes + ranking.notes, seed)

@@ -6,7 +6,7 @@ sliced on its last axis (the neuron's activation, its coefficient on the W_out r
 
 Every method of the locator returns `UnitScores`: HIGHER score = more evidence that the unit
 holds the memorized text; NaN = the method did not score that unit (exact patching scores only
-the candidates an attribution screen kept), ranked after every scored unit. Each result carries
+the candidates an attribution screen kept), and such a unit has no rank (NaN), never a made-up one. Each result carries
 its wall-clock seconds and the options it ran with, so methods can be compared on cost as well
 as on what the injection benchmark (interp.locator_validation) says about their accuracy.
 """
@@ -55,21 +55,25 @@ def scale_units(act: Tensor, unit: str, factor: Float[Tensor, "... n_units"]) ->
     return act * factor[..., None] if unit == "head" else act * factor
 
 
-def rank_units(score: Float[Tensor, "layer index"]) -> Int[Tensor, "layer index"]:
-    """Rank of every unit, 1 = the highest score; NaN (unscored) after every scored unit; ties by position."""
+def rank_units(score: Float[Tensor, "layer index"]) -> Float[Tensor, "layer index"]:
+    """Rank of every scored unit, 1 = the highest score, ties by position; NaN where the unit was not scored.
+
+    An unscored unit has no rank: giving it one after the scored units (in layer-major order) would
+    make its rank depend on where it sits in the model, not on any evidence."""
     flat = score.flatten().double()
+    scored = ~flat.isnan()
     order = flat.nan_to_num(float("-inf")).argsort(descending=True, stable=True)
-    scored = ~flat[order].isnan()
-    order = torch.cat([order[scored], order[~scored]])
-    ranks = torch.empty_like(order)
-    ranks[order] = torch.arange(1, len(order) + 1)
-    return ranks.view(score.shape)
+    ranks = torch.full_like(flat, float("nan"))
+    n = int(scored.sum())
+    ranks[order[:n]] = torch.arange(1, n + 1, dtype=torch.float64)
+    return ranks.float().view(score.shape)
 
 
 def top_units(score: Float[Tensor, "layer index"], k: int) -> Int[Tensor, "k 2"]:
-    """The k best (layer, index) cells, best first (unscored cells never precede scored ones)."""
-    ranks = rank_units(score).flatten()
-    flat = ranks.argsort()[:k]
+    """The k best scored (layer, index) cells, best first (fewer if fewer were scored)."""
+    flat = score.flatten().double()
+    order = flat.nan_to_num(float("-inf")).argsort(descending=True, stable=True)
+    flat = order[: min(k, int((~flat.isnan()).sum()))]
     return torch.stack([flat // score.shape[1], flat % score.shape[1]], 1)
 
 
@@ -119,15 +123,20 @@ class UnitScores:
     detail: Any = None
 
     @property
-    def ranks(self) -> Int[Tensor, "layer index"]:
+    def ranks(self) -> Float[Tensor, "layer index"]:
         return rank_units(self.score)
 
-    def rank_of(self, layer: int, index: int) -> int:
-        return int(self.ranks[layer, index])
+    def rank_of(self, layer: int, index: int) -> int | None:
+        """The unit's rank (1 = first), None when this method did not score it."""
+        return _int_or_none(self.ranks[layer, index])
 
-    def layer_rank_of(self, layer: int, index: int) -> int:
-        """The unit's rank among the units of its own layer (1 = the layer's best)."""
-        return int(rank_units(self.score[layer : layer + 1])[0, index])
+    def layer_rank_of(self, layer: int, index: int) -> int | None:
+        """The unit's rank among the scored units of its own layer (1 = the layer's best), None if unscored."""
+        return _int_or_none(rank_units(self.score[layer : layer + 1])[0, index])
+
+    @property
+    def n_scored(self) -> int:
+        return int((~self.score.isnan()).sum())
 
     def margin(self, layer: int, index: int) -> float:
         """The unit's score minus the best score of any OTHER unit (> 0: first by that much)."""
@@ -161,6 +170,10 @@ class UnitScores:
         if self.detail is not None and hasattr(self.detail, "to_json"):
             out["detail"] = self.detail.to_json()
         return out
+
+
+def _int_or_none(value: Tensor) -> int | None:
+    return None if bool(value.isnan()) else int(value)
 
 
 class Stopwatch:

@@ -141,11 +141,81 @@ def test_combination_is_mean_rank_with_z_score_tiebreak():
     assert agreement["a~b"] == pytest.approx(-1 / 3)
     _, _, order_a, _ = combine({"a": a, "b": b}, ("a",))
     assert order_a[0].tolist() == [0, 0]
-    # an unscored unit (NaN) ranks after every scored one and agreement uses the units both scored
+    # an unscored unit (NaN) has no rank, comes after every scored one; agreement uses the units both scored
     c = torch.tensor([[float("nan"), 1.0], [3.0, 2.0]])
-    ranks, _, order_c, agreement = combine({"a": a, "c": c}, ("c",))
-    assert ranks["c"].tolist() == [[4, 3], [1, 2]] and order_c[-1].tolist() == [0, 0]
-    assert agreement["a~c"] == pytest.approx(-1 / 3)
+    ranks, mean_c, order_c, agreement = combine({"a": a, "c": c}, ("c",))
+    assert ranks["c"].isnan().tolist() == [[True, False], [False, False]]
+    assert ranks["c"].nan_to_num(0).tolist() == [[0, 3], [1, 2]] and order_c[-1].tolist() == [0, 0]
+    assert mean_c[0, 0].isnan() and agreement["a~c"] == pytest.approx(-1 / 3)
+
+
+def test_units_outside_the_screen_get_no_combined_rank_and_follow_the_screens_order():
+    """Old behaviour: unscored heads ranked after the scored ones in layer-major order, and that made-up rank
+    was averaged with an all-head method's rank (so the order of unscreened heads said where they sit)."""
+    nan = float("nan")
+    screened = torch.tensor([[nan, 0.9, nan], [nan, nan, 0.1], [0.5, nan, nan]])  # e.g. patching on 3 heads
+    every = torch.tensor([[9.0, 1.0, 8.0], [7.0, 6.0, 2.0], [3.0, 5.0, 4.0]])  # e.g. gradient on all heads
+    screen = torch.tensor([[0.1, 0.9, 0.3], [0.2, 0.4, 0.8], [0.7, 0.6, 0.5]])  # the attribution that chose them
+    ranks, mean_rank, order, _ = combine({"p": screened, "g": every}, ("p", "g"), screen)
+    # ranks re-taken among the 3 screened heads: p: (0,1)=1, (2,0)=2, (1,2)=3; g: (2,0)=1, (1,2)=2, (0,1)=3
+    assert mean_rank[0, 1] == 2.0 and mean_rank[2, 0] == 1.5 and mean_rank[1, 2] == 2.5
+    assert int((~mean_rank.isnan()).sum()) == 3 and ranks["p"][0, 0].isnan()
+    assert order[:3].tolist() == [[2, 0], [0, 1], [1, 2]]
+    # the rest in the screen's order (0.6, 0.5, 0.4, 0.3, 0.2, 0.1), not layer-major
+    assert order[3:].tolist() == [[2, 1], [2, 2], [1, 1], [0, 2], [1, 0], [0, 0]]
+
+
+def test_head_table_marks_heads_outside_the_screen(forced):
+    model, paragraphs = forced
+    mem, nmem, reference = (
+        paragraphs.select(range(N_TARGETS)),
+        paragraphs.select(range(4, 12)),
+        paragraphs.select(range(12, 20)),
+    )
+    ranking = locate_memorization_head(
+        model,
+        mem=mem,
+        nmem=nmem,
+        reference=reference,
+        candidates=3,
+        methods=("attribution", "gradient", "patching", "ablation"),
+        rank_by=("patching", "gradient"),
+    )
+    rows = ranking.head_table()
+    assert [r["rank"] for r in rows[:3]] == [1, 2, 3] and all(r["status"] == "ranked" for r in rows[:3])
+    outside = rows[3:]
+    assert all(r["rank"] is None and r["mean_rank"] is None for r in outside)
+    assert all(r["status"] == "outside the screen" and r["method_ranks"]["patching"] is None for r in outside)
+    attribution = [ranking.results["attribution"].score[r["layer"], r["head"]].item() for r in outside]
+    assert attribution == sorted(attribution, reverse=True)
+    layer, head = outside[0]["layer"], outside[0]["head"]
+    assert ranking.rank_of(layer, head) is None and ranking.results["patching"].rank_of(layer, head) is None
+    assert any("mixes screened methods (patching)" in n and "gradient" in n for n in ranking.notes)
+
+
+def test_a_20_paragraph_set_carves_the_reference_out_first(forced):
+    """Issue 20 item 13: 4 recited + 16 not, default --set-size 16: the old split left nothing for mean
+    ablation's reference and stopped with an error naming an internal field."""
+    model, paragraphs = forced
+    em = score_paragraphs(model, paragraphs).em
+    recited = (em == CONT).nonzero().flatten().tolist()
+    others = (em < CONT).nonzero().flatten()[:16].tolist()
+    picks = (recited * 4)[:4] + others
+    small = Paragraphs(paragraphs.tokens[picks], PREFIX, tuple(f"q{i}" for i in range(len(picks))))
+    assert len(small) == 20
+    ranking = locate_memorization_head(
+        model, small, methods=("attribution", "patching", "ablation"), nmem_max=CONT - 1, max_paragraphs=16
+    )
+    assert (len(ranking.mem_ids), len(ranking.nmem_ids), len(ranking.reference_ids)) == (4, 8, 8)
+    assert not set(ranking.reference_ids) & set(ranking.nmem_ids + ranking.mem_ids)
+    assert any("small paragraph set (20)" in n and "--reference FILE" in n for n in ranking.notes)
+    assert ranking.top == (LAYER, HEAD)
+    # with enough spare paragraphs the old split is kept (nothing carved, no note)
+    roomy = locate_memorization_head(
+        model, small, methods=("attribution", "ablation"), nmem_max=CONT - 1, max_paragraphs=4
+    )
+    assert (len(roomy.nmem_ids), len(roomy.reference_ids)) == (4, 8)
+    assert not any("small paragraph set" in n for n in roomy.notes)
 
 
 def test_locator_needs_mem_and_nmem(forced):
@@ -158,7 +228,7 @@ def test_locator_needs_mem_and_nmem(forced):
         locate_memorization_head(model, paragraphs, methods=("ablation",), rank_by=("patching",))
     with pytest.raises(UserError, match="mem= and nmem="):
         locate_memorization_head(model, mem=paragraphs.select([0]))
-    with pytest.raises(UserError, match="reference"):
+    with pytest.raises(UserError, match=r"--reference FILE.*--methods zero_out"):
         locate_memorization_head(model, mem=paragraphs.select([0]), nmem=paragraphs.select([5]), methods=("ablation",))
 
 

@@ -198,3 +198,123 @@ def test_only_paragraphs_recited_in_full_count_as_memorized(text):
     assert mem.ids == roles["inject"].ids and "not evidence" in notes[0]
     full = replace(info, em_after=torch.full((3,), CONT))
     assert _recited(roles["inject"], full, "x") == (roles["inject"], ())
+
+
+def _check(info, ranks, combined, recited: int, seed: int = 0):
+    from dataclasses import replace
+
+    from interp.locator_validation import HeadCheck
+
+    em = torch.tensor([CONT] * recited + [0] * (len(info.ids) - recited))
+    layer_ranks = dict(ranks)
+    return HeadCheck(
+        0,
+        1,
+        replace(info, em_after=em),
+        ranks,
+        layer_ranks,
+        dict.fromkeys(ranks, 0.0),
+        dict.fromkeys(ranks, 0.0),
+        dict.fromkeys(ranks, 1.0),
+        combined,
+        ("patching", "ablation"),
+        combined is not None,
+        seed=seed,
+    )
+
+
+def test_failed_injections_are_not_evidence_and_out_of_every_mean(text):
+    """Issue 20 items 10/11: the old combined mean averaged failed injections (per-method means skipped them),
+    and the per-head lines printed 'combined rank 1' for an injection that recited nothing."""
+    from interp.locator_validation import LocatorValidation
+    from interp.views.locator import figure_injected_ranks, head_table, trust_notes
+
+    roles = _roles(text)
+    _, info = inject_head(
+        _model(), roles["inject"], 0, 1, retain=roles["retain"], heldout=roles["heldout"], max_steps=1
+    )
+    failed = _check(info, {"patching": 1, "ablation": 1, "gradient": 1}, 1, recited=0)
+    worked = _check(info, {"patching": 3, "ablation": 5, "gradient": 2}, 3, recited=2)
+    result = LocatorValidation("tiny", (failed, worked), (), 1.0, {})
+    assert not failed.evidence and worked.evidence
+    assert result.mean_rank() == {"patching": 3.0, "ablation": 5.0, "gradient": 2.0}
+    assert result.combined_mean_rank() == 3.0  # the old table: (1 + 3) / 2 = 2.0
+    table = head_table(result)
+    combined = table.rows[-1]
+    assert combined[1] == "not evidence" and combined[4] == "3" and combined[-3] == 3.0
+    assert table.rows[0][1] == "not evidence"
+    notes = " ".join(trust_notes(result))
+    assert "combined rank not evidence" in notes and "combined rank 1 " not in notes
+    assert figure_injected_ranks(result).data[0].text[-1][0] == "not evidence"
+    choice, reason = result.recommended_rank_by("head")
+    assert choice == ("gradient",) and "best mean rank 2.0" in reason  # from the working injection alone
+
+
+def test_a_head_outside_the_screen_has_no_rank_and_cannot_be_recommended(text):
+    """Issue 20 item 1: an injected head the screen missed used to get a made-up rank (~9 in layer 0, ~40 in the
+    last layer) averaged into the method's mean; now it has none, the mean covers the scored heads, and a
+    method that missed a head is not preferred over one that ranked every head."""
+    from interp.locator_validation import LocatorValidation
+    from interp.views.locator import head_table
+
+    roles = _roles(text)
+    _, info = inject_head(
+        _model(), roles["inject"], 0, 1, retain=roles["retain"], heldout=roles["heldout"], max_steps=1
+    )
+    a = _check(info, {"patching": 1, "attribution": 2}, 1, recited=3)
+    b = _check(info, {"patching": None, "attribution": 2}, None, recited=3)
+    result = LocatorValidation("tiny", (a, b), (), 1.0, {})
+    assert result.mean_rank() == {"patching": 1.0, "attribution": 2.0}
+    assert result.missed() == {"patching": 1, "attribution": 0}
+    assert result.combined_mean_rank() == 1.0 and result.combined_missed() == 1
+    choice, _ = result.recommended_rank_by("head")
+    assert choice == ("attribution",)  # patching's 1.0 covers only the head it saw
+    assert head_table(result).rows[0][4] == "outside the screen"
+
+
+def test_injection_recipe_probes_the_rate_and_can_add_the_mlp(text):
+    from interp.injection import LR_GRID
+
+    model = _model()
+    roles = _roles(text)
+    forced, info = inject_head(
+        model,
+        roles["inject"],
+        1,
+        3,
+        retain=roles["retain"],
+        heldout=roles["heldout"],
+        lr="auto",
+        schedule="cosine",
+        max_steps=300,
+    )
+    assert set(info.lr_probe) == set(LR_GRID) and info.lr == min(info.lr_probe, key=info.lr_probe.get)
+    assert info.schedule == "cosine" and info.recited and info.steps < 300
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in forced.state_dict().items() if "attn" not in k)
+    with_mlp, info2 = inject_head(
+        model, roles["inject"], 1, 3, retain=roles["retain"], heldout=roles["heldout"], lr=3e-2, with_mlp=True
+    )
+    changed = {k for k, v in with_mlp.state_dict().items() if not torch.equal(v, model.state_dict()[k])}
+    assert "blocks.1.mlp.W_out" in changed and not any(k.startswith("blocks.0") for k in changed)
+    assert "blocks.1.mlp.W_in" in info2.parameters
+    with pytest.raises(UserError, match="lr > 0 or 'auto'"):
+        inject_head(model, roles["inject"], 1, 3, retain=roles["retain"], heldout=roles["heldout"], lr="fast")
+
+
+def test_validation_repeats_per_seed_with_its_own_paragraphs(text):
+    model = _model()
+    result = validate_locator(
+        model,
+        text,
+        heads=[(1, 0)],
+        seeds=(3, 4),
+        n_inject=2,
+        methods=("attribution", "patching", "ablation"),
+        candidates=4,
+        head_lr=3e-2,
+        max_steps=150,
+        nmem_max=CONT,
+    )
+    assert [h.seed for h in result.heads] == [3, 4] and result.seeds == (3, 4)
+    assert result.heads[0].injection.ids != result.heads[1].injection.ids
+    assert result.options["seeds"] == [3, 4] and result.to_json()["seeds"] == [3, 4]

@@ -54,10 +54,14 @@ def _mean_logp(model, paragraphs, hooks=()):
     return continuation_log_probs(logits.double(), tokens, PREFIX).mean(-1)
 
 
-def test_rank_units_puts_unscored_last():
+def test_rank_units_gives_unscored_units_no_rank():
+    """Issue 20 item 1: an unscored unit used to get rank 4 here (after the scored ones, by position)."""
     s = torch.tensor([[3.0, float("nan")], [1.0, 2.0]])
-    assert rank_units(s).tolist() == [[1, 4], [3, 2]]
+    ranks = rank_units(s)
+    assert ranks.isnan().tolist() == [[False, True], [False, False]]
+    assert ranks.nan_to_num(0).tolist() == [[1, 0], [3, 2]]
     result = UnitScores("x", "head", s, 0.0)
+    assert result.rank_of(0, 1) is None and result.layer_rank_of(0, 1) is None and result.n_scored == 3
     assert (
         result.rank_of(1, 1) == 2
         and result.margin(0, 0) == pytest.approx(1.0)

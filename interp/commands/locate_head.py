@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import torch
 
 from interp.commands.common import add_model_args, add_paragraph_args, model_from_args, paragraphs_from_args
-from interp.data import rarity_ranks
+from interp.data import load_paragraphs, rarity_ranks
 from interp.io import write_json, write_text_atomic
 from interp.locate import DEFAULT_METHODS, HEAD_METHODS, locate_memorization_head
 from interp.locator_validation import read_validation
@@ -57,6 +58,13 @@ def register(sub) -> None:
         default=16,
         help="MEM and NMEM paragraphs each for the costly methods (default 16)",
     )
+    p.add_argument(
+        "--reference",
+        type=Path,
+        default=None,
+        help="JSONL of paragraphs mean ablation averages each head's output over (never scored; default: carved "
+        "out of the paragraph set first, the scored sets sized to what is left)",
+    )
     p.add_argument("--nmem-max", type=int, default=NMEM_MAX_EM, help="NMEM: EM at most this (default 10)")
     p.add_argument(
         "--corrupt-fraction",
@@ -77,9 +85,19 @@ def run(args: argparse.Namespace) -> int:
     paragraphs = paragraphs_from_args(args, model)
     counts = shipped_unigram_counts(model)
     validation = read_validation(args.validation) if args.validation else None
+    reference = None
+    if args.reference is not None:
+        reference = load_paragraphs(
+            args.reference,
+            tokenizer=model.tokenizer,
+            prefix_len=paragraphs.prefix_len,
+            continuation_len=paragraphs.continuation_len,
+            vocab_size=model.cfg.d_vocab,
+        )
     ranking = locate_memorization_head(
         model,
         paragraphs,
+        reference=reference,
         unigram_counts=counts,
         methods=tuple(args.methods),
         rank_by=tuple(args.rank_by) if args.rank_by else None,
@@ -94,7 +112,8 @@ def run(args: argparse.Namespace) -> int:
     )
     rows = ranking.head_table()
     print(
-        f"model {model_name(model)}: {len(ranking.mem_ids)} MEM, {len(ranking.nmem_ids)} NMEM paragraphs; "
+        f"model {model_name(model)}: {len(ranking.mem_ids)} MEM, {len(ranking.nmem_ids)} NMEM paragraphs scored, "
+        f"{len(ranking.reference_ids)} as mean ablation's reference; "
         f"ordered by {', '.join(ranking.rank_by)} ({ranking.combination_reason})"
     )
     print("seconds per method: " + ", ".join(f"{m} {s:.1f}" for m, s in ranking.seconds.items()))
@@ -106,10 +125,12 @@ def run(args: argparse.Namespace) -> int:
         return f"{v:>9.3f}" if v is not None else f"{'-':>9}"
 
     for r in rows[:10]:
-        ranks = " ".join(f"{m}={k}" for m, k in r["method_ranks"].items())
+        ranks = " ".join(f"{m}={'-' if k is None else k}" for m, k in r["method_ranks"].items())
+        place = r["rank"] if r["rank"] is not None else "-"
+        status = "" if r["status"] == "ranked" else f"  ({r['status']})"
         print(
-            f"{r['rank']:>4} {'L%dH%d' % (r['layer'], r['head']):>6} {f(r['patching_effect'])} {f(r['ablation_effect'])} "
-            f"{f(r['rare_token_tau'])} {f(r['gradient_score'])}  {ranks}"
+            f"{place:>4} {'L%dH%d' % (r['layer'], r['head']):>6} {f(r['patching_effect'])} {f(r['ablation_effect'])} "
+            f"{f(r['rare_token_tau'])} {f(r['gradient_score'])}  {ranks}{status}"
         )
     print("agreement between methods (Kendall tau of their head scores):")
     for k, v in ranking.agreement.items():

@@ -7,9 +7,10 @@ import sys
 
 from interp.commands.common import add_model_args, add_paragraph_args, model_from_args, paragraphs_from_args
 from interp.errors import UserError
+from interp.injection import LR_GRID, SCHEDULES
 from interp.io import write_json, write_text_atomic
 from interp.locate import HEAD_METHODS, NEURON_METHODS
-from interp.locator_validation import RECALL_FRACTION, validate_locator
+from interp.locator_validation import HEAD_LR, MAX_STEPS, RECALL_FRACTION, SCHEDULE, validate_locator
 from interp.models import model_name
 from interp.testbed import shipped_unigram_counts
 
@@ -20,6 +21,15 @@ def _head(text: str) -> tuple[int, int]:
     except ValueError:
         raise argparse.ArgumentTypeError(f"head {text!r} must be LAYER.HEAD, e.g. 1.2") from None
     return layer, head
+
+
+def _rate(text: str) -> float | str:
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--lr {text!r} must be a number or 'auto'") from None
 
 
 def register(sub) -> None:
@@ -68,11 +78,47 @@ def register(sub) -> None:
         help="MEM and NMEM paragraphs each for the locator's costly methods (default 8)",
     )
     p.add_argument("--candidates", type=int, default=8, help="heads the attribution screen passes to the exact methods")
-    p.add_argument("--max-steps", type=int, default=400, help="injection steps at most (default 400)")
+    p.add_argument(
+        "--max-steps",
+        type=int,
+        default=MAX_STEPS,
+        help=f"injection step budget; it stops as soon as every paragraph is recited (default {MAX_STEPS})",
+    )
+    p.add_argument(
+        "--lr",
+        dest="head_lr",
+        type=_rate,
+        default=HEAD_LR,
+        help=f"head injection rate, or 'auto': probe {', '.join(map(str, LR_GRID))} on this model's loss and "
+        f"keep the best (default {HEAD_LR})",
+    )
+    p.add_argument(
+        "--schedule",
+        choices=SCHEDULES,
+        default=SCHEDULE,
+        help=f"head injection rate schedule (cosine: warm-up, then decay to a tenth; default {SCHEDULE})",
+    )
+    p.add_argument(
+        "--with-mlp",
+        action="store_true",
+        help="inject through the head AND its layer's MLP (more capacity; the answer is then no longer one head)",
+    )
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--seeds",
+        nargs="+",
+        type=int,
+        default=None,
+        help="repeat the benchmark per seed (own paragraphs, heads, neurons each), e.g. 3 4 5 to validate on seeds "
+        "other than those the settings were chosen on (default: --seed)",
+    )
     p.add_argument("--json", default=None, help="write the full result here")
     p.add_argument("--html", default=None, help="write an offline page with the section 'How far to trust the locator'")
     p.set_defaults(run=run)
+
+
+def _r(rank: int | None) -> str:
+    return "-" if rank is None else str(rank)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -93,41 +139,71 @@ def run(args: argparse.Namespace) -> int:
         max_paragraphs=args.max_paragraphs,
         candidates=args.candidates,
         max_steps=args.max_steps,
+        head_lr=args.head_lr,
+        schedule=args.schedule,
+        with_mlp=args.with_mlp,
         seed=args.seed,
+        seeds=tuple(args.seeds) if args.seeds else None,
         batch_size=args.batch_size,
         log=lambda line: print(line, file=sys.stderr, flush=True),
         **kwargs,
     )
-    print(f"model {model_name(model)}: {len(result.heads)} injected head(s), {result.seconds:.0f} s in all")
+    print(
+        f"model {model_name(model)}: {len(result.heads)} injected head(s) over seed(s) "
+        f"{' '.join(map(str, result.seeds))}, {result.seconds:.0f} s in all"
+    )
     for h in result.heads:
         inj = h.injection
         print(
-            f"head L{h.layer}H{h.head}: injected {len(inj.ids)} paragraphs in {inj.steps} steps ({inj.seconds:.0f} s), "
-            f"recited {inj.n_recited}/{len(inj.ids)}, held-out ppl {inj.heldout_ppl_before:.2f} -> {inj.heldout_ppl_after:.2f}; "
-            f"combined rank {h.combined_rank}" + ("" if h.in_screen is None else f", in screen: {h.in_screen}")
+            f"seed {h.seed} head L{h.layer}H{h.head}: injected {len(inj.ids)} paragraphs in {inj.steps} steps at rate "
+            f"{inj.lr:g} ({inj.seconds:.0f} s), recited {inj.n_recited}/{len(inj.ids)}, held-out ppl "
+            f"{inj.heldout_ppl_before:.2f} -> {inj.heldout_ppl_after:.2f}; combined rank {h.shown(h.combined_rank)}"
+            + ("" if h.in_screen is None or not h.evidence else f", in screen: {h.in_screen}")
         )
-    print("rank of each injected head (overall/within its layer), mean margin to the best other head, mean seconds:")
+    used = len(result.usable_heads())
+    print(
+        "rank of each injected head (overall/within its layer; 'not evidence': the injection failed; "
+        "'-': outside the screen), mean rank over the "
+        f"{used} injection(s) that worked, mean margin to the best other head, mean seconds:"
+    )
     print(
         f"{'method':>22} "
-        + " ".join(f"{'L%dH%d' % (h.layer, h.head):>8}" for h in result.heads)
-        + f" {'margin(sd)':>10} {'seconds':>8}"
+        + " ".join(f"{'s%dL%dH%d' % (h.seed, h.layer, h.head):>12}" for h in result.heads)
+        + f" {'mean rank':>9} {'margin(sd)':>10} {'seconds':>8}"
     )
+    means, missed = result.mean_rank(), result.missed()
     for m in result.methods:
-        ranks = " ".join(f"{f'{h.ranks[m]}/{h.layer_ranks[m]}':>8}" for h in result.heads)
-        margin = sum(h.margins_z[m] for h in result.heads) / len(result.heads)
+        ranks = " ".join(
+            f"{(f'{_r(h.ranks[m])}/{_r(h.layer_ranks[m])}' if h.evidence else 'not evidence'):>12}"
+            for h in result.heads
+        )
+        margins = [h.margins_z[m] for h in result.usable_heads()]
+        margin = sum(margins) / len(margins) if margins else float("nan")
         seconds = sum(h.seconds[m] for h in result.heads) / len(result.heads)
-        print(f"{m:>22} {ranks} {margin:>10.2f} {seconds:>8.1f}")
+        mean = "-" if means.get(m) is None else f"{means[m]:.1f}" + ("*" if missed.get(m) else "")
+        print(f"{m:>22} {ranks} {mean:>9} {margin:>10.2f} {seconds:>8.1f}")
+    combined = " ".join(f"{h.shown(h.combined_rank):>12}" for h in result.heads)
+    cm = result.combined_mean_rank()
+    print(f"{'combined':>22} {combined} {'-' if cm is None else f'{cm:.1f}':>9}")
+    if any(missed.values()) or result.combined_missed():
+        print("  * mean over the heads the method scored; some injected heads were outside the screen")
     choice, reason = result.recommended_rank_by("head")
     print(f"combine for heads: {', '.join(choice) or 'none'} ({reason})")
-    if result.neurons is not None:
-        n = result.neurons
+    for n in result.neuron_checks:
         print(
-            f"neurons: {len(n.injection.units)} injected ({n.fraction:.2%}), recited {n.injection.n_recited}/{len(n.injection.ids)}, "
-            f"held-out ppl {n.injection.heldout_ppl_before:.2f} -> {n.injection.heldout_ppl_after:.2f}"
+            f"seed {n.seed} neurons: {len(n.injection.units)} injected ({n.fraction:.2%}), recited "
+            f"{n.injection.n_recited}/{len(n.injection.ids)}, held-out ppl {n.injection.heldout_ppl_before:.2f} -> "
+            f"{n.injection.heldout_ppl_after:.2f}"
         )
-        print(f"{'method':>22} {'R@inj':>7} {'R@0.5%':>7} {'seconds':>8}")
-        for m, r in n.recall.items():
-            print(f"{m:>22} {r['injected']:>7.3f} {r['0.5%']:>7.3f} {n.seconds[m]:>8.1f}")
+    if result.neuron_checks:
+        recall = result.recall()
+        n = result.neuron_checks[0]
+        print(f"{'method':>22} {'R@inj':>7} {'R@0.5%':>7} {'seconds':>8}  (mean over seeds whose injection worked)")
+        for m in n.recall:
+            r = recall.get(m)
+            seconds = sum(c.seconds[m] for c in result.neuron_checks) / len(result.neuron_checks)
+            cells = f"{r['injected']:>7.3f} {r['0.5%']:>7.3f}" if r else f"{'not evidence':>15}"
+            print(f"{m:>22} {cells} {seconds:>8.1f}")
         print(f"{'random':>22} {n.fraction:>7.3f} {RECALL_FRACTION:>7.3f}")
         choice, reason = result.recommended_rank_by("neuron")
         print(f"combine for neurons: {', '.join(choice) or 'none'} ({reason})")

@@ -14,25 +14,31 @@ from interp.views.export import paper_style
 from interp.views.report_html import Section, Table
 
 
+def _label(h) -> str:
+    seed = f"s{h.seed} " if h.seed else ""
+    recited = "" if h.injection.recited else f" ({h.injection.n_recited}/{len(h.injection.ids)} recited)"
+    return f"{seed}L{h.layer}H{h.head}{recited}"
+
+
 def figure_injected_ranks(validation: LocatorValidation) -> go.Figure:
-    """Each method's rank of each injected head (1 = found it first), methods x heads."""
+    """Each method's rank of each injected head (1 = found it first), methods x heads; blank = no rank (a
+    failed injection: not evidence; or a head outside the screen), the hover says which."""
     methods = list(validation.methods)
-    heads = [
-        f"L{h.layer}H{h.head}"
-        + ("" if h.injection.recited else f" ({h.injection.n_recited}/{len(h.injection.ids)} recited)")
-        for h in validation.heads
-    ]
-    z = [[h.ranks[m] for h in validation.heads] for m in methods] + [[h.combined_rank for h in validation.heads]]
+    heads = [_label(h) for h in validation.heads]
+    z = [[h.ranks[m] if h.evidence else None for h in validation.heads] for m in methods]
+    z.append([h.combined_rank if h.evidence else None for h in validation.heads])
+    text = [[h.shown(h.ranks[m]) for h in validation.heads] for m in methods]
+    text.append([h.shown(h.combined_rank) for h in validation.heads])
     fig = go.Figure(
         go.Heatmap(
-            z=[[math.log2(v) for v in row] for row in z],
+            z=[[None if v is None else math.log2(v) for v in row] for row in z],
             x=heads,
             y=methods + ["combined"],
-            text=z,
+            text=text,
             texttemplate="%{text}",
             colorscale="Greens",
             reversescale=True,
-            customdata=z,
+            customdata=text,
             hovertemplate="%{y} on %{x}: rank %{customdata}<extra></extra>",
             colorbar=dict(title="log2 rank"),
         )
@@ -42,26 +48,31 @@ def figure_injected_ranks(validation: LocatorValidation) -> go.Figure:
 
 
 def head_table(validation: LocatorValidation) -> Table:
+    """Per method: each injected head's rank ('not evidence' where the injection failed, 'outside the screen'
+    where the method never scored it), the mean over the injections that worked, and the count it missed."""
     columns = ["method"] + [
         c
         for h in validation.heads
-        for c in (f"L{h.layer}H{h.head} rank", f"L{h.layer}H{h.head} rank in layer", f"L{h.layer}H{h.head} margin (sd)")
+        for c in (f"{_label(h)} rank", f"{_label(h)} rank in layer", f"{_label(h)} margin (sd)")
     ]
-    columns += ["mean rank", "mean seconds"]
-    means = validation.mean_rank()
+    columns += ["mean rank (injections that worked)", "outside the screen", "mean seconds"]
+    means, missed = validation.mean_rank(), validation.missed()
     rows = []
     for m in validation.methods:
         row: list = [m]
         for h in validation.heads:
-            row += [h.ranks[m], h.layer_ranks[m], h.margins_z[m]]
-        row += [means.get(m), sum(h.seconds[m] for h in validation.heads) / len(validation.heads)]
+            row += [h.shown(h.ranks[m]), h.shown(h.layer_ranks[m]), h.margins_z[m] if h.evidence else None]
+        row += [means.get(m), missed.get(m), sum(h.seconds[m] for h in validation.heads) / len(validation.heads)]
         rows.append(row)
-    combined = ["combined"] + [v for h in validation.heads for v in (h.combined_rank, None, None)]
-    combined += [sum(h.combined_rank for h in validation.heads) / len(validation.heads), None]
+    combined = ["combined"] + [v for h in validation.heads for v in (h.shown(h.combined_rank), None, None)]
+    combined += [validation.combined_mean_rank(), validation.combined_missed(), None]
     rows.append(combined)
+    n, used = len(validation.heads), len(validation.usable_heads())
     return Table(
         "Rank of each injected head per method (1 = first; rank in layer = among the heads of its own layer; "
-        "margin = score minus the best other head's, in standard deviations of the method's scores)",
+        "margin = score minus the best other head's, in standard deviations of the method's scores). Means over the "
+        f"{used} of {n} injections that worked (the copy recites at least one injected paragraph); a failed "
+        "injection's ranks are not evidence and are left out of every mean, the combined one included",
         columns,
         rows,
     )
@@ -69,30 +80,41 @@ def head_table(validation: LocatorValidation) -> Table:
 
 def injection_table(validation: LocatorValidation) -> Table:
     rows = []
-    checks = [(f"head L{h.layer}H{h.head}", h.injection) for h in validation.heads]
-    if validation.neurons is not None:
-        checks.append((f"{len(validation.neurons.injection.units)} MLP neurons", validation.neurons.injection))
+    checks = [(f"head {_label(h)}", h.injection) for h in validation.heads]
+    checks += [(f"seed {c.seed}: {len(c.injection.units)} MLP neurons", c.injection) for c in validation.neuron_checks]
     for name, inj in checks:
         rows.append(
-            [name, len(inj.ids), inj.steps, inj.n_recited, inj.heldout_ppl_before, inj.heldout_ppl_after, inj.seconds]
+            [name, len(inj.ids), inj.steps, inj.lr, inj.n_recited, inj.heldout_ppl_before, inj.heldout_ppl_after]
+            + [inj.seconds]
         )
     return Table(
         "Injections (each into its own copy of the model)",
-        ["trained", "paragraphs", "steps", "recited in full", "held-out ppl before", "held-out ppl after", "seconds"],
+        ["trained", "paragraphs", "steps", "rate", "recited in full", "held-out ppl before", "held-out ppl after"]
+        + ["seconds"],
         rows,
     )
 
 
 def neuron_table(validation: LocatorValidation) -> Table:
-    check = validation.neurons
-    rows = [
-        [m, r["injected"], r["0.5%"], MEMPI_GPT2_INJ_RECALL.get(m), check.seconds[m]] for m, r in check.recall.items()
-    ]
-    rows.append(["random", check.fraction, RECALL_FRACTION, 0.5, None])
+    checks = validation.neuron_checks
+    fraction = checks[0].fraction
+    recall = validation.recall()
+    seeds = len(checks) > 1
+    rows = []
+    for m in checks[0].recall:
+        per_seed = [c.recall[m]["0.5%"] if c.injection.n_recited else "not evidence" for c in checks] if seeds else []
+        mean = recall.get(m, {})
+        rows.append(
+            [m, mean.get("injected"), mean.get("0.5%"), *per_seed, MEMPI_GPT2_INJ_RECALL.get(m)]
+            + [sum(c.seconds[m] for c in checks) / len(checks)]
+        )
+    rows.append(["random", fraction, RECALL_FRACTION, *([RECALL_FRACTION] * len(checks) if seeds else []), 0.5, None])
+    per_seed_cols = [f"seed {c.seed} R@{RECALL_FRACTION:.1%}" for c in checks] if seeds else []
     return Table(
-        f"Recall of the injected neurons (MemPi's layer-wise Recall@k; injected: {check.fraction:.2%} of the "
-        "neurons); MemPi's GPT-2 INJ Recall@0.5% (percent) beside it",
-        ["method", f"Recall@{check.fraction:.2%}", f"Recall@{RECALL_FRACTION:.1%}", "MemPi GPT-2 (%)", "seconds"],
+        f"Recall of the injected neurons (MemPi's layer-wise Recall@k; injected: {fraction:.2%} of the "
+        "neurons; mean over the seeds whose injection worked); MemPi's GPT-2 INJ Recall@0.5% (percent) beside it",
+        ["method", f"Recall@{fraction:.2%}", f"Recall@{RECALL_FRACTION:.1%}", *per_seed_cols, "MemPi GPT-2 (%)"]
+        + ["seconds"],
         rows,
     )
 
@@ -113,14 +135,15 @@ def trust_notes(validation: LocatorValidation) -> list[str]:
             )
         )
         notes.append(
-            f"Injected head L{h.layer}H{h.head}: combined rank {h.combined_rank} by {', '.join(h.rank_by)}{screen}; "
-            f"held-out perplexity {h.injection.heldout_ppl_before:.2f} -> {h.injection.heldout_ppl_after:.2f}."
+            f"Injected head {_label(h)}: combined rank {h.shown(h.combined_rank)} by {', '.join(h.rank_by)}"
+            f"{screen if h.evidence else ''}; held-out perplexity {h.injection.heldout_ppl_before:.2f} -> "
+            f"{h.injection.heldout_ppl_after:.2f}."
         )
         notes += list(h.notes)
-    if validation.neurons is not None:
+    if validation.neuron_checks:
         choice, reason = validation.recommended_rank_by("neuron")
         notes.append(f"Neuron methods to combine: {', '.join(choice) or 'none'} ({reason}).")
-        notes += list(validation.neurons.notes)
+        notes += [n for c in validation.neuron_checks for n in c.notes]
     return notes
 
 
@@ -131,7 +154,7 @@ def trust_section(
 ) -> Section:
     """The report section "How far to trust the locator on this model"."""
     tables = [head_table(validation), injection_table(validation)]
-    if validation.neurons is not None:
+    if validation.neuron_checks:
         tables.append(neuron_table(validation))
     text = (
         "The locator was run on copies of this model in which the answer is known. New paragraphs (text the model "
@@ -144,7 +167,7 @@ def trust_section(
         "\n\nThe exact methods (patching, ablation, zero-out) run only on the heads an attribution-patching screen "
         "keeps; a head the screen misses gets no exact score."
     )
-    if validation.neurons is not None:
+    if validation.neuron_checks:
         text += (
             "\n\nNeurons (MemPi's INJ benchmark): the W_out rows of a random set of MLP neurons were trained until "
             "the copy recited other new paragraphs; each method's Recall@k says which share of those neurons it "
