@@ -103,6 +103,50 @@ class ParagraphScores:
         ]
 
 
+LOG10_P_BINS = ((-math.inf, -math.inf), (-math.inf, -30.0), (-30.0, -10.0), (-10.0, -3.0), (-3.0, -1.0), (-1.0, 0.0))
+
+
+def log10_p_bin_label(lo: float, hi: float) -> str:
+    if lo == hi == -math.inf:
+        return "-inf (outside top-k)"
+    return f"< {hi:g}" if lo == -math.inf else f"[{lo:g}, {hi:g})" if hi < 0 else f">= {lo:g}"
+
+
+def em_bins(continuation_len: int, nmem_max: int = NMEM_MAX_EM) -> list[tuple[str, int, int]]:
+    """The paper's EM bins, (label, lowest EM, highest EM): NMEM, two intermediate bins, MEM."""
+    mid = max(nmem_max + 1, continuation_len * 3 // 5)
+    return [
+        (f"0-{nmem_max}", 0, nmem_max),
+        (f"{nmem_max + 1}-{mid - 1}", nmem_max + 1, mid - 1),
+        (f"{mid}-{continuation_len - 1}", mid, continuation_len - 1),
+        (f"{continuation_len} (MEM)", continuation_len, continuation_len),
+    ]
+
+
+def extraction_by_em_bin(scores: ParagraphScores, nmem_max: int = NMEM_MAX_EM) -> list[dict]:
+    """Per EM bin: paragraphs, median log10 p, the share that at least one of 100 samples would
+    extract with probability >= 1/2, and counts of log10 p in `LOG10_P_BINS` (the histogram)."""
+    rows = []
+    p100 = scores.extraction_probability(100)
+    for label, lo, hi in em_bins(scores.continuation_len, nmem_max):
+        sel = (scores.em >= lo) & (scores.em <= hi)
+        lp = scores.log10_p[sel]
+        hist = {}
+        for a, b in LOG10_P_BINS:
+            inside = lp == a if a == b else (lp >= a) & ((lp < b) if b < 0 else (lp <= b))
+            hist[log10_p_bin_label(a, b)] = int(inside.sum())
+        rows.append(
+            {
+                "em_bin": label,
+                "n": int(sel.sum()),
+                "median_log10_p": float(lp.median()) if len(lp) else float("nan"),
+                "share_p100_ge_half": float((p100[sel] >= 0.5).double().mean()) if len(lp) else float("nan"),
+                "log10_p_histogram": hist,
+            }
+        )
+    return rows
+
+
 def em_from_hits(hits: Bool[Tensor, "n cont"]) -> Int[Tensor, "n"]:
     """Length of the leading run of True in each row."""
     return hits.long().cumprod(dim=1).sum(dim=1)
