@@ -4,17 +4,28 @@ EM counts greedily decoded continuation tokens equal to the true ones, up to the
 mismatch. Greedy decoding reproduces the continuation up to position k exactly when the
 teacher-forced argmax equals the true token at every earlier position, so EM comes from ONE
 teacher-forced forward pass over the whole paragraph, batched.
+
+The same pass gives the extraction probability ((n, p)-discoverable extraction, Hayes et al.
+2024): p, the probability that sampling (temperature 1, optionally from the top k tokens only)
+reproduces the whole continuation, is the product of its tokens' probabilities; at least one of
+n samples does with probability 1 - (1 - p)^n. Greedy EM misses text that sampling extracts.
+
+Models: a HookedTransformer, or any `LogitModel` (an object with `logits(tokens)` and a `cfg`,
+e.g. the decoding-time unlearning ensemble of interp.unlearning.proxy): the one seam through
+which EM, NLL, extraction probability and greedy decoding accept a model that is not one network.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
-from transformer_lens import HookedTransformer
+from transformer_lens import HookedTransformer, HookedTransformerConfig
 from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
 from transformer_lens.utilities.activation_functions import apply_softcap
 
@@ -22,11 +33,41 @@ from interp.data import Paragraphs
 
 NMEM_MAX_EM = 10
 LOGITS_CHUNK_BYTES = 64 * 2**20  # logits held at once by `continuation_logits` (300 positions at a 50k vocabulary)
+EXTRACTION_NS = (1, 100, 10_000)  # numbers of samples the extraction probability is reported for
+
+
+@runtime_checkable
+class LogitModel(Protocol):
+    """A model the metrics can score that is not a single HookedTransformer: next-token logits at
+    every position of a batch, and a TransformerLens-style `cfg` (its `device` and `dtype` are read)."""
+
+    cfg: HookedTransformerConfig
+
+    def logits(self, tokens: Int[Tensor, "n seq"]) -> Float[Tensor, "n seq vocab"]: ...
+
+
+Scorable = HookedTransformer | LogitModel
+
+
+def log10_at_least_one(log10_p: Float[Tensor, "n"], n: int) -> Float[Tensor, "n"]:
+    """log10 of 1 - (1 - p)^n, the chance that at least one of n independent samples reproduces a
+    continuation of probability p, in float64: -expm1(n * log1p(-p)), which keeps its precision
+    for tiny p; where n p < 1e-12 (or p underflows) it is n p, to a relative error below 1e-12."""
+    if n < 1:
+        raise ValueError(f"n must be at least 1, got {n}")
+    lp = log10_p.double()
+    exact = torch.log10(-torch.expm1(n * torch.log1p(-torch.pow(10.0, lp))))
+    tiny = lp + math.log10(n)
+    return torch.where(tiny < -12, tiny, exact)
 
 
 @dataclass(frozen=True)
 class ParagraphScores:
-    """Per-paragraph memorization scores from one teacher-forced pass."""
+    """Per-paragraph memorization scores from one teacher-forced pass.
+
+    `log10_p` is log10 of the probability that sampling at temperature 1 (from the top `top_k`
+    tokens, renormalised, when `top_k` is set) reproduces the whole continuation; -inf when a
+    continuation token falls outside the top k (written as null in JSON)."""
 
     ids: tuple[str, ...]
     em: Int[Tensor, "n"]
@@ -34,12 +75,76 @@ class ParagraphScores:
     token_accuracy: Float[Tensor, "n"]
     hits: Bool[Tensor, "n cont"]  # argmax == true token, per continuation position
     continuation_len: int
+    log10_p: Float[Tensor, "n"]  # float64
+    top_k: int | None = None
+
+    def log10_extraction(self, n: int) -> Float[Tensor, "n"]:
+        """log10 of the probability that at least one of n samples reproduces the continuation."""
+        return log10_at_least_one(self.log10_p, n)
+
+    def extraction_probability(self, n: int) -> Float[Tensor, "n"]:
+        """The probability that at least one of n samples reproduces the continuation (float64)."""
+        return torch.pow(10.0, self.log10_extraction(n))
 
     def to_json(self) -> list[dict]:
+        p_n = {str(n): self.extraction_probability(n).tolist() for n in EXTRACTION_NS}
         return [
-            {"id": pid, "em": int(e), "nll": float(n), "token_accuracy": float(a)}
-            for pid, e, n, a in zip(self.ids, self.em.tolist(), self.nll.tolist(), self.token_accuracy.tolist())
+            {
+                "id": pid,
+                "em": int(e),
+                "nll": float(n),
+                "token_accuracy": float(a),
+                "log10_p": lp if math.isfinite(lp) else None,
+                "p_extract": {k: v[i] for k, v in p_n.items()},
+            }
+            for i, (pid, e, n, a, lp) in enumerate(
+                zip(self.ids, self.em.tolist(), self.nll.tolist(), self.token_accuracy.tolist(), self.log10_p.tolist())
+            )
         ]
+
+
+LOG10_P_BINS = ((-math.inf, -math.inf), (-math.inf, -30.0), (-30.0, -10.0), (-10.0, -3.0), (-3.0, -1.0), (-1.0, 0.0))
+
+
+def log10_p_bin_label(lo: float, hi: float) -> str:
+    if lo == hi == -math.inf:
+        return "-inf (outside top-k)"
+    return f"< {hi:g}" if lo == -math.inf else f"[{lo:g}, {hi:g})" if hi < 0 else f">= {lo:g}"
+
+
+def em_bins(continuation_len: int, nmem_max: int = NMEM_MAX_EM) -> list[tuple[str, int, int]]:
+    """The paper's EM bins, (label, lowest EM, highest EM): NMEM, two intermediate bins, MEM."""
+    mid = max(nmem_max + 1, continuation_len * 3 // 5)
+    return [
+        (f"0-{nmem_max}", 0, nmem_max),
+        (f"{nmem_max + 1}-{mid - 1}", nmem_max + 1, mid - 1),
+        (f"{mid}-{continuation_len - 1}", mid, continuation_len - 1),
+        (f"{continuation_len} (MEM)", continuation_len, continuation_len),
+    ]
+
+
+def extraction_by_em_bin(scores: ParagraphScores, nmem_max: int = NMEM_MAX_EM) -> list[dict]:
+    """Per EM bin: paragraphs, median log10 p, the share that at least one of 100 samples would
+    extract with probability >= 1/2, and counts of log10 p in `LOG10_P_BINS` (the histogram)."""
+    rows = []
+    p100 = scores.extraction_probability(100)
+    for label, lo, hi in em_bins(scores.continuation_len, nmem_max):
+        sel = (scores.em >= lo) & (scores.em <= hi)
+        lp = scores.log10_p[sel]
+        hist = {}
+        for a, b in LOG10_P_BINS:
+            inside = lp == a if a == b else (lp >= a) & ((lp < b) if b < 0 else (lp <= b))
+            hist[log10_p_bin_label(a, b)] = int(inside.sum())
+        rows.append(
+            {
+                "em_bin": label,
+                "n": int(sel.sum()),
+                "median_log10_p": float(lp.median()) if len(lp) else float("nan"),
+                "share_p100_ge_half": float((p100[sel] >= 0.5).double().mean()) if len(lp) else float("nan"),
+                "log10_p_histogram": hist,
+            }
+        )
+    return rows
 
 
 def em_from_hits(hits: Bool[Tensor, "n cont"]) -> Int[Tensor, "n"]:
@@ -57,7 +162,7 @@ def continuation_log_probs(
 
 @torch.no_grad()
 def continuation_logits(
-    model: HookedTransformer,
+    model: Scorable,
     tokens: Int[Tensor, "n seq"],
     prefix_len: int,
     *,
@@ -72,8 +177,15 @@ def continuation_logits(
     and never holds all [n, seq, vocab] logits: chunks of rows fill one reused buffer of at most
     LOGITS_CHUNK_BYTES, so each chunk is overwritten by the next and must be reduced first.
     `residual` (the residual stream entering block `start_at_layer`) starts there instead of at
-    the embedding. Logits of half-precision models come in float32.
+    the embedding. Logits of half-precision models come in float32. A `LogitModel` gives its
+    `logits(tokens)` in one chunk (it has no residual stream to start from).
     """
+    if not isinstance(model, HookedTransformer):
+        if residual is not None:
+            raise TypeError("a LogitModel has no residual stream to start from")
+        logits = model.logits(tokens.to(model.cfg.device))[:, prefix_len - 1 : -1]
+        yield slice(0, tokens.shape[0]), (logits if logits.dtype in (torch.float32, torch.float64) else logits.float())
+        return
     n_layers = model.cfg.n_layers
     if residual is None:
         final = model(tokens.to(model.cfg.device), stop_at_layer=n_layers)
@@ -99,7 +211,7 @@ def continuation_logits(
 
 @torch.no_grad()
 def continuation_scores(
-    model: HookedTransformer,
+    model: Scorable,
     tokens: Int[Tensor, "n seq"],
     prefix_len: int,
     *,
@@ -111,18 +223,40 @@ def continuation_scores(
     One forward (from `residual` at block `start_at_layer` if given), unembedding only the
     continuation positions (see `continuation_logits`); results stay on the model's device.
     """
+    log_probs, hits, _ = _scores(model, tokens, prefix_len, None, residual=residual, start_at_layer=start_at_layer)
+    return log_probs, hits
+
+
+def _scores(
+    model: Scorable,
+    tokens: Int[Tensor, "n seq"],
+    prefix_len: int,
+    top_k: int | None,
+    *,
+    residual: Float[Tensor, "n seq d_model"] | None = None,
+    start_at_layer: int = 0,
+) -> tuple[Float[Tensor, "n cont"], Bool[Tensor, "n cont"], Float[Tensor, "n cont"]]:
+    """`continuation_scores` plus the log-probability of each true token under top-k sampling
+    (the top k logits renormalised, ties with the k-th kept as in Hugging Face's top-k warper;
+    -inf outside them); without `top_k` that is the full softmax's log-probability itself."""
     tokens = tokens.to(model.cfg.device)
     targets = tokens[:, prefix_len:]
     dtype = torch.promote_types(model.cfg.dtype, torch.float32)
     log_probs = torch.empty(targets.shape, dtype=dtype, device=tokens.device)
     hits = torch.empty(targets.shape, dtype=torch.bool, device=tokens.device)
+    sampled = log_probs if top_k is None else torch.empty_like(log_probs)
     for rows, logits in continuation_logits(
         model, tokens, prefix_len, residual=residual, start_at_layer=start_at_layer
     ):
         target = targets[rows, :, None]
-        log_probs[rows] = (logits.gather(-1, target) - logits.logsumexp(-1, keepdim=True)).squeeze(-1)
+        true_logit = logits.gather(-1, target)
+        log_probs[rows] = (true_logit - logits.logsumexp(-1, keepdim=True)).squeeze(-1)
         hits[rows] = (logits.argmax(-1, keepdim=True) == target).squeeze(-1)
-    return log_probs, hits
+        if top_k is not None:
+            kth = logits.topk(min(top_k, logits.shape[-1]), dim=-1).values[..., -1:]
+            kept = logits.masked_fill(logits < kth, float("-inf")).logsumexp(-1, keepdim=True)
+            sampled[rows] = (true_logit - kept).masked_fill(true_logit < kth, float("-inf")).squeeze(-1)
+    return log_probs, hits, sampled
 
 
 @torch.no_grad()
@@ -139,21 +273,36 @@ def continuation_hits(
 
 
 @torch.no_grad()
-def teacher_forced_hits(
-    model: HookedTransformer, tokens: Int[Tensor, "n seq"], prefix_len: int, batch_size: int = 64
-) -> tuple[Bool[Tensor, "n cont"], Float[Tensor, "n"]]:
-    """Argmax hits per continuation position and mean continuation NLL, in batched forwards."""
-    all_hits, nlls = [], []
+def teacher_forced_scores(
+    model: Scorable, tokens: Int[Tensor, "n seq"], prefix_len: int, batch_size: int = 64, top_k: int | None = None
+) -> tuple[Bool[Tensor, "n cont"], Float[Tensor, "n"], Float[Tensor, "n"]]:
+    """Argmax hits per continuation position, mean continuation NLL and log10 of the probability
+    that sampling (top-k when given) reproduces the whole continuation (float64), in batched forwards."""
+    if top_k is not None and top_k < 1:
+        raise ValueError(f"top_k must be at least 1, got {top_k}")
+    all_hits, nlls, log10_p = [], [], []
     for start in range(0, tokens.shape[0], batch_size):
-        log_probs, hits = continuation_scores(model, tokens[start : start + batch_size], prefix_len)
+        log_probs, hits, sampled = _scores(model, tokens[start : start + batch_size], prefix_len, top_k)
         all_hits.append(hits.cpu())
         nlls.append((-log_probs).mean(dim=1).float().cpu())
-    return torch.cat(all_hits), torch.cat(nlls)
+        log10_p.append(sampled.double().sum(dim=1).cpu() / math.log(10))
+    return torch.cat(all_hits), torch.cat(nlls), torch.cat(log10_p)
 
 
-def score_paragraphs(model: HookedTransformer, paragraphs: Paragraphs, batch_size: int = 64) -> ParagraphScores:
-    """EM, continuation NLL and per-token accuracy for every paragraph, in batched forwards."""
-    hits, nll_ = teacher_forced_hits(model, paragraphs.tokens, paragraphs.prefix_len, batch_size)
+def teacher_forced_hits(
+    model: Scorable, tokens: Int[Tensor, "n seq"], prefix_len: int, batch_size: int = 64
+) -> tuple[Bool[Tensor, "n cont"], Float[Tensor, "n"]]:
+    """Argmax hits per continuation position and mean continuation NLL, in batched forwards."""
+    hits, nll_, _ = teacher_forced_scores(model, tokens, prefix_len, batch_size)
+    return hits, nll_
+
+
+def score_paragraphs(
+    model: Scorable, paragraphs: Paragraphs, batch_size: int = 64, top_k: int | None = None
+) -> ParagraphScores:
+    """EM, continuation NLL, per-token accuracy and extraction probability (sampling at temperature
+    1, from the top `top_k` tokens when given) for every paragraph, in batched forwards."""
+    hits, nll_, log10_p = teacher_forced_scores(model, paragraphs.tokens, paragraphs.prefix_len, batch_size, top_k)
     return ParagraphScores(
         ids=paragraphs.ids,
         em=em_from_hits(hits),
@@ -161,30 +310,39 @@ def score_paragraphs(model: HookedTransformer, paragraphs: Paragraphs, batch_siz
         token_accuracy=hits.float().mean(dim=1),
         hits=hits,
         continuation_len=paragraphs.continuation_len,
+        log10_p=log10_p,
+        top_k=top_k,
     )
 
 
-def exact_match(model: HookedTransformer, paragraphs: Paragraphs, batch_size: int = 64) -> Int[Tensor, "n"]:
+def exact_match(model: Scorable, paragraphs: Paragraphs, batch_size: int = 64) -> Int[Tensor, "n"]:
     """EM of each paragraph's continuation (0 .. continuation length)."""
     return score_paragraphs(model, paragraphs, batch_size).em
 
 
-def nll(model: HookedTransformer, paragraphs: Paragraphs, batch_size: int = 64) -> Float[Tensor, "n"]:
+def nll(model: Scorable, paragraphs: Paragraphs, batch_size: int = 64) -> Float[Tensor, "n"]:
     """Mean negative log-likelihood over each paragraph's continuation tokens only."""
     return score_paragraphs(model, paragraphs, batch_size).nll
 
 
 @torch.no_grad()
 def greedy_continuations(
-    model: HookedTransformer, prefixes: Int[Tensor, "n prefix"], length: int, batch_size: int = 256
+    model: Scorable, prefixes: Int[Tensor, "n prefix"], length: int, batch_size: int = 256
 ) -> Int[Tensor, "n length"]:
-    """Greedy continuations of many prefixes at once: one KV-cached forward per new token per batch.
+    """Greedy continuations of many prefixes at once: one KV-cached forward per new token per batch
+    (a `LogitModel`, which has no cache, runs a full forward over the tokens so far per new token).
 
     Every token is attended to, including tokens equal to the tokenizer's pad id (EOS on GPT-Neo /
     Pythia): an explicit all-ones attention mask is passed, where `model.generate` would mask them."""
     outs = []
     for start in range(0, prefixes.shape[0], batch_size):
         chunk = prefixes[start : start + batch_size].to(model.cfg.device)
+        if not isinstance(model, HookedTransformer):
+            seq = chunk
+            for _ in range(length):
+                seq = torch.cat([seq, model.logits(seq)[:, -1].argmax(-1, keepdim=True)], 1)
+            outs.append(seq[:, chunk.shape[1] :].cpu())
+            continue
         cache = TransformerLensKeyValueCache.init_cache(model.cfg, model.cfg.device, chunk.shape[0])
         step = model(chunk, past_kv_cache=cache, attention_mask=torch.ones_like(chunk))[:, -1].argmax(-1)
         new = [step]
@@ -197,7 +355,7 @@ def greedy_continuations(
     return torch.cat(outs)
 
 
-def greedy_exact_match(model: HookedTransformer, paragraphs: Paragraphs, batch_size: int = 64) -> Int[Tensor, "n"]:
+def greedy_exact_match(model: Scorable, paragraphs: Paragraphs, batch_size: int = 64) -> Int[Tensor, "n"]:
     """EM from real greedy decoding (one token at a time); equals `exact_match` and is many times slower."""
     decoded = greedy_continuations(model, paragraphs.prefixes, paragraphs.continuation_len, batch_size)
     return em_from_hits(decoded == paragraphs.continuations.cpu())

@@ -1,6 +1,6 @@
 """Load any model through one path into a HookedTransformer, and save edited weights back.
 
-Three kinds of spec: "testbed" (the bundled model), a local Hugging Face checkpoint folder
+Three kinds of spec: "testbed" (the bundled model; "testbed-companion" its small companion), a local Hugging Face checkpoint folder
 (loaded with no network), or a TransformerLens official model name (needs the internet).
 
 Weights are loaded AS-IS: no LayerNorm folding, no centering, no value-bias folding. Every
@@ -27,6 +27,8 @@ from interp.errors import UserError
 
 TESTBED = "testbed"
 TESTBED_DIR = Path(__file__).parent / "testbed" / "checkpoint"
+TESTBED_COMPANION = "testbed-companion"  # a 2-layer model of the testbed's data and tokenizer (proxy-tuning)
+TESTBED_COMPANION_DIR = Path(__file__).parent / "testbed" / "companion"
 SUPPORTED_LOCAL = ("GPTNeoForCausalLM", "GPT2LMHeadModel", "GPTNeoXForCausalLM")
 SPEC_KINDS = (
     "'testbed' (the bundled model), a path to a local Hugging Face checkpoint folder "
@@ -92,6 +94,14 @@ def load_model(
             )
         with _hub_offline():
             model = _load_local(TESTBED_DIR, dev, dt, n_devices, spec=TESTBED)
+    elif spec == TESTBED_COMPANION:
+        if not (TESTBED_COMPANION_DIR / "config.json").exists():
+            raise UserError(
+                f"the testbed's companion is missing from {TESTBED_COMPANION_DIR}; rebuild it with "
+                "interp.testbed.build.build_companion()"
+            )
+        with _hub_offline():
+            model = _load_local(TESTBED_COMPANION_DIR, dev, dt, n_devices, spec=TESTBED_COMPANION)
     elif Path(spec).expanduser().exists():
         with _hub_offline():  # a local folder never needs the network; a missing file fails fast
             model = _load_local(Path(spec).expanduser(), dev, dt, n_devices, spec=spec)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -137,3 +139,91 @@ def test_continuation_scores_equal_a_full_forward(tiny_neo, monkeypatch, dtype, 
         patched, continuation_log_probs(hooked, tokens, p), rtol=0, atol=1e-5 if dtype == torch.float32 else 1e-12
     )
     assert (patched - logp).abs().max() > 1e-3
+
+
+def _by_hand_log10_p(logits: torch.Tensor, tokens: torch.Tensor, p: int, top_k: int | None) -> torch.Tensor:
+    """log10 of the product of the continuation tokens' sampling probabilities, from the full logits:
+    softmax over the vocabulary, or over the top k logits only (0 for a token outside them)."""
+    out = []
+    for row in range(tokens.shape[0]):
+        prob = 1.0
+        for pos in range(p, tokens.shape[1]):
+            scores = logits[row, pos - 1].double()
+            keep = torch.ones_like(scores, dtype=torch.bool)
+            if top_k is not None:
+                keep = scores >= scores.sort(descending=True).values[top_k - 1]
+            probs = torch.where(keep, scores.exp(), torch.zeros_like(scores))
+            prob *= float(probs[tokens[row, pos]] / probs.sum())
+        out.append(math.log10(prob) if prob > 0 else -math.inf)
+    return torch.tensor(out, dtype=torch.float64)
+
+
+def test_extraction_probability_is_the_product_of_the_softmax_probabilities(tiny_neo):
+    """log10 p equals the product computed by hand from the model's softmax; with top-k, from the
+    top k renormalised, and -inf for a continuation with a token outside the top k."""
+    from interp.metrics import greedy_continuations
+
+    model = tiny_neo(torch.float32, -1.0)
+    p, cont = 10, 8
+    prefixes = torch.randint(0, 40, (6, p), generator=torch.Generator().manual_seed(2))
+    own = greedy_continuations(model, prefixes[:3], cont)  # the argmax at every step: inside any top k
+    rand = torch.randint(0, 40, (3, cont), generator=torch.Generator().manual_seed(3))
+    paragraphs = Paragraphs(torch.cat([prefixes, torch.cat([own, rand])], 1), p, tuple("abcdef"))
+    logits = model(paragraphs.tokens)
+    full = score_paragraphs(model, paragraphs, batch_size=4)
+    torch.testing.assert_close(full.log10_p, _by_hand_log10_p(logits, paragraphs.tokens, p, None), rtol=0, atol=1e-5)
+    assert full.top_k is None and full.log10_p.dtype == torch.float64
+    assert full.log10_p[:3].min() > full.log10_p[3:].max()  # greedy text is the likeliest sample here
+    top = score_paragraphs(model, paragraphs, top_k=3)
+    by_hand = _by_hand_log10_p(logits, paragraphs.tokens, p, 3)
+    assert torch.isfinite(top.log10_p[:3]).all() and torch.isinf(by_hand[3:]).all()
+    assert torch.equal(torch.isinf(top.log10_p), torch.isinf(by_hand))
+    fin = torch.isfinite(by_hand)
+    torch.testing.assert_close(top.log10_p[fin], by_hand[fin], rtol=0, atol=1e-5)
+    assert (top.log10_p[:3] > full.log10_p[:3]).all()  # renormalising over fewer tokens raises p
+    assert torch.equal(top.em, full.em) and torch.allclose(top.nll, full.nll)  # NLL stays the full softmax's
+    records = top.to_json()
+    assert records[5]["log10_p"] is None and records[5]["p_extract"]["10000"] == 0.0
+    assert records[0]["p_extract"]["1"] == pytest.approx(10 ** top.log10_p[0].item(), rel=1e-9)
+
+
+def test_at_least_one_of_n_samples_is_stable():
+    from interp.metrics import log10_at_least_one
+
+    log10_p = torch.tensor([0.0, -0.5, -2.0, -20.0, -250.0, -400.0, -math.inf], dtype=torch.float64)
+    p = 10**log10_p
+    assert torch.equal(log10_at_least_one(log10_p, 1), log10_p)
+    for n in (100, 10_000):
+        got = log10_at_least_one(log10_p, n)
+        naive = torch.log10(1 - (1 - p) ** n)  # fine while p is not tiny
+        torch.testing.assert_close(got[:3], naive[:3], rtol=1e-12, atol=1e-12)
+        assert naive[3] == -math.inf  # 1 - p rounds to 1: the naive formula loses everything
+        torch.testing.assert_close(got[3:6], log10_p[3:6] + math.log10(n), rtol=0, atol=1e-9)  # n p, for n p << 1
+        assert got[6] == -math.inf and got[0] == 0.0
+    assert (log10_at_least_one(log10_p[2:4], 10_000) > log10_at_least_one(log10_p[2:4], 100)).all()
+    with pytest.raises(ValueError):
+        log10_at_least_one(log10_p, 0)
+
+
+def test_a_recited_paragraph_has_the_highest_extraction_probability(tiny_model):
+    """A model trained to recite one paragraph (EM = full under greedy) gives it the highest p of a
+    set that also holds random text and the same prefix with other continuations."""
+    model = tiny_model(d_vocab=50, n_ctx=24)
+    g = torch.Generator().manual_seed(5)
+    target = torch.randint(0, 50, (1, 20), generator=g)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(200):
+        loss = torch.nn.functional.cross_entropy(model(target)[0, 9:-1], target[0, 10:])
+        if loss.item() < 0.05:
+            break
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    others = torch.randint(0, 50, (20, 20), generator=g)
+    others[:5, :10] = target[0, :10]  # the same prefix, another continuation
+    paragraphs = Paragraphs(torch.cat([others[:10], target, others[10:]]), 10, tuple(str(i) for i in range(21)))
+    scores = score_paragraphs(model, paragraphs)
+    assert scores.em[10] == 10 and (scores.em[torch.arange(21) != 10] < 10).all()
+    assert int(scores.log10_p.argmax()) == 10
+    assert scores.extraction_probability(1)[10] > 0.5

@@ -177,6 +177,8 @@ def test_output_is_a_paragraph_file_with_true_scores(tiny, corpus_file, tmp_path
     scores = score_paragraphs(model, paragraphs)
     assert scores.em.tolist() == list(paragraphs.meta["em"])
     assert torch.allclose(scores.nll, torch.tensor(paragraphs.meta["nll"]), atol=1e-4)
+    log10_p = torch.tensor(paragraphs.meta["log10_p"], dtype=torch.float64)  # sampling reproduces the continuation
+    torch.testing.assert_close(log10_p, scores.log10_p, rtol=0, atol=1e-4 * C)
     for kind, em in zip(kinds, scores.em.tolist()):
         assert (kind == "mem") == (em == C) and (kind != "nmem" or em <= 10) and (kind != "intermediate" or 10 < em < C)
     assert (unique_fraction(paragraphs.tokens) >= 0.5).all()

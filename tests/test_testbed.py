@@ -173,3 +173,43 @@ def test_fused_training_attention_matches_eager():
     with torch.no_grad():  # and the window really matters, so the check above is not vacuous
         model.transformer.h[1].attn.attention.bias.fill_(True)
         assert not torch.allclose(fused, model(tokens).logits, atol=1e-3)
+
+
+# ---- the companion: a small model of the testbed's data for decoding-time unlearning ----
+
+
+def test_shipped_companion_shares_the_tokenizer_and_matches_its_metadata(testbed, testbed_paragraph_set):
+    from interp.metrics import score_paragraphs
+    from interp.models import TESTBED_COMPANION_DIR
+
+    small = load_model("testbed-companion", device="cpu")
+    meta = testbed_metadata(TESTBED_COMPANION_DIR)
+    assert small.tokenizer.get_vocab() == testbed.tokenizer.get_vocab()
+    assert small.cfg.d_vocab == testbed.cfg.d_vocab and small.cfg.n_ctx == testbed.cfg.n_ctx
+    assert small.cfg.n_layers == meta["shape"]["n_layers"] < testbed.cfg.n_layers
+    assert meta["companion_of"]["corpus_sha256"] == testbed_metadata()["corpus"]["sha256"]
+    assert meta["training"]["wall_seconds"] > 0 and meta["training"]["steps"] > 0
+    assert (TESTBED_COMPANION_DIR / "model.safetensors").stat().st_size < 8 * 2**20
+    planted = testbed_paragraph_set.select(
+        [i for i, s in enumerate(testbed_paragraph_set.meta["split"]) if s == "planted"]
+    )
+    em = score_paragraphs(small, planted).em
+    assert em.tolist() == [meta["em"][i] for i in planted.ids]
+
+
+@pytest.mark.slow
+def test_companion_build_reuses_the_testbeds_data_and_loop(quick, tmp_path):
+    from interp.testbed.build import CompanionShape, build_companion
+
+    root, _, data = quick
+    shape = CompanionShape(n_layers=2, d_model=32, n_heads=4, d_mlp=64, share=0.5)
+    meta = build_companion(tmp_path / "comp", testbed_dir=root / "out", shape=shape, work_dir=tmp_path / "work")
+    n_seq = round(0.5 * len(data["layout"].tokens))
+    assert meta["training"]["tokens"] == n_seq * QUICK.context
+    assert meta["training"]["steps"] == -(-n_seq // QUICK.batch_size)
+    rebuilt = torch.load(tmp_path / "work" / "data.pt", weights_only=False)
+    assert torch.equal(rebuilt["layout"].tokens, data["layout"].tokens)  # the testbed's own sequences
+    small = load_model(str(tmp_path / "comp"), device="cpu")
+    base = load_model(str(root / "out"), device="cpu")
+    assert small.tokenizer.get_vocab() == base.tokenizer.get_vocab() and small.cfg.d_model == 32
+    assert set(meta["em"]) == set(testbed_paragraphs(path=root / "out").ids)

@@ -7,9 +7,10 @@ import argparse
 import torch
 
 from interp.commands.common import add_model_args, add_paragraph_args, model_from_args, paragraphs_from_args
+from interp.errors import UserError
 from interp.io import write_json
 from interp.memorization import split_mem_nmem
-from interp.metrics import NMEM_MAX_EM, score_paragraphs
+from interp.metrics import EXTRACTION_NS, NMEM_MAX_EM, em_bins, extraction_by_em_bin, score_paragraphs
 from interp.models import model_name
 
 
@@ -18,26 +19,27 @@ def register(sub) -> None:
     add_model_args(p)
     add_paragraph_args(p)
     p.add_argument("--nmem-max", type=int, default=NMEM_MAX_EM, help="NMEM: EM at most this (default 10)")
+    p.add_argument(
+        "--top-k",
+        type=int,
+        default=None,
+        help="extraction probability under top-k sampling (default: the full softmax, temperature 1)",
+    )
     p.add_argument("--json", type=str, default=None, help="write per-paragraph results here")
     p.set_defaults(run=run)
 
 
 def em_histogram(em: torch.Tensor, cont_len: int, nmem_max: int) -> list[tuple[str, int]]:
     """Counts in the paper's bins: NMEM, the two intermediate bins, and MEM."""
-    mid = max(nmem_max + 1, cont_len * 3 // 5)
-    bins = [
-        (f"{0}-{nmem_max}", 0, nmem_max),
-        (f"{nmem_max + 1}-{mid - 1}", nmem_max + 1, mid - 1),
-        (f"{mid}-{cont_len - 1}", mid, cont_len - 1),
-        (f"{cont_len} (MEM)", cont_len, cont_len),
-    ]
-    return [(label, int(((em >= lo) & (em <= hi)).sum())) for label, lo, hi in bins]
+    return [(label, int(((em >= lo) & (em <= hi)).sum())) for label, lo, hi in em_bins(cont_len, nmem_max)]
 
 
 def run(args: argparse.Namespace) -> int:
     model = model_from_args(args)
     paragraphs = paragraphs_from_args(args, model)
-    scores = score_paragraphs(model, paragraphs, batch_size=args.batch_size)
+    if args.top_k is not None and args.top_k < 1:
+        raise UserError(f"--top-k must be at least 1, got {args.top_k}")
+    scores = score_paragraphs(model, paragraphs, batch_size=args.batch_size, top_k=args.top_k)
     cont = paragraphs.continuation_len
     mem, nmem = split_mem_nmem(scores.em, cont, nmem_max=args.nmem_max)
     print(f"model {model_name(model)}: {len(paragraphs)} paragraphs of {paragraphs.prefix_len} + {cont} tokens")
@@ -46,15 +48,32 @@ def run(args: argparse.Namespace) -> int:
     for label, n in em_histogram(scores.em, cont, args.nmem_max):
         print(f"  EM {label:>10}: {n:6d} {'#' * round(40 * n / width)}")
     print(f"MEM (EM = {cont}): {len(mem)}   NMEM (EM <= {args.nmem_max}): {len(nmem)}")
+    sampling = f"top-{args.top_k} sampling" if args.top_k else "sampling at temperature 1"
+    print(
+        f"extraction probability: p = P({sampling} reproduces the whole continuation); "
+        "p100 = P(at least one of 100 samples does)"
+    )
+    rows = extraction_by_em_bin(scores, args.nmem_max)
+    labels = list(rows[0]["log10_p_histogram"])
+    print("log10 p by EM bin (paragraphs per log10 p range):")
+    print(f"  {'EM':>10} {'n':>6} {'median':>7} {'p100>=.5':>8}  " + " ".join(f"{x:>20}" for x in labels))
+    for r in rows:
+        print(
+            f"  {r['em_bin']:>10} {r['n']:>6} {r['median_log10_p']:>7.1f} {r['share_p100_ge_half']:>8.2f}  "
+            + " ".join(f"{v:>20}" for v in r["log10_p_histogram"].values())
+        )
+    if args.top_k:
+        print(f"  -inf: a continuation token lies outside the top {args.top_k}, so top-k sampling never produces it")
     if paragraphs.counts is not None:
         print("memorization by training repeat count:")
-        print(f"  {'copies':>6} {'n':>5} {'MEM':>5} {'mean EM':>8} {'mean NLL':>9}")
+        print(f"  {'copies':>6} {'n':>5} {'MEM':>5} {'mean EM':>8} {'mean NLL':>9} {'med log10 p':>11}")
         counts = torch.tensor(paragraphs.counts)
         for c in sorted(set(paragraphs.counts), reverse=True):
             sel = counts == c
             print(
                 f"  {c:>6} {int(sel.sum()):>5} {int((scores.em[sel] == cont).sum()):>5} "
-                f"{scores.em[sel].float().mean():>8.2f} {scores.nll[sel].mean():>9.3f}"
+                f"{scores.em[sel].float().mean():>8.2f} {scores.nll[sel].mean():>9.3f} "
+                f"{scores.log10_p[sel].median():>11.1f}"
             )
     if args.json:
         records = scores.to_json()
@@ -66,6 +85,8 @@ def run(args: argparse.Namespace) -> int:
                 "model": model_name(model),
                 "prefix_len": paragraphs.prefix_len,
                 "continuation_len": cont,
+                "sampling": {"temperature": 1.0, "top_k": args.top_k, "n_samples": list(EXTRACTION_NS)},
+                "extraction_by_em_bin": rows,
                 "paragraphs": records,
                 "mem_ids": [paragraphs.ids[i] for i in mem.tolist()],
                 "nmem_ids": [paragraphs.ids[i] for i in nmem.tolist()],

@@ -14,7 +14,8 @@ that record. The JSONL output appears only once complete (written to a temp file
 
 Output records (one JSON object a line, read by `interp.data.load_paragraphs`): "id", "tokens"
 (prefix + continuation), "text", "source", "offset" (token offset in the source), "em", "nll",
-"kind" ("mem": one record per memorized span, its lowest-NLL window; "nmem": a bottom-k sample
+"log10_p" (the probability that sampling at temperature 1 reproduces the whole continuation, as a
+log10: -nll * continuation length / ln 10, the same teacher-forced pass), "kind" ("mem": one record per memorized span, its lowest-NLL window; "nmem": a bottom-k sample
 of windows with EM <= nmem_max; "intermediate": on request), plus span fields for MEM records.
 """
 
@@ -514,6 +515,7 @@ class _Scan:
             "offset": offset,
             "em": em,
             "nll": round(nll, 5),
+            "log10_p": round(-nll * self.cfg.continuation_len / math.log(10), 4),
             "kind": kind,
             "prefix_len": self.cfg.prefix_len,
         }

@@ -457,7 +457,7 @@ def _atomic_save(obj, path: Path) -> None:
     tmp.replace(path)
 
 
-def train(cfg: TestbedConfig, model, sequences: torch.Tensor, work: Path) -> dict:
+def train(cfg: TestbedConfig, model, sequences: torch.Tensor, work: Path, desc: str = "training testbed") -> dict:
     """One pass over all the sequences in batches (the last may be smaller), AdamW with a
     one-cycle schedule. Saves a checkpoint every `checkpoint_every` steps; an interrupted run
     resumes from it.
@@ -476,7 +476,7 @@ def train(cfg: TestbedConfig, model, sequences: torch.Tensor, work: Path) -> dic
     use_fused_attention(model)
     model.train()
     t0 = time.time()
-    bar = tqdm(range(start, steps), initial=start, total=steps, desc="training testbed", unit="step")
+    bar = tqdm(range(start, steps), initial=start, total=steps, desc=desc, unit="step")
     for step in bar:
         batch = sequences[step * cfg.batch_size : (step + 1) * cfg.batch_size].long()
         loss = model(input_ids=batch, labels=batch).loss
@@ -701,6 +701,120 @@ def build_testbed(
         "n_once_em_le_10": int((scores.em[once_mask] <= 10).sum()),
         "fraction_once_em_le_10": float((scores.em[once_mask] <= 10).float().mean()),
         "position_robustness": robustness.to_json(),
+    }
+    tmp = out_dir / "metadata.json.tmp"
+    tmp.write_text(json.dumps(metadata))
+    tmp.replace(out_dir / "metadata.json")
+    return metadata
+
+
+# ---- the companion: a small model of the same data and tokenizer ----
+
+
+@dataclass(frozen=True)
+class CompanionShape:
+    """What the companion changes from the testbed: its size, learning rate, and the share of the
+    testbed's training sequences it sees (the first ones in the testbed's shuffled training order,
+    so every planted paragraph keeps about that share of its copies): an eighth keeps training
+    within ~15 minutes on two busy CPU cores."""
+
+    n_layers: int = 2
+    d_model: int = 128
+    n_heads: int = 4
+    d_mlp: int = 512
+    lr: float = 3e-3
+    share: float = 0.125
+
+    def __post_init__(self) -> None:
+        if not 0 < self.share <= 1:
+            raise ValueError(f"share must be in (0, 1], got {self.share}")
+
+
+def testbed_config(testbed_dir: str | Path) -> TestbedConfig:
+    """The TestbedConfig saved in a testbed's metadata (lists back to tuples)."""
+    saved = json.loads((Path(testbed_dir) / "metadata.json").read_text())["config"]
+    saved["planted"] = tuple(tuple(p) for p in saved["planted"])
+    saved["robustness_ks"] = tuple(saved["robustness_ks"])
+    return TestbedConfig(**saved)
+
+
+def build_companion(
+    out_dir: str | Path | None = None,
+    testbed_dir: str | Path | None = None,
+    shape: CompanionShape = CompanionShape(),
+    work_dir: str | Path | None = None,
+) -> dict:
+    """Train a small model beside the testbed: the testbed's tokenizer, corpus, planted copies and
+    training sequences (rebuilt from the same config and checked against the shipped paragraphs),
+    the same training loop, a smaller shape. Proxy-tuning (decoding-time unlearning) needs such a
+    companion sharing the base's vocabulary. Returns its metadata (also saved as metadata.json)."""
+    from dataclasses import replace
+
+    from transformers import AutoTokenizer
+
+    from interp.metrics import score_paragraphs
+    from interp.models import TESTBED_COMPANION_DIR, TESTBED_DIR, load_model
+    from interp.testbed import testbed_metadata, testbed_paragraphs
+
+    testbed_dir = Path(testbed_dir or TESTBED_DIR)
+    out_dir = Path(out_dir or TESTBED_COMPANION_DIR)
+    work = Path(work_dir) if work_dir else out_dir.parent / f"_build_{out_dir.name}"
+    work.mkdir(parents=True, exist_ok=True)
+    t_start, load_start = time.time(), os.getloadavg()
+    base_meta = testbed_metadata(testbed_dir)
+    cfg = replace(testbed_config(testbed_dir), **{k: v for k, v in asdict(shape).items() if k != "share"})
+
+    files = stdlib_files(cfg.max_files)
+    texts, corpus_hash = read_corpus(files)
+    if corpus_hash != base_meta["corpus"]["sha256"]:
+        raise RuntimeError(
+            f"this Python's standard library (hash {corpus_hash[:12]}) is not the testbed's corpus "
+            f"({base_meta['corpus']['sha256'][:12]}, Python {base_meta['corpus']['python_version']})"
+        )
+    tokenizer = AutoTokenizer.from_pretrained(testbed_dir)
+    data = build_data(cfg, work, texts, files, tokenizer)
+    shipped = testbed_paragraphs(path=testbed_dir)
+    if not torch.equal(eval_paragraphs(cfg, data).tokens, shipped.tokens):
+        raise RuntimeError("the rebuilt evaluation paragraphs differ from the testbed's: not the same data")
+
+    model = make_model(cfg, tokenizer)
+    sequences = data["layout"].tokens
+    sequences = sequences[: round(shape.share * len(sequences))]
+    training = train(cfg, model, sequences, work, desc="training companion")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.to({"float16": torch.float16, "float32": torch.float32}[cfg.storage_dtype])
+    model.save_pretrained(out_dir, safe_serialization=True)
+    tokenizer.save_pretrained(out_dir)
+
+    hooked = load_model(str(out_dir), device="cpu")
+    scores = score_paragraphs(hooked, shipped)
+    by_count = {}
+    for c in sorted(set(shipped.counts), reverse=True):
+        em = scores.em[torch.tensor([x == c for x in shipped.counts])].float()
+        by_count[str(c)] = {
+            "n": len(em),
+            "n_memorized": int((em == cfg.continuation_len).sum()),
+            "mean_em": float(em.mean()),
+        }
+    metadata = {
+        "name": "interp testbed companion",
+        "companion_of": {"path": str(testbed_dir), "corpus_sha256": corpus_hash, "name": base_meta["name"]},
+        "how": (
+            "interp.testbed.build.build_companion: the testbed's tokenizer, data and training loop "
+            "(interp.testbed.build.train), on the first `share` of its training sequences, with the shape below"
+        ),
+        "shape": asdict(shape),
+        "config": asdict(cfg),
+        "n_parameters": sum(p.numel() for p in model.parameters()),
+        "training": {
+            **training,
+            "wall_seconds": round(time.time() - t_start, 1),
+            "load_average_start": list(load_start),
+            "load_average_end": list(os.getloadavg()),
+            "threads": torch.get_num_threads(),
+        },
+        "em": dict(zip(shipped.ids, scores.em.tolist())),
+        "memorization_by_count": by_count,
     }
     tmp = out_dir / "metadata.json.tmp"
     tmp.write_text(json.dumps(metadata))

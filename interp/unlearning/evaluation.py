@@ -17,7 +17,7 @@ from transformer_lens import HookedTransformer
 
 from interp.data import Paragraphs
 from interp.errors import UserError
-from interp.metrics import greedy_continuations, score_paragraphs
+from interp.metrics import Scorable, greedy_continuations, score_paragraphs
 
 Hook = tuple[str, Callable]  # (hook name, hook function), as TransformerLens' fwd_hooks
 
@@ -96,7 +96,7 @@ def _concat(parts: Sequence[Paragraphs]) -> Paragraphs:
 
 @torch.no_grad()
 def evaluate(
-    model: HookedTransformer,
+    model: Scorable,
     targets: Paragraphs,
     probe: Probe | None = None,
     *,
@@ -104,7 +104,9 @@ def evaluate(
     hooks: Sequence[Hook] = (),
     batch_size: int = 64,
 ) -> Evaluation:
-    """Score targets, edit targets and the probes in one batched teacher-forced pass (with `hooks` on)."""
+    """Score targets, edit targets and the probes in one batched teacher-forced pass (with `hooks` on).
+
+    `model` may be a `LogitModel` with a `hooks` context manager, such as proxy.ProxyModel."""
     empty = targets.select(torch.zeros(len(targets), dtype=torch.bool))
     parts = [targets, edit_targets or empty]
     if probe is not None:

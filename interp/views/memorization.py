@@ -1,11 +1,14 @@
 """Figures of the memorization split: the EM distribution, memorization by training repeat count,
-and per-token views of example paragraphs. Results in, figures out."""
+the extraction probability by EM bin, and per-token views of example paragraphs. Results in,
+figures out."""
 
 from __future__ import annotations
 
 import circuitsvis
 import plotly.graph_objects as go
+import torch
 
+from interp.metrics import em_bins
 from interp.views.export import MEM_COLOR, NMEM_COLOR, paper_style
 
 
@@ -50,6 +53,33 @@ def figure_memorization_by_count(split) -> go.Figure:
     fig.update_xaxes(title="copies of the paragraph in the training data", type="category")
     fig.update_yaxes(title="fraction", range=[0, 1.05])
     return paper_style(fig, "Memorization by training repeat count")
+
+
+def figure_log10_p_by_em_bin(scores, nmem_max: int) -> go.Figure:
+    """Histogram of log10 p (the probability that sampling reproduces the whole continuation), one
+    overlaid series per EM bin: text greedy decoding misses (low EM) can still be likely to sample.
+    Paragraphs with p = 0 (a token outside the top k) are counted in the legend, not drawn."""
+    bins = em_bins(scores.continuation_len, nmem_max)
+    colors = [NMEM_COLOR, "#7fa7d0", "#d08f7f", MEM_COLOR]
+    fig = go.Figure()
+    for (label, lo, hi), color in zip(bins, colors):
+        lp = scores.log10_p[(scores.em >= lo) & (scores.em <= hi)]
+        finite = lp[torch.isfinite(lp)]
+        zero = f", {len(lp) - len(finite)} with p = 0" if len(finite) < len(lp) else ""
+        fig.add_trace(
+            go.Histogram(
+                x=finite.tolist(),
+                name=f"EM {label} (n={len(lp)}{zero})",
+                marker_color=color,
+                opacity=0.6,
+                hovertemplate="log10 p %{x}: %{y} paragraphs<extra></extra>",
+            )
+        )
+    sampling = f"top-{scores.top_k} sampling" if scores.top_k else "sampling at temperature 1"
+    fig.update_layout(barmode="overlay", legend=dict(orientation="h", y=-0.25))
+    fig.update_xaxes(title=f"log10 p: probability that {sampling} reproduces the whole continuation")
+    fig.update_yaxes(type="log", title="paragraphs (log scale)")
+    return paper_style(fig, "Extraction probability by EM bin")
 
 
 def figure_nll_vs_em(split) -> go.Figure:

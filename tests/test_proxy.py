@@ -1,0 +1,144 @@
+"""Decoding-time unlearning (proxy-tuning): the ensemble's logits are base + alpha * (unlearned -
+original small model), every metric and greedy decoding score it through the LogitModel seam,
+alpha = 0 is the base exactly, unlearning the small model lowers the ensemble's EM on the
+targets, and neither model is modified."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+from interp.data import Paragraphs
+from interp.errors import UserError
+from interp.metrics import greedy_continuations, score_paragraphs
+from interp.unlearning import UnlearnConfig, evaluate, probe_sets
+from interp.unlearning.proxy import ProxyConfig, ProxyModel, proxy_at_alphas, proxy_unlearn
+
+PREFIX, CONT, VOCAB = 8, 8, 48
+
+
+def tiny(seed: int, n_layers: int = 2, d_vocab: int = VOCAB) -> HookedTransformer:
+    cfg = HookedTransformerConfig(
+        n_layers=n_layers,
+        d_model=32,
+        n_heads=4,
+        d_head=8,
+        d_mlp=64,
+        d_vocab=d_vocab,
+        n_ctx=PREFIX + CONT,
+        act_fn="gelu_new",
+        normalization_type="LN",
+        attn_types=["global", "local"] * (n_layers // 2),
+        window_size=4,
+        use_attn_scale=False,
+        original_architecture="GPTNeoForCausalLM",
+        seed=seed,
+        initializer_range=0.3,
+    )
+    return HookedTransformer(cfg).eval()
+
+
+def recited(model: HookedTransformer, n: int, seed: int, tag: str) -> Paragraphs:
+    """Random prefixes followed by the model's OWN greedy continuation: EM = CONT by construction."""
+    prefixes = torch.randint(0, VOCAB, (n, PREFIX), generator=torch.Generator().manual_seed(seed))
+    tokens = torch.cat([prefixes, greedy_continuations(model, prefixes, CONT)], 1)
+    return Paragraphs(tokens, PREFIX, tuple(f"{tag}{i}" for i in range(n)))
+
+
+def random_text(n: int, seed: int, tag: str) -> Paragraphs:
+    tokens = torch.randint(0, VOCAB, (n, PREFIX + CONT), generator=torch.Generator().manual_seed(seed))
+    return Paragraphs(tokens, PREFIX, tuple(f"{tag}{i}" for i in range(n)))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def models():
+    return tiny(3, n_layers=4), tiny(4), tiny(5)
+
+
+def test_proxy_logits_are_base_plus_alpha_times_the_difference(models):
+    base, small, other = models
+    proxy = ProxyModel(base, small, other, alpha=0.7)
+    tokens = random_text(5, 1, "t").tokens
+    expected = base(tokens) + 0.7 * (other(tokens) - small(tokens))
+    torch.testing.assert_close(proxy.logits(tokens), expected, rtol=0, atol=1e-5)
+    # The metrics score it through the LogitModel seam: NLL, EM and log10 p from those logits.
+    paragraphs = Paragraphs(tokens, PREFIX, tuple("abcde"))
+    scores = score_paragraphs(proxy, paragraphs, batch_size=2)
+    logp = expected[:, PREFIX - 1 : -1].log_softmax(-1).gather(-1, tokens[:, PREFIX:, None]).squeeze(-1)
+    torch.testing.assert_close(scores.nll, -logp.mean(1), rtol=0, atol=1e-5)
+    torch.testing.assert_close(scores.log10_p, logp.double().sum(1) / torch.log(torch.tensor(10.0)).double())
+    hits = expected[:, PREFIX - 1 : -1].argmax(-1) == tokens[:, PREFIX:]
+    assert torch.equal(scores.hits, hits)
+    # Greedy decoding appends the argmax of the combined logits, one token at a time.
+    loop = paragraphs.prefixes
+    for _ in range(CONT):
+        step = base(loop) + 0.7 * (other(loop) - small(loop))
+        loop = torch.cat([loop, step[:, -1].argmax(-1, keepdim=True)], 1)
+    assert torch.equal(greedy_continuations(proxy, paragraphs.prefixes, CONT), loop[:, PREFIX:])
+
+
+def test_alpha_zero_or_identical_small_models_give_the_base_exactly(models):
+    base, small, other = models
+    paragraphs = Paragraphs(
+        torch.cat([recited(base, 6, 2, "m").tokens, random_text(6, 3, "r").tokens]), PREFIX, tuple("abcdefghijkl")
+    )
+    ref = score_paragraphs(base, paragraphs)
+    assert (ref.em[:6] == CONT).all()
+    for proxy in (ProxyModel(base, small, other, alpha=0.0), ProxyModel(base, small, small, alpha=3.0)):
+        got = score_paragraphs(proxy, paragraphs)
+        assert torch.equal(got.em, ref.em) and torch.equal(got.hits, ref.hits)
+        torch.testing.assert_close(got.nll, ref.nll, rtol=0, atol=1e-6)
+
+
+def test_unlearning_the_small_model_lowers_the_proxy_em_and_changes_no_weights(models, assert_untouched):
+    base, small, _ = models
+    mem = recited(base, 6, seed=1, tag="m")
+    retain = random_text(10, seed=2, tag="n")
+    probe = probe_sets(base, mem.select([3, 4, 5]), retain.select(range(5)), random_text(4, 4, "h"))
+    targets = mem.select([0, 1, 2])
+    config = ProxyConfig(unlearn=UnlearnConfig(select="all", lr=3e-2, steps=10, weight_decay=0.0), alpha=1.0)
+    with assert_untouched(base), assert_untouched(small):
+        result = proxy_unlearn(base, small, targets, retain, config, probe=probe)
+    assert (result.before.target_em == CONT).all()
+    assert result.after.target_em.float().mean() < result.before.target_em.float().mean() - 2
+    assert result.small.after.target_nll.mean() > result.small.before.target_nll.mean()  # the small model forgot
+    assert result.before.to_json() == evaluate(base, targets, probe).to_json()
+    assert result.weights_changed == 0
+    # The effect grows with alpha; alpha = 0 is the base again.
+    sweep = proxy_at_alphas(result, targets, [0.0, 1.0, 4.0], probe=probe)
+    ems = [float(r.after.target_em.float().mean()) for r in sweep]
+    assert ems[0] == float(CONT) and ems[2] <= ems[1] < ems[0]
+    assert torch.equal(sweep[0].after.mem_em, result.before.mem_em)
+    json = result.to_json()
+    assert json["config"]["kind"] == "proxy" and json["small_after"]["target_nll"] > json["small_before"]["target_nll"]
+
+
+def test_hooks_act_on_the_base_and_are_removed(models):
+    base, small, other = models
+    proxy = ProxyModel(base, small, other, alpha=1.0)
+    targets = recited(base, 3, 1, "m")
+
+    def kill(resid, hook):
+        return torch.zeros_like(resid)
+
+    plain = evaluate(proxy, targets)
+    hooked = evaluate(proxy, targets, hooks=[("blocks.3.hook_resid_post", kill)])
+    assert not torch.equal(plain.target_nll, hooked.target_nll)
+    assert torch.equal(evaluate(proxy, targets).target_nll, plain.target_nll)
+
+
+def test_a_small_model_with_another_vocabulary_is_refused(models):
+    base, small, _ = models
+    with pytest.raises(UserError, match="vocabulary"):
+        ProxyModel(base, small, tiny(6, d_vocab=VOCAB + 1))
+    with pytest.raises(UserError, match="alpha"):
+        ProxyConfig(alpha=-1.0)
