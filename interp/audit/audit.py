@@ -112,8 +112,10 @@ class AuditResult:
 
     @property
     def never_known_gain(self) -> Float[Tensor, "m a"]:
-        """Mean EM an attack adds to never-known paragraphs on each unlearned model: the attack's null."""
-        return (self.em_never_known_attacked - self.em_never_known_unlearned[:, None]).float().mean(-1)
+        """Mean EM an attack adds to never-known paragraphs on each unlearned model, at least 0: the attack's
+        null. A negative mean (an attack that damages text in general) is not credited to the targets:
+        a target already at EM 0 cannot fall further, so crediting it would invent recovery."""
+        return (self.em_never_known_attacked - self.em_never_known_unlearned[:, None]).float().mean(-1).clamp_min(0)
 
     @property
     def recovery(self) -> Float[Tensor, "m a n"]:
@@ -127,7 +129,7 @@ class AuditResult:
 
         residual[m, i] = max_a clip((EM_a,i - EM_u,i - g_a) / EM_o,i, 0, 1), where EM_o, EM_u, EM_a are
         the target's greedy EM on the original, the unlearned and the attacked unlearned model, and g_a
-        the mean EM gain attack a gives never-known paragraphs on the same unlearned model. Why: EM_a -
+        the mean EM gain (at least 0) attack a gives never-known paragraphs on the same unlearned model. Why: EM_a -
         EM_u is what the attack brought back, g_a what it would bring from nothing (by teaching, or by
         picking the best of many prompts or windows), and EM_o what there was to forget, so the score is
         the share of the forgotten text the best attack returns beyond its null: 0 = gone under every
