@@ -17,6 +17,7 @@ COMMANDS = (
     "scan",
     "unlearn",
     "restore",
+    "audit",
     "locate_head",
     "validate_locator",
 )

@@ -19,6 +19,7 @@ EXPECTED = {
     "04_perturbation": ["perturbation_em_drop_by_position"],
     "05_unlearning": ["unlearning_table"],
     "06_restoration": ["restoration_all"],
+    "07_audit": ["audit_recovery"],
 }
 
 
@@ -87,6 +88,14 @@ def _restoration(n: dict) -> None:
     assert n["all"]["em_original"] == 50 and len(n["all"]["krs"]) == len(n["all"]["experiments"])
 
 
+def _audit(n: dict) -> None:
+    assert n["calibrations"]["unlearn all"]["reached"] and set(n["median_residual"]) == {"unlearn all"}
+    assert 0 <= n["median_residual"]["unlearn all"] <= 1
+    rows = n["tables"]["unlearn all"]
+    assert rows[0]["attack"] == "none (unlearned)" and rows[0]["original_em"] == 50 and rows[0]["em"] <= 10
+    assert {r["attack"] for r in rows[1:]} == set(n["settings"]["attacks"])
+
+
 CHECKS = {
     "01_memorization": _memorization,
     "02_gradients": _gradients,
@@ -94,4 +103,5 @@ CHECKS = {
     "04_perturbation": _perturbation,
     "05_unlearning": _unlearning,
     "06_restoration": _restoration,
+    "07_audit": _audit,
 }

@@ -1,0 +1,234 @@
+"""`interp audit`: is forgotten text really gone? Attack saved unlearned models (quantization, relearning,
+restoration, perturbed prefixes), each attack with its two controls, and score every target's residual
+memorization (interp.audit)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from interp.audit import ATTACKS, AuditConfig, audit
+from interp.audit.restoration import RESTORED
+from interp.commands.common import add_model_args, add_paragraph_args, model_from_args, paragraphs_from_args
+from interp.commands.unlearn import SAVED_RUN
+from interp.data import Paragraphs, load_paragraphs
+from interp.errors import UserError
+from interp.io import write_json
+from interp.memorization import heldout_indices, memorization_split
+from interp.metrics import NMEM_MAX_EM, score_paragraphs
+from interp.models import load_model, model_name
+
+DEFAULTS = AuditConfig()
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "audit",
+        help="attack unlearned models (quantization, relearning, restoration, perturbed prefixes) with controls",
+    )
+    add_model_args(p)
+    add_paragraph_args(p)
+    p.add_argument(
+        "--unlearned",
+        action="append",
+        required=True,
+        help="an unlearned model folder from `interp unlearn --save DIR`, as DIR or NAME=DIR; repeat for several",
+    )
+    p.add_argument(
+        "--targets", default=None, help="comma-separated ids of the forgotten paragraphs (default: DIR/unlearning.json)"
+    )
+    p.add_argument(
+        "--never-known",
+        type=Path,
+        default=None,
+        help="JSONL of paragraphs the model never recited (default: the paragraph set's held-out split, EM <= --nmem-max)",
+    )
+    p.add_argument("--n-never-known", type=int, default=32, help="never-known paragraphs drawn (default 32)")
+    p.add_argument("--nmem-max", type=int, default=NMEM_MAX_EM, help="never recited / retain: EM at most this")
+    p.add_argument(
+        "--retain",
+        type=int,
+        default=10,
+        help="relearn_retain text: the first N non-recited trained paragraphs, the set `interp unlearn` retains "
+        "(default 10)",
+    )
+    p.add_argument(
+        "--related",
+        type=Path,
+        default=None,
+        help="JSONL of related text for relearn_related (default: the other paragraphs of each target's source "
+        "document, from the paragraph set's 'source' field)",
+    )
+    p.add_argument("--attacks", default=",".join(ATTACKS), help=f"some of {','.join(ATTACKS)}")
+    p.add_argument(
+        "--group-size", type=int, default=DEFAULTS.group_size, help="int4: input channels per scale (default 32)"
+    )
+    p.add_argument("--relearn-steps", type=int, default=DEFAULTS.relearn_steps, help="relearning: Adam steps (10)")
+    p.add_argument("--relearn-lr", type=float, default=DEFAULTS.relearn_lr, help="relearning: learning rate (1e-4)")
+    p.add_argument("--perturb-k", type=int, default=DEFAULTS.perturb_k, help="single-token prefix edits tried (32)")
+    p.add_argument(
+        "--shifts",
+        default=",".join(map(str, DEFAULTS.shifts)),
+        help="tokens of left context tried before each paragraph (default 1,2,4,8)",
+    )
+    p.add_argument("--width", type=int, default=None, help="restoration window width in layers (odd; default scaled)")
+    p.add_argument(
+        "--restore-experiments",
+        default=",".join(RESTORED),
+        help="restoration: some of coefficients,attention,both,values",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", default=None, help="write the results here")
+    p.add_argument("--html", default=None, help="write the method x attack recovery heatmap here (self-contained HTML)")
+    p.set_defaults(run=run)
+
+
+def _unlearned(specs: list[str]) -> dict[str, tuple[Path, dict | None]]:
+    """NAME -> (folder, its unlearning.json or None); NAME defaults to the saved run's label, else the folder name."""
+    out = {}
+    for spec in specs:
+        name, _, folder = spec.rpartition("=")
+        path = Path(folder)
+        if not (path / "config.json").exists():
+            raise UserError(
+                f"{path} is not a saved model folder (no config.json); make one with `interp unlearn --save DIR`"
+            )
+        saved = json.loads((path / SAVED_RUN).read_text()) if (path / SAVED_RUN).exists() else None
+        name = name or (saved or {}).get("label") or path.name
+        if name in out:
+            name = f"{name} ({path.name})"
+        out[name] = (path, saved)
+    return out
+
+
+def _targets(args, paragraphs: Paragraphs, saved: dict[str, tuple[Path, dict | None]]) -> Paragraphs:
+    if args.targets:
+        ids = [t.strip() for t in args.targets.split(",") if t.strip()]
+    else:
+        lists = {tuple(s["target_ids"]) for _, s in saved.values() if s is not None}
+        if len(lists) != 1 or any(s is None for _, s in saved.values()):
+            raise UserError("the unlearned folders do not name one common set of forgotten paragraphs: pass --targets")
+        ids = list(lists.pop())
+    where = {pid: i for i, pid in enumerate(paragraphs.ids)}
+    missing = [t for t in ids if t not in where]
+    if missing:
+        raise UserError(f"target ids {missing[:5]} are not in the paragraph set")
+    return paragraphs.select([where[t] for t in ids])
+
+
+def _never_known(args, original, paragraphs: Paragraphs, targets: Paragraphs) -> Paragraphs:
+    """--never-known FILE, else held-out paragraphs (never trained on) the original does not recite, seeded draw."""
+    if args.never_known is not None:
+        return load_paragraphs(
+            args.never_known,
+            tokenizer=original.tokenizer,
+            prefix_len=paragraphs.prefix_len,
+            continuation_len=paragraphs.continuation_len,
+            vocab_size=original.cfg.d_vocab,
+        )
+    split = paragraphs.meta.get("split")
+    if split is None:
+        raise UserError("the paragraph set has no held-out split: pass --never-known FILE of text the model never saw")
+    pool = paragraphs.select(
+        [i for i, s in enumerate(split) if s == "heldout" and paragraphs.ids[i] not in targets.ids]
+    )
+    scored = memorization_split(original, pool, batch_size=args.batch_size, nmem_max=args.nmem_max, n_examples=0)
+    held = heldout_indices(scored)
+    keep = held[scored.scores.em[held] <= args.nmem_max]
+    if len(keep) == 0:
+        raise UserError("no held-out paragraph is free of recitation: pass --never-known FILE")
+    gen = torch.Generator().manual_seed(args.seed)
+    return pool.select(keep[torch.randperm(len(keep), generator=gen)[: args.n_never_known]].sort().values)
+
+
+def _retain(args, original, paragraphs: Paragraphs, exclude: set[str]) -> Paragraphs:
+    """The first --retain trained, non-recited paragraphs in file order (what `interp unlearn` retains)."""
+    split = paragraphs.meta.get("split")
+    candidates = [
+        i for i, pid in enumerate(paragraphs.ids) if pid not in exclude and (split is None or split[i] != "heldout")
+    ]
+    chosen: list[int] = []
+    for start in range(0, len(candidates), 256):
+        idx = candidates[start : start + 256]
+        em = score_paragraphs(original, paragraphs.select(idx), batch_size=args.batch_size).em
+        chosen += [i for i, e in zip(idx, em.tolist()) if e <= args.nmem_max]
+        if len(chosen) >= args.retain:
+            break
+    if len(chosen) < args.retain:
+        raise UserError(f"{len(chosen)} non-recited paragraphs to retain, {args.retain} wanted: lower --retain")
+    return paragraphs.select(chosen[: args.retain])
+
+
+def _ints(text: str, flag: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise UserError(f"--{flag} takes comma-separated integers, got {text!r}") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    start = time.perf_counter()
+    if args.retain < 1 or args.n_never_known < 1:
+        raise UserError("--retain and --n-never-known must be at least 1")
+    config = AuditConfig(
+        attacks=tuple(a.strip() for a in args.attacks.split(",") if a.strip()),
+        group_size=args.group_size,
+        relearn_steps=args.relearn_steps,
+        relearn_lr=args.relearn_lr,
+        width=args.width,
+        restore_experiments=tuple(e.strip() for e in args.restore_experiments.split(",") if e.strip()),
+        perturb_k=args.perturb_k,
+        shifts=_ints(args.shifts, "shifts"),
+        seed=args.seed,
+        batch_size=args.batch_size,
+    )
+    saved = _unlearned(args.unlearned)
+    original = model_from_args(args)
+    paragraphs = paragraphs_from_args(args, original)
+    targets = _targets(args, paragraphs, saved)
+    never_known = _never_known(args, original, paragraphs, targets)
+    retain = _retain(args, original, paragraphs, set(targets.ids) | set(never_known.ids))
+    related = None
+    if args.related is not None:
+        related = load_paragraphs(
+            args.related,
+            tokenizer=original.tokenizer,
+            prefix_len=paragraphs.prefix_len,
+            continuation_len=paragraphs.continuation_len,
+            vocab_size=original.cfg.d_vocab,
+        )
+    models = {name: load_model(str(path), device=args.device, dtype=args.dtype) for name, (path, _) in saved.items()}
+    print(
+        f"original {model_name(original)}; auditing {', '.join(models)} on {len(targets)} target(s); "
+        f"{len(never_known)} never-known, {len(retain)} retain paragraphs; attacks {', '.join(config.attacks)}"
+    )
+    result = audit(
+        original, models, targets, never_known, retain=retain, related=related, pool=paragraphs, config=config
+    )
+    seconds = time.perf_counter() - start
+    print(result.format())
+    print(
+        f"budgets: int4 groups of {config.group_size}; relearning {config.relearn_steps} steps at lr "
+        f"{config.relearn_lr:g}; {config.perturb_k} prefix edits; shifts {config.shifts}; {seconds:.0f} s in all"
+    )
+    if args.json:
+        write_json(
+            args.json,
+            {
+                "model": model_name(original),
+                "unlearned": {name: str(path) for name, (path, _) in saved.items()},
+                "seconds": seconds,
+                **result.to_json(),
+            },
+        )
+        print(f"wrote {args.json}")
+    if args.html:
+        from interp.views.audit import figure_audit
+
+        figure_audit(result).write_html(args.html, include_plotlyjs=True, full_html=True)
+        print(f"wrote {args.html}")
+    return 0

@@ -1,0 +1,274 @@
+"""The forgetting audit: quantization by hand, the residual score by hand, and known answers on tiny
+models: an edit below the int4 step and a hook that hides the text must score a high residual (found by
+int4 and by restoration), a model that never knew the text must score ~0, every attack changes the model
+and the controls are the same attacks on the original model; no model is changed."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+import torch
+from conftest import hook_count, state_hash
+from transformer_lens import HookedTransformer, HookedTransformerConfig, utils
+
+from interp.audit import AuditConfig, AuditResult, audit, quantize_matrix, quantized, related_text
+from interp.audit.prefixes import single_token_edits
+from interp.audit.scoring import log10_p, score
+from interp.data import Paragraphs
+from interp.errors import UserError
+from interp.io import to_jsonable
+from interp.metrics import continuation_log_probs, greedy_continuations, score_paragraphs
+from interp.views.audit import figure_audit
+
+PREFIX, CONT, VOCAB, GROUP = 8, 8, 48, 32
+ATTACKS = ("int8", "int4", "relearn_prefix", "relearn_retain", "relearn_related", "restore", "perturb", "shift")
+
+
+def tiny(seed: int = 3) -> HookedTransformer:
+    cfg = HookedTransformerConfig(
+        n_layers=4,
+        d_model=32,
+        n_heads=4,
+        d_head=8,
+        d_mlp=64,
+        d_vocab=VOCAB,
+        n_ctx=PREFIX + CONT + 8,  # room for the shift attack's left context
+        act_fn="gelu_new",
+        normalization_type="LN",
+        attn_types=["global", "local"] * 2,
+        window_size=4,
+        use_attn_scale=False,
+        original_architecture="GPTNeoForCausalLM",
+        seed=seed,
+        initializer_range=0.3,
+    )
+    return HookedTransformer(cfg).eval()
+
+
+def recited(model: HookedTransformer, n: int, seed: int, tag: str) -> Paragraphs:
+    """Random prefixes followed by the model's own greedy continuation: EM = CONT by construction."""
+    prefixes = torch.randint(0, VOCAB, (n, PREFIX), generator=torch.Generator().manual_seed(seed))
+    tokens = torch.cat([prefixes, greedy_continuations(model, prefixes, CONT)], 1)
+    return Paragraphs(tokens, PREFIX, tuple(f"{tag}{i}" for i in range(n)), meta={"source": ("a", "a", "b", "b")[:n]})
+
+
+def random_text(n: int, seed: int, tag: str) -> Paragraphs:
+    tokens = torch.randint(0, VOCAB, (n, PREFIX + CONT), generator=torch.Generator().manual_seed(seed))
+    return Paragraphs(tokens, PREFIX, tuple(f"{tag}{i}" for i in range(n)))
+
+
+def below_int4_step(model: HookedTransformer, targets: Paragraphs) -> HookedTransformer:
+    """A copy whose MLP matrices move against the targets' likelihood by 0.45 of their int4 step (never at
+    a group's largest weight, so the scales stay): on an int4-grid model, int4 rounds the edit away exactly."""
+    edited = copy.deepcopy(model)
+    names = [n for n, _ in edited.named_parameters() if n.endswith(("mlp.W_in", "mlp.W_out"))]
+    params = dict(edited.named_parameters())
+    logits = edited(targets.tokens)
+    (-continuation_log_probs(logits, targets.tokens, PREFIX).mean()).backward()
+    with torch.no_grad():
+        for name in names:
+            w = params[name].T  # [out, in], the int4 layout
+            groups = w.reshape(w.shape[0], -1, GROUP)
+            top = groups.abs().amax(-1, keepdim=True)
+            step = 0.45 * top / 7 * params[name].grad.T.reshape(groups.shape).sign()
+            params[name].copy_((groups + torch.where(groups.abs() == top, 0.0, step)).reshape(w.shape).T)
+    for p in edited.parameters():
+        p.grad = None
+    return edited
+
+
+def hiding_hook(model: HookedTransformer, targets: Paragraphs) -> list:
+    """A vector added to the last layer's MLP coefficients that pushes down the targets' first
+    continuation tokens: the weights still hold the text, only its read-out is suppressed."""
+    layer = model.cfg.n_layers - 1
+    with torch.no_grad():
+        v = -(model.blocks[layer].mlp.W_out @ model.W_U[:, targets.tokens[:, PREFIX]].sum(-1))
+        v = 30 * v / v.norm()
+    return [(utils.get_act_name("post", layer), lambda act, hook: act + v)]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def known():
+    """The audit of three "unlearnings" of the same targets on an int4-grid model."""
+    base, _ = quantized(tiny(), 4, GROUP)
+    targets = recited(base, 4, seed=1, tag="m")
+    never_known, retain = random_text(8, 2, "k"), random_text(10, 3, "r")
+    never_known = Paragraphs(never_known.tokens, PREFIX, never_known.ids, meta={"source": ("c",) * 8})
+    pool = Paragraphs(
+        torch.cat([random_text(4, 5, "x").tokens, targets.tokens[:1]]),
+        PREFIX,
+        ("x0", "x1", "x2", "x3", "copy"),
+        meta={"source": ("a", "b", "c", "b", "a")},
+    )
+    hooks = hiding_hook(base, targets)
+    models = {"below int4 step": below_int4_step(base, targets), "hook": (base, hooks), "never knew": tiny(seed=11)}
+    hashes = {name: state_hash(m if isinstance(m, HookedTransformer) else m[0]) for name, m in models.items()}
+    result = audit(base, models, targets, never_known, retain=retain, pool=pool)
+    for name, m in models.items():
+        m = m if isinstance(m, HookedTransformer) else m[0]
+        assert state_hash(m) == hashes[name] and hook_count(m) == 0, f"the audit changed {name}"
+    return base, targets, never_known, retain, pool, models, result
+
+
+def test_quantization_by_hand(assert_untouched):
+    w = torch.tensor([[1.0, -0.5, 0.26, 0.0], [0.2, 0.1, -0.05, 0.03]])
+    s = torch.tensor([[1.0], [0.2]]) / 127
+    assert torch.allclose(quantize_matrix(w, 8), (w / s).round() * s)  # one scale per output row
+    g = torch.tensor([[1.0, 1.0, 0.26, 0.26], [0.2, 0.2, 0.05, 0.05]]) / 7  # int4: one per 2 inputs
+    assert torch.allclose(quantize_matrix(w, 4, 2), (w / g).round() * g)
+    with pytest.raises(UserError, match="group-size"):
+        quantize_matrix(w, 4, 3)
+    model = tiny()
+    with assert_untouched(model):
+        q, errors = quantized(model, 8)
+    wq = model.blocks[0].attn.W_Q.detach()  # [head, d_model, d_head]: an output channel is (head, d_head)
+    scale = wq.abs().amax(1, keepdim=True) / 127
+    assert torch.allclose(q.blocks[0].attn.W_Q, (wq / scale).round() * scale)
+    wo = model.blocks[1].attn.W_O.detach()  # [head, d_head, d_model]: an output channel is d_model
+    scale = wo.abs().amax((0, 1), keepdim=True) / 127
+    assert torch.allclose(q.blocks[1].attn.W_O, (wo / scale).round() * scale)
+    assert len(errors) == 4 * 6 and all(0 < e < 0.02 for e in errors.values())
+    assert torch.equal(q.W_E, model.W_E) and torch.equal(q.blocks[0].ln1.w, model.blocks[0].ln1.w)
+    e = errors["blocks.1.mlp.W_out"]
+    assert e == pytest.approx(
+        float((q.blocks[1].mlp.W_out - model.blocks[1].mlp.W_out).norm() / model.blocks[1].mlp.W_out.norm())
+    )
+    assert quantized(model, 4, GROUP)[1]["blocks.1.mlp.W_out"] > e  # 4 bits err more than 8
+
+
+def test_residual_score_by_hand():
+    """residual = max_a clip((EM_a - EM_u - max(0, g_a)) / EM_o, 0, 1), g_a = mean never-known gain."""
+    r = AuditResult(
+        ids=("p", "q"),
+        never_known_ids=("k0", "k1"),
+        methods=("m",),
+        attacks=("a", "b"),
+        continuation_len=10,
+        em_original=torch.tensor([10, 5]),
+        log10p_original=torch.zeros(2),
+        em_unlearned=torch.tensor([[0, 1]]),
+        log10p_unlearned=torch.zeros(1, 2),
+        em_attacked=torch.tensor([[[6, 1], [3, 5]]]),
+        log10p_attacked=torch.zeros(1, 2, 2),
+        em_original_attacked=torch.tensor([[10, 5], [10, 5]]),
+        log10p_original_attacked=torch.zeros(2, 2),
+        em_never_known_unlearned=torch.tensor([[2, 2]]),
+        em_never_known_attacked=torch.tensor([[[4, 2], [0, 0]]]),  # gains: a +1, b -2 (not credited)
+        log10p_never_known_attacked=torch.zeros(1, 2, 2),
+    )
+    assert r.never_known_gain.tolist() == [[1.0, 0.0]]
+    expected = torch.tensor([[[0.5, 0.0], [0.3, 0.8]]])  # (6-0-1)/10, (1-1-1)/5 -> 0; (3-0)/10, (5-1)/5
+    assert torch.allclose(r.recovery, expected)
+    assert torch.allclose(r.residual, torch.tensor([[0.5, 0.8]])) and r.residual_attack == [["a", "b"]]
+    assert r.table("m")[1]["recovery"] == pytest.approx(0.25) and "p 0.50 (a)" in r.format()
+
+
+def test_log10_p_is_the_product_of_the_token_probabilities():
+    model = tiny()
+    paragraphs = random_text(3, 7, "t")
+    em, logp = score(model, paragraphs.tokens, PREFIX)
+    probs = model(paragraphs.tokens)[:, PREFIX - 1 : -1].softmax(-1)
+    by_hand = probs.gather(-1, paragraphs.tokens[:, PREFIX:, None]).squeeze(-1).double().prod(-1).log10()
+    assert torch.allclose(logp.double(), by_hand, atol=1e-4) and torch.equal(em, score_paragraphs(model, paragraphs).em)
+    assert log10_p(torch.full((1, 2), -2.302585)).item() == pytest.approx(-2.0, abs=1e-5)
+
+
+def test_hidden_below_the_quantization_step_scores_high_via_int4(known):
+    *_, result = known
+    m, a = result.methods.index("below int4 step"), result.attacks.index("int4")
+    assert result.em_unlearned[m].max() == 0, "the edit must hide every target for the test to mean anything"
+    assert torch.equal(result.em_attacked[m, a], result.em_original)  # int4 rounds the edit away exactly
+    assert torch.equal(result.em_original_attacked[a], result.em_original)  # int4 of a grid model is a no-op
+    assert result.residual[m].min() >= 0.9 and set(result.residual_attack[m]) == {"int4"}
+
+
+def test_hidden_by_a_hook_scores_high_via_restoration(known):
+    *_, result = known
+    m = result.methods.index("hook")
+    assert result.em_unlearned[m].max() == 0
+    assert result.residual[m].min() >= 0.9 and set(result.residual_attack[m]) == {"restore"}
+    assert all(c.startswith("coefficients") or c.startswith("both") for c in result.choices["hook"]["restore"])
+
+
+def test_text_the_model_never_knew_scores_about_zero(known):
+    """A model that never recited the targets (another initialisation): no attack brings them back beyond
+    its never-known null; the null gains themselves are small on this text."""
+    *_, result = known
+    m = result.methods.index("never knew")
+    assert result.em_unlearned[m].max() == 0
+    assert float(result.median_residual[m]) <= 0.15 and float(result.residual[m].max()) <= 0.3
+    assert float(result.never_known_gain[m].max()) <= 1.0
+
+
+def test_every_attack_changes_the_model_and_the_controls_are_the_same_attack(known):
+    base, targets, never_known, retain, pool, models, result = known
+    errors = result.quantization_error
+    assert all(e > 0 for a in ("int8", "int4") for e in errors["never knew"][a].values())
+    assert all(e > 0 for e in errors["original"]["int8"].values())
+    assert all(e == 0 for e in errors["original"]["int4"].values())  # an int4-grid model: int4 is a no-op
+    assert all((e > 0) == (".mlp." in t) for t, e in errors["below int4 step"]["int4"].items())  # only the edit moves
+    for name in ("original", *result.methods):
+        for attack in ("relearn_prefix", "relearn_retain", "relearn_related"):
+            assert all(v > 1e-4 for v in result.weights_moved[name][attack].values())
+    q, _ = quantized(base, 8)
+    assert torch.equal(result.em_original_attacked[0], score_paragraphs(q, targets).em)
+    both = Paragraphs(torch.cat([targets.tokens, never_known.tokens]), PREFIX, targets.ids + never_known.ids)
+    variants, _ = single_token_edits(both, 32, VOCAB, 0)  # drawn once for targets + never-known, in that order
+    em, _ = score(base, variants[:4].reshape(-1, PREFIX + CONT), PREFIX)
+    assert torch.equal(result.em_original_attacked[ATTACKS.index("perturb")], em.view(4, 32).max(1).values)
+    related = result.settings["related_targets"]
+    assert "copy" not in related and set(related) == {"x0", "x1", "x3"}  # same documents, never the target's text
+    assert result.settings["related_never_known"] == ["x2"]
+
+
+def test_json_table_and_figure(known):
+    *_, result = known
+    data = json.loads(json.dumps(to_jsonable(result.to_json())))
+    para = data["methods"]["hook"]["paragraphs"][0]
+    assert para["residual_attack"] == "restore" and para["attacks"]["restore"]["em"] == CONT
+    assert data["settings"]["relearn_steps"] == 10 and "W_out" in data["settings"]["quantized_tensors"]
+    rows = result.table("hook")
+    assert [r["attack"] for r in rows] == ["none (unlearned)", *ATTACKS]
+    fig = figure_audit(result)
+    assert list(fig.data[0].x) == list(ATTACKS) and len(fig.data[0].y) == 3
+    assert fig.data[0].z[0][1] == pytest.approx(float(result.recovery[0, 1].mean()))
+
+
+def test_related_text_keeps_to_the_documents_and_off_the_continuation():
+    targets = recited(tiny(), 2, seed=1, tag="m")  # sources a, a
+    pool = Paragraphs(
+        torch.cat([random_text(3, 5, "x").tokens, targets.tokens[1:2]]),
+        PREFIX,
+        ("x0", "x1", "x2", "dup"),
+        meta={"source": ("a", "b", "a", "z")},
+    )
+    assert related_text(pool, targets).ids == ("x0", "x2")
+    assert related_text(pool, targets, exclude=("x0",)).ids == ("x2",)
+    with pytest.raises(UserError, match="--related"):
+        related_text(random_text(3, 5, "x"), targets)
+
+
+def test_user_errors(known):
+    base, targets, never_known, retain, pool, models, _ = known
+    with pytest.raises(UserError, match="never recited"):
+        audit(
+            base, {"x": base}, targets, never_known.select(torch.zeros(8, dtype=torch.bool)), retain=retain, pool=pool
+        )
+    with pytest.raises(UserError, match="does not recite"):
+        audit(base, {"x": base}, never_known, targets, retain=retain, pool=pool)
+    with pytest.raises(UserError, match="--attacks"):
+        AuditConfig(attacks=("int3",))
+    with pytest.raises(UserError, match="retain"):
+        audit(base, {"x": base}, targets, never_known, pool=pool, config=AuditConfig(attacks=("relearn_retain",)))
+    with pytest.raises(UserError, match="--shifts"):
+        audit(base, {"x": base}, targets, never_known, config=AuditConfig(attacks=("shift",), shifts=(9,)))
