@@ -227,3 +227,27 @@ def test_a_recited_paragraph_has_the_highest_extraction_probability(tiny_model):
     assert scores.em[10] == 10 and (scores.em[torch.arange(21) != 10] < 10).all()
     assert int(scores.log10_p.argmax()) == 10
     assert scores.extraction_probability(1)[10] > 0.5
+
+
+def test_memorization_section_shows_extraction_probability_by_em_bin(tiny_model):
+    """The report's memorization section carries the log10 p histogram by EM bin: its table counts
+    every paragraph once, in the bin of its EM and the log10 p range of its own score."""
+    from interp.memorization import memorization_split
+    from interp.metrics import LOG10_P_BINS, em_bins, extraction_by_em_bin
+    from interp.views.sections.memorization import memorization_section
+
+    model = tiny_model(d_vocab=50, n_ctx=24)
+    tokens = torch.randint(0, 50, (30, 20), generator=torch.Generator().manual_seed(1))
+    split = memorization_split(model, Paragraphs(tokens, 10, tuple(str(i) for i in range(30))), nmem_max=2)
+    rows = extraction_by_em_bin(split.scores, 2)
+    assert [r["em_bin"] for r in rows] == [b[0] for b in em_bins(10, 2)]
+    assert sum(r["n"] for r in rows) == 30 and sum(sum(r["log10_p_histogram"].values()) for r in rows) == 30
+    lp = split.scores.log10_p
+    lo, hi = LOG10_P_BINS[2]
+    in_nmem = split.scores.em <= 2
+    assert rows[0]["log10_p_histogram"]["[-30, -10)"] == int(((lp >= lo) & (lp < hi) & in_nmem).sum())
+    assert rows[0]["median_log10_p"] == pytest.approx(float(lp[in_nmem].median()))
+    section = memorization_section(split, {})
+    assert "log10_p_by_em_bin" in section.figures
+    table = next(t for t in section.tables if t.caption.startswith("Extraction probability"))
+    assert [row[1] for row in table.rows] == [r["n"] for r in rows]
