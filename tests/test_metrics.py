@@ -182,6 +182,11 @@ def test_extraction_probability_is_the_product_of_the_softmax_probabilities(tiny
     torch.testing.assert_close(top.log10_p[fin], by_hand[fin], rtol=0, atol=1e-5)
     assert (top.log10_p[:3] > full.log10_p[:3]).all()  # renormalising over fewer tokens raises p
     assert torch.equal(top.em, full.em) and torch.allclose(top.nll, full.nll)  # NLL stays the full softmax's
+    from interp.metrics import extraction_by_em_bin
+
+    rows = extraction_by_em_bin(top, nmem_max=2)
+    assert sum(sum(r["log10_p_histogram"].values()) for r in rows) == len(paragraphs)  # each paragraph once
+    assert sum(r["log10_p_histogram"]["-inf (outside top-k)"] for r in rows) == int(torch.isinf(by_hand).sum())
     records = top.to_json()
     assert records[5]["log10_p"] is None and records[5]["p_extract"]["10000"] == 0.0
     assert records[0]["p_extract"]["1"] == pytest.approx(10 ** top.log10_p[0].item(), rel=1e-9)
