@@ -30,7 +30,15 @@ from interp.memorization import (
     memorization_split,
     split_mem_nmem,
 )
-from interp.metrics import ParagraphScores, exact_match, greedy_exact_match, nll, score_paragraphs
+from interp.metrics import (
+    LogitModel,
+    ParagraphScores,
+    exact_match,
+    greedy_exact_match,
+    log10_at_least_one,
+    nll,
+    score_paragraphs,
+)
 from interp.models import load_model, save_model
 from interp.patching import PatchingResult, activation_patching, attribution_patching
 from interp.perturbation import PerturbationResult, prefix_perturbation
@@ -59,6 +67,7 @@ from interp.unlearning import (
     unlearn,
     unlearning_table,
 )
+from interp.unlearning.proxy import ProxyConfig, ProxyModel, ProxyResult, proxy_unlearn
 
 __all__ = [
     "Calibration",
@@ -68,6 +77,10 @@ __all__ = [
     "HeadAblation",
     "HeadRanking",
     "LocatorValidation",
+    "LogitModel",
+    "ProxyConfig",
+    "ProxyModel",
+    "ProxyResult",
     "MemorizationSplit",
     "NormComparison",
     "PAPER",
@@ -114,6 +127,7 @@ __all__ = [
     "integrated_gradients",
     "load_model",
     "load_paragraphs",
+    "log10_at_least_one",
     "locate_memorization_head",
     "locate_neurons",
     "matched_random_mask",
@@ -126,6 +140,7 @@ __all__ = [
     "position_robustness",
     "prefix_perturbation",
     "probe_sets",
+    "proxy_unlearn",
     "random_neurons",
     "rare_token_attention",
     "rarity_ranks",

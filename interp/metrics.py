@@ -133,7 +133,10 @@ def extraction_by_em_bin(scores: ParagraphScores, nmem_max: int = NMEM_MAX_EM) -
         lp = scores.log10_p[sel]
         hist = {}
         for a, b in LOG10_P_BINS:
-            inside = lp == a if a == b else (lp >= a) & ((lp < b) if b < 0 else (lp <= b))
+            if a == b:  # p = 0: its own bin, in no other
+                inside = lp == a
+            else:
+                inside = (lp > a if a == -math.inf else lp >= a) & (lp < b if b < 0 else lp <= b)
             hist[log10_p_bin_label(a, b)] = int(inside.sum())
         rows.append(
             {

@@ -20,10 +20,22 @@ def test_memorized_json_on_testbed(tmp_path, capsys, testbed, testbed_paragraph_
     printed = capsys.readouterr().out
     assert "EM histogram" in printed and "repeat count" in printed
     result = json.loads(out.read_text())
-    assert set(result) == {"model", "prefix_len", "continuation_len", "paragraphs", "mem_ids", "nmem_ids"}
+    assert set(result) == {
+        "model",
+        "prefix_len",
+        "continuation_len",
+        "sampling",
+        "extraction_by_em_bin",
+        "paragraphs",
+        "mem_ids",
+        "nmem_ids",
+    }
+    assert "log10 p by EM bin" in printed and sum(r["n"] for r in result["extraction_by_em_bin"]) == len(sub)
     assert result["prefix_len"] == 50 and result["continuation_len"] == 50
-    em = score_paragraphs(testbed, sub).em.tolist()
+    scores = score_paragraphs(testbed, sub)
+    em = scores.em.tolist()
     assert [r["em"] for r in result["paragraphs"]] == em
+    assert [r["log10_p"] for r in result["paragraphs"]] == pytest.approx(scores.log10_p.tolist(), abs=1e-9)
     assert [r["count"] for r in result["paragraphs"]] == list(sub.counts)
     assert result["mem_ids"] == [pid for pid, e in zip(sub.ids, em) if e == 50]
     assert result["nmem_ids"] == [pid for pid, e in zip(sub.ids, em) if e <= 10]

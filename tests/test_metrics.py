@@ -182,6 +182,11 @@ def test_extraction_probability_is_the_product_of_the_softmax_probabilities(tiny
     torch.testing.assert_close(top.log10_p[fin], by_hand[fin], rtol=0, atol=1e-5)
     assert (top.log10_p[:3] > full.log10_p[:3]).all()  # renormalising over fewer tokens raises p
     assert torch.equal(top.em, full.em) and torch.allclose(top.nll, full.nll)  # NLL stays the full softmax's
+    from interp.metrics import extraction_by_em_bin
+
+    rows = extraction_by_em_bin(top, nmem_max=2)
+    assert sum(sum(r["log10_p_histogram"].values()) for r in rows) == len(paragraphs)  # each paragraph once
+    assert sum(r["log10_p_histogram"]["-inf (outside top-k)"] for r in rows) == int(torch.isinf(by_hand).sum())
     records = top.to_json()
     assert records[5]["log10_p"] is None and records[5]["p_extract"]["10000"] == 0.0
     assert records[0]["p_extract"]["1"] == pytest.approx(10 ** top.log10_p[0].item(), rel=1e-9)
@@ -227,3 +232,27 @@ def test_a_recited_paragraph_has_the_highest_extraction_probability(tiny_model):
     assert scores.em[10] == 10 and (scores.em[torch.arange(21) != 10] < 10).all()
     assert int(scores.log10_p.argmax()) == 10
     assert scores.extraction_probability(1)[10] > 0.5
+
+
+def test_memorization_section_shows_extraction_probability_by_em_bin(tiny_model):
+    """The report's memorization section carries the log10 p histogram by EM bin: its table counts
+    every paragraph once, in the bin of its EM and the log10 p range of its own score."""
+    from interp.memorization import memorization_split
+    from interp.metrics import LOG10_P_BINS, em_bins, extraction_by_em_bin
+    from interp.views.sections.memorization import memorization_section
+
+    model = tiny_model(d_vocab=50, n_ctx=24)
+    tokens = torch.randint(0, 50, (30, 20), generator=torch.Generator().manual_seed(1))
+    split = memorization_split(model, Paragraphs(tokens, 10, tuple(str(i) for i in range(30))), nmem_max=2)
+    rows = extraction_by_em_bin(split.scores, 2)
+    assert [r["em_bin"] for r in rows] == [b[0] for b in em_bins(10, 2)]
+    assert sum(r["n"] for r in rows) == 30 and sum(sum(r["log10_p_histogram"].values()) for r in rows) == 30
+    lp = split.scores.log10_p
+    lo, hi = LOG10_P_BINS[2]
+    in_nmem = split.scores.em <= 2
+    assert rows[0]["log10_p_histogram"]["[-30, -10)"] == int(((lp >= lo) & (lp < hi) & in_nmem).sum())
+    assert rows[0]["median_log10_p"] == pytest.approx(float(lp[in_nmem].median()))
+    section = memorization_section(split, {})
+    assert "log10_p_by_em_bin" in section.figures
+    table = next(t for t in section.tables if t.caption.startswith("Extraction probability"))
+    assert [row[1] for row in table.rows] == [r["n"] for r in rows]

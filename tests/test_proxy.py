@@ -111,7 +111,8 @@ def test_unlearning_the_small_model_lowers_the_proxy_em_and_changes_no_weights(m
     assert (result.before.target_em == CONT).all()
     assert result.after.target_em.float().mean() < result.before.target_em.float().mean() - 2
     assert result.small.after.target_nll.mean() > result.small.before.target_nll.mean()  # the small model forgot
-    assert result.before.to_json() == evaluate(base, targets, probe).to_json()
+    again = evaluate(base, targets, probe)
+    assert torch.equal(result.before.target_em, again.target_em) and torch.equal(result.before.mem_em, again.mem_em)
     assert result.weights_changed == 0
     # The effect grows with alpha; alpha = 0 is the base again.
     sweep = proxy_at_alphas(result, targets, [0.0, 1.0, 4.0], probe=probe)

@@ -43,7 +43,7 @@ class ProxyConfig:
 
     def __post_init__(self) -> None:
         if not self.alpha >= 0:
-            raise UserError(f"the proxy's alpha must be 0 or more, got {self.alpha}: change --alpha")
+            raise UserError(f"the proxy's alpha must be 0 or more, got {self.alpha}: change ProxyConfig.alpha")
 
     @property
     def label(self) -> str:
