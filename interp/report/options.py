@@ -92,8 +92,7 @@ class ReportOptions:
             raise UserError(f"ReportOptions.restore_selects: unknown {bad}; use 'all', 'topk' and/or 'random'")
         if self.rare_token_null not in NULLS:
             raise UserError(
-                f"ReportOptions.rare_token_null: unknown {self.rare_token_null!r}; use one of {', '.join(NULLS)} "
-                "(--rare-token-null)"
+                f"ReportOptions.rare_token_null: unknown {self.rare_token_null!r}; use one of {', '.join(NULLS)}"
             )
         conventions_named(self.conventions)
 
