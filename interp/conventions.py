@@ -72,7 +72,7 @@ TABLE: tuple[tuple[str, str, str, str], ...] = (
     ),
     (
         "rare-token attention: head score",
-        "excess Kendall tau over a permutation null (ranks shuffled within each paragraph), with a one-sided p-value",
+        "excess Kendall tau over a permutation null that keeps positions (one paragraph's attention paired with another's ranks), one-sided p and a family-wise p over all heads",
         "raw summed Kendall tau",
         "a head with NO preference has a summed tau far from 0 (uniform attention: about -0.2), so only the excess says "
         "whether a head prefers rare tokens",
