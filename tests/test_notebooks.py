@@ -17,7 +17,7 @@ EXPECTED = {
     "02_gradients": ["gradient_components", "gradient_heads", "gradient_layer_share"],
     "03_heads": ["head_rare_token_tau", "head_method_ranks", "head_ablation", "head_patching"],
     "04_perturbation": ["perturbation_em_drop_by_position"],
-    "05_unlearning": ["unlearning_table"],
+    "05_unlearning": ["unlearning_table", "forgetting_curves"],
     "06_restoration": ["restoration_all"],
     "07_audit": ["audit_recovery"],
 }
@@ -81,7 +81,9 @@ def _unlearning(n: dict) -> None:
         assert row["config"]["lr"] == cal["lr"]
         if cal["reached"]:
             assert row["after"]["target_em"] <= cal["level"]
-    assert set(n["relearn_controls"]) == {"original_before", "original_after", "unseen_before", "unseen_after"}
+    assert set(n["relearn_controls"]) == {"original_before", "original_after", "heldout_paragraphs"}
+    assert n["relearn_controls"]["heldout_paragraphs"] == 1  # control (b) ran on real held-out text
+    assert all("relearned" in row["heldout_control"] for row in n["rows"])
 
 
 def _restoration(n: dict) -> None:

@@ -19,6 +19,7 @@ from interp.reft import ReftConfig
 from interp.unlearning import (
     METHODS,
     SELECTIONS,
+    TOLERANCE,
     Probe,
     RelearnConfig,
     UnlearnConfig,
@@ -67,8 +68,15 @@ def register(sub) -> None:
     p.add_argument(
         "--calibrate",
         action="store_true",
-        help="compare at matched forgetting: for each run, the smallest learning rate on a log grid (1e-5 .. 1e-1) "
-        "that brings the targets' mean EM to --level; the table lists the rate each row needed",
+        help="compare at matched forgetting: for each run, the smallest learning rate (log grid 1e-5 .. 1e-1, then "
+        "log-rate bisection to --tolerance) that brings EVERY target's EM to --level; the table lists the rate each "
+        "row needed, and every rate tried is scored on the probes (the forgetting curves, --curves)",
+    )
+    p.add_argument(
+        "--tolerance",
+        type=float,
+        default=TOLERANCE,
+        help=f"--calibrate: stop when the rate is known within a factor 1 + this (default {TOLERANCE:g})",
     )
     p.add_argument(
         "--level",
@@ -143,6 +151,11 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None, help="write the results here")
     p.add_argument("--html", default=None, help="write the table figure here (self-contained HTML)")
+    p.add_argument(
+        "--curves",
+        default=None,
+        help="--calibrate: write the forgetting curves (collateral damage vs target EM along each rate trace) here",
+    )
     p.add_argument("--save", type=Path, default=None, help="write the edited model here (one weight-editing run only)")
     p.set_defaults(run=run)
 
@@ -215,9 +228,11 @@ def _scan(
     return mem, nmem
 
 
-def _pick(model, paragraphs: Paragraphs, args) -> tuple[Paragraphs, Paragraphs, Probe]:
-    """Targets (given ids, or the first --runs MEM), retain NMEM, and the probes. Paragraphs of a
-    'heldout' split (the testbed's never-seen text) are the held-out probe and are never scored."""
+def _pick(model, paragraphs: Paragraphs, args) -> tuple[Paragraphs, Paragraphs, Probe, Paragraphs | None]:
+    """Targets (given ids, or the first --runs MEM), retain NMEM, the probes, and the never-seen paragraphs
+    for relearning control (b) (None without a 'heldout' split). Paragraphs of a 'heldout' split (the
+    testbed's never-seen text) are the held-out probe and are never scored; without one, unused NMEM
+    paragraphs stand in for the perplexity probe only."""
     split = paragraphs.meta.get("split")
     heldout = [i for i in range(len(paragraphs)) if split is not None and split[i] == "heldout"][: args.probe]
     candidates = [i for i in range(len(paragraphs)) if split is None or split[i] != "heldout"]
@@ -248,7 +263,8 @@ def _pick(model, paragraphs: Paragraphs, args) -> tuple[Paragraphs, Paragraphs, 
         target_idx, mem = mem[:n_targets], mem[n_targets:]
     if len(nmem) < need + 1:
         raise UserError(f"{len(nmem)} NMEM paragraphs (EM <= {args.nmem_max}); need {need} to retain and some to probe")
-    if not heldout:  # no held-out split in the paragraph set: unused NMEM paragraphs stand in
+    never_seen = paragraphs.select(heldout) if heldout else None
+    if not heldout:  # no held-out split in the paragraph set: unused NMEM paragraphs stand in for perplexity
         heldout = nmem[need + args.probe :][: args.probe] or nmem[need:][: args.probe]
     probe = probe_sets(
         model,
@@ -257,12 +273,14 @@ def _pick(model, paragraphs: Paragraphs, args) -> tuple[Paragraphs, Paragraphs, 
         paragraphs.select(heldout),
         batch_size=args.batch_size,
     )
-    return paragraphs.select(target_idx), paragraphs.select(nmem[:need]), probe
+    return paragraphs.select(target_idx), paragraphs.select(nmem[:need]), probe, never_seen
 
 
 def run(args: argparse.Namespace) -> int:
     if args.runs < 1 or args.retain < 1 or args.probe < 1:
         raise UserError("--runs, --retain and --probe must be at least 1")
+    if args.curves and not args.calibrate:
+        raise UserError("--curves draws the calibration traces: add --calibrate")
     configs = _configs(args)
     if args.save is not None and (len(configs) != 1 or isinstance(configs[0], ReftConfig)):
         raise UserError(
@@ -270,14 +288,20 @@ def run(args: argparse.Namespace) -> int:
         )
     model = model_from_args(args)
     paragraphs = paragraphs_from_args(args, model)
-    targets, retain, probe = _pick(model, paragraphs, args)
-    edit_targets = None
+    targets, retain, probe, never_seen = _pick(model, paragraphs, args)
+    if never_seen is not None:
+        never_seen = never_seen.select(range(min(len(targets), len(never_seen))))
+    edit_targets = never_seen_edit = None
     if any(c.method == "edit" for c in configs):
         from interp.perturbation import prefix_perturbation
 
         edit_targets = prefix_perturbation(
             model, targets, samples_per_position=args.perturb_samples, seed=args.seed
         ).editing_targets
+        if never_seen is not None and args.relearn_steps > 0:
+            never_seen_edit = prefix_perturbation(
+                model, never_seen, samples_per_position=args.perturb_samples, seed=args.seed
+            ).editing_targets
     print(
         f"model {model_name(model)}: forgetting {len(targets)} paragraph(s) ({', '.join(targets.ids[:5])}"
         f"{', ...' if len(targets) > 5 else ''}), {args.retain} retain NMEM each; probes: {len(probe.mem)} MEM, "
@@ -297,7 +321,7 @@ def run(args: argparse.Namespace) -> int:
         for config in configs:
 
             def show(lr: float, em: float, label: str = config.label) -> None:
-                print(f"  calibrating {label}: lr {lr:.0e} -> mean target EM {em:.1f}", flush=True)
+                print(f"  calibrating {label}: lr {lr:.2g} -> mean target EM {em:.1f}", flush=True)
 
             [config], [search] = calibrated_configs(
                 model,
@@ -308,7 +332,10 @@ def run(args: argparse.Namespace) -> int:
                 edit_targets=edit_targets,
                 retain_per_run=args.retain,
                 on_try=show,
+                tolerance=args.tolerance,
+                probe=probe,
             )
+            print(f"  {search.label}: {search.describe()}", flush=True)
             found.append(config)
             calibrations.append(search)
         configs = found
@@ -324,6 +351,8 @@ def run(args: argparse.Namespace) -> int:
         relearn_config=relearn,
         on_run=keep_for_save,
         calibrations=calibrations,
+        heldout=never_seen,
+        heldout_edit_targets=never_seen_edit,
     )
     print(table.format())
     print(
@@ -343,4 +372,9 @@ def run(args: argparse.Namespace) -> int:
 
         figure_unlearning_table(table).write_html(args.html, include_plotlyjs=True, full_html=True)
         print(f"wrote {args.html}")
+    if args.curves:
+        from interp.views.unlearning import figure_forgetting_curves
+
+        figure_forgetting_curves(table).write_html(args.curves, include_plotlyjs=True, full_html=True)
+        print(f"wrote {args.curves}")
     return 0

@@ -278,7 +278,7 @@ def _unlearning(inputs: StepInputs) -> Bundle | Skipped:
 
 def _restoration(inputs: StepInputs) -> Bundle | Skipped:
     """Restoration of the runs section 5 calibrated and tabulated: each target unlearned in its OWN run (the
-    target + its 10 retain NMEM paragraphs, its own top-k mask) at the row's calibrated rate, restored one
+    target + its 10 retain NMEM paragraphs, its own weight mask) at the row's calibrated rate, restored one
     target at a time; the per-paragraph scores are then pooled into one heatmap."""
     sets = _sets(inputs)
     if isinstance(sets, Skipped):

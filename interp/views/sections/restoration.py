@@ -68,7 +68,7 @@ def _runs_text(result: Bundle) -> str:
     if result.parts.get("mode") == "per target":
         return (
             f"Restored per target: each of the {len(result.parts['targets'])} targets is unlearned in its own run "
-            f"(the target + its {result.parts['retain_per_run']} retain NMEM paragraphs, its own top-k mask), the "
+            f"(the target + its {result.parts['retain_per_run']} retain NMEM paragraphs, its own weight mask), the "
             "same runs as the rows of section 5's table, at the rate stated below (calibrated for exactly these "
             "runs unless a fixed rate was given), and restored alone; the per-paragraph scores are then pooled."
         )
