@@ -272,3 +272,65 @@ def test_user_errors(known):
         audit(base, {"x": base}, targets, never_known, pool=pool, config=AuditConfig(attacks=("relearn_retain",)))
     with pytest.raises(UserError, match="--shifts"):
         audit(base, {"x": base}, targets, never_known, config=AuditConfig(attacks=("shift",), shifts=(9,)))
+
+
+@pytest.mark.slow
+def test_int8_of_the_testbed_keeps_its_memorized_paragraphs(testbed):
+    """The no-op control: int8 per-channel rounding of the original keeps the MEM paragraphs' mean EM within
+    1 token of 50 and >= 95% of them at 50 (measured: 49.40, 66 of 67); int4 errs more per tensor."""
+    from interp import testbed_paragraphs
+
+    planted = testbed_paragraphs(splits=("planted",))
+    mem = planted.select(score_paragraphs(testbed, planted).em == 50)
+    q8, errors8 = quantized(testbed, 8)
+    em = score_paragraphs(q8, mem).em
+    assert float(em.float().mean()) >= 49 and float((em == 50).float().mean()) >= 0.95
+    _, errors4 = quantized(testbed, 4, GROUP)
+    assert all(0 < errors8[t] < errors4[t] for t in errors8)
+
+
+@pytest.mark.slow
+def test_cli_audits_a_saved_unlearning(testbed, tmp_path):
+    """`interp unlearn --save DIR` then `interp audit --unlearned DIR`: the audit's unlearned EM is the saved
+    run's, the original recites the target, and the JSON carries every asked attack with its controls."""
+    from interp import testbed_paragraphs
+    from interp.cli import main
+
+    every = testbed_paragraphs()
+    split = every.meta["split"]
+    pick = (
+        [i for i in range(len(every)) if split[i] == "planted"][:4]
+        + [i for i in range(len(every)) if split[i] == "once"][:14]
+        + [i for i in range(len(every)) if split[i] == "heldout"][:12]
+    )
+    small, related = tmp_path / "small.jsonl", tmp_path / "related.jsonl"
+    every.select(pick).save_jsonl(small)
+    every.select([i for i in range(len(every)) if split[i] == "once"][20:24]).save_jsonl(related)
+    saved, out = tmp_path / "edited", tmp_path / "audit.json"
+    common = ["--model", "testbed", "--paragraphs", str(small), "--device", "cpu"]
+    unlearn_args = ["unlearn", *common, "--method", "ga", "--select", "all", "--lr", "1e-3", "--steps", "3"]
+    unlearn_args += [
+        "--weight-decay",
+        "0",
+        "--retain",
+        "4",
+        "--probe",
+        "3",
+        "--relearn-steps",
+        "0",
+        "--save",
+        str(saved),
+    ]
+    assert main(unlearn_args) == 0
+    run = json.loads((saved / "unlearning.json").read_text())
+    attacks = "int8,int4,relearn_related,perturb,shift"
+    audit_args = ["audit", *common, "--unlearned", f"ga={saved}", "--attacks", attacks, "--perturb-k", "4"]
+    audit_args += ["--relearn-steps", "2", "--related", str(related), "--n-never-known", "6", "--json", str(out)]
+    assert main(audit_args) == 0
+    data = json.loads(out.read_text())
+    para = data["methods"]["ga"]["paragraphs"][0]
+    assert data["targets"] == run["target_ids"] and para["em_original"] == 50
+    assert para["em_unlearned"] == run["after"]["target_em"] < 50
+    assert set(para["attacks"]) == set(attacks.split(",")) and len(data["never_known"]) == 6
+    assert data["settings"]["related_targets"] == data["settings"]["related_never_known"]  # one file for both
+    assert main(["audit", *common, "--unlearned", str(tmp_path)]) == 2  # not a saved model folder

@@ -47,7 +47,8 @@ Unlearned = HookedTransformer | tuple[HookedTransformer, Sequence[Hook]]
 @dataclass(frozen=True)
 class AuditConfig:
     """Which attacks run, and their budgets. Defaults: int4 in groups of 32 input channels (a common
-    GPTQ / AWQ size), relearning 10 Adam steps at 1e-4 (the unlearning table's attack), K = 32
+    GPTQ / AWQ size), relearning 10 Adam steps at 1e-4 (the unlearning table's attack; related text: at
+    most 16 paragraphs, about the retain set's 10, which bounds its cost), K = 32
     single-token prefix edits, left-context shifts of 1, 2, 4 and 8 tokens, restoration windows of
     interp.restore's default width."""
 
@@ -55,7 +56,7 @@ class AuditConfig:
     group_size: int = 32
     relearn_steps: int = 10
     relearn_lr: float = 1e-4
-    related_limit: int = 64  # related paragraphs per relearning run, at most
+    related_limit: int = 16  # related paragraphs per relearning run, at most (about the retain set's 10)
     related_ngram: int = 8  # related text sharing this many consecutive tokens with a continuation is dropped
     width: int | None = None
     restore_experiments: tuple[str, ...] = RESTORED
