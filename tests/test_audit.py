@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -147,7 +148,7 @@ def test_quantization_by_hand(assert_untouched):
 
 
 def test_residual_score_by_hand():
-    """residual = max_a clip((EM_a - EM_u - max(0, g_a)) / EM_o, 0, 1), g_a = mean never-known gain."""
+    """residual = max_a clip((EM_a - EM_u - max(0, g_a)) / (EM_o - EM_u), 0, 1), g_a = mean never-known gain."""
     r = AuditResult(
         ids=("p", "q"),
         never_known_ids=("k0", "k1"),
@@ -167,10 +168,13 @@ def test_residual_score_by_hand():
         log10p_never_known_attacked=torch.zeros(1, 2, 2),
     )
     assert r.never_known_gain.tolist() == [[1.0, 0.0]]
-    expected = torch.tensor([[[0.5, 0.0], [0.3, 0.8]]])  # (6-0-1)/10, (1-1-1)/5 -> 0; (3-0)/10, (5-1)/5
+    expected = torch.tensor([[[0.5, 0.0], [0.3, 1.0]]])  # (6-0-1)/10, (1-1-1)/4 -> 0; (3-0)/10, (5-1)/4
     assert torch.allclose(r.recovery, expected)
-    assert torch.allclose(r.residual, torch.tensor([[0.5, 0.8]])) and r.residual_attack == [["a", "b"]]
+    assert torch.allclose(r.residual, torch.tensor([[0.5, 1.0]])) and r.residual_attack == [["a", "b"]]
     assert r.table("m")[1]["recovery"] == pytest.approx(0.25) and "p 0.50 (a)" in r.format()
+    nothing_lost = replace(r, em_unlearned=torch.tensor([[0, 5]]))  # q kept all 5 tokens: no share to speak of
+    assert nothing_lost.residual[0, 1].isnan() and nothing_lost.residual_attack == [["a", None]]
+    assert float(nothing_lost.median_residual[0]) == 0.5
 
 
 def test_log10_p_is_the_product_of_the_token_probabilities():
