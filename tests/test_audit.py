@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -147,7 +148,7 @@ def test_quantization_by_hand(assert_untouched):
 
 
 def test_residual_score_by_hand():
-    """residual = max_a clip((EM_a - EM_u - max(0, g_a)) / EM_o, 0, 1), g_a = mean never-known gain."""
+    """residual = max_a clip((EM_a - EM_u - max(0, g_a)) / (EM_o - EM_u), 0, 1), g_a = mean never-known gain."""
     r = AuditResult(
         ids=("p", "q"),
         never_known_ids=("k0", "k1"),
@@ -167,10 +168,13 @@ def test_residual_score_by_hand():
         log10p_never_known_attacked=torch.zeros(1, 2, 2),
     )
     assert r.never_known_gain.tolist() == [[1.0, 0.0]]
-    expected = torch.tensor([[[0.5, 0.0], [0.3, 0.8]]])  # (6-0-1)/10, (1-1-1)/5 -> 0; (3-0)/10, (5-1)/5
+    expected = torch.tensor([[[0.5, 0.0], [0.3, 1.0]]])  # (6-0-1)/10, (1-1-1)/4 -> 0; (3-0)/10, (5-1)/4
     assert torch.allclose(r.recovery, expected)
-    assert torch.allclose(r.residual, torch.tensor([[0.5, 0.8]])) and r.residual_attack == [["a", "b"]]
+    assert torch.allclose(r.residual, torch.tensor([[0.5, 1.0]])) and r.residual_attack == [["a", "b"]]
     assert r.table("m")[1]["recovery"] == pytest.approx(0.25) and "p 0.50 (a)" in r.format()
+    nothing_lost = replace(r, em_unlearned=torch.tensor([[0, 5]]))  # q kept all 5 tokens: no share to speak of
+    assert nothing_lost.residual[0, 1].isnan() and nothing_lost.residual_attack == [["a", None]]
+    assert float(nothing_lost.median_residual[0]) == 0.5
 
 
 def test_log10_p_is_the_product_of_the_token_probabilities():
@@ -272,3 +276,65 @@ def test_user_errors(known):
         audit(base, {"x": base}, targets, never_known, pool=pool, config=AuditConfig(attacks=("relearn_retain",)))
     with pytest.raises(UserError, match="--shifts"):
         audit(base, {"x": base}, targets, never_known, config=AuditConfig(attacks=("shift",), shifts=(9,)))
+
+
+@pytest.mark.slow
+def test_int8_of_the_testbed_keeps_its_memorized_paragraphs(testbed):
+    """The no-op control: int8 per-channel rounding of the original keeps the MEM paragraphs' mean EM within
+    1 token of 50 and >= 95% of them at 50 (measured: 49.40, 66 of 67); int4 errs more per tensor."""
+    from interp import testbed_paragraphs
+
+    planted = testbed_paragraphs(splits=("planted",))
+    mem = planted.select(score_paragraphs(testbed, planted).em == 50)
+    q8, errors8 = quantized(testbed, 8)
+    em = score_paragraphs(q8, mem).em
+    assert float(em.float().mean()) >= 49 and float((em == 50).float().mean()) >= 0.95
+    _, errors4 = quantized(testbed, 4, GROUP)
+    assert all(0 < errors8[t] < errors4[t] for t in errors8)
+
+
+@pytest.mark.slow
+def test_cli_audits_a_saved_unlearning(testbed, tmp_path):
+    """`interp unlearn --save DIR` then `interp audit --unlearned DIR`: the audit's unlearned EM is the saved
+    run's, the original recites the target, and the JSON carries every asked attack with its controls."""
+    from interp import testbed_paragraphs
+    from interp.cli import main
+
+    every = testbed_paragraphs()
+    split = every.meta["split"]
+    pick = (
+        [i for i in range(len(every)) if split[i] == "planted"][:4]
+        + [i for i in range(len(every)) if split[i] == "once"][:14]
+        + [i for i in range(len(every)) if split[i] == "heldout"][:12]
+    )
+    small, related = tmp_path / "small.jsonl", tmp_path / "related.jsonl"
+    every.select(pick).save_jsonl(small)
+    every.select([i for i in range(len(every)) if split[i] == "once"][20:24]).save_jsonl(related)
+    saved, out = tmp_path / "edited", tmp_path / "audit.json"
+    common = ["--model", "testbed", "--paragraphs", str(small), "--device", "cpu"]
+    unlearn_args = ["unlearn", *common, "--method", "ga", "--select", "all", "--lr", "1e-3", "--steps", "3"]
+    unlearn_args += [
+        "--weight-decay",
+        "0",
+        "--retain",
+        "4",
+        "--probe",
+        "3",
+        "--relearn-steps",
+        "0",
+        "--save",
+        str(saved),
+    ]
+    assert main(unlearn_args) == 0
+    run = json.loads((saved / "unlearning.json").read_text())
+    attacks = "int8,int4,relearn_related,perturb,shift"
+    audit_args = ["audit", *common, "--unlearned", f"ga={saved}", "--attacks", attacks, "--perturb-k", "4"]
+    audit_args += ["--relearn-steps", "2", "--related", str(related), "--n-never-known", "6", "--json", str(out)]
+    assert main(audit_args) == 0
+    data = json.loads(out.read_text())
+    para = data["methods"]["ga"]["paragraphs"][0]
+    assert data["targets"] == run["target_ids"] and para["em_original"] == 50
+    assert para["em_unlearned"] == run["after"]["target_em"] < 50
+    assert set(para["attacks"]) == set(attacks.split(",")) and len(data["never_known"]) == 6
+    assert data["settings"]["related_targets"] == data["settings"]["related_never_known"]  # one file for both
+    assert main(["audit", *common, "--unlearned", str(tmp_path)]) == 2  # not a saved model folder

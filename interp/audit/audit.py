@@ -47,7 +47,8 @@ Unlearned = HookedTransformer | tuple[HookedTransformer, Sequence[Hook]]
 @dataclass(frozen=True)
 class AuditConfig:
     """Which attacks run, and their budgets. Defaults: int4 in groups of 32 input channels (a common
-    GPTQ / AWQ size), relearning 10 Adam steps at 1e-4 (the unlearning table's attack), K = 32
+    GPTQ / AWQ size), relearning 10 Adam steps at 1e-4 (the unlearning table's attack; related text: at
+    most 16 paragraphs, about the retain set's 10, which bounds its cost), K = 32
     single-token prefix edits, left-context shifts of 1, 2, 4 and 8 tokens, restoration windows of
     interp.restore's default width."""
 
@@ -55,7 +56,7 @@ class AuditConfig:
     group_size: int = 32
     relearn_steps: int = 10
     relearn_lr: float = 1e-4
-    related_limit: int = 64  # related paragraphs per relearning run, at most
+    related_limit: int = 16  # related paragraphs per relearning run, at most (about the retain set's 10)
     related_ngram: int = 8  # related text sharing this many consecutive tokens with a continuation is dropped
     width: int | None = None
     restore_experiments: tuple[str, ...] = RESTORED
@@ -119,22 +120,27 @@ class AuditResult:
 
     @property
     def recovery(self) -> Float[Tensor, "m a n"]:
-        """clip((EM_attacked - EM_unlearned - never_known_gain) / EM_original, 0, 1) per method, attack, target."""
+        """clip((EM_attacked - EM_unlearned - never_known_gain) / (EM_original - EM_unlearned), 0, 1) per method,
+        attack and target; nan where the unlearning lowered nothing (EM_unlearned >= EM_original)."""
         gained = (self.em_attacked - self.em_unlearned[:, None]).float() - self.never_known_gain[..., None]
-        return (gained / self.em_original.float()).clamp(0, 1)
+        forgotten = (self.em_original - self.em_unlearned).float()[:, None]
+        return (gained / forgotten.where(forgotten > 0, torch.tensor(float("nan")))).clamp(0, 1)
 
     @property
     def residual(self) -> Float[Tensor, "m n"]:
         """Residual memorization per method and target: the largest recovery over attacks.
 
-        residual[m, i] = max_a clip((EM_a,i - EM_u,i - g_a) / EM_o,i, 0, 1), where EM_o, EM_u, EM_a are
-        the target's greedy EM on the original, the unlearned and the attacked unlearned model, and g_a
-        the mean EM gain (at least 0) attack a gives never-known paragraphs on the same unlearned model. Why: EM_a -
-        EM_u is what the attack brought back, g_a what it would bring from nothing (by teaching, or by
-        picking the best of many prompts or windows), and EM_o what there was to forget, so the score is
-        the share of the forgotten text the best attack returns beyond its null: 0 = gone under every
-        attack, 1 = fully back. Clipped, since an attack that damages further is no negative memory.
-        An attacker uses whichever attack works, hence the max; it is a lower bound on what is stored."""
+        residual[m, i] = max_a clip((EM_a,i - EM_u,i - g_a) / (EM_o,i - EM_u,i), 0, 1), where EM_o, EM_u,
+        EM_a are the target's greedy EM on the original, the unlearned and the attacked unlearned model,
+        and g_a the mean EM gain (at least 0) attack a gives never-known paragraphs on the same unlearned
+        model. Why: EM_a - EM_u is what the attack brought back, g_a what it would bring from nothing (by
+        teaching, or by picking the best of many prompts or windows), and EM_o - EM_u what the unlearning
+        took away, so the score is the share of the forgotten text that the best attack returns beyond its
+        null: 0 = gone under every attack, 1 = fully back to the original's EM (as interp.restore's
+        `em_recovered`). Dividing by EM_o alone would cap a method left at EM 10 of 50 at 0.8; at matched
+        forgetting the two differ by one factor for every method. Clipped, since an attack that damages
+        further is no negative memory. An attacker uses whichever attack works, hence the max; it is a
+        lower bound on what is stored. nan where nothing was forgotten."""
         return self.recovery.max(1).values
 
     @property
@@ -149,7 +155,8 @@ class AuditResult:
 
     @property
     def median_residual(self) -> Float[Tensor, "m"]:
-        return self.residual.median(-1).values
+        """Median residual over the targets that were forgotten at all (nan when none was)."""
+        return self.residual.nanmedian(-1).values
 
     def table(self, method: str) -> list[dict]:
         """One row per attack for `method`: mean EM and log10 p attacked, both controls, mean recovery."""
@@ -172,7 +179,7 @@ class AuditResult:
                     "log10p": float(self.log10p_attacked[m, a].mean()),
                     "original_em": float(self.em_original_attacked[a].float().mean()),
                     "never_known_gain": float(self.never_known_gain[m, a]),
-                    "recovery": float(self.recovery[m, a].mean()),
+                    "recovery": float(self.recovery[m, a].nanmean()),
                 }
             )
         return rows
@@ -202,7 +209,7 @@ class AuditResult:
         lines.append(
             "orig EM = the same attack on the original model (control 1); null gain = mean EM the attack adds to "
             f"{len(self.never_known_ids)} never-known paragraphs (control 2, subtracted); recovery = share of the "
-            "original EM brought back beyond that null (see AuditResult.residual)"
+            "forgotten EM brought back beyond that null (see AuditResult.residual)"
         )
         return "\n".join(lines)
 
@@ -242,7 +249,8 @@ class AuditResult:
             "never_known": list(self.never_known_ids),
             "attacks": list(self.attacks),
             "continuation_len": self.continuation_len,
-            "score": "residual = max over attacks of clip((EM_attacked - EM_unlearned - never_known_gain) / EM_original, 0, 1)",
+            "score": "residual = max over attacks of clip((EM_attacked - EM_unlearned - never_known_gain) / "
+            "(EM_original - EM_unlearned), 0, 1)",
             "methods": methods,
             "original_control": {
                 a: {"em": self.em_original_attacked[j], "log10p": self.log10p_original_attacked[j]}

@@ -28,7 +28,7 @@ def _ngrams(tokens: Int[Tensor, "n seq"], n: int) -> set[tuple[int, ...]]:
 
 
 def related_text(
-    pool: Paragraphs, paragraphs: Paragraphs, *, exclude: Sequence[str] = (), ngram: int = 8, limit: int = 64
+    pool: Paragraphs, paragraphs: Paragraphs, *, exclude: Sequence[str] = (), ngram: int = 8, limit: int = 16
 ) -> Paragraphs:
     """Up to `limit` paragraphs of `pool` from the same source documents as `paragraphs` (meta 'source'),
     none of them one of `paragraphs` or in `exclude`, none sharing an `ngram`-token run with their

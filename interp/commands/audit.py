@@ -63,6 +63,12 @@ def register(sub) -> None:
         help="JSONL of related text for relearn_related (default: the other paragraphs of each target's source "
         "document, from the paragraph set's 'source' field)",
     )
+    p.add_argument(
+        "--related-limit",
+        type=int,
+        default=DEFAULTS.related_limit,
+        help="relearn_related: paragraphs of related text per run, at most (default 16)",
+    )
     p.add_argument("--attacks", default=",".join(ATTACKS), help=f"some of {','.join(ATTACKS)}")
     p.add_argument(
         "--group-size", type=int, default=DEFAULTS.group_size, help="int4: input channels per scale (default 32)"
@@ -179,6 +185,7 @@ def run(args: argparse.Namespace) -> int:
         group_size=args.group_size,
         relearn_steps=args.relearn_steps,
         relearn_lr=args.relearn_lr,
+        related_limit=args.related_limit,
         width=args.width,
         restore_experiments=tuple(e.strip() for e in args.restore_experiments.split(",") if e.strip()),
         perturb_k=args.perturb_k,

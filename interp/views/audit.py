@@ -9,9 +9,9 @@ from interp.views.export import SEQUENTIAL, paper_style
 
 
 def figure_audit(result: AuditResult) -> go.Figure:
-    """Mean recovery (share of the original EM brought back beyond the never-known null) per method and
+    """Mean recovery (share of the forgotten EM brought back beyond the never-known null) per method and
     attack; hover: mean EM attacked, the original model under the same attack, the null gain."""
-    recovery = result.recovery.mean(-1)
+    recovery = result.recovery.nanmean(-1)
     em = result.em_attacked.float().mean(-1)
     orig = result.em_original_attacked.float().mean(-1)
     gain = result.never_known_gain
