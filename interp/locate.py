@@ -40,7 +40,7 @@ from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 from transformer_lens.utils import get_act_name
 
-from interp.attention import RareTokenAttention, rare_token_attention
+from interp.attention import DEFAULT_NULL, RareTokenAttention, rare_token_attention
 from interp.data import Paragraphs
 from interp.data import unigram_counts as count_unigrams
 from interp.errors import UserError
@@ -573,7 +573,8 @@ def locate_memorization_head(
             unigram_counts = count_unigrams(source, model.cfg.d_vocab)
             notes.append("rare_token: no corpus unigram counts given; frequencies counted over the paragraphs given")
         both = Paragraphs(torch.cat([wide_mem.tokens, wide_nmem.tokens]), mem.prefix_len, wide_mem.ids + wide_nmem.ids)
-        rare = rare_token_attention(model, both, unigram_counts, seed=seed, batch_size=batch_size)
+        null = options.get("rare_token", {}).get("null", DEFAULT_NULL)
+        rare = rare_token_attention(model, both, unigram_counts, seed=seed, batch_size=batch_size, null=null)
         rare, rare_nmem = rare.select(torch.arange(len(wide_mem))), rare.select(torch.arange(len(wide_mem), len(both)))
         score = options.get("rare_token", {}).get("score", "excess")
         results["rare_token"] = UnitScores(

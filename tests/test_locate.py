@@ -261,3 +261,18 @@ def test_views_of_the_ranking_work_offline_and_escape_tokens(forced):
     # circuitsvis sets token labels as HTML, so they arrive HTML-escaped and show as text
     assert decoded["tokens"][:4] == ["&lt;/script&gt;[r0]", "&lt;!--[r1]", 'a"b[r2]', "\\[r3]"]
     assert f"layer {ranking.top[0]}, head {ranking.top[1]}" in page and page.count("<html>") == 1
+
+
+def test_the_rare_token_null_option_reaches_the_locators_score(forced):
+    model, paragraphs = forced
+    for null in ("shuffle_positions", "pair_paragraphs"):
+        ranking = locate_memorization_head(
+            model,
+            paragraphs,
+            nmem_max=1,
+            methods=("rare_token",),
+            rank_by=("rare_token",),
+            method_options={"rare_token": {"null": null}},
+        )
+        assert ranking.rare_tokens.null == null
+        assert torch.allclose(ranking.results["rare_token"].score, -ranking.rare_tokens.excess.nan_to_num(0.0).float())

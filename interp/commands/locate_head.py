@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from interp.attention import DEFAULT_NULL, NULLS
 from interp.commands.common import add_model_args, add_paragraph_args, model_from_args, paragraphs_from_args
 from interp.data import load_paragraphs, rarity_ranks
 from interp.io import write_json, write_text_atomic
@@ -67,6 +68,13 @@ def register(sub) -> None:
     )
     p.add_argument("--nmem-max", type=int, default=NMEM_MAX_EM, help="NMEM: EM at most this (default 10)")
     p.add_argument(
+        "--rare-token-null",
+        choices=NULLS,
+        default=DEFAULT_NULL,
+        help="permutation null of the rare-token score: pair_paragraphs keeps positions (default), "
+        "shuffle_positions shuffles ranks within each paragraph (the old null)",
+    )
+    p.add_argument(
         "--corrupt-fraction",
         type=float,
         default=0.5,
@@ -109,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
         corrupt_fraction=args.corrupt_fraction,
         seed=args.seed,
         batch_size=args.batch_size,
+        method_options={"rare_token": {"null": args.rare_token_null}},
     )
     rows = ranking.head_table()
     print(

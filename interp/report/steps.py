@@ -93,7 +93,9 @@ def _heads(inputs: StepInputs) -> Bundle | Skipped:
         subset,
         unigram_counts=counts,
         max_paragraphs=o.n_mem,
-        method_options={"rare_token": {"score": conventions(o.conventions).rare_token_score}},
+        method_options={
+            "rare_token": {"score": conventions(o.conventions).rare_token_score, "null": o.rare_token_null}
+        },
         mem_min=split.mem_min,
         nmem_max=split.nmem_max,
         seed=o.seed,

@@ -297,6 +297,7 @@ def ranking_page(ranking: HeadRanking, views: Sequence[RenderedHTML] = (), title
         "rare_token_family_p",
         "gradient_score",
         "mean_rank",
+        "status",
     ]
     if ranking.rare_tokens is not None:
         for row in rows:

@@ -107,6 +107,7 @@ def heads_section(result: Bundle, results: Mapping[str, Any]) -> Section:
         "rare_token_family_p",
         "gradient_score",
         "mean_rank",
+        "status",
     ]
     if rare is not None:
         s = rare.sum
