@@ -798,7 +798,7 @@ def build_companion(
         }
     metadata = {
         "name": "interp testbed companion",
-        "companion_of": {"path": str(testbed_dir), "corpus_sha256": corpus_hash, "name": base_meta["name"]},
+        "companion_of": {"path": Path(testbed_dir).name, "corpus_sha256": corpus_hash, "name": base_meta["name"]},
         "how": (
             "interp.testbed.build.build_companion: the testbed's tokenizer, data and training loop "
             "(interp.testbed.build.train), on the first `share` of its training sequences, with the shape below"
