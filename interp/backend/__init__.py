@@ -1,0 +1,70 @@
+"""The one seam between interp and TransformerLens.
+
+Rule (tests/test_seam.py): no module of interp outside this package imports `transformer_lens`, in any
+form, the model type included; they take it from here as `Model`. Everything interp asks of the library
+goes through these names:
+
+- model type and config: `Model`, `ModelConfig`; `Hook` (a (hook name, function) pair);
+- loading and state conversion: `from_hf`, `official_name`, `from_official`, `hf_state`, `architecture`, `TO_HF`;
+- the unit -> hook-name table: `act_name`;
+- capture of activations: `capture` (-> logits, `Activations`);
+- running with hooks: `hooks` (a context manager that always removes them);
+- running part of the network: `run_to` (the residual stream entering a layer), `run_from` (from a layer);
+- the final normalization and unembedding: `final_norm`, `unembed_parts`, `softcap`;
+- the KV-cache greedy decoder: `greedy_decode`;
+- weight views per layer / head / neuron, to read and edit: `param_name`, `weight`;
+- architecture facts: `is_post_norm`; the component classes cost accounting counts: `is_block`, `is_unembed`.
+
+`NAME` says which backend is active: "hooked" (HookedTransformer, TransformerLens 3.x).
+"""
+
+from interp.backend.hooked import (
+    NAME,
+    Activations,
+    Hook,
+    Model,
+    ModelConfig,
+    act_name,
+    capture,
+    final_norm,
+    greedy_decode,
+    hooks,
+    is_block,
+    is_post_norm,
+    is_unembed,
+    param_name,
+    run_from,
+    run_to,
+    softcap,
+    unembed_parts,
+    weight,
+)
+from interp.backend.hooked_io import TO_HF, architecture, from_hf, from_official, hf_state, official_name
+
+__all__ = [
+    "NAME",
+    "TO_HF",
+    "Activations",
+    "Hook",
+    "Model",
+    "ModelConfig",
+    "act_name",
+    "architecture",
+    "capture",
+    "final_norm",
+    "from_hf",
+    "from_official",
+    "greedy_decode",
+    "hf_state",
+    "hooks",
+    "is_block",
+    "is_post_norm",
+    "is_unembed",
+    "official_name",
+    "param_name",
+    "run_from",
+    "run_to",
+    "softcap",
+    "unembed_parts",
+    "weight",
+]
