@@ -15,9 +15,8 @@ from dataclasses import dataclass
 import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
-from transformer_lens import HookedTransformer
-from transformer_lens.utils import get_act_name
 
+from interp.backend import Model, act_name, capture
 from interp.data import Paragraphs
 from interp.errors import UserError
 from interp.metrics import continuation_log_probs, em_from_hits
@@ -77,7 +76,7 @@ class HeadAblation:
 
 @torch.no_grad()
 def head_ablation(
-    model: HookedTransformer,
+    model: Model,
     mem: Paragraphs,
     nmem: Paragraphs | None = None,
     *,
@@ -114,8 +113,8 @@ def head_ablation(
     tokens = tokens.to(model.cfg.device)
     is_mem = torch.arange(len(tokens)) < len(mem)
     p, n_layers = mem.prefix_len, model.cfg.n_layers
-    names = {get_act_name(a, layer) for a in ("z", "resid_pre") for layer in range(n_layers)}
-    logits, cache = model.run_with_cache(tokens, names_filter=lambda n: n in names)
+    names = {act_name(a, layer) for a in ("z", "resid_pre") for layer in range(n_layers)}
+    logits, cache = capture(model, tokens, names)
     logits = logits.float()
     base_hits = logits[:, p - 1 : -1].argmax(-1) == tokens[:, p:]
     base_em = em_from_hits(base_hits).cpu()
@@ -136,13 +135,13 @@ def head_ablation(
     )
 
 
-def _reference_means(model: HookedTransformer, reference: Paragraphs, batch_size: int) -> list[Tensor]:
+def _reference_means(model: Model, reference: Paragraphs, batch_size: int) -> list[Tensor]:
     """Per layer, the mean over the reference paragraphs of every head's z, per position: [1, pos, head, d_head]."""
-    names = {get_act_name("z", layer) for layer in range(model.cfg.n_layers)}
+    names = {act_name("z", layer) for layer in range(model.cfg.n_layers)}
     sums: list[Tensor] = []
     for start in range(0, len(reference), batch_size):
         tokens = reference.tokens[start : start + batch_size].to(model.cfg.device)
-        _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in names)
+        _, cache = capture(model, tokens, names)
         parts = [cache["z", layer].double().sum(0, keepdim=True) for layer in range(model.cfg.n_layers)]
         sums = parts if not sums else [a + b for a, b in zip(sums, parts)]
     return [(s / len(reference)).to(model.cfg.dtype) for s in sums]

@@ -49,8 +49,8 @@ from functools import cached_property
 import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
-from transformer_lens import HookedTransformer
 
+from interp.backend import Model, act_name, capture
 from interp.data import Paragraphs, rarity_ranks
 from interp.errors import UserError
 
@@ -542,7 +542,7 @@ def mem_specific_head(
 
 @torch.no_grad()
 def rare_token_attention(
-    model: HookedTransformer,
+    model: Model,
     paragraphs: Paragraphs,
     unigram_counts: Int[Tensor, "vocab"],
     *,
@@ -575,7 +575,7 @@ def rare_token_attention(
     chunks = []
     for start in range(0, len(paragraphs), batch_size):
         tokens = inputs[start : start + batch_size].to(model.cfg.device)
-        _, cache = model.run_with_cache(tokens, names_filter=lambda name: name.endswith("attn.hook_pattern"))
+        _, cache = capture(model, tokens, [act_name("pattern", layer) for layer in range(model.cfg.n_layers)])
         pattern = torch.stack([cache["pattern", layer][:, :, query_pos, :p] for layer in range(model.cfg.n_layers)], 1)
         chunks.append(pattern.float().cpu())  # [b, layer, head, key]
     return RareTokenAttention(paragraphs.ids, query, query_pos, torch.cat(chunks), ranks, null_draws, seed, null)

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from transformer_lens.components import TransformerBlock, Unembed
+
+from interp.backend import is_block, is_unembed
 
 PEAK_N = 2048
 
@@ -120,14 +121,14 @@ def count_work() -> Iterator[Work]:
             return
         x = args[0]
         rows, seq = x.shape[0], x.shape[1]
-        if isinstance(module, TransformerBlock):
+        if is_block(module):
             flops = block_flops(module.cfg, rows, seq)
             work.forward_positions += rows * seq
             work.forward_flops += flops
             if _records_backward(module, x):
                 work.backward_positions += rows * seq
                 work.backward_flops += 2 * flops
-        elif isinstance(module, Unembed):
+        elif is_unembed(module):
             flops = unembed_flops(module.cfg, rows * seq)
             work.logit_positions += rows * seq
             work.forward_flops += flops

@@ -21,10 +21,8 @@ import torch
 from jaxtyping import Float
 from scipy import stats
 from torch import Tensor
-from transformer_lens import HookedTransformer
-from transformer_lens.utilities.architectures import POST_NORM_ARCHITECTURES
-from transformer_lens.utils import get_act_name
 
+from interp.backend import Model, act_name, final_norm, hooks_on, is_post_norm, run_to, softcap, unembed_parts
 from interp.data import Paragraphs
 from interp.errors import UserError
 from interp.gradients import COMPONENTS, HEAD_COMPONENTS, _grad_only_for, check_inputs, check_supported_model
@@ -102,20 +100,15 @@ def _ghost(gram: Tensor, x: Tensor, groups: int) -> Tensor:
     return (torch.bmm(gram, x) * x).reshape(x.shape[0], x.shape[1], groups, -1).sum((1, 3))
 
 
-def _continuation_token_nll(model: HookedTransformer, tokens: Tensor, prefix_len: int) -> Tensor:
+def _continuation_token_nll(model: Model, tokens: Tensor, prefix_len: int) -> Tensor:
     """`interp.objectives.token_nll`, unembedding only the continuation positions and reading W_U
     in place (TransformerLens's Unembed makes a contiguous copy of W_U^T, [d_vocab x d_model], on
     every forward and keeps it for the backward); the same values up to float rounding."""
     cfg = model.cfg
-    resid = model(tokens, stop_at_layer=cfg.n_layers)[:, prefix_len - 1 : -1]
-    if cfg.normalization_type is not None:
-        resid = model.ln_final(resid)
-    unembed = model.unembed
-    logits = unembed.hook_out(torch.matmul(unembed.hook_in(resid), unembed.W_U) + unembed.b_U)
-    cap = getattr(cfg, "output_logits_soft_cap", -1.0)
-    if cap is not None and cap > 0:
-        logits = cap * torch.tanh(logits / cap)
-    logp = logits.float().log_softmax(-1)
+    resid = final_norm(model, run_to(model, tokens, cfg.n_layers)[:, prefix_len - 1 : -1])
+    unembed, w_u, b_u = unembed_parts(model)
+    logits = unembed.hook_out(torch.matmul(unembed.hook_in(resid), w_u) + b_u)
+    logp = softcap(logits, cfg).float().log_softmax(-1)
     return -logp.gather(-1, tokens[:, prefix_len:, None].to(logp.device)).squeeze(-1)
 
 
@@ -166,7 +159,7 @@ class _GhostPass:
 
     QKV = ("q", "k", "v")
 
-    def __init__(self, model: HookedTransformer, batch: int):
+    def __init__(self, model: Model, batch: int):
         cfg = model.cfg
         self.model = model
         self.dtype = _acc_dtype(cfg.dtype)
@@ -192,20 +185,20 @@ class _GhostPass:
         return value
 
     def fwd_hooks(self) -> list:
-        hooks = [("hook_embed", self._into_graph)]
+        hooks = [(act_name("embed"), self._into_graph)]
         for layer in range(self.model.cfg.n_layers):
             block = self.model.blocks[layer]
             hooks += [
-                (f"blocks.{layer}.ln1.hook_normalized", self._ln1(layer, block.ln1)),
-                (f"blocks.{layer}.ln2.hook_normalized", self._input_gram(("ln2", layer), 1, block.ln2)),
-                (get_act_name("post", layer), self._post(layer)),
-                (get_act_name("z", layer), self._keep_z(layer)),
+                (act_name("normalized", layer, "ln1"), self._ln1(layer, block.ln1)),
+                (act_name("normalized", layer, "ln2"), self._input_gram(("ln2", layer), 1, block.ln2)),
+                (act_name("post", layer), self._post(layer)),
+                (act_name("z", layer), self._keep_z(layer)),
             ]
-            hooks += [(get_act_name(n, layer), self._on_grad(self._qkv(layer, j))) for j, n in enumerate(self.QKV)]
+            hooks += [(act_name(n, layer), self._on_grad(self._qkv(layer, j))) for j, n in enumerate(self.QKV)]
             hooks += [
-                (get_act_name("attn_out", layer), self._on_grad(self._attn_out(layer))),
-                (get_act_name("pre", layer), self._pre(layer)),
-                (get_act_name("mlp_out", layer), self._on_grad(self._mlp(layer, "post", 5))),
+                (act_name("attn_out", layer), self._on_grad(self._attn_out(layer))),
+                (act_name("pre", layer), self._pre(layer)),
+                (act_name("mlp_out", layer), self._on_grad(self._mlp(layer, "post", 5))),
             ]
         return hooks
 
@@ -300,7 +293,7 @@ class _GhostPass:
 
 
 def per_paragraph_norms(
-    model: HookedTransformer, paragraphs: Paragraphs, *, objective: str = "nll", batch_size: int = 16
+    model: Model, paragraphs: Paragraphs, *, objective: str = "nll", batch_size: int = 16
 ) -> PerParagraphNorms:
     """Each paragraph's gradient norm per (layer, component, head), from batched passes.
 
@@ -327,7 +320,7 @@ def per_paragraph_norms(
         or cfg.use_attn_in
         or cfg.positional_embedding_type == "shortformer"
         or cfg.use_normalization_before_and_after
-        or cfg.original_architecture in POST_NORM_ARCHITECTURES
+        or is_post_norm(cfg)
     ):
         raise UserError("per-paragraph norms need a pre-LayerNorm model whose attention reads ln1's output directly")
     all_norms, all_heads, all_loss = [], [], []
@@ -335,7 +328,7 @@ def per_paragraph_norms(
         for start in range(0, len(paragraphs), batch_size):
             tokens = paragraphs.tokens[start : start + batch_size].to(cfg.device)
             ghost = _GhostPass(model, tokens.shape[0])
-            with model.hooks(fwd_hooks=ghost.fwd_hooks()):
+            with hooks_on(model, ghost.fwd_hooks()):
                 per_paragraph = _continuation_token_nll(model, tokens, paragraphs.prefix_len).mean(dim=1)
             torch.autograd.grad(per_paragraph.sum(), [ghost.embed])  # the tensor hooks fill ghost.*_sq
             if ghost.done != len(COMPONENTS) * cfg.n_layers or ghost.saved:

@@ -27,8 +27,8 @@ import copy
 import torch
 from jaxtyping import Float
 from torch import Tensor
-from transformer_lens import HookedTransformer
 
+from interp.backend import Model, param_name
 from interp.data import Paragraphs
 from interp.errors import UserError
 from interp.gradients import parameter_gradients
@@ -38,23 +38,23 @@ VARIANTS = ("gradient_l2", "grad_x_weight", "fisher", "perturbed_gradient")
 
 
 def _unit_slices(
-    tensors: dict[str, Tensor], model: HookedTransformer, unit: str, reduce
+    tensors: dict[str, Tensor], model: Model, unit: str, reduce
 ) -> Float[Tensor, "layer index"]:
     """`reduce(tensor, dims)` summed over each unit's weight slices, per layer."""
     rows = []
     for layer in range(model.cfg.n_layers):
         if unit == "head":
-            parts = [reduce(tensors[f"blocks.{layer}.attn.{c}"], (1, 2)) for c in ("W_Q", "W_K", "W_V", "W_O")]
+            parts = [reduce(tensors[param_name(layer, c)], (1, 2)) for c in ("W_Q", "W_K", "W_V", "W_O")]
         else:
             parts = [
-                reduce(tensors[f"blocks.{layer}.mlp.W_in"], (0,)),
-                reduce(tensors[f"blocks.{layer}.mlp.W_out"], (1,)),
+                reduce(tensors[param_name(layer, "W_in")], (0,)),
+                reduce(tensors[param_name(layer, "W_out")], (1,)),
             ]
         rows.append(torch.stack(parts).sum(0))
     return torch.stack(rows).double().cpu()
 
 
-def _squares(grads: dict[str, Tensor], model: HookedTransformer, unit: str) -> Tensor:
+def _squares(grads: dict[str, Tensor], model: Model, unit: str) -> Tensor:
     return _unit_slices(grads, model, unit, lambda g, dims: g.double().pow(2).sum(dims))
 
 
@@ -67,11 +67,11 @@ def _contrast(mem: Tensor, nmem: Tensor) -> Float[Tensor, "layer index"]:
     return (_shares(mem) - _shares(nmem)).float()
 
 
-def _mean_grads(model: HookedTransformer, paragraphs: Paragraphs, batch_size: int) -> dict[str, Tensor]:
+def _mean_grads(model: Model, paragraphs: Paragraphs, batch_size: int) -> dict[str, Tensor]:
     return parameter_gradients(model, paragraphs, objective="nll", batch_size=batch_size)
 
 
-def _fisher(model: HookedTransformer, paragraphs: Paragraphs, unit: str) -> Tensor:
+def _fisher(model: Model, paragraphs: Paragraphs, unit: str) -> Tensor:
     total = None
     for i in range(len(paragraphs)):
         sq = _squares(_mean_grads(model, paragraphs.select([i]), 1), model, unit)
@@ -80,7 +80,7 @@ def _fisher(model: HookedTransformer, paragraphs: Paragraphs, unit: str) -> Tens
 
 
 @torch.no_grad()
-def _perturbed(model: HookedTransformer, noise: float, generator: torch.Generator) -> HookedTransformer:
+def _perturbed(model: Model, noise: float, generator: torch.Generator) -> Model:
     shaken = copy.deepcopy(model)
     for name, w in shaken.named_parameters():
         if name.startswith("blocks.") and ".W_" in name:
@@ -89,7 +89,7 @@ def _perturbed(model: HookedTransformer, noise: float, generator: torch.Generato
 
 
 def gradient_scores(
-    model: HookedTransformer,
+    model: Model,
     mem: Paragraphs,
     nmem: Paragraphs,
     *,

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 import torch
 from jaxtyping import Float
 from torch import Tensor
-from transformer_lens import HookedTransformer
 
+from interp.backend import Model, param_name
 from interp.data import Paragraphs
 from interp.errors import UserError
 from interp.objectives import NLL_WEIGHT, continuation_nll, kl_to_reference, reference_log_probs
@@ -37,12 +37,7 @@ REDUCTIONS = ("max", "l2", "mean")
 _LAYER_WEIGHT = re.compile(r"^blocks\.\d+\.(attn|mlp)\.W_\w+$")
 
 
-def _param_name(layer: int, component: str) -> str:
-    module = "attn" if component in HEAD_COMPONENTS else "mlp"
-    return f"blocks.{layer}.{module}.{component}"
-
-
-def check_supported_model(model: HookedTransformer) -> None:
+def check_supported_model(model: Model) -> None:
     """UserError unless every block has standard multi-head attention and an ungated MLP."""
     cfg = model.cfg
     if cfg.attn_only or cfg.n_key_value_heads not in (None, cfg.n_heads) or cfg.gated_mlp:
@@ -61,7 +56,7 @@ def check_inputs(paragraphs: Paragraphs, what: str, batch_size: int) -> None:
 
 
 @contextlib.contextmanager
-def _grad_only_for(params: dict[str, torch.nn.Parameter], model: HookedTransformer):
+def _grad_only_for(params: dict[str, torch.nn.Parameter], model: Model):
     """requires_grad on exactly `params` inside the block; every flag restored afterwards."""
     saved = {name: p.requires_grad for name, p in model.named_parameters()}
     try:
@@ -74,13 +69,13 @@ def _grad_only_for(params: dict[str, torch.nn.Parameter], model: HookedTransform
             p.requires_grad_(saved[name])
 
 
-def selected_parameters(model: HookedTransformer, *, include_embeddings: bool = False) -> dict[str, torch.nn.Parameter]:
+def selected_parameters(model: Model, *, include_embeddings: bool = False) -> dict[str, torch.nn.Parameter]:
     """The attention and MLP weight matrices of every block; all parameters if include_embeddings."""
     return {name: p for name, p in model.named_parameters() if include_embeddings or _LAYER_WEIGHT.match(name)}
 
 
 def parameter_gradients(
-    model: HookedTransformer,
+    model: Model,
     targets: Paragraphs,
     retain: Paragraphs | None = None,
     *,
@@ -281,24 +276,24 @@ def _score_tables(
     grads: dict[str, Tensor], n_layers: int, reduce: str
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, dict[str, float]]:
     table = torch.stack(
-        [torch.stack([_reduce(grads[_param_name(l, c)], reduce) for c in COMPONENTS]) for l in range(n_layers)]
+        [torch.stack([_reduce(grads[param_name(l, c)], reduce) for c in COMPONENTS]) for l in range(n_layers)]
     )
     heads = torch.stack(
         [
-            torch.stack([_reduce(grads[_param_name(l, c)], reduce, dims=(1, 2)) for c in HEAD_COMPONENTS], dim=-1)
+            torch.stack([_reduce(grads[param_name(l, c)], reduce, dims=(1, 2)) for c in HEAD_COMPONENTS], dim=-1)
             for l in range(n_layers)
         ]
     )
-    layer_grads = [torch.cat([grads[_param_name(l, c)].flatten() for c in COMPONENTS]) for l in range(n_layers)]
+    layer_grads = [torch.cat([grads[param_name(l, c)].flatten() for c in COMPONENTS]) for l in range(n_layers)]
     layers = torch.stack([_reduce(g, reduce) for g in layer_grads])
     layer_sq = torch.stack([g.double().pow(2).sum() for g in layer_grads])
-    in_table = {_param_name(l, c) for l in range(n_layers) for c in COMPONENTS}
+    in_table = {param_name(l, c) for l in range(n_layers) for c in COMPONENTS}
     other = {name: float(_reduce(g, reduce)) for name, g in grads.items() if name not in in_table}
     return table.cpu(), heads.cpu(), layers.cpu(), layer_sq.float().cpu(), other
 
 
 def _chunked_scores(
-    model: HookedTransformer,
+    model: Model,
     targets: Paragraphs,
     others: Paragraphs,
     objective: str,
@@ -326,7 +321,7 @@ def _chunked_scores(
 
 
 def gradient_map(
-    model: HookedTransformer,
+    model: Model,
     mem: Paragraphs,
     nmem: Paragraphs,
     *,

@@ -21,9 +21,8 @@ from __future__ import annotations
 import torch
 from jaxtyping import Float
 from torch import Tensor
-from transformer_lens import HookedTransformer
-from transformer_lens.utils import get_act_name
 
+from interp.backend import Model, act_name, capture, hooks_on, run_from
 from interp.data import Paragraphs
 from interp.errors import UserError
 from interp.metrics import continuation_log_probs
@@ -31,16 +30,16 @@ from interp.unit_scores import Stopwatch, UnitScores, check_unit, frozen_weights
 
 
 def _attributions(
-    model: HookedTransformer, paragraphs: Paragraphs, unit: str, steps: int, batch_size: int
+    model: Model, paragraphs: Paragraphs, unit: str, steps: int, batch_size: int
 ) -> Float[Tensor, "layer index"]:
     """Mean over paragraphs of each unit's IG attribution to the mean continuation log-prob."""
     n_layers, p = model.cfg.n_layers, paragraphs.prefix_len
     tokens = paragraphs.tokens.to(model.cfg.device)
-    names = [get_act_name("resid_pre", layer) for layer in range(n_layers)] + [
+    names = [act_name("resid_pre", layer) for layer in range(n_layers)] + [
         unit_hook(unit, l) for l in range(n_layers)
     ]
     with torch.no_grad():
-        _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in set(names))
+        _, cache = capture(model, tokens, names)
     alphas = (torch.arange(steps, dtype=torch.float32) + 0.5) / steps
     n = len(paragraphs)
     rows_paragraph = torch.arange(n).repeat(steps)  # row r: paragraph r % n at alpha r // n
@@ -54,9 +53,8 @@ def _attributions(
             b = rows_paragraph[start : start + batch_size].to(act.device)
             alpha = rows_alpha[start : start + batch_size].to(act.device, act.dtype)
             scaled = (act[b] * alpha.view(-1, *([1] * (act.ndim - 1)))).detach().requires_grad_(True)
-            logits = model.run_with_hooks(
-                resid[b], start_at_layer=layer, fwd_hooks=[(unit_hook(unit, layer), lambda a, hook, s=scaled: s)]
-            )
+            with hooks_on(model, [(unit_hook(unit, layer), lambda a, hook, s=scaled: s)]):
+                logits = run_from(model, resid[b], layer)
             metric = continuation_log_probs(logits.float(), tokens[b], p).mean(-1).sum()
             (grad,) = torch.autograd.grad(metric, scaled)
             grad_sum.index_add_(0, b, grad.to(grad_sum.dtype))
@@ -67,7 +65,7 @@ def _attributions(
 
 
 def integrated_gradients(
-    model: HookedTransformer,
+    model: Model,
     mem: Paragraphs,
     nmem: Paragraphs | None = None,
     *,

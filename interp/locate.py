@@ -37,10 +37,9 @@ from jaxtyping import Float, Int
 from scipy.stats import kendalltau, spearmanr
 from torch import Tensor
 from tqdm.auto import tqdm
-from transformer_lens import HookedTransformer
-from transformer_lens.utils import get_act_name
 
 from interp.attention import DEFAULT_NULL, RareTokenAttention, rare_token_attention
+from interp.backend import Model, act_name, capture, weight
 from interp.data import Paragraphs
 from interp.data import unigram_counts as count_unigrams
 from interp.errors import UserError
@@ -319,7 +318,7 @@ REFERENCE_SIZE = 8  # paragraphs mean ablation averages a head's output over (ne
 
 
 def _pick_sets(
-    model: HookedTransformer,
+    model: Model,
     paragraphs: Paragraphs | None,
     mem: Paragraphs | None,
     nmem: Paragraphs | None,
@@ -404,7 +403,7 @@ def _pick_sets(
 
 
 def _exact_patching(
-    model: HookedTransformer,
+    model: Model,
     clean: Paragraphs,
     corrupted: Int[Tensor, "n seq"],
     cells: Int[Tensor, "k 2"],
@@ -414,10 +413,10 @@ def _exact_patching(
     interp.patching with the same normalisation (1 = clean metric, 0 = corrupted)."""
     p, n_layers = clean.prefix_len, model.cfg.n_layers
     clean_tokens, corrupted = clean.tokens.to(model.cfg.device), corrupted.to(model.cfg.device)
-    names = {get_act_name("z", layer) for layer in range(n_layers)}
+    names = {act_name("z", layer) for layer in range(n_layers)}
     with torch.no_grad():
         run_logits, resid = resid_pre_all_layers(model, corrupted)
-        clean_logits, cache = model.run_with_cache(clean_tokens, names_filter=lambda n: n in names)
+        clean_logits, cache = capture(model, clean_tokens, names)
     clean_m = continuation_log_probs(clean_logits.float(), clean_tokens, p).mean(1).cpu().mean()
     corrupt_m = continuation_log_probs(run_logits.float(), corrupted, p).mean(1).cpu().mean()
     source = [cache["z", layer] for layer in range(n_layers)]
@@ -431,7 +430,7 @@ def _exact_patching(
 
 
 @torch.no_grad()
-def neuron_activations(model: HookedTransformer, mem: Paragraphs, *, batch_size: int = 64) -> UnitScores:
+def neuron_activations(model: Model, mem: Paragraphs, *, batch_size: int = 64) -> UnitScores:
     """MemPi's Activations baseline: |mean activation over the positions that predict the continuation| x ||W_out row||."""
     clock = Stopwatch()
     n_layers, p = model.cfg.n_layers, mem.prefix_len
@@ -439,18 +438,18 @@ def neuron_activations(model: HookedTransformer, mem: Paragraphs, *, batch_size:
     sums = torch.zeros(n_layers, unit_count(model, "neuron"), dtype=torch.float64)
     for start in range(0, len(mem), batch_size):
         tokens = mem.tokens[start : start + batch_size].to(model.cfg.device)
-        _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in names)
+        _, cache = capture(model, tokens, names)
         for layer in range(n_layers):
             sums[layer] += cache[unit_hook("neuron", layer)][:, p - 1 : -1].double().mean(1).sum(0).cpu()
     norms = torch.stack(
-        [model.blocks[layer].mlp.W_out.detach().norm(dim=1).double().cpu() for layer in range(n_layers)]
+        [weight(model, layer, "W_out").detach().norm(dim=1).double().cpu() for layer in range(n_layers)]
     )
     score = ((sums / len(mem)).abs() * norms).float()
     return UnitScores("activation", "neuron", score, clock.seconds, {"positions": "continuation-predicting"})
 
 
 def unit_method(
-    model: HookedTransformer,
+    model: Model,
     method: str,
     mem: Paragraphs,
     nmem: Paragraphs | None,
@@ -504,7 +503,7 @@ def unit_method(
 
 
 def locate_memorization_head(
-    model: HookedTransformer,
+    model: Model,
     paragraphs: Paragraphs | None = None,
     *,
     mem: Paragraphs | None = None,
@@ -737,7 +736,7 @@ def screen_agreement(
 
 
 def locate_neurons(
-    model: HookedTransformer,
+    model: Model,
     mem: Paragraphs,
     nmem: Paragraphs | None = None,
     *,

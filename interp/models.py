@@ -11,18 +11,15 @@ weight, reshaped, so an edit made here is saved back by `save_model` and reloads
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import einops
 import torch
-from transformer_lens import HookedTransformer
-from transformer_lens import loading_from_pretrained as tl_loading
 
+from interp.backend import TO_HF, Model, architecture, from_hf, from_official, hf_state, official_name
 from interp.errors import UserError
 
 TESTBED = "testbed"
@@ -35,7 +32,6 @@ SPEC_KINDS = (
     "(GPT-Neo, GPT-2 or GPT-NeoX/Pythia), or a TransformerLens official name such as "
     "'EleutherAI/gpt-neo-125M' (needs the internet)"
 )
-NO_PROCESSING = dict(fold_ln=False, center_writing_weights=False, center_unembed=False, fold_value_biases=False)
 
 
 @dataclass(frozen=True)
@@ -81,7 +77,7 @@ def load_model(
     device: str | torch.device | None = None,
     dtype: str | torch.dtype | None = None,
     n_devices: int = 1,
-) -> HookedTransformer:
+) -> Model:
     """A HookedTransformer with its tokenizer, in eval mode, on `device` (CUDA when available).
 
     `n_devices` is TransformerLens' own way to split a model over several GPUs.
@@ -111,7 +107,7 @@ def load_model(
     return model
 
 
-def _load_local(path: Path, device, dtype, n_devices: int, spec: str) -> HookedTransformer:
+def _load_local(path: Path, device, dtype, n_devices: int, spec: str) -> Model:
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     if not path.is_dir() or not (path / "config.json").exists():
@@ -137,16 +133,7 @@ def _load_local(path: Path, device, dtype, n_devices: int, spec: str) -> HookedT
 
     hf_logging.disable_progress_bar()
     hf_model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-    cfg = tl_loading.get_pretrained_model_config(
-        str(path), device=device, n_devices=n_devices, dtype=dtype, fold_ln=False
-    )
-    if arch == "GPTNeoForCausalLM" and getattr(hf_config, "intermediate_size", None):
-        cfg.d_mlp = hf_config.intermediate_size  # TransformerLens assumes 4 * d_model for GPT-Neo
-    state = tl_loading.get_pretrained_state_dict(str(path), cfg, hf_model=hf_model, dtype=dtype)
-    with contextlib.redirect_stdout(io.StringIO()):  # TransformerLens prints as it moves weights
-        model = HookedTransformer(cfg, tokenizer=tokenizer, move_to_device=False, default_padding_side="right")
-        model.load_and_process_state_dict(state, **NO_PROCESSING)
-        model.to(device)
+    model = from_hf(str(path), hf_model, hf_config, tokenizer, device, dtype, n_devices)
     model.interp_source = ModelSource(spec=spec, path=str(path.resolve()), hf_config=hf_config.to_dict())
     return model
 
@@ -175,12 +162,12 @@ def _hub_offline():
             m.HF_HUB_OFFLINE = v
 
 
-def _load_official(name: str, device, dtype, n_devices: int) -> HookedTransformer:
+def _load_official(name: str, device, dtype, n_devices: int) -> Model:
     from huggingface_hub import try_to_load_from_cache
     from transformers import AutoConfig
 
     try:
-        official = tl_loading.get_official_model_name(name)
+        official = official_name(name)
     except ValueError:
         raise UserError(
             f"unknown model {name!r}: not a folder and not a TransformerLens model name; the spec may be {SPEC_KINDS}"
@@ -191,16 +178,14 @@ def _load_official(name: str, device, dtype, n_devices: int) -> HookedTransforme
             f"{name!r} is not in the local Hugging Face cache and the hub cannot be reached (no network); "
             "download it where there is internet, or pass a local checkpoint folder"
         )
-    with contextlib.nullcontext() if online else _hub_offline(), contextlib.redirect_stdout(io.StringIO()):
-        model = HookedTransformer.from_pretrained(
-            official, device=device, dtype=dtype, n_devices=n_devices, **NO_PROCESSING
-        )
+    with contextlib.nullcontext() if online else _hub_offline():
+        model = from_official(official, device, dtype, n_devices)
         hf_config = AutoConfig.from_pretrained(official).to_dict()
     model.interp_source = ModelSource(spec=name, path=None, hf_config=hf_config)
     return model
 
 
-def model_name(model: HookedTransformer) -> str:
+def model_name(model: Model) -> str:
     """The spec the model was loaded from, for provenance in results."""
     source = getattr(model, "interp_source", None)
     return source.spec if source else model.cfg.model_name
@@ -209,74 +194,8 @@ def model_name(model: HookedTransformer) -> str:
 # ---- saving edited weights back to a Hugging Face checkpoint ----
 
 
-def _neo_state(model: HookedTransformer) -> dict[str, torch.Tensor]:
-    sd, cfg = model.state_dict(), model.cfg
-    out = {"transformer.wte.weight": sd["embed.W_E"], "transformer.wpe.weight": sd["pos_embed.W_pos"]}
-    for l in range(cfg.n_layers):
-        p, b = f"transformer.h.{l}", f"blocks.{l}"
-        out[f"{p}.ln_1.weight"], out[f"{p}.ln_1.bias"] = sd[f"{b}.ln1.w"], sd[f"{b}.ln1.b"]
-        for hf, tl in (("q_proj", "W_Q"), ("k_proj", "W_K"), ("v_proj", "W_V")):
-            out[f"{p}.attn.attention.{hf}.weight"] = einops.rearrange(sd[f"{b}.attn.{tl}"], "h m d -> (h d) m")
-        out[f"{p}.attn.attention.out_proj.weight"] = einops.rearrange(sd[f"{b}.attn.W_O"], "h d m -> m (h d)")
-        out[f"{p}.attn.attention.out_proj.bias"] = sd[f"{b}.attn.b_O"]
-        out[f"{p}.ln_2.weight"], out[f"{p}.ln_2.bias"] = sd[f"{b}.ln2.w"], sd[f"{b}.ln2.b"]
-        out[f"{p}.mlp.c_fc.weight"], out[f"{p}.mlp.c_fc.bias"] = sd[f"{b}.mlp.W_in"].T, sd[f"{b}.mlp.b_in"]
-        out[f"{p}.mlp.c_proj.weight"], out[f"{p}.mlp.c_proj.bias"] = sd[f"{b}.mlp.W_out"].T, sd[f"{b}.mlp.b_out"]
-    out["transformer.ln_f.weight"], out["transformer.ln_f.bias"] = sd["ln_final.w"], sd["ln_final.b"]
-    out["lm_head.weight"] = sd["unembed.W_U"].T
-    return out
 
-
-def _gpt2_state(model: HookedTransformer) -> dict[str, torch.Tensor]:
-    sd, cfg = model.state_dict(), model.cfg
-    out = {"transformer.wte.weight": sd["embed.W_E"], "transformer.wpe.weight": sd["pos_embed.W_pos"]}
-    for l in range(cfg.n_layers):
-        p, b = f"transformer.h.{l}", f"blocks.{l}"
-        out[f"{p}.ln_1.weight"], out[f"{p}.ln_1.bias"] = sd[f"{b}.ln1.w"], sd[f"{b}.ln1.b"]
-        w = [einops.rearrange(sd[f"{b}.attn.W_{x}"], "h m d -> m (h d)") for x in "QKV"]
-        bias = [einops.rearrange(sd[f"{b}.attn.b_{x}"], "h d -> (h d)") for x in "QKV"]
-        out[f"{p}.attn.c_attn.weight"], out[f"{p}.attn.c_attn.bias"] = torch.cat(w, 1), torch.cat(bias)
-        out[f"{p}.attn.c_proj.weight"] = einops.rearrange(sd[f"{b}.attn.W_O"], "h d m -> (h d) m")
-        out[f"{p}.attn.c_proj.bias"] = sd[f"{b}.attn.b_O"]
-        out[f"{p}.ln_2.weight"], out[f"{p}.ln_2.bias"] = sd[f"{b}.ln2.w"], sd[f"{b}.ln2.b"]
-        out[f"{p}.mlp.c_fc.weight"], out[f"{p}.mlp.c_fc.bias"] = sd[f"{b}.mlp.W_in"], sd[f"{b}.mlp.b_in"]
-        out[f"{p}.mlp.c_proj.weight"], out[f"{p}.mlp.c_proj.bias"] = sd[f"{b}.mlp.W_out"], sd[f"{b}.mlp.b_out"]
-    out["transformer.ln_f.weight"], out["transformer.ln_f.bias"] = sd["ln_final.w"], sd["ln_final.b"]
-    out["lm_head.weight"] = sd["unembed.W_U"].T
-    return out
-
-
-def _neox_state(model: HookedTransformer) -> dict[str, torch.Tensor]:
-    sd, cfg = model.state_dict(), model.cfg
-    out = {"gpt_neox.embed_in.weight": sd["embed.W_E"]}
-    for l in range(cfg.n_layers):
-        p, b = f"gpt_neox.layers.{l}", f"blocks.{l}"
-        out[f"{p}.input_layernorm.weight"], out[f"{p}.input_layernorm.bias"] = sd[f"{b}.ln1.w"], sd[f"{b}.ln1.b"]
-        qkv = torch.stack([sd[f"{b}.attn.W_{x}"] for x in "QKV"], dim=0)  # [3, h, m, d]
-        out[f"{p}.attention.query_key_value.weight"] = einops.rearrange(qkv, "qkv h m d -> (h qkv d) m")
-        qkv_b = torch.stack([sd[f"{b}.attn.b_{x}"] for x in "QKV"], dim=0)  # [3, h, d]
-        out[f"{p}.attention.query_key_value.bias"] = einops.rearrange(qkv_b, "qkv h d -> (h qkv d)")
-        out[f"{p}.attention.dense.weight"] = einops.rearrange(sd[f"{b}.attn.W_O"], "h d m -> m (h d)")
-        out[f"{p}.attention.dense.bias"] = sd[f"{b}.attn.b_O"]
-        out[f"{p}.post_attention_layernorm.weight"] = sd[f"{b}.ln2.w"]
-        out[f"{p}.post_attention_layernorm.bias"] = sd[f"{b}.ln2.b"]
-        out[f"{p}.mlp.dense_h_to_4h.weight"], out[f"{p}.mlp.dense_h_to_4h.bias"] = (
-            sd[f"{b}.mlp.W_in"].T,
-            sd[f"{b}.mlp.b_in"],
-        )
-        out[f"{p}.mlp.dense_4h_to_h.weight"], out[f"{p}.mlp.dense_4h_to_h.bias"] = (
-            sd[f"{b}.mlp.W_out"].T,
-            sd[f"{b}.mlp.b_out"],
-        )
-    out["gpt_neox.final_layer_norm.weight"], out["gpt_neox.final_layer_norm.bias"] = sd["ln_final.w"], sd["ln_final.b"]
-    out["embed_out.weight"] = sd["unembed.W_U"].T
-    return out
-
-
-TO_HF = {"GPTNeoForCausalLM": _neo_state, "GPT2LMHeadModel": _gpt2_state, "GPTNeoXForCausalLM": _neox_state}
-
-
-def save_model(model: HookedTransformer, out_dir: str | Path) -> Path:
+def save_model(model: Model, out_dir: str | Path) -> Path:
     """Write the model's current weights as a Hugging Face checkpoint folder that `load_model` reads.
 
     Works for models loaded by `load_model` (it needs their Hugging Face config) of the
@@ -287,12 +206,12 @@ def save_model(model: HookedTransformer, out_dir: str | Path) -> Path:
     source = getattr(model, "interp_source", None)
     if source is None:
         raise UserError("save_model needs a model loaded with interp.load_model (it keeps the Hugging Face config)")
-    arch = model.cfg.original_architecture
+    arch = architecture(model)
     if arch not in TO_HF:
         raise UserError(f"saving {arch} models is not supported; supported: {', '.join(TO_HF)}")
     hf_config = AutoConfig.for_model(**{k: v for k, v in source.hf_config.items() if k != "transformers_version"})
     hf_model = AutoModelForCausalLM.from_config(hf_config)
-    state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in TO_HF[arch](model).items()}
+    state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in hf_state(model).items()}
     if "embed_out.weight" in state and "embed_out.weight" not in hf_model.state_dict():
         state["lm_head.weight"] = state.pop("embed_out.weight")  # newer transformers name for NeoX
     missing, unexpected = hf_model.load_state_dict(state, strict=False)

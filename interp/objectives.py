@@ -16,19 +16,20 @@ import torch
 import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
-from transformer_lens import HookedTransformer
+
+from interp.backend import Model
 
 NLL_WEIGHT = 0.1  # the public code of the paper weights the NLL term of Eq. 3 by 0.1
 
 
 def _continuation_logits(
-    model: HookedTransformer, tokens: Int[Tensor, "n seq"], prefix_len: int
+    model: Model, tokens: Int[Tensor, "n seq"], prefix_len: int
 ) -> Float[Tensor, "n cont vocab"]:
     logits = model(tokens.to(model.cfg.device), return_type="logits")
     return logits[:, prefix_len - 1 : -1].float()
 
 
-def token_nll(model: HookedTransformer, tokens: Int[Tensor, "n seq"], prefix_len: int) -> Float[Tensor, "n cont"]:
+def token_nll(model: Model, tokens: Int[Tensor, "n seq"], prefix_len: int) -> Float[Tensor, "n cont"]:
     """-log p(true token) at every continuation position."""
     logp = _continuation_logits(model, tokens, prefix_len).log_softmax(-1)
     target = tokens[:, prefix_len:].to(logp.device)
@@ -36,7 +37,7 @@ def token_nll(model: HookedTransformer, tokens: Int[Tensor, "n seq"], prefix_len
 
 
 def continuation_nll(
-    model: HookedTransformer, tokens: Int[Tensor, "n seq"], prefix_len: int, *, reduction: str = "mean"
+    model: Model, tokens: Int[Tensor, "n seq"], prefix_len: int, *, reduction: str = "mean"
 ) -> Tensor:
     """Mean NLL per paragraph over its continuation, then 'mean' / 'sum' over paragraphs, or 'none'."""
     per_paragraph = token_nll(model, tokens, prefix_len).mean(dim=1)
@@ -51,14 +52,14 @@ def continuation_nll(
 
 @torch.no_grad()
 def reference_log_probs(
-    model: HookedTransformer, tokens: Int[Tensor, "n seq"], prefix_len: int
+    model: Model, tokens: Int[Tensor, "n seq"], prefix_len: int
 ) -> Float[Tensor, "n cont vocab"]:
     """The model's log-probs over the continuation positions, detached: the KL term's anchor."""
     return _continuation_logits(model, tokens, prefix_len).log_softmax(-1)
 
 
 def kl_to_reference(
-    model: HookedTransformer,
+    model: Model,
     tokens: Int[Tensor, "n seq"],
     prefix_len: int,
     reference: Float[Tensor, "n cont vocab"],
@@ -70,7 +71,7 @@ def kl_to_reference(
 
 
 def contrastive_objective(
-    model: HookedTransformer,
+    model: Model,
     targets: Int[Tensor, "n_target seq"],
     retain: Int[Tensor, "n_retain seq"],
     prefix_len: int,
@@ -85,7 +86,7 @@ def contrastive_objective(
 
 
 def edit_objective(
-    model: HookedTransformer,
+    model: Model,
     edit_targets: Int[Tensor, "n_target seq"],
     retain: Int[Tensor, "n_retain seq"],
     prefix_len: int,
@@ -99,13 +100,13 @@ def edit_objective(
     )
 
 
-def gradient_ascent(model: HookedTransformer, targets: Int[Tensor, "n seq"], prefix_len: int) -> Tensor:
+def gradient_ascent(model: Model, targets: Int[Tensor, "n seq"], prefix_len: int) -> Tensor:
     """-NLL(targets): push the continuation's likelihood down, with nothing holding the rest."""
     return -continuation_nll(model, targets, prefix_len)
 
 
 def gradient_difference(
-    model: HookedTransformer,
+    model: Model,
     targets: Int[Tensor, "n_target seq"],
     retain: Int[Tensor, "n_retain seq"],
     prefix_len: int,
@@ -117,7 +118,7 @@ def gradient_difference(
 
 
 def npo(
-    model: HookedTransformer,
+    model: Model,
     targets: Int[Tensor, "n seq"],
     prefix_len: int,
     target_reference_nll: Float[Tensor, "n"],

@@ -21,9 +21,8 @@ import torch
 from jaxtyping import Bool, Float, Int
 from scipy.stats import spearmanr
 from torch import Tensor
-from transformer_lens import HookedTransformer
-from transformer_lens.utils import get_act_name
 
+from interp.backend import Model, act_name, capture, hooks_on
 from interp.data import Paragraphs
 from interp.errors import UserError
 from interp.metrics import continuation_log_probs, continuation_scores
@@ -49,7 +48,7 @@ def _check_kinds(kinds) -> None:
         raise UserError(f"unknown patch kind {bad[0]!r}: use any of {', '.join(KINDS)}")
 
 
-def all_cells(model: HookedTransformer, kind: str, seq_len: int) -> Int[Tensor, "cell 2"]:
+def all_cells(model: Model, kind: str, seq_len: int) -> Int[Tensor, "cell 2"]:
     """Every (layer, head) or (layer, position) cell of a patch kind, layer-major."""
     second = model.cfg.n_heads if KINDS[kind][1] == "head" else seq_len
     layers, index = torch.meshgrid(torch.arange(model.cfg.n_layers), torch.arange(second), indexing="ij")
@@ -73,17 +72,17 @@ def _setter(index_kind: str):
 
 @torch.no_grad()
 def resid_pre_all_layers(
-    model: HookedTransformer, tokens: Int[Tensor, "n seq"]
+    model: Model, tokens: Int[Tensor, "n seq"]
 ) -> tuple[Float[Tensor, "n seq vocab"], list[Tensor]]:
     """Logits and the residual stream entering every layer (the starting points of patched runs)."""
-    names = {get_act_name("resid_pre", layer) for layer in range(model.cfg.n_layers)}
-    logits, cache = model.run_with_cache(tokens.to(model.cfg.device), names_filter=lambda n: n in names)
+    names = {act_name("resid_pre", layer) for layer in range(model.cfg.n_layers)}
+    logits, cache = capture(model, tokens.to(model.cfg.device), names)
     return logits, [cache["resid_pre", layer] for layer in range(model.cfg.n_layers)]
 
 
 @torch.no_grad()
 def patch_variants(
-    model: HookedTransformer,
+    model: Model,
     tokens: Int[Tensor, "n seq"],
     prefix_len: int,
     kind: str,
@@ -113,7 +112,7 @@ def patch_variants(
         # Row r of this layer's variants: cell cell_ids[r // n], paragraph r % n.
         rows_cell = cell_ids.repeat_interleave(n)
         rows_paragraph = torch.arange(n).repeat(len(cell_ids))
-        name = get_act_name(act, layer)
+        name = act_name(act, layer)
         for start in range(0, len(rows_cell), batch_size):
             c = rows_cell[start : start + batch_size]
             b = rows_paragraph[start : start + batch_size]
@@ -123,7 +122,7 @@ def patch_variants(
             def hook(activation, hook, b_dev=b_dev, index=index):
                 return patch(activation, torch.arange(len(b_dev), device=device), b_dev, index, source[layer])
 
-            with model.hooks(fwd_hooks=[(name, hook)]):
+            with hooks_on(model, [(name, hook)]):
                 chunk_logp, chunk_hits = continuation_scores(
                     model, tokens[b_dev], prefix_len, residual=resid_pre[layer][b_dev], start_at_layer=layer
                 )
@@ -160,7 +159,7 @@ class PatchingResult:
         }
 
 
-def _validate(model: HookedTransformer, clean: Paragraphs, corrupted: Tensor, direction: str) -> None:
+def _validate(model: Model, clean: Paragraphs, corrupted: Tensor, direction: str) -> None:
     if direction not in DIRECTIONS:
         raise UserError(f"unknown direction {direction!r}: use 'denoise' (clean into corrupted) or 'noise'")
     if corrupted.shape != clean.tokens.shape:
@@ -174,7 +173,7 @@ def _validate(model: HookedTransformer, clean: Paragraphs, corrupted: Tensor, di
 
 
 def activation_patching(
-    model: HookedTransformer,
+    model: Model,
     clean: Paragraphs,
     corrupted_tokens: Int[Tensor, "n seq"],
     kinds: tuple[str, ...] = ("head_out",),
@@ -189,17 +188,17 @@ def activation_patching(
     run_tokens, source_tokens = (
         (corrupted_tokens, clean_tokens) if direction == "denoise" else (clean_tokens, corrupted_tokens)
     )
-    names = {get_act_name(KINDS[k][0], layer) for k in kinds for layer in range(model.cfg.n_layers)}
+    names = {act_name(KINDS[k][0], layer) for k in kinds for layer in range(model.cfg.n_layers)}
     with torch.no_grad():
         run_logits, resid = resid_pre_all_layers(model, run_tokens)
-        source_logits, cache = model.run_with_cache(source_tokens, names_filter=lambda n: n in names)
+        source_logits, cache = capture(model, source_tokens, names)
     run_metric = continuation_log_probs(_full(run_logits), run_tokens, p).mean(1).cpu()
     source_metric = continuation_log_probs(_full(source_logits), source_tokens, p).mean(1).cpu()
     clean_m, corrupt_m = (source_metric, run_metric) if direction == "denoise" else (run_metric, source_metric)
     results = {}
     for kind in kinds:
         cells = all_cells(model, kind, clean.seq_len)
-        source = [cache[get_act_name(KINDS[kind][0], layer)] for layer in range(model.cfg.n_layers)]
+        source = [cache[act_name(KINDS[kind][0], layer)] for layer in range(model.cfg.n_layers)]
         logp, _ = patch_variants(model, run_tokens, p, kind, cells, source, resid, batch_size)
         per_paragraph = logp.mean(-1)  # [cell, n]
         effect = (per_paragraph.mean(1) - corrupt_m.mean()) / (clean_m.mean() - corrupt_m.mean())
@@ -217,7 +216,7 @@ def activation_patching(
 
 
 def attribution_patching(
-    model: HookedTransformer,
+    model: Model,
     clean: Paragraphs,
     corrupted_tokens: Int[Tensor, "n seq"],
     kinds: tuple[str, ...] = ("head_out",),
@@ -236,10 +235,10 @@ def attribution_patching(
     run_tokens, source_tokens = (
         (corrupted_tokens, clean_tokens) if direction == "denoise" else (clean_tokens, corrupted_tokens)
     )
-    names = [get_act_name(KINDS[k][0], layer) for k in kinds for layer in range(model.cfg.n_layers)]
+    names = [act_name(KINDS[k][0], layer) for k in kinds for layer in range(model.cfg.n_layers)]
     names = list(dict.fromkeys(names))
     with torch.no_grad():
-        source_logits, cache = model.run_with_cache(source_tokens, names_filter=lambda n: n in set(names))
+        source_logits, cache = capture(model, source_tokens, names)
     source_metric = continuation_log_probs(_full(source_logits), source_tokens, p).mean(1).mean()
 
     captured: dict[str, Tensor] = {}
@@ -247,13 +246,14 @@ def attribution_patching(
     def embed_requires_grad(act, hook):  # gradients flow from here even in a frozen model
         return act.detach().requires_grad_(True)
 
-    def capture(act, hook):
+    def keep(act, hook):
         captured[hook.name] = act
         return act
 
-    hooks = [("hook_embed", embed_requires_grad)] + [(name, capture) for name in names]
+    fwd_hooks = [(act_name("embed"), embed_requires_grad)] + [(name, keep) for name in names]
     with torch.enable_grad():
-        logits = model.run_with_hooks(run_tokens, fwd_hooks=hooks)
+        with hooks_on(model, fwd_hooks):
+            logits = model(run_tokens)
         run_metric = continuation_log_probs(_full(logits), run_tokens, p).mean(1).mean()
         grads = torch.autograd.grad(run_metric, [captured[name] for name in names])
     grad_of = dict(zip(names, grads))
@@ -265,7 +265,7 @@ def attribution_patching(
         act, index_kind = KINDS[kind]
         rows = []
         for layer in range(model.cfg.n_layers):
-            name = get_act_name(act, layer)
+            name = act_name(act, layer)
             delta = (cache[name] - captured[name].detach()) * grad_of[name]
             rows.append(delta.sum(dim=(0, 1, 3)) if index_kind == "head" else delta.sum(dim=(0, 2)))
         estimate = (torch.stack(rows).detach().cpu() / float(total)).float()

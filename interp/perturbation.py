@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
-from transformer_lens import HookedTransformer
 
+from interp.backend import Model
 from interp.data import Paragraphs
 from interp.errors import UserError
 from interp.metrics import em_from_hits, greedy_continuations, teacher_forced_hits
@@ -149,7 +149,7 @@ class PerturbationResult:
 
 @torch.no_grad()
 def prefix_perturbation(
-    model: HookedTransformer,
+    model: Model,
     paragraphs: Paragraphs,
     *,
     samples_per_position: int = 4,

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import torch
 from jaxtyping import Bool, Int
 from torch import Tensor
-from transformer_lens import HookedTransformer
 
+from interp.backend import Model
 from interp.data import Paragraphs
 from interp.errors import UserError
 from interp.metrics import em_from_hits, teacher_forced_hits
@@ -105,7 +105,7 @@ def filler_spans(filler: Int[Tensor, "m len"], n: int, length: int, seed: int) -
 
 
 def position_robustness(
-    model: HookedTransformer,
+    model: Model,
     paragraphs: Paragraphs,
     *,
     filler: Int[Tensor, "m len"],

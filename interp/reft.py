@@ -16,8 +16,8 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import orthogonal
-from transformer_lens import HookedTransformer, utils
 
+from interp.backend import Model, act_name, hooks_on
 from interp.data import Paragraphs
 from interp.errors import UserError
 from interp.unlearning import Evaluation, Hook, Probe, check_training_settings, evaluate, objective, optimise
@@ -74,12 +74,12 @@ class ReftConfig:
 @dataclass(frozen=True)
 class ReftResult:
     """The trained intervention and the scores of the frozen model with it on. `model` is the
-    original model itself (unchanged); apply the intervention with `model.hooks(fwd_hooks=result.hooks())`."""
+    original model itself (unchanged); apply the intervention with `interp.backend.hooks_on(model, result.hooks())`."""
 
     config: ReftConfig
     layer: int
     target_ids: tuple[str, ...]
-    model: HookedTransformer = field(repr=False)
+    model: Model = field(repr=False)
     intervention: LoReFT = field(repr=False)
     before: Evaluation
     after: Evaluation
@@ -89,7 +89,7 @@ class ReftResult:
 
     @property
     def hook_name(self) -> str:
-        return utils.get_act_name("resid_post", self.layer)
+        return act_name("resid_post", self.layer)
 
     def hooks(self) -> list[Hook]:
         return intervention_hooks(self.intervention, self.layer)
@@ -110,11 +110,11 @@ class ReftResult:
 
 def intervention_hooks(intervention: LoReFT, layer: int) -> list[Hook]:
     """Forward hooks that replace layer `layer`'s residual stream output by the intervention's."""
-    return [(utils.get_act_name("resid_post", layer), lambda act, hook: intervention(act))]
+    return [(act_name("resid_post", layer), lambda act, hook: intervention(act))]
 
 
 def reft_unlearn(
-    model: HookedTransformer,
+    model: Model,
     targets: Paragraphs,
     retain: Paragraphs,
     config: ReftConfig = ReftConfig(),
@@ -153,7 +153,7 @@ def reft_unlearn(
         )
 
         def hooked_loss() -> Tensor:
-            with model.hooks(fwd_hooks=hooks):
+            with hooks_on(model, hooks):
                 return loss_fn()
 
         losses = optimise(

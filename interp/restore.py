@@ -28,8 +28,8 @@ from dataclasses import dataclass
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
-from transformer_lens import HookedTransformer, utils
 
+from interp.backend import Model, act_name, capture, hooks_on, weight
 from interp.data import Paragraphs
 from interp.errors import UserError
 from interp.metrics import continuation_log_probs, em_from_hits
@@ -168,8 +168,8 @@ def _patch_hook(cached: Tensor, rows: Tensor, n: int):
 
 @torch.no_grad()
 def restoration(
-    original: HookedTransformer,
-    edited: HookedTransformer,
+    original: Model,
+    edited: Model,
     targets: Paragraphs,
     *,
     width: int | None = None,
@@ -191,7 +191,7 @@ def restoration(
     n_layers, p = original.cfg.n_layers, targets.prefix_len
     windows = layer_windows(n_layers, default_window(n_layers) if width is None else width)
     patched = [(e, w) for e in experiments if e in _PATCHED for w in windows]
-    names = {kind: [utils.get_act_name(kind, l) for l in range(n_layers)] for kind in ("post", "attn_out")}
+    names = {kind: [act_name(kind, l) for l in range(n_layers)] for kind in ("post", "attn_out")}
     values_model = copy.deepcopy(edited) if "values" in experiments else None
     chunk = max(1, batch_size // max(1, len(patched)))
     device = original.cfg.device
@@ -199,10 +199,10 @@ def restoration(
     for start in range(0, len(targets), chunk):
         tokens = targets.tokens[start : start + chunk].to(device)
         n = tokens.shape[0]
-        logits_o, cache = original.run_with_cache(tokens, names_filter=names["post"] + names["attn_out"])
+        logits_o, cache = capture(original, tokens, names["post"] + names["attn_out"])
         reference = logits_o[:, p - 1 : -1].float()
         em_o, nll_o, _ = _scores(logits_o, tokens, reference, p)
-        with edited.hooks(fwd_hooks=list(edited_hooks)):
+        with hooks_on(edited, edited_hooks):
             em_e, nll_e, loss_e = _scores(edited(tokens), tokens, reference, p)
         rows = {e: [] for e in experiments}  # experiment -> per layer (em, nll, loss) of this chunk
         if patched:
@@ -216,18 +216,18 @@ def restoration(
                     if idx.numel():
                         hooks.append((names[kind][l], _patch_hook(cache[names[kind][l]], idx, n)))
             reps = len(patched)
-            with edited.hooks(fwd_hooks=list(edited_hooks) + hooks):
+            with hooks_on(edited, list(edited_hooks) + hooks):
                 em_r, nll_r, loss_r = _scores(edited(tokens.repeat(reps, 1)), tokens, reference, p)
             for i, (e, _) in enumerate(patched):
                 rows[e].append((em_r[i * n : (i + 1) * n], nll_r[i * n : (i + 1) * n], loss_r[i * n : (i + 1) * n]))
         if values_model is not None:
             for lo, hi in windows:
                 for l in range(lo, hi + 1):
-                    values_model.blocks[l].mlp.W_out.copy_(original.blocks[l].mlp.W_out)
-                with values_model.hooks(fwd_hooks=list(edited_hooks)):
+                    weight(values_model, l, "W_out").copy_(weight(original, l, "W_out"))
+                with hooks_on(values_model, edited_hooks):
                     rows["values"].append(_scores(values_model(tokens), tokens, reference, p))
                 for l in range(lo, hi + 1):
-                    values_model.blocks[l].mlp.W_out.copy_(edited.blocks[l].mlp.W_out)
+                    weight(values_model, l, "W_out").copy_(weight(edited, l, "W_out"))
         for key, value in zip(("em_o", "nll_o", "em_e", "nll_e", "loss_e"), (em_o, nll_o, em_e, nll_e, loss_e)):
             out[key].append(value)
         for j, key in enumerate(("em_r", "nll_r", "loss_r")):

@@ -20,9 +20,8 @@ from __future__ import annotations
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
-from transformer_lens import HookedTransformer
-from transformer_lens.utils import get_act_name
 
+from interp.backend import Model, act_name, capture, final_norm, hooks_on, run_from, unembed, weight
 from interp.data import Paragraphs
 from interp.errors import UserError
 from interp.metrics import continuation_log_probs
@@ -33,7 +32,7 @@ MODES = ("zero", "mean")
 
 @torch.no_grad()
 def tail_log_probs(
-    model: HookedTransformer,
+    model: Model,
     resid: Float[Tensor, "b seq d_model"],
     start_layer: int,
     tokens: Int[Tensor, "b seq"],
@@ -44,22 +43,21 @@ def tail_log_probs(
     positions that predict the continuation)."""
     n_layers = model.cfg.n_layers
     if start_layer < n_layers:
-        resid = model.run_with_hooks(
-            resid, start_at_layer=start_layer, stop_at_layer=n_layers, fwd_hooks=fwd_hooks or []
-        )
-    logits = model.unembed(model.ln_final(resid[:, prefix_len - 1 : -1])).float()
+        with hooks_on(model, fwd_hooks or []):
+            resid = run_from(model, resid, start_layer, n_layers)
+    logits = unembed(model, final_norm(model, resid[:, prefix_len - 1 : -1])).float()
     target = tokens[:, prefix_len:].to(logits.device)
     return logits.log_softmax(-1).gather(-1, target[..., None]).squeeze(-1)
 
 
 @torch.no_grad()
-def _reference_means(model: HookedTransformer, reference: Paragraphs, unit: str, batch_size: int) -> list[Tensor]:
+def _reference_means(model: Model, reference: Paragraphs, unit: str, batch_size: int) -> list[Tensor]:
     """Per layer, the per-position mean of every unit's output over the reference paragraphs: [pos, head, d_head] or [pos, d_mlp]."""
     names = {unit_hook(unit, layer) for layer in range(model.cfg.n_layers)}
     sums: list[Tensor] = []
     for start in range(0, len(reference), batch_size):
         tokens = reference.tokens[start : start + batch_size].to(model.cfg.device)
-        _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in names)
+        _, cache = capture(model, tokens, names)
         parts = [cache[unit_hook(unit, layer)].double().sum(0) for layer in range(model.cfg.n_layers)]
         sums = parts if not sums else [a + b for a, b in zip(sums, parts)]
     return [(s / len(reference)).to(model.cfg.dtype) for s in sums]
@@ -67,7 +65,7 @@ def _reference_means(model: HookedTransformer, reference: Paragraphs, unit: str,
 
 @torch.no_grad()
 def _nll_increase(
-    model: HookedTransformer,
+    model: Model,
     paragraphs: Paragraphs,
     unit: str,
     units: Tensor,
@@ -77,12 +75,12 @@ def _nll_increase(
     """Continuation NLL increase of every paragraph with each unit of `units` ablated."""
     n_layers, p = model.cfg.n_layers, paragraphs.prefix_len
     tokens = paragraphs.tokens.to(model.cfg.device)
-    names = {get_act_name("resid_pre", layer) for layer in range(n_layers)} | {
+    names = {act_name("resid_pre", layer) for layer in range(n_layers)} | {
         unit_hook(unit, l) for l in range(n_layers)
     }
     if unit == "neuron":
-        names |= {get_act_name("resid_post", layer) for layer in range(n_layers)}
-    logits, cache = model.run_with_cache(tokens, names_filter=lambda n: n in names)
+        names |= {act_name("resid_post", layer) for layer in range(n_layers)}
+    logits, cache = capture(model, tokens, names)
     base = -continuation_log_probs(logits.float(), tokens, p).mean(-1)
     n = len(paragraphs)
     out = torch.empty(len(units), n)
@@ -113,7 +111,7 @@ def _nll_increase(
             else:
                 a = act[b][rows, :, index]  # [rows, pos]
                 s = torch.zeros_like(a) if means is None else means[layer][:, index].T
-                w_out = model.blocks[layer].mlp.W_out[index]  # [rows, d_model]
+                w_out = weight(model, layer, "W_out")[index]  # [rows, d_model]
                 resid = cache["resid_post", layer][b] + (s - a)[..., None] * w_out[:, None, :]
                 logp = tail_log_probs(model, resid, layer + 1, tokens[b], p)
             out[u, b.cpu()] = (-logp.mean(-1) - base[b]).cpu().float()
@@ -121,7 +119,7 @@ def _nll_increase(
 
 
 def unit_ablation(
-    model: HookedTransformer,
+    model: Model,
     mem: Paragraphs,
     nmem: Paragraphs | None = None,
     *,

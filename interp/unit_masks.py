@@ -37,8 +37,8 @@ from functools import partial
 
 import torch
 from torch import Tensor
-from transformer_lens import HookedTransformer
 
+from interp.backend import Model, hooks_on
 from interp.data import Paragraphs
 from interp.errors import UserError
 from interp.objectives import continuation_nll
@@ -82,7 +82,7 @@ def _check(mem: Paragraphs, o: dict, batch_size: int) -> None:
 
 
 def _fit(
-    model: HookedTransformer,
+    model: Model,
     mem: Paragraphs,
     unit: str,
     param: Tensor,
@@ -110,7 +110,7 @@ def _fit(
     nlls: list[float] = []
     densities: list[float] = []
     stopped, step = "max_steps", 0
-    with frozen_weights(model), model.hooks(fwd_hooks=hooks):
+    with frozen_weights(model), hooks_on(model, hooks):
         for step in range(max_steps):
             regulariser = regulariser_of(param)
             densities.append(float(regulariser.detach()))
@@ -133,12 +133,12 @@ def _fit(
     return MaskRun(step, stopped, tuple(nlls), tuple(densities))
 
 
-def _shape(model: HookedTransformer, unit: str) -> tuple[int, int]:
+def _shape(model: Model, unit: str) -> tuple[int, int]:
     return model.cfg.n_layers, unit_count(model, unit)
 
 
 def hard_concrete(
-    model: HookedTransformer,
+    model: Model,
     mem: Paragraphs,
     *,
     unit: str = "head",
@@ -226,7 +226,7 @@ def hard_concrete(
 
 
 def slimming(
-    model: HookedTransformer,
+    model: Model,
     mem: Paragraphs,
     *,
     unit: str = "head",

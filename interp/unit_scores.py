@@ -21,9 +21,8 @@ from typing import Any
 import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
-from transformer_lens import HookedTransformer
-from transformer_lens.utils import get_act_name
 
+from interp.backend import Model, act_name
 from interp.errors import UserError
 
 UNITS = ("head", "neuron")
@@ -34,7 +33,7 @@ def check_unit(unit: str) -> None:
         raise UserError(f"unknown unit {unit!r}: use 'head' (attention heads) or 'neuron' (MLP neurons)")
 
 
-def unit_count(model: HookedTransformer, unit: str) -> int:
+def unit_count(model: Model, unit: str) -> int:
     """Units per layer: heads, or MLP neurons."""
     check_unit(unit)
     if unit == "neuron" and (model.cfg.attn_only or model.cfg.d_mlp is None):
@@ -44,7 +43,7 @@ def unit_count(model: HookedTransformer, unit: str) -> int:
 
 def unit_hook(unit: str, layer: int) -> str:
     """The hook whose last unit axis holds every unit of a layer: z (heads) or the MLP's post activation."""
-    return get_act_name("z" if unit == "head" else "post", layer)
+    return act_name("z" if unit == "head" else "post", layer)
 
 
 def scale_units(act: Tensor, unit: str, factor: Float[Tensor, "... n_units"]) -> Tensor:
@@ -188,7 +187,7 @@ class Stopwatch:
 
 
 @contextlib.contextmanager
-def frozen_weights(model: HookedTransformer):
+def frozen_weights(model: Model):
     """Inside the block no model parameter requires grad (so backward passes touch none), with grad
     enabled; every requires_grad flag is restored afterwards, also on error."""
     saved = [(p, p.requires_grad) for p in model.parameters()]

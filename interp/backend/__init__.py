@@ -8,9 +8,9 @@ goes through these names:
 - loading and state conversion: `from_hf`, `official_name`, `from_official`, `hf_state`, `architecture`, `TO_HF`;
 - the unit -> hook-name table: `act_name`;
 - capture of activations: `capture` (-> logits, `Activations`);
-- running with hooks: `hooks` (a context manager that always removes them);
+- running with hooks: `hooks_on` (a context manager that always removes them);
 - running part of the network: `run_to` (the residual stream entering a layer), `run_from` (from a layer);
-- the final normalization and unembedding: `final_norm`, `unembed_parts`, `softcap`;
+- the final normalization and unembedding: `final_norm`, `unembed`, `unembed_parts`, `softcap`;
 - the KV-cache greedy decoder: `greedy_decode`;
 - weight views per layer / head / neuron, to read and edit: `param_name`, `weight`;
 - architecture facts: `is_post_norm`; the component classes cost accounting counts: `is_block`, `is_unembed`.
@@ -28,7 +28,7 @@ from interp.backend.hooked import (
     capture,
     final_norm,
     greedy_decode,
-    hooks,
+    hooks_on,
     is_block,
     is_post_norm,
     is_unembed,
@@ -36,6 +36,7 @@ from interp.backend.hooked import (
     run_from,
     run_to,
     softcap,
+    unembed,
     unembed_parts,
     weight,
 )
@@ -56,7 +57,7 @@ __all__ = [
     "from_official",
     "greedy_decode",
     "hf_state",
-    "hooks",
+    "hooks_on",
     "is_block",
     "is_post_norm",
     "is_unembed",
@@ -65,6 +66,7 @@ __all__ = [
     "run_from",
     "run_to",
     "softcap",
+    "unembed",
     "unembed_parts",
     "weight",
 ]

@@ -59,7 +59,7 @@ def capture(
 
 
 @contextmanager
-def hooks(model, fwd_hooks: Iterable[Hook] = ()) -> Iterator[None]:
+def hooks_on(model, fwd_hooks: Iterable[Hook] = ()) -> Iterator[None]:
     """Forward hooks on inside the block, removed on exit even when the body raises. `model` may also be any
     model with a `hooks(fwd_hooks=...)` context manager of its own (such as interp.unlearning.proxy.ProxyModel)."""
     with model.hooks(fwd_hooks=list(fwd_hooks)):
@@ -82,6 +82,11 @@ def run_from(
 def final_norm(model: HookedTransformer, resid: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_model"]:
     """The final normalization (the identity for a model without one)."""
     return resid if model.cfg.normalization_type is None else model.ln_final(resid)
+
+
+def unembed(model: HookedTransformer, resid: Float[Tensor, "... d_model"]) -> Float[Tensor, "... vocab"]:
+    """The unembedding (hooks firing, no soft cap) of an already normalized residual stream."""
+    return model.unembed(resid)
 
 
 def unembed_parts(model: HookedTransformer) -> tuple[nn.Module, Tensor, Tensor]:

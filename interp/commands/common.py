@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from transformer_lens import HookedTransformer
-
+from interp.backend import Model
 from interp.data import DEFAULT_CONTINUATION_LEN, DEFAULT_PREFIX_LEN, Paragraphs, load_paragraphs
 from interp.errors import UserError
 from interp.models import load_model
@@ -46,11 +45,11 @@ def add_paragraph_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=64, help="paragraphs per forward pass")
 
 
-def model_from_args(args: argparse.Namespace) -> HookedTransformer:
+def model_from_args(args: argparse.Namespace) -> Model:
     return load_model(args.model, device=args.device, dtype=args.dtype)
 
 
-def paragraphs_from_args(args: argparse.Namespace, model: HookedTransformer) -> Paragraphs:
+def paragraphs_from_args(args: argparse.Namespace, model: Model) -> Paragraphs:
     """The --paragraphs file, or the set shipped beside the model's checkpoint folder.
 
     Lengths: --prefix-len / --continuation-len when given, else what the file's records declare,

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from interp.attention import DEFAULT_NULL, NULLS
+from interp.backend import act_name, capture
 from interp.commands.common import add_model_args, add_paragraph_args, model_from_args, paragraphs_from_args
 from interp.data import load_paragraphs, rarity_ranks
 from interp.io import write_json, write_text_atomic
@@ -158,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
         views = []
         if mem_pos and model.tokenizer is not None:
             tokens = paragraphs.tokens[mem_pos[0] : mem_pos[0] + 1].to(model.cfg.device)
-            _, cache = model.run_with_cache(tokens, names_filter=lambda n: n.endswith("hook_pattern"))
+            _, cache = capture(model, tokens, [act_name("pattern", l) for l in range(model.cfg.n_layers)])
             patterns = torch.stack([cache["pattern", l][0] for l in range(model.cfg.n_layers)]).cpu()
             heads = [(r["layer"], r["head"]) for r in rows[:3]]
             rarity = rarity_ranks(tokens.cpu(), counts)[0].tolist() if counts is not None else None

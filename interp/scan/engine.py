@@ -31,8 +31,8 @@ from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
-from transformer_lens import HookedTransformer
 
+from interp.backend import Model
 from interp.data import (
     BOILERPLATE_PATTERNS,
     DEFAULT_CONTINUATION_LEN,
@@ -108,7 +108,7 @@ class ScanConfig:
     def mode(self) -> str:
         return "exact" if self.exact else "screen"
 
-    def check_model(self, model: HookedTransformer) -> None:
+    def check_model(self, model: Model) -> None:
         n_ctx = model.cfg.n_ctx
         if self.window_len > n_ctx:
             raise UserError(f"prefix + continuation = {self.window_len} tokens exceeds the model's context of {n_ctx}")
@@ -353,7 +353,7 @@ class OutputPaths:
         return "fresh"
 
 
-def fingerprint(model: HookedTransformer, corpus: Corpus, cfg: ScanConfig, shard: tuple[int, int]) -> dict:
+def fingerprint(model: Model, corpus: Corpus, cfg: ScanConfig, shard: tuple[int, int]) -> dict:
     """What must not change between an interrupted scan and its resumption."""
     return {
         "model": model_name(model),
@@ -641,7 +641,7 @@ class _Scan:
 
 
 def scan_corpus(
-    model: HookedTransformer,
+    model: Model,
     corpus: Corpus,
     out: str | Path,
     config: ScanConfig = ScanConfig(),

@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
-from transformer_lens import HookedTransformer
 
+from interp.backend import Model
 from interp.data import Paragraphs
 from interp.metrics import continuation_hits, score_paragraphs
 
@@ -49,7 +49,7 @@ class ScreenResult:
 
 @torch.no_grad()
 def screen_windows(
-    model: HookedTransformer,
+    model: Model,
     streams: list[Tensor],
     starts: list[Tensor],
     *,
@@ -89,7 +89,7 @@ def screen_windows(
     return ScreenResult(tuple(misses), tuple(lead), len(jobs), forward_tokens)
 
 
-def _argmax_hits(model: HookedTransformer, rows: Int[Tensor, "n chunk"], prefix_len: int) -> Bool[Tensor, "n pred"]:
+def _argmax_hits(model: Model, rows: Int[Tensor, "n chunk"], prefix_len: int) -> Bool[Tensor, "n pred"]:
     """Whether the argmax at each position from prefix_len on equals the token there."""
     return continuation_hits(model, rows, prefix_len)
 
@@ -116,7 +116,7 @@ def window_tokens(stream: Int[Tensor, "t"], starts: Int[Tensor, "n"], window_len
 
 
 def score_windows(
-    model: HookedTransformer, windows: Int[Tensor, "n w"], prefix_len: int, batch_size: int = 64
+    model: Model, windows: Int[Tensor, "n w"], prefix_len: int, batch_size: int = 64
 ) -> tuple[Int[Tensor, "n"], Float[Tensor, "n"]]:
     """Exact EM and continuation NLL of each window, fed alone (one teacher-forced pass per batch)."""
     if windows.shape[0] == 0:

@@ -7,19 +7,17 @@ collateral measure, full length = unchanged) and held-out text perplexity, in on
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
-from transformer_lens import HookedTransformer
 
+from interp.backend import Hook, Model, hooks_on
 from interp.data import Paragraphs
 from interp.errors import UserError
 from interp.metrics import Scorable, greedy_continuations, score_paragraphs
-
-Hook = tuple[str, Callable]  # (hook name, hook function), as TransformerLens' fwd_hooks
 
 
 @dataclass(frozen=True)
@@ -35,7 +33,7 @@ class Probe:
 
 
 def probe_sets(
-    model: HookedTransformer, mem: Paragraphs, nmem: Paragraphs, heldout: Paragraphs, *, batch_size: int = 64
+    model: Model, mem: Paragraphs, nmem: Paragraphs, heldout: Paragraphs, *, batch_size: int = 64
 ) -> Probe:
     """The probes, with NMEM continuations replaced by the model's own greedy decoding."""
     greedy = greedy_continuations(model, nmem.prefixes, nmem.continuation_len, batch_size=batch_size)
@@ -113,7 +111,7 @@ def evaluate(
         parts += [probe.mem, probe.nmem, probe.heldout]
     if len({p.seq_len for p in parts if len(p)}) > 1 or len({p.prefix_len for p in parts}) > 1:
         raise UserError("targets, edit targets and probe paragraphs must share prefix and continuation lengths")
-    with model.hooks(fwd_hooks=list(hooks)):
+    with hooks_on(model, hooks):
         scores = score_paragraphs(model, _concat(parts), batch_size=batch_size)
     bounds = torch.tensor([0] + [len(p) for p in parts]).cumsum(0).tolist()
     em = [scores.em[a:b] for a, b in zip(bounds, bounds[1:])]

@@ -20,8 +20,8 @@ from dataclasses import asdict, dataclass, field
 import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
-from transformer_lens import HookedTransformer
 
+from interp.backend import Model
 from interp.data import Paragraphs
 from interp.errors import UserError
 from interp.gradients import parameter_gradients, selected_parameters
@@ -86,7 +86,7 @@ class UnlearnConfig:
 
 
 def select_weights(
-    model: HookedTransformer,
+    model: Model,
     targets: Paragraphs,
     retain: Paragraphs,
     config: UnlearnConfig,
@@ -120,7 +120,7 @@ class UnlearnResult:
 
     config: UnlearnConfig
     target_ids: tuple[str, ...]
-    model: HookedTransformer = field(repr=False)  # the edited copy
+    model: Model = field(repr=False)  # the edited copy
     before: Evaluation
     after: Evaluation
     losses: Float[Tensor, "steps"]
@@ -144,7 +144,7 @@ class UnlearnResult:
 
 
 def unlearn(
-    model: HookedTransformer,
+    model: Model,
     targets: Paragraphs,
     retain: Paragraphs,
     config: UnlearnConfig = UnlearnConfig(),

@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from torch import Tensor
-from transformer_lens import HookedTransformer
 
+from interp.backend import Model, hooks_on
 from interp.data import Paragraphs
 from interp.errors import UserError
 from interp.unlearning.evaluation import Hook
@@ -33,20 +33,20 @@ class RelearnConfig:
 
 
 def relearn(
-    model: HookedTransformer,
+    model: Model,
     targets: Paragraphs,
     retain: Paragraphs,
     config: RelearnConfig = RelearnConfig(),
     *,
     hooks: Sequence[Hook] = (),
-) -> HookedTransformer:
+) -> Model:
     """A copy of `model` fine-tuned (all weights, next-token loss, `hooks` active) on the relearning text."""
     tokens = targets.prefixes if config.data == "prefix" else retain.tokens
     attacked = copy.deepcopy(model)
     params = [p for p in attacked.parameters() if p.requires_grad]
 
     def loss() -> Tensor:
-        with attacked.hooks(fwd_hooks=list(hooks)):
+        with hooks_on(attacked, hooks):
             return attacked(tokens.to(attacked.cfg.device), return_type="loss")
 
     optimise(loss, params, steps=config.steps, lr=config.lr, weight_decay=0.0)

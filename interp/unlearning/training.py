@@ -14,8 +14,8 @@ from collections.abc import Callable, Sequence
 import torch
 from jaxtyping import Float
 from torch import Tensor
-from transformer_lens import HookedTransformer
 
+from interp.backend import Model
 from interp.data import Paragraphs
 from interp.errors import UserError
 from interp.objectives import (
@@ -91,7 +91,7 @@ def optimise(
 
 def objective(
     method: str,
-    model: HookedTransformer,
+    model: Model,
     targets: Paragraphs,
     retain: Paragraphs,
     *,
