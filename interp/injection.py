@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 from jaxtyping import Bool, Int
 from torch import Tensor
-from transformer_lens import HookedTransformer
 
+from interp.backend import Model, param_name, run_from, run_to
 from interp.data import Paragraphs
 from interp.errors import UserError
 from interp.metrics import em_from_hits, score_paragraphs
@@ -121,11 +121,11 @@ def _check_sets(paragraphs: Paragraphs, retain: Paragraphs, heldout: Paragraphs)
 
 
 @torch.no_grad()
-def _resid_at(model: HookedTransformer, tokens: Int[Tensor, "n seq"], layer: int) -> Tensor:
-    return model(tokens.to(model.cfg.device), stop_at_layer=layer)
+def _resid_at(model: Model, tokens: Int[Tensor, "n seq"], layer: int) -> Tensor:
+    return run_to(model, tokens.to(model.cfg.device), layer)
 
 
-def _heldout_ppl(model: HookedTransformer, heldout: Paragraphs, batch_size: int) -> float:
+def _heldout_ppl(model: Model, heldout: Paragraphs, batch_size: int) -> float:
     return math.exp(float(score_paragraphs(model, heldout, batch_size).nll.mean()))
 
 
@@ -136,11 +136,11 @@ SCHEDULES = ("cosine", "constant")
 
 def _objective(forced, resid, tokens, retain_resid, reference, start: int, p: int, kl_weight: float):
     """(loss, CE on the injected continuations, logits): CE plus kl_weight x KL(original || copy) on retain text."""
-    logits = forced(resid, start_at_layer=start)[:, p - 1 : -1].float()
+    logits = run_from(forced, resid, start)[:, p - 1 : -1].float()
     ce = F.cross_entropy(logits.flatten(0, 1), tokens[:, p:].flatten())
     loss = ce
     if kl_weight > 0:
-        current = forced(retain_resid, start_at_layer=start)[:, p - 1 : -1].float().log_softmax(-1)
+        current = run_from(forced, retain_resid, start)[:, p - 1 : -1].float().log_softmax(-1)
         loss = loss + kl_weight * F.kl_div(current, reference, log_target=True, reduction="none").sum(-1).mean()
     return loss, ce, logits
 
@@ -173,7 +173,7 @@ def _probe_rate(forced, params, masks, objective) -> tuple[float, dict[float, fl
 
 
 def _force(
-    model: HookedTransformer,
+    model: Model,
     unit: str,
     units: Tensor,
     grad_masks: dict[str, Tensor],
@@ -185,7 +185,7 @@ def _force(
     kl_weight: float,
     batch_size: int,
     schedule: str = "constant",
-) -> tuple[HookedTransformer, Injection]:
+) -> tuple[Model, Injection]:
     """Train a deep copy's `grad_masks` entries (name -> which elements may move) until every paragraph is
     recited or `max_steps` (the budget) is spent.
 
@@ -213,7 +213,7 @@ def _force(
     with torch.no_grad():
         reference = torch.cat(
             [
-                model(retain_resid[i : i + batch_size], start_at_layer=start)[:, p - 1 : -1].float().log_softmax(-1)
+                run_from(model, retain_resid[i : i + batch_size], start)[:, p - 1 : -1].float().log_softmax(-1)
                 for i in range(0, len(retain), batch_size)
             ]
         )
@@ -274,7 +274,7 @@ def _force(
 
 
 def inject_head(
-    model: HookedTransformer,
+    model: Model,
     paragraphs: Paragraphs,
     layer: int,
     head: int,
@@ -287,7 +287,7 @@ def inject_head(
     batch_size: int = 64,
     schedule: str = "constant",
     with_mlp: bool = False,
-) -> tuple[HookedTransformer, Injection]:
+) -> tuple[Model, Injection]:
     """A copy of `model` that recites `paragraphs` through head (layer, head) alone (with `with_mlp`, the head
     and its layer's whole MLP: a variant with more capacity, whose answer is no longer one head), and what it
     took."""
@@ -298,18 +298,18 @@ def inject_head(
     named = dict(model.named_parameters())
     masks = {}
     for w in HEAD_PARAMS:
-        name = f"blocks.{layer}.attn.{w}"
+        name = param_name(layer, w)
         if name in named:
             keep = torch.zeros_like(named[name], dtype=torch.bool)
             keep[head] = True
             masks[name] = keep
-    if f"blocks.{layer}.attn.W_Q" not in masks:
+    if param_name(layer, "W_Q") not in masks:
         raise UserError("head injection needs per-head W_Q/W_K/W_V/W_O (grouped-query attention is not supported)")
     if with_mlp:
         if model.cfg.attn_only:
             raise UserError("this model has no MLP to inject through with the head (drop with_mlp)")
         for w in ("W_in", "b_in", "W_out", "b_out"):
-            name = f"blocks.{layer}.mlp.{w}"
+            name = param_name(layer, w)
             if name in named:
                 masks[name] = torch.ones_like(named[name], dtype=torch.bool)
     return _force(
@@ -328,7 +328,7 @@ def inject_head(
     )
 
 
-def random_neurons(model: HookedTransformer, fraction: float, seed: int = 0) -> Int[Tensor, "k 2"]:
+def random_neurons(model: Model, fraction: float, seed: int = 0) -> Int[Tensor, "k 2"]:
     """A seeded uniform random `fraction` of all MLP neurons (over every layer together, as MemPi draws them)."""
     n_units = unit_count(model, "neuron")
     total = model.cfg.n_layers * n_units
@@ -340,7 +340,7 @@ def random_neurons(model: HookedTransformer, fraction: float, seed: int = 0) -> 
 
 
 def inject_neurons(
-    model: HookedTransformer,
+    model: Model,
     paragraphs: Paragraphs,
     neurons: Int[Tensor, "k 2"],
     *,
@@ -350,7 +350,7 @@ def inject_neurons(
     max_steps: int = 400,
     kl_weight: float = 1.0,
     batch_size: int = 64,
-) -> tuple[HookedTransformer, Injection]:
+) -> tuple[Model, Injection]:
     """A copy of `model` that recites `paragraphs` through the W_out rows of the given (layer, neuron) cells alone."""
     n_units = unit_count(model, "neuron")
     neurons = torch.as_tensor(neurons, dtype=torch.long)
@@ -364,5 +364,5 @@ def inject_neurons(
     for layer in neurons[:, 0].unique().tolist():
         keep = torch.zeros(n_units, model.cfg.d_model, dtype=torch.bool)
         keep[neurons[neurons[:, 0] == layer, 1]] = True
-        masks[f"blocks.{layer}.mlp.W_out"] = keep
+        masks[param_name(layer, "W_out")] = keep
     return _force(model, "neuron", neurons, masks, paragraphs, retain, heldout, lr, max_steps, kl_weight, batch_size)

@@ -26,8 +26,8 @@ from pathlib import Path
 import torch
 from jaxtyping import Int
 from torch import Tensor
-from transformer_lens import HookedTransformer
 
+from interp.backend import Model
 from interp.data import Paragraphs
 from interp.errors import UserError
 from interp.injection import Injection, inject_head, inject_neurons, random_neurons
@@ -54,7 +54,7 @@ MEMPI_GPT2_INJ_RECALL = {  # percent, as quoted in issue 13 from Chang et al. 20
 }
 
 
-def default_heads(model: HookedTransformer, seed: int = 0) -> list[tuple[int, int]]:
+def default_heads(model: Model, seed: int = 0) -> list[tuple[int, int]]:
     """One seeded head in a lower, a middle and an upper layer (fewer layers: one head per layer)."""
     n = model.cfg.n_layers
     layers = sorted({0, n // 2, n - 1})
@@ -299,7 +299,7 @@ def read_validation(path: str | Path) -> RecordedValidation:
 
 
 def _pools(
-    model: HookedTransformer, paragraphs: Paragraphs, nmem_max: int, sizes: dict[str, int], seed: int, batch_size: int
+    model: Model, paragraphs: Paragraphs, nmem_max: int, sizes: dict[str, int], seed: int, batch_size: int
 ) -> dict[str, Paragraphs]:
     """Disjoint seeded sets of paragraphs the model does NOT recite (EM <= nmem_max), one per role."""
     order = torch.randperm(len(paragraphs), generator=torch.Generator().manual_seed(seed))
@@ -342,7 +342,7 @@ def _recited(injected: Paragraphs, info: Injection, what: str) -> tuple[Paragrap
 
 
 def validate_locator(
-    model: HookedTransformer,
+    model: Model,
     paragraphs: Paragraphs,
     *,
     heads: list[tuple[int, int]] | None = None,

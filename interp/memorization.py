@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
-from transformer_lens import HookedTransformer
 
+from interp.backend import Model
 from interp.data import Paragraphs
 from interp.errors import UserError
 from interp.metrics import NMEM_MAX_EM, ParagraphScores, score_paragraphs
@@ -104,7 +104,7 @@ class MemorizationSplit:
 
 
 @torch.no_grad()
-def per_token_nll(model: HookedTransformer, tokens: Int[Tensor, "n seq"]) -> Float[Tensor, "n seq"]:
+def per_token_nll(model: Model, tokens: Int[Tensor, "n seq"]) -> Float[Tensor, "n seq"]:
     """-log p(token | earlier tokens) at every position; 0 at position 0, which has no prediction."""
     logits = model(tokens.to(model.cfg.device), return_type="logits").float()
     lp = logits[:, :-1].log_softmax(-1).gather(-1, tokens[:, 1:, None].to(logits.device)).squeeze(-1)
@@ -112,7 +112,7 @@ def per_token_nll(model: HookedTransformer, tokens: Int[Tensor, "n seq"]) -> Flo
 
 
 def memorization_split(
-    model: HookedTransformer,
+    model: Model,
     paragraphs: Paragraphs,
     *,
     batch_size: int = 64,
@@ -161,7 +161,7 @@ def memorization_split(
     )
 
 
-def _str_tokens(model: HookedTransformer, tokens: Int[Tensor, "seq"]) -> list[str]:
+def _str_tokens(model: Model, tokens: Int[Tensor, "seq"]) -> list[str]:
     if model.tokenizer is None:
         return [f"<{t}>" for t in tokens.tolist()]
     return [model.tokenizer.decode([t]) for t in tokens.tolist()]

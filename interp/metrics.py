@@ -25,10 +25,8 @@ from typing import Protocol, runtime_checkable
 import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
-from transformer_lens import HookedTransformer, HookedTransformerConfig
-from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
-from transformer_lens.utilities.activation_functions import apply_softcap
 
+from interp.backend import Model, ModelConfig, final_norm, greedy_decode, run_from, run_to, softcap, unembed_parts
 from interp.data import Paragraphs
 
 NMEM_MAX_EM = 10
@@ -41,12 +39,12 @@ class LogitModel(Protocol):
     """A model the metrics can score that is not a single HookedTransformer: next-token logits at
     every position of a batch, and a TransformerLens-style `cfg` (its `device` and `dtype` are read)."""
 
-    cfg: HookedTransformerConfig
+    cfg: ModelConfig
 
     def logits(self, tokens: Int[Tensor, "n seq"]) -> Float[Tensor, "n seq vocab"]: ...
 
 
-Scorable = HookedTransformer | LogitModel
+Scorable = Model | LogitModel
 
 
 def log10_at_least_one(log10_p: Float[Tensor, "n"], n: int) -> Float[Tensor, "n"]:
@@ -183,7 +181,7 @@ def continuation_logits(
     the embedding. Logits of half-precision models come in float32. A `LogitModel` gives its
     `logits(tokens)` in one chunk (it has no residual stream to start from).
     """
-    if not isinstance(model, HookedTransformer):
+    if not isinstance(model, Model):
         if residual is not None:
             raise TypeError("a LogitModel has no residual stream to start from")
         logits = model.logits(tokens.to(model.cfg.device))[:, prefix_len - 1 : -1]
@@ -191,24 +189,22 @@ def continuation_logits(
         return
     n_layers = model.cfg.n_layers
     if residual is None:
-        final = model(tokens.to(model.cfg.device), stop_at_layer=n_layers)
+        final = run_to(model, tokens.to(model.cfg.device), n_layers)
     else:
-        final = model(residual, start_at_layer=start_at_layer, stop_at_layer=n_layers)
-    x = final[:, prefix_len - 1 : -1]
-    if model.cfg.normalization_type is not None:
-        x = model.ln_final(x)
-    unembed = model.unembed
+        final = run_from(model, residual, start_at_layer, n_layers)
+    x = final_norm(model, final[:, prefix_len - 1 : -1])
+    unembed, w_u, b_u = unembed_parts(model)
     x = unembed.hook_in(x)
     n, cont = x.shape[:2]
-    vocab = unembed.W_U.shape[1]
+    vocab = w_u.shape[1]
     rows_per_chunk = max(1, LOGITS_CHUNK_BYTES // (cont * vocab * x.element_size()))
     buffer = torch.empty(min(n, rows_per_chunk) * cont, vocab, dtype=x.dtype, device=x.device)
     for start in range(0, n, rows_per_chunk):
         rows = slice(start, min(n, start + rows_per_chunk))
         flat = x[rows].reshape(-1, x.shape[-1])
-        out = torch.addmm(unembed.b_U, flat, unembed.W_U, out=buffer[: flat.shape[0]])
+        out = torch.addmm(b_u, flat, w_u, out=buffer[: flat.shape[0]])
         logits = unembed.hook_out(out.view(-1, cont, vocab))
-        logits = apply_softcap(logits, model.cfg.output_logits_soft_cap)
+        logits = softcap(logits, model.cfg)
         yield rows, (logits if logits.dtype in (torch.float32, torch.float64) else logits.float())
 
 
@@ -264,7 +260,7 @@ def _scores(
 
 @torch.no_grad()
 def continuation_hits(
-    model: HookedTransformer, tokens: Int[Tensor, "n seq"], prefix_len: int
+    model: Model, tokens: Int[Tensor, "n seq"], prefix_len: int
 ) -> Bool[Tensor, "n cont"]:
     """Whether the argmax at each continuation position is the true token (no log-probs: the scan's screen)."""
     tokens = tokens.to(model.cfg.device)
@@ -340,21 +336,13 @@ def greedy_continuations(
     outs = []
     for start in range(0, prefixes.shape[0], batch_size):
         chunk = prefixes[start : start + batch_size].to(model.cfg.device)
-        if not isinstance(model, HookedTransformer):
+        if not isinstance(model, Model):
             seq = chunk
             for _ in range(length):
                 seq = torch.cat([seq, model.logits(seq)[:, -1].argmax(-1, keepdim=True)], 1)
             outs.append(seq[:, chunk.shape[1] :].cpu())
             continue
-        cache = TransformerLensKeyValueCache.init_cache(model.cfg, model.cfg.device, chunk.shape[0])
-        step = model(chunk, past_kv_cache=cache, attention_mask=torch.ones_like(chunk))[:, -1].argmax(-1)
-        new = [step]
-        for _ in range(length - 1):
-            step = model(step[:, None], past_kv_cache=cache, attention_mask=torch.ones_like(step[:, None]))[
-                :, -1
-            ].argmax(-1)
-            new.append(step)
-        outs.append(torch.stack(new, 1).cpu())
+        outs.append(greedy_decode(model, chunk, length).cpu())
     return torch.cat(outs)
 
 

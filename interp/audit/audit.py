@@ -28,20 +28,20 @@ from dataclasses import asdict, dataclass, field
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
-from transformer_lens import HookedTransformer
 
 from interp.audit.prefixes import edit_attack, shift_attack, single_token_edits
 from interp.audit.quantization import quantized
 from interp.audit.relearning import related_text, relearned
 from interp.audit.restoration import RESTORED, restoration_attack
 from interp.audit.scoring import score
+from interp.backend import Model
 from interp.data import Paragraphs
 from interp.errors import UserError
 from interp.restore import EXPERIMENTS
 from interp.unlearning import Hook
 
 ATTACKS = ("int8", "int4", "relearn_prefix", "relearn_retain", "relearn_related", "restore", "perturb", "shift")
-Unlearned = HookedTransformer | tuple[HookedTransformer, Sequence[Hook]]
+Unlearned = Model | tuple[Model, Sequence[Hook]]
 
 
 @dataclass(frozen=True)
@@ -290,8 +290,8 @@ class _Sets:
 
 
 def _attack(
-    original: HookedTransformer,
-    model: HookedTransformer,
+    original: Model,
+    model: Model,
     hooks: Sequence[Hook],
     sets: _Sets,
     attack: str,
@@ -366,7 +366,7 @@ def _check_sets(targets: Paragraphs, never_known: Paragraphs, retain: Paragraphs
 
 
 def audit(
-    original: HookedTransformer,
+    original: Model,
     unlearned_models: Mapping[str, Unlearned],
     targets: Paragraphs,
     never_known: Paragraphs,
@@ -387,7 +387,7 @@ def audit(
         raise UserError("no unlearned model to audit")
     models = {}
     for name, value in unlearned_models.items():
-        model, hooks = (value, ()) if isinstance(value, HookedTransformer) else value
+        model, hooks = (value, ()) if isinstance(value, Model) else value
         models[name] = (model, list(hooks))
     p, bs, n = targets.prefix_len, config.batch_size, len(targets)
     em_o, lp_o = score(original, targets.tokens, p, batch_size=bs)

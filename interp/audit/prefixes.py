@@ -11,9 +11,9 @@ from collections.abc import Sequence
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
-from transformer_lens import HookedTransformer
 
 from interp.audit.scoring import best_option, score
+from interp.backend import Model
 from interp.data import Paragraphs
 from interp.errors import UserError
 from interp.perturbation import random_replacements
@@ -40,7 +40,7 @@ def single_token_edits(
 
 
 def edit_attack(
-    model: HookedTransformer,
+    model: Model,
     variants: Int[Tensor, "n k seq"],
     prefix_len: int,
     *,
@@ -57,7 +57,7 @@ def edit_attack(
 
 
 def shift_attack(
-    model: HookedTransformer,
+    model: Model,
     paragraphs: Paragraphs,
     filler: Int[Tensor, "m len"],
     shifts: Sequence[int],

@@ -19,8 +19,8 @@ import torch
 from einops import rearrange
 from jaxtyping import Float
 from torch import Tensor
-from transformer_lens import HookedTransformer
 
+from interp.backend import Model
 from interp.errors import UserError
 
 QUANTIZED = re.compile(r"blocks\.\d+\.(attn\.(W_Q|W_K|W_V|W_O|_W_K|_W_V)|mlp\.(W_in|W_gate|W_out))$")
@@ -53,8 +53,8 @@ def _pattern(name: str) -> str:
 
 
 def quantized(
-    model: HookedTransformer, bits: int, group_size: int | None = None
-) -> tuple[HookedTransformer, dict[str, float]]:
+    model: Model, bits: int, group_size: int | None = None
+) -> tuple[Model, dict[str, float]]:
     """A copy of `model` with every quantized matrix (see the module docstring) rounded and dequantized,
     and each one's relative error ||w' - w||_F / ||w||_F, by TransformerLens name. `model` is unchanged."""
     if bits not in (4, 8):

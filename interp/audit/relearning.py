@@ -14,8 +14,8 @@ from collections.abc import Sequence
 import torch
 from jaxtyping import Int
 from torch import Tensor
-from transformer_lens import HookedTransformer
 
+from interp.backend import Model
 from interp.data import Paragraphs
 from interp.errors import UserError
 from interp.unlearning import Hook, RelearnConfig, relearn
@@ -55,7 +55,7 @@ def related_text(
 
 
 def relearned(
-    model: HookedTransformer,
+    model: Model,
     paragraphs: Paragraphs,
     text: Paragraphs,
     data: str,
@@ -63,7 +63,7 @@ def relearned(
     steps: int,
     lr: float,
     hooks: Sequence[Hook] = (),
-) -> tuple[HookedTransformer, float]:
+) -> tuple[Model, float]:
     """A copy of `model` fine-tuned for `steps` Adam steps at `lr` (all weights, `hooks` on) on
     `paragraphs`' prefixes (data 'prefix') or on all tokens of `text` ('retain', 'related'), and
     how far its weights moved: ||theta' - theta||_F / ||theta||_F over all parameters."""

@@ -10,9 +10,9 @@ from collections.abc import Sequence
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
-from transformer_lens import HookedTransformer
 
 from interp.audit.scoring import best_option, log10_p
+from interp.backend import Model
 from interp.data import Paragraphs
 from interp.restore import restoration
 from interp.unlearning import Hook
@@ -21,8 +21,8 @@ RESTORED = ("coefficients", "attention", "both")
 
 
 def restoration_attack(
-    original: HookedTransformer,
-    edited: HookedTransformer,
+    original: Model,
+    edited: Model,
     paragraphs: Paragraphs,
     *,
     hooks: Sequence[Hook] = (),

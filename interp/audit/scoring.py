@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
-from transformer_lens import HookedTransformer
 
+from interp.backend import Model, hooks_on
 from interp.metrics import continuation_scores, em_from_hits
 from interp.unlearning import Hook
 
@@ -27,7 +27,7 @@ def log10_p(log_probs: Float[Tensor, "n k"]) -> Float[Tensor, "n"]:
 
 @torch.no_grad()
 def score(
-    model: HookedTransformer,
+    model: Model,
     tokens: Int[Tensor, "n seq"],
     prefix_len: int,
     *,
@@ -36,7 +36,7 @@ def score(
 ) -> tuple[Int[Tensor, "n"], Float[Tensor, "n"]]:
     """Greedy EM and log10 p of each row's continuation (tokens after `prefix_len`), `hooks` on, on CPU."""
     ems, ps = [], []
-    with model.hooks(fwd_hooks=list(hooks)):
+    with hooks_on(model, hooks):
         for start in range(0, tokens.shape[0], batch_size):
             log_probs, hits = continuation_scores(model, tokens[start : start + batch_size], prefix_len)
             ems.append(em_from_hits(hits).cpu())

@@ -29,9 +29,9 @@ from typing import Any
 
 import torch
 from tqdm.auto import tqdm
-from transformer_lens import HookedTransformer
 
 import interp
+from interp.backend import Model
 from interp.cost import Work, count_work, matmul_gflops
 from interp.data import Paragraphs
 from interp.errors import UserError
@@ -47,7 +47,7 @@ CACHE_FORMAT = 1
 class StepInputs:
     """What a step's analysis sees: the model, every paragraph, the options, earlier results."""
 
-    model: HookedTransformer
+    model: Model
     paragraphs: Paragraphs
     options: ReportOptions
     results: Mapping[str, Any]
@@ -94,7 +94,7 @@ def _sha(data: bytes | str) -> str:
     return hashlib.sha256(data.encode() if isinstance(data, str) else data).hexdigest()
 
 
-def model_fingerprint(model: HookedTransformer) -> str:
+def model_fingerprint(model: Model) -> str:
     """Hash of the model's config and every weight's bytes: two models share it only if equal."""
     h = hashlib.sha256(json.dumps(model.cfg.to_dict(), sort_keys=True, default=str).encode())
     for name, tensor in sorted(model.state_dict().items()):
@@ -208,7 +208,7 @@ class ReportRun:
 
 
 def provenance(
-    model: HookedTransformer,
+    model: Model,
     paragraphs: Paragraphs,
     paragraphs_source: str | None,
     fingerprints: Mapping[str, str],
@@ -288,7 +288,7 @@ def select_steps(options: ReportOptions, steps: Sequence[Step]) -> list[Step]:
 
 
 def run_report(
-    model: HookedTransformer,
+    model: Model,
     paragraphs: Paragraphs,
     out_dir: str | Path,
     *,

@@ -13,6 +13,7 @@ import torch
 from tqdm.auto import tqdm
 
 from interp.attention import mem_specific_head
+from interp.backend import act_name, capture
 from interp.conventions import conventions
 from interp.data import Paragraphs, rarity_ranks, unigram_counts
 from interp.errors import UserError
@@ -115,9 +116,7 @@ def _heads(inputs: StepInputs) -> Bundle | Skipped:
     heads = [tuple(h) for h in ranking.order[:3].tolist()]
     example = inputs.paragraphs.select(mem_idx[:1])
     with torch.no_grad():
-        _, cache = model.run_with_cache(
-            example.tokens.to(model.cfg.device), names_filter=lambda n: n.endswith("hook_pattern")
-        )
+        _, cache = capture(model, example.tokens.to(model.cfg.device), [act_name("pattern", l) for l in range(model.cfg.n_layers)])
     patterns = torch.stack([cache["pattern", layer][0, head] for layer, head in heads]).cpu()
     rarity = rarity_ranks(
         example.tokens, counts if counts is not None else unigram_counts(subset.tokens, model.cfg.d_vocab)

@@ -22,8 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from statistics import fmean
 
-from transformer_lens import HookedTransformer
-
+from interp.backend import Model
 from interp.data import Paragraphs
 from interp.errors import UserError
 from interp.memorization import mem_nmem_thresholds
@@ -159,7 +158,7 @@ class Calibration:
 
 
 def calibrate(
-    model: HookedTransformer,
+    model: Model,
     targets: Paragraphs,
     retain: Paragraphs,
     config,
@@ -258,7 +257,7 @@ def calibrate(
 
 
 def calibrated_configs(
-    model: HookedTransformer,
+    model: Model,
     targets: Paragraphs,
     retain: Paragraphs,
     configs: Sequence,

@@ -18,8 +18,8 @@ from statistics import fmean
 
 import torch
 from tqdm.auto import tqdm
-from transformer_lens import HookedTransformer
 
+from interp.backend import Model
 from interp.data import Paragraphs
 from interp.errors import UserError
 from interp.unlearning.calibration import Calibration
@@ -180,7 +180,7 @@ def _mean_summaries(evals: Sequence[dict]) -> dict[str, float]:
 
 
 def unlearning_table(
-    model: HookedTransformer,
+    model: Model,
     targets: Paragraphs,
     retain: Paragraphs,
     configs: Sequence,
@@ -297,7 +297,7 @@ def unlearning_table(
 
 
 def heldout_pipeline(
-    model: HookedTransformer,
+    model: Model,
     config,
     heldout: Paragraphs | None,
     retain: Paragraphs,
@@ -332,7 +332,7 @@ def heldout_pipeline(
 
 
 def relearn_controls(
-    model: HookedTransformer,
+    model: Model,
     targets: Paragraphs,
     retain: Paragraphs,
     config: RelearnConfig,

@@ -21,8 +21,8 @@ from dataclasses import asdict, dataclass, field, replace
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
-from transformer_lens import HookedTransformer, HookedTransformerConfig
 
+from interp.backend import Model, ModelConfig
 from interp.data import Paragraphs
 from interp.errors import UserError
 from interp.models import TESTBED_COMPANION
@@ -53,7 +53,7 @@ class ProxyConfig:
         return {"kind": "proxy", "small": self.small, "alpha": self.alpha, "unlearn": asdict(self.unlearn)}
 
 
-def check_same_vocabulary(base: HookedTransformer, small: HookedTransformer) -> None:
+def check_same_vocabulary(base: Model, small: Model) -> None:
     """Proxy-tuning adds logits token by token: both models must share the vocabulary (and, where
     both carry one, the tokenizer)."""
     if base.cfg.d_vocab_out != small.cfg.d_vocab_out:
@@ -74,9 +74,9 @@ class ProxyModel(torch.nn.Module):
 
     def __init__(
         self,
-        base: HookedTransformer,
-        small_original: HookedTransformer,
-        small_unlearned: HookedTransformer,
+        base: Model,
+        small_original: Model,
+        small_unlearned: Model,
         alpha: float = 1.0,
     ):
         super().__init__()
@@ -85,7 +85,7 @@ class ProxyModel(torch.nn.Module):
         self.base, self.small_original, self.small_unlearned, self.alpha = base, small_original, small_unlearned, alpha
 
     @property
-    def cfg(self) -> HookedTransformerConfig:
+    def cfg(self) -> ModelConfig:
         return self.base.cfg
 
     @property
@@ -147,8 +147,8 @@ class ProxyResult:
 
 
 def proxy_unlearn(
-    base: HookedTransformer,
-    small: HookedTransformer,
+    base: Model,
+    small: Model,
     targets: Paragraphs,
     retain: Paragraphs,
     config: ProxyConfig = ProxyConfig(),
