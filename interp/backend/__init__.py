@@ -15,8 +15,25 @@ goes through these names:
 - weight views per layer / head / neuron, to read and edit: `param_name`, `weight`;
 - architecture facts: `is_post_norm`; the component classes cost accounting counts: `is_block`, `is_unembed`.
 
-`NAME` says which backend is active: "hooked" (HookedTransformer, TransformerLens 3.x).
+`NAME` says which backend is active, chosen by what is installed: "hooked" (HookedTransformer,
+TransformerLens 3.x). Under TransformerLens >= 4 (no HookedTransformer) importing interp fails with an
+ImportError that says so: a TransformerBridge backend is not written yet (docs/backend_tl4.md).
 """
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    from transformer_lens import HookedTransformer  # noqa: F401  (TransformerLens 3.x only)
+except ImportError as exc:
+    try:
+        installed = f"transformer-lens {version('transformer-lens')} is installed"
+    except PackageNotFoundError:
+        installed = "transformer-lens is not installed"
+    raise ImportError(
+        f"interp needs TransformerLens' HookedTransformer (transformer-lens>=3.9,<4), but {installed}: "
+        'install it with pip install "transformer-lens>=3.9,<4". interp has no TransformerBridge '
+        "(TransformerLens 4) backend yet; docs/backend_tl4.md says what works under it."
+    ) from exc
 
 from interp.backend.hooked import (
     NAME,
