@@ -10,9 +10,8 @@ from collections.abc import Sequence
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
-from transformer_lens import HookedTransformer
 
-from interp.metrics import continuation_scores, em_from_hits
+from interp.metrics import Scorable, continuation_scores, em_from_hits
 from interp.unlearning import Hook
 
 
@@ -27,7 +26,7 @@ def log10_p(log_probs: Float[Tensor, "n k"]) -> Float[Tensor, "n"]:
 
 @torch.no_grad()
 def score(
-    model: HookedTransformer,
+    model: Scorable,
     tokens: Int[Tensor, "n seq"],
     prefix_len: int,
     *,

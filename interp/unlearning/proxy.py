@@ -28,6 +28,7 @@ from interp.errors import UserError
 from interp.models import TESTBED_COMPANION
 from interp.unlearning.evaluation import Evaluation, Hook, Probe, evaluate
 from interp.unlearning.masked import UnlearnConfig, UnlearnResult, unlearn
+from interp.unlearning.training import check_training_settings
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,10 @@ class ProxyModel(torch.nn.Module):
         """The same three models at another strength (no retraining)."""
         return ProxyModel(self.base, self.small_original, self.small_unlearned, alpha)
 
+    def with_base(self, base: HookedTransformer) -> ProxyModel:
+        """Another base (e.g. an attacked copy of this one) steered by the same small models' difference."""
+        return ProxyModel(base, self.small_original, self.small_unlearned, self.alpha)
+
     @contextmanager
     def hooks(self, fwd_hooks: Sequence[Hook] = (), **kwargs):
         """Hooks on the base model (the one being steered), removed on exit."""
@@ -129,6 +134,15 @@ class ProxyResult:
     after: Evaluation  # the ensemble
     weights_changed: int = 0  # base weights changed: none, by construction (tested)
 
+    @property
+    def trained(self) -> int:
+        """Weights trained: the small model's (the base is frozen)."""
+        return self.small.trained
+
+    @property
+    def losses(self) -> Tensor:
+        return self.small.losses
+
     def hooks(self) -> list[Hook]:
         return []
 
@@ -144,6 +158,48 @@ class ProxyResult:
             "small_losses": self.small.losses,
             "weights_changed": self.weights_changed,
         }
+
+
+@dataclass(frozen=True)
+class ProxyMethod:
+    """Decoding-time unlearning as a row of the unlearning table (`calibrate`, `unlearning_table`): the loaded
+    small model with its `config`. `lr` is the small model's unlearning rate, the knob `calibrate` searches
+    to reach matched forgetting, alpha staying `config.alpha` (1: the proxy-tuning paper's)."""
+
+    small_model: HookedTransformer = field(repr=False, compare=False)
+    config: ProxyConfig = ProxyConfig()
+    lr: float | None = None  # None: config.unlearn.lr
+
+    def __post_init__(self) -> None:
+        if self.lr is None:
+            object.__setattr__(self, "lr", self.config.unlearn.lr)
+        u = self.config.unlearn
+        check_training_settings(u.method, lr=self.lr, steps=u.steps, weight_decay=u.weight_decay)
+
+    @property
+    def settings(self) -> ProxyConfig:
+        """The config with the small model's rate set to `lr`."""
+        return replace(self.config, unlearn=replace(self.config.unlearn, lr=self.lr))
+
+    @property
+    def label(self) -> str:
+        return f"decoding-time ({self.config.unlearn.method} {self.config.small}, alpha {self.config.alpha:g})"
+
+    def to_dict(self) -> dict:
+        u = self.config.unlearn
+        return {
+            **self.settings.to_dict(),
+            "lr": self.lr,
+            "steps": u.steps,
+            "method": u.method,
+            "select": u.select,
+            "rate_of": "the small model's unlearning (the base is frozen)",
+        }
+
+    def run(self, model, targets, retain, *, edit_targets=None, probe=None, before=None) -> ProxyResult:
+        if self.config.unlearn.method == "edit":
+            raise UserError("decoding-time unlearning runs the 'unlearn', 'ga', 'graddiff' or 'npo' objective")
+        return proxy_unlearn(model, self.small_model, targets, retain, self.settings, probe=probe, before=before)
 
 
 def proxy_unlearn(
