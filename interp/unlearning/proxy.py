@@ -25,7 +25,7 @@ from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from interp.data import Paragraphs
 from interp.errors import UserError
-from interp.models import TESTBED_COMPANION
+from interp.models import TESTBED_COMPANION, model_name
 from interp.unlearning.evaluation import Evaluation, Hook, Probe, evaluate
 from interp.unlearning.masked import UnlearnConfig, UnlearnResult, unlearn
 from interp.unlearning.training import check_training_settings
@@ -48,10 +48,17 @@ class ProxyConfig:
 
     @property
     def label(self) -> str:
-        return f"proxy alpha={self.alpha:g} ({self.unlearn.label} on {self.small})"
+        return f"decoding-time alpha={self.alpha:g} ({self.unlearn.method} {self.small})"
 
     def to_dict(self) -> dict:
         return {"kind": "proxy", "small": self.small, "alpha": self.alpha, "unlearn": asdict(self.unlearn)}
+
+
+def small_model_spec(base: HookedTransformer, option: str | None) -> str | None:
+    """The small model for `base`: 'auto' = the testbed's companion when `base` is the testbed, else None."""
+    if option == "auto":
+        return TESTBED_COMPANION if model_name(base) == "testbed" else None
+    return option
 
 
 def check_same_vocabulary(base: HookedTransformer, small: HookedTransformer) -> None:
@@ -183,7 +190,7 @@ class ProxyMethod:
 
     @property
     def label(self) -> str:
-        return f"decoding-time ({self.config.unlearn.method} {self.config.small}, alpha {self.config.alpha:g})"
+        return self.config.label
 
     def to_dict(self) -> dict:
         u = self.config.unlearn

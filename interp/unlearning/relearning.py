@@ -34,13 +34,13 @@ class RelearnConfig:
 
 
 def relearn(
-    model: HookedTransformer,
+    model: HookedTransformer | ProxyModel,
     targets: Paragraphs,
     retain: Paragraphs,
     config: RelearnConfig = RelearnConfig(),
     *,
     hooks: Sequence[Hook] = (),
-) -> HookedTransformer:
+) -> HookedTransformer | ProxyModel:
     """A copy of `model` fine-tuned (all weights, next-token loss, `hooks` active) on the relearning text. A
     decoding-time ensemble (proxy.ProxyModel) is attacked through its weights, the base's: the copy is the
     relearned base steered by the same small models' difference."""
