@@ -40,6 +40,17 @@ class Transient:
         return "kept in memory for the next step, not saved"
 
 
+class AuditedRows:
+    """The unlearning table's rows the audit attacks (configs with `run`; a decoding-time row without its
+    small model, reloaded when needed), shown in results.json by their settings."""
+
+    def __init__(self, configs: list):
+        self.configs = [replace(c, small_model=None) if isinstance(c, ProxyMethod) else c for c in configs]
+
+    def to_json(self) -> list[dict]:
+        return [c.to_dict() for c in self.configs]
+
+
 def proxy_row(model: HookedTransformer, option: str | None) -> ProxyMethod | None:
     """The decoding-time row of the unlearning table (its small model loaded), or None."""
     spec = small_model_spec(model, option)
@@ -74,7 +85,7 @@ def audit_step(inputs: StepInputs) -> Bundle | Skipped:
     if not isinstance(unlearning, Bundle):
         reason = unlearning.reason if isinstance(unlearning, Skipped) else "the unlearning step did not run"
         return Skipped(f"needs the unlearning table's runs: {reason}")
-    table, rows, runs = unlearning["table"], unlearning["audited"], unlearning["runs"].value
+    table, rows, runs = unlearning["table"], unlearning["audited"].configs, unlearning["runs"].value
     split = inputs.results["memorization"]
     by_id = {pid: i for i, pid in enumerate(inputs.paragraphs.ids)}
     targets = inputs.paragraphs.select([by_id[t] for t in table.settings["targets"]])

@@ -23,7 +23,7 @@ from interp.locator_validation import LocatorValidation, validate_locator
 from interp.memorization import MemorizationSplit, choose_indices, choose_sets, heldout_indices, memorization_split
 from interp.perturbation import PerturbationResult, prefix_perturbation
 from interp.reft import ReftConfig
-from interp.report.audit_step import Transient, audit_step, audited, keep_runs, proxy_row
+from interp.report.audit_step import AuditedRows, Transient, audit_step, audited, keep_runs, proxy_row
 from interp.report.runner import Bundle, Skipped, Step, StepInputs
 from interp.restore import RestorationResult, restoration
 from interp.testbed import shipped_unigram_counts
@@ -37,7 +37,6 @@ from interp.unlearning import (
     unlearn,
     unlearning_table,
 )
-from interp.unlearning.proxy import ProxyMethod
 
 SET_OPTIONS = ("n_mem", "n_nmem", "seed")
 
@@ -283,8 +282,7 @@ def _unlearning(inputs: StepInputs) -> Bundle | Skipped:
         heldout_edit_targets=never_seen_edit,
         on_run=keep if o.audit else None,
     )
-    cacheable = [replace(c, small_model=None) if isinstance(c, ProxyMethod) else c for c in chosen]
-    return Bundle({"table": table, "audited": cacheable, "runs": Transient(runs), "retain": list(retain.ids)})
+    return Bundle({"table": table, "audited": AuditedRows(chosen), "runs": Transient(runs), "retain": list(retain.ids)})
 
 
 def _restoration(inputs: StepInputs) -> Bundle | Skipped:
