@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import copy
 import json
+import pickle
 from dataclasses import replace
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -20,8 +22,12 @@ from interp.audit.scoring import log10_p, score
 from interp.data import Paragraphs
 from interp.errors import UserError
 from interp.io import to_jsonable
+from interp.memorization import memorization_split
 from interp.metrics import continuation_log_probs, greedy_continuations, score_paragraphs
-from interp.report.runner import Bundle
+from interp.report import ReportOptions
+from interp.report.audit_step import AuditedRows, Transient, audit_step
+from interp.report.runner import Bundle, Skipped, StepInputs
+from interp.unlearning import UnlearnConfig
 from interp.unlearning.proxy import ProxyModel
 from interp.views.audit import figure_audit
 from interp.views.sections.audit import audit_section, verdict
@@ -398,3 +404,54 @@ def test_report_section_says_which_attack_undoes_which_forgetting(known):
     assert any("unlearn random-0.1%" in n and "never reached" in n for n in section.notes)
     hidden = verdict(result, result.methods.index("below int4 step"))
     assert hidden.endswith("undone by int4 (1.00).") and "survives int8" in hidden
+
+
+def test_the_report_step_audits_the_tables_runs_and_reruns_them_alike_from_the_cache():
+    """The report's audit step attacks the very models the unlearning step kept (one per target); when that
+    step came from the cache (its runs not kept), it reruns them at the table's rates: the same numbers."""
+    base = tiny()
+    targets, retain = recited(base, 2, seed=1, tag="m"), random_text(20, 3, "r")
+    never_known = random_text(6, 2, "k")
+    paragraphs = Paragraphs(
+        torch.cat([targets.tokens, retain.tokens, never_known.tokens]),
+        PREFIX,
+        targets.ids + retain.ids + never_known.ids,
+        meta={
+            "split": ("planted",) * 2 + ("once",) * 20 + ("heldout",) * 6,
+            "source": ("a", "b") + ("a", "b") * 10 + ("c",) * 6,
+        },
+    )
+    config = UnlearnConfig(method="unlearn", select="all", lr=3e-2, steps=5, weight_decay=0.0)
+    kept = [
+        (r.model, r.hooks())
+        for r in (config.run(base, targets.select([i]), retain.select(range(10 * i, 10 * i + 10))) for i in range(2))
+    ]
+    table = SimpleNamespace(
+        settings={"targets": list(targets.ids), "retain_per_run": 10},
+        labels=(config.label,),
+        configs=(config.to_dict(),),
+        calibrations=(),
+    )
+    results = {"memorization": memorization_split(base, paragraphs, n_examples=0)}
+    results["unlearning"] = Bundle(
+        {
+            "table": table,
+            "audited": AuditedRows([config]),
+            "runs": Transient({config.label: kept}),
+            "retain": list(retain.ids),
+        }
+    )
+    options = ReportOptions(audit_never_known=4, relearn_steps=2)
+    fresh = audit_step(StepInputs(base, paragraphs, options, results))["audit"]
+    assert fresh.methods == (config.label,) and fresh.ids == targets.ids and len(fresh.never_known_ids) == 4
+    assert torch.equal(
+        fresh.em_unlearned[0],
+        torch.stack([score(m, targets.tokens[i : i + 1], PREFIX)[0][0] for i, (m, _) in enumerate(kept)]),
+    )
+    cached = pickle.loads(pickle.dumps(results["unlearning"]))
+    assert cached["runs"].value is None
+    again = audit_step(StepInputs(base, paragraphs, options, {**results, "unlearning": cached}))["audit"]
+    assert torch.equal(again.em_attacked, fresh.em_attacked) and torch.equal(again.em_unlearned, fresh.em_unlearned)
+    assert fresh.settings["relearn"].startswith("2 Adam steps") and fresh.settings["relearn_steps"] == 2
+    off = audit_step(StepInputs(base, paragraphs, replace(options, audit=False), results))
+    assert isinstance(off, Skipped)
