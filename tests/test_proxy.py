@@ -182,3 +182,10 @@ def test_relearning_a_proxy_relearns_its_base_and_keeps_the_difference(models, a
         attacked = relearn(proxy, targets, targets, RelearnConfig(steps=2, lr=1e-3))
     assert isinstance(attacked, ProxyModel) and attacked.small_unlearned is other and attacked.alpha == 1.0
     assert not torch.equal(attacked.base.blocks[0].mlp.W_in, base.blocks[0].mlp.W_in)
+
+
+def test_cli_proxy_refuses_save(tmp_path, capsys):
+    from interp.cli import main
+
+    assert main(["unlearn", "--model", "testbed", "--proxy", "--save", str(tmp_path / "x")]) == 2
+    assert "--proxy change no weights" in capsys.readouterr().err

@@ -109,6 +109,18 @@ def register(sub) -> None:
         help="the authors' code conventions: --decay-outside-mask at the paper's rate and steps (no --calibrate)",
     )
     p.add_argument(
+        "--proxy",
+        nargs="?",
+        const="auto",
+        default=None,
+        metavar="SMALL_MODEL",
+        help="decoding-time unlearning (proxy-tuning): unlearn SMALL_MODEL (same tokenizer; alone: the testbed's "
+        "companion, for the testbed) on all its weights and add its logit difference to the frozen model at "
+        "decoding time; --lr / --steps / --method set the small model's run, --calibrate its rate; with --table "
+        "an extra row",
+    )
+    p.add_argument("--alpha", type=float, default=1.0, help="--proxy: strength of the logit difference (default 1)")
+    p.add_argument(
         "--reft-layer", type=int, default=None, help="LoReFT: residual stream after this layer (default: the middle)"
     )
     p.add_argument("--reft-rank", type=int, default=4, help="LoReFT: rank of the intervention (default 4)")
