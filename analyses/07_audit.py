@@ -22,7 +22,8 @@
 # source file), the best restored window, the best of K single-token prefix edits, a few tokens of left
 # context. Every attack also runs on the original model (does it break recitation by itself?) and on
 # held-out paragraphs the model never saw (does it teach text? its mean gain is subtracted). The
-# residual score: max over attacks of clip((EM_attacked - EM_unlearned - null gain) / EM_original, 0, 1).
+# residual score: max over attacks of clip((EM_attacked - EM_unlearned - null gain) / (EM_original - EM_unlearned), 0, 1).
+# Decoding-time unlearning (the testbed's companion, its rate calibrated) is attacked through its frozen base.
 
 # %%
 from dataclasses import replace
@@ -37,11 +38,10 @@ from interp import (
     heldout_indices,
     load_model,
     memorization_split,
-    reft_unlearn,
     testbed_paragraphs,
-    unlearn,
 )
 from interp.audit import AuditConfig, audit
+from interp.report.audit_step import proxy_row
 from interp.views.audit import figure_audit
 
 model = load_model("testbed", device="cpu")
@@ -63,6 +63,7 @@ if not QUICK:
         UnlearnConfig(method="unlearn", select="random", steps=steps),
         UnlearnConfig(method="ga", select="all", steps=steps, weight_decay=0.0),
         ReftConfig(method="unlearn"),
+        proxy_row(model, "auto"),  # decoding-time: the companion's rate calibrated, the base frozen
     ]
 unlearned, calibrations = {}, {}
 for config in configs:
@@ -71,11 +72,9 @@ for config in configs:
     calibrations[config.label] = search.to_json()
     if not search.reached:  # never reaches the level: shown in the calibration, not audited
         continue
-    tuned = replace(config, lr=search.lr)
-    if isinstance(config, ReftConfig):  # LoReFT changes no weight: the original model with its hooks
-        unlearned[config.label] = (model, reft_unlearn(model, mem, nmem, tuned).hooks())
-    else:
-        unlearned[config.label] = unlearn(model, mem, nmem, tuned).model
+    run = replace(config, lr=search.lr).run(model, mem, nmem)
+    # LoReFT changes no weight (the original with its hooks); decoding-time is the base + the small models' difference
+    unlearned[config.label] = (run.model, run.hooks()) if run.hooks() else run.model
 
 # %%
 options = AuditConfig(perturb_k=8, relearn_steps=5) if QUICK else AuditConfig()

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import copy
 import json
+import pickle
 from dataclasses import replace
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -20,8 +22,15 @@ from interp.audit.scoring import log10_p, score
 from interp.data import Paragraphs
 from interp.errors import UserError
 from interp.io import to_jsonable
+from interp.memorization import memorization_split
 from interp.metrics import continuation_log_probs, greedy_continuations, score_paragraphs
+from interp.report import ReportOptions
+from interp.report.audit_step import AuditedRows, Transient, audit_step
+from interp.report.runner import Bundle, Skipped, StepInputs
+from interp.unlearning import UnlearnConfig
+from interp.unlearning.proxy import ProxyModel
 from interp.views.audit import figure_audit
+from interp.views.sections.audit import audit_section, verdict
 
 PREFIX, CONT, VOCAB, GROUP = 8, 8, 48, 32
 ATTACKS = ("int8", "int4", "relearn_prefix", "relearn_retain", "relearn_related", "restore", "perturb", "shift")
@@ -338,3 +347,111 @@ def test_cli_audits_a_saved_unlearning(testbed, tmp_path):
     assert set(para["attacks"]) == set(attacks.split(",")) and len(data["never_known"]) == 6
     assert data["settings"]["related_targets"] == data["settings"]["related_never_known"]  # one file for both
     assert main(["audit", *common, "--unlearned", str(tmp_path)]) == 2  # not a saved model folder
+
+
+def test_one_model_per_target_and_a_decoding_time_ensemble(known):
+    """A method given as one model per target (the unlearning table's runs) is attacked target by target on
+    its own run's model; a decoding-time ensemble is attacked through its base (quantization errors of the
+    base's tensors only, restoration a no-op since the base is the original's weights); the controls are
+    the original's, the same for every method."""
+    base, targets, never_known, retain, pool, models, joint = known
+    hidden, other = models["below int4 step"], tiny(seed=11)
+    hook_model, hooks = models["hook"]
+    proxy = ProxyModel(base, other, below_int4_step(other, targets), alpha=1.0)
+    per_target = [hidden, (hook_model, hooks), hidden, (hook_model, hooks)]
+    config = AuditConfig(attacks=("int4", "relearn_prefix", "restore", "shift"))
+    with_lists = audit(
+        base, {"per target": per_target, "proxy": proxy}, targets, never_known, retain=retain, pool=pool, config=config
+    )
+    assert with_lists.settings["runs"].startswith("one unlearned model per target")
+    hooked = score(hook_model, targets.tokens, PREFIX, hooks=hooks)[0]
+    assert torch.equal(with_lists.em_unlearned[0], torch.stack([joint.em_unlearned[0, 0], hooked[1]] * 2).flatten())
+    int4, restore = config.attacks.index("int4"), config.attacks.index("restore")
+    assert torch.equal(with_lists.em_attacked[0, int4, [0, 2]], with_lists.em_original[[0, 2]])  # int4 undoes it
+    assert torch.equal(with_lists.em_attacked[0, restore, [1, 3]], with_lists.em_original[[1, 3]])  # restore undoes
+    assert torch.equal(with_lists.em_attacked[1, restore], with_lists.em_unlearned[1])  # nothing to restore
+    assert set(with_lists.quantization_error["proxy"]["int4"]) == set(joint.quantization_error["original"]["int4"])
+    assert set(with_lists.weights_moved["per target"]["relearn_prefix"]) == set(targets.ids)
+    for name in ("per target", "proxy"):
+        m = with_lists.methods.index(name)
+        assert torch.equal(with_lists.em_never_known_attacked[m], with_lists.em_never_known_attacked[0])
+    assert torch.equal(with_lists.never_known_gain[0], with_lists.never_known_gain[1])
+    with pytest.raises(UserError, match="one per target"):
+        audit(base, {"x": [hidden, hidden]}, targets, never_known, retain=retain, pool=pool, config=config)
+
+
+def test_report_section_says_which_attack_undoes_which_forgetting(known):
+    """Section 5b from an audit result: the heatmap, the three tables (with both controls) and one plain
+    sentence per method naming the attacks that undo its forgetting, from the numbers."""
+    *_, result = known
+    bundle = Bundle(
+        {"audit": result, "not_audited": [{"label": "unlearn random-0.1%", "why": "never reached"}], "level": 2.0}
+    )
+    section = audit_section(bundle, {})
+    assert section.key == "audit" and "Is it really gone?" in section.title
+    assert list(section.figures) == ["recovery"]
+    summary, per_attack, per_target = section.tables
+    assert summary.rows[0][0] == result.methods[0] and summary.rows[0][1] == pytest.approx(
+        float(result.median_residual[0])
+    )
+    assert len(per_attack.rows) == len(result.methods) * (1 + len(result.attacks))
+    assert "original EM attacked" in per_attack.columns and "never-known gain" in per_attack.columns
+    assert len(per_target.rows) == len(result.methods) * len(result.ids)
+    hook = next(n for n in section.notes if n.startswith("hook"))
+    assert "undone by" in hook and "restore" in hook.split("undone by")[-1]
+    never = next(n for n in section.notes if n.startswith("never knew"))
+    assert "undone by" not in never
+    assert any("unlearn random-0.1%" in n and "never reached" in n for n in section.notes)
+    hidden = verdict(result, result.methods.index("below int4 step"))
+    assert hidden.endswith("undone by int4 (1.00).") and "survives int8" in hidden
+
+
+def test_the_report_step_audits_the_tables_runs_and_reruns_them_alike_from_the_cache():
+    """The report's audit step attacks the very models the unlearning step kept (one per target); when that
+    step came from the cache (its runs not kept), it reruns them at the table's rates: the same numbers."""
+    base = tiny()
+    targets, retain = recited(base, 2, seed=1, tag="m"), random_text(20, 3, "r")
+    never_known = random_text(6, 2, "k")
+    paragraphs = Paragraphs(
+        torch.cat([targets.tokens, retain.tokens, never_known.tokens]),
+        PREFIX,
+        targets.ids + retain.ids + never_known.ids,
+        meta={
+            "split": ("planted",) * 2 + ("once",) * 20 + ("heldout",) * 6,
+            "source": ("a", "b") + ("a", "b") * 10 + ("c",) * 6,
+        },
+    )
+    config = UnlearnConfig(method="unlearn", select="all", lr=3e-2, steps=5, weight_decay=0.0)
+    kept = [
+        (r.model, r.hooks())
+        for r in (config.run(base, targets.select([i]), retain.select(range(10 * i, 10 * i + 10))) for i in range(2))
+    ]
+    table = SimpleNamespace(
+        settings={"targets": list(targets.ids), "retain_per_run": 10},
+        labels=(config.label,),
+        configs=(config.to_dict(),),
+        calibrations=(),
+    )
+    results = {"memorization": memorization_split(base, paragraphs, n_examples=0)}
+    results["unlearning"] = Bundle(
+        {
+            "table": table,
+            "audited": AuditedRows([config]),
+            "runs": Transient({config.label: kept}),
+            "retain": list(retain.ids),
+        }
+    )
+    options = ReportOptions(audit_never_known=4, relearn_steps=2)
+    fresh = audit_step(StepInputs(base, paragraphs, options, results))["audit"]
+    assert fresh.methods == (config.label,) and fresh.ids == targets.ids and len(fresh.never_known_ids) == 4
+    assert torch.equal(
+        fresh.em_unlearned[0],
+        torch.stack([score(m, targets.tokens[i : i + 1], PREFIX)[0][0] for i, (m, _) in enumerate(kept)]),
+    )
+    cached = pickle.loads(pickle.dumps(results["unlearning"]))
+    assert cached["runs"].value is None
+    again = audit_step(StepInputs(base, paragraphs, options, {**results, "unlearning": cached}))["audit"]
+    assert torch.equal(again.em_attacked, fresh.em_attacked) and torch.equal(again.em_unlearned, fresh.em_unlearned)
+    assert fresh.settings["relearn"].startswith("2 Adam steps") and fresh.settings["relearn_steps"] == 2
+    off = audit_step(StepInputs(base, paragraphs, replace(options, audit=False), results))
+    assert isinstance(off, Skipped)

@@ -5,6 +5,8 @@ targets, and neither model is modified."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 from transformer_lens import HookedTransformer, HookedTransformerConfig
@@ -12,8 +14,8 @@ from transformer_lens import HookedTransformer, HookedTransformerConfig
 from interp.data import Paragraphs
 from interp.errors import UserError
 from interp.metrics import greedy_continuations, score_paragraphs
-from interp.unlearning import UnlearnConfig, evaluate, probe_sets
-from interp.unlearning.proxy import ProxyConfig, ProxyModel, proxy_at_alphas, proxy_unlearn
+from interp.unlearning import RelearnConfig, UnlearnConfig, calibrate, evaluate, probe_sets, relearn, unlearning_table
+from interp.unlearning.proxy import ProxyConfig, ProxyMethod, ProxyModel, proxy_at_alphas, proxy_unlearn
 
 PREFIX, CONT, VOCAB = 8, 8, 48
 
@@ -143,3 +145,47 @@ def test_a_small_model_with_another_vocabulary_is_refused(models):
         ProxyModel(base, small, tiny(6, d_vocab=VOCAB + 1))
     with pytest.raises(UserError, match="alpha"):
         ProxyConfig(alpha=-1.0)
+
+
+def test_the_decoding_time_row_is_calibrated_to_the_level_like_the_others(models, assert_untouched):
+    """ProxyMethod as a row of the unlearning table: `calibrate` searches the small model's rate until EVERY
+    target's EM <= the level; at that rate each target's own run is at the level, the table's row changes
+    no weight of the base, and the relearning attack (through the base) runs on it."""
+    base, small, _ = models
+    mem = recited(base, 4, seed=1, tag="m")
+    retain = random_text(20, seed=2, tag="n")
+    probe = probe_sets(base, mem.select([2, 3]), retain.select(range(5)), random_text(4, 4, "h"))
+    targets = mem.select([0, 1])
+    row = ProxyMethod(small, ProxyConfig(unlearn=UnlearnConfig(select="all", steps=10, weight_decay=0.0)))
+    with assert_untouched(base), assert_untouched(small):
+        search = calibrate(base, targets, retain, row, level=2, probe=probe)
+        assert search.reached and search.label == row.label
+        at = replace(row, lr=search.lr)
+        ems = [
+            int(at.run(base, targets.select([i]), retain.select(range(10 * i, 10 * i + 10))).after.target_em)
+            for i in range(2)
+        ]
+        assert max(ems) <= 2 and list(search.chosen.target_em) == ems
+        low, _ = search.bracket
+        assert low is not None and search.lr / low <= 1.4 + 1e-9  # a rate within the tolerance did not reach it
+        table = unlearning_table(base, targets, retain, [at], probe, calibrations=[search])
+    assert table.weights_changed == (0,) and table.after[0]["target_em_max"] <= 2
+    assert table.configs[0]["kind"] == "proxy" and table.configs[0]["lr"] == search.lr
+    assert table.relearned[0]["target_em"] >= 0  # the relearning attack ran through the base
+
+
+def test_relearning_a_proxy_relearns_its_base_and_keeps_the_difference(models, assert_untouched):
+    base, small, other = models
+    proxy = ProxyModel(base, small, other, alpha=1.0)
+    targets = recited(base, 2, 1, "m")
+    with assert_untouched(base), assert_untouched(small), assert_untouched(other):
+        attacked = relearn(proxy, targets, targets, RelearnConfig(steps=2, lr=1e-3))
+    assert isinstance(attacked, ProxyModel) and attacked.small_unlearned is other and attacked.alpha == 1.0
+    assert not torch.equal(attacked.base.blocks[0].mlp.W_in, base.blocks[0].mlp.W_in)
+
+
+def test_cli_proxy_refuses_save(tmp_path, capsys):
+    from interp.cli import main
+
+    assert main(["unlearn", "--model", "testbed", "--proxy", "--save", str(tmp_path / "x")]) == 2
+    assert "--proxy change no weights" in capsys.readouterr().err

@@ -1,28 +1,32 @@
 """The forgetting audit: is text "unlearned" by an edit really gone, or only hidden?
 
-For each unlearned model (a weight-edited copy, or the original with forward hooks, e.g. LoReFT) and each
-target paragraph, every attack's greedy EM and extraction probability (log10 p of sampling the whole
-continuation), with two controls run through the same code:
+For each unlearned model (a weight-edited copy, the original with forward hooks, e.g. LoReFT, or a
+decoding-time ensemble, attacked through its base weights) and each target paragraph, every attack's
+greedy EM and extraction probability (log10 p of sampling the whole continuation), with two controls run
+through the same code, both on the ORIGINAL model and so computed once for every method:
 
-- the ORIGINAL model under the same attack, on the targets: does the attack itself break recitation?
+- the original under the same attack, on the targets: does the attack itself break recitation?
   (if it does, the recovery it shows on the unlearned model understates what is stored);
-- the UNLEARNED model under the same attack, on paragraphs it never recited (never-known: the testbed's
+- the original under the same attack, on paragraphs it never recited (never-known: the testbed's
   held-out split, or a file): does the attack teach text that was never there? Its mean EM gain is the
-  attack's null, subtracted below. Attacks that pick the best of many prompts or windows gain by
-  selection alone, and pay for it here.
+  attack's null, subtracted below. Attacks that pick the best of many prompts gain by selection alone
+  and pay for it here. (Restoring the original into itself is a no-op, so restoration's null is 0: its
+  best-of-windows selection is not charged; the unlearned models differ from the original only on
+  what they forgot, which is why the null is taken there once rather than per method.)
 
 Attacks (`ATTACKS`): "int8" / "int4" (interp.audit.quantization), "relearn_prefix" / "relearn_retain" /
 "relearn_related" (interp.audit.relearning), "restore" (interp.audit.restoration), "perturb" / "shift"
-(interp.audit.prefixes). Cost: quantization, relearning on the retain set and restoration run once per
-model, scored on targets and never-known paragraphs in one batch; relearning on prefixes and on related
-text run once per model for all targets together and once more for the never-known paragraphs (their
-own prefixes and documents); the perturbed prefixes are one batched pass over all variants.
+(interp.audit.prefixes). Cost per unlearned model: one quantized copy per bit width, one relearning run
+per relearning text, the restoration windows, K edited and len(shifts) shifted prefixes, all scored on
+that model's targets only; the controls add the same once, on targets and never-known paragraphs in one
+batch where the attack does not depend on them (relearning on prefixes and related text: one run per
+group of targets and one for the never-known paragraphs).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -37,11 +41,14 @@ from interp.audit.scoring import score
 from interp.backend import Model
 from interp.data import Paragraphs
 from interp.errors import UserError
+from interp.metrics import Scorable
+from interp.position import filler_spans
 from interp.restore import EXPERIMENTS
 from interp.unlearning import Hook
+from interp.unlearning.proxy import ProxyModel
 
 ATTACKS = ("int8", "int4", "relearn_prefix", "relearn_retain", "relearn_related", "restore", "perturb", "shift")
-Unlearned = Model | tuple[Model, Sequence[Hook]]
+Unlearned = Model | ProxyModel | tuple[Model | ProxyModel, Sequence[Hook]]
 
 
 @dataclass(frozen=True)
@@ -85,7 +92,8 @@ class AuditResult:
     """Per method m, attack a and target paragraph i: EM and log10 p attacked, and the two controls.
 
     `em_original_attacked[a, i]`: the original model under attack a (control 1); `em_never_known_*`: the
-    unlearned models on never-known paragraphs j, without and with each attack (control 2).
+    original on never-known paragraphs j, without and with each attack (control 2; the same for every
+    method, kept per method m so that a per-method control fits the same fields).
     `choices[method][attack]`: what the attack picked per target (restoration window, edited position,
     shift). `quantization_error[model][attack][tensor]` = ||w' - w||_F / ||w||_F;
     `weights_moved[model][attack]` = ||theta' - theta||_F / ||theta||_F of each relearning run."""
@@ -113,7 +121,7 @@ class AuditResult:
 
     @property
     def never_known_gain(self) -> Float[Tensor, "m a"]:
-        """Mean EM an attack adds to never-known paragraphs on each unlearned model, at least 0: the attack's
+        """Mean EM an attack adds to never-known paragraphs (control 2), at least 0: the attack's
         null. A negative mean (an attack that damages text in general) is not credited to the targets:
         a target already at EM 0 cannot fall further, so crediting it would invent recovery."""
         return (self.em_never_known_attacked - self.em_never_known_unlearned[:, None]).float().mean(-1).clamp_min(0)
@@ -276,75 +284,140 @@ def _join(a: Paragraphs, b: Paragraphs) -> Paragraphs:
 
 @dataclass(frozen=True)
 class _Sets:
-    """What every model is attacked on, fixed once so that all models see the same prompts."""
+    """What every model is attacked on, fixed once so that all models see the same prompts: rows 0..n-1 of
+    `both` are the targets, rows n.. the never-known paragraphs; `groups` = the target rows each unlearned
+    model forgot (all of them, or one target per run)."""
 
     targets: Paragraphs
     never_known: Paragraphs
     both: Paragraphs
     retain: Paragraphs | None
-    related_targets: Paragraphs | None
-    related_never_known: Paragraphs | None
+    related: Paragraphs | None  # the user's related text (one set for every run), else found in `pool`
+    pool: Paragraphs | None
+    groups: tuple[Tensor, ...]
     variants: Tensor | None  # [n + k, K, seq]
     positions: Tensor | None  # [n + k, K]
-    filler: Tensor
+    spans: Tensor | None  # [n + k, max shift]: each row's left context
+    config: AuditConfig
+
+    @property
+    def never_known_rows(self) -> Tensor:
+        return torch.arange(len(self.targets), len(self.both))
+
+    def relearning_text(self, attack: str, rows: Tensor) -> Paragraphs:
+        """The text attack `relearn_*` trains on when it attacks `rows` (target rows, or the never-known rows)."""
+        data = attack.removeprefix("relearn_")
+        if data == "prefix":
+            return self.both.select(rows)
+        if data == "retain":
+            return self.retain
+        if self.related is not None:
+            return self.related
+        n, c = len(self.targets), self.config
+        own = self.never_known if int(rows[0]) >= n else self.targets.select(rows)
+        other = self.targets.ids if int(rows[0]) >= n else self.never_known.ids
+        return related_text(self.pool, own, exclude=other, ngram=c.related_ngram, limit=c.related_limit)
+
+    def runs(self, attack: str, rows: Tensor) -> list[Tensor]:
+        """`rows` split into the runs attack `attack` needs: relearning on the prefixes or on related text is
+        one run per group (and one for the never-known rows), every other attack one run for all rows."""
+        if attack == "relearn_prefix" or (attack == "relearn_related" and self.related is None):
+            n = len(self.targets)
+            parts = [g for g in self.groups if bool(torch.isin(g, rows).all())]
+            if bool((rows >= n).any()):
+                parts.append(rows[rows >= n])
+            return parts
+        return [rows]
+
+
+def _weights(model: Scorable) -> Model:
+    """The weights an attacker holds: the model's own, or a decoding-time ensemble's base."""
+    return model.base if isinstance(model, ProxyModel) else model
+
+
+def _with_weights(model: Scorable, weights: Model) -> Scorable:
+    return model.with_base(weights) if isinstance(model, ProxyModel) else weights
 
 
 def _attack(
-    original: Model,
-    model: Model,
-    hooks: Sequence[Hook],
-    sets: _Sets,
-    attack: str,
-    config: AuditConfig,
-    never_known: bool,
+    original: Model, model: Scorable, hooks: Sequence[Hook], attack: str, rows: Tensor, sets: _Sets
 ) -> tuple[Tensor, Tensor, list | None, dict]:
-    """EM and log10 p of the targets (then the never-known paragraphs, if `never_known`) under one
-    attack on (`model`, `hooks`), the per-target choices, and what the attack did to the model."""
-    rows = sets.both if never_known else sets.targets
-    n, p, bs = len(sets.targets), sets.targets.prefix_len, config.batch_size
+    """EM and log10 p of paragraphs `rows` of `sets.both` under one attack on (`model`, `hooks`), in one run,
+    what the attack picked per row, and what it did to the model. A decoding-time ensemble (ProxyModel) is
+    attacked through its base weights, its small models' logit difference kept."""
+    config, bs, p = sets.config, sets.config.batch_size, sets.both.prefix_len
+    paragraphs = sets.both.select(rows)
     if attack in ("int8", "int4"):
         bits, group = (8, None) if attack == "int8" else (4, config.group_size)
-        q, errors = quantized(model, bits, group)
-        em, logp = score(q, rows.tokens, p, hooks=hooks, batch_size=bs)
+        q, errors = quantized(_weights(model), bits, group)
+        em, logp = score(_with_weights(model, q), paragraphs.tokens, p, hooks=hooks, batch_size=bs)
         return em, logp, None, {"relative_error": errors}
     if attack.startswith("relearn_"):
-        data = attack.removeprefix("relearn_")
-        text = {"prefix": sets.targets, "retain": sets.retain, "related": sets.related_targets}[data]
-        shared = data == "retain" or (data == "related" and sets.related_never_known is sets.related_targets)
-        runs = [(sets.targets, text, "targets")]
-        if never_known and not shared:
-            other = sets.never_known if data == "prefix" else sets.related_never_known
-            runs.append((sets.never_known, other, "never_known"))
-        ems, logps, moved = [], [], {}
-        for paragraphs, data_text, who in runs:
-            attacked, moved[who] = relearned(
-                model, paragraphs, data_text, data, steps=config.relearn_steps, lr=config.relearn_lr, hooks=hooks
-            )
-            scored = rows if shared else paragraphs
-            em, logp = score(attacked, scored.tokens, p, hooks=hooks, batch_size=bs)
-            ems.append(em)
-            logps.append(logp)
-        return torch.cat(ems), torch.cat(logps), None, {"weights_moved": moved}
-    if attack == "restore":
-        em, logp, names = restoration_attack(
-            original,
-            model,
-            rows,
+        text = sets.relearning_text(attack, rows)
+        attacked, moved = relearned(
+            _weights(model),
+            paragraphs,
+            text,
+            attack.removeprefix("relearn_"),
+            steps=config.relearn_steps,
+            lr=config.relearn_lr,
             hooks=hooks,
-            width=config.width,
-            experiments=config.restore_experiments,
-            batch_size=bs,
         )
-        return em, logp, names[:n], {}
+        em, logp = score(_with_weights(model, attacked), paragraphs.tokens, p, hooks=hooks, batch_size=bs)
+        return em, logp, None, {"weights_moved": moved}
+    if attack == "restore":
+        if (model is original and not hooks) or isinstance(model, ProxyModel):  # the original's activations are there
+            em, logp = score(model, paragraphs.tokens, p, hooks=hooks, batch_size=bs)
+            return em, logp, ["no-op (the weights are the original's)"] * len(rows), {}
+        return (
+            *restoration_attack(
+                original,
+                model,
+                paragraphs,
+                hooks=hooks,
+                width=config.width,
+                experiments=config.restore_experiments,
+                batch_size=bs,
+            ),
+            {},
+        )
     if attack == "perturb":
-        variants = sets.variants[: len(rows)]
-        em, logp, best = edit_attack(model, variants, p, hooks=hooks, batch_size=bs)
-        pos = sets.positions[torch.arange(n), best[:n]]
+        em, logp, best = edit_attack(model, sets.variants[rows], p, hooks=hooks, batch_size=bs)
+        pos = sets.positions[rows, best]
         return em, logp, [f"position {int(x)}" for x in pos], {}
-    em, logp, shift = shift_attack(
-        model, rows, sets.filler, config.shifts, seed=config.seed, hooks=hooks, batch_size=bs
-    )
-    return em, logp, [f"{int(s)} tokens" for s in shift[:n]], {}
+    em, logp, shift = shift_attack(model, paragraphs, sets.spans[rows], config.shifts, hooks=hooks, batch_size=bs)
+    return em, logp, [f"{int(s)} tokens" for s in shift], {}
+
+
+def _attack_rows(
+    original: Model,
+    model: Scorable,
+    hooks: Sequence[Hook],
+    attack: str,
+    rows: Tensor,
+    sets: _Sets,
+    label: Callable[[Tensor], str],
+) -> tuple[Tensor, Tensor, list | None, dict]:
+    """`_attack` over `rows` in the runs the attack needs (`_Sets.runs`), put back in the order of `rows`;
+    the quantization errors of the (one) quantized model, the weights moved per run under `label(run)`."""
+    em = torch.zeros(len(rows), dtype=torch.long)
+    logp = torch.zeros(len(rows))
+    choices: list | None = None
+    info: dict = {}
+    where = {int(r): i for i, r in enumerate(rows)}
+    for run in sets.runs(attack, rows):
+        e, lp, chosen, done = _attack(original, model, hooks, attack, run, sets)
+        at = torch.tensor([where[int(r)] for r in run])
+        em[at], logp[at] = e.long(), lp
+        if chosen is not None:
+            choices = choices or [None] * len(rows)
+            for i, c in zip(at.tolist(), chosen):
+                choices[i] = c
+        if "relative_error" in done:
+            info["relative_error"] = done["relative_error"]
+        if "weights_moved" in done:
+            info.setdefault("weights_moved", {})[label(run)] = done["weights_moved"]
+    return em, logp, choices, info
 
 
 def _check_sets(targets: Paragraphs, never_known: Paragraphs, retain: Paragraphs | None, config: AuditConfig) -> None:
@@ -365,9 +438,24 @@ def _check_sets(targets: Paragraphs, never_known: Paragraphs, retain: Paragraphs
         raise UserError(f"paragraphs {sorted(overlap)[:3]} are both targets and never-known: they must differ")
 
 
+def _runs_of(unlearned_models: Mapping[str, Unlearned | Sequence[Unlearned]], n: int) -> dict[str, list]:
+    """name -> [(model, hooks)], one entry (forgot every target) or one per target (target i's own run)."""
+    out = {}
+    for name, value in unlearned_models.items():
+        items = list(value) if isinstance(value, list | tuple) and not _is_model_with_hooks(value) else [value]
+        if len(items) not in (1, n):
+            raise UserError(f"{name}: {len(items)} unlearned models for {n} targets: give one, or one per target")
+        out[name] = [(v, []) if not isinstance(v, tuple) else (v[0], list(v[1])) for v in items]
+    return out
+
+
+def _is_model_with_hooks(value) -> bool:
+    return isinstance(value, tuple) and len(value) == 2 and not isinstance(value[1], Model | ProxyModel)
+
+
 def audit(
     original: Model,
-    unlearned_models: Mapping[str, Unlearned],
+    unlearned_models: Mapping[str, Unlearned | Sequence[Unlearned]],
     targets: Paragraphs,
     never_known: Paragraphs,
     *,
@@ -376,95 +464,115 @@ def audit(
     pool: Paragraphs | None = None,
     config: AuditConfig = AuditConfig(),
 ) -> AuditResult:
-    """Attack every unlearned model (name -> model, or (model, hooks)) on `targets`, with the controls.
+    """Attack every unlearned model on `targets`, with the controls. A method is one model (a Model,
+    a decoding-time ProxyModel, or (model, hooks)) that forgot every target, or a list of them, model i having
+    forgotten target i alone (the unlearning table's runs): each is attacked on the targets it forgot.
 
-    `never_known`: paragraphs the original never recited (control 2; also the shift attack's left
-    context when no `retain` is given). `retain`: text for the relearn_retain attack. Related text for
-    relearn_related: `related` (one set, used for targets and never-known alike), else the other
-    paragraphs of each paragraph's source document in `pool` (see `related_text`). No model is changed."""
+    `never_known`: paragraphs the original never recited (control 2; also the shift attack's left context
+    when no `retain` is given). `retain`: text for the relearn_retain attack. Related text for
+    relearn_related: `related` (one set, used for every run), else the other paragraphs of each
+    paragraph's source document in `pool` (see `related_text`). Both controls are the attacks on the
+    ORIGINAL model, run once for every method (control 1 on the targets, control 2 on the never-known
+    paragraphs). No model is changed."""
     _check_sets(targets, never_known, retain, config)
     if not unlearned_models:
         raise UserError("no unlearned model to audit")
-    models = {}
-    for name, value in unlearned_models.items():
-        model, hooks = (value, ()) if isinstance(value, Model) else value
-        models[name] = (model, list(hooks))
-    p, bs, n = targets.prefix_len, config.batch_size, len(targets)
+    n, k = len(targets), len(never_known)
+    methods = _runs_of(unlearned_models, n)
+    p, bs = targets.prefix_len, config.batch_size
     em_o, lp_o = score(original, targets.tokens, p, batch_size=bs)
     if bool((em_o == 0).any()):
         missed = [targets.ids[i] for i in (em_o == 0).nonzero().flatten().tolist()]
         raise UserError(f"the original model does not recite targets {missed[:3]} (EM 0): nothing was there to forget")
-    related_t = related_k = None
-    if "relearn_related" in config.attacks:
-        if related is not None:
-            related_t = related_k = related
-        elif pool is None:
-            raise UserError("the relearn_related attack needs related text (--related FILE) or a paragraph pool")
-        else:
-            kw = dict(ngram=config.related_ngram, limit=config.related_limit)
-            related_t = related_text(pool, targets, exclude=never_known.ids, **kw)
-            related_k = related_text(pool, never_known, exclude=targets.ids, **kw)
+    if "relearn_related" in config.attacks and related is None and pool is None:
+        raise UserError("the relearn_related attack needs related text (--related FILE) or a paragraph pool")
     both = _join(targets, never_known)
-    variants = positions = None
+    per_target = any(len(runs) > 1 for runs in methods.values())
+    groups = tuple(torch.tensor([i]) for i in range(n)) if per_target else (torch.arange(n),)
+    variants = positions = spans = None
     if "perturb" in config.attacks:
         variants, positions = single_token_edits(both, config.perturb_k, original.cfg.d_vocab, config.seed)
-    sets = _Sets(
-        targets=targets,
-        never_known=never_known,
-        both=both,
-        retain=retain,
-        related_targets=related_t,
-        related_never_known=related_k,
-        variants=variants,
-        positions=positions,
-        filler=(retain if retain is not None and len(retain) else never_known).tokens.cpu(),
-    )
+    filler = (retain if retain is not None and len(retain) else never_known).tokens.cpu()
+    if "shift" in config.attacks:
+        if not config.shifts or min(config.shifts) < 1:
+            raise UserError(f"shifts must be positive numbers of tokens, got {config.shifts}: change --shifts")
+        spans = filler_spans(filler, n + k, max(config.shifts), config.seed)
+    sets = _Sets(targets, never_known, both, retain, related, pool, groups, variants, positions, spans, config)
+    every = torch.arange(n + k)
+
+    def who(run: Tensor) -> str:
+        if bool((run >= n).all()):
+            return "never_known"
+        if bool((run >= n).any()):
+            return "targets and never_known"
+        return "targets" if len(run) == n else ",".join(targets.ids[int(i)] for i in run)
+
     quant_err: dict = {}
     moved: dict = {}
     choices: dict = {}
-    control = [_attack(original, original, [], sets, a, config, never_known=False) for a in config.attacks]
-    for a, (_, _, _, info) in zip(config.attacks, control):
+    control = [_attack_rows(original, original, [], a, every, sets, who) for a in config.attacks]
+    for a, (_, _, chosen, info) in zip(config.attacks, control):
         if "relative_error" in info:
             quant_err.setdefault("original", {})[a] = info["relative_error"]
         if "weights_moved" in info:
             moved.setdefault("original", {})[a] = info["weights_moved"]
-    em_u, lp_u, em_ku, em_att, lp_att, em_katt, lp_katt = [], [], [], [], [], [], []
-    for name, (model, hooks) in models.items():
-        em, logp = score(model, both.tokens, p, hooks=hooks, batch_size=bs)
-        em_u.append(em[:n])
-        lp_u.append(logp[:n])
-        em_ku.append(em[n:])
-        per_attack = []
-        for a in config.attacks:
-            out = _attack(original, model, hooks, sets, a, config, never_known=True)
-            per_attack.append(out)
-            if out[2] is not None:
-                choices.setdefault(name, {})[a] = out[2]
-            if "relative_error" in out[3]:
-                quant_err.setdefault(name, {})[a] = out[3]["relative_error"]
-            if "weights_moved" in out[3]:
-                moved.setdefault(name, {})[a] = out[3]["weights_moved"]
-        em_att.append(torch.stack([o[0][:n] for o in per_attack]))
-        lp_att.append(torch.stack([o[1][:n] for o in per_attack]))
-        em_katt.append(torch.stack([o[0][n:] for o in per_attack]))
-        lp_katt.append(torch.stack([o[1][n:] for o in per_attack]))
-    choices["original"] = {a: c[2] for a, c in zip(config.attacks, control) if c[2] is not None}
+        if chosen is not None:
+            choices.setdefault("original", {})[a] = chosen[:n]
+    em_u, lp_u, em_att, lp_att = [], [], [], []
+    for name, runs in methods.items():
+        em = torch.zeros(n, dtype=torch.long)
+        logp = torch.zeros(n)
+        att_em = torch.zeros(len(config.attacks), n, dtype=torch.long)
+        att_lp = torch.zeros(len(config.attacks), n)
+        errors: dict = {}
+        for g, rows in enumerate(groups):
+            model, hooks = runs[g if len(runs) > 1 else 0]
+            em[rows], logp[rows] = score(model, targets.tokens[rows], p, hooks=hooks, batch_size=bs)
+            for j, a in enumerate(config.attacks):
+                e, lp, chosen, info = _attack_rows(original, model, hooks, a, rows, sets, who)
+                att_em[j, rows], att_lp[j, rows] = e, lp
+                if chosen is not None:
+                    picked = choices.setdefault(name, {}).setdefault(a, [None] * n)
+                    for i, c in zip(rows.tolist(), chosen):
+                        picked[i] = c
+                if "relative_error" in info:
+                    errors.setdefault(a, []).append(info["relative_error"])
+                if "weights_moved" in info:
+                    moved.setdefault(name, {}).setdefault(a, {}).update(info["weights_moved"])
+        for a, per_run in errors.items():  # one dict per quantized model: the mean over the method's runs
+            quant_err.setdefault(name, {})[a] = {t: sum(e[t] for e in per_run) / len(per_run) for t in per_run[0]}
+        em_u.append(em)
+        lp_u.append(logp)
+        em_att.append(att_em)
+        lp_att.append(att_lp)
+    m = len(methods)
+    nk = sets.never_known_rows
+    em_nk, _ = score(original, never_known.tokens, p, batch_size=bs)
+    control_em = torch.stack([c[0] for c in control])
+    control_lp = torch.stack([c[1] for c in control])
     settings = {
         **asdict(config),
+        "runs": "one unlearned model per target (each target attacked on its own run's model)"
+        if per_target
+        else "one unlearned model per method, attacked on every target",
+        "never_known_control": "each attack on the ORIGINAL model, on the never-known paragraphs: computed once, "
+        "shared by every method (the attacks' null: what they add to text no model here recited)",
         "quantized_tensors": "the attention and MLP weight matrices (W_Q, W_K, W_V, W_O, W_in, W_gate, W_out); "
-        "embeddings, unembedding, biases and LayerNorms stay in float",
+        "embeddings, unembedding, biases and LayerNorms stay in float; a decoding-time ensemble's base only",
         "int8": "round-to-nearest, symmetric, one scale per output channel",
         "int4": f"round-to-nearest, symmetric, one scale per {config.group_size} input channels of an output channel",
         "relearn": f"{config.relearn_steps} Adam steps at lr {config.relearn_lr:g}, all weights, next-token loss",
         "retain": list(retain.ids) if retain is not None else None,
-        "related_targets": list(related_t.ids) if related_t is not None else None,
-        "related_never_known": list(related_k.ids) if related_k is not None else None,
+        "related_targets": _related_ids(sets, groups, "relearn_related" in config.attacks),
+        "related_never_known": list(sets.relearning_text("relearn_related", nk).ids)
+        if "relearn_related" in config.attacks
+        else None,
         "shift_filler": "retain paragraphs" if retain is not None and len(retain) else "never-known paragraphs",
     }
     return AuditResult(
         ids=targets.ids,
         never_known_ids=never_known.ids,
-        methods=tuple(models),
+        methods=tuple(methods),
         attacks=tuple(config.attacks),
         continuation_len=targets.continuation_len,
         em_original=em_o,
@@ -473,13 +581,22 @@ def audit(
         log10p_unlearned=torch.stack(lp_u),
         em_attacked=torch.stack(em_att),
         log10p_attacked=torch.stack(lp_att),
-        em_original_attacked=torch.stack([c[0] for c in control]),
-        log10p_original_attacked=torch.stack([c[1] for c in control]),
-        em_never_known_unlearned=torch.stack(em_ku),
-        em_never_known_attacked=torch.stack(em_katt),
-        log10p_never_known_attacked=torch.stack(lp_katt),
+        em_original_attacked=control_em[:, :n],
+        log10p_original_attacked=control_lp[:, :n],
+        em_never_known_unlearned=em_nk.expand(m, k).clone(),
+        em_never_known_attacked=control_em[:, n:].expand(m, -1, -1).clone(),
+        log10p_never_known_attacked=control_lp[:, n:].expand(m, -1, -1).clone(),
         choices=choices,
         quantization_error=quant_err,
         weights_moved=moved,
         settings=settings,
     )
+
+
+def _related_ids(sets: _Sets, groups: Sequence[Tensor], wanted: bool) -> list[str] | None:
+    if not wanted:
+        return None
+    ids: dict[str, None] = {}
+    for rows in groups:
+        ids.update(dict.fromkeys(sets.relearning_text("relearn_related", rows).ids))
+    return list(ids)

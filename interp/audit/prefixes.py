@@ -13,11 +13,10 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from interp.audit.scoring import best_option, score
-from interp.backend import Model
 from interp.data import Paragraphs
 from interp.errors import UserError
+from interp.metrics import Scorable
 from interp.perturbation import random_replacements
-from interp.position import filler_spans
 from interp.unlearning import Hook
 
 
@@ -40,7 +39,7 @@ def single_token_edits(
 
 
 def edit_attack(
-    model: Model,
+    model: Scorable,
     variants: Int[Tensor, "n k seq"],
     prefix_len: int,
     *,
@@ -57,30 +56,28 @@ def edit_attack(
 
 
 def shift_attack(
-    model: Model,
+    model: Scorable,
     paragraphs: Paragraphs,
-    filler: Int[Tensor, "m len"],
+    spans: Int[Tensor, "n length"],
     shifts: Sequence[int],
     *,
-    seed: int = 0,
     hooks: Sequence[Hook] = (),
     batch_size: int = 64,
 ) -> tuple[Int[Tensor, "n"], Float[Tensor, "n"], Int[Tensor, "n"]]:
-    """EM and log10 p of each paragraph preceded by s tokens of `filler` text, best over `shifts`, and the s.
-
-    Each paragraph gets one seeded span of max(shifts) filler tokens and its last s precede it."""
+    """EM and log10 p of each paragraph preceded by the last s tokens of its row of `spans` (left context,
+    e.g. `interp.position.filler_spans`), best over `shifts`, and the s."""
     shifts = tuple(int(s) for s in shifts)
-    if not shifts or min(shifts) < 1:
+    if not shifts or min(shifts) < 1 or max(shifts) > spans.shape[1]:
         raise UserError(f"shifts must be positive numbers of tokens, got {shifts}: change --shifts")
     if max(shifts) + paragraphs.seq_len > model.cfg.n_ctx:
         raise UserError(
             f"a shift of {max(shifts)} tokens + {paragraphs.seq_len}-token paragraphs exceed the model's context of "
             f"{model.cfg.n_ctx}: use smaller --shifts"
         )
-    spans = filler_spans(filler.cpu(), len(paragraphs), max(shifts), seed)
+    spans = spans.cpu()
+    rows = [torch.cat([spans[:, spans.shape[1] - s :], paragraphs.tokens.cpu()], 1) for s in shifts]
     ems, logps = [], []
-    for s in shifts:
-        tokens = torch.cat([spans[:, spans.shape[1] - s :], paragraphs.tokens.cpu()], 1)
+    for s, tokens in zip(shifts, rows):
         em, logp = score(model, tokens, s + paragraphs.prefix_len, hooks=hooks, batch_size=batch_size)
         ems.append(em)
         logps.append(logp)

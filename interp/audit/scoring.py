@@ -11,8 +11,8 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from interp.backend import Model, hooks_on
-from interp.metrics import continuation_scores, em_from_hits
+from interp.backend import hooks_on
+from interp.metrics import Scorable, continuation_scores, em_from_hits
 from interp.unlearning import Hook
 
 
@@ -27,7 +27,7 @@ def log10_p(log_probs: Float[Tensor, "n k"]) -> Float[Tensor, "n"]:
 
 @torch.no_grad()
 def score(
-    model: Model,
+    model: Scorable,
     tokens: Int[Tensor, "n seq"],
     prefix_len: int,
     *,

@@ -14,7 +14,7 @@ from interp.data import Paragraphs
 from interp.errors import UserError
 from interp.io import write_json
 from interp.metrics import NMEM_MAX_EM, score_paragraphs
-from interp.models import model_name, save_model
+from interp.models import load_model, model_name, save_model
 from interp.reft import ReftConfig
 from interp.unlearning import (
     METHODS,
@@ -28,6 +28,7 @@ from interp.unlearning import (
     probe_sets,
     unlearning_table,
 )
+from interp.unlearning.proxy import ProxyConfig, ProxyMethod, small_model_spec
 
 SAVED_RUN = "unlearning.json"  # written beside a saved edited model: which targets it forgot, and how
 
@@ -107,6 +108,18 @@ def register(sub) -> None:
         action="store_true",
         help="the authors' code conventions: --decay-outside-mask at the paper's rate and steps (no --calibrate)",
     )
+    p.add_argument(
+        "--proxy",
+        nargs="?",
+        const="auto",
+        default=None,
+        metavar="SMALL_MODEL",
+        help="decoding-time unlearning (proxy-tuning): unlearn SMALL_MODEL (same tokenizer; alone: the testbed's "
+        "companion, for the testbed) on all its weights and add its logit difference to the frozen model at "
+        "decoding time; --lr / --steps / --method set the small model's run, --calibrate its rate; with --table "
+        "an extra row",
+    )
+    p.add_argument("--alpha", type=float, default=1.0, help="--proxy: strength of the logit difference (default 1)")
     p.add_argument(
         "--reft-layer", type=int, default=None, help="LoReFT: residual stream after this layer (default: the middle)"
     )
@@ -212,6 +225,28 @@ def _configs(args: argparse.Namespace) -> list:
     ]
 
 
+def _proxy(model, args: argparse.Namespace) -> ProxyMethod:
+    """The decoding-time row --proxy describes, its small model loaded."""
+    spec = small_model_spec(model, args.proxy)
+    if spec is None:
+        raise UserError(
+            f"--proxy needs a small model with {model_name(model)}'s tokenizer (the testbed's companion serves only "
+            "the testbed): pass --proxy SMALL_MODEL"
+        )
+    if args.method == "edit":
+        raise UserError("--proxy unlearns the small model with unlearn, ga, graddiff or npo: change --method")
+    unlearn = UnlearnConfig(
+        method=args.method,
+        select="all",
+        lr=args.lr if args.lr is not None else ProxyConfig().unlearn.lr,
+        steps=args.steps if args.steps is not None else ProxyConfig().unlearn.steps,
+        weight_decay=args.weight_decay if args.weight_decay is not None else 0.0,
+        seed=args.seed,
+    )
+    small = load_model(spec, device=args.device, dtype=args.dtype)
+    return ProxyMethod(small, ProxyConfig(small=spec, unlearn=unlearn, alpha=args.alpha))
+
+
 def _scan(
     model, paragraphs: Paragraphs, candidates: list[int], want_mem: int, want_nmem: int, args
 ) -> tuple[list[int], list[int]]:
@@ -282,17 +317,21 @@ def run(args: argparse.Namespace) -> int:
     if args.curves and not args.calibrate:
         raise UserError("--curves draws the calibration traces: add --calibrate")
     configs = _configs(args)
-    if args.save is not None and (len(configs) != 1 or isinstance(configs[0], ReftConfig)):
+    if args.save is not None and (len(configs) != 1 or isinstance(configs[0], ReftConfig) or args.proxy):
         raise UserError(
-            "--save writes the weights of ONE weight-editing run: drop --table, and LoReFT changes no weights"
+            "--save writes the weights of ONE weight-editing run: drop --table, and LoReFT and --proxy change no "
+            "weights"
         )
     model = model_from_args(args)
+    if args.proxy is not None:
+        proxy = _proxy(model, args)
+        configs = [*configs, proxy] if args.table else [proxy]
     paragraphs = paragraphs_from_args(args, model)
     targets, retain, probe, never_seen = _pick(model, paragraphs, args)
     if never_seen is not None:
         never_seen = never_seen.select(range(min(len(targets), len(never_seen))))
     edit_targets = never_seen_edit = None
-    if any(c.method == "edit" for c in configs):
+    if any(getattr(c, "method", None) == "edit" for c in configs):
         from interp.perturbation import prefix_perturbation
 
         edit_targets = prefix_perturbation(

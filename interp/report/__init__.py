@@ -3,7 +3,7 @@
 - `options`: `ReportOptions`, what the pipeline computes and on how much data.
 - `runner`: `run_report` and its machinery: steps, the on-disk step cache and its keys (model,
   paragraph and code fingerprints), provenance, output staging and the move into place.
-- `steps`: the report's six analyses and `default_steps`.
+- `steps`: the report's analyses and `default_steps`; `audit_step`: section 5b, the audit of the unlearning runs.
 
 The sections' text, tables and figure choices are views: `interp.views.sections`.
 """

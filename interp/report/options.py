@@ -45,6 +45,17 @@ class ReportOptions:
         ("unlearn", "edit"), "paper Eq. 3 and Eq. 4, each with all / top / random weights"
     )
     reft: bool = _opt(True, "add a LoReFT (representation) unlearning run to the table")
+    proxy: str | None = _opt(
+        "auto",
+        "add a decoding-time (proxy-tuning) row: a small model with the model's tokenizer, unlearned and its logit "
+        "difference added at decoding time ('auto': the testbed's companion for the testbed, none otherwise; "
+        "None: no row)",
+    )
+    audit: bool = _opt(
+        True,
+        "'Is it really gone?': attack the table's calibrated runs (quantization, relearning, restoration, prefixes)",
+    )
+    audit_never_known: int = _opt(16, "held-out paragraphs the model never recited, the audit's second control")
     relearn_steps: int = _opt(10, "relearning attack after each run (0 = none)")
     restore_selects: tuple[str, ...] = _opt(("all", "topk"), "unlearning runs that restoration dissects")
     probe: int = _opt(30, "MEM / NMEM / held-out paragraphs probing collateral damage")
@@ -72,6 +83,7 @@ class ReportOptions:
             "unlearn_targets",
             "unlearn_steps",
             "probe",
+            "audit_never_known",
         ):
             if getattr(self, name) < 1:
                 raise UserError(f"ReportOptions.{name} must be at least 1, got {getattr(self, name)}")
@@ -112,6 +124,8 @@ class ReportOptions:
                 unlearn_steps=5,
                 unlearn_methods=("unlearn",),
                 reft=False,
+                proxy=None,
+                audit=False,
                 relearn_steps=0,
                 restore_selects=("all",),
                 validate_locator=False,

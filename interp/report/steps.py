@@ -1,4 +1,4 @@
-"""The report's seven analysis steps: adapters from `StepInputs` to library calls, and their order.
+"""The report's eight analysis steps: adapters from `StepInputs` to library calls, and their order.
 
 Each analysis returns a result with `to_json()` (or `Skipped` with the reason); the section that
 shows it is a view in `interp.views.sections`, paired with it in `default_steps`.
@@ -24,6 +24,7 @@ from interp.locator_validation import LocatorValidation, validate_locator
 from interp.memorization import MemorizationSplit, choose_indices, choose_sets, heldout_indices, memorization_split
 from interp.perturbation import PerturbationResult, prefix_perturbation
 from interp.reft import ReftConfig
+from interp.report.audit_step import AuditedRows, Transient, audit_step, audited, keep_runs, proxy_row
 from interp.report.runner import Bundle, Skipped, Step, StepInputs
 from interp.restore import RestorationResult, restoration
 from interp.testbed import shipped_unigram_counts
@@ -230,6 +231,9 @@ def _unlearning(inputs: StepInputs) -> Bundle | Skipped:
     configs = [c for c in paper_configs(fraction=0.001, **weights) if c.method in o.unlearn_methods]
     if o.reft:
         configs.append(ReftConfig(method="unlearn", seed=o.seed))
+    proxy = proxy_row(model, o.proxy)
+    if proxy is not None:
+        configs.append(proxy)
     calibrations = []
     if o.unlearn_lr is None:  # compare methods at matched forgetting, not at one arbitrary rate
         bar = tqdm(
@@ -260,6 +264,8 @@ def _unlearning(inputs: StepInputs) -> Bundle | Skipped:
         if never_seen is not None and any(getattr(c, "method", None) == "edit" for c in configs)
         else None
     )
+    chosen = [c for c, cal in zip(configs, calibrations or [None] * len(configs)) if audited(c, cal)]
+    runs, keep = keep_runs(chosen)
     table = unlearning_table(
         model,
         targets,
@@ -273,8 +279,9 @@ def _unlearning(inputs: StepInputs) -> Bundle | Skipped:
         progress=o.progress,
         heldout=never_seen,
         heldout_edit_targets=never_seen_edit,
+        on_run=keep if o.audit else None,
     )
-    return Bundle({"table": table})
+    return Bundle({"table": table, "audited": AuditedRows(chosen), "runs": Transient(runs), "retain": list(retain.ids)})
 
 
 def _restoration(inputs: StepInputs) -> Bundle | Skipped:
@@ -343,6 +350,7 @@ def _restoration(inputs: StepInputs) -> Bundle | Skipped:
 def default_steps() -> list[Step]:
     """The pipeline in order, each analysis with the section that shows it."""
     from interp.views.sections import (  # the views, loaded only when the steps are assembled
+        audit_section,
         gradients_section,
         heads_section,
         locator_trust_section,
@@ -387,6 +395,7 @@ def default_steps() -> list[Step]:
                 "unlearn_steps",
                 "unlearn_methods",
                 "reft",
+                "proxy",
                 "relearn_steps",
                 "probe",
                 "perturb_samples",
@@ -394,6 +403,13 @@ def default_steps() -> list[Step]:
                 "conventions",
             ),
             depends=("memorization", "perturbation"),
+        ),
+        Step(
+            "audit",
+            audit_step,
+            audit_section,
+            options=(*SET_OPTIONS, "audit", "audit_never_known", "relearn_steps", "proxy", "batch_size"),
+            depends=("memorization", "unlearning"),
         ),
         Step(
             "restoration",

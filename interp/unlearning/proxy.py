@@ -25,9 +25,10 @@ from torch import Tensor
 from interp.backend import Model, ModelConfig
 from interp.data import Paragraphs
 from interp.errors import UserError
-from interp.models import TESTBED_COMPANION
+from interp.models import TESTBED_COMPANION, model_name
 from interp.unlearning.evaluation import Evaluation, Hook, Probe, evaluate
 from interp.unlearning.masked import UnlearnConfig, UnlearnResult, unlearn
+from interp.unlearning.training import check_training_settings
 
 
 @dataclass(frozen=True)
@@ -47,10 +48,17 @@ class ProxyConfig:
 
     @property
     def label(self) -> str:
-        return f"proxy alpha={self.alpha:g} ({self.unlearn.label} on {self.small})"
+        return f"decoding-time alpha={self.alpha:g} ({self.unlearn.method} {self.small})"
 
     def to_dict(self) -> dict:
         return {"kind": "proxy", "small": self.small, "alpha": self.alpha, "unlearn": asdict(self.unlearn)}
+
+
+def small_model_spec(base: Model, option: str | None) -> str | None:
+    """The small model for `base`: 'auto' = the testbed's companion when `base` is the testbed, else None."""
+    if option == "auto":
+        return TESTBED_COMPANION if model_name(base) == "testbed" else None
+    return option
 
 
 def check_same_vocabulary(base: Model, small: Model) -> None:
@@ -96,6 +104,10 @@ class ProxyModel(torch.nn.Module):
         """The same three models at another strength (no retraining)."""
         return ProxyModel(self.base, self.small_original, self.small_unlearned, alpha)
 
+    def with_base(self, base: Model) -> ProxyModel:
+        """Another base (e.g. an attacked copy of this one) steered by the same small models' difference."""
+        return ProxyModel(base, self.small_original, self.small_unlearned, self.alpha)
+
     @contextmanager
     def hooks(self, fwd_hooks: Sequence[Hook] = (), **kwargs):
         """Hooks on the base model (the one being steered), removed on exit."""
@@ -129,6 +141,15 @@ class ProxyResult:
     after: Evaluation  # the ensemble
     weights_changed: int = 0  # base weights changed: none, by construction (tested)
 
+    @property
+    def trained(self) -> int:
+        """Weights trained: the small model's (the base is frozen)."""
+        return self.small.trained
+
+    @property
+    def losses(self) -> Tensor:
+        return self.small.losses
+
     def hooks(self) -> list[Hook]:
         return []
 
@@ -144,6 +165,48 @@ class ProxyResult:
             "small_losses": self.small.losses,
             "weights_changed": self.weights_changed,
         }
+
+
+@dataclass(frozen=True)
+class ProxyMethod:
+    """Decoding-time unlearning as a row of the unlearning table (`calibrate`, `unlearning_table`): the loaded
+    small model with its `config`. `lr` is the small model's unlearning rate, the knob `calibrate` searches
+    to reach matched forgetting, alpha staying `config.alpha` (1: the proxy-tuning paper's)."""
+
+    small_model: Model = field(repr=False, compare=False)
+    config: ProxyConfig = ProxyConfig()
+    lr: float | None = None  # None: config.unlearn.lr
+
+    def __post_init__(self) -> None:
+        if self.lr is None:
+            object.__setattr__(self, "lr", self.config.unlearn.lr)
+        u = self.config.unlearn
+        check_training_settings(u.method, lr=self.lr, steps=u.steps, weight_decay=u.weight_decay)
+
+    @property
+    def settings(self) -> ProxyConfig:
+        """The config with the small model's rate set to `lr`."""
+        return replace(self.config, unlearn=replace(self.config.unlearn, lr=self.lr))
+
+    @property
+    def label(self) -> str:
+        return self.config.label
+
+    def to_dict(self) -> dict:
+        u = self.config.unlearn
+        return {
+            **self.settings.to_dict(),
+            "lr": self.lr,
+            "steps": u.steps,
+            "method": u.method,
+            "select": u.select,
+            "rate_of": "the small model's unlearning (the base is frozen)",
+        }
+
+    def run(self, model, targets, retain, *, edit_targets=None, probe=None, before=None) -> ProxyResult:
+        if self.config.unlearn.method == "edit":
+            raise UserError("decoding-time unlearning runs the 'unlearn', 'ga', 'graddiff' or 'npo' objective")
+        return proxy_unlearn(model, self.small_model, targets, retain, self.settings, probe=probe, before=before)
 
 
 def proxy_unlearn(

@@ -14,6 +14,7 @@ from interp.backend import Model, hooks_on
 from interp.data import Paragraphs
 from interp.errors import UserError
 from interp.unlearning.evaluation import Hook
+from interp.unlearning.proxy import ProxyModel
 from interp.unlearning.training import check_training_settings, optimise
 
 
@@ -33,14 +34,18 @@ class RelearnConfig:
 
 
 def relearn(
-    model: Model,
+    model: Model | ProxyModel,
     targets: Paragraphs,
     retain: Paragraphs,
     config: RelearnConfig = RelearnConfig(),
     *,
     hooks: Sequence[Hook] = (),
-) -> Model:
-    """A copy of `model` fine-tuned (all weights, next-token loss, `hooks` active) on the relearning text."""
+) -> Model | ProxyModel:
+    """A copy of `model` fine-tuned (all weights, next-token loss, `hooks` active) on the relearning text. A
+    decoding-time ensemble (proxy.ProxyModel) is attacked through its weights, the base's: the copy is the
+    relearned base steered by the same small models' difference."""
+    if isinstance(model, ProxyModel):
+        return model.with_base(relearn(model.base, targets, retain, config, hooks=hooks))
     tokens = targets.prefixes if config.data == "prefix" else retain.tokens
     attacked = copy.deepcopy(model)
     params = [p for p in attacked.parameters() if p.requires_grad]

@@ -5,6 +5,7 @@ Each `*_section(result, results)` turns one step's result (and the results befor
 cache does not depend on them (changing a section's prose re-renders without recomputing).
 """
 
+from interp.views.sections.audit import audit_section
 from interp.views.sections.cost import cost_section
 from interp.views.sections.gradients import gradients_section
 from interp.views.sections.heads import heads_section
@@ -15,6 +16,7 @@ from interp.views.sections.restoration import restoration_section
 from interp.views.sections.unlearning import unlearning_section
 
 __all__ = [
+    "audit_section",
     "cost_section",
     "gradients_section",
     "heads_section",
