@@ -3,9 +3,11 @@
 A step is a name, an analysis (a function of the model, the paragraphs, the options and the
 results of the steps it depends on) and a view that turns its result into a report section.
 Each step's result is cached on disk under a key made of the model's weights, the paragraph
-tokens, the options the step reads, the keys of the steps it depends on and the toolkit's own
-source, so an interrupted report resumes from the steps it finished and a changed input redoes
-exactly what it touches. Outputs are assembled in a staging folder and moved into place only
+tokens, the options the step reads, the results of the steps it depends on (their fingerprints)
+and the toolkit's own source, so an interrupted report resumes from the steps it finished and a
+changed input redoes exactly what it touches: a second report with one option changed reuses every
+step that does not read it. A step sees only what it declares: reading an option or an earlier
+result it does not declare raises `UndeclaredInput` (its cache key would miss it). Outputs are assembled in a staging folder and moved into place only
 when all of them are complete: a failed or interrupted run never replaces a good report.
 
 The report's own steps are `interp.report.steps`; their sections are `interp.views.sections`.
@@ -14,6 +16,7 @@ The report's own steps are `interp.report.steps`; their sections are `interp.vie
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import pickle
@@ -40,7 +43,48 @@ from interp.models import model_name
 from interp.report.options import ReportOptions
 from interp.views.report_html import Section, report_html
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
+UNKEYED_OPTIONS = ("progress",)
+"""Options every step may read without declaring them: they change no result (progress bars)."""
+
+
+class UndeclaredInput(RuntimeError):
+    """A step read an option or an earlier step's result that its `Step` does not declare."""
+
+
+class DeclaredOptions:
+    """A step's view of the `ReportOptions`: the fields it declares (and `UNKEYED_OPTIONS`), nothing else."""
+
+    def __init__(self, options: ReportOptions, declared: Sequence[str], step: str):
+        self._options, self._declared, self._step = options, frozenset(declared) | set(UNKEYED_OPTIONS), step
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_") or name not in self._declared:
+            raise UndeclaredInput(
+                f"step {self._step!r} reads option {name!r}, which it does not declare: add it to its Step(options=...)"
+            )
+        return getattr(self._options, name)
+
+
+class DeclaredResults(Mapping):
+    """A step's view of the earlier results: the steps it declares in `depends`, nothing else."""
+
+    def __init__(self, results: Mapping[str, Any], declared: Sequence[str], step: str):
+        self._results, self._declared, self._step = results, tuple(declared), step
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self._declared:
+            raise UndeclaredInput(
+                f"step {self._step!r} reads the result of {name!r}, which it does not declare: add it to its "
+                "Step(depends=...)"
+            )
+        return self._results[name]
+
+    def __iter__(self):
+        return (n for n in self._declared if n in self._results)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 @dataclass(frozen=True)
@@ -49,8 +93,8 @@ class StepInputs:
 
     model: Model
     paragraphs: Paragraphs
-    options: ReportOptions
-    results: Mapping[str, Any]
+    options: ReportOptions | DeclaredOptions  # in a report: the options its step declares
+    results: Mapping[str, Any]  # in a report: the results its step declares (`DeclaredResults`)
 
 
 @dataclass(frozen=True)
@@ -165,19 +209,49 @@ class StepCache:
             warnings.warn(f"step {name!r}: result not cached ({exc})", stacklevel=2)
 
 
-def step_keys(steps: Sequence[Step], base: Mapping[str, str], options: ReportOptions) -> dict[str, str]:
-    """Cache key of each step: base fingerprints + its options + the keys of what it depends on."""
-    keys: dict[str, str] = {}
+class _TensorBytesPickler(pickle.Pickler):
+    """Writes tensors as (dtype, shape, value bytes) tuples, so equal results give equal bytes: for hashing
+    (`result_fingerprint`), not for loading back."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, torch.Tensor):
+            t = obj.detach().to("cpu").contiguous()
+            data = t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
+            return tuple, ((str(t.dtype), tuple(t.shape), data),)
+        return NotImplemented
+
+
+def result_fingerprint(result: Any) -> str:
+    """Hash of a step's result, from its values (tensors by their bytes): what a dependent step's key holds.
+    A result that cannot be pickled is hashed by its JSON. (A set's order follows Python's string hashing, so a
+    result holding one may hash differently in another process: a cache miss, never a wrong hit.)"""
+    buffer = io.BytesIO()
+    try:
+        _TensorBytesPickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(result)
+    except (pickle.PicklingError, TypeError, AttributeError):
+        return _sha(json.dumps(_result_json(result), sort_keys=True, default=str))
+    return _sha(buffer.getvalue())
+
+
+def step_key(step: Step, base: Mapping[str, str], options: ReportOptions, depends: Mapping[str, str]) -> str:
+    """Cache key of one step: base fingerprints + the options it reads + the fingerprints of the results it reads."""
     opts = options.to_dict()
+    payload = {
+        "format": CACHE_FORMAT,
+        "step": step.name,
+        **base,
+        "options": {k: opts[k] for k in step.options},
+        "depends": {d: depends[d] for d in step.depends},
+    }
+    return _sha(json.dumps(payload, sort_keys=True, default=str))
+
+
+def step_keys(steps: Sequence[Step], base: Mapping[str, str], options: ReportOptions) -> dict[str, str]:
+    """Cache key of each step before any has run, each dependency standing in by its own key (a key changes
+    whenever its step's inputs do; `run_report` keys by the dependencies' results instead)."""
+    keys: dict[str, str] = {}
     for step in steps:
-        payload = {
-            "format": CACHE_FORMAT,
-            "step": step.name,
-            **base,
-            "options": {k: opts[k] for k in step.options},
-            "depends": [keys[d] for d in step.depends],
-        }
-        keys[step.name] = _sha(json.dumps(payload, sort_keys=True, default=str))
+        keys[step.name] = step_key(step, base, options, {d: keys[d] for d in step.depends})
     return keys
 
 
@@ -319,7 +393,7 @@ def run_report(
         "paragraphs": paragraphs_fingerprint(paragraphs),
         "code": code_fingerprint(),
     }
-    keys = step_keys(steps, base, options)
+    fingerprints: dict[str, str] = {}  # per step run so far: its result's fingerprint
     cache = StepCache(out_dir / ".cache")
     run = ReportRun(out_dir, out_dir / "report.html", out_dir / "results.json", [])
     sections: list[Section] = []
@@ -328,11 +402,19 @@ def run_report(
     for step in bar:
         bar.set_postfix_str(step.name)
         start = time.perf_counter()
-        hit, result = cache.load(step.name, keys[step.name]) if use_cache else (False, None)
+        key = step_key(step, base, options, fingerprints)
+        hit, result = cache.load(step.name, key) if use_cache else (False, None)
         if not hit:
+            inputs = StepInputs(
+                model,
+                paragraphs,
+                DeclaredOptions(options, step.options, step.name),
+                DeclaredResults(dict(run.results), step.depends, step.name),
+            )
             with count_work() as run.work[step.name]:
-                result = step.analyse(StepInputs(model, paragraphs, options, dict(run.results)))
-            cache.store(step.name, keys[step.name], result)
+                result = step.analyse(inputs)
+            cache.store(step.name, key, result)
+        fingerprints[step.name] = result_fingerprint(result)
         run.results[step.name] = result
         run.cached[step.name] = hit
         run.seconds[step.name] = round(time.perf_counter() - start, 2)
