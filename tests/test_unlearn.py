@@ -14,6 +14,7 @@ from transformer_lens import HookedTransformer, HookedTransformerConfig
 from interp.data import Paragraphs
 from interp.errors import UserError
 from interp.gradients import parameter_gradients, selected_parameters
+from interp.io import to_jsonable
 from interp.masks import top_k_mask
 from interp.metrics import greedy_continuations, score_paragraphs
 from interp.unlearning import (
@@ -591,3 +592,70 @@ def test_calibration_on_a_real_model_and_its_forgetting_curves(setup, assert_unt
     assert configs[0].lr == cal.lr and searches[0].trace == cal.trace and not searches[0].points[0].scores
     with pytest.raises(UserError, match="retain"):
         calibrate(model, targets, nmem.select(range(5)), cfg)
+
+
+def test_table_reuses_the_calibrations_chosen_runs(setup, monkeypatch):
+    """With `calibrate`, each row's runs are the calibration's runs at the chosen rate, not trained again, and the
+    table equals the one that retrains them (unlearn, edit and LoReFT rows, relearning and both controls)."""
+    from interp.perturbation import prefix_perturbation
+    from interp.reft import ReftConfig
+
+    model, mem, nmem, probe = setup
+    targets, retain = mem.select([0, 1]), nmem.select(range(20))
+    edit_targets = prefix_perturbation(model, targets, seed=0).editing_targets
+    heldout = random_text(2, 7, "never")
+    heldout_edit = prefix_perturbation(model, heldout, seed=0).editing_targets
+    configs = [
+        UnlearnConfig(method="unlearn", select="topk", steps=2),
+        UnlearnConfig(method="edit", select="all", steps=2),
+        ReftConfig(steps=2),
+    ]
+    grid = (1e-4, 1e-3, 1e-2, 1e-1)
+
+    def search(config):
+        return calibrate(model, targets, retain, config, lrs=grid, level=5, edit_targets=edit_targets, probe=probe)
+
+    options = dict(
+        edit_targets=edit_targets,
+        relearn_config=RelearnConfig(steps=1),
+        heldout=heldout,
+        heldout_edit_targets=heldout_edit,
+    )
+    searches = [search(c) for c in configs]
+    assert all(len(s.runs) == 2 and s.runs[0].config.lr == s.lr for s in searches)
+    retrained = unlearning_table(
+        model,
+        targets,
+        retain,
+        [replace(c, lr=s.lr) for c, s in zip(configs, searches)],
+        probe,
+        calibrations=[s.without_runs() for s in searches],  # runs dropped: this table trains them again
+        **options,
+    )
+    trained, calibrating = [], []
+    for cls in (UnlearnConfig, ReftConfig):
+        real = cls.run
+
+        def counting(self, model, paragraphs, *args, _real=real, **kwargs):
+            if not calibrating:
+                trained.append(paragraphs.ids)
+            return _real(self, model, paragraphs, *args, **kwargs)
+
+        monkeypatch.setattr(cls, "run", counting)
+
+    def searching(config):
+        calibrating.append(config)
+        try:
+            return search(config)
+        finally:
+            calibrating.clear()
+
+    reused = unlearning_table(model, targets, retain, configs, probe, calibrate=searching, **options)
+    # the only runs trained after the calibrations are control (b)'s, on the never-seen paragraphs
+    assert trained and all(ids[0] in heldout.ids for ids in trained)
+    assert json.dumps(to_jsonable(retrained.to_json()), sort_keys=True) == json.dumps(
+        to_jsonable(reused.to_json()), sort_keys=True
+    )  # (nan != nan, so compared as text)
+    assert [c.runs for c in reused.calibrations] == [(), (), ()]  # the table keeps no edited models
+    with pytest.raises(UserError, match="not both"):
+        unlearning_table(model, targets, retain, configs, probe, calibrations=searches, calibrate=search)

@@ -380,7 +380,7 @@ def default_steps() -> list[Step]:
             "perturbation",
             _perturbation,
             perturbation_section,
-            options=(*SET_OPTIONS, "n_perturb", "perturb_samples", "batch_size"),
+            options=(*SET_OPTIONS, "n_perturb", "perturb_samples"),
             depends=("memorization",),
         ),
         Step(

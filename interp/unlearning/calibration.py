@@ -18,7 +18,7 @@ at matched forgetting is one point of it.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from statistics import fmean
 
@@ -80,6 +80,13 @@ class Calibration:
     points: tuple[TracePoint, ...] = ()
     tolerance: float = TOLERANCE
     criterion: str = "every target"
+    runs: tuple = field(default=(), repr=False, compare=False)
+    """The chosen rate's run per target (UnlearnResult / ReftResult, edited models included), for
+    `unlearning_table` to use instead of training them again; empty when that rate diverged. The table keeps
+    the calibration without them (`without_runs`)."""
+
+    def without_runs(self) -> Calibration:
+        return replace(self, runs=())
 
     @property
     def chosen(self) -> TracePoint | None:
@@ -205,10 +212,11 @@ def calibrate(
         )
         runs.append((target, edit, kept, mask, evaluate(model, target, None, edit_targets=edit)))
     tried: dict[float, TracePoint] = {}
+    kept_runs: dict[float, tuple] = {}  # the runs of the rate that would be chosen if the search stopped now
 
     def attempt(lr: float) -> TracePoint:
         trial = replace(config, lr=lr)
-        ems, summaries = [], []
+        ems, summaries, results = [], [], []
         try:
             for target, edit, kept, mask, before in runs:
                 if mask is not None:
@@ -219,12 +227,17 @@ def calibrate(
                     result = trial.run(model, target, kept, edit_targets=edit, before=before, probe=probe)
                 ems.append(float(result.after.target_em.float().mean()))
                 summaries.append(result.after.summary())
+                results.append(result)
         except Diverged:
             point = TracePoint(lr, (), diverged=True)
         else:
             scores = {k: fmean(s[k] for s in summaries) for k in summaries[0]} if probe is not None else {}
             point = TracePoint(lr, tuple(ems), scores=scores)
+            kept_runs[lr] = tuple(results)
         tried[lr] = point
+        best = _chosen(tried.values(), level)
+        for other in [r for r in kept_runs if r != best]:
+            del kept_runs[other]  # at most two rates' edited models are held at once
         if on_try is not None:
             on_try(lr, point.mean_em)
         return point
@@ -248,12 +261,29 @@ def calibrate(
             else:
                 low = mid
     points = tuple(tried[lr] for lr in sorted(tried))
+    reached = any(not p.diverged and p.max_em <= level for p in points)
+    chosen = _chosen(points, level)
+    trace = tuple((p.lr, p.mean_em) for p in points)
+    return Calibration(
+        config.label,
+        float(level),
+        trace,
+        chosen,
+        reached,
+        tuple(lrs),
+        points,
+        tolerance,
+        runs=kept_runs.get(chosen, ()),
+    )
+
+
+def _chosen(points: Iterable[TracePoint], level: float | int) -> float:
+    """The rate a search over `points` chooses: the smallest that reached `level`, else the largest that did not
+    diverge, else the smallest tried."""
+    points = sorted(points, key=lambda p: p.lr)
     reached_at = [p.lr for p in points if not p.diverged and p.max_em <= level]
     usable = [p.lr for p in points if not p.diverged]
-    reached = bool(reached_at)
-    chosen = min(reached_at) if reached else max(usable) if usable else points[0].lr
-    trace = tuple((p.lr, p.mean_em) for p in points)
-    return Calibration(config.label, float(level), trace, chosen, reached, tuple(lrs), points, tolerance)
+    return min(reached_at) if reached_at else max(usable) if usable else points[0].lr
 
 
 def calibrated_configs(

@@ -32,9 +32,7 @@ class Probe:
     heldout: Paragraphs
 
 
-def probe_sets(
-    model: Model, mem: Paragraphs, nmem: Paragraphs, heldout: Paragraphs, *, batch_size: int = 64
-) -> Probe:
+def probe_sets(model: Model, mem: Paragraphs, nmem: Paragraphs, heldout: Paragraphs, *, batch_size: int = 64) -> Probe:
     """The probes, with NMEM continuations replaced by the model's own greedy decoding."""
     greedy = greedy_continuations(model, nmem.prefixes, nmem.continuation_len, batch_size=batch_size)
     return Probe(mem=mem, nmem=nmem.with_continuations(greedy), heldout=heldout)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from statistics import fmean
 
 import torch
@@ -194,6 +194,7 @@ def unlearning_table(
     progress: bool = False,
     heldout: Paragraphs | None = None,
     heldout_edit_targets: Paragraphs | None = None,
+    calibrate: Callable[[object], Calibration] | None = None,
 ) -> UnlearningTable:
     """Run every config once per target (target i with retain paragraphs [i*k, (i+1)*k)), then average.
 
@@ -203,9 +204,17 @@ def unlearning_table(
     whose loss diverges is counted in `diverged` and left out of its row's means. With a relearning
     attack, `heldout` = paragraphs the model was NEVER trained on (not NMEM text it saw) for control (b):
     each row's pipeline is applied to them (paragraph j with target j's retain set; edit rows need
-    `heldout_edit_targets`); without them the table says that control (b) could not be run."""
+    `heldout_edit_targets`); without them the table says that control (b) could not be run.
+
+    A calibration's runs at the row's rate (`Calibration.runs`) are the row's runs, not trained again; the
+    table keeps the calibrations without them. `calibrate(config)` (instead of `calibrations`): called for each
+    config just before its runs, e.g. `interp.unlearning.calibrate` with its options; the row runs at the rate it
+    chooses, and only one config's edited models are held at once."""
+    if calibrations and calibrate is not None:
+        raise UserError("pass calibrations already made or a calibrate function, not both")
     if calibrations and len(calibrations) != len(configs):
         raise UserError(f"{len(calibrations)} calibrations for {len(configs)} configurations")
+    calibrations, configs = list(calibrations), list(configs)
     if len(retain) < retain_per_run * len(targets):
         raise UserError(
             f"{len(targets)} runs x {retain_per_run} retain paragraphs need {retain_per_run * len(targets)} "
@@ -214,8 +223,14 @@ def unlearning_table(
     before = evaluate(model, targets, probe, edit_targets=edit_targets)
     after, relearned, trained, changed, per_run, diverged, controls = [], [], [], [], [], [], []
     bar = tqdm(total=len(configs) * len(targets), desc="unlearning runs", unit="run", leave=False, disable=not progress)
-    for config in configs:
+    for k, config in enumerate(configs):
         runs_after, runs_relearn, n_trained, n_changed, failed, max_em = [], [], [], [], 0, []
+        done = _calibrated_runs(calibrations[k], config, targets) if calibrations and calibrate is None else ()
+        if calibrate is not None:
+            search = calibrate(config)
+            configs[k] = config = replace(config, lr=search.lr)
+            done = _calibrated_runs(search, config, targets)
+            calibrations.append(search.without_runs())
         for i in range(len(targets)):
             target = targets.select([i])
             edit = edit_targets.select([i]) if edit_targets is not None else None
@@ -227,7 +242,9 @@ def unlearning_table(
                 | {"target_em": float(before.target_em[i]), "target_nll": float(before.target_nll[i])},
             }
             try:
-                result = config.run(model, target, kept, edit_targets=edit, probe=probe, before=before)
+                result = (
+                    done[i] if done else config.run(model, target, kept, edit_targets=edit, probe=probe, before=before)
+                )
             except Diverged as exc:
                 failed += 1
                 per_run.append(record | {"diverged": str(exc)})
@@ -281,7 +298,7 @@ def unlearning_table(
         | {"heldout_paragraphs": n_heldout}
         if relearn_config is not None
         else {},
-        calibrations=tuple(calibrations),
+        calibrations=tuple(c.without_runs() for c in calibrations),
         heldout_control=tuple(controls),
         diverged=tuple(diverged),
         settings={
@@ -294,6 +311,15 @@ def unlearning_table(
             "heldout_control": list(heldout.ids[:n_heldout]) if n_heldout else None,
         },
     )
+
+
+def _calibrated_runs(calibration: Calibration, config, targets: Paragraphs) -> tuple:
+    """The calibration's runs at `config`'s rate, one per target, when it kept them (the same runs `config.run`
+    would train again: same model, target, retain paragraphs, mask and rate); else ()."""
+    runs = calibration.runs
+    if len(runs) != len(targets) or any(r.config != config or r.target_ids != (t,) for r, t in zip(runs, targets.ids)):
+        return ()
+    return runs
 
 
 def heldout_pipeline(
