@@ -3,6 +3,8 @@ with one option changed reuses every step that does not read it."""
 
 from __future__ import annotations
 
+import pickle
+
 import pytest
 import torch
 from transformer_lens import HookedTransformer, HookedTransformerConfig
@@ -66,6 +68,11 @@ def test_result_fingerprint_follows_values_not_identity():
     assert result_fingerprint(a) == result_fingerprint({"x": torch.arange(4.0), "y": (1, "z")})
     assert result_fingerprint(a) != result_fingerprint({"x": torch.arange(4.0) + 1e-6, "y": (1, "z")})
     assert result_fingerprint(torch.zeros(2)) != result_fingerprint(torch.zeros(2, dtype=torch.float64))
+    shared, text = torch.ones(2), "x" * 50  # one object twice hashes as two equal ones (a cached copy's sharing)
+    assert result_fingerprint([shared, shared, text, text]) == result_fingerprint(
+        [torch.ones(2), torch.ones(2), "x" * 50, "".join(["x"] * 50)]
+    )
+    assert result_fingerprint(a) == result_fingerprint(pickle.loads(pickle.dumps(a)))
 
 
 @pytest.fixture(scope="module")

@@ -223,12 +223,14 @@ class _TensorBytesPickler(pickle.Pickler):
 
 def result_fingerprint(result: Any) -> str:
     """Hash of a step's result, from its values (tensors by their bytes): what a dependent step's key holds.
-    A result that cannot be pickled is hashed by its JSON. (A set's order follows Python's string hashing, so a
+    A result that cannot be pickled (or refers to itself) is hashed by its JSON. (A set's order follows Python's string hashing, so a
     result holding one may hash differently in another process: a cache miss, never a wrong hit.)"""
     buffer = io.BytesIO()
+    pickler = _TensorBytesPickler(buffer, protocol=pickle.HIGHEST_PROTOCOL)
+    pickler.fast = True  # no memo: which equal objects happen to be one object (a cached copy differs) is not hashed
     try:
-        _TensorBytesPickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(result)
-    except (pickle.PicklingError, TypeError, AttributeError):
+        pickler.dump(result)
+    except (pickle.PicklingError, TypeError, AttributeError, ValueError, RecursionError):
         return _sha(json.dumps(_result_json(result), sort_keys=True, default=str))
     return _sha(buffer.getvalue())
 
