@@ -380,7 +380,7 @@ def default_steps() -> list[Step]:
             "perturbation",
             _perturbation,
             perturbation_section,
-            options=(*SET_OPTIONS, "n_perturb", "perturb_samples"),
+            options=(*SET_OPTIONS, "n_perturb", "perturb_samples", "batch_size"),
             depends=("memorization",),
         ),
         Step(
@@ -396,6 +396,7 @@ def default_steps() -> list[Step]:
                 "unlearn_methods",
                 "reft",
                 "proxy",
+                "audit",
                 "relearn_steps",
                 "probe",
                 "perturb_samples",
