@@ -4,7 +4,8 @@
     python benchmarks/bench_audit.py --repeats 3     # the median of 3 runs, interleaved
 
 The default methods are the report's audited rows at matched forgetting: unlearn all weights, top-0.1%,
-random-0.1% (audited only if it reaches the level), LoReFT and decoding-time unlearning (the testbed's
+random-0.1% (audited only if it reaches the level), gradient ascent on all weights (the report's
+`unlearn_baselines`), LoReFT and decoding-time unlearning (the testbed's
 companion), each target in its own run, on the report's first 2 MEM targets, their rates calibrated
 once first (not timed: that is the unlearning step's work, printed apart). Then two budgets are timed:
 the report step's (`interp.report.audit_step.REPORT_AUDIT`, 16 never-known paragraphs, 4 retain) and
@@ -43,6 +44,7 @@ def calibrated_runs(model, targets, retain) -> dict[str, list]:
         UnlearnConfig(method="unlearn", select=s, lr=1e-3, steps=10, weight_decay=1.0)
         for s in ("all", "topk", "random")
     ]
+    configs += [UnlearnConfig(method="ga", select="all", lr=1e-3, steps=10, weight_decay=1.0)]
     configs += [ReftConfig(method="unlearn"), proxy_row(model, "auto")]
     runs = {}
     for config in configs:

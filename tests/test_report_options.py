@@ -60,6 +60,8 @@ def test_bad_options_name_the_field(tmp_path):
         ReportOptions(conventions="mine")
     with pytest.raises(UserError, match="unlearn_methods"):
         ReportOptions(unlearn_methods=("forget",))
+    with pytest.raises(UserError, match="unlearn_baselines.*ga, graddiff, npo"):
+        ReportOptions(unlearn_baselines=("unlearn",))
     with pytest.raises(UserError, match="two presets"):
         parse("--quick", "--paper")
     with pytest.raises(SystemExit):  # argparse: a value that is not an integer

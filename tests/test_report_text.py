@@ -112,6 +112,8 @@ def test_unlearning_text_shows_the_rates_the_runs_ran_at(reports):
         table = results["steps"]["unlearning"]["result"]["table"]
         rates = [row["config"]["lr"] for row in table["rows"] if row["config"].get("kind") == "weights"]
         assert rates, preset
+        baselines = [row["config"] for row in table["rows"] if row["config"].get("method") == "ga"]
+        assert [c["select"] for c in baselines] == ["all"], preset  # the default baseline row, on all weights
         if preset == "paper":  # one rate for every run, the authors' 1e-5, printed as such
             assert set(rates) == {1e-5} and "same learning rate" in text and "1e-05" in text
         else:  # calibrated per run: the rates shown are the calibrated ones, not the paper's

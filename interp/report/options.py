@@ -13,6 +13,7 @@ from typing import Any
 from interp.attention import NULLS
 from interp.conventions import conventions as conventions_named
 from interp.errors import UserError
+from interp.unlearning.training import BASELINES
 
 
 def _opt(default: Any, help: str) -> Any:
@@ -43,6 +44,10 @@ class ReportOptions:
     unlearn_steps: int = _opt(10, "Adam steps per unlearning run")
     unlearn_methods: tuple[str, ...] = _opt(
         ("unlearn", "edit"), "paper Eq. 3 and Eq. 4, each with all / top / random weights"
+    )
+    unlearn_baselines: tuple[str, ...] = _opt(
+        ("ga",),
+        "common unlearning baselines on all weights (some of ga, graddiff, npo), calibrated and audited like the rest",
     )
     reft: bool = _opt(True, "add a LoReFT (representation) unlearning run to the table")
     proxy: str | None = _opt(
@@ -99,6 +104,9 @@ class ReportOptions:
         bad = [m for m in self.unlearn_methods if m not in ("unlearn", "edit")]
         if bad:
             raise UserError(f"ReportOptions.unlearn_methods: unknown {bad}; use 'unlearn' and/or 'edit'")
+        bad = [m for m in self.unlearn_baselines if m not in BASELINES]
+        if bad:
+            raise UserError(f"ReportOptions.unlearn_baselines: unknown {bad}; use some of {', '.join(BASELINES)}")
         bad = [s for s in self.restore_selects if s not in ("all", "topk", "random")]
         if bad:
             raise UserError(f"ReportOptions.restore_selects: unknown {bad}; use 'all', 'topk' and/or 'random'")
@@ -123,6 +131,7 @@ class ReportOptions:
                 probe=5,
                 unlearn_steps=5,
                 unlearn_methods=("unlearn",),
+                unlearn_baselines=(),
                 reft=False,
                 proxy=None,
                 audit=False,

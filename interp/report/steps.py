@@ -229,6 +229,7 @@ def _unlearning(inputs: StepInputs) -> Bundle | Skipped:
         decay_outside_mask=conventions(o.conventions).decay_outside_mask,
     )
     configs = [c for c in paper_configs(fraction=0.001, **weights) if c.method in o.unlearn_methods]
+    configs += [UnlearnConfig(method=m, select="all", fraction=0.001, **weights) for m in o.unlearn_baselines]
     if o.reft:
         configs.append(ReftConfig(method="unlearn", seed=o.seed))
     proxy = proxy_row(model, o.proxy)
@@ -394,6 +395,7 @@ def default_steps() -> list[Step]:
                 "unlearn_level",
                 "unlearn_steps",
                 "unlearn_methods",
+                "unlearn_baselines",
                 "reft",
                 "proxy",
                 "audit",

@@ -19,7 +19,7 @@ from interp.unlearning.evaluation import Evaluation, Hook, Probe, evaluate, prob
 from interp.unlearning.experiments import COLUMNS, UnlearningTable, heldout_pipeline, paper_configs, unlearning_table
 from interp.unlearning.masked import SELECTIONS, UnlearnConfig, UnlearnResult, select_weights, unlearn
 from interp.unlearning.relearning import RelearnConfig, relearn
-from interp.unlearning.training import METHODS, Diverged, check_training_settings, objective, optimise
+from interp.unlearning.training import BASELINES, METHODS, Diverged, check_training_settings, objective, optimise
 
 __all__ = [
     "COLUMNS",
@@ -30,6 +30,7 @@ __all__ = [
     "TracePoint",
     "calibrate",
     "calibrated_configs",
+    "BASELINES",
     "METHODS",
     "SELECTIONS",
     "Evaluation",

@@ -87,6 +87,8 @@ def unlearning_section(result: Bundle, results: Mapping[str, Any]) -> Section:
             "KL term (paper section 5.3), updating all weights, only the top 0.1% by |gradient| of the contrastive "
             "objective, or a random 0.1% of the same size; 'unlearn' minimises Eq. 3 (push the target's "
             "continuation down), 'edit' Eq. 4 (teach the target prefix the new continuation found in section 4); "
+            "a 'ga' / 'graddiff' / 'npo' row is a common baseline on all weights (gradient ascent on the target; "
+            "plus descent on the retain set; negative preference optimisation); "
             "a 'reft' row trains a low-rank intervention on one residual stream (LoReFT) instead of weights. "
             "Collateral damage: EM of other MEM paragraphs, EM of NMEM paragraphs against the original model's own "
             "greedy continuation (full length = unchanged, the paper's measure) and held-out perplexity. A "
