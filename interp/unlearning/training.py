@@ -32,7 +32,7 @@ from interp.objectives import (
 METHODS = ("unlearn", "edit", "ga", "graddiff", "npo")
 """unlearn = Eq. 3 (-w NLL(target) + KL on retain); edit = Eq. 4 (+NLL(new continuation) + KL);
 ga = -NLL(target); graddiff = -NLL(target) + w NLL(retain); npo = negative preference optimisation."""
-BASELINES = METHODS[2:]
+BASELINES = ("ga", "graddiff", "npo")
 """The common unlearning baselines beside the paper's two objectives."""
 
 
