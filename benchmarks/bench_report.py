@@ -101,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
                 "fraction_of_peak": statistics.median(f for f in fractions if f is not None)
                 if any(f is not None for f in fractions)
                 else None,
+                "seconds_at_peak": last.get("seconds_at_peak"),
             }
         )
     totals = [run["total_s"] for run in runs]
@@ -111,15 +112,17 @@ def main(argv: list[str] | None = None) -> int:
         f"(range {min(totals):.0f}-{max(totals):.0f}); matmul peak {peak:.0f} GFLOP/s"
         f"{', BUSY machine' if machine['busy'] else ''}"
     )
+    floor = sum(row["seconds_at_peak"] or 0.0 for row in rows)
+    print(f"the counted work at 100% of that peak (a floor for this work on this machine): {floor:.0f} s")
     print(
-        f"{'step':<16} {'median s':>9} {'range':>13} {'fwd blk-pos':>12} {'bwd blk-pos':>12} {'GFLOP':>9} {'of peak':>8}"
+        f"{'step':<16} {'median s':>9} {'range':>13} {'fwd blk-pos':>12} {'bwd blk-pos':>12} {'GFLOP':>9} {'of peak':>8} {'s at peak':>10}"
     )
     for row in rows:
         frac = f"{row['fraction_of_peak']:8.0%}" if row["fraction_of_peak"] is not None else f"{'-':>8}"
         print(
             f"{row['step']:<16} {row['median_s']:9.1f} {row['range_s'][0]:6.1f}-{row['range_s'][1]:<6.1f} "
             f"{row['forward_block_positions'] or 0:12d} {row['backward_block_positions'] or 0:12d} "
-            f"{row['gflop']:9.1f} {frac}"
+            f"{row['gflop']:9.1f} {frac} {row['seconds_at_peak'] or 0:10.1f}"
         )
     if args.json:
         Path(args.json).write_text(

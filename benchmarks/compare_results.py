@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-IGNORED_KEYS = {"seconds", "cost", "created", "cached", "gflops", "fraction_of_peak", "peak_gflops"}
+IGNORED_KEYS = {"seconds", "cost", "created", "cached", "gflops", "fraction_of_peak", "peak_gflops", "seconds_at_peak"}
 TIMING_COLUMN = re.compile(r"(^|\W)(s|seconds?|time)(\W|$)", re.IGNORECASE)
 TIMING_TEXT = re.compile(r"\d+(\.\d+)?\s*s\b")
 

@@ -2,8 +2,10 @@
 
 `count_work()` is a context manager that counts, for every TransformerLens block and unembedding that runs
 inside it (in any model, copies included), the token-positions it processed and the FLOPs of its matrix
-multiplications (2 per multiply-add). A block run while autograd records it counts its backward too, at twice
-its forward FLOPs (the usual estimate: gradients for the inputs and for the weights). `matmul_gflops()` times
+multiplications (2 per multiply-add). A block run while autograd records it counts its backward too: twice
+its forward FLOPs where both its input and its weights need gradients (the usual estimate), once where only one
+of them does (a frozen block under a trained one still passes gradients to its input; a trained block on a
+frozen stem computes no input gradient). `matmul_gflops()` times
 a float32 square matmul on torch's current threads: the machine's practical limit, timed in the same run,
 so a step's GFLOP/s can be read as a fraction of it.
 """
@@ -96,6 +98,8 @@ class Work:
             "gflop_forward": round(self.forward_flops / 1e9, 3),
             "gflop_backward": round(self.backward_flops / 1e9, 3),
         }
+        if peak_gflops:
+            out["seconds_at_peak"] = round(self.flops / 1e9 / peak_gflops, 2)  # this work at 100% of the peak
         if seconds:
             out["gflops"] = round(self.flops / 1e9 / seconds, 2)
             if peak_gflops:
@@ -103,8 +107,11 @@ class Work:
         return out
 
 
-def _records_backward(module: nn.Module, x: torch.Tensor) -> bool:
-    return torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in module.parameters()))
+def _backward_passes(module: nn.Module, x: torch.Tensor) -> int:
+    """How many forward-sized passes a recorded backward of `module` costs: input gradients, weight gradients."""
+    if not torch.is_grad_enabled():
+        return 0
+    return int(x.requires_grad) + int(any(p.requires_grad for p in module.parameters()))
 
 
 @contextmanager
@@ -125,15 +132,15 @@ def count_work() -> Iterator[Work]:
             flops = block_flops(module.cfg, rows, seq)
             work.forward_positions += rows * seq
             work.forward_flops += flops
-            if _records_backward(module, x):
+            passes = _backward_passes(module, x)
+            if passes:
                 work.backward_positions += rows * seq
-                work.backward_flops += 2 * flops
+                work.backward_flops += passes * flops
         elif is_unembed(module):
             flops = unembed_flops(module.cfg, rows * seq)
             work.logit_positions += rows * seq
             work.forward_flops += flops
-            if _records_backward(module, x):
-                work.backward_flops += 2 * flops
+            work.backward_flops += _backward_passes(module, x) * flops
 
     handle = nn.modules.module.register_module_forward_pre_hook(hook)
     try:

@@ -46,6 +46,20 @@ def test_a_recorded_backward_counts_twice_its_forward_and_copies_count_too(tiny_
     assert work.forward_flops == pytest.approx(2 * block_flops(model.cfg, 4, 6) + 2 * 4 * 6 * 32 * 50)
 
 
+def test_a_backward_counts_only_the_gradients_it_needs(tiny_model):
+    model = tiny_model(n_layers=2)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for p in model.blocks[1].parameters():
+        p.requires_grad_(True)
+    tokens = torch.randint(0, 50, (4, 6))
+    with count_work() as work:
+        model(tokens, return_type="loss").backward()
+    # block 0: frozen, on a frozen stem (no backward); block 1: weight gradients only; unembedding: input gradients only
+    assert work.backward_positions == 1 * 4 * 6
+    assert work.backward_flops == pytest.approx(block_flops(model.cfg, 4, 6) + 2 * 4 * 6 * 32 * 50)
+
+
 def test_the_counting_hook_is_removed_even_when_the_body_raises(tiny_model):
     before = _global_forward_pre_hooks()
     with pytest.raises(RuntimeError), count_work():

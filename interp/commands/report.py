@@ -93,7 +93,11 @@ def run(args: argparse.Namespace) -> int:
     for name, c in result.cost().items():
         rate = f"  {c['gflops']:7.1f} GFLOP/s = {c['fraction_of_peak']:4.0%} of peak" if "fraction_of_peak" in c else ""
         print(f"  {name:<16} {c['seconds']:8.1f} s{'  (cached)' if c['cached'] else rate}")
-    print(f"  (float32 matmul peak of this machine, timed in this run: {result.peak_gflops} GFLOP/s)")
+    floor = sum(c.get("seconds_at_peak") or 0.0 for c in result.cost().values())
+    print(
+        f"  (float32 matmul peak of this machine, timed in this run: {result.peak_gflops} GFLOP/s; "
+        f"this report's counted work at that peak: {floor:.0f} s)"
+    )
     print(
         f"wrote {result.html}, {result.results_json} and {len(result.figures)} figure files "
         f"in {time.perf_counter() - start:.0f} s"
