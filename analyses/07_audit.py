@@ -41,7 +41,7 @@ from interp import (
     testbed_paragraphs,
 )
 from interp.audit import AuditConfig, audit
-from interp.report.audit_step import proxy_row
+from interp.report.steps.audit import proxy_row
 from interp.views.audit import figure_audit
 
 model = load_model("testbed", device="cpu")

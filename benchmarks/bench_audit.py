@@ -8,7 +8,7 @@ random-0.1% (audited only if it reaches the level), gradient ascent on all weigh
 `unlearn_baselines`), LoReFT and decoding-time unlearning (the testbed's
 companion), each target in its own run, on the report's first 2 MEM targets, their rates calibrated
 once first (not timed: that is the unlearning step's work, printed apart). Then two budgets are timed:
-the report step's (`interp.report.audit_step.REPORT_AUDIT`, 16 never-known paragraphs, 4 retain) and
+the report step's (`interp.report.steps.audit.REPORT_AUDIT`, 16 never-known paragraphs, 4 retain) and
 `interp audit`'s defaults (`AuditConfig()`, 32 never-known, 10 retain). Targets of 10 minutes (the
 `interp audit` of the default methods) and 2 minutes (the report's step) are printed beside them.
 """
@@ -31,7 +31,7 @@ from interp.audit import AuditConfig, audit  # noqa: E402
 from interp.memorization import choose_sets, heldout_indices, memorization_split  # noqa: E402
 from interp.models import load_model  # noqa: E402
 from interp.reft import ReftConfig  # noqa: E402
-from interp.report.audit_step import RELEARN_RETAIN, REPORT_AUDIT, proxy_row  # noqa: E402
+from interp.report.steps.audit import RELEARN_RETAIN, REPORT_AUDIT, proxy_row  # noqa: E402
 from interp.testbed import testbed_paragraphs  # noqa: E402
 from interp.unlearning import UnlearnConfig, calibrate  # noqa: E402
 

@@ -25,8 +25,8 @@ from interp.io import to_jsonable
 from interp.memorization import memorization_split
 from interp.metrics import continuation_log_probs, greedy_continuations, score_paragraphs
 from interp.report import ReportOptions
-from interp.report.audit_step import AuditedRows, Transient, audit_step
-from interp.report.runner import Bundle, Skipped, StepInputs
+from interp.report.steps.audit import AuditedRows, audit_step
+from interp.report.types import Bundle, Skipped, StepInputs, Transient
 from interp.unlearning import UnlearnConfig
 from interp.unlearning.proxy import ProxyModel
 from interp.views.audit import figure_audit

@@ -11,7 +11,7 @@ from torch import nn
 from interp.cost import block_flops, count_work, forward_flops, matmul_gflops
 from interp.data import Paragraphs
 from interp.report import ReportOptions, Step, run_report
-from interp.report.runner import Bundle
+from interp.report.types import Bundle
 
 
 def _global_forward_pre_hooks() -> int:

@@ -374,7 +374,7 @@ def test_lower_half_verdict_is_a_rank_test_on_per_paragraph_shares():
 def test_gradients_section_takes_its_verdict_from_the_test_not_the_batch_numbers(model, mem, nmem):
     """The batch map's two numbers point one way; the per-paragraph test is made to point the other (and
     to be significant): the section's verdict follows the test and names the share it shows correctly."""
-    from interp.report.runner import Bundle
+    from interp.report.types import Bundle
     from interp.views.sections.gradients import gradients_section
 
     nll = gradient_map(model, mem, nmem, objective="nll", reduce="max")

@@ -176,8 +176,8 @@ def test_validation_input_errors(text):
 
 def test_report_step_is_off_in_quick_and_says_how_to_run_it(text):
     from interp.report import ReportOptions
-    from interp.report.runner import Skipped, StepInputs
     from interp.report.steps import default_steps
+    from interp.report.types import Skipped, StepInputs
 
     step = {s.name: s for s in default_steps()}["locator_trust"]
     assert ReportOptions().validate_locator and not ReportOptions.quick().validate_locator

@@ -103,7 +103,8 @@ def test_code_fingerprint_covers_the_analyses_and_not_the_views():
     files = {rel.as_posix() for rel in fingerprinted_sources()}
     assert {
         "report/runner.py",
-        "report/steps.py",
+        "report/steps/unlearning.py",
+        "report/types.py",
         "report/options.py",
         "memorization.py",
         "gradient_norms.py",

@@ -142,8 +142,8 @@ def test_report_restores_each_target_from_its_own_calibrated_run(setup):
     from interp.data import Paragraphs
     from interp.memorization import choose_sets, memorization_split
     from interp.report.options import ReportOptions
-    from interp.report.runner import Bundle, StepInputs
-    from interp.report.steps import _restoration
+    from interp.report.steps.restoration import _restoration
+    from interp.report.types import Bundle, StepInputs
 
     model, mem, _ = setup
     nmem = random_text(30, seed=5, tag="n")

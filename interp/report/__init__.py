@@ -3,7 +3,8 @@
 - `options`: `ReportOptions`, what the pipeline computes and on how much data.
 - `runner`: `run_report` and its machinery: steps, the on-disk step cache and its keys (model,
   paragraph and code fingerprints), provenance, output staging and the move into place.
-- `steps`: the report's analyses and `default_steps`; `audit_step`: section 5b, the audit of the unlearning runs.
+- `steps`: one module per step (its analysis and its `STEP` declaration) and `default_steps`.
+- `types`: what the steps, their sections and the runner share (`Step`, `StepInputs`, `Bundle`, `Skipped`).
 
 The sections' text, tables and figure choices are views: `interp.views.sections`.
 """

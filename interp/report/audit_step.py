@@ -1,144 +1,23 @@
-"""The report's audit step, "Is it really gone?": the forgetting audit (interp.audit) of the unlearning
-table's runs at matched forgetting, and the decoding-time row that the unlearning step adds.
+"""Deprecated: the audit step is `interp.report.steps.audit` (and `Transient` is in `interp.report.types`).
 
-The unlearning step hands over the very models it tabulated (one per method and target, kept in memory
-only: `Transient`); when that step came from the cache, the audited runs are re-run at the table's
-calibrated rates (training is seeded and deterministic, so these are the same runs). Audited: every
-row that reached the level, except the 'edit' rows (they teach a new continuation, another question);
-rows that never reached it are listed, not attacked. Budgets are fixed and small (`REPORT_AUDIT`) and
-stated in the section.
-"""
+Kept one release so that older scripts keep working; each name warns once on use."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+import warnings
 from typing import Any
 
-from interp.audit import AuditConfig, audit
-from interp.backend import Model
-from interp.memorization import heldout_indices
-from interp.models import load_model
-from interp.report.runner import Bundle, Skipped, StepInputs
-from interp.unlearning.proxy import ProxyConfig, ProxyMethod, small_model_spec
-
-REPORT_AUDIT = AuditConfig(related_limit=4, perturb_k=16)
-RELEARN_RETAIN = 4  # paragraphs of the first run's retain set that relearn_retain trains on
+_MOVED = {"Transient": "interp.report.types"}
 
 
-class Transient:
-    """A value handed from one step to the next in the same run but never cached (models, say): it
-    pickles as empty, so a step restored from the cache holds `value = None`."""
+def __getattr__(name: str) -> Any:
+    import importlib
 
-    def __init__(self, value: Any = None):
-        self.value = value
-
-    def __reduce__(self):
-        return (Transient, ())
-
-    def to_json(self) -> str:
-        return "kept in memory for the next step, not saved"
-
-
-class AuditedRows:
-    """The unlearning table's rows the audit attacks (configs with `run`; a decoding-time row without its
-    small model, reloaded when needed), shown in results.json by their settings."""
-
-    def __init__(self, configs: list):
-        self.configs = [replace(c, small_model=None) if isinstance(c, ProxyMethod) else c for c in configs]
-
-    def to_json(self) -> list[dict]:
-        return [c.to_dict() for c in self.configs]
-
-
-def proxy_row(model: Model, option: str | None) -> ProxyMethod | None:
-    """The decoding-time row of the unlearning table (its small model loaded), or None."""
-    spec = small_model_spec(model, option)
-    if spec is None:
-        return None
-    small = load_model(spec, device=str(model.cfg.device), dtype=model.cfg.dtype)
-    return ProxyMethod(small, ProxyConfig(small=spec))
-
-
-def audited(config: Any, calibration: Any | None) -> bool:
-    """Rows the audit attacks: not an 'edit' row, and at matched forgetting where the rate was calibrated."""
-    return getattr(config, "method", None) != "edit" and (calibration is None or calibration.reached)
-
-
-def keep_runs(configs: list) -> tuple[dict[str, list], Any]:
-    """A sink for `unlearning_table(on_run=...)` keeping (model, hooks) of the audited rows, by label."""
-    labels = {c.label for c in configs}
-    runs: dict[str, list] = {}
-
-    def on_run(result: Any) -> None:
-        if result.config.label in labels:
-            runs.setdefault(result.config.label, []).append((result.model, result.hooks()))
-
-    return runs, on_run
-
-
-def audit_step(inputs: StepInputs) -> Bundle | Skipped:
-    o, model = inputs.options, inputs.model
-    if not o.audit:
-        return Skipped("turned off (audit=False; --quick turns it off); `interp audit` runs it on saved models")
-    unlearning = inputs.results.get("unlearning")
-    if not isinstance(unlearning, Bundle):
-        reason = unlearning.reason if isinstance(unlearning, Skipped) else "the unlearning step did not run"
-        return Skipped(f"needs the unlearning table's runs: {reason}")
-    table, rows, runs = unlearning["table"], unlearning["audited"].configs, unlearning["runs"].value
-    split = inputs.results["memorization"]
-    by_id = {pid: i for i, pid in enumerate(inputs.paragraphs.ids)}
-    targets = inputs.paragraphs.select([by_id[t] for t in table.settings["targets"]])
-    retain = inputs.paragraphs.select([by_id[t] for t in unlearning["retain"]])
-    k = table.settings["retain_per_run"]
-    held = heldout_indices(split)
-    held = held[split.scores.em[held] <= split.nmem_max]
-    if len(held) == 0:
-        return Skipped("needs paragraphs the model never recited (a 'heldout' split): the audit's second control")
-    never_known = inputs.paragraphs.select(held[: o.audit_never_known])
-    if runs is None:  # the unlearning step came from the cache: the same seeded runs again
-        runs = {}
-        for config in rows:
-            if isinstance(config, ProxyMethod) and config.small_model is None:
-                config = replace(proxy_row(model, o.proxy), lr=config.lr)
-            runs[config.label] = []
-            for i in range(len(targets)):
-                result = config.run(model, targets.select([i]), retain.select(range(i * k, (i + 1) * k)))
-                runs[config.label].append((result.model, result.hooks()))
-    complete = {label: r for label, r in runs.items() if len(r) == len(targets)}
-    if not complete:
-        return Skipped("no unlearning row reached matched forgetting without a diverged run: nothing to audit")
-    attacks = REPORT_AUDIT.attacks if o.relearn_steps else tuple(a for a in REPORT_AUDIT.attacks if "relearn" not in a)
-    config = replace(
-        REPORT_AUDIT,
-        attacks=attacks,
-        relearn_steps=o.relearn_steps or REPORT_AUDIT.relearn_steps,
-        seed=o.seed,
-        batch_size=o.batch_size,
+    home = _MOVED.get(name, "interp.report.steps.audit")
+    value = getattr(importlib.import_module(home), name)
+    warnings.warn(
+        f"interp.report.audit_step.{name} moved to {home}.{name}; the old path goes in the next release",
+        DeprecationWarning,
+        stacklevel=2,
     )
-    result = audit(
-        model,
-        complete,
-        targets,
-        never_known,
-        retain=retain.select(range(min(RELEARN_RETAIN, len(retain)))),
-        pool=inputs.paragraphs,
-        config=config,
-    )
-    not_audited = [
-        {"label": lab, "why": _why_not(config, cal)}
-        for lab, config, cal in zip(table.labels, table.configs, table.calibrations or [None] * len(table.labels))
-        if lab not in complete
-    ]
-    return Bundle({"audit": result, "not_audited": not_audited, "level": _level(table)})
-
-
-def _why_not(config: dict, calibration: Any | None) -> str:
-    if config.get("method") == "edit":
-        return "an 'edit' row (it teaches a new continuation: another question than forgetting)"
-    if calibration is not None and not calibration.reached:
-        return "never reached the level at any rate tried"
-    return "a run diverged"
-
-
-def _level(table: Any) -> float | None:
-    return table.calibrations[0].level if table.calibrations else None
+    return value

@@ -10,7 +10,8 @@ step that does not read it. A step sees only what it declares: reading an option
 result it does not declare raises `UndeclaredInput` (its cache key would miss it). Outputs are assembled in a staging folder and moved into place only
 when all of them are complete: a failed or interrupted run never replaces a good report.
 
-The report's own steps are `interp.report.steps`; their sections are `interp.views.sections`.
+The report's own steps are `interp.report.steps` (one module each); their sections are `interp.views.sections`;
+the types both share (`Step`, `StepInputs`, `Bundle`, `Skipped`) are `interp.report.types`.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import platform
 import shutil
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -33,7 +34,6 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-import interp
 from interp.backend import Model
 from interp.cost import Work, count_work, matmul_gflops
 from interp.data import Paragraphs
@@ -41,8 +41,14 @@ from interp.errors import UserError
 from interp.io import to_jsonable, write_json, write_text_atomic
 from interp.models import model_name
 from interp.report.options import ReportOptions
+from interp.report.steps import default_steps
+from interp.report.types import Bundle, Skipped, Step, StepInputs, result_json  # noqa: F401 (Bundle: older imports)
+from interp.views.export import save_figures
 from interp.views.report_html import Section, report_html
+from interp.views.sections.cost import cost_section
 
+PACKAGE = Path(__file__).resolve().parent.parent
+"""The interp package's folder: its analysis source is part of every cache key."""
 CACHE_FORMAT = 2
 UNKEYED_OPTIONS = ("progress",)
 """Options every step may read without declaring them: they change no result (progress bars)."""
@@ -87,50 +93,6 @@ class DeclaredResults(Mapping):
         return sum(1 for _ in self)
 
 
-@dataclass(frozen=True)
-class StepInputs:
-    """What a step's analysis sees: the model, every paragraph, the options, earlier results."""
-
-    model: Model
-    paragraphs: Paragraphs
-    options: ReportOptions | DeclaredOptions  # in a report: the options its step declares
-    results: Mapping[str, Any]  # in a report: the results its step declares (`DeclaredResults`)
-
-
-@dataclass(frozen=True)
-class Step:
-    """One analysis of the pipeline and the section of the report that shows it."""
-
-    name: str
-    analyse: Callable[[StepInputs], Any]  # returns a result with to_json()
-    section: Callable[[Any, Mapping[str, Any]], Section]  # (result, all results so far) -> section
-    options: tuple[str, ...] = ()  # the ReportOptions fields the result depends on
-    depends: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Bundle:
-    """Several named results of one step."""
-
-    parts: dict[str, Any]
-
-    def __getitem__(self, name: str) -> Any:
-        return self.parts[name]
-
-    def to_json(self) -> dict:
-        return {name: _result_json(part) for name, part in self.parts.items()}
-
-
-@dataclass(frozen=True)
-class Skipped:
-    """A step that could not run on this model and data, and why (shown in the report)."""
-
-    reason: str
-
-    def to_json(self) -> dict:
-        return {"skipped": self.reason}
-
-
 # ---- fingerprints: what a cached result depends on ----
 
 
@@ -158,7 +120,7 @@ def paragraphs_fingerprint(paragraphs: Paragraphs) -> str:
 
 def fingerprinted_sources() -> list[Path]:
     """The toolkit's analysis source files, relative to the package: views, commands and the testbed builder excluded."""
-    root = Path(interp.__file__).parent
+    root = PACKAGE
     return [
         path.relative_to(root)
         for path in sorted(root.rglob("*.py"))
@@ -168,7 +130,7 @@ def fingerprinted_sources() -> list[Path]:
 
 def code_fingerprint() -> str:
     """Hash of the toolkit's analysis source (`fingerprinted_sources`): new code, new results."""
-    root = Path(interp.__file__).parent
+    root = PACKAGE
     h = hashlib.sha256()
     for rel in fingerprinted_sources():
         h.update(str(rel).encode())
@@ -231,7 +193,7 @@ def result_fingerprint(result: Any) -> str:
     try:
         pickler.dump(result)
     except (pickle.PicklingError, TypeError, AttributeError, ValueError, RecursionError):
-        return _sha(json.dumps(_result_json(result), sort_keys=True, default=str))
+        return _sha(json.dumps(result_json(result), sort_keys=True, default=str))
     return _sha(buffer.getvalue())
 
 
@@ -384,7 +346,6 @@ def run_report(
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"--out {out_dir} exists and is not a folder")
     if steps is None:
-        from interp.report.steps import default_steps  # the report's own steps import the whole library
 
         steps = default_steps()
     steps = select_steps(options, steps)
@@ -434,8 +395,6 @@ def run_report(
 def _write_outputs(
     run: ReportRun, sections: list[Section], prov: dict, image_formats: Sequence[str], progress: bool
 ) -> None:
-    from interp.views.export import save_figures
-    from interp.views.sections.cost import cost_section
 
     out_dir = run.out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -454,7 +413,7 @@ def _write_outputs(
             "options": prov["options"],  # `interp report --config results.json` reruns with exactly these
             "provenance": prov,
             "steps": {
-                name: {"seconds": run.seconds[name], "cached": run.cached[name], "result": _result_json(r)}
+                name: {"seconds": run.seconds[name], "cached": run.cached[name], "result": result_json(r)}
                 for name, r in run.results.items()
             },
             "figures": sorted(figures),
@@ -505,7 +464,3 @@ def _skipped_section(step: Step, skipped: Skipped) -> Section:
     )
 
 
-def _result_json(result: Any) -> Any:
-    if hasattr(result, "to_json"):
-        return to_jsonable(result.to_json())
-    return to_jsonable(result)

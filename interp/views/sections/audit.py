@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from interp.audit import AuditResult
-from interp.report.runner import Bundle
+from interp.report.types import Bundle
 from interp.views.audit import figure_audit
 from interp.views.report_html import Section, Table
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from interp.report.runner import Bundle
+from interp.report.types import Bundle
 from interp.views import gradients as views
 from interp.views.report_html import Section, Table
 

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from interp.attention import RareTokenAttention, SpecificHead
-from interp.report.runner import Bundle, Skipped
+from interp.report.types import Bundle, Skipped
 from interp.views import heads as views
 from interp.views.report_html import Section, Table
 

@@ -7,8 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from interp.report.runner import Bundle
-from interp.report.steps import perturbation_parts
+from interp.report.types import Bundle, perturbation_parts
 from interp.views import heads as head_views
 from interp.views import memorization as views
 from interp.views.report_html import Section, Table

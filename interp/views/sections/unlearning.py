@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from interp.report.runner import Bundle
+from interp.report.types import Bundle
 from interp.unlearning import COLUMNS
 from interp.unlearning.experiments import heldout_control_note
 from interp.views import unlearning as views

@@ -1,0 +1,36 @@
+"""Step 4: how single-token prefix perturbations corrupt the continuation, MEM and NMEM rows in one pass."""
+
+from __future__ import annotations
+
+import torch
+
+from interp.data import Paragraphs
+from interp.perturbation import prefix_perturbation
+from interp.report.steps.memorization import SET_OPTIONS, mem_nmem_sets
+from interp.report.types import Bundle, Skipped, Step, StepInputs
+from interp.views.sections import perturbation_section
+
+
+def _perturbation(inputs: StepInputs) -> Bundle | Skipped:
+    sets = mem_nmem_sets(inputs)
+    if isinstance(sets, Skipped):
+        return sets
+    o, model = inputs.options, inputs.model
+    n = o.n_perturb
+    mem, nmem = sets[0].select(range(min(n, len(sets[0])))), sets[1].select(range(min(n, len(sets[1]))))
+    both = Paragraphs(torch.cat([mem.tokens, nmem.tokens]), mem.prefix_len, mem.ids + nmem.ids)
+    result = prefix_perturbation(
+        model, both, samples_per_position=o.perturb_samples, seed=o.seed, batch_size=4 * o.batch_size
+    )
+    tok = model.tokenizer
+    str_tokens = [[tok.decode([t]) if tok else f"<{t}>" for t in row.tolist()] for row in both.prefixes]
+    return Bundle({"all": result, "n_mem": len(mem), "str_tokens": str_tokens})
+
+
+STEP = Step(
+            "perturbation",
+            _perturbation,
+            perturbation_section,
+            options=(*SET_OPTIONS, "n_perturb", "perturb_samples", "batch_size"),
+            depends=("memorization",),
+        )

@@ -1,0 +1,144 @@
+"""Step 5: every unlearning method calibrated to matched forgetting, then tabulated with its collateral
+damage and the relearning attack; the runs are handed to the audit step (`Transient`, never cached)."""
+
+from __future__ import annotations
+
+import torch
+from tqdm.auto import tqdm
+
+from interp.conventions import conventions
+from interp.memorization import heldout_indices
+from interp.perturbation import prefix_perturbation
+from interp.reft import ReftConfig
+from interp.report.steps.audit import AuditedRows, audited, keep_runs, proxy_row
+from interp.report.steps.memorization import SET_OPTIONS, mem_nmem_sets
+from interp.report.types import Bundle, Skipped, Step, StepInputs, Transient, perturbation_parts
+from interp.unlearning import (
+    RelearnConfig,
+    UnlearnConfig,
+    calibrated_configs,
+    paper_configs,
+    probe_sets,
+    unlearning_table,
+)
+from interp.views.sections import unlearning_section
+
+
+def _unlearning(inputs: StepInputs) -> Bundle | Skipped:
+    sets = mem_nmem_sets(inputs)
+    if isinstance(sets, Skipped):
+        return sets
+    o, model, split = inputs.options, inputs.model, inputs.results["memorization"]
+    mem, nmem = sets
+    perturbed_mem, _ = perturbation_parts(inputs.results["perturbation"])
+    n_targets = min(o.unlearn_targets, len(mem), len(perturbed_mem.ids))
+    retain_per_run = 10
+    need = n_targets * retain_per_run + 1
+    if len(nmem) < need:
+        have = len(split.nmem_idx)
+        fix = (
+            f"raise n_nmem (now {o.n_nmem}; the set has {have} NMEM paragraphs)"
+            if have >= need
+            else f"the paragraph set has only {have} NMEM paragraphs: give a larger set (e.g. from `interp scan`) or "
+            f"lower unlearn_targets (now {o.unlearn_targets})"
+        )
+        return Skipped(f"needs {need} NMEM paragraphs ({retain_per_run} per run + probes); {fix}")
+    targets = mem.select(range(n_targets))
+    edit_targets = perturbed_mem.editing_targets.select(torch.arange(n_targets))
+    retain = nmem.select(range(n_targets * retain_per_run))
+    probe_nmem = nmem.select(range(n_targets * retain_per_run, min(len(nmem), n_targets * retain_per_run + o.probe)))
+    held = heldout_indices(split)
+    heldout = inputs.paragraphs.select(held[: o.probe]) if len(held) else probe_nmem
+    probe = probe_sets(
+        model,
+        mem.select(range(n_targets, len(mem))) if len(mem) > n_targets else mem,
+        probe_nmem,
+        heldout,
+        batch_size=o.batch_size,
+    )
+    weights = dict(
+        lr=o.unlearn_lr or 1e-3,
+        steps=o.unlearn_steps,
+        weight_decay=1.0,
+        decay_outside_mask=conventions(o.conventions).decay_outside_mask,
+    )
+    configs = [c for c in paper_configs(fraction=0.001, **weights) if c.method in o.unlearn_methods]
+    configs += [UnlearnConfig(method=m, select="all", fraction=0.001, **weights) for m in o.unlearn_baselines]
+    if o.reft:
+        configs.append(ReftConfig(method="unlearn", seed=o.seed))
+    proxy = proxy_row(model, o.proxy)
+    if proxy is not None:
+        configs.append(proxy)
+    calibrations = []
+    if o.unlearn_lr is None:  # compare methods at matched forgetting, not at one arbitrary rate
+        bar = tqdm(
+            total=len(configs), desc="calibrating learning rates", unit="method", leave=False, disable=not o.progress
+        )
+        todo, configs = configs, []
+        for config in todo:
+            found, [search] = calibrated_configs(  # probes scored at every rate tried: the forgetting curves
+                model,
+                targets,
+                retain,
+                [config],
+                level=o.unlearn_level,
+                edit_targets=edit_targets,
+                retain_per_run=retain_per_run,
+                probe=probe,
+            )
+            configs += found
+            calibrations.append(search)
+            bar.update()
+        bar.close()
+    # relearning control (b) needs text the model was never trained on: the 'heldout' split, never NMEM text
+    never_seen = inputs.paragraphs.select(held[:n_targets]) if len(held) and o.relearn_steps else None
+    never_seen_edit = (
+        prefix_perturbation(
+            model, never_seen, samples_per_position=o.perturb_samples, seed=o.seed, batch_size=4 * o.batch_size
+        ).editing_targets
+        if never_seen is not None and any(getattr(c, "method", None) == "edit" for c in configs)
+        else None
+    )
+    chosen = [c for c, cal in zip(configs, calibrations or [None] * len(configs)) if audited(c, cal)]
+    runs, keep = keep_runs(chosen)
+    table = unlearning_table(
+        model,
+        targets,
+        retain,
+        configs,
+        probe,
+        edit_targets=edit_targets,
+        retain_per_run=retain_per_run,
+        relearn_config=RelearnConfig(steps=o.relearn_steps) if o.relearn_steps else None,
+        calibrations=calibrations,
+        progress=o.progress,
+        heldout=never_seen,
+        heldout_edit_targets=never_seen_edit,
+        on_run=keep if o.audit else None,
+    )
+    return Bundle({"table": table, "audited": AuditedRows(chosen), "runs": Transient(runs), "retain": list(retain.ids)})
+
+
+STEP = Step(
+            "unlearning",
+            _unlearning,
+            unlearning_section,
+            options=(
+                *SET_OPTIONS,
+                "unlearn_targets",
+                "unlearn_lr",
+                "unlearn_level",
+                "unlearn_steps",
+                "unlearn_methods",
+                "unlearn_baselines",
+                "reft",
+                "proxy",
+                "audit",
+                "relearn_steps",
+                "probe",
+                "perturb_samples",
+                "batch_size",
+                "conventions",
+            ),
+            depends=("memorization", "perturbation"),
+        )

@@ -1,0 +1,106 @@
+"""The package's shape: no import cycle among interp's modules (counting imports inside functions too)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import interp
+
+ROOT = Path(interp.__file__).parent
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the interp modules it imports (an imported name resolves to its module where it is one)."""
+    modules = {_module_name(p): p for p in ROOT.rglob("*.py")}
+
+    def resolve(name: str) -> str | None:
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    graph: dict[str, set[str]] = {m: set() for m in modules}
+    for module, path in modules.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("interp"):
+                names = [f"{node.module}.{a.name}" for a in node.names]
+                targets = [n if n in modules else resolve(node.module) for n in names]
+            elif isinstance(node, ast.Import):
+                targets = [resolve(a.name) for a in node.names if a.name.startswith("interp")]
+            else:
+                continue
+            graph[module] |= {t for t in targets if t and t != module}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in graph:
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_the_cycle_finder_finds_a_planted_cycle():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert cycles(graph) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_interp_has_no_import_cycle():
+    graph = import_graph()
+    assert "interp.report.runner" in graph and "interp.report.types" in graph["interp.report.runner"]
+    assert cycles(graph) == [], "import cycles (each a set of modules importing one another)"
+
+
+def test_the_report_sections_depend_on_the_shared_types_not_on_the_runner():
+    graph = import_graph()
+    sections = [m for m in graph if m.startswith("interp.views.sections.")]
+    assert sections
+    assert not [
+        m
+        for m in sections
+        if graph[m] & {"interp.report.runner"} or any(d.startswith("interp.report.steps") for d in graph[m])
+    ]
+
+
+def test_the_old_audit_step_path_still_works_and_warns():
+    import pytest
+
+    import interp.report.audit_step as old
+    from interp.report.steps import audit
+    from interp.report.types import Transient
+
+    with pytest.warns(DeprecationWarning, match="moved to interp.report.steps.audit"):
+        assert old.REPORT_AUDIT is audit.REPORT_AUDIT
+    with pytest.warns(DeprecationWarning, match="moved to interp.report.types"):
+        assert old.Transient is Transient
