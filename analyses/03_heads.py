@@ -39,7 +39,7 @@ from interp import (
     testbed_paragraphs,
     testbed_unigram_counts,
 )
-from interp.attention import mem_specific_head
+from interp.locator.rare_tokens import mem_specific_head
 from interp.views import heads as views
 
 model = load_model("testbed", device="cpu")

@@ -14,9 +14,9 @@ import json
 
 from interp import load_model, testbed_paragraphs
 from interp.data import Paragraphs
-from interp.injection import inject_head
 from interp.io import to_jsonable
-from interp.locator_validation import _pools
+from interp.locator.injection import inject_head
+from interp.locator.validation import _pools
 from interp.metrics import NMEM_MAX_EM
 
 

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from harness import Method, Session, add_arguments, neo_125m_shaped  # noqa: E402
 
 from interp.data import Paragraphs  # noqa: E402
-from interp.locate import DEFAULT_METHODS, locate_memorization_head  # noqa: E402
+from interp.locator.ranking import DEFAULT_METHODS, locate_memorization_head  # noqa: E402
 
 
 def random_sets(model, n: int, seed: int = 0) -> tuple[Paragraphs, Paragraphs, Paragraphs]:

@@ -26,8 +26,8 @@ from transformer_lens import HookedTransformer  # noqa: E402
 from transformer_lens import patching as tl_patching  # noqa: E402
 
 from interp.data import Paragraphs  # noqa: E402
+from interp.locator.patching import activation_patching, all_cells  # noqa: E402
 from interp.metrics import continuation_log_probs  # noqa: E402
-from interp.patching import activation_patching, all_cells  # noqa: E402
 from interp.perturbation import corrupt_prefixes  # noqa: E402
 
 TL_FUNCTIONS = {

@@ -8,18 +8,21 @@ sections) live in `interp.views`.
 
 from typing import Any
 
-from interp.ablation import HeadAblation, head_ablation
-from interp.attention import RareTokenAttention, rare_token_attention
 from interp.conventions import PAPER, TOOLKIT, Conventions, conventions
 from interp.data import Paragraphs, load_paragraphs, rarity_ranks, unigram_counts
 from interp.errors import UserError
 from interp.gradient_norms import NormComparison, PerParagraphNorms, compare_norms, per_paragraph_norms
-from interp.gradient_scores import gradient_scores
 from interp.gradients import GradientMap, gradient_map, parameter_gradients
-from interp.injection import inject_head, inject_neurons, random_neurons
-from interp.integrated_gradients import integrated_gradients
-from interp.locate import HeadRanking, locate_memorization_head, locate_neurons
-from interp.locator_validation import LocatorValidation, validate_locator
+from interp.locator.ablation import HeadAblation, head_ablation, unit_ablation
+from interp.locator.gradient_scores import gradient_scores
+from interp.locator.injection import inject_head, inject_neurons, random_neurons
+from interp.locator.integrated_gradients import integrated_gradients
+from interp.locator.mask_learning import hard_concrete, slimming
+from interp.locator.patching import PatchingResult, activation_patching, attribution_patching
+from interp.locator.ranking import HeadRanking, locate_memorization_head, locate_neurons
+from interp.locator.rare_tokens import RareTokenAttention, rare_token_attention
+from interp.locator.units import UnitScores, recall_at
+from interp.locator.validation import LocatorValidation, validate_locator
 from interp.masks import candidate_mask, matched_random_mask, restrict_mask, top_k_mask, uniform_random_mask
 from interp.memorization import (
     MemorizationSplit,
@@ -40,16 +43,12 @@ from interp.metrics import (
     score_paragraphs,
 )
 from interp.models import load_model, save_model
-from interp.patching import PatchingResult, activation_patching, attribution_patching
 from interp.perturbation import PerturbationResult, prefix_perturbation
 from interp.position import PositionRobustness, position_robustness
 from interp.reft import ReftConfig, ReftResult, reft_unlearn
 from interp.restore import RestorationResult, restoration
 from interp.scan import ScanConfig, scan_corpus
 from interp.testbed import testbed_metadata, testbed_paragraphs, testbed_unigram_counts
-from interp.unit_ablation import unit_ablation
-from interp.unit_masks import hard_concrete, slimming
-from interp.unit_scores import UnitScores, recall_at
 from interp.unlearning import (
     Calibration,
     Evaluation,

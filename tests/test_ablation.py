@@ -6,9 +6,9 @@ import pytest
 import torch
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-from interp.ablation import head_ablation
 from interp.data import Paragraphs
 from interp.errors import UserError
+from interp.locator.ablation import head_ablation
 from interp.metrics import continuation_log_probs, em_from_hits
 
 PREFIX, CONT, VOCAB = 5, 4, 20

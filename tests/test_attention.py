@@ -8,15 +8,15 @@ import torch
 from scipy.stats import kendalltau
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-from interp.attention import (
+from interp.data import Paragraphs, rarity_ranks
+from interp.errors import UserError
+from interp.locator.rare_tokens import (
     RareTokenAttention,
     kendall_tau_b,
     mem_specific_head,
     rare_token_attention,
     tau_statistics,
 )
-from interp.data import Paragraphs, rarity_ranks
-from interp.errors import UserError
 
 VOCAB, PREFIX = 40, 12
 

@@ -8,7 +8,7 @@ from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from interp.data import Paragraphs
 from interp.errors import UserError
-from interp.locate import combine, locate_memorization_head, method_ranks
+from interp.locator.ranking import combine, locate_memorization_head, method_ranks
 from interp.metrics import em_from_hits, score_paragraphs
 
 PREFIX, CONT, VOCAB, N_TARGETS = 4, 4, 48, 2
@@ -93,7 +93,7 @@ def test_locator_ranks_the_forced_head_first(forced):
 
 
 def test_screen_sends_only_candidates_to_the_exact_methods(forced):
-    from interp.patching import activation_patching
+    from interp.locator.patching import activation_patching
     from interp.perturbation import corrupt_prefixes
 
     model, paragraphs = forced

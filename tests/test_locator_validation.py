@@ -10,12 +10,12 @@ from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from interp.data import Paragraphs
 from interp.errors import UserError
-from interp.injection import inject_head, inject_neurons, random_neurons
 from interp.io import to_jsonable
-from interp.locate import locate_memorization_head, locate_neurons
-from interp.locator_validation import read_validation, validate_locator
+from interp.locator.injection import inject_head, inject_neurons, random_neurons
+from interp.locator.ranking import locate_memorization_head, locate_neurons
+from interp.locator.units import recall_at
+from interp.locator.validation import read_validation, validate_locator
 from interp.metrics import score_paragraphs
-from interp.unit_scores import recall_at
 
 PREFIX, CONT, VOCAB = 4, 4, 64
 
@@ -188,7 +188,7 @@ def test_report_step_is_off_in_quick_and_says_how_to_run_it(text):
 def test_only_paragraphs_recited_in_full_count_as_memorized(text):
     from dataclasses import replace
 
-    from interp.locator_validation import _recited
+    from interp.locator.validation import _recited
 
     model = _model()
     roles = _roles(text)
@@ -206,7 +206,7 @@ def test_only_paragraphs_recited_in_full_count_as_memorized(text):
 def _check(info, ranks, combined, recited: int, seed: int = 0):
     from dataclasses import replace
 
-    from interp.locator_validation import HeadCheck
+    from interp.locator.validation import HeadCheck
 
     em = torch.tensor([CONT] * recited + [0] * (len(info.ids) - recited))
     layer_ranks = dict(ranks)
@@ -229,7 +229,7 @@ def _check(info, ranks, combined, recited: int, seed: int = 0):
 def test_failed_injections_are_not_evidence_and_out_of_every_mean(text):
     """Issue 20 items 10/11: the old combined mean averaged failed injections (per-method means skipped them),
     and the per-head lines printed 'combined rank 1' for an injection that recited nothing."""
-    from interp.locator_validation import LocatorValidation
+    from interp.locator.validation import LocatorValidation
     from interp.views.locator import figure_injected_ranks, head_table, trust_notes
 
     roles = _roles(text)
@@ -257,7 +257,7 @@ def test_a_head_outside_the_screen_has_no_rank_and_cannot_be_recommended(text):
     """Issue 20 item 1: an injected head the screen missed used to get a made-up rank (~9 in layer 0, ~40 in the
     last layer) averaged into the method's mean; now it has none, the mean covers the scored heads, and a
     method that missed a head is not preferred over one that ranked every head."""
-    from interp.locator_validation import LocatorValidation
+    from interp.locator.validation import LocatorValidation
     from interp.views.locator import head_table
 
     roles = _roles(text)
@@ -276,7 +276,7 @@ def test_a_head_outside_the_screen_has_no_rank_and_cannot_be_recommended(text):
 
 
 def test_injection_recipe_probes_the_rate_and_can_add_the_mlp(text):
-    from interp.injection import LR_GRID
+    from interp.locator.injection import LR_GRID
 
     model = _model()
     roles = _roles(text)

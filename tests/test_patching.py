@@ -9,8 +9,7 @@ from transformer_lens import patching as tl_patching
 
 from interp.data import Paragraphs
 from interp.errors import UserError
-from interp.metrics import continuation_log_probs
-from interp.patching import (
+from interp.locator.patching import (
     DIRECTIONS,
     KINDS,
     PatchingResult,
@@ -21,6 +20,7 @@ from interp.patching import (
     patching_agreement,
     resid_pre_all_layers,
 )
+from interp.metrics import continuation_log_probs
 
 PREFIX, CONT, VOCAB = 5, 3, 30
 

@@ -93,6 +93,48 @@ def test_the_report_sections_depend_on_the_shared_types_not_on_the_runner():
     ]
 
 
+MOVED = {
+    "interp.locate": "interp.locator.ranking",
+    "interp.unit_scores": "interp.locator.units",
+    "interp.ablation": "interp.locator.ablation",
+    "interp.unit_ablation": "interp.locator.ablation",
+    "interp.unit_masks": "interp.locator.mask_learning",
+    "interp.gradient_scores": "interp.locator.gradient_scores",
+    "interp.integrated_gradients": "interp.locator.integrated_gradients",
+    "interp.patching": "interp.locator.patching",
+    "interp.attention": "interp.locator.rare_tokens",
+    "interp.injection": "interp.locator.injection",
+    "interp.locator_validation": "interp.locator.validation",
+    "interp.report.audit_step": "interp.report.steps.audit",
+}
+"""Old module paths kept one release as forwarding shims."""
+
+
+def test_no_module_of_interp_imports_an_old_path():
+    graph = import_graph()
+    users = {m: sorted(graph[m] & set(MOVED)) for m in graph if m not in MOVED and graph[m] & set(MOVED)}
+    assert users == {}
+
+
+def test_every_old_path_forwards_with_a_warning():
+    import importlib
+
+    import pytest
+
+    names = {
+        "interp.locate": "locate_memorization_head",
+        "interp.unit_ablation": "unit_ablation",
+        "interp.ablation": "head_ablation",
+        "interp.attention": "rare_token_attention",
+        "interp.locator_validation": "validate_locator",
+    }
+    for old, new in MOVED.items():
+        module = importlib.import_module(old)
+        name = names.get(old) or next(n for n in vars(importlib.import_module(new)) if not n.startswith("_"))
+        with pytest.warns(DeprecationWarning, match=f"moved to {new}"):
+            assert getattr(module, name) is getattr(importlib.import_module(new), name)
+
+
 def test_the_old_audit_step_path_still_works_and_warns():
     import pytest
 

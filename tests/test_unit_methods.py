@@ -7,16 +7,15 @@ import torch
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 from transformer_lens.utils import get_act_name
 
-from interp.ablation import head_ablation
 from interp.data import Paragraphs
 from interp.errors import UserError
 from interp.gradient_norms import per_paragraph_norms
-from interp.gradient_scores import gradient_scores
-from interp.integrated_gradients import integrated_gradients
+from interp.locator.ablation import head_ablation, unit_ablation
+from interp.locator.gradient_scores import gradient_scores
+from interp.locator.integrated_gradients import integrated_gradients
+from interp.locator.mask_learning import hard_concrete, slimming
+from interp.locator.units import UnitScores, rank_units, recall_at
 from interp.metrics import continuation_log_probs
-from interp.unit_ablation import unit_ablation
-from interp.unit_masks import hard_concrete, slimming
-from interp.unit_scores import UnitScores, rank_units, recall_at
 
 PREFIX, CONT, VOCAB = 4, 4, 48
 

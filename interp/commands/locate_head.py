@@ -7,13 +7,13 @@ from pathlib import Path
 
 import torch
 
-from interp.attention import DEFAULT_NULL, NULLS
 from interp.backend import act_name, capture
 from interp.commands.common import add_model_args, add_paragraph_args, model_from_args, paragraphs_from_args
 from interp.data import load_paragraphs, rarity_ranks
 from interp.io import write_json, write_text_atomic
-from interp.locate import DEFAULT_METHODS, HEAD_METHODS, locate_memorization_head
-from interp.locator_validation import read_validation
+from interp.locator.ranking import DEFAULT_METHODS, HEAD_METHODS, locate_memorization_head
+from interp.locator.rare_tokens import DEFAULT_NULL, NULLS
+from interp.locator.validation import read_validation
 from interp.metrics import NMEM_MAX_EM
 from interp.models import model_name
 from interp.testbed import shipped_unigram_counts

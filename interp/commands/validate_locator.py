@@ -7,10 +7,10 @@ import sys
 
 from interp.commands.common import add_model_args, add_paragraph_args, model_from_args, paragraphs_from_args
 from interp.errors import UserError
-from interp.injection import LR_GRID, SCHEDULES
 from interp.io import write_json, write_text_atomic
-from interp.locate import HEAD_METHODS, NEURON_METHODS
-from interp.locator_validation import HEAD_LR, MAX_STEPS, RECALL_FRACTION, SCHEDULE, validate_locator
+from interp.locator.injection import LR_GRID, SCHEDULES
+from interp.locator.ranking import HEAD_METHODS, NEURON_METHODS
+from interp.locator.validation import HEAD_LR, MAX_STEPS, RECALL_FRACTION, SCHEDULE, validate_locator
 from interp.models import model_name
 from interp.testbed import shipped_unigram_counts
 

@@ -1,23 +1,10 @@
-"""Deprecated: the audit step is `interp.report.steps.audit` (and `Transient` is in `interp.report.types`).
+"""Deprecated: the audit step moved to `interp.report.steps.audit` (this path is kept for one release)."""
 
-Kept one release so that older scripts keep working; each name warns once on use."""
+from interp._moved import forward
 
-from __future__ import annotations
-
-import warnings
-from typing import Any
-
-_MOVED = {"Transient": "interp.report.types"}
+_audit = forward(__name__, "interp.report.steps.audit")
+_types = forward(__name__, "interp.report.types")
 
 
-def __getattr__(name: str) -> Any:
-    import importlib
-
-    home = _MOVED.get(name, "interp.report.steps.audit")
-    value = getattr(importlib.import_module(home), name)
-    warnings.warn(
-        f"interp.report.audit_step.{name} moved to {home}.{name}; the old path goes in the next release",
-        DeprecationWarning,
-        stacklevel=2,
-    )
-    return value
+def __getattr__(name: str):
+    return _types(name) if name == "Transient" else _audit(name)

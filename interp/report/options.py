@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
-from interp.attention import NULLS
 from interp.conventions import conventions as conventions_named
 from interp.errors import UserError
+from interp.locator.rare_tokens import NULLS
 from interp.unlearning.training import BASELINES
 
 

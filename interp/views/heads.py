@@ -18,12 +18,12 @@ import torch
 from circuitsvis.utils.render import RenderedHTML
 from plotly.subplots import make_subplots
 
-from interp.ablation import HeadAblation
-from interp.attention import RareTokenAttention
-from interp.locate import HeadRanking
-from interp.patching import KINDS, PatchingResult
+from interp.locator.ablation import HeadAblation
+from interp.locator.patching import KINDS, PatchingResult
+from interp.locator.ranking import HeadRanking
+from interp.locator.rare_tokens import RareTokenAttention
+from interp.locator.units import UnitScores
 from interp.perturbation import PerturbationResult
-from interp.unit_scores import UnitScores
 from interp.views.export import DIVERGING, MEM_COLOR, NMEM_COLOR, paper_style
 from interp.views.report_html import escape_strings
 

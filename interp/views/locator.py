@@ -9,7 +9,7 @@ import math
 
 import plotly.graph_objects as go
 
-from interp.locator_validation import MEMPI_GPT2_INJ_RECALL, RECALL_FRACTION, LocatorValidation
+from interp.locator.validation import MEMPI_GPT2_INJ_RECALL, RECALL_FRACTION, LocatorValidation
 from interp.views.export import paper_style
 from interp.views.report_html import Section, Table
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import torch
 
-from interp.attention import mem_specific_head
 from interp.backend import act_name, capture
 from interp.conventions import conventions
 from interp.data import rarity_ranks, unigram_counts
 from interp.errors import UserError
-from interp.locate import locate_memorization_head
+from interp.locator.ranking import locate_memorization_head
+from interp.locator.rare_tokens import mem_specific_head
 from interp.memorization import MemorizationSplit, choose_indices
 from interp.report.steps.memorization import SET_OPTIONS, mem_nmem_sets
 from interp.report.types import Bundle, Skipped, Step, StepInputs

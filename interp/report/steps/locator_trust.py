@@ -4,8 +4,8 @@ paragraphs, and the rank each default method gives them."""
 from __future__ import annotations
 
 from interp.errors import UserError
-from interp.locate import DEFAULT_METHODS
-from interp.locator_validation import LocatorValidation, validate_locator
+from interp.locator.ranking import DEFAULT_METHODS
+from interp.locator.validation import LocatorValidation, validate_locator
 from interp.report.types import Skipped, Step, StepInputs
 from interp.testbed import shipped_unigram_counts
 from interp.views.sections import locator_trust_section

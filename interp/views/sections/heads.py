@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from interp.attention import RareTokenAttention, SpecificHead
+from interp.locator.rare_tokens import RareTokenAttention, SpecificHead
 from interp.report.types import Bundle, Skipped
 from interp.views import heads as views
 from interp.views.report_html import Section, Table

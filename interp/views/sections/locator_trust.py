@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from interp.locator_validation import LocatorValidation
+from interp.locator.validation import LocatorValidation
 from interp.views.locator import trust_section
 from interp.views.report_html import Section
 

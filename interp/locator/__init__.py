@@ -1,0 +1,54 @@
+"""The locator: which heads (or MLP neurons) hold the memorized paragraphs, by several methods side by side.
+
+- `ranking`: `locate_memorization_head` / `locate_neurons`, every method run and their ranks combined
+  (`HeadRanking`, `NeuronRanking`); the methods by family, one module each:
+  - `rare_tokens`: attention to rare tokens, with its nulls and family-wise p (paper A);
+  - `gradient_scores`: gradient, Fisher, perturbed gradient, grad x weight, gradient L2;
+  - `integrated_gradients`: integrated gradients of a unit's output scale;
+  - `patching`: activation patching and its attribution (linear) estimate;
+  - `ablation`: zero-out and mean ablation of heads or neurons;
+  - `mask_learning`: Hard Concrete and Slimming masks trained to drop the memorized text;
+- `units`: the unit vocabulary shared by the methods (`UnitScores`, hooks, ranks, Recall@k);
+- `injection` and `validation`: paragraphs forced through one head or a few neurons, and the rank each
+  method gives them (how far to trust a ranking on a new model).
+To add a method: a function returning `UnitScores` in its family's module, its name in
+`ranking.unit_method`, and a test on an injected model where the answer is known.
+"""
+
+from interp.locator.ablation import HeadAblation, head_ablation, unit_ablation
+from interp.locator.gradient_scores import gradient_scores
+from interp.locator.injection import inject_head, inject_neurons, random_neurons
+from interp.locator.integrated_gradients import integrated_gradients
+from interp.locator.mask_learning import hard_concrete, slimming
+from interp.locator.patching import PatchingResult, activation_patching, attribution_patching
+from interp.locator.ranking import DEFAULT_METHODS, HeadRanking, NeuronRanking, locate_memorization_head, locate_neurons
+from interp.locator.rare_tokens import RareTokenAttention, rare_token_attention
+from interp.locator.units import UnitScores, recall_at
+from interp.locator.validation import LocatorValidation, validate_locator
+
+__all__ = [
+    "DEFAULT_METHODS",
+    "HeadAblation",
+    "HeadRanking",
+    "LocatorValidation",
+    "NeuronRanking",
+    "PatchingResult",
+    "RareTokenAttention",
+    "UnitScores",
+    "activation_patching",
+    "attribution_patching",
+    "gradient_scores",
+    "head_ablation",
+    "hard_concrete",
+    "inject_head",
+    "inject_neurons",
+    "integrated_gradients",
+    "locate_memorization_head",
+    "locate_neurons",
+    "random_neurons",
+    "rare_token_attention",
+    "recall_at",
+    "slimming",
+    "unit_ablation",
+    "validate_locator",
+]

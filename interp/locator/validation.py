@@ -1,0 +1,528 @@
+"""Can I trust the locator on MY model? An injection benchmark run on a copy of the user's model.
+
+Heads: for each chosen head (default: one seeded head in a lower, a middle and an upper layer),
+paragraphs the model cannot recite are forced into a COPY through that head alone
+(interp.locator.injection.inject_head: only its W_Q/W_K/W_V/W_O slices train, with a KL term on other
+text), then the locator runs on the copy as a user would run it, every method, with the injected
+paragraphs as MEM: each method's rank of the injected head, its score margin to the best other
+head, the combined rank and each method's seconds are recorded.
+
+Neurons (MemPi's INJ): the W_out rows of a random `neuron_fraction` of all MLP neurons are trained
+until the copy recites other injected paragraphs; each neuron method's Recall@k of that set is
+measured at k = the injected fraction and at 0.5% (MemPi's layer-wise recall; random = k).
+
+The user's model is never changed: every injection trains a deep copy. `recommended_rank_by`
+turns the measurements into the locator's combination: the methods that ranked EVERY injected head
+first (else those with the best mean rank), and for neurons the methods within 90% of the best
+recall at the injected size.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from jaxtyping import Int
+from torch import Tensor
+
+from interp.backend import Model
+from interp.data import Paragraphs
+from interp.errors import UserError
+from interp.locator.injection import Injection, inject_head, inject_neurons, random_neurons
+from interp.locator.ranking import (
+    DEFAULT_NEURON_METHODS,
+    DEFAULT_RANK_BY,
+    HEAD_METHODS,
+    locate_memorization_head,
+    locate_neurons,
+)
+from interp.locator.units import Stopwatch, recall_at, unit_count
+from interp.metrics import NMEM_MAX_EM, score_paragraphs
+
+HEAD_LR = 3e-3  # the head injection's rate ("auto": probed on the model's own loss, interp.locator.injection)
+MAX_STEPS = 400  # the injection's step budget (it stops as soon as every paragraph is recited)
+SCHEDULE = "constant"
+RECALL_FRACTION = 0.005  # MemPi's GPT-2 INJ comparison point: Recall@0.5%
+MEMPI_GPT2_INJ_RECALL = {  # percent, as quoted in issue 13 from Chang et al. 2024 (GPT-2, INJ); random = 0.5
+    "hard_concrete": 93.7,
+    "slimming": 94.4,
+    "zero_out": 90.9,
+    "integrated_gradients": 84.8,
+    "activation": 51.5,
+}
+
+
+def default_heads(model: Model, seed: int = 0) -> list[tuple[int, int]]:
+    """One seeded head in a lower, a middle and an upper layer (fewer layers: one head per layer)."""
+    n = model.cfg.n_layers
+    layers = sorted({0, n // 2, n - 1})
+    g = torch.Generator().manual_seed(seed)
+    return [(layer, int(torch.randint(model.cfg.n_heads, (1,), generator=g))) for layer in layers]
+
+
+@dataclass(frozen=True)
+class HeadCheck:
+    """One injected head and what the locator made of it.
+
+    `ranks[m]`: the head's rank under method m (1 = first), `layer_ranks[m]` its rank among the heads
+    of its own layer; `margins[m]`: its score minus the best
+    other head's (> 0: first by that much), `margins_z[m]` the same in standard deviations of the
+    method's scores; `seconds[m]`: the method's compute time; `combined_rank`: its place in the
+    locator's combined order (`rank_by`); `in_screen`: whether the attribution screen passed it to
+    the exact methods.
+    """
+
+    layer: int
+    head: int
+    injection: Injection
+    ranks: dict[str, int | None]
+    layer_ranks: dict[str, int | None]
+    margins: dict[str, float]
+    margins_z: dict[str, float]
+    seconds: dict[str, float]
+    combined_rank: int | None
+    rank_by: tuple[str, ...]
+    in_screen: bool | None
+    screen: dict = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+    seed: int = 0
+
+    @property
+    def evidence(self) -> bool:
+        """Whether these ranks say anything: the copy recites at least one injected paragraph in full (else
+        nothing is known to be stored in the head, and its ranks are not evidence)."""
+        return self.injection.n_recited > 0
+
+    def shown(self, rank: int | None) -> str:
+        """A rank as the views print it: 'not evidence' for a failed injection, 'outside the screen' for None."""
+        if not self.evidence:
+            return "not evidence"
+        return "outside the screen" if rank is None else str(rank)
+
+    def to_json(self) -> dict:
+        return {
+            "seed": self.seed,
+            "evidence": self.evidence,
+            "layer": self.layer,
+            "head": self.head,
+            "injection": self.injection.to_json(),
+            "ranks": self.ranks,
+            "layer_ranks": self.layer_ranks,
+            "margins": self.margins,
+            "margins_z": self.margins_z,
+            "seconds": self.seconds,
+            "combined_rank": self.combined_rank,
+            "rank_by": list(self.rank_by),
+            "in_screen": self.in_screen,
+            "screen": self.screen,
+            "notes": list(self.notes),
+        }
+
+
+@dataclass(frozen=True)
+class NeuronCheck:
+    """MemPi's INJ on this model: Recall@k of the injected neurons per method (k as fractions of the neurons)."""
+
+    injection: Injection
+    fraction: float
+    recall: dict[str, dict[str, float]]  # method -> {"injected": r, "0.5%": r}
+    seconds: dict[str, float]
+    notes: tuple[str, ...] = ()
+    seed: int = 0
+
+    def to_json(self) -> dict:
+        return {
+            "seed": self.seed,
+            "injection": self.injection.to_json(),
+            "fraction": self.fraction,
+            "recall": self.recall,
+            "random_recall": {"injected": self.fraction, "0.5%": RECALL_FRACTION},
+            "seconds": self.seconds,
+            "mempi_gpt2_recall_at_0.5%": MEMPI_GPT2_INJ_RECALL,
+            "notes": list(self.notes),
+        }
+
+
+@dataclass(frozen=True)
+class LocatorValidation:
+    """The injection benchmark's result on one model: per injected head, and (optionally) for neurons."""
+
+    model: str
+    heads: tuple[HeadCheck, ...]
+    neuron_checks: tuple[NeuronCheck, ...]
+    seconds: float
+    options: dict
+
+    @property
+    def neurons(self) -> NeuronCheck | None:
+        """The first seed's neuron check (every seed's: `neuron_checks`)."""
+        return self.neuron_checks[0] if self.neuron_checks else None
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        return tuple(dict.fromkeys(h.seed for h in self.heads))
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        return tuple(self.heads[0].ranks) if self.heads else ()
+
+    def usable_heads(self) -> tuple[HeadCheck, ...]:
+        """The checks whose injection worked (the copy recites at least one injected paragraph in full)."""
+        return tuple(h for h in self.heads if h.evidence)
+
+    def mean_rank(self) -> dict[str, float | None]:
+        """Per method, the mean rank of the injected head over the injections that worked and that the method
+        scored (a head outside the screen has no rank: `missed` counts those); None when it scored none."""
+        checks = self.usable_heads()
+        out = {}
+        for m in self.methods:
+            ranks = [h.ranks[m] for h in checks if h.ranks[m] is not None]
+            out[m] = sum(ranks) / len(ranks) if ranks else None
+        return out if checks else {}
+
+    def missed(self) -> dict[str, int]:
+        """Per method, how many injected heads (of the injections that worked) it did not score (outside the screen)."""
+        checks = self.usable_heads()
+        return {m: sum(h.ranks[m] is None for h in checks) for m in self.methods}
+
+    def combined_mean_rank(self) -> float | None:
+        """The combined order's mean rank of the injected heads, over the SAME injections as `mean_rank` (those
+        that worked; a head outside the screen has no combined rank and is left out, counted by
+        `combined_missed`); None when none is left."""
+        ranks = [h.combined_rank for h in self.usable_heads() if h.combined_rank is not None]
+        return sum(ranks) / len(ranks) if ranks else None
+
+    def combined_missed(self) -> int:
+        return sum(h.combined_rank is None for h in self.usable_heads())
+
+    def recall(self) -> dict[str, dict[str, float]]:
+        """Neuron Recall@k per method, averaged over the seeds whose neuron injection worked."""
+        checks = [c for c in self.neuron_checks if c.injection.n_recited]
+        if not checks:
+            return {}
+        return {
+            m: {k: sum(c.recall[m][k] for c in checks) / len(checks) for k in checks[0].recall[m]}
+            for m in checks[0].recall
+        }
+
+    def recommended_rank_by(self, unit: str = "head") -> tuple[tuple[str, ...], str]:
+        """The methods to combine on this model, and why (from what this benchmark measured)."""
+        if unit == "neuron":
+            recall = self.recall()
+            if not recall:
+                return (), "no neuron injection was measured"
+            fraction = self.neuron_checks[0].fraction
+            at = {m: r["injected"] for m, r in recall.items()}
+            best = max(at.values())
+            chosen = tuple(m for m, r in at.items() if r >= 0.9 * best and r > fraction)
+            return chosen, (
+                "Recall@k of the injected neurons: "
+                + ", ".join(f"{m} {r:.2f}" for m, r in at.items())
+                + f" (random {fraction:.3f}); combined: within 90% of the best"
+            )
+        checks = self.usable_heads()
+        if not checks:
+            return (), "no head injection succeeded, so nothing was measured"
+        means, missed = self.mean_rank(), self.missed()
+        first = tuple(m for m in self.methods if all(h.ranks[m] == 1 for h in checks))
+        described = ", ".join(
+            f"{m} {'-' if v is None else f'{v:.1f}'}" + (f" ({missed[m]} outside the screen)" if missed[m] else "")
+            for m, v in means.items()
+        )
+        if first:
+            return first, (
+                f"ranked every one of the {len(checks)} injected heads first (mean rank of the injected "
+                f"heads: {described})"
+            )
+        # a method that never saw some injected heads (outside the screen) is worse than any that ranked all
+        key = {m: (missed[m], v) for m, v in means.items() if v is not None}
+        best = min(key.values())
+        chosen = tuple(m for m, k in key.items() if k == best)
+        return (
+            chosen,
+            f"no method ranked every injected head first; best mean rank {best[1]:.1f} among the methods that scored "
+            f"the most injected heads (mean ranks over the heads each scored: {described})",
+        )
+
+    def to_json(self) -> dict:
+        head_choice, head_reason = self.recommended_rank_by("head")
+        out = {
+            "model": self.model,
+            "seeds": list(self.seeds),
+            "seconds": self.seconds,
+            "options": self.options,
+            "heads": [h.to_json() for h in self.heads],
+            "n_heads_with_evidence": len(self.usable_heads()),
+            "mean_rank": self.mean_rank(),
+            "missed": self.missed(),
+            "combined_mean_rank": self.combined_mean_rank(),
+            "combined_missed": self.combined_missed(),
+            "recommended_rank_by": {"head": list(head_choice), "head_reason": head_reason},
+        }
+        if self.neuron_checks:
+            choice, reason = self.recommended_rank_by("neuron")
+            out["neurons"] = self.neurons.to_json()
+            out["neuron_seeds"] = [c.to_json() for c in self.neuron_checks]
+            out["neuron_recall_mean"] = self.recall()
+            out["recommended_rank_by"] |= {"neuron": list(choice), "neuron_reason": reason}
+        return out
+
+
+@dataclass(frozen=True)
+class RecordedValidation:
+    """The combination a saved validation (`validate-locator --json`) recommends, read back from its file."""
+
+    path: str
+    choices: dict[str, tuple[str, ...]]
+    reasons: dict[str, str]
+
+    def recommended_rank_by(self, unit: str = "head") -> tuple[tuple[str, ...], str]:
+        return self.choices.get(unit, ()), f"{self.reasons.get(unit, 'not measured')} (recorded in {self.path})"
+
+
+def read_validation(path: str | Path) -> RecordedValidation:
+    """The recommended combination of a `validate-locator --json` file."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+        rec = data["recommended_rank_by"]
+    except FileNotFoundError:
+        raise UserError(f"validation file {path} does not exist") from None
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise UserError(f"{path} is not a validate-locator --json result (no 'recommended_rank_by')") from None
+    units = [u for u in ("head", "neuron") if u in rec]
+    return RecordedValidation(
+        str(path), {u: tuple(rec[u]) for u in units}, {u: rec.get(f"{u}_reason", "") for u in units}
+    )
+
+
+def _pools(
+    model: Model, paragraphs: Paragraphs, nmem_max: int, sizes: dict[str, int], seed: int, batch_size: int
+) -> dict[str, Paragraphs]:
+    """Disjoint seeded sets of paragraphs the model does NOT recite (EM <= nmem_max), one per role."""
+    order = torch.randperm(len(paragraphs), generator=torch.Generator().manual_seed(seed))
+    need = sum(sizes.values())
+    found: list[Tensor] = []
+    for start in range(0, len(order), 2 * need):  # score a seeded sample, only as much as needed
+        chunk = order[start : start + 2 * need]
+        em = score_paragraphs(model, paragraphs.select(chunk), batch_size=batch_size).em
+        found.append(chunk[(em <= nmem_max) & (em < paragraphs.continuation_len)])
+        if sum(len(f) for f in found) >= need:
+            break
+    pool = torch.cat(found) if found else torch.zeros(0, dtype=torch.long)
+    if len(pool) < need:
+        raise UserError(
+            f"the injection benchmark needs {need} paragraphs the model does not recite (EM <= {nmem_max}), "
+            f"and the set has {len(pool)}: pass more paragraphs or fewer injected ones"
+        )
+    out, start = {}, 0
+    for role, size in sizes.items():
+        out[role] = paragraphs.select(pool[start : start + size])
+        start += size
+    return out
+
+
+def _recited(injected: Paragraphs, info: Injection, what: str) -> tuple[Paragraphs, tuple[str, ...]]:
+    """The injected paragraphs the copy recites in full (the locator's MEM), and a note when not all are.
+
+    A paragraph the copy does not recite is not known to be stored in the trained units, so it is
+    not MEM; if none is recited, all are used and the note says the ranks are not evidence."""
+    if info.recited:
+        return injected, ()
+    em = info.em_after.tolist()
+    if info.n_recited == 0:
+        return injected, (f"{what}: no injected paragraph recited after {info.steps} steps (EM {em}); not evidence",)
+    keep = info.recited_mask.nonzero().flatten()
+    return injected.select(keep), (
+        f"{what}: {info.n_recited} of {len(em)} injected paragraphs recited after {info.steps} steps (EM {em}); "
+        "the locator used those as MEM",
+    )
+
+
+def validate_locator(
+    model: Model,
+    paragraphs: Paragraphs,
+    *,
+    heads: list[tuple[int, int]] | None = None,
+    neurons: bool = False,
+    methods: tuple[str, ...] = HEAD_METHODS,
+    neuron_methods: tuple[str, ...] = DEFAULT_NEURON_METHODS,
+    n_inject: int = 4,
+    n_inject_neurons: int = 2,
+    neuron_fraction: float = RECALL_FRACTION,
+    unigram_counts: Int[Tensor, "vocab"] | None = None,
+    max_paragraphs: int = 8,
+    candidates: int = 8,
+    nmem_max: int = NMEM_MAX_EM,
+    kl_weight: float = 1.0,
+    head_lr: float | str = HEAD_LR,
+    neuron_lr: float = 1e-2,
+    max_steps: int = MAX_STEPS,
+    schedule: str = SCHEDULE,
+    with_mlp: bool = False,
+    method_options: dict[str, dict] | None = None,
+    seed: int = 0,
+    seeds: tuple[int, ...] | None = None,
+    batch_size: int = 64,
+    log=None,
+) -> LocatorValidation:
+    """Inject paragraphs through known heads (and, with `neurons`, known MLP neurons) of COPIES of `model`,
+    run the locator on each copy, and report how each method ranked the known answer.
+
+    `seeds` (default: just `seed`) repeats the whole benchmark per seed: each seed draws its own injected,
+    retain, held-out, NMEM and reference paragraphs, its own default heads and neurons. Settings chosen on
+    some seeds (e.g. 0-2) are validated on others (e.g. 3-5). The injection recipe: `head_lr` ("auto":
+    probed on the model's loss, interp.locator.injection), `schedule`, and a budget of `max_steps` (training stops
+    as soon as every paragraph is recited). `log`, if given, is called with one line per finished stage."""
+    say = log or (lambda line: None)
+    if n_inject < 1 or n_inject_neurons < 1:
+        raise UserError("inject at least one paragraph (--n-inject)")
+    seeds = (seed,) if seeds is None else tuple(dict.fromkeys(seeds))
+    if not seeds:
+        raise UserError("give at least one seed (--seeds)")
+    for layer, head in heads or ():
+        if not (0 <= layer < model.cfg.n_layers and 0 <= head < model.cfg.n_heads):
+            raise UserError(
+                f"no head {layer}.{head}: the model has {model.cfg.n_layers} layers of {model.cfg.n_heads} heads"
+            )
+    clock = Stopwatch()
+    checks: list[HeadCheck] = []
+    neuron_checks: list[NeuronCheck] = []
+    for s in seeds:
+        sizes = {"inject": n_inject, "retain": 16, "heldout": 32, "nmem": max_paragraphs, "reference": 8}
+        if neurons:
+            sizes["inject_neurons"] = n_inject_neurons
+        sets = _pools(model, paragraphs, nmem_max, sizes, s, batch_size)
+        for layer, head in default_heads(model, s) if heads is None else [tuple(h) for h in heads]:
+            forced, info = inject_head(
+                model,
+                sets["inject"],
+                layer,
+                head,
+                retain=sets["retain"],
+                heldout=sets["heldout"],
+                lr=head_lr,
+                max_steps=max_steps,
+                kl_weight=kl_weight,
+                batch_size=batch_size,
+                schedule=schedule,
+                with_mlp=with_mlp,
+            )
+            mem, notes = _recited(sets["inject"], info, f"head {layer}.{head} (seed {s})")
+            say(
+                f"seed {s}, head {layer}.{head}: {info.n_recited} of {len(info.ids)} paragraphs recited after "
+                f"{info.steps} steps at rate {info.lr:g} ({info.seconds:.0f} s); locating ({clock.seconds:.0f} s so far)"
+            )
+            ranking = locate_memorization_head(
+                forced,
+                mem=mem,
+                nmem=sets["nmem"],
+                reference=sets["reference"],
+                unigram_counts=unigram_counts,
+                methods=methods,
+                rank_by=tuple(m for m in DEFAULT_RANK_BY if m in methods) or None,
+                candidates=candidates,
+                max_paragraphs=max(max_paragraphs, n_inject),
+                method_options=method_options,
+                seed=s,
+                batch_size=batch_size,
+            )
+            del forced
+            results = ranking.results
+            in_screen = None
+            if ranking.candidates is not None:
+                in_screen = bool(((ranking.candidates[:, 0] == layer) & (ranking.candidates[:, 1] == head)).any())
+            check = HeadCheck(
+                layer,
+                head,
+                info,
+                {m: r.rank_of(layer, head) for m, r in results.items()},
+                {m: r.layer_rank_of(layer, head) for m, r in results.items()},
+                {m: r.margin(layer, head) for m, r in results.items()},
+                {m: r.margin_z(layer, head) for m, r in results.items()},
+                {m: r.seconds for m, r in results.items()},
+                ranking.rank_of(layer, head),
+                ranking.rank_by,
+                in_screen,
+                ranking.screen,
+                notes + ranking.notes,
+                s,
+            )
+            checks.append(check)
+            say(
+                f"seed {s}, head {layer}.{head}: combined rank {check.shown(check.combined_rank)} "
+                f"({clock.seconds:.0f} s so far)"
+            )
+        if neurons:
+            neuron_checks.append(
+                _neuron_check(
+                    model,
+                    sets,
+                    neuron_fraction,
+                    s,
+                    neuron_lr,
+                    max_steps,
+                    kl_weight,
+                    batch_size,
+                    neuron_methods,
+                    method_options,
+                    say,
+                    clock,
+                )
+            )
+    options = {
+        "n_inject": n_inject,
+        "max_paragraphs": max_paragraphs,
+        "candidates": candidates,
+        "kl_weight": kl_weight,
+        "head_lr": head_lr,
+        "schedule": schedule,
+        "with_mlp": with_mlp,
+        "max_steps": max_steps,
+        "methods": list(methods),
+        "seeds": list(seeds),
+    }
+    if neurons:
+        options |= {
+            "n_inject_neurons": n_inject_neurons,
+            "neuron_fraction": neuron_fraction,
+            "neuron_lr": neuron_lr,
+            "neuron_methods": list(neuron_methods),
+        }
+    name = getattr(getattr(model, "interp_source", None), "spec", None) or model.cfg.model_name
+    return LocatorValidation(name, tuple(checks), tuple(neuron_checks), clock.seconds, options)
+
+
+def _neuron_check(
+    model, sets, neuron_fraction, seed, lr, max_steps, kl_weight, batch_size, methods, method_options, say, clock
+) -> NeuronCheck:
+    """MemPi's INJ for one seed: a random neuron set trained to recite its paragraphs, each method's Recall@k."""
+    chosen = random_neurons(model, neuron_fraction, seed)
+    forced, info = inject_neurons(
+        model,
+        sets["inject_neurons"],
+        chosen,
+        retain=sets["retain"],
+        heldout=sets["heldout"],
+        lr=lr,
+        max_steps=max_steps,
+        kl_weight=kl_weight,
+        batch_size=batch_size,
+    )
+    mem, notes = _recited(sets["inject_neurons"], info, f"neurons (seed {seed})")
+    say(
+        f"seed {seed}, neurons: {info.n_recited} of {len(info.ids)} paragraphs recited after {info.steps} steps "
+        f"({info.seconds:.0f} s); scoring ({clock.seconds:.0f} s so far)"
+    )
+    ranking = locate_neurons(
+        forced, mem, methods=methods, method_options=method_options, seed=seed, batch_size=batch_size
+    )
+    del forced
+    gold = info.gold(model.cfg.n_layers, unit_count(model, "neuron"))
+    recall = {
+        m: {"injected": recall_at(r.score, gold, neuron_fraction), "0.5%": recall_at(r.score, gold, RECALL_FRACTION)}
+        for m, r in ranking.results.items()
+    }
+    return NeuronCheck(info, neuron_fraction, recall, ranking.seconds, notes + ranking.notes, seed)
