@@ -23,7 +23,7 @@ from interp.unlearning import (
     Probe,
     RelearnConfig,
     UnlearnConfig,
-    calibrated_configs,
+    calibrate,
     paper_configs,
     probe_sets,
     unlearning_table,
@@ -316,6 +316,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--runs, --retain and --probe must be at least 1")
     if args.curves and not args.calibrate:
         raise UserError("--curves draws the calibration traces: add --calibrate")
+    if args.calibrate and (args.lr is not None or args.paper):
+        raise UserError("--calibrate searches the learning rate itself: drop --lr / --paper")
     configs = _configs(args)
     if args.save is not None and (len(configs) != 1 or isinstance(configs[0], ReftConfig) or args.proxy):
         raise UserError(
@@ -352,32 +354,25 @@ def run(args: argparse.Namespace) -> int:
         if args.save is not None:
             saved["result"] = result
 
-    calibrations = []
-    if args.calibrate:
-        if args.lr is not None or args.paper:
-            raise UserError("--calibrate searches the learning rate itself: drop --lr / --paper")
-        found = []
-        for config in configs:
+    def calibrate_row(config):  # each row's rate found just before its runs (one row's models held at a time)
+        def show(lr: float, em: float) -> None:
+            print(f"  calibrating {config.label}: lr {lr:.2g} -> mean target EM {em:.1f}", flush=True)
 
-            def show(lr: float, em: float, label: str = config.label) -> None:
-                print(f"  calibrating {label}: lr {lr:.2g} -> mean target EM {em:.1f}", flush=True)
+        search = calibrate(
+            model,
+            targets,
+            retain,
+            config,
+            level=args.level,
+            edit_targets=edit_targets,
+            retain_per_run=args.retain,
+            on_try=show,
+            tolerance=args.tolerance,
+            probe=probe,
+        )
+        print(f"  {search.label}: {search.describe()}", flush=True)
+        return search
 
-            [config], [search] = calibrated_configs(
-                model,
-                targets,
-                retain,
-                [config],
-                level=args.level,
-                edit_targets=edit_targets,
-                retain_per_run=args.retain,
-                on_try=show,
-                tolerance=args.tolerance,
-                probe=probe,
-            )
-            print(f"  {search.label}: {search.describe()}", flush=True)
-            found.append(config)
-            calibrations.append(search)
-        configs = found
     relearn = RelearnConfig(args.relearn_steps, args.relearn_lr, args.relearn_data) if args.relearn_steps > 0 else None
     table = unlearning_table(
         model,
@@ -389,7 +384,7 @@ def run(args: argparse.Namespace) -> int:
         retain_per_run=args.retain,
         relearn_config=relearn,
         on_run=keep_for_save,
-        calibrations=calibrations,
+        calibrate=calibrate_row if args.calibrate else None,
         heldout=never_seen,
         heldout_edit_targets=never_seen_edit,
     )

@@ -80,7 +80,6 @@ class Transient:
         return "kept in memory for the next step, not saved"
 
 
-
 def result_json(result: Any) -> Any:
     """A step result as JSON: its `to_json()` when it has one, made JSON-safe."""
     if hasattr(result, "to_json"):

@@ -133,9 +133,9 @@ def _level(table: Any) -> float | None:
 
 
 STEP = Step(
-            "audit",
-            audit_step,
-            audit_section,
-            options=(*SET_OPTIONS, "audit", "audit_never_known", "relearn_steps", "proxy", "batch_size"),
-            depends=("memorization", "unlearning"),
-        )
+    "audit",
+    audit_step,
+    audit_section,
+    options=(*SET_OPTIONS, "audit", "audit_never_known", "relearn_steps", "proxy", "batch_size"),
+    depends=("memorization", "unlearning"),
+)

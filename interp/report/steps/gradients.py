@@ -35,9 +35,9 @@ def _gradients(inputs: StepInputs) -> Bundle | Skipped:
 
 
 STEP = Step(
-            "gradients",
-            _gradients,
-            gradients_section,
-            options=(*SET_OPTIONS, "grad_batch_size"),
-            depends=("memorization",),
-        )
+    "gradients",
+    _gradients,
+    gradients_section,
+    options=(*SET_OPTIONS, "grad_batch_size"),
+    depends=("memorization",),
+)

@@ -55,7 +55,9 @@ def _heads(inputs: StepInputs) -> Bundle | Skipped:
     heads = [tuple(h) for h in ranking.order[:3].tolist()]
     example = inputs.paragraphs.select(mem_idx[:1])
     with torch.no_grad():
-        _, cache = capture(model, example.tokens.to(model.cfg.device), [act_name("pattern", l) for l in range(model.cfg.n_layers)])
+        _, cache = capture(
+            model, example.tokens.to(model.cfg.device), [act_name("pattern", l) for l in range(model.cfg.n_layers)]
+        )
     patterns = torch.stack([cache["pattern", layer][0, head] for layer, head in heads]).cpu()
     rarity = rarity_ranks(
         example.tokens, counts if counts is not None else unigram_counts(subset.tokens, model.cfg.d_vocab)
@@ -87,9 +89,9 @@ def _heads(inputs: StepInputs) -> Bundle | Skipped:
 
 
 STEP = Step(
-            "heads",
-            _heads,
-            heads_section,
-            options=(*SET_OPTIONS, "batch_size", "conventions", "rare_token_null"),
-            depends=("memorization",),
-        )
+    "heads",
+    _heads,
+    heads_section,
+    options=(*SET_OPTIONS, "batch_size", "conventions", "rare_token_null"),
+    depends=("memorization",),
+)

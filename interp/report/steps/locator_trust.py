@@ -32,8 +32,8 @@ def _locator_trust(inputs: StepInputs) -> LocatorValidation | Skipped:
 
 
 STEP = Step(
-            "locator_trust",
-            _locator_trust,
-            locator_trust_section,
-            options=("validate_locator", "validate_neurons", "seed", "batch_size"),
-        )
+    "locator_trust",
+    _locator_trust,
+    locator_trust_section,
+    options=("validate_locator", "validate_neurons", "seed", "batch_size"),
+)

@@ -28,9 +28,9 @@ def _perturbation(inputs: StepInputs) -> Bundle | Skipped:
 
 
 STEP = Step(
-            "perturbation",
-            _perturbation,
-            perturbation_section,
-            options=(*SET_OPTIONS, "n_perturb", "perturb_samples", "batch_size"),
-            depends=("memorization",),
-        )
+    "perturbation",
+    _perturbation,
+    perturbation_section,
+    options=(*SET_OPTIONS, "n_perturb", "perturb_samples", "batch_size"),
+    depends=("memorization",),
+)

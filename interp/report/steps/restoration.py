@@ -40,7 +40,7 @@ def _restoration(inputs: StepInputs) -> Bundle | Skipped:
         config = UnlearnConfig(
             method="unlearn",
             select=select,
-            lr=o.unlearn_lr or 1e-3,
+            lr=UnlearnConfig.lr if o.unlearn_lr is None else o.unlearn_lr,  # None: the calibrated rate, below
             steps=o.unlearn_steps,
             weight_decay=1.0,
             decay_outside_mask=paper.decay_outside_mask,
@@ -79,18 +79,18 @@ def _restoration(inputs: StepInputs) -> Bundle | Skipped:
 
 
 STEP = Step(
-            "restoration",
-            _restoration,
-            restoration_section,
-            options=(
-                *SET_OPTIONS,
-                "unlearn_targets",
-                "unlearn_lr",
-                "unlearn_level",
-                "unlearn_steps",
-                "restore_selects",
-                "batch_size",
-                "conventions",
-            ),
-            depends=("memorization", "unlearning"),
-        )
+    "restoration",
+    _restoration,
+    restoration_section,
+    options=(
+        *SET_OPTIONS,
+        "unlearn_targets",
+        "unlearn_lr",
+        "unlearn_level",
+        "unlearn_steps",
+        "restore_selects",
+        "batch_size",
+        "conventions",
+    ),
+    depends=("memorization", "unlearning"),
+)

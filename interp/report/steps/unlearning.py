@@ -3,8 +3,9 @@ damage and the relearning attack; the runs are handed to the audit step (`Transi
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
-from tqdm.auto import tqdm
 
 from interp.conventions import conventions
 from interp.memorization import heldout_indices
@@ -16,7 +17,7 @@ from interp.report.types import Bundle, Skipped, Step, StepInputs, Transient, pe
 from interp.unlearning import (
     RelearnConfig,
     UnlearnConfig,
-    calibrated_configs,
+    calibrate,
     paper_configs,
     probe_sets,
     unlearning_table,
@@ -57,7 +58,7 @@ def _unlearning(inputs: StepInputs) -> Bundle | Skipped:
         batch_size=o.batch_size,
     )
     weights = dict(
-        lr=o.unlearn_lr or 1e-3,
+        lr=UnlearnConfig.lr if o.unlearn_lr is None else o.unlearn_lr,  # None: each row's rate is calibrated
         steps=o.unlearn_steps,
         weight_decay=1.0,
         decay_outside_mask=conventions(o.conventions).decay_outside_mask,
@@ -69,27 +70,6 @@ def _unlearning(inputs: StepInputs) -> Bundle | Skipped:
     proxy = proxy_row(model, o.proxy)
     if proxy is not None:
         configs.append(proxy)
-    calibrations = []
-    if o.unlearn_lr is None:  # compare methods at matched forgetting, not at one arbitrary rate
-        bar = tqdm(
-            total=len(configs), desc="calibrating learning rates", unit="method", leave=False, disable=not o.progress
-        )
-        todo, configs = configs, []
-        for config in todo:
-            found, [search] = calibrated_configs(  # probes scored at every rate tried: the forgetting curves
-                model,
-                targets,
-                retain,
-                [config],
-                level=o.unlearn_level,
-                edit_targets=edit_targets,
-                retain_per_run=retain_per_run,
-                probe=probe,
-            )
-            configs += found
-            calibrations.append(search)
-            bar.update()
-        bar.close()
     # relearning control (b) needs text the model was never trained on: the 'heldout' split, never NMEM text
     never_seen = inputs.paragraphs.select(held[:n_targets]) if len(held) and o.relearn_steps else None
     never_seen_edit = (
@@ -99,8 +79,20 @@ def _unlearning(inputs: StepInputs) -> Bundle | Skipped:
         if never_seen is not None and any(getattr(c, "method", None) == "edit" for c in configs)
         else None
     )
-    chosen = [c for c, cal in zip(configs, calibrations or [None] * len(configs)) if audited(c, cal)]
-    runs, keep = keep_runs(chosen)
+
+    def calibrate_row(config):  # probes scored at every rate tried: the forgetting curves
+        return calibrate(
+            model,
+            targets,
+            retain,
+            config,
+            level=o.unlearn_level,
+            edit_targets=edit_targets,
+            retain_per_run=retain_per_run,
+            probe=probe,
+        )
+
+    runs, keep = keep_runs([c for c in configs if audited(c, None)])
     table = unlearning_table(
         model,
         targets,
@@ -110,35 +102,39 @@ def _unlearning(inputs: StepInputs) -> Bundle | Skipped:
         edit_targets=edit_targets,
         retain_per_run=retain_per_run,
         relearn_config=RelearnConfig(steps=o.relearn_steps) if o.relearn_steps else None,
-        calibrations=calibrations,
+        calibrate=calibrate_row if o.unlearn_lr is None else None,  # matched forgetting, not one arbitrary rate
         progress=o.progress,
         heldout=never_seen,
         heldout_edit_targets=never_seen_edit,
         on_run=keep if o.audit else None,
     )
+    if table.calibrations:
+        configs = [replace(c, lr=cal.lr) for c, cal in zip(configs, table.calibrations)]
+    chosen = [c for c, cal in zip(configs, table.calibrations or [None] * len(configs)) if audited(c, cal)]
+    runs = {label: r for label, r in runs.items() if label in {c.label for c in chosen}}
     return Bundle({"table": table, "audited": AuditedRows(chosen), "runs": Transient(runs), "retain": list(retain.ids)})
 
 
 STEP = Step(
-            "unlearning",
-            _unlearning,
-            unlearning_section,
-            options=(
-                *SET_OPTIONS,
-                "unlearn_targets",
-                "unlearn_lr",
-                "unlearn_level",
-                "unlearn_steps",
-                "unlearn_methods",
-                "unlearn_baselines",
-                "reft",
-                "proxy",
-                "audit",
-                "relearn_steps",
-                "probe",
-                "perturb_samples",
-                "batch_size",
-                "conventions",
-            ),
-            depends=("memorization", "perturbation"),
-        )
+    "unlearning",
+    _unlearning,
+    unlearning_section,
+    options=(
+        *SET_OPTIONS,
+        "unlearn_targets",
+        "unlearn_lr",
+        "unlearn_level",
+        "unlearn_steps",
+        "unlearn_methods",
+        "unlearn_baselines",
+        "reft",
+        "proxy",
+        "audit",
+        "relearn_steps",
+        "probe",
+        "perturb_samples",
+        "batch_size",
+        "conventions",
+    ),
+    depends=("memorization", "perturbation"),
+)
