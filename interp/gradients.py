@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -142,7 +143,7 @@ def _reduce(g: Tensor, how: str, dims: tuple[int, ...] | None = None) -> Tensor:
 class GradientMap:
     """Gradient scores of MEM and NMEM paragraphs per (layer, component) and per (layer, head).
 
-    Each set's scores are the mean over chunks of `set_size` paragraphs of the chunk's reduced
+    Each set's scores are the mean over chunks of `chunk_size` paragraphs of the chunk's reduced
     batch-mean gradient (`n_chunks_*` chunks per set; paragraphs beyond whole chunks are left out),
     so MEM and NMEM maps are comparable whatever the sets' sizes. `mem_layers` / `nmem_layers`
     reduce each layer's six weight matrices together. `mem_share` / `nmem_share` are each layer's
@@ -164,9 +165,15 @@ class GradientMap:
     reduce: str
     n_mem: int  # paragraphs used (whole chunks)
     n_nmem: int
-    set_size: int  # paragraphs per chunk, the same for both sets
+    chunk_size: int  # paragraphs per chunk, the same for both sets
     mem_other: dict[str, float]
     nmem_other: dict[str, float]
+
+    @property
+    def set_size(self) -> int:
+        """Deprecated name of `chunk_size` (a chunk, not a set: `--set-size` caps a whole set elsewhere)."""
+        warnings.warn("GradientMap.set_size is now chunk_size", DeprecationWarning, stacklevel=2)
+        return self.chunk_size
 
     @property
     def diff(self) -> Float[Tensor, "layer component"]:
@@ -258,8 +265,8 @@ class GradientMap:
             "reduce": self.reduce,
             "n_mem": self.n_mem,
             "n_nmem": self.n_nmem,
-            "set_size": self.set_size,
-            "comparison": f"mean over chunks of {self.set_size} paragraphs per set",
+            "chunk_size": self.chunk_size,
+            "comparison": f"mean over chunks of {self.chunk_size} paragraphs per set",
             "share": "each layer's share of the squared gradient norm",
             "components": list(self.components),
             "cells": cells,
@@ -300,16 +307,16 @@ def _chunked_scores(
     include_embeddings: bool,
     batch_size: int,
     reduce: str,
-    set_size: int,
+    chunk_size: int,
     seed: int,
 ) -> tuple[list[Tensor], dict[str, float], int]:
-    """Mean over chunks of `set_size` paragraphs (seeded order) of each chunk's score tables."""
+    """Mean over chunks of `chunk_size` paragraphs (seeded order) of each chunk's score tables."""
     order = torch.randperm(len(targets), generator=torch.Generator().manual_seed(seed))
-    n_chunks = len(targets) // set_size
+    n_chunks = len(targets) // chunk_size
     sums: list[Tensor] | None = None
     other: dict[str, float] = {}
     for c in range(n_chunks):
-        chunk = targets.select(order[c * set_size : (c + 1) * set_size].sort().values)
+        chunk = targets.select(order[c * chunk_size : (c + 1) * chunk_size].sort().values)
         grads = parameter_gradients(
             model, chunk, others, objective=objective, include_embeddings=include_embeddings, batch_size=batch_size
         )
@@ -317,7 +324,7 @@ def _chunked_scores(
         del grads
         sums = tables if sums is None else [a + b for a, b in zip(sums, tables)]
         other = {k: other.get(k, 0.0) + v for k, v in chunk_other.items()}
-    return [t / n_chunks for t in sums], {k: v / n_chunks for k, v in other.items()}, n_chunks * set_size
+    return [t / n_chunks for t in sums], {k: v / n_chunks for k, v in other.items()}, n_chunks * chunk_size
 
 
 def gradient_map(
@@ -327,35 +334,40 @@ def gradient_map(
     *,
     objective: str = "nll",
     reduce: str = "max",
-    set_size: int | None = None,
+    chunk_size: int | None = None,
     include_embeddings: bool = False,
     batch_size: int = 16,
     seed: int = 0,
+    set_size: int | None = None,
 ) -> GradientMap:
     """Gradient scores per (layer, component) and per head, for MEM and for NMEM paragraphs, at equal set sizes.
 
     objective="nll": the gradient of each chunk's mean continuation NLL (paper section 5.1).
     objective="contrastive": MEM side = Eq. 3 with MEM targets and NMEM retain; NMEM side = Eq. 3
     with the roles swapped. reduce: "max" |grad| (the paper's), "l2" norm, or "mean" |grad|.
-    set_size (default: the smaller set's size): both sets are cut into chunks of this many
-    paragraphs (seeded), each chunk's map is computed, and the maps are averaged per set.
+    chunk_size (default: the smaller set's size): both sets are cut into chunks of this many
+    paragraphs (seeded), each chunk's map is computed, and the maps are averaged per set. (`set_size` is
+    its deprecated name.)
     """
+    if set_size is not None:
+        warnings.warn("gradient_map(set_size=) is now chunk_size=", DeprecationWarning, stacklevel=2)
+        chunk_size = set_size if chunk_size is None else chunk_size
     if reduce not in REDUCTIONS:
         raise UserError(f"reduce must be one of {REDUCTIONS}, not {reduce!r}")
     check_supported_model(model)
     check_inputs(mem, "MEM", batch_size)
     check_inputs(nmem, "NMEM", batch_size)
-    set_size = min(len(mem), len(nmem)) if set_size is None else set_size
-    if not 1 <= set_size <= min(len(mem), len(nmem)):
+    chunk_size = min(len(mem), len(nmem)) if chunk_size is None else chunk_size
+    if not 1 <= chunk_size <= min(len(mem), len(nmem)):
         raise UserError(
-            f"set_size must be between 1 and the smaller set's size ({min(len(mem), len(nmem))}), got {set_size}"
+            f"chunk_size must be between 1 and the smaller set's size ({min(len(mem), len(nmem))}), got {chunk_size}"
         )
     args = dict(
         objective=objective,
         include_embeddings=include_embeddings,
         batch_size=batch_size,
         reduce=reduce,
-        set_size=set_size,
+        chunk_size=chunk_size,
         seed=seed,
     )
     (m_table, m_heads, m_layers, m_sq), m_other, n_mem = _chunked_scores(model, mem, nmem, **args)
@@ -374,7 +386,7 @@ def gradient_map(
         reduce=reduce,
         n_mem=n_mem,
         n_nmem=n_nmem,
-        set_size=set_size,
+        chunk_size=chunk_size,
         mem_other=m_other,
         nmem_other=n_other,
     )

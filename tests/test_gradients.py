@@ -180,12 +180,16 @@ def test_sets_of_different_sizes_are_compared_at_equal_size(model):
         small, large = population.select(perm[:8].sort().values), population.select(perm[8:].sort().values)
         biased.append(float((whole_set(small) / whole_set(large)).log().mean()))
         gm = gradient_map(model, small, large, reduce="max", seed=draw)
-        assert gm.set_size == 8 and gm.n_nmem == 40
+        assert gm.chunk_size == 8 and gm.n_nmem == 40
         matched.append(float((gm.mem / gm.nmem).log().mean()))
     assert sum(biased) / 8 > 0.2, "the control: whole sets of different sizes are NOT comparable"
     assert abs(sum(matched) / 8) < 0.12
-    with pytest.raises(UserError, match="set_size"):
-        gradient_map(model, population.select(range(8)), population.select(range(8, 48)), set_size=9)
+    with pytest.raises(UserError, match="chunk_size"):
+        gradient_map(model, population.select(range(8)), population.select(range(8, 48)), chunk_size=9)
+    with pytest.warns(DeprecationWarning, match="chunk_size"):  # the old name still works, one release
+        old = gradient_map(model, population.select(range(8)), population.select(range(8, 48)), set_size=4)
+    with pytest.warns(DeprecationWarning, match="chunk_size"):
+        assert old.set_size == old.chunk_size == 4
 
 
 def test_contrastive_map_swaps_roles(model, mem, nmem):

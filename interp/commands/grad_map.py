@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     low = gm.lower_half_share()
     print(
         f"share of the squared gradient in the lower half of the layers: MEM {low['mem']:.3f}, NMEM {low['nmem']:.3f} "
-        f"(maps are means over chunks of {gm.set_size} paragraphs, so both sets are compared at the same size)"
+        f"(maps are means over chunks of {gm.chunk_size} paragraphs, so both sets are compared at the same size)"
     )
     for key, cell in gm.most_salient().items():
         print(f"largest {key:>13}: layer {cell['layer']} head {cell['head']} {cell['component']} ({cell['value']:.4g})")
