@@ -59,6 +59,72 @@ def planted_network(layers: int, planted: int, steps: int, lr: float = 3e-4) -> 
     return model.eval()
 
 
+def summarise(runs: list[dict], machine: dict, args: argparse.Namespace, *, final: bool) -> None:
+    """Per-step medians over `runs` into --json; printed as a table when `final`."""
+    steps = list(runs[0]["steps"])
+    rows = []
+    for name in steps:
+        seconds = [run["steps"][name]["seconds"] for run in runs]
+        fractions = [run["steps"][name].get("fraction_of_peak") for run in runs]
+        last = runs[-1]["steps"][name]
+        rows.append(
+            {
+                "step": name,
+                "median_s": statistics.median(seconds),
+                "range_s": [min(seconds), max(seconds)],
+                "forward_block_positions": last.get("forward_block_positions"),
+                "backward_block_positions": last.get("backward_block_positions"),
+                "gflop": round(last.get("gflop_forward", 0) + last.get("gflop_backward", 0), 1),
+                "fraction_of_peak": statistics.median(f for f in fractions if f is not None)
+                if any(f is not None for f in fractions)
+                else None,
+                "seconds_at_peak": last.get("seconds_at_peak"),
+            }
+        )
+    totals = [run["total_s"] for run in runs]
+    peak = statistics.median(run["peak_gflops"] for run in runs)
+    label = f"{'--quick' if args.quick else 'default'} report, {args.model}"
+    if final:
+        _print_table(label, runs, rows, machine, args)
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "case": label,
+                    "machine": machine,
+                    "peak_gflops": peak,
+                    "total_s": totals,
+                    "complete": final,
+                    "rows": rows,
+                    "runs": runs,
+                },
+                indent=1,
+            )
+        )
+
+
+def _print_table(label: str, runs: list[dict], rows: list[dict], machine: dict, args: argparse.Namespace) -> None:
+    totals = [run["total_s"] for run in runs]
+    peak = statistics.median(run["peak_gflops"] for run in runs)
+    print(
+        f"\n{label}: {statistics.median(totals):.0f} s median over {len(runs)} run(s) "
+        f"(range {min(totals):.0f}-{max(totals):.0f}); matmul peak {peak:.0f} GFLOP/s"
+        f"{', BUSY machine' if machine['busy'] else ''}"
+    )
+    floor = sum(row["seconds_at_peak"] or 0.0 for row in rows)
+    print(f"the counted work at 100% of that peak (a floor for this work on this machine): {floor:.0f} s")
+    print(
+        f"{'step':<16} {'median s':>9} {'range':>13} {'fwd blk-pos':>12} {'bwd blk-pos':>12} {'GFLOP':>9} {'of peak':>8} {'s at peak':>10}"
+    )
+    for row in rows:
+        frac = f"{row['fraction_of_peak']:8.0%}" if row["fraction_of_peak"] is not None else f"{'-':>8}"
+        print(
+            f"{row['step']:<16} {row['median_s']:9.1f} {row['range_s'][0]:6.1f}-{row['range_s'][1]:<6.1f} "
+            f"{row['forward_block_positions'] or 0:12d} {row['backward_block_positions'] or 0:12d} "
+            f"{row['gflop']:9.1f} {frac} {row['seconds_at_peak'] or 0:10.1f}"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)
@@ -83,54 +149,10 @@ def main(argv: list[str] | None = None) -> int:
             run = run_report(model, paragraphs, out, options=options, use_cache=False, image_formats=())
             runs.append({"total_s": time.perf_counter() - start, "peak_gflops": run.peak_gflops, "steps": run.cost()})
         print(f"run {r + 1}/{args.repeats}: {runs[-1]['total_s']:.0f} s", flush=True)
+        if r + 1 < args.repeats:
+            summarise(runs, machine, args, final=False)  # the JSON so far: an interrupted benchmark keeps its runs
 
-    steps = list(runs[0]["steps"])
-    rows = []
-    for name in steps:
-        seconds = [run["steps"][name]["seconds"] for run in runs]
-        fractions = [run["steps"][name].get("fraction_of_peak") for run in runs]
-        last = runs[-1]["steps"][name]
-        rows.append(
-            {
-                "step": name,
-                "median_s": statistics.median(seconds),
-                "range_s": [min(seconds), max(seconds)],
-                "forward_block_positions": last.get("forward_block_positions"),
-                "backward_block_positions": last.get("backward_block_positions"),
-                "gflop": round(last.get("gflop_forward", 0) + last.get("gflop_backward", 0), 1),
-                "fraction_of_peak": statistics.median(f for f in fractions if f is not None)
-                if any(f is not None for f in fractions)
-                else None,
-                "seconds_at_peak": last.get("seconds_at_peak"),
-            }
-        )
-    totals = [run["total_s"] for run in runs]
-    peak = statistics.median(run["peak_gflops"] for run in runs)
-    label = f"{'--quick' if args.quick else 'default'} report, {args.model}"
-    print(
-        f"\n{label}: {statistics.median(totals):.0f} s median over {len(runs)} run(s) "
-        f"(range {min(totals):.0f}-{max(totals):.0f}); matmul peak {peak:.0f} GFLOP/s"
-        f"{', BUSY machine' if machine['busy'] else ''}"
-    )
-    floor = sum(row["seconds_at_peak"] or 0.0 for row in rows)
-    print(f"the counted work at 100% of that peak (a floor for this work on this machine): {floor:.0f} s")
-    print(
-        f"{'step':<16} {'median s':>9} {'range':>13} {'fwd blk-pos':>12} {'bwd blk-pos':>12} {'GFLOP':>9} {'of peak':>8} {'s at peak':>10}"
-    )
-    for row in rows:
-        frac = f"{row['fraction_of_peak']:8.0%}" if row["fraction_of_peak"] is not None else f"{'-':>8}"
-        print(
-            f"{row['step']:<16} {row['median_s']:9.1f} {row['range_s'][0]:6.1f}-{row['range_s'][1]:<6.1f} "
-            f"{row['forward_block_positions'] or 0:12d} {row['backward_block_positions'] or 0:12d} "
-            f"{row['gflop']:9.1f} {frac} {row['seconds_at_peak'] or 0:10.1f}"
-        )
-    if args.json:
-        Path(args.json).write_text(
-            json.dumps(
-                {"case": label, "machine": machine, "peak_gflops": peak, "total_s": totals, "rows": rows, "runs": runs},
-                indent=1,
-            )
-        )
+    summarise(runs, machine, args, final=True)
     return 0
 
 
