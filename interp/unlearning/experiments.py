@@ -153,10 +153,10 @@ def heldout_control_note(table: UnlearningTable) -> str:
 
 def paper_configs(
     *,
-    lr: float = 1e-5,
-    steps: int = 5,
-    weight_decay: float = 1.0,
-    fraction: float = 0.001,
+    lr: float = UnlearnConfig.lr,
+    steps: int = UnlearnConfig.steps,
+    weight_decay: float = UnlearnConfig.weight_decay,
+    fraction: float = UnlearnConfig.fraction,
     decay_outside_mask: bool = False,
 ) -> list[UnlearnConfig]:
     """The six runs of the paper's Figure 5: unlearn / edit x all / top-fraction / random-fraction."""

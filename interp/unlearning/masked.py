@@ -22,6 +22,7 @@ from jaxtyping import Bool, Float
 from torch import Tensor
 
 from interp.backend import Model
+from interp.conventions import PAPER
 from interp.data import Paragraphs
 from interp.errors import UserError
 from interp.gradients import parameter_gradients, selected_parameters
@@ -44,8 +45,8 @@ class UnlearnConfig:
     layers: tuple[int, ...] | None = None
     components: tuple[str, ...] | None = None  # "attn", "mlp", "W_V", ...
     head: int | None = None  # keep only this head's slice of the attention weights
-    lr: float = 1e-5
-    steps: int = 5
+    lr: float = PAPER.unlearn_lr  # 1e-5: the one place the paper's rate and steps are written
+    steps: int = PAPER.unlearn_steps  # 5
     weight_decay: float = 1.0
     nll_weight: float | None = None  # None: 0.1 for Eq. 3 (the paper's code), 1.0 for Eq. 4
     retain_weight: float = 1.0  # graddiff's weight on the retain NLL
