@@ -170,8 +170,16 @@ def readme() -> str:
         if c:
             lines += [
                 "",
-                f"Relearning controls (the same attack on the original model): a memorized target {_fmt(c['original_before'], 1)} -> "
-                f"{_fmt(c['original_after'], 1)}; a never-seen paragraph {_fmt(c['unseen_before'], 1)} -> {_fmt(c['unseen_after'], 1)}.",
+                f"Relearning control (a), the same attack on the original model: a memorized target "
+                f"{_fmt(c['original_before'], 1)} -> {_fmt(c['original_after'], 1)}. Control (b), each row's "
+                f"unlearn-then-relearn pipeline on {c.get('heldout_paragraphs', 0)} paragraph(s) the model never saw "
+                "(EM before -> after unlearning -> after relearning): "
+                + "; ".join(
+                    f"{row['label']} {_fmt(h['before'], 1)} -> {_fmt(h['unlearned'], 1)} -> {_fmt(h['relearned'], 1)}"
+                    for row in u["rows"]
+                    if (h := row.get("heldout_control")) and "before" in h
+                )
+                + ".",
             ]
         lines.append("")
     r = _load("06_restoration")
@@ -207,7 +215,44 @@ def readme() -> str:
                 f"{_fmt(best[0])} ({best[1]}, layer {best[2]}) | {_fmt(values)} | values recover ~nothing; late-layer coefficients most |"
             )
         lines.append("")
-    return "\n".join(lines + speed_lines())
+    return "\n".join(lines + audit_lines(_load("07_audit")) + speed_lines())
+
+
+def audit_lines(a: dict | None) -> list[str]:
+    """Section 7: the forgetting audit's table per method, beside the published recoveries."""
+    lines = [
+        "## 7. The forgetting audit (`07_audit.py`)",
+        "",
+        "- `audit_recovery`: per method (each calibrated to matched forgetting, mean target EM <= 10) and attack, the",
+        "  fraction of the forgotten EM that the attack brings back, net of what the same attack teaches on never-known",
+        "  paragraphs (the attack's mean gain there is subtracted). Residual score per target = the largest recovery",
+        "  over attacks, clipped to [0, 1]; its median per method is below.",
+        "",
+    ]
+    if not a:
+        return lines
+    published = "; ".join(f"{k}: {v}" for k, v in a.get("published", {}).items())
+    lines += [
+        f"Published recoveries to compare (other models, other measures: only the direction compares): {published}.",
+        "",
+        "| method | calibrated lr | target EM after | median residual | strongest attack | int4 EM | relearn (prefix) EM |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for method, residual in a["median_residual"].items():
+        rows = {r["attack"]: r for r in a["tables"][method]}
+        cal = a["calibrations"].get(method, {})
+        attack = next((x for x in a["residual_attack"][method] if x), "none")
+        lines.append(
+            f"| {method} | {cal.get('lr', float('nan')):.2g} | {_fmt(rows['none (unlearned)']['em'], 1)} | {_fmt(residual)} | "
+            f"{attack} | {_fmt(rows.get('int4', {}).get('em'), 1)} | {_fmt(rows.get('relearn_prefix', {}).get('em'), 1)} |"
+        )
+    never = [m for m, c in a["calibrations"].items() if not c.get("reached", True)]
+    if never:
+        lines += ["", f"Never reached the level (not audited): {', '.join(never)}."]
+    first = next(iter(a["tables"].values()))
+    controls = ", ".join(f"{r['attack']} {_fmt(r['original_em'], 1)}" for r in first[1:])
+    lines += ["", f"Control, the same attacks on the original model (target EM): {controls}.", ""]
+    return lines
 
 
 def speed_lines() -> list[str]:
