@@ -74,32 +74,42 @@ def testbed_scores(testbed, testbed_paragraph_set):
     return sub, score_paragraphs(testbed, sub)
 
 
+TINY_DEFAULTS = dict(
+    n_layers=2,
+    d_model=32,
+    n_heads=4,
+    d_head=8,
+    d_mlp=64,
+    d_vocab=50,
+    n_ctx=32,
+    act_fn="gelu_new",
+    normalization_type="LN",
+    window_size=8,
+    use_attn_scale=False,
+    original_architecture="GPTNeoForCausalLM",
+    seed=0,
+)
+"""The tiny test model's config: a 2-layer GPT-Neo (global / local layers) of width 32."""
+
+
+def tiny_config(**overrides):
+    """`TINY_DEFAULTS` with any HookedTransformerConfig field overridden; attention types follow n_layers
+    (global / local alternating) unless given. For module-scoped fixtures, which cannot use `tiny_model`."""
+    from transformer_lens import HookedTransformerConfig
+
+    cfg = {**TINY_DEFAULTS, **overrides}
+    n_layers = cfg["n_layers"]
+    cfg.setdefault("attn_types", ["global", "local"] * (n_layers // 2) + ["global"] * (n_layers % 2))
+    return HookedTransformerConfig(**cfg)
+
+
 @pytest.fixture
 def tiny_model():
-    """A factory of small random HookedTransformers (GPT-Neo by default, global/local layers); any
-    HookedTransformerConfig field can be overridden, e.g. tiny_model(n_layers=4, d_vocab=48)."""
-    from transformer_lens import HookedTransformer, HookedTransformerConfig
+    """A factory of small random HookedTransformers (`tiny_config`), e.g. tiny_model(n_layers=4, d_vocab=48)."""
+    from transformer_lens import HookedTransformer
 
     def make(**overrides) -> HookedTransformer:
-        n_layers = overrides.pop("n_layers", 2)
-        cfg = dict(
-            n_layers=n_layers,
-            d_model=32,
-            n_heads=4,
-            d_head=8,
-            d_mlp=64,
-            d_vocab=50,
-            n_ctx=32,
-            act_fn="gelu_new",
-            normalization_type="LN",
-            attn_types=["global", "local"] * (n_layers // 2) + ["global"] * (n_layers % 2),
-            window_size=8,
-            use_attn_scale=False,
-            original_architecture="GPTNeoForCausalLM",
-            seed=0,
-        )
-        cfg.update(overrides)
-        return HookedTransformer(HookedTransformerConfig(**cfg)).eval()
+        return HookedTransformer(tiny_config(**overrides)).eval()
 
     return make
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformer_lens import HookedTransformer, HookedTransformerConfig
+from conftest import tiny_config
+from transformer_lens import HookedTransformer
 
 from interp.data import Paragraphs
 from interp.errors import UserError
@@ -16,22 +17,7 @@ PREFIX, CONT, VOCAB = 5, 4, 20
 
 @pytest.fixture(scope="module")
 def tiny():
-    cfg = HookedTransformerConfig(
-        n_layers=2,
-        d_model=32,
-        n_heads=3,
-        d_head=8,
-        d_mlp=64,
-        d_vocab=VOCAB,
-        n_ctx=16,
-        act_fn="gelu_new",
-        normalization_type="LN",
-        attn_types=["global", "local"],
-        window_size=4,
-        use_attn_scale=False,
-        original_architecture="GPTNeoForCausalLM",
-        seed=3,
-    )
+    cfg = tiny_config(n_heads=3, d_vocab=VOCAB, n_ctx=16, window_size=4, seed=3)
     model = HookedTransformer(cfg).eval()
     with torch.no_grad():
         model.blocks[1].attn.W_O[2] = 0  # head 1.2 writes nothing: ablating its z changes nothing

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import tiny_config
 from scipy.stats import kendalltau
-from transformer_lens import HookedTransformer, HookedTransformerConfig
+from transformer_lens import HookedTransformer
 
 from interp.data import Paragraphs, rarity_ranks
 from interp.errors import UserError
@@ -22,20 +23,14 @@ VOCAB, PREFIX = 40, 12
 
 
 def _model(normalization: str | None, seed: int) -> HookedTransformer:
-    cfg = HookedTransformerConfig(
-        n_layers=2,
+    cfg = tiny_config(
         d_model=16,
         n_heads=2,
-        d_head=8,
         d_mlp=32,
         d_vocab=VOCAB,
         n_ctx=24,
-        act_fn="gelu_new",
         normalization_type=normalization,
-        attn_types=["global", "local"],
         window_size=6,
-        use_attn_scale=False,
-        original_architecture="GPTNeoForCausalLM",
         seed=seed,
     )
     return HookedTransformer(cfg).eval()

@@ -13,8 +13,8 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import hook_count, state_hash
-from transformer_lens import HookedTransformer, HookedTransformerConfig, utils
+from conftest import hook_count, state_hash, tiny_config
+from transformer_lens import HookedTransformer, utils
 
 from interp.audit import AuditConfig, AuditResult, audit, quantize_matrix, quantized, related_text
 from interp.audit.prefixes import single_token_edits
@@ -37,20 +37,12 @@ ATTACKS = ("int8", "int4", "relearn_prefix", "relearn_retain", "relearn_related"
 
 
 def tiny(seed: int = 3) -> HookedTransformer:
-    cfg = HookedTransformerConfig(
+    cfg = tiny_config(
         n_layers=4,
-        d_model=32,
-        n_heads=4,
-        d_head=8,
-        d_mlp=64,
         d_vocab=VOCAB,
-        n_ctx=PREFIX + CONT + 8,  # room for the shift attack's left context
-        act_fn="gelu_new",
-        normalization_type="LN",
+        n_ctx=PREFIX + CONT + 8,
         attn_types=["global", "local"] * 2,
         window_size=4,
-        use_attn_scale=False,
-        original_architecture="GPTNeoForCausalLM",
         seed=seed,
         initializer_range=0.3,
     )

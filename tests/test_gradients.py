@@ -9,7 +9,7 @@ import json
 
 import pytest
 import torch
-from conftest import hook_count
+from conftest import hook_count, tiny_config
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from interp.data import Paragraphs
@@ -24,21 +24,13 @@ N_LAYERS, N_HEADS, D_HEAD, D_MODEL = 2, 4, 8, 32
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
-    cfg = HookedTransformerConfig(
+    cfg = tiny_config(
         n_layers=N_LAYERS,
         d_model=D_MODEL,
         n_heads=N_HEADS,
         d_head=D_HEAD,
-        d_mlp=64,
-        d_vocab=50,
-        n_ctx=32,
-        act_fn="gelu_new",
-        normalization_type="LN",
         attn_types=["global", "local"],
         window_size=4,
-        use_attn_scale=False,
-        original_architecture="GPTNeoForCausalLM",
-        seed=0,
     )
     m = HookedTransformer(cfg)
     with torch.no_grad():  # non-trivial LayerNorm affines and biases, so ignoring them would show

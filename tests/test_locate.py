@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformer_lens import HookedTransformer, HookedTransformerConfig
+from conftest import tiny_config
+from transformer_lens import HookedTransformer
 
 from interp.data import Paragraphs
 from interp.errors import UserError
@@ -18,23 +19,7 @@ LAYER, HEAD = 1, 2
 @pytest.fixture(scope="module")
 def forced():
     """A random model whose head (1, 2) ALONE was fine-tuned (W_Q, W_K, W_V, W_O of that head) to recite new paragraphs."""
-    cfg = HookedTransformerConfig(
-        n_layers=2,
-        d_model=32,
-        n_heads=4,
-        d_head=32,
-        d_mlp=64,
-        d_vocab=VOCAB,
-        n_ctx=16,
-        act_fn="gelu_new",
-        normalization_type="LN",
-        attn_types=["global", "local"],
-        window_size=8,
-        use_attn_scale=True,
-        original_architecture="GPTNeoForCausalLM",
-        seed=0,
-        initializer_range=0.3,
-    )
+    cfg = tiny_config(d_head=32, d_vocab=VOCAB, n_ctx=16, use_attn_scale=True, initializer_range=0.3)
     model = HookedTransformer(cfg).eval()
     g = torch.Generator().manual_seed(0)
     tokens = torch.randint(0, VOCAB, (24, PREFIX + CONT), generator=g)

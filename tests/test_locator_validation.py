@@ -6,7 +6,8 @@ import json
 
 import pytest
 import torch
-from transformer_lens import HookedTransformer, HookedTransformerConfig
+from conftest import tiny_config
+from transformer_lens import HookedTransformer
 
 from interp.data import Paragraphs
 from interp.errors import UserError
@@ -21,20 +22,12 @@ PREFIX, CONT, VOCAB = 4, 4, 64
 
 
 def _model(seed: int = 0, d_mlp: int = 64) -> HookedTransformer:
-    cfg = HookedTransformerConfig(
-        n_layers=2,
-        d_model=32,
-        n_heads=4,
+    cfg = tiny_config(
         d_head=16,
         d_mlp=d_mlp,
         d_vocab=VOCAB,
         n_ctx=16,
-        act_fn="gelu_new",
-        normalization_type="LN",
-        attn_types=["global", "local"],
-        window_size=8,
         use_attn_scale=True,
-        original_architecture="GPTNeoForCausalLM",
         seed=seed,
         initializer_range=0.3,
     )

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from conftest import tiny_config
 
 from interp.data import Paragraphs
 from interp.errors import UserError
@@ -81,23 +82,15 @@ def test_split_thresholds():
 
 @pytest.fixture(scope="module")
 def tiny_neo():
-    from transformer_lens import HookedTransformer, HookedTransformerConfig
+    from transformer_lens import HookedTransformer
 
     def make(dtype=torch.float32, softcap=-1.0):
-        cfg = HookedTransformerConfig(
+        cfg = tiny_config(
             n_layers=3,
-            d_model=32,
-            n_heads=4,
-            d_head=8,
-            d_mlp=64,
             d_vocab=40,
             n_ctx=24,
-            act_fn="gelu_new",
-            normalization_type="LN",
             attn_types=["global", "local", "global"],
             window_size=4,
-            use_attn_scale=False,
-            original_architecture="GPTNeoForCausalLM",
             seed=3,
             dtype=dtype,
             output_logits_soft_cap=softcap,

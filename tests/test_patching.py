@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformer_lens import HookedTransformer, HookedTransformerConfig
+from conftest import tiny_config
+from transformer_lens import HookedTransformer
 from transformer_lens import patching as tl_patching
 
 from interp.data import Paragraphs
@@ -27,21 +28,8 @@ PREFIX, CONT, VOCAB = 5, 3, 30
 
 @pytest.fixture(scope="module")
 def tiny():
-    cfg = HookedTransformerConfig(
-        n_layers=3,
-        d_model=32,
-        n_heads=4,
-        d_head=8,
-        d_mlp=64,
-        d_vocab=VOCAB,
-        n_ctx=16,
-        act_fn="gelu_new",
-        normalization_type="LN",
-        attn_types=["global", "local", "global"],
-        window_size=4,
-        use_attn_scale=False,
-        original_architecture="GPTNeoForCausalLM",
-        seed=2,
+    cfg = tiny_config(
+        n_layers=3, d_vocab=VOCAB, n_ctx=16, attn_types=["global", "local", "global"], window_size=4, seed=2
     )
     return HookedTransformer(cfg).eval()
 
@@ -97,20 +85,13 @@ def test_equals_transformer_lens_patching(tiny, pair, direction):
 def test_attribution_is_the_derivative_of_exact_patching(pair):
     # Exact patching of a tiny step eps * (source - run) of every cell, divided by eps, is the
     # first-order estimate: it must equal attribution patching (float64 to see it).
-    cfg = HookedTransformerConfig(
-        n_layers=2,
+    cfg = tiny_config(
         d_model=16,
         n_heads=2,
-        d_head=8,
         d_mlp=32,
         d_vocab=VOCAB,
         n_ctx=16,
-        act_fn="gelu_new",
-        normalization_type="LN",
-        attn_types=["global", "local"],
         window_size=4,
-        use_attn_scale=False,
-        original_architecture="GPTNeoForCausalLM",
         seed=5,
         dtype=torch.float64,
     )

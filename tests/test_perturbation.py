@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformer_lens import HookedTransformer, HookedTransformerConfig
+from conftest import tiny_config
+from transformer_lens import HookedTransformer
 
 from interp.data import Paragraphs
 from interp.errors import UserError
@@ -16,23 +17,7 @@ PREFIX, CONT = 6, 5
 
 @pytest.fixture(scope="module")
 def tiny():
-    cfg = HookedTransformerConfig(
-        n_layers=2,
-        d_model=32,
-        n_heads=4,
-        d_head=8,
-        d_mlp=64,
-        d_vocab=23,
-        n_ctx=16,
-        act_fn="gelu_new",
-        normalization_type="LN",
-        attn_types=["global", "local"],
-        window_size=4,
-        use_attn_scale=False,
-        original_architecture="GPTNeoForCausalLM",
-        seed=1,
-        initializer_range=0.3,
-    )
+    cfg = tiny_config(d_vocab=23, n_ctx=16, window_size=4, seed=1, initializer_range=0.3)
     return HookedTransformer(cfg).eval()
 
 

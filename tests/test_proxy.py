@@ -9,7 +9,8 @@ from dataclasses import replace
 
 import pytest
 import torch
-from transformer_lens import HookedTransformer, HookedTransformerConfig
+from conftest import tiny_config
+from transformer_lens import HookedTransformer
 
 from interp.data import Paragraphs
 from interp.errors import UserError
@@ -21,20 +22,12 @@ PREFIX, CONT, VOCAB = 8, 8, 48
 
 
 def tiny(seed: int, n_layers: int = 2, d_vocab: int = VOCAB) -> HookedTransformer:
-    cfg = HookedTransformerConfig(
+    cfg = tiny_config(
         n_layers=n_layers,
-        d_model=32,
-        n_heads=4,
-        d_head=8,
-        d_mlp=64,
         d_vocab=d_vocab,
         n_ctx=PREFIX + CONT,
-        act_fn="gelu_new",
-        normalization_type="LN",
         attn_types=["global", "local"] * (n_layers // 2),
         window_size=4,
-        use_attn_scale=False,
-        original_architecture="GPTNeoForCausalLM",
         seed=seed,
         initializer_range=0.3,
     )

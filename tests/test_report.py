@@ -11,9 +11,9 @@ import circuitsvis
 import plotly.graph_objects as go
 import pytest
 import torch
-from conftest import BROWSER, NO_BROWSER
+from conftest import BROWSER, NO_BROWSER, tiny_config
 from plotly.offline import get_plotlyjs
-from transformer_lens import HookedTransformer, HookedTransformerConfig
+from transformer_lens import HookedTransformer
 
 from interp.cli import main
 from interp.data import Paragraphs
@@ -28,21 +28,7 @@ HOSTILE = "</script><script>window.__pwned=1</script><b>bold</b><img src=x onerr
 
 @pytest.fixture(scope="module")
 def tiny() -> HookedTransformer:
-    cfg = HookedTransformerConfig(
-        n_layers=2,
-        d_model=32,
-        n_heads=4,
-        d_head=8,
-        d_mlp=64,
-        n_ctx=32,
-        d_vocab=50,
-        act_fn="gelu_new",
-        attn_types=["global", "local"],
-        window_size=8,
-        original_architecture="GPTNeoForCausalLM",
-        use_attn_scale=False,
-        seed=0,
-    )
+    cfg = tiny_config()
     return HookedTransformer(cfg).eval()
 
 

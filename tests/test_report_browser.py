@@ -10,8 +10,8 @@ import json
 import circuitsvis
 import pytest
 import torch
-from conftest import BROWSER, needs_browser
-from transformer_lens import HookedTransformer, HookedTransformerConfig
+from conftest import BROWSER, needs_browser, tiny_config
+from transformer_lens import HookedTransformer
 
 from interp.data import Paragraphs
 from interp.report import ReportOptions, Step, default_steps, model_fingerprint, run_report
@@ -39,21 +39,7 @@ def small_model():
     from interp.models import TESTBED_DIR
 
     tokenizer = AutoTokenizer.from_pretrained(TESTBED_DIR)
-    cfg = HookedTransformerConfig(
-        n_layers=2,
-        d_model=32,
-        n_heads=4,
-        d_head=8,
-        d_mlp=64,
-        n_ctx=128,
-        d_vocab=len(tokenizer),
-        act_fn="gelu_new",
-        attn_types=["global", "local"],
-        window_size=16,
-        original_architecture="GPTNeoForCausalLM",
-        use_attn_scale=False,
-        seed=0,
-    )
+    cfg = tiny_config(n_ctx=128, d_vocab=len(tokenizer), attn_types=["global", "local"], window_size=16)
     return HookedTransformer(cfg, tokenizer=tokenizer, default_padding_side="right").eval()
 
 

@@ -7,7 +7,8 @@ import pickle
 
 import pytest
 import torch
-from transformer_lens import HookedTransformer, HookedTransformerConfig
+from conftest import tiny_config
+from transformer_lens import HookedTransformer
 
 from interp.data import Paragraphs
 from interp.report import ReportOptions, Step, run_report
@@ -84,21 +85,7 @@ def small():
     from interp.models import TESTBED_DIR
 
     tokenizer = AutoTokenizer.from_pretrained(TESTBED_DIR)
-    cfg = HookedTransformerConfig(
-        n_layers=2,
-        d_model=32,
-        n_heads=4,
-        d_head=8,
-        d_mlp=64,
-        n_ctx=128,
-        d_vocab=len(tokenizer),
-        act_fn="gelu_new",
-        attn_types=["global", "local"],
-        window_size=16,
-        original_architecture="GPTNeoForCausalLM",
-        use_attn_scale=False,
-        seed=0,
-    )
+    cfg = tiny_config(n_ctx=128, d_vocab=len(tokenizer), attn_types=["global", "local"], window_size=16)
     model = HookedTransformer(cfg, tokenizer=tokenizer, default_padding_side="right").eval()
     tokens = torch.randint(0, cfg.d_vocab, (30, 100), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():

@@ -10,7 +10,8 @@ import re
 
 import pytest
 import torch
-from transformer_lens import HookedTransformer, HookedTransformerConfig
+from conftest import tiny_config
+from transformer_lens import HookedTransformer
 
 from interp.data import Paragraphs
 from interp.report import ReportOptions, run_report
@@ -41,21 +42,7 @@ SMALL = dict(
 def small():
     """A tiny random GPT-Neo and 30 paragraphs of 20 + 20 tokens: 6 continue with the model's own greedy
     continuation (MEM), the rest are random (NMEM)."""
-    cfg = HookedTransformerConfig(
-        n_layers=2,
-        d_model=32,
-        n_heads=4,
-        d_head=8,
-        d_mlp=64,
-        n_ctx=48,
-        d_vocab=64,
-        act_fn="gelu_new",
-        attn_types=["global", "local"],
-        window_size=8,
-        original_architecture="GPTNeoForCausalLM",
-        use_attn_scale=False,
-        seed=0,
-    )
+    cfg = tiny_config(n_ctx=48, d_vocab=64)
     model = HookedTransformer(cfg).eval()
     tokens = torch.randint(0, 64, (30, 2 * PREFIX), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():

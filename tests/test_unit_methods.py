@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformer_lens import HookedTransformer, HookedTransformerConfig
+from conftest import tiny_config
+from transformer_lens import HookedTransformer
 from transformer_lens.utils import get_act_name
 
 from interp.data import Paragraphs
@@ -22,20 +23,11 @@ PREFIX, CONT, VOCAB = 4, 4, 48
 
 @pytest.fixture(scope="module")
 def tiny():
-    cfg = HookedTransformerConfig(
-        n_layers=2,
-        d_model=32,
-        n_heads=4,
-        d_head=8,
+    cfg = tiny_config(
         d_mlp=16,
         d_vocab=VOCAB,
         n_ctx=16,
-        act_fn="gelu_new",
-        normalization_type="LN",
-        attn_types=["global", "local"],
-        window_size=8,
         use_attn_scale=True,
-        original_architecture="GPTNeoForCausalLM",
         seed=1,
         initializer_range=0.3,
         dtype=torch.float64,

@@ -8,8 +8,8 @@ from dataclasses import dataclass, replace
 
 import pytest
 import torch
-from conftest import hook_count, state_hash
-from transformer_lens import HookedTransformer, HookedTransformerConfig
+from conftest import hook_count, state_hash, tiny_config
+from transformer_lens import HookedTransformer
 
 from interp.data import Paragraphs
 from interp.errors import UserError
@@ -38,20 +38,12 @@ PREFIX, CONT, VOCAB = 8, 8, 48
 
 
 def tiny_model(seed: int = 3) -> HookedTransformer:
-    cfg = HookedTransformerConfig(
+    cfg = tiny_config(
         n_layers=4,
-        d_model=32,
-        n_heads=4,
-        d_head=8,
-        d_mlp=64,
         d_vocab=VOCAB,
         n_ctx=PREFIX + CONT,
-        act_fn="gelu_new",
-        normalization_type="LN",
         attn_types=["global", "local"] * 2,
         window_size=4,
-        use_attn_scale=False,
-        original_architecture="GPTNeoForCausalLM",
         seed=seed,
         initializer_range=0.3,
     )
