@@ -144,7 +144,7 @@ def memorization_split(
                     "id": paragraphs.ids[i],
                     "em": int(scores.em[i]),
                     "prefix_len": paragraphs.prefix_len,
-                    "str_tokens": _str_tokens(model, paragraphs.tokens[i]),
+                    "str_tokens": str_tokens(model, paragraphs.tokens[i]),
                     "token_nll": [round(x, 4) for x in token_nll[row].tolist()],
                 }
             )
@@ -161,7 +161,8 @@ def memorization_split(
     )
 
 
-def _str_tokens(model: Model, tokens: Int[Tensor, "seq"]) -> list[str]:
+def str_tokens(model: Model, tokens: Int[Tensor, "seq"]) -> list[str]:
+    """Each token as text (its id as <id> when the model has no tokenizer), for views."""
     if model.tokenizer is None:
         return [f"<{t}>" for t in tokens.tolist()]
     return [model.tokenizer.decode([t]) for t in tokens.tolist()]

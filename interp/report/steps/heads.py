@@ -11,7 +11,7 @@ from interp.data import rarity_ranks, unigram_counts
 from interp.errors import UserError
 from interp.locator.ranking import locate_memorization_head
 from interp.locator.rare_tokens import mem_specific_head
-from interp.memorization import MemorizationSplit, choose_indices
+from interp.memorization import MemorizationSplit, choose_indices, str_tokens
 from interp.report.steps.memorization import SET_OPTIONS, mem_nmem_sets
 from interp.report.types import Bundle, Skipped, Step, StepInputs
 from interp.testbed import shipped_unigram_counts
@@ -79,9 +79,7 @@ def _heads(inputs: StepInputs) -> Bundle | Skipped:
                 "heads": heads,
                 "patterns": patterns,
                 "rarity": rarity,
-                "str_tokens": [
-                    model.tokenizer.decode([t]) if model.tokenizer else f"<{t}>" for t in example.tokens[0].tolist()
-                ],
+                "str_tokens": str_tokens(model, example.tokens[0]),
                 "corpus_counts": counts is not None,
             },
         }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from interp.data import Paragraphs
+from interp.memorization import str_tokens
 from interp.perturbation import prefix_perturbation
 from interp.report.steps.memorization import SET_OPTIONS, mem_nmem_sets
 from interp.report.types import Bundle, Skipped, Step, StepInputs
@@ -22,9 +23,7 @@ def _perturbation(inputs: StepInputs) -> Bundle | Skipped:
     result = prefix_perturbation(
         model, both, samples_per_position=o.perturb_samples, seed=o.seed, batch_size=4 * o.batch_size
     )
-    tok = model.tokenizer
-    str_tokens = [[tok.decode([t]) if tok else f"<{t}>" for t in row.tolist()] for row in both.prefixes]
-    return Bundle({"all": result, "n_mem": len(mem), "str_tokens": str_tokens})
+    return Bundle({"all": result, "n_mem": len(mem), "str_tokens": [str_tokens(model, row) for row in both.prefixes]})
 
 
 STEP = Step(
