@@ -209,7 +209,10 @@ def save_model(model: Model, out_dir: str | Path) -> Path:
     arch = architecture(model)
     if arch not in TO_HF:
         raise UserError(f"saving {arch} models is not supported; supported: {', '.join(TO_HF)}")
-    hf_config = AutoConfig.for_model(**{k: v for k, v in source.hf_config.items() if k != "transformers_version"})
+    # float32 whatever the source checkpoint's dtype: an edit smaller than float16's spacing (the testbed is
+    # stored in float16) would otherwise be rounded away on saving
+    kept = {k: v for k, v in source.hf_config.items() if k not in ("transformers_version", "dtype", "torch_dtype")}
+    hf_config = AutoConfig.for_model(**kept, dtype="float32")
     hf_model = AutoModelForCausalLM.from_config(hf_config)
     state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in hf_state(model).items()}
     if "embed_out.weight" in state and "embed_out.weight" not in hf_model.state_dict():
