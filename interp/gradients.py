@@ -26,7 +26,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from interp.backend import Model, param_name
+from interp.backend import Model, NamedWeight, named_weights, param_name
 from interp.data import Paragraphs
 from interp.errors import UserError
 from interp.objectives import NLL_WEIGHT, continuation_nll, kl_to_reference, reference_log_probs
@@ -57,22 +57,32 @@ def check_inputs(paragraphs: Paragraphs, what: str, batch_size: int) -> None:
 
 
 @contextlib.contextmanager
-def _grad_only_for(params: dict[str, torch.nn.Parameter], model: Model):
-    """requires_grad on exactly `params` inside the block; every flag restored afterwards."""
-    saved = {name: p.requires_grad for name, p in model.named_parameters()}
+def _grad_only_for(params: dict[str, NamedWeight], model: Model):
+    """requires_grad on exactly the leaves holding `params` inside the block; every flag restored afterwards."""
+    wanted = {id(w.leaf) for w in params.values()}
+    saved = [(p, p.requires_grad) for p in model.parameters()]
     try:
-        for name, p in model.named_parameters():
-            p.requires_grad_(name in params)
+        for p, _ in saved:
+            p.requires_grad_(id(p) in wanted)
         with torch.enable_grad():
             yield
     finally:
-        for name, p in model.named_parameters():
-            p.requires_grad_(saved[name])
+        for p, flag in saved:
+            p.requires_grad_(flag)
 
 
-def selected_parameters(model: Model, *, include_embeddings: bool = False) -> dict[str, torch.nn.Parameter]:
-    """The attention and MLP weight matrices of every block; all parameters if include_embeddings."""
-    return {name: p for name, p in model.named_parameters() if include_embeddings or _LAYER_WEIGHT.match(name)}
+def selected_weights(model: Model, *, include_embeddings: bool = False) -> dict[str, NamedWeight]:
+    """The attention and MLP weight matrices of every block (TransformerLens names and layouts, whatever
+    module holds them: interp.backend.named_weights); every weight if include_embeddings."""
+    return {
+        name: w for name, w in named_weights(model).items() if include_embeddings or _LAYER_WEIGHT.match(name)
+    }
+
+
+def selected_parameters(model: Model, *, include_embeddings: bool = False) -> dict[str, Tensor]:
+    """`selected_weights` as tensors in TransformerLens's layout (the parameters themselves under
+    HookedTransformer; storage-sharing views of the Hugging Face parameters under the bridge)."""
+    return {name: w.tensor for name, w in selected_weights(model, include_embeddings=include_embeddings).items()}
 
 
 def parameter_gradients(
@@ -104,18 +114,19 @@ def parameter_gradients(
             raise UserError(
                 f"target and retain prefixes differ in length ({targets.prefix_len} vs {retain.prefix_len})"
             )
-    params = selected_parameters(model, include_embeddings=include_embeddings)
-    names, tensors = list(params), list(params.values())
-    total = [torch.zeros_like(p, dtype=torch.float32) for p in tensors]
+    params = selected_weights(model, include_embeddings=include_embeddings)
+    names, weights = list(params), list(params.values())
+    leaves = [w.leaf for w in weights]
+    total = [torch.zeros_like(w.tensor, dtype=torch.float32) for w in weights]
     device = model.cfg.device
     p_len = targets.prefix_len
     sign = 1.0 if objective == "nll" else -nll_weight
 
     def accumulate(loss: Tensor) -> None:
-        grads = torch.autograd.grad(loss, tensors, allow_unused=True)
-        for acc, g in zip(total, grads):
+        grads = torch.autograd.grad(loss, leaves, allow_unused=True)
+        for acc, g, w in zip(total, grads, weights):
             if g is not None:
-                acc += g.float()
+                acc += w.to_tl(g).float()
 
     with _grad_only_for(params, model):
         for start in range(0, len(targets), batch_size):

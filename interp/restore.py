@@ -21,7 +21,6 @@ whose window covers its layer); value vectors need one forward per window.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -29,7 +28,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from interp.backend import Model, act_name, capture, hooks_on, weight
+from interp.backend import Model, act_name, capture, copy_model, hooks_on, weight
 from interp.data import Paragraphs
 from interp.errors import UserError
 from interp.metrics import continuation_log_probs, em_from_hits
@@ -192,7 +191,7 @@ def restoration(
     windows = layer_windows(n_layers, default_window(n_layers) if width is None else width)
     patched = [(e, w) for e in experiments if e in _PATCHED for w in windows]
     names = {kind: [act_name(kind, l) for l in range(n_layers)] for kind in ("post", "attn_out")}
-    values_model = copy.deepcopy(edited) if "values" in experiments else None
+    values_model = copy_model(edited) if "values" in experiments else None
     chunk = max(1, batch_size // max(1, len(patched)))
     device = original.cfg.device
     out: dict[str, list] = {k: [] for k in ("em_o", "nll_o", "em_e", "nll_e", "loss_e", "em_r", "nll_r", "loss_r")}

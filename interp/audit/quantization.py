@@ -12,7 +12,6 @@ channels within an output channel (int4), q = round(w / scale), w' = q * scale.
 
 from __future__ import annotations
 
-import copy
 import re
 
 import torch
@@ -20,7 +19,7 @@ from einops import rearrange
 from jaxtyping import Float
 from torch import Tensor
 
-from interp.backend import Model
+from interp.backend import Model, copy_model, named_weights
 from interp.errors import UserError
 
 QUANTIZED = re.compile(r"blocks\.\d+\.(attn\.(W_Q|W_K|W_V|W_O|_W_K|_W_V)|mlp\.(W_in|W_gate|W_out))$")
@@ -61,12 +60,13 @@ def quantized(
         raise UserError(f"quantization to {bits} bits is not supported: use 8 (per channel) or 4 (group-wise)")
     if group_size is not None and group_size < 1:
         raise UserError(f"the quantization group size must be at least 1, got {group_size}: change --group-size")
-    copy_ = copy.deepcopy(model)
+    copy_ = copy_model(model)
     errors = {}
     with torch.no_grad():
-        for name, p in copy_.named_parameters():
+        for name, w in named_weights(copy_).items():
             if not QUANTIZED.search(name):
                 continue
+            p = w.tensor  # TransformerLens's layout, sharing the model's storage
             pattern = _pattern(name)
             sizes = dict(zip(("h", "i"), p.shape)) if p.ndim == 3 else {}
             matrix = rearrange(p, pattern)

@@ -12,7 +12,10 @@ goes through these names:
 - running part of the network: `run_to` (the residual stream entering a layer), `run_from` (from a layer);
 - the final normalization and unembedding: `final_norm`, `unembed`, `unembed_parts`, `softcap`;
 - the KV-cache greedy decoder: `greedy_decode`;
-- weight views per layer / head / neuron, to read and edit: `param_name`, `weight`;
+- weight views per layer / head / neuron, to read and edit: `param_name`, `weight`; every weight under its
+  TransformerLens name whatever module holds it (leaf + layout view): `named_weights`, `NamedWeight`, and masks
+  on those names as masks on the leaves (`leaf_masks`); an independent copy to edit: `copy_model`;
+- what the backend can do: `HAS_GHOST_PASS` (batched per-paragraph gradient norms);
 - architecture facts: `is_post_norm`; the component classes cost accounting counts: `is_block`, `is_unembed`.
 
 `NAME` says which backend is active, chosen by what is installed: "hooked" (HookedTransformer,
@@ -36,6 +39,7 @@ except ImportError as exc:
     ) from exc
 
 from interp.backend.hooked import (
+    HAS_GHOST_PASS,
     NAME,
     Activations,
     Hook,
@@ -43,12 +47,14 @@ from interp.backend.hooked import (
     ModelConfig,
     act_name,
     capture,
+    copy_model,
     final_norm,
     greedy_decode,
     hooks_on,
     is_block,
     is_post_norm,
     is_unembed,
+    named_weights,
     param_name,
     run_from,
     run_to,
@@ -58,9 +64,15 @@ from interp.backend.hooked import (
     weight,
 )
 from interp.backend.hooked_io import TO_HF, architecture, from_hf, from_official, hf_state, official_name
+from interp.backend.named import NamedWeight, leaf_masks
 
 __all__ = [
+    "HAS_GHOST_PASS",
     "NAME",
+    "NamedWeight",
+    "copy_model",
+    "leaf_masks",
+    "named_weights",
     "TO_HF",
     "Activations",
     "Hook",

@@ -8,6 +8,7 @@ weights head-first (W_Q, W_K, W_V [head, d_model, d_head], W_O [head, d_head, d_
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 
@@ -21,10 +22,13 @@ from transformer_lens.utilities.activation_functions import apply_softcap
 from transformer_lens.utilities.architectures import POST_NORM_ARCHITECTURES
 from transformer_lens.utils import get_act_name
 
+from interp.backend.named import NamedWeight
+
 NAME = "hooked"
 Model = HookedTransformer
 ModelConfig = HookedTransformerConfig
 Hook = tuple[str, Callable]  # (hook name, function(activation, hook) -> activation or None)
+HAS_GHOST_PASS = True  # interp.gradient_norms can read LayerNorm and MLP internals (ln1, ln2, mlp.act_fn)
 
 
 def act_name(kind: str, layer: int | None = None, sublayer: str | None = None) -> str:
@@ -114,10 +118,20 @@ def is_unembed(module: nn.Module) -> bool:
     return isinstance(module, Unembed)
 
 
+def copy_model(model: HookedTransformer) -> HookedTransformer:
+    """An independent copy (weights, hooks' modules, config) to edit without touching `model`."""
+    return copy.deepcopy(model)
+
+
 def param_name(layer: int, component: str) -> str:
     """The name of a block's weight: W_Q / W_K / W_V / W_O / b_Q ... in attention, W_in / W_out / b_in / b_out in the MLP."""
     module = "attn" if component[2:] in ("Q", "K", "V", "O") else "mlp"
     return f"blocks.{layer}.{module}.{component}"
+
+
+def named_weights(model: HookedTransformer) -> dict[str, NamedWeight]:
+    """Every weight under its TransformerLens name; here each is the model's own parameter, in its layout."""
+    return {name: NamedWeight(p) for name, p in model.named_parameters()}
 
 
 def weight(model: HookedTransformer, layer: int, component: str) -> nn.Parameter:

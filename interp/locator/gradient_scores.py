@@ -22,13 +22,11 @@ gradient map). Embeddings, unembedding and biases are left out, as in the paper.
 
 from __future__ import annotations
 
-import copy
-
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from interp.backend import Model, param_name
+from interp.backend import Model, copy_model, named_weights, param_name
 from interp.data import Paragraphs
 from interp.errors import UserError
 from interp.gradients import parameter_gradients
@@ -81,9 +79,10 @@ def _fisher(model: Model, paragraphs: Paragraphs, unit: str) -> Tensor:
 
 @torch.no_grad()
 def _perturbed(model: Model, noise: float, generator: torch.Generator) -> Model:
-    shaken = copy.deepcopy(model)
-    for name, w in shaken.named_parameters():
+    shaken = copy_model(model)
+    for name, weight in named_weights(shaken).items():
         if name.startswith("blocks.") and ".W_" in name:
+            w = weight.tensor
             w.add_(torch.randn(w.shape, generator=generator).to(w.device, w.dtype) * w.abs() * noise)
     return shaken
 
@@ -114,7 +113,7 @@ def gradient_scores(
         clock = Stopwatch()
         g_mem, g_nmem = _mean_grads(model, mem, batch_size), _mean_grads(model, nmem, batch_size)
         shared = clock.seconds
-        weights = {name: w.detach() for name, w in model.named_parameters() if name in g_mem}
+        weights = {name: w.tensor.detach() for name, w in named_weights(model).items() if name in g_mem}
         if "gradient_l2" in variants:
             clock = Stopwatch()
             score = _contrast(_squares(g_mem, model, unit).sqrt(), _squares(g_nmem, model, unit).sqrt())

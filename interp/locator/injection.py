@@ -19,7 +19,6 @@ that layer) is computed once and every step starts there (`start_at_layer`).
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass, field
 
@@ -28,7 +27,7 @@ import torch.nn.functional as F
 from jaxtyping import Bool, Int
 from torch import Tensor
 
-from interp.backend import Model, param_name, run_from, run_to
+from interp.backend import Model, copy_model, leaf_masks, named_weights, param_name, run_from, run_to
 from interp.data import Paragraphs
 from interp.errors import UserError
 from interp.locator.units import Stopwatch, unit_count
@@ -201,10 +200,8 @@ def _force(
     p, cont = paragraphs.prefix_len, paragraphs.continuation_len
     em_before = score_paragraphs(model, paragraphs, batch_size).em
     ppl_before = _heldout_ppl(model, heldout, batch_size)
-    forced = copy.deepcopy(model)
-    named = dict(forced.named_parameters())
-    params = [named[n] for n in grad_masks]
-    masks = list(grad_masks.values())
+    forced = copy_model(model)
+    params, masks = leaf_masks(named_weights(forced), grad_masks)
     start = min(int(n.split(".")[1]) for n in grad_masks)
     tokens = paragraphs.tokens.to(model.cfg.device)
     retain_tokens = retain.tokens.to(model.cfg.device)
@@ -295,7 +292,7 @@ def inject_head(
         raise UserError(
             f"no head {layer}.{head}: the model has {model.cfg.n_layers} layers of {model.cfg.n_heads} heads"
         )
-    named = dict(model.named_parameters())
+    named = {name: w.tensor for name, w in named_weights(model).items()}
     masks = {}
     for w in HEAD_PARAMS:
         name = param_name(layer, w)

@@ -14,14 +14,13 @@ never trained).
 
 from __future__ import annotations
 
-import copy
 from dataclasses import asdict, dataclass, field
 
 import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
-from interp.backend import Model
+from interp.backend import Model, copy_model, leaf_masks, named_weights
 from interp.conventions import PAPER
 from interp.data import Paragraphs
 from interp.errors import UserError
@@ -163,29 +162,31 @@ def unlearn(
         raise UserError("no target paragraphs to unlearn")
     if mask is None:
         mask = select_weights(model, targets, retain, config, edit_targets=edit_targets)
-    edited = copy.deepcopy(model)
-    named = dict(edited.named_parameters())
+    edited = copy_model(model)
+    named = named_weights(edited)
     unknown = sorted(set(mask) - set(named))
     if unknown:
         raise UserError(f"the mask names parameters the model does not have: {unknown[:3]}")
-    mask = {n: m.to(named[n].device) for n, m in mask.items() if bool(m.any())}
+    mask = {n: m.to(named[n].leaf.device) for n, m in mask.items() if bool(m.any())}
     if not mask:
         raise UserError("the mask selects no weights: widen --fraction or the layer/component restriction")
-    flags = {n: p.requires_grad for n, p in named.items()}
-    for p in named.values():
+    leaves, masks = leaf_masks(named, mask)  # per leaf parameter (one leaf may hold several named weights)
+    flags = [(p, p.requires_grad) for p in edited.parameters()]
+    for p, _ in flags:
         p.requires_grad_(False)
-    trained = {n: named[n].requires_grad_(True) for n in mask}
-    originals = {n: p.detach().clone() for n, p in trained.items()}
+    for p in leaves:
+        p.requires_grad_(True)
+    originals = [p.detach().clone() for p in leaves]
 
     def keep_unmasked() -> None:
         with torch.no_grad():
-            for n, p in trained.items():
-                p.copy_(torch.where(mask[n], p, originals[n]))
+            for p, m, original in zip(leaves, masks, originals):
+                p.copy_(torch.where(m, p, original))
 
     def zero_grad_outside_mask() -> None:
-        for n, p in trained.items():
+        for p, m in zip(leaves, masks):
             if p.grad is not None:
-                p.grad.mul_(mask[n].to(p.grad.dtype))
+                p.grad.mul_(m.to(p.grad.dtype))
 
     loss_fn = objective(
         config.method,
@@ -202,7 +203,7 @@ def unlearn(
     try:
         losses = optimise(
             loss_fn,
-            list(trained.values()),
+            leaves,
             steps=config.steps,
             lr=config.lr,
             weight_decay=config.weight_decay,
@@ -210,10 +211,10 @@ def unlearn(
             after_step=None if config.decay_outside_mask else keep_unmasked,
         )
     finally:
-        for n, p in named.items():
-            p.requires_grad_(flags[n])
+        for p, flag in flags:
+            p.requires_grad_(flag)
             p.grad = None
-    changed = sum(int((p.detach() != model.get_parameter(n).detach()).sum()) for n, p in named.items())
+    changed = sum(int((p.detach() != q.detach()).sum()) for p, q in zip(edited.parameters(), model.parameters()))
     return UnlearnResult(
         config=config,
         target_ids=targets.ids,

@@ -4,13 +4,12 @@ the forgotten continuation. A forgotten paragraph that comes straight back was h
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from torch import Tensor
 
-from interp.backend import Model, hooks_on
+from interp.backend import Model, copy_model, hooks_on
 from interp.data import Paragraphs
 from interp.errors import UserError
 from interp.unlearning.evaluation import Hook
@@ -47,7 +46,7 @@ def relearn(
     if isinstance(model, ProxyModel):
         return model.with_base(relearn(model.base, targets, retain, config, hooks=hooks))
     tokens = targets.prefixes if config.data == "prefix" else retain.tokens
-    attacked = copy.deepcopy(model)
+    attacked = copy_model(model)
     params = [p for p in attacked.parameters() if p.requires_grad]
 
     def loss() -> Tensor:
