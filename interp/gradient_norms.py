@@ -22,10 +22,29 @@ from jaxtyping import Float
 from scipy import stats
 from torch import Tensor
 
-from interp.backend import Model, act_name, final_norm, hooks_on, is_post_norm, run_to, softcap, unembed_parts
+from interp.backend import (
+    HAS_GHOST_PASS,
+    Model,
+    act_name,
+    final_norm,
+    hooks_on,
+    is_post_norm,
+    param_name,
+    run_to,
+    softcap,
+    unembed_parts,
+)
 from interp.data import Paragraphs
 from interp.errors import UserError
-from interp.gradients import COMPONENTS, HEAD_COMPONENTS, _grad_only_for, check_inputs, check_supported_model
+from interp.gradients import (
+    COMPONENTS,
+    HEAD_COMPONENTS,
+    _grad_only_for,
+    check_inputs,
+    check_supported_model,
+    parameter_gradients,
+)
+from interp.objectives import continuation_nll
 
 
 @dataclass(frozen=True)
@@ -314,6 +333,8 @@ def per_paragraph_norms(
         raise UserError(f"per-paragraph norms support objective 'nll' only, not {objective!r}")
     check_supported_model(model)
     check_inputs(paragraphs, "input", batch_size)
+    if not HAS_GHOST_PASS:
+        return _norms_one_by_one(model, paragraphs)
     cfg = model.cfg
     if (
         cfg.use_split_qkv_input
@@ -346,6 +367,35 @@ def per_paragraph_norms(
         norms=torch.cat(all_norms),
         head_norms=torch.cat(all_heads),
         loss=torch.cat(all_loss),
+    )
+
+
+def _norms_one_by_one(model: Model, paragraphs: Paragraphs) -> PerParagraphNorms:
+    """The same norms from one backward per paragraph (exact, slower): for a backend without the ghost pass."""
+    n_layers, device = model.cfg.n_layers, model.cfg.device
+    norms, heads, losses = [], [], []
+    for i in range(len(paragraphs)):
+        one = paragraphs.select([i])
+        grads = parameter_gradients(model, one, objective="nll", batch_size=1)
+        with torch.no_grad():
+            losses.append(continuation_nll(model, one.tokens.to(device), one.prefix_len).float().cpu())
+        norms.append(
+            torch.tensor([[float(grads[param_name(l, c)].norm()) for c in COMPONENTS] for l in range(n_layers)])
+        )
+        heads.append(
+            torch.stack(
+                [
+                    torch.stack([grads[param_name(l, c)].flatten(1).norm(dim=1).cpu() for c in HEAD_COMPONENTS], -1)
+                    for l in range(n_layers)
+                ]
+            )
+        )
+    return PerParagraphNorms(
+        ids=paragraphs.ids,
+        components=COMPONENTS,
+        norms=torch.stack(norms),
+        head_norms=torch.stack(heads),
+        loss=torch.stack(losses).reshape(-1),
     )
 
 

@@ -167,3 +167,34 @@ def test_official_name_offline_fails_fast(monkeypatch):
 
 def test_hooks_are_hookpoints(testbed):
     assert isinstance(testbed.blocks[1].attn.hook_pattern, HookPoint)
+
+
+def test_bridge_weight_views_equal_hookedtransformers_weights(hf_folder):
+    """The TransformerBridge backend's layout maps (interp.backend.bridge_weights), applied to the Hugging Face
+    model's own parameters, give every HookedTransformer weight exactly, share the Hugging Face storage (an
+    edit through the view is an edit of the checkpoint), and `leaf_masks` puts a head's mask where that
+    head's weights lie in the fused leaf (GPT-2's c_attn, NeoX's query_key_value)."""
+    from interp.backend import leaf_masks
+    from interp.backend.bridge_weights import named_weights
+
+    folder, hf = hf_folder
+    model = load_model(str(folder), device="cpu")
+    arch = type(hf).__name__
+    views = named_weights(hf, arch, model.cfg.n_layers, model.cfg.n_heads)
+    hooked = dict(model.named_parameters())
+    assert len(views) > 10 * model.cfg.n_layers
+    for name, w in views.items():
+        assert torch.equal(w.tensor.detach(), hooked[name].detach()), name
+        assert w.tensor.untyped_storage().data_ptr() == w.leaf.untyped_storage().data_ptr(), name
+    absent = set(hooked) - set(views)  # HookedTransformer's zero biases the checkpoint has no tensor for
+    assert all(".b_" in n or "IGNORE" in n for n in absent), sorted(absent)
+    mask = torch.zeros_like(hooked["blocks.1.attn.W_K"], dtype=torch.bool)
+    mask[2] = True
+    (leaf,), (leaf_mask,) = leaf_masks(views, {"blocks.1.attn.W_K": mask})
+    assert leaf is views["blocks.1.attn.W_K"].leaf and int(leaf_mask.sum()) == int(mask.sum())
+    with torch.no_grad():
+        leaf.add_(leaf_mask.float())  # moves exactly head 2's W_K, wherever the architecture stores it
+    for name, w in views.items():
+        if w.leaf is leaf:
+            moved = (w.tensor.detach() - hooked[name].detach()).abs() > 0
+            assert torch.equal(moved, mask) if name == "blocks.1.attn.W_K" else not moved.any(), name

@@ -7,80 +7,152 @@ goes through these names:
 - model type and config: `Model`, `ModelConfig`; `Hook` (a (hook name, function) pair);
 - loading and state conversion: `from_hf`, `official_name`, `from_official`, `hf_state`, `architecture`, `TO_HF`;
 - the unit -> hook-name table: `act_name`;
-- capture of activations: `capture` (-> logits, `Activations`);
+- capture of activations: `capture` (-> logits, `Activations`); an independent copy to edit: `copy_model`;
 - running with hooks: `hooks_on` (a context manager that always removes them);
 - running part of the network: `run_to` (the residual stream entering a layer), `run_from` (from a layer);
 - the final normalization and unembedding: `final_norm`, `unembed`, `unembed_parts`, `softcap`;
 - the KV-cache greedy decoder: `greedy_decode`;
-- weight views per layer / head / neuron, to read and edit: `param_name`, `weight`; every weight under its
-  TransformerLens name whatever module holds it (leaf + layout view): `named_weights`, `NamedWeight`, and masks
-  on those names as masks on the leaves (`leaf_masks`); an independent copy to edit: `copy_model`;
-- what the backend can do: `HAS_GHOST_PASS` (batched per-paragraph gradient norms);
+- weight views per layer / head / neuron, to read and edit: `param_name`, `weight`;
 - architecture facts: `is_post_norm`; the component classes cost accounting counts: `is_block`, `is_unembed`.
 
-`NAME` says which backend is active, chosen by what is installed: "hooked" (HookedTransformer,
-TransformerLens 3.x). Under TransformerLens >= 4 (no HookedTransformer) importing interp fails with an
-ImportError that says so: a TransformerBridge backend is not written yet (docs/backend_tl4.md).
+- TransformerLens-named weights whatever module holds them (leaf + layout view): `named_weights`, `NamedWeight`,
+  `leaf_masks` (masks on those names, as masks on the leaves that hold them);
+- what a backend can do: `HAS_GHOST_PASS` (batched per-paragraph gradient norms).
+
+`NAME` says which backend is active: "hooked" (HookedTransformer, TransformerLens 3.x, interp.backend.hooked)
+or "bridge" (TransformerBridge, TransformerLens >= 4, interp.backend.bridge). The environment variable
+INTERP_BACKEND picks one; unset, HookedTransformer is used when installed, else the bridge
+(docs/backend_tl4.md: what the bridge backend covers and its measured agreement).
 """
 
+import os
 from importlib.metadata import PackageNotFoundError, version
 
-try:
-    from transformer_lens import HookedTransformer  # noqa: F401  (TransformerLens 3.x only)
-except ImportError as exc:
-    try:
-        installed = f"transformer-lens {version('transformer-lens')} is installed"
-    except PackageNotFoundError:
-        installed = "transformer-lens is not installed"
-    raise ImportError(
-        f"interp needs TransformerLens' HookedTransformer (transformer-lens>=3.9,<4), but {installed}: "
-        'install it with pip install "transformer-lens>=3.9,<4". interp has no TransformerBridge '
-        "(TransformerLens 4) backend yet; docs/backend_tl4.md says what works under it."
-    ) from exc
-
-from interp.backend.hooked import (
-    HAS_GHOST_PASS,
-    NAME,
-    Activations,
-    Hook,
-    Model,
-    ModelConfig,
-    act_name,
-    capture,
-    copy_model,
-    final_norm,
-    greedy_decode,
-    hooks_on,
-    is_block,
-    is_post_norm,
-    is_unembed,
-    named_weights,
-    param_name,
-    run_from,
-    run_to,
-    softcap,
-    unembed,
-    unembed_parts,
-    weight,
-)
-from interp.backend.hooked_io import TO_HF, architecture, from_hf, from_official, hf_state, official_name
 from interp.backend.named import NamedWeight, leaf_masks
 
+BACKENDS = ("hooked", "bridge")
+ENV = "INTERP_BACKEND"  # "hooked", "bridge", or unset: HookedTransformer when installed, else TransformerBridge
+
+
+def _installed() -> str:
+    try:
+        return f"transformer-lens {version('transformer-lens')} is installed"
+    except PackageNotFoundError:
+        return "transformer-lens is not installed"
+
+
+def available(name: str) -> bool:
+    """Whether backend `name` can run here: HookedTransformer (hooked) or TransformerBridge (bridge) importable."""
+    import transformer_lens
+
+    return hasattr(transformer_lens, "HookedTransformer" if name == "hooked" else "TransformerBridge")
+
+
+def missing(name: str) -> str:
+    """Why backend `name` cannot run here, and what to install."""
+    if name == "hooked":
+        return (
+            f"the hooked backend needs TransformerLens' HookedTransformer (transformer-lens>=3.9,<4), but "
+            f'{_installed()}: install it with pip install "transformer-lens>=3.9,<4", or use the bridge backend'
+        )
+    return (
+        f"the bridge backend needs TransformerLens' TransformerBridge (transformer-lens>=4), but {_installed()}: "
+        "install it as the README says (requirements-bridge.txt), or use the hooked backend"
+    )
+
+
+def _choose() -> str:
+    asked = os.environ.get(ENV, "").strip().lower()
+    if asked and asked not in BACKENDS:
+        raise ImportError(f"{ENV}={asked!r}: use one of {', '.join(BACKENDS)} (or leave it unset)")
+    try:
+        import transformer_lens  # noqa: F401
+    except ImportError:
+        raise ImportError(
+            f'interp needs TransformerLens, but {_installed()}: pip install "transformer-lens>=3.9,<4"'
+        ) from None
+    if asked:
+        if not available(asked):
+            raise ImportError(f"{ENV}={asked}: {missing(asked)}")
+        return asked
+    for name in BACKENDS:
+        if available(name):
+            return name
+    raise ImportError(missing("hooked"))
+
+
+if _choose() == "hooked":
+    from interp.backend.hooked import (
+        HAS_GHOST_PASS,
+        NAME,
+        Activations,
+        Hook,
+        Model,
+        ModelConfig,
+        act_name,
+        capture,
+        copy_model,
+        final_norm,
+        greedy_decode,
+        hooks_on,
+        is_block,
+        is_post_norm,
+        is_unembed,
+        named_weights,
+        param_name,
+        run_from,
+        run_to,
+        softcap,
+        unembed,
+        unembed_parts,
+        weight,
+    )
+    from interp.backend.hooked_io import TO_HF, architecture, from_hf, from_official, hf_state, official_name
+else:
+    from interp.backend.bridge import (  # type: ignore[assignment]
+        HAS_GHOST_PASS,
+        NAME,
+        Activations,
+        Hook,
+        Model,
+        ModelConfig,
+        act_name,
+        capture,
+        copy_model,
+        final_norm,
+        greedy_decode,
+        hooks_on,
+        is_block,
+        is_post_norm,
+        is_unembed,
+        named_weights,
+        param_name,
+        run_from,
+        run_to,
+        softcap,
+        unembed,
+        unembed_parts,
+        weight,
+    )
+    from interp.backend.bridge_io import TO_HF, architecture, from_hf, from_official, hf_state, official_name  # type: ignore[assignment]
+
+
 __all__ = [
-    "HAS_GHOST_PASS",
+    "BACKENDS",
+    "ENV",
     "NAME",
-    "NamedWeight",
-    "copy_model",
-    "leaf_masks",
-    "named_weights",
     "TO_HF",
+    "HAS_GHOST_PASS",
     "Activations",
     "Hook",
     "Model",
     "ModelConfig",
+    "NamedWeight",
     "act_name",
+    "available",
     "architecture",
     "capture",
+    "copy_model",
     "final_norm",
     "from_hf",
     "from_official",
@@ -90,6 +162,9 @@ __all__ = [
     "is_block",
     "is_post_norm",
     "is_unembed",
+    "leaf_masks",
+    "missing",
+    "named_weights",
     "official_name",
     "param_name",
     "run_from",

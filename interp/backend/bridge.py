@@ -1,0 +1,197 @@
+"""The TransformerBridge backend (TransformerLens >= 4): the operations of `interp.backend.hooked`, on a bridge.
+
+The model is a `TransformerBridge` booted from a Hugging Face checkpoint with
+`enable_compatibility_mode(no_processing=True)`: HookedTransformer's hook names and numerics, with the
+checkpoint's weights as they are (no folding, no centering), so logits equal the HookedTransformer backend's.
+Its parameters are the Hugging Face modules' own; `named_weights` gives them under TransformerLens names and
+layouts as storage-sharing views (interp.backend.bridge_weights), so masks, gradient maps and edits keyed by
+`blocks.1.mlp.W_out` work unchanged.
+
+Known differences from the HookedTransformer backend (docs/backend_tl4.md has the measured table):
+- a checkpoint with tied embeddings (GPT-Neo, GPT-2) has one tensor for W_E and W_U here, two copies under
+  HookedTransformer, so training the embeddings moves both at once here;
+- `run_to(model, tokens, n_layers)` and `run_from(..., stop=n_layers)` read the last block's output through a
+  hook (the bridge's `stop_at_layer=n_layers` returns logits), so they also pay for the unembedding.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor, nn
+from transformer_lens import TransformerBridge, TransformerBridgeConfig
+from transformer_lens.model_bridge.generalized_components.block import BlockBridge
+from transformer_lens.model_bridge.generalized_components.unembedding import UnembeddingBridge
+from transformer_lens.utilities import get_act_name
+from transformer_lens.utilities.activation_functions import apply_softcap
+from transformer_lens.utilities.architectures import POST_NORM_ARCHITECTURES
+
+from interp.backend import bridge_weights
+from interp.backend.named import NamedWeight
+
+NAME = "bridge"
+Model = TransformerBridge
+ModelConfig = TransformerBridgeConfig
+Hook = tuple[str, Callable]
+# The ghost-norm pass (interp.gradient_norms) reads HookedTransformer's LayerNorm and MLP internals (ln1 / ln2
+# modules, mlp.act_fn), which the bridge's wrapped Hugging Face modules do not expose the same way: per-paragraph
+# norms take one backward per paragraph here instead (the same numbers, slower).
+HAS_GHOST_PASS = False
+
+
+def act_name(kind: str, layer: int | None = None, sublayer: str | None = None) -> str:
+    """The hook name of an activation, as HookedTransformer spells it (the bridge's compatibility names)."""
+    return get_act_name(kind, layer, sublayer)
+
+
+class Activations(Mapping):
+    """Captured activations by hook name, or by (kind, layer) as `act_name` spells it."""
+
+    def __init__(self, tensors: dict[str, Tensor]):
+        self._tensors = tensors
+
+    def __getitem__(self, key: str | tuple) -> Tensor:
+        return self._tensors[act_name(*key) if isinstance(key, tuple) else key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._tensors)
+
+    def __len__(self) -> int:
+        return len(self._tensors)
+
+
+def capture(
+    model: TransformerBridge, tokens: Int[Tensor, "n seq"], names: Iterable[str]
+) -> tuple[Float[Tensor, "n seq vocab"], Activations]:
+    """One forward: the logits and the activations at exactly the hooks `names` (detached); no hook stays on."""
+    wanted = set(names)
+    logits, cache = model.run_with_cache(tokens, names_filter=lambda n: n in wanted)
+    return logits, Activations({k: v for k, v in cache.cache_dict.items() if k in wanted})
+
+
+@contextmanager
+def hooks_on(model, fwd_hooks: Iterable[Hook] = ()) -> Iterator[None]:
+    """Forward hooks on inside the block, removed on exit even when the body raises."""
+    with model.hooks(fwd_hooks=list(fwd_hooks)):
+        yield
+
+
+def run_to(model: TransformerBridge, tokens: Int[Tensor, "n seq"], layer: int) -> Float[Tensor, "n seq d_model"]:
+    """The residual stream entering block `layer` (after the last block when layer == n_layers), hooks firing."""
+    if layer < model.cfg.n_layers:
+        return model(tokens, stop_at_layer=layer)
+    kept: list[Tensor] = []
+    last = act_name("resid_post", model.cfg.n_layers - 1)
+    with model.hooks(fwd_hooks=[(last, lambda x, hook: kept.append(x))]):
+        model(tokens)
+    return kept[0]
+
+
+def run_from(
+    model: TransformerBridge, residual: Float[Tensor, "n seq d_model"], layer: int, stop: int | None = None
+) -> Tensor:
+    """Run blocks `layer` .. `stop` - 1 from the residual stream entering block `layer`: the logits when `stop`
+    is None, else the residual stream entering block `stop`."""
+    if stop is None or stop < model.cfg.n_layers:
+        return model(residual, start_at_layer=layer, stop_at_layer=stop)
+    kept: list[Tensor] = []
+    last = act_name("resid_post", model.cfg.n_layers - 1)
+    with model.hooks(fwd_hooks=[(last, lambda x, hook: kept.append(x))]):
+        model(residual, start_at_layer=layer)
+    return kept[0]
+
+
+def final_norm(model: TransformerBridge, resid: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_model"]:
+    """The final normalization (the identity for a model without one)."""
+    return resid if model.cfg.normalization_type is None else model.ln_final(resid)
+
+
+def unembed(model: TransformerBridge, resid: Float[Tensor, "... d_model"]) -> Float[Tensor, "... vocab"]:
+    """The unembedding (hooks firing, no soft cap) of an already normalized residual stream."""
+    return model.unembed(resid)
+
+
+def unembed_parts(model: TransformerBridge) -> tuple[nn.Module, Tensor, Tensor]:
+    """The unembedding module (its hook_in / hook_out fire on the logits path), W_U [d_model, vocab] and b_U."""
+    return model.unembed, model.unembed.W_U, model.unembed.b_U
+
+
+def softcap(logits: Tensor, cfg: TransformerBridgeConfig) -> Tensor:
+    """The model's output-logit soft cap (cap * tanh(logits / cap)); unchanged when it has none."""
+    return apply_softcap(logits, cfg.output_logits_soft_cap)
+
+
+def is_post_norm(cfg: TransformerBridgeConfig) -> bool:
+    """Whether the architecture normalizes after attention / MLP (so ln1's output is not attention's input)."""
+    return cfg.architecture in POST_NORM_ARCHITECTURES
+
+
+def is_block(module: nn.Module) -> bool:
+    """Whether `module` is one transformer block (what cost accounting counts)."""
+    return isinstance(module, BlockBridge)
+
+
+def is_unembed(module: nn.Module) -> bool:
+    """Whether `module` is the unembedding."""
+    return isinstance(module, UnembeddingBridge)
+
+
+def copy_model(model: TransformerBridge) -> TransformerBridge:
+    """An independent copy to edit without touching `model`. The bridge's attention modules keep the last
+    forward's pre-LayerNorm residual (`_captured_pre_ln_residual`), a non-leaf tensor after a forward with
+    gradients, which `copy.deepcopy` refuses: such caches are detached first (their values unchanged)."""
+    for module in model.modules():
+        for key, value in list(vars(module).items()):
+            if isinstance(value, Tensor) and not isinstance(value, nn.Parameter) and not value.is_leaf:
+                setattr(module, key, value.detach())
+    return copy.deepcopy(model)
+
+
+def param_name(layer: int, component: str) -> str:
+    """The TransformerLens name of a block's weight: W_Q / W_K / W_V / W_O / b_Q ... in attention, W_in / W_out /
+    b_in / b_out in the MLP."""
+    module = "attn" if component[2:] in ("Q", "K", "V", "O") else "mlp"
+    return f"blocks.{layer}.{module}.{component}"
+
+
+def named_weights(model: TransformerBridge) -> dict[str, NamedWeight]:
+    """Every weight under its TransformerLens name: the Hugging Face leaf and its layout map (bridge_weights)."""
+    return bridge_weights.named_weights(
+        model.original_model, model.cfg.architecture, model.cfg.n_layers, model.cfg.n_heads
+    )
+
+
+def weight(model: TransformerBridge, layer: int, component: str) -> Tensor:
+    """A block's weight in TransformerLens's layout, sharing the model's storage (edit it in place under
+    torch.no_grad()); index it for a head (`weight(m, l, "W_Q")[head]`) or a neuron (`weight(m, l, "W_out")[n]`)."""
+    name = param_name(layer, component)
+    found = named_weights(model).get(name)
+    if found is None:
+        raise KeyError(f"{name}: this {model.cfg.architecture} checkpoint has no such weight")
+    return found.tensor
+
+
+@torch.no_grad()
+def greedy_decode(model: TransformerBridge, prefixes: Int[Tensor, "n prefix"], length: int) -> Int[Tensor, "n length"]:
+    """`length` greedy tokens after each prefix, one KV-cached forward per new token; every token is attended to.
+
+    Decodes with the Hugging Face model's own cache (its modules are the bridge's, so hooks fire): the bridge's
+    forward with a TransformerLensKeyValueCache gives wrong tokens from the second on (measured under
+    TransformerLens 4.3.0: 18 of the first 19 later positions differed from the uncached argmax in 1 to 4 of 4
+    paragraphs)."""
+    mask = torch.ones_like(prefixes)
+    out = model.original_model(input_ids=prefixes, attention_mask=mask, use_cache=True)
+    step = out.logits[:, -1].argmax(-1)
+    new = [step]
+    for _ in range(length - 1):
+        mask = torch.cat([mask, torch.ones_like(step[:, None])], 1)
+        out = model.original_model(
+            input_ids=step[:, None], past_key_values=out.past_key_values, attention_mask=mask, use_cache=True
+        )
+        step = out.logits[:, -1].argmax(-1)
+        new.append(step)
+    return torch.stack(new, 1)

@@ -1,0 +1,184 @@
+"""TransformerLens-named weight views of a Hugging Face model's own parameters (the TransformerBridge backend).
+
+Under TransformerBridge the parameters are the Hugging Face modules' (`transformer.h.1.mlp.c_proj.weight`),
+while every mask, gradient map and result in interp names TransformerLens weights in TransformerLens layouts
+(`blocks.1.mlp.W_out`, [d_mlp, d_model]). Each entry here pairs a TransformerLens name with the Hugging Face
+leaf that holds it and a function giving the TransformerLens layout of any tensor shaped like that leaf (the
+parameter itself, its gradient, a mask). Every such function is a view (reshape, transpose, slice): applied
+to the parameter it shares its storage, so an in-place edit of the view edits the model, and applied to a
+gradient it maps it without a copy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import Tensor, nn
+
+from interp.backend.named import NamedWeight, same
+
+
+def _transposed(t: Tensor) -> Tensor:
+    return t.T
+
+
+def _table(arch: str, n_heads: int) -> tuple[dict[str, tuple[str, Callable]], dict[str, tuple[str, Callable]]]:
+    """(per-block entries {tl suffix: (hf suffix, layout)}, model-level entries) for one architecture."""
+    h = n_heads
+
+    def rows_to_heads(t):  # [(h d), m] -> [h, m, d]
+        return t.unflatten(0, (h, -1)).transpose(1, 2)
+
+    def cols_to_heads_out(t):  # [m, (h d)] -> [h, d, m]
+        return t.unflatten(1, (h, -1)).permute(1, 2, 0)
+
+    def rows_to_heads_out(t):  # [(h d), m] -> [h, d, m]
+        return t.unflatten(0, (h, -1))
+
+    def heads(t):  # [(h d)] -> [h, d]
+        return t.unflatten(0, (h, -1))
+
+    if arch == "GPTNeoForCausalLM":
+        block = {
+            "ln1.w": ("ln_1.weight", same),
+            "ln1.b": ("ln_1.bias", same),
+            "attn.W_Q": ("attn.attention.q_proj.weight", rows_to_heads),
+            "attn.W_K": ("attn.attention.k_proj.weight", rows_to_heads),
+            "attn.W_V": ("attn.attention.v_proj.weight", rows_to_heads),
+            "attn.W_O": ("attn.attention.out_proj.weight", cols_to_heads_out),
+            "attn.b_O": ("attn.attention.out_proj.bias", same),
+            "ln2.w": ("ln_2.weight", same),
+            "ln2.b": ("ln_2.bias", same),
+            "mlp.W_in": ("mlp.c_fc.weight", _transposed),
+            "mlp.b_in": ("mlp.c_fc.bias", same),
+            "mlp.W_out": ("mlp.c_proj.weight", _transposed),
+            "mlp.b_out": ("mlp.c_proj.bias", same),
+        }
+        top = {
+            "embed.W_E": ("transformer.wte.weight", same),
+            "pos_embed.W_pos": ("transformer.wpe.weight", same),
+            "ln_final.w": ("transformer.ln_f.weight", same),
+            "ln_final.b": ("transformer.ln_f.bias", same),
+            "unembed.W_U": ("lm_head.weight", _transposed),
+        }
+        return {k: ("transformer.h.{l}." + v[0], v[1]) for k, v in block.items()}, top
+    if arch == "GPT2LMHeadModel":
+
+        def qkv(i):  # c_attn (Conv1D) [m, 3 (h d)] -> [h, m, d]
+            return lambda t: t.unflatten(-1, (3, h, -1))[..., i, :, :].permute(1, 0, 2)
+
+        def qkv_bias(i):
+            return lambda t: t.unflatten(0, (3, h, -1))[i]
+
+        block = {
+            "ln1.w": ("ln_1.weight", same),
+            "ln1.b": ("ln_1.bias", same),
+            **{f"attn.W_{x}": ("attn.c_attn.weight", qkv(i)) for i, x in enumerate("QKV")},
+            **{f"attn.b_{x}": ("attn.c_attn.bias", qkv_bias(i)) for i, x in enumerate("QKV")},
+            "attn.W_O": ("attn.c_proj.weight", rows_to_heads_out),
+            "attn.b_O": ("attn.c_proj.bias", same),
+            "ln2.w": ("ln_2.weight", same),
+            "ln2.b": ("ln_2.bias", same),
+            "mlp.W_in": ("mlp.c_fc.weight", same),
+            "mlp.b_in": ("mlp.c_fc.bias", same),
+            "mlp.W_out": ("mlp.c_proj.weight", same),
+            "mlp.b_out": ("mlp.c_proj.bias", same),
+        }
+        top = {
+            "embed.W_E": ("transformer.wte.weight", same),
+            "pos_embed.W_pos": ("transformer.wpe.weight", same),
+            "ln_final.w": ("transformer.ln_f.weight", same),
+            "ln_final.b": ("transformer.ln_f.bias", same),
+            "unembed.W_U": ("lm_head.weight", _transposed),
+        }
+        return {k: ("transformer.h.{l}." + v[0], v[1]) for k, v in block.items()}, top
+    if arch == "GPTNeoXForCausalLM":
+
+        def qkv(i):  # query_key_value [(h 3 d), m] -> [h, m, d]
+            return lambda t: t.unflatten(0, (h, 3, -1))[:, i].transpose(1, 2)
+
+        def qkv_bias(i):
+            return lambda t: t.unflatten(0, (h, 3, -1))[:, i]
+
+        block = {
+            "ln1.w": ("input_layernorm.weight", same),
+            "ln1.b": ("input_layernorm.bias", same),
+            **{f"attn.W_{x}": ("attention.query_key_value.weight", qkv(i)) for i, x in enumerate("QKV")},
+            **{f"attn.b_{x}": ("attention.query_key_value.bias", qkv_bias(i)) for i, x in enumerate("QKV")},
+            "attn.W_O": ("attention.dense.weight", cols_to_heads_out),
+            "attn.b_O": ("attention.dense.bias", same),
+            "ln2.w": ("post_attention_layernorm.weight", same),
+            "ln2.b": ("post_attention_layernorm.bias", same),
+            "mlp.W_in": ("mlp.dense_h_to_4h.weight", _transposed),
+            "mlp.b_in": ("mlp.dense_h_to_4h.bias", same),
+            "mlp.W_out": ("mlp.dense_4h_to_h.weight", _transposed),
+            "mlp.b_out": ("mlp.dense_4h_to_h.bias", same),
+        }
+        top = {
+            "embed.W_E": ("gpt_neox.embed_in.weight", same),
+            "ln_final.w": ("gpt_neox.final_layer_norm.weight", same),
+            "ln_final.b": ("gpt_neox.final_layer_norm.bias", same),
+            "unembed.W_U": ("embed_out.weight", _transposed),
+        }
+        return {k: ("gpt_neox.layers.{l}." + v[0], v[1]) for k, v in block.items()}, top
+    raise NotImplementedError(
+        f"the TransformerBridge backend maps weights of GPTNeoForCausalLM, GPT2LMHeadModel and GPTNeoXForCausalLM "
+        f"only, not {arch}: use the HookedTransformer backend (transformer-lens>=3.9,<4) for it"
+    )
+
+
+# HookedTransformer's parameter order within a block, kept here so that anything drawn per weight in order
+# (random perturbations, masks) draws the same numbers under both backends
+BLOCK_ORDER = (
+    "ln1.w", "ln1.b", "ln2.w", "ln2.b",
+    "attn.W_Q", "attn.W_O", "attn.b_Q", "attn.b_O", "attn.W_K", "attn.W_V", "attn.b_K", "attn.b_V",
+    "mlp.W_in", "mlp.b_in", "mlp.W_out", "mlp.b_out",
+)  # fmt: skip
+
+
+RENAMED = {"embed_out.weight": "lm_head.weight"}  # NeoX's unembedding under newer transformers
+
+
+def hf_parameters(hf_model: nn.Module) -> dict[str, nn.Parameter]:
+    """The Hugging Face model's parameters under its checkpoint's names, tied ones under each of their names.
+
+    The bridge wraps Hugging Face modules in its own components (the original under `_original_component`)
+    and adds aliases (`ln1`, `attn.q`, `mlp.in`); a checkpoint name is the path that enters every wrapper
+    through `_original_component` at once, with those segments removed."""
+    out: dict[str, nn.Parameter] = {}
+    for name, p in hf_model.named_parameters(remove_duplicate=False):
+        parts = name.split(".")
+        canonical = all(
+            parts[i + 1] == "_original_component"
+            for i in range(len(parts) - 1)
+            if parts[i] != "_original_component"
+            and hasattr(hf_model.get_submodule(".".join(parts[: i + 1])), "_original_component")
+        )
+        if canonical:
+            out[name.replace("._original_component", "")] = p
+    return out
+
+
+def named_weights(hf_model: nn.Module, arch: str, n_layers: int, n_heads: int) -> dict[str, NamedWeight]:
+    """Every TransformerLens-named weight the checkpoint has, in TransformerLens's order (blocks, then the rest).
+
+    A weight the architecture lacks (GPT-Neo's b_Q, b_K, b_V; the rotary models' W_pos) has no entry.
+    """
+    params = hf_parameters(hf_model)
+    block, top = _table(arch, n_heads)
+    out: dict[str, NamedWeight] = {}
+    for name in ("embed.W_E", "pos_embed.W_pos"):
+        if name in top and top[name][0] in params:
+            out[name] = NamedWeight(params[top[name][0]], top[name][1])
+    for layer in range(n_layers):
+        for suffix in BLOCK_ORDER:
+            if suffix not in block:
+                continue
+            hf, layout = block[suffix]
+            if hf.format(l=layer) in params:
+                out[f"blocks.{layer}.{suffix}"] = NamedWeight(params[hf.format(l=layer)], layout)
+    for name in ("ln_final.w", "ln_final.b", "unembed.W_U"):
+        hf = top[name][0] if top[name][0] in params else RENAMED.get(top[name][0])
+        if hf in params:
+            out[name] = NamedWeight(params[hf], top[name][1])
+    return out

@@ -1,0 +1,124 @@
+"""The seam's promises, checked on the testbed under whichever backend is active (CI runs this module under both:
+HookedTransformer with transformer-lens<4, TransformerBridge with transformer-lens>=4).
+
+Each test compares interp's answer with one computed without interp: the checkpoint's own Hugging Face model
+(logits, gradients), teacher forcing (greedy decoding), the mask (which weights moved), a reload (saving).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from interp import backend, load_model, save_model, testbed_paragraphs
+from interp.gradients import parameter_gradients
+from interp.models import TESTBED_DIR
+from interp.unlearning import UnlearnConfig, unlearn
+
+
+def _em(logits, tokens, p):
+    return (logits[:, p - 1 : -1].argmax(-1) == tokens[:, p:]).long().cumprod(1).sum(1)
+
+
+@pytest.fixture(scope="module")
+def hf_testbed():
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(TESTBED_DIR, dtype=torch.float32).eval()
+
+
+@pytest.fixture(scope="module")
+def paragraphs():
+    return testbed_paragraphs().select(range(8))
+
+
+def test_logits_and_em_equal_the_checkpoints_own_forward(testbed, hf_testbed, paragraphs):
+    with torch.no_grad():
+        ours = testbed(paragraphs.tokens).float()
+        theirs = hf_testbed(paragraphs.tokens).logits.float()
+    assert (ours - theirs).abs().max() <= 1e-4
+    p = paragraphs.prefix_len
+    assert torch.equal(_em(ours, paragraphs.tokens, p), _em(theirs, paragraphs.tokens, p))
+
+
+def test_gradients_are_the_checkpoints_gradients_in_transformerlens_layout(testbed, hf_testbed, paragraphs):
+    two = paragraphs.select([0, 1])
+    ours = parameter_gradients(testbed, two, objective="nll")
+    p = two.prefix_len
+    hf_testbed.zero_grad()
+    logp = hf_testbed(two.tokens).logits[:, p - 1 : -1].float().log_softmax(-1)
+    (-logp.gather(-1, two.tokens[:, p:, None]).mean(dim=(1, 2)).sum() / 2).backward()
+    block = hf_testbed.transformer.h[2]
+    n_heads = testbed.cfg.n_heads
+    expected = {
+        "blocks.2.mlp.W_out": block.mlp.c_proj.weight.grad.T,
+        "blocks.2.mlp.W_in": block.mlp.c_fc.weight.grad.T,
+        "blocks.2.attn.W_Q": block.attn.attention.q_proj.weight.grad.unflatten(0, (n_heads, -1)).transpose(1, 2),
+        "blocks.2.attn.W_O": block.attn.attention.out_proj.weight.grad.unflatten(1, (n_heads, -1)).permute(1, 2, 0),
+    }
+    for name, g in expected.items():
+        assert ours[name].shape == g.shape, name
+        assert (ours[name] - g).abs().max() <= 1e-6 * max(1.0, float(g.abs().max())), name
+    assert all(q.grad is None for q in testbed.parameters())
+
+
+def test_greedy_decoding_equals_teacher_forced_argmax(testbed, paragraphs):
+    p = paragraphs.prefix_len
+    decoded = backend.greedy_decode(testbed, paragraphs.tokens[:, :p], 20)
+    with torch.no_grad():
+        forced = testbed(torch.cat([paragraphs.tokens[:, :p], decoded], 1))[:, p - 1 : -1].argmax(-1)
+    assert torch.equal(decoded, forced)
+
+
+def test_hooks_are_removed_when_the_body_raises(testbed, paragraphs):
+    seen = []
+    with pytest.raises(RuntimeError, match="inside"):
+        with backend.hooks_on(testbed, [(backend.act_name("z", 1), lambda x, hook: seen.append(x.shape))]):
+            with torch.no_grad():
+                testbed(paragraphs.tokens[:1])
+            raise RuntimeError("inside")
+    with torch.no_grad():
+        testbed(paragraphs.tokens[:1])
+    assert len(seen) == 1
+
+
+def test_run_to_and_run_from_compose_to_the_forward(testbed, paragraphs):
+    tokens = paragraphs.tokens[:2]
+    with torch.no_grad():
+        full = testbed(tokens)
+        resid = backend.run_to(testbed, tokens, 3)
+        assert (backend.run_from(testbed, resid, 3) - full).abs().max() <= 1e-5
+        last = backend.run_from(testbed, resid, 3, testbed.cfg.n_layers)
+        end = backend.unembed(testbed, backend.final_norm(testbed, last))
+        assert (end - full).abs().max() <= 1e-4
+
+
+def test_masked_unlearning_moves_only_masked_weights_and_saves_them(testbed, paragraphs, tmp_path):
+    before = {n: w.tensor.detach().clone() for n, w in backend.named_weights(testbed).items()}
+    config = UnlearnConfig(method="unlearn", select="topk", fraction=1e-4, lr=1e-2, steps=2, seed=0)
+    mask = {backend.param_name(2, "W_out"): torch.rand_like(before[backend.param_name(2, "W_out")]) < 0.01}
+    result = unlearn(testbed, paragraphs.select([0]), paragraphs.select([4, 5]), config, mask=mask)
+    for name, w in backend.named_weights(testbed).items():  # the model given is untouched
+        assert torch.equal(w.tensor.detach(), before[name]), name
+    edited = backend.named_weights(result.model)
+    for name, w in edited.items():
+        moved = w.tensor.detach() != before[name]
+        allowed = mask.get(name, torch.zeros_like(moved))
+        assert not (moved & ~allowed).any(), name
+    assert 0 < result.weights_changed <= int(mask[backend.param_name(2, "W_out")].sum())
+    reloaded = load_model(str(save_model(result.model, tmp_path / "edited")), device="cpu")
+    for name, w in backend.named_weights(reloaded).items():
+        if name in edited:
+            assert torch.equal(w.tensor.detach(), edited[name].tensor.detach()), name
+    with torch.no_grad():
+        assert (reloaded(paragraphs.tokens[:2]) - result.model(paragraphs.tokens[:2])).abs().max() <= 1e-5
+
+
+def test_copy_model_after_a_backward_is_independent(testbed, paragraphs):
+    parameter_gradients(testbed, paragraphs.select([0]), objective="nll")  # leaves the bridge's forward caches
+    copied = backend.copy_model(testbed)
+    with torch.no_grad():
+        backend.weight(copied, 1, "W_out")[3] += 1.0
+    assert not torch.equal(backend.weight(copied, 1, "W_out"), backend.weight(testbed, 1, "W_out"))
+    with torch.no_grad():
+        assert not torch.equal(copied(paragraphs.tokens[:1]), testbed(paragraphs.tokens[:1]))
