@@ -176,11 +176,9 @@ def _ints(text: str, flag: str) -> tuple[int, ...]:
         raise UserError(f"--{flag} takes comma-separated integers, got {text!r}") from None
 
 
-def run(args: argparse.Namespace) -> int:
-    start = time.perf_counter()
-    if args.retain < 1 or args.n_never_known < 1:
-        raise UserError("--retain and --n-never-known must be at least 1")
-    config = AuditConfig(
+def audit_config(args: argparse.Namespace) -> AuditConfig:
+    """The attacks and budgets the flags describe."""
+    return AuditConfig(
         attacks=tuple(a.strip() for a in args.attacks.split(",") if a.strip()),
         group_size=args.group_size,
         relearn_steps=args.relearn_steps,
@@ -193,6 +191,13 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         batch_size=args.batch_size,
     )
+
+
+def run(args: argparse.Namespace) -> int:
+    start = time.perf_counter()
+    if args.retain < 1 or args.n_never_known < 1:
+        raise UserError("--retain and --n-never-known must be at least 1")
+    config = audit_config(args)
     saved = _unlearned(args.unlearned)
     original = model_from_args(args)
     paragraphs = paragraphs_from_args(args, original)

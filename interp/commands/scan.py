@@ -115,15 +115,9 @@ def register(sub) -> None:
     m.set_defaults(run=run_merge)
 
 
-def run(args: argparse.Namespace) -> int:
-    if not args.model:
-        raise UserError("interp scan needs --model (and --corpus)")
-    if not args.corpus:
-        raise UserError("interp scan needs --corpus PATH... (text files, folders, or .jsonl)")
-    if args.batch_size < 1:
-        raise UserError("--batch-size must be at least 1")
-    shard = parse_shard(args.shard)
-    config = ScanConfig(
+def scan_config(args: argparse.Namespace) -> ScanConfig:
+    """What the flags ask the scan to look for, and how."""
+    return ScanConfig(
         prefix_len=args.prefix_len,
         continuation_len=args.continuation_len,
         stride=args.stride,
@@ -141,6 +135,17 @@ def run(args: argparse.Namespace) -> int:
         recall_min_mem=args.recall_min_mem,
         seed=args.seed,
     )
+
+
+def run(args: argparse.Namespace) -> int:
+    if not args.model:
+        raise UserError("interp scan needs --model (and --corpus)")
+    if not args.corpus:
+        raise UserError("interp scan needs --corpus PATH... (text files, folders, or .jsonl)")
+    if args.batch_size < 1:
+        raise UserError("--batch-size must be at least 1")
+    shard = parse_shard(args.shard)
+    config = scan_config(args)
     out = args.out or Path("scan.jsonl" if shard == (1, 1) else f"scan.shard{shard[0]}of{shard[1]}.jsonl")
     corpus = resolve_corpus(args.corpus, args.glob)
     status = OutputPaths(out).check(args.resume, args.force)  # refuse before the slow model load

@@ -225,6 +225,11 @@ def _configs(args: argparse.Namespace) -> list:
     ]
 
 
+def _relearn(args: argparse.Namespace) -> RelearnConfig | None:
+    """The relearning attack the flags describe (None: no attack)."""
+    return RelearnConfig(args.relearn_steps, args.relearn_lr, args.relearn_data) if args.relearn_steps > 0 else None
+
+
 def _proxy(model, args: argparse.Namespace) -> ProxyMethod:
     """The decoding-time row --proxy describes, its small model loaded."""
     spec = small_model_spec(model, args.proxy)
@@ -373,7 +378,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {search.label}: {search.describe()}", flush=True)
         return search
 
-    relearn = RelearnConfig(args.relearn_steps, args.relearn_lr, args.relearn_data) if args.relearn_steps > 0 else None
+    relearn = _relearn(args)
     table = unlearning_table(
         model,
         targets,
