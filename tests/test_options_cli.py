@@ -8,7 +8,7 @@ import warnings
 import pytest
 
 from interp.audit import AuditConfig
-from interp.cli import build_parser
+from interp.cli import build_parser, main
 from interp.commands import audit, scan, unlearn
 from interp.data import BOILERPLATE_PATTERNS
 from interp.reft import ReftConfig
@@ -245,3 +245,23 @@ def scan_defaults(**changes) -> ScanConfig:
 )
 def test_scan_config_as_before(flags, expected):
     assert scan.scan_config(parse(f"scan --model testbed --corpus corpus {flags}")) == expected
+
+
+@pytest.mark.parametrize(
+    "flags, flag",
+    [
+        ("--lr -1", "--lr"),
+        ("--scope layer", "--scope"),
+        ("--select reft --reft-rank 0", "--reft-rank"),
+        ("--relearn-data all", "--relearn-data"),
+        ("--proxy --alpha -1", "--alpha"),
+    ],
+)
+def test_unlearn_bad_value_names_its_flag(flags, flag, capsys):
+    assert main(f"{UNLEARN} {flags}".split()) == 2
+    assert f"interp: error: {flag}: " in capsys.readouterr().err
+
+
+def test_unlearn_bool_flags_both_ways():
+    assert unlearn._configs(parse(f"{UNLEARN} --decay-outside-mask true"))[0].decay_outside_mask
+    assert not unlearn._configs(parse(f"{UNLEARN} --paper --no-decay-outside-mask"))[0].decay_outside_mask

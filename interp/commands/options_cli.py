@@ -26,7 +26,7 @@ from interp.errors import UserError
 DEST = "option__"  # argparse destination prefix: keeps generated flags apart from a command's own
 
 
-def _parser_for(annotation: Any, flag: str):
+def _parser_for(annotation: Any):
     """A function str -> value for a field's type: int, float, str, bool, optional and tuple[str | int, ...]."""
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
     optional = type(None) in typing.get_args(annotation)
@@ -48,7 +48,7 @@ def _parser_for(annotation: Any, flag: str):
                 raise ValueError(text)
             return base(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{flag}: cannot read {text!r} as {_type_name(annotation)}") from None
+            raise argparse.ArgumentTypeError(f"cannot read {text!r} as {_type_name(annotation)}") from None
 
     return parse
 
@@ -104,7 +104,7 @@ def add_option_flags(
         default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
         flag, dest = _flag(f.name, prefix), _dest(cls, f.name)
-        kind = dict(type=_parser_for(hints[f.name], flag), default=argparse.SUPPRESS)
+        kind = dict(type=_parser_for(hints[f.name]), default=argparse.SUPPRESS)
         help = f"{f.metadata.get('help', '')} (default: {shown})".replace("%", "%%")
         if hints[f.name] is bool:
             group.add_argument(flag, dest=dest, nargs="?", const=True, metavar="BOOL", help=help, **kind)
