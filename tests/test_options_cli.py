@@ -265,3 +265,14 @@ def test_unlearn_bad_value_names_its_flag(flags, flag, capsys):
 def test_unlearn_bool_flags_both_ways():
     assert unlearn._configs(parse(f"{UNLEARN} --decay-outside-mask true"))[0].decay_outside_mask
     assert not unlearn._configs(parse(f"{UNLEARN} --paper --no-decay-outside-mask"))[0].decay_outside_mask
+
+
+@pytest.mark.parametrize(
+    "flags, message", [("--related-limit 0", "--related-limit: "), ("--attacks int2", "(--attacks)")]
+)
+def test_audit_bad_value_names_its_flag(flags, message, capsys):
+    assert main(f"{AUDIT} {flags}".split()) == 2
+    assert message in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(f"{AUDIT} --shifts 1,x".split())
+    assert "argument --shifts: cannot read '1,x'" in capsys.readouterr().err
