@@ -276,3 +276,27 @@ def test_audit_bad_value_names_its_flag(flags, message, capsys):
     with pytest.raises(SystemExit):
         main(f"{AUDIT} --shifts 1,x".split())
     assert "argument --shifts: cannot read '1,x'" in capsys.readouterr().err
+
+
+def test_scan_old_nmem_spelling_warns(capsys):
+    with pytest.warns(DeprecationWarning, match="--nmem is deprecated: use --n-controls"):
+        args = build_parser().parse_args("scan --model testbed --corpus corpus --nmem 7".split())
+    assert scan.scan_config(args).n_controls == 7
+    assert "--nmem is deprecated: use --n-controls" in capsys.readouterr().err
+    assert scan.scan_config(parse("scan --model testbed --corpus corpus --n-controls 7")).n_controls == 7
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        ("--n-controls -1", "--n-controls must be 0 or more"),
+        ("--continuation-len 5 --screen-tolerance 7", "--screen-tolerance must be between 0 and 4"),
+    ],
+)
+def test_scan_bad_value_names_its_flag(flags, message, tmp_path, capsys):
+    (tmp_path / "corpus.txt").write_text("text")
+    assert (
+        main(f"scan --model testbed --corpus {tmp_path / 'corpus.txt'} --out {tmp_path / 'o.jsonl'} {flags}".split())
+        == 2
+    )
+    assert f"interp: error: {message}" in capsys.readouterr().err

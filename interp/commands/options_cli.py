@@ -130,16 +130,17 @@ def given_options(args: argparse.Namespace, cls: type) -> dict[str, Any]:
 
 
 def with_options(preset: Any, given: dict[str, Any], *, prefix: str = "") -> Any:
-    """`preset` with the `given` fields replaced; a value its `__post_init__` rejects is named by its flag."""
+    """`preset` with the `given` fields replaced; the message of a value its `__post_init__` rejects names the flag."""
     try:
         return replace(preset, **given)
     except UserError as e:
         for name, value in given.items():
             try:
                 replace(preset, **{name: value})
-            except UserError:
+            except UserError as alone:
                 flag = _flag(name, prefix)
-                raise UserError(str(e) if flag in str(e) else f"{flag}: {e}") from None
+                if str(alone) == str(e) and flag not in str(e):
+                    raise UserError(f"{flag}: {e}") from None
         raise
 
 
