@@ -3,6 +3,7 @@
 The expected values are written out by hand from the hand-written flags' old defaults.
 """
 
+import argparse
 import warnings
 
 import pytest
@@ -300,3 +301,11 @@ def test_scan_bad_value_names_its_flag(flags, message, tmp_path, capsys):
         == 2
     )
     assert f"interp: error: {message}" in capsys.readouterr().err
+
+
+def test_set_size_is_a_cap_on_paragraphs_per_set_everywhere():
+    """One name per meaning: --set-size caps each of MEM / NMEM; a chunk size would be --chunk-size."""
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    helps = {name: a.help for name, p in sub.choices.items() for a in p._actions if "--set-size" in a.option_strings}
+    assert set(helps) == {"grad-map", "locate-head", "perturb", "validate-locator"}
+    assert all(h.startswith("cap on paragraphs per set (MEM / NMEM)") for h in helps.values())
