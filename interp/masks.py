@@ -26,6 +26,7 @@ Mask = dict[str, Bool[Tensor, "..."]]
 
 ATTENTION_WEIGHTS = ("W_Q", "W_K", "W_V", "W_O")
 MLP_WEIGHTS = ("W_in", "W_out")
+SCOPES = ("global", "component")  # top_k_mask: one ranking over all candidates, or one per parameter
 _BLOCK_PARAM = re.compile(r"^blocks\.(\d+)\.(\w+)\.(\w+)$")
 # parameters whose first axis is the attention head
 _HEAD_AXIS_PARAMS = ("W_Q", "W_K", "W_V", "W_O", "b_Q", "b_K", "b_V", "_W_K", "_W_V", "_b_K", "_b_V")
@@ -74,7 +75,7 @@ def top_k_mask(
                 else torch.zeros_like(ok).view(g.shape)
             )
         return out
-    if scope != "global":
+    if scope not in SCOPES:
         raise UserError(f"scope must be 'global' or 'component', not {scope!r}")
     device = next(iter(gradients.values())).device
     flat = torch.cat([g.detach().abs().flatten().to(device=device, dtype=torch.float32) for g in gradients.values()])

@@ -20,6 +20,7 @@ from torch.nn.utils.parametrizations import orthogonal
 from interp.backend import Model, act_name, hooks_on
 from interp.data import Paragraphs
 from interp.errors import UserError
+from interp.options import option
 from interp.unlearning import Evaluation, Hook, Probe, check_training_settings, evaluate, objective, optimise
 
 
@@ -44,8 +45,8 @@ class ReftConfig:
     """One LoReFT unlearning run on layer `layer` (None: the middle layer) with a rank-`rank` subspace."""
 
     method: str = "unlearn"
-    layer: int | None = None
-    rank: int = 4
+    layer: int | None = option(None, "residual stream after this layer (None: the middle)")
+    rank: int = option(4, "rank of the intervention")
     lr: float = 1e-3
     steps: int = 20
     weight_decay: float = 0.0

@@ -42,6 +42,7 @@ from interp.backend import Model
 from interp.data import Paragraphs
 from interp.errors import UserError
 from interp.metrics import Scorable
+from interp.options import option
 from interp.position import filler_spans
 from interp.restore import EXPERIMENTS
 from interp.unlearning import Hook
@@ -59,17 +60,19 @@ class AuditConfig:
     single-token prefix edits, left-context shifts of 1, 2, 4 and 8 tokens, restoration windows of
     interp.restore's default width."""
 
-    attacks: tuple[str, ...] = ATTACKS
-    group_size: int = 32
-    relearn_steps: int = 10
-    relearn_lr: float = 1e-4
-    related_limit: int = 16  # related paragraphs per relearning run, at most (about the retain set's 10)
-    related_ngram: int = 8  # related text sharing this many consecutive tokens with a continuation is dropped
-    width: int | None = None
-    restore_experiments: tuple[str, ...] = RESTORED
-    perturb_k: int = 32
-    shifts: tuple[int, ...] = (1, 2, 4, 8)
-    seed: int = 0
+    attacks: tuple[str, ...] = option(ATTACKS, "the attacks to run, some of the default")
+    group_size: int = option(32, "int4: input channels per scale")
+    relearn_steps: int = option(10, "relearning: Adam steps")
+    relearn_lr: float = option(1e-4, "relearning: learning rate")
+    related_limit: int = option(16, "relearn_related: paragraphs of related text per run, at most")
+    related_ngram: int = option(
+        8, "relearn_related: related text sharing this many consecutive tokens with a continuation is dropped"
+    )
+    width: int | None = option(None, "restoration window width in layers (odd; None: scaled)")
+    restore_experiments: tuple[str, ...] = option(RESTORED, f"restoration: some of {','.join(EXPERIMENTS)}")
+    perturb_k: int = option(32, "single-token prefix edits tried")
+    shifts: tuple[int, ...] = option((1, 2, 4, 8), "tokens of left context tried before each paragraph")
+    seed: int = option(0, "seed of the prefix edits, the fillers and the never-known draw")
     batch_size: int = 64
 
     def __post_init__(self) -> None:

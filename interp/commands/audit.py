@@ -11,9 +11,9 @@ from pathlib import Path
 
 import torch
 
-from interp.audit import ATTACKS, AuditConfig, audit
-from interp.audit.restoration import RESTORED
+from interp.audit import AuditConfig, audit
 from interp.commands.common import add_model_args, add_paragraph_args, model_from_args, paragraphs_from_args
+from interp.commands.options_cli import add_option_flags, given_options, with_options
 from interp.commands.unlearn import SAVED_RUN
 from interp.data import Paragraphs, load_paragraphs
 from interp.errors import UserError
@@ -21,8 +21,6 @@ from interp.io import write_json
 from interp.memorization import heldout_indices, memorization_split
 from interp.metrics import NMEM_MAX_EM, score_paragraphs
 from interp.models import load_model, model_name
-
-DEFAULTS = AuditConfig()
 
 
 def register(sub) -> None:
@@ -63,33 +61,9 @@ def register(sub) -> None:
         help="JSONL of related text for relearn_related (default: the other paragraphs of each target's source "
         "document, from the paragraph set's 'source' field)",
     )
-    p.add_argument(
-        "--related-limit",
-        type=int,
-        default=DEFAULTS.related_limit,
-        help="relearn_related: paragraphs of related text per run, at most (default 16)",
-    )
-    p.add_argument("--attacks", default=",".join(ATTACKS), help=f"some of {','.join(ATTACKS)}")
-    p.add_argument(
-        "--group-size", type=int, default=DEFAULTS.group_size, help="int4: input channels per scale (default 32)"
-    )
-    p.add_argument("--relearn-steps", type=int, default=DEFAULTS.relearn_steps, help="relearning: Adam steps (10)")
-    p.add_argument("--relearn-lr", type=float, default=DEFAULTS.relearn_lr, help="relearning: learning rate (1e-4)")
-    p.add_argument("--perturb-k", type=int, default=DEFAULTS.perturb_k, help="single-token prefix edits tried (32)")
-    p.add_argument(
-        "--shifts",
-        default=",".join(map(str, DEFAULTS.shifts)),
-        help="tokens of left context tried before each paragraph (default 1,2,4,8)",
-    )
-    p.add_argument("--width", type=int, default=None, help="restoration window width in layers (odd; default scaled)")
-    p.add_argument(
-        "--restore-experiments",
-        default=",".join(RESTORED),
-        help="restoration: some of coefficients,attention,both,values",
-    )
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None, help="write the results here")
     p.add_argument("--html", default=None, help="write the method x attack recovery heatmap here (self-contained HTML)")
+    add_option_flags(p, AuditConfig, skip=("batch_size",), title="attacks and budgets (AuditConfig)")
     p.set_defaults(run=run)
 
 
@@ -126,7 +100,7 @@ def _targets(args, paragraphs: Paragraphs, saved: dict[str, tuple[Path, dict | N
     return paragraphs.select([where[t] for t in ids])
 
 
-def _never_known(args, original, paragraphs: Paragraphs, targets: Paragraphs) -> Paragraphs:
+def _never_known(args, original, paragraphs: Paragraphs, targets: Paragraphs, seed: int) -> Paragraphs:
     """--never-known FILE, else held-out paragraphs (never trained on) the original does not recite, seeded draw."""
     if args.never_known is not None:
         return load_paragraphs(
@@ -147,7 +121,7 @@ def _never_known(args, original, paragraphs: Paragraphs, targets: Paragraphs) ->
     keep = held[scored.scores.em[held] <= args.nmem_max]
     if len(keep) == 0:
         raise UserError("no held-out paragraph is free of recitation: pass --never-known FILE")
-    gen = torch.Generator().manual_seed(args.seed)
+    gen = torch.Generator().manual_seed(seed)
     return pool.select(keep[torch.randperm(len(keep), generator=gen)[: args.n_never_known]].sort().values)
 
 
@@ -169,35 +143,21 @@ def _retain(args, original, paragraphs: Paragraphs, exclude: set[str]) -> Paragr
     return paragraphs.select(chosen[: args.retain])
 
 
-def _ints(text: str, flag: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise UserError(f"--{flag} takes comma-separated integers, got {text!r}") from None
+def audit_config(args: argparse.Namespace) -> AuditConfig:
+    """The attacks and budgets the flags describe."""
+    return with_options(AuditConfig(batch_size=args.batch_size), given_options(args, AuditConfig))
 
 
 def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     if args.retain < 1 or args.n_never_known < 1:
         raise UserError("--retain and --n-never-known must be at least 1")
-    config = AuditConfig(
-        attacks=tuple(a.strip() for a in args.attacks.split(",") if a.strip()),
-        group_size=args.group_size,
-        relearn_steps=args.relearn_steps,
-        relearn_lr=args.relearn_lr,
-        related_limit=args.related_limit,
-        width=args.width,
-        restore_experiments=tuple(e.strip() for e in args.restore_experiments.split(",") if e.strip()),
-        perturb_k=args.perturb_k,
-        shifts=_ints(args.shifts, "shifts"),
-        seed=args.seed,
-        batch_size=args.batch_size,
-    )
+    config = audit_config(args)
     saved = _unlearned(args.unlearned)
     original = model_from_args(args)
     paragraphs = paragraphs_from_args(args, original)
     targets = _targets(args, paragraphs, saved)
-    never_known = _never_known(args, original, paragraphs, targets)
+    never_known = _never_known(args, original, paragraphs, targets, config.seed)
     retain = _retain(args, original, paragraphs, set(targets.ids) | set(never_known.ids))
     related = None
     if args.related is not None:

@@ -33,7 +33,7 @@ def register(sub) -> None:
         dest="max_paragraphs",
         type=int,
         default=32,
-        help="at most this many MEM and this many NMEM paragraphs, drawn at random (default 32)",
+        help="cap on paragraphs per set (MEM / NMEM), drawn at random (default 32)",
     )
     p.add_argument("--nmem-max", type=int, default=NMEM_MAX_EM, help="NMEM: EM at most this (default 10)")
     p.add_argument(

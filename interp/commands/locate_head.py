@@ -58,7 +58,7 @@ def register(sub) -> None:
         dest="max_paragraphs",
         type=int,
         default=16,
-        help="MEM and NMEM paragraphs each for the costly methods (default 16)",
+        help="cap on paragraphs per set (MEM / NMEM) for the costly methods (default 16)",
     )
     p.add_argument(
         "--reference",

@@ -1,18 +1,21 @@
 """Command-line flags generated from an options dataclass, so every default is written once.
 
 `add_option_flags(parser, Options)` adds `--field-name` for every field (help from the field's
-metadata, the default shown from the dataclass); `given_options(args, Options)` returns only the
-fields the user set, to be applied over a preset with `dataclasses.replace`. Validation stays in
-the dataclass (`__post_init__`), whose messages name the field.
+metadata, the default shown from the dataclass; a bool field also gets `--no-field-name`);
+`given_options(args, Options)` returns only the fields the user set, and `with_options(preset, given)`
+applies them over a preset with `dataclasses.replace`. Validation stays in the dataclass
+(`__post_init__`); `with_options` names the flag whose value it rejects.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import types
 import typing
-from dataclasses import MISSING, fields
+import warnings
+from dataclasses import MISSING, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +26,8 @@ from interp.errors import UserError
 DEST = "option__"  # argparse destination prefix: keeps generated flags apart from a command's own
 
 
-def _parser_for(annotation: Any, name: str):
-    """A function str -> value for a field's type: int, float, str, bool, optional and tuple[str, ...]."""
+def _parser_for(annotation: Any):
+    """A function str -> value for a field's type: int, float, str, bool, optional and tuple[str | int, ...]."""
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
     optional = type(None) in typing.get_args(annotation)
     base = args[0] if optional and len(args) == 1 else annotation
@@ -35,7 +38,8 @@ def _parser_for(annotation: Any, name: str):
         origin = typing.get_origin(base)
         try:
             if origin is tuple:
-                return tuple(x.strip() for x in text.split(",") if x.strip())
+                item = typing.get_args(base)[0]
+                return tuple(item(x.strip()) for x in text.split(",") if x.strip())
             if base is bool:
                 if text.lower() in ("1", "true", "yes", "on"):
                     return True
@@ -44,9 +48,7 @@ def _parser_for(annotation: Any, name: str):
                 raise ValueError(text)
             return base(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"--{name.replace('_', '-')}: cannot read {text!r} as {_type_name(annotation)}"
-            ) from None
+            raise argparse.ArgumentTypeError(f"cannot read {text!r} as {_type_name(annotation)}") from None
 
     return parse
 
@@ -55,34 +57,91 @@ def _type_name(annotation: Any) -> str:
     if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
         return " or ".join(_type_name(a) for a in typing.get_args(annotation))
     if typing.get_origin(annotation) is tuple:
-        return "a comma-separated list"
+        item = typing.get_args(annotation)[0]
+        return "a comma-separated list" + (" of int" if item is int else "")
     return "None" if annotation is type(None) else getattr(annotation, "__name__", str(annotation))
 
 
+def _flag(name: str, prefix: str = "") -> str:
+    return f"--{prefix}{name.replace('_', '-')}"
+
+
+def _dest(cls: type, name: str) -> str:
+    return f"{DEST}{cls.__name__}.{name}"
+
+
+class _Deprecated(argparse.Action):
+    """An old spelling of a generated flag: still works, says which flag replaces it."""
+
+    def __init__(self, *args, new: str, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.new = new
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        note = f"{option_string} is deprecated: use {self.new}"
+        warnings.warn(note, DeprecationWarning, stacklevel=2)
+        print(f"interp: note: {note}", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
 def add_option_flags(
-    parser: argparse.ArgumentParser, cls: type, *, skip: tuple[str, ...] = (), title: str | None = None
+    parser: argparse.ArgumentParser,
+    cls: type,
+    *,
+    skip: tuple[str, ...] = (),
+    only: tuple[str, ...] | None = None,
+    prefix: str = "",
+    aliases: dict[str, str] | None = None,
+    title: str | None = None,
 ) -> None:
-    """One `--field-name VALUE` flag per field of `cls` (except `skip`), defaulting to 'not given'."""
+    """One `--{prefix}field-name VALUE` flag per field of `cls` (`only` these, less `skip`), defaulting to
+    'not given'. `aliases` maps old flags (e.g. "--nmem") to the field they set, hidden and deprecated."""
     group = parser.add_argument_group(title or f"{cls.__name__} (defaults written once, in {cls.__module__})")
     hints = typing.get_type_hints(cls)
     for f in fields(cls):
-        if f.name in skip:
+        if f.name in skip or (only is not None and f.name not in only):
             continue
         default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
-        shown = ",".join(default) if isinstance(default, tuple) else default
-        group.add_argument(
-            f"--{f.name.replace('_', '-')}",
-            dest=DEST + f.name,
-            default=argparse.SUPPRESS,
-            type=_parser_for(hints[f.name], f.name),
-            metavar=_type_name(hints[f.name]).upper().replace(" ", "_"),
-            help=f"{f.metadata.get('help', '')} (default: {shown})",
-        )
+        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+        flag, dest = _flag(f.name, prefix), _dest(cls, f.name)
+        kind = dict(type=_parser_for(hints[f.name]), default=argparse.SUPPRESS)
+        help = f"{f.metadata.get('help', '')} (default: {shown})".replace("%", "%%")
+        if hints[f.name] is bool:
+            group.add_argument(flag, dest=dest, nargs="?", const=True, metavar="BOOL", help=help, **kind)
+            group.add_argument(
+                _flag("no_" + f.name, prefix),
+                dest=dest,
+                action="store_false",
+                default=argparse.SUPPRESS,
+                help=f"same as {flag} false",
+            )
+        else:
+            metavar = _type_name(hints[f.name]).upper().replace(" ", "_")
+            group.add_argument(flag, dest=dest, metavar=metavar, help=help, **kind)
+        for old, name in (aliases or {}).items():
+            if name == f.name:
+                group.add_argument(old, dest=dest, action=_Deprecated, new=flag, help=argparse.SUPPRESS, **kind)
 
 
-def given_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The generated flags the user actually gave, by field name."""
-    return {k[len(DEST) :]: v for k, v in vars(args).items() if k.startswith(DEST)}
+def given_options(args: argparse.Namespace, cls: type) -> dict[str, Any]:
+    """The flags generated from `cls` that the user actually gave, by field name."""
+    start = _dest(cls, "")
+    return {k[len(start) :]: v for k, v in vars(args).items() if k.startswith(start)}
+
+
+def with_options(preset: Any, given: dict[str, Any], *, prefix: str = "") -> Any:
+    """`preset` with the `given` fields replaced; the message of a value its `__post_init__` rejects names the flag."""
+    try:
+        return replace(preset, **given)
+    except UserError as e:
+        for name, value in given.items():
+            try:
+                replace(preset, **{name: value})
+            except UserError as alone:
+                flag = _flag(name, prefix)
+                if str(alone) == str(e) and flag not in str(e):
+                    raise UserError(f"{flag}: {e}") from None
+        raise
 
 
 def read_config(path: Path) -> dict[str, Any]:

@@ -54,7 +54,7 @@ def report_options(args: argparse.Namespace):
     merged = options.to_dict()
     if args.config is not None:
         merged |= read_config(args.config)
-    merged |= given_options(args)
+    merged |= given_options(args, ReportOptions)
     if args.batch_size != 64 or "batch_size" not in merged:
         merged["batch_size"] = args.batch_size
     try:

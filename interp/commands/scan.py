@@ -6,9 +6,8 @@ import argparse
 from pathlib import Path
 
 from interp.commands.common import add_model_args, model_from_args
-from interp.data import BOILERPLATE_PATTERNS, DEFAULT_CONTINUATION_LEN, DEFAULT_PREFIX_LEN
+from interp.commands.options_cli import add_option_flags, given_options, with_options
 from interp.errors import UserError
-from interp.metrics import NMEM_MAX_EM
 from interp.scan import OutputPaths, ScanConfig, merge_scans, parse_shard, resolve_corpus, scan_corpus
 
 
@@ -30,67 +29,9 @@ def register(sub) -> None:
         help="text files, folders (files matching --glob) and .jsonl files (a 'text' or 'tokens' field a line)",
     )
     p.add_argument("--glob", default="**/*", help="files to take from corpus folders (default '**/*'; e.g. '**/*.py')")
-    p.add_argument(
-        "--prefix-len", type=int, default=DEFAULT_PREFIX_LEN, help=f"prefix tokens (default {DEFAULT_PREFIX_LEN})"
-    )
-    p.add_argument(
-        "--continuation-len",
-        type=int,
-        default=DEFAULT_CONTINUATION_LEN,
-        help=f"continuation tokens (default {DEFAULT_CONTINUATION_LEN})",
-    )
-    p.add_argument(
-        "--stride",
-        type=int,
-        default=ScanConfig.stride,
-        help=f"consider windows starting at multiples of this token offset (default {ScanConfig.stride})",
-    )
     p.add_argument("--out", type=Path, default=None, help="output JSONL (default scan.jsonl, or scan.shardKofN.jsonl)")
     p.add_argument(
         "--shard", default=None, metavar="K/N", help="scan only the Kth of N deterministic parts of the corpus"
-    )
-    p.add_argument("--exact", action="store_true", help="score every window exactly (slow; no screening misses)")
-    p.add_argument(
-        "--screen-step",
-        type=int,
-        default=ScanConfig.screen_step,
-        help="a screening chunk every this many tokens; each window is screened with at most step - 1 "
-        f"tokens before it (default {ScanConfig.screen_step}; 1 = exhaustive)",
-    )
-    p.add_argument(
-        "--screen-tolerance",
-        type=int,
-        default=ScanConfig.screen_tolerance,
-        help="verify windows whose screened continuation has at most this many misses "
-        f"(default {ScanConfig.screen_tolerance})",
-    )
-    p.add_argument(
-        "--recall-sample",
-        type=float,
-        default=ScanConfig.recall_sample,
-        help="screen mode: fraction of windows also scored exactly to measure the screen's recall "
-        f"(default {ScanConfig.recall_sample})",
-    )
-    p.add_argument(
-        "--recall-min-mem",
-        type=int,
-        default=ScanConfig.recall_min_mem,
-        help=f"MEM windows the recall sample must hold before a recall is stated (default {ScanConfig.recall_min_mem})",
-    )
-    p.add_argument(
-        "--nmem",
-        type=int,
-        default=ScanConfig.n_controls,
-        help=f"NMEM controls to sample (default {ScanConfig.n_controls})",
-    )
-    p.add_argument("--nmem-max", type=int, default=NMEM_MAX_EM, help=f"NMEM: EM at most this (default {NMEM_MAX_EM})")
-    p.add_argument("--intermediate", action="store_true", help="also write windows with NMEM < EM < full")
-    p.add_argument("--no-filters", action="store_true", help="keep low-diversity and boilerplate windows")
-    p.add_argument(
-        "--min-unique",
-        type=float,
-        default=ScanConfig.min_unique,
-        help=f"drop windows with a smaller fraction of distinct tokens (default {ScanConfig.min_unique})",
     )
     p.add_argument(
         "--boilerplate",
@@ -99,12 +40,17 @@ def register(sub) -> None:
         metavar="REGEX",
         help="a boilerplate pattern (repeatable; replaces the default license/copyright patterns)",
     )
-    p.add_argument("--no-merge", action="store_true", help="one record per memorized window instead of per span")
     p.add_argument("--batch-size", type=int, default=64, help="sequences per forward pass")
-    p.add_argument("--seed", type=int, default=ScanConfig.seed, help="seed of the NMEM sample and the recall sample")
     p.add_argument("--resume", action="store_true", help="continue an interrupted scan of --out")
     p.add_argument("--force", action="store_true", help="start again, replacing --out when done")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_option_flags(
+        p,
+        ScanConfig,
+        skip=("boilerplate_patterns", "group_tokens"),
+        aliases={"--nmem": "n_controls"},
+        title="what the scan looks for, and how (ScanConfig)",
+    )
     p.set_defaults(run=run)
     actions = p.add_subparsers(dest="action", metavar="merge")
     m = actions.add_parser("merge", help="combine the outputs of --shard K/N scans")
@@ -115,6 +61,14 @@ def register(sub) -> None:
     m.set_defaults(run=run_merge)
 
 
+def scan_config(args: argparse.Namespace) -> ScanConfig:
+    """What the flags ask the scan to look for, and how."""
+    given = given_options(args, ScanConfig)
+    if args.boilerplate:
+        given["boilerplate_patterns"] = tuple(args.boilerplate)
+    return with_options(ScanConfig(), given)
+
+
 def run(args: argparse.Namespace) -> int:
     if not args.model:
         raise UserError("interp scan needs --model (and --corpus)")
@@ -123,24 +77,7 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise UserError("--batch-size must be at least 1")
     shard = parse_shard(args.shard)
-    config = ScanConfig(
-        prefix_len=args.prefix_len,
-        continuation_len=args.continuation_len,
-        stride=args.stride,
-        exact=args.exact,
-        screen_step=args.screen_step,
-        screen_tolerance=args.screen_tolerance,
-        nmem_max=args.nmem_max,
-        n_controls=args.nmem,
-        intermediate=args.intermediate,
-        filters=not args.no_filters,
-        min_unique=args.min_unique,
-        boilerplate_patterns=tuple(args.boilerplate) if args.boilerplate else BOILERPLATE_PATTERNS,
-        merge=not args.no_merge,
-        recall_sample=args.recall_sample,
-        recall_min_mem=args.recall_min_mem,
-        seed=args.seed,
-    )
+    config = scan_config(args)
     out = args.out or Path("scan.jsonl" if shard == (1, 1) else f"scan.shard{shard[0]}of{shard[1]}.jsonl")
     corpus = resolve_corpus(args.corpus, args.glob)
     status = OutputPaths(out).check(args.resume, args.force)  # refuse before the slow model load

@@ -7,9 +7,11 @@ LoReFT rows, each run on --runs MEM targets (1 target + --retain NMEM paragraphs
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 from interp.commands.common import add_model_args, add_paragraph_args, model_from_args, paragraphs_from_args
+from interp.commands.options_cli import add_option_flags, given_options, with_options
 from interp.data import Paragraphs
 from interp.errors import UserError
 from interp.io import write_json
@@ -17,7 +19,6 @@ from interp.metrics import NMEM_MAX_EM, score_paragraphs
 from interp.models import load_model, model_name, save_model
 from interp.reft import ReftConfig
 from interp.unlearning import (
-    METHODS,
     SELECTIONS,
     TOLERANCE,
     Probe,
@@ -31,6 +32,10 @@ from interp.unlearning import (
 from interp.unlearning.proxy import ProxyConfig, ProxyMethod, small_model_spec
 
 SAVED_RUN = "unlearning.json"  # written beside a saved edited model: which targets it forgot, and how
+SHARED = ("method", "lr", "steps", "weight_decay", "nll_weight", "retain_weight", "npo_beta", "seed")
+"""The run's flags that also set LoReFT's and --proxy's small model's."""
+TRAINING = ("lr", "steps", "weight_decay", "nll_weight", "retain_weight", "npo_beta", "decay_outside_mask")
+"""What the --table rows take from the flags beside --fraction (and --seed for the baselines)."""
 
 
 def register(sub) -> None:
@@ -40,32 +45,12 @@ def register(sub) -> None:
     add_model_args(p)
     add_paragraph_args(p)
     p.add_argument(
-        "--method",
-        choices=METHODS,
-        default="unlearn",
-        help="unlearn = paper Eq. 3, edit = Eq. 4 (new continuation from prefix perturbation), ga, graddiff, npo",
-    )
-    p.add_argument(
         "--select",
         choices=SELECTIONS + ("reft",),
-        default="topk",
+        default=UnlearnConfig.select,
         help="weights to tune: top |gradient| fraction, a random mask of that size, all, or a LoReFT intervention",
     )
-    p.add_argument(
-        "--fraction", type=float, default=0.001, help="fraction of weights for topk / random (default 0.001 = 0.1%%)"
-    )
-    p.add_argument(
-        "--scope", choices=("global", "component"), default="global", help="rank all weights together or per parameter"
-    )
-    p.add_argument("--layers", default=None, help="only these layers, e.g. 0,1")
-    p.add_argument("--components", default=None, help="only these, e.g. mlp or attn or W_V,W_in")
     p.add_argument("--head", default=None, help="only this attention head, as LAYER.HEAD (e.g. 1.2)")
-    p.add_argument(
-        "--lr",
-        type=float,
-        default=None,
-        help=f"Adam learning rate (default {UnlearnConfig.lr:g}, the paper's code; LoReFT {ReftConfig.lr:g})",
-    )
     p.add_argument(
         "--calibrate",
         action="store_true",
@@ -86,24 +71,6 @@ def register(sub) -> None:
         help="--calibrate: target EM to reach (default: the NMEM threshold, 10 of 50 tokens)",
     )
     p.add_argument(
-        "--steps",
-        type=int,
-        default=None,
-        help=f"Adam steps (default {UnlearnConfig.steps}, the paper's code; LoReFT {ReftConfig.steps})",
-    )
-    p.add_argument(
-        "--weight-decay",
-        type=float,
-        default=None,
-        help=f"Adam (coupled) weight decay (default {UnlearnConfig.weight_decay:g}, the paper's code; LoReFT {ReftConfig.weight_decay:g})",
-    )
-    p.add_argument(
-        "--decay-outside-mask",
-        action="store_true",
-        help="zero the gradient outside the mask instead of restoring those weights, so weight decay shrinks "
-        "the unselected weights of masked tensors, as the paper's public code does",
-    )
-    p.add_argument(
         "--paper",
         action="store_true",
         help="the authors' code conventions: --decay-outside-mask at the paper's rate and steps (no --calibrate)",
@@ -119,11 +86,6 @@ def register(sub) -> None:
         "decoding time; --lr / --steps / --method set the small model's run, --calibrate its rate; with --table "
         "an extra row",
     )
-    p.add_argument("--alpha", type=float, default=1.0, help="--proxy: strength of the logit difference (default 1)")
-    p.add_argument(
-        "--reft-layer", type=int, default=None, help="LoReFT: residual stream after this layer (default: the middle)"
-    )
-    p.add_argument("--reft-rank", type=int, default=4, help="LoReFT: rank of the intervention (default 4)")
     p.add_argument(
         "--targets",
         default=None,
@@ -147,21 +109,10 @@ def register(sub) -> None:
         help="edit: random tokens per prefix position when finding the new continuation",
     )
     p.add_argument(
-        "--relearn-steps", type=int, default=10, help="relearning attack: Adam steps on related text (0: no attack)"
-    )
-    p.add_argument("--relearn-lr", type=float, default=1e-4, help="relearning attack learning rate (default 1e-4)")
-    p.add_argument(
-        "--relearn-data",
-        choices=("prefix", "retain"),
-        default="prefix",
-        help="relearning text: the targets' prefixes alone (default) or the retain NMEM paragraphs",
-    )
-    p.add_argument(
         "--table",
         action="store_true",
         help="run the paper's Figure 5 grid (unlearn / edit x all / top / random) plus GA, GradDiff, NPO and LoReFT",
     )
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None, help="write the results here")
     p.add_argument("--html", default=None, help="write the table figure here (self-contained HTML)")
     p.add_argument(
@@ -170,59 +121,61 @@ def register(sub) -> None:
         help="--calibrate: write the forgetting curves (collateral damage vs target EM along each rate trace) here",
     )
     p.add_argument("--save", type=Path, default=None, help="write the edited model here (one weight-editing run only)")
+    add_option_flags(
+        p,
+        UnlearnConfig,
+        skip=("select", "head"),
+        title="the run (UnlearnConfig); --method, --lr, --steps, --weight-decay and --seed also set LoReFT's "
+        f"(defaults {ReftConfig.lr:g}, {ReftConfig.steps}, {ReftConfig.weight_decay:g}) and --proxy's small model's",
+    )
+    add_option_flags(p, ReftConfig, only=("layer", "rank"), prefix="reft-", title="--select reft: LoReFT (ReftConfig)")
+    add_option_flags(
+        p, RelearnConfig, prefix="relearn-", title="relearning attack after each run (RelearnConfig; 0 steps: none)"
+    )
+    add_option_flags(p, ProxyConfig, only=("alpha",), title="--proxy (ProxyConfig)")
     p.set_defaults(run=run)
 
 
-def _ints(text: str | None, what: str) -> tuple[int, ...] | None:
-    if text is None:
-        return None
-    try:
-        return tuple(int(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise UserError(f"--{what} takes comma-separated integers, got {text!r}") from None
+def _weights(args: argparse.Namespace) -> UnlearnConfig:
+    """The weight-editing run the generated flags describe, over the preset (--paper: decay outside the mask)."""
+    preset = UnlearnConfig(decay_outside_mask=True) if args.paper else UnlearnConfig()
+    return with_options(preset, given_options(args, UnlearnConfig))
+
+
+def _shared(args: argparse.Namespace) -> dict:
+    """The flags given that every kind of run takes: weight editing, LoReFT and the proxy's small model."""
+    return {k: v for k, v in given_options(args, UnlearnConfig).items() if k in SHARED}
 
 
 def _configs(args: argparse.Namespace) -> list:
     """The single configuration the flags describe, or the --table grid."""
-    given = {
-        k: v
-        for k, v in {"lr": args.lr, "steps": args.steps, "weight_decay": args.weight_decay}.items()
-        if v is not None
-    }
-    weights = dict(
-        given, decay_outside_mask=args.decay_outside_mask or args.paper
-    )  # the rest: UnlearnConfig's defaults
-    reft = dict(given, layer=args.reft_layer, rank=args.reft_rank, seed=args.seed)  # the rest: ReftConfig's defaults
+    weights = _weights(args)
+    reft = with_options(replace(ReftConfig(), **_shared(args)), given_options(args, ReftConfig), prefix="reft-")
     if args.table:
-        grid = paper_configs(fraction=args.fraction, **weights)
+        training = {k: getattr(weights, k) for k in TRAINING}
+        grid = [replace(c, **training) for c in paper_configs(fraction=weights.fraction)]
         grid += [
-            UnlearnConfig(method=m, fraction=args.fraction, seed=args.seed, **weights)
+            UnlearnConfig(method=m, fraction=weights.fraction, seed=weights.seed, **training)
             for m in ("ga", "graddiff", "npo")
         ]
-        return grid + [ReftConfig(method="unlearn", **reft)]
+        return grid + [replace(reft, method="unlearn")]
     if args.select == "reft":
-        return [ReftConfig(method=args.method, **reft)]
-    layers, head = _ints(args.layers, "layers"), None
-    if args.head is not None:
-        try:
-            layer, head = (int(x) for x in args.head.split("."))
-        except ValueError:
-            raise UserError(f"--head takes LAYER.HEAD, e.g. 1.2, got {args.head!r}") from None
-        layers = (layer,)
-    components = tuple(c.strip() for c in args.components.split(",")) if args.components else None
-    return [
-        UnlearnConfig(
-            method=args.method,
-            select=args.select,
-            fraction=args.fraction,
-            scope=args.scope,
-            layers=layers,
-            components=components,
-            head=head,
-            seed=args.seed,
-            **weights,
-        )
-    ]
+        return [reft]
+    if args.head is None:
+        return [replace(weights, select=args.select)]
+    try:
+        layer, head = (int(x) for x in args.head.split("."))
+    except ValueError:
+        raise UserError(f"--head takes LAYER.HEAD, e.g. 1.2, got {args.head!r}") from None
+    return [replace(weights, select=args.select, layers=(layer,), head=head)]
+
+
+def _relearn(args: argparse.Namespace) -> RelearnConfig | None:
+    """The relearning attack the flags describe (None: --relearn-steps 0)."""
+    given = given_options(args, RelearnConfig)
+    if given.get("steps", RelearnConfig.steps) <= 0:
+        return None
+    return with_options(RelearnConfig(), given, prefix="relearn-")
 
 
 def _proxy(model, args: argparse.Namespace) -> ProxyMethod:
@@ -233,18 +186,11 @@ def _proxy(model, args: argparse.Namespace) -> ProxyMethod:
             f"--proxy needs a small model with {model_name(model)}'s tokenizer (the testbed's companion serves only "
             "the testbed): pass --proxy SMALL_MODEL"
         )
-    if args.method == "edit":
+    if _weights(args).method == "edit":
         raise UserError("--proxy unlearns the small model with unlearn, ga, graddiff or npo: change --method")
-    unlearn = UnlearnConfig(
-        method=args.method,
-        select="all",
-        lr=args.lr if args.lr is not None else ProxyConfig().unlearn.lr,
-        steps=args.steps if args.steps is not None else ProxyConfig().unlearn.steps,
-        weight_decay=args.weight_decay if args.weight_decay is not None else 0.0,
-        seed=args.seed,
-    )
-    small = load_model(spec, device=args.device, dtype=args.dtype)
-    return ProxyMethod(small, ProxyConfig(small=spec, unlearn=unlearn, alpha=args.alpha))
+    config = with_options(ProxyConfig(small=spec), given_options(args, ProxyConfig))
+    config = replace(config, unlearn=replace(config.unlearn, **_shared(args)))
+    return ProxyMethod(load_model(spec, device=args.device, dtype=args.dtype), config)
 
 
 def _scan(
@@ -316,9 +262,9 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--runs, --retain and --probe must be at least 1")
     if args.curves and not args.calibrate:
         raise UserError("--curves draws the calibration traces: add --calibrate")
-    if args.calibrate and (args.lr is not None or args.paper):
+    if args.calibrate and ("lr" in given_options(args, UnlearnConfig) or args.paper):
         raise UserError("--calibrate searches the learning rate itself: drop --lr / --paper")
-    configs = _configs(args)
+    configs, relearn, seed = _configs(args), _relearn(args), _weights(args).seed
     if args.save is not None and (len(configs) != 1 or isinstance(configs[0], ReftConfig) or args.proxy):
         raise UserError(
             "--save writes the weights of ONE weight-editing run: drop --table, and LoReFT and --proxy change no "
@@ -337,11 +283,11 @@ def run(args: argparse.Namespace) -> int:
         from interp.perturbation import prefix_perturbation
 
         edit_targets = prefix_perturbation(
-            model, targets, samples_per_position=args.perturb_samples, seed=args.seed
+            model, targets, samples_per_position=args.perturb_samples, seed=seed
         ).editing_targets
-        if never_seen is not None and args.relearn_steps > 0:
+        if never_seen is not None and relearn is not None:
             never_seen_edit = prefix_perturbation(
-                model, never_seen, samples_per_position=args.perturb_samples, seed=args.seed
+                model, never_seen, samples_per_position=args.perturb_samples, seed=seed
             ).editing_targets
     print(
         f"model {model_name(model)}: forgetting {len(targets)} paragraph(s) ({', '.join(targets.ids[:5])}"
@@ -373,7 +319,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {search.label}: {search.describe()}", flush=True)
         return search
 
-    relearn = RelearnConfig(args.relearn_steps, args.relearn_lr, args.relearn_data) if args.relearn_steps > 0 else None
     table = unlearning_table(
         model,
         targets,

@@ -75,7 +75,7 @@ def register(sub) -> None:
         dest="max_paragraphs",
         type=int,
         default=8,
-        help="MEM and NMEM paragraphs each for the locator's costly methods (default 8)",
+        help="cap on paragraphs per set (MEM / NMEM) for the locator's costly methods (default 8)",
     )
     p.add_argument("--candidates", type=int, default=8, help="heads the attribution screen passes to the exact methods")
     p.add_argument(

@@ -7,17 +7,14 @@ results.json, which records the exact options it ran with), and `__post_init__` 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from interp.conventions import conventions as conventions_named
 from interp.errors import UserError
 from interp.locator.rare_tokens import NULLS
+from interp.options import option as _opt
 from interp.unlearning.training import BASELINES
-
-
-def _opt(default: Any, help: str) -> Any:
-    return field(default=default, metadata={"help": help})
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ from interp.errors import UserError
 from interp.io import write_json
 from interp.metrics import NMEM_MAX_EM
 from interp.models import model_name
+from interp.options import option
 from interp.scan.corpus import Corpus, Document, iter_documents, stable_hash
 from interp.scan.windows import Span, merge_spans, sample_keys, score_windows, screen_windows, window_tokens
 
@@ -57,22 +58,28 @@ RECALL_TARGET = 0.9  # below this measured recall the summary tells the user to 
 class ScanConfig:
     """What a scan looks for and how. Everything here is part of the resume fingerprint."""
 
-    prefix_len: int = DEFAULT_PREFIX_LEN
-    continuation_len: int = DEFAULT_CONTINUATION_LEN
-    stride: int = 1  # window starts considered: multiples of this (token offsets in the source)
-    exact: bool = False  # score every window exactly instead of screening
-    screen_step: int = 20  # a screening chunk every this many tokens, each prefix + continuation + step - 1 long
-    screen_tolerance: int = 0  # misses allowed in a screened continuation for it to be verified
-    nmem_max: int = NMEM_MAX_EM
-    n_controls: int = 1000  # NMEM windows to sample
-    intermediate: bool = False  # also write windows with nmem_max < EM < continuation_len
-    filters: bool = True
-    min_unique: float = 0.5
+    prefix_len: int = option(DEFAULT_PREFIX_LEN, "prefix tokens")
+    continuation_len: int = option(DEFAULT_CONTINUATION_LEN, "continuation tokens")
+    stride: int = option(1, "consider windows starting at multiples of this token offset")
+    exact: bool = option(False, "score every window exactly instead of screening (slow; no screening misses)")
+    screen_step: int = option(
+        20,
+        "a screening chunk every this many tokens; each window is screened with at most step - 1 tokens before it "
+        "(1 = exhaustive)",
+    )
+    screen_tolerance: int = option(0, "verify windows whose screened continuation has at most this many misses")
+    nmem_max: int = option(NMEM_MAX_EM, "NMEM: EM at most this")
+    n_controls: int = option(1000, "NMEM controls to sample")
+    intermediate: bool = option(False, "also write windows with NMEM < EM < full")
+    filters: bool = option(True, "drop low-diversity and boilerplate windows")
+    min_unique: float = option(0.5, "drop windows with a smaller fraction of distinct tokens")
     boilerplate_patterns: tuple[str, ...] = BOILERPLATE_PATTERNS
-    merge: bool = True
-    recall_sample: float = 0.01  # screen mode: fraction of windows also scored exactly (the recall audit)
-    recall_min_mem: int = 10  # MEM windows the audit needs before the summary states a recall
-    seed: int = 0
+    merge: bool = option(True, "one record per span of overlapping memorized windows instead of per window")
+    recall_sample: float = option(
+        0.01, "screen mode: fraction of windows also scored exactly to measure the screen's recall (the recall audit)"
+    )
+    recall_min_mem: int = option(10, "MEM windows the recall sample must hold before a recall is stated")
+    seed: int = option(0, "seed of the NMEM sample and the recall sample")
     group_tokens: int = 32768
 
     def __post_init__(self) -> None:
@@ -87,7 +94,7 @@ class ScanConfig:
         if not 0 <= self.nmem_max < self.continuation_len:
             raise UserError(f"--nmem-max must be between 0 and {self.continuation_len - 1}")
         if self.n_controls < 0:
-            raise UserError("--nmem must be 0 or more")
+            raise UserError("--n-controls must be 0 or more")
         if not 0 <= self.min_unique <= 1:
             raise UserError("--min-unique must be a fraction between 0 and 1")
         if not 0 <= self.recall_sample <= 1:

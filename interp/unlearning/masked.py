@@ -25,7 +25,8 @@ from interp.conventions import PAPER
 from interp.data import Paragraphs
 from interp.errors import UserError
 from interp.gradients import parameter_gradients, selected_parameters
-from interp.masks import candidate_mask, matched_random_mask, top_k_mask, uniform_random_mask
+from interp.masks import SCOPES, candidate_mask, matched_random_mask, top_k_mask, uniform_random_mask
+from interp.options import option
 from interp.unlearning.evaluation import Evaluation, Hook, Probe, evaluate
 from interp.unlearning.training import check_training_settings, objective, optimise
 
@@ -37,24 +38,35 @@ class UnlearnConfig:
     """One masked fine-tuning run. Defaults are the paper's public code: top 0.1% of the contrastive
     objective's |gradient|, Adam lr 1e-5, 5 steps, (coupled) weight decay 1.0."""
 
-    method: str = "unlearn"
-    select: str = "topk"
-    fraction: float = 0.001
-    scope: str = "global"  # top-k over all weights at once, or per parameter ("component")
-    layers: tuple[int, ...] | None = None
-    components: tuple[str, ...] | None = None  # "attn", "mlp", "W_V", ...
-    head: int | None = None  # keep only this head's slice of the attention weights
-    lr: float = PAPER.unlearn_lr  # 1e-5: the one place the paper's rate and steps are written
-    steps: int = PAPER.unlearn_steps  # 5
-    weight_decay: float = 1.0
-    nll_weight: float | None = None  # None: 0.1 for Eq. 3 (the paper's code), 1.0 for Eq. 4
-    retain_weight: float = 1.0  # graddiff's weight on the retain NLL
-    npo_beta: float = 0.1
-    seed: int = 0  # the random mask's seed
-    decay_outside_mask: bool = False  # True: Adam's weight decay also shrinks unselected weights (paper code)
+    method: str = option(
+        "unlearn", "unlearn = paper Eq. 3, edit = Eq. 4 (new continuation from prefix perturbation), ga, graddiff, npo"
+    )
+    select: str = option("topk", "weights to tune: top |gradient| fraction, random of that size (or matched), all")
+    fraction: float = option(0.001, "fraction of weights for topk / random (0.001 = 0.1%)")
+    scope: str = option("global", "rank all weights at once (global) or each parameter's (component)")
+    layers: tuple[int, ...] | None = option(None, "only these layers, e.g. 0,1")
+    components: tuple[str, ...] | None = option(None, "only these, e.g. mlp or attn or W_V,W_in")
+    head: int | None = option(None, "keep only this head's slice of the attention weights")
+    # PAPER: the one place the paper's rate (1e-5) and steps (5) are written
+    lr: float = option(PAPER.unlearn_lr, "Adam learning rate (the paper's code)")
+    steps: int = option(PAPER.unlearn_steps, "Adam steps (the paper's code)")
+    weight_decay: float = option(1.0, "Adam (coupled) weight decay (the paper's code)")
+    nll_weight: float | None = option(
+        None, "weight of the NLL term (None: 0.1 for Eq. 3, the paper's code; 1 for Eq. 4)"
+    )
+    retain_weight: float = option(1.0, "graddiff's weight on the retain NLL")
+    npo_beta: float = option(0.1, "NPO's beta")
+    seed: int = option(0, "seed of the random mask")
+    decay_outside_mask: bool = option(
+        False,
+        "zero the gradient outside the mask instead of restoring those weights, so weight decay shrinks "
+        "the unselected weights of masked tensors, as the paper's public code does",
+    )
 
     def __post_init__(self) -> None:
         check_training_settings(self.method, lr=self.lr, steps=self.steps, weight_decay=self.weight_decay)
+        if self.scope not in SCOPES:
+            raise UserError(f"scope must be 'global' or 'component', not {self.scope!r}")
         if self.select not in SELECTIONS:
             raise UserError(f"unknown selection {self.select!r}: use one of {', '.join(SELECTIONS)}")
         if not 0 < self.fraction <= 1:

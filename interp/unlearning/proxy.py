@@ -26,6 +26,7 @@ from interp.backend import Model, ModelConfig
 from interp.data import Paragraphs
 from interp.errors import UserError
 from interp.models import TESTBED_COMPANION, model_name
+from interp.options import option
 from interp.unlearning.evaluation import Evaluation, Hook, Probe, evaluate
 from interp.unlearning.masked import UnlearnConfig, UnlearnResult, unlearn
 from interp.unlearning.training import check_training_settings
@@ -40,7 +41,7 @@ class ProxyConfig:
 
     small: str = TESTBED_COMPANION  # the small model's spec for `load_model` (the caller passes the model)
     unlearn: UnlearnConfig = UnlearnConfig(select="all", lr=1e-3, steps=10, weight_decay=0.0)
-    alpha: float = 1.0
+    alpha: float = option(1.0, "strength of the small model's logit difference (1: the proxy-tuning paper's)")
 
     def __post_init__(self) -> None:
         if not self.alpha >= 0:

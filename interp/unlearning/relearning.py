@@ -12,6 +12,7 @@ from torch import Tensor
 from interp.backend import Model, copy_model, hooks_on
 from interp.data import Paragraphs
 from interp.errors import UserError
+from interp.options import option
 from interp.unlearning.evaluation import Hook
 from interp.unlearning.proxy import ProxyModel
 from interp.unlearning.training import check_training_settings, optimise
@@ -22,9 +23,11 @@ class RelearnConfig:
     """Plain fine-tuning of every weight on text related to the targets but without their continuation:
     `data="prefix"` = the targets' prefixes alone, `"retain"` = the retain (NMEM) paragraphs."""
 
-    steps: int = 10
-    lr: float = 1e-4
-    data: str = "prefix"
+    steps: int = option(10, "Adam steps on the relearning text")
+    lr: float = option(1e-4, "learning rate")
+    data: str = option(
+        "prefix", "relearning text: the targets' prefixes alone (prefix) or the retain NMEM paragraphs (retain)"
+    )
 
     def __post_init__(self) -> None:
         if self.data not in ("prefix", "retain"):
