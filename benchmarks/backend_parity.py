@@ -10,8 +10,10 @@ so this runs twice, once in each, on the same checkpoint, paragraphs and setting
     # 3. in either: the table (quantity, max |difference|, tolerance, pass), exit 1 on any failure
     python benchmarks/backend_parity.py compare /tmp/parity/hooked.pt /tmp/parity/bridge.pt [--markdown F]
 
-`--model` takes any checkpoint folder `interp.load_model` reads (default: the testbed). Paragraph sets are
-chosen by index (not by either backend's scores), so both runs see the same paragraphs. A quantity a
+`--model` takes any checkpoint folder `interp.load_model` reads whose tokenizer is the testbed's (default: the
+testbed); `neox FOLDER` writes a small random GPT-NeoX one. The paragraphs are the testbed's. MEM / NMEM are the 16 highest / lowest EM
+of each run's own scores (a stable order), so both runs use the same sets whenever their EMs agree, which the
+table checks first ("scores"). A quantity a
 backend cannot compute is saved as its error message and reported as such.
 """
 
@@ -53,6 +55,36 @@ def _tensors(prefix: str, value, out: dict[str, torch.Tensor]) -> None:
         out[prefix] = torch.tensor(value)
 
 
+def make_neox(folder: Path) -> None:
+    """A small GPT-NeoX (Pythia's architecture: rotary, parallel attention and MLP) with random weights and the
+    testbed's tokenizer, so the testbed's paragraphs run through it; written once, read by both backends."""
+    import shutil
+
+    import transformers as tf
+
+    from interp.models import TESTBED_DIR
+
+    torch.manual_seed(0)
+    cfg = tf.GPTNeoXConfig(
+        vocab_size=4096,
+        max_position_embeddings=128,
+        hidden_size=128,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        intermediate_size=512,
+        rotary_pct=0.25,
+        use_parallel_residual=True,
+        tie_word_embeddings=False,
+    )
+    model = tf.GPTNeoXForCausalLM(cfg).eval()
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        if (TESTBED_DIR / name).exists():
+            shutil.copy(TESTBED_DIR / name, folder / name)
+    print(f"wrote a random GPT-NeoX checkpoint to {folder}")
+
+
 def _quantized(model) -> dict[str, object]:
     """int4 (group-wise) copy: its relative error per matrix and its logits on a few paragraphs."""
     import interp
@@ -72,8 +104,8 @@ def run(out_path: Path, model_spec: str) -> None:
 
     torch.manual_seed(0)
     model = interp.load_model(model_spec, device="cpu")
-    paragraphs = interp.testbed_paragraphs() if model_spec == "testbed" else interp.load_paragraphs(model_spec)
-    counts = interp.testbed_unigram_counts() if model_spec == "testbed" else None
+    paragraphs = interp.testbed_paragraphs()  # token ids < 4096: any model with the testbed's tokenizer reads them
+    counts = interp.testbed_unigram_counts()
     first = paragraphs.select(range(min(256, len(paragraphs))))
     results: dict[str, object] = {}
     errors: dict[str, str] = {}
@@ -166,6 +198,20 @@ def _timing(name: str) -> bool:
     return name.rsplit(".", 1)[-1] in ("seconds", "elapsed", "wall_s")
 
 
+def _normalizer(tensors: dict[str, torch.Tensor], key: str) -> float | None:
+    """|clean - corrupted| for a patching effect (`effect = (m - corrupted) / (clean - corrupted)`), else None.
+
+    On a model whose clean and corrupted metrics nearly coincide (a random model: 6e-4 apart on 8.4) the
+    normalization multiplies float rounding by 1 / |clean - corrupted|; the effect is compared after scaling
+    back to the metric's units, where 1e-4 means what it means for every other quantity."""
+    if not key.endswith(".effect"):
+        return None
+    base = key[: -len("effect")]
+    if base + "clean_metric" not in tensors or base + "corrupted_metric" not in tensors:
+        return None
+    return abs(float(tensors[base + "clean_metric"]) - float(tensors[base + "corrupted_metric"]))
+
+
 def compare(a_path: Path, b_path: Path, markdown: Path | None) -> int:
     a, b = torch.load(a_path), torch.load(b_path)
     rows, failed = [], 0
@@ -196,6 +242,9 @@ def compare(a_path: Path, b_path: Path, markdown: Path | None) -> int:
             if x.shape != y.shape:
                 worst, where = float("inf"), f"{k}: shapes {tuple(x.shape)} vs {tuple(y.shape)}"
                 break
+            spread = _normalizer(ta, k)
+            if spread is not None:  # a normalized effect: compare it in the metric's own units (see _normalizer)
+                x, y = x * spread, y * spread
             if x.is_floating_point() or y.is_floating_point():
                 finite = torch.isfinite(x.double()) & torch.isfinite(y.double())
                 if not torch.equal(torch.isfinite(x.double()), torch.isfinite(y.double())):
@@ -231,6 +280,8 @@ def main() -> int:
     r = sub.add_parser("run", help="compute every quantity with the active backend and save it")
     r.add_argument("out", type=Path)
     r.add_argument("--model", default="testbed")
+    n = sub.add_parser("neox", help="write a small random GPT-NeoX checkpoint (the testbed's tokenizer) to run on")
+    n.add_argument("folder", type=Path)
     c = sub.add_parser("compare", help="the table of two saved runs")
     c.add_argument("a", type=Path)
     c.add_argument("b", type=Path)
@@ -238,6 +289,9 @@ def main() -> int:
     args = parser.parse_args()
     if args.command == "run":
         run(args.out, args.model)
+        return 0
+    if args.command == "neox":
+        make_neox(args.folder)
         return 0
     return compare(args.a, args.b, args.markdown)
 

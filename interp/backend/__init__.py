@@ -45,7 +45,11 @@ def available(name: str) -> bool:
     """Whether backend `name` can run here: HookedTransformer (hooked) or TransformerBridge (bridge) importable."""
     import transformer_lens
 
-    return hasattr(transformer_lens, "HookedTransformer" if name == "hooked" else "TransformerBridge")
+    try:  # TransformerLens 4 raises ImportError (not AttributeError) for HookedTransformer
+        getattr(transformer_lens, "HookedTransformer" if name == "hooked" else "TransformerBridge")
+    except (AttributeError, ImportError):
+        return False
+    return True
 
 
 def missing(name: str) -> str:

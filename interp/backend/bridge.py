@@ -160,9 +160,11 @@ def param_name(layer: int, component: str) -> str:
 
 def named_weights(model: TransformerBridge) -> dict[str, NamedWeight]:
     """Every weight under its TransformerLens name: the Hugging Face leaf and its layout map (bridge_weights)."""
-    return bridge_weights.named_weights(
-        model.original_model, model.cfg.architecture, model.cfg.n_layers, model.cfg.n_heads
-    )
+    cfg = model.cfg
+    weights = bridge_weights.named_weights(model.original_model, cfg.architecture, cfg.n_layers, cfg.n_heads)
+    for layer in range(cfg.n_layers):
+        weights.update(bridge_weights.split_qkv(model.blocks[layer].attn, layer, cfg.n_heads))
+    return weights
 
 
 def weight(model: TransformerBridge, layer: int, component: str) -> Tensor:

@@ -1,7 +1,7 @@
 """Loading into a TransformerBridge and giving its weights back under Hugging Face names (TransformerLens >= 4).
 
-The bridge keeps the Hugging Face modules, so the checkpoint's weights are the model's own parameters and
-`hf_state` is the Hugging Face state dict. `enable_compatibility_mode(no_processing=True)` gives
+The bridge keeps the Hugging Face modules, so most of the checkpoint's weights are the model's own parameters;
+`hf_state` writes them through the same per-architecture table as the hooked backend (interp.backend.hf_layout). `enable_compatibility_mode(no_processing=True)` gives
 HookedTransformer's hook names without folding or centering anything, as the HookedTransformer backend loads.
 """
 
@@ -14,9 +14,8 @@ import warnings
 import torch
 from transformer_lens import TransformerBridge
 
-from interp.backend.bridge_weights import hf_parameters
-
-TO_HF = ("GPTNeoForCausalLM", "GPT2LMHeadModel", "GPTNeoXForCausalLM")  # architectures whose weights are mapped
+from interp.backend.bridge import named_weights
+from interp.backend.hf_layout import TO_HF
 
 
 def _booted(name: str, **kwargs) -> TransformerBridge:
@@ -59,5 +58,8 @@ def architecture(model: TransformerBridge) -> str:
 
 
 def hf_state(model: TransformerBridge) -> dict[str, torch.Tensor]:
-    """The model's current weights under its Hugging Face checkpoint's names."""
-    return {name: p.detach() for name, p in hf_parameters(model.original_model).items()}
+    """The model's current weights under its Hugging Face checkpoint's names, written from the weights the bridge
+    runs with (for GPT-2 and NeoX the fused query / key / value weight is rebuilt from the bridge's split
+    copies: the checkpoint's own fused tensor is no longer read after boot)."""
+    state = {name: w.tensor.detach() for name, w in named_weights(model).items()}
+    return TO_HF[architecture(model)](state, model.cfg.n_layers)

@@ -182,3 +182,21 @@ def named_weights(hf_model: nn.Module, arch: str, n_layers: int, n_heads: int) -
         if hf in params:
             out[name] = NamedWeight(params[hf], top[name][1])
     return out
+
+
+def split_qkv(attn: nn.Module, layer: int, n_heads: int) -> dict[str, NamedWeight]:
+    """The query / key / value weights the bridge's attention runs with, when it holds them as its own
+    `nn.Linear` q, k, v ([(head d_head), d_model]): for fused checkpoints (GPT-2's c_attn, NeoX's
+    query_key_value) the bridge splits the fused weight into such copies at boot and never reads the fused
+    one again, so these, not the fused leaf, are the weights (for GPT-Neo they are its q_proj / k_proj /
+    v_proj themselves)."""
+    out: dict[str, NamedWeight] = {}
+    for x in "QKV":
+        linear = getattr(getattr(attn, x.lower(), None), "_original_component", None)
+        if isinstance(linear, nn.Linear):
+            out[f"blocks.{layer}.attn.W_{x}"] = NamedWeight(
+                linear.weight, lambda t: t.unflatten(0, (n_heads, -1)).transpose(1, 2)
+            )
+            if linear.bias is not None:
+                out[f"blocks.{layer}.attn.b_{x}"] = NamedWeight(linear.bias, lambda t: t.unflatten(0, (n_heads, -1)))
+    return out
