@@ -85,30 +85,35 @@ def _choose() -> str:
     raise ImportError(missing("hooked"))
 
 
-if _choose() == "hooked":
+_ACTIVE = _choose()  # before anything imports transformer_lens: its error says what to install
+
+from interp.backend.common import (  # noqa: E402
+    Activations,
+    Hook,
+    act_name,
+    capture,
+    final_norm,
+    hooks_on,
+    param_name,
+    softcap,
+    unembed,
+    unembed_parts,
+)
+
+if _ACTIVE == "hooked":
     from interp.backend.hooked import (
         HAS_GHOST_PASS,
         NAME,
-        Activations,
-        Hook,
         Model,
         ModelConfig,
-        act_name,
-        capture,
         copy_model,
-        final_norm,
         greedy_decode,
-        hooks_on,
         is_block,
         is_post_norm,
         is_unembed,
         named_weights,
-        param_name,
         run_from,
         run_to,
-        softcap,
-        unembed,
-        unembed_parts,
         weight,
     )
     from interp.backend.hooked_io import TO_HF, architecture, from_hf, from_official, hf_state, official_name
@@ -116,26 +121,16 @@ else:
     from interp.backend.bridge import (  # type: ignore[assignment]
         HAS_GHOST_PASS,
         NAME,
-        Activations,
-        Hook,
         Model,
         ModelConfig,
-        act_name,
-        capture,
         copy_model,
-        final_norm,
         greedy_decode,
-        hooks_on,
         is_block,
         is_post_norm,
         is_unembed,
         named_weights,
-        param_name,
         run_from,
         run_to,
-        softcap,
-        unembed,
-        unembed_parts,
         weight,
     )
     from interp.backend.bridge_io import TO_HF, architecture, from_hf, from_official, hf_state, official_name  # type: ignore[assignment]

@@ -17,8 +17,6 @@ Known differences from the HookedTransformer backend (docs/backend_tl4.md has th
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
 
 import torch
 from jaxtyping import Float, Int
@@ -26,58 +24,19 @@ from torch import Tensor, nn
 from transformer_lens import TransformerBridge, TransformerBridgeConfig
 from transformer_lens.model_bridge.generalized_components.block import BlockBridge
 from transformer_lens.model_bridge.generalized_components.unembedding import UnembeddingBridge
-from transformer_lens.utilities import get_act_name
-from transformer_lens.utilities.activation_functions import apply_softcap
 from transformer_lens.utilities.architectures import POST_NORM_ARCHITECTURES
 
 from interp.backend import bridge_weights
+from interp.backend.common import act_name, param_name
 from interp.backend.named import NamedWeight
 
 NAME = "bridge"
 Model = TransformerBridge
 ModelConfig = TransformerBridgeConfig
-Hook = tuple[str, Callable]
 # The ghost-norm pass (interp.gradient_norms) reads HookedTransformer's LayerNorm and MLP internals (ln1 / ln2
 # modules, mlp.act_fn), which the bridge's wrapped Hugging Face modules do not expose the same way: per-paragraph
 # norms take one backward per paragraph here instead (the same numbers, slower).
 HAS_GHOST_PASS = False
-
-
-def act_name(kind: str, layer: int | None = None, sublayer: str | None = None) -> str:
-    """The hook name of an activation, as HookedTransformer spells it (the bridge's compatibility names)."""
-    return get_act_name(kind, layer, sublayer)
-
-
-class Activations(Mapping):
-    """Captured activations by hook name, or by (kind, layer) as `act_name` spells it."""
-
-    def __init__(self, tensors: dict[str, Tensor]):
-        self._tensors = tensors
-
-    def __getitem__(self, key: str | tuple) -> Tensor:
-        return self._tensors[act_name(*key) if isinstance(key, tuple) else key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._tensors)
-
-    def __len__(self) -> int:
-        return len(self._tensors)
-
-
-def capture(
-    model: TransformerBridge, tokens: Int[Tensor, "n seq"], names: Iterable[str]
-) -> tuple[Float[Tensor, "n seq vocab"], Activations]:
-    """One forward: the logits and the activations at exactly the hooks `names` (detached); no hook stays on."""
-    wanted = set(names)
-    logits, cache = model.run_with_cache(tokens, names_filter=lambda n: n in wanted)
-    return logits, Activations({k: v for k, v in cache.cache_dict.items() if k in wanted})
-
-
-@contextmanager
-def hooks_on(model, fwd_hooks: Iterable[Hook] = ()) -> Iterator[None]:
-    """Forward hooks on inside the block, removed on exit even when the body raises."""
-    with model.hooks(fwd_hooks=list(fwd_hooks)):
-        yield
 
 
 def run_to(model: TransformerBridge, tokens: Int[Tensor, "n seq"], layer: int) -> Float[Tensor, "n seq d_model"]:
@@ -105,26 +64,6 @@ def run_from(
     return kept[0]
 
 
-def final_norm(model: TransformerBridge, resid: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_model"]:
-    """The final normalization (the identity for a model without one)."""
-    return resid if model.cfg.normalization_type is None else model.ln_final(resid)
-
-
-def unembed(model: TransformerBridge, resid: Float[Tensor, "... d_model"]) -> Float[Tensor, "... vocab"]:
-    """The unembedding (hooks firing, no soft cap) of an already normalized residual stream."""
-    return model.unembed(resid)
-
-
-def unembed_parts(model: TransformerBridge) -> tuple[nn.Module, Tensor, Tensor]:
-    """The unembedding module (its hook_in / hook_out fire on the logits path), W_U [d_model, vocab] and b_U."""
-    return model.unembed, model.unembed.W_U, model.unembed.b_U
-
-
-def softcap(logits: Tensor, cfg: TransformerBridgeConfig) -> Tensor:
-    """The model's output-logit soft cap (cap * tanh(logits / cap)); unchanged when it has none."""
-    return apply_softcap(logits, cfg.output_logits_soft_cap)
-
-
 def is_post_norm(cfg: TransformerBridgeConfig) -> bool:
     """Whether the architecture normalizes after attention / MLP (so ln1's output is not attention's input)."""
     return cfg.architecture in POST_NORM_ARCHITECTURES
@@ -149,13 +88,6 @@ def copy_model(model: TransformerBridge) -> TransformerBridge:
             if isinstance(value, Tensor) and not isinstance(value, nn.Parameter) and not value.is_leaf:
                 setattr(module, key, value.detach())
     return copy.deepcopy(model)
-
-
-def param_name(layer: int, component: str) -> str:
-    """The TransformerLens name of a block's weight: W_Q / W_K / W_V / W_O / b_Q ... in attention, W_in / W_out /
-    b_in / b_out in the MLP."""
-    module = "attn" if component[2:] in ("Q", "K", "V", "O") else "mlp"
-    return f"blocks.{layer}.{module}.{component}"
 
 
 def named_weights(model: TransformerBridge) -> dict[str, NamedWeight]:

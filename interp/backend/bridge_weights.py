@@ -22,6 +22,32 @@ def _transposed(t: Tensor) -> Tensor:
     return t.T
 
 
+def _norms(ln1: str, ln2: str) -> dict[str, tuple[str, Callable]]:
+    return {
+        f"{tl}.{x}": (f"{hf}.{w}", same)
+        for tl, hf in (("ln1", ln1), ("ln2", ln2))
+        for x, w in (("w", "weight"), ("b", "bias"))
+    }
+
+
+def _mlp(w_in: str, w_out: str, layout: Callable) -> dict[str, tuple[str, Callable]]:
+    return {
+        "mlp.W_in": (f"{w_in}.weight", layout),
+        "mlp.b_in": (f"{w_in}.bias", same),
+        "mlp.W_out": (f"{w_out}.weight", layout),
+        "mlp.b_out": (f"{w_out}.bias", same),
+    }
+
+
+_GPT_TOP = {  # GPT-Neo and GPT-2 name everything outside the blocks alike
+    "embed.W_E": ("transformer.wte.weight", same),
+    "pos_embed.W_pos": ("transformer.wpe.weight", same),
+    "ln_final.w": ("transformer.ln_f.weight", same),
+    "ln_final.b": ("transformer.ln_f.bias", same),
+    "unembed.W_U": ("lm_head.weight", _transposed),
+}
+
+
 def _table(arch: str, n_heads: int) -> tuple[dict[str, tuple[str, Callable]], dict[str, tuple[str, Callable]]]:
     """(per-block entries {tl suffix: (hf suffix, layout)}, model-level entries) for one architecture."""
     h = n_heads
@@ -40,28 +66,15 @@ def _table(arch: str, n_heads: int) -> tuple[dict[str, tuple[str, Callable]], di
 
     if arch == "GPTNeoForCausalLM":
         block = {
-            "ln1.w": ("ln_1.weight", same),
-            "ln1.b": ("ln_1.bias", same),
+            **_norms("ln_1", "ln_2"),
             "attn.W_Q": ("attn.attention.q_proj.weight", rows_to_heads),
             "attn.W_K": ("attn.attention.k_proj.weight", rows_to_heads),
             "attn.W_V": ("attn.attention.v_proj.weight", rows_to_heads),
             "attn.W_O": ("attn.attention.out_proj.weight", cols_to_heads_out),
             "attn.b_O": ("attn.attention.out_proj.bias", same),
-            "ln2.w": ("ln_2.weight", same),
-            "ln2.b": ("ln_2.bias", same),
-            "mlp.W_in": ("mlp.c_fc.weight", _transposed),
-            "mlp.b_in": ("mlp.c_fc.bias", same),
-            "mlp.W_out": ("mlp.c_proj.weight", _transposed),
-            "mlp.b_out": ("mlp.c_proj.bias", same),
+            **_mlp("mlp.c_fc", "mlp.c_proj", _transposed),
         }
-        top = {
-            "embed.W_E": ("transformer.wte.weight", same),
-            "pos_embed.W_pos": ("transformer.wpe.weight", same),
-            "ln_final.w": ("transformer.ln_f.weight", same),
-            "ln_final.b": ("transformer.ln_f.bias", same),
-            "unembed.W_U": ("lm_head.weight", _transposed),
-        }
-        return {k: ("transformer.h.{l}." + v[0], v[1]) for k, v in block.items()}, top
+        return {k: ("transformer.h.{l}." + v[0], v[1]) for k, v in block.items()}, _GPT_TOP
     if arch == "GPT2LMHeadModel":
 
         def qkv(i):  # c_attn (Conv1D) [m, 3 (h d)] -> [h, m, d]
@@ -71,27 +84,14 @@ def _table(arch: str, n_heads: int) -> tuple[dict[str, tuple[str, Callable]], di
             return lambda t: t.unflatten(0, (3, h, -1))[i]
 
         block = {
-            "ln1.w": ("ln_1.weight", same),
-            "ln1.b": ("ln_1.bias", same),
+            **_norms("ln_1", "ln_2"),
             **{f"attn.W_{x}": ("attn.c_attn.weight", qkv(i)) for i, x in enumerate("QKV")},
             **{f"attn.b_{x}": ("attn.c_attn.bias", qkv_bias(i)) for i, x in enumerate("QKV")},
             "attn.W_O": ("attn.c_proj.weight", rows_to_heads_out),
             "attn.b_O": ("attn.c_proj.bias", same),
-            "ln2.w": ("ln_2.weight", same),
-            "ln2.b": ("ln_2.bias", same),
-            "mlp.W_in": ("mlp.c_fc.weight", same),
-            "mlp.b_in": ("mlp.c_fc.bias", same),
-            "mlp.W_out": ("mlp.c_proj.weight", same),
-            "mlp.b_out": ("mlp.c_proj.bias", same),
+            **_mlp("mlp.c_fc", "mlp.c_proj", same),
         }
-        top = {
-            "embed.W_E": ("transformer.wte.weight", same),
-            "pos_embed.W_pos": ("transformer.wpe.weight", same),
-            "ln_final.w": ("transformer.ln_f.weight", same),
-            "ln_final.b": ("transformer.ln_f.bias", same),
-            "unembed.W_U": ("lm_head.weight", _transposed),
-        }
-        return {k: ("transformer.h.{l}." + v[0], v[1]) for k, v in block.items()}, top
+        return {k: ("transformer.h.{l}." + v[0], v[1]) for k, v in block.items()}, _GPT_TOP
     if arch == "GPTNeoXForCausalLM":
 
         def qkv(i):  # query_key_value [(h 3 d), m] -> [h, m, d]
@@ -101,18 +101,12 @@ def _table(arch: str, n_heads: int) -> tuple[dict[str, tuple[str, Callable]], di
             return lambda t: t.unflatten(0, (h, 3, -1))[:, i]
 
         block = {
-            "ln1.w": ("input_layernorm.weight", same),
-            "ln1.b": ("input_layernorm.bias", same),
+            **_norms("input_layernorm", "post_attention_layernorm"),
             **{f"attn.W_{x}": ("attention.query_key_value.weight", qkv(i)) for i, x in enumerate("QKV")},
             **{f"attn.b_{x}": ("attention.query_key_value.bias", qkv_bias(i)) for i, x in enumerate("QKV")},
             "attn.W_O": ("attention.dense.weight", cols_to_heads_out),
             "attn.b_O": ("attention.dense.bias", same),
-            "ln2.w": ("post_attention_layernorm.weight", same),
-            "ln2.b": ("post_attention_layernorm.bias", same),
-            "mlp.W_in": ("mlp.dense_h_to_4h.weight", _transposed),
-            "mlp.b_in": ("mlp.dense_h_to_4h.bias", same),
-            "mlp.W_out": ("mlp.dense_4h_to_h.weight", _transposed),
-            "mlp.b_out": ("mlp.dense_4h_to_h.bias", same),
+            **_mlp("mlp.dense_h_to_4h", "mlp.dense_4h_to_h", _transposed),
         }
         top = {
             "embed.W_E": ("gpt_neox.embed_in.weight", same),

@@ -9,8 +9,6 @@ weights head-first (W_Q, W_K, W_V [head, d_model, d_head], W_O [head, d_head, d_
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
 
 import torch
 from jaxtyping import Float, Int
@@ -18,56 +16,15 @@ from torch import Tensor, nn
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
 from transformer_lens.components import TransformerBlock, Unembed
-from transformer_lens.utilities.activation_functions import apply_softcap
 from transformer_lens.utilities.architectures import POST_NORM_ARCHITECTURES
-from transformer_lens.utils import get_act_name
 
+from interp.backend.common import param_name
 from interp.backend.named import NamedWeight
 
 NAME = "hooked"
 Model = HookedTransformer
 ModelConfig = HookedTransformerConfig
-Hook = tuple[str, Callable]  # (hook name, function(activation, hook) -> activation or None)
 HAS_GHOST_PASS = True  # interp.gradient_norms can read LayerNorm and MLP internals (ln1, ln2, mlp.act_fn)
-
-
-def act_name(kind: str, layer: int | None = None, sublayer: str | None = None) -> str:
-    """The hook name of an activation: act_name("z", 3) -> "blocks.3.attn.hook_z"; ("normalized", 0, "ln1")
-    -> "blocks.0.ln1.hook_normalized"; ("embed") -> "hook_embed"."""
-    return get_act_name(kind, layer, sublayer)
-
-
-class Activations(Mapping):
-    """Captured activations by hook name, or by (kind, layer) as `act_name` spells it."""
-
-    def __init__(self, tensors: dict[str, Tensor]):
-        self._tensors = tensors
-
-    def __getitem__(self, key: str | tuple) -> Tensor:
-        return self._tensors[act_name(*key) if isinstance(key, tuple) else key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._tensors)
-
-    def __len__(self) -> int:
-        return len(self._tensors)
-
-
-def capture(
-    model: HookedTransformer, tokens: Int[Tensor, "n seq"], names: Iterable[str]
-) -> tuple[Float[Tensor, "n seq vocab"], Activations]:
-    """One forward: the logits and the activations at exactly the hooks `names` (detached); no hook stays on."""
-    wanted = set(names)
-    logits, cache = model.run_with_cache(tokens, names_filter=lambda n: n in wanted)
-    return logits, Activations(cache.cache_dict)
-
-
-@contextmanager
-def hooks_on(model, fwd_hooks: Iterable[Hook] = ()) -> Iterator[None]:
-    """Forward hooks on inside the block, removed on exit even when the body raises. `model` may also be any
-    model with a `hooks(fwd_hooks=...)` context manager of its own (such as interp.unlearning.proxy.ProxyModel)."""
-    with model.hooks(fwd_hooks=list(fwd_hooks)):
-        yield
 
 
 def run_to(model: HookedTransformer, tokens: Int[Tensor, "n seq"], layer: int) -> Float[Tensor, "n seq d_model"]:
@@ -81,26 +38,6 @@ def run_from(
     """Run blocks `layer` .. `stop` - 1 from the residual stream entering block `layer`: the logits when `stop`
     is None, else the residual stream entering block `stop`."""
     return model(residual, start_at_layer=layer, stop_at_layer=stop)
-
-
-def final_norm(model: HookedTransformer, resid: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_model"]:
-    """The final normalization (the identity for a model without one)."""
-    return resid if model.cfg.normalization_type is None else model.ln_final(resid)
-
-
-def unembed(model: HookedTransformer, resid: Float[Tensor, "... d_model"]) -> Float[Tensor, "... vocab"]:
-    """The unembedding (hooks firing, no soft cap) of an already normalized residual stream."""
-    return model.unembed(resid)
-
-
-def unembed_parts(model: HookedTransformer) -> tuple[nn.Module, Tensor, Tensor]:
-    """The unembedding module (its hook_in / hook_out fire on the logits path), W_U [d_model, vocab] and b_U."""
-    return model.unembed, model.unembed.W_U, model.unembed.b_U
-
-
-def softcap(logits: Tensor, cfg: HookedTransformerConfig) -> Tensor:
-    """The model's output-logit soft cap (cap * tanh(logits / cap)); unchanged when it has none."""
-    return apply_softcap(logits, cfg.output_logits_soft_cap)
 
 
 def is_post_norm(cfg: HookedTransformerConfig) -> bool:
@@ -121,12 +58,6 @@ def is_unembed(module: nn.Module) -> bool:
 def copy_model(model: HookedTransformer) -> HookedTransformer:
     """An independent copy (weights, hooks' modules, config) to edit without touching `model`."""
     return copy.deepcopy(model)
-
-
-def param_name(layer: int, component: str) -> str:
-    """The name of a block's weight: W_Q / W_K / W_V / W_O / b_Q ... in attention, W_in / W_out / b_in / b_out in the MLP."""
-    module = "attn" if component[2:] in ("Q", "K", "V", "O") else "mlp"
-    return f"blocks.{layer}.{module}.{component}"
 
 
 def named_weights(model: HookedTransformer) -> dict[str, NamedWeight]:
