@@ -13,8 +13,7 @@ goes through these names:
 - the final normalization and unembedding: `final_norm`, `unembed`, `unembed_parts`, `softcap`;
 - the KV-cache greedy decoder: `greedy_decode`;
 - weight views per layer / head / neuron, to read and edit: `param_name`, `weight`;
-- architecture facts: `is_post_norm`; the component classes cost accounting counts: `is_block`, `is_unembed`.
-
+- architecture facts: `is_post_norm`; the component classes cost accounting counts: `is_block`, `is_unembed`;
 - TransformerLens-named weights whatever module holds them (leaf + layout view): `named_weights`, `NamedWeight`,
   `leaf_masks` (masks on those names, as masks on the leaves that hold them);
 - what a backend can do: `HAS_GHOST_PASS` (batched per-paragraph gradient norms).
