@@ -20,6 +20,7 @@ from interp.errors import UserError
 
 DEFAULT_PREFIX_LEN = 50
 DEFAULT_CONTINUATION_LEN = 50
+BATCH_SIZE = 64  # paragraphs per forward pass, where the caller does not say (the --batch-size flag's default)
 
 BOILERPLATE_PATTERNS: tuple[str, ...] = (
     r"(?i)copyright\s*(\(c\)|©|\d{4})",

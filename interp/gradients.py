@@ -29,13 +29,38 @@ from torch import Tensor
 from interp.backend import Model, NamedWeight, named_weights, param_name
 from interp.data import Paragraphs
 from interp.errors import UserError
+from interp.metrics import NMEM_MAX_EM
 from interp.objectives import NLL_WEIGHT, continuation_nll, kl_to_reference, reference_log_probs
+from interp.options import option
 
 COMPONENTS: tuple[str, ...] = ("W_Q", "W_K", "W_V", "W_O", "W_in", "W_out")
 HEAD_COMPONENTS: tuple[str, ...] = ("W_Q", "W_K", "W_V", "W_O")
 OBJECTIVES = ("nll", "contrastive")
 REDUCTIONS = ("max", "l2", "mean")
 _LAYER_WEIGHT = re.compile(r"^blocks\.\d+\.(attn|mlp)\.W_\w+$")
+
+
+@dataclass(frozen=True)
+class GradMapOptions:
+    """What `gradient_map` (and interp grad-map) computes, each default written once."""
+
+    objective: str = option("nll", "nll, or the paper's contrastive Eq. 3", choices=OBJECTIVES)
+    reduce: str = option("max", "score per weight matrix: max |grad| (the paper's), l2, mean", choices=REDUCTIONS)
+    set_size: int = option(32, "cap on paragraphs per set (MEM / NMEM), drawn at random")
+    nmem_max: int = option(NMEM_MAX_EM, "NMEM: EM at most this")
+    include_embeddings: bool = option(False, "also score embeddings, unembedding, biases and LayerNorms")
+    per_paragraph: bool = option(True, "also the per-paragraph norms and their MEM vs NMEM test")
+    seed: int = option(0, "seed of the paragraph subsample")
+    grad_batch_size: int = option(16, "paragraphs per backward pass")
+
+    def __post_init__(self) -> None:
+        if self.set_size < 2:
+            raise UserError("--set-size must be at least 2")
+        if self.grad_batch_size < 1:
+            raise UserError("--grad-batch-size must be at least 1")
+
+
+GRAD_MAP = GradMapOptions()
 
 
 def check_supported_model(model: Model) -> None:
@@ -343,12 +368,12 @@ def gradient_map(
     mem: Paragraphs,
     nmem: Paragraphs,
     *,
-    objective: str = "nll",
-    reduce: str = "max",
+    objective: str = GRAD_MAP.objective,
+    reduce: str = GRAD_MAP.reduce,
     chunk_size: int | None = None,
-    include_embeddings: bool = False,
-    batch_size: int = 16,
-    seed: int = 0,
+    include_embeddings: bool = GRAD_MAP.include_embeddings,
+    batch_size: int = GRAD_MAP.grad_batch_size,
+    seed: int = GRAD_MAP.seed,
     set_size: int | None = None,
 ) -> GradientMap:
     """Gradient scores per (layer, component) and per head, for MEM and for NMEM paragraphs, at equal set sizes.

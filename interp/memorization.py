@@ -17,7 +17,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from interp.backend import Model
-from interp.data import Paragraphs
+from interp.data import BATCH_SIZE, Paragraphs
 from interp.errors import UserError
 from interp.metrics import NMEM_MAX_EM, ParagraphScores, score_paragraphs
 
@@ -115,7 +115,7 @@ def memorization_split(
     model: Model,
     paragraphs: Paragraphs,
     *,
-    batch_size: int = 64,
+    batch_size: int = BATCH_SIZE,
     mem_min: int | None = None,
     nmem_max: int | None = None,
     n_examples: int = 2,

@@ -27,7 +27,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from interp.backend import Model, ModelConfig, final_norm, greedy_decode, run_from, run_to, softcap, unembed_parts
-from interp.data import Paragraphs
+from interp.data import BATCH_SIZE, Paragraphs
 
 NMEM_MAX_EM = 10
 LOGITS_CHUNK_BYTES = 64 * 2**20  # logits held at once by `continuation_logits` (300 positions at a 50k vocabulary)
@@ -273,7 +273,7 @@ def continuation_hits(
 
 @torch.no_grad()
 def teacher_forced_scores(
-    model: Scorable, tokens: Int[Tensor, "n seq"], prefix_len: int, batch_size: int = 64, top_k: int | None = None
+    model: Scorable, tokens: Int[Tensor, "n seq"], prefix_len: int, batch_size: int = BATCH_SIZE, top_k: int | None = None
 ) -> tuple[Bool[Tensor, "n cont"], Float[Tensor, "n"], Float[Tensor, "n"]]:
     """Argmax hits per continuation position, mean continuation NLL and log10 of the probability
     that sampling (top-k when given) reproduces the whole continuation (float64), in batched forwards."""
@@ -289,7 +289,7 @@ def teacher_forced_scores(
 
 
 def teacher_forced_hits(
-    model: Scorable, tokens: Int[Tensor, "n seq"], prefix_len: int, batch_size: int = 64
+    model: Scorable, tokens: Int[Tensor, "n seq"], prefix_len: int, batch_size: int = BATCH_SIZE
 ) -> tuple[Bool[Tensor, "n cont"], Float[Tensor, "n"]]:
     """Argmax hits per continuation position and mean continuation NLL, in batched forwards."""
     hits, nll_, _ = teacher_forced_scores(model, tokens, prefix_len, batch_size)
@@ -297,7 +297,7 @@ def teacher_forced_hits(
 
 
 def score_paragraphs(
-    model: Scorable, paragraphs: Paragraphs, batch_size: int = 64, top_k: int | None = None
+    model: Scorable, paragraphs: Paragraphs, batch_size: int = BATCH_SIZE, top_k: int | None = None
 ) -> ParagraphScores:
     """EM, continuation NLL, per-token accuracy and extraction probability (sampling at temperature
     1, from the top `top_k` tokens when given) for every paragraph, in batched forwards."""
@@ -314,12 +314,12 @@ def score_paragraphs(
     )
 
 
-def exact_match(model: Scorable, paragraphs: Paragraphs, batch_size: int = 64) -> Int[Tensor, "n"]:
+def exact_match(model: Scorable, paragraphs: Paragraphs, batch_size: int = BATCH_SIZE) -> Int[Tensor, "n"]:
     """EM of each paragraph's continuation (0 .. continuation length)."""
     return score_paragraphs(model, paragraphs, batch_size).em
 
 
-def nll(model: Scorable, paragraphs: Paragraphs, batch_size: int = 64) -> Float[Tensor, "n"]:
+def nll(model: Scorable, paragraphs: Paragraphs, batch_size: int = BATCH_SIZE) -> Float[Tensor, "n"]:
     """Mean negative log-likelihood over each paragraph's continuation tokens only."""
     return score_paragraphs(model, paragraphs, batch_size).nll
 
@@ -346,7 +346,7 @@ def greedy_continuations(
     return torch.cat(outs)
 
 
-def greedy_exact_match(model: Scorable, paragraphs: Paragraphs, batch_size: int = 64) -> Int[Tensor, "n"]:
+def greedy_exact_match(model: Scorable, paragraphs: Paragraphs, batch_size: int = BATCH_SIZE) -> Int[Tensor, "n"]:
     """EM from real greedy decoding (one token at a time); equals `exact_match` and is many times slower."""
     decoded = greedy_continuations(model, paragraphs.prefixes, paragraphs.continuation_len, batch_size)
     return em_from_hits(decoded == paragraphs.continuations.cpu())

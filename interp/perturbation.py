@@ -22,9 +22,32 @@ from torch import Tensor
 from interp.backend import Model
 from interp.data import Paragraphs
 from interp.errors import UserError
-from interp.metrics import em_from_hits, greedy_continuations, teacher_forced_hits
+from interp.metrics import NMEM_MAX_EM, em_from_hits, greedy_continuations, teacher_forced_hits
+from interp.options import option
 
 REFERENCES = ("greedy", "true")
+
+
+@dataclass(frozen=True)
+class PerturbOptions:
+    """What `prefix_perturbation` (and interp perturb) does, each default written once."""
+
+    samples: int = option(4, "random replacement tokens per prefix position")
+    set_size: int = option(32, "cap on paragraphs per set (MEM / NMEM)")
+    nmem_max: int = option(NMEM_MAX_EM, "NMEM: EM at most this")
+    reference: str = option(
+        "greedy",
+        "continuation EM is measured against: the model's own greedy one (as the paper) or the true one",
+        choices=REFERENCES,
+    )
+    seed: int = option(0, "seed of the paragraph sample and the replacement tokens")
+
+    def __post_init__(self) -> None:
+        if self.set_size < 1:
+            raise UserError("--set-size must be at least 1")
+
+
+PERTURB = PerturbOptions()
 
 
 def random_replacements(
@@ -152,9 +175,9 @@ def prefix_perturbation(
     model: Model,
     paragraphs: Paragraphs,
     *,
-    samples_per_position: int = 4,
-    seed: int = 0,
-    reference: str = "greedy",
+    samples_per_position: int = PERTURB.samples,
+    seed: int = PERTURB.seed,
+    reference: str = PERTURB.reference,
     batch_size: int = 256,
 ) -> PerturbationResult:
     """Replace each prefix token by `samples_per_position` random tokens, one at a time; score all.

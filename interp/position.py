@@ -17,7 +17,7 @@ from jaxtyping import Bool, Int
 from torch import Tensor
 
 from interp.backend import Model
-from interp.data import Paragraphs
+from interp.data import BATCH_SIZE, Paragraphs
 from interp.errors import UserError
 from interp.metrics import em_from_hits, teacher_forced_hits
 
@@ -111,7 +111,7 @@ def position_robustness(
     filler: Int[Tensor, "m len"],
     ks: tuple[int, ...] = (0, 17, 64, 150),
     seed: int = 0,
-    batch_size: int = 64,
+    batch_size: int = BATCH_SIZE,
 ) -> PositionRobustness:
     """EM of each paragraph's continuation when k tokens of unrelated text come first, for each k.
 

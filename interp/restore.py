@@ -29,13 +29,29 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from interp.backend import Model, act_name, capture, copy_model, hooks_on, weight
-from interp.data import Paragraphs
+from interp.data import BATCH_SIZE, Paragraphs
 from interp.errors import UserError
 from interp.metrics import continuation_log_probs, em_from_hits
+from interp.options import option
 from interp.unlearning import Hook
 
 EXPERIMENTS = ("coefficients", "attention", "both", "values")
 _PATCHED = {"coefficients": ("post",), "attention": ("attn_out",), "both": ("post", "attn_out")}
+
+
+@dataclass(frozen=True)
+class RestoreOptions:
+    """What `restoration` (and interp restore) puts back, each default written once."""
+
+    width: int | None = option(
+        None,
+        "layers restored at once, centred on each layer (odd; None: Hong et al.'s 5 of 32 layers scaled to the "
+        "model's depth, at least 1)",
+    )
+    experiments: tuple[str, ...] = option(EXPERIMENTS, "what is restored", choices=EXPERIMENTS)
+
+
+RESTORE = RestoreOptions()
 
 
 PAPER_WINDOW = (5, 32)  # Hong et al.: 5 of LLaMA2-7B's 32 layers
@@ -171,10 +187,10 @@ def restoration(
     edited: Model,
     targets: Paragraphs,
     *,
-    width: int | None = None,
-    experiments: Sequence[str] = EXPERIMENTS,
+    width: int | None = RESTORE.width,
+    experiments: Sequence[str] = RESTORE.experiments,
     edited_hooks: Sequence[Hook] = (),
-    batch_size: int = 64,
+    batch_size: int = BATCH_SIZE,
 ) -> RestorationResult:
     """Restore each experiment's part of `original` into `edited`, window by window; score the forgotten `targets`.
 

@@ -309,3 +309,299 @@ def test_set_size_is_a_cap_on_paragraphs_per_set_everywhere():
     helps = {name: a.help for name, p in sub.choices.items() for a in p._actions if "--set-size" in a.option_strings}
     assert set(helps) == {"grad-map", "locate-head", "perturb", "validate-locator"}
     assert all(h.startswith("cap on paragraphs per set (MEM / NMEM)") for h in helps.values())
+
+
+class _Called(Exception):
+    pass
+
+
+def _call_of(line: str, module, function: str, monkeypatch) -> dict:
+    """The arguments (defaults filled in) that `interp LINE` passes to `module.function`, without a model."""
+    import inspect
+
+    from interp.commands import locate_head, validate_locator
+
+    target = getattr(module, function)
+    seen = {}
+
+    def capture(*args, **kwargs):
+        bound = inspect.signature(target).bind(*args, **kwargs)
+        bound.apply_defaults()
+        seen.update(bound.arguments)
+        raise _Called
+
+    for command in (locate_head, validate_locator):
+        monkeypatch.setattr(command, "model_from_args", lambda args: "MODEL")
+        monkeypatch.setattr(command, "paragraphs_from_args", lambda args, model: "PARAGRAPHS")
+        monkeypatch.setattr(command, "shipped_unigram_counts", lambda model: "COUNTS")
+    monkeypatch.setattr(module, function, capture)
+    args = parse(line)
+    with pytest.raises(_Called):
+        args.run(args)
+    for name in ("model", "paragraphs", "log", "unigram_counts"):
+        seen.pop(name, None)
+    return seen
+
+
+def _locate(**changes) -> dict:
+    values = dict(
+        mem=None,
+        nmem=None,
+        reference=None,
+        methods=("rare_token", "gradient", "attribution", "patching", "ablation"),
+        rank_by=None,
+        validation=None,
+        candidates=8,
+        exact_all=False,
+        max_paragraphs=16,
+        mem_min=None,
+        nmem_max=10,
+        corrupt_fraction=0.5,
+        method_options={"rare_token": {"null": "pair_paragraphs"}},
+        seed=0,
+        batch_size=64,
+        progress=False,
+    )
+    return values | changes
+
+
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        ("", _locate()),
+        (
+            "--methods patching ablation zero_out --rank-by ablation --candidates 3 --exact-all --set-size 5 "
+            "--nmem-max 4 --rare-token-null shuffle_positions --corrupt-fraction 0.25 --seed 7 --batch-size 9",
+            _locate(
+                methods=("patching", "ablation", "zero_out"),
+                rank_by=("ablation",),
+                candidates=3,
+                exact_all=True,
+                max_paragraphs=5,
+                nmem_max=4,
+                method_options={"rare_token": {"null": "shuffle_positions"}},
+                corrupt_fraction=0.25,
+                seed=7,
+                batch_size=9,
+            ),
+        ),
+    ],
+)
+def test_locate_head_old_command_lines(flags, expected, monkeypatch):
+    from interp.commands import locate_head
+
+    call = _call_of(f"locate-head --model testbed {flags}", locate_head, "locate_memorization_head", monkeypatch)
+    assert call == expected
+
+
+def _validate(**changes) -> dict:
+    values = dict(
+        heads=None,
+        neurons=False,
+        methods=(
+            "rare_token",
+            "gradient",
+            "attribution",
+            "patching",
+            "gradient_l2",
+            "grad_x_weight",
+            "fisher",
+            "perturbed_gradient",
+            "ablation",
+            "zero_out",
+            "integrated_gradients",
+            "hard_concrete",
+            "slimming",
+        ),
+        neuron_methods=("activation", "zero_out", "integrated_gradients", "hard_concrete", "slimming"),
+        n_inject=4,
+        n_inject_neurons=2,
+        neuron_fraction=0.005,
+        max_paragraphs=8,
+        candidates=8,
+        nmem_max=10,
+        kl_weight=1.0,
+        head_lr=3e-3,
+        neuron_lr=1e-2,
+        max_steps=400,
+        schedule="constant",
+        with_mlp=False,
+        method_options=None,
+        seed=0,
+        seeds=None,
+        batch_size=64,
+    )
+    return values | changes
+
+
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        ("", _validate()),
+        (
+            "--heads 1.2 0.3 --neurons --methods patching ablation --neuron-methods slimming zero_out --n-inject 2 "
+            "--neuron-fraction 0.01 --set-size 4 --candidates 2 --max-steps 50 --lr auto --schedule cosine "
+            "--with-mlp --seed 3 --seeds 3 4 5 --batch-size 16",
+            _validate(
+                heads=[(1, 2), (0, 3)],
+                neurons=True,
+                methods=("patching", "ablation"),
+                neuron_methods=("slimming", "zero_out"),
+                n_inject=2,
+                neuron_fraction=0.01,
+                max_paragraphs=4,
+                candidates=2,
+                max_steps=50,
+                head_lr="auto",
+                schedule="cosine",
+                with_mlp=True,
+                seed=3,
+                seeds=(3, 4, 5),
+                batch_size=16,
+            ),
+        ),
+        ("--lr 0.01", _validate(head_lr=0.01)),
+    ],
+)
+def test_validate_locator_old_command_lines(flags, expected, monkeypatch):
+    from interp.commands import validate_locator
+
+    call = _call_of(f"validate-locator --model testbed {flags}", validate_locator, "validate_locator", monkeypatch)
+    assert call == expected
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("locate-head --model testbed --methods vibes", "invalid choice: 'vibes'"),
+        ("validate-locator --model testbed --lr fast", "'fast' must be a number or 'auto'"),
+        ("validate-locator --model testbed --schedule linear", "invalid choice: 'linear'"),
+    ],
+)
+def test_locator_flags_reject_bad_values(line, message, capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(line.split())
+    assert message in capsys.readouterr().err
+
+
+def test_validate_locator_rejects_empty_injection(capsys):
+    assert main("validate-locator --model testbed --n-inject 0".split()) == 2
+    assert "--n-inject and --max-steps must be at least 1" in capsys.readouterr().err
+
+
+def test_list_flags_take_items_space_or_comma_separated():
+    from interp.commands.options_cli import given_options
+    from interp.locator.options import LocateOptions
+
+    spaced = given_options(parse("locate-head --model testbed --methods patching ablation"), LocateOptions)
+    commas = given_options(parse("locate-head --model testbed --methods patching,ablation"), LocateOptions)
+    assert spaced == commas == {"methods": ("patching", "ablation")}
+    assert given_options(parse("locate-head --model testbed --rank-by none"), LocateOptions) == {"rank_by": None}
+
+
+class _Paragraphs:
+    prefix_len = continuation_len = 50
+
+    def select(self, index):
+        return self
+
+
+def _calls_of(line: str, module, stubs: dict, last: str, monkeypatch) -> dict:
+    """What `interp LINE` passes to each of `stubs` (name -> return value) and to `last`, defaults filled in."""
+    import inspect
+
+    seen: dict = {}
+
+    def recorder(name, value):
+        target = getattr(module, name)
+
+        def record(*args, **kwargs):
+            bound = inspect.signature(target).bind(*args, **kwargs)
+            bound.apply_defaults()
+            seen[name] = {k: v for k, v in bound.arguments.items() if not isinstance(v, _Paragraphs) and not (isinstance(v, str) and v == "MODEL")}
+            if name == last:
+                raise _Called
+            return value
+
+        return record
+
+    monkeypatch.setattr(module, "model_from_args", lambda args: "MODEL")
+    monkeypatch.setattr(module, "paragraphs_from_args", lambda args, model: _Paragraphs())
+    monkeypatch.setattr(module, "model_name", lambda model: "MODEL")
+    for name, value in {**stubs, last: None}.items():
+        monkeypatch.setattr(module, name, recorder(name, value))
+    args = parse(line)
+    with pytest.raises(_Called):
+        args.run(args)
+    return seen
+
+
+@pytest.mark.parametrize(
+    "flags, split, sets, grads",
+    [
+        (
+            "",
+            dict(batch_size=64, nmem_max=10),
+            dict(n_mem=32, n_nmem=32, seed=0),
+            dict(objective="nll", reduce="max", include_embeddings=False, batch_size=16),
+        ),
+        (
+            "--objective contrastive --reduce l2 --set-size 5 --nmem-max 3 --include-embeddings --seed 4 "
+            "--grad-batch-size 2 --batch-size 8",
+            dict(batch_size=8, nmem_max=3),
+            dict(n_mem=5, n_nmem=5, seed=4),
+            dict(objective="contrastive", reduce="l2", include_embeddings=True, batch_size=2),
+        ),
+    ],
+)
+def test_grad_map_old_command_lines(flags, split, sets, grads, monkeypatch):
+    from interp.commands import grad_map
+
+    stubs = {"memorization_split": object(), "choose_sets": (_Paragraphs(), _Paragraphs())}
+    monkeypatch.setattr(_Paragraphs, "__len__", lambda self: 2, raising=False)
+    calls = _calls_of(f"grad-map --model testbed {flags}", grad_map, stubs, "gradient_map", monkeypatch)
+    assert {k: calls["memorization_split"][k] for k in split} == split
+    assert {k: calls["choose_sets"][k] for k in sets} == sets
+    assert {k: calls["gradient_map"][k] for k in grads} == grads
+
+
+@pytest.mark.parametrize(
+    "flags, split, sets, perturb",
+    [
+        (
+            "",
+            dict(batch_size=64, nmem_max=10),
+            dict(n_mem=32, n_nmem=32, seed=0),
+            dict(samples_per_position=4, seed=0, reference="greedy", batch_size=64),
+        ),
+        (
+            "--samples 2 --set-size 3 --nmem-max 1 --reference true --seed 5 --batch-size 100",
+            dict(batch_size=100, nmem_max=1),
+            dict(n_mem=3, n_nmem=3, seed=5),
+            dict(samples_per_position=2, seed=5, reference="true", batch_size=100),
+        ),
+    ],
+)
+def test_perturb_old_command_lines(flags, split, sets, perturb, monkeypatch):
+    import torch
+
+    from interp.commands import perturb as command
+
+    stubs = {"memorization_split": object(), "choose_indices": (torch.arange(2), torch.arange(2, 3))}
+    calls = _calls_of(f"perturb --model testbed {flags}", command, stubs, "prefix_perturbation", monkeypatch)
+    assert {k: calls["memorization_split"][k] for k in split} == split
+    assert {k: calls["choose_indices"][k] for k in sets} == sets
+    assert {k: calls["prefix_perturbation"][k] for k in perturb} == perturb
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("grad-map --model testbed --set-size 1", "--set-size must be at least 2"),
+        ("grad-map --model testbed --grad-batch-size 0", "--grad-batch-size must be at least 1"),
+        ("perturb --model testbed --set-size 0", "--set-size must be at least 1"),
+    ],
+)
+def test_set_size_checks_name_their_flag(line, message, capsys):
+    assert main(line.split()) == 2
+    assert message in capsys.readouterr().err

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from interp.backend import Model
-from interp.data import DEFAULT_CONTINUATION_LEN, DEFAULT_PREFIX_LEN, Paragraphs, load_paragraphs
+from interp.data import BATCH_SIZE, DEFAULT_CONTINUATION_LEN, DEFAULT_PREFIX_LEN, Paragraphs, load_paragraphs
 from interp.errors import UserError
 from interp.models import load_model
 
@@ -42,7 +42,7 @@ def add_paragraph_args(parser: argparse.ArgumentParser) -> None:
         default=None,
         help=f"continuation tokens (default: what the file's records declare, else {DEFAULT_CONTINUATION_LEN})",
     )
-    parser.add_argument("--batch-size", type=int, default=64, help="paragraphs per forward pass")
+    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="paragraphs per forward pass")
 
 
 def model_from_args(args: argparse.Namespace) -> Model:

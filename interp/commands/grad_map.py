@@ -6,12 +6,12 @@ import argparse
 import html
 
 from interp.commands.common import add_model_args, add_paragraph_args, model_from_args, paragraphs_from_args
+from interp.commands.options_cli import add_option_flags, given_options, with_options
 from interp.errors import UserError
 from interp.gradient_norms import compare_norms, per_paragraph_norms
-from interp.gradients import OBJECTIVES, REDUCTIONS, gradient_map
+from interp.gradients import GRAD_MAP, GradMapOptions, gradient_map
 from interp.io import write_json, write_text_atomic
 from interp.memorization import choose_sets, memorization_split
-from interp.metrics import NMEM_MAX_EM
 from interp.models import model_name
 
 
@@ -19,33 +19,9 @@ def register(sub) -> None:
     p = sub.add_parser("grad-map", help="gradient-norm maps per layer / component / head, MEM vs NMEM")
     add_model_args(p)
     add_paragraph_args(p)
-    p.add_argument(
-        "--objective", choices=OBJECTIVES, default="nll", help="nll (default) or the paper's contrastive Eq. 3"
-    )
-    p.add_argument(
-        "--reduce",
-        choices=REDUCTIONS,
-        default="max",
-        help="score per weight matrix: max |grad| (default, the paper's), l2, mean",
-    )
-    p.add_argument(
-        "--set-size",
-        dest="max_paragraphs",
-        type=int,
-        default=32,
-        help="cap on paragraphs per set (MEM / NMEM), drawn at random (default 32)",
-    )
-    p.add_argument("--nmem-max", type=int, default=NMEM_MAX_EM, help="NMEM: EM at most this (default 10)")
-    p.add_argument(
-        "--include-embeddings", action="store_true", help="also score embeddings, unembedding, biases and LayerNorms"
-    )
-    p.add_argument(
-        "--no-per-paragraph", action="store_true", help="skip the per-paragraph norms and their MEM vs NMEM test"
-    )
-    p.add_argument("--seed", type=int, default=0, help="seed of the paragraph subsample")
+    add_option_flags(p, GradMapOptions, title="the gradient map (GradMapOptions, interp.gradients)")
     p.add_argument("--json", default=None, help="write all scores here")
     p.add_argument("--html", default=None, help="write the figures here (one self-contained HTML page)")
-    p.add_argument("--grad-batch-size", type=int, default=16, help="paragraphs per backward pass (default 16)")
     p.set_defaults(run=run)
 
 
@@ -65,30 +41,27 @@ def _page(title: str, figures: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.max_paragraphs < 2:
-        raise UserError("--set-size must be at least 2")
-    if args.grad_batch_size < 1:
-        raise UserError("--grad-batch-size must be at least 1")
+    o = with_options(GRAD_MAP, given_options(args, GradMapOptions))
     model = model_from_args(args)
     paragraphs = paragraphs_from_args(args, model)
-    split = memorization_split(model, paragraphs, batch_size=args.batch_size, nmem_max=args.nmem_max, n_examples=0)
-    mem, nmem = choose_sets(split, paragraphs, n_mem=args.max_paragraphs, n_nmem=args.max_paragraphs, seed=args.seed)
+    split = memorization_split(model, paragraphs, batch_size=args.batch_size, nmem_max=o.nmem_max, n_examples=0)
+    mem, nmem = choose_sets(split, paragraphs, n_mem=o.set_size, n_nmem=o.set_size, seed=o.seed)
     if len(mem) == 0 or len(nmem) == 0:
         raise UserError(
             f"need both MEM and NMEM paragraphs, found {len(mem)} MEM and {len(nmem)} NMEM; "
             "pass a paragraph set that has both (see `interp memorized`)"
         )
     print(
-        f"model {model_name(model)}: {len(mem)} MEM and {len(nmem)} NMEM paragraphs, objective {args.objective}, reduce {args.reduce}"
+        f"model {model_name(model)}: {len(mem)} MEM and {len(nmem)} NMEM paragraphs, objective {o.objective}, reduce {o.reduce}"
     )
     gm = gradient_map(
         model,
         mem,
         nmem,
-        objective=args.objective,
-        reduce=args.reduce,
-        include_embeddings=args.include_embeddings,
-        batch_size=args.grad_batch_size,
+        objective=o.objective,
+        reduce=o.reduce,
+        include_embeddings=o.include_embeddings,
+        batch_size=o.grad_batch_size,
     )
     print(f"{'layer':>5} {'MEM':>10} {'NMEM':>10} {'MEM share':>10} {'NMEM share':>11}")
     for l in range(gm.mem_layers.shape[0]):
@@ -114,9 +87,9 @@ def run(args: argparse.Namespace) -> int:
             "Layer x head, each map scaled to sum 1": views.figure_head_map(gm, relative=True),
             "Share per layer": views.figure_layer_share(gm),
         }
-    if not args.no_per_paragraph:
-        norms_mem = per_paragraph_norms(model, mem, batch_size=args.grad_batch_size)
-        norms_nmem = per_paragraph_norms(model, nmem, batch_size=args.grad_batch_size)
+    if o.per_paragraph:
+        norms_mem = per_paragraph_norms(model, mem, batch_size=o.grad_batch_size)
+        norms_nmem = per_paragraph_norms(model, nmem, batch_size=o.grad_batch_size)
         cmp = compare_norms(norms_mem, norms_nmem)
         print("per-paragraph NLL gradient norms (rank-biserial r > 0: larger for MEM; Mann-Whitney p):")
         print(

@@ -9,12 +9,12 @@ import torch
 
 from interp.backend import act_name, capture
 from interp.commands.common import add_model_args, add_paragraph_args, model_from_args, paragraphs_from_args
+from interp.commands.options_cli import add_option_flags, given_options, with_options
 from interp.data import load_paragraphs, rarity_ranks
 from interp.io import write_json, write_text_atomic
-from interp.locator.ranking import DEFAULT_METHODS, HEAD_METHODS, locate_memorization_head
-from interp.locator.rare_tokens import DEFAULT_NULL, NULLS
+from interp.locator.options import LOCATE, LocateOptions
+from interp.locator.ranking import locate_memorization_head
 from interp.locator.validation import read_validation
-from interp.metrics import NMEM_MAX_EM
 from interp.models import model_name
 from interp.testbed import shipped_unigram_counts
 
@@ -28,37 +28,9 @@ def register(sub) -> None:
     add_model_args(p)
     add_paragraph_args(p)
     p.add_argument(
-        "--methods",
-        nargs="+",
-        choices=HEAD_METHODS,
-        default=list(DEFAULT_METHODS),
-        help=f"evidence to compute (default: {' '.join(DEFAULT_METHODS)})",
-    )
-    p.add_argument(
-        "--rank-by",
-        nargs="+",
-        choices=HEAD_METHODS,
-        default=None,
-        help="methods whose mean rank orders the table (default: from --validation, else patching and ablation)",
-    )
-    p.add_argument(
         "--validation",
         default=None,
         help="a validate-locator --json result for this model: combine the methods that found the injected heads there",
-    )
-    p.add_argument(
-        "--candidates",
-        type=int,
-        default=8,
-        help="heads the attribution screen passes to exact patching and ablation (default 8)",
-    )
-    p.add_argument("--exact-all", action="store_true", help="run exact patching and ablation on every head (no screen)")
-    p.add_argument(
-        "--set-size",
-        dest="max_paragraphs",
-        type=int,
-        default=16,
-        help="cap on paragraphs per set (MEM / NMEM) for the costly methods (default 16)",
     )
     p.add_argument(
         "--reference",
@@ -67,21 +39,7 @@ def register(sub) -> None:
         help="JSONL of paragraphs mean ablation averages each head's output over (never scored; default: carved "
         "out of the paragraph set first, the scored sets sized to what is left)",
     )
-    p.add_argument("--nmem-max", type=int, default=NMEM_MAX_EM, help="NMEM: EM at most this (default 10)")
-    p.add_argument(
-        "--rare-token-null",
-        choices=NULLS,
-        default=DEFAULT_NULL,
-        help="permutation null of the rare-token score: pair_paragraphs keeps positions (default), "
-        "shuffle_positions shuffles ranks within each paragraph (the old null)",
-    )
-    p.add_argument(
-        "--corrupt-fraction",
-        type=float,
-        default=0.5,
-        help="share of prefix tokens replaced in the corrupted run (default 0.5)",
-    )
-    p.add_argument("--seed", type=int, default=0)
+    add_option_flags(p, LocateOptions, title="the locator (LocateOptions, interp.locator.options)")
     p.add_argument("--json", default=None, help="write the ranked table and the evidence here")
     p.add_argument(
         "--html", default=None, help="write an offline page with the table, figures and attention views here"
@@ -103,22 +61,23 @@ def run(args: argparse.Namespace) -> int:
             continuation_len=paragraphs.continuation_len,
             vocab_size=model.cfg.d_vocab,
         )
+    o = with_options(LOCATE, given_options(args, LocateOptions))
     ranking = locate_memorization_head(
         model,
         paragraphs,
         reference=reference,
         unigram_counts=counts,
-        methods=tuple(args.methods),
-        rank_by=tuple(args.rank_by) if args.rank_by else None,
+        methods=o.methods,
+        rank_by=o.rank_by,
         validation=validation,
-        candidates=args.candidates,
-        exact_all=args.exact_all,
-        max_paragraphs=args.max_paragraphs,
-        nmem_max=args.nmem_max,
-        corrupt_fraction=args.corrupt_fraction,
-        seed=args.seed,
+        candidates=o.candidates,
+        exact_all=o.exact_all,
+        max_paragraphs=o.set_size,
+        nmem_max=o.nmem_max,
+        corrupt_fraction=o.corrupt_fraction,
+        seed=o.seed,
         batch_size=args.batch_size,
-        method_options={"rare_token": {"null": args.rare_token_null}},
+        method_options={"rare_token": {"null": o.rare_token_null}},
     )
     rows = ranking.head_table()
     print(

@@ -1,7 +1,9 @@
 """Command-line flags generated from an options dataclass, so every default is written once.
 
 `add_option_flags(parser, Options)` adds `--field-name` for every field (help from the field's
-metadata, the default shown from the dataclass; a bool field also gets `--no-field-name`);
+metadata, the default shown from the dataclass; a bool field also gets `--no-field-name`; a tuple field
+takes its items space- or comma-separated, `--methods a b` or `--methods a,b`; a field declared with
+`choices` rejects other values when the flag is read);
 `given_options(args, Options)` returns only the fields the user set, and `with_options(preset, given)`
 applies them over a preset with `dataclasses.replace`. Validation stays in the dataclass
 (`__post_init__`); `with_options` names the flag whose value it rejects.
@@ -26,27 +28,43 @@ from interp.errors import UserError
 DEST = "option__"  # argparse destination prefix: keeps generated flags apart from a command's own
 
 
-def _parser_for(annotation: Any):
-    """A function str -> value for a field's type: int, float, str, bool, optional and tuple[str | int, ...]."""
+def _base(annotation: Any) -> tuple[Any, bool]:
+    """The field's type without `| None`, and whether None is allowed."""
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
     optional = type(None) in typing.get_args(annotation)
-    base = args[0] if optional and len(args) == 1 else annotation
+    return (args[0] if optional and len(args) == 1 else annotation), optional
+
+
+def _parser_for(annotation: Any, choices: tuple[str, ...] | None = None, custom=None):
+    """A function str -> value for a field's type: int, float, str, bool, optional and tuple[str | int, ...]
+    (`custom` instead, where the field declares its own reader); `choices` are checked item by item."""
+    base, optional = _base(annotation)
+
+    def check(value):
+        if choices is not None and value not in choices:
+            raise argparse.ArgumentTypeError(f"invalid choice: {value!r} (choose from {', '.join(choices)})")
+        return value
 
     def parse(text: str):
         if optional and text.lower() in ("none", "null", ""):
             return None
         origin = typing.get_origin(base)
+        if custom is not None:
+            try:
+                return custom(text)
+            except ValueError as e:
+                raise argparse.ArgumentTypeError(str(e)) from None
         try:
             if origin is tuple:
                 item = typing.get_args(base)[0]
-                return tuple(item(x.strip()) for x in text.split(",") if x.strip())
+                return tuple(check(item(x.strip())) for x in text.split(",") if x.strip())
             if base is bool:
                 if text.lower() in ("1", "true", "yes", "on"):
                     return True
                 if text.lower() in ("0", "false", "no", "off"):
                     return False
                 raise ValueError(text)
-            return base(text)
+            return check(base(text))
         except ValueError:
             raise argparse.ArgumentTypeError(f"cannot read {text!r} as {_type_name(annotation)}") from None
 
@@ -68,6 +86,18 @@ def _flag(name: str, prefix: str = "") -> str:
 
 def _dest(cls: type, name: str) -> str:
     return f"{DEST}{cls.__name__}.{name}"
+
+
+class _Items(argparse.Action):
+    """A tuple field's items, given space- or comma-separated (or both): one flat tuple, or None."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        if any(v is None for v in values):
+            if len(values) > 1:
+                raise argparse.ArgumentError(self, "'none' stands alone")
+            setattr(namespace, self.dest, None)
+            return
+        setattr(namespace, self.dest, tuple(item for v in values for item in v))
 
 
 class _Deprecated(argparse.Action):
@@ -104,8 +134,11 @@ def add_option_flags(
         default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
         flag, dest = _flag(f.name, prefix), _dest(cls, f.name)
-        kind = dict(type=_parser_for(hints[f.name]), default=argparse.SUPPRESS)
-        help = f"{f.metadata.get('help', '')} (default: {shown})".replace("%", "%%")
+        choices = f.metadata.get("choices")
+        kind = dict(type=_parser_for(hints[f.name], choices, f.metadata.get("parse")), default=argparse.SUPPRESS)
+        listed = f"; one or more of {', '.join(choices)}" if choices and _is_tuple(hints[f.name]) else ""
+        listed = listed or (f"; one of {', '.join(choices)}" if choices else "")
+        help = f"{f.metadata.get('help', '')} (default: {shown}{listed})".replace("%", "%%")
         if hints[f.name] is bool:
             group.add_argument(flag, dest=dest, nargs="?", const=True, metavar="BOOL", help=help, **kind)
             group.add_argument(
@@ -115,12 +148,18 @@ def add_option_flags(
                 default=argparse.SUPPRESS,
                 help=f"same as {flag} false",
             )
+        elif _is_tuple(hints[f.name]) and "parse" not in f.metadata:
+            group.add_argument(flag, dest=dest, nargs="+", action=_Items, metavar="ITEM", help=help, **kind)
         else:
-            metavar = _type_name(hints[f.name]).upper().replace(" ", "_")
+            metavar = "VALUE" if "parse" in f.metadata else _type_name(hints[f.name]).upper().replace(" ", "_")
             group.add_argument(flag, dest=dest, metavar=metavar, help=help, **kind)
         for old, name in (aliases or {}).items():
             if name == f.name:
                 group.add_argument(old, dest=dest, action=_Deprecated, new=flag, help=argparse.SUPPRESS, **kind)
+
+
+def _is_tuple(annotation: Any) -> bool:
+    return typing.get_origin(_base(annotation)[0]) is tuple
 
 
 def given_options(args: argparse.Namespace, cls: type) -> dict[str, Any]:

@@ -7,34 +7,19 @@ import argparse
 import torch
 
 from interp.commands.common import add_model_args, add_paragraph_args, model_from_args, paragraphs_from_args
+from interp.commands.options_cli import add_option_flags, given_options, with_options
 from interp.errors import UserError
 from interp.io import write_json, write_text_atomic
 from interp.memorization import choose_indices, memorization_split
-from interp.metrics import NMEM_MAX_EM
 from interp.models import model_name
-from interp.perturbation import REFERENCES, prefix_perturbation
+from interp.perturbation import PERTURB, PerturbOptions, prefix_perturbation
 
 
 def register(sub) -> None:
     p = sub.add_parser("perturb", help="replace prefix tokens one at a time: EM drop for MEM vs NMEM, editing targets")
     add_model_args(p)
     add_paragraph_args(p)
-    p.add_argument("--samples", type=int, default=4, help="random replacement tokens per prefix position (default 4)")
-    p.add_argument(
-        "--set-size",
-        dest="max_paragraphs",
-        type=int,
-        default=32,
-        help="cap on paragraphs per set (MEM / NMEM) (default 32)",
-    )
-    p.add_argument("--nmem-max", type=int, default=NMEM_MAX_EM, help="NMEM: EM at most this (default 10)")
-    p.add_argument(
-        "--reference",
-        choices=REFERENCES,
-        default="greedy",
-        help="continuation EM is measured against: the model's own greedy one (default, as the paper) or the true one",
-    )
-    p.add_argument("--seed", type=int, default=0)
+    add_option_flags(p, PerturbOptions, title="the perturbation (PerturbOptions, interp.perturbation)")
     p.add_argument(
         "--targets",
         default=None,
@@ -46,12 +31,11 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.max_paragraphs < 1:
-        raise UserError("--set-size must be at least 1")
+    o = with_options(PERTURB, given_options(args, PerturbOptions))
     model = model_from_args(args)
     paragraphs = paragraphs_from_args(args, model)
-    split = memorization_split(model, paragraphs, batch_size=args.batch_size, nmem_max=args.nmem_max, n_examples=0)
-    mem, nmem = choose_indices(split, n_mem=args.max_paragraphs, n_nmem=args.max_paragraphs, seed=args.seed)
+    split = memorization_split(model, paragraphs, batch_size=args.batch_size, nmem_max=o.nmem_max, n_examples=0)
+    mem, nmem = choose_indices(split, n_mem=o.set_size, n_nmem=o.set_size, seed=o.seed)
     if len(mem) == 0:
         raise UserError(
             f"no paragraph is memorized (EM = {paragraphs.continuation_len}): nothing to perturb; check the model and paragraph set"
@@ -59,14 +43,14 @@ def run(args: argparse.Namespace) -> int:
     chosen = paragraphs.select(torch.cat([mem, nmem]))
     print(
         f"model {model_name(model)}: perturbing {len(mem)} MEM and {len(nmem)} NMEM paragraphs, "
-        f"{paragraphs.prefix_len} positions x {args.samples} samples each"
+        f"{paragraphs.prefix_len} positions x {o.samples} samples each"
     )
     result = prefix_perturbation(
         model,
         chosen,
-        samples_per_position=args.samples,
-        seed=args.seed,
-        reference=args.reference,
+        samples_per_position=o.samples,
+        seed=o.seed,
+        reference=o.reference,
         batch_size=max(args.batch_size, 64),
     )
     mem_res, nmem_res = result.select(torch.arange(len(mem))), result.select(torch.arange(len(mem), len(chosen)))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from interp.commands.common import add_model_args, add_paragraph_args, model_from_args, paragraphs_from_args
 from interp.commands.options_cli import add_option_flags, given_options, read_config
+from interp.data import BATCH_SIZE
 from interp.errors import UserError
 
 
@@ -55,7 +56,7 @@ def report_options(args: argparse.Namespace):
     if args.config is not None:
         merged |= read_config(args.config)
     merged |= given_options(args, ReportOptions)
-    if args.batch_size != 64 or "batch_size" not in merged:
+    if args.batch_size != BATCH_SIZE or "batch_size" not in merged:
         merged["batch_size"] = args.batch_size
     try:
         return ReportOptions.from_dict(merged)

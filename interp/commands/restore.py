@@ -10,12 +10,13 @@ from pathlib import Path
 import torch
 
 from interp.commands.common import add_model_args, add_paragraph_args, model_from_args, paragraphs_from_args
+from interp.commands.options_cli import add_option_flags, given_options, with_options
 from interp.commands.unlearn import SAVED_RUN
 from interp.errors import UserError
 from interp.io import write_json
 from interp.metrics import score_paragraphs
 from interp.models import load_model, model_name
-from interp.restore import EXPERIMENTS, restoration
+from interp.restore import RESTORE, RestoreOptions, restoration
 
 
 def register(sub) -> None:
@@ -33,20 +34,14 @@ def register(sub) -> None:
         help="comma-separated ids of the forgotten paragraphs (default: those in DIR/unlearning.json, "
         "else every MEM paragraph whose EM the edit lowered)",
     )
-    p.add_argument(
-        "--width",
-        type=int,
-        default=None,
-        help="layers restored at once, centred on each layer (odd; default: Hong et al.'s 5 of 32 layers scaled "
-        "to the model's depth, at least 1)",
-    )
-    p.add_argument("--experiments", default=",".join(EXPERIMENTS), help=f"some of {','.join(EXPERIMENTS)}")
+    add_option_flags(p, RestoreOptions, title="what is restored (RestoreOptions, interp.restore)")
     p.add_argument("--json", default=None, help="write the results here")
     p.add_argument("--html", default=None, help="write the restoration heatmap here (self-contained HTML)")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    o = with_options(RESTORE, given_options(args, RestoreOptions))
     if not (args.edited / "config.json").exists():
         raise UserError(
             f"{args.edited} is not a saved model folder (no config.json); make one with `interp unlearn --save DIR`"
@@ -74,9 +69,8 @@ def run(args: argparse.Namespace) -> int:
     if missing:
         raise UserError(f"target ids {missing[:5]} are not in the paragraph set")
     targets = paragraphs.select(torch.tensor([where[t] for t in ids]))
-    experiments = [e.strip() for e in args.experiments.split(",") if e.strip()]
     result = restoration(
-        original, edited, targets, width=args.width, experiments=experiments, batch_size=args.batch_size
+        original, edited, targets, width=o.width, experiments=o.experiments, batch_size=args.batch_size
     )
     print(
         f"original {model_name(original)} vs unlearned {args.edited}: {len(targets)} forgotten paragraph(s); "

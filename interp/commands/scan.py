@@ -7,6 +7,7 @@ from pathlib import Path
 
 from interp.commands.common import add_model_args, model_from_args
 from interp.commands.options_cli import add_option_flags, given_options, with_options
+from interp.data import BATCH_SIZE
 from interp.errors import UserError
 from interp.scan import OutputPaths, ScanConfig, merge_scans, parse_shard, resolve_corpus, scan_corpus
 
@@ -40,7 +41,7 @@ def register(sub) -> None:
         metavar="REGEX",
         help="a boilerplate pattern (repeatable; replaces the default license/copyright patterns)",
     )
-    p.add_argument("--batch-size", type=int, default=64, help="sequences per forward pass")
+    p.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="sequences per forward pass")
     p.add_argument("--resume", action="store_true", help="continue an interrupted scan of --out")
     p.add_argument("--force", action="store_true", help="start again, replacing --out when done")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

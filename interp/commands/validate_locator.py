@@ -6,11 +6,10 @@ import argparse
 import sys
 
 from interp.commands.common import add_model_args, add_paragraph_args, model_from_args, paragraphs_from_args
-from interp.errors import UserError
+from interp.commands.options_cli import add_option_flags, given_options, with_options
 from interp.io import write_json, write_text_atomic
-from interp.locator.injection import LR_GRID, SCHEDULES
-from interp.locator.ranking import HEAD_METHODS, NEURON_METHODS
-from interp.locator.validation import HEAD_LR, MAX_STEPS, RECALL_FRACTION, SCHEDULE, validate_locator
+from interp.locator.options import RECALL_FRACTION, VALIDATE, ValidateOptions
+from interp.locator.validation import validate_locator
 from interp.models import model_name
 from interp.testbed import shipped_unigram_counts
 
@@ -21,15 +20,6 @@ def _head(text: str) -> tuple[int, int]:
     except ValueError:
         raise argparse.ArgumentTypeError(f"head {text!r} must be LAYER.HEAD, e.g. 1.2") from None
     return layer, head
-
-
-def _rate(text: str) -> float | str:
-    if text == "auto":
-        return text
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--lr {text!r} must be a number or 'auto'") from None
 
 
 def register(sub) -> None:
@@ -47,71 +37,7 @@ def register(sub) -> None:
         metavar="L.H",
         help="heads to inject through (default: one in a lower, a middle and an upper layer)",
     )
-    p.add_argument(
-        "--neurons",
-        action="store_true",
-        help="also run MemPi's INJ: inject through random MLP neurons, report each neuron method's Recall@k",
-    )
-    p.add_argument(
-        "--methods", nargs="+", choices=HEAD_METHODS, default=list(HEAD_METHODS), help="head methods (default: all)"
-    )
-    p.add_argument(
-        "--neuron-methods",
-        nargs="+",
-        choices=NEURON_METHODS,
-        default=None,
-        help="neuron methods (default: activation, zero_out, integrated_gradients, hard_concrete, slimming)",
-    )
-    p.add_argument("--n-inject", type=int, default=4, help="paragraphs forced through each head (default 4)")
-    p.add_argument(
-        "--neuron-fraction",
-        type=float,
-        default=RECALL_FRACTION,
-        help=f"share of MLP neurons trained (default {RECALL_FRACTION}: then Recall@k at k = the injected size is "
-        "MemPi's Recall@0.5%%)",
-    )
-    p.add_argument(
-        "--set-size",
-        dest="max_paragraphs",
-        type=int,
-        default=8,
-        help="cap on paragraphs per set (MEM / NMEM) for the locator's costly methods (default 8)",
-    )
-    p.add_argument("--candidates", type=int, default=8, help="heads the attribution screen passes to the exact methods")
-    p.add_argument(
-        "--max-steps",
-        type=int,
-        default=MAX_STEPS,
-        help=f"injection step budget; it stops as soon as every paragraph is recited (default {MAX_STEPS})",
-    )
-    p.add_argument(
-        "--lr",
-        dest="head_lr",
-        type=_rate,
-        default=HEAD_LR,
-        help=f"head injection rate, or 'auto': probe {', '.join(map(str, LR_GRID))} on this model's loss and "
-        f"keep the best (default {HEAD_LR})",
-    )
-    p.add_argument(
-        "--schedule",
-        choices=SCHEDULES,
-        default=SCHEDULE,
-        help=f"head injection rate schedule (cosine: warm-up, then decay to a tenth; default {SCHEDULE})",
-    )
-    p.add_argument(
-        "--with-mlp",
-        action="store_true",
-        help="inject through the head AND its layer's MLP (more capacity; the answer is then no longer one head)",
-    )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--seeds",
-        nargs="+",
-        type=int,
-        default=None,
-        help="repeat the benchmark per seed (own paragraphs, heads, neurons each), e.g. 3 4 5 to validate on seeds "
-        "other than those the settings were chosen on (default: --seed)",
-    )
+    add_option_flags(p, ValidateOptions, title="the injection benchmark (ValidateOptions, interp.locator.options)")
     p.add_argument("--json", default=None, help="write the full result here")
     p.add_argument("--html", default=None, help="write an offline page with the section 'How far to trust the locator'")
     p.set_defaults(run=run)
@@ -122,31 +48,29 @@ def _r(rank: int | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.n_inject < 1 or args.max_steps < 1:
-        raise UserError("--n-inject and --max-steps must be at least 1")
+    o = with_options(VALIDATE, given_options(args, ValidateOptions))
     model = model_from_args(args)
     paragraphs = paragraphs_from_args(args, model)
-    kwargs = {} if args.neuron_methods is None else {"neuron_methods": tuple(args.neuron_methods)}
     result = validate_locator(
         model,
         paragraphs,
         heads=args.heads,
-        neurons=args.neurons,
-        methods=tuple(args.methods),
-        n_inject=args.n_inject,
-        neuron_fraction=args.neuron_fraction,
+        neurons=o.neurons,
+        methods=o.methods,
+        neuron_methods=o.neuron_methods,
+        n_inject=o.n_inject,
+        neuron_fraction=o.neuron_fraction,
         unigram_counts=shipped_unigram_counts(model),
-        max_paragraphs=args.max_paragraphs,
-        candidates=args.candidates,
-        max_steps=args.max_steps,
-        head_lr=args.head_lr,
-        schedule=args.schedule,
-        with_mlp=args.with_mlp,
-        seed=args.seed,
-        seeds=tuple(args.seeds) if args.seeds else None,
+        max_paragraphs=o.set_size,
+        candidates=o.candidates,
+        max_steps=o.max_steps,
+        head_lr=o.lr,
+        schedule=o.schedule,
+        with_mlp=o.with_mlp,
+        seed=o.seed,
+        seeds=o.seeds,
         batch_size=args.batch_size,
         log=lambda line: print(line, file=sys.stderr, flush=True),
-        **kwargs,
     )
     print(
         f"model {model_name(model)}: {len(result.heads)} injected head(s) over seed(s) "

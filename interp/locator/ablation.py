@@ -26,7 +26,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from interp.backend import Model, act_name, capture, final_norm, hooks_on, run_from, unembed, weight
-from interp.data import Paragraphs
+from interp.data import BATCH_SIZE, Paragraphs
 from interp.errors import UserError
 from interp.locator.patching import all_cells, patch_variants
 from interp.locator.units import Stopwatch, UnitScores, check_unit, unit_count, unit_hook
@@ -92,7 +92,7 @@ def head_ablation(
     *,
     reference: Paragraphs | None = None,
     modes: tuple[str, ...] = MODES,
-    batch_size: int = 64,
+    batch_size: int = BATCH_SIZE,
 ) -> HeadAblation:
     """Ablate each head in turn (zero and/or mean), scoring MEM and NMEM paragraphs in the same forwards.
 
@@ -144,7 +144,7 @@ def unit_ablation(
     mode: str = "zero",
     reference: Paragraphs | None = None,
     units: Int[Tensor, "k 2"] | None = None,
-    batch_size: int = 64,
+    batch_size: int = BATCH_SIZE,
 ) -> UnitScores:
     """Ablate each unit (or each of `units`) in turn; score = MEM NLL increase (minus NMEM's when given)."""
     check_unit(unit)

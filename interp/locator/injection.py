@@ -28,7 +28,7 @@ from jaxtyping import Bool, Int
 from torch import Tensor
 
 from interp.backend import Model, copy_model, leaf_masks, named_weights, param_name, run_from, run_to
-from interp.data import Paragraphs
+from interp.data import BATCH_SIZE, Paragraphs
 from interp.errors import UserError
 from interp.locator.units import Stopwatch, unit_count
 from interp.metrics import em_from_hits, score_paragraphs
@@ -281,7 +281,7 @@ def inject_head(
     lr: float | str = 3e-3,
     max_steps: int = 400,
     kl_weight: float = 1.0,
-    batch_size: int = 64,
+    batch_size: int = BATCH_SIZE,
     schedule: str = "constant",
     with_mlp: bool = False,
 ) -> tuple[Model, Injection]:
@@ -346,7 +346,7 @@ def inject_neurons(
     lr: float = 1e-2,
     max_steps: int = 400,
     kl_weight: float = 1.0,
-    batch_size: int = 64,
+    batch_size: int = BATCH_SIZE,
 ) -> tuple[Model, Injection]:
     """A copy of `model` that recites `paragraphs` through the W_out rows of the given (layer, neuron) cells alone."""
     n_units = unit_count(model, "neuron")

@@ -23,7 +23,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from interp.backend import Model, act_name, capture, hooks_on, run_from
-from interp.data import Paragraphs
+from interp.data import BATCH_SIZE, Paragraphs
 from interp.errors import UserError
 from interp.locator.units import Stopwatch, UnitScores, check_unit, frozen_weights, unit_hook
 from interp.metrics import continuation_log_probs
@@ -71,7 +71,7 @@ def integrated_gradients(
     *,
     unit: str = "head",
     steps: int = 16,
-    batch_size: int = 64,
+    batch_size: int = BATCH_SIZE,
 ) -> UnitScores:
     """IG attribution of every head or neuron to the MEM continuations (minus NMEM's when given)."""
     check_unit(unit)

@@ -23,7 +23,7 @@ from scipy.stats import spearmanr
 from torch import Tensor
 
 from interp.backend import Model, act_name, capture, hooks_on
-from interp.data import Paragraphs
+from interp.data import BATCH_SIZE, Paragraphs
 from interp.errors import UserError
 from interp.metrics import continuation_log_probs, continuation_scores
 
@@ -89,7 +89,7 @@ def patch_variants(
     cells: Int[Tensor, "cell 2"],
     source: list[Tensor],
     resid_pre: list[Tensor],
-    batch_size: int = 64,
+    batch_size: int = BATCH_SIZE,
 ) -> tuple[Float[Tensor, "cell n cont"], Bool[Tensor, "cell n cont"]]:
     """Run `tokens` once per (cell, paragraph), each with ONE cell overwritten from `source`.
 
@@ -178,7 +178,7 @@ def activation_patching(
     corrupted_tokens: Int[Tensor, "n seq"],
     kinds: tuple[str, ...] = ("head_out",),
     direction: str = "denoise",
-    batch_size: int = 64,
+    batch_size: int = BATCH_SIZE,
 ) -> dict[str, PatchingResult]:
     """Exact activation patching of every cell of each kind, many variants per forward."""
     _check_kinds(kinds)

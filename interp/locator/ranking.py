@@ -39,32 +39,36 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from interp.backend import Model, act_name, capture, weight
-from interp.data import Paragraphs
+from interp.data import BATCH_SIZE, Paragraphs
 from interp.data import unigram_counts as count_unigrams
 from interp.errors import UserError
 from interp.locator.gradient_scores import VARIANTS as GRADIENT_VARIANTS
 from interp.locator.gradient_scores import gradient_scores
+from interp.locator.options import (  # noqa: F401 (METHODS, NEURON_METHODS, UNIT_METHODS: public names kept here)
+    DEFAULT_METHODS,
+    DEFAULT_NEURON_METHODS,
+    DEFAULT_NEURON_RANK_BY,
+    DEFAULT_RANK_BY,
+    HEAD_METHODS,
+    LOCATE,
+    METHODS,
+    NEURON_METHODS,
+    SCREENED,
+    UNIT_METHODS,
+)
 from interp.locator.patching import PatchingResult, attribution_patching, patch_variants, resid_pre_all_layers
-from interp.locator.rare_tokens import DEFAULT_NULL, RareTokenAttention, rare_token_attention
+from interp.locator.rare_tokens import RareTokenAttention, rare_token_attention
 from interp.locator.units import Stopwatch, UnitScores, frozen_weights, rank_units, unit_count, unit_hook
 from interp.memorization import split_mem_nmem
-from interp.metrics import NMEM_MAX_EM, continuation_log_probs, score_paragraphs
+from interp.metrics import continuation_log_probs, score_paragraphs
 from interp.perturbation import corrupt_prefixes
 
-UNIT_METHODS = (*GRADIENT_VARIANTS, "ablation", "zero_out", "integrated_gradients", "hard_concrete", "slimming")
-HEAD_METHODS = ("rare_token", "gradient", "attribution", "patching", *UNIT_METHODS)
-NEURON_METHODS = ("activation", *UNIT_METHODS)
-METHODS = HEAD_METHODS
-SCREENED = ("patching", "ablation", "zero_out")  # exact per-head interventions: run on the screen's candidates
-DEFAULT_METHODS = ("rare_token", "gradient", "attribution", "patching", "ablation")
-DEFAULT_RANK_BY = ("patching", "ablation")
 DEFAULT_REASON = (
     "default: the causal methods (exact patching and mean ablation) ranked every injected head first "
     "on the shipped testbed (README, 'How far to trust the locator'); run validate-locator on this "
     "model and pass its result to combine what passed here"
 )
-DEFAULT_NEURON_METHODS = ("activation", "zero_out", "integrated_gradients", "hard_concrete", "slimming")
-DEFAULT_NEURON_RANK_BY = ("slimming", "zero_out")
+
 
 
 def describe_combination(rank_by: tuple[str, ...]) -> str:
@@ -430,7 +434,7 @@ def _exact_patching(
 
 
 @torch.no_grad()
-def neuron_activations(model: Model, mem: Paragraphs, *, batch_size: int = 64) -> UnitScores:
+def neuron_activations(model: Model, mem: Paragraphs, *, batch_size: int = BATCH_SIZE) -> UnitScores:
     """MemPi's Activations baseline: |mean activation over the positions that predict the continuation| x ||W_out row||."""
     clock = Stopwatch()
     n_layers, p = model.cfg.n_layers, mem.prefix_len
@@ -458,7 +462,7 @@ def unit_method(
     reference: Paragraphs | None = None,
     units: Int[Tensor, "k 2"] | None = None,
     options: dict | None = None,
-    batch_size: int = 64,
+    batch_size: int = BATCH_SIZE,
     seed: int = 0,
 ) -> UnitScores:
     """One unit-level method (any of UNIT_METHODS, or "activation" for neurons) with its options."""
@@ -510,18 +514,18 @@ def locate_memorization_head(
     nmem: Paragraphs | None = None,
     reference: Paragraphs | None = None,
     unigram_counts: Int[Tensor, "vocab"] | None = None,
-    methods: tuple[str, ...] = DEFAULT_METHODS,
-    rank_by: tuple[str, ...] | None = None,
+    methods: tuple[str, ...] = LOCATE.methods,
+    rank_by: tuple[str, ...] | None = LOCATE.rank_by,
     validation=None,
-    candidates: int = 8,
-    exact_all: bool = False,
-    max_paragraphs: int = 16,
+    candidates: int = LOCATE.candidates,
+    exact_all: bool = LOCATE.exact_all,
+    max_paragraphs: int = LOCATE.set_size,
     mem_min: int | None = None,
-    nmem_max: int = NMEM_MAX_EM,
-    corrupt_fraction: float = 0.5,
+    nmem_max: int = LOCATE.nmem_max,
+    corrupt_fraction: float = LOCATE.corrupt_fraction,
     method_options: dict[str, dict] | None = None,
-    seed: int = 0,
-    batch_size: int = 64,
+    seed: int = LOCATE.seed,
+    batch_size: int = BATCH_SIZE,
     progress: bool = False,
 ) -> HeadRanking:
     """Rank every head by how specifically it carries memorized paragraphs, with several methods.
@@ -572,7 +576,7 @@ def locate_memorization_head(
             unigram_counts = count_unigrams(source, model.cfg.d_vocab)
             notes.append("rare_token: no corpus unigram counts given; frequencies counted over the paragraphs given")
         both = Paragraphs(torch.cat([wide_mem.tokens, wide_nmem.tokens]), mem.prefix_len, wide_mem.ids + wide_nmem.ids)
-        null = options.get("rare_token", {}).get("null", DEFAULT_NULL)
+        null = options.get("rare_token", {}).get("null", LOCATE.rare_token_null)
         rare = rare_token_attention(model, both, unigram_counts, seed=seed, batch_size=batch_size, null=null)
         rare, rare_nmem = rare.select(torch.arange(len(wide_mem))), rare.select(torch.arange(len(wide_mem), len(both)))
         score = options.get("rare_token", {}).get("score", "excess")
@@ -746,7 +750,7 @@ def locate_neurons(
     validation=None,
     method_options: dict[str, dict] | None = None,
     seed: int = 0,
-    batch_size: int = 64,
+    batch_size: int = BATCH_SIZE,
 ) -> NeuronRanking:
     """Score every MLP neuron with each method on the MEM paragraphs (MemPi's setting scores the target
     alone; with `nmem` the ablation, IG and gradient methods subtract NMEM's score)."""

@@ -51,7 +51,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from interp.backend import Model, act_name, capture
-from interp.data import Paragraphs, rarity_ranks
+from interp.data import BATCH_SIZE, Paragraphs, rarity_ranks
 from interp.errors import UserError
 
 QUERIES = ("first_continuation", "last_prefix")
@@ -549,7 +549,7 @@ def rare_token_attention(
     query: str = "first_continuation",
     null_draws: int = NULL_DRAWS,
     seed: int = 0,
-    batch_size: int = 64,
+    batch_size: int = BATCH_SIZE,
     null: str = DEFAULT_NULL,
 ) -> RareTokenAttention:
     """Attention from the query position to every prefix key, per head, with rank taus and their nulls.

@@ -28,23 +28,21 @@ from jaxtyping import Int
 from torch import Tensor
 
 from interp.backend import Model
-from interp.data import Paragraphs
+from interp.data import BATCH_SIZE, Paragraphs
 from interp.errors import UserError
 from interp.locator.injection import Injection, inject_head, inject_neurons, random_neurons
-from interp.locator.ranking import (
-    DEFAULT_NEURON_METHODS,
+from interp.locator.options import (  # noqa: F401 (HEAD_LR, MAX_STEPS, SCHEDULE: public names kept here)
     DEFAULT_RANK_BY,
-    HEAD_METHODS,
-    locate_memorization_head,
-    locate_neurons,
+    HEAD_LR,
+    MAX_STEPS,
+    RECALL_FRACTION,
+    SCHEDULE,
+    VALIDATE,
 )
+from interp.locator.ranking import locate_memorization_head, locate_neurons
 from interp.locator.units import Stopwatch, recall_at, unit_count
 from interp.metrics import NMEM_MAX_EM, score_paragraphs
 
-HEAD_LR = 3e-3  # the head injection's rate ("auto": probed on the model's own loss, interp.locator.injection)
-MAX_STEPS = 400  # the injection's step budget (it stops as soon as every paragraph is recited)
-SCHEDULE = "constant"
-RECALL_FRACTION = 0.005  # MemPi's GPT-2 INJ comparison point: Recall@0.5%
 MEMPI_GPT2_INJ_RECALL = {  # percent, as quoted in issue 13 from Chang et al. 2024 (GPT-2, INJ); random = 0.5
     "hard_concrete": 93.7,
     "slimming": 94.4,
@@ -346,26 +344,26 @@ def validate_locator(
     paragraphs: Paragraphs,
     *,
     heads: list[tuple[int, int]] | None = None,
-    neurons: bool = False,
-    methods: tuple[str, ...] = HEAD_METHODS,
-    neuron_methods: tuple[str, ...] = DEFAULT_NEURON_METHODS,
-    n_inject: int = 4,
+    neurons: bool = VALIDATE.neurons,
+    methods: tuple[str, ...] = VALIDATE.methods,
+    neuron_methods: tuple[str, ...] = VALIDATE.neuron_methods,
+    n_inject: int = VALIDATE.n_inject,
     n_inject_neurons: int = 2,
-    neuron_fraction: float = RECALL_FRACTION,
+    neuron_fraction: float = VALIDATE.neuron_fraction,
     unigram_counts: Int[Tensor, "vocab"] | None = None,
-    max_paragraphs: int = 8,
-    candidates: int = 8,
+    max_paragraphs: int = VALIDATE.set_size,
+    candidates: int = VALIDATE.candidates,
     nmem_max: int = NMEM_MAX_EM,
     kl_weight: float = 1.0,
-    head_lr: float | str = HEAD_LR,
+    head_lr: float | str = VALIDATE.lr,
     neuron_lr: float = 1e-2,
-    max_steps: int = MAX_STEPS,
-    schedule: str = SCHEDULE,
-    with_mlp: bool = False,
+    max_steps: int = VALIDATE.max_steps,
+    schedule: str = VALIDATE.schedule,
+    with_mlp: bool = VALIDATE.with_mlp,
     method_options: dict[str, dict] | None = None,
-    seed: int = 0,
-    seeds: tuple[int, ...] | None = None,
-    batch_size: int = 64,
+    seed: int = VALIDATE.seed,
+    seeds: tuple[int, ...] | None = VALIDATE.seeds,
+    batch_size: int = BATCH_SIZE,
     log=None,
 ) -> LocatorValidation:
     """Inject paragraphs through known heads (and, with `neurons`, known MLP neurons) of COPIES of `model`,

@@ -11,7 +11,9 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from interp.conventions import conventions as conventions_named
+from interp.data import BATCH_SIZE
 from interp.errors import UserError
+from interp.gradients import GRAD_MAP
 from interp.locator.rare_tokens import NULLS
 from interp.options import option as _opt
 from interp.unlearning.training import BASELINES
@@ -21,14 +23,14 @@ from interp.unlearning.training import BASELINES
 class ReportOptions:
     """What the pipeline computes and on how much data. `quick()` and `paper()` are presets of the same."""
 
-    batch_size: int = _opt(64, "paragraphs per forward pass")
+    batch_size: int = _opt(BATCH_SIZE, "paragraphs per forward pass")
     max_paragraphs: int | None = _opt(None, "score a seeded sample of at most this many paragraphs (None = all)")
     nmem_max: int | None = _opt(None, "NMEM = EM at most this (None: 10 of 50 tokens, as the paper, scaled by length)")
     n_mem: int = _opt(16, "MEM paragraphs used by the gradient, head and perturbation steps")
     n_nmem: int = _opt(64, "NMEM paragraphs used beside them")
     n_examples: int = _opt(2, "example paragraphs shown token by token")
     seed: int = _opt(0, "seed of every sample and random draw")
-    grad_batch_size: int = _opt(16, "paragraphs per backward pass")
+    grad_batch_size: int = _opt(GRAD_MAP.grad_batch_size, "paragraphs per backward pass")
     n_perturb: int = _opt(8, "MEM and NMEM paragraphs each for prefix perturbation")
     perturb_samples: int = _opt(1, "random tokens per prefix position (the paper: one)")
     unlearn_targets: int = _opt(2, "MEM paragraphs unlearned, one run each (the paper: 1 MEM + 10 NMEM per run)")

@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 
 from interp.backend import Model
 from interp.data import (
+    BATCH_SIZE,
     BOILERPLATE_PATTERNS,
     DEFAULT_CONTINUATION_LEN,
     DEFAULT_PREFIX_LEN,
@@ -655,7 +656,7 @@ def scan_corpus(
     shard: tuple[int, int] = (1, 1),
     resume: bool = False,
     force: bool = False,
-    batch_size: int = 64,
+    batch_size: int = BATCH_SIZE,
     progress: bool = True,
 ) -> ScanSummary:
     """Scan the shard's part of `corpus` for windows `model` recites; write them to `out` (JSONL),

@@ -27,7 +27,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from interp.backend import Model
-from interp.data import Paragraphs
+from interp.data import BATCH_SIZE, Paragraphs
 from interp.metrics import continuation_hits, score_paragraphs
 
 
@@ -56,7 +56,7 @@ def screen_windows(
     prefix_len: int,
     window_len: int,
     step: int,
-    batch_size: int = 64,
+    batch_size: int = BATCH_SIZE,
 ) -> ScreenResult:
     """Screen the windows at `starts[i]` (sorted or not) of each token stream `streams[i]` (1-D
     integer tensors of any lengths; see the module docstring).
@@ -116,7 +116,7 @@ def window_tokens(stream: Int[Tensor, "t"], starts: Int[Tensor, "n"], window_len
 
 
 def score_windows(
-    model: Model, windows: Int[Tensor, "n w"], prefix_len: int, batch_size: int = 64
+    model: Model, windows: Int[Tensor, "n w"], prefix_len: int, batch_size: int = BATCH_SIZE
 ) -> tuple[Int[Tensor, "n"], Float[Tensor, "n"]]:
     """Exact EM and continuation NLL of each window, fed alone (one teacher-forced pass per batch)."""
     if windows.shape[0] == 0:

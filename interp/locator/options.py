@@ -1,0 +1,111 @@
+"""The locator's settings, each default written once: the method names, `LocateOptions` (what
+`locate_memorization_head` and `interp locate-head` take) and `ValidateOptions` (the injection
+benchmark, `validate_locator` and `interp validate-locator`).
+
+The functions' keyword defaults read these dataclasses, and the commands' flags are generated from
+them (interp.commands.options_cli), so a default changed here changes both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from interp.errors import UserError
+from interp.locator.gradient_scores import VARIANTS as GRADIENT_VARIANTS
+from interp.locator.injection import LR_GRID, SCHEDULES
+from interp.locator.rare_tokens import DEFAULT_NULL, NULLS
+from interp.metrics import NMEM_MAX_EM
+from interp.options import option
+
+UNIT_METHODS = (*GRADIENT_VARIANTS, "ablation", "zero_out", "integrated_gradients", "hard_concrete", "slimming")
+HEAD_METHODS = ("rare_token", "gradient", "attribution", "patching", *UNIT_METHODS)
+NEURON_METHODS = ("activation", *UNIT_METHODS)
+METHODS = HEAD_METHODS
+SCREENED = ("patching", "ablation", "zero_out")  # exact per-head interventions: run on the screen's candidates
+DEFAULT_METHODS = ("rare_token", "gradient", "attribution", "patching", "ablation")
+DEFAULT_RANK_BY = ("patching", "ablation")
+DEFAULT_NEURON_METHODS = ("activation", "zero_out", "integrated_gradients", "hard_concrete", "slimming")
+DEFAULT_NEURON_RANK_BY = ("slimming", "zero_out")
+
+HEAD_LR = 3e-3  # the head injection's rate ("auto": probed on the model's own loss, interp.locator.injection)
+MAX_STEPS = 400  # the injection's step budget (it stops as soon as every paragraph is recited)
+SCHEDULE = "constant"
+RECALL_FRACTION = 0.005  # MemPi's GPT-2 INJ comparison point: Recall@0.5%
+
+
+def read_rate(text: str) -> float | str:
+    """A learning rate, or 'auto' (probe LR_GRID on the model's own loss)."""
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"{text!r} must be a number or 'auto'") from None
+
+
+@dataclass(frozen=True)
+class LocateOptions:
+    """How `locate_memorization_head` ranks heads (interp locate-head's flags)."""
+
+    methods: tuple[str, ...] = option(DEFAULT_METHODS, "evidence to compute", choices=HEAD_METHODS)
+    rank_by: tuple[str, ...] | None = option(
+        None,
+        "methods whose mean rank orders the table (None: from --validation, else patching and ablation)",
+        choices=HEAD_METHODS,
+    )
+    candidates: int = option(8, "heads the attribution screen passes to exact patching and ablation")
+    exact_all: bool = option(False, "run exact patching and ablation on every head (no screen)")
+    set_size: int = option(16, "cap on paragraphs per set (MEM / NMEM) for the costly methods")
+    nmem_max: int = option(NMEM_MAX_EM, "NMEM: EM at most this")
+    rare_token_null: str = option(
+        DEFAULT_NULL,
+        "permutation null of the rare-token score: pair_paragraphs keeps positions, shuffle_positions shuffles "
+        "ranks within each paragraph (the old null)",
+        choices=NULLS,
+    )
+    corrupt_fraction: float = option(0.5, "share of prefix tokens replaced in the corrupted run")
+    seed: int = option(0, "seed of the paragraph samples and the corruption")
+
+
+@dataclass(frozen=True)
+class ValidateOptions:
+    """The injection benchmark's settings (`validate_locator`; interp validate-locator's flags)."""
+
+    neurons: bool = option(False, "also run MemPi's INJ: inject through random MLP neurons, report Recall@k")
+    methods: tuple[str, ...] = option(HEAD_METHODS, "head methods", choices=HEAD_METHODS)
+    neuron_methods: tuple[str, ...] = option(DEFAULT_NEURON_METHODS, "neuron methods", choices=NEURON_METHODS)
+    n_inject: int = option(4, "paragraphs forced through each head")
+    neuron_fraction: float = option(
+        RECALL_FRACTION,
+        f"share of MLP neurons trained ({RECALL_FRACTION}: then Recall@k at k = the injected size is MemPi's "
+        "Recall@0.5%)",
+    )
+    set_size: int = option(8, "cap on paragraphs per set (MEM / NMEM) for the locator's costly methods")
+    candidates: int = option(8, "heads the attribution screen passes to the exact methods")
+    max_steps: int = option(MAX_STEPS, "injection step budget; it stops as soon as every paragraph is recited")
+    lr: float | str = option(
+        HEAD_LR,
+        f"head injection rate, or 'auto': probe {', '.join(map(str, LR_GRID))} on this model's loss and keep "
+        "the best",
+        parse=read_rate,
+    )
+    schedule: str = option(
+        SCHEDULE, "head injection rate schedule (cosine: warm-up, then decay to a tenth)", choices=SCHEDULES
+    )
+    with_mlp: bool = option(
+        False, "inject through the head AND its layer's MLP (more capacity; the answer is then no longer one head)"
+    )
+    seed: int = option(0, "seed of the paragraphs, heads and neurons drawn")
+    seeds: tuple[int, ...] | None = option(
+        None,
+        "repeat the benchmark per seed (own paragraphs, heads, neurons each), e.g. 3 4 5 to validate on seeds "
+        "other than those the settings were chosen on (None: --seed)",
+    )
+
+    def __post_init__(self) -> None:
+        if self.n_inject < 1 or self.max_steps < 1:
+            raise UserError("--n-inject and --max-steps must be at least 1")
+
+
+LOCATE = LocateOptions()
+VALIDATE = ValidateOptions()
