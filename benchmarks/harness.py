@@ -303,9 +303,16 @@ def _fmt(v: Any) -> str:
 
 def neo_125m_shaped(device: str = "cpu"):
     """A random-weight model of GPT-Neo 125M's shape (12 x 12 heads, d 768, vocab 50257): the size benchmarks quote."""
-    from transformer_lens import HookedTransformer, HookedTransformerConfig
+    from transformer_lens import HookedTransformer
 
-    cfg = HookedTransformerConfig(
+    return HookedTransformer(neo_125m_config(device)).eval()
+
+
+def neo_125m_config(device: str = "cpu"):
+    """GPT-Neo 125M's HookedTransformerConfig (no weights built)."""
+    from transformer_lens import HookedTransformerConfig
+
+    return HookedTransformerConfig(
         n_layers=12,
         d_model=768,
         n_heads=12,
@@ -324,4 +331,3 @@ def neo_125m_shaped(device: str = "cpu"):
         device=device,
         seed=0,
     )
-    return HookedTransformer(cfg).eval()
