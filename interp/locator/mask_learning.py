@@ -71,7 +71,10 @@ class MaskRun:
         return {"steps": self.steps, "stopped": self.stopped, "nll": list(self.nll), "density": list(self.density)}
 
 
-def _check(mem: Paragraphs, o: dict, batch_size: int) -> None:
+def _settings(method: str, unit: str, mem: Paragraphs, batch_size: int, given: dict) -> dict:
+    """The method's DEFAULTS for `unit`, overridden by the options `given` (None: not given), checked."""
+    check_unit(unit)
+    o = {**DEFAULTS[unit][method], **{k: v for k, v in given.items() if v is not None}}
     if len(mem) == 0:
         raise UserError("a unit mask needs at least one memorized paragraph to keep")
     if o["lr"] <= 0 or o["penalty"] < 0 or o["growth"] < 1 or o["max_steps"] < 1 or batch_size < 1:
@@ -79,6 +82,20 @@ def _check(mem: Paragraphs, o: dict, batch_size: int) -> None:
     target_density = o["target_density"]
     if not 0 <= target_density < 1:
         raise UserError(f"target density {target_density} must be in [0, 1): the mean mask at which training stops")
+    return o
+
+
+def _scores(method: str, unit: str, score: Tensor, clock: Stopwatch, options: dict, run: MaskRun, measure: str):
+    """The learned mask as UnitScores, with a note when training stopped above the target density."""
+    notes = (
+        ()
+        if run.stopped == "target_density"
+        else (
+            f"{method}: stopped after {run.steps} steps with {measure} {run.density[-1]:.2f} above the target "
+            f"{options['target_density']}; raise penalty, growth or max_steps",
+        )
+    )
+    return UnitScores(method, unit, score, clock.seconds, options, notes, run)
 
 
 def _fit(
@@ -88,16 +105,14 @@ def _fit(
     param: Tensor,
     mask_of,
     regulariser_of,
-    *,
-    lr: float,
-    penalty: float,
-    growth: float,
-    target_density: float,
-    max_steps: int,
+    o: dict,
     batch_size: int,
 ) -> MaskRun:
     """Adam on `param` alone: mean continuation NLL under `mask_of(param)` + penalty * growth^step *
-    `regulariser_of(param)`."""
+    `regulariser_of(param)`, until the regulariser reaches the target density (`o`: the method's settings)."""
+    lr, penalty, growth, target_density, max_steps = (
+        o[k] for k in ("lr", "penalty", "growth", "target_density", "max_steps")
+    )
     n_layers = model.cfg.n_layers
     current: dict[str, Tensor] = {}
 
@@ -153,24 +168,16 @@ def hard_concrete(
     seed: int = 0,
 ) -> UnitScores:
     """Hard Concrete (L0) masks over every head or neuron that keep the MEM continuations (see module doc)."""
-    check_unit(unit)
-    o = {
-        **DEFAULTS[unit]["hard_concrete"],
-        **{
-            k: v
-            for k, v in dict(
-                lr=lr,
-                penalty=penalty,
-                growth=growth,
-                target_density=target_density,
-                max_steps=max_steps,
-                temperature=temperature,
-                init_keep=init_keep,
-            ).items()
-            if v is not None
-        },
-    }
-    _check(mem, o, batch_size)
+    given = dict(
+        lr=lr,
+        penalty=penalty,
+        growth=growth,
+        target_density=target_density,
+        max_steps=max_steps,
+        temperature=temperature,
+        init_keep=init_keep,
+    )
+    o = _settings("hard_concrete", unit, mem, batch_size, given)
     if not 0 < o["init_keep"] < 1 or o["temperature"] <= 0:
         raise UserError("hard concrete needs 0 < init_keep < 1 and temperature > 0")
     clock = Stopwatch()
@@ -197,32 +204,9 @@ def hard_concrete(
     def regulariser_of(param: Tensor) -> Tensor:
         return torch.sigmoid(param - shift).mean()
 
-    run = _fit(
-        model,
-        mem,
-        unit,
-        log_alpha,
-        mask_of,
-        regulariser_of,
-        lr=o["lr"],
-        penalty=o["penalty"],
-        growth=o["growth"],
-        target_density=o["target_density"],
-        max_steps=o["max_steps"],
-        batch_size=batch_size,
-    )
+    run = _fit(model, mem, unit, log_alpha, mask_of, regulariser_of, o, batch_size)
     score = torch.sigmoid(log_alpha.detach()).cpu().float()
-    notes = (
-        ()
-        if run.stopped == "target_density"
-        else (
-            f"hard_concrete: stopped after {run.steps} steps with mean L0 {run.density[-1]:.2f} above the target "
-            f"{o['target_density']}; raise penalty, growth or max_steps",
-        )
-    )
-    return UnitScores(
-        "hard_concrete", unit, score, clock.seconds, {**o, "batch_size": batch_size, "seed": seed}, notes, run
-    )
+    return _scores("hard_concrete", unit, score, clock, {**o, "batch_size": batch_size, "seed": seed}, run, "mean L0")
 
 
 def slimming(
@@ -238,18 +222,8 @@ def slimming(
     batch_size: int = 16,
 ) -> UnitScores:
     """Slimming (L1) coefficients over every head or neuron that keep the MEM continuations (see module doc)."""
-    check_unit(unit)
-    o = {
-        **DEFAULTS[unit]["slimming"],
-        **{
-            k: v
-            for k, v in dict(
-                lr=lr, penalty=penalty, growth=growth, target_density=target_density, max_steps=max_steps
-            ).items()
-            if v is not None
-        },
-    }
-    _check(mem, o, batch_size)
+    given = dict(lr=lr, penalty=penalty, growth=growth, target_density=target_density, max_steps=max_steps)
+    o = _settings("slimming", unit, mem, batch_size, given)
     clock = Stopwatch()
     coef = torch.ones(_shape(model, unit), device=model.cfg.device, requires_grad=True)
     run = _fit(
@@ -259,21 +233,9 @@ def slimming(
         coef,
         lambda param, step: param.clamp(0.0, 1.0),
         lambda param: param.abs().mean(),
-        lr=o["lr"],
-        penalty=o["penalty"],
-        growth=o["growth"],
-        target_density=o["target_density"],
-        max_steps=o["max_steps"],
-        batch_size=batch_size,
+        o,
+        batch_size,
     )
-    notes = (
-        ()
-        if run.stopped == "target_density"
-        else (
-            f"slimming: stopped after {run.steps} steps with mean |c| {run.density[-1]:.2f} above the target "
-            f"{o['target_density']}; raise penalty, growth or max_steps",
-        )
-    )
-    return UnitScores(
-        "slimming", unit, coef.detach().cpu().float(), clock.seconds, {**o, "batch_size": batch_size}, notes, run
+    return _scores(
+        "slimming", unit, coef.detach().cpu().float(), clock, {**o, "batch_size": batch_size}, run, "mean |c|"
     )

@@ -172,6 +172,19 @@ def _validate(model: Model, clean: Paragraphs, corrupted: Tensor, direction: str
         raise UserError("patching does not support shortformer position embeddings")
 
 
+def _runs(
+    model: Model, clean: Paragraphs, corrupted_tokens: Int[Tensor, "n seq"], kinds: tuple[str, ...], direction: str
+) -> tuple[Int[Tensor, "n seq"], Int[Tensor, "n seq"], list[str]]:
+    """Checked inputs, on the model's device: (the tokens run and patched, the tokens the patched activations
+    come from, the hook names of `kinds` in every layer)."""
+    _check_kinds(kinds)
+    _validate(model, clean, corrupted_tokens, direction)
+    clean_tokens, corrupted_tokens = clean.tokens.to(model.cfg.device), corrupted_tokens.to(model.cfg.device)
+    run, source = (corrupted_tokens, clean_tokens) if direction == "denoise" else (clean_tokens, corrupted_tokens)
+    names = [act_name(KINDS[k][0], layer) for k in kinds for layer in range(model.cfg.n_layers)]
+    return run, source, list(dict.fromkeys(names))
+
+
 def activation_patching(
     model: Model,
     clean: Paragraphs,
@@ -181,14 +194,8 @@ def activation_patching(
     batch_size: int = BATCH_SIZE,
 ) -> dict[str, PatchingResult]:
     """Exact activation patching of every cell of each kind, many variants per forward."""
-    _check_kinds(kinds)
-    _validate(model, clean, corrupted_tokens, direction)
+    run_tokens, source_tokens, names = _runs(model, clean, corrupted_tokens, kinds, direction)
     p = clean.prefix_len
-    clean_tokens, corrupted_tokens = clean.tokens.to(model.cfg.device), corrupted_tokens.to(model.cfg.device)
-    run_tokens, source_tokens = (
-        (corrupted_tokens, clean_tokens) if direction == "denoise" else (clean_tokens, corrupted_tokens)
-    )
-    names = {act_name(KINDS[k][0], layer) for k in kinds for layer in range(model.cfg.n_layers)}
     with torch.no_grad():
         run_logits, resid = resid_pre_all_layers(model, run_tokens)
         source_logits, cache = capture(model, source_tokens, names)
@@ -228,15 +235,8 @@ def attribution_patching(
     every kind at once. Parameter gradients are never accumulated: gradients are taken only
     with respect to the hooked activations (torch.autograd.grad), so the model is untouched.
     """
-    _check_kinds(kinds)
-    _validate(model, clean, corrupted_tokens, direction)
+    run_tokens, source_tokens, names = _runs(model, clean, corrupted_tokens, kinds, direction)
     p = clean.prefix_len
-    clean_tokens, corrupted_tokens = clean.tokens.to(model.cfg.device), corrupted_tokens.to(model.cfg.device)
-    run_tokens, source_tokens = (
-        (corrupted_tokens, clean_tokens) if direction == "denoise" else (clean_tokens, corrupted_tokens)
-    )
-    names = [act_name(KINDS[k][0], layer) for k in kinds for layer in range(model.cfg.n_layers)]
-    names = list(dict.fromkeys(names))
     with torch.no_grad():
         source_logits, cache = capture(model, source_tokens, names)
     source_metric = continuation_log_probs(_full(source_logits), source_tokens, p).mean(1).mean()

@@ -385,6 +385,22 @@ def validate_locator(
             raise UserError(
                 f"no head {layer}.{head}: the model has {model.cfg.n_layers} layers of {model.cfg.n_heads} heads"
             )
+    recipe = _Recipe(
+        methods=methods,
+        neuron_methods=neuron_methods,
+        method_options=method_options,
+        n_inject=n_inject,
+        max_paragraphs=max_paragraphs,
+        candidates=candidates,
+        kl_weight=kl_weight,
+        head_lr=head_lr,
+        neuron_lr=neuron_lr,
+        neuron_fraction=neuron_fraction,
+        max_steps=max_steps,
+        schedule=schedule,
+        with_mlp=with_mlp,
+        batch_size=batch_size,
+    )
     clock = Stopwatch()
     checks: list[HeadCheck] = []
     neuron_checks: list[NeuronCheck] = []
@@ -394,82 +410,9 @@ def validate_locator(
             sizes["inject_neurons"] = n_inject_neurons
         sets = _pools(model, paragraphs, nmem_max, sizes, s, batch_size)
         for layer, head in default_heads(model, s) if heads is None else [tuple(h) for h in heads]:
-            forced, info = inject_head(
-                model,
-                sets["inject"],
-                layer,
-                head,
-                retain=sets["retain"],
-                heldout=sets["heldout"],
-                lr=head_lr,
-                max_steps=max_steps,
-                kl_weight=kl_weight,
-                batch_size=batch_size,
-                schedule=schedule,
-                with_mlp=with_mlp,
-            )
-            mem, notes = _recited(sets["inject"], info, f"head {layer}.{head} (seed {s})")
-            say(
-                f"seed {s}, head {layer}.{head}: {info.n_recited} of {len(info.ids)} paragraphs recited after "
-                f"{info.steps} steps at rate {info.lr:g} ({info.seconds:.0f} s); locating ({clock.seconds:.0f} s so far)"
-            )
-            ranking = locate_memorization_head(
-                forced,
-                mem=mem,
-                nmem=sets["nmem"],
-                reference=sets["reference"],
-                unigram_counts=unigram_counts,
-                methods=methods,
-                rank_by=tuple(m for m in DEFAULT_RANK_BY if m in methods) or None,
-                candidates=candidates,
-                max_paragraphs=max(max_paragraphs, n_inject),
-                method_options=method_options,
-                seed=s,
-                batch_size=batch_size,
-            )
-            del forced
-            results = ranking.results
-            in_screen = None
-            if ranking.candidates is not None:
-                in_screen = bool(((ranking.candidates[:, 0] == layer) & (ranking.candidates[:, 1] == head)).any())
-            check = HeadCheck(
-                layer,
-                head,
-                info,
-                {m: r.rank_of(layer, head) for m, r in results.items()},
-                {m: r.layer_rank_of(layer, head) for m, r in results.items()},
-                {m: r.margin(layer, head) for m, r in results.items()},
-                {m: r.margin_z(layer, head) for m, r in results.items()},
-                {m: r.seconds for m, r in results.items()},
-                ranking.rank_of(layer, head),
-                ranking.rank_by,
-                in_screen,
-                ranking.screen,
-                notes + ranking.notes,
-                s,
-            )
-            checks.append(check)
-            say(
-                f"seed {s}, head {layer}.{head}: combined rank {check.shown(check.combined_rank)} "
-                f"({clock.seconds:.0f} s so far)"
-            )
+            checks.append(_head_check(model, sets, layer, head, s, recipe, unigram_counts, say, clock))
         if neurons:
-            neuron_checks.append(
-                _neuron_check(
-                    model,
-                    sets,
-                    neuron_fraction,
-                    s,
-                    neuron_lr,
-                    max_steps,
-                    kl_weight,
-                    batch_size,
-                    neuron_methods,
-                    method_options,
-                    say,
-                    clock,
-                )
-            )
+            neuron_checks.append(_neuron_check(model, sets, s, recipe, say, clock))
     options = {
         "n_inject": n_inject,
         "max_paragraphs": max_paragraphs,
@@ -493,21 +436,113 @@ def validate_locator(
     return LocatorValidation(name, tuple(checks), tuple(neuron_checks), clock.seconds, options)
 
 
+@dataclass(frozen=True)
+class _Recipe:
+    """What every injection and locator run of one benchmark shares (validate_locator's settings)."""
+
+    methods: tuple[str, ...]
+    neuron_methods: tuple[str, ...]
+    method_options: dict[str, dict] | None
+    n_inject: int
+    max_paragraphs: int
+    candidates: int
+    kl_weight: float
+    head_lr: float | str
+    neuron_lr: float
+    neuron_fraction: float
+    max_steps: int
+    schedule: str
+    with_mlp: bool
+    batch_size: int
+
+
+def _head_check(
+    model: Model,
+    sets: dict[str, Paragraphs],
+    layer: int,
+    head: int,
+    seed: int,
+    r: _Recipe,
+    unigram_counts: Int[Tensor, "vocab"] | None,
+    say,
+    clock: Stopwatch,
+) -> HeadCheck:
+    """One head: paragraphs forced through it in a copy, the locator run on the copy, each method's rank of it."""
+    forced, info = inject_head(
+        model,
+        sets["inject"],
+        layer,
+        head,
+        retain=sets["retain"],
+        heldout=sets["heldout"],
+        lr=r.head_lr,
+        max_steps=r.max_steps,
+        kl_weight=r.kl_weight,
+        batch_size=r.batch_size,
+        schedule=r.schedule,
+        with_mlp=r.with_mlp,
+    )
+    mem, notes = _recited(sets["inject"], info, f"head {layer}.{head} (seed {seed})")
+    say(
+        f"seed {seed}, head {layer}.{head}: {info.n_recited} of {len(info.ids)} paragraphs recited after "
+        f"{info.steps} steps at rate {info.lr:g} ({info.seconds:.0f} s); locating ({clock.seconds:.0f} s so far)"
+    )
+    ranking = locate_memorization_head(
+        forced,
+        mem=mem,
+        nmem=sets["nmem"],
+        reference=sets["reference"],
+        unigram_counts=unigram_counts,
+        methods=r.methods,
+        rank_by=tuple(m for m in DEFAULT_RANK_BY if m in r.methods) or None,
+        candidates=r.candidates,
+        max_paragraphs=max(r.max_paragraphs, r.n_inject),
+        method_options=r.method_options,
+        seed=seed,
+        batch_size=r.batch_size,
+    )
+    del forced
+    results = ranking.results
+    in_screen = None
+    if ranking.candidates is not None:
+        in_screen = bool(((ranking.candidates[:, 0] == layer) & (ranking.candidates[:, 1] == head)).any())
+    check = HeadCheck(
+        layer,
+        head,
+        info,
+        {m: res.rank_of(layer, head) for m, res in results.items()},
+        {m: res.layer_rank_of(layer, head) for m, res in results.items()},
+        {m: res.margin(layer, head) for m, res in results.items()},
+        {m: res.margin_z(layer, head) for m, res in results.items()},
+        {m: res.seconds for m, res in results.items()},
+        ranking.rank_of(layer, head),
+        ranking.rank_by,
+        in_screen,
+        ranking.screen,
+        notes + ranking.notes,
+        seed,
+    )
+    say(
+        f"seed {seed}, head {layer}.{head}: combined rank {check.shown(check.combined_rank)} ({clock.seconds:.0f} s so far)"
+    )
+    return check
+
+
 def _neuron_check(
-    model, sets, neuron_fraction, seed, lr, max_steps, kl_weight, batch_size, methods, method_options, say, clock
+    model: Model, sets: dict[str, Paragraphs], seed: int, r: _Recipe, say, clock: Stopwatch
 ) -> NeuronCheck:
     """MemPi's INJ for one seed: a random neuron set trained to recite its paragraphs, each method's Recall@k."""
-    chosen = random_neurons(model, neuron_fraction, seed)
+    chosen = random_neurons(model, r.neuron_fraction, seed)
     forced, info = inject_neurons(
         model,
         sets["inject_neurons"],
         chosen,
         retain=sets["retain"],
         heldout=sets["heldout"],
-        lr=lr,
-        max_steps=max_steps,
-        kl_weight=kl_weight,
-        batch_size=batch_size,
+        lr=r.neuron_lr,
+        max_steps=r.max_steps,
+        kl_weight=r.kl_weight,
+        batch_size=r.batch_size,
     )
     mem, notes = _recited(sets["inject_neurons"], info, f"neurons (seed {seed})")
     say(
@@ -515,12 +550,15 @@ def _neuron_check(
         f"({info.seconds:.0f} s); scoring ({clock.seconds:.0f} s so far)"
     )
     ranking = locate_neurons(
-        forced, mem, methods=methods, method_options=method_options, seed=seed, batch_size=batch_size
+        forced, mem, methods=r.neuron_methods, method_options=r.method_options, seed=seed, batch_size=r.batch_size
     )
     del forced
     gold = info.gold(model.cfg.n_layers, unit_count(model, "neuron"))
     recall = {
-        m: {"injected": recall_at(r.score, gold, neuron_fraction), "0.5%": recall_at(r.score, gold, RECALL_FRACTION)}
-        for m, r in ranking.results.items()
+        m: {
+            "injected": recall_at(res.score, gold, r.neuron_fraction),
+            "0.5%": recall_at(res.score, gold, RECALL_FRACTION),
+        }
+        for m, res in ranking.results.items()
     }
-    return NeuronCheck(info, neuron_fraction, recall, ranking.seconds, notes + ranking.notes, seed)
+    return NeuronCheck(info, r.neuron_fraction, recall, ranking.seconds, notes + ranking.notes, seed)
