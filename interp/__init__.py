@@ -52,6 +52,7 @@ from interp.testbed import testbed_metadata, testbed_paragraphs, testbed_unigram
 from interp.unlearning import (
     Calibration,
     Evaluation,
+    MatchedForgetting,
     Probe,
     RelearnConfig,
     UnlearnConfig,
@@ -77,6 +78,7 @@ __all__ = [
     "HeadRanking",
     "LocatorValidation",
     "LogitModel",
+    "MatchedForgetting",
     "ProxyConfig",
     "ProxyModel",
     "ProxyResult",

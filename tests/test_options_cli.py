@@ -14,7 +14,7 @@ from interp.commands import audit, scan, unlearn
 from interp.data import BOILERPLATE_PATTERNS
 from interp.reft import ReftConfig
 from interp.scan import ScanConfig
-from interp.unlearning import RelearnConfig, UnlearnConfig
+from interp.unlearning import MatchedForgetting, RelearnConfig, UnlearnConfig
 from interp.unlearning.proxy import ProxyConfig
 
 
@@ -136,6 +136,39 @@ def test_unlearn_proxy_as_before(monkeypatch, testbed, flags, method, steps, lr,
     assert row.config == ProxyConfig(small="small", unlearn=small, alpha=alpha)
 
 
+@pytest.mark.parametrize(
+    "flags, sets, matched",
+    [
+        ("", dict(runs=1, retain=10, probe=50, nmem_max=10, perturb_samples=4), None),
+        (
+            "--calibrate",
+            dict(runs=1, retain=10, probe=50, nmem_max=10, perturb_samples=4),
+            dict(level=None, tolerance=0.4),
+        ),
+        (
+            "--runs 3 --retain 5 --probe 20 --calibrate --level 5 --tolerance 0.1",
+            dict(runs=3, retain=5, probe=20, nmem_max=10, perturb_samples=4),
+            dict(level=5, tolerance=0.1),
+        ),
+        (
+            "--nmem-max 3 --perturb-samples 2 --level 7 --tolerance 1",
+            dict(runs=1, retain=10, probe=50, nmem_max=3, perturb_samples=2),
+            None,
+        ),
+    ],
+)
+def test_unlearn_sets_and_calibration_as_before(flags, sets, matched):
+    args = parse(f"{UNLEARN} {flags}")
+    assert unlearn._sets(args) == unlearn.UnlearnSets(**sets)
+    assert unlearn._matched(args) == (None if matched is None else MatchedForgetting(**matched))
+
+
+@pytest.mark.parametrize("flags", ["--runs 0", "--retain 0", "--probe 0", "--runs 2 --probe -1"])
+def test_unlearn_sets_must_be_at_least_one(flags, capsys):
+    assert main(f"{UNLEARN} {flags}".split()) == 2
+    assert "interp: error: --runs, --retain and --probe must be at least 1\n" in capsys.readouterr().err
+
+
 AUDIT = "audit --model testbed --unlearned folder"
 
 
@@ -190,6 +223,23 @@ AUDIT = "audit --model testbed --unlearned folder"
 )
 def test_audit_config_as_before(flags, expected):
     assert audit.audit_config(parse(f"{AUDIT} {flags}")) == expected
+
+
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        ("", dict(n_never_known=32, nmem_max=10, retain=10)),
+        ("--n-never-known 8 --nmem-max 4 --retain 3", dict(n_never_known=8, nmem_max=4, retain=3)),
+    ],
+)
+def test_audit_sets_as_before(flags, expected):
+    assert audit.audit_sets(parse(f"{AUDIT} {flags}")) == audit.AuditSets(**expected)
+
+
+@pytest.mark.parametrize("flags", ["--retain 0", "--n-never-known 0"])
+def test_audit_sets_must_be_at_least_one(flags, capsys):
+    assert main(f"{AUDIT} {flags}".split()) == 2
+    assert "interp: error: --retain and --n-never-known must be at least 1\n" in capsys.readouterr().err
 
 
 def scan_defaults(**changes) -> ScanConfig:

@@ -651,3 +651,84 @@ def test_table_reuses_the_calibrations_chosen_runs(setup, monkeypatch):
     assert [c.runs for c in reused.calibrations] == [(), (), ()]  # the table keeps no edited models
     with pytest.raises(UserError, match="not both"):
         unlearning_table(model, targets, retain, configs, probe, calibrations=searches, calibrate=search)
+
+
+def test_table_calibrates_with_matched_forgetting_as_the_closures_did(setup, monkeypatch):
+    """`calibrate=MatchedForgetting(...)` calls `calibrate` with exactly the arguments the closures of `interp
+    unlearn` and the report passed (the table's own targets, retain sets, edit targets and probes), reports each
+    try with its row, and builds the same table as the closure form."""
+    import inspect
+
+    from interp.perturbation import prefix_perturbation
+    from interp.unlearning import Calibration, MatchedForgetting, calibration
+
+    model, mem, nmem, probe = setup
+    targets, retain = mem.select([0, 1]), nmem.select(range(8))
+    edit_targets = prefix_perturbation(model, targets, seed=0).editing_targets
+    configs = [UnlearnConfig(method="unlearn", select="all", steps=1), UnlearnConfig(method="edit", steps=1)]
+    signature, calls, tries, searches = inspect.signature(calibration.calibrate), [], [], []
+
+    def fake(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        called = dict(bound.arguments)
+        if called.pop("on_try") is not None:
+            kwargs["on_try"](1e-3, 7.0)
+        calls.append(called)
+        return Calibration(called["config"].label, 5.0, ((1e-3, 7.0),), 1e-3, True)
+
+    monkeypatch.setattr(calibration, "calibrate", fake)
+
+    def cli_closure(config):  # what `interp unlearn --calibrate --level 5 --tolerance 0.1 --retain 4` passed
+        def show(lr, em):
+            tries.append((config.label, lr, em))
+
+        return calibration.calibrate(
+            model,
+            targets,
+            retain,
+            config,
+            level=5,
+            edit_targets=edit_targets,
+            retain_per_run=4,
+            on_try=show,
+            tolerance=0.1,
+            probe=probe,
+        )
+
+    def report_closure(config):  # what the report's unlearning step passed
+        return calibration.calibrate(
+            model, targets, retain, config, level=None, edit_targets=edit_targets, retain_per_run=4, probe=probe
+        )
+
+    def show_try(config, lr, em):
+        tries.append((config.label, lr, em))
+
+    options = dict(edit_targets=edit_targets, retain_per_run=4, relearn_config=None)
+    for closure, matched, on_try in [
+        (cli_closure, MatchedForgetting(level=5, tolerance=0.1), show_try),
+        (report_closure, MatchedForgetting(level=None), None),
+    ]:
+        old = unlearning_table(model, targets, retain, configs, probe, calibrate=closure, **options)
+        old_calls, old_tries, calls[:], tries[:] = list(calls), list(tries), [], []
+        new = unlearning_table(
+            model,
+            targets,
+            retain,
+            configs,
+            probe,
+            calibrate=matched,
+            on_try=on_try,
+            on_calibrated=searches.append,
+            **options,
+        )
+        assert len(calls) == len(configs) and all(a.keys() == b.keys() for a, b in zip(calls, old_calls))
+        assert all(a[k] is b[k] or a[k] == b[k] for a, b in zip(calls, old_calls) for k in a)
+        assert tries == old_tries == ([(c.label, 1e-3, 7.0) for c in configs] if on_try else [])
+        assert json.dumps(to_jsonable(old.to_json()), sort_keys=True) == json.dumps(
+            to_jsonable(new.to_json()), sort_keys=True
+        )
+        calls[:], tries[:] = [], []
+    assert [s.label for s in searches] == [c.label for c in configs] * 2
+    with pytest.raises(UserError, match="on_try"):
+        unlearning_table(model, targets, retain, configs, probe, calibrate=cli_closure, on_try=print, **options)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -21,6 +22,24 @@ from interp.io import write_json
 from interp.memorization import heldout_indices, memorization_split
 from interp.metrics import NMEM_MAX_EM, score_paragraphs
 from interp.models import load_model, model_name
+from interp.options import option
+from interp.unlearning import RETAIN_PER_RUN
+
+
+@dataclass(frozen=True)
+class AuditSets:
+    """The controls' paragraphs `interp audit` draws from the paragraph set: never-known text and the retain set."""
+
+    n_never_known: int = option(32, "never-known paragraphs drawn")
+    nmem_max: int = option(NMEM_MAX_EM, "never recited / retain: EM at most this")
+    retain: int = option(
+        RETAIN_PER_RUN,
+        "relearn_retain text: the first N non-recited trained paragraphs, the set `interp unlearn` retains",
+    )
+
+    def __post_init__(self) -> None:
+        if self.retain < 1 or self.n_never_known < 1:
+            raise UserError("--retain and --n-never-known must be at least 1")
 
 
 def register(sub) -> None:
@@ -45,15 +64,6 @@ def register(sub) -> None:
         default=None,
         help="JSONL of paragraphs the model never recited (default: the paragraph set's held-out split, EM <= --nmem-max)",
     )
-    p.add_argument("--n-never-known", type=int, default=32, help="never-known paragraphs drawn (default 32)")
-    p.add_argument("--nmem-max", type=int, default=NMEM_MAX_EM, help="never recited / retain: EM at most this")
-    p.add_argument(
-        "--retain",
-        type=int,
-        default=10,
-        help="relearn_retain text: the first N non-recited trained paragraphs, the set `interp unlearn` retains "
-        "(default 10)",
-    )
     p.add_argument(
         "--related",
         type=Path,
@@ -63,6 +73,7 @@ def register(sub) -> None:
     )
     p.add_argument("--json", default=None, help="write the results here")
     p.add_argument("--html", default=None, help="write the method x attack recovery heatmap here (self-contained HTML)")
+    add_option_flags(p, AuditSets, title="the controls' paragraphs (AuditSets)")
     add_option_flags(p, AuditConfig, skip=("batch_size",), title="attacks and budgets (AuditConfig)")
     p.set_defaults(run=run)
 
@@ -100,7 +111,7 @@ def _targets(args, paragraphs: Paragraphs, saved: dict[str, tuple[Path, dict | N
     return paragraphs.select([where[t] for t in ids])
 
 
-def _never_known(args, original, paragraphs: Paragraphs, targets: Paragraphs, seed: int) -> Paragraphs:
+def _never_known(args, sets: AuditSets, original, paragraphs: Paragraphs, targets: Paragraphs, seed: int) -> Paragraphs:
     """--never-known FILE, else held-out paragraphs (never trained on) the original does not recite, seeded draw."""
     if args.never_known is not None:
         return load_paragraphs(
@@ -116,16 +127,16 @@ def _never_known(args, original, paragraphs: Paragraphs, targets: Paragraphs, se
     pool = paragraphs.select(
         [i for i, s in enumerate(split) if s == "heldout" and paragraphs.ids[i] not in targets.ids]
     )
-    scored = memorization_split(original, pool, batch_size=args.batch_size, nmem_max=args.nmem_max, n_examples=0)
+    scored = memorization_split(original, pool, batch_size=args.batch_size, nmem_max=sets.nmem_max, n_examples=0)
     held = heldout_indices(scored)
-    keep = held[scored.scores.em[held] <= args.nmem_max]
+    keep = held[scored.scores.em[held] <= sets.nmem_max]
     if len(keep) == 0:
         raise UserError("no held-out paragraph is free of recitation: pass --never-known FILE")
     gen = torch.Generator().manual_seed(seed)
-    return pool.select(keep[torch.randperm(len(keep), generator=gen)[: args.n_never_known]].sort().values)
+    return pool.select(keep[torch.randperm(len(keep), generator=gen)[: sets.n_never_known]].sort().values)
 
 
-def _retain(args, original, paragraphs: Paragraphs, exclude: set[str]) -> Paragraphs:
+def _retain(args, sets: AuditSets, original, paragraphs: Paragraphs, exclude: set[str]) -> Paragraphs:
     """The first --retain trained, non-recited paragraphs in file order (what `interp unlearn` retains)."""
     split = paragraphs.meta.get("split")
     candidates = [
@@ -135,12 +146,17 @@ def _retain(args, original, paragraphs: Paragraphs, exclude: set[str]) -> Paragr
     for start in range(0, len(candidates), 256):
         idx = candidates[start : start + 256]
         em = score_paragraphs(original, paragraphs.select(idx), batch_size=args.batch_size).em
-        chosen += [i for i, e in zip(idx, em.tolist()) if e <= args.nmem_max]
-        if len(chosen) >= args.retain:
+        chosen += [i for i, e in zip(idx, em.tolist()) if e <= sets.nmem_max]
+        if len(chosen) >= sets.retain:
             break
-    if len(chosen) < args.retain:
-        raise UserError(f"{len(chosen)} non-recited paragraphs to retain, {args.retain} wanted: lower --retain")
-    return paragraphs.select(chosen[: args.retain])
+    if len(chosen) < sets.retain:
+        raise UserError(f"{len(chosen)} non-recited paragraphs to retain, {sets.retain} wanted: lower --retain")
+    return paragraphs.select(chosen[: sets.retain])
+
+
+def audit_sets(args: argparse.Namespace) -> AuditSets:
+    """The never-known and retain paragraphs the flags describe."""
+    return with_options(AuditSets(), given_options(args, AuditSets))
 
 
 def audit_config(args: argparse.Namespace) -> AuditConfig:
@@ -150,15 +166,14 @@ def audit_config(args: argparse.Namespace) -> AuditConfig:
 
 def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
-    if args.retain < 1 or args.n_never_known < 1:
-        raise UserError("--retain and --n-never-known must be at least 1")
+    sets = audit_sets(args)
     config = audit_config(args)
     saved = _unlearned(args.unlearned)
     original = model_from_args(args)
     paragraphs = paragraphs_from_args(args, original)
     targets = _targets(args, paragraphs, saved)
-    never_known = _never_known(args, original, paragraphs, targets, config.seed)
-    retain = _retain(args, original, paragraphs, set(targets.ids) | set(never_known.ids))
+    never_known = _never_known(args, sets, original, paragraphs, targets, config.seed)
+    retain = _retain(args, sets, original, paragraphs, set(targets.ids) | set(never_known.ids))
     related = None
     if args.related is not None:
         related = load_paragraphs(

@@ -7,7 +7,7 @@ LoReFT rows, each run on --runs MEM targets (1 target + --retain NMEM paragraphs
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from interp.commands.common import add_model_args, add_paragraph_args, model_from_args, paragraphs_from_args
@@ -17,14 +17,15 @@ from interp.errors import UserError
 from interp.io import write_json
 from interp.metrics import NMEM_MAX_EM, score_paragraphs
 from interp.models import load_model, model_name, save_model
+from interp.options import option
 from interp.reft import ReftConfig
 from interp.unlearning import (
+    RETAIN_PER_RUN,
     SELECTIONS,
-    TOLERANCE,
+    MatchedForgetting,
     Probe,
     RelearnConfig,
     UnlearnConfig,
-    calibrate,
     paper_configs,
     probe_sets,
     unlearning_table,
@@ -36,6 +37,21 @@ SHARED = ("method", "lr", "steps", "weight_decay", "nll_weight", "retain_weight"
 """The run's flags that also set LoReFT's and --proxy's small model's."""
 TRAINING = ("lr", "steps", "weight_decay", "nll_weight", "retain_weight", "npo_beta", "decay_outside_mask")
 """What the --table rows take from the flags beside --fraction (and --seed for the baselines)."""
+
+
+@dataclass(frozen=True)
+class UnlearnSets:
+    """The paragraphs `interp unlearn` runs on: its targets, each run's retain set and the probes."""
+
+    runs: int = option(1, "number of MEM targets, one run each")
+    retain: int = option(RETAIN_PER_RUN, "NMEM paragraphs in each run's KL / retain term, as many as the paper")
+    probe: int = option(50, "MEM, NMEM and held-out paragraphs for collateral damage, at most")
+    nmem_max: int = option(NMEM_MAX_EM, "NMEM: EM at most this")
+    perturb_samples: int = option(4, "edit: random tokens per prefix position when finding the new continuation")
+
+    def __post_init__(self) -> None:
+        if self.runs < 1 or self.retain < 1 or self.probe < 1:
+            raise UserError("--runs, --retain and --probe must be at least 1")
 
 
 def register(sub) -> None:
@@ -59,18 +75,6 @@ def register(sub) -> None:
         "row needed, and every rate tried is scored on the probes (the forgetting curves, --curves)",
     )
     p.add_argument(
-        "--tolerance",
-        type=float,
-        default=TOLERANCE,
-        help=f"--calibrate: stop when the rate is known within a factor 1 + this (default {TOLERANCE:g})",
-    )
-    p.add_argument(
-        "--level",
-        type=int,
-        default=None,
-        help="--calibrate: target EM to reach (default: the NMEM threshold, 10 of 50 tokens)",
-    )
-    p.add_argument(
         "--paper",
         action="store_true",
         help="the authors' code conventions: --decay-outside-mask at the paper's rate and steps (no --calibrate)",
@@ -91,23 +95,6 @@ def register(sub) -> None:
         default=None,
         help="comma-separated ids of the MEM paragraphs to forget (default: the first --runs)",
     )
-    p.add_argument("--runs", type=int, default=1, help="number of MEM targets, one run each (default 1)")
-    p.add_argument(
-        "--retain", type=int, default=10, help="NMEM paragraphs in each run's KL / retain term (default 10, the paper)"
-    )
-    p.add_argument(
-        "--probe",
-        type=int,
-        default=50,
-        help="MEM, NMEM and held-out paragraphs for collateral damage, at most (default 50)",
-    )
-    p.add_argument("--nmem-max", type=int, default=NMEM_MAX_EM, help="NMEM: EM at most this (default 10)")
-    p.add_argument(
-        "--perturb-samples",
-        type=int,
-        default=4,
-        help="edit: random tokens per prefix position when finding the new continuation",
-    )
     p.add_argument(
         "--table",
         action="store_true",
@@ -121,6 +108,8 @@ def register(sub) -> None:
         help="--calibrate: write the forgetting curves (collateral damage vs target EM along each rate trace) here",
     )
     p.add_argument("--save", type=Path, default=None, help="write the edited model here (one weight-editing run only)")
+    add_option_flags(p, UnlearnSets, title="targets, retain sets and probes (UnlearnSets)")
+    add_option_flags(p, MatchedForgetting, title="--calibrate: matched forgetting (MatchedForgetting)")
     add_option_flags(
         p,
         UnlearnConfig,
@@ -134,6 +123,16 @@ def register(sub) -> None:
     )
     add_option_flags(p, ProxyConfig, only=("alpha",), title="--proxy (ProxyConfig)")
     p.set_defaults(run=run)
+
+
+def _sets(args: argparse.Namespace) -> UnlearnSets:
+    """The targets, retain sets and probes the flags describe."""
+    return with_options(UnlearnSets(), given_options(args, UnlearnSets))
+
+
+def _matched(args: argparse.Namespace) -> MatchedForgetting | None:
+    """The calibration --calibrate asks for (None without it)."""
+    return with_options(MatchedForgetting(), given_options(args, MatchedForgetting)) if args.calibrate else None
 
 
 def _weights(args: argparse.Namespace) -> UnlearnConfig:
@@ -194,7 +193,7 @@ def _proxy(model, args: argparse.Namespace) -> ProxyMethod:
 
 
 def _scan(
-    model, paragraphs: Paragraphs, candidates: list[int], want_mem: int, want_nmem: int, args
+    model, paragraphs: Paragraphs, candidates: list[int], want_mem: int, want_nmem: int, nmem_max: int, args
 ) -> tuple[list[int], list[int]]:
     """MEM and NMEM indices among `candidates`, scored in file order only until both quotas are met."""
     mem, nmem = [], []
@@ -203,34 +202,37 @@ def _scan(
         idx = candidates[start : start + chunk]
         em = score_paragraphs(model, paragraphs.select(idx), batch_size=args.batch_size).em
         mem += [i for i, e in zip(idx, em.tolist()) if e == paragraphs.continuation_len]
-        nmem += [i for i, e in zip(idx, em.tolist()) if e <= args.nmem_max]
+        nmem += [i for i, e in zip(idx, em.tolist()) if e <= nmem_max]
         if len(mem) >= want_mem and len(nmem) >= want_nmem:
             break
     return mem, nmem
 
 
-def _pick(model, paragraphs: Paragraphs, args) -> tuple[Paragraphs, Paragraphs, Probe, Paragraphs | None]:
+def _pick(
+    model, paragraphs: Paragraphs, sets: UnlearnSets, args
+) -> tuple[Paragraphs, Paragraphs, Probe, Paragraphs | None]:
     """Targets (given ids, or the first --runs MEM), retain NMEM, the probes, and the never-seen paragraphs
     for relearning control (b) (None without a 'heldout' split). Paragraphs of a 'heldout' split (the
     testbed's never-seen text) are the held-out probe and are never scored; without one, unused NMEM
     paragraphs stand in for the perplexity probe only."""
     split = paragraphs.meta.get("split")
-    heldout = [i for i in range(len(paragraphs)) if split is not None and split[i] == "heldout"][: args.probe]
+    heldout = [i for i in range(len(paragraphs)) if split is not None and split[i] == "heldout"][: sets.probe]
     candidates = [i for i in range(len(paragraphs)) if split is None or split[i] != "heldout"]
     where = {pid: i for i, pid in enumerate(paragraphs.ids)}
     wanted = [t.strip() for t in args.targets.split(",") if t.strip()] if args.targets else []
     missing = [t for t in wanted if t not in where]
     if missing:
         raise UserError(f"target ids {missing[:5]} are not in the paragraph set")
-    n_targets = len(wanted) or args.runs
-    need = args.retain * n_targets
+    n_targets = len(wanted) or sets.runs
+    need = sets.retain * n_targets
     candidates = [i for i in candidates if paragraphs.ids[i] not in set(wanted)]
     mem, nmem = _scan(
         model,
         paragraphs,
         candidates,
-        (0 if wanted else n_targets) + args.probe,
-        need + args.probe + (0 if heldout else args.probe),
+        (0 if wanted else n_targets) + sets.probe,
+        need + sets.probe + (0 if heldout else sets.probe),
+        sets.nmem_max,
         args,
     )
     cont = paragraphs.continuation_len
@@ -243,14 +245,14 @@ def _pick(model, paragraphs: Paragraphs, args) -> tuple[Paragraphs, Paragraphs, 
     else:
         target_idx, mem = mem[:n_targets], mem[n_targets:]
     if len(nmem) < need + 1:
-        raise UserError(f"{len(nmem)} NMEM paragraphs (EM <= {args.nmem_max}); need {need} to retain and some to probe")
+        raise UserError(f"{len(nmem)} NMEM paragraphs (EM <= {sets.nmem_max}); need {need} to retain and some to probe")
     never_seen = paragraphs.select(heldout) if heldout else None
     if not heldout:  # no held-out split in the paragraph set: unused NMEM paragraphs stand in for perplexity
-        heldout = nmem[need + args.probe :][: args.probe] or nmem[need:][: args.probe]
+        heldout = nmem[need + sets.probe :][: sets.probe] or nmem[need:][: sets.probe]
     probe = probe_sets(
         model,
-        paragraphs.select(mem[: args.probe]),
-        paragraphs.select(nmem[need : need + args.probe]),
+        paragraphs.select(mem[: sets.probe]),
+        paragraphs.select(nmem[need : need + sets.probe]),
         paragraphs.select(heldout),
         batch_size=args.batch_size,
     )
@@ -258,8 +260,7 @@ def _pick(model, paragraphs: Paragraphs, args) -> tuple[Paragraphs, Paragraphs, 
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.runs < 1 or args.retain < 1 or args.probe < 1:
-        raise UserError("--runs, --retain and --probe must be at least 1")
+    sets, matched = _sets(args), _matched(args)
     if args.curves and not args.calibrate:
         raise UserError("--curves draws the calibration traces: add --calibrate")
     if args.calibrate and ("lr" in given_options(args, UnlearnConfig) or args.paper):
@@ -275,7 +276,7 @@ def run(args: argparse.Namespace) -> int:
         proxy = _proxy(model, args)
         configs = [*configs, proxy] if args.table else [proxy]
     paragraphs = paragraphs_from_args(args, model)
-    targets, retain, probe, never_seen = _pick(model, paragraphs, args)
+    targets, retain, probe, never_seen = _pick(model, paragraphs, sets, args)
     if never_seen is not None:
         never_seen = never_seen.select(range(min(len(targets), len(never_seen))))
     edit_targets = never_seen_edit = None
@@ -283,15 +284,15 @@ def run(args: argparse.Namespace) -> int:
         from interp.perturbation import prefix_perturbation
 
         edit_targets = prefix_perturbation(
-            model, targets, samples_per_position=args.perturb_samples, seed=seed
+            model, targets, samples_per_position=sets.perturb_samples, seed=seed
         ).editing_targets
         if never_seen is not None and relearn is not None:
             never_seen_edit = prefix_perturbation(
-                model, never_seen, samples_per_position=args.perturb_samples, seed=seed
+                model, never_seen, samples_per_position=sets.perturb_samples, seed=seed
             ).editing_targets
     print(
         f"model {model_name(model)}: forgetting {len(targets)} paragraph(s) ({', '.join(targets.ids[:5])}"
-        f"{', ...' if len(targets) > 5 else ''}), {args.retain} retain NMEM each; probes: {len(probe.mem)} MEM, "
+        f"{', ...' if len(targets) > 5 else ''}), {sets.retain} retain NMEM each; probes: {len(probe.mem)} MEM, "
         f"{len(probe.nmem)} NMEM, {len(probe.heldout)} held-out"
     )
     saved = {}
@@ -300,24 +301,11 @@ def run(args: argparse.Namespace) -> int:
         if args.save is not None:
             saved["result"] = result
 
-    def calibrate_row(config):  # each row's rate found just before its runs (one row's models held at a time)
-        def show(lr: float, em: float) -> None:
-            print(f"  calibrating {config.label}: lr {lr:.2g} -> mean target EM {em:.1f}", flush=True)
+    def show_try(config, lr: float, em: float) -> None:
+        print(f"  calibrating {config.label}: lr {lr:.2g} -> mean target EM {em:.1f}", flush=True)
 
-        search = calibrate(
-            model,
-            targets,
-            retain,
-            config,
-            level=args.level,
-            edit_targets=edit_targets,
-            retain_per_run=args.retain,
-            on_try=show,
-            tolerance=args.tolerance,
-            probe=probe,
-        )
+    def show_search(search) -> None:
         print(f"  {search.label}: {search.describe()}", flush=True)
-        return search
 
     table = unlearning_table(
         model,
@@ -326,10 +314,12 @@ def run(args: argparse.Namespace) -> int:
         configs,
         probe,
         edit_targets=edit_targets,
-        retain_per_run=args.retain,
+        retain_per_run=sets.retain,
         relearn_config=relearn,
         on_run=keep_for_save,
-        calibrate=calibrate_row if args.calibrate else None,
+        calibrate=matched,  # each row's rate found just before its runs (one row's models held at a time)
+        on_try=show_try,
+        on_calibrated=show_search,
         heldout=never_seen,
         heldout_edit_targets=never_seen_edit,
     )

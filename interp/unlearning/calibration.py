@@ -12,7 +12,8 @@ tried, every target whose EM at a higher rate exceeds its EM at a lower one, so 
 the assumption is shown, not hidden. Given probes, every rate tried is scored on them too (in the same
 batched pass as the targets), so each method's search is also its forgetting curve: collateral damage
 against target EM along the whole trace (`interp.views.unlearning.figure_forgetting_curves`); the table
-at matched forgetting is one point of it.
+at matched forgetting is one point of it. `MatchedForgetting` holds the search's options, for
+`unlearning_table` to calibrate every row with its own targets, retain sets and probes.
 """
 
 from __future__ import annotations
@@ -26,14 +27,50 @@ from interp.backend import Model
 from interp.data import Paragraphs
 from interp.errors import UserError
 from interp.memorization import mem_nmem_thresholds
+from interp.options import option
 from interp.unlearning.evaluation import Probe, evaluate
 from interp.unlearning.masked import UnlearnConfig, select_weights, unlearn
-from interp.unlearning.training import Diverged
+from interp.unlearning.training import RETAIN_PER_RUN, Diverged
 
 LR_GRID = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
 TOLERANCE = 0.4
 """The search stops when the smallest rate known to reach the level is within a factor 1.4 of the largest
 known not to: two halvings (in log-rate) of the grid's ~3x step, two runs per target more than the grid alone."""
+
+
+@dataclass(frozen=True)
+class MatchedForgetting:
+    """How `unlearning_table(calibrate=MatchedForgetting(...))` calibrates each row: `calibrate` with these
+    options and the table's own targets, retain sets, edit targets and probes."""
+
+    level: int | None = option(None, "target EM every target must reach (None: the NMEM threshold, 10 of 50 tokens)")
+    tolerance: float = option(TOLERANCE, "stop when the rate is known within a factor 1 + this")
+
+    def search(
+        self,
+        model: Model,
+        targets: Paragraphs,
+        retain: Paragraphs,
+        config,
+        *,
+        edit_targets: Paragraphs | None = None,
+        retain_per_run: int = RETAIN_PER_RUN,
+        probe: Probe | None = None,
+        on_try: Callable[[float, float], None] | None = None,
+    ) -> Calibration:
+        """`calibrate` with these options (see it for the arguments)."""
+        return calibrate(
+            model,
+            targets,
+            retain,
+            config,
+            level=self.level,
+            edit_targets=edit_targets,
+            retain_per_run=retain_per_run,
+            on_try=on_try,
+            tolerance=self.tolerance,
+            probe=probe,
+        )
 
 
 @dataclass(frozen=True)
@@ -173,7 +210,7 @@ def calibrate(
     level: float | int | None = None,
     lrs: Sequence[float] = LR_GRID,
     edit_targets: Paragraphs | None = None,
-    retain_per_run: int = 10,
+    retain_per_run: int = RETAIN_PER_RUN,
     on_try: Callable[[float, float], None] | None = None,
     tolerance: float = TOLERANCE,
     probe: Probe | None = None,

@@ -5,8 +5,9 @@ paper), scores each run with the same probes, optionally attacks it by relearnin
 The relearning attack comes with two controls: (a) the same relearning on each target of the
 ORIGINAL model (does relearning itself break or keep recitation?); (b) each row's whole
 unlearn-then-relearn pipeline applied to paragraphs the model was never trained on (how much EM does
-relearning give text the model never knew?). Pass `calibrations` (interp.unlearning.calibration) to
-show the learning rate each row needed to reach matched forgetting.
+relearning give text the model never knew?). Pass `calibrate=MatchedForgetting(...)`
+(interp.unlearning.calibration) to run every row at matched forgetting, or `calibrations` already made
+to show the learning rate each row needed.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from statistics import fmean
 
 import torch
@@ -22,11 +24,11 @@ from tqdm.auto import tqdm
 from interp.backend import Model
 from interp.data import Paragraphs
 from interp.errors import UserError
-from interp.unlearning.calibration import Calibration
+from interp.unlearning.calibration import Calibration, MatchedForgetting
 from interp.unlearning.evaluation import Probe, evaluate
 from interp.unlearning.masked import UnlearnConfig
 from interp.unlearning.relearning import RelearnConfig, relearn
-from interp.unlearning.training import Diverged
+from interp.unlearning.training import RETAIN_PER_RUN, Diverged
 
 COLUMNS = ("target_em", "target_nll", "edit_em", "other_mem_em", "nmem_em", "heldout_ppl")
 
@@ -187,14 +189,16 @@ def unlearning_table(
     probe: Probe,
     *,
     edit_targets: Paragraphs | None = None,
-    retain_per_run: int = 10,
+    retain_per_run: int = RETAIN_PER_RUN,
     relearn_config: RelearnConfig | None = RelearnConfig(),
     on_run: Callable | None = None,
     calibrations: Sequence[Calibration] = (),
     progress: bool = False,
     heldout: Paragraphs | None = None,
     heldout_edit_targets: Paragraphs | None = None,
-    calibrate: Callable[[object], Calibration] | None = None,
+    calibrate: MatchedForgetting | Callable[[object], Calibration] | None = None,
+    on_try: Callable[[object, float, float], None] | None = None,
+    on_calibrated: Callable[[Calibration], None] | None = None,
 ) -> UnlearningTable:
     """Run every config once per target (target i with retain paragraphs [i*k, (i+1)*k)), then average.
 
@@ -207,11 +211,15 @@ def unlearning_table(
     `heldout_edit_targets`); without them the table says that control (b) could not be run.
 
     A calibration's runs at the row's rate (`Calibration.runs`) are the row's runs, not trained again; the
-    table keeps the calibrations without them. `calibrate(config)` (instead of `calibrations`): called for each
-    config just before its runs, e.g. `interp.unlearning.calibrate` with its options; the row runs at the rate it
-    chooses, and only one config's edited models are held at once."""
+    table keeps the calibrations without them. `calibrate` (instead of `calibrations`): each config's rate is
+    searched just before its runs, and only one config's edited models are held at once. A `MatchedForgetting`
+    searches it with `interp.unlearning.calibrate` on this table's targets, retain sets, edit targets and probes
+    (`on_try(config, lr, mean target EM)` after each rate tried); a function `calibrate(config) -> Calibration`
+    searches it itself. `on_calibrated(search)` is called with each row's search when it ends."""
     if calibrations and calibrate is not None:
-        raise UserError("pass calibrations already made or a calibrate function, not both")
+        raise UserError("pass calibrations already made or calibrate, not both")
+    if on_try is not None and callable(calibrate):
+        raise UserError("on_try reports the tries of calibrate=MatchedForgetting(...), not of a calibrate function")
     if calibrations and len(calibrations) != len(configs):
         raise UserError(f"{len(calibrations)} calibrations for {len(configs)} configurations")
     calibrations, configs = list(calibrations), list(configs)
@@ -227,7 +235,22 @@ def unlearning_table(
         runs_after, runs_relearn, n_trained, n_changed, failed, max_em = [], [], [], [], 0, []
         done = _calibrated_runs(calibrations[k], config, targets) if calibrations and calibrate is None else ()
         if calibrate is not None:
-            search = calibrate(config)
+            search = (
+                calibrate.search(
+                    model,
+                    targets,
+                    retain,
+                    config,
+                    edit_targets=edit_targets,
+                    retain_per_run=retain_per_run,
+                    probe=probe,
+                    on_try=None if on_try is None else partial(on_try, config),
+                )
+                if isinstance(calibrate, MatchedForgetting)
+                else calibrate(config)
+            )
+            if on_calibrated is not None:
+                on_calibrated(search)
             configs[k] = config = replace(config, lr=search.lr)
             done = _calibrated_runs(search, config, targets)
             calibrations.append(search.without_runs())

@@ -34,6 +34,8 @@ METHODS = ("unlearn", "edit", "ga", "graddiff", "npo")
 ga = -NLL(target); graddiff = -NLL(target) + w NLL(retain); npo = negative preference optimisation."""
 BASELINES = ("ga", "graddiff", "npo")
 """The common unlearning baselines beside the paper's two objectives."""
+RETAIN_PER_RUN = 10
+"""NMEM paragraphs in each run's retain / KL term: the paper unlearns 1 MEM paragraph with 10 NMEM per run."""
 
 
 class Diverged(UserError):

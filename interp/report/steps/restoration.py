@@ -11,7 +11,7 @@ from interp.errors import UserError
 from interp.report.steps.memorization import SET_OPTIONS, mem_nmem_sets
 from interp.report.types import Bundle, Skipped, Step, StepInputs
 from interp.restore import RestorationResult, restoration
-from interp.unlearning import UnlearnConfig, calibrate, unlearn
+from interp.unlearning import RETAIN_PER_RUN, UnlearnConfig, calibrate, unlearn
 from interp.views.sections import restoration_section
 
 
@@ -24,7 +24,7 @@ def _restoration(inputs: StepInputs) -> Bundle | Skipped:
         return sets
     o, model = inputs.options, inputs.model
     mem, nmem = sets
-    retain_per_run = 10
+    retain_per_run = RETAIN_PER_RUN
     table = inputs.results.get("unlearning")
     ids = table["table"].settings["targets"] if isinstance(table, Bundle) else None
     n_targets = len(ids) if ids else min(o.unlearn_targets, len(mem), len(nmem) // retain_per_run)

@@ -15,9 +15,10 @@ from interp.report.steps.audit import AuditedRows, audited, keep_runs, proxy_row
 from interp.report.steps.memorization import SET_OPTIONS, mem_nmem_sets
 from interp.report.types import Bundle, Skipped, Step, StepInputs, Transient, perturbation_parts
 from interp.unlearning import (
+    RETAIN_PER_RUN,
+    MatchedForgetting,
     RelearnConfig,
     UnlearnConfig,
-    calibrate,
     paper_configs,
     probe_sets,
     unlearning_table,
@@ -33,7 +34,7 @@ def _unlearning(inputs: StepInputs) -> Bundle | Skipped:
     mem, nmem = sets
     perturbed_mem, _ = perturbation_parts(inputs.results["perturbation"])
     n_targets = min(o.unlearn_targets, len(mem), len(perturbed_mem.ids))
-    retain_per_run = 10
+    retain_per_run = RETAIN_PER_RUN
     need = n_targets * retain_per_run + 1
     if len(nmem) < need:
         have = len(split.nmem_idx)
@@ -80,18 +81,6 @@ def _unlearning(inputs: StepInputs) -> Bundle | Skipped:
         else None
     )
 
-    def calibrate_row(config):  # probes scored at every rate tried: the forgetting curves
-        return calibrate(
-            model,
-            targets,
-            retain,
-            config,
-            level=o.unlearn_level,
-            edit_targets=edit_targets,
-            retain_per_run=retain_per_run,
-            probe=probe,
-        )
-
     runs, keep = keep_runs([c for c in configs if audited(c, None)])
     table = unlearning_table(
         model,
@@ -102,7 +91,8 @@ def _unlearning(inputs: StepInputs) -> Bundle | Skipped:
         edit_targets=edit_targets,
         retain_per_run=retain_per_run,
         relearn_config=RelearnConfig(steps=o.relearn_steps) if o.relearn_steps else None,
-        calibrate=calibrate_row if o.unlearn_lr is None else None,  # matched forgetting, not one arbitrary rate
+        # matched forgetting, not one arbitrary rate; probes scored at every rate tried: the forgetting curves
+        calibrate=MatchedForgetting(level=o.unlearn_level) if o.unlearn_lr is None else None,
         progress=o.progress,
         heldout=never_seen,
         heldout_edit_targets=never_seen_edit,
