@@ -39,7 +39,7 @@ from interp.audit.relearning import related_text, relearned
 from interp.audit.restoration import RESTORED, restoration_attack
 from interp.audit.scoring import score
 from interp.backend import Model
-from interp.data import Paragraphs
+from interp.data import BATCH_SIZE, Paragraphs
 from interp.errors import UserError
 from interp.metrics import Scorable
 from interp.options import option
@@ -73,7 +73,7 @@ class AuditConfig:
     perturb_k: int = option(32, "single-token prefix edits tried")
     shifts: tuple[int, ...] = option((1, 2, 4, 8), "tokens of left context tried before each paragraph")
     seed: int = option(0, "seed of the prefix edits, the fillers and the never-known draw")
-    batch_size: int = 64
+    batch_size: int = BATCH_SIZE
 
     def __post_init__(self) -> None:
         unknown = [a for a in self.attacks if a not in ATTACKS]

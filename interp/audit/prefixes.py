@@ -13,7 +13,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from interp.audit.scoring import best_option, score
-from interp.data import Paragraphs
+from interp.data import BATCH_SIZE, Paragraphs
 from interp.errors import UserError
 from interp.metrics import Scorable
 from interp.perturbation import random_replacements
@@ -44,7 +44,7 @@ def edit_attack(
     prefix_len: int,
     *,
     hooks: Sequence[Hook] = (),
-    batch_size: int = 64,
+    batch_size: int = BATCH_SIZE,
 ) -> tuple[Int[Tensor, "n"], Float[Tensor, "n"], Int[Tensor, "n"]]:
     """EM and log10 p of the best of each paragraph's K edited prefixes, and which edit (0..K-1)."""
     n, k, seq = variants.shape
@@ -62,7 +62,7 @@ def shift_attack(
     shifts: Sequence[int],
     *,
     hooks: Sequence[Hook] = (),
-    batch_size: int = 64,
+    batch_size: int = BATCH_SIZE,
 ) -> tuple[Int[Tensor, "n"], Float[Tensor, "n"], Int[Tensor, "n"]]:
     """EM and log10 p of each paragraph preceded by the last s tokens of its row of `spans` (left context,
     e.g. `interp.position.filler_spans`), best over `shifts`, and the s."""

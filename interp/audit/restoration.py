@@ -13,7 +13,7 @@ from torch import Tensor
 
 from interp.audit.scoring import best_option, log10_p
 from interp.backend import Model
-from interp.data import Paragraphs
+from interp.data import BATCH_SIZE, Paragraphs
 from interp.restore import restoration
 from interp.unlearning import Hook
 
@@ -28,7 +28,7 @@ def restoration_attack(
     hooks: Sequence[Hook] = (),
     width: int | None = None,
     experiments: Sequence[str] = RESTORED,
-    batch_size: int = 64,
+    batch_size: int = BATCH_SIZE,
 ) -> tuple[Int[Tensor, "n"], Float[Tensor, "n"], list[str]]:
     """EM and log10 p of each paragraph under its best restored window, and which one ("coefficients 2..4")."""
     result = restoration(

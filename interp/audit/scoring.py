@@ -12,6 +12,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from interp.backend import hooks_on
+from interp.data import BATCH_SIZE
 from interp.metrics import Scorable, continuation_scores, em_from_hits
 from interp.unlearning import Hook
 
@@ -32,7 +33,7 @@ def score(
     prefix_len: int,
     *,
     hooks: Sequence[Hook] = (),
-    batch_size: int = 64,
+    batch_size: int = BATCH_SIZE,
 ) -> tuple[Int[Tensor, "n"], Float[Tensor, "n"]]:
     """Greedy EM and log10 p of each row's continuation (tokens after `prefix_len`), `hooks` on, on CPU."""
     ems, ps = [], []

@@ -15,7 +15,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from interp.backend import Hook, Model, hooks_on
-from interp.data import Paragraphs
+from interp.data import BATCH_SIZE, Paragraphs
 from interp.errors import UserError
 from interp.metrics import Scorable, greedy_continuations, score_paragraphs
 
@@ -32,7 +32,9 @@ class Probe:
     heldout: Paragraphs
 
 
-def probe_sets(model: Model, mem: Paragraphs, nmem: Paragraphs, heldout: Paragraphs, *, batch_size: int = 64) -> Probe:
+def probe_sets(
+    model: Model, mem: Paragraphs, nmem: Paragraphs, heldout: Paragraphs, *, batch_size: int = BATCH_SIZE
+) -> Probe:
     """The probes, with NMEM continuations replaced by the model's own greedy decoding."""
     greedy = greedy_continuations(model, nmem.prefixes, nmem.continuation_len, batch_size=batch_size)
     return Probe(mem=mem, nmem=nmem.with_continuations(greedy), heldout=heldout)
@@ -98,7 +100,7 @@ def evaluate(
     *,
     edit_targets: Paragraphs | None = None,
     hooks: Sequence[Hook] = (),
-    batch_size: int = 64,
+    batch_size: int = BATCH_SIZE,
 ) -> Evaluation:
     """Score targets, edit targets and the probes in one batched teacher-forced pass (with `hooks` on).
 
