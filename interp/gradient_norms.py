@@ -5,7 +5,9 @@
   output-gradients G [T, d_out] of one paragraph, ||G^T A||_F^2 = <A A^T, G G^T>_F ("ghost" norms).
   The Grams are float32 (float64 for a float64 model); each layer's input Grams are taken in the
   forward and combined with its output-gradients inside the backward, as autograd produces them,
-  so a layer's saved inputs are released as soon as its norms are known.
+  so a layer's saved inputs are released as soon as its norms are known. A pass holds only as many
+  paragraphs as keep its saved activations within the gradient bytes one backward per paragraph
+  needs, so its peak stays under that loop's.
 - `compare_norms`: MEM vs NMEM per layer with an effect size and a Mann-Whitney U test.
 
 The batch gradient maps these complement are `interp.gradients.gradient_map`.
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from scipy import stats
 from torch import Tensor
 
@@ -43,6 +45,7 @@ from interp.gradients import (
     check_inputs,
     check_supported_model,
     parameter_gradients,
+    selected_weights,
 )
 from interp.objectives import continuation_nll
 
@@ -119,16 +122,83 @@ def _ghost(gram: Tensor, x: Tensor, groups: int) -> Tensor:
     return (torch.bmm(gram, x) * x).reshape(x.shape[0], x.shape[1], groups, -1).sum((1, 3))
 
 
-def _continuation_token_nll(model: Model, tokens: Tensor, prefix_len: int) -> Tensor:
-    """`interp.objectives.token_nll`, unembedding only the continuation positions and reading W_U
-    in place (TransformerLens's Unembed makes a contiguous copy of W_U^T, [d_vocab x d_model], on
-    every forward and keeps it for the backward); the same values up to float rounding."""
+CE_CHUNK_BYTES = 16 * 2**20  # per vocab-sized float32 temporary of the chunked unembedding + cross-entropy
+MIN_CHUNK_ROWS = 32  # below ~16 rows the CPU matmul takes other kernels, whose rounding differs from the unchunked one
+
+
+def _chunk_rows(d_vocab: int, chunk_bytes: int = CE_CHUNK_BYTES) -> int:
+    """Rows per chunk of `_ChunkedTokenNLL` so that one float32 [rows, d_vocab] temporary fits in chunk_bytes.
+
+    A byte bound rather than a row count: the temporaries stay the same size whatever the vocabulary
+    (83 rows of GPT-2's 50257, 1024 of a 4096 vocabulary), and a chunk of tens of rows or more keeps
+    the matmul efficient. At least MIN_CHUNK_ROWS rows, so each row's logits round as in one unchunked
+    matmul (NLLs near 0, as memorised paragraphs have, amplify a logit's last-bit difference ~1e4 times).
+    """
+    return max(MIN_CHUNK_ROWS, chunk_bytes // (4 * d_vocab))
+
+
+def _rows_token_nll(
+    resid: Float[Tensor, "rows d_model"],
+    w_u: Float[Tensor, "d_model vocab"],
+    b_u: Float[Tensor, "vocab"],
+    targets: Int[Tensor, "rows"],
+    cfg,
+) -> Float[Tensor, "rows"]:
+    """-log p(target) of some rows, by the same operations as `interp.objectives.token_nll` (soft cap,
+    float32 log-softmax), so that rounding, which matters where p(target) is close to 1, is the same."""
+    logp = softcap(torch.matmul(resid, w_u) + b_u, cfg).float().log_softmax(-1)
+    return -logp.gather(-1, targets[:, None]).squeeze(-1)
+
+
+class _ChunkedTokenNLL(torch.autograd.Function):
+    """`_rows_token_nll` of all rows, `rows` at a time, keeping only the residual for the backward.
+
+    Autograd would keep the float32 logits and log-softmax of every row ([rows, d_vocab] each) until
+    the backward; here the forward keeps none, and the backward recomputes each chunk's logits and
+    differentiates that chunk under autograd (the soft cap's derivative included), so the
+    vocabulary-sized temporaries are bounded by one chunk. W_U and b_U get no gradient (no
+    parameter requires one during the ghost pass).
+    """
+
+    @staticmethod
+    def forward(ctx, resid: Tensor, w_u: Tensor, b_u: Tensor, targets: Tensor, cfg, rows: int) -> Tensor:
+        ctx.save_for_backward(resid, w_u, b_u, targets)
+        ctx.cfg, ctx.rows = cfg, rows
+        return torch.cat(
+            [
+                _rows_token_nll(resid[s : s + rows], w_u, b_u, targets[s : s + rows], cfg)
+                for s in range(0, resid.shape[0], rows)
+            ]
+        )
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        resid, w_u, b_u, targets = ctx.saved_tensors
+        grad_resid = torch.empty_like(resid)
+        for s in range(0, resid.shape[0], ctx.rows):
+            with torch.enable_grad():
+                x = resid[s : s + ctx.rows].detach().requires_grad_(True)
+                nll = _rows_token_nll(x, w_u, b_u, targets[s : s + ctx.rows], ctx.cfg)
+                (grad_resid[s : s + ctx.rows],) = torch.autograd.grad(nll, x, grad[s : s + ctx.rows])
+        return grad_resid, None, None, None, None, None
+
+
+def _continuation_token_nll(
+    model: Model, tokens: Int[Tensor, "batch seq"], prefix_len: int
+) -> Float[Tensor, "batch cont"]:
+    """`interp.objectives.token_nll`, unembedding only the continuation positions, `_chunk_rows` at a
+    time (`_ChunkedTokenNLL`), and reading W_U in place (TransformerLens's Unembed copies W_U^T on every
+    forward and keeps it for the backward); the same values up to float rounding.
+
+    The unembedding's hook_in / hook_out do not fire: the ghost pass hooks neither, and chunked
+    logits could not be handed to a hook as one tensor.
+    """
     cfg = model.cfg
     resid = final_norm(model, run_to(model, tokens, cfg.n_layers)[:, prefix_len - 1 : -1])
-    unembed, w_u, b_u = unembed_parts(model)
-    logits = unembed.hook_out(torch.matmul(unembed.hook_in(resid), w_u) + b_u)
-    logp = softcap(logits, cfg).float().log_softmax(-1)
-    return -logp.gather(-1, tokens[:, prefix_len:, None].to(logp.device)).squeeze(-1)
+    _, w_u, b_u = unembed_parts(model)
+    targets = tokens[:, prefix_len:].to(resid.device).reshape(-1)
+    nll = _ChunkedTokenNLL.apply(resid.reshape(-1, resid.shape[-1]), w_u, b_u, targets, cfg, _chunk_rows(w_u.shape[-1]))
+    return nll.reshape(resid.shape[:-1])
 
 
 def _gelu_new_backward(x: Tensor, grad: Tensor) -> Tensor:
@@ -311,10 +381,33 @@ class _GhostPass:
         return on_grad
 
 
+def _ghost_bytes_per_paragraph(cfg, seq_len: int) -> int:
+    """Bytes the ghost pass needs per paragraph at its peak, the start of the backward. Kept per layer
+    and position: ln1's and ln2's centred inputs, q, k, v and z (d_model each), the MLP activation's
+    input (d_mlp), the attention pattern twice (softmax output and its NaN-masked copy, n_heads x
+    seq_len each) and the three input Grams (seq_len each). Plus one layer's backward gradients per
+    position: pattern and scores (n_heads x seq_len each), MLP pre and post (d_mlp each), 5 x d_model."""
+    saved = cfg.n_layers * (6 * cfg.d_model + cfg.d_mlp + (2 * cfg.n_heads + 3) * seq_len)
+    backward = 2 * cfg.n_heads * seq_len + 2 * cfg.d_mlp + 5 * cfg.d_model
+    return seq_len * (saved + backward) * cfg.dtype.itemsize
+
+
+def _ghost_batch(model: Model, seq_len: int, batch_size: int) -> int:
+    """Paragraphs per ghost pass: at most batch_size, and at most as many as fit their bytes
+    (`_ghost_bytes_per_paragraph`) in those of the layer weights' gradients that one backward per
+    paragraph holds at once (its float32 accumulators and the gradients autograd returns; its peak
+    adds its activations), so the ghost pass's peak stays under that loop's whatever the model's
+    shapes (at least 1 paragraph). A paragraph's norms do not depend on which share its pass (up to rounding)."""
+    weights = [w.tensor for w in selected_weights(model).values()]
+    budget = sum(w.numel() * (4 + w.element_size()) for w in weights)
+    return max(1, min(batch_size, budget // _ghost_bytes_per_paragraph(model.cfg, seq_len)))
+
+
 def per_paragraph_norms(
     model: Model, paragraphs: Paragraphs, *, objective: str = "nll", batch_size: int = 16
 ) -> PerParagraphNorms:
-    """Each paragraph's gradient norm per (layer, component, head), from batched passes.
+    """Each paragraph's gradient norm per (layer, component, head), from batched passes of at most
+    batch_size paragraphs (fewer where `_ghost_batch` says so, for memory).
 
     The loss is the SUM over the batch of per-paragraph mean continuation NLLs, so the
     output-gradient G captured at a hook for paragraph i is that of loss_i alone; with the input
@@ -325,7 +418,9 @@ def per_paragraph_norms(
     Memory: no parameter requires grad during the pass (flags restored afterwards), the input
     Grams are kept instead of the inputs, each output-gradient is consumed by a tensor hook as
     soon as autograd computes it (nothing is returned for all layers at once), the MLP activation
-    keeps only its input for the backward, and only the continuation positions are unembedded.
+    keeps only its input for the backward, only the continuation positions are unembedded (a chunk
+    of rows at a time, `_ChunkedTokenNLL`), and a pass holds no more paragraphs than keep its saved
+    activations within the layer-weight gradients that one backward per paragraph holds (`_ghost_batch`).
     Forward hooks are removed and flags restored even when the pass raises; the tensor hooks live
     on the pass's autograd graph, never on the model.
     """
@@ -345,9 +440,10 @@ def per_paragraph_norms(
     ):
         raise UserError("per-paragraph norms need a pre-LayerNorm model whose attention reads ln1's output directly")
     all_norms, all_heads, all_loss = [], [], []
+    batch = _ghost_batch(model, paragraphs.tokens.shape[1], batch_size)
     with _grad_only_for({}, model):  # no parameter needs a gradient: the forward saves less
-        for start in range(0, len(paragraphs), batch_size):
-            tokens = paragraphs.tokens[start : start + batch_size].to(cfg.device)
+        for start in range(0, len(paragraphs), batch):
+            tokens = paragraphs.tokens[start : start + batch].to(cfg.device)
             ghost = _GhostPass(model, tokens.shape[0])
             with hooks_on(model, ghost.fwd_hooks()):
                 per_paragraph = _continuation_token_nll(model, tokens, paragraphs.prefix_len).mean(dim=1)

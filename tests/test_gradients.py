@@ -387,3 +387,60 @@ def test_gradients_section_takes_its_verdict_from_the_test_not_the_batch_numbers
     wrong = "as the paper found" if cmp.lower_half_rank_biserial < 0 else "opposite of the paper"
     assert wrong not in text
     assert "max-|grad| per-layer total" not in text and "squared gradient norm" in text
+
+
+@pytest.mark.parametrize("cap", [None, 2.0])
+def test_chunked_token_nll_and_its_input_gradient_equal_autograd(tiny_model, cap):
+    """`_ChunkedTokenNLL` over chunks of 3 rows (a partial last one), with and without a logit soft cap:
+    the NLLs and the residual's gradient equal autograd through the unchunked logits."""
+    from interp.gradient_norms import _ChunkedTokenNLL, _rows_token_nll
+
+    torch.manual_seed(5)
+    m = tiny_model(d_vocab=61, output_logits_soft_cap=cap)
+    resid = torch.randn(11, m.cfg.d_model, requires_grad=True)
+    targets = torch.randint(0, 61, (11,))
+    weight = torch.rand(11)
+    w_u, b_u = m.unembed.W_U.detach(), m.unembed.b_U.detach() + 0.3
+    ref = _rows_token_nll(resid, w_u, b_u, targets, m.cfg)
+    (ref_grad,) = torch.autograd.grad((ref * weight).sum(), resid)
+    nll = _ChunkedTokenNLL.apply(resid, w_u, b_u, targets, m.cfg, 3)
+    (grad,) = torch.autograd.grad((nll * weight).sum(), resid)
+    torch.testing.assert_close(nll, ref.detach())
+    torch.testing.assert_close(grad, ref_grad)
+    uncapped = -(resid @ w_u + b_u).log_softmax(-1).gather(-1, targets[:, None]).squeeze(-1)
+    assert torch.allclose(ref, uncapped) == (cap is None)  # the cap is really in play
+
+
+def test_per_paragraph_norms_with_chunked_unembedding_equal_one_backward_per_paragraph(model, mem, monkeypatch):
+    """The whole ghost pass with the continuation unembedded 3 rows at a time."""
+    import interp.gradient_norms as gn
+
+    monkeypatch.setattr(gn, "_chunk_rows", lambda d_vocab: 3)
+    norms = per_paragraph_norms(model, mem, batch_size=2)
+    ref_layer, ref_heads = _autograd_norms(model, mem)
+    assert ((norms.norms - ref_layer).abs() / ref_layer).max() < 1e-4
+    assert ((norms.head_norms - ref_heads).abs() / ref_heads).max() < 1e-4
+
+
+def test_chunk_rows_bound_the_vocabulary_sized_temporaries():
+    from interp.gradient_norms import CE_CHUNK_BYTES, MIN_CHUNK_ROWS, _chunk_rows
+
+    for d_vocab in (50, 4096, 50257, 256000):
+        rows = _chunk_rows(d_vocab)
+        assert rows * d_vocab * 4 <= CE_CHUNK_BYTES or rows == MIN_CHUNK_ROWS
+        assert rows >= MIN_CHUNK_ROWS
+    assert _chunk_rows(50257) == 83 and _chunk_rows(4096) == 1024
+
+
+def test_ghost_batch_keeps_saved_activations_within_the_loops_gradients(model):
+    """A pass holds at most batch_size paragraphs, at least 1, and no more than fit their estimated
+    bytes in the layer-weight gradients' (float32 accumulators and returned gradients)."""
+    from interp.gradient_norms import _ghost_batch, _ghost_bytes_per_paragraph
+    from interp.gradients import selected_weights
+
+    budget = sum(w.tensor.numel() * 8 for w in selected_weights(model).values())  # float32 model
+    for seq_len in (4, 16, 64, 512):
+        batch = _ghost_batch(model, seq_len, 1000)
+        assert batch == 1 or batch * _ghost_bytes_per_paragraph(model.cfg, seq_len) <= budget
+        assert (batch + 1) * _ghost_bytes_per_paragraph(model.cfg, seq_len) > budget
+    assert _ghost_batch(model, 4, 2) == 2 and _ghost_batch(model, 512, 1000) == 1
