@@ -122,7 +122,7 @@ def bench(session: Session, name: str, label: str, n: int, batch_size: int, devi
     rel = float(((ghost - loop).abs() / loop).max())
     peak = {k: session.method_row(timings[k])["peak_mib"] for k in (GHOST, LOOP)}
     session.report(
-        f"{label}: {n} paragraphs of 50 + 50 tokens, ghost batch {batch_size}, device {device}",
+        f"{label}: {n} paragraphs of 50 + 50 tokens, ghost passes of at most {batch_size} paragraphs (fewer where interp.gradient_norms._ghost_batch caps them for memory), device {device}",
         timings,
         baseline=LOOP,
         candidate=GHOST,
