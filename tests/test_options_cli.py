@@ -367,28 +367,9 @@ class _Called(Exception):
 
 def _call_of(line: str, module, function: str, monkeypatch) -> dict:
     """The arguments (defaults filled in) that `interp LINE` passes to `module.function`, without a model."""
-    import inspect
-
-    from interp.commands import locate_head, validate_locator
-
-    target = getattr(module, function)
-    seen = {}
-
-    def capture(*args, **kwargs):
-        bound = inspect.signature(target).bind(*args, **kwargs)
-        bound.apply_defaults()
-        seen.update(bound.arguments)
-        raise _Called
-
-    for command in (locate_head, validate_locator):
-        monkeypatch.setattr(command, "model_from_args", lambda args: "MODEL")
-        monkeypatch.setattr(command, "paragraphs_from_args", lambda args, model: "PARAGRAPHS")
-        monkeypatch.setattr(command, "shipped_unigram_counts", lambda model: "COUNTS")
-    monkeypatch.setattr(module, function, capture)
-    args = parse(line)
-    with pytest.raises(_Called):
-        args.run(args)
-    for name in ("model", "paragraphs", "log", "unigram_counts"):
+    monkeypatch.setattr(module, "shipped_unigram_counts", lambda model: "COUNTS")
+    seen = _calls_of(line, module, {}, function, monkeypatch)[function]
+    for name in ("log", "unigram_counts"):
         seen.pop(name, None)
     return seen
 
