@@ -32,6 +32,7 @@ HERE = Path(__file__).resolve().parent
 ARGS: dict[str, tuple[list[str], list[str]]] = {
     "bench_em": ([], ["--n", "16", "--n-125m", "2"]),
     "bench_forward": ([], ["--rows", "8"]),
+    "bench_fusion": ([], ["--rows", "8"]),
     "bench_gradients": ([], ["--paragraphs", "4", "--batch-size", "4", "--skip-125m"]),
     "bench_patching": ([], ["--models", "testbed", "--paragraphs", "2"]),
     "bench_scan": ([], ["--slices", "2"]),

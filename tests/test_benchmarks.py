@@ -8,10 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from transformer_lens import HookedTransformerConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
+import bench_fusion  # noqa: E402
 import harness  # noqa: E402
 import run_all  # noqa: E402
 
@@ -73,6 +75,22 @@ def test_work_counts():
     assert harness.greedy_flops(cfg, rows=1, prefix_len=5, new_tokens=2) == (
         harness.forward_flops(cfg, 1, 5) + 2 * one_token + 2 * 8 * 10
     )
+
+
+@pytest.mark.parametrize("use_attn_scale", [False, True])
+def test_fused_blocks_compute_the_transformerlens_blocks(tiny_model, use_attn_scale):
+    """bench_fusion times the same function as TransformerLens' blocks: global and local (window 3 < 7 positions)
+    layers, GPT-Neo's unscaled scores and the scaled ones; a wrong mask, scale or weight layout differs by O(1)."""
+    model = tiny_model(n_layers=2, window_size=3, use_local_attn=True, use_attn_scale=use_attn_scale)
+    assert [b.attn.attn_type for b in model.blocks] == ["global", "local"]
+    x = torch.randn(3, 7, model.cfg.d_model)
+    with torch.no_grad():
+        expected = bench_fusion.tl_blocks(model, x)
+        fused = bench_fusion.fused_blocks(model, bench_fusion.fused_weights(model, requires_grad=False), x)
+    assert torch.allclose(fused, expected, atol=1e-5, rtol=1e-5)
+    window_blind = [dict(w, local=False) for w in bench_fusion.fused_weights(model, requires_grad=False)]
+    with torch.no_grad():
+        assert not torch.allclose(bench_fusion.fused_blocks(model, window_blind, x), expected, atol=1e-3)
 
 
 def test_run_all_table_marks_busy_and_failed():
