@@ -101,15 +101,14 @@ def tl_blocks(model: HookedTransformer, x: Float[Tensor, "batch pos d_model"]) -
     return x
 
 
-def backward_of(run: Callable[[], Tensor], weights: list[Tensor], direction: Tensor) -> Callable[[], Tensor]:
+def backward_of(run: Callable[[], Tensor], weights: list[Tensor], direction: Tensor) -> Callable[[], None]:
     """One forward + backward of <run(), direction> into `weights` (grads cleared first)."""
 
-    def step() -> Tensor:
+    def step() -> None:
         for w in weights:
             w.grad = None
         with torch.enable_grad():
             (run() * direction).sum().backward()
-        return direction
 
     return step
 
