@@ -3,6 +3,7 @@ the memorization step's numbers, and the `interp report` command."""
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from dataclasses import dataclass
@@ -19,7 +20,14 @@ from interp.cli import main
 from interp.data import Paragraphs
 from interp.memorization import choose_sets, memorization_split
 from interp.metrics import score_paragraphs
-from interp.report import ReportOptions, Step, model_fingerprint, paragraphs_fingerprint, run_report
+from interp.report import (
+    ReportOptions,
+    Step,
+    model_fingerprint,
+    paragraphs_fingerprint,
+    run_report,
+    weights_fingerprint,
+)
 from interp.report.runner import fingerprinted_sources
 from interp.views.report_html import Section, Table, parse_circuitsvis, report_html, safe_json
 
@@ -100,6 +108,18 @@ def test_code_fingerprint_covers_the_analyses_and_not_the_views():
     assert not [f for f in files if f.startswith(("views/", "commands/", "testbed/"))]
 
 
+def test_weights_fingerprint_ignores_where_the_model_was_loaded_from(tiny):
+    """results.json's weights_sha256: the same weights from another folder hash the same (the cache key,
+    which includes the config and so the tokenizer's path, does not); one weight changed hashes apart."""
+    moved = copy.deepcopy(tiny)
+    moved.cfg.tokenizer_name = "/elsewhere/checkpoint"
+    assert weights_fingerprint(moved) == weights_fingerprint(tiny)
+    assert model_fingerprint(moved) != model_fingerprint(tiny)
+    with torch.no_grad():
+        moved.blocks[0].mlp.W_in[0, 0] += 1e-3
+    assert weights_fingerprint(moved) != weights_fingerprint(tiny)
+
+
 def test_fingerprints_change_with_one_weight_and_one_token(tiny, tiny_paragraphs):
     fp = model_fingerprint(tiny)
     assert model_fingerprint(tiny) == fp
@@ -163,6 +183,7 @@ def test_cached_steps_are_reused_and_invalidated_by_their_own_options(tiny, tiny
     total = float(tiny_paragraphs.tokens.sum())
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["steps"]["second"]["result"]["value"] == total * 3
+    assert results["provenance"]["model"]["weights_sha256"] == weights_fingerprint(tiny)
     run = run_report(tiny, tiny_paragraphs, tmp_path, options=opts, steps=_counting_steps(calls), image_formats=())
     assert calls == {"first": 1, "second": 1} and run.cached == {"first": True, "second": True}
     # n_mem is read by 'second' only: 'first' stays cached

@@ -23,6 +23,7 @@ from interp.report.runner import (
     run_report,
     select_steps,
     step_keys,
+    weights_fingerprint,
 )
 from interp.report.steps import default_steps
 
@@ -41,4 +42,5 @@ __all__ = [
     "run_report",
     "select_steps",
     "step_keys",
+    "weights_fingerprint",
 ]

@@ -101,12 +101,26 @@ def _sha(data: bytes | str) -> str:
 
 
 def model_fingerprint(model: Model) -> str:
-    """Hash of the model's config and every weight's bytes: two models share it only if equal."""
+    """Hash of the model's config and every weight's bytes: two models share it only if equal. The config
+    includes where the tokenizer was loaded from, so the same checkpoint in two folders hashes apart (the
+    step cache's key, which may miss but never hits wrongly); `weights_fingerprint` is the weights alone."""
     h = hashlib.sha256(json.dumps(model.cfg.to_dict(), sort_keys=True, default=str).encode())
+    _hash_weights(h, model)
+    return h.hexdigest()
+
+
+def weights_fingerprint(model: Model) -> str:
+    """Hash of every weight's name and bytes, nothing else: the same weights loaded from any folder share it
+    (results.json's provenance `weights_sha256`)."""
+    h = hashlib.sha256()
+    _hash_weights(h, model)
+    return h.hexdigest()
+
+
+def _hash_weights(h, model: Model) -> None:
     for name, tensor in sorted(model.state_dict().items()):
         h.update(name.encode())
         h.update(tensor.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
 
 
 def paragraphs_fingerprint(paragraphs: Paragraphs) -> str:
@@ -266,7 +280,7 @@ def provenance(
         "vocabulary": cfg.d_vocab,
         "context": cfg.n_ctx,
         "parameters": sum(p.numel() for p in model.parameters()),
-        "weights_sha256": fingerprints["model"],
+        "weights_sha256": weights_fingerprint(model),
     }
     if source and source.path and (Path(source.path) / "metadata.json").exists():
         meta = json.loads((Path(source.path) / "metadata.json").read_text())
