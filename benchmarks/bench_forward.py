@@ -23,7 +23,15 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from harness import Method, Session, add_arguments, block_flops, forward_flops, neo_125m_shaped
+from harness import (
+    Method,
+    Session,
+    add_arguments,
+    add_model_arguments,
+    benchmark_models,
+    block_flops,
+    forward_flops,
+)
 from transformer_lens import HookedTransformer
 
 from interp.data import Paragraphs
@@ -121,19 +129,13 @@ def bench(session: Session, name: str, model: HookedTransformer, rows: int, warm
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rows", type=int, default=64)
-    ap.add_argument("--models", nargs="+", default=["testbed", "neo125m-shaped"], choices=["testbed", "neo125m-shaped"])
+    add_model_arguments(ap)
     add_arguments(ap)
     args = ap.parse_args()
     torch.set_grad_enabled(False)
     session = Session("bench_forward", args)
-    for name in args.models:
-        if name == "testbed":
-            from interp import load_model
-
-            bench(session, "testbed", load_model("testbed", device="cpu"), args.rows, warmup=True)
-        else:
-            bench(session, "GPT-Neo-125M-shaped", neo_125m_shaped(), args.rows, warmup=True)
+    for label, model in benchmark_models(args.models):
+        bench(session, label, model, args.rows, warmup=True)
     session.finish()
 
 

@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from harness import Method, Session, add_arguments, block_flops, neo_125m_shaped
+from harness import Method, Session, add_arguments, add_model_arguments, benchmark_models, block_flops
 from jaxtyping import Float
 from torch import Tensor
 from transformer_lens import HookedTransformer
@@ -179,18 +179,12 @@ def bench(session: Session, name: str, model: HookedTransformer, rows: int) -> N
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rows", type=int, default=64)
-    ap.add_argument("--models", nargs="+", default=["testbed", "neo125m-shaped"], choices=["testbed", "neo125m-shaped"])
+    add_model_arguments(ap)
     add_arguments(ap)
     args = ap.parse_args()
     session = Session("bench_fusion", args)
-    for name in args.models:
-        if name == "testbed":
-            from interp import load_model
-
-            bench(session, "testbed", load_model("testbed", device="cpu"), args.rows)
-        else:
-            bench(session, "GPT-Neo-125M-shaped", neo_125m_shaped(), args.rows)
+    for label, model in benchmark_models(args.models):
+        bench(session, label, model, args.rows)
     session.finish()
 
 

@@ -30,6 +30,7 @@ import resource
 import statistics
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -299,6 +300,26 @@ def _notes_text(notes: dict[str, Any]) -> str:
 
 def _fmt(v: Any) -> str:
     return f"{v:.2e}" if isinstance(v, float) and (abs(v) < 1e-2 or abs(v) >= 1e4) and v != 0 else str(v)
+
+
+MODELS = ("testbed", "neo125m-shaped")
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--rows` and `--models`, for the benchmarks that time the same paths on each model."""
+    parser.add_argument("--rows", type=int, default=64)
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+
+
+def benchmark_models(names: list[str]) -> Iterator[tuple[str, Any]]:
+    """(label, model) for each name of MODELS, each built only when its turn comes."""
+    for name in names:
+        if name == "testbed":
+            from interp import load_model
+
+            yield "testbed", load_model("testbed", device="cpu")
+        else:
+            yield "GPT-Neo-125M-shaped", neo_125m_shaped()
 
 
 def neo_125m_shaped(device: str = "cpu"):
