@@ -100,12 +100,13 @@ def _sha(data: bytes | str) -> str:
     return hashlib.sha256(data.encode() if isinstance(data, str) else data).hexdigest()
 
 
-def model_fingerprint(model: Model) -> str:
-    """Hash of the model's config and every weight's bytes: two models share it only if equal. The config
-    includes where the tokenizer was loaded from, so the same checkpoint in two folders hashes apart (the
-    step cache's key, which may miss but never hits wrongly); `weights_fingerprint` is the weights alone."""
+def model_fingerprint(model: Model, weights: str | None = None) -> str:
+    """Hash of the model's config and its weights' hash (`weights_fingerprint`, or `weights` where the caller
+    already has it): two models share it only if equal. The config includes where the tokenizer was loaded
+    from, so the same checkpoint in two folders hashes apart (the step cache's key, which may miss but never
+    hits wrongly)."""
     h = hashlib.sha256(json.dumps(model.cfg.to_dict(), sort_keys=True, default=str).encode())
-    _hash_weights(h, model)
+    h.update((weights or weights_fingerprint(model)).encode())
     return h.hexdigest()
 
 
@@ -113,14 +114,10 @@ def weights_fingerprint(model: Model) -> str:
     """Hash of every weight's name and bytes, nothing else: the same weights loaded from any folder share it
     (results.json's provenance `weights_sha256`)."""
     h = hashlib.sha256()
-    _hash_weights(h, model)
-    return h.hexdigest()
-
-
-def _hash_weights(h, model: Model) -> None:
     for name, tensor in sorted(model.state_dict().items()):
         h.update(name.encode())
         h.update(tensor.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 def paragraphs_fingerprint(paragraphs: Paragraphs) -> str:
@@ -266,7 +263,8 @@ def provenance(
     fingerprints: Mapping[str, str],
     options: ReportOptions,
 ) -> dict:
-    """Where the model and data came from, and what ran: shown in the report and in results.json."""
+    """Where the model and data came from, and what ran: shown in the report and in results.json (`fingerprints`:
+    the run's hashes of the weights and of the paragraphs)."""
     cfg = model.cfg
     source = getattr(model, "interp_source", None)
     model_info = {
@@ -280,7 +278,7 @@ def provenance(
         "vocabulary": cfg.d_vocab,
         "context": cfg.n_ctx,
         "parameters": sum(p.numel() for p in model.parameters()),
-        "weights_sha256": weights_fingerprint(model),
+        "weights_sha256": fingerprints["weights"],
     }
     if source and source.path and (Path(source.path) / "metadata.json").exists():
         meta = json.loads((Path(source.path) / "metadata.json").read_text())
@@ -365,8 +363,9 @@ def run_report(
     steps = select_steps(options, steps)
     n_given = len(paragraphs)
     paragraphs = sample_paragraphs(paragraphs, options.max_paragraphs, options.seed)
+    weights = weights_fingerprint(model)  # hashed once: the cache key and the provenance both read it
     base = {
-        "model": model_fingerprint(model),
+        "model": model_fingerprint(model, weights),
         "paragraphs": paragraphs_fingerprint(paragraphs),
         "code": code_fingerprint(),
     }
@@ -399,7 +398,7 @@ def run_report(
             _skipped_section(step, result) if isinstance(result, Skipped) else step.section(result, run.results)
         )
     run.peak_gflops = round(matmul_gflops(), 1)
-    prov = provenance(model, paragraphs, paragraphs_source, base, options)
+    prov = provenance(model, paragraphs, paragraphs_source, base | {"weights": weights}, options)
     if len(paragraphs) < n_given:
         prov["paragraphs"]["sampled"] = f"a seeded random sample of {len(paragraphs)} of the {n_given} paragraphs given"
     _write_outputs(run, sections, prov, image_formats, progress)
