@@ -26,6 +26,8 @@ TESTBED = "testbed"
 TESTBED_DIR = Path(__file__).parent / "testbed" / "checkpoint"
 TESTBED_COMPANION = "testbed-companion"  # a 2-layer model of the testbed's data and tokenizer (proxy-tuning)
 TESTBED_COMPANION_DIR = Path(__file__).parent / "testbed" / "companion"
+TESTBED_REFERENCE = "testbed-reference"  # the testbed retrained with some planted paragraphs left out
+TESTBED_REFERENCE_DIR = Path(__file__).parent / "testbed" / "reference"
 SUPPORTED_LOCAL = ("GPTNeoForCausalLM", "GPT2LMHeadModel", "GPTNeoXForCausalLM")
 SPEC_KINDS = (
     "'testbed' (the bundled model), a path to a local Hugging Face checkpoint folder "
@@ -98,6 +100,14 @@ def load_model(
             )
         with _hub_offline():
             model = _load_local(TESTBED_COMPANION_DIR, dev, dt, n_devices, spec=TESTBED_COMPANION)
+    elif spec == TESTBED_REFERENCE:
+        if not (TESTBED_REFERENCE_DIR / "config.json").exists():
+            raise UserError(
+                f"the testbed's reference model is missing from {TESTBED_REFERENCE_DIR}; rebuild it with "
+                "`interp testbed build --reference --force` (about 35 minutes on 2 cores)"
+            )
+        with _hub_offline():
+            model = _load_local(TESTBED_REFERENCE_DIR, dev, dt, n_devices, spec=TESTBED_REFERENCE)
     elif Path(spec).expanduser().exists():
         with _hub_offline():  # a local folder never needs the network; a missing file fails fast
             model = _load_local(Path(spec).expanduser(), dev, dt, n_devices, spec=spec)

@@ -65,6 +65,9 @@ class TestbedConfig:
     checkpoint_every: int = 100
     storage_dtype: str = "float16"  # shipped weights; load_model returns float32
     robustness_ks: tuple[int, ...] = (0, 17, 64, 150)  # tokens of unrelated text before a paragraph
+    # planted paragraph ids kept out of training: each of their copies is replaced by a window of
+    # ordinary stream text drawn at random (the reference model, which never saw them)
+    left_out: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.n_layers % 2:
@@ -542,10 +545,27 @@ def build_data(cfg: TestbedConfig, work: Path, texts: list[str], files: list[Pat
     copy_paragraph = np.repeat(np.arange(len(copies_of)), copies_of)
     layout = lay_out(cfg, corpus.stream, planted_tokens, copy_paragraph)
     once = once_windows(cfg, corpus, layout, counts, tokenizer, eos)
+    if cfg.left_out:
+        leave_out(cfg, layout, corpus.stream, [f"planted-{c}x-{j}" for j, c in enumerate(copies_of)])
     unigram = np.bincount(corpus.stream, minlength=len(tokenizer))
     data = {"corpus": corpus, "windows": windows, "plan": plan, "layout": layout, "once": once, "unigram": unigram}
     _atomic_save(data, cache)
     return data
+
+
+def leave_out(cfg: TestbedConfig, layout: Layout, stream: np.ndarray, planted_ids: list[str]) -> None:
+    """Replace every copy of the `cfg.left_out` paragraphs in `layout.tokens`, in place, by a
+    paragraph-length window of the stream at a random start (ordinary text the model also sees once
+    elsewhere). Everything else (the sequences, their order, the other copies) stays as built, so a
+    model trained on it differs from the testbed only by never having seen those paragraphs."""
+    unknown = sorted(set(cfg.left_out) - set(planted_ids))
+    if unknown:
+        raise ValueError(f"left_out names paragraphs that are not planted: {unknown[:5]}")
+    left = np.isin(layout.copy_paragraph, [planted_ids.index(i) for i in cfg.left_out])
+    rng = np.random.default_rng(cfg.seed + 7)
+    starts = rng.integers(0, len(stream) - cfg.seq_len, size=int(left.sum()))
+    for seq, off, start in zip(layout.copy_seq[left], layout.copy_offset[left], starts):
+        layout.tokens[seq, off : off + cfg.seq_len] = torch.from_numpy(stream[start : start + cfg.seq_len].astype(np.int32))
 
 
 def eval_paragraphs(cfg: TestbedConfig, data: dict) -> Paragraphs:
@@ -708,6 +728,46 @@ def build_testbed(
     return metadata
 
 
+# ---- the reference: the testbed retrained without some planted paragraphs ----
+
+# All 16 paragraphs planted 128 times and half of those planted 256 times: every one is recited
+# word for word by the testbed, and none is ever seen by the reference model.
+REFERENCE_LEFT_OUT: tuple[str, ...] = tuple(f"planted-128x-{i}" for i in range(48, 64)) + tuple(
+    f"planted-256x-{i}" for i in range(32, 40)
+)
+
+
+def build_reference(
+    out_dir: str | Path | None = None,
+    testbed_dir: str | Path | None = None,
+    left_out: tuple[str, ...] = REFERENCE_LEFT_OUT,
+    work_dir: str | Path | None = None,
+) -> dict:
+    """Retrain the testbed with `left_out` paragraphs kept out of its training stream (`leave_out`):
+    the same config, seed, tokenizer, sequences, order and number of steps. The model that never
+    knew those paragraphs, against which an unlearning audit's verdicts are checked."""
+    import shutil
+    from dataclasses import replace
+
+    from interp.models import TESTBED_DIR, TESTBED_REFERENCE_DIR
+    from interp.testbed import testbed_paragraphs
+
+    testbed_dir = Path(testbed_dir or TESTBED_DIR)
+    out_dir = Path(out_dir or TESTBED_REFERENCE_DIR)
+    work = Path(work_dir) if work_dir else out_dir.parent / f"_build_{out_dir.name}"
+    tok = work / "tokenizer"
+    if not (tok / "tokenizer.json").exists():
+        tok.mkdir(parents=True, exist_ok=True)
+        for name in ("tokenizer.json", "tokenizer_config.json"):
+            shutil.copy(testbed_dir / name, tok / name)
+    cfg = replace(testbed_config(testbed_dir), left_out=tuple(left_out))
+    meta = build_testbed(out_dir, cfg, work)
+    shipped = testbed_paragraphs(path=testbed_dir)
+    if not torch.equal(testbed_paragraphs(path=out_dir).tokens, shipped.tokens):
+        raise RuntimeError("the reference's evaluation paragraphs differ from the testbed's: not the same data")
+    return meta
+
+
 # ---- the companion: a small model of the same data and tokenizer ----
 
 
@@ -735,6 +795,7 @@ def testbed_config(testbed_dir: str | Path) -> TestbedConfig:
     saved = json.loads((Path(testbed_dir) / "metadata.json").read_text())["config"]
     saved["planted"] = tuple(tuple(p) for p in saved["planted"])
     saved["robustness_ks"] = tuple(saved["robustness_ks"])
+    saved["left_out"] = tuple(saved.get("left_out", ()))
     return TestbedConfig(**saved)
 
 
