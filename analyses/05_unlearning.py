@@ -49,6 +49,7 @@ from interp import (
     testbed_paragraphs,
     unlearning_table,
 )
+from interp.conventions import TOOLKIT
 from interp.views import unlearning as views
 
 model = load_model("testbed", device="cpu")
@@ -70,7 +71,7 @@ never_seen_edit = prefix_perturbation(
 ).editing_targets
 
 # %%
-settings = dict(steps=5 if QUICK else 10, weight_decay=1.0)
+settings = dict(steps=5 if QUICK else 10, weight_decay=TOOLKIT.weight_decay)
 configs = [c for c in paper_configs(**settings) if not QUICK or c.select != "random"]
 if not QUICK:
     configs.append(ReftConfig(method="unlearn"))

@@ -732,3 +732,43 @@ def test_table_calibrates_with_matched_forgetting_as_the_closures_did(setup, mon
     assert [s.label for s in searches] == [c.label for c in configs] * 2
     with pytest.raises(UserError, match="on_try"):
         unlearning_table(model, targets, retain, configs, probe, calibrate=cli_closure, on_try=print, **options)
+
+
+def test_decay_only_control_row_isolates_what_weight_decay_does(setup):
+    """The decay-only row copies the all-weights row with the highest rate and trains it with no loss:
+    with weight decay 0 nothing moves (scores equal the original's); with the paper's coupled decay 1.0
+    every trained weight moves and the target's NLL changes though no loss was ever minimised."""
+    model, mem, nmem, probe = setup
+    targets, retain = mem.select([0, 1]), nmem.select(range(20))
+    for decay in (0.0, 1.0):
+        configs = [
+            UnlearnConfig(method="ga", select="all", lr=3e-3, steps=3, weight_decay=decay),
+            UnlearnConfig(method="unlearn", select="all", lr=1e-2, steps=3, weight_decay=decay),
+            UnlearnConfig(method="ga", select="topk", fraction=0.01, lr=5e-2, steps=3, weight_decay=decay),
+        ]
+        table = unlearning_table(
+            model, targets, retain, configs, probe, relearn_config=RelearnConfig(steps=1), decay_control=True
+        )
+        assert table.labels[-1] == "decay only all (no loss)" and len(table.labels) == 4
+        assert table.settings["decay_control_of"] == "unlearn all"  # the all-weights row with the highest rate
+        assert table.configs[-1]["lr"] == 1e-2 and table.configs[-1]["weight_decay"] == decay
+        assert table.relearned[-1] == {} and "not_run" in table.heldout_control[-1]
+        row = table.after[-1]
+        if decay == 0.0:
+            assert table.weights_changed[-1] == 0
+            assert row["target_em"] == table.before["target_em"]
+            assert row["target_nll"] == pytest.approx(table.before["target_nll"], abs=1e-6)
+        else:
+            assert table.weights_changed[-1] == pytest.approx(table.trained[-1], rel=1e-3)
+            assert abs(row["target_nll"] - table.before["target_nll"]) > 1e-3
+    with pytest.raises(UserError, match="all-weights row"):
+        unlearning_table(model, targets, retain, configs[2:], probe, relearn_config=None, decay_control=True)
+
+
+def test_one_weight_decay_setting_toolkit_zero_paper_one():
+    """The toolkit trains without weight decay everywhere (UnlearnConfig's default); the paper's preset
+    keeps the authors' coupled decay 1.0."""
+    from interp.conventions import conventions
+
+    assert UnlearnConfig().weight_decay == conventions("toolkit").weight_decay == 0.0
+    assert conventions("paper").weight_decay == 1.0

@@ -199,6 +199,7 @@ def unlearning_table(
     calibrate: MatchedForgetting | Callable[[object], Calibration] | None = None,
     on_try: Callable[[object, float, float], None] | None = None,
     on_calibrated: Callable[[Calibration], None] | None = None,
+    decay_control: bool = False,
 ) -> UnlearningTable:
     """Run every config once per target (target i with retain paragraphs [i*k, (i+1)*k)), then average.
 
@@ -215,7 +216,12 @@ def unlearning_table(
     searched just before its runs, and only one config's edited models are held at once. A `MatchedForgetting`
     searches it with `interp.unlearning.calibrate` on this table's targets, retain sets, edit targets and probes
     (`on_try(config, lr, mean target EM)` after each rate tried); a function `calibrate(config) -> Calibration`
-    searches it itself. `on_calibrated(search)` is called with each row's search when it ends."""
+    searches it itself. `on_calibrated(search)` is called with each row's search when it ends.
+
+    `decay_control`: add a last row, "decay only": the all-weights row with the highest (calibrated) rate
+    run again with no loss at all, so that only its weight decay moves the weights (`decay_control_of`
+    in the settings names that row). It says how much of that row's forgetting is shrinkage; with no
+    weight decay it must leave every score unchanged. No relearning attack is run on it."""
     if calibrations and calibrate is not None:
         raise UserError("pass calibrations already made or calibrate, not both")
     if on_try is not None and callable(calibrate):
@@ -231,10 +237,16 @@ def unlearning_table(
     before = evaluate(model, targets, probe, edit_targets=edit_targets)
     after, relearned, trained, changed, per_run, diverged, controls = [], [], [], [], [], [], []
     bar = tqdm(total=len(configs) * len(targets), desc="unlearning runs", unit="run", leave=False, disable=not progress)
-    for k, config in enumerate(configs):
+    decay_of: str | None = None  # the row the decay-only control copies, once it is appended
+    k = 0
+    while k < len(configs):
+        config = configs[k]
+        is_decay = decay_of is not None and k == len(configs) - 1  # runs at its source row's rate, uncalibrated
+        attack = None if is_decay else relearn_config
         runs_after, runs_relearn, n_trained, n_changed, failed, max_em = [], [], [], [], 0, []
-        done = _calibrated_runs(calibrations[k], config, targets) if calibrations and calibrate is None else ()
-        if calibrate is not None:
+        reuse = calibrations and calibrate is None and not is_decay
+        done = _calibrated_runs(calibrations[k], config, targets) if reuse else ()
+        if calibrate is not None and not is_decay:
             search = (
                 calibrate.search(
                     model,
@@ -281,8 +293,8 @@ def unlearning_table(
                 "weights_changed": result.weights_changed,
                 "losses": result.losses.tolist(),
             }
-            if relearn_config is not None:
-                attacked = relearn(result.model, target, kept, relearn_config, hooks=result.hooks())
+            if attack is not None:
+                attacked = relearn(result.model, target, kept, attack, hooks=result.hooks())
                 record["relearned"] = evaluate(attacked, target, None, hooks=result.hooks()).summary()
                 runs_relearn.append(record["relearned"])
             runs_after.append(result.after.summary())
@@ -300,12 +312,20 @@ def unlearning_table(
         trained.append(fmean(n_trained) if n_trained else float("nan"))
         changed.append(fmean(n_changed) if n_changed else float("nan"))
         diverged.append(failed)
-        if relearn_config is not None:
+        if attack is not None:
             controls.append(
                 heldout_pipeline(
                     model, config, heldout, retain, relearn_config, retain_per_run, heldout_edit_targets, len(targets)
                 )
             )
+        elif relearn_config is not None:
+            controls.append({"not_run": "the decay-only control is not attacked"})
+        k += 1
+        if k == len(configs) and decay_control and decay_of is None:
+            source = _decay_source(configs)
+            decay_of = source.label
+            configs.append(replace(source, method="decay"))
+            bar.total += len(targets)
     bar.close()
     n_heldout = min(len(targets), len(heldout)) if heldout is not None and relearn_config is not None else 0
     return UnlearningTable(
@@ -332,8 +352,17 @@ def unlearning_table(
             "probe_heldout": len(probe.heldout),
             "relearn": asdict(relearn_config) if relearn_config else None,
             "heldout_control": list(heldout.ids[:n_heldout]) if n_heldout else None,
+            "decay_control_of": decay_of,
         },
     )
+
+
+def _decay_source(configs: Sequence) -> UnlearnConfig:
+    """The all-weights weight-editing row with the highest rate: the one weight decay moves most."""
+    rows = [c for c in configs if isinstance(c, UnlearnConfig) and c.select == "all" and c.method != "decay"]
+    if not rows:
+        raise UserError("the decay-only control copies an all-weights row: add one (e.g. select='all')")
+    return max(rows, key=lambda c: c.lr)
 
 
 def _calibrated_runs(calibration: Calibration, config, targets: Paragraphs) -> tuple:

@@ -21,7 +21,7 @@ from jaxtyping import Bool, Float
 from torch import Tensor
 
 from interp.backend import Model, copy_model, leaf_masks, named_weights
-from interp.conventions import PAPER
+from interp.conventions import PAPER, TOOLKIT
 from interp.data import Paragraphs
 from interp.errors import UserError
 from interp.gradients import parameter_gradients, selected_parameters
@@ -36,7 +36,8 @@ SELECTIONS = ("topk", "random", "random_matched", "all")
 @dataclass(frozen=True)
 class UnlearnConfig:
     """One masked fine-tuning run. Defaults are the paper's public code: top 0.1% of the contrastive
-    objective's |gradient|, Adam lr 1e-5, 5 steps, (coupled) weight decay 1.0."""
+    objective's |gradient|, Adam lr 1e-5, 5 steps; weight decay is the toolkit's 0 (the paper's code: 1.0,
+    coupled, `conventions("paper").weight_decay`; see interp.conventions)."""
 
     method: str = option(
         "unlearn", "unlearn = paper Eq. 3, edit = Eq. 4 (new continuation from prefix perturbation), ga, graddiff, npo"
@@ -50,7 +51,7 @@ class UnlearnConfig:
     # PAPER: the one place the paper's rate (1e-5) and steps (5) are written
     lr: float = option(PAPER.unlearn_lr, "Adam learning rate (the paper's code)")
     steps: int = option(PAPER.unlearn_steps, "Adam steps (the paper's code)")
-    weight_decay: float = option(1.0, "Adam (coupled) weight decay (the paper's code)")
+    weight_decay: float = option(TOOLKIT.weight_decay, "Adam (coupled) weight decay (the paper's code: 1.0)")
     nll_weight: float | None = option(
         None, "weight of the NLL term (None: 0.1 for Eq. 3, the paper's code; 1 for Eq. 4)"
     )
@@ -88,6 +89,8 @@ class UnlearnConfig:
                 f" head {self.head}" if self.head is not None else "",
             ]
         )
+        if self.method == "decay":
+            return f"decay only {what}{where} (no loss)"
         return f"{self.method} {what}{where}"
 
     def to_dict(self) -> dict:

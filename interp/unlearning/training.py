@@ -29,9 +29,11 @@ from interp.objectives import (
     token_nll,
 )
 
-METHODS = ("unlearn", "edit", "ga", "graddiff", "npo")
+METHODS = ("unlearn", "edit", "ga", "graddiff", "npo", "decay")
 """unlearn = Eq. 3 (-w NLL(target) + KL on retain); edit = Eq. 4 (+NLL(new continuation) + KL);
-ga = -NLL(target); graddiff = -NLL(target) + w NLL(retain); npo = negative preference optimisation."""
+ga = -NLL(target); graddiff = -NLL(target) + w NLL(retain); npo = negative preference optimisation;
+decay = no loss at all: only the optimiser's weight decay moves the weights (the control that says how
+much of a row's forgetting weight decay alone does at the same rate and steps)."""
 BASELINES = ("ga", "graddiff", "npo")
 """The common unlearning baselines beside the paper's two objectives."""
 RETAIN_PER_RUN = 10
@@ -106,6 +108,8 @@ def objective(
 ) -> Callable[[], Tensor]:
     """A closure computing `method`'s loss on `model`; anchors (KL reference, NPO reference) are taken now."""
     p = targets.prefix_len
+    if method == "decay":  # a zero loss that reaches every trainable weight, so Adam applies its decay to them
+        return lambda: sum(w.sum() * 0.0 for w in model.parameters() if w.requires_grad)
     if method in ("unlearn", "edit", "graddiff") and len(retain) == 0:
         raise UserError(f"method {method!r} needs retain paragraphs (NMEM) for its second term")
     if method == "unlearn":

@@ -42,7 +42,7 @@ def _restoration(inputs: StepInputs) -> Bundle | Skipped:
             select=select,
             lr=UnlearnConfig.lr if o.unlearn_lr is None else o.unlearn_lr,  # None: the calibrated rate, below
             steps=o.unlearn_steps,
-            weight_decay=1.0,
+            weight_decay=paper.weight_decay,
             decay_outside_mask=paper.decay_outside_mask,
         )
         source = "fixed (unlearn_lr)"

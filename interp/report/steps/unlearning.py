@@ -61,7 +61,7 @@ def _unlearning(inputs: StepInputs) -> Bundle | Skipped:
     weights = dict(
         lr=UnlearnConfig.lr if o.unlearn_lr is None else o.unlearn_lr,  # None: each row's rate is calibrated
         steps=o.unlearn_steps,
-        weight_decay=1.0,
+        weight_decay=conventions(o.conventions).weight_decay,
         decay_outside_mask=conventions(o.conventions).decay_outside_mask,
     )
     configs = [c for c in paper_configs(fraction=0.001, **weights) if c.method in o.unlearn_methods]
@@ -97,6 +97,7 @@ def _unlearning(inputs: StepInputs) -> Bundle | Skipped:
         heldout=never_seen,
         heldout_edit_targets=never_seen_edit,
         on_run=keep if o.audit else None,
+        decay_control=any(getattr(c, "select", None) == "all" for c in configs),
     )
     if table.calibrations:
         configs = [replace(c, lr=cal.lr) for c, cal in zip(configs, table.calibrations)]
