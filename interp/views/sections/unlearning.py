@@ -65,6 +65,21 @@ def unlearning_section(result: Bundle, results: Mapping[str, Any]) -> Section:
             "Every row ran at the same learning rate (no calibration): differences in forgetting then measure "
             "the rate as much as the method."
         )
+    decays = sorted({c["weight_decay"] for c in table.configs if "weight_decay" in c})
+    if decays:
+        notes.append(
+            f"Weight decay (Adam, coupled) in every weight-editing row: {', '.join(f'{d:g}' for d in decays)} "
+            "(the toolkit's 0; the paper's code uses 1.0, `--paper`)."
+        )
+    source = s.get("decay_control_of")
+    if source:
+        decay = table.after[-1]
+        notes.append(
+            f"The last row, decay only, is the control of the weight-decay confound: '{source}' (the all-weights row "
+            f"with the highest rate) run again at its rate and steps with NO loss, so that only weight decay moves "
+            f"the weights. Its target EM {decay['target_em']:.1f} against the original's "
+            f"{table.before['target_em']:.1f} is the forgetting weight decay alone would show."
+        )
     if any(table.diverged):
         notes.append(
             "Diverged runs (loss non-finite), left out of the row's means: "
