@@ -761,6 +761,13 @@ def test_decay_only_control_row_isolates_what_weight_decay_does(setup):
         else:
             assert table.weights_changed[-1] == pytest.approx(table.trained[-1], rel=1e-3)
             assert abs(row["target_nll"] - table.before["target_nll"]) > 1e-3
+        from interp.report.types import Bundle
+        from interp.views.sections import unlearning_section
+
+        notes = " ".join(unlearning_section(Bundle({"table": table}), {}).notes)
+        assert f"Weight decay (Adam, coupled) in every weight-editing row: {decay:g} " in notes
+        assert f"'unlearn all' (the all-weights row with the highest rate)" in notes
+        assert f"Its target EM {row['target_em']:.1f} against the original's {table.before['target_em']:.1f}" in notes
     with pytest.raises(UserError, match="all-weights row"):
         unlearning_table(model, targets, retain, configs[2:], probe, relearn_config=None, decay_control=True)
 
