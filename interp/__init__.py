@@ -3,71 +3,53 @@ editing only those places removes it. Built on TransformerLens' HookedTransforme
 
 The public API: data and models, the analyses (functions of model, paragraphs and keyword-only
 options) and the frozen result types they return, and the report pipeline. Views (figures, report
-sections) live in `interp.views`.
+sections) live in `interp.views`. Names are imported on first use, so `import interp` (and the
+`interp` command's parsing) does not load torch or TransformerLens.
+
+`interp.conventions` is the module (`interp.conventions.PAPER`, `.TOOLKIT`, `.conventions(name)`).
 """
 
+from __future__ import annotations
+
+import importlib
+import types
+import warnings
 from typing import Any
 
-from interp.conventions import PAPER, TOOLKIT, Conventions, conventions
-from interp.data import Paragraphs, load_paragraphs, rarity_ranks, unigram_counts
-from interp.errors import UserError
-from interp.gradient_norms import NormComparison, PerParagraphNorms, compare_norms, per_paragraph_norms
-from interp.gradients import GradientMap, gradient_map, parameter_gradients
-from interp.locator.ablation import HeadAblation, head_ablation, unit_ablation
-from interp.locator.gradient_scores import gradient_scores
-from interp.locator.injection import inject_head, inject_neurons, random_neurons
-from interp.locator.integrated_gradients import integrated_gradients
-from interp.locator.mask_learning import hard_concrete, slimming
-from interp.locator.patching import PatchingResult, activation_patching, attribution_patching
-from interp.locator.ranking import HeadRanking, locate_memorization_head, locate_neurons
-from interp.locator.rare_tokens import RareTokenAttention, rare_token_attention
-from interp.locator.units import UnitScores, recall_at
-from interp.locator.validation import LocatorValidation, validate_locator
-from interp.masks import candidate_mask, matched_random_mask, restrict_mask, top_k_mask, uniform_random_mask
-from interp.memorization import (
-    MemorizationSplit,
-    choose_indices,
-    choose_sets,
-    heldout_indices,
-    mem_nmem_thresholds,
-    memorization_split,
-    split_mem_nmem,
-)
-from interp.metrics import (
-    LogitModel,
-    ParagraphScores,
-    exact_match,
-    greedy_exact_match,
-    log10_at_least_one,
-    nll,
-    score_paragraphs,
-)
-from interp.models import load_model, save_model
-from interp.perturbation import PerturbationResult, prefix_perturbation
-from interp.position import PositionRobustness, position_robustness
-from interp.reft import ReftConfig, ReftResult, reft_unlearn
-from interp.restore import RestorationResult, restoration
-from interp.scan import ScanConfig, scan_corpus
-from interp.testbed import testbed_metadata, testbed_paragraphs, testbed_unigram_counts
-from interp.unlearning import (
-    Calibration,
-    Evaluation,
-    MatchedForgetting,
-    Probe,
-    RelearnConfig,
-    UnlearnConfig,
-    UnlearningTable,
-    UnlearnResult,
-    calibrate,
-    calibrated_configs,
-    evaluate,
-    paper_configs,
-    probe_sets,
-    relearn,
-    unlearn,
-    unlearning_table,
-)
-from interp.unlearning.proxy import ProxyConfig, ProxyModel, ProxyResult, proxy_unlearn
+import interp.conventions as _conventions
+
+_SOURCES: dict[str, tuple[str, ...]] = {
+    "interp.conventions": ("PAPER", "TOOLKIT", "Conventions"),
+    "interp.data": ("Paragraphs", "load_paragraphs", "rarity_ranks", "unigram_counts"),
+    "interp.errors": ("UserError",),
+    "interp.gradient_norms": ("NormComparison", "PerParagraphNorms", "compare_norms", "per_paragraph_norms"),
+    "interp.gradients": ("GradientMap", "gradient_map", "parameter_gradients"),
+    "interp.locator.ablation": ("HeadAblation", "head_ablation", "unit_ablation"),
+    "interp.locator.gradient_scores": ("gradient_scores",),
+    "interp.locator.injection": ("inject_head", "inject_neurons", "random_neurons"),
+    "interp.locator.integrated_gradients": ("integrated_gradients",),
+    "interp.locator.mask_learning": ("hard_concrete", "slimming"),
+    "interp.locator.patching": ("PatchingResult", "activation_patching", "attribution_patching"),
+    "interp.locator.ranking": ("HeadRanking", "locate_memorization_head", "locate_neurons"),
+    "interp.locator.rare_tokens": ("RareTokenAttention", "rare_token_attention"),
+    "interp.locator.units": ("UnitScores", "recall_at"),
+    "interp.locator.validation": ("LocatorValidation", "validate_locator"),
+    "interp.masks": ("candidate_mask", "matched_random_mask", "restrict_mask", "top_k_mask", "uniform_random_mask"),
+    "interp.memorization": ("MemorizationSplit", "choose_indices", "choose_sets", "heldout_indices", "mem_nmem_thresholds", "memorization_split", "split_mem_nmem"),
+    "interp.metrics": ("LogitModel", "ParagraphScores", "exact_match", "greedy_exact_match", "log10_at_least_one", "nll", "score_paragraphs"),
+    "interp.models": ("load_model", "save_model"),
+    "interp.perturbation": ("PerturbationResult", "prefix_perturbation"),
+    "interp.position": ("PositionRobustness", "position_robustness"),
+    "interp.reft": ("ReftConfig", "ReftResult", "reft_unlearn"),
+    "interp.report": ("ReportOptions", "ReportRun", "run_report"),
+    "interp.restore": ("RestorationResult", "restoration"),
+    "interp.scan": ("ScanConfig", "scan_corpus"),
+    "interp.testbed": ("testbed_metadata", "testbed_paragraphs", "testbed_unigram_counts"),
+    "interp.unlearning": ("Calibration", "Evaluation", "MatchedForgetting", "Probe", "RelearnConfig", "UnlearnConfig", "UnlearningTable", "UnlearnResult", "calibrate", "calibrated_configs", "evaluate", "paper_configs", "probe_sets", "relearn", "unlearn", "unlearning_table"),
+    "interp.unlearning.proxy": ("ProxyConfig", "ProxyModel", "ProxyResult", "proxy_unlearn"),
+}
+"""Module -> the public names it provides."""
+_WHERE = {name: module for module, names in _SOURCES.items() for name in names}
 
 __all__ = [
     "Calibration",
@@ -168,13 +150,31 @@ __all__ = [
     "validate_locator",
 ]
 
-_REPORT = ("ReportOptions", "ReportRun", "run_report")
+
+class _ConventionsModule(types.ModuleType):
+    """`interp.conventions` was the function `conventions(name)` until the module took the name back; calling the
+    module still works for one release, with a DeprecationWarning."""
+
+    def __call__(self, name: str):
+        warnings.warn(
+            "interp.conventions(name) is deprecated: use interp.conventions.conventions(name)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.conventions(name)
+
+
+_conventions.__class__ = _ConventionsModule
 
 
 def __getattr__(name: str) -> Any:
-    """The report pipeline's names, imported on first use: it loads the views (plotly, circuitsvis)."""
-    if name in _REPORT:
-        import interp.report
-
-        return getattr(interp.report, name)
+    """A public name, imported from its module on first use."""
+    if name in _WHERE:
+        value = getattr(importlib.import_module(_WHERE[name]), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'interp' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

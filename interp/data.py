@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Sequence
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -140,24 +141,39 @@ class Paragraphs:
         tmp.replace(path)
 
 
+class ParagraphsCut(UserWarning):
+    """Some paragraphs were longer than prefix + continuation and were cut to that length."""
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, text) of a UTF-8 text file; a binary or otherwise undecodable file is a UserError."""
+    try:
+        with path.open(encoding="utf-8") as fh:
+            for lineno, line in enumerate(fh, start=1):
+                if "\x00" in line:
+                    raise UserError(f"{path}, line {lineno}: a NUL byte: this is a binary file, not JSONL text")
+                yield lineno, line
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not UTF-8 text (byte {exc.start}): is it a binary file?") from None
+
+
 def _read_jsonl(path: Path) -> list[dict]:
     if not path.exists():
         raise UserError(f"paragraph file {path} does not exist")
     if not path.is_file():
         raise UserError(f"paragraph file {path} is not a file")
     records = []
-    with path.open() as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UserError(f"{path}, line {lineno}: not valid JSON ({exc.msg})") from None
-            if not isinstance(rec, dict) or ("text" not in rec and "tokens" not in rec):
-                raise UserError(f"{path}, line {lineno}: need an object with a 'text' or a 'tokens' field")
-            rec["_line"] = lineno
-            records.append(rec)
+    for lineno, line in _lines(path):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{path}, line {lineno}: not valid JSON ({exc.msg})") from None
+        if not isinstance(rec, dict) or ("text" not in rec and "tokens" not in rec):
+            raise UserError(f"{path}, line {lineno}: need an object with a 'text' or a 'tokens' field")
+        rec["_line"] = lineno
+        records.append(rec)
     if not records:
         raise UserError(f"paragraph file {path} is empty: it needs one JSON object per line")
     return records
@@ -197,15 +213,16 @@ def load_paragraphs(
     Records may declare their own "prefix_len" / "continuation_len" (files written by
     `Paragraphs.save_jsonl` and `interp scan` do): all records must agree, and an explicit argument
     that differs is an error. Otherwise the arguments apply (default 50 + 50). Text is tokenized
-    with `tokenizer` (no BOS) and cut to prefix + continuation tokens; a paragraph shorter than
-    that is an error, as is a token id outside `vocab_size`.
+    with `tokenizer` (no BOS) and cut to prefix + continuation tokens (a `ParagraphsCut` warning says how
+    many were); a paragraph shorter than that is an error, as is a token id outside `vocab_size`, or a file
+    that is not UTF-8 text.
     """
     path = Path(path)
     records = _read_jsonl(path)
     prefix_len = _declared_length(records, "prefix_len", prefix_len, path) or DEFAULT_PREFIX_LEN
     continuation_len = _declared_length(records, "continuation_len", continuation_len, path) or DEFAULT_CONTINUATION_LEN
     seq = prefix_len + continuation_len
-    rows, ids, counts = [], [], []
+    rows, ids, counts, cut = [], [], [], 0
     reserved = {"tokens", "id", "count", "prefix_len", "continuation_len", "_line"}
     extra_keys = sorted({k for rec in records for k in rec} - reserved)
     meta: dict[str, list] = {k: [] for k in extra_keys}
@@ -226,6 +243,7 @@ def load_paragraphs(
                 f"{where}: {len(toks)} tokens, shorter than prefix + continuation = "
                 f"{prefix_len} + {continuation_len}; drop it or pass a shorter --prefix-len/--continuation-len"
             )
+        cut += len(toks) > seq
         toks = toks[:seq]
         if vocab_size is not None:
             bad = [t for t in toks if not 0 <= t < vocab_size]
@@ -241,6 +259,13 @@ def load_paragraphs(
             meta[k].append(rec.get(k))
     if len(set(ids)) != len(ids):
         raise UserError(f"{path}: paragraph ids are not unique")
+    if cut:
+        warnings.warn(
+            f"{path}: {cut} of {len(rows)} paragraphs were longer than prefix + continuation = {seq} tokens; each "
+            f"was cut to its first {seq} (prefix: tokens 1-{prefix_len}, continuation: the next {continuation_len})",
+            ParagraphsCut,
+            stacklevel=2,
+        )
     have_counts = all(c is not None for c in counts)
     return Paragraphs(
         tokens=torch.tensor(rows, dtype=torch.long),

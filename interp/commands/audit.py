@@ -42,11 +42,7 @@ class AuditSets:
             raise UserError("--retain and --n-never-known must be at least 1")
 
 
-def register(sub) -> None:
-    p = sub.add_parser(
-        "audit",
-        help="attack unlearned models (quantization, relearning, restoration, perturbed prefixes) with controls",
-    )
+def configure(p) -> None:
     add_model_args(p)
     add_paragraph_args(p)
     p.add_argument(
@@ -73,8 +69,8 @@ def register(sub) -> None:
     )
     p.add_argument("--json", default=None, help="write the results here")
     p.add_argument("--html", default=None, help="write the method x attack recovery heatmap here (self-contained HTML)")
-    add_option_flags(p, AuditSets, title="the controls' paragraphs (AuditSets)")
-    add_option_flags(p, AuditConfig, skip=("batch_size",), title="attacks and budgets (AuditConfig)")
+    add_option_flags(p, AuditSets, title="the controls' paragraphs")
+    add_option_flags(p, AuditConfig, skip=("batch_size",), title="attacks and budgets")
     p.set_defaults(run=run)
 
 

@@ -1,14 +1,39 @@
-"""Options every command shares: the model spec, device, precision and paragraph file."""
+"""Options every command shares (the model spec, device, precision and paragraph file), and the checks every
+input passes before any model work: a mistake costs one line and exit code 2, never a computation.
+
+Parsing needs nothing heavy: the library (torch, TransformerLens) is imported inside the functions that
+load a model."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import sys
+import warnings
 from pathlib import Path
 
-from interp.backend import Model
-from interp.data import BATCH_SIZE, DEFAULT_CONTINUATION_LEN, DEFAULT_PREFIX_LEN, Paragraphs, load_paragraphs
 from interp.errors import UserError
-from interp.models import load_model
+
+DEVICES = "cpu, cuda or cuda:N"
+DTYPES = ("float32", "fp32", "bfloat16", "bf16", "float16", "fp16", "float64")
+"""What --dtype accepts (interp.models.pick_dtype's names)."""
+DEFAULT_PREFIX_LEN = DEFAULT_CONTINUATION_LEN = 50  # interp.data's defaults, repeated so that parsing imports no torch
+BATCH_SIZE = 64  # interp.data.BATCH_SIZE
+OUTPUT_FILES = ("json", "html", "curves", "save_targets")
+"""Attributes of a command's arguments that name an output file: checked writable before any model work (output
+folders, whose flag differs per command, are checked by their command)."""
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def add_model_args(parser: argparse.ArgumentParser, default_model: str | None = None) -> None:
@@ -16,10 +41,17 @@ def add_model_args(parser: argparse.ArgumentParser, default_model: str | None = 
         "--model",
         required=default_model is None,
         default=default_model,
-        help="'testbed', a local Hugging Face checkpoint folder, or a TransformerLens model name",
+        help="'testbed' (the bundled model), a local Hugging Face checkpoint folder, or a TransformerLens model name"
+        + (f" (default: {default_model})" if default_model else " (required)"),
     )
-    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when available)")
-    parser.add_argument("--dtype", default=None, help="float32 (default), bfloat16 or float16")
+    parser.add_argument("--device", default=None, help=f"{DEVICES} (default: cuda when available, else cpu)")
+    parser.add_argument(
+        "--dtype",
+        default=None,
+        choices=DTYPES,
+        metavar="DTYPE",
+        help=f"weights' precision: one of {', '.join(DTYPES)} (default: float32)",
+    )
 
 
 def add_paragraph_args(parser: argparse.ArgumentParser) -> None:
@@ -27,33 +59,185 @@ def add_paragraph_args(parser: argparse.ArgumentParser) -> None:
         "--paragraphs",
         default=None,
         type=Path,
-        help="JSONL of paragraphs ({'text': ...} or {'tokens': [...]}); "
-        "default: the set shipped beside the model (the testbed has one)",
+        help="JSONL of paragraphs ({'text': ...} or {'tokens': [...]}) "
+        "(default: the set shipped beside the model; the testbed has one)",
     )
     parser.add_argument(
         "--prefix-len",
-        type=int,
+        type=positive_int,
         default=None,
+        metavar="N",
         help=f"prefix tokens (default: what the file's records declare, else {DEFAULT_PREFIX_LEN})",
     )
     parser.add_argument(
         "--continuation-len",
-        type=int,
+        type=positive_int,
         default=None,
+        metavar="N",
         help=f"continuation tokens (default: what the file's records declare, else {DEFAULT_CONTINUATION_LEN})",
     )
-    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="paragraphs per forward pass")
+    parser.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=BATCH_SIZE,
+        metavar="N",
+        help=f"paragraphs per forward pass (default: {BATCH_SIZE})",
+    )
 
 
-def model_from_args(args: argparse.Namespace) -> Model:
+def add_progress_arg(parser: argparse.ArgumentParser) -> None:
+    """`--no-progress` (a command's progress bars go to stderr; this turns them off)."""
+    parser.add_argument(
+        "--no-progress", dest="progress", action="store_false", help="no progress bar (default: one on stderr)"
+    )
+
+
+def check_output_file(path: str | Path, flag: str) -> None:
+    """`path` can be written as a file: not a folder, in a folder that exists or can be made, and writable."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{flag} {path} is a folder: give a file name")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise UserError(f"{flag} {path}: the file is not writable")
+    _check_parent(path, flag)
+
+
+def check_output_folder(path: str | Path, flag: str) -> None:
+    """`path` can be written as a folder: not a file, and it or its nearest existing parent writable."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{flag} {path} exists and is not a folder")
+    if path.is_dir() and not os.access(path, os.W_OK | os.X_OK):
+        raise UserError(f"{flag} {path}: the folder is not writable")
+    _check_parent(path, flag)
+
+
+def _check_parent(path: Path, flag: str) -> None:
+    parent = path.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UserError(f"{flag} {path}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"{flag} {path}: cannot write in {parent}")
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """Every output the command was asked to write is writable (checked before any work)."""
+    for name in OUTPUT_FILES:
+        if getattr(args, name, None):
+            check_output_file(getattr(args, name), f"--{name.replace('_', '-')}")
+
+
+def checkpoint_folder(spec: str, flag: str = "--model") -> Path | None:
+    """The local folder a model spec names (None for a TransformerLens name), checked to be a checkpoint of a
+    supported architecture without loading it."""
+    from interp.models import (
+        SPEC_KINDS,
+        SUPPORTED_LOCAL,
+        TESTBED,
+        TESTBED_COMPANION,
+        TESTBED_COMPANION_DIR,
+        TESTBED_DIR,
+        TESTBED_REFERENCE,
+        TESTBED_REFERENCE_DIR,
+    )
+
+    bundled = {TESTBED: TESTBED_DIR, TESTBED_COMPANION: TESTBED_COMPANION_DIR, TESTBED_REFERENCE: TESTBED_REFERENCE_DIR}
+    if spec in bundled:
+        return bundled[spec] if (bundled[spec] / "config.json").exists() else None  # the loader says how to build it
+    path = Path(spec).expanduser()
+    if not path.exists():
+        if spec.startswith((".", "/", "~")) or spec.count("/") > 1 or spec.endswith("/"):
+            raise UserError(f"{flag} {spec}: no such folder; the model spec may be {SPEC_KINDS}")
+        return None
+    config = path / "config.json"
+    if not path.is_dir() or not config.is_file():
+        raise UserError(f"{flag} {spec}: not a Hugging Face checkpoint folder (no config.json)")
+    try:
+        arch = (json.loads(config.read_text()).get("architectures") or ["?"])[0]
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        raise UserError(f"{flag} {spec}: config.json is not a Hugging Face model config") from None
+    if arch not in SUPPORTED_LOCAL:
+        raise UserError(f"{flag} {spec}: architecture {arch} is not supported; supported: {', '.join(SUPPORTED_LOCAL)}")
+    return path
+
+
+def preflight(args: argparse.Namespace) -> None:
+    """Every check that needs no model weights: outputs, model spec, device, dtype and the paragraph file (read and
+    tokenized with the checkpoint's own tokenizer, when it is a local folder). The paragraphs are kept on `args`
+    for `paragraphs_from_args`."""
+    from interp.models import pick_device, pick_dtype
+
+    check_outputs(args)
+    pick_device(args.device)
+    pick_dtype(args.dtype)
+    folder = checkpoint_folder(args.model)
+    if not hasattr(args, "paragraphs"):
+        return
+    if args.paragraphs is None:
+        if folder is not None and not (folder / "paragraphs.jsonl").exists():
+            raise UserError(
+                f"model {args.model!r} ships no paragraph set: pass --paragraphs FILE.jsonl (make one with `interp scan`)"
+            )
+        path = folder / "paragraphs.jsonl" if folder is not None else None
+    else:
+        path = args.paragraphs
+    if path is not None and folder is not None:
+        from transformers import AutoTokenizer
+
+        with open(folder / "config.json") as fh:
+            config = json.load(fh)
+        n_ctx = config.get("n_positions", config.get("max_position_embeddings"))
+        _check_context((args.prefix_len or 0) + (args.continuation_len or 0), n_ctx)
+        args.preloaded = _load(args, path, AutoTokenizer.from_pretrained(folder), config.get("vocab_size"))
+        _check_context(args.preloaded.seq_len, n_ctx)
+
+
+def model_from_args(args: argparse.Namespace):
+    """The model --model names, on --device in --dtype, loaded only once `preflight` passed."""
+    from interp.models import load_model
+
+    preflight(args)
     return load_model(args.model, device=args.device, dtype=args.dtype)
 
 
-def paragraphs_from_args(args: argparse.Namespace, model: Model) -> Paragraphs:
-    """The --paragraphs file, or the set shipped beside the model's checkpoint folder.
+def _check_context(seq_len: int, n_ctx: int | None) -> None:
+    if n_ctx is not None and seq_len > n_ctx:
+        raise UserError(f"prefix + continuation = {seq_len} tokens exceeds the model's context of {n_ctx}")
+
+
+def _load(args: argparse.Namespace, path: Path, tokenizer, vocab_size: int | None):
+    """The paragraph file, with a one-line note when paragraphs were longer than prefix + continuation."""
+    from interp.data import ParagraphsCut, load_paragraphs
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ParagraphsCut)
+        paragraphs = load_paragraphs(
+            path,
+            tokenizer=tokenizer,
+            prefix_len=args.prefix_len,
+            continuation_len=args.continuation_len,
+            vocab_size=vocab_size,
+        )
+    for w in caught:
+        if issubclass(w.category, ParagraphsCut):
+            print(f"interp: note: {w.message}", file=sys.stderr)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return paragraphs
+
+
+def paragraphs_from_args(args: argparse.Namespace, model):
+    """The --paragraphs file, or the set shipped beside the model's checkpoint folder (read by `preflight` already
+    when the model is a local folder).
 
     Lengths: --prefix-len / --continuation-len when given, else what the file's records declare,
     else 50 + 50 (see `load_paragraphs`)."""
+    preloaded = getattr(args, "preloaded", None)
+    if preloaded is not None:
+        _check_context(preloaded.seq_len, model.cfg.n_ctx)
+        return preloaded
     source = getattr(model, "interp_source", None)
     folder = Path(source.path) if source and source.path else None
     path = args.paragraphs
@@ -63,22 +247,8 @@ def paragraphs_from_args(args: argparse.Namespace, model: Model) -> Paragraphs:
                 f"model {args.model!r} ships no paragraph set: pass --paragraphs FILE.jsonl (make one with `interp scan`)"
             )
         path = folder / "paragraphs.jsonl"
-    for name in ("prefix_len", "continuation_len"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise UserError(f"--{name.replace('_', '-')} must be positive, got {value}")
     asked = (args.prefix_len or 0) + (args.continuation_len or 0)
-    if asked > model.cfg.n_ctx:
-        raise UserError(f"prefix + continuation = {asked} tokens exceeds the model's context of {model.cfg.n_ctx}")
-    paragraphs = load_paragraphs(
-        path,
-        tokenizer=model.tokenizer,
-        prefix_len=args.prefix_len,
-        continuation_len=args.continuation_len,
-        vocab_size=model.cfg.d_vocab,
-    )
-    if paragraphs.seq_len > model.cfg.n_ctx:
-        raise UserError(
-            f"prefix + continuation = {paragraphs.seq_len} tokens exceeds the model's context of {model.cfg.n_ctx}"
-        )
+    _check_context(asked, model.cfg.n_ctx)
+    paragraphs = _load(args, path, model.tokenizer, model.cfg.d_vocab)
+    _check_context(paragraphs.seq_len, model.cfg.n_ctx)
     return paragraphs

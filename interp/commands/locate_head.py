@@ -9,7 +9,7 @@ import torch
 
 from interp.backend import act_name, capture
 from interp.commands.common import add_model_args, add_paragraph_args, model_from_args, paragraphs_from_args
-from interp.commands.options_cli import add_option_flags, given_options, with_options
+from interp.commands.options_cli import SET_SIZE_NOTES, add_option_flags, given_options, with_options
 from interp.data import load_paragraphs, rarity_ranks
 from interp.io import write_json, write_text_atomic
 from interp.locator.options import LOCATE, LocateOptions
@@ -19,30 +19,33 @@ from interp.models import model_name
 from interp.testbed import shipped_unigram_counts
 
 
-def register(sub) -> None:
-    p = sub.add_parser(
-        "locate-head",
-        help="rank heads by rare-token attention, gradients, attribution, patching, "
-        "ablation and (on request) IG and learned masks",
-    )
+def configure(p) -> None:
     add_model_args(p)
     add_paragraph_args(p)
     p.add_argument(
         "--validation",
         default=None,
-        help="a validate-locator --json result for this model: combine the methods that found the injected heads there",
+        metavar="FILE",
+        help="a validate-locator --json result for this model: combine the methods that found the injected heads "
+        "there (default: none; the methods' own order)",
     )
     p.add_argument(
         "--reference",
         type=Path,
         default=None,
-        help="JSONL of paragraphs mean ablation averages each head's output over (never scored; default: carved "
+        metavar="FILE",
+        help="JSONL of paragraphs mean ablation averages each head's output over, never scored (default: carved "
         "out of the paragraph set first, the scored sets sized to what is left)",
     )
-    add_option_flags(p, LocateOptions, title="the locator (LocateOptions, interp.locator.options)")
-    p.add_argument("--json", default=None, help="write the ranked table and the evidence here")
+    add_option_flags(p, LocateOptions, notes={"set_size": SET_SIZE_NOTES["locate-head"]}, title="the locator")
     p.add_argument(
-        "--html", default=None, help="write an offline page with the table, figures and attention views here"
+        "--json", default=None, metavar="FILE", help="write the ranked table and the evidence here (default: none)"
+    )
+    p.add_argument(
+        "--html",
+        default=None,
+        metavar="FILE",
+        help="write an offline page with the table, figures and attention views here (default: none)",
     )
     p.set_defaults(run=run)
 

@@ -3,29 +3,47 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import fields
 
 import torch
 
-from interp.commands.common import add_model_args, add_paragraph_args, model_from_args, paragraphs_from_args
-from interp.errors import UserError
+from interp.commands.common import (
+    add_model_args,
+    add_paragraph_args,
+    add_progress_arg,
+    model_from_args,
+    paragraphs_from_args,
+    positive_int,
+)
+from interp.data import Paragraphs
 from interp.io import write_json
 from interp.memorization import split_mem_nmem
-from interp.metrics import EXTRACTION_NS, NMEM_MAX_EM, em_bins, extraction_by_em_bin, score_paragraphs
+from interp.metrics import (
+    EXTRACTION_NS,
+    NMEM_MAX_EM,
+    ParagraphScores,
+    em_bins,
+    extraction_by_em_bin,
+    score_paragraphs,
+)
 from interp.models import model_name
 
 
-def register(sub) -> None:
-    p = sub.add_parser("memorized", help="EM / NLL of every paragraph and the MEM / NMEM split")
+def configure(p) -> None:
     add_model_args(p)
     add_paragraph_args(p)
-    p.add_argument("--nmem-max", type=int, default=NMEM_MAX_EM, help="NMEM: EM at most this (default 10)")
+    p.add_argument(
+        "--nmem-max", type=int, default=NMEM_MAX_EM, metavar="N", help=f"NMEM: EM at most this (default: {NMEM_MAX_EM})"
+    )
     p.add_argument(
         "--top-k",
-        type=int,
+        type=positive_int,
         default=None,
+        metavar="N",
         help="extraction probability under top-k sampling (default: the full softmax, temperature 1)",
     )
-    p.add_argument("--json", type=str, default=None, help="write per-paragraph results here")
+    p.add_argument("--json", default=None, metavar="FILE", help="write per-paragraph results here (default: none)")
+    add_progress_arg(p)
     p.set_defaults(run=run)
 
 
@@ -34,12 +52,31 @@ def em_histogram(em: torch.Tensor, cont_len: int, nmem_max: int) -> list[tuple[s
     return [(label, int(((em >= lo) & (em <= hi)).sum())) for label, lo, hi in em_bins(cont_len, nmem_max)]
 
 
+def scored_with_progress(model, paragraphs: Paragraphs, args: argparse.Namespace) -> ParagraphScores:
+    """`score_paragraphs` a few batches at a time, with a bar counting paragraphs on stderr (--no-progress: none)."""
+    from tqdm.auto import tqdm
+
+    step = 4 * args.batch_size
+    parts = []
+    with tqdm(total=len(paragraphs), unit="paragraph", desc="scoring", disable=not args.progress) as bar:
+        for start in range(0, len(paragraphs), step):
+            chunk = paragraphs.select(range(start, min(start + step, len(paragraphs))))
+            parts.append(score_paragraphs(model, chunk, batch_size=args.batch_size, top_k=args.top_k))
+            bar.update(len(chunk))
+    joined = {}
+    for f in fields(ParagraphScores):
+        values = [getattr(part, f.name) for part in parts]
+        if isinstance(values[0], torch.Tensor):
+            joined[f.name] = torch.cat(values)
+        else:  # ids are concatenated; continuation_len and top_k are the same in every part
+            joined[f.name] = sum(values, ()) if f.name == "ids" else values[0]
+    return ParagraphScores(**joined)
+
+
 def run(args: argparse.Namespace) -> int:
     model = model_from_args(args)
     paragraphs = paragraphs_from_args(args, model)
-    if args.top_k is not None and args.top_k < 1:
-        raise UserError(f"--top-k must be at least 1, got {args.top_k}")
-    scores = score_paragraphs(model, paragraphs, batch_size=args.batch_size, top_k=args.top_k)
+    scores = scored_with_progress(model, paragraphs, args)
     cont = paragraphs.continuation_len
     mem, nmem = split_mem_nmem(scores.em, cont, nmem_max=args.nmem_max)
     print(f"model {model_name(model)}: {len(paragraphs)} paragraphs of {paragraphs.prefix_len} + {cont} tokens")

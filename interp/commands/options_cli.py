@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import types
 import typing
@@ -100,18 +101,68 @@ class _Items(argparse.Action):
         setattr(namespace, self.dest, tuple(item for v in values for item in v))
 
 
-class _Deprecated(argparse.Action):
-    """An old spelling of a generated flag: still works, says which flag replaces it."""
+SET_SIZE_NOTES = {
+    "perturb": "the same cap as grad-map; smaller in locate-head (16) and validate-locator (8), whose methods cost "
+    "a pass per head",
+    "grad-map": "the same cap as perturb; smaller in locate-head (16) and validate-locator (8), whose methods cost "
+    "a pass per head",
+    "locate-head": "smaller than perturb's and grad-map's 32: patching and ablation run once per head",
+    "validate-locator": "smaller than locate-head's 16: every injected head also trains a copy of the model",
+}
+"""Why --set-size, one meaning (a cap on the MEM and on the NMEM set), defaults differently per command."""
+
+_WARNED: set[str] = set()
+
+
+def deprecated(old: str, new: str) -> None:
+    """Say once per process that flag `old` is deprecated: a DeprecationWarning and one line on stderr."""
+    if old in _WARNED:
+        return
+    _WARNED.add(old)
+    note = f"{old} is deprecated and will be removed in the next release: use {new}"
+    warnings.warn(note, DeprecationWarning, stacklevel=3)
+    print(f"interp: note: {note}", file=sys.stderr)
+
+
+class Deprecated(argparse.Action):
+    """An old spelling of a flag: sets the new flag's destination (`const` for a switch), says which flag replaces
+    it, and is hidden from --help."""
 
     def __init__(self, *args, new: str, **kwargs) -> None:
+        kwargs.setdefault("help", argparse.SUPPRESS)
         super().__init__(*args, **kwargs)
         self.new = new
 
     def __call__(self, parser, namespace, values, option_string=None) -> None:
-        note = f"{option_string} is deprecated: use {self.new}"
-        warnings.warn(note, DeprecationWarning, stacklevel=2)
-        print(f"interp: note: {note}", file=sys.stderr)
-        setattr(namespace, self.dest, values)
+        deprecated(option_string, self.new)
+        setattr(namespace, self.dest, self.const if self.nargs == 0 else values)
+
+
+def add_alias(parser: argparse.ArgumentParser, old: str, new: str, *, switch: bool = False, **kwargs) -> None:
+    """Keep `old` working as a hidden, deprecated spelling of the flag `new` already added to `parser`."""
+    action = next(a for a in parser._actions if new in a.option_strings)
+    if switch:
+        parser.add_argument(old, dest=action.dest, action=Deprecated, new=new, nargs=0, const=action.const)
+    else:
+        parser.add_argument(
+            old, dest=action.dest, action=Deprecated, new=new, type=action.type, nargs=action.nargs, **kwargs
+        )
+
+
+def parse_head(text: str) -> tuple[int, int]:
+    """An attention head as printed (`L1H6`) or as LAYER.HEAD (`1.6`) -> (layer, head)."""
+    match = re.fullmatch(r"\s*(?:[Ll](\d+)[Hh](\d+)|(\d+)\.(\d+))\s*", text)
+    if match is None:
+        raise argparse.ArgumentTypeError(f"head {text!r}: write it as L1H6 or 1.6 (layer 1, head 6)")
+    layer, head = (int(g) for g in match.groups() if g is not None)
+    return layer, head
+
+
+def _metavar(annotation: Any) -> str:
+    """What a flag's value looks like, in words a user reads: N, X, TEXT; 'N|none' where None is allowed."""
+    base, optional = _base(annotation)
+    word = {int: "N", float: "X", str: "TEXT", bool: "BOOL"}.get(base, "VALUE")
+    return f"{word}|none" if optional else word
 
 
 def add_option_flags(
@@ -122,23 +173,35 @@ def add_option_flags(
     only: tuple[str, ...] | None = None,
     prefix: str = "",
     aliases: dict[str, str] | None = None,
-    title: str | None = None,
+    rename: dict[str, str] | None = None,
+    notes: dict[str, str] | None = None,
+    preset: Any = None,
+    title: str = "options",
 ) -> None:
     """One `--{prefix}field-name VALUE` flag per field of `cls` (`only` these, less `skip`), defaulting to
-    'not given'. `aliases` maps old flags (e.g. "--nmem") to the field they set, hidden and deprecated."""
-    group = parser.add_argument_group(title or f"{cls.__name__} (defaults written once, in {cls.__module__})")
+    'not given'. `aliases` maps old flags (e.g. "--nmem") to the field they set, hidden and deprecated;
+    `rename` gives a field another flag (its generated one kept as a deprecated alias); `notes` adds a
+    command's own words to a field's help (e.g. why its default differs from another command's); the defaults
+    shown are `preset`'s values where the command starts from a preset instead of the dataclass defaults."""
+    group = parser.add_argument_group(title)
+    aliases = dict(aliases or {})
     hints = typing.get_type_hints(cls)
     for f in fields(cls):
         if f.name in skip or (only is not None and f.name not in only):
             continue
         default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
+        default = getattr(preset, f.name) if preset is not None else default
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
         flag, dest = _flag(f.name, prefix), _dest(cls, f.name)
+        if rename and f.name in rename:
+            aliases[flag], flag = f.name, rename[f.name]
         choices = f.metadata.get("choices")
         kind = dict(type=_parser_for(hints[f.name], choices, f.metadata.get("parse")), default=argparse.SUPPRESS)
         listed = f"; one or more of {', '.join(choices)}" if choices and _is_tuple(hints[f.name]) else ""
         listed = listed or (f"; one of {', '.join(choices)}" if choices else "")
-        help = f"{f.metadata.get('help', '')} (default: {shown}{listed})".replace("%", "%%")
+        note = f"; {notes[f.name]}" if notes and f.name in notes else ""
+        shown = "none" if shown is None else shown
+        help = f"{f.metadata.get('help', '')} (default: {shown}{listed}){note}".replace("%", "%%")
         if hints[f.name] is bool:
             group.add_argument(flag, dest=dest, nargs="?", const=True, metavar="BOOL", help=help, **kind)
             group.add_argument(
@@ -151,11 +214,11 @@ def add_option_flags(
         elif _is_tuple(hints[f.name]) and "parse" not in f.metadata:
             group.add_argument(flag, dest=dest, nargs="+", action=_Items, metavar="ITEM", help=help, **kind)
         else:
-            metavar = "VALUE" if "parse" in f.metadata else _type_name(hints[f.name]).upper().replace(" ", "_")
+            metavar = "VALUE" if "parse" in f.metadata else _metavar(hints[f.name])
             group.add_argument(flag, dest=dest, metavar=metavar, help=help, **kind)
-        for old, name in (aliases or {}).items():
+        for old, name in aliases.items():
             if name == f.name:
-                group.add_argument(old, dest=dest, action=_Deprecated, new=flag, help=argparse.SUPPRESS, **kind)
+                group.add_argument(old, dest=dest, action=Deprecated, new=flag, **kind)
 
 
 def _is_tuple(annotation: Any) -> bool:

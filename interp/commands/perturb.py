@@ -7,7 +7,7 @@ import argparse
 import torch
 
 from interp.commands.common import add_model_args, add_paragraph_args, model_from_args, paragraphs_from_args
-from interp.commands.options_cli import add_option_flags, given_options, with_options
+from interp.commands.options_cli import SET_SIZE_NOTES, add_alias, add_option_flags, given_options, with_options
 from interp.errors import UserError
 from interp.io import write_json, write_text_atomic
 from interp.memorization import choose_indices, memorization_split
@@ -15,18 +15,28 @@ from interp.models import model_name
 from interp.perturbation import PERTURB, PerturbOptions, prefix_perturbation
 
 
-def register(sub) -> None:
-    p = sub.add_parser("perturb", help="replace prefix tokens one at a time: EM drop for MEM vs NMEM, editing targets")
+def configure(p) -> None:
     add_model_args(p)
     add_paragraph_args(p)
-    add_option_flags(p, PerturbOptions, title="the perturbation (PerturbOptions, interp.perturbation)")
-    p.add_argument(
-        "--targets",
-        default=None,
-        help="write the MEM paragraphs' editing targets here (JSONL, original prefix + new continuation)",
+    add_option_flags(
+        p,
+        PerturbOptions,
+        rename={"reference": "--compare-to"},
+        notes={"set_size": SET_SIZE_NOTES["perturb"]},
+        title="the perturbation",
     )
-    p.add_argument("--json", default=None, help="write the full results here")
-    p.add_argument("--html", default=None, help="write a per-token sensitivity view here (works offline)")
+    p.add_argument(
+        "--save-targets",
+        default=None,
+        metavar="FILE",
+        help="write the MEM paragraphs' editing targets here (JSONL, original prefix + new continuation) "
+        "(default: not written)",
+    )
+    add_alias(p, "--targets", "--save-targets")
+    p.add_argument("--json", default=None, metavar="FILE", help="write the full results here (default: not written)")
+    p.add_argument(
+        "--html", default=None, metavar="FILE", help="write a per-token sensitivity view here, offline (default: none)"
+    )
     p.set_defaults(run=run)
 
 
@@ -62,9 +72,9 @@ def run(args: argparse.Namespace) -> int:
             )
     print("(the paper, GPT-Neo 125M: MEM 12.19, NMEM 33.12)")
     print(f"MEM editing targets whose continuation changed: {int(mem_res.target_changed.sum())}/{len(mem_res.ids)}")
-    if args.targets:
-        mem_res.editing_targets.save_jsonl(args.targets, tokenizer=model.tokenizer)
-        print(f"wrote {args.targets}")
+    if args.save_targets:
+        mem_res.editing_targets.save_jsonl(args.save_targets, tokenizer=model.tokenizer)
+        print(f"wrote {args.save_targets}")
     if args.json:
         write_json(
             args.json,

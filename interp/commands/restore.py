@@ -9,8 +9,14 @@ from pathlib import Path
 
 import torch
 
-from interp.commands.common import add_model_args, add_paragraph_args, model_from_args, paragraphs_from_args
-from interp.commands.options_cli import add_option_flags, given_options, with_options
+from interp.commands.common import (
+    add_model_args,
+    add_paragraph_args,
+    checkpoint_folder,
+    model_from_args,
+    paragraphs_from_args,
+)
+from interp.commands.options_cli import add_alias, add_option_flags, given_options, with_options
 from interp.commands.unlearn import SAVED_RUN
 from interp.errors import UserError
 from interp.io import write_json
@@ -19,40 +25,47 @@ from interp.models import load_model, model_name
 from interp.restore import RESTORE, RestoreOptions, restoration
 
 
-def register(sub) -> None:
-    p = sub.add_parser(
-        "restore", help="restore original activations / value vectors layer by layer into an unlearned model"
-    )
+def configure(p) -> None:
     add_model_args(p)
     add_paragraph_args(p)
     p.add_argument(
-        "--edited", required=True, type=Path, help="the unlearned model's folder (from `interp unlearn --save DIR`)"
+        "--unlearned",
+        required=True,
+        type=Path,
+        metavar="DIR",
+        help="the unlearned model's folder, from `interp unlearn --save DIR` (required; the same flag as in audit)",
     )
+    add_alias(p, "--edited", "--unlearned")
     p.add_argument(
         "--targets",
         default=None,
+        metavar="IDS",
         help="comma-separated ids of the forgotten paragraphs (default: those in DIR/unlearning.json, "
         "else every MEM paragraph whose EM the edit lowered)",
     )
-    add_option_flags(p, RestoreOptions, title="what is restored (RestoreOptions, interp.restore)")
-    p.add_argument("--json", default=None, help="write the results here")
-    p.add_argument("--html", default=None, help="write the restoration heatmap here (self-contained HTML)")
+    add_option_flags(p, RestoreOptions, title="what is restored")
+    p.add_argument("--json", default=None, metavar="FILE", help="write the results here (default: not written)")
+    p.add_argument(
+        "--html", default=None, metavar="FILE", help="write the restoration heatmap here, offline HTML (default: none)"
+    )
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     o = with_options(RESTORE, given_options(args, RestoreOptions))
-    if not (args.edited / "config.json").exists():
+    if not (args.unlearned / "config.json").exists():
         raise UserError(
-            f"{args.edited} is not a saved model folder (no config.json); make one with `interp unlearn --save DIR`"
+            f"--unlearned {args.unlearned} is not a saved model folder (no config.json); make one with "
+            "`interp unlearn --save DIR`"
         )
+    checkpoint_folder(str(args.unlearned), "--unlearned")
     original = model_from_args(args)
-    edited = load_model(str(args.edited), device=args.device, dtype=args.dtype)
+    edited = load_model(str(args.unlearned), device=args.device, dtype=args.dtype)
     paragraphs = paragraphs_from_args(args, original)
     if args.targets:
         ids = [t.strip() for t in args.targets.split(",") if t.strip()]
-    elif (args.edited / SAVED_RUN).exists():
-        ids = json.loads((args.edited / SAVED_RUN).read_text())["target_ids"]
+    elif (args.unlearned / SAVED_RUN).exists():
+        ids = json.loads((args.unlearned / SAVED_RUN).read_text())["target_ids"]
     else:
         before = score_paragraphs(original, paragraphs, args.batch_size).em
         after = score_paragraphs(edited, paragraphs, args.batch_size).em
@@ -73,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         original, edited, targets, width=o.width, experiments=o.experiments, batch_size=args.batch_size
     )
     print(
-        f"original {model_name(original)} vs unlearned {args.edited}: {len(targets)} forgotten paragraph(s); "
+        f"original {model_name(original)} vs unlearned {args.unlearned}: {len(targets)} forgotten paragraph(s); "
         f"mean EM {result.em_original.float().mean():.2f} -> {result.em_edited.float().mean():.2f}, "
         f"NLL {result.nll_original.mean():.3f} -> {result.nll_edited.mean():.3f}"
     )
@@ -86,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         ]
         print(f"  {f'{lo}..{hi}':>8} " + " ".join(f"{c:>22}" for c in cells))
     if args.json:
-        write_json(args.json, {"model": model_name(original), "edited": str(args.edited), **result.to_json()})
+        write_json(args.json, {"model": model_name(original), "edited": str(args.unlearned), **result.to_json()})
         print(f"wrote {args.json}")
     if args.html:
         from interp.views.unlearning import figure_restoration

@@ -7,11 +7,18 @@ LoReFT rows, each run on --runs MEM targets (1 target + --retain NMEM paragraphs
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from interp.commands.common import add_model_args, add_paragraph_args, model_from_args, paragraphs_from_args
-from interp.commands.options_cli import add_option_flags, given_options, with_options
+from interp.commands.common import (
+    add_model_args,
+    add_paragraph_args,
+    check_output_folder,
+    model_from_args,
+    paragraphs_from_args,
+)
+from interp.commands.options_cli import add_option_flags, given_options, parse_head, with_options
 from interp.data import Paragraphs
 from interp.errors import UserError
 from interp.io import write_json
@@ -54,30 +61,47 @@ class UnlearnSets:
             raise UserError("--runs, --retain and --probe must be at least 1")
 
 
-def register(sub) -> None:
-    p = sub.add_parser(
-        "unlearn", help="unlearn MEM paragraphs by masked fine-tuning or LoReFT; measure the collateral damage"
-    )
+def _preset(paper: bool) -> UnlearnConfig:
+    """The run before any flag: the toolkit's steps, or with --paper the authors' code (decay outside the mask,
+    their weight decay, rate and steps)."""
+    from interp.conventions import PAPER, TOOLKIT
+
+    if paper:
+        return UnlearnConfig(decay_outside_mask=True, weight_decay=PAPER.weight_decay)
+    return UnlearnConfig(steps=TOOLKIT.unlearn_steps)
+
+
+def configure(p) -> None:
     add_model_args(p)
     add_paragraph_args(p)
     p.add_argument(
         "--select",
         choices=SELECTIONS + ("reft",),
         default=UnlearnConfig.select,
-        help="weights to tune: top |gradient| fraction, a random mask of that size, all, or a LoReFT intervention",
+        help="weights to tune: top |gradient| fraction, a random mask of that size, all, or a LoReFT intervention "
+        f"(default: {UnlearnConfig.select})",
     )
-    p.add_argument("--head", default=None, help="only this attention head, as LAYER.HEAD (e.g. 1.2)")
+    p.add_argument(
+        "--head",
+        type=parse_head,
+        default=None,
+        metavar="HEAD",
+        help="only this attention head's weights, as L1H6 or 1.6 (default: every head); not with --select reft, "
+        "which intervenes on the residual stream (--reft-layer), nor with --table",
+    )
     p.add_argument(
         "--calibrate",
         action="store_true",
         help="compare at matched forgetting: for each run, the smallest learning rate (log grid 1e-5 .. 1e-1, then "
         "log-rate bisection to --tolerance) that brings EVERY target's EM to --level; the table lists the rate each "
-        "row needed, and every rate tried is scored on the probes (the forgetting curves, --curves)",
+        "row needed, and every rate tried is scored on the probes (the forgetting curves, --curves) (default: off: "
+        "one run at --lr, which may forget nothing; a warning says so)",
     )
     p.add_argument(
         "--paper",
         action="store_true",
-        help="the authors' code conventions: --decay-outside-mask at the paper's rate and steps (no --calibrate)",
+        help="the authors' code conventions: --decay-outside-mask, their weight decay, rate and steps (default: the "
+        "toolkit's, see the README's conventions table; not with --calibrate)",
     )
     p.add_argument(
         "--proxy",
@@ -88,40 +112,58 @@ def register(sub) -> None:
         help="decoding-time unlearning (proxy-tuning): unlearn SMALL_MODEL (same tokenizer; alone: the testbed's "
         "companion, for the testbed) on all its weights and add its logit difference to the frozen model at "
         "decoding time; --lr / --steps / --method set the small model's run, --calibrate its rate; with --table "
-        "an extra row",
+        "an extra row (default: off)",
     )
     p.add_argument(
         "--targets",
         default=None,
+        metavar="IDS",
         help="comma-separated ids of the MEM paragraphs to forget (default: the first --runs)",
     )
     p.add_argument(
         "--table",
         action="store_true",
-        help="run the paper's Figure 5 grid (unlearn / edit x all / top / random) plus GA, GradDiff, NPO and LoReFT",
+        help="run the paper's Figure 5 grid (unlearn / edit x all / top / random) plus GA, GradDiff, NPO and LoReFT "
+        "(default: one run)",
     )
-    p.add_argument("--json", default=None, help="write the results here")
-    p.add_argument("--html", default=None, help="write the table figure here (self-contained HTML)")
+    p.add_argument("--json", default=None, metavar="FILE", help="write the results here (default: not written)")
+    p.add_argument(
+        "--html", default=None, metavar="FILE", help="write the table figure here, offline HTML (default: none)"
+    )
     p.add_argument(
         "--curves",
         default=None,
-        help="--calibrate: write the forgetting curves (collateral damage vs target EM along each rate trace) here",
+        metavar="FILE",
+        help="--calibrate: write the forgetting curves (collateral damage vs target EM along each rate trace) here "
+        "(default: none)",
     )
-    p.add_argument("--save", type=Path, default=None, help="write the edited model here (one weight-editing run only)")
-    add_option_flags(p, UnlearnSets, title="targets, retain sets and probes (UnlearnSets)")
-    add_option_flags(p, MatchedForgetting, title="--calibrate: matched forgetting (MatchedForgetting)")
+    p.add_argument(
+        "--save",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="write the edited model here, one weight-editing run only (default: not saved)",
+    )
+    add_option_flags(
+        p,
+        UnlearnSets,
+        notes={"probe": "interp report probes 30 of each, to keep the whole pipeline's time down"},
+        title="targets, retain sets and probes",
+    )
+    add_option_flags(p, MatchedForgetting, title="--calibrate: matched forgetting")
     add_option_flags(
         p,
         UnlearnConfig,
         skip=("select", "head"),
-        title="the run (UnlearnConfig); --method, --lr, --steps, --weight-decay and --seed also set LoReFT's "
-        f"(defaults {ReftConfig.lr:g}, {ReftConfig.steps}, {ReftConfig.weight_decay:g}) and --proxy's small model's",
+        preset=_preset(paper=False),
+        notes={"steps": "the toolkit's, as interp report's --unlearn-steps; --paper: the paper's 5"},
+        title="the run; --method, --lr, --steps, --weight-decay and --seed also set LoReFT's (which otherwise keeps "
+        f"its own lr {ReftConfig.lr:g}, {ReftConfig.steps} steps, weight decay {ReftConfig.weight_decay:g}) and "
+        "--proxy's small model's",
     )
-    add_option_flags(p, ReftConfig, only=("layer", "rank"), prefix="reft-", title="--select reft: LoReFT (ReftConfig)")
-    add_option_flags(
-        p, RelearnConfig, prefix="relearn-", title="relearning attack after each run (RelearnConfig; 0 steps: none)"
-    )
-    add_option_flags(p, ProxyConfig, only=("alpha",), title="--proxy (ProxyConfig)")
+    add_option_flags(p, ReftConfig, only=("layer", "rank"), prefix="reft-", title="--select reft: LoReFT")
+    add_option_flags(p, RelearnConfig, prefix="relearn-", title="relearning attack after each run (0 steps: none)")
+    add_option_flags(p, ProxyConfig, only=("alpha",), title="--proxy")
     p.set_defaults(run=run)
 
 
@@ -137,8 +179,7 @@ def _matched(args: argparse.Namespace) -> MatchedForgetting | None:
 
 def _weights(args: argparse.Namespace) -> UnlearnConfig:
     """The weight-editing run the generated flags describe, over the preset (--paper: decay outside the mask)."""
-    preset = UnlearnConfig(decay_outside_mask=True) if args.paper else UnlearnConfig()
-    return with_options(preset, given_options(args, UnlearnConfig))
+    return with_options(_preset(args.paper), given_options(args, UnlearnConfig))
 
 
 def _shared(args: argparse.Namespace) -> dict:
@@ -162,10 +203,7 @@ def _configs(args: argparse.Namespace) -> list:
         return [reft]
     if args.head is None:
         return [replace(weights, select=args.select)]
-    try:
-        layer, head = (int(x) for x in args.head.split("."))
-    except ValueError:
-        raise UserError(f"--head takes LAYER.HEAD, e.g. 1.2, got {args.head!r}") from None
+    layer, head = args.head
     return [replace(weights, select=args.select, layers=(layer,), head=head)]
 
 
@@ -259,12 +297,33 @@ def _pick(
     return paragraphs.select(target_idx), paragraphs.select(nmem[:need]), probe, never_seen
 
 
+def nothing_forgotten(table, matched: MatchedForgetting | None) -> list[str]:
+    """One line per row of `table` whose runs left every target's EM where it was, naming --calibrate (empty when
+    the rates were calibrated: the calibration already says which rows reached the level)."""
+    if matched is not None:
+        return []
+    before = table.before["target_em"]
+    return [
+        f"{label}: no target was forgotten (mean target EM {after['target_em']:.1f}, as before) at lr "
+        f"{config.get('lr', float('nan')):g}: pass --calibrate to find the rate that forgets, or raise --lr"
+        for label, config, after in zip(table.labels, table.configs, table.after)
+        if after["target_em"] >= before
+    ]
+
+
 def run(args: argparse.Namespace) -> int:
     sets, matched = _sets(args), _matched(args)
     if args.curves and not args.calibrate:
         raise UserError("--curves draws the calibration traces: add --calibrate")
     if args.calibrate and ("lr" in given_options(args, UnlearnConfig) or args.paper):
         raise UserError("--calibrate searches the learning rate itself: drop --lr / --paper")
+    if args.head is not None and (args.select == "reft" or args.table):
+        raise UserError(
+            "--head picks one head's weights to tune: --select reft intervenes on the residual stream instead "
+            "(choose its layer with --reft-layer) and --table runs its own grid; drop --head"
+        )
+    if args.save is not None:
+        check_output_folder(args.save, "--save")
     configs, relearn, seed = _configs(args), _relearn(args), _weights(args).seed
     if args.save is not None and (len(configs) != 1 or isinstance(configs[0], ReftConfig) or args.proxy):
         raise UserError(
@@ -322,8 +381,11 @@ def run(args: argparse.Namespace) -> int:
         on_calibrated=show_search,
         heldout=never_seen,
         heldout_edit_targets=never_seen_edit,
+        decay_control=bool(args.table),  # the grid has all-weights rows; a single run (and --save) has no control
     )
     print(table.format())
+    for line in nothing_forgotten(table, matched):
+        print(f"interp: warning: {line}", file=sys.stderr)
     print(
         "EM columns are means over runs; NMEM EM is measured against the original model's own greedy continuation "
         f"({paragraphs.continuation_len} = unchanged); ppl = held-out perplexity; 'changed' = weights whose value moved."

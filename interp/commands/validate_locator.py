@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from interp.commands.common import add_model_args, add_paragraph_args, model_from_args, paragraphs_from_args
-from interp.commands.options_cli import add_option_flags, given_options, with_options
+from interp.commands.options_cli import SET_SIZE_NOTES, add_option_flags, parse_head, given_options, with_options
 from interp.io import write_json, write_text_atomic
 from interp.locator.options import RECALL_FRACTION, VALIDATE, ValidateOptions
 from interp.locator.validation import validate_locator
@@ -14,32 +14,27 @@ from interp.models import model_name
 from interp.testbed import shipped_unigram_counts
 
 
-def _head(text: str) -> tuple[int, int]:
-    try:
-        layer, head = (int(x) for x in text.split("."))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"head {text!r} must be LAYER.HEAD, e.g. 1.2") from None
-    return layer, head
-
-
-def register(sub) -> None:
-    p = sub.add_parser(
-        "validate-locator",
-        help="force paragraphs through known heads / neurons of a copy and see whether each locator method finds them",
-    )
+def configure(p) -> None:
     add_model_args(p)
     add_paragraph_args(p)
     p.add_argument(
         "--heads",
         nargs="+",
-        type=_head,
+        type=parse_head,
         default=None,
-        metavar="L.H",
-        help="heads to inject through (default: one in a lower, a middle and an upper layer)",
+        metavar="HEAD",
+        help="heads to inject through, as L1H6 or 1.6 (default: one in a lower, a middle and an upper layer)",
     )
-    add_option_flags(p, ValidateOptions, title="the injection benchmark (ValidateOptions, interp.locator.options)")
-    p.add_argument("--json", default=None, help="write the full result here")
-    p.add_argument("--html", default=None, help="write an offline page with the section 'How far to trust the locator'")
+    add_option_flags(
+        p, ValidateOptions, notes={"set_size": SET_SIZE_NOTES["validate-locator"]}, title="the injection benchmark"
+    )
+    p.add_argument("--json", default=None, metavar="FILE", help="write the full result here (default: none)")
+    p.add_argument(
+        "--html",
+        default=None,
+        metavar="FILE",
+        help="write an offline page with the section 'How far to trust the locator' (default: none)",
+    )
     p.set_defaults(run=run)
 
 

@@ -673,12 +673,11 @@ def scan_corpus(
     scan = _Scan(model, corpus, config, shard, paths, state, batch_size)
     scan.checkpoint()  # from here on the scan is recorded: rerunning it needs --resume or --force
     total = corpus.size // shard[1] if shard[1] > 1 else corpus.size
-    bar = tqdm(
+    bar = tqdm(  # advances by bytes read (the one total known up front), shows tokens and windows
         total=total,
         initial=scan.tally["bytes"],
-        unit="B",
-        unit_scale=True,
         desc=f"scan {shard[0]}/{shard[1]}",
+        bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}{postfix}",
         disable=not progress,
     )
     t0, last_ckpt, done_before = time.time(), time.time(), scan.tally["seconds"]
@@ -696,8 +695,9 @@ def scan_corpus(
         scan.tally["bytes"] += nbytes
         scan.tally["seconds"] = done_before + time.time() - t0
         bar.update(nbytes)
-        bar.set_postfix(
-            tok_s=f"{scan.tally['tokens'] / max(scan.tally['seconds'], 1e-9):,.0f}", mem=scan.tally["mem_spans"]
+        bar.set_postfix_str(
+            f"{scan.tally['tokens']:,} tokens ({scan.tally['tokens'] / max(scan.tally['seconds'], 1e-9):,.0f}/s), "
+            f"{scan.tally['windows']:,} windows, {scan.tally['mem_spans']} memorized"
         )
         group, group_tokens = [], 0
         if time.time() - last_ckpt >= CHECKPOINT_SECONDS:
