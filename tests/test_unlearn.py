@@ -779,3 +779,31 @@ def test_one_weight_decay_setting_toolkit_zero_paper_one():
 
     assert UnlearnConfig().weight_decay == conventions("toolkit").weight_decay == 0.0
     assert conventions("paper").weight_decay == 1.0
+
+
+@pytest.mark.parametrize("method", ["ga", "unlearn"])
+def test_predicting_calibration_certifies_the_level_on_every_target_in_fewer_runs(setup, method):
+    """The predicting search (rates from the step each run reached the level) ends under the bisection's
+    rule: retrained at the chosen rate every target is at or below the level, and a rate within a factor
+    1 + tolerance below it was tried and did not reach it. It tries fewer rates than the bisection, and its
+    chosen rate is within the tolerance of the bisection's, both ways."""
+    model, mem, nmem, probe = setup
+    targets, retain = mem.select([0, 1]), nmem.select(range(20))
+    config = UnlearnConfig(method=method, select="all", steps=6)
+    fast = calibrate(model, targets, retain, config, level=0, probe=probe)
+    slow = calibrate(model, targets, retain, config, level=0, probe=probe, strategy="bisect")
+    assert fast.strategy == "predict" and slow.strategy == "bisect"
+    for cal in (fast, slow):
+        low, high = cal.bracket
+        assert cal.reached and cal.lr == high and high / low <= (1 + cal.tolerance) * (1 + 1e-6)
+    for i in range(len(targets)):  # the chosen rate, trained again, meets the level on every target
+        run = unlearn(model, targets.select([i]), retain.select(range(10 * i, 10 * i + 10)), replace(config, lr=fast.lr))
+        assert int(run.after.target_em[0]) <= 0
+    assert len(fast.points) < len(slow.points)
+    assert slow.lr / (1 + slow.tolerance) ** 2 <= fast.lr <= slow.lr * (1 + slow.tolerance) ** 2
+    reached = [p for p in fast.points if not p.diverged and p.max_em <= 0]
+    assert all(p.settled and all(1 <= s <= config.steps for s in p.settled) for p in reached)
+    assert all(None in p.settled for p in fast.points if p.max_em > 0)
+    assert fast.to_json()["trace"][0]["settled_step"] == list(fast.points[0].settled)
+    with pytest.raises(UserError, match="strategy"):
+        calibrate(model, targets, retain, config, strategy="grid")

@@ -7,6 +7,15 @@ level (default: the NMEM threshold, EM <= 10 of 50): a bisection on a log grid b
 bisection in log-rate narrows the bracket until its two ends are within a factor `1 + tolerance`.
 A rate whose loss diverges (non-finite) is recorded as diverged and bounds the search from above.
 
+The default search (`strategy="predict"`) needs about half the runs: every run also scores its target after each
+step, so a run that reaches the level early says how much lower a rate could be (Adam moves each weight by about
+the rate per step, so a level first held from step s of n suggests about s/n of the rate). The next rate tried is
+that prediction (with a margin), never closer than a factor `1 + tolerance` to a rate already known to reach it;
+the search ends under the same rule as the bisection (`strategy="bisect"`, the grid then log-rate halving): the
+chosen rate reached the level on every target and one within a factor `1 + tolerance` below it did not. So both
+searches certify the same thing; they may choose rates that differ within the tolerance. Configurations that
+cannot report steps (LoReFT, decoding-time) are bisected.
+
 Bisection assumes forgetting grows with the rate; `Calibration.non_monotone` lists, among the rates
 tried, every target whose EM at a higher rate exceeds its EM at a lower one, so a trace that breaks
 the assumption is shown, not hidden. Given probes, every rate tried is scored on them too (in the same
@@ -27,6 +36,7 @@ from interp.backend import Model
 from interp.data import Paragraphs
 from interp.errors import UserError
 from interp.memorization import mem_nmem_thresholds
+from interp.metrics import score_paragraphs
 from interp.options import option
 from interp.unlearning.evaluation import Probe, evaluate
 from interp.unlearning.masked import UnlearnConfig, select_weights, unlearn
@@ -36,6 +46,10 @@ LR_GRID = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
 TOLERANCE = 0.4
 """The search stops when the smallest rate known to reach the level is within a factor 1.4 of the largest
 known not to: two halvings (in log-rate) of the grid's ~3x step, two runs per target more than the grid alone."""
+STRATEGIES = ("predict", "bisect")
+PREDICTION_MARGIN = 1.2
+"""The predicted rate is raised by this factor so that it usually reaches the level (a run that does not still
+bounds the search from below)."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +59,11 @@ class MatchedForgetting:
 
     level: int | None = option(None, "target EM every target must reach (None: the NMEM threshold, 10 of 50 tokens)")
     tolerance: float = option(TOLERANCE, "stop when the rate is known within a factor 1 + this")
+    strategy: str = option("predict", "predict (from the step each run reached the level) or bisect (the grid)")
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise UserError(f"unknown calibration strategy {self.strategy!r}: use one of {', '.join(STRATEGIES)}")
 
     def search(
         self,
@@ -70,18 +89,22 @@ class MatchedForgetting:
             on_try=on_try,
             tolerance=self.tolerance,
             probe=probe,
+            strategy=self.strategy,
         )
 
 
 @dataclass(frozen=True)
 class TracePoint:
     """One rate tried: each target's EM after its own run and, with probes, the collateral scores averaged
-    over the runs (`interp.unlearning.COLUMNS`). `diverged`: a run's loss became non-finite (no scores)."""
+    over the runs (`interp.unlearning.COLUMNS`). `diverged`: a run's loss became non-finite (no scores).
+    `settled`: per target, the first step from which its EM stayed at or below the level to the end (None:
+    above it at the end), when the run scored its target after every step (the predicting search)."""
 
     lr: float
     target_em: tuple[float, ...]
     diverged: bool = False
     scores: dict[str, float] = field(default_factory=dict)
+    settled: tuple[int | None, ...] = ()
 
     @property
     def max_em(self) -> float:
@@ -98,6 +121,7 @@ class TracePoint:
             "target_em": self.mean_em,
             "target_em_per_target": list(self.target_em),
             "max_target_em": self.max_em,
+            **({"settled_step": list(self.settled)} if self.settled else {}),
             **({"scores": self.scores} if self.scores else {}),
         }
 
@@ -117,6 +141,7 @@ class Calibration:
     points: tuple[TracePoint, ...] = ()
     tolerance: float = TOLERANCE
     criterion: str = "every target"
+    strategy: str = "bisect"
     runs: tuple = field(default=(), repr=False, compare=False)
     """The chosen rate's run per target (UnlearnResult / ReftResult, edited models included), for
     `unlearning_table` to use instead of training them again; empty when that rate diverged. The table keeps
@@ -194,6 +219,7 @@ class Calibration:
             "reached": self.reached,
             "grid": list(self.grid),
             "tolerance": self.tolerance,
+            "strategy": self.strategy,
             "bracket": list(self.bracket),
             "diverged_lrs": list(self.diverged_lrs),
             "non_monotone": list(self.non_monotone),
@@ -214,6 +240,7 @@ def calibrate(
     on_try: Callable[[float, float], None] | None = None,
     tolerance: float = TOLERANCE,
     probe: Probe | None = None,
+    strategy: str = "predict",
 ) -> Calibration:
     """The smallest learning rate at which `config` (UnlearnConfig or ReftConfig) brings EVERY target's EM to
     at most `level`, each target unlearned in its own run with its own `retain_per_run` retain paragraphs, as
@@ -222,7 +249,10 @@ def calibrate(
     threshold for the targets' continuation length. A rate whose loss diverges counts as an upper bound. With
     `probe`, every rate tried is also scored on the probes (the forgetting curve). Weight masks are chosen
     once per target (they do not depend on the rate). `on_try(lr, mean target EM)` is called after each
-    rate (nan when it diverged). `model` is not changed."""
+    rate (nan when it diverged). `strategy`: "predict" (see the module docstring; weight-editing configs) or
+    "bisect". `model` is not changed."""
+    if strategy not in STRATEGIES:
+        raise UserError(f"unknown calibration strategy {strategy!r}: use one of {', '.join(STRATEGIES)}")
     lrs = sorted(lrs)
     if not lrs or lrs[0] <= 0:
         raise UserError("the learning-rate grid must hold positive rates")
@@ -251,25 +281,37 @@ def calibrate(
     tried: dict[float, TracePoint] = {}
     kept_runs: dict[float, tuple] = {}  # the runs of the rate that would be chosen if the search stopped now
 
+    predicting = strategy == "predict" and isinstance(config, UnlearnConfig)
+
     def attempt(lr: float) -> TracePoint:
         trial = replace(config, lr=lr)
-        ems, summaries, results = [], [], []
+        ems, summaries, results, settled = [], [], [], []
         try:
             for target, edit, kept, mask, before in runs:
+                along: list[float] = []  # the target's EM after every step (predicting search)
                 if mask is not None:
                     result = unlearn(
-                        model, target, kept, trial, edit_targets=edit, mask=mask, before=before, probe=probe
+                        model,
+                        target,
+                        kept,
+                        trial,
+                        edit_targets=edit,
+                        mask=mask,
+                        before=before,
+                        probe=probe,
+                        on_step=(lambda m, t=target, a=along: a.append(_em(m, t))) if predicting else None,
                     )
                 else:
                     result = trial.run(model, target, kept, edit_targets=edit, before=before, probe=probe)
                 ems.append(float(result.after.target_em.float().mean()))
                 summaries.append(result.after.summary())
                 results.append(result)
+                settled.append(_settled_step(along, level))
         except Diverged:
             point = TracePoint(lr, (), diverged=True)
         else:
             scores = {k: fmean(s[k] for s in summaries) for k in summaries[0]} if probe is not None else {}
-            point = TracePoint(lr, tuple(ems), scores=scores)
+            point = TracePoint(lr, tuple(ems), scores=scores, settled=tuple(settled) if predicting else ())
             kept_runs[lr] = tuple(results)
         tried[lr] = point
         best = _chosen(tried.values(), level)
@@ -282,6 +324,90 @@ def calibrate(
     def stops(point: TracePoint) -> bool:  # reached, or diverged: the rate sought is not above it
         return point.diverged or point.max_em <= level
 
+    if predicting:
+        _predicting_search(attempt, stops, lrs, tolerance, config.steps)
+    else:
+        _bisection(attempt, stops, lrs, tolerance)
+    points = tuple(tried[lr] for lr in sorted(tried))
+    reached = any(not p.diverged and p.max_em <= level for p in points)
+    chosen = _chosen(points, level)
+    trace = tuple((p.lr, p.mean_em) for p in points)
+    return Calibration(
+        config.label,
+        float(level),
+        trace,
+        chosen,
+        reached,
+        tuple(lrs),
+        points,
+        tolerance,
+        strategy="predict" if predicting else "bisect",
+        runs=kept_runs.get(chosen, ()),
+    )
+
+
+def _em(model: Model, target: Paragraphs) -> float:
+    return float(score_paragraphs(model, target).em.float().mean())
+
+
+def _settled_step(em_along: Sequence[float], level: float | int) -> int | None:
+    """The first step (1-based) from which the EM stayed <= level to the last step; None if above it at the end."""
+    if not em_along or em_along[-1] > level:
+        return None
+    above = [i for i, em in enumerate(em_along) if em > level]
+    return above[-1] + 2 if above else 1
+
+
+def _predicting_search(
+    attempt: Callable[[float], TracePoint],
+    stops: Callable[[TracePoint], bool],
+    lrs: Sequence[float],
+    tolerance: float,
+    steps: int,
+) -> None:
+    """Rates tried: the grid's middle, then x10 until one stops the search (reaches the level, or diverges), then
+    the rate that run predicts (its slowest target's settled step / `steps`, times PREDICTION_MARGIN), kept at
+    least a factor `1 + tolerance` below the lowest stopping rate and above the highest rate that did not; ends
+    when those two are within a factor `1 + tolerance`, or at the grid's ends."""
+    ratio = 1 + tolerance
+    low: float | None = None  # the largest rate known not to stop the search
+    high: tuple[float, TracePoint] | None = None  # the smallest rate known to stop it, and its point
+    lr = lrs[len(lrs) // 2]
+    while True:
+        point = attempt(lr)
+        if stops(point):
+            high = (lr, point)
+        else:
+            low = lr
+        if high is None:
+            if lr >= lrs[-1]:
+                return  # not reached within the grid
+            lr = min(lr * 10, lrs[-1])
+            continue
+        top, top_point = high
+        if low is not None and top / low <= ratio * (1 + 1e-9):
+            return
+        if top_point.diverged or None in top_point.settled or max(top_point.settled) == 1:
+            guess = top / 10  # no step count to read: a grid-sized step down
+        else:
+            guess = top * max(top_point.settled) / steps * PREDICTION_MARGIN
+        lr = min(guess, top / ratio * (1 + 1e-9))  # at least one tolerance step below what stops it
+        if low is not None:
+            lr = math.sqrt(low * top) if low * ratio > top / ratio else max(lr, low * ratio)
+        elif lr < lrs[0]:
+            if top <= lrs[0]:
+                return  # the grid's smallest rate reaches it: a smaller one may too (Calibration.describe says so)
+            lr = lrs[0]
+
+
+def _bisection(
+    attempt: Callable[[float], TracePoint],
+    stops: Callable[[TracePoint], bool],
+    lrs: Sequence[float],
+    tolerance: float,
+) -> None:
+    """Rates tried: a bisection on the grid `lrs`, then in log-rate between the two grid rates that bracket the
+    level until they are within a factor `1 + tolerance`."""
     lo, hi = -1, len(lrs)  # lrs[lo] is known not to stop the search, lrs[hi] to stop it (-1 / len: unknown)
     while hi - lo > 1:
         mid = (lo + hi) // 2
@@ -297,21 +423,6 @@ def calibrate(
                 high = mid
             else:
                 low = mid
-    points = tuple(tried[lr] for lr in sorted(tried))
-    reached = any(not p.diverged and p.max_em <= level for p in points)
-    chosen = _chosen(points, level)
-    trace = tuple((p.lr, p.mean_em) for p in points)
-    return Calibration(
-        config.label,
-        float(level),
-        trace,
-        chosen,
-        reached,
-        tuple(lrs),
-        points,
-        tolerance,
-        runs=kept_runs.get(chosen, ()),
-    )
 
 
 def _chosen(points: Iterable[TracePoint], level: float | int) -> float:

@@ -14,6 +14,7 @@ never trained).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -168,11 +169,13 @@ def unlearn(
     mask: dict[str, Bool[Tensor, "..."]] | None = None,
     probe: Probe | None = None,
     before: Evaluation | None = None,
+    on_step: Callable[[Model], None] | None = None,
 ) -> UnlearnResult:
     """Fine-tune a deep copy of `model` on `config.method`, updating only the masked weights.
 
-    `mask` overrides the config's selection (keys: TransformerLens parameter names). `model` is
-    left untouched (weights, gradients, requires_grad flags)."""
+    `mask` overrides the config's selection (keys: TransformerLens parameter names). `on_step(edited)`
+    is called after every optimiser step with the edited copy (e.g. to score the targets along the run).
+    `model` is left untouched (weights, gradients, requires_grad flags)."""
     if len(targets) == 0:
         raise UserError("no target paragraphs to unlearn")
     if mask is None:
@@ -215,6 +218,13 @@ def unlearn(
     )
     if before is None:
         before = evaluate(model, targets, probe, edit_targets=edit_targets)
+
+    def after_step() -> None:
+        if not config.decay_outside_mask:
+            keep_unmasked()
+        if on_step is not None:
+            on_step(edited)
+
     try:
         losses = optimise(
             loss_fn,
@@ -223,7 +233,7 @@ def unlearn(
             lr=config.lr,
             weight_decay=config.weight_decay,
             before_step=zero_grad_outside_mask if config.decay_outside_mask else None,
-            after_step=None if config.decay_outside_mask else keep_unmasked,
+            after_step=after_step,
         )
     finally:
         for p, flag in flags:
