@@ -109,9 +109,21 @@ class ReftResult:
         }
 
 
+class InterventionHook(nn.Module):
+    """A forward hook applying `intervention` to the activation it is attached to; a module, so that copies
+    and attacks of the unlearned system (interp.audit) reach the intervention's parameters."""
+
+    def __init__(self, intervention: nn.Module):
+        super().__init__()
+        self.intervention = intervention
+
+    def forward(self, act: Float[Tensor, "*batch d_model"], hook=None) -> Float[Tensor, "*batch d_model"]:
+        return self.intervention(act)
+
+
 def intervention_hooks(intervention: LoReFT, layer: int) -> list[Hook]:
     """Forward hooks that replace layer `layer`'s residual stream output by the intervention's."""
-    return [(act_name("resid_post", layer), lambda act, hook: intervention(act))]
+    return [(act_name("resid_post", layer), InterventionHook(intervention))]
 
 
 def reft_unlearn(

@@ -1,15 +1,17 @@
 """The forgetting audit (`audit`): every attack on an unlearned model, with its two controls, per paragraph.
 
-- `quantization`: int8 per channel / int4 group-wise round-to-nearest of the weight matrices;
+- `quantization`: int8 per channel, int4 group-wise (symmetric, zero-point) and NF4 rounding of the weight matrices;
 - `relearning`: a small fixed budget of fine-tuning on the prefixes, the retain set or related text;
-- `restoration`: the best window of the original's MLP coefficients / attention outputs patched in;
+- `systems`: where an unlearning lives (weights, an intervention's parameters, an ensemble's small models),
+  and quantization, relearning and restoration of all of it;
 - `prefixes`: the best of K single-token prefix edits, and the paragraph after a few tokens of left context;
 - `scoring`: greedy EM and log10 p of the continuation, the one place both are computed;
-- `audit`: runs them on the original (control 1), the unlearned models and never-known text (control 2),
-  and the per-paragraph residual-memorization score.
+- `audit`: runs them on the original (control 1), the unlearned systems and never-known text (control 2),
+  restoration's donor control, and the per-paragraph residual-memorization score (`score_model`: one
+  system's scores under every attack).
 """
 
-from interp.audit.audit import ATTACKS, AuditConfig, AuditResult, audit
+from interp.audit.audit import ATTACKS, AuditConfig, AuditResult, audit, median_interval, score_model
 from interp.audit.quantization import quantize_matrix, quantized
 from interp.audit.relearning import related_text, relearned
 
@@ -18,8 +20,10 @@ __all__ = [
     "AuditConfig",
     "AuditResult",
     "audit",
+    "median_interval",
     "quantize_matrix",
     "quantized",
     "related_text",
     "relearned",
+    "score_model",
 ]

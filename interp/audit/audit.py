@@ -1,26 +1,28 @@
 """The forgetting audit: is text "unlearned" by an edit really gone, or only hidden?
 
-For each unlearned model (a weight-edited copy, the original with forward hooks, e.g. LoReFT, or a
-decoding-time ensemble, attacked through its base weights) and each target paragraph, every attack's
-greedy EM and extraction probability (log10 p of sampling the whole continuation), with two controls run
-through the same code, both on the ORIGINAL model and so computed once for every method:
+For each unlearned system (a weight-edited copy; the original with an intervention such as LoReFT; a
+decoding-time ensemble, see interp.audit.systems) and each target paragraph, every attack's greedy EM and
+extraction probability (log10 p of sampling the whole continuation), with three controls:
 
-- the original under the same attack, on the targets: does the attack itself break recitation?
-  (if it does, the recovery it shows on the unlearned model understates what is stored);
-- the original under the same attack, on paragraphs it never recited (never-known: the testbed's
-  held-out split, or a file): does the attack teach text that was never there? Its mean EM gain is the
-  attack's null, subtracted below. Attacks that pick the best of many prompts gain by selection alone
-  and pay for it here. (Restoring the original into itself is a no-op, so restoration's null is 0: its
-  best-of-windows selection is not charged; the unlearned models differ from the original only on
-  what they forgot, which is why the null is taken there once rather than per method.)
+- control 1, the attack on the ORIGINAL model, on the targets: does the attack itself break recitation?
+  An attack that lowers the original's mean EM by more than `BREAKS` of the continuation is flagged, and
+  its recovery is also given against the original's attacked EM (what the attack could at best return);
+- control 2, the same attack on the same UNLEARNED system, on paragraphs no model here recited
+  (never-known: the testbed's held-out split, or a file), each paired with a target (control j with target
+  j mod n) and given the dose its target gets (relearned in runs of as many paragraphs as the target's run,
+  on its own prefix or its own document's text). Its mean gain is the attack's null, subtracted from each
+  recovery; the same max over attacks computed on these paragraphs is the residual's null distribution;
+- the donor control of restoration: a copy of the original fine-tuned to recite some never-known
+  paragraphs, its activations restored into the original, window by window. Restoring activations can
+  carry text the recipient never held; restoration's null is the larger of its control-2 gain and this
+  donor gain, and restoration is labelled a diagnostic where that null is large.
 
-Attacks (`ATTACKS`): "int8" / "int4" (interp.audit.quantization), "relearn_prefix" / "relearn_retain" /
-"relearn_related" (interp.audit.relearning), "restore" (interp.audit.restoration), "perturb" / "shift"
-(interp.audit.prefixes). Cost per unlearned model: one quantized copy per bit width, one relearning run
-per relearning text, the restoration windows, K edited and len(shifts) shifted prefixes, all scored on
-that model's targets only; the controls add the same once, on targets and never-known paragraphs in one
-batch where the attack does not depend on them (relearning on prefixes and related text: one run per
-group of targets and one for the never-known paragraphs).
+Attacks (`ATTACKS`): int8 per channel, int4 symmetric in groups of 32 and 128, int4 with a zero point, NF4
+(interp.audit.quantization); relearning on the prefix, the retain set or related text
+(interp.audit.relearning); restoration of the original's activations (interp.audit.systems); the best of
+K single-token prefix edits and of a few tokens of left context (interp.audit.prefixes). An attack that
+cannot apply to a system (e.g. restoring the original into itself, int4 groups that do not divide a
+matrix) is "n/a" with its reason, never a score.
 """
 
 from __future__ import annotations
@@ -30,38 +32,57 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
 import torch
-from jaxtyping import Float, Int
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from interp.audit.prefixes import edit_attack, shift_attack, single_token_edits
-from interp.audit.quantization import quantized
-from interp.audit.relearning import related_text, relearned
-from interp.audit.restoration import RESTORED, restoration_attack
-from interp.audit.scoring import score
+from interp.audit.relearning import related_text
+from interp.audit.scoring import best_option, score
+from interp.audit.systems import (
+    cannot_quantize,
+    interventions,
+    quantized_system,
+    recite,
+    relearned_system,
+    restore_configs,
+    restoration_target,
+    restored,
+)
 from interp.backend import Model
 from interp.data import BATCH_SIZE, Paragraphs
 from interp.errors import UserError
 from interp.metrics import Scorable
 from interp.options import option
 from interp.position import filler_spans
-from interp.restore import EXPERIMENTS
+from interp.restore import default_window, layer_windows
 from interp.unlearning import Hook
 from interp.unlearning.proxy import ProxyModel
 
-ATTACKS = ("int8", "int4", "relearn_prefix", "relearn_retain", "relearn_related", "restore", "perturb", "shift")
+RESTORED = ("coefficients", "attention", "both")
+QUANTIZATIONS = {  # attack -> (bits, group size: None = per output channel, "group" = AuditConfig.group_size, scheme)
+    "int8": (8, None, "symmetric"),
+    "int4": (4, "group", "symmetric"),
+    "int4_g128": (4, 128, "symmetric"),
+    "int4_asym": (4, "group", "asymmetric"),
+    "nf4": (4, 64, "nf4"),
+}
+ATTACKS = (*QUANTIZATIONS, "relearn_prefix", "relearn_retain", "relearn_related", "restore", "perturb", "shift")
+BREAKS = 0.1  # control 1: an attack lowering the original's mean target EM by more than this share breaks it
+DIAGNOSTIC = 0.1  # restoration's null at or above this share of the forgotten EM or log10 p: a diagnostic
 Unlearned = Model | ProxyModel | tuple[Model | ProxyModel, Sequence[Hook]]
 
 
 @dataclass(frozen=True)
 class AuditConfig:
     """Which attacks run, and their budgets. Defaults: int4 in groups of 32 input channels (a common
-    GPTQ / AWQ size), relearning 10 Adam steps at 1e-4 (the unlearning table's attack; related text: at
-    most 16 paragraphs, about the retain set's 10, which bounds its cost), K = 32
-    single-token prefix edits, left-context shifts of 1, 2, 4 and 8 tokens, restoration windows of
-    interp.restore's default width."""
+    GPTQ / AWQ size) beside groups of 128, a zero-point variant and NF4 in blocks of 64, relearning 10 Adam
+    steps at 1e-4 (the unlearning table's attack; related text: at most 16 paragraphs, about the retain
+    set's 10, which bounds its cost), K = 32 single-token prefix edits, left-context shifts of 1, 2, 4 and 8
+    tokens, restoration windows of interp.restore's default width; the restoration donor fine-tuned on up
+    to 4 never-known paragraphs, at most 40 Adam steps at 1e-3."""
 
     attacks: tuple[str, ...] = option(ATTACKS, "the attacks to run, some of the default")
-    group_size: int = option(32, "int4: input channels per scale")
+    group_size: int = option(32, "int4 and int4_asym: input channels per scale")
     relearn_steps: int = option(10, "relearning: Adam steps")
     relearn_lr: float = option(1e-4, "relearning: learning rate")
     related_limit: int = option(16, "relearn_related: paragraphs of related text per run, at most")
@@ -69,9 +90,15 @@ class AuditConfig:
         8, "relearn_related: related text sharing this many consecutive tokens with a continuation is dropped"
     )
     width: int | None = option(None, "restoration window width in layers (odd; None: scaled)")
-    restore_experiments: tuple[str, ...] = option(RESTORED, f"restoration: some of {','.join(EXPERIMENTS)}")
+    restore_experiments: tuple[str, ...] = option(RESTORED, f"restoration: some of {','.join(RESTORED)}")
+    donor_paragraphs: int = option(4, "restoration's donor: never-known paragraphs it is taught to recite")
+    donor_steps: int = option(40, "restoration's donor: Adam steps at most")
+    donor_lr: float = option(1e-3, "restoration's donor: learning rate")
     perturb_k: int = option(32, "single-token prefix edits tried")
     shifts: tuple[int, ...] = option((1, 2, 4, 8), "tokens of left context tried before each paragraph")
+    partial_targets: bool = option(
+        False, "accept targets the original recites only in part (else every target must be recited in full)"
+    )
     seed: int = option(0, "seed of the prefix edits, the fillers and the never-known draw")
     batch_size: int = BATCH_SIZE
 
@@ -85,20 +112,53 @@ class AuditConfig:
             )
         if self.perturb_k < 1 or self.group_size < 1 or self.related_limit < 1 or self.related_ngram < 1:
             raise UserError("--perturb-k, --group-size and the related-text limits must be at least 1")
-        bad = [e for e in self.restore_experiments if e not in EXPERIMENTS]
+        if self.donor_paragraphs < 1 or self.donor_steps < 1 or not self.donor_lr > 0:
+            raise UserError("--donor-paragraphs, --donor-steps and --donor-lr must be positive")
+        bad = [e for e in self.restore_experiments if e not in RESTORED]
         if bad or not self.restore_experiments:
-            raise UserError(f"unknown restoration experiments {bad}: use some of {', '.join(EXPERIMENTS)}")
+            raise UserError(f"unknown restoration experiments {bad}: use some of {', '.join(RESTORED)}")
+
+    def quantization(self, attack: str) -> tuple[int, int | None, str]:
+        bits, group, scheme = QUANTIZATIONS[attack]
+        return bits, self.group_size if group == "group" else group, scheme
+
+
+def median_interval(
+    values: Float[Tensor, "n"], *, level: float = 0.95, n_boot: int = 2000, seed: int = 0
+) -> tuple[float, float, float, int]:
+    """The median of the finite values (the mean of the two middle ones when their number is even, not the
+    lower one), a percentile bootstrap interval at `level`, and how many values there were."""
+    x = values[~values.isnan()].double()
+    if len(x) == 0:
+        return math.nan, math.nan, math.nan, 0
+    gen = torch.Generator().manual_seed(seed)
+    draws = x[torch.randint(0, len(x), (n_boot, len(x)), generator=gen)].quantile(0.5, dim=1)
+    lo, hi = draws.quantile(torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64)).tolist()
+    return float(x.quantile(0.5)), lo, hi, len(x)
+
+
+def _share(gained: Tensor, lost: Tensor) -> Tensor:
+    """clip(gained / lost, 0, 1), nan where nothing was lost."""
+    return (gained / lost.where(lost > 0, torch.tensor(float("nan")))).clamp(0, 1)
+
+
+def _max_applicable(recovery: Tensor, applies: Tensor) -> Tensor:
+    """Max over attacks (dim 1) of the attacks that apply, nan where every value is nan."""
+    masked = recovery.masked_fill(~applies[..., None], float("nan"))
+    out = masked.nan_to_num(-1.0).max(1).values
+    return out.masked_fill(out < 0, float("nan"))
 
 
 @dataclass(frozen=True)
 class AuditResult:
-    """Per method m, attack a and target paragraph i: EM and log10 p attacked, and the two controls.
+    """Per method m, attack a and target paragraph i: EM and log10 p attacked, and the controls.
 
-    `em_original_attacked[a, i]`: the original model under attack a (control 1); `em_never_known_*`: the
-    original on never-known paragraphs j, without and with each attack (control 2; the same for every
-    method, kept per method m so that a per-method control fits the same fields).
-    `choices[method][attack]`: what the attack picked per target (restoration window, edited position,
-    shift). `quantization_error[model][attack][tensor]` = ||w' - w||_F / ||w||_F;
+    `em_original_attacked[a, i]`: the original under attack a (control 1). `em_never_known_*[m, ..., j]`:
+    method m's unlearned system on never-known paragraph j (paired with target `pairs[j]`), without and with
+    each attack (control 2). `applies[m, a]`: whether attack a reached method m (`not_applicable` gives the
+    reason where not; those cells hold the unlearned scores and count nowhere). `restore_null`: the donor
+    control of restoration. `choices[method][attack]`: what the attack picked per target (restoration
+    window, edited position, shift). `quantization_error[model][attack][tensor]` = ||w' - w||_F / ||w||_F;
     `weights_moved[model][attack]` = ||theta' - theta||_F / ||theta||_F of each relearning run."""
 
     ids: tuple[str, ...]
@@ -117,121 +177,340 @@ class AuditResult:
     em_never_known_unlearned: Int[Tensor, "m k"]
     em_never_known_attacked: Int[Tensor, "m a k"]
     log10p_never_known_attacked: Float[Tensor, "m a k"]
+    log10p_never_known_unlearned: Float[Tensor, "m k"] | None = None
+    pairs: Int[Tensor, "k"] | None = None  # the target each never-known paragraph is paired with
+    applies: Bool[Tensor, "m a"] | None = None
+    not_applicable: dict = field(default_factory=dict)  # method -> attack -> why it cannot apply
+    restore_null: dict = field(default_factory=dict)  # method -> {"em": .., "log10p": ..} of the donor control
     choices: dict = field(default_factory=dict)
     quantization_error: dict = field(default_factory=dict)
     weights_moved: dict = field(default_factory=dict)
     settings: dict = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        m, a, k = len(self.methods), len(self.attacks), len(self.never_known_ids)
+        if self.applies is None:
+            object.__setattr__(self, "applies", torch.ones(m, a, dtype=torch.bool))
+        if self.pairs is None:
+            object.__setattr__(self, "pairs", torch.arange(k) % max(1, len(self.ids)))
+        if self.log10p_never_known_unlearned is None:
+            object.__setattr__(self, "log10p_never_known_unlearned", torch.zeros(m, k))
+
+    def _null(self, attacked: Tensor, unlearned: Tensor, key: str) -> Float[Tensor, "m a"]:
+        gain = (attacked - unlearned[:, None]).float().mean(-1).clamp_min(0)
+        if "restore" in self.attacks:
+            r = self.attacks.index("restore")
+            for m, method in enumerate(self.methods):
+                donor = self.restore_null.get(method, {}).get(key)
+                if donor is not None and not math.isnan(donor):
+                    gain[m, r] = max(float(gain[m, r]), donor)
+        return gain
+
     @property
     def never_known_gain(self) -> Float[Tensor, "m a"]:
-        """Mean EM an attack adds to never-known paragraphs (control 2), at least 0: the attack's
-        null. A negative mean (an attack that damages text in general) is not credited to the targets:
-        a target already at EM 0 cannot fall further, so crediting it would invent recovery."""
-        return (self.em_never_known_attacked - self.em_never_known_unlearned[:, None]).float().mean(-1).clamp_min(0)
+        """Each attack's null on EM: the mean EM it adds to the never-known paragraphs on the same unlearned
+        system (control 2), at least 0, and for restoration at least the donor control's gain. A negative
+        mean (an attack that damages text in general) is not credited to the targets: a target already at
+        EM 0 cannot fall further, so crediting it would invent recovery."""
+        return self._null(self.em_never_known_attacked, self.em_never_known_unlearned, "em")
+
+    @property
+    def never_known_gain_log10p(self) -> Float[Tensor, "m a"]:
+        """The same null on log10 p."""
+        return self._null(self.log10p_never_known_attacked, self.log10p_never_known_unlearned, "log10p")
+
+    @property
+    def forgotten(self) -> Bool[Tensor, "m n"]:
+        """Targets whose EM the unlearning lowered."""
+        return self.em_unlearned < self.em_original
+
+    def _recovery(self, attacked, unlearned, original, null) -> Tensor:
+        rec = _share((attacked - unlearned[:, None]).float() - null[..., None], (original - unlearned).float()[:, None])
+        return rec.masked_fill(~self.applies[..., None], float("nan"))
 
     @property
     def recovery(self) -> Float[Tensor, "m a n"]:
-        """clip((EM_attacked - EM_unlearned - never_known_gain) / (EM_original - EM_unlearned), 0, 1) per method,
-        attack and target; nan where the unlearning lowered nothing (EM_unlearned >= EM_original)."""
-        gained = (self.em_attacked - self.em_unlearned[:, None]).float() - self.never_known_gain[..., None]
-        forgotten = (self.em_original - self.em_unlearned).float()[:, None]
-        return (gained / forgotten.where(forgotten > 0, torch.tensor(float("nan")))).clamp(0, 1)
+        """clip((EM_attacked - EM_unlearned - null) / (EM_original - EM_unlearned), 0, 1) per method, attack
+        and target; nan where the unlearning lowered nothing or the attack does not apply."""
+        return self._recovery(self.em_attacked, self.em_unlearned, self.em_original, self.never_known_gain)
+
+    @property
+    def recovery_log10p(self) -> Float[Tensor, "m a n"]:
+        """The same share on log10 p: (lp_attacked - lp_unlearned - null) / (lp_original - lp_unlearned)."""
+        return self._recovery(
+            self.log10p_attacked, self.log10p_unlearned, self.log10p_original, self.never_known_gain_log10p
+        )
+
+    @property
+    def breaks_original(self) -> Bool[Tensor, "a"]:
+        """Control 1: attacks that lower the original's mean target EM by more than BREAKS of the continuation."""
+        drop = self.em_original.float().mean() - self.em_original_attacked.float().mean(-1)
+        return drop > BREAKS * self.continuation_len
+
+    @property
+    def recovery_of_attacked_original(self) -> Float[Tensor, "m a n"]:
+        """Recovery against what the attack leaves the original: (EM_attacked - EM_unlearned - null) /
+        (EM_original_attacked - EM_unlearned), clipped; nan where the attacked original is no better than the
+        unlearned model (the attack destroys what it would measure)."""
+        return self._recovery(self.em_attacked, self.em_unlearned, self.em_original_attacked, self.never_known_gain)
+
+    def _residual(self, recovery: Tensor, lost: Tensor) -> Tensor:
+        res = _max_applicable(recovery, self.applies)
+        return res.masked_fill(lost <= 0, 1.0)
 
     @property
     def residual(self) -> Float[Tensor, "m n"]:
-        """Residual memorization per method and target: the largest recovery over attacks.
+        """Residual memorization per method and target: the largest recovery over the attacks that apply.
 
         residual[m, i] = max_a clip((EM_a,i - EM_u,i - g_a) / (EM_o,i - EM_u,i), 0, 1), where EM_o, EM_u,
-        EM_a are the target's greedy EM on the original, the unlearned and the attacked unlearned model,
-        and g_a the mean EM gain (at least 0) attack a gives never-known paragraphs on the same unlearned
-        model. Why: EM_a - EM_u is what the attack brought back, g_a what it would bring from nothing (by
-        teaching, or by picking the best of many prompts or windows), and EM_o - EM_u what the unlearning
-        took away, so the score is the share of the forgotten text that the best attack returns beyond its
-        null: 0 = gone under every attack, 1 = fully back to the original's EM (as interp.restore's
-        `em_recovered`). Dividing by EM_o alone would cap a method left at EM 10 of 50 at 0.8; at matched
-        forgetting the two differ by one factor for every method. Clipped, since an attack that damages
-        further is no negative memory. An attacker uses whichever attack works, hence the max; it is a
-        lower bound on what is stored. nan where nothing was forgotten."""
-        return self.recovery.max(1).values
+        EM_a are the target's greedy EM on the original, the unlearned and the attacked unlearned system,
+        and g_a attack a's null (`never_known_gain`). The share of the forgotten text that the best attack
+        returns beyond its null: 0 = gone under every attack, 1 = back to the original's EM. It is what
+        these attacks, at these budgets, bring back, not a bound on what is stored: an attack can also teach
+        or carry text in (the nulls measure how much on text never known; `residual_p` compares the score
+        with the same max on those paragraphs), and a stronger attack may find more. 1 where the unlearning
+        did not lower the target's EM at all (the text is all still there): such targets are counted
+        (`forgotten`), never dropped."""
+        return self._residual(self.recovery, (self.em_original - self.em_unlearned).float())
+
+    @property
+    def residual_log10p(self) -> Float[Tensor, "m n"]:
+        """The residual on log10 p (1 where the unlearning did not lower log10 p)."""
+        return self._residual(self.recovery_log10p, self.log10p_original - self.log10p_unlearned)
 
     @property
     def residual_attack(self) -> list[list[str | None]]:
-        """The attack achieving each residual (None where every recovery is 0)."""
-        rec = self.recovery
+        """The attack achieving each residual (None where every recovery is 0 or nothing was forgotten)."""
+        rec = self.recovery.masked_fill(~self.applies[..., None], float("nan")).nan_to_num(-1.0)
         best = rec.argmax(1)
         return [
             [self.attacks[int(best[m, i])] if rec[m, best[m, i], i] > 0 else None for i in range(len(self.ids))]
             for m in range(len(self.methods))
         ]
 
+    def _control_residual(self, attacked, unlearned, original_t, unlearned_t, null) -> Tensor:
+        lost = (original_t - unlearned_t).float()[:, self.pairs]  # each paragraph's target's forgotten amount
+        rec = _share((attacked - unlearned[:, None]).float() - null[..., None], lost[:, None])
+        return _max_applicable(rec.masked_fill(~self.applies[..., None], float("nan")), self.applies)
+
+    @property
+    def control_residual(self) -> Float[Tensor, "m k"]:
+        """The residual's statistic on the never-known paragraphs, each scaled by its paired target's
+        forgotten EM: the same max over attacks on text the system never held (the residual's null)."""
+        return self._control_residual(
+            self.em_never_known_attacked,
+            self.em_never_known_unlearned,
+            self.em_original,
+            self.em_unlearned,
+            self.never_known_gain,
+        )
+
+    @property
+    def control_residual_log10p(self) -> Float[Tensor, "m k"]:
+        return self._control_residual(
+            self.log10p_never_known_attacked,
+            self.log10p_never_known_unlearned,
+            self.log10p_original,
+            self.log10p_unlearned,
+            self.never_known_gain_log10p,
+        )
+
+    @staticmethod
+    def _p(residual: Tensor, control: Tensor) -> Tensor:
+        out = torch.full_like(residual, float("nan"))
+        for m in range(residual.shape[0]):
+            c = control[m][~control[m].isnan()]
+            if len(c):
+                out[m] = (1 + (c[None] >= residual[m][:, None]).sum(-1)) / (1 + len(c))
+        return out.masked_fill(residual.isnan(), float("nan"))
+
+    @property
+    def residual_p(self) -> Float[Tensor, "m n"]:
+        """Per target, the share of never-known paragraphs (plus one) whose control residual is at least the
+        target's: a permutation-style p of the residual against its null."""
+        return self._p(self.residual, self.control_residual)
+
+    @property
+    def residual_p_log10p(self) -> Float[Tensor, "m n"]:
+        return self._p(self.residual_log10p, self.control_residual_log10p)
+
+    @property
+    def null_q95(self) -> Float[Tensor, "m"]:
+        """The control residual's 95th percentile per method (nan without a control paragraph)."""
+        return torch.stack([_q95(c) for c in self.control_residual])
+
+    @property
+    def null_q95_log10p(self) -> Float[Tensor, "m"]:
+        return torch.stack([_q95(c) for c in self.control_residual_log10p])
+
+    def median(self, m: int, on: str = "em") -> tuple[float, float, float, int]:
+        """Median residual of method m over its targets (EM or log10 p), its 95% bootstrap interval and n."""
+        res = self.residual if on == "em" else self.residual_log10p
+        return median_interval(res[m], seed=int(self.settings.get("seed", 0)))
+
     @property
     def median_residual(self) -> Float[Tensor, "m"]:
-        """Median residual over the targets that were forgotten at all (nan when none was)."""
-        return self.residual.nanmedian(-1).values
+        """The true median residual over all targets (forgotten or not; see `residual`)."""
+        return torch.tensor([self.median(m)[0] for m in range(len(self.methods))])
+
+    @property
+    def median_residual_log10p(self) -> Float[Tensor, "m"]:
+        return torch.tensor([self.median(m, "log10p")[0] for m in range(len(self.methods))])
+
+    def restoration_is_diagnostic(self, m: int) -> bool:
+        """Whether restoration's null (control 2 or donor) reaches DIAGNOSTIC of method m's mean forgotten
+        EM or log10 p, or its donor null was not measured (an ensemble's small models): then restoration
+        shows where text can be written back, not that it was stored."""
+        if "restore" not in self.attacks:
+            return False
+        r = self.attacks.index("restore")
+        donor = self.restore_null.get(self.methods[m], {}).get("em")
+        if donor is None or math.isnan(donor):
+            return True
+        lost = float((self.em_original - self.em_unlearned[m]).float().clamp_min(0).mean())
+        lost_lp = float((self.log10p_original - self.log10p_unlearned[m]).clamp_min(0).mean())
+        em_share = float(self.never_known_gain[m, r]) / lost if lost > 0 else 0.0
+        lp_share = float(self.never_known_gain_log10p[m, r]) / lost_lp if lost_lp > 0 else 0.0
+        return max(em_share, lp_share) >= DIAGNOSTIC
 
     def table(self, method: str) -> list[dict]:
-        """One row per attack for `method`: mean EM and log10 p attacked, both controls, mean recovery."""
+        """One row per attack for `method`: mean EM and log10 p attacked, the controls, mean recoveries;
+        an attack that does not apply has `applies` False, its reason in `why_not` and None for every number."""
         m = self.methods.index(method)
         rows = [
             {
                 "attack": "none (unlearned)",
+                "applies": True,
+                "why_not": None,
                 "em": float(self.em_unlearned[m].float().mean()),
                 "log10p": float(self.log10p_unlearned[m].mean()),
                 "original_em": float(self.em_original.float().mean()),
+                "breaks_original": False,
                 "never_known_gain": 0.0,
+                "never_known_gain_log10p": 0.0,
                 "recovery": 0.0,
+                "recovery_log10p": 0.0,
+                "recovery_of_attacked_original": 0.0,
             }
         ]
+        rec, rec_lp, rec_o = self.recovery[m], self.recovery_log10p[m], self.recovery_of_attacked_original[m]
         for a, attack in enumerate(self.attacks):
-            rows.append(
-                {
-                    "attack": attack,
+            row = {
+                "attack": attack,
+                "applies": bool(self.applies[m, a]),
+                "why_not": self.not_applicable.get(method, {}).get(attack),
+                "original_em": float(self.em_original_attacked[a].float().mean()),
+                "breaks_original": bool(self.breaks_original[a]),
+            }
+            if row["applies"]:
+                row |= {
                     "em": float(self.em_attacked[m, a].float().mean()),
                     "log10p": float(self.log10p_attacked[m, a].mean()),
-                    "original_em": float(self.em_original_attacked[a].float().mean()),
                     "never_known_gain": float(self.never_known_gain[m, a]),
-                    "recovery": float(self.recovery[m, a].nanmean()),
+                    "never_known_gain_log10p": float(self.never_known_gain_log10p[m, a]),
+                    "recovery": float(rec[a].nanmean()),
+                    "recovery_log10p": float(rec_lp[a].nanmean()),
+                    "recovery_of_attacked_original": float(rec_o[a].nanmean()),
                 }
-            )
+            else:
+                row |= dict.fromkeys(
+                    ("em", "log10p", "never_known_gain", "never_known_gain_log10p", "recovery", "recovery_log10p")
+                ) | {"recovery_of_attacked_original": None}
+            rows.append(row)
         return rows
 
+    def summary(self, m: int) -> str:
+        """The method's one plain sentence: EM and log10 p before / after, targets not forgotten, the median
+        residual on EM and on log10 p with interval and n, the control residual's 95th percentile, and the
+        attacks that did not apply."""
+        method = self.methods[m]
+        med, lo, hi, n = self.median(m)
+        med_lp, lo_lp, hi_lp, _ = self.median(m, "log10p")
+        kept = int((~self.forgotten[m]).sum())
+        why = self.not_applicable.get(method, {})
+        na = [f"{a} ({why[a]})" for a in self.attacks if a in why]
+        return (
+            f"{method}: {len(self.ids)} target(s), EM {self.em_original.float().mean():.1f} -> "
+            f"{self.em_unlearned[m].float().mean():.1f} of {self.continuation_len}, log10 p "
+            f"{self.log10p_original.mean():.1f} -> {self.log10p_unlearned[m].mean():.1f}; {kept} not forgotten "
+            f"(residual 1); median residual {med:.2f} [95% CI {lo:.2f}, {hi:.2f}] (n={n}) on EM, {med_lp:.2f} "
+            f"[{lo_lp:.2f}, {hi_lp:.2f}] on log10 p; never-known null's 95th percentile "
+            f"{float(self.null_q95[m]):.2f} on EM, {float(self.null_q95_log10p[m]):.2f} on log10 p; "
+            + (f"did not apply: {'; '.join(na)}." if na else "every attack applied.")
+        )
+
     def format(self) -> str:
-        """Plain-text tables, one per method, and each target's residual score."""
+        """Plain-text tables, one per method, and each target's residual scores."""
+
+        def cell(v, fmt: str, width: int) -> str:
+            return f"{'n/a':>{width}}" if v is None else f"{v:>{width}{fmt}}"
+
         lines = []
         for m, method in enumerate(self.methods):
+            lines.append(self.summary(m))
             lines.append(
-                f"{method}: {len(self.ids)} target(s), EM {self.em_original.float().mean():.1f} -> "
-                f"{self.em_unlearned[m].float().mean():.1f} of {self.continuation_len}; "
-                f"median residual {float(self.median_residual[m]):.2f}"
+                f"  {'attack':<17} {'EM':>6} {'log10 p':>9} {'orig EM':>8} {'null EM':>8} {'null lp':>8} "
+                f"{'rec EM':>7} {'rec lp':>7} {'rec/orig':>8}"
             )
-            lines.append(f"  {'attack':<17} {'EM':>6} {'log10 p':>9} {'orig EM':>8} {'null gain':>9} {'recovery':>8}")
             for r in self.table(method):
+                flag = " (breaks the original)" if r["breaks_original"] else ""
+                why = f"  n/a: {r['why_not']}" if not r["applies"] else ""
                 lines.append(
-                    f"  {r['attack']:<17} {r['em']:>6.1f} {r['log10p']:>9.1f} {r['original_em']:>8.1f} "
-                    f"{r['never_known_gain']:>9.2f} {r['recovery']:>8.2f}"
+                    f"  {r['attack']:<17} {cell(r['em'], '.1f', 6)} {cell(r['log10p'], '.1f', 9)} "
+                    f"{r['original_em']:>8.1f} {cell(r['never_known_gain'], '.2f', 8)} "
+                    f"{cell(r['never_known_gain_log10p'], '.2f', 8)} {cell(r['recovery'], '.2f', 7)} "
+                    f"{cell(r['recovery_log10p'], '.2f', 7)} {cell(r['recovery_of_attacked_original'], '.2f', 8)}"
+                    + flag
+                    + why
                 )
             attack = self.residual_attack[m]
             lines.append(
-                "  residual per target: "
+                "  residual per target (EM, log10 p, p vs never-known): "
                 + ", ".join(
-                    f"{pid} {float(self.residual[m, i]):.2f} ({attack[i] or '-'})" for i, pid in enumerate(self.ids)
+                    f"{pid} {float(self.residual[m, i]):.2f}/{float(self.residual_log10p[m, i]):.2f} "
+                    f"p={float(self.residual_p[m, i]):.2f} ({attack[i] or '-'})"
+                    for i, pid in enumerate(self.ids)
                 )
             )
+            if "restore" in self.attacks and self.restoration_is_diagnostic(m):
+                lines.append("  restoration is a diagnostic here: its null is large or unmeasured (see restore_null)")
         lines.append(
-            "orig EM = the same attack on the original model (control 1); null gain = mean EM the attack adds to "
-            f"{len(self.never_known_ids)} never-known paragraphs (control 2, subtracted); recovery = share of the "
-            "forgotten EM brought back beyond that null (see AuditResult.residual)"
+            "orig EM = the same attack on the original model (control 1); null = mean gain the attack gives "
+            f"{len(self.never_known_ids)} never-known paragraphs on the same unlearned system (control 2; for "
+            "restore, at least the donor control's), subtracted; rec = share of the forgotten EM / log10 p brought "
+            "back beyond that null; rec/orig = the same share of what the attacked original recites"
         )
         return "\n".join(lines)
 
     def to_json(self) -> dict:
-        rec, res, res_attack = self.recovery, self.residual, self.residual_attack
+        rec, rec_lp, res, res_lp = self.recovery, self.recovery_log10p, self.residual, self.residual_log10p
+        res_attack, p, p_lp = self.residual_attack, self.residual_p, self.residual_p_log10p
         methods = {}
         for m, method in enumerate(self.methods):
+            med, lo, hi, n = self.median(m)
+            med_lp, lo_lp, hi_lp, _ = self.median(m, "log10p")
             methods[method] = {
+                "summary": self.summary(m),
                 "table": self.table(method),
-                "median_residual": float(self.median_residual[m]),
+                "median_residual": med,
+                "median_residual_ci95": [lo, hi],
+                "median_residual_log10p": med_lp,
+                "median_residual_log10p_ci95": [lo_lp, hi_lp],
+                "n_targets": n,
+                "not_forgotten": [pid for i, pid in enumerate(self.ids) if not bool(self.forgotten[m, i])],
+                "null_q95": float(self.null_q95[m]),
+                "null_q95_log10p": float(self.null_q95_log10p[m]),
+                "residual_excess": med - float(self.null_q95[m]),
+                "residual_excess_log10p": med_lp - float(self.null_q95_log10p[m]),
+                "not_applicable": self.not_applicable.get(method, {}),
+                "restore_null": self.restore_null.get(method),
+                "restoration_is_diagnostic": self.restoration_is_diagnostic(m) if "restore" in self.attacks else None,
                 "never_known_gain": {a: float(self.never_known_gain[m, j]) for j, a in enumerate(self.attacks)},
+                "never_known_gain_log10p": {
+                    a: float(self.never_known_gain_log10p[m, j]) for j, a in enumerate(self.attacks)
+                },
+                "control_residual": self.control_residual[m],
+                "control_residual_log10p": self.control_residual_log10p[m],
                 "paragraphs": [
                     {
                         "id": pid,
@@ -239,16 +518,25 @@ class AuditResult:
                         "em_unlearned": int(self.em_unlearned[m, i]),
                         "log10p_original": float(self.log10p_original[i]),
                         "log10p_unlearned": float(self.log10p_unlearned[m, i]),
+                        "forgotten": bool(self.forgotten[m, i]),
                         "residual": float(res[m, i]),
+                        "residual_log10p": float(res_lp[m, i]),
+                        "residual_p": float(p[m, i]),
+                        "residual_p_log10p": float(p_lp[m, i]),
                         "residual_attack": res_attack[m][i],
                         "attacks": {
-                            a: {
-                                "em": int(self.em_attacked[m, j, i]),
-                                "log10p": float(self.log10p_attacked[m, j, i]),
-                                "recovery": float(rec[m, j, i]),
-                                "original_em": int(self.em_original_attacked[j, i]),
-                                "choice": self.choices.get(method, {}).get(a, [None] * len(self.ids))[i],
-                            }
+                            a: (
+                                {
+                                    "em": int(self.em_attacked[m, j, i]),
+                                    "log10p": float(self.log10p_attacked[m, j, i]),
+                                    "recovery": float(rec[m, j, i]),
+                                    "recovery_log10p": float(rec_lp[m, j, i]),
+                                    "original_em": int(self.em_original_attacked[j, i]),
+                                    "choice": self.choices.get(method, {}).get(a, [None] * len(self.ids))[i],
+                                }
+                                if bool(self.applies[m, j])
+                                else {"n/a": self.not_applicable.get(method, {}).get(a)}
+                            )
                             for j, a in enumerate(self.attacks)
                         },
                     }
@@ -258,13 +546,19 @@ class AuditResult:
         return {
             "targets": list(self.ids),
             "never_known": list(self.never_known_ids),
+            "never_known_pairs": [self.ids[int(i)] for i in self.pairs],
             "attacks": list(self.attacks),
             "continuation_len": self.continuation_len,
-            "score": "residual = max over attacks of clip((EM_attacked - EM_unlearned - never_known_gain) / "
-            "(EM_original - EM_unlearned), 0, 1)",
+            "score": "residual = max over the attacks that apply of clip((EM_attacked - EM_unlearned - null) / "
+            "(EM_original - EM_unlearned), 0, 1), 1 where nothing was forgotten; the same on log10 p; its null: the "
+            "same max on never-known paragraphs of the same unlearned system, each scaled by its paired target",
             "methods": methods,
             "original_control": {
-                a: {"em": self.em_original_attacked[j], "log10p": self.log10p_original_attacked[j]}
+                a: {
+                    "em": self.em_original_attacked[j],
+                    "log10p": self.log10p_original_attacked[j],
+                    "breaks_original": bool(self.breaks_original[j]),
+                }
                 for j, a in enumerate(self.attacks)
             },
             "never_known_em": {
@@ -280,6 +574,11 @@ class AuditResult:
         }
 
 
+def _q95(x: Tensor) -> Tensor:
+    x = x[~x.isnan()]
+    return x.double().quantile(0.95).float() if len(x) else torch.tensor(float("nan"))
+
+
 def _join(a: Paragraphs, b: Paragraphs) -> Paragraphs:
     tokens = torch.cat([a.tokens.cpu(), b.tokens.cpu()])
     return Paragraphs(tokens, a.prefix_len, tuple(str(i) for i in range(tokens.shape[0])))
@@ -287,13 +586,14 @@ def _join(a: Paragraphs, b: Paragraphs) -> Paragraphs:
 
 @dataclass(frozen=True)
 class _Sets:
-    """What every model is attacked on, fixed once so that all models see the same prompts: rows 0..n-1 of
-    `both` are the targets, rows n.. the never-known paragraphs; `groups` = the target rows each unlearned
-    model forgot (all of them, or one target per run)."""
+    """What every system is attacked on, fixed once so that all see the same prompts: rows 0..n-1 of `both`
+    are the targets, rows n.. the never-known paragraphs, row n + j paired with target `pairs[j]`; `groups`
+    = the target rows each unlearned model forgot (all of them, or one target per run)."""
 
     targets: Paragraphs
     never_known: Paragraphs
     both: Paragraphs
+    pairs: Tensor  # [k]
     retain: Paragraphs | None
     related: Paragraphs | None  # the user's related text (one set for every run), else found in `pool`
     pool: Paragraphs | None
@@ -303,12 +603,13 @@ class _Sets:
     spans: Tensor | None  # [n + k, max shift]: each row's left context
     config: AuditConfig
 
-    @property
-    def never_known_rows(self) -> Tensor:
-        return torch.arange(len(self.targets), len(self.both))
+    def with_controls(self, rows: Tensor) -> Tensor:
+        """Target rows and the never-known rows paired with them."""
+        n = len(self.targets)
+        return torch.cat([rows, n + torch.isin(self.pairs, rows).nonzero().flatten()])
 
     def relearning_text(self, attack: str, rows: Tensor) -> Paragraphs:
-        """The text attack `relearn_*` trains on when it attacks `rows` (target rows, or the never-known rows)."""
+        """The text attack `relearn_*` trains on when it attacks `rows` (target rows, or never-known rows)."""
         data = attack.removeprefix("relearn_")
         if data == "prefix":
             return self.both.select(rows)
@@ -317,73 +618,69 @@ class _Sets:
         if self.related is not None:
             return self.related
         n, c = len(self.targets), self.config
-        own = self.never_known if int(rows[0]) >= n else self.targets.select(rows)
-        other = self.targets.ids if int(rows[0]) >= n else self.never_known.ids
+        known = rows[rows < n]
+        own = self.targets.select(known) if len(known) else self.never_known.select(rows[rows >= n] - n)
+        other = self.never_known.ids if len(known) else self.targets.ids
         return related_text(self.pool, own, exclude=other, ngram=c.related_ngram, limit=c.related_limit)
 
     def runs(self, attack: str, rows: Tensor) -> list[Tensor]:
-        """`rows` split into the runs attack `attack` needs: relearning on the prefixes or on related text is
-        one run per group (and one for the never-known rows), every other attack one run for all rows."""
+        """`rows` split into the runs attack `attack` needs. Relearning on the prefixes or on each paragraph's
+        own related text: the target rows in one run, and the never-known rows in runs of as many paragraphs
+        (each gets the dose of its target); every other attack: one run for all rows."""
         if attack == "relearn_prefix" or (attack == "relearn_related" and self.related is None):
             n = len(self.targets)
-            parts = [g for g in self.groups if bool(torch.isin(g, rows).all())]
-            if bool((rows >= n).any()):
-                parts.append(rows[rows >= n])
-            return parts
+            known, controls = rows[rows < n], rows[rows >= n]
+            size = max(1, len(known))
+            return [r for r in (known, *controls.split(size)) if len(r)]
         return [rows]
 
 
-def _weights(model: Scorable) -> Model:
-    """The weights an attacker holds: the model's own, or a decoding-time ensemble's base."""
-    return model.base if isinstance(model, ProxyModel) else model
+def _why_not(original: Model, model: Scorable, hooks: Sequence[Hook], attack: str, config: AuditConfig) -> str | None:
+    """Why `attack` cannot reach the system, or None."""
+    if attack in QUANTIZATIONS:
+        return cannot_quantize(model, hooks, config.quantization(attack)[1])
+    if attack == "restore":
+        if model is original and not hooks:
+            return "the system is the original itself: nothing to restore"
+        source, patched, _ = restoration_target(original, model, hooks)
+        if source.cfg.n_layers != patched.cfg.n_layers or source.cfg.d_mlp != patched.cfg.d_mlp:
+            return "its model's shape differs from the original's: no activation has a counterpart"
+    return None
 
 
-def _with_weights(model: Scorable, weights: Model) -> Scorable:
-    return model.with_base(weights) if isinstance(model, ProxyModel) else weights
+def _restore_configs(source: Model, sets: _Sets, sites: Sequence[str]) -> list[tuple[str, list[str]]]:
+    c = sets.config
+    n_layers = source.cfg.n_layers
+    windows = layer_windows(n_layers, default_window(n_layers) if c.width is None else c.width)
+    return restore_configs(n_layers, windows, c.restore_experiments, sites)
 
 
 def _attack(
     original: Model, model: Scorable, hooks: Sequence[Hook], attack: str, rows: Tensor, sets: _Sets
 ) -> tuple[Tensor, Tensor, list | None, dict]:
-    """EM and log10 p of paragraphs `rows` of `sets.both` under one attack on (`model`, `hooks`), in one run,
-    what the attack picked per row, and what it did to the model. A decoding-time ensemble (ProxyModel) is
-    attacked through its base weights, its small models' logit difference kept."""
+    """EM and log10 p of paragraphs `rows` of `sets.both` under one attack on the system (`model`, `hooks`)
+    in one run, what the attack picked per row, and what it did to the system (interp.audit.systems)."""
     config, bs, p = sets.config, sets.config.batch_size, sets.both.prefix_len
     paragraphs = sets.both.select(rows)
-    if attack in ("int8", "int4"):
-        bits, group = (8, None) if attack == "int8" else (4, config.group_size)
-        q, errors = quantized(_weights(model), bits, group)
-        em, logp = score(_with_weights(model, q), paragraphs.tokens, p, hooks=hooks, batch_size=bs)
+    if attack in QUANTIZATIONS:
+        q, q_hooks, errors = quantized_system(model, hooks, *config.quantization(attack))
+        em, logp = score(q, paragraphs.tokens, p, hooks=q_hooks, batch_size=bs)
         return em, logp, None, {"relative_error": errors}
     if attack.startswith("relearn_"):
         text = sets.relearning_text(attack, rows)
-        attacked, moved = relearned(
-            _weights(model),
-            paragraphs,
-            text,
-            attack.removeprefix("relearn_"),
-            steps=config.relearn_steps,
-            lr=config.relearn_lr,
-            hooks=hooks,
+        tokens = text.prefixes if attack == "relearn_prefix" else text.tokens
+        attacked, a_hooks, moved = relearned_system(
+            model, hooks, tokens.cpu(), steps=config.relearn_steps, lr=config.relearn_lr
         )
-        em, logp = score(_with_weights(model, attacked), paragraphs.tokens, p, hooks=hooks, batch_size=bs)
+        em, logp = score(attacked, paragraphs.tokens, p, hooks=a_hooks, batch_size=bs)
         return em, logp, None, {"weights_moved": moved}
     if attack == "restore":
-        if (model is original and not hooks) or isinstance(model, ProxyModel):  # the original's activations are there
-            em, logp = score(model, paragraphs.tokens, p, hooks=hooks, batch_size=bs)
-            return em, logp, ["no-op (the weights are the original's)"] * len(rows), {}
-        return (
-            *restoration_attack(
-                original,
-                model,
-                paragraphs,
-                hooks=hooks,
-                width=config.width,
-                experiments=config.restore_experiments,
-                batch_size=bs,
-            ),
-            {},
-        )
+        source, patched, sites = restoration_target(original, model, hooks)
+        configs = _restore_configs(source, sets, sites)
+        em, logp = restored(source, model, hooks, patched, paragraphs, configs, batch_size=bs)
+        best = best_option(em, logp)
+        cols = torch.arange(len(rows))
+        return em[best, cols], logp[best, cols], [configs[int(b)][0] for b in best], {}
     if attack == "perturb":
         em, logp, best = edit_attack(model, sets.variants[rows], p, hooks=hooks, batch_size=bs)
         pos = sets.positions[rows, best]
@@ -402,7 +699,7 @@ def _attack_rows(
     label: Callable[[Tensor], str],
 ) -> tuple[Tensor, Tensor, list | None, dict]:
     """`_attack` over `rows` in the runs the attack needs (`_Sets.runs`), put back in the order of `rows`;
-    the quantization errors of the (one) quantized model, the weights moved per run under `label(run)`."""
+    the quantization errors of the (one) quantized system, the weights moved per run under `label(run)`."""
     em = torch.zeros(len(rows), dtype=torch.long)
     logp = torch.zeros(len(rows))
     choices: list | None = None
@@ -456,6 +753,47 @@ def _is_model_with_hooks(value) -> bool:
     return isinstance(value, tuple) and len(value) == 2 and not isinstance(value[1], Model | ProxyModel)
 
 
+def _donor_null(
+    original: Model, never_known: Paragraphs, sets: _Sets, methods: dict[str, list]
+) -> tuple[dict, dict]:
+    """Restoration's donor control: a copy of the original taught to recite some never-known paragraphs,
+    its activations restored into the original per window (and at each intervention's site). Per method,
+    the mean gain on EM and log10 p of the best window it could pick (nan for an ensemble, whose small
+    models have no donor here); and the per-window gains for the record."""
+    c = sets.config
+    chosen = never_known.select(range(min(c.donor_paragraphs, len(never_known))))
+    donor = recite(original, chosen, max_steps=c.donor_steps, lr=c.donor_lr, batch_size=c.batch_size)
+    sites = sorted({s for runs in methods.values() for m, h in runs for s, _ in interventions(h)})
+    configs = _restore_configs(original, sets, sites)
+    em, logp = restored(donor, original, [], original, chosen, configs, batch_size=c.batch_size)
+    em0, lp0 = score(original, chosen.tokens, chosen.prefix_len, batch_size=c.batch_size)
+    donor_em, _ = score(donor, chosen.tokens, chosen.prefix_len, batch_size=c.batch_size)
+    gain_em, gain_lp = (em - em0).float(), logp - lp0
+    per_method = {}
+    for name, runs in methods.items():
+        if isinstance(runs[0][0], ProxyModel):
+            per_method[name] = {"em": math.nan, "log10p": math.nan, "why": "an ensemble's small models: no donor"}
+            continue
+        own = {s for _, h in runs for s, _ in interventions(h)}
+        keep = [i for i, (label, _) in enumerate(configs) if "site)" not in label or label.split(" (")[0] in own]
+        best = best_option(em[keep], logp[keep])
+        cols = torch.arange(len(chosen))
+        per_method[name] = {
+            "em": float(gain_em[keep][best, cols].mean()),
+            "log10p": float(gain_lp[keep][best, cols].mean()),
+        }
+    record = {
+        "paragraphs": list(chosen.ids),
+        "donor_em": donor_em.tolist(),
+        "original_em": em0.tolist(),
+        "per_window": {
+            label: {"em_gain": float(gain_em[i].mean()), "log10p_gain": float(gain_lp[i].mean())}
+            for i, (label, _) in enumerate(configs)
+        },
+    }
+    return per_method, record
+
+
 def audit(
     original: Model,
     unlearned_models: Mapping[str, Unlearned | Sequence[Unlearned]],
@@ -467,16 +805,15 @@ def audit(
     pool: Paragraphs | None = None,
     config: AuditConfig = AuditConfig(),
 ) -> AuditResult:
-    """Attack every unlearned model on `targets`, with the controls. A method is one model (a Model,
-    a decoding-time ProxyModel, or (model, hooks)) that forgot every target, or a list of them, model i having
-    forgotten target i alone (the unlearning table's runs): each is attacked on the targets it forgot.
+    """Attack every unlearned system on `targets`, with the controls. A method is one system (a Model, a
+    decoding-time ProxyModel, or (model, hooks)) that forgot every target, or a list of them, system i
+    having forgotten target i alone (the unlearning table's runs): each is attacked on the targets it forgot
+    and on the never-known paragraphs paired with them.
 
     `never_known`: paragraphs the original never recited (control 2; also the shift attack's left context
     when no `retain` is given). `retain`: text for the relearn_retain attack. Related text for
     relearn_related: `related` (one set, used for every run), else the other paragraphs of each
-    paragraph's source document in `pool` (see `related_text`). Both controls are the attacks on the
-    ORIGINAL model, run once for every method (control 1 on the targets, control 2 on the never-known
-    paragraphs). No model is changed."""
+    paragraph's source document in `pool` (see `related_text`). No model is changed."""
     _check_sets(targets, never_known, retain, config)
     if not unlearned_models:
         raise UserError("no unlearned model to audit")
@@ -487,9 +824,16 @@ def audit(
     if bool((em_o == 0).any()):
         missed = [targets.ids[i] for i in (em_o == 0).nonzero().flatten().tolist()]
         raise UserError(f"the original model does not recite targets {missed[:3]} (EM 0): nothing was there to forget")
+    partial = [targets.ids[i] for i in (em_o < targets.continuation_len).nonzero().flatten().tolist()]
+    if partial and not config.partial_targets:
+        raise UserError(
+            f"the original recites targets {partial[:3]} only in part: audit fully recited targets, or pass "
+            "--partial-targets (their recovery is then a share of what was recited)"
+        )
     if "relearn_related" in config.attacks and related is None and pool is None:
         raise UserError("the relearn_related attack needs related text (--related FILE) or a paragraph pool")
     both = _join(targets, never_known)
+    pairs = torch.arange(k) % n
     per_target = any(len(runs) > 1 for runs in methods.values())
     groups = tuple(torch.tensor([i]) for i in range(n)) if per_target else (torch.arange(n),)
     variants = positions = spans = None
@@ -500,95 +844,118 @@ def audit(
         if not config.shifts or min(config.shifts) < 1:
             raise UserError(f"shifts must be positive numbers of tokens, got {config.shifts}: change --shifts")
         spans = filler_spans(filler, n + k, max(config.shifts), config.seed)
-    sets = _Sets(targets, never_known, both, retain, related, pool, groups, variants, positions, spans, config)
-    every = torch.arange(n + k)
+    sets = _Sets(targets, never_known, both, pairs, retain, related, pool, groups, variants, positions, spans, config)
 
     def who(run: Tensor) -> str:
-        if bool((run >= n).all()):
-            return "never_known"
-        if bool((run >= n).any()):
-            return "targets and never_known"
-        return "targets" if len(run) == n else ",".join(targets.ids[int(i)] for i in run)
+        known, controls = run[run < n], run[run >= n]
+        parts = ["targets" if len(known) == n else ",".join(targets.ids[int(i)] for i in known)] if len(known) else []
+        if len(controls):
+            parts.append("never-known " + ",".join(never_known.ids[int(i) - n] for i in controls))
+        return " + ".join(parts)
 
     quant_err: dict = {}
     moved: dict = {}
     choices: dict = {}
-    control = [_attack_rows(original, original, [], a, every, sets, who) for a in config.attacks]
-    for a, (_, _, chosen, info) in zip(config.attacks, control):
-        if "relative_error" in info:
-            quant_err.setdefault("original", {})[a] = info["relative_error"]
-        if "weights_moved" in info:
-            moved.setdefault("original", {})[a] = info["weights_moved"]
-        if chosen is not None:
-            choices.setdefault("original", {})[a] = chosen[:n]
-    em_u, lp_u, em_att, lp_att = [], [], [], []
-    for name, runs in methods.items():
-        em = torch.zeros(n, dtype=torch.long)
-        logp = torch.zeros(n)
-        att_em = torch.zeros(len(config.attacks), n, dtype=torch.long)
-        att_lp = torch.zeros(len(config.attacks), n)
+    na: dict = {}
+    attacks = config.attacks
+    ctrl_em = em_o[None].repeat(len(attacks), 1)
+    ctrl_lp = lp_o[None].repeat(len(attacks), 1)
+    for j, a in enumerate(attacks):  # control 1: the original under each attack, run as the targets' runs are
+        if a == "restore" or _why_not(original, original, [], a, config):
+            continue  # restoring the original into itself changes nothing; an attack that cannot apply neither
+        for rows in groups:
+            e, lp, chosen, info = _attack_rows(original, original, [], a, rows, sets, who)
+            ctrl_em[j, rows], ctrl_lp[j, rows] = e, lp
+            if "relative_error" in info:
+                quant_err.setdefault("original", {})[a] = info["relative_error"]
+            if "weights_moved" in info:
+                moved.setdefault("original", {}).setdefault(a, {}).update(info["weights_moved"])
+    m_all = len(methods)
+    em_u, lp_u = torch.zeros(m_all, n, dtype=torch.long), torch.zeros(m_all, n)
+    em_att, lp_att = torch.zeros(m_all, len(attacks), n, dtype=torch.long), torch.zeros(m_all, len(attacks), n)
+    nk_u, nk_lp_u = torch.zeros(m_all, k, dtype=torch.long), torch.zeros(m_all, k)
+    nk_att, nk_lp_att = torch.zeros(m_all, len(attacks), k, dtype=torch.long), torch.zeros(m_all, len(attacks), k)
+    applies = torch.ones(m_all, len(attacks), dtype=torch.bool)
+    for mi, (name, runs) in enumerate(methods.items()):
         errors: dict = {}
         for g, rows in enumerate(groups):
             model, hooks = runs[g if len(runs) > 1 else 0]
-            em[rows], logp[rows] = score(model, targets.tokens[rows], p, hooks=hooks, batch_size=bs)
-            for j, a in enumerate(config.attacks):
-                e, lp, chosen, info = _attack_rows(original, model, hooks, a, rows, sets, who)
-                att_em[j, rows], att_lp[j, rows] = e, lp
+            every = sets.with_controls(rows)
+            t, c = every[every < n], every[every >= n] - n
+            e, lp = score(model, both.tokens[every], p, hooks=hooks, batch_size=bs)
+            em_u[mi, t], lp_u[mi, t], nk_u[mi, c], nk_lp_u[mi, c] = e[: len(t)], lp[: len(t)], e[len(t) :], lp[len(t) :]
+            for j, a in enumerate(attacks):
+                why = _why_not(original, model, hooks, a, config)
+                if why is not None:
+                    na.setdefault(name, {})[a] = why
+                    applies[mi, j] = False
+                    em_att[mi, j, t], lp_att[mi, j, t] = em_u[mi, t], lp_u[mi, t]
+                    nk_att[mi, j, c], nk_lp_att[mi, j, c] = nk_u[mi, c], nk_lp_u[mi, c]
+                    continue
+                e, lp, chosen, info = _attack_rows(original, model, hooks, a, every, sets, who)
+                em_att[mi, j, t], lp_att[mi, j, t] = e[: len(t)], lp[: len(t)]
+                nk_att[mi, j, c], nk_lp_att[mi, j, c] = e[len(t) :], lp[len(t) :]
                 if chosen is not None:
                     picked = choices.setdefault(name, {}).setdefault(a, [None] * n)
-                    for i, c in zip(rows.tolist(), chosen):
-                        picked[i] = c
+                    for i, ch in zip(t.tolist(), chosen):
+                        picked[i] = ch
                 if "relative_error" in info:
                     errors.setdefault(a, []).append(info["relative_error"])
                 if "weights_moved" in info:
                     moved.setdefault(name, {}).setdefault(a, {}).update(info["weights_moved"])
-        for a, per_run in errors.items():  # one dict per quantized model: the mean over the method's runs
+        for a, per_run in errors.items():  # one dict per quantized system: the mean over the method's runs
             quant_err.setdefault(name, {})[a] = {t: sum(e[t] for e in per_run) / len(per_run) for t in per_run[0]}
-        em_u.append(em)
-        lp_u.append(logp)
-        em_att.append(att_em)
-        lp_att.append(att_lp)
-    m = len(methods)
-    nk = sets.never_known_rows
-    em_nk, _ = score(original, never_known.tokens, p, batch_size=bs)
-    control_em = torch.stack([c[0] for c in control])
-    control_lp = torch.stack([c[1] for c in control])
+    restore_null, donor_record = {}, None
+    if "restore" in attacks and not bool((~applies[:, attacks.index("restore")]).all()):
+        restore_null, donor_record = _donor_null(original, never_known, sets, methods)
     settings = {
         **asdict(config),
         "runs": "one unlearned model per target (each target attacked on its own run's model)"
         if per_target
         else "one unlearned model per method, attacked on every target",
-        "never_known_control": "each attack on the ORIGINAL model, on the never-known paragraphs: computed once, "
-        "shared by every method (the attacks' null: what they add to text no model here recited)",
-        "quantized_tensors": "the attention and MLP weight matrices (W_Q, W_K, W_V, W_O, W_in, W_gate, W_out); "
-        "embeddings, unembedding, biases and LayerNorms stay in float; a decoding-time ensemble's base only",
+        "never_known_control": "each attack on each method's UNLEARNED system, on never-known paragraphs paired "
+        "with its targets (paragraph j with target j mod n) and given their dose: relearned in runs of as many "
+        "paragraphs as the target's run, on their own prefixes or their own documents' text",
+        "restore_donor": donor_record,
+        "quantized_tensors": "the attention and MLP weight matrices (W_Q, W_K, W_V, W_O, W_in, W_gate, W_out) of "
+        "every model of the system (a decoding-time ensemble's base and both small models) and every 2-D "
+        "parameter of an intervention; embeddings, unembedding, biases and LayerNorms stay in float",
         "int8": "round-to-nearest, symmetric, one scale per output channel",
         "int4": f"round-to-nearest, symmetric, one scale per {config.group_size} input channels of an output channel",
-        "relearn": f"{config.relearn_steps} Adam steps at lr {config.relearn_lr:g}, all weights, next-token loss",
+        "int4_g128": "round-to-nearest, symmetric, one scale per 128 input channels",
+        "int4_asym": f"round-to-nearest with a zero point (min / max per {config.group_size} input channels)",
+        "nf4": "NF4 codebook (bitsandbytes' 16 levels), absmax per block of 64 input channels, reimplemented",
+        "relearn": f"{config.relearn_steps} Adam steps at lr {config.relearn_lr:g}, every parameter of the system "
+        "(a model's, an intervention's, an ensemble's three models'), next-token loss",
+        "restore": "the original's MLP coefficients / attention outputs per window, and each intervention's own "
+        "site; for a decoding-time ensemble, the small original's into the small unlearned model",
         "retain": list(retain.ids) if retain is not None else None,
-        "related_targets": _related_ids(sets, groups, "relearn_related" in config.attacks),
-        "related_never_known": list(sets.relearning_text("relearn_related", nk).ids)
-        if "relearn_related" in config.attacks
-        else None,
+        "related_targets": _related_ids(sets, groups, "relearn_related" in attacks),
         "shift_filler": "retain paragraphs" if retain is not None and len(retain) else "never-known paragraphs",
+        "partial_targets": partial,
     }
     return AuditResult(
         ids=targets.ids,
         never_known_ids=never_known.ids,
         methods=tuple(methods),
-        attacks=tuple(config.attacks),
+        attacks=tuple(attacks),
         continuation_len=targets.continuation_len,
         em_original=em_o,
         log10p_original=lp_o,
-        em_unlearned=torch.stack(em_u),
-        log10p_unlearned=torch.stack(lp_u),
-        em_attacked=torch.stack(em_att),
-        log10p_attacked=torch.stack(lp_att),
-        em_original_attacked=control_em[:, :n],
-        log10p_original_attacked=control_lp[:, :n],
-        em_never_known_unlearned=em_nk.expand(m, k).clone(),
-        em_never_known_attacked=control_em[:, n:].expand(m, -1, -1).clone(),
-        log10p_never_known_attacked=control_lp[:, n:].expand(m, -1, -1).clone(),
+        em_unlearned=em_u,
+        log10p_unlearned=lp_u,
+        em_attacked=em_att,
+        log10p_attacked=lp_att,
+        em_original_attacked=ctrl_em,
+        log10p_original_attacked=ctrl_lp,
+        em_never_known_unlearned=nk_u,
+        em_never_known_attacked=nk_att,
+        log10p_never_known_attacked=nk_lp_att,
+        log10p_never_known_unlearned=nk_lp_u,
+        pairs=pairs,
+        applies=applies,
+        not_applicable=na,
+        restore_null=restore_null,
         choices=choices,
         quantization_error=quant_err,
         weights_moved=moved,
@@ -603,3 +970,45 @@ def _related_ids(sets: _Sets, groups: Sequence[Tensor], wanted: bool) -> list[st
     for rows in groups:
         ids.update(dict.fromkeys(sets.relearning_text("relearn_related", rows).ids))
     return list(ids)
+
+
+def score_model(
+    original: Model,
+    model: Unlearned,
+    targets: Paragraphs,
+    never_known: Paragraphs,
+    *,
+    retain: Paragraphs | None = None,
+    related: Paragraphs | None = None,
+    pool: Paragraphs | None = None,
+    config: AuditConfig = AuditConfig(),
+    name: str = "model",
+) -> dict:
+    """One system's scores under every attack: for `model` (weights only, or (model, hooks), or an
+    ensemble) on `targets` and the paired `never_known` paragraphs, per attack the EM and log10 p of each
+    target and control paragraph, the recoveries, and the residual on EM and log10 p with its null; the
+    audit of that one method (`audit`), as JSON-ready numbers. For faithfulness scores over models known
+    to hold or to lack the targets."""
+    result = audit(
+        original, {name: model}, targets, never_known, retain=retain, related=related, pool=pool, config=config
+    )
+    out = result.to_json()["methods"][name]
+    out["per_attack"] = {
+        a: {
+            "em": result.em_attacked[0, j].tolist(),
+            "log10p": result.log10p_attacked[0, j].tolist(),
+            "em_never_known": result.em_never_known_attacked[0, j].tolist(),
+            "log10p_never_known": result.log10p_never_known_attacked[0, j].tolist(),
+            "recovery": result.recovery[0, j].tolist(),
+            "recovery_log10p": result.recovery_log10p[0, j].tolist(),
+            "applies": bool(result.applies[0, j]),
+        }
+        for j, a in enumerate(result.attacks)
+    }
+    out["residual"] = result.residual[0].tolist()
+    out["residual_log10p"] = result.residual_log10p[0].tolist()
+    out["control_residual"] = result.control_residual[0].tolist()
+    out["em_unlearned"] = result.em_unlearned[0].tolist()
+    out["log10p_unlearned"] = result.log10p_unlearned[0].tolist()
+    out["result"] = result
+    return out

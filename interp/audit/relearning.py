@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 from jaxtyping import Int
 from torch import Tensor
 
+from interp.audit.systems import relearned_system
 from interp.backend import Model
 from interp.data import Paragraphs
 from interp.errors import UserError
-from interp.unlearning import Hook, RelearnConfig, relearn
+from interp.unlearning import Hook
 
 RELEARN_DATA = ("prefix", "retain", "related")
 
@@ -66,14 +66,12 @@ def relearned(
 ) -> tuple[Model, float]:
     """A copy of `model` fine-tuned for `steps` Adam steps at `lr` (all weights, `hooks` on) on
     `paragraphs`' prefixes (data 'prefix') or on all tokens of `text` ('retain', 'related'), and
-    how far its weights moved: ||theta' - theta||_F / ||theta||_F over all parameters."""
+    how far its weights moved: ||theta' - theta||_F / ||theta||_F over all parameters. (The audit attacks
+    whole systems, interventions and ensembles included: interp.audit.systems.relearned_system.)"""
     if data not in RELEARN_DATA:
         raise UserError(f"unknown relearning text {data!r}: use one of {', '.join(RELEARN_DATA)}")
     if data != "prefix" and len(text) == 0:
         raise UserError(f"no {data} paragraphs to relearn on")
-    config = RelearnConfig(steps=steps, lr=lr, data="prefix" if data == "prefix" else "retain")
-    attacked = relearn(model, paragraphs, text, config, hooks=hooks)
-    with torch.no_grad():
-        moved = sum(float((a - b).float().pow(2).sum()) for a, b in zip(attacked.parameters(), model.parameters()))
-        size = sum(float(b.float().pow(2).sum()) for b in model.parameters())
-    return attacked, (moved / size) ** 0.5
+    tokens = paragraphs.prefixes if data == "prefix" else text.tokens
+    attacked, _, moved = relearned_system(model, hooks, tokens.cpu(), steps=steps, lr=lr)
+    return attacked, moved
