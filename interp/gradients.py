@@ -28,6 +28,7 @@ from torch import Tensor
 
 from interp.backend import Model, NamedWeight, named_weights, param_name
 from interp.data import Paragraphs
+from interp.display import Displayed
 from interp.errors import UserError
 from interp.metrics import NMEM_MAX_EM
 from interp.objectives import NLL_WEIGHT, continuation_nll, kl_to_reference, reference_log_probs
@@ -176,7 +177,7 @@ def _reduce(g: Tensor, how: str, dims: tuple[int, ...] | None = None) -> Tensor:
 
 
 @dataclass(frozen=True)
-class GradientMap:
+class GradientMap(Displayed):
     """Gradient scores of MEM and NMEM paragraphs per (layer, component) and per (layer, head).
 
     Each set's scores are the mean over chunks of `chunk_size` paragraphs of the chunk's reduced
@@ -187,6 +188,8 @@ class GradientMap:
     every `reduce`; a share of summed maxima would not be one). `mem_other` holds scores for the
     embeddings, biases and LayerNorms when they were included.
     """
+
+    _view = "interp.views.gradients:figure_component_map"
 
     components: tuple[str, ...]
     mem: Float[Tensor, "layer component"]

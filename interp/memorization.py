@@ -18,6 +18,7 @@ from torch import Tensor
 
 from interp.backend import Model
 from interp.data import BATCH_SIZE, Paragraphs
+from interp.display import Displayed
 from interp.errors import UserError
 from interp.metrics import NMEM_MAX_EM, ParagraphScores, score_paragraphs
 
@@ -46,8 +47,10 @@ def split_mem_nmem(
 
 
 @dataclass(frozen=True)
-class MemorizationSplit:
+class MemorizationSplit(Displayed):
     """Scores of every paragraph and the MEM (EM >= mem_min) / NMEM (EM <= nmem_max) split."""
+
+    _view = "interp.views.memorization:figure_em_histogram"
 
     scores: ParagraphScores
     mem_idx: Int[Tensor, "n_mem"]

@@ -21,7 +21,9 @@ from torch import Tensor
 
 from interp.backend import Model
 from interp.data import Paragraphs
+from interp.display import Displayed
 from interp.errors import UserError
+from interp.memorization import mem_nmem_thresholds
 from interp.metrics import NMEM_MAX_EM, em_from_hits, greedy_continuations, teacher_forced_hits
 from interp.options import option
 
@@ -88,7 +90,7 @@ def perturbed_prefixes(
 
 
 @dataclass(frozen=True)
-class PerturbationResult:
+class PerturbationResult(Displayed):
     """EM / NLL of the reference continuation under every single-token prefix perturbation.
 
     `em`, `nll` and `replacements` are [paragraph, prefix position, sample]; `worst` holds the
@@ -96,6 +98,8 @@ class PerturbationResult:
     NLL) and `new_continuations` the greedy continuation it produced. `editing_targets` = the
     original prefix + that new continuation (same ids, same order as the input paragraphs).
     """
+
+    _view = "interp.views.memorization:figure_perturbation_by_position"
 
     ids: tuple[str, ...]
     reference: str
@@ -144,6 +148,11 @@ class PerturbationResult:
             new_continuations=self.new_continuations[idx],
             editing_targets=self.editing_targets.select(idx),
         )
+
+    def _figure_args(self) -> tuple[PerturbationResult, PerturbationResult]:
+        """The view's two series: the MEM rows (base EM = the whole continuation) and the NMEM rows."""
+        mem_min, nmem_max = mem_nmem_thresholds(self.reference_continuations.shape[-1])
+        return self.select(torch.where(self.base_em >= mem_min)[0]), self.select(torch.where(self.base_em <= nmem_max)[0])
 
     def to_json(self) -> dict:
         return {

@@ -30,6 +30,7 @@ from torch import Tensor
 
 from interp.backend import Model, act_name, capture, copy_model, hooks_on, weight
 from interp.data import BATCH_SIZE, Paragraphs
+from interp.display import Displayed
 from interp.errors import UserError
 from interp.metrics import continuation_log_probs, em_from_hits
 from interp.options import option
@@ -78,8 +79,10 @@ def layer_windows(n_layers: int, width: int = 5) -> list[tuple[int, int]]:
 
 
 @dataclass(frozen=True)
-class RestorationResult:
+class RestorationResult(Displayed):
     """Per paragraph scores of the original, the unlearned and every restored model."""
+
+    _view = "interp.views.unlearning:figure_restoration"
 
     ids: tuple[str, ...]
     experiments: tuple[str, ...]

@@ -50,6 +50,7 @@ from interp.audit.systems import (
 )
 from interp.backend import Model
 from interp.data import BATCH_SIZE, Paragraphs
+from interp.display import Displayed
 from interp.errors import UserError
 from interp.metrics import Scorable
 from interp.options import option
@@ -150,7 +151,7 @@ def _max_applicable(recovery: Tensor, applies: Tensor) -> Tensor:
 
 
 @dataclass(frozen=True)
-class AuditResult:
+class AuditResult(Displayed):
     """Per method m, attack a and target paragraph i: EM and log10 p attacked, and the controls.
 
     `em_original_attacked[a, i]`: the original under attack a (control 1). `em_never_known_*[m, ..., j]`:
@@ -160,6 +161,8 @@ class AuditResult:
     control of restoration. `choices[method][attack]`: what the attack picked per target (restoration
     window, edited position, shift). `quantization_error[model][attack][tensor]` = ||w' - w||_F / ||w||_F;
     `weights_moved[model][attack]` = ||theta' - theta||_F / ||theta||_F of each relearning run."""
+
+    _view = "interp.views.audit:figure_audit"
 
     ids: tuple[str, ...]
     never_known_ids: tuple[str, ...]

@@ -41,6 +41,7 @@ from tqdm.auto import tqdm
 from interp.backend import Model, act_name, capture, weight
 from interp.data import BATCH_SIZE, Paragraphs
 from interp.data import unigram_counts as count_unigrams
+from interp.display import Displayed
 from interp.errors import UserError
 from interp.locator.gradient_scores import VARIANTS as GRADIENT_VARIANTS
 from interp.locator.gradient_scores import gradient_scores
@@ -159,8 +160,10 @@ def _resolve_rank_by(
 
 
 @dataclass(frozen=True)
-class HeadRanking:
+class HeadRanking(Displayed):
     """Heads ordered best first, every method's UnitScores, and the evidence behind them."""
+
+    _view = "interp.views.heads:figure_method_ranks"
 
     results: dict[str, UnitScores]
     mean_rank: Float[Tensor, "layer head"]

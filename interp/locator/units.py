@@ -23,6 +23,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from interp.backend import Model, act_name
+from interp.display import Displayed
 from interp.errors import UserError
 
 UNITS = ("head", "neuron")
@@ -106,12 +107,14 @@ def recall_at(
 
 
 @dataclass(frozen=True)
-class UnitScores:
+class UnitScores(Displayed):
     """A method's score for every unit (higher = more memorization), its cost and settings.
 
     `score[layer, index]`: index = head or neuron; NaN = not scored. `detail` keeps the method's
     own result where it has one (a PatchingResult, RareTokenAttention, mask trajectory, ...).
     """
+
+    _view = "interp.views.heads:figure_unit_scores"
 
     method: str
     unit: str

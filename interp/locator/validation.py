@@ -29,6 +29,7 @@ from torch import Tensor
 
 from interp.backend import Model
 from interp.data import BATCH_SIZE, Paragraphs
+from interp.display import Displayed
 from interp.errors import UserError
 from interp.locator.injection import Injection, inject_head, inject_neurons, random_neurons
 from interp.locator.options import (  # noqa: F401 (HEAD_LR, MAX_STEPS, SCHEDULE: public names kept here)
@@ -144,8 +145,10 @@ class NeuronCheck:
 
 
 @dataclass(frozen=True)
-class LocatorValidation:
+class LocatorValidation(Displayed):
     """The injection benchmark's result on one model: per injected head, and (optionally) for neurons."""
+
+    _view = "interp.views.locator:figure_injected_ranks"
 
     model: str
     heads: tuple[HeadCheck, ...]

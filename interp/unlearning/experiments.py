@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from interp.backend import Model
 from interp.data import Paragraphs
+from interp.display import Displayed
 from interp.errors import UserError
 from interp.unlearning.calibration import Calibration, MatchedForgetting
 from interp.unlearning.evaluation import Probe, evaluate
@@ -34,7 +35,7 @@ COLUMNS = ("target_em", "target_nll", "edit_em", "other_mem_em", "nmem_em", "hel
 
 
 @dataclass(frozen=True)
-class UnlearningTable:
+class UnlearningTable(Displayed):
     """Mean scores per configuration over runs (1 target + retain paragraphs each).
 
     `before` = the original model; `after[i]`, `relearned[i]` = row i after unlearning and after the
@@ -44,6 +45,8 @@ class UnlearningTable:
     (EM before, after unlearning, after relearning; `{"not_run": reason}` when it could not run).
     `diverged[i]`: runs of row i whose loss became non-finite (left out of its means).
     `calibrations`: per row, the learning-rate search behind it."""
+
+    _view = "interp.views.unlearning:figure_unlearning_table"
 
     labels: tuple[str, ...]
     configs: tuple[dict, ...]

@@ -24,6 +24,7 @@ from torch import Tensor
 from interp.backend import Model, copy_model, leaf_masks, named_weights
 from interp.conventions import PAPER, TOOLKIT
 from interp.data import Paragraphs
+from interp.display import Displayed
 from interp.errors import UserError
 from interp.gradients import parameter_gradients, selected_parameters
 from interp.masks import SCOPES, candidate_mask, matched_random_mask, top_k_mask, uniform_random_mask
@@ -131,8 +132,10 @@ def select_weights(
 
 
 @dataclass(frozen=True)
-class UnlearnResult:
+class UnlearnResult(Displayed):
     """A masked fine-tuning run: the edited COPY, the scores before and after, and what changed."""
+
+    _view = "interp.views.unlearning:figure_unlearn_run"
 
     config: UnlearnConfig
     target_ids: tuple[str, ...]

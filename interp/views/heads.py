@@ -176,11 +176,17 @@ def figure_unit_scores(result: UnitScores) -> go.Figure:
 
 
 def figure_method_ranks(ranking: HeadRanking, top: int = 10) -> go.Figure:
-    """Each method's rank of the top heads (1 = best): where the methods agree and where not."""
+    """Each method's rank of the top heads (1 = best): where the methods agree and where not. A head with no
+    combined rank (outside the screen) is labelled with its status; a method that did not rank it shows "-"."""
     rows = ranking.head_table()[:top]
     methods = list(ranking.ranks)
     z = [[row["method_ranks"][m] for m in methods] for row in rows]
-    labels = [f"#{row['rank']} L{row['layer']}H{row['head']}" for row in rows]
+    labels = [
+        f"#{row['rank']} L{row['layer']}H{row['head']}"
+        if row["rank"] is not None
+        else f"L{row['layer']}H{row['head']} ({row['status']})"
+        for row in rows
+    ]
     fig = go.Figure(
         go.Heatmap(
             z=z,
@@ -188,7 +194,7 @@ def figure_method_ranks(ranking: HeadRanking, top: int = 10) -> go.Figure:
             y=labels,
             colorscale="Greens",
             reversescale=True,
-            text=z,
+            text=[["-" if v is None else str(v) for v in row] for row in z],
             texttemplate="%{text}",
             hovertemplate="%{y} by %{x}: rank %{z}<extra></extra>",
             colorbar=dict(title="rank"),

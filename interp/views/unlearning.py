@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from interp.restore import RestorationResult
-from interp.unlearning import UnlearningTable
+from interp.unlearning import UnlearningTable, UnlearnResult
 from interp.views.export import MEM_COLOR, NMEM_COLOR, SEQUENTIAL, paper_style
 
 
@@ -38,6 +38,17 @@ def figure_unlearning_table(table: UnlearningTable) -> go.Figure:
     fig.update_xaxes(tickangle=-30)
     return paper_style(fig, "Unlearning: forgetting vs collateral damage", width=980, height=480)
 
+
+
+def figure_unlearn_run(result: UnlearnResult) -> go.Figure:
+    """One unlearning run: mean target, other MEM and NMEM EM before and after (forgetting vs collateral)."""
+    before, after = result.before.summary(), result.after.summary()
+    names = {"target_em": "target MEM", "other_mem_em": "other MEM", "nmem_em": "NMEM (vs own greedy)"}
+    fig = go.Figure()
+    for label, scores, color in (("before", before, NMEM_COLOR), ("after", after, MEM_COLOR)):
+        fig.add_bar(x=list(names.values()), y=[scores[k] for k in names], name=label, marker_color=color)
+    fig.update_layout(barmode="group", yaxis_title="mean exact match (tokens)")
+    return paper_style(fig, f"Unlearning: {result.config.label}")
 
 CURVE_PANELS = (
     ("other_mem_em", "other MEM EM (tokens)"),
