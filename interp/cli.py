@@ -59,7 +59,9 @@ class _Help(argparse.HelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         help = action.help or ""
-        if not action.option_strings or "default" in help or "(required" in help or help == argparse.SUPPRESS:
+        if not action.option_strings or help == argparse.SUPPRESS or action.default is argparse.SUPPRESS:
+            return help  # flags generated from an options dataclass state their default themselves
+        if "default" in help or "(required" in help:
             return help
         if action.required:
             return f"{help} (required)"

@@ -69,7 +69,11 @@ def test_user_errors_exit_2_with_one_line(argv, message, capsys, tmp_path):
         path = tmp_path / "long.jsonl"
         path.write_text('{"text": "' + "x = 1 " * 400 + '"}\n')
         argv = [str(path) if a == "CONTEXT" else a for a in argv]
-    assert main(argv) == 2
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # an argument argparse rejects (--dtype's choices)
+        code = exc.code
+    assert code == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
@@ -105,3 +109,186 @@ def test_commands_draw_nmem_from_trained_text_only(command, tmp_path, testbed_pa
     nmem_ids = json.loads(out.read_text())["nmem_ids"]
     heldout = {pid for pid, s in zip(sub.ids, sub.meta["split"]) if s == "heldout"}
     assert nmem_ids and not heldout & set(nmem_ids)
+
+
+HEAVY = ("torch", "transformer_lens", "transformers")
+
+
+@pytest.mark.parametrize("argv", [["--help"], [], ["frobnicate"], ["--backend", "nope"]])
+def test_help_and_argument_errors_import_no_torch(argv):
+    """`interp --help` and a top-level argument error are answered without importing torch or TransformerLens
+    (checked in the child's sys.modules, not by a clock)."""
+    import subprocess
+    import sys
+
+    child = (
+        "import runpy, sys\n"
+        f"sys.argv = ['interp', *{argv!r}]\n"
+        "try:\n    runpy.run_module('interp', run_name='__main__')\n"
+        "except SystemExit as e:\n    code = e.code\n"
+        f"print('HEAVY', [m for m in {HEAVY!r} if m in sys.modules], code)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip().endswith(f"HEAVY [] {0 if argv == ['--help'] else 2}"), out.stdout + out.stderr
+
+
+def _subparsers():
+    import argparse
+
+    from interp.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    nested = {}
+    for name, parser in sub.choices.items():
+        nested[name] = parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                nested |= {f"{name} {n}": p for n, p in action.choices.items()}
+    return nested
+
+
+def test_every_flag_shows_its_default_and_no_internal_names():
+    import argparse
+    import re
+
+    for name, parser in _subparsers().items():
+        formatter = parser._get_formatter()
+        for action in parser._actions:
+            if not action.option_strings or action.help == argparse.SUPPRESS or isinstance(action, argparse._HelpAction):
+                continue
+            shown = formatter._get_help_string(action)
+            assert re.search(r"\(default|\(required|same as --", shown), f"interp {name} {action.option_strings}"
+        text = parser.format_help()
+        internal = re.findall(r"[A-Z]+_OR_[A-Z]+|\((?:\w+Config|\w+Options|MatchedForgetting|\w+Sets)\b", text)
+        assert not internal, f"interp {name}: {internal}"
+
+
+def test_dtype_help_lists_what_the_loader_accepts():
+    from interp.commands.common import DTYPES
+    from interp.models import pick_dtype
+
+    for dtype in DTYPES:
+        pick_dtype(dtype)  # raises on a name the loader does not know
+    help = next(a.help for a in _subparsers()["memorized"]._actions if "--dtype" in a.option_strings)
+    assert all(d in help for d in DTYPES)
+
+
+def test_testbed_build_seed_has_help():
+    seed = next(a for a in _subparsers()["testbed build"]._actions if "--seed" in a.option_strings)
+    assert seed.help and "default" in seed.help
+
+
+def test_constants_repeated_for_lazy_parsing_agree_with_the_library():
+    import interp.backend
+    import interp.data
+    import interp.models
+    from interp import cli
+    from interp.commands import common, testbed
+
+    assert (cli.BACKENDS, cli.ENV) == (interp.backend.BACKENDS, interp.backend.ENV)
+    assert (common.DEFAULT_PREFIX_LEN, common.DEFAULT_CONTINUATION_LEN, common.BATCH_SIZE) == (
+        interp.data.DEFAULT_PREFIX_LEN,
+        interp.data.DEFAULT_CONTINUATION_LEN,
+        interp.data.BATCH_SIZE,
+    )
+    assert testbed.TESTBED_DIR == interp.models.TESTBED_DIR.resolve()
+    assert testbed.TESTBED_REFERENCE_DIR == interp.models.TESTBED_REFERENCE_DIR.resolve()
+
+
+def test_conventions_module_is_not_hidden():
+    import interp
+    from interp.conventions import PAPER, TOOLKIT
+
+    assert interp.conventions.PAPER is PAPER and interp.conventions.TOOLKIT is TOOLKIT
+    with pytest.warns(DeprecationWarning, match="interp.conventions.conventions"):
+        assert interp.conventions("paper") is PAPER
+
+
+@pytest.fixture
+def builds(monkeypatch) -> list[tuple[str, object]]:
+    """The builds `interp testbed build` asks for, as (kind, folder); nothing is trained."""
+    import interp.testbed.build as build
+
+    meta = {
+        "n_mem": 1,
+        "fraction_once_em_le_10": 1.0,
+        "memorization_by_count": {},
+        "position_robustness": {"table": []},
+        "data": {"planted_share": 0.1},
+        "training": {"train_seconds": 1, "wall_seconds": 1},
+    }
+    seen = []
+
+    def record(kind):
+        def call(out, cfg=None):
+            seen.append((kind, out))
+            return meta
+
+        return call
+
+    monkeypatch.setattr(build, "build_testbed", record("testbed"))
+    monkeypatch.setattr(build, "build_reference", record("reference"))
+    return seen
+
+
+@pytest.mark.parametrize("flags, kind", [([], "testbed"), (["--reference"], "reference")])
+def test_testbed_build_writes_elsewhere_with_out(flags, kind, tmp_path, builds):
+    """`--out DIR` builds there (the testbed or, with --reference, its reference model)."""
+    assert main(["testbed", "build", *flags, "--out", str(tmp_path / "b")]) == 0
+    assert builds == [(kind, tmp_path / "b")]
+
+
+def test_testbed_build_force_replaces_the_bundled_checkpoint(builds):
+    from interp.commands.testbed import TESTBED_DIR
+
+    assert main(["testbed", "build", "--force"]) == 0
+    assert builds == [("testbed", TESTBED_DIR)]
+
+
+def test_unlearn_warns_when_no_target_was_forgotten():
+    from types import SimpleNamespace
+
+    from interp.commands.unlearn import nothing_forgotten
+    from interp.unlearning import MatchedForgetting
+
+    table = SimpleNamespace(
+        labels=("unlearn top", "unlearn all"),
+        configs=({"lr": 1e-5}, {"lr": 1e-5}),
+        before={"target_em": 50.0},
+        after=({"target_em": 50.0}, {"target_em": 3.0}),
+    )
+    lines = nothing_forgotten(table, None)
+    assert len(lines) == 1 and lines[0].startswith("unlearn top: no target was forgotten") and "--calibrate" in lines[0]
+    assert nothing_forgotten(table, MatchedForgetting()) == []
+
+
+def test_scan_controls_are_sized_to_the_corpus():
+    from interp.cli import build_parser
+    from interp.commands.scan import BYTES_PER_TOKEN, scan_config
+
+    args = build_parser("scan", full=False).parse_args(["scan", "--model", "testbed", "--corpus", "c.txt"])
+    small = 7000  # bytes: about 2,300 tokens, 23 windows of 100
+    assert scan_config(args, small).n_controls == small // (BYTES_PER_TOKEN * 100)
+    assert scan_config(args, 10**9).n_controls == scan_config(args).n_controls == 1000
+    given = build_parser("scan", full=False).parse_args(["scan", "--corpus", "c.txt", "--n-controls", "500"])
+    assert scan_config(given, small).n_controls == 500
+
+
+def test_memorized_progress_counts_paragraphs(capsys, testbed, testbed_paragraph_set):
+    from interp import score_paragraphs
+    from interp.cli import build_parser
+    from interp.commands.memorized import scored_with_progress
+
+    sub = testbed_paragraph_set.select(range(0, 40))
+    args = build_parser("memorized", full=False).parse_args(["memorized", "--model", "testbed", "--batch-size", "4"])
+    got = scored_with_progress(testbed, sub, args)
+    want = score_paragraphs(testbed, sub, batch_size=4)
+    assert got.ids == want.ids and torch_equal(got, want)
+    err = capsys.readouterr().err
+    assert "40/40" in err and "paragraph" in err
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return all(torch.equal(getattr(a, k), getattr(b, k)) for k in ("em", "nll", "hits", "log10_p", "token_accuracy"))

@@ -157,7 +157,10 @@ def audit_sets(args: argparse.Namespace) -> AuditSets:
 
 def audit_config(args: argparse.Namespace) -> AuditConfig:
     """The attacks and budgets the flags describe."""
-    return with_options(AuditConfig(batch_size=args.batch_size), given_options(args, AuditConfig))
+    config = with_options(AuditConfig(batch_size=args.batch_size), given_options(args, AuditConfig))
+    if not config.shifts or min(config.shifts) < 1:
+        raise UserError(f"--shifts must be positive numbers of tokens, got {' '.join(map(str, config.shifts))}")
+    return config
 
 
 def run(args: argparse.Namespace) -> int:

@@ -30,8 +30,8 @@ def configure(p) -> None:
     add_paragraph_args(p)
     p.add_argument(
         "--unlearned",
-        required=True,
         type=Path,
+        default=None,
         metavar="DIR",
         help="the unlearned model's folder, from `interp unlearn --save DIR` (required; the same flag as in audit)",
     )
@@ -53,6 +53,8 @@ def configure(p) -> None:
 
 def run(args: argparse.Namespace) -> int:
     o = with_options(RESTORE, given_options(args, RestoreOptions))
+    if args.unlearned is None:  # not argparse's required=: the old spelling --edited must satisfy it too
+        raise UserError("restore needs --unlearned DIR, the folder `interp unlearn --save DIR` wrote")
     if not (args.unlearned / "config.json").exists():
         raise UserError(
             f"--unlearned {args.unlearned} is not a saved model folder (no config.json); make one with "
