@@ -41,6 +41,11 @@ def _load(name: str) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def images(*names: str) -> list[str]:
+    """The figures, embedded (PNG; the SVG beside each is the vector version)."""
+    return [*(f"![{name}]({name}.png)" for name in names), ""]
+
+
 def _fmt(x, digits: int = 2) -> str:
     return "n/a" if x is None else f"{x:.{digits}f}"
 
@@ -68,6 +73,7 @@ def readme() -> str:
         "- `memorization_by_count`: fraction fully memorized and mean EM by the number of training copies.",
         "- `nll_vs_em`: continuation loss against EM per paragraph.",
         "",
+        *images("em_histogram", "memorization_by_count", "nll_vs_em"),
     ]
     if m:
         lines += [
@@ -90,6 +96,10 @@ def readme() -> str:
         "- `gradient_layer_share`: each layer's share of the gradient, MEM vs NMEM.",
         "- `gradient_per_paragraph_share`: per-paragraph gradient share per layer with a Mann-Whitney U test.",
         "",
+        *images(
+            "gradient_components", "gradient_heads", "gradient_heads_relative", "gradient_layer_share",
+            "gradient_per_paragraph_share",
+        ),
     ]
     if g:
         top = g["most_salient"]["relative_diff"]
@@ -109,6 +119,10 @@ def readme() -> str:
         "- `head_attention_by_rank`: attention per rarity rank for the top heads.",
         "- `head_method_ranks`, `head_ablation`, `head_patching`, `head_attribution`: the other methods' evidence per head.",
         "",
+        *images(
+            "head_rare_token_tau", "head_attention_by_rank", "head_method_ranks", "head_ablation", "head_patching",
+            "head_attribution",
+        ),
     ]
     if h:
         lines += [
@@ -130,6 +144,7 @@ def readme() -> str:
         "",
         "- `perturbation_em_drop_by_position`: mean EM lost when one prefix position is replaced, MEM vs NMEM.",
         "",
+        *images("perturbation_em_drop_by_position"),
     ]
     if p:
         lines += [
@@ -146,11 +161,18 @@ def readme() -> str:
         "## 5. Unlearning vs baselines (`05_unlearning.py`)",
         "",
         "- `unlearning_table`: mean EM of the target, other MEM paragraphs and NMEM (vs the original's own continuation) after each run.",
-        "  Each row runs at its calibrated learning rate: the smallest on a log grid (10 Adam steps) at which the targets' mean",
-        "  EM falls to <= 10, so the collateral columns compare methods at matched forgetting (the paper used one rate, 1e-5).",
         "",
     ]
     if u:
+        cal = u["rows"][0]["calibration"]
+        lines[-1:] = [
+            f"  Each row runs at its calibrated learning rate: the smallest found at which {cal['criterion']}'s EM falls to",
+            f"  <= {cal['level']:g} ({u['rows'][0]['config'].get('steps', 10)} Adam steps), so the collateral columns compare methods at",
+            "  matched forgetting (the paper used one rate, 1e-5). `forgetting_curves`: collateral damage against target EM",
+            "  along each method's calibration trace.",
+            "",
+            *images("unlearning_table", "forgetting_curves"),
+        ]
         lines += [
             "| run | lr | paper A MEM / NMEM EM | testbed target EM | other MEM EM | NMEM EM | held-out ppl | target EM after relearning |",
             "|---|---|---|---|---|---|---|---|",
@@ -191,6 +213,7 @@ def readme() -> str:
         "  for a window around each layer: paper B's 5 of 32 layers scaled to the depth (1 layer of the testbed's 6), so the",
         "  heatmap localizes the forgetting to single layers. Unlearning runs at the calibrated rate.",
         "",
+        *images(*(name for name in ("restoration_all", "restoration_topk") if (FIGURES / f"{name}.png").exists())),
     ]
     if r:
         lines += [
@@ -220,14 +243,17 @@ def readme() -> str:
 
 def audit_lines(a: dict | None) -> list[str]:
     """Section 7: the forgetting audit's table per method, beside the published recoveries."""
+    cal = next(iter(a["calibrations"].values())) if a else None
+    level = f": {cal['criterion']}'s EM <= {cal['level']:g}" if cal else ""
     lines = [
         "## 7. The forgetting audit (`07_audit.py`)",
         "",
-        "- `audit_recovery`: per method (each calibrated to matched forgetting, mean target EM <= 10) and attack, the",
-        "  fraction of the forgotten EM that the attack brings back, net of what the same attack teaches on never-known",
-        "  paragraphs (the attack's mean gain there is subtracted). Residual score per target = the largest recovery",
-        "  over attacks, clipped to [0, 1]; its median per method is below.",
+        f"- `audit_recovery`: per method (each calibrated to matched forgetting{level}) and attack, the fraction of the",
+        "  forgotten EM that the attack brings back, net of what the same attack teaches on never-known paragraphs (the",
+        "  attack's mean gain there is subtracted). Residual score per target = the largest recovery over attacks,",
+        "  clipped to [0, 1]; its median per method is below.",
         "",
+        *images("audit_recovery"),
     ]
     if not a:
         return lines
