@@ -154,7 +154,11 @@ def test_every_flag_shows_its_default_and_no_internal_names():
     for name, parser in _subparsers().items():
         formatter = parser._get_formatter()
         for action in parser._actions:
-            if not action.option_strings or action.help == argparse.SUPPRESS or isinstance(action, argparse._HelpAction):
+            if (
+                not action.option_strings
+                or action.help == argparse.SUPPRESS
+                or isinstance(action, argparse._HelpAction)
+            ):
                 continue
             shown = formatter._get_help_string(action)
             assert re.search(r"\(default|\(required|same as --", shown), f"interp {name} {action.option_strings}"

@@ -6,7 +6,7 @@ import argparse
 import html
 
 from interp.commands.common import add_model_args, add_paragraph_args, model_from_args, paragraphs_from_args
-from interp.commands.options_cli import SET_SIZE_NOTES, add_option_flags, given_options, with_options
+from interp.commands.options_cli import NMEM_NOTE, SET_SIZE_NOTES, add_option_flags, given_options, with_options
 from interp.errors import UserError
 from interp.gradient_norms import compare_norms, per_paragraph_norms
 from interp.gradients import GRAD_MAP, GradMapOptions, gradient_map
@@ -18,7 +18,12 @@ from interp.models import model_name
 def configure(p) -> None:
     add_model_args(p)
     add_paragraph_args(p)
-    add_option_flags(p, GradMapOptions, notes={"set_size": SET_SIZE_NOTES["grad-map"]}, title="the gradient map")
+    add_option_flags(
+        p,
+        GradMapOptions,
+        notes={"set_size": SET_SIZE_NOTES["grad-map"], "nmem_max": NMEM_NOTE},
+        title="the gradient map",
+    )
     p.add_argument("--json", default=None, metavar="FILE", help="write all scores here (default: not written)")
     p.add_argument(
         "--html", default=None, metavar="FILE", help="write the figures here, one offline HTML page (default: none)"

@@ -9,7 +9,7 @@ import torch
 
 from interp.backend import act_name, capture
 from interp.commands.common import add_model_args, add_paragraph_args, model_from_args, paragraphs_from_args
-from interp.commands.options_cli import SET_SIZE_NOTES, add_option_flags, given_options, with_options
+from interp.commands.options_cli import NMEM_NOTE, SET_SIZE_NOTES, add_option_flags, given_options, with_options
 from interp.data import load_paragraphs, rarity_ranks
 from interp.io import write_json, write_text_atomic
 from interp.locator.options import LOCATE, LocateOptions
@@ -37,7 +37,9 @@ def configure(p) -> None:
         help="JSONL of paragraphs mean ablation averages each head's output over, never scored (default: carved "
         "out of the paragraph set first, the scored sets sized to what is left)",
     )
-    add_option_flags(p, LocateOptions, notes={"set_size": SET_SIZE_NOTES["locate-head"]}, title="the locator")
+    add_option_flags(
+        p, LocateOptions, notes={"set_size": SET_SIZE_NOTES["locate-head"], "nmem_max": NMEM_NOTE}, title="the locator"
+    )
     p.add_argument(
         "--json", default=None, metavar="FILE", help="write the ranked table and the evidence here (default: none)"
     )

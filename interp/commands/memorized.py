@@ -15,6 +15,7 @@ from interp.commands.common import (
     paragraphs_from_args,
     positive_int,
 )
+from interp.commands.options_cli import NMEM_NOTE
 from interp.data import Paragraphs
 from interp.io import write_json
 from interp.memorization import split_mem_nmem
@@ -33,7 +34,11 @@ def configure(p) -> None:
     add_model_args(p)
     add_paragraph_args(p)
     p.add_argument(
-        "--nmem-max", type=int, default=NMEM_MAX_EM, metavar="N", help=f"NMEM: EM at most this (default: {NMEM_MAX_EM})"
+        "--nmem-max",
+        type=int,
+        default=NMEM_MAX_EM,
+        metavar="N",
+        help=f"NMEM: EM at most this (default: {NMEM_MAX_EM}); {NMEM_NOTE}",
     )
     p.add_argument(
         "--top-k",

@@ -7,7 +7,14 @@ import argparse
 import torch
 
 from interp.commands.common import add_model_args, add_paragraph_args, model_from_args, paragraphs_from_args
-from interp.commands.options_cli import SET_SIZE_NOTES, add_alias, add_option_flags, given_options, with_options
+from interp.commands.options_cli import (
+    NMEM_NOTE,
+    SET_SIZE_NOTES,
+    add_alias,
+    add_option_flags,
+    given_options,
+    with_options,
+)
 from interp.errors import UserError
 from interp.io import write_json, write_text_atomic
 from interp.memorization import choose_indices, memorization_split
@@ -22,7 +29,7 @@ def configure(p) -> None:
         p,
         PerturbOptions,
         rename={"reference": "--compare-to"},
-        notes={"set_size": SET_SIZE_NOTES["perturb"]},
+        notes={"set_size": SET_SIZE_NOTES["perturb"], "nmem_max": NMEM_NOTE},
         title="the perturbation",
     )
     p.add_argument(

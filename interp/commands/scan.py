@@ -14,7 +14,7 @@ from interp.commands.common import (
     model_from_args,
     positive_int,
 )
-from interp.commands.options_cli import add_alias, add_option_flags, given_options, with_options
+from interp.commands.options_cli import NMEM_NOTE, add_alias, add_option_flags, given_options, with_options
 from interp.errors import UserError
 from interp.scan import OutputPaths, ScanConfig, merge_scans, parse_shard, resolve_corpus, scan_corpus
 
@@ -39,10 +39,17 @@ def configure(p) -> None:
     )
     p.add_argument("--glob", default="**/*", help="files to take from corpus folders, e.g. '**/*.py' (default: '**/*')")
     p.add_argument(
-        "--out", type=Path, default=None, metavar="FILE", help="output JSONL (default: scan.jsonl, or scan.shardKofN.jsonl)"
+        "--out",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="output JSONL (default: scan.jsonl, or scan.shardKofN.jsonl)",
     )
     p.add_argument(
-        "--shard", default=None, metavar="K/N", help="scan only the Kth of N deterministic parts of the corpus (default: all)"
+        "--shard",
+        default=None,
+        metavar="K/N",
+        help="scan only the Kth of N deterministic parts of the corpus (default: all)",
     )
     p.add_argument(
         "--boilerplate",
@@ -67,15 +74,16 @@ def configure(p) -> None:
         ScanConfig,
         skip=("boilerplate_patterns", "group_tokens"),
         aliases={"--nmem": "n_controls"},
-        notes={"n_controls": f"fewer on a small corpus: one per prefix + continuation tokens of text, taking about "
-               f"{BYTES_PER_TOKEN} bytes a token"},
+        notes={
+            "nmem_max": NMEM_NOTE,
+            "n_controls": f"fewer on a small corpus: one per prefix + continuation tokens of text, taking about "
+            f"{BYTES_PER_TOKEN} bytes a token",
+        },
         title="what the scan looks for, and how",
     )
     p.set_defaults(run=run)
     actions = p.add_subparsers(dest="action", metavar="merge")
-    m = actions.add_parser(
-        "merge", help="combine the outputs of --shard K/N scans", formatter_class=p.formatter_class
-    )
+    m = actions.add_parser("merge", help="combine the outputs of --shard K/N scans", formatter_class=p.formatter_class)
     m.add_argument("inputs", nargs="+", type=Path, help="shard outputs (their .summary.json must sit beside them)")
     m.add_argument("--out", type=Path, required=True, help="merged JSONL")
     m.add_argument("--force", action="store_true", help="replace --out if it exists")

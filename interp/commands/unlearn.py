@@ -18,7 +18,7 @@ from interp.commands.common import (
     model_from_args,
     paragraphs_from_args,
 )
-from interp.commands.options_cli import add_option_flags, given_options, parse_head, with_options
+from interp.commands.options_cli import NMEM_NOTE, add_option_flags, given_options, parse_head, with_options
 from interp.data import Paragraphs
 from interp.errors import UserError
 from interp.io import write_json
@@ -147,7 +147,10 @@ def configure(p) -> None:
     add_option_flags(
         p,
         UnlearnSets,
-        notes={"probe": "interp report probes 30 of each, to keep the whole pipeline's time down"},
+        notes={
+            "probe": "interp report probes 30 of each, to keep the whole pipeline's time down",
+            "nmem_max": NMEM_NOTE,
+        },
         title="targets, retain sets and probes",
     )
     add_option_flags(p, MatchedForgetting, title="--calibrate: matched forgetting")

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from interp.commands.common import add_model_args, add_paragraph_args, model_from_args, paragraphs_from_args
-from interp.commands.options_cli import SET_SIZE_NOTES, add_option_flags, parse_head, given_options, with_options
+from interp.commands.options_cli import SET_SIZE_NOTES, add_option_flags, given_options, parse_head, with_options
 from interp.io import write_json, write_text_atomic
 from interp.locator.options import RECALL_FRACTION, VALIDATE, ValidateOptions
 from interp.locator.validation import validate_locator
