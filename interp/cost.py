@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from interp.backend import is_block, is_unembed
+from interp.backend import block_config, is_block, is_unembed
 
 PEAK_N = 2048
 
@@ -39,7 +39,12 @@ def block_flops(cfg, rows: int, seq: int, queries: int | None = None) -> float:
 
 def unembed_flops(cfg, positions: int) -> float:
     """FLOPs of the unembedding at `positions` token positions."""
-    return 2.0 * positions * cfg.d_model * cfg.d_vocab_out
+    return _unembed_flops(cfg.d_model * cfg.d_vocab_out, positions)
+
+
+def _unembed_flops(weights: int, positions: int) -> float:
+    """FLOPs of an unembedding of `weights` entries (d_model x vocab) at `positions` token positions."""
+    return 2.0 * positions * weights
 
 
 def forward_flops(cfg, rows: int, seq: int, *, start_layer: int = 0, logit_positions: int | None = None) -> float:
@@ -129,15 +134,15 @@ def count_work() -> Iterator[Work]:
         x = args[0]
         rows, seq = x.shape[0], x.shape[1]
         if is_block(module):
-            flops = block_flops(module.cfg, rows, seq)
+            flops = block_flops(block_config(module), rows, seq)
             work.forward_positions += rows * seq
             work.forward_flops += flops
             passes = _backward_passes(module, x)
             if passes:
                 work.backward_positions += rows * seq
                 work.backward_flops += passes * flops
-        elif is_unembed(module):
-            flops = unembed_flops(module.cfg, rows * seq)
+        elif is_unembed(module):  # sized by its weight: the bridge's unembedding keeps no config
+            flops = _unembed_flops(module.W_U.numel(), rows * seq)
             work.logit_positions += rows * seq
             work.forward_flops += flops
             work.backward_flops += _backward_passes(module, x) * flops

@@ -19,7 +19,16 @@ from pathlib import Path
 
 import torch
 
-from interp.backend import TO_HF, Model, architecture, from_hf, from_official, hf_state, official_name
+from interp.backend import (
+    LOCAL_ARCHITECTURES,
+    TO_HF,
+    Model,
+    architecture,
+    from_hf,
+    from_official,
+    hf_state,
+    official_name,
+)
 from interp.errors import UserError
 
 TESTBED = "testbed"
@@ -28,11 +37,11 @@ TESTBED_COMPANION = "testbed-companion"  # a 2-layer model of the testbed's data
 TESTBED_COMPANION_DIR = Path(__file__).parent / "testbed" / "companion"
 TESTBED_REFERENCE = "testbed-reference"  # the testbed retrained with some planted paragraphs left out
 TESTBED_REFERENCE_DIR = Path(__file__).parent / "testbed" / "reference"
-SUPPORTED_LOCAL = ("GPTNeoForCausalLM", "GPT2LMHeadModel", "GPTNeoXForCausalLM")
+SUPPORTED_LOCAL = LOCAL_ARCHITECTURES  # what the active backend loads from a local folder (docs/architectures.md)
 SPEC_KINDS = (
     "'testbed' (the bundled model), a path to a local Hugging Face checkpoint folder "
-    "(GPT-Neo, GPT-2 or GPT-NeoX/Pythia), or a TransformerLens official name such as "
-    "'EleutherAI/gpt-neo-125M' (needs the internet)"
+    f"(architectures: {', '.join(a.removesuffix('ForCausalLM').removesuffix('LMHeadModel') for a in SUPPORTED_LOCAL)}), "
+    "or a TransformerLens official name such as 'EleutherAI/gpt-neo-125M' (needs the internet)"
 )
 
 

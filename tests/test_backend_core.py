@@ -122,3 +122,17 @@ def test_copy_model_after_a_backward_is_independent(testbed, paragraphs):
     assert not torch.equal(backend.weight(copied, 1, "W_out"), backend.weight(testbed, 1, "W_out"))
     with torch.no_grad():
         assert not torch.equal(copied(paragraphs.tokens[:1]), testbed(paragraphs.tokens[:1]))
+
+
+def test_cost_accounting_counts_the_blocks_and_unembedding_of_a_forward(testbed, paragraphs):
+    """Each backend's block and unembedding are found and sized (the bridge's components keep no `cfg`)."""
+    from interp.cost import count_work, forward_flops
+
+    tokens = paragraphs.tokens[:2]
+    with count_work() as work, torch.no_grad():
+        testbed(tokens)
+    rows, seq = tokens.shape
+    assert work.forward_positions == testbed.cfg.n_layers * rows * seq
+    assert work.logit_positions == rows * seq
+    assert work.forward_flops == pytest.approx(forward_flops(testbed.cfg, rows, seq))
+    assert work.backward_flops == 0

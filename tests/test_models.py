@@ -1,4 +1,4 @@
-"""load_model on local Hugging Face folders of three architectures, saving back, bad specs."""
+"""load_model on local Hugging Face folders (GPT-Neo, GPT-2, NeoX; the Llama family), saving back, bad specs."""
 
 from __future__ import annotations
 
@@ -198,3 +198,93 @@ def test_bridge_weight_views_equal_hookedtransformers_weights(hf_folder):
         if w.leaf is leaf:
             moved = (w.tensor.detach() - hooked[name].detach()).abs() > 0
             assert torch.equal(moved, mask) if name == "blocks.1.attn.W_K" else not moved.any(), name
+
+
+FAMILY_VOCAB = 256
+# tiny random checkpoints of the Llama family: gated MLPs, RMSNorm (OLMo: weightless LayerNorm), rotary positions;
+# grouped-query attention where the architecture has it, biases on q/k/v (Qwen2), q/k norms (Qwen3, OLMo-2),
+# post-norm blocks (OLMo-2), a scaled embedding and 1 + w norms (Gemma)
+FAMILY = {
+    "llama": ("LlamaConfig", {"num_key_value_heads": 2}),
+    "mistral": ("MistralConfig", {"num_key_value_heads": 2}),
+    "qwen2": ("Qwen2Config", {"num_key_value_heads": 2}),
+    "qwen3": ("Qwen3Config", {"num_key_value_heads": 2, "head_dim": 16}),
+    "gemma": ("GemmaConfig", {"num_key_value_heads": 2, "head_dim": 16}),
+    "olmo": ("OlmoConfig", {}),
+    "olmo2": ("Olmo2Config", {}),
+}
+
+
+def _family_model(kind: str):
+    import transformers as tf
+
+    config_class, extra = FAMILY[kind]
+    torch.manual_seed(2)
+    config = getattr(tf, config_class)(
+        vocab_size=FAMILY_VOCAB,
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=128,
+        max_position_embeddings=64,
+        **extra,
+    )
+    model = tf.AutoModelForCausalLM.from_config(config).eval()
+    with torch.no_grad():  # non-trivial norm weights and biases, so dropping or mis-folding one would show
+        for name, p in model.named_parameters():
+            if "norm" in name or name.endswith("bias"):
+                p.add_(0.1 * torch.randn_like(p))
+    return model
+
+
+@pytest.fixture(scope="module", params=list(FAMILY))
+def family_folder(request, tmp_path_factory):
+    # the folder's name says "llama" whatever the architecture: the architecture must come from config.json
+    folder = tmp_path_factory.mktemp(f"llama-{request.param}")
+    model = _family_model(request.param)
+    model.save_pretrained(folder)
+    _tokenizer(folder)
+    return folder, model
+
+
+def test_llama_family_folder_matches_transformers(family_folder):
+    folder, hf = family_folder
+    tokens = torch.randint(0, FAMILY_VOCAB, (3, 24), generator=torch.Generator().manual_seed(0))
+    model = load_model(str(folder), device="cpu")
+    assert model.cfg.gated_mlp and model.cfg.positional_embedding_type == "rotary"
+    with torch.no_grad():
+        ours = model(tokens).log_softmax(-1)
+    assert (ours - _log_probs_hf(hf, tokens)).abs().max() <= 1e-4
+
+
+def test_gated_mlps_fire_the_neuron_hook_the_neuron_methods_read(family_folder):
+    """Restoration's MLP coefficients and the neuron-level locator methods read `mlp.hook_post`: for a gated MLP
+    it must be the input of W_out (act(gate) * up), so that patching or ablating it moves the output (a post-norm
+    block, OLMo-2's, normalizes the MLP's output before it is added)."""
+    from interp.backend import act_name, capture, hooks_on, is_post_norm, weight
+
+    folder, _ = family_folder
+    model = load_model(str(folder), device="cpu")
+    tokens = torch.randint(0, FAMILY_VOCAB, (2, 12), generator=torch.Generator().manual_seed(1))
+    post, out = act_name("post", 1), act_name("mlp_out", 1)
+    logits, acts = capture(model, tokens, [post, out])
+    assert acts[post].shape == (2, 12, model.cfg.d_mlp)
+    mlp = acts[post] @ weight(model, 1, "W_out") + model.blocks[1].mlp.b_out
+    if is_post_norm(model.cfg):
+        mlp = model.blocks[1].ln2(mlp)
+    assert (mlp - acts[out]).abs().max() <= 1e-4
+    with hooks_on(model, [(post, lambda x, hook: torch.zeros_like(x))]), torch.no_grad():
+        assert not torch.allclose(model(tokens), logits)
+
+
+def test_an_unsupported_architecture_is_one_line_naming_the_supported_ones(tmp_path):
+    import json
+
+    from interp.models import SUPPORTED_LOCAL
+
+    (tmp_path / "config.json").write_text(json.dumps({"architectures": ["FalconForCausalLM"], "model_type": "falcon"}))
+    with pytest.raises(UserError) as raised:
+        load_model(str(tmp_path))
+    message = str(raised.value)
+    assert "\n" not in message and "FalconForCausalLM" in message
+    assert all(arch in message for arch in SUPPORTED_LOCAL) and "LlamaForCausalLM" in SUPPORTED_LOCAL

@@ -6,6 +6,7 @@ goes through these names:
 
 - model type and config: `Model`, `ModelConfig`; `Hook` (a (hook name, function) pair);
 - loading and state conversion: `from_hf`, `official_name`, `from_official`, `hf_state`, `architecture`, `TO_HF`;
+  `LOCAL_ARCHITECTURES`, the Hugging Face architectures `from_hf` loads;
 - the unit -> hook-name table: `act_name`;
 - capture of activations: `capture` (-> logits, `Activations`); an independent copy to edit: `copy_model`;
 - running with hooks: `hooks_on` (a context manager that always removes them);
@@ -13,7 +14,8 @@ goes through these names:
 - the final normalization and unembedding: `final_norm`, `unembed`, `unembed_parts`, `softcap`;
 - the KV-cache greedy decoder: `greedy_decode`;
 - weight views per layer / head / neuron, to read and edit: `param_name`, `weight`;
-- architecture facts: `is_post_norm`; the component classes cost accounting counts: `is_block`, `is_unembed`;
+- architecture facts: `is_post_norm`; the component classes cost accounting counts: `is_block`, `is_unembed`,
+  and a block's model config, `block_config`;
 - TransformerLens-named weights whatever module holds them (leaf + layout view): `named_weights`, `NamedWeight`,
   `leaf_masks` (masks on those names, as masks on the leaves that hold them);
 - what a backend can do: `HAS_GHOST_PASS` (batched per-paragraph gradient norms).
@@ -104,6 +106,7 @@ if _ACTIVE == "hooked":
         HAS_GHOST_PASS,
         NAME,
         Model,
+        block_config,
         ModelConfig,
         copy_model,
         greedy_decode,
@@ -115,12 +118,21 @@ if _ACTIVE == "hooked":
         run_to,
         weight,
     )
-    from interp.backend.hooked_io import TO_HF, architecture, from_hf, from_official, hf_state, official_name
+    from interp.backend.hooked_io import (
+        LOCAL_ARCHITECTURES,
+        TO_HF,
+        architecture,
+        from_hf,
+        from_official,
+        hf_state,
+        official_name,
+    )
 else:
     from interp.backend.bridge import (  # type: ignore[assignment]
         HAS_GHOST_PASS,
         NAME,
         Model,
+        block_config,
         ModelConfig,
         copy_model,
         greedy_decode,
@@ -132,7 +144,15 @@ else:
         run_to,
         weight,
     )
-    from interp.backend.bridge_io import TO_HF, architecture, from_hf, from_official, hf_state, official_name  # type: ignore[assignment]
+    from interp.backend.bridge_io import (  # type: ignore[assignment]
+        LOCAL_ARCHITECTURES,
+        TO_HF,
+        architecture,
+        from_hf,
+        from_official,
+        hf_state,
+        official_name,
+    )
 
 
 __all__ = [
@@ -141,6 +161,7 @@ __all__ = [
     "NAME",
     "TO_HF",
     "HAS_GHOST_PASS",
+    "LOCAL_ARCHITECTURES",
     "Activations",
     "Hook",
     "Model",
@@ -148,6 +169,7 @@ __all__ = [
     "NamedWeight",
     "act_name",
     "available",
+    "block_config",
     "architecture",
     "capture",
     "copy_model",

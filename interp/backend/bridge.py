@@ -74,6 +74,12 @@ def is_block(module: nn.Module) -> bool:
     return isinstance(module, BlockBridge)
 
 
+def block_config(block: BlockBridge) -> TransformerBridgeConfig:
+    """The model config a transformer block was built with (its shapes, for cost accounting): the bridge's
+    components keep it as `config`, not `cfg`."""
+    return block.config
+
+
 def is_unembed(module: nn.Module) -> bool:
     """Whether `module` is the unembedding."""
     return isinstance(module, UnembeddingBridge)

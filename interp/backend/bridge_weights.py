@@ -39,6 +39,8 @@ def _mlp(w_in: str, w_out: str, layout: Callable) -> dict[str, tuple[str, Callab
     }
 
 
+ARCHITECTURES = ("GPTNeoForCausalLM", "GPT2LMHeadModel", "GPTNeoXForCausalLM")  # those `_table` maps
+
 _GPT_TOP = {  # GPT-Neo and GPT-2 name everything outside the blocks alike
     "embed.W_E": ("transformer.wte.weight", same),
     "pos_embed.W_pos": ("transformer.wpe.weight", same),
@@ -116,8 +118,8 @@ def _table(arch: str, n_heads: int) -> tuple[dict[str, tuple[str, Callable]], di
         }
         return {k: ("gpt_neox.layers.{l}." + v[0], v[1]) for k, v in block.items()}, top
     raise NotImplementedError(
-        f"the TransformerBridge backend maps weights of GPTNeoForCausalLM, GPT2LMHeadModel and GPTNeoXForCausalLM "
-        f"only, not {arch}: use the HookedTransformer backend (transformer-lens>=3.9,<4) for it"
+        f"the TransformerBridge backend maps weights of {', '.join(ARCHITECTURES)} only, not {arch}: use the "
+        "HookedTransformer backend (transformer-lens>=3.9,<4) for it"
     )
 
 

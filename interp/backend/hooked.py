@@ -50,6 +50,11 @@ def is_block(module: nn.Module) -> bool:
     return isinstance(module, TransformerBlock)
 
 
+def block_config(block: TransformerBlock) -> HookedTransformerConfig:
+    """The model config a transformer block was built with (its shapes, for cost accounting)."""
+    return block.cfg
+
+
 def is_unembed(module: nn.Module) -> bool:
     """Whether `module` is the unembedding."""
     return isinstance(module, Unembed)
