@@ -79,16 +79,30 @@ def quantized_system(
     for i, (site, fn) in enumerate(out):
         if not (isinstance(fn, nn.Module) and any(True for _ in fn.parameters())):
             continue
-        for module in list(fn.modules()):
-            if parametrize.is_parametrized(module):
-                for tensor in list(module.parametrizations):
-                    parametrize.remove_parametrizations(module, tensor, leave_parametrized=True)
+        _unparametrize(fn)
         for pname, p in fn.named_parameters():
             if p.ndim == 2:
                 q = quantize_matrix(p.detach(), bits, group_size, scheme)
                 errors[f"intervention {site}.{pname}"] = float((q - p).norm() / p.norm().clamp_min(1e-30))
                 p.copy_(q)
     return _rebuild(model, models), out, errors
+
+
+def _unparametrize(module: nn.Module) -> None:
+    """Replace every parametrized submodule of `module` (a copy) by a plain one of its original class holding
+    the parametrized tensors' current values. (torch's remove_parametrizations edits the injected class,
+    which copies share with the original module.)"""
+    for parent in list(module.modules()):
+        for name, child in list(parent.named_children()):
+            if not parametrize.is_parametrized(child):
+                continue
+            cls = type(child).__bases__[0]
+            plain = cls.__new__(cls)
+            plain.__dict__ = {**child.__dict__, "_parameters": dict(child._parameters), "_modules": dict(child._modules)}
+            del plain._modules["parametrizations"]
+            for tensor in child.parametrizations:
+                plain._parameters[tensor] = nn.Parameter(getattr(child, tensor).detach().clone())
+            setattr(parent, name, plain)
 
 
 def _logits(model: Scorable, tokens: Int[Tensor, "n seq"]) -> Float[Tensor, "n seq vocab"]:

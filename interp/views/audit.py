@@ -1,46 +1,75 @@
-"""Figures of the forgetting audit: the method x attack heatmap of recovery (interp.audit)."""
+"""Figures of the forgetting audit: the method x attack heatmaps of recovery on EM and on log10 p
+(interp.audit)."""
 
 from __future__ import annotations
 
+import math
+
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 from interp.audit import AuditResult
 from interp.views.export import SEQUENTIAL, paper_style
 
 
+def _cells(recovery, applies) -> tuple[list[list[float | None]], list[list[str]]]:
+    """Mean recovery per method and attack (None where the attack does not apply), and the cell texts."""
+    z, text = [], []
+    for m in range(recovery.shape[0]):
+        row = [float(recovery[m, a].nanmean()) if bool(applies[m, a]) else None for a in range(recovery.shape[1])]
+        z.append(row)
+        text.append(["n/a" if v is None else ("-" if math.isnan(v) else f"{v:.2f}") for v in row])
+    return z, text
+
+
 def figure_audit(result: AuditResult) -> go.Figure:
-    """Mean recovery (share of the forgotten EM brought back beyond the never-known null) per method and
-    attack; hover: mean EM attacked, the original model under the same attack, the null gain."""
-    recovery = result.recovery.nanmean(-1)
-    em = result.em_attacked.float().mean(-1)
-    orig = result.em_original_attacked.float().mean(-1)
-    gain = result.never_known_gain
-    y = [f"{m} (median residual {float(r):.2f})" for m, r in zip(result.methods, result.median_residual)]
-    custom = [
-        [[float(em[m, a]), float(orig[a]), float(gain[m, a])] for a in range(len(result.attacks))]
-        for m in range(len(result.methods))
+    """Mean recovery (share of the forgotten EM, left, and log10 p, right, brought back beyond the attack's
+    null) per method and attack; "n/a" where the attack cannot reach the method (hover: why). Rows name the
+    median residual on EM with its 95% interval and n."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("recovery of EM", "recovery of log10 p"), shared_yaxes=True)
+    y = []
+    for m, method in enumerate(result.methods):
+        med, lo, hi, n = result.median(m)
+        y.append(f"{method} (median residual {med:.2f} [{lo:.2f}, {hi:.2f}], n={n})")
+    why = [
+        [result.not_applicable.get(method, {}).get(a, "") for a in result.attacks] for method in result.methods
     ]
-    fig = go.Figure(
-        go.Heatmap(
-            z=recovery.tolist(),
-            x=list(result.attacks),
-            y=y,
-            zmin=0.0,
-            zmax=1.0,
-            colorscale=SEQUENTIAL,
-            customdata=custom,
-            text=[[f"{v:.2f}" for v in row] for row in recovery.tolist()],
-            texttemplate="%{text}",
-            colorbar=dict(thickness=12, title="recovery"),
-            hovertemplate="%{y}<br>%{x}: recovery %{z:.2f}<br>EM attacked %{customdata[0]:.1f}, "
-            "original under attack %{customdata[1]:.1f}, never-known gain %{customdata[2]:.2f}<extra></extra>",
+    for col, (recovery, gain, label) in enumerate(
+        (
+            (result.recovery, result.never_known_gain, "EM"),
+            (result.recovery_log10p, result.never_known_gain_log10p, "log10 p"),
+        ),
+        start=1,
+    ):
+        z, text = _cells(recovery, result.applies)
+        custom = [
+            [[float(gain[m, a]), why[m][a] or "applies"] for a in range(len(result.attacks))]
+            for m in range(len(result.methods))
+        ]
+        fig.add_trace(
+            go.Heatmap(
+                z=z,
+                x=list(result.attacks),
+                y=y,
+                zmin=0.0,
+                zmax=1.0,
+                colorscale=SEQUENTIAL,
+                customdata=custom,
+                text=text,
+                texttemplate="%{text}",
+                showscale=col == 2,
+                colorbar=dict(thickness=12, title="recovery"),
+                hovertemplate=f"%{{y}}<br>%{{x}}: recovery of {label} %{{text}}<br>null gain %{{customdata[0]:.2f}}"
+                "<br>%{customdata[1]}<extra></extra>",
+            ),
+            row=1,
+            col=col,
         )
-    )
     fig.update_yaxes(autorange="reversed")
     fig.update_xaxes(title_text="attack")
     return paper_style(
         fig,
-        f"Is it really gone? Recovery of {len(result.ids)} forgotten paragraph(s) beyond the never-known null",
-        width=980,
-        height=200 + 50 * len(result.methods),
+        f"Is it really gone? Recovery of {len(result.ids)} forgotten paragraph(s) beyond each attack's null",
+        width=1400,
+        height=220 + 50 * len(result.methods),
     )
