@@ -1,4 +1,4 @@
-"""Try one head-injection recipe on the testbed (docs/locator_injection.md, issue 20 item 11). Prints one JSON line.
+"""Try one head-injection recipe on the testbed (docs/locator_injection.md). Prints one JSON line.
 
 The injected, retain and held-out paragraphs are the ones `validate-locator --seed SEED` draws (same pools),
 optionally cut to the first N of them and to CONT continuation tokens (shorter text per head); only the

@@ -179,7 +179,7 @@ def test_head_table_marks_heads_outside_the_screen(forced):
 
 
 def test_a_20_paragraph_set_carves_the_reference_out_first(forced):
-    """Issue 20 item 13: 4 recited + 16 not, default --set-size 16: the old split left nothing for mean
+    """4 recited + 16 not, default --set-size 16: the old split left nothing for mean
     ablation's reference and stopped with an error naming an internal field."""
     model, paragraphs = forced
     em = score_paragraphs(model, paragraphs).em

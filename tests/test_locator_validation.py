@@ -92,7 +92,7 @@ def test_neuron_injection_is_found_by_pruning_masks(text):
     )
     recalls = {m: recall_at(r.score, gold, 0.05) for m, r in ranking.results.items()}
     assert max(recalls["hard_concrete"], recalls["slimming"]) >= 0.5, recalls  # random: 0.05
-    # issue 20 item 12: Hard Concrete's neuron defaults (MemPi's rate 1e-2, stop near density 0.01) find 9 of
+    # Hard Concrete's neuron defaults (MemPi's rate 1e-2, stop near density 0.01) find 9 of
     # the 13; the old ones (rate 0.1, stop at density 0.3) found 7 (0.54)
     assert recalls["hard_concrete"] >= 0.65, recalls
 
@@ -220,7 +220,7 @@ def _check(info, ranks, combined, recited: int, seed: int = 0):
 
 
 def test_failed_injections_are_not_evidence_and_out_of_every_mean(text):
-    """Issue 20 items 10/11: the old combined mean averaged failed injections (per-method means skipped them),
+    """The old combined mean averaged failed injections (per-method means skipped them),
     and the per-head lines printed 'combined rank 1' for an injection that recited nothing."""
     from interp.locator.validation import LocatorValidation
     from interp.views.locator import figure_injected_ranks, head_table, trust_notes
@@ -247,7 +247,7 @@ def test_failed_injections_are_not_evidence_and_out_of_every_mean(text):
 
 
 def test_a_head_outside_the_screen_has_no_rank_and_cannot_be_recommended(text):
-    """Issue 20 item 1: an injected head the screen missed used to get a made-up rank (~9 in layer 0, ~40 in the
+    """An injected head the screen missed used to get a made-up rank (~9 in layer 0, ~40 in the
     last layer) averaged into the method's mean; now it has none, the mean covers the scored heads, and a
     method that missed a head is not preferred over one that ranked every head."""
     from interp.locator.validation import LocatorValidation

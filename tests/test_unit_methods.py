@@ -46,7 +46,7 @@ def _mean_logp(model, paragraphs, hooks=()):
 
 
 def test_rank_units_gives_unscored_units_no_rank():
-    """Issue 20 item 1: an unscored unit used to get rank 4 here (after the scored ones, by position)."""
+    """An unscored unit used to get rank 4 here (after the scored ones, by position)."""
     s = torch.tensor([[3.0, float("nan")], [1.0, 2.0]])
     ranks = rank_units(s)
     assert ranks.isnan().tolist() == [[False, True], [False, False]]

@@ -44,7 +44,7 @@ from interp.locator.ranking import locate_memorization_head, locate_neurons
 from interp.locator.units import Stopwatch, recall_at, unit_count
 from interp.metrics import NMEM_MAX_EM, score_paragraphs
 
-MEMPI_GPT2_INJ_RECALL = {  # percent, as quoted in issue 13 from Chang et al. 2024 (GPT-2, INJ); random = 0.5
+MEMPI_GPT2_INJ_RECALL = {  # percent, from Chang et al. 2024 (GPT-2, INJ); random = 0.5
     "hard_concrete": 93.7,
     "slimming": 94.4,
     "zero_out": 90.9,
