@@ -296,3 +296,48 @@ def torch_equal(a, b) -> bool:
     import torch
 
     return all(torch.equal(getattr(a, k), getattr(b, k)) for k in ("em", "nll", "hits", "log10_p", "token_accuracy"))
+
+
+def test_stage_shows_what_runs_and_stops_its_ticker(capsys):
+    import threading
+    import time
+
+    from interp.commands.common import stage
+
+    before = threading.active_count()
+    with stage("scoring 12 paragraphs", every=0.01):
+        time.sleep(0.05)
+    assert threading.active_count() == before
+    assert "scoring 12 paragraphs: 00:00" in capsys.readouterr().err
+    with stage("silent", enabled=False):
+        pass
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize(
+    "command", ["memorized", "perturb", "grad-map", "locate-head", "unlearn", "restore", "scan", "report"]
+)
+def test_every_long_command_takes_no_progress(command):
+    from interp.cli import build_parser
+
+    args = build_parser(command, full=False).parse_args([command, "--model", "testbed", "--no-progress"])
+    given = {k: v for k, v in vars(args).items() if "progress" in k}
+    assert list(given.values()) == [False]
+
+
+def test_third_party_trust_lines_are_silenced(caplog):
+    """The `kernels` package logs "Skipping publisher trust check ..." at every offline load; the command turns it
+    off so that an error stays one line."""
+    import logging
+
+    hf_hub = pytest.importorskip("kernels._internals.hf_hub")
+    from interp.cli import _quiet_third_party
+
+    level = logging.getLogger("kernels").level
+    try:
+        _quiet_third_party()
+        with caplog.at_level(logging.WARNING):
+            hf_hub.logger.warning("Skipping publisher trust check for 'x' because Hugging Face Hub is in offline mode.")
+        assert not caplog.records
+    finally:
+        logging.getLogger("kernels").setLevel(level)

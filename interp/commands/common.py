@@ -7,10 +7,13 @@ load a model."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
+import threading
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 from interp.errors import UserError
@@ -90,6 +93,31 @@ def add_progress_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-progress", dest="progress", action="store_false", help="no progress bar (default: one on stderr)"
     )
+
+
+@contextlib.contextmanager
+def stage(what: str, enabled: bool = True, every: float = 1.0) -> Iterator[None]:
+    """A live line on stderr while a step that has no progress bar of its own runs: what it does, counted in what
+    the user gave (paragraphs, positions, runs), and the time so far, refreshed every `every` seconds."""
+    if not enabled:
+        yield
+        return
+    from tqdm.auto import tqdm
+
+    done = threading.Event()
+    with tqdm(desc=what, bar_format="{desc}: {elapsed}", file=sys.stderr) as line:
+
+        def tick() -> None:
+            while not done.wait(every):
+                line.refresh()
+
+        ticker = threading.Thread(target=tick, daemon=True)
+        ticker.start()
+        try:
+            yield
+        finally:
+            done.set()
+            ticker.join()
 
 
 def check_output_file(path: str | Path, flag: str) -> None:

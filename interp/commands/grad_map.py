@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 import html
 
-from interp.commands.common import add_model_args, add_paragraph_args, model_from_args, paragraphs_from_args
+from interp.commands.common import (
+    add_model_args,
+    add_paragraph_args,
+    add_progress_arg,
+    model_from_args,
+    paragraphs_from_args,
+    stage,
+)
 from interp.commands.options_cli import NMEM_NOTE, SET_SIZE_NOTES, add_option_flags, given_options, with_options
 from interp.errors import UserError
 from interp.gradient_norms import compare_norms, per_paragraph_norms
@@ -28,6 +35,7 @@ def configure(p) -> None:
     p.add_argument(
         "--html", default=None, metavar="FILE", help="write the figures here, one offline HTML page (default: none)"
     )
+    add_progress_arg(p)
     p.set_defaults(run=run)
 
 
@@ -50,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
     o = with_options(GRAD_MAP, given_options(args, GradMapOptions))
     model = model_from_args(args)
     paragraphs = paragraphs_from_args(args, model)
-    split = memorization_split(model, paragraphs, batch_size=args.batch_size, nmem_max=o.nmem_max, n_examples=0)
+    with stage(f"scoring {len(paragraphs)} paragraphs", args.progress):
+        split = memorization_split(model, paragraphs, batch_size=args.batch_size, nmem_max=o.nmem_max, n_examples=0)
     mem, nmem = choose_sets(split, paragraphs, n_mem=o.set_size, n_nmem=o.set_size, seed=o.seed)
     if len(mem) == 0 or len(nmem) == 0:
         raise UserError(
@@ -60,15 +69,16 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"model {model_name(model)}: {len(mem)} MEM and {len(nmem)} NMEM paragraphs, objective {o.objective}, reduce {o.reduce}"
     )
-    gm = gradient_map(
-        model,
-        mem,
-        nmem,
-        objective=o.objective,
-        reduce=o.reduce,
-        include_embeddings=o.include_embeddings,
-        batch_size=o.grad_batch_size,
-    )
+    with stage(f"gradient maps of {len(mem)} MEM and {len(nmem)} NMEM paragraphs", args.progress):
+        gm = gradient_map(
+            model,
+            mem,
+            nmem,
+            objective=o.objective,
+            reduce=o.reduce,
+            include_embeddings=o.include_embeddings,
+            batch_size=o.grad_batch_size,
+        )
     print(f"{'layer':>5} {'MEM':>10} {'NMEM':>10} {'MEM share':>10} {'NMEM share':>11}")
     for l in range(gm.mem_layers.shape[0]):
         print(
@@ -94,8 +104,9 @@ def run(args: argparse.Namespace) -> int:
             "Share per layer": views.figure_layer_share(gm),
         }
     if o.per_paragraph:
-        norms_mem = per_paragraph_norms(model, mem, batch_size=o.grad_batch_size)
-        norms_nmem = per_paragraph_norms(model, nmem, batch_size=o.grad_batch_size)
+        with stage(f"per-paragraph gradient norms of {len(mem) + len(nmem)} paragraphs", args.progress):
+            norms_mem = per_paragraph_norms(model, mem, batch_size=o.grad_batch_size)
+            norms_nmem = per_paragraph_norms(model, nmem, batch_size=o.grad_batch_size)
         cmp = compare_norms(norms_mem, norms_nmem)
         print("per-paragraph NLL gradient norms (rank-biserial r > 0: larger for MEM; Mann-Whitney p):")
         print(

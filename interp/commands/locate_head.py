@@ -8,7 +8,14 @@ from pathlib import Path
 import torch
 
 from interp.backend import act_name, capture
-from interp.commands.common import add_model_args, add_paragraph_args, model_from_args, paragraphs_from_args
+from interp.commands.common import (
+    add_model_args,
+    add_paragraph_args,
+    add_progress_arg,
+    model_from_args,
+    paragraphs_from_args,
+    stage,
+)
 from interp.commands.options_cli import NMEM_NOTE, SET_SIZE_NOTES, add_option_flags, given_options, with_options
 from interp.data import load_paragraphs, rarity_ranks
 from interp.io import write_json, write_text_atomic
@@ -49,6 +56,7 @@ def configure(p) -> None:
         metavar="FILE",
         help="write an offline page with the table, figures and attention views here (default: none)",
     )
+    add_progress_arg(p)
     p.set_defaults(run=run)
 
 
@@ -67,23 +75,24 @@ def run(args: argparse.Namespace) -> int:
             vocab_size=model.cfg.d_vocab,
         )
     o = with_options(LOCATE, given_options(args, LocateOptions))
-    ranking = locate_memorization_head(
-        model,
-        paragraphs,
-        reference=reference,
-        unigram_counts=counts,
-        methods=o.methods,
-        rank_by=o.rank_by,
-        validation=validation,
-        candidates=o.candidates,
-        exact_all=o.exact_all,
-        max_paragraphs=o.set_size,
-        nmem_max=o.nmem_max,
-        corrupt_fraction=o.corrupt_fraction,
-        seed=o.seed,
-        batch_size=args.batch_size,
-        method_options={"rare_token": {"null": o.rare_token_null}},
-    )
+    with stage(f"ranking heads over {len(paragraphs)} paragraphs ({', '.join(o.methods)})", args.progress):
+        ranking = locate_memorization_head(
+            model,
+            paragraphs,
+            reference=reference,
+            unigram_counts=counts,
+            methods=o.methods,
+            rank_by=o.rank_by,
+            validation=validation,
+            candidates=o.candidates,
+            exact_all=o.exact_all,
+            max_paragraphs=o.set_size,
+            nmem_max=o.nmem_max,
+            corrupt_fraction=o.corrupt_fraction,
+            seed=o.seed,
+            batch_size=args.batch_size,
+            method_options={"rare_token": {"null": o.rare_token_null}},
+        )
     rows = ranking.head_table()
     print(
         f"model {model_name(model)}: {len(ranking.mem_ids)} MEM, {len(ranking.nmem_ids)} NMEM paragraphs scored, "

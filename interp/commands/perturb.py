@@ -6,7 +6,14 @@ import argparse
 
 import torch
 
-from interp.commands.common import add_model_args, add_paragraph_args, model_from_args, paragraphs_from_args
+from interp.commands.common import (
+    add_model_args,
+    add_paragraph_args,
+    add_progress_arg,
+    model_from_args,
+    paragraphs_from_args,
+    stage,
+)
 from interp.commands.options_cli import (
     NMEM_NOTE,
     SET_SIZE_NOTES,
@@ -44,6 +51,7 @@ def configure(p) -> None:
     p.add_argument(
         "--html", default=None, metavar="FILE", help="write a per-token sensitivity view here, offline (default: none)"
     )
+    add_progress_arg(p)
     p.set_defaults(run=run)
 
 
@@ -51,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
     o = with_options(PERTURB, given_options(args, PerturbOptions))
     model = model_from_args(args)
     paragraphs = paragraphs_from_args(args, model)
-    split = memorization_split(model, paragraphs, batch_size=args.batch_size, nmem_max=o.nmem_max, n_examples=0)
+    with stage(f"scoring {len(paragraphs)} paragraphs", args.progress):
+        split = memorization_split(model, paragraphs, batch_size=args.batch_size, nmem_max=o.nmem_max, n_examples=0)
     mem, nmem = choose_indices(split, n_mem=o.set_size, n_nmem=o.set_size, seed=o.seed)
     if len(mem) == 0:
         raise UserError(
@@ -62,14 +71,16 @@ def run(args: argparse.Namespace) -> int:
         f"model {model_name(model)}: perturbing {len(mem)} MEM and {len(nmem)} NMEM paragraphs, "
         f"{paragraphs.prefix_len} positions x {o.samples} samples each"
     )
-    result = prefix_perturbation(
-        model,
-        chosen,
-        samples_per_position=o.samples,
-        seed=o.seed,
-        reference=o.reference,
-        batch_size=max(args.batch_size, 64),
-    )
+    what = f"perturbing {len(chosen)} paragraphs x {paragraphs.prefix_len} positions x {o.samples} samples"
+    with stage(what, args.progress):
+        result = prefix_perturbation(
+            model,
+            chosen,
+            samples_per_position=o.samples,
+            seed=o.seed,
+            reference=o.reference,
+            batch_size=max(args.batch_size, 64),
+        )
     mem_res, nmem_res = result.select(torch.arange(len(mem))), result.select(torch.arange(len(mem), len(chosen)))
     print(f"{'':6} {'n':>4} {'mean EM drop / perturbed token':>31} {'mean NLL increase':>18}")
     for name, r in (("MEM", mem_res), ("NMEM", nmem_res)):

@@ -12,9 +12,11 @@ import torch
 from interp.commands.common import (
     add_model_args,
     add_paragraph_args,
+    add_progress_arg,
     checkpoint_folder,
     model_from_args,
     paragraphs_from_args,
+    stage,
 )
 from interp.commands.options_cli import add_alias, add_option_flags, given_options, with_options
 from interp.commands.unlearn import SAVED_RUN
@@ -48,6 +50,7 @@ def configure(p) -> None:
     p.add_argument(
         "--html", default=None, metavar="FILE", help="write the restoration heatmap here, offline HTML (default: none)"
     )
+    add_progress_arg(p)
     p.set_defaults(run=run)
 
 
@@ -84,9 +87,10 @@ def run(args: argparse.Namespace) -> int:
     if missing:
         raise UserError(f"target ids {missing[:5]} are not in the paragraph set")
     targets = paragraphs.select(torch.tensor([where[t] for t in ids]))
-    result = restoration(
-        original, edited, targets, width=o.width, experiments=o.experiments, batch_size=args.batch_size
-    )
+    with stage(f"restoring layers into the unlearned model on {len(targets)} paragraph(s)", args.progress):
+        result = restoration(
+            original, edited, targets, width=o.width, experiments=o.experiments, batch_size=args.batch_size
+        )
     print(
         f"original {model_name(original)} vs unlearned {args.unlearned}: {len(targets)} forgotten paragraph(s); "
         f"mean EM {result.em_original.float().mean():.2f} -> {result.em_edited.float().mean():.2f}, "

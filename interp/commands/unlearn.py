@@ -14,9 +14,11 @@ from pathlib import Path
 from interp.commands.common import (
     add_model_args,
     add_paragraph_args,
+    add_progress_arg,
     check_output_folder,
     model_from_args,
     paragraphs_from_args,
+    stage,
 )
 from interp.commands.options_cli import NMEM_NOTE, add_option_flags, given_options, parse_head, with_options
 from interp.data import Paragraphs
@@ -144,6 +146,7 @@ def configure(p) -> None:
         metavar="DIR",
         help="write the edited model here, one weight-editing run only (default: not saved)",
     )
+    add_progress_arg(p)
     add_option_flags(
         p,
         UnlearnSets,
@@ -338,7 +341,8 @@ def run(args: argparse.Namespace) -> int:
         proxy = _proxy(model, args)
         configs = [*configs, proxy] if args.table else [proxy]
     paragraphs = paragraphs_from_args(args, model)
-    targets, retain, probe, never_seen = _pick(model, paragraphs, sets, args)
+    with stage(f"choosing targets, retain sets and probes among {len(paragraphs)} paragraphs", args.progress):
+        targets, retain, probe, never_seen = _pick(model, paragraphs, sets, args)
     if never_seen is not None:
         never_seen = never_seen.select(range(min(len(targets), len(never_seen))))
     edit_targets = never_seen_edit = None
@@ -369,23 +373,25 @@ def run(args: argparse.Namespace) -> int:
     def show_search(search) -> None:
         print(f"  {search.label}: {search.describe()}", flush=True)
 
-    table = unlearning_table(
-        model,
-        targets,
-        retain,
-        configs,
-        probe,
-        edit_targets=edit_targets,
-        retain_per_run=sets.retain,
-        relearn_config=relearn,
-        on_run=keep_for_save,
-        calibrate=matched,  # each row's rate found just before its runs (one row's models held at a time)
-        on_try=show_try,
-        on_calibrated=show_search,
-        heldout=never_seen,
-        heldout_edit_targets=never_seen_edit,
-        decay_control=bool(args.table),  # the grid has all-weights rows; a single run (and --save) has no control
-    )
+    what = f"unlearning: {len(configs)} configuration(s) x {len(targets)} target(s)"
+    with stage(what, args.progress and matched is None):  # --calibrate prints each rate it tries instead
+        table = unlearning_table(
+            model,
+            targets,
+            retain,
+            configs,
+            probe,
+            edit_targets=edit_targets,
+            retain_per_run=sets.retain,
+            relearn_config=relearn,
+            on_run=keep_for_save,
+            calibrate=matched,  # each row's rate found just before its runs (one row's models held at a time)
+            on_try=show_try,
+            on_calibrated=show_search,
+            heldout=never_seen,
+            heldout_edit_targets=never_seen_edit,
+            decay_control=bool(args.table),  # the grid has all-weights rows; a single run (and --save) has no control
+        )
     print(table.format())
     for line in nothing_forgotten(table, matched):
         print(f"interp: warning: {line}", file=sys.stderr)
