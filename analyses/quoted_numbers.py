@@ -53,6 +53,15 @@ def testbed_memorization() -> str:
     return "\n".join(lines)
 
 
+def report_time() -> str:
+    """How long the testbed's report took, default and `--quick` (bench_report's JSON)."""
+    full, quick = _json("benchmarks/report_default.json")["total_s"], _json("benchmarks/report_quick.json")["total_s"]
+    return (
+        f"The default report took {_median(full) / 60:.1f} minutes ({min(full) / 60:.1f}-{max(full) / 60:.1f}, {len(full)} runs), "
+        f"`--quick` took {_median(quick):.0f} s ({min(quick):.0f}-{max(quick):.0f}, {len(quick)} runs)."
+    )
+
+
 def findings() -> str:
     """The headline result of each analysis on the testbed, from the notebooks' JSON in figures/."""
     m, g, h = _figures("01_memorization"), _figures("02_gradients"), _figures("03_heads")
@@ -177,6 +186,7 @@ def _median(values: list[float]) -> float:
 
 
 BLOCKS = {
+    "report-time": report_time,
     "testbed-memorization": testbed_memorization,
     "findings": findings,
     "injection-heldout": injection_heldout,

@@ -3,7 +3,7 @@
 Why plain gradients miss. Where a paragraph is recited, its continuation tokens have p ~ 1, and
 the NLL gradient d(-log p)/d logits = p - onehot ~ 0: the weights that store the text get almost
 no gradient from it, exactly because they store it so well. The variants below are measured on
-injected models by interp.locator.validation (README: "What the gradient map can localize"):
+injected models by interp.locator.validation (docs/gradient_map.md):
 
 - `gradient_l2`: || mean over paragraphs of d NLL / d W_u ||_2 over the unit's weights u (a head:
   its slices of W_Q, W_K, W_V, W_O; a neuron: its W_in column and W_out row);

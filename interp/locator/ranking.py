@@ -23,7 +23,7 @@ The final order is the mean rank over the `rank_by` methods (Borda count; ties g
 summed z-score). Which methods those are is not a fixed preference: given a `validation`
 (interp.locator.validation, the injection benchmark run on this model) the locator combines the
 methods that found the injected heads there; without one it combines DEFAULT_RANK_BY, the methods
-that ranked every injected head first on the shipped testbed (numbers in the README). The ranking
+that ranked every injected head first on the shipped testbed (numbers in docs/locator_trust.md). The ranking
 says which methods it combined and why. The pairwise Kendall tau between all methods' scores
 (over the units both scored) says where the evidence agrees.
 """
@@ -66,7 +66,7 @@ from interp.perturbation import corrupt_prefixes
 
 DEFAULT_REASON = (
     "default: the causal methods (exact patching and mean ablation) ranked every injected head first "
-    "on the shipped testbed (README, 'How far to trust the locator'); run validate-locator on this "
+    "on the shipped testbed (docs/locator_trust.md); run validate-locator on this "
     "model and pass its result to combine what passed here"
 )
 
@@ -154,7 +154,7 @@ def _resolve_rank_by(
     if usable:
         return usable, DEFAULT_REASON if unit == "head" else (
             "default: Slimming and Zero-Out, the best on the shipped testbed's neuron injection (Recall@0.5% 0.84 "
-            "each; README, 'How far to trust the locator') and among MemPi's best on GPT-2"
+            "each; docs/locator_trust.md) and among MemPi's best on GPT-2"
         )
     return tuple(methods), "none of the default methods ran, so every method run is combined"
 
