@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 
 from interp.cli import build_parser
-from interp.commands import options_cli
 
 T = "--model testbed"
 
@@ -26,11 +25,6 @@ def subparser(command: str):
 
 def parse(command: str, flags: str):
     return build_parser(command, full=False).parse_args(f"{command} {T} {flags}".split())
-
-
-@pytest.fixture(autouse=True)
-def fresh_warnings(monkeypatch):
-    monkeypatch.setattr(options_cli, "_WARNED", set())
 
 
 @pytest.mark.parametrize("command, old, new", ALIASES, ids=[a[1].split()[0] for a in ALIASES])

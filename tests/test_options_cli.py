@@ -536,6 +536,9 @@ class _Paragraphs:
     def select(self, index):
         return self
 
+    def __len__(self) -> int:
+        return 0
+
 
 def _calls_of(line: str, module, stubs: dict, last: str, monkeypatch) -> dict:
     """What `interp LINE` passes to each of `stubs` (name -> return value) and to `last`, defaults filled in."""

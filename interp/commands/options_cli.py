@@ -114,30 +114,23 @@ SET_SIZE_NOTES = {
 NMEM_NOTE = "interp report's default, none, scales 10 of 50 tokens to the continuation length"
 """Why --nmem-max is a fixed EM in the single commands and `none` in interp report."""
 
-_WARNED: set[str] = set()
-
-
-def deprecated(old: str, new: str) -> None:
-    """Say once per process that flag `old` is deprecated: a DeprecationWarning and one line on stderr."""
-    if old in _WARNED:
-        return
-    _WARNED.add(old)
-    note = f"{old} is deprecated and will be removed in the next release: use {new}"
-    warnings.warn(note, DeprecationWarning, stacklevel=3)
-    print(f"interp: note: {note}", file=sys.stderr)
-
 
 class Deprecated(argparse.Action):
     """An old spelling of a flag: sets the new flag's destination (`const` for a switch), says which flag replaces
-    it, and is hidden from --help."""
+    it (a DeprecationWarning and one line on stderr, once per command line), and is hidden from --help."""
 
     def __init__(self, *args, new: str, **kwargs) -> None:
         kwargs.setdefault("help", argparse.SUPPRESS)
         super().__init__(*args, **kwargs)
         self.new = new
+        self.warned = False
 
     def __call__(self, parser, namespace, values, option_string=None) -> None:
-        deprecated(option_string, self.new)
+        if not self.warned:
+            self.warned = True
+            note = f"{option_string} is deprecated: use {self.new} (the old spelling goes in the next release)"
+            warnings.warn(note, DeprecationWarning, stacklevel=2)
+            print(f"interp: note: {note}", file=sys.stderr)
         setattr(namespace, self.dest, self.const if self.nargs == 0 else values)
 
 
@@ -178,14 +171,12 @@ def add_option_flags(
     aliases: dict[str, str] | None = None,
     rename: dict[str, str] | None = None,
     notes: dict[str, str] | None = None,
-    preset: Any = None,
     title: str = "options",
 ) -> None:
     """One `--{prefix}field-name VALUE` flag per field of `cls` (`only` these, less `skip`), defaulting to
     'not given'. `aliases` maps old flags (e.g. "--nmem") to the field they set, hidden and deprecated;
     `rename` gives a field another flag (its generated one kept as a deprecated alias); `notes` adds a
-    command's own words to a field's help (e.g. why its default differs from another command's); the defaults
-    shown are `preset`'s values where the command starts from a preset instead of the dataclass defaults."""
+    command's own words to a field's help (e.g. why its default differs from another command's)."""
     group = parser.add_argument_group(title)
     aliases = dict(aliases or {})
     hints = typing.get_type_hints(cls)
@@ -193,7 +184,6 @@ def add_option_flags(
         if f.name in skip or (only is not None and f.name not in only):
             continue
         default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
-        default = getattr(preset, f.name) if preset is not None else default
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
         flag, dest = _flag(f.name, prefix), _dest(cls, f.name)
         if rename and f.name in rename:

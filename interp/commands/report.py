@@ -61,7 +61,8 @@ def configure(p) -> None:
         notes={
             "nmem_max": "the other commands take a fixed EM (default: 10)",
             "probe": "interp unlearn probes 50 of each; fewer here keeps the whole pipeline's time down",
-            "unlearn_steps": "the same as interp unlearn --steps",
+            "unlearn_steps": "the toolkit's, used with a calibrated rate; interp unlearn --steps defaults to the "
+            "paper's 5, to go with its uncalibrated --lr",
         },
         title="report options (also settable with --config)",
     )

@@ -64,13 +64,12 @@ class UnlearnSets:
 
 
 def _preset(paper: bool) -> UnlearnConfig:
-    """The run before any flag: the toolkit's steps, or with --paper the authors' code (decay outside the mask,
-    their weight decay, rate and steps)."""
-    from interp.conventions import PAPER, TOOLKIT
+    """The run before any flag; with --paper the authors' code (decay outside the mask, their weight decay)."""
+    from interp.conventions import PAPER
 
     if paper:
         return UnlearnConfig(decay_outside_mask=True, weight_decay=PAPER.weight_decay)
-    return UnlearnConfig(steps=TOOLKIT.unlearn_steps)
+    return UnlearnConfig()
 
 
 def configure(p) -> None:
@@ -161,8 +160,10 @@ def configure(p) -> None:
         p,
         UnlearnConfig,
         skip=("select", "head"),
-        preset=_preset(paper=False),
-        notes={"steps": "the toolkit's, as interp report's --unlearn-steps; --paper: the paper's 5"},
+        notes={
+            "steps": "the paper's, to go with the default --lr; interp report's --unlearn-steps is the toolkit's 10, "
+            "used with a calibrated rate"
+        },
         title="the run; --method, --lr, --steps, --weight-decay and --seed also set LoReFT's (which otherwise keeps "
         f"its own lr {ReftConfig.lr:g}, {ReftConfig.steps} steps, weight decay {ReftConfig.weight_decay:g}) and "
         "--proxy's small model's",
