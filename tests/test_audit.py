@@ -16,9 +16,20 @@ import torch
 from conftest import hook_count, state_hash, tiny_config
 from transformer_lens import HookedTransformer, utils
 
-from interp.audit import AuditConfig, AuditResult, audit, quantize_matrix, quantized, related_text
+from interp.audit import (
+    ATTACKS,
+    AuditConfig,
+    AuditResult,
+    audit,
+    median_interval,
+    quantize_matrix,
+    quantized,
+    related_text,
+    score_model,
+)
 from interp.audit.prefixes import single_token_edits
 from interp.audit.scoring import log10_p, score
+from interp.audit.systems import quantized_system, relearned_system
 from interp.data import Paragraphs
 from interp.errors import UserError
 from interp.io import to_jsonable
@@ -33,7 +44,6 @@ from interp.views.audit import figure_audit
 from interp.views.sections.audit import audit_section, verdict
 
 PREFIX, CONT, VOCAB, GROUP = 8, 8, 48, 32
-ATTACKS = ("int8", "int4", "relearn_prefix", "relearn_retain", "relearn_related", "restore", "perturb", "shift")
 
 
 def tiny(seed: int = 3) -> HookedTransformer:
@@ -148,34 +158,64 @@ def test_quantization_by_hand(assert_untouched):
     assert quantized(model, 4, GROUP)[1]["blocks.1.mlp.W_out"] > e  # 4 bits err more than 8
 
 
-def test_residual_score_by_hand():
-    """residual = max_a clip((EM_a - EM_u - max(0, g_a)) / (EM_o - EM_u), 0, 1), g_a = mean never-known gain."""
-    r = AuditResult(
+def by_hand() -> AuditResult:
+    """Two targets, two attacks, two never-known paragraphs (k0 paired with p, k1 with q)."""
+    return AuditResult(
         ids=("p", "q"),
         never_known_ids=("k0", "k1"),
         methods=("m",),
         attacks=("a", "b"),
         continuation_len=10,
         em_original=torch.tensor([10, 5]),
-        log10p_original=torch.zeros(2),
+        log10p_original=torch.tensor([-1.0, -2.0]),
         em_unlearned=torch.tensor([[0, 1]]),
-        log10p_unlearned=torch.zeros(1, 2),
+        log10p_unlearned=torch.tensor([[-21.0, -12.0]]),
         em_attacked=torch.tensor([[[6, 1], [3, 5]]]),
-        log10p_attacked=torch.zeros(1, 2, 2),
-        em_original_attacked=torch.tensor([[10, 5], [10, 5]]),
+        log10p_attacked=torch.tensor([[[-11.0, -12.0], [-16.0, -2.0]]]),
+        em_original_attacked=torch.tensor([[10, 5], [4, 5]]),  # b: the original's mean EM 7.5 -> 4.5
         log10p_original_attacked=torch.zeros(2, 2),
         em_never_known_unlearned=torch.tensor([[2, 2]]),
         em_never_known_attacked=torch.tensor([[[4, 2], [0, 0]]]),  # gains: a +1, b -2 (not credited)
-        log10p_never_known_attacked=torch.zeros(1, 2, 2),
+        log10p_never_known_attacked=torch.tensor([[[-28.0, -30.0], [-31.0, -31.0]]]),  # a +1, b -1
+        log10p_never_known_unlearned=torch.tensor([[-30.0, -30.0]]),
+        pairs=torch.tensor([0, 1]),
     )
-    assert r.never_known_gain.tolist() == [[1.0, 0.0]]
+
+
+def test_residual_score_by_hand():
+    """residual = max_a clip((EM_a - EM_u - max(0, g_a)) / (EM_o - EM_u), 0, 1), g_a = mean never-known gain on
+    the unlearned model; the same on log10 p; its null = the same max on the never-known paragraphs, each
+    scaled by its paired target; control 1 flags an attack that breaks the original."""
+    r = by_hand()
+    assert r.never_known_gain.tolist() == [[1.0, 0.0]] and r.never_known_gain_log10p.tolist() == [[1.0, 0.0]]
     expected = torch.tensor([[[0.5, 0.0], [0.3, 1.0]]])  # (6-0-1)/10, (1-1-1)/4 -> 0; (3-0)/10, (5-1)/4
     assert torch.allclose(r.recovery, expected)
     assert torch.allclose(r.residual, torch.tensor([[0.5, 1.0]])) and r.residual_attack == [["a", "b"]]
-    assert r.table("m")[1]["recovery"] == pytest.approx(0.25) and "p 0.50 (a)" in r.format()
-    nothing_lost = replace(r, em_unlearned=torch.tensor([[0, 5]]))  # q kept all 5 tokens: no share to speak of
-    assert nothing_lost.residual[0, 1].isnan() and nothing_lost.residual_attack == [["a", None]]
-    assert float(nothing_lost.median_residual[0]) == 0.5
+    # log10 p: (-11+21-1)/20, (-12+12-1)/10 -> 0; (-16+21)/20, (-2+12)/10
+    assert torch.allclose(r.recovery_log10p, torch.tensor([[[0.45, 0.0], [0.25, 1.0]]]))
+    assert torch.allclose(r.residual_log10p, torch.tensor([[0.45, 1.0]]))
+    assert r.table("m")[1]["recovery"] == pytest.approx(0.25) and r.table("m")[1]["recovery_log10p"] == pytest.approx(0.225)
+    # k0 (target p, 10 forgotten): a (4-2-1)/10, b 0; k1 (target q, 4 forgotten): 0, 0
+    assert torch.allclose(r.control_residual, torch.tensor([[0.1, 0.0]]))
+    assert torch.allclose(r.residual_p, torch.full((1, 2), 1 / 3))  # no control reaches 0.5 or 1.0: (1 + 0) / (1 + 2)
+    assert float(r.null_q95[0]) == pytest.approx(0.095)
+    assert r.breaks_original.tolist() == [False, True]  # b lowers the original's mean EM by 3 > 10% of 10
+    assert torch.allclose(r.recovery_of_attacked_original[0, 1], torch.tensor([0.75, 1.0]))  # 3/4, 4/4
+    assert "p 0.50/0.45" in r.format() and "(breaks the original)" in r.format()
+    assert float(r.median_residual[0]) == 0.75  # the true median of [0.5, 1.0], not the lower middle
+    nothing_lost = replace(r, em_unlearned=torch.tensor([[0, 5]]))  # q kept all 5 tokens: its text is all there
+    assert nothing_lost.forgotten.tolist() == [[True, False]] and float(nothing_lost.residual[0, 1]) == 1.0
+    assert nothing_lost.residual_attack == [["a", None]] and "1 not forgotten" in nothing_lost.summary(0)
+    assert nothing_lost.to_json()["methods"]["m"]["not_forgotten"] == ["q"]
+
+
+def test_median_is_the_true_median_with_a_bootstrap_interval():
+    """With two targets nanmedian gives the lower one (0.29 of [0.29, 0.32]); the median is their mean."""
+    med, lo, hi, n = median_interval(torch.tensor([0.29, 0.32, float("nan")]))
+    assert med == pytest.approx(0.305) and n == 2 and lo == pytest.approx(0.29) and hi == pytest.approx(0.32)
+    x = torch.rand(25, generator=torch.Generator().manual_seed(0))
+    med, lo, hi, n = median_interval(x)
+    assert med == pytest.approx(float(x.double().quantile(0.5))) and lo < med < hi and n == 25
 
 
 def test_log10_p_is_the_product_of_the_token_probabilities():
@@ -236,17 +276,82 @@ def test_every_attack_changes_the_model_and_the_controls_are_the_same_attack(kno
     assert result.settings["related_never_known"] == ["x2"]
 
 
+def test_control_two_runs_on_the_unlearned_model_at_the_targets_dose(known):
+    """The never-known paragraphs are scored and attacked on each method's UNLEARNED model (not the
+    original's), and relearn the way the targets do: the 4 targets forgot together and relearn their 4
+    prefixes in one run, so the 8 never-known paragraphs relearn in two runs of 4, each on its own prefixes."""
+    base, targets, never_known, retain, pool, models, result = known
+    m = result.methods.index("never knew")
+    other = models["never knew"]
+    em, logp = score(other, never_known.tokens, PREFIX)
+    assert torch.equal(result.em_never_known_unlearned[m], em)
+    assert torch.allclose(result.log10p_never_known_unlearned[m], logp)
+    q, _ = quantized(other, 8)
+    assert torch.equal(result.em_never_known_attacked[m, ATTACKS.index("int8")], score(q, never_known.tokens, PREFIX)[0])
+    runs = result.weights_moved["never knew"]["relearn_prefix"]
+    assert set(runs) == {"targets", "never-known k0,k1,k2,k3", "never-known k4,k5,k6,k7"}
+    rows = [4, 5, 6, 7]
+    attacked, hooks, _ = relearned_system(other, [], never_known.select(rows).prefixes, steps=10, lr=1e-4)
+    by_hand = score(attacked, never_known.select(rows).tokens, PREFIX, hooks=hooks)[1]
+    got = result.log10p_never_known_attacked[m, ATTACKS.index("relearn_prefix"), rows]
+    assert torch.allclose(got, by_hand, atol=1e-4)
+    assert result.pairs.tolist() == [0, 1, 2, 3, 0, 1, 2, 3]
+
+
+def test_an_attack_that_cannot_apply_reads_na_with_its_reason(known):
+    """int4 in groups of 128 and NF4 in blocks of 64 cannot quantize a 32-wide model: n/a with the reason in
+    the table, the text, the JSON, the heatmap and the summary sentence, never a 0."""
+    *_, result = known
+    g128, nf4 = ATTACKS.index("int4_g128"), ATTACKS.index("nf4")
+    assert not bool(result.applies[:, [g128, nf4]].any()) and bool(result.applies[:, ATTACKS.index("int4")].all())
+    why = result.not_applicable["hook"]["int4_g128"]
+    assert "32 input channels" in why and "128" in why and "64" in result.not_applicable["hook"]["nf4"]
+    row = next(r for r in result.table("hook") if r["attack"] == "int4_g128")
+    assert not row["applies"] and row["em"] is None and row["recovery"] is None and row["why_not"] == why
+    assert result.recovery[:, g128].isnan().all() and result.recovery_log10p[:, nf4].isnan().all()
+    assert "n/a: " + why in result.format() and f"int4_g128 ({why})" in result.summary(0)
+    para = result.to_json()["methods"]["hook"]["paragraphs"][0]["attacks"]
+    assert para["int4_g128"] == {"n/a": why} and "em" in para["int4"]
+    fig = figure_audit(result)
+    assert fig.data[0].z[0][g128] is None and fig.data[0].text[0][g128] == "n/a" and fig.data[1].text[0][nf4] == "n/a"
+    assert f"Did not apply: int4_g128 ({why})" in verdict(result, 0)
+
+
+def test_restoration_is_charged_its_donor_null(known):
+    """A copy of the original taught to recite never-known paragraphs, restored into the original, brings
+    some of them back: that gain (best window) is restoration's null, recorded per window, and the
+    restoration recovery is net of it."""
+    *_, result = known
+    donor = result.settings["restore_donor"]
+    assert float(torch.tensor(donor["donor_em"]).float().mean()) >= 0.9 * CONT and max(donor["original_em"]) <= 2
+    assert set(donor["per_window"]) and all(k.split()[0] in ("coefficients", "attention", "both") for k in donor["per_window"])
+    r = ATTACKS.index("restore")
+    m = result.methods.index("hook")
+    null = result.restore_null["hook"]
+    assert null["log10p"] > 0 and float(result.never_known_gain_log10p[m, r]) >= null["log10p"]
+    assert float(result.never_known_gain[m, r]) >= null["em"]
+    lost = (result.em_original - result.em_unlearned[m]).float()
+    gained = (result.em_attacked[m, r] - result.em_unlearned[m]).float() - result.never_known_gain[m, r]
+    assert torch.allclose(result.recovery[m, r], (gained / lost).clamp(0, 1))
+
+
 def test_json_table_and_figure(known):
     *_, result = known
     data = json.loads(json.dumps(to_jsonable(result.to_json())))
     para = data["methods"]["hook"]["paragraphs"][0]
     assert para["residual_attack"] == "restore" and para["attacks"]["restore"]["em"] == CONT
+    assert para["residual_log10p"] == pytest.approx(float(result.residual_log10p[1, 0]))
+    assert para["attacks"]["restore"]["recovery_log10p"] == pytest.approx(float(result.recovery_log10p[1, ATTACKS.index("restore"), 0]))
     assert data["settings"]["relearn_steps"] == 10 and "W_out" in data["settings"]["quantized_tensors"]
+    hook = data["methods"]["hook"]
+    assert hook["median_residual_ci95"][0] <= hook["median_residual"] <= hook["median_residual_ci95"][1]
+    assert hook["n_targets"] == 4 and hook["not_forgotten"] == [] and len(hook["control_residual"]) == 8
     rows = result.table("hook")
     assert [r["attack"] for r in rows] == ["none (unlearned)", *ATTACKS]
     fig = figure_audit(result)
     assert list(fig.data[0].x) == list(ATTACKS) and len(fig.data[0].y) == 3
-    assert fig.data[0].z[0][1] == pytest.approx(float(result.recovery[0, 1].mean()))
+    assert fig.data[0].z[0][1] == pytest.approx(float(result.recovery[0, 1].nanmean()))
+    assert fig.data[1].z[1][1] == pytest.approx(float(result.recovery_log10p[1, 1].nanmean()))
 
 
 def test_related_text_keeps_to_the_documents_and_off_the_continuation():
@@ -341,15 +446,18 @@ def test_cli_audits_a_saved_unlearning(testbed, tmp_path):
     assert main(["audit", *common, "--unlearned", str(tmp_path)]) == 2  # not a saved model folder
 
 
-def test_one_model_per_target_and_a_decoding_time_ensemble(known):
-    """A method given as one model per target (the unlearning table's runs) is attacked target by target on
-    its own run's model; a decoding-time ensemble is attacked through its base (quantization errors of the
-    base's tensors only, restoration a no-op since the base is the original's weights); the controls are
-    the original's, the same for every method."""
+def test_one_model_per_target_and_the_ensembles_small_models_are_attacked(known):
+    """A method given as one model per target is attacked target by target on its own run's model (its
+    never-known paragraphs on that model too); a decoding-time ensemble is attacked where its forgetting
+    lives: quantization rounds its small models too (an unlearning of the small model below the int4 step
+    comes back, which rounding the frozen base alone never shows), relearning trains them and restoration
+    patches the small original's activations into the small unlearned model."""
     base, targets, never_known, retain, pool, models, joint = known
-    hidden, other = models["below int4 step"], tiny(seed=11)
+    hidden = models["below int4 step"]
     hook_model, hooks = models["hook"]
-    proxy = ProxyModel(base, other, below_int4_step(other, targets), alpha=1.0)
+    small, _ = quantized(tiny(seed=11), 4, GROUP)  # an int4-grid small model
+    proxy = ProxyModel(base, small, below_int4_step(small, targets), alpha=1.0)
+    assert score(proxy, targets.tokens, PREFIX)[0].max() == 0, "the ensemble must forget for the test to mean anything"
     per_target = [hidden, (hook_model, hooks), hidden, (hook_model, hooks)]
     config = AuditConfig(attacks=("int4", "relearn_prefix", "restore", "shift"))
     with_lists = audit(
@@ -361,15 +469,66 @@ def test_one_model_per_target_and_a_decoding_time_ensemble(known):
     int4, restore = config.attacks.index("int4"), config.attacks.index("restore")
     assert torch.equal(with_lists.em_attacked[0, int4, [0, 2]], with_lists.em_original[[0, 2]])  # int4 undoes it
     assert torch.equal(with_lists.em_attacked[0, restore, [1, 3]], with_lists.em_original[[1, 3]])  # restore undoes
-    assert torch.equal(with_lists.em_attacked[1, restore], with_lists.em_unlearned[1])  # nothing to restore
-    assert set(with_lists.quantization_error["proxy"]["int4"]) == set(joint.quantization_error["original"]["int4"])
-    assert set(with_lists.weights_moved["per target"]["relearn_prefix"]) == set(targets.ids)
-    for name in ("per target", "proxy"):
-        m = with_lists.methods.index(name)
-        assert torch.equal(with_lists.em_never_known_attacked[m], with_lists.em_never_known_attacked[0])
-    assert torch.equal(with_lists.never_known_gain[0], with_lists.never_known_gain[1])
+    hooked_nk = score(hook_model, never_known.tokens, PREFIX, hooks=hooks)[0]  # k1, k3, k5, k7: the hook's runs
+    assert torch.equal(with_lists.em_never_known_unlearned[0, [1, 3, 5, 7]], hooked_nk[[1, 3, 5, 7]])
+    p = with_lists.methods.index("proxy")
+    assert torch.equal(with_lists.em_attacked[p, int4], with_lists.em_original)  # the small models rounded back
+    assert float(with_lists.recovery[p, int4].min()) == 1.0
+    errors = with_lists.quantization_error["proxy"]["int4"]
+    assert any(t.startswith("small_unlearned.") and e > 0 for t, e in errors.items())
+    assert all(e == 0 for t, e in errors.items() if not t.startswith("small_unlearned."))  # grid models: no-ops
+    assert all(c.split()[0] in ("coefficients", "attention", "both") for c in with_lists.choices["proxy"]["restore"])
+    assert with_lists.restore_null["proxy"]["why"] and with_lists.restoration_is_diagnostic(p)
+    assert set(with_lists.weights_moved["per target"]["relearn_prefix"]) >= set(targets.ids)
     with pytest.raises(UserError, match="one per target"):
         audit(base, {"x": [hidden, hidden]}, targets, never_known, retain=retain, pool=pool, config=config)
+
+
+def test_relearning_and_quantization_reach_every_part_of_a_system(known):
+    """relearned_system trains an ensemble's three models and an intervention's parameters (copies: the
+    originals keep their weights and still run); quantized_system rounds the intervention's matrices."""
+    from interp.reft import ReftConfig
+
+    base, targets, never_known, retain, *_ = known
+    small = tiny(seed=11)
+    proxy = ProxyModel(base, small, below_int4_step(small, targets), alpha=1.0)
+    attacked, _, moved = relearned_system(proxy, [], targets.prefixes, steps=3, lr=1e-3)
+    for name in ("base", "small_original", "small_unlearned"):
+        before, after = getattr(proxy, name), getattr(attacked, name)
+        assert after is not before and not torch.equal(after.blocks[0].mlp.W_in, before.blocks[0].mlp.W_in)
+    assert moved > 0 and state_hash(small) == state_hash(proxy.small_original)
+    run = ReftConfig(method="ga", layer=1, lr=3e-2, steps=5).run(base, targets, retain)
+    hooks = run.hooks()
+    em_before = score(base, targets.tokens, PREFIX, hooks=hooks)[1]
+    _, new_hooks, _ = relearned_system(base, hooks, targets.prefixes, steps=3, lr=1e-2)
+    old, new = hooks[0][1].intervention, new_hooks[0][1].intervention
+    assert not torch.equal(old.source.weight, new.source.weight) and not torch.equal(old.rotate.weight, new.rotate.weight)
+    q, q_hooks, errors = quantized_system(base, hooks, 4, 32, "symmetric")
+    assert {"intervention blocks.1.hook_resid_post.intervention.rotate.weight"} <= set(errors)
+    w = q_hooks[0][1].intervention.source.weight
+    assert torch.allclose(w, quantize_matrix(old.source.weight.detach(), 4, 32))
+    assert torch.allclose(score(base, targets.tokens, PREFIX, hooks=hooks)[1], em_before)  # the original still runs
+
+
+def test_loreft_is_restored_at_its_site_and_the_original_itself_has_nothing_to_restore(known):
+    """LoReFT edits resid_post of one layer: restoring the original's activation there undoes it, and the
+    donor control shows that site carries never-known text as well. A 'method' that is the original itself
+    has nothing to restore: n/a."""
+    from interp.reft import ReftConfig
+
+    base, targets, never_known, retain, pool, *_ = known
+    run = ReftConfig(method="ga", layer=1, lr=3e-2, steps=20).run(base, targets, retain)
+    config = AuditConfig(attacks=("int4", "restore"))
+    result = audit(base, {"reft": (base, run.hooks()), "itself": base}, targets, never_known, retain=retain, config=config)
+    assert result.em_unlearned[0].max() == 0
+    site = "blocks.1.hook_resid_post (the intervention's site)"
+    assert set(result.choices["reft"]["restore"]) == {site}
+    assert torch.equal(result.em_attacked[0, 1], result.em_original)
+    assert site in result.settings["restore_donor"]["per_window"]
+    assert any(t.startswith("intervention ") for t in result.quantization_error["reft"]["int4"])
+    assert result.not_applicable == {"itself": {"restore": "the system is the original itself: nothing to restore"}}
+    assert "did not apply: restore (the system is the original itself" in result.summary(1)
+    assert float(result.residual[1].min()) == 1.0 and int(result.forgotten[1].sum()) == 0  # nothing was forgotten
 
 
 def test_report_section_says_which_attack_undoes_which_forgetting(known):

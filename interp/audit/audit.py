@@ -228,7 +228,9 @@ class AuditResult(Displayed):
         return self.em_unlearned < self.em_original
 
     def _recovery(self, attacked, unlearned, original, null) -> Tensor:
-        rec = _share((attacked - unlearned[:, None]).float() - null[..., None], (original - unlearned).float()[:, None])
+        """original: [n] (the original's scores) or [a, n] (the attacked original's)."""
+        lost = (original[None] - unlearned[:, None]) if original.ndim == 2 else (original - unlearned)[:, None]
+        rec = _share((attacked - unlearned[:, None]).float() - null[..., None], lost.float())
         return rec.masked_fill(~self.applies[..., None], float("nan"))
 
     @property
@@ -934,6 +936,7 @@ def audit(
         "site; for a decoding-time ensemble, the small original's into the small unlearned model",
         "retain": list(retain.ids) if retain is not None else None,
         "related_targets": _related_ids(sets, groups, "relearn_related" in attacks),
+        "related_never_known": _related_ids(sets, groups, "relearn_related" in attacks, controls=True),
         "shift_filler": "retain paragraphs" if retain is not None and len(retain) else "never-known paragraphs",
         "partial_targets": partial,
     }
@@ -966,12 +969,16 @@ def audit(
     )
 
 
-def _related_ids(sets: _Sets, groups: Sequence[Tensor], wanted: bool) -> list[str] | None:
+def _related_ids(sets: _Sets, groups: Sequence[Tensor], wanted: bool, controls: bool = False) -> list[str] | None:
+    """The related text's ids over the targets' runs (or the never-known paragraphs' runs)."""
     if not wanted:
         return None
     ids: dict[str, None] = {}
+    n = len(sets.targets)
     for rows in groups:
-        ids.update(dict.fromkeys(sets.relearning_text("relearn_related", rows).ids))
+        for run in sets.runs("relearn_related", sets.with_controls(rows)):
+            if bool((run >= n).all()) == controls:
+                ids.update(dict.fromkeys(sets.relearning_text("relearn_related", run).ids))
     return list(ids)
 
 
