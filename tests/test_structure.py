@@ -1,9 +1,15 @@
-"""The package's shape: no import cycle among interp's modules (counting imports inside functions too)."""
+"""The package's shape: no import cycle among interp's modules (counting imports inside functions too, and the
+package `__init__` every import runs first), and every module importable first, in an interpreter that has
+imported nothing of interp."""
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 import interp
 
@@ -15,8 +21,19 @@ def _module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+def _packages_run_first(importer: str, target: str) -> set[str]:
+    """The packages whose `__init__` importing `target` runs before `target` itself, leaving out the importer's
+    own packages (already running when the importer runs): `interp.report.types` from `interp.views.x` runs
+    `interp.report`'s `__init__` first."""
+    parts = target.split(".")
+    parents = {".".join(parts[:i]) for i in range(1, len(parts))}
+    own = {".".join(importer.split(".")[:i]) for i in range(1, importer.count(".") + 2)}
+    return parents - own
+
+
 def import_graph() -> dict[str, set[str]]:
-    """Module -> the interp modules it imports (an imported name resolves to its module where it is one)."""
+    """Module -> the interp modules it imports (an imported name resolves to its module where it is one), and the
+    packages whose `__init__` those imports run first."""
     modules = {_module_name(p): p for p in ROOT.rglob("*.py")}
 
     def resolve(name: str) -> str | None:
@@ -34,7 +51,8 @@ def import_graph() -> dict[str, set[str]]:
                 targets = [resolve(a.name) for a in node.names if a.name.startswith("interp")]
             else:
                 continue
-            graph[module] |= {t for t in targets if t and t != module}
+            targets = [t for t in targets if t and t != module]
+            graph[module] |= set(targets) | {p for t in targets for p in _packages_run_first(module, t)}
     return graph
 
 
@@ -74,6 +92,11 @@ def test_the_cycle_finder_finds_a_planted_cycle():
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert cycles(graph) == [["a", "b", "c"]]
     assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_an_import_runs_the_packages_above_its_target_that_the_importer_is_not_in():
+    assert _packages_run_first("interp.views.sections.heads", "interp.report.types") == {"interp.report"}
+    assert _packages_run_first("interp.report.runner", "interp.report.types") == set()
 
 
 def test_interp_has_no_import_cycle():
@@ -146,3 +169,66 @@ def test_the_old_audit_step_path_still_works_and_warns():
         assert old.REPORT_AUDIT is audit.REPORT_AUDIT
     with pytest.warns(DeprecationWarning, match="moved to interp.report.types"):
         assert old.Transient is Transient
+
+
+FIRST_IMPORTS = """
+import importlib, os, sys, traceback
+# the third-party libraries interp's modules import, loaded once; each interp module is then imported first in a
+# forked child that has loaded nothing of interp
+import circuitsvis, einops, jaxtyping, numpy, plotly.graph_objects, scipy.stats, torch, tqdm, transformer_lens, transformers
+failed = []
+for name in sys.argv[1:]:
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read)
+        try:
+            importlib.import_module(name)
+            code = 0
+        except BaseException:
+            os.write(write, traceback.format_exc(limit=-1).strip().splitlines()[-1].encode())
+            code = 1
+        os._exit(code)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        message = pipe.read()
+    if os.waitpid(pid, 0)[1] != 0:
+        failed.append(name + ": " + message)
+print("\\n".join(failed))
+sys.exit(1 if failed else 0)
+"""
+
+
+def _all_modules() -> list[str]:
+    """Every module of interp but the other backend's (it imports a TransformerLens this environment lacks) and the
+    `python -m interp` entry point (running it is the command line, not an import)."""
+    from interp.backend import NAME
+
+    other = {"interp.backend.bridge", "interp.backend.bridge_io"} if NAME == "hooked" else {
+        "interp.backend.hooked", "interp.backend.hooked_io"}  # fmt: skip
+    names = (_module_name(p) for p in ROOT.rglob("*.py"))
+    return sorted(m for m in names if m not in other and not m.endswith("__main__"))
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="imports each module in a forked interpreter")
+def test_every_module_imports_first_in_a_fresh_interpreter():
+    """A package cycle shows only when its module is the first imported (`import interp.views.sections` once
+    failed so, whatever imported it second worked): each module is imported first, in its own process."""
+    modules = _all_modules()
+    assert "interp.views.sections" in modules and "interp.report.types" in modules
+    done = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", FIRST_IMPORTS, *modules], capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stdout + done.stderr[-2000:]
+
+
+def test_the_shared_report_types_are_one_leaf_under_their_old_paths_too():
+    import interp.report.types as old_types
+    import interp.report_types as types
+    import interp.views.report_html as report_html
+
+    graph = import_graph()
+    assert not {m for m in graph["interp.report_types"] if m.startswith(("interp.report", "interp.views"))}
+    for name in ("Bundle", "Skipped", "Step", "StepInputs", "Transient", "Section", "Table"):
+        assert getattr(old_types, name) is getattr(types, name)
+    assert report_html.Section is types.Section and report_html.Table is types.Table

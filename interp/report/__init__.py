@@ -4,7 +4,8 @@
 - `runner`: `run_report` and its machinery: steps, the on-disk step cache and its keys (model,
   paragraph and code fingerprints), provenance, output staging and the move into place.
 - `steps`: one module per step (its analysis and its `STEP` declaration) and `default_steps`.
-- `types`: what the steps, their sections and the runner share (`Step`, `StepInputs`, `Bundle`, `Skipped`).
+- `types`: what the steps, their sections and the runner share (`Step`, `StepInputs`, `Bundle`, `Skipped`,
+  `Section`, `Table`), defined in the leaf `interp.report_types` so that the views import them without this package.
 
 The sections' text, tables and figure choices are views: `interp.views.sections`.
 """

@@ -13,40 +13,18 @@ import html
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import circuitsvis
-import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
+from interp.report_types import Section, Table  # noqa: F401 (Table: imported from here too)
 from interp.views.export import figures_html
 
 CIRCUITSVIS_BUNDLE = Path(circuitsvis.__file__).parent / "dist" / "cdn" / "iife.js"
-
-
-@dataclass(frozen=True)
-class Table:
-    """A small table of numbers shown in the report (its values also go to results.json)."""
-
-    caption: str
-    columns: Sequence[str]
-    rows: Sequence[Sequence[Any]]
-
-
-@dataclass(frozen=True)
-class Section:
-    """One part of the report: what it shows (text), then tables, figures and circuitsvis views."""
-
-    key: str
-    title: str
-    text: str = ""
-    figures: Mapping[str, go.Figure] = field(default_factory=dict)
-    views: Mapping[str, Any] = field(default_factory=dict)  # caption -> circuitsvis RenderedHTML
-    tables: Sequence[Table] = ()
-    notes: Sequence[str] = ()  # short findings computed from the numbers
 
 
 @dataclass(frozen=True)

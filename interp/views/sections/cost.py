@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from interp.views.report_html import Section, Table
+from interp.report_types import Section, Table
 
 
 def cost_section(cost: Mapping[str, Mapping], peak_gflops: float | None) -> Section:

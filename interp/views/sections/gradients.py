@@ -7,9 +7,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from interp.report.types import Bundle
+from interp.report_types import Bundle
 from interp.views import gradients as views
-from interp.views.report_html import Section, Table
+from interp.report_types import Section, Table
 
 
 def gradients_section(result: Bundle, results: Mapping[str, Any]) -> Section:

@@ -9,7 +9,7 @@ from typing import Any
 
 from interp.locator.validation import LocatorValidation
 from interp.views.locator import trust_section
-from interp.views.report_html import Section
+from interp.report_types import Section
 
 
 def locator_trust_section(result: LocatorValidation, results: Mapping[str, Any]) -> Section:

@@ -10,7 +10,7 @@ from typing import Any
 from interp.memorization import MemorizationSplit
 from interp.metrics import EXTRACTION_NS, extraction_by_em_bin, log10_at_least_one
 from interp.views import memorization as views
-from interp.views.report_html import Section, Table
+from interp.report_types import Section, Table
 
 
 def memorization_section(split: MemorizationSplit, results: Mapping[str, Any]) -> Section:

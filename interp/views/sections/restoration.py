@@ -7,9 +7,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from interp.report.types import Bundle
+from interp.report_types import Bundle
 from interp.views import unlearning as views
-from interp.views.report_html import Section
+from interp.report_types import Section
 
 
 def restoration_section(result: Bundle, results: Mapping[str, Any]) -> Section:
