@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import json
 import pickle
+import re
 from dataclasses import replace
 from types import SimpleNamespace
 
@@ -180,6 +181,28 @@ def by_hand() -> AuditResult:
         log10p_never_known_unlearned=torch.tensor([[-30.0, -30.0]]),
         pairs=torch.tensor([0, 1]),
     )
+
+
+def test_zero_point_and_nf4_quantization_by_hand():
+    """Asymmetric int4: scale (max - min) / 15, zero point round(-min / scale); NF4: the nearest of the 16
+    NF4 levels times the block's absmax; int4 in groups of 128 is a coarser grid than groups of 32."""
+    from interp.audit.quantization import NF4
+
+    w = torch.tensor([[0.9, 0.1, -0.3, 0.5], [0.02, 0.4, 0.35, 0.05]])
+    lo, hi = w.amin(1, keepdim=True), w.amax(1, keepdim=True)
+    scale = (hi - lo) / 15
+    zero = (-lo / scale).round()
+    expected = ((w / scale).round() + zero).clamp(0, 15).sub(zero).mul(scale)
+    assert torch.allclose(quantize_matrix(w, 4, None, "asymmetric"), expected)
+    absmax = w.abs().amax(1, keepdim=True)
+    levels = NF4[(w / absmax)[..., None].sub(NF4).abs().argmin(-1)]
+    assert torch.allclose(quantize_matrix(w, 4, 4, "nf4"), levels * absmax)
+    assert len(NF4) == 16 and NF4[7] == 0 and NF4[0] == -1 and NF4[-1] == 1
+    big = torch.randn(16, 256, generator=torch.Generator().manual_seed(0))
+    err = {g: float((quantize_matrix(big, 4, g) - big).norm()) for g in (32, 128)}
+    assert err[128] > err[32]
+    with pytest.raises(UserError, match="scheme"):
+        quantize_matrix(w, 4, 2, "int3")
 
 
 def test_residual_score_by_hand():
@@ -532,7 +555,7 @@ def test_loreft_is_restored_at_its_site_and_the_original_itself_has_nothing_to_r
 
 
 def test_report_section_says_which_attack_undoes_which_forgetting(known):
-    """Section 5b from an audit result: the heatmap, the three tables (with both controls) and one plain
+    """Section 5b from an audit result: the heatmaps, the three tables (with the controls) and one plain
     sentence per method naming the attacks that undo its forgetting, from the numbers."""
     *_, result = known
     bundle = Bundle(
@@ -542,19 +565,80 @@ def test_report_section_says_which_attack_undoes_which_forgetting(known):
     assert section.key == "audit" and "Is it really gone?" in section.title
     assert list(section.figures) == ["recovery"]
     summary, per_attack, per_target = section.tables
-    assert summary.rows[0][0] == result.methods[0] and summary.rows[0][1] == pytest.approx(
-        float(result.median_residual[0])
-    )
+    med, lo, hi, n = result.median(0)
+    assert summary.rows[0][0] == result.methods[0] and summary.rows[0][2] == f"{med:.2f} [{lo:.2f}, {hi:.2f}]"
+    assert summary.rows[0][4] == n == 4 and "n/a" in summary.rows[0]
     assert len(per_attack.rows) == len(result.methods) * (1 + len(result.attacks))
-    assert "original EM attacked" in per_attack.columns and "never-known gain" in per_attack.columns
+    assert "original EM attacked" in per_attack.columns and "recovery log10 p" in per_attack.columns
     assert len(per_target.rows) == len(result.methods) * len(result.ids)
-    hook = next(n for n in section.notes if n.startswith("hook"))
+    hook = next(n for n in section.notes if n.startswith("hook ("))
     assert "undone by" in hook and "restore" in hook.split("undone by")[-1]
-    never = next(n for n in section.notes if n.startswith("never knew"))
-    assert "undone by" not in never
+    never = next(n for n in section.notes if n.startswith("never knew ("))
+    assert "undone by" not in never.split("Did not apply")[0]
     assert any("unlearn random-0.1%" in n and "never reached" in n for n in section.notes)
+    assert any(n.startswith("Restoration's donor control") for n in section.notes)
     hidden = verdict(result, result.methods.index("below int4 step"))
-    assert hidden.endswith("undone by int4 (1.00).") and "survives int8" in hidden
+    assert "undone by int4 (EM 1.00, log10 p 1.00)" in hidden and "survives int8" in hidden
+
+
+def test_every_plain_sentence_agrees_with_its_numbers(known):
+    """Each method's summary and verdict, read back: every number and every attack named matches the result
+    (EM before / after, log10 p, targets not forgotten, medians with interval and n, the null's 95th
+    percentile; each attack in 'survives' / 'partly undone' / 'undone' by its recoveries; n/a attacks)."""
+    *_, result = known
+    for m, method in enumerate(result.methods):
+        s = result.summary(m)
+        med, lo, hi, n = result.median(m)
+        med_lp, lo_lp, hi_lp, _ = result.median(m, "log10p")
+        head = re.match(
+            r".+: (\d+) target\(s\), EM (\S+) -> (\S+) of (\d+), log10 p (\S+) -> (\S+); (\d+) not forgotten "
+            r"\(residual 1\); median residual (\S+) \[95% CI (\S+), (\S+)\] \(n=(\d+)\) on EM, (\S+) \[(\S+), (\S+)\] "
+            r"on log10 p; never-known null's 95th percentile (\S+) on EM, (\S+) on log10 p; ",
+            s,
+        )
+        assert head, s
+        got = [float(g.rstrip(",]")) for g in head.groups()]
+        want = [
+            len(result.ids),
+            float(result.em_original.float().mean()),
+            float(result.em_unlearned[m].float().mean()),
+            CONT,
+            float(result.log10p_original.mean()),
+            float(result.log10p_unlearned[m].mean()),
+            int((~result.forgotten[m]).sum()),
+            med,
+            lo,
+            hi,
+            n,
+            med_lp,
+            lo_lp,
+            hi_lp,
+            float(result.null_q95[m]),
+            float(result.null_q95_log10p[m]),
+        ]
+        for g, w in zip(got, want):
+            assert g == pytest.approx(w, abs=0.051), (method, g, w)
+        na = result.not_applicable.get(method, {})
+        assert all(f"{a} ({why})" in s for a, why in na.items()) and ("every attack applied" in s) == (not na)
+        v = verdict(result, m)
+        rec, rec_lp = result.recovery[m].nanmean(-1), result.recovery_log10p[m].nanmean(-1)
+        for attack, em, lp in re.findall(r"(\w+) \(EM (\S+), log10 p (\S+?)\)", v):
+            j = result.attacks.index(attack)
+            assert float(em) == pytest.approx(float(rec[j]), abs=0.006) and float(lp) == pytest.approx(
+                float(rec_lp[j]), abs=0.006
+            )
+        worst = torch.stack([rec.nan_to_num(0), rec_lp.nan_to_num(0)]).max(0).values
+        for j, attack in enumerate(result.attacks):
+            if not bool(result.applies[m, j]):
+                assert f"{attack} ({na[attack]})" in v
+                continue
+            if float(worst[j]) >= 0.5:
+                assert f"{attack} (EM" in v.split("undone by")[-1]
+            elif float(worst[j]) >= 0.1:
+                assert f"{attack} (EM" in v.split("partly undone by")[1].split(";")[0]
+            else:
+                assert attack in v.split("survives ")[1].split(";")[0].split(".")[0].split(", ")
+        assert f"median residual {med:.2f} [95% CI {lo:.2f}, {hi:.2f}], n={n}" in v
 
 
 def test_the_report_step_audits_the_tables_runs_and_reruns_them_alike_from_the_cache():
