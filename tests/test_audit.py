@@ -37,7 +37,7 @@ from interp.io import to_jsonable
 from interp.memorization import memorization_split
 from interp.metrics import continuation_log_probs, greedy_continuations, score_paragraphs
 from interp.report import ReportOptions
-from interp.report.steps.audit import AuditedRows, audit_step
+from interp.report.steps.audit import REFERENCE, REPORT_AUDIT, AuditedRows, audit_step
 from interp.report.types import Bundle, Skipped, StepInputs, Transient
 from interp.unlearning import UnlearnConfig
 from interp.unlearning.proxy import ProxyModel
@@ -690,3 +690,66 @@ def test_the_report_step_audits_the_tables_runs_and_reruns_them_alike_from_the_c
     assert fresh.settings["relearn"].startswith("2 Adam steps") and fresh.settings["relearn_steps"] == 2
     off = audit_step(StepInputs(base, paragraphs, replace(options, audit=False), results))
     assert isinstance(off, Skipped)
+
+
+def _report_inputs(with_split: bool):
+    """A tiny report: 2 targets forgotten in their own runs, 20 retain and 6 never-trained paragraphs."""
+    base = tiny()
+    targets, retain = recited(base, 2, seed=1, tag="m"), random_text(20, 3, "r")
+    never_known = random_text(6, 2, "k")
+    meta = {"source": ("a", "b") + ("a", "b") * 10 + ("c",) * 6}
+    if with_split:
+        meta["split"] = ("planted",) * 2 + ("once",) * 20 + ("heldout",) * 6
+    paragraphs = Paragraphs(
+        torch.cat([targets.tokens, retain.tokens, never_known.tokens]),
+        PREFIX,
+        targets.ids + retain.ids + never_known.ids,
+        meta=meta,
+    )
+    config = UnlearnConfig(method="unlearn", select="all", lr=3e-2, steps=5, weight_decay=0.0)
+    kept = [
+        (r.model, r.hooks())
+        for r in (config.run(base, targets.select([i]), retain.select(range(10 * i, 10 * i + 10))) for i in range(2))
+    ]
+    table = SimpleNamespace(
+        settings={"targets": list(targets.ids), "retain_per_run": 10},
+        labels=(config.label,),
+        configs=(config.to_dict(),),
+        calibrations=(),
+    )
+    results = {"memorization": memorization_split(base, paragraphs, n_examples=0)}
+    results["unlearning"] = Bundle(
+        {
+            "table": table,
+            "audited": AuditedRows([config]),
+            "runs": Transient({config.label: kept}),
+            "retain": list(retain.ids),
+        }
+    )
+    return base, paragraphs, never_known, results
+
+
+def test_the_report_audits_a_users_paragraphs_without_a_split_and_takes_a_never_known_file(tmp_path):
+    """A user's paragraph file rarely has a 'heldout' split: the audit still runs, on paragraphs the model
+    does not recite, and its section says so; `never_known` (--never-known FILE) names the control's text;
+    `reference_retrained` adds the retrained model's row under every attack."""
+    base, paragraphs, never_known, results = _report_inputs(with_split=False)
+    options = ReportOptions(audit_never_known=4, relearn_steps=1)
+    quick = replace(REPORT_AUDIT, attacks=("int4", "relearn_prefix", "shift"))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("interp.report.steps.audit.REPORT_AUDIT", quick)
+        bundle = audit_step(StepInputs(base, paragraphs, options, results))
+        assert isinstance(bundle, Bundle), bundle
+        fallback = bundle["audit"]
+        assert len(fallback.never_known_ids) == 4 and not set(fallback.never_known_ids) & set(fallback.ids)
+        assert "no 'heldout' split" in bundle["never_known_source"]
+        assert "may have trained on them" in audit_section(bundle, results).text
+        path = tmp_path / "never.jsonl"
+        never_known.select([4, 5]).save_jsonl(path)
+        with_file = replace(options, never_known=str(path), reference_retrained="stand-in")
+        mp.setattr("interp.report.steps.audit.load_model", lambda spec, **kw: tiny(seed=11))
+        bundle = audit_step(StepInputs(base, paragraphs, with_file, results))
+    result = bundle["audit"]
+    assert result.never_known_ids == ("k4", "k5") and str(path) in bundle["never_known_source"]
+    assert result.methods[-1] == REFERENCE and result.em_unlearned[-1].max() == 0  # never knew the targets
+    assert result.table(REFERENCE)[1]["attack"] == "int4"

@@ -60,6 +60,14 @@ class ReportOptions:
         "'Is it really gone?': attack the table's calibrated runs (quantization, relearning, restoration, prefixes)",
     )
     audit_never_known: int = _opt(16, "held-out paragraphs the model never recited, the audit's second control")
+    never_known: str | None = _opt(
+        None,
+        "JSONL of paragraphs the model never saw, the audit's second control (None: the paragraphs' 'heldout' "
+        "split, else paragraphs the model does not recite, with a caveat)",
+    )
+    reference_retrained: str | None = _opt(
+        None, "a model retrained without the audit's targets (a spec for load_model): its row beside the methods'"
+    )
     relearn_steps: int = _opt(10, "relearning attack after each run (0 = none)")
     restore_selects: tuple[str, ...] = _opt(("all", "topk"), "unlearning runs that restoration dissects")
     probe: int = _opt(30, "MEM / NMEM / held-out paragraphs probing collateral damage")

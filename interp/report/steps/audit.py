@@ -14,9 +14,14 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from pathlib import Path
+
 from interp.audit import AuditConfig, audit
 from interp.backend import Model
+from interp.data import Paragraphs, load_paragraphs
+from interp.errors import UserError
 from interp.memorization import heldout_indices
+from interp.metrics import score_paragraphs
 from interp.models import load_model
 from interp.report.steps.memorization import SET_OPTIONS
 from interp.report.types import Bundle, Skipped, Step, StepInputs
@@ -24,6 +29,7 @@ from interp.unlearning.proxy import ProxyConfig, ProxyMethod, small_model_spec
 from interp.views.sections import audit_section
 
 REPORT_AUDIT = AuditConfig(related_limit=4, perturb_k=16)
+REFERENCE = "retrained reference"  # the row of a model retrained without the targets (--reference-retrained)
 RELEARN_RETAIN = 4  # paragraphs of the first run's retain set that relearn_retain trains on
 
 
@@ -78,11 +84,7 @@ def audit_step(inputs: StepInputs) -> Bundle | Skipped:
     targets = inputs.paragraphs.select([by_id[t] for t in table.settings["targets"]])
     retain = inputs.paragraphs.select([by_id[t] for t in unlearning["retain"]])
     k = table.settings["retain_per_run"]
-    held = heldout_indices(split)
-    held = held[split.scores.em[held] <= split.nmem_max]
-    if len(held) == 0:
-        return Skipped("needs paragraphs the model never recited (a 'heldout' split): the audit's second control")
-    never_known = inputs.paragraphs.select(held[: o.audit_never_known])
+    never_known, source = never_known_paragraphs(inputs, split, set(targets.ids) | set(retain.ids))
     if runs is None:  # the unlearning step came from the cache: the same seeded runs again
         runs = {}
         for config in rows:
@@ -103,6 +105,9 @@ def audit_step(inputs: StepInputs) -> Bundle | Skipped:
         seed=o.seed,
         batch_size=o.batch_size,
     )
+    if o.reference_retrained:
+        reference = load_model(o.reference_retrained, device=str(model.cfg.device), dtype=model.cfg.dtype)
+        complete = {**complete, REFERENCE: reference}
     result = audit(
         model,
         complete,
@@ -117,7 +122,40 @@ def audit_step(inputs: StepInputs) -> Bundle | Skipped:
         for lab, config, cal in zip(table.labels, table.configs, table.calibrations or [None] * len(table.labels))
         if lab not in complete
     ]
-    return Bundle({"audit": result, "not_audited": not_audited, "level": _level(table)})
+    return Bundle({"audit": result, "not_audited": not_audited, "level": _level(table), "never_known_source": source})
+
+
+def never_known_paragraphs(inputs: StepInputs, split: Any, exclude: set[str]) -> tuple[Paragraphs, str | None]:
+    """The audit's never-known paragraphs, at most `audit_never_known`, none of them recited (EM <= NMEM) and
+    none in `exclude`: from the `never_known` file, else the paragraphs' 'heldout' split, else (a user's file
+    rarely has a split) paragraphs of the set the model does not recite, which it may have trained on. With
+    the caveat the section states (None for the held-out split, whose text the model never saw)."""
+    o, model, paragraphs = inputs.options, inputs.model, inputs.paragraphs
+    if o.never_known:
+        loaded = load_paragraphs(
+            Path(o.never_known),
+            tokenizer=model.tokenizer,
+            prefix_len=paragraphs.prefix_len,
+            continuation_len=paragraphs.continuation_len,
+            vocab_size=model.cfg.d_vocab,
+        )
+        loaded = loaded.select([i for i, pid in enumerate(loaded.ids) if pid not in exclude])
+        em = score_paragraphs(model, loaded, batch_size=o.batch_size).em
+        kept = loaded.select((em <= split.nmem_max).nonzero().flatten()[: o.audit_never_known])
+        if len(kept) == 0:
+            raise UserError(f"no paragraph of {o.never_known} is free of recitation: change --never-known")
+        return kept, f"{len(kept)} paragraphs of {o.never_known} that the model does not recite (EM <= {split.nmem_max})"
+    free = [int(i) for i in (split.scores.em <= split.nmem_max).nonzero().flatten() if paragraphs.ids[i] not in exclude]
+    held = set(heldout_indices(split).tolist())
+    if held:
+        return paragraphs.select([i for i in free if i in held][: o.audit_never_known]), None
+    chosen = free[: o.audit_never_known]
+    return paragraphs.select(chosen), (
+        f"the paragraphs have no 'heldout' split, so the never-known control uses {len(chosen)} of them that the "
+        f"model does not recite (EM <= {split.nmem_max}); it may have trained on them, in which case an attack "
+        "can bring them back too, which raises the attacks' null and makes the residual conservative (pass "
+        "--never-known FILE of text it never saw)"
+    )
 
 
 def _why_not(config: dict, calibration: Any | None) -> str:
@@ -136,6 +174,15 @@ STEP = Step(
     "audit",
     audit_step,
     audit_section,
-    options=(*SET_OPTIONS, "audit", "audit_never_known", "relearn_steps", "proxy", "batch_size"),
+    options=(
+        *SET_OPTIONS,
+        "audit",
+        "audit_never_known",
+        "never_known",
+        "reference_retrained",
+        "relearn_steps",
+        "proxy",
+        "batch_size",
+    ),
     depends=("memorization", "unlearning"),
 )
