@@ -43,7 +43,7 @@ from interp.models import model_name
 from interp.report.options import ReportOptions
 from interp.report.steps import default_steps
 from interp.report.types import Bundle, Skipped, Step, StepInputs, result_json  # noqa: F401 (Bundle: older imports)
-from interp.views.export import save_figures
+from interp.views.export import FIGURE_HASHES, save_figures
 from interp.views.report_html import Section, report_html
 from interp.views.sections.cost import cost_section
 
@@ -419,7 +419,8 @@ def _write_outputs(
         if image_formats and figures:
             if progress:
                 print(f"report: exporting {len(figures)} figures as {', '.join(image_formats)} ...", flush=True)
-            save_figures(figures, staging / "figures", formats=tuple(image_formats))
+            # a figure the last report exported unchanged is copied from its figures/, not exported again
+            save_figures(figures, staging / "figures", formats=tuple(image_formats), previous=out_dir / "figures")
         run.seconds["export_images"] = round(time.perf_counter() - start, 2)
         sections = [*sections, cost_section(run.cost(), run.peak_gflops)]
         results = {
@@ -456,7 +457,8 @@ def _write_outputs(
         _move_into_place(staging, out_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    run.figures = sorted((out_dir / "figures").glob("*")) if (out_dir / "figures").exists() else []
+    folder = out_dir / "figures"
+    run.figures = sorted(p for p in folder.glob("*") if p.name != FIGURE_HASHES) if folder.exists() else []
 
 
 def _move_into_place(staging: Path, out_dir: Path) -> None:

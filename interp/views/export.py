@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -37,17 +39,42 @@ def chromium_path() -> str | None:
     return "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
 
 
+FIGURE_HASHES = "figures.sha256.json"
+"""Beside exported figures: each figure's hash (its plotly JSON and size), so an unchanged one is reused."""
+
+
+def figure_hash(fig: go.Figure) -> str:
+    return hashlib.sha256(f"{fig.to_json()}|{fig.layout.width}|{fig.layout.height}".encode()).hexdigest()
+
+
 def save_figures(
-    figures: dict[str, go.Figure], out_dir: str | Path, formats: Sequence[str] = ("html", "png", "svg")
+    figures: dict[str, go.Figure],
+    out_dir: str | Path,
+    formats: Sequence[str] = ("html", "png", "svg"),
+    previous: str | Path | None = None,
 ) -> list[Path]:
     """Write each figure as `<out_dir>/<name>.<fmt>`; HTML files are self-contained (offline).
 
     Static images go through kaleido in one batch (each call starts a browser). Without a
-    Chromium the static formats are skipped with a warning naming the fix.
+    Chromium the static formats are skipped with a warning naming the fix. `previous`: a folder this
+    function wrote before; a figure whose hash (`FIGURE_HASHES`) and files are there is copied, not
+    exported again. The hashes of the figures written go to `<out_dir>/FIGURE_HASHES`.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
+    hashes = {name: figure_hash(fig) for name, fig in figures.items()}
+    old = _hashes(Path(previous)) if previous is not None else {}
+    reused = {
+        name
+        for name, h in hashes.items()
+        if old.get(name) == h and all((Path(previous) / f"{name}.{fmt}").exists() for fmt in formats)
+    }
+    for name in reused:
+        for fmt in formats:
+            shutil.copy2(Path(previous) / f"{name}.{fmt}", out_dir / f"{name}.{fmt}")
+            written.append(out_dir / f"{name}.{fmt}")
+    figures = {name: fig for name, fig in figures.items() if name not in reused}
     if "html" in formats:
         for name, fig in figures.items():
             path = out_dir / f"{name}.html"
@@ -73,7 +100,16 @@ def save_figures(
                 height=[f.layout.height or 440 for f in figs],
             )
             written += paths
+    done = {name for name in hashes if all((out_dir / f"{name}.{fmt}").exists() for fmt in formats)}
+    (out_dir / FIGURE_HASHES).write_text(json.dumps({name: hashes[name] for name in sorted(done)}, indent=1))
     return written
+
+
+def _hashes(folder: Path) -> dict[str, str]:
+    try:
+        return json.loads((folder / FIGURE_HASHES).read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def figures_html(figures: Iterable[go.Figure]) -> list[str]:
