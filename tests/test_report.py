@@ -29,6 +29,7 @@ from interp.report import (
     weights_fingerprint,
 )
 from interp.report.runner import fingerprinted_sources
+from interp.views.export import FIGURE_HASHES
 from interp.views.report_html import Section, Table, parse_circuitsvis, report_html, safe_json
 
 HOSTILE = "</script><script>window.__pwned=1</script><b>bold</b><img src=x onerror=window.__pwned=2>"
@@ -362,7 +363,9 @@ def test_report_command_on_the_testbed(testbed, testbed_paragraph_set, tmp_path)
     assert results["provenance"]["paragraphs"]["paragraphs"] == 20
     if BROWSER is None:  # everything but the static images was checked
         pytest.skip(NO_BROWSER)
-    assert sorted(p.name for p in (out / "figures").iterdir()) == sorted(f"{f}.svg" for f in results["figures"])
+    exported = sorted(p.name for p in (out / "figures").iterdir() if p.name != FIGURE_HASHES)
+    assert exported == sorted(f"{f}.svg" for f in results["figures"])
+    assert sorted(json.loads((out / "figures" / FIGURE_HASHES).read_text())) == sorted(results["figures"])
 
 
 @pytest.mark.parametrize(
