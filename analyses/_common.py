@@ -1,6 +1,7 @@
 """Shared set-up for the analyses notebooks: quick mode, where figures go, the testbed subset.
 
 QUICK=1 (the test suite sets it) runs every notebook on a small paragraph subset in seconds;
+paths are relative to this file, so a notebook runs from any folder (`python /path/to/analyses/01_memorization.py`);
 INTERP_FIGURES overrides the output folder (default: analyses/out/, ignored by git, so running a
 notebook never dirties the repository; `make_figures.py` sets it to figures/).
 """
@@ -13,7 +14,7 @@ from pathlib import Path
 import torch
 
 QUICK = os.environ.get("QUICK", "") not in ("", "0")
-ROOT = next(p for p in [Path.cwd(), *Path.cwd().parents] if (p / "pyproject.toml").exists())
+ROOT = Path(__file__).resolve().parent.parent  # the repository, wherever the notebook is run from
 FIGURES = Path(os.environ.get("INTERP_FIGURES", ROOT / "analyses" / "out"))
 FORMATS = ("svg",) if QUICK else ("png", "svg")
 torch.manual_seed(0)

@@ -1,6 +1,6 @@
 """Regenerate figures/: run every analyses notebook (full settings) and write figures/README.md.
 
-    python analyses/make_figures.py            # all notebooks, about 10-20 minutes on 2 CPU cores
+    python analyses/make_figures.py            # all notebooks, about 20-30 minutes on 2 CPU cores
     python analyses/make_figures.py 01 03      # only these notebooks (README from what is there)
     python analyses/make_figures.py --readme   # no notebook: the README from the JSON files (and benchmarks/results.json)
 
@@ -182,7 +182,7 @@ def readme() -> str:
             what = row["label"].split(" ", 1)[-1]
             ref = " / ".join(paper[what]) if row["label"].startswith("unlearn ") and what in paper else "-"
             a, cal = row["after"], row.get("calibration") or {}
-            lr = f"{row['config'].get('lr', float('nan')):.0e}" + ("" if cal.get("reached", True) else " (not reached)")
+            lr = f"{row['config'].get('lr', float('nan')):.2g}" + ("" if cal.get("reached", True) else " (not reached)")
             rel = _fmt(row["relearned"].get("target_em")) if row.get("relearned") else "-"
             lines.append(
                 f"| {row['label']} | {lr} | {ref} | {_fmt(a['target_em'])} | {_fmt(a['other_mem_em'])} | {_fmt(a['nmem_em'])} | "
@@ -238,7 +238,58 @@ def readme() -> str:
                 f"{_fmt(best[0])} ({best[1]}, layer {best[2]}) | {_fmt(values)} | values recover ~nothing; late-layer coefficients most |"
             )
         lines.append("")
-    return "\n".join(lines + audit_lines(_load("07_audit")) + speed_lines())
+    return "\n".join(
+        lines + audit_lines(_load("07_audit")) + scan_lines(_load("08_scan")) + trust_lines(_load("09_locator_trust"))
+        + speed_lines()
+    )
+
+
+def scan_lines(s: dict | None) -> list[str]:
+    """Section 8: which planted paragraphs `interp scan` found in a corpus built around them."""
+    lines = [
+        "## 8. Scanning a corpus (`08_scan.py`)",
+        "",
+        "- `scan_found_by_count`: the fraction of planted paragraphs the scan found, by training copies, in a corpus of",
+        "  held-out text with one planted paragraph per document.",
+        "",
+    ]
+    if not s:
+        return lines
+    return lines + [
+        *images("scan_found_by_count"),
+        "| copies | " + " | ".join(str(r["count"]) for r in s["found_by_count"]) + " |",
+        "|---|" + "---|" * len(s["found_by_count"]),
+        "| found | " + " | ".join(f"{r['found']} of {r['n']}" for r in s["found_by_count"]) + " |",
+        "",
+        f"{s['mem_spans']} memorized spans in {s['documents']} documents ({s['tokens']:,} tokens); "
+        f"{s['forward_per_token']:.1f} forward tokens per corpus token; {s['recall']['message']}.",
+        "",
+    ]
+
+
+def trust_lines(t: dict | None) -> list[str]:
+    """Section 9: each locator method's rank of heads injected into copies of the testbed."""
+    lines = [
+        "## 9. How far to trust the locator (`09_locator_trust.py`)",
+        "",
+        "- `locator_trust_ranks`: each method's rank of the head each copy was made to recite through (1 = first).",
+        "  More seeds and the neuron benchmark: docs/locator_trust.md.",
+        "",
+    ]
+    if not t:
+        return lines
+    heads = [f"L{h['layer']}H{h['head']} ({h['recited']} recited)" for h in t["heads"]]
+    rows = [
+        f"| {m} | " + " | ".join(str(h["ranks"][m]) if h["evidence"] else "n.e." for h in t["heads"]) + " |"
+        for m in t["mean_rank"]
+    ]
+    return lines + [
+        *images("locator_trust_ranks"),
+        "| method | " + " | ".join(heads) + " |",
+        "|---|" + "---|" * len(heads),
+        *rows,
+        "",
+    ]
 
 
 def audit_lines(a: dict | None) -> list[str]:
@@ -257,6 +308,10 @@ def audit_lines(a: dict | None) -> list[str]:
     ]
     if not a:
         return lines
+    lines += [
+        f"The audit calibrates its own runs on its own target ({a['target']}), so its rates differ from section 5's.",
+        "",
+    ]
     published = "; ".join(f"{k}: {v}" for k, v in a.get("published", {}).items())
     lines += [
         f"Published recoveries to compare (other models, other measures: only the direction compares): {published}.",

@@ -20,10 +20,13 @@ EXPECTED = {
     "05_unlearning": ["unlearning_table", "forgetting_curves"],
     "06_restoration": ["restoration_all"],
     "07_audit": ["audit_recovery"],
+    "08_scan": ["scan_found_by_count"],
+    "09_locator_trust": ["locator_trust_ranks"],
+    "10_faithfulness": ["faithfulness_auc"],
 }
 
 
-def test_one_notebook_per_paper_section():
+def test_one_notebook_per_paper_section_the_scan_and_the_injection_benchmark():
     assert [p.stem for p in NOTEBOOKS] == sorted(EXPECTED)
 
 
@@ -98,6 +101,36 @@ def _audit(n: dict) -> None:
     assert {r["attack"] for r in rows[1:]} == set(n["settings"]["attacks"])
 
 
+def _scan(n: dict) -> None:
+    found = {r["count"]: r for r in n["found_by_count"]}
+    assert all(found[c]["found"] == found[c]["n"] for c in (1024, 512, 256, 128))  # recited in full: all found
+    assert n["mem_spans"] >= sum(found[c]["found"] for c in found) and n["recall"]["measured"]
+
+
+def _locator_trust(n: dict) -> None:
+    (head,) = n["heads"]
+    assert (head["layer"], head["head"]) == (0, 4) and set(head["ranks"]) == {"attribution", "patching", "ablation"}
+    assert not head["evidence"] or all(1 <= r <= 48 for r in head["ranks"].values() if r is not None)
+
+
+@pytest.mark.slow
+def test_a_notebook_runs_from_any_folder(tmp_path):
+    """Run as a script from another working directory: its helpers and outputs are found from its own path."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "QUICK": "1", "INTERP_FIGURES": str(tmp_path / "out")}
+    subprocess.run([sys.executable, str(ANALYSES / "04_perturbation.py")], cwd=tmp_path, env=env, check=True)
+    assert json.loads((tmp_path / "out" / "04_perturbation.json").read_text())["n_mem"] > 0
+
+
+def _faithfulness(n: dict) -> None:
+    assert n["present"] == {"hide-only hook": True, "within int4 rounding": True, "retrained reference": False}
+    assert set(n["em_original"]) == {50} and max(n["em_unlearned"]["retrained reference"]) < 50
+    assert all(0 <= v <= 1 for v in n["auc_em"].values()) and 0 <= n["auc_residual"] <= 1
+
+
 CHECKS = {
     "01_memorization": _memorization,
     "02_gradients": _gradients,
@@ -106,4 +139,7 @@ CHECKS = {
     "05_unlearning": _unlearning,
     "06_restoration": _restoration,
     "07_audit": _audit,
+    "08_scan": _scan,
+    "09_locator_trust": _locator_trust,
+    "10_faithfulness": _faithfulness,
 }
