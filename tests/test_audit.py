@@ -459,12 +459,16 @@ def test_cli_audits_a_saved_unlearning(testbed, tmp_path):
     attacks = "int8,int4,relearn_related,perturb,shift"
     audit_args = ["audit", *common, "--unlearned", f"ga={saved}", "--attacks", attacks, "--perturb-k", "4"]
     audit_args += ["--relearn-steps", "2", "--related", str(related), "--n-never-known", "6", "--json", str(out)]
+    audit_args += ["--reference-retrained", str(saved)]  # a stand-in: any saved model folder loads the same way
     assert main(audit_args) == 0
     data = json.loads(out.read_text())
     para = data["methods"]["ga"]["paragraphs"][0]
     assert data["targets"] == run["target_ids"] and para["em_original"] == 50
     assert para["em_unlearned"] == run["after"]["target_em"] < 50
     assert set(para["attacks"]) == set(attacks.split(",")) and len(data["never_known"]) == 6
+    reference = data["methods"]["retrained reference"]
+    assert reference["paragraphs"][0]["em_unlearned"] == para["em_unlearned"]  # the stand-in is the saved run
+    assert set(reference["paragraphs"][0]["attacks"]) == set(attacks.split(","))
     assert data["settings"]["related_targets"] == data["settings"]["related_never_known"]  # one file for both
     assert main(["audit", *common, "--unlearned", str(tmp_path)]) == 2  # not a saved model folder
 
@@ -753,3 +757,15 @@ def test_the_report_audits_a_users_paragraphs_without_a_split_and_takes_a_never_
     assert result.never_known_ids == ("k4", "k5") and str(path) in bundle["never_known_source"]
     assert result.methods[-1] == REFERENCE and result.em_unlearned[-1].max() == 0  # never knew the targets
     assert result.table(REFERENCE)[1]["attack"] == "int4"
+
+
+def test_interp_report_takes_never_known_and_reference_retrained_flags():
+    from interp.cli import build_parser
+    from interp.commands.report import report_options
+
+    args = build_parser("report", full=False).parse_args(
+        ["report", "--never-known", "never.jsonl", "--reference-retrained", "testbed-reference"]
+    )
+    options = report_options(args)
+    assert options.never_known == "never.jsonl" and options.reference_retrained == "testbed-reference"
+    assert ReportOptions().never_known is None and ReportOptions().reference_retrained is None

@@ -68,6 +68,7 @@ QUANTIZATIONS = {  # attack -> (bits, group size: None = per output channel, "gr
     "nf4": (4, 64, "nf4"),
 }
 ATTACKS = (*QUANTIZATIONS, "relearn_prefix", "relearn_retain", "relearn_related", "restore", "perturb", "shift")
+REFERENCE = "retrained reference"  # the row of a model retrained without the targets, beside the methods'
 BREAKS = 0.1  # control 1: an attack lowering the original's mean target EM by more than this share breaks it
 DIAGNOSTIC = 0.1  # restoration's null at or above this share of the forgotten EM or log10 p: a diagnostic
 Unlearned = Model | ProxyModel | tuple[Model | ProxyModel, Sequence[Hook]]

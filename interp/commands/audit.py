@@ -1,6 +1,6 @@
 """`interp audit`: is forgotten text really gone? Attack saved unlearned models (quantization, relearning,
-restoration, perturbed prefixes), each attack with its two controls, and score every target's residual
-memorization (interp.audit)."""
+restoration, perturbed prefixes), each attack with its controls, and score every target's residual
+memorization (interp.audit); `--reference-retrained` adds a model retrained without the targets as a row."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from interp.audit import AuditConfig, audit
+from interp.audit.audit import REFERENCE
 from interp.commands.common import add_model_args, add_paragraph_args, model_from_args, paragraphs_from_args
 from interp.commands.options_cli import add_option_flags, given_options, with_options
 from interp.commands.unlearn import SAVED_RUN
@@ -66,6 +67,12 @@ def configure(p) -> None:
         default=None,
         help="JSONL of related text for relearn_related (default: the other paragraphs of each target's source "
         "document, from the paragraph set's 'source' field)",
+    )
+    p.add_argument(
+        "--reference-retrained",
+        default=None,
+        help="a model retrained without the targets (a saved folder, or a spec such as testbed-reference): scored "
+        f"under every attack as the row '{REFERENCE}', what a real forgetting should look like",
     )
     p.add_argument("--json", default=None, help="write the results here")
     p.add_argument("--html", default=None, help="write the method x attack recovery heatmap here (self-contained HTML)")
@@ -183,6 +190,8 @@ def run(args: argparse.Namespace) -> int:
             vocab_size=original.cfg.d_vocab,
         )
     models = {name: load_model(str(path), device=args.device, dtype=args.dtype) for name, (path, _) in saved.items()}
+    if args.reference_retrained:
+        models[REFERENCE] = load_model(args.reference_retrained, device=args.device, dtype=args.dtype)
     print(
         f"original {model_name(original)}; auditing {', '.join(models)} on {len(targets)} target(s); "
         f"{len(never_known)} never-known, {len(retain)} retain paragraphs; attacks {', '.join(config.attacks)}"
@@ -193,7 +202,7 @@ def run(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - start
     print(result.format())
     print(
-        f"budgets: int4 groups of {config.group_size}; relearning {config.relearn_steps} steps at lr "
+        f"budgets: int4 groups of {config.group_size} and 128, zero-point, NF4 blocks of 64; relearning {config.relearn_steps} steps at lr "
         f"{config.relearn_lr:g}; {config.perturb_k} prefix edits; shifts {config.shifts}; {seconds:.0f} s in all"
     )
     if args.json:

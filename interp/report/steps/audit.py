@@ -17,6 +17,7 @@ from typing import Any
 from pathlib import Path
 
 from interp.audit import AuditConfig, audit
+from interp.audit.audit import REFERENCE
 from interp.backend import Model
 from interp.data import Paragraphs, load_paragraphs
 from interp.errors import UserError
@@ -29,7 +30,6 @@ from interp.unlearning.proxy import ProxyConfig, ProxyMethod, small_model_spec
 from interp.views.sections import audit_section
 
 REPORT_AUDIT = AuditConfig(related_limit=4, perturb_k=16)
-REFERENCE = "retrained reference"  # the row of a model retrained without the targets (--reference-retrained)
 RELEARN_RETAIN = 4  # paragraphs of the first run's retain set that relearn_retain trains on
 
 
