@@ -769,3 +769,19 @@ def test_interp_report_takes_never_known_and_reference_retrained_flags():
     options = report_options(args)
     assert options.never_known == "never.jsonl" and options.reference_retrained == "testbed-reference"
     assert ReportOptions().never_known is None and ReportOptions().reference_retrained is None
+
+
+def test_score_model_gives_one_systems_scores_under_every_attack(known):
+    """score_model: one system (here a model that never knew the targets) on targets and never-known
+    paragraphs, per attack EM and log10 p of each, and the residual: the audit's numbers for that method."""
+    base, targets, never_known, retain, pool, models, result = known
+    config = AuditConfig(attacks=("int4", "perturb", "shift"))
+    out = score_model(base, models["never knew"], targets, never_known, retain=retain, config=config, name="absent")
+    assert set(out["per_attack"]) == {"int4", "perturb", "shift"}
+    one = out["result"]
+    m = result.methods.index("never knew")
+    for j, a in enumerate(config.attacks):
+        assert out["per_attack"][a]["em"] == result.em_attacked[m, ATTACKS.index(a)].tolist()
+        assert out["per_attack"][a]["log10p_never_known"] == one.log10p_never_known_attacked[0, j].tolist()
+    assert out["residual"] == one.residual[0].tolist() and len(out["control_residual"]) == len(never_known)
+    assert out["em_unlearned"] == result.em_unlearned[m].tolist() and out["summary"].startswith("absent: 4 target(s)")
