@@ -261,3 +261,43 @@ def test_the_rare_token_null_option_reaches_the_locators_score(forced):
         )
         assert ranking.rare_tokens.null == null
         assert torch.allclose(ranking.results["rare_token"].score, -ranking.rare_tokens.excess.nan_to_num(0.0).float())
+
+
+def test_a_20_paragraph_set_with_every_default(forced):
+    """The same 20 paragraphs with no option changed (every default method, the default NMEM threshold and set
+    size): the reference is still carved out, every default method ranks the forced head, and it comes first."""
+    from interp.locator.ranking import DEFAULT_METHODS
+
+    model, paragraphs = forced
+    em = score_paragraphs(model, paragraphs).em
+    picks = ((em == CONT).nonzero().flatten().tolist() * 4)[:4] + (em < CONT).nonzero().flatten()[:16].tolist()
+    small = Paragraphs(paragraphs.tokens[picks], PREFIX, tuple(f"q{i}" for i in range(len(picks))))
+    ranking = locate_memorization_head(model, small)
+    assert tuple(ranking.results) == tuple(DEFAULT_METHODS) and len(ranking.mem_ids) == 4
+    assert ranking.reference_ids and not set(ranking.reference_ids) & set(ranking.nmem_ids + ranking.mem_ids)
+    assert ranking.top == (LAYER, HEAD)
+
+
+@pytest.mark.slow
+def test_locate_head_cli_on_20_testbed_paragraphs_with_default_flags(tmp_path, testbed_paragraph_set):
+    """`interp locate-head` with only --model, --paragraphs and --json: 10 planted paragraphs the testbed
+    recites and 10 seen once; the JSON holds every default method's score and rank for all 48 heads (heads
+    the attribution screen dropped have no patching / ablation rank), and the sets the defaults chose."""
+    import json
+
+    from interp.cli import main
+    from interp.locator.ranking import DEFAULT_METHODS
+
+    split = testbed_paragraph_set.meta["split"]
+    picks = [i for i, s in enumerate(split) if s == "planted"][:10]
+    picks += [i for i, s in enumerate(split) if s == "once"][:10]
+    path, out = tmp_path / "p.jsonl", tmp_path / "heads.json"
+    testbed_paragraph_set.select(picks).save_jsonl(path)
+    assert main(["locate-head", "--model", "testbed", "--paragraphs", str(path), "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["methods"] == list(DEFAULT_METHODS) and len(result["heads"]) == 48
+    assert result["n_mem"] == 10 and all(i.startswith("planted-1024x") for i in result["mem_ids"])
+    assert result["n_nmem"] + result["n_reference"] == 10 and all(i.startswith("once") for i in result["nmem_ids"])
+    screened = {(h["layer"], h["head"]) for h in result["heads"] if h["method_ranks"].get("patching") is not None}
+    assert len(screened) == result["screen"]["candidates"] and 0 < len(screened) < 48
+    assert all(h["method_ranks"]["gradient"] is not None for h in result["heads"])

@@ -14,7 +14,6 @@ from interp.errors import UserError
 from interp.locator.gradient_scores import VARIANTS as GRADIENT_VARIANTS
 from interp.locator.injection import LR_GRID, SCHEDULES
 from interp.locator.rare_tokens import DEFAULT_NULL, NULLS
-from interp.metrics import NMEM_MAX_EM
 from interp.options import option
 
 UNIT_METHODS = (*GRADIENT_VARIANTS, "ablation", "zero_out", "integrated_gradients", "hard_concrete", "slimming")
@@ -56,7 +55,7 @@ class LocateOptions:
     candidates: int = option(8, "heads the attribution screen passes to exact patching and ablation")
     exact_all: bool = option(False, "run exact patching and ablation on every head (no screen)")
     set_size: int = option(16, "cap on paragraphs per set (MEM / NMEM) for the costly methods")
-    nmem_max: int = option(NMEM_MAX_EM, "NMEM: EM at most this")
+    nmem_max: int | None = option(None, "NMEM: EM at most this (None: a fifth of the continuation, 10 of 50)")
     rare_token_null: str = option(
         DEFAULT_NULL,
         "permutation null of the rare-token score: pair_paragraphs keeps positions, shuffle_positions shuffles "

@@ -60,7 +60,7 @@ from interp.locator.options import (  # noqa: F401 (METHODS, NEURON_METHODS, UNI
 from interp.locator.patching import PatchingResult, attribution_patching, patch_variants, resid_pre_all_layers
 from interp.locator.rare_tokens import RareTokenAttention, rare_token_attention
 from interp.locator.units import Stopwatch, UnitScores, frozen_weights, rank_units, unit_count, unit_hook
-from interp.memorization import split_mem_nmem
+from interp.memorization import mem_nmem_thresholds, split_mem_nmem
 from interp.metrics import continuation_log_probs, score_paragraphs
 from interp.perturbation import corrupt_prefixes
 
@@ -332,7 +332,7 @@ def _pick_sets(
     reference: Paragraphs | None,
     max_paragraphs: int,
     mem_min: int | None,
-    nmem_max: int,
+    nmem_max: int | None,
     seed: int,
     batch_size: int,
     need_reference: bool = True,
@@ -371,7 +371,9 @@ def _pick_sets(
         )
     if len(nmem_idx) == 0:
         raise UserError(
-            f"no non-memorized paragraph (NMEM, EM <= {nmem_max}) in the set: the locator needs some to contrast; "
+            f"no non-memorized paragraph (NMEM, EM <= "
+            f"{mem_nmem_thresholds(paragraphs.continuation_len, nmem_max=nmem_max)[1]}) in the set: the locator needs "
+            "some to contrast; "
             "raise --nmem-max or pass other paragraphs (--paragraphs)"
         )
     g = torch.Generator().manual_seed(seed)
@@ -524,7 +526,7 @@ def locate_memorization_head(
     exact_all: bool = LOCATE.exact_all,
     max_paragraphs: int = LOCATE.set_size,
     mem_min: int | None = None,
-    nmem_max: int = LOCATE.nmem_max,
+    nmem_max: int | None = LOCATE.nmem_max,
     corrupt_fraction: float = LOCATE.corrupt_fraction,
     method_options: dict[str, dict] | None = None,
     seed: int = LOCATE.seed,
