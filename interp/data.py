@@ -17,23 +17,13 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
-from interp.errors import UserError
-
-DEFAULT_PREFIX_LEN = 50
-DEFAULT_CONTINUATION_LEN = 50
-BATCH_SIZE = 64  # paragraphs per forward pass, where the caller does not say (the --batch-size flag's default)
-
-BOILERPLATE_PATTERNS: tuple[str, ...] = (
-    r"(?i)copyright\s*(\(c\)|©|\d{4})",
-    r"(?i)licen[sc]ed under",
-    r"(?i)all rights reserved",
-    r"(?i)permission is hereby granted",
-    r"(?i)without warranty",
-    r"(?i)gnu (general|lesser) public license",
-    r"(?i)apache license",
-    r"(?i)redistribution and use in source and binary forms",
+from interp.constants import (  # BATCH_SIZE: re-exported, interp.data.BATCH_SIZE as before
+    BATCH_SIZE,  # noqa: F401
+    BOILERPLATE_PATTERNS,
+    DEFAULT_CONTINUATION_LEN,
+    DEFAULT_PREFIX_LEN,
 )
-"""Default regexes for license / copyright boilerplate, which the paper filters out."""
+from interp.errors import UserError
 
 
 @dataclass(frozen=True)

@@ -27,9 +27,9 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from interp.backend import Model, ModelConfig, final_norm, greedy_decode, run_from, run_to, softcap, unembed_parts
+from interp.constants import NMEM_MAX_EM
 from interp.data import BATCH_SIZE, Paragraphs
 
-NMEM_MAX_EM = 10
 LOGITS_CHUNK_BYTES = 64 * 2**20  # logits held at once by `continuation_logits` (300 positions at a 50k vocabulary)
 EXTRACTION_NS = (1, 100, 10_000)  # numbers of samples the extraction probability is reported for
 

@@ -114,10 +114,24 @@ def test_commands_draw_nmem_from_trained_text_only(command, tmp_path, testbed_pa
 HEAVY = ("torch", "transformer_lens", "transformers")
 
 
-@pytest.mark.parametrize("argv", [["--help"], [], ["frobnicate"], ["--backend", "nope"]])
+LIGHT = [
+    ["--help"],
+    [],
+    ["frobnicate"],
+    ["--backend", "nope"],
+    ["memorized", "--help"],
+    ["memorized", "--model", "testbed", "--batch-size", "0"],
+    ["scan", "--help"],
+    ["scan", "--corpus", "c.txt", "--shard", "x"],
+    ["testbed", "build", "--help"],
+]
+
+
+@pytest.mark.parametrize("argv", LIGHT, ids=[" ".join(a) or "(none)" for a in LIGHT])
 def test_help_and_argument_errors_import_no_torch(argv):
-    """`interp --help` and a top-level argument error are answered without importing torch or TransformerLens
-    (checked in the child's sys.modules, not by a clock)."""
+    """`interp --help`, a top-level argument error, and the help and argument errors of the commands whose options
+    are defined apart from the library (memorized, scan, testbed) are answered without importing torch or
+    TransformerLens (checked in the child's sys.modules, not by a clock)."""
     import subprocess
     import sys
 
@@ -129,7 +143,7 @@ def test_help_and_argument_errors_import_no_torch(argv):
         f"print('HEAVY', [m for m in {HEAVY!r} if m in sys.modules], code)\n"
     )
     out = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=120)
-    assert out.stdout.strip().endswith(f"HEAVY [] {0 if argv == ['--help'] else 2}"), out.stdout + out.stderr
+    assert out.stdout.strip().endswith(f"HEAVY [] {0 if '--help' in argv else 2}"), out.stdout + out.stderr
 
 
 def _subparsers():
@@ -184,17 +198,16 @@ def test_testbed_build_seed_has_help():
 
 def test_constants_repeated_for_lazy_parsing_agree_with_the_library():
     import interp.backend
+    import interp.constants
     import interp.data
+    import interp.metrics
     import interp.models
     from interp import cli
-    from interp.commands import common, testbed
+    from interp.commands import testbed
 
     assert (cli.BACKENDS, cli.ENV) == (interp.backend.BACKENDS, interp.backend.ENV)
-    assert (common.DEFAULT_PREFIX_LEN, common.DEFAULT_CONTINUATION_LEN, common.BATCH_SIZE) == (
-        interp.data.DEFAULT_PREFIX_LEN,
-        interp.data.DEFAULT_CONTINUATION_LEN,
-        interp.data.BATCH_SIZE,
-    )
+    assert interp.data.BATCH_SIZE is interp.constants.BATCH_SIZE
+    assert interp.metrics.NMEM_MAX_EM is interp.constants.NMEM_MAX_EM
     assert testbed.TESTBED_DIR == interp.models.TESTBED_DIR.resolve()
     assert testbed.TESTBED_REFERENCE_DIR == interp.models.TESTBED_REFERENCE_DIR.resolve()
 

@@ -345,7 +345,7 @@ def test_shards_merge_into_the_unsharded_scan(tiny, tmp_path, capsys):
                 str(C),
                 "--nmem",
                 "7",
-                "--quiet",
+                "--no-progress",
                 "--out",
                 str(tmp_path / "all.jsonl"),
             ]
@@ -373,7 +373,7 @@ def test_shards_merge_into_the_unsharded_scan(tiny, tmp_path, capsys):
 
 
 def test_bad_input_is_one_line_and_exit_2(tiny, corpus_file, tmp_path, capsys):
-    base = ["scan", "--model", str(tiny[0]), "--prefix-len", str(P), "--continuation-len", str(C), "--quiet"]
+    base = ["scan", "--model", str(tiny[0]), "--prefix-len", str(P), "--continuation-len", str(C), "--no-progress"]
     (tmp_path / "bin.dat").write_bytes(b"\x00\x01binary")
     (tmp_path / "empty.txt").write_text("")
     (tmp_path / "short.txt").write_text("x = 1\n")
@@ -635,7 +635,7 @@ def test_console_and_summary_say_when_recall_is_unmeasured_and_the_suggested_fla
         str(C),
         "--nmem",
         "0",
-        "--quiet",
+        "--no-progress",
         "--no-filters",
     ]
     assert main(base + ["--recall-sample", "0.005", "--out", str(tmp_path / "few.jsonl")]) == 0

@@ -16,13 +16,12 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
+from interp.constants import BATCH_SIZE, DEFAULT_CONTINUATION_LEN, DEFAULT_PREFIX_LEN
 from interp.errors import UserError
 
 DEVICES = "cpu, cuda or cuda:N"
 DTYPES = ("float32", "fp32", "bfloat16", "bf16", "float16", "fp16", "float64")
 """What --dtype accepts (interp.models.pick_dtype's names)."""
-DEFAULT_PREFIX_LEN = DEFAULT_CONTINUATION_LEN = 50  # interp.data's defaults, repeated so that parsing imports no torch
-BATCH_SIZE = 64  # interp.data.BATCH_SIZE
 OUTPUT_FILES = ("json", "html", "curves", "save_targets")
 """Attributes of a command's arguments that name an output file: checked writable before any model work (output
 folders, whose flag differs per command, are checked by their command)."""
@@ -198,7 +197,12 @@ def preflight(args: argparse.Namespace) -> None:
     from interp.models import pick_device, pick_dtype
 
     check_outputs(args)
-    pick_device(args.device)
+    device = pick_device(args.device)
+    if device.type == "cuda" and device.index is not None:
+        import torch
+
+        if device.index >= torch.cuda.device_count():
+            raise UserError(f"--device {args.device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     pick_dtype(args.dtype)
     folder = checkpoint_folder(args.model)
     if not hasattr(args, "paragraphs"):

@@ -1,11 +1,12 @@
-"""`interp memorized`: which paragraphs does the model recite? EM histogram, MEM / NMEM split."""
+"""`interp memorized`: which paragraphs does the model recite? EM histogram, MEM / NMEM split.
+
+The library is imported inside the functions that use it: parsing this command's flags loads no torch."""
 
 from __future__ import annotations
 
 import argparse
 from dataclasses import fields
-
-import torch
+from typing import TYPE_CHECKING
 
 from interp.commands.common import (
     add_model_args,
@@ -16,18 +17,14 @@ from interp.commands.common import (
     positive_int,
 )
 from interp.commands.options_cli import NMEM_NOTE
-from interp.data import Paragraphs
-from interp.io import write_json
-from interp.memorization import split_mem_nmem
-from interp.metrics import (
-    EXTRACTION_NS,
-    NMEM_MAX_EM,
-    ParagraphScores,
-    em_bins,
-    extraction_by_em_bin,
-    score_paragraphs,
-)
-from interp.models import model_name
+from interp.constants import NMEM_MAX_EM
+from interp.errors import UserError
+
+if TYPE_CHECKING:
+    import torch
+
+    from interp.data import Paragraphs
+    from interp.metrics import ParagraphScores
 
 
 def configure(p) -> None:
@@ -54,12 +51,17 @@ def configure(p) -> None:
 
 def em_histogram(em: torch.Tensor, cont_len: int, nmem_max: int) -> list[tuple[str, int]]:
     """Counts in the paper's bins: NMEM, the two intermediate bins, and MEM."""
+    from interp.metrics import em_bins
+
     return [(label, int(((em >= lo) & (em <= hi)).sum())) for label, lo, hi in em_bins(cont_len, nmem_max)]
 
 
 def scored_with_progress(model, paragraphs: Paragraphs, args: argparse.Namespace) -> ParagraphScores:
     """`score_paragraphs` a few batches at a time, with a bar counting paragraphs on stderr (--no-progress: none)."""
+    import torch
     from tqdm.auto import tqdm
+
+    from interp.metrics import ParagraphScores, score_paragraphs
 
     step = 4 * args.batch_size
     parts = []
@@ -79,6 +81,15 @@ def scored_with_progress(model, paragraphs: Paragraphs, args: argparse.Namespace
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from interp.io import write_json
+    from interp.memorization import split_mem_nmem
+    from interp.metrics import EXTRACTION_NS, extraction_by_em_bin
+    from interp.models import model_name
+
+    if args.nmem_max < 0:
+        raise UserError(f"--nmem-max must be 0 or more, got {args.nmem_max}")
     model = model_from_args(args)
     paragraphs = paragraphs_from_args(args, model)
     scores = scored_with_progress(model, paragraphs, args)

@@ -57,6 +57,8 @@ def configure(p) -> None:
 
 def run(args: argparse.Namespace) -> int:
     o = with_options(PERTURB, given_options(args, PerturbOptions))
+    if o.samples < 1 or o.nmem_max < 0:
+        raise UserError(f"--samples must be at least 1 and --nmem-max 0 or more, got {o.samples} and {o.nmem_max}")
     model = model_from_args(args)
     paragraphs = paragraphs_from_args(args, model)
     with stage(f"scoring {len(paragraphs)} paragraphs", args.progress):

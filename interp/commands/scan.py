@@ -16,7 +16,8 @@ from interp.commands.common import (
 )
 from interp.commands.options_cli import NMEM_NOTE, add_alias, add_option_flags, given_options, with_options
 from interp.errors import UserError
-from interp.scan import OutputPaths, ScanConfig, merge_scans, parse_shard, resolve_corpus, scan_corpus
+from interp.scan.config import ScanConfig
+from interp.scan.corpus import parse_shard, resolve_corpus
 
 BYTES_PER_TOKEN = 3  # a rough size of a token in text, to size the NMEM sample before anything is tokenized
 
@@ -115,6 +116,8 @@ def run(args: argparse.Namespace) -> int:
     check_output_file(out, "--out")
     corpus = resolve_corpus(args.corpus, args.glob)
     config = scan_config(args, corpus.size // shard[1])
+    from interp.scan.engine import OutputPaths, scan_corpus
+
     status = OutputPaths(out).check(args.resume, args.force)  # refuse before the slow model load
     if status == "done":
         print(f"{out} is already complete (nothing to resume); pass --force to scan again")
@@ -138,6 +141,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_merge(args: argparse.Namespace) -> int:
+    from interp.scan.engine import OutputPaths
+    from interp.scan.merge import merge_scans
+
     summary = merge_scans(args.inputs, args.out, force=args.force, partial=args.partial)
     for line in summary.lines():
         print(line)

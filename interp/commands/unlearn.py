@@ -59,8 +59,10 @@ class UnlearnSets:
     perturb_samples: int = option(4, "edit: random tokens per prefix position when finding the new continuation")
 
     def __post_init__(self) -> None:
-        if self.runs < 1 or self.retain < 1 or self.probe < 1:
-            raise UserError("--runs, --retain and --probe must be at least 1")
+        if self.runs < 1 or self.retain < 1 or self.probe < 1 or self.perturb_samples < 1:
+            raise UserError("--runs, --retain, --probe and --perturb-samples must be at least 1")
+        if self.nmem_max < 0:
+            raise UserError(f"--nmem-max must be 0 or more, got {self.nmem_max}")
 
 
 def _preset(paper: bool) -> UnlearnConfig:

@@ -1,0 +1,20 @@
+"""Defaults shared by the library and the command line, in a module that imports nothing heavy: the `interp`
+command reads them to build its parsers without loading torch. `interp.data` and `interp.metrics` re-export
+them where they were always imported from."""
+
+DEFAULT_PREFIX_LEN = 50
+DEFAULT_CONTINUATION_LEN = 50
+NMEM_MAX_EM = 10  # NMEM: EM at most this, of the paper's 50-token continuations
+BATCH_SIZE = 64  # paragraphs per forward pass, where the caller does not say (the --batch-size flag's default)
+
+BOILERPLATE_PATTERNS: tuple[str, ...] = (
+    r"(?i)copyright\s*(\(c\)|©|\d{4})",
+    r"(?i)licen[sc]ed under",
+    r"(?i)all rights reserved",
+    r"(?i)permission is hereby granted",
+    r"(?i)without warranty",
+    r"(?i)gnu (general|lesser) public license",
+    r"(?i)apache license",
+    r"(?i)redistribution and use in source and binary forms",
+)
+"""Default regexes for license / copyright boilerplate, which the paper filters out."""
