@@ -314,3 +314,32 @@ def test_validation_repeats_per_seed_with_its_own_paragraphs(text):
     assert [h.seed for h in result.heads] == [3, 4] and result.seeds == (3, 4)
     assert result.heads[0].injection.ids != result.heads[1].injection.ids
     assert result.options["seeds"] == [3, 4] and result.to_json()["seeds"] == [3, 4]
+
+
+@pytest.mark.slow
+def test_a_failing_injection_escalates_and_names_its_variant(text):
+    """A recipe too weak for this model (a tiny rate, few steps): without escalation no paragraph is recited and
+    the head is not evidence; with it the injection is tried again (the rate probed on the model's loss, twice
+    the steps; then head + MLP) until every paragraph is recited, and the evidence says which variant it is."""
+    model = _model(seed=2)
+    weak = dict(
+        heads=[(1, 0)],
+        n_inject=3,
+        max_paragraphs=8,
+        candidates=4,
+        head_lr=1e-6,
+        max_steps=40,
+        methods=("attribution", "patching"),
+        nmem_max=CONT,
+    )
+    plain = validate_locator(model, text, escalate=False, **weak)
+    (check,) = plain.heads
+    assert not check.evidence and check.variant == "as set" and len(check.attempts) == 1
+    escalated = validate_locator(model, text, **weak)
+    (check,) = escalated.heads
+    assert check.attempts[0] == plain.heads[0].attempts[0]  # the same first try, then more
+    assert check.attempts[0]["n_recited"] < 3 and len(check.attempts) >= 2
+    assert check.injection.recited and check.variant == check.attempts[-1]["variant"] != "as set"
+    assert check.injection.lr != 1e-6 and check.attempts[1]["steps"] <= 80
+    assert any(check.variant in n for n in check.notes)
+    assert check.to_json()["variant"] == check.variant and escalated.to_json()["options"]["escalate"] is True

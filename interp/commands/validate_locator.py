@@ -62,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
         head_lr=o.lr,
         schedule=o.schedule,
         with_mlp=o.with_mlp,
+        escalate=o.escalate,
         seed=o.seed,
         seeds=o.seeds,
         batch_size=args.batch_size,

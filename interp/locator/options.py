@@ -94,6 +94,11 @@ class ValidateOptions:
     with_mlp: bool = option(
         False, "inject through the head AND its layer's MLP (more capacity; the answer is then no longer one head)"
     )
+    escalate: bool = option(
+        True,
+        "when a head injection leaves a paragraph unrecited, try again: the rate from the model's loss with twice "
+        "the steps, then the head and its layer's MLP (each head's evidence names its variant)",
+    )
     seed: int = option(0, "seed of the paragraphs, heads and neurons drawn")
     seeds: tuple[int, ...] | None = option(
         None,

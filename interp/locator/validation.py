@@ -87,6 +87,8 @@ class HeadCheck:
     screen: dict = field(default_factory=dict)
     notes: tuple[str, ...] = ()
     seed: int = 0
+    variant: str = "as set"
+    attempts: tuple[dict, ...] = ()
 
     @property
     def evidence(self) -> bool:
@@ -117,6 +119,8 @@ class HeadCheck:
             "in_screen": self.in_screen,
             "screen": self.screen,
             "notes": list(self.notes),
+            "variant": self.variant,
+            "attempts": list(self.attempts),
         }
 
 
@@ -363,6 +367,7 @@ def validate_locator(
     max_steps: int = VALIDATE.max_steps,
     schedule: str = VALIDATE.schedule,
     with_mlp: bool = VALIDATE.with_mlp,
+    escalate: bool = VALIDATE.escalate,
     method_options: dict[str, dict] | None = None,
     seed: int = VALIDATE.seed,
     seeds: tuple[int, ...] | None = VALIDATE.seeds,
@@ -376,7 +381,10 @@ def validate_locator(
     retain, held-out, NMEM and reference paragraphs, its own default heads and neurons. Settings chosen on
     some seeds (e.g. 0-2) are validated on others (e.g. 3-5). The injection recipe: `head_lr` ("auto":
     probed on the model's loss, interp.locator.injection), `schedule`, and a budget of `max_steps` (training stops
-    as soon as every paragraph is recited). `log`, if given, is called with one line per finished stage."""
+    as soon as every paragraph is recited). With `escalate`, a head injection that leaves some paragraph
+    unrecited is tried again from the original model (`ESCALATION`: the rate probed on the model's own loss with
+    twice the budget, then the head and its layer's MLP), and each head's evidence names the variant it comes from.
+    `log`, if given, is called with one line per finished stage."""
     say = log or (lambda line: None)
     if n_inject < 1 or n_inject_neurons < 1:
         raise UserError("inject at least one paragraph (--n-inject)")
@@ -402,6 +410,7 @@ def validate_locator(
         max_steps=max_steps,
         schedule=schedule,
         with_mlp=with_mlp,
+        escalate=escalate,
         batch_size=batch_size,
     )
     clock = Stopwatch()
@@ -424,6 +433,7 @@ def validate_locator(
         "head_lr": head_lr,
         "schedule": schedule,
         "with_mlp": with_mlp,
+        "escalate": escalate,
         "max_steps": max_steps,
         "methods": list(methods),
         "seeds": list(seeds),
@@ -456,7 +466,49 @@ class _Recipe:
     max_steps: int
     schedule: str
     with_mlp: bool
+    escalate: bool
     batch_size: int
+
+
+ESCALATION = (
+    ("as set", {}),
+    ("rate from the model's loss, twice the steps", {"lr": "auto", "budget": 2}),
+    ("head + its layer's MLP, rate from the model's loss, twice the steps", {"lr": "auto", "budget": 2, "mlp": True}),
+)
+"""The head injection's variants, tried in order until every paragraph is recited (`escalate`). Budget: at most
+1 + 2 + 2 = 5 times `max_steps` of training per head, spent only on a model where the plain recipe fails."""
+
+
+def _inject(model: Model, sets: dict[str, Paragraphs], layer: int, head: int, r: _Recipe, say):
+    """The head injection, escalated through `ESCALATION` while some paragraph is not recited: the copy and the
+    Injection of the variant that recited the most (the first to recite all), its name, and every try's summary."""
+    best, attempts = None, []
+    for name, change in ESCALATION if r.escalate else ESCALATION[:1]:
+        if change.get("mlp") and (r.with_mlp or model.cfg.attn_only):
+            continue  # already the head + MLP, or no MLP to add
+        forced, info = inject_head(
+            model,
+            sets["inject"],
+            layer,
+            head,
+            retain=sets["retain"],
+            heldout=sets["heldout"],
+            lr=change.get("lr", r.head_lr),
+            max_steps=r.max_steps * change.get("budget", 1),
+            kl_weight=r.kl_weight,
+            batch_size=r.batch_size,
+            schedule=r.schedule,
+            with_mlp=r.with_mlp or bool(change.get("mlp")),
+        )
+        attempts.append({"variant": name, "n_recited": info.n_recited, "steps": info.steps, "lr": info.lr})
+        if best is None or info.n_recited > best[1].n_recited:
+            best = (forced, info, name)
+        else:
+            del forced
+        if info.recited:
+            break
+        say(f"head {layer}.{head}: {name}: {info.n_recited} of {len(info.ids)} paragraphs recited; escalating")
+    return (*best, tuple(attempts))
 
 
 def _head_check(
@@ -471,21 +523,10 @@ def _head_check(
     clock: Stopwatch,
 ) -> HeadCheck:
     """One head: paragraphs forced through it in a copy, the locator run on the copy, each method's rank of it."""
-    forced, info = inject_head(
-        model,
-        sets["inject"],
-        layer,
-        head,
-        retain=sets["retain"],
-        heldout=sets["heldout"],
-        lr=r.head_lr,
-        max_steps=r.max_steps,
-        kl_weight=r.kl_weight,
-        batch_size=r.batch_size,
-        schedule=r.schedule,
-        with_mlp=r.with_mlp,
-    )
+    forced, info, variant, attempts = _inject(model, sets, layer, head, r, say)
     mem, notes = _recited(sets["inject"], info, f"head {layer}.{head} (seed {seed})")
+    if variant != ESCALATION[0][0]:
+        notes += (f"head {layer}.{head} (seed {seed}): the evidence comes from the variant '{variant}'",)
     say(
         f"seed {seed}, head {layer}.{head}: {info.n_recited} of {len(info.ids)} paragraphs recited after "
         f"{info.steps} steps at rate {info.lr:g} ({info.seconds:.0f} s); locating ({clock.seconds:.0f} s so far)"
@@ -524,6 +565,8 @@ def _head_check(
         ranking.screen,
         notes + ranking.notes,
         seed,
+        variant,
+        attempts,
     )
     say(
         f"seed {seed}, head {layer}.{head}: combined rank {check.shown(check.combined_rank)} ({clock.seconds:.0f} s so far)"

@@ -80,17 +80,20 @@ def head_table(validation: LocatorValidation) -> Table:
 
 def injection_table(validation: LocatorValidation) -> Table:
     rows = []
-    checks = [(f"head {_label(h)}", h.injection) for h in validation.heads]
-    checks += [(f"seed {c.seed}: {len(c.injection.units)} MLP neurons", c.injection) for c in validation.neuron_checks]
-    for name, inj in checks:
+    checks = [(f"head {_label(h)}", h.injection, h.variant) for h in validation.heads]
+    checks += [
+        (f"seed {c.seed}: {len(c.injection.units)} MLP neurons", c.injection, "as set") for c in validation.neuron_checks
+    ]
+    for name, inj, variant in checks:
         rows.append(
-            [name, len(inj.ids), inj.steps, inj.lr, inj.n_recited, inj.heldout_ppl_before, inj.heldout_ppl_after]
-            + [inj.seconds]
+            [name, variant, len(inj.ids), inj.steps, inj.lr, inj.n_recited, inj.heldout_ppl_before]
+            + [inj.heldout_ppl_after, inj.seconds]
         )
     return Table(
-        "Injections (each into its own copy of the model)",
-        ["trained", "paragraphs", "steps", "rate", "recited in full", "held-out ppl before", "held-out ppl after"]
-        + ["seconds"],
+        "Injections (each into its own copy of the model; variant: the recipe as set, or the escalation that "
+        "recited the paragraphs when it failed)",
+        ["trained", "variant", "paragraphs", "steps", "rate", "recited in full", "held-out ppl before"]
+        + ["held-out ppl after", "seconds"],
         rows,
     )
 
