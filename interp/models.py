@@ -38,9 +38,9 @@ TESTBED_COMPANION_DIR = Path(__file__).parent / "testbed" / "companion"
 TESTBED_REFERENCE = "testbed-reference"  # the testbed retrained with some planted paragraphs left out
 TESTBED_REFERENCE_DIR = Path(__file__).parent / "testbed" / "reference"
 SUPPORTED_LOCAL = LOCAL_ARCHITECTURES  # what the active backend loads from a local folder (docs/architectures.md)
+_SHORT = ", ".join(a.removesuffix("ForCausalLM").removesuffix("LMHeadModel") for a in SUPPORTED_LOCAL)
 SPEC_KINDS = (
-    "'testbed' (the bundled model), a path to a local Hugging Face checkpoint folder "
-    f"(architectures: {', '.join(a.removesuffix('ForCausalLM').removesuffix('LMHeadModel') for a in SUPPORTED_LOCAL)}), "
+    f"'testbed' (the bundled model), a path to a local Hugging Face checkpoint folder (architectures: {_SHORT}), "
     "or a TransformerLens official name such as 'EleutherAI/gpt-neo-125M' (needs the internet)"
 )
 

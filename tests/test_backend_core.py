@@ -136,3 +136,24 @@ def test_cost_accounting_counts_the_blocks_and_unembedding_of_a_forward(testbed,
     assert work.logit_positions == rows * seq
     assert work.forward_flops == pytest.approx(forward_flops(testbed.cfg, rows, seq))
     assert work.backward_flops == 0
+
+
+@pytest.mark.parametrize("kind", ["llama", "qwen2", "olmo2"])
+def test_llama_family_checkpoints_run_under_this_backend(kind, tmp_path):
+    """A tiny Llama (grouped-query), Qwen2 (q/k/v biases) and OLMo-2 (post-norm, q/k norms): the log-probs of the
+    checkpoint's own forward, and the gated MLP's weights and neuron hook where the neuron-level methods read them."""
+    from test_models import FAMILY_VOCAB, _family_model, _tokenizer
+
+    hf = _family_model(kind)
+    hf.save_pretrained(tmp_path)
+    _tokenizer(tmp_path)
+    model = load_model(str(tmp_path), device="cpu")
+    tokens = torch.randint(0, FAMILY_VOCAB, (2, 16), generator=torch.Generator().manual_seed(0))
+    logits, acts = backend.capture(model, tokens, [backend.act_name("post", 1)])
+    with torch.no_grad():
+        theirs = hf(tokens).logits
+    assert (logits.log_softmax(-1) - theirs.log_softmax(-1)).abs().max() <= 1e-4
+    assert acts["post", 1].shape == (2, 16, hf.config.intermediate_size)
+    mlp = hf.model.layers[1].mlp
+    assert torch.equal(backend.weight(model, 1, "W_out").detach(), mlp.down_proj.weight.detach().T)
+    assert torch.equal(backend.weight(model, 1, "W_gate").detach(), mlp.gate_proj.weight.detach().T)

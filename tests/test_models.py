@@ -288,3 +288,28 @@ def test_an_unsupported_architecture_is_one_line_naming_the_supported_ones(tmp_p
     message = str(raised.value)
     assert "\n" not in message and "FalconForCausalLM" in message
     assert all(arch in message for arch in SUPPORTED_LOCAL) and "LlamaForCausalLM" in SUPPORTED_LOCAL
+
+
+def test_bridge_weight_views_of_the_llama_family_equal_hookedtransformers_weights(family_folder):
+    """The bridge backend's layout maps for the Llama family, on the Hugging Face model's own parameters, give
+    every HookedTransformer weight exactly (key / value weights as `_W_K` / `_W_V` under grouped-query
+    attention), in HookedTransformer's order, sharing the checkpoint's storage. Gemma's hooked weights are
+    processed (1 + w norms, a scaled embedding), so the bridge does not map it."""
+    from interp.backend.bridge_weights import ARCHITECTURES, named_weights
+
+    folder, hf = family_folder
+    arch = type(hf).__name__
+    if arch not in ARCHITECTURES:
+        assert arch == "GemmaForCausalLM"
+        return
+    model = load_model(str(folder), device="cpu")
+    cfg = model.cfg
+    views = named_weights(hf, arch, cfg.n_layers, cfg.n_heads, cfg.n_key_value_heads)
+    hooked = dict(model.named_parameters())
+    for name, w in views.items():
+        assert torch.equal(w.tensor.detach(), hooked[name].detach()), name
+        assert w.tensor.untyped_storage().data_ptr() == w.leaf.untyped_storage().data_ptr(), name
+    absent = set(hooked) - set(views)  # the zero biases and OLMo's unit norms the checkpoint has no tensor for
+    assert all(".b_" in n or "._b_" in n or "ln" in n for n in absent), sorted(absent)
+    assert "blocks.1.mlp.W_gate" in views
+    assert list(views) == [n for n in hooked if n in views]

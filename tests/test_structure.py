@@ -175,7 +175,8 @@ FIRST_IMPORTS = """
 import importlib, os, sys, traceback
 # the third-party libraries interp's modules import, loaded once; each interp module is then imported first in a
 # forked child that has loaded nothing of interp
-import circuitsvis, einops, jaxtyping, numpy, plotly.graph_objects, scipy.stats, torch, tqdm, transformer_lens, transformers
+import circuitsvis, einops, jaxtyping, numpy, plotly.graph_objects, scipy.stats, torch, tqdm
+import transformer_lens, transformers
 failed = []
 for name in sys.argv[1:]:
     read, write = os.pipe()

@@ -99,9 +99,10 @@ def copy_model(model: TransformerBridge) -> TransformerBridge:
 def named_weights(model: TransformerBridge) -> dict[str, NamedWeight]:
     """Every weight under its TransformerLens name: the Hugging Face leaf and its layout map (bridge_weights)."""
     cfg = model.cfg
-    weights = bridge_weights.named_weights(model.original_model, cfg.architecture, cfg.n_layers, cfg.n_heads)
+    kv = cfg.n_key_value_heads
+    weights = bridge_weights.named_weights(model.original_model, cfg.architecture, cfg.n_layers, cfg.n_heads, kv)
     for layer in range(cfg.n_layers):
-        weights.update(bridge_weights.split_qkv(model.blocks[layer].attn, layer, cfg.n_heads))
+        weights.update(bridge_weights.split_qkv(model.blocks[layer].attn, layer, cfg.n_heads, kv))
     return weights
 
 
