@@ -153,6 +153,30 @@ def test_validate_locator_measures_on_copies_and_recommends(text, tmp_path):
     page = report_html("t", {"model": "tiny"}, [section])
     assert "How far to trust the locator" in page and "hard_concrete" in page
 
+    # the JSON reads back whole: the same JSON again, the same section; the report takes it for these weights only
+    from interp.locator.validation import LocatorValidation
+    from interp.report.runner import weights_fingerprint
+    from interp.report.steps.locator_trust import recorded_validation
+
+    back = LocatorValidation.from_json(json.loads(out.read_text()))
+    assert json.dumps(to_jsonable(back.to_json())) == out.read_text()
+    assert locator_trust_section(back, {}).tables == section.tables
+    with pytest.raises(UserError, match="without the weights' hash"):
+        recorded_validation(str(out), model)
+    signed = tmp_path / "signed.json"
+    signed.write_text(json.dumps({**json.loads(out.read_text()), "weights_sha256": weights_fingerprint(model)}))
+    assert json.dumps(to_jsonable(recorded_validation(str(signed), model).to_json())) == out.read_text()
+    with pytest.raises(UserError, match="other weights"):
+        recorded_validation(str(signed), _model(seed=5))
+    with pytest.raises(UserError, match="not a whole validate-locator"):
+        recorded_validation(str(_bad(tmp_path)), model)
+
+
+def _bad(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"heads": [{"layer": 0}]}))
+    return bad
+
 
 def test_validation_input_errors(text):
     model = _model()

@@ -11,6 +11,7 @@ from conftest import tiny_config
 from transformer_lens import HookedTransformer
 
 from interp.data import Paragraphs
+from interp.errors import UserError
 from interp.report import ReportOptions, Step, run_report
 from interp.report.runner import UndeclaredInput, result_fingerprint
 from interp.views.report_html import Section
@@ -128,3 +129,20 @@ def test_changing_an_unlearning_option_reuses_the_steps_before_it(small, tmp_pat
     assert second.cached["unlearning"] is False and second.cached["restoration"] is False
     for name in reused:
         assert result_fingerprint(second.results[name]) == result_fingerprint(first.results[name])
+
+
+def test_an_option_naming_a_file_keys_by_its_bytes(tmp_path):
+    """A step reading a file through an option (a saved validation, a paragraph file) gets a new cache key when
+    the file's content changes, not only when its path does."""
+    from interp.report.runner import step_key
+    from interp.report.steps.locator_trust import STEP
+
+    path = tmp_path / "v.json"
+    path.write_text("{}")
+    options = ReportOptions(validation=str(path))
+    first = step_key(STEP, {"model": "m"}, options, {})
+    assert step_key(STEP, {"model": "m"}, options, {}) == first
+    path.write_text('{"heads": []}')
+    assert step_key(STEP, {"model": "m"}, options, {}) != first
+    with pytest.raises(UserError, match="not a file"):
+        ReportOptions(validation=str(tmp_path / "missing.json"))

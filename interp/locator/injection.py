@@ -99,9 +99,33 @@ class Injection:
             "lr": self.lr,
             "seconds": self.seconds,
             "loss_first_last": [self.loss[0], self.loss[-1]],
+            "loss": list(self.loss),
+            "continuation_len": self.continuation_len,
             "schedule": self.schedule,
             "lr_probe": {str(k): v for k, v in self.lr_probe.items()},
         }
+
+    @classmethod
+    def from_json(cls, data: dict) -> Injection:
+        """The Injection `to_json` wrote (tensors back as tensors)."""
+        return cls(
+            data["unit"],
+            torch.tensor(data["units"], dtype=torch.long).reshape(-1, 2),
+            tuple(data["parameters"]),
+            tuple(data["ids"]),
+            data["continuation_len"],
+            data["steps"],
+            torch.tensor(data["em_before"], dtype=torch.long),
+            torch.tensor(data["em_after"], dtype=torch.long),
+            data["heldout_ppl_before"],
+            data["heldout_ppl_after"],
+            data["kl_weight"],
+            data["lr"],
+            data["seconds"],
+            tuple(data["loss"]),
+            data["schedule"],
+            {float(k): v for k, v in data["lr_probe"].items()},
+        )
 
 
 def _check_sets(paragraphs: Paragraphs, retain: Paragraphs, heldout: Paragraphs) -> None:

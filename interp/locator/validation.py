@@ -123,6 +123,27 @@ class HeadCheck:
             "attempts": list(self.attempts),
         }
 
+    @classmethod
+    def from_json(cls, data: dict) -> HeadCheck:
+        return cls(
+            data["layer"],
+            data["head"],
+            Injection.from_json(data["injection"]),
+            data["ranks"],
+            data["layer_ranks"],
+            data["margins"],
+            data["margins_z"],
+            data["seconds"],
+            data["combined_rank"],
+            tuple(data["rank_by"]),
+            data["in_screen"],
+            data["screen"],
+            tuple(data["notes"]),
+            data["seed"],
+            data.get("variant", "as set"),
+            tuple(data.get("attempts", ())),
+        )
+
 
 @dataclass(frozen=True)
 class NeuronCheck:
@@ -146,6 +167,17 @@ class NeuronCheck:
             "mempi_gpt2_recall_at_0.5%": MEMPI_GPT2_INJ_RECALL,
             "notes": list(self.notes),
         }
+
+    @classmethod
+    def from_json(cls, data: dict) -> NeuronCheck:
+        return cls(
+            Injection.from_json(data["injection"]),
+            data["fraction"],
+            data["recall"],
+            data["seconds"],
+            tuple(data["notes"]),
+            data["seed"],
+        )
 
 
 @dataclass(frozen=True)
@@ -273,6 +305,28 @@ class LocatorValidation(Displayed):
             out["neuron_recall_mean"] = self.recall()
             out["recommended_rank_by"] |= {"neuron": list(choice), "neuron_reason": reason}
         return out
+
+    @classmethod
+    def from_json(cls, data: dict) -> LocatorValidation:
+        """The result `to_json` wrote (e.g. `interp validate-locator --json`), to show or compare again."""
+        return cls(
+            data["model"],
+            tuple(HeadCheck.from_json(h) for h in data["heads"]),
+            tuple(NeuronCheck.from_json(c) for c in data.get("neuron_seeds", ())),
+            data["seconds"],
+            data["options"],
+        )
+
+
+def load_validation(path: str | Path) -> LocatorValidation:
+    """A `validate-locator --json` file read back whole (UserError naming the file if it is not one)."""
+    path = Path(path)
+    try:
+        return LocatorValidation.from_json(json.loads(path.read_text()))
+    except FileNotFoundError:
+        raise UserError(f"validation file {path} does not exist") from None
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise UserError(f"{path} is not a whole validate-locator --json result ({type(exc).__name__}: {exc})") from None
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ results.json, which records the exact options it ran with), and `__post_init__` 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
 from typing import Any
 
 from interp.conventions import conventions as conventions_named
@@ -75,6 +76,11 @@ class ReportOptions:
         True, "inject paragraphs through known heads of copies and rank them with the head methods section 3 uses"
     )
     validate_neurons: bool = _opt(False, "also MemPi's neuron injection (Recall@k per neuron method)")
+    validation: str | None = _opt(
+        None,
+        "a `validate-locator --json` result for THIS model's weights: section 7 shows it instead of running the "
+        "injection benchmark again",
+    )
     rare_token_null: str = _opt(
         "pair_paragraphs",
         "null of the rare-token attention p-values: 'pair_paragraphs' (pairs one paragraph's attention with "
@@ -102,6 +108,8 @@ class ReportOptions:
         for name in ("n_examples", "relearn_steps"):
             if getattr(self, name) < 0:
                 raise UserError(f"ReportOptions.{name} must be >= 0, got {getattr(self, name)}")
+        if self.validation is not None and not Path(self.validation).is_file():
+            raise UserError(f"ReportOptions.validation: {self.validation} is not a file (a validate-locator --json)")
         if self.max_paragraphs is not None and self.max_paragraphs < 1:
             raise UserError(
                 f"ReportOptions.max_paragraphs must be at least 1 (or None for all), got {self.max_paragraphs}"

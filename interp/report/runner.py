@@ -215,10 +215,18 @@ def step_key(step: Step, base: Mapping[str, str], options: ReportOptions, depend
         "format": CACHE_FORMAT,
         "step": step.name,
         **base,
-        "options": {k: opts[k] for k in step.options},
+        "options": {k: _with_file_hash(opts[k]) for k in step.options},
         "depends": {d: depends[d] for d in step.depends},
     }
     return _sha(json.dumps(payload, sort_keys=True, default=str))
+
+
+def _with_file_hash(value: Any) -> Any:
+    """An option naming a file (a paragraph file, a saved validation) keys by the file's bytes too: an edited
+    file is a cache miss, never a stale hit."""
+    if isinstance(value, str) and value and Path(value).is_file():
+        return {"path": value, "sha256": _sha(Path(value).read_bytes())}
+    return value
 
 
 def step_keys(steps: Sequence[Step], base: Mapping[str, str], options: ReportOptions) -> dict[str, str]:
