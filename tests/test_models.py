@@ -259,20 +259,23 @@ def test_llama_family_folder_matches_transformers(family_folder):
 
 def test_gated_mlps_fire_the_neuron_hook_the_neuron_methods_read(family_folder):
     """Restoration's MLP coefficients and the neuron-level locator methods read `mlp.hook_post`: for a gated MLP
-    it must be the input of W_out (act(gate) * up), so that patching or ablating it moves the output (a post-norm
-    block, OLMo-2's, normalizes the MLP's output before it is added)."""
-    from interp.backend import act_name, capture, hooks_on, is_post_norm, weight
+    it must be what the checkpoint's down projection reads (act(gate) * up), so that patching or ablating it
+    moves the output."""
+    from interp.backend import act_name, capture, hooks_on
 
-    folder, _ = family_folder
+    folder, hf = family_folder
     model = load_model(str(folder), device="cpu")
     tokens = torch.randint(0, FAMILY_VOCAB, (2, 12), generator=torch.Generator().manual_seed(1))
-    post, out = act_name("post", 1), act_name("mlp_out", 1)
-    logits, acts = capture(model, tokens, [post, out])
-    assert acts[post].shape == (2, 12, model.cfg.d_mlp)
-    mlp = acts[post] @ weight(model, 1, "W_out") + model.blocks[1].mlp.b_out
-    if is_post_norm(model.cfg):
-        mlp = model.blocks[1].ln2(mlp)
-    assert (mlp - acts[out]).abs().max() <= 1e-4
+    read: list[torch.Tensor] = []
+    handle = hf.model.layers[1].mlp.down_proj.register_forward_pre_hook(lambda module, args: read.append(args[0]))
+    try:
+        with torch.no_grad():
+            hf(tokens)
+    finally:
+        handle.remove()
+    post = act_name("post", 1)
+    logits, acts = capture(model, tokens, [post])
+    assert (acts[post] - read[0]).abs().max() <= 1e-5
     with hooks_on(model, [(post, lambda x, hook: torch.zeros_like(x))]), torch.no_grad():
         assert not torch.allclose(model(tokens), logits)
 
