@@ -765,6 +765,16 @@ def build_reference(
     shipped = testbed_paragraphs(path=testbed_dir)
     if not torch.equal(testbed_paragraphs(path=out_dir).tokens, shipped.tokens):
         raise RuntimeError("the reference's evaluation paragraphs differ from the testbed's: not the same data")
+    meta["name"] = "interp testbed reference"
+    meta["reference_of"] = {
+        "path": testbed_dir.name,
+        "left_out": list(left_out),
+        "how": "interp.testbed.build.build_reference: the testbed's config, seed, tokenizer, sequences, order and "
+        "steps; every copy of a left-out paragraph replaced by a random window of the stream (leave_out)",
+    }
+    tmp = out_dir / "metadata.json.tmp"
+    tmp.write_text(json.dumps(meta))
+    tmp.replace(out_dir / "metadata.json")
     return meta
 
 
