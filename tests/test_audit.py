@@ -391,6 +391,15 @@ def test_related_text_keeps_to_the_documents_and_off_the_continuation():
         related_text(random_text(3, 5, "x"), targets)
 
 
+def test_a_related_file_is_the_text_of_targets_and_never_known_alike(known):
+    """With the user's related text (one file), targets and never-known paragraphs relearn on the same text."""
+    base, targets, never_known, retain, pool, models, _ = known
+    related = random_text(3, 9, "rel")
+    config = AuditConfig(attacks=("relearn_related",), relearn_steps=1)
+    result = audit(base, {"x": models["never knew"]}, targets, never_known, related=related, config=config)
+    assert result.settings["related_targets"] == result.settings["related_never_known"] == list(related.ids)
+
+
 def test_user_errors(known):
     base, targets, never_known, retain, pool, models, _ = known
     with pytest.raises(UserError, match="never recited"):

@@ -978,7 +978,7 @@ def _related_ids(sets: _Sets, groups: Sequence[Tensor], wanted: bool, controls: 
     n = len(sets.targets)
     for rows in groups:
         for run in sets.runs("relearn_related", sets.with_controls(rows)):
-            if bool((run >= n).all()) == controls:
+            if bool((run >= n).any() if controls else (run < n).any()):
                 ids.update(dict.fromkeys(sets.relearning_text("relearn_related", run).ids))
     return list(ids)
 
