@@ -16,7 +16,7 @@ from interp.commands.common import (
     paragraphs_from_args,
     stage,
 )
-from interp.commands.options_cli import NMEM_NOTE, SET_SIZE_NOTES, add_option_flags, given_options, with_options
+from interp.commands.options_cli import SET_SIZE_NOTES, add_option_flags, given_options, with_options
 from interp.data import load_paragraphs, rarity_ranks
 from interp.io import write_json, write_text_atomic
 from interp.locator.options import LOCATE, LocateOptions
@@ -45,7 +45,13 @@ def configure(p) -> None:
         "out of the paragraph set first, the scored sets sized to what is left)",
     )
     add_option_flags(
-        p, LocateOptions, notes={"set_size": SET_SIZE_NOTES["locate-head"], "nmem_max": NMEM_NOTE}, title="the locator"
+        p,
+        LocateOptions,
+        notes={
+            "set_size": SET_SIZE_NOTES["locate-head"],
+            "nmem_max": "as interp report; memorized, perturb, grad-map, scan and unlearn take a fixed 10",
+        },
+        title="the locator",
     )
     p.add_argument(
         "--json", default=None, metavar="FILE", help="write the ranked table and the evidence here (default: none)"

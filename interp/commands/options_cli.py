@@ -111,8 +111,8 @@ SET_SIZE_NOTES = {
 }
 """Why --set-size, one meaning (a cap on the MEM and on the NMEM set), defaults differently per command."""
 
-NMEM_NOTE = "interp report's default, none, scales 10 of 50 tokens to the continuation length"
-"""Why --nmem-max is a fixed EM in the single commands and `none` in interp report."""
+NMEM_NOTE = "interp report's and locate-head's default, none, scales 10 of 50 tokens to the continuation length"
+"""Why --nmem-max is a fixed EM in most single commands and `none` in interp report and locate-head."""
 
 
 class Deprecated(argparse.Action):

@@ -59,7 +59,7 @@ def configure(p) -> None:
         ReportOptions,
         skip=("batch_size",),
         notes={
-            "nmem_max": "the other commands take a fixed EM (default: 10)",
+            "nmem_max": "as locate-head; memorized, perturb, grad-map, scan and unlearn take a fixed EM (default: 10)",
             "probe": "interp unlearn probes 50 of each; fewer here keeps the whole pipeline's time down",
             "unlearn_steps": "the toolkit's, used with a calibrated rate; interp unlearn --steps defaults to the "
             "paper's 5, to go with its uncalibrated --lr",
