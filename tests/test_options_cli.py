@@ -181,6 +181,9 @@ AUDIT = "audit --model testbed --unlearned folder"
                 attacks=(
                     "int8",
                     "int4",
+                    "int4_g128",
+                    "int4_asym",
+                    "nf4",
                     "relearn_prefix",
                     "relearn_retain",
                     "relearn_related",
@@ -203,7 +206,7 @@ AUDIT = "audit --model testbed --unlearned folder"
         ),
         (
             "--attacks int4,relearn_retain --group-size 64 --relearn-steps 3 --relearn-lr 1e-3 --related-limit 4 "
-            "--width 3 --restore-experiments values,both --perturb-k 8 --shifts 1,3 --seed 2 --batch-size 8",
+            "--width 3 --restore-experiments attention,both --perturb-k 8 --shifts 1,3 --seed 2 --batch-size 8",
             AuditConfig(
                 attacks=("int4", "relearn_retain"),
                 group_size=64,
@@ -212,7 +215,7 @@ AUDIT = "audit --model testbed --unlearned folder"
                 related_limit=4,
                 related_ngram=8,
                 width=3,
-                restore_experiments=("values", "both"),
+                restore_experiments=("attention", "both"),
                 perturb_k=8,
                 shifts=(1, 3),
                 seed=2,
