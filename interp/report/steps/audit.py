@@ -6,7 +6,9 @@ only: `Transient`); when that step came from the cache, the audited runs are re-
 calibrated rates (training is seeded and deterministic, so these are the same runs). Audited: every
 row that reached the level, except the 'edit' rows (they teach a new continuation, another question);
 rows that never reached it are listed, not attacked. Budgets are fixed and small (`REPORT_AUDIT`) and
-stated in the section.
+stated in the section. Never-known paragraphs: `never_known` (a file), else the 'heldout' split, else
+paragraphs the model does not recite (with the caveat in the section), so a user's model is audited too;
+`reference_retrained` adds a model retrained without the targets as a row.
 """
 
 from __future__ import annotations
