@@ -141,7 +141,8 @@ def test_cost_accounting_counts_the_blocks_and_unembedding_of_a_forward(testbed,
 @pytest.mark.parametrize("kind", ["llama", "qwen2", "olmo2"])
 def test_llama_family_checkpoints_run_under_this_backend(kind, tmp_path):
     """A tiny Llama (grouped-query), Qwen2 (q/k/v biases) and OLMo-2 (post-norm, q/k norms): the log-probs of the
-    checkpoint's own forward, and the gated MLP's weights and neuron hook where the neuron-level methods read them."""
+    checkpoint's own forward, the gated MLP's weights and neuron hook where the neuron-level methods read them,
+    and cost accounting's count of a forward."""
     from test_models import FAMILY_VOCAB, _family_model, _tokenizer
 
     hf = _family_model(kind)
@@ -157,3 +158,8 @@ def test_llama_family_checkpoints_run_under_this_backend(kind, tmp_path):
     mlp = hf.model.layers[1].mlp
     assert torch.equal(backend.weight(model, 1, "W_out").detach(), mlp.down_proj.weight.detach().T)
     assert torch.equal(backend.weight(model, 1, "W_gate").detach(), mlp.gate_proj.weight.detach().T)
+    from interp.cost import count_work, forward_flops
+
+    with count_work() as work, torch.no_grad():  # each block is found and sized (a gated MLP counts 3 matrices)
+        model(tokens)
+    assert work.forward_flops == pytest.approx(forward_flops(model.cfg, *tokens.shape))

@@ -24,6 +24,9 @@ def _booted(name: str, **kwargs) -> TransformerBridge:
         warnings.simplefilter("ignore")
         model = TransformerBridge.boot_transformers(name, **kwargs)
         model.enable_compatibility_mode(no_processing=True)
+    for block in model.blocks:  # the Llama family's blocks come without their config, which cost accounting reads
+        if getattr(block, "config", None) is None:
+            block.config = model.cfg
     return model
 
 
