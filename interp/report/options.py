@@ -60,7 +60,11 @@ class ReportOptions:
         True,
         "'Is it really gone?': attack the table's calibrated runs (quantization, relearning, restoration, prefixes)",
     )
-    audit_never_known: int = _opt(16, "held-out paragraphs the model never recited, the audit's second control")
+    audit_never_known: int = _opt(
+        4,
+        "paragraphs the model never recited, the audit's second control, paired with the targets (each is attacked "
+        "on the unlearned model at its target's relearning dose, which is what it costs)",
+    )
     never_known: str | None = _opt(
         None,
         "JSONL of paragraphs the model never saw, the audit's second control (None: the paragraphs' 'heldout' "
