@@ -17,7 +17,8 @@
 # (only that head's W_Q / W_K / W_V / W_O slices train, with a KL term on other text). The locator then
 # runs on the copy, and each method is scored by its rank of the head it should find (1 = first).
 # The model itself is never changed. Full settings: one head in a lower, a middle and the last layer,
-# every default method (about 6 minutes on 2 CPU cores); quick mode: one layer-0 head and three methods.
+# every default method (about 6 minutes on 2 CPU cores); quick mode: one layer-0 head, three methods and the
+# plain injection recipe only (no escalation when a paragraph is left unrecited).
 
 # %%
 from _common import QUICK, save
@@ -27,7 +28,7 @@ from interp import load_model, testbed_paragraphs, testbed_unigram_counts, valid
 model = load_model("testbed", device="cpu")
 paragraphs = testbed_paragraphs()
 options = (
-    dict(heads=[(0, 4)], n_inject=2, methods=("attribution", "patching", "ablation"), max_steps=80)
+    dict(heads=[(0, 4)], n_inject=2, methods=("attribution", "patching", "ablation"), max_steps=80, escalate=False)
     if QUICK
     else {}
 )
