@@ -35,7 +35,7 @@ def weights(**changes) -> UnlearnConfig:
         head=None,
         lr=1e-5,
         steps=5,
-        weight_decay=1.0,
+        weight_decay=0.0,  # the toolkit's; --paper restores the authors' 1.0
         nll_weight=None,
         retain_weight=1.0,
         npo_beta=0.1,
@@ -77,7 +77,7 @@ UNLEARN = "unlearn --model testbed"
                 )
             ],
         ),
-        ("--layers 0,1 --paper", [weights(layers=(0, 1), decay_outside_mask=True)]),
+        ("--layers 0,1 --paper", [weights(layers=(0, 1), decay_outside_mask=True, weight_decay=1.0)]),
         (
             "--select reft --method npo --steps 30 --reft-layer 1 --reft-rank 2 --seed 5",
             [reft(method="npo", layer=1, rank=2, steps=30, seed=5)],
@@ -86,11 +86,14 @@ UNLEARN = "unlearn --model testbed"
         (
             "--table --paper --fraction 0.01 --seed 2 --scope component --method ga",
             [
-                weights(method=m, select=s, fraction=0.01, decay_outside_mask=True)
+                weights(method=m, select=s, fraction=0.01, decay_outside_mask=True, weight_decay=1.0)
                 for m in ("unlearn", "edit")
                 for s in ("all", "topk", "random")
             ]
-            + [weights(method=m, fraction=0.01, seed=2, decay_outside_mask=True) for m in ("ga", "graddiff", "npo")]
+            + [
+                weights(method=m, fraction=0.01, seed=2, decay_outside_mask=True, weight_decay=1.0)
+                for m in ("ga", "graddiff", "npo")
+            ]
             + [reft(seed=2)],
         ),
         (
@@ -166,7 +169,8 @@ def test_unlearn_sets_and_calibration_as_before(flags, sets, matched):
 @pytest.mark.parametrize("flags", ["--runs 0", "--retain 0", "--probe 0", "--runs 2 --probe -1"])
 def test_unlearn_sets_must_be_at_least_one(flags, capsys):
     assert main(f"{UNLEARN} {flags}".split()) == 2
-    assert "interp: error: --runs, --retain and --probe must be at least 1\n" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "interp: error: --runs, --retain, --probe and --perturb-samples must be at least 1\n" in err
 
 
 AUDIT = "audit --model testbed --unlearned folder"
@@ -389,7 +393,7 @@ def _locate(**changes) -> dict:
         exact_all=False,
         max_paragraphs=16,
         mem_min=None,
-        nmem_max=10,
+        nmem_max=None,  # a fifth of the continuation: 10 of 50 on the testbed, as before
         corrupt_fraction=0.5,
         method_options={"rare_token": {"null": "pair_paragraphs"}},
         seed=0,
@@ -460,6 +464,7 @@ def _validate(**changes) -> dict:
         max_steps=400,
         schedule="constant",
         with_mlp=False,
+        escalate=True,
         method_options=None,
         seed=0,
         seeds=None,
