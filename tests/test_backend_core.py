@@ -142,7 +142,7 @@ def test_cost_accounting_counts_the_blocks_and_unembedding_of_a_forward(testbed,
 def test_llama_family_checkpoints_run_under_this_backend(kind, tmp_path):
     """A tiny Llama (grouped-query), Qwen2 (q/k/v biases) and OLMo-2 (post-norm, q/k norms): the log-probs of the
     checkpoint's own forward, the gated MLP's weights and neuron hook where the neuron-level methods read them,
-    and cost accounting's count of a forward."""
+    cost accounting's count of a forward, and greedy decoding (teacher-forced argmax)."""
     from test_models import FAMILY_VOCAB, _family_model, _tokenizer
 
     hf = _family_model(kind)
@@ -163,3 +163,7 @@ def test_llama_family_checkpoints_run_under_this_backend(kind, tmp_path):
     with count_work() as work, torch.no_grad():  # each block is found and sized (a gated MLP counts 3 matrices)
         model(tokens)
     assert work.forward_flops == pytest.approx(forward_flops(model.cfg, *tokens.shape))
+    decoded = backend.greedy_decode(model, tokens[:, :6], 10)
+    with torch.no_grad():
+        forced = model(torch.cat([tokens[:, :6], decoded], 1))[:, 5:-1].argmax(-1)
+    assert torch.equal(decoded, forced)

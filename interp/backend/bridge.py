@@ -123,12 +123,19 @@ def greedy_decode(model: TransformerBridge, prefixes: Int[Tensor, "n prefix"], l
     Decodes with the Hugging Face model's own cache (its modules are the bridge's, so hooks fire): the bridge's
     forward with a TransformerLensKeyValueCache gives wrong tokens from the second on (measured under
     TransformerLens 4.3.0: 18 of the first 19 later positions differed from the uncached argmax in 1 to 4 of 4
-    paragraphs)."""
+    paragraphs). Where the bridge's attention leaves that cache empty (the Llama family under TransformerLens
+    4.3.0), each token is decoded by a full forward over the sequence so far instead."""
     mask = torch.ones_like(prefixes)
     out = model.original_model(input_ids=prefixes, attention_mask=mask, use_cache=True)
     step = out.logits[:, -1].argmax(-1)
     new = [step]
+    cached = out.past_key_values is not None and out.past_key_values.get_seq_length() == prefixes.shape[1]
     for _ in range(length - 1):
+        if not cached:
+            sequence = torch.cat([prefixes, torch.stack(new, 1)], 1)
+            step = model.original_model(input_ids=sequence, attention_mask=torch.ones_like(sequence)).logits[:, -1]
+            new.append(step.argmax(-1))
+            continue
         mask = torch.cat([mask, torch.ones_like(step[:, None])], 1)
         out = model.original_model(
             input_ids=step[:, None], past_key_values=out.past_key_values, attention_mask=mask, use_cache=True
