@@ -177,6 +177,11 @@ import importlib, os, sys, traceback
 # forked child that has loaded nothing of interp
 import circuitsvis, einops, jaxtyping, numpy, plotly.graph_objects, scipy.stats, torch, tqdm
 import transformer_lens, transformers
+for name in ("HookedTransformer", "TransformerBridge"):  # TransformerLens 4 loads its model classes on first use
+    try:
+        getattr(transformer_lens, name)
+    except (AttributeError, ImportError):
+        pass
 failed = []
 for name in sys.argv[1:]:
     read, write = os.pipe()
