@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
         choice, reason = result.recommended_rank_by("neuron")
         print(f"combine for neurons: {', '.join(choice) or 'none'} ({reason})")
     if args.json:
-        from interp.report.runner import weights_fingerprint
+        from interp.fingerprint import weights_fingerprint
 
         # the weights' hash lets `interp report --validation FILE` refuse a result measured on other weights
         write_json(args.json, {**result.to_json(), "weights_sha256": weights_fingerprint(model)})

@@ -38,6 +38,7 @@ from interp.backend import Model
 from interp.cost import Work, count_work, matmul_gflops
 from interp.data import Paragraphs
 from interp.errors import UserError
+from interp.fingerprint import weights_fingerprint
 from interp.io import to_jsonable, write_json, write_text_atomic
 from interp.models import model_name
 from interp.report.options import ReportOptions
@@ -107,16 +108,6 @@ def model_fingerprint(model: Model, weights: str | None = None) -> str:
     hits wrongly)."""
     h = hashlib.sha256(json.dumps(model.cfg.to_dict(), sort_keys=True, default=str).encode())
     h.update((weights or weights_fingerprint(model)).encode())
-    return h.hexdigest()
-
-
-def weights_fingerprint(model: Model) -> str:
-    """Hash of every weight's name and bytes, nothing else: the same weights loaded from any folder share it
-    (results.json's provenance `weights_sha256`)."""
-    h = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        h.update(name.encode())
-        h.update(tensor.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
 
 

@@ -3,9 +3,11 @@ paragraphs, and the rank each default method gives them."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from interp.errors import UserError
+from interp.fingerprint import weights_fingerprint
 from interp.locator.ranking import DEFAULT_METHODS
 from interp.locator.validation import LocatorValidation, load_validation, validate_locator
 from interp.report.types import Skipped, Step, StepInputs
@@ -37,10 +39,6 @@ def _locator_trust(inputs: StepInputs) -> LocatorValidation | Skipped:
 
 def recorded_validation(path: str, model) -> LocatorValidation:
     """A saved `validate-locator --json` result, refused unless it was measured on these very weights."""
-    import json
-
-    from interp.report.runner import weights_fingerprint
-
     result = load_validation(path)
     saved = json.loads(Path(path).read_text()).get("weights_sha256")
     if saved != weights_fingerprint(model):
