@@ -163,7 +163,12 @@ def test_report_restores_each_target_from_its_own_calibrated_run(setup):
     assert result.ids == targets.ids
     paper = conventions(options.conventions)
     config = UnlearnConfig(
-        method="unlearn", select="topk", lr=3e-2, steps=3, weight_decay=1.0, decay_outside_mask=paper.decay_outside_mask
+        method="unlearn",
+        select="topk",
+        lr=3e-2,
+        steps=3,
+        weight_decay=paper.weight_decay,
+        decay_outside_mask=paper.decay_outside_mask,
     )
     for i in range(2):
         run = unlearn(model, targets.select([i]), chosen_nmem.select(range(10 * i, 10 * i + 10)), config)
