@@ -240,7 +240,7 @@ def readme() -> str:
         lines.append("")
     return "\n".join(
         lines + audit_lines(_load("07_audit")) + scan_lines(_load("08_scan")) + trust_lines(_load("09_locator_trust"))
-        + speed_lines()
+        + faithfulness_lines(_load("10_faithfulness")) + speed_lines()
     )
 
 
@@ -288,6 +288,34 @@ def trust_lines(t: dict | None) -> list[str]:
         "| method | " + " | ".join(heads) + " |",
         "|---|" + "---|" * len(heads),
         *rows,
+        "",
+    ]
+
+
+def faithfulness_lines(f: dict | None) -> list[str]:
+    """Section 10: the audit's scores on systems known to hold the targets or never to have seen them."""
+    lines = [
+        "## 10. Is the audit faithful? (`10_faithfulness.py`)",
+        "",
+        "- `faithfulness_auc`: per attack, the AUC of the attacked EM and log10 p between items that hold the text (a",
+        "  hook hiding only the exact prompt; an unlearning kept inside the int4 rounding bins) and items that never",
+        "  did (the reference model retrained without the targets; every system on never-known text); then the",
+        "  residual's. More: docs/statistics.md.",
+        "",
+    ]
+    if not f:
+        return lines
+    shown = images("faithfulness_auc") if (FIGURES / "faithfulness_auc.png").exists() else []
+    return lines + [
+        *shown,
+        f"{f['n_present_items']} present vs {f['n_absent_items']} absent items over {len(f['targets'])} targets: "
+        f"residual AUC {_fmt(f['auc_residual'])} on EM, {_fmt(f['auc_residual_log10p'])} on log10 p; unattacked EM "
+        f"{_fmt(f['auc_unattacked'])} (no separation without the attacks).",
+        "",
+        "| attack | " + " | ".join(f["auc_em"]) + " |",
+        "|---|" + "---|" * len(f["auc_em"]),
+        "| AUC on EM | " + " | ".join(_fmt(v) for v in f["auc_em"].values()) + " |",
+        "| AUC on log10 p | " + " | ".join(_fmt(v) for v in f["auc_log10p"].values()) + " |",
         "",
     ]
 
