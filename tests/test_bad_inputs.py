@@ -128,10 +128,22 @@ def run(argv: list[str]) -> int:
 
 @pytest.fixture
 def no_model(monkeypatch):
+    """Every `load_model` the commands can reach refuses. The command modules are imported first, so that none
+    binds the refusing stand-in by its own import (a command imported inside this test would keep it for good)."""
+    import importlib
+    import sys
+
+    from interp.cli import COMMANDS
+
     def refuse(*args, **kwargs):
         raise AssertionError("a model was loaded before the bad input was found")
 
-    monkeypatch.setattr(interp.models, "load_model", refuse)
+    for module, _ in COMMANDS.values():
+        importlib.import_module(f"interp.commands.{module}")
+    real = interp.models.load_model
+    for name, module in list(sys.modules.items()):
+        if name.startswith("interp") and getattr(module, "load_model", None) is real:
+            monkeypatch.setattr(module, "load_model", refuse)
 
 
 @pytest.mark.parametrize("kind, argv, message", CASES, ids=[c[0] for c in CASES])

@@ -440,18 +440,23 @@ def test_scan_leaves_the_model_as_it_was(tiny, corpus_file, tmp_path):
     assert not model.training
 
 
-def test_testbed_scan_finds_a_planted_paragraph_at_its_file_offset(testbed, testbed_paragraph_set, tmp_path):
+def test_testbed_scan_finds_a_planted_paragraph_at_its_file_offset(testbed, tmp_path):
     """A paragraph planted 128 times (at random offsets of training sequences) is in its held-out
     stdlib file once. Cut 200 tokens before it (it starts a screening chunk) or 23 before it (it sits
     mid-chunk), the DEFAULT scan finds the window at its offset, as --exact does: the testbed recites
     by content, wherever the paragraph stands. The MEM record covering that offset holds the window."""
     import sysconfig
 
-    p = testbed_paragraph_set
+    from transformers import AutoTokenizer
+
+    from interp.models import TESTBED_DIR
+    from interp.testbed import testbed_paragraphs
+
+    p = testbed_paragraphs()  # read afresh, as is the tokenizer: this test must not depend on what others did
     i = next(j for j, c in enumerate(p.counts) if c == 128 and p.meta["offset"][j] >= 250)
     source, offset = p.meta["source"][i], p.meta["offset"][i]
     text = (Path(sysconfig.get_paths()["stdlib"]) / source).read_text(encoding="utf-8", errors="replace")
-    tokens = testbed.tokenizer.encode(text, add_special_tokens=False)
+    tokens = AutoTokenizer.from_pretrained(TESTBED_DIR).encode(text, add_special_tokens=False)
     assert tokens[offset : offset + 100] == p.tokens[i].tolist()
     for rel in (200, 23):
         path = _write_jsonl(tmp_path / f"slice{rel}.jsonl", [tokens[offset - rel : offset + 150]])

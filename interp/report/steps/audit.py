@@ -100,6 +100,8 @@ def audit_step(inputs: StepInputs) -> Bundle | Skipped:
     if not complete:
         return Skipped("no unlearning row reached matched forgetting without a diverged run: nothing to audit")
     attacks = REPORT_AUDIT.attacks if o.relearn_steps else tuple(a for a in REPORT_AUDIT.attacks if "relearn" not in a)
+    if "source" not in inputs.paragraphs.meta:  # related text is the other paragraphs of a target's source file
+        attacks = tuple(a for a in attacks if a != "relearn_related")
     config = replace(
         REPORT_AUDIT,
         attacks=attacks,
