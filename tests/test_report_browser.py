@@ -106,8 +106,10 @@ def test_every_step_runs_and_lands_in_results(report_dir):
         if name == "locator_trust":  # 20 paragraphs are too few to inject into: skipped, saying why
             assert "does not recite" in results["steps"][name]["result"]["skipped"]
             continue
-        if name == "audit":  # no never-recited ('heldout') paragraphs here: the second control cannot run
-            assert "heldout" in results["steps"][name]["result"]["skipped"]
+        if name == "audit":  # no 'heldout' split here: the never-known control falls back on unrecited paragraphs
+            audit_result = results["steps"][name]["result"]
+            assert "skipped" not in audit_result, audit_result.get("skipped")
+            assert "no 'heldout' split" in audit_result["never_known_source"]
             continue
         assert "skipped" not in (results["steps"][name]["result"] or {}), name
     assert results["steps"]["memorization"]["result"]["n_mem"] == 4
