@@ -44,6 +44,8 @@ from interp.gradients import (
     _grad_only_for,
     check_inputs,
     check_supported_model,
+    component_gradient,
+    model_components,
     parameter_gradients,
     selected_weights,
 )
@@ -66,7 +68,7 @@ class PerParagraphNorms:
 
     @property
     def layer_norms(self) -> Float[Tensor, "n layer"]:
-        """Norm of each layer's six weight matrices together."""
+        """Norm of each layer's weight matrices (`components`) together."""
         return self.norms.pow(2).sum(-1).sqrt()
 
     @property
@@ -428,9 +430,9 @@ def per_paragraph_norms(
         raise UserError(f"per-paragraph norms support objective 'nll' only, not {objective!r}")
     check_supported_model(model)
     check_inputs(paragraphs, "input", batch_size)
-    if not HAS_GHOST_PASS:
-        return _norms_one_by_one(model, paragraphs)
     cfg = model.cfg
+    if not HAS_GHOST_PASS or cfg.gated_mlp or cfg.n_key_value_heads not in (None, cfg.n_heads):
+        return _norms_one_by_one(model, paragraphs)  # the ghost pass reads an ungated MLP and one K/V per head
     if (
         cfg.use_split_qkv_input
         or cfg.use_attn_in
@@ -467,8 +469,11 @@ def per_paragraph_norms(
 
 
 def _norms_one_by_one(model: Model, paragraphs: Paragraphs) -> PerParagraphNorms:
-    """The same norms from one backward per paragraph (exact, slower): for a backend without the ghost pass."""
+    """The same norms from one backward per paragraph (exact, slower): for a backend without the ghost pass, a
+    gated MLP (W_gate is a seventh component) or grouped-query attention (a head's W_K / W_V norms are those of
+    the key/value head it reads, so there the squares of the head norms no longer sum to the layer's)."""
     n_layers, device = model.cfg.n_layers, model.cfg.device
+    components = model_components(model)
     norms, heads, losses = [], [], []
     for i in range(len(paragraphs)):
         one = paragraphs.select([i])
@@ -476,19 +481,27 @@ def _norms_one_by_one(model: Model, paragraphs: Paragraphs) -> PerParagraphNorms
         with torch.no_grad():
             losses.append(continuation_nll(model, one.tokens.to(device), one.prefix_len).float().cpu())
         norms.append(
-            torch.tensor([[float(grads[param_name(l, c)].norm()) for c in COMPONENTS] for l in range(n_layers)])
+            torch.tensor(
+                [[float(component_gradient(grads, model, l, c).norm()) for c in components] for l in range(n_layers)]
+            )
         )
         heads.append(
             torch.stack(
                 [
-                    torch.stack([grads[param_name(l, c)].flatten(1).norm(dim=1).cpu() for c in HEAD_COMPONENTS], -1)
+                    torch.stack(
+                        [
+                            component_gradient(grads, model, l, c, per_query_head=True).flatten(1).norm(dim=1).cpu()
+                            for c in HEAD_COMPONENTS
+                        ],
+                        -1,
+                    )
                     for l in range(n_layers)
                 ]
             )
         )
     return PerParagraphNorms(
         ids=paragraphs.ids,
-        components=COMPONENTS,
+        components=components,
         norms=torch.stack(norms),
         head_norms=torch.stack(heads),
         loss=torch.stack(losses).reshape(-1),

@@ -35,10 +35,11 @@ from interp.objectives import NLL_WEIGHT, continuation_nll, kl_to_reference, ref
 from interp.options import option
 
 COMPONENTS: tuple[str, ...] = ("W_Q", "W_K", "W_V", "W_O", "W_in", "W_out")
+GATED_COMPONENTS: tuple[str, ...] = (*COMPONENTS, "W_gate")
 HEAD_COMPONENTS: tuple[str, ...] = ("W_Q", "W_K", "W_V", "W_O")
 OBJECTIVES = ("nll", "contrastive")
 REDUCTIONS = ("max", "l2", "mean")
-_LAYER_WEIGHT = re.compile(r"^blocks\.\d+\.(attn|mlp)\.W_\w+$")
+_LAYER_WEIGHT = re.compile(r"^blocks\.\d+\.(attn|mlp)\._?W_\w+$")  # _W_K / _W_V: grouped-query attention
 
 
 @dataclass(frozen=True)
@@ -65,13 +66,27 @@ GRAD_MAP = GradMapOptions()
 
 
 def check_supported_model(model: Model) -> None:
-    """UserError unless every block has standard multi-head attention and an ungated MLP."""
-    cfg = model.cfg
-    if cfg.attn_only or cfg.n_key_value_heads not in (None, cfg.n_heads) or cfg.gated_mlp:
-        raise UserError(
-            "gradient maps need standard multi-head attention and an ungated MLP in every block "
-            "(GPT-Neo, GPT-2, NeoX-style models); this model is attention-only, grouped-query or gated"
-        )
+    """UserError unless every block has attention and an MLP (gated MLPs and grouped-query attention are fine)."""
+    if model.cfg.attn_only:
+        raise UserError("gradient maps need an MLP in every block: this model is attention-only")
+
+
+def model_components(model: Model) -> tuple[str, ...]:
+    """The weight matrices of a block the maps report: the paper's six, and W_gate for a gated MLP."""
+    return GATED_COMPONENTS if model.cfg.gated_mlp else COMPONENTS
+
+
+def component_gradient(
+    grads: dict[str, Tensor], model: Model, layer: int, component: str, *, per_query_head: bool = False
+) -> Tensor:
+    """`grads`' tensor for one block weight. Under grouped-query attention W_K / W_V are stored per key/value
+    head (`_W_K`, `_W_V`); with `per_query_head` each query head gets the slice of the key/value head it reads
+    (TransformerLens's `repeat_interleave`), so a key/value head's gradient counts toward every head of its group."""
+    name = param_name(layer, component)
+    if name in grads:
+        return grads[name]
+    grad = grads[f"blocks.{layer}.attn._{component}"]
+    return grad.repeat_interleave(model.cfg.n_heads // grad.shape[0], dim=0) if per_query_head else grad
 
 
 def check_inputs(paragraphs: Paragraphs, what: str, batch_size: int) -> None:
@@ -183,7 +198,8 @@ class GradientMap(Displayed):
     Each set's scores are the mean over chunks of `chunk_size` paragraphs of the chunk's reduced
     batch-mean gradient (`n_chunks_*` chunks per set; paragraphs beyond whole chunks are left out),
     so MEM and NMEM maps are comparable whatever the sets' sizes. `mem_layers` / `nmem_layers`
-    reduce each layer's six weight matrices together. `mem_share` / `nmem_share` are each layer's
+    reduce each layer's weight matrices (`components`: the paper's six, and W_gate for a gated MLP) together.
+    Under grouped-query attention a head's W_K / W_V cells are those of the key/value head it reads. `mem_share` / `nmem_share` are each layer's
     share of the SQUARED gradient norm over all layer weights (a real share of the gradient for
     every `reduce`; a share of summed maxima would not be one). `mem_other` holds scores for the
     embeddings, biases and LayerNorms when they were included.
@@ -319,21 +335,25 @@ class GradientMap(Displayed):
 
 
 def _score_tables(
-    grads: dict[str, Tensor], n_layers: int, reduce: str
+    grads: dict[str, Tensor], model: Model, reduce: str
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, dict[str, float]]:
-    table = torch.stack(
-        [torch.stack([_reduce(grads[param_name(l, c)], reduce) for c in COMPONENTS]) for l in range(n_layers)]
-    )
+    n_layers, components = model.cfg.n_layers, model_components(model)
+
+    def grad(l: int, c: str, per_query_head: bool = False) -> Tensor:
+        return component_gradient(grads, model, l, c, per_query_head=per_query_head)
+
+    table = torch.stack([torch.stack([_reduce(grad(l, c), reduce) for c in components]) for l in range(n_layers)])
     heads = torch.stack(
         [
-            torch.stack([_reduce(grads[param_name(l, c)], reduce, dims=(1, 2)) for c in HEAD_COMPONENTS], dim=-1)
+            torch.stack([_reduce(grad(l, c, True), reduce, dims=(1, 2)) for c in HEAD_COMPONENTS], dim=-1)
             for l in range(n_layers)
         ]
     )
-    layer_grads = [torch.cat([grads[param_name(l, c)].flatten() for c in COMPONENTS]) for l in range(n_layers)]
+    layer_grads = [torch.cat([grad(l, c).flatten() for c in components]) for l in range(n_layers)]
     layers = torch.stack([_reduce(g, reduce) for g in layer_grads])
     layer_sq = torch.stack([g.double().pow(2).sum() for g in layer_grads])
-    in_table = {param_name(l, c) for l in range(n_layers) for c in COMPONENTS}
+    in_table = {param_name(l, c) for l in range(n_layers) for c in components}
+    in_table |= {f"blocks.{l}.attn._{c}" for l in range(n_layers) for c in ("W_K", "W_V")}
     other = {name: float(_reduce(g, reduce)) for name, g in grads.items() if name not in in_table}
     return table.cpu(), heads.cpu(), layers.cpu(), layer_sq.float().cpu(), other
 
@@ -359,7 +379,7 @@ def _chunked_scores(
         grads = parameter_gradients(
             model, chunk, others, objective=objective, include_embeddings=include_embeddings, batch_size=batch_size
         )
-        *tables, chunk_other = _score_tables(grads, model.cfg.n_layers, reduce)
+        *tables, chunk_other = _score_tables(grads, model, reduce)
         del grads
         sums = tables if sums is None else [a + b for a, b in zip(sums, tables)]
         other = {k: other.get(k, 0.0) + v for k, v in chunk_other.items()}
@@ -412,7 +432,7 @@ def gradient_map(
     (m_table, m_heads, m_layers, m_sq), m_other, n_mem = _chunked_scores(model, mem, nmem, **args)
     (n_table, n_heads, n_layers_t, n_sq), n_other, n_nmem = _chunked_scores(model, nmem, mem, **args)
     return GradientMap(
-        components=COMPONENTS,
+        components=model_components(model),
         mem=m_table,
         nmem=n_table,
         mem_heads=m_heads,

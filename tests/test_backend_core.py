@@ -167,3 +167,40 @@ def test_llama_family_checkpoints_run_under_this_backend(kind, tmp_path):
     with torch.no_grad():
         forced = model(torch.cat([tokens[:, :6], decoded], 1))[:, 5:-1].argmax(-1)
     assert torch.equal(decoded, forced)
+
+
+def test_gradient_maps_and_norms_of_a_gated_grouped_query_model(tmp_path):
+    """A tiny Llama (gated MLP, 2 key/value heads for 4 query heads): the gradient map, the per-paragraph norms and
+    the locator's gradient scores run, W_gate is a seventh component, every layer weight (W_gate, `_W_K`, `_W_V`
+    included) counts in a layer's norm, and a head's W_K / W_V cells are those of the key/value head it reads."""
+    from test_models import FAMILY_VOCAB, _family_model, _tokenizer
+
+    from interp.data import Paragraphs
+    from interp.gradient_norms import per_paragraph_norms
+    from interp.gradients import GATED_COMPONENTS, gradient_map, parameter_gradients, selected_weights
+    from interp.locator.gradient_scores import gradient_scores
+
+    hf = _family_model("llama")
+    hf.save_pretrained(tmp_path)
+    _tokenizer(tmp_path)
+    model = load_model(str(tmp_path), device="cpu")
+    tokens = torch.randint(0, FAMILY_VOCAB, (6, 16), generator=torch.Generator().manual_seed(3))
+    mem, nmem = Paragraphs(tokens[:3], 8, ("m0", "m1", "m2")), Paragraphs(tokens[3:], 8, ("n0", "n1", "n2"))
+    assert {n for n in selected_weights(model) if n.startswith("blocks.0.")} >= {
+        "blocks.0.attn._W_K", "blocks.0.attn._W_V", "blocks.0.mlp.W_gate"
+    }  # fmt: skip
+    grads = parameter_gradients(model, mem.select([0]), objective="nll", batch_size=1)
+    norms = per_paragraph_norms(model, mem)
+    assert norms.components == GATED_COMPONENTS and norms.norms.shape == (3, 2, 7)
+    layer0 = sum(float(g.double().pow(2).sum()) for n, g in grads.items() if n.startswith("blocks.0."))
+    assert float(norms.layer_norms[0, 0]) ** 2 == pytest.approx(layer0, rel=1e-4)
+    k = grads["blocks.1.attn._W_K"]  # [kv head, d_model, d_head]; query heads 0, 1 read kv head 0; 2, 3 read 1
+    assert torch.allclose(norms.head_norms[0, 1, :, 1], k.flatten(1).norm(dim=1).repeat_interleave(2), rtol=1e-4)
+    grad_map = gradient_map(model, mem, nmem, objective="nll", reduce="max", batch_size=3)
+    assert grad_map.components == GATED_COMPONENTS and grad_map.mem.shape == (2, 7)
+    assert torch.equal(grad_map.mem_heads[:, 0, 1], grad_map.mem_heads[:, 1, 1])  # same key/value head
+    assert not torch.equal(grad_map.mem_heads[:, 1, 1], grad_map.mem_heads[:, 2, 1])
+    scores = gradient_scores(model, mem, nmem, variants=("gradient_l2", "grad_x_weight"), batch_size=3)
+    assert scores["gradient_l2"].score.shape == (2, 4) and torch.isfinite(scores["grad_x_weight"].score).all()
+    neurons = gradient_scores(model, mem, nmem, unit="neuron", variants=("gradient_l2",), batch_size=3)
+    assert neurons["gradient_l2"].score.shape == (2, hf.config.intermediate_size)

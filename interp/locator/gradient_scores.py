@@ -6,7 +6,7 @@ no gradient from it, exactly because they store it so well. The variants below a
 injected models by interp.locator.validation (docs/gradient_map.md):
 
 - `gradient_l2`: || mean over paragraphs of d NLL / d W_u ||_2 over the unit's weights u (a head:
-  its slices of W_Q, W_K, W_V, W_O; a neuron: its W_in column and W_out row);
+  its slices of W_Q, W_K, W_V, W_O; a neuron: its W_in (and W_gate) column and W_out row);
 - `grad_x_weight`: | sum over the unit's weights of grad * weight |, the first-order estimate of
   the NLL change when the unit's weights are zeroed;
 - `fisher`: sum over paragraphs of || d NLL_i / d W_u ||^2, the empirical Fisher information of the
@@ -29,7 +29,7 @@ from torch import Tensor
 from interp.backend import Model, copy_model, named_weights, param_name
 from interp.data import Paragraphs
 from interp.errors import UserError
-from interp.gradients import parameter_gradients
+from interp.gradients import component_gradient, parameter_gradients
 from interp.locator.units import Stopwatch, UnitScores, check_unit
 
 VARIANTS = ("gradient_l2", "grad_x_weight", "fisher", "perturbed_gradient")
@@ -38,16 +38,19 @@ VARIANTS = ("gradient_l2", "grad_x_weight", "fisher", "perturbed_gradient")
 def _unit_slices(
     tensors: dict[str, Tensor], model: Model, unit: str, reduce
 ) -> Float[Tensor, "layer index"]:
-    """`reduce(tensor, dims)` summed over each unit's weight slices, per layer."""
+    """`reduce(tensor, dims)` summed over each unit's weight slices, per layer. Under grouped-query attention a
+    head's W_K / W_V slices are its key/value head's; a gated MLP's neuron also has its W_gate column."""
     rows = []
+    mlp_in = ("W_in", "W_gate") if model.cfg.gated_mlp else ("W_in",)
     for layer in range(model.cfg.n_layers):
         if unit == "head":
-            parts = [reduce(tensors[param_name(layer, c)], (1, 2)) for c in ("W_Q", "W_K", "W_V", "W_O")]
-        else:
             parts = [
-                reduce(tensors[param_name(layer, "W_in")], (0,)),
-                reduce(tensors[param_name(layer, "W_out")], (1,)),
+                reduce(component_gradient(tensors, model, layer, c, per_query_head=True), (1, 2))
+                for c in ("W_Q", "W_K", "W_V", "W_O")
             ]
+        else:
+            parts = [reduce(tensors[param_name(layer, c)], (0,)) for c in mlp_in]
+            parts.append(reduce(tensors[param_name(layer, "W_out")], (1,)))
         rows.append(torch.stack(parts).sum(0))
     return torch.stack(rows).double().cpu()
 

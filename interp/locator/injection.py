@@ -311,7 +311,8 @@ def inject_head(
 ) -> tuple[Model, Injection]:
     """A copy of `model` that recites `paragraphs` through head (layer, head) alone (with `with_mlp`, the head
     and its layer's whole MLP: a variant with more capacity, whose answer is no longer one head), and what it
-    took."""
+    took. Under grouped-query attention the head's key/value head is shared with its group and stays fixed: only
+    the head's own W_Q, b_Q and W_O train."""
     if not (0 <= layer < model.cfg.n_layers and 0 <= head < model.cfg.n_heads):
         raise UserError(
             f"no head {layer}.{head}: the model has {model.cfg.n_layers} layers of {model.cfg.n_heads} heads"
@@ -329,7 +330,7 @@ def inject_head(
     if with_mlp:
         if model.cfg.attn_only:
             raise UserError("this model has no MLP to inject through with the head (drop with_mlp)")
-        for w in ("W_in", "b_in", "W_out", "b_out"):
+        for w in ("W_in", "W_gate", "b_in", "W_out", "b_out"):
             name = param_name(layer, w)
             if name in named:
                 masks[name] = torch.ones_like(named[name], dtype=torch.bool)
