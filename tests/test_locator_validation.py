@@ -343,8 +343,8 @@ def test_validation_repeats_per_seed_with_its_own_paragraphs(text):
 @pytest.mark.slow
 def test_a_failing_injection_escalates_and_names_its_variant(text):
     """A recipe too weak for this model (a tiny rate, few steps): without escalation no paragraph is recited and
-    the head is not evidence; with it the injection is tried again (head + MLP at the rate probed on the model's
-    loss) until every paragraph is recited, and the evidence says which variant it is."""
+    the head is not evidence; with it the injection is tried again (the rate probed on the model's loss, then head
+    + MLP, each with the same budget) until every paragraph is recited, and the evidence says which variant it is."""
     model = _model(seed=2)
     weak = dict(
         heads=[(1, 0)],
@@ -362,8 +362,8 @@ def test_a_failing_injection_escalates_and_names_its_variant(text):
     escalated = validate_locator(model, text, **weak)
     (check,) = escalated.heads
     assert check.attempts[0] == plain.heads[0].attempts[0]  # the same first try, then more
-    assert check.attempts[0]["n_recited"] < 3 and len(check.attempts) == 2
+    assert check.attempts[0]["n_recited"] < 3 and len(check.attempts) >= 2
     assert check.injection.recited and check.variant == check.attempts[-1]["variant"] != "as set"
-    assert check.injection.lr != 1e-6 and check.attempts[1]["steps"] <= 80
+    assert check.injection.lr != 1e-6 and all(a["steps"] <= 40 for a in check.attempts)
     assert any(check.variant in n for n in check.notes)
     assert check.to_json()["variant"] == check.variant and escalated.to_json()["options"]["escalate"] is True

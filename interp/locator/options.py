@@ -96,8 +96,8 @@ class ValidateOptions:
     )
     escalate: bool = option(
         True,
-        "when a head injection leaves a paragraph unrecited, try again through the head and its layer's MLP at the "
-        "rate from the model's loss (each head's evidence names its variant)",
+        "when a head injection leaves a paragraph unrecited, try again: the rate from the model's loss, then the "
+        "head and its layer's MLP, each with --max-steps (each head's evidence names its variant)",
     )
     seed: int = option(0, "seed of the paragraphs, heads and neurons drawn")
     seeds: tuple[int, ...] | None = option(
