@@ -4,6 +4,7 @@ the objectives move what they should, the table averages runs, and the CLI's sav
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, replace
 
 import pytest
@@ -197,6 +198,10 @@ def test_forgetting_objectives_lower_the_target(setup, method):
     assert result.before.target_em.tolist() == [CONT, CONT]
     assert float(result.after.target_em.float().mean()) < CONT / 2
     assert bool((result.after.target_nll > result.before.target_nll + 0.5).all())
+    for scores in (result.before, result.after):  # log10 p of the continuation = -(sum of token NLLs) / ln 10
+        expected = -scores.target_nll.double() * CONT / math.log(10)
+        assert torch.allclose(scores.target_log10p.double(), expected, rtol=1e-4)
+    assert result.after.summary()["target_log10p"] < result.before.summary()["target_log10p"] - 0.5 * CONT / 2.3
 
 
 def test_edit_learns_the_new_continuation(setup):
@@ -758,6 +763,7 @@ def test_decay_only_control_row_isolates_what_weight_decay_does(setup):
             assert table.weights_changed[-1] == 0
             assert row["target_em"] == table.before["target_em"]
             assert row["target_nll"] == pytest.approx(table.before["target_nll"], abs=1e-6)
+            assert row["target_log10p"] == pytest.approx(table.before["target_log10p"], abs=1e-4)
         else:
             assert table.weights_changed[-1] == pytest.approx(table.trained[-1], rel=1e-3)
             assert abs(row["target_nll"] - table.before["target_nll"]) > 1e-3

@@ -47,6 +47,7 @@ class Evaluation:
     target_ids: tuple[str, ...]
     target_em: Int[Tensor, "n_target"]
     target_nll: Float[Tensor, "n_target"]
+    target_log10p: Float[Tensor, "n_target"]  # log10 of the probability that sampling reproduces the continuation
     edit_em: Int[Tensor, "n_edit"]  # EM against the NEW continuation (empty unless edit targets were given)
     mem_ids: tuple[str, ...]
     mem_em: Int[Tensor, "n_mem"]
@@ -63,6 +64,7 @@ class Evaluation:
         return {
             "target_em": _mean(self.target_em),
             "target_nll": _mean(self.target_nll),
+            "target_log10p": _mean(self.target_log10p),
             "edit_em": _mean(self.edit_em),
             "other_mem_em": self.other_mem_em(),
             "nmem_em": _mean(self.nmem_em),
@@ -73,8 +75,10 @@ class Evaluation:
         return {
             **self.summary(),
             "targets": [
-                {"id": i, "em": int(e), "nll": float(n)}
-                for i, e, n in zip(self.target_ids, self.target_em.tolist(), self.target_nll.tolist())
+                {"id": i, "em": int(e), "nll": float(n), "log10p": float(lp)}
+                for i, e, n, lp in zip(
+                    self.target_ids, self.target_em.tolist(), self.target_nll.tolist(), self.target_log10p.tolist()
+                )
             ],
             "edit_em_per_target": self.edit_em.tolist(),
             "mem_ids": list(self.mem_ids),
@@ -121,6 +125,7 @@ def evaluate(
         target_ids=targets.ids,
         target_em=em[0],
         target_nll=nll[0],
+        target_log10p=scores.log10_p[: len(targets)].float(),
         edit_em=em[1],
         mem_ids=probe.mem.ids if have else (),
         mem_em=em[2] if have else em[1][:0],

@@ -31,7 +31,9 @@ from interp.unlearning.masked import UnlearnConfig
 from interp.unlearning.relearning import RelearnConfig, relearn
 from interp.unlearning.training import RETAIN_PER_RUN, Diverged
 
-COLUMNS = ("target_em", "target_nll", "edit_em", "other_mem_em", "nmem_em", "heldout_ppl")
+COLUMNS = ("target_em", "target_nll", "target_log10p", "edit_em", "other_mem_em", "nmem_em", "heldout_ppl")
+"""The unlearning table's means per run: target EM, NLL and log10 p (the probability that sampling reproduces the
+continuation: a target at EM 0 can still be likely), the edit targets' EM, the collateral scores."""
 
 
 @dataclass(frozen=True)
@@ -87,13 +89,14 @@ class UnlearningTable(Displayed):
         """A plain-text table: EM and NLL of the target, collateral, weights changed, EM after relearning, and
         control (b): held-out paragraphs' EM after the same unlearning and relearning."""
         head = (
-            f"{'run':<28} {'lr':>8} {'tgt EM':>7} {'max':>5} {'tgt NLL':>8} {'edit EM':>7} {'MEM EM':>7} "
+            f"{'run':<28} {'lr':>8} {'tgt EM':>7} {'max':>5} {'tgt NLL':>8} {'log10 p':>8} {'edit EM':>7} {'MEM EM':>7} "
             f"{'NMEM EM':>8} {'ppl':>7} {'changed':>9} {'relearn EM':>10} {'held-out':>14}"
         )
         b = self.before
         lines = [
             head,
-            f"{'original':<28} {'':>8} {b['target_em']:>7.2f} {'':>5} {b['target_nll']:>8.3f} {'':>7} "
+            f"{'original':<28} {'':>8} {b['target_em']:>7.2f} {'':>5} {b['target_nll']:>8.3f} "
+            f"{b['target_log10p']:>8.2f} {'':>7} "
             f"{b['other_mem_em']:>7.2f} {b['nmem_em']:>8.2f} {b['heldout_ppl']:>7.2f} {0:>9} {'':>10} {'':>14}",
         ]
         for i, (lab, cfg, a, r, w) in enumerate(
@@ -114,7 +117,8 @@ class UnlearningTable(Displayed):
             )
             lines.append(
                 f"{lab:<28} {lr:>8} {a['target_em']:>7.2f} {a.get('target_em_max', float('nan')):>5.0f} "
-                f"{a['target_nll']:>8.3f} {edit} {a['other_mem_em']:>7.2f} {a['nmem_em']:>8.2f} "
+                f"{a['target_nll']:>8.3f} {a['target_log10p']:>8.2f} {edit} {a['other_mem_em']:>7.2f} "
+                f"{a['nmem_em']:>8.2f} "
                 f"{a['heldout_ppl']:>7.2f} {w:>9.0f} {rel} {held:>14}"
             )
         if any(not c.reached for c in self.calibrations):
@@ -277,7 +281,11 @@ def unlearning_table(
                 "label": config.label,
                 "target": target.ids[0],
                 "before": before.summary()
-                | {"target_em": float(before.target_em[i]), "target_nll": float(before.target_nll[i])},
+                | {
+                    "target_em": float(before.target_em[i]),
+                    "target_nll": float(before.target_nll[i]),
+                    "target_log10p": float(before.target_log10p[i]),
+                },
             }
             try:
                 result = (
