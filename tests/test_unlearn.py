@@ -21,6 +21,7 @@ from interp.metrics import greedy_continuations, score_paragraphs
 from interp.unlearning import (
     COLUMNS,
     Diverged,
+    MatchedForgetting,
     RelearnConfig,
     UnlearnConfig,
     calibrate,
@@ -473,13 +474,38 @@ class ScriptedConfig:
     lr: float = 1e-3
     diverge_at: float = float("inf")
     label: str = "scripted"
+    log10p: dict | None = None  # target id -> callable(lr) -> log10 p (None: the model's own)
 
     def run(self, model, targets, retain, *, edit_targets=None, probe=None, before=None):
         if self.lr >= self.diverge_at:
             raise Diverged(float("nan"), 1, 1, self.lr)
         after = evaluate(model, targets, probe)
         after = replace(after, target_em=torch.tensor([int(self.em[i](self.lr)) for i in targets.ids]))
+        if self.log10p is not None:
+            after = replace(after, target_log10p=torch.tensor([float(self.log10p[i](self.lr)) for i in targets.ids]))
         return type("Run", (), {"after": after})()
+
+
+def test_matched_forgetting_on_log10p_needs_every_targets_probability_at_the_level(setup):
+    """EM falls to 0 from lr 1e-4 while the continuations stay likely (log10 p -5) until 1e-3 (-30): matching on
+    EM stops near 1e-4; matching on log10 p <= -20 must go on to ~1e-3, with its bracket on log10 p."""
+    model, mem, nmem, _ = setup
+    em = {"m0": lambda lr: 50 if lr < 1e-4 else 0, "m1": lambda lr: 50 if lr < 1e-4 else 0}
+    log10p = {"m0": lambda lr: -1 if lr < 1e-4 else -5 if lr < 1e-3 else -30, "m1": lambda lr: -1 if lr < 1e-4 else -40}
+    config = ScriptedConfig(em, log10p=log10p)
+    targets, retain = mem.select([0, 1]), nmem.select(range(20))
+    by_em = calibrate(model, targets, retain, config, level=10)
+    by_p = calibrate(model, targets, retain, config, level=-20, metric="log10p")
+    assert by_em.lr < 1.5e-4 and by_p.metric == "log10p" and by_p.reached
+    low, high = by_p.bracket
+    assert by_p.lr == high and low < 1e-3 <= high and high / low <= 1 + by_p.tolerance
+    assert by_p.chosen.target_log10p == (-30.0, -40.0) and by_p.chosen.target_em == (0, 0)
+    assert "log10 p <= -20" in by_p.describe() and by_p.to_json()["metric"] == "log10p"
+    with pytest.raises(UserError, match="needs a level"):
+        calibrate(model, targets, retain, config, metric="log10p")
+    with pytest.raises(UserError, match="metric"):
+        MatchedForgetting(metric="nll")
+    assert MatchedForgetting(level=-20, metric="log10p").search(model, targets, retain, config).lr == by_p.lr
 
     def to_dict(self) -> dict:
         return {"kind": "scripted", "lr": self.lr}

@@ -33,6 +33,8 @@ def _base(annotation: Any) -> tuple[Any, bool]:
     """The field's type without `| None`, and whether None is allowed."""
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
     optional = type(None) in typing.get_args(annotation)
+    if set(args) == {int, float}:
+        return float, optional  # `int | float`: a number, read as a float
     return (args[0] if optional and len(args) == 1 else annotation), optional
 
 

@@ -47,6 +47,9 @@ TOLERANCE = 0.4
 """The search stops when the smallest rate known to reach the level is within a factor 1.4 of the largest
 known not to: two halvings (in log-rate) of the grid's ~3x step, two runs per target more than the grid alone."""
 STRATEGIES = ("predict", "bisect")
+METRICS = ("em", "log10p")
+"""What matched forgetting matches: every target's EM, or its log10 p (the probability that sampling reproduces
+the continuation; a target at EM 0 may still be likely, and weight edits and decoding-time methods differ most there)."""
 PREDICTION_MARGIN = 1.2
 """The predicted rate is raised by this factor so that it usually reaches the level (a run that does not still
 bounds the search from below)."""
@@ -57,13 +60,19 @@ class MatchedForgetting:
     """How `unlearning_table(calibrate=MatchedForgetting(...))` calibrates each row: `calibrate` with these
     options and the table's own targets, retain sets, edit targets and probes."""
 
-    level: int | None = option(None, "target EM every target must reach (None: the NMEM threshold, 10 of 50 tokens)")
+    level: int | float | None = option(
+        None,
+        "the value every target must reach: its EM (None: the NMEM threshold, 10 of 50 tokens) or, with metric "
+        "log10p, its log10 p (required, e.g. -20)",
+    )
     tolerance: float = option(TOLERANCE, "stop when the rate is known within a factor 1 + this")
     strategy: str = option("predict", "predict (from the step each run reached the level) or bisect (the grid)")
+    metric: str = option("em", "what every target must bring to the level: em or log10p")
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
             raise UserError(f"unknown calibration strategy {self.strategy!r}: use one of {', '.join(STRATEGIES)}")
+        _check_metric(self.metric, self.level)
 
     def search(
         self,
@@ -90,6 +99,7 @@ class MatchedForgetting:
             tolerance=self.tolerance,
             probe=probe,
             strategy=self.strategy,
+            metric=self.metric,
         )
 
 
@@ -105,10 +115,16 @@ class TracePoint:
     diverged: bool = False
     scores: dict[str, float] = field(default_factory=dict)
     settled: tuple[int | None, ...] = ()
+    target_log10p: tuple[float, ...] = ()
 
     @property
     def max_em(self) -> float:
         return max(self.target_em) if self.target_em else float("nan")
+
+    def worst(self, metric: str = "em") -> float:
+        """The largest target value of `metric` (em or log10p): the target furthest from forgotten."""
+        values = self.target_em if metric == "em" else self.target_log10p
+        return max(values) if values else float("nan")
 
     @property
     def mean_em(self) -> float:
@@ -121,6 +137,7 @@ class TracePoint:
             "target_em": self.mean_em,
             "target_em_per_target": list(self.target_em),
             "max_target_em": self.max_em,
+            **({"target_log10p_per_target": list(self.target_log10p)} if self.target_log10p else {}),
             **({"settled_step": list(self.settled)} if self.settled else {}),
             **({"scores": self.scores} if self.scores else {}),
         }
@@ -142,6 +159,7 @@ class Calibration:
     tolerance: float = TOLERANCE
     criterion: str = "every target"
     strategy: str = "bisect"
+    metric: str = "em"
     runs: tuple = field(default=(), repr=False, compare=False)
     """The chosen rate's run per target (UnlearnResult / ReftResult, edited models included), for
     `unlearning_table` to use instead of training them again; empty when that rate diverged. The table keeps
@@ -161,8 +179,8 @@ class Calibration:
     @property
     def bracket(self) -> tuple[float | None, float | None]:
         """(largest rate tried that did not reach the level, smallest that did); None where there is none."""
-        below = [p.lr for p in self.points if not p.diverged and p.max_em > self.level]
-        above = [p.lr for p in self.points if not p.diverged and p.max_em <= self.level]
+        below = [p.lr for p in self.points if not p.diverged and p.worst(self.metric) > self.level]
+        above = [p.lr for p in self.points if not p.diverged and p.worst(self.metric) <= self.level]
         return (max(below) if below else None, min(above) if above else None)
 
     @property
@@ -194,7 +212,14 @@ class Calibration:
                 if low is not None
                 else "the smallest rate tried: a smaller one may also reach it"
             )
-            parts.append(f"every target EM <= {self.level:g} at lr {self.lr:.2g} (targets' EM {ems}; {within})")
+            if self.metric == "em":
+                parts.append(f"every target EM <= {self.level:g} at lr {self.lr:.2g} (targets' EM {ems}; {within})")
+            else:
+                log10p = ", ".join(f"{v:.1f}" for v in point.target_log10p) if point else "-"
+                parts.append(
+                    f"every target log10 p <= {self.level:g} at lr {self.lr:.2g} (targets' log10 p {log10p}, EM "
+                    f"{ems}; {within})"
+                )
         elif point is not None and point.diverged:
             parts.append(f"not reached: the loss diverged at every rate tried, down to lr {self.lr:.2g}")
         else:
@@ -214,6 +239,7 @@ class Calibration:
         return {
             "label": self.label,
             "level": self.level,
+            "metric": self.metric,
             "criterion": self.criterion,
             "lr": self.lr,
             "reached": self.reached,
@@ -241,6 +267,7 @@ def calibrate(
     tolerance: float = TOLERANCE,
     probe: Probe | None = None,
     strategy: str = "predict",
+    metric: str = "em",
 ) -> Calibration:
     """The smallest learning rate at which `config` (UnlearnConfig or ReftConfig) brings EVERY target's EM to
     at most `level`, each target unlearned in its own run with its own `retain_per_run` retain paragraphs, as
@@ -250,7 +277,9 @@ def calibrate(
     `probe`, every rate tried is also scored on the probes (the forgetting curve). Weight masks are chosen
     once per target (they do not depend on the rate). `on_try(lr, mean target EM)` is called after each
     rate (nan when it diverged). `strategy`: "predict" (see the module docstring; weight-editing configs) or
-    "bisect". `model` is not changed."""
+    "bisect". `metric="log10p"`: every target's log10 p must fall to `level` instead of its EM (the level is then
+    required). `model` is not changed."""
+    _check_metric(metric, level)
     if strategy not in STRATEGIES:
         raise UserError(f"unknown calibration strategy {strategy!r}: use one of {', '.join(STRATEGIES)}")
     lrs = sorted(lrs)
@@ -285,7 +314,7 @@ def calibrate(
 
     def attempt(lr: float) -> TracePoint:
         trial = replace(config, lr=lr)
-        ems, summaries, results, settled = [], [], [], []
+        ems, log10ps, summaries, results, settled = [], [], [], [], []
         try:
             for target, edit, kept, mask, before in runs:
                 along: list[float] = []  # the target's EM after every step (predicting search)
@@ -299,11 +328,12 @@ def calibrate(
                         mask=mask,
                         before=before,
                         probe=probe,
-                        on_step=(lambda m, t=target, a=along: a.append(_em(m, t))) if predicting else None,
+                        on_step=(lambda m, t=target, a=along: a.append(_score(m, t, metric))) if predicting else None,
                     )
                 else:
                     result = trial.run(model, target, kept, edit_targets=edit, before=before, probe=probe)
                 ems.append(float(result.after.target_em.float().mean()))
+                log10ps.append(float(result.after.target_log10p.double().mean()))
                 summaries.append(result.after.summary())
                 results.append(result)
                 settled.append(_settled_step(along, level))
@@ -311,10 +341,12 @@ def calibrate(
             point = TracePoint(lr, (), diverged=True)
         else:
             scores = {k: fmean(s[k] for s in summaries) for k in summaries[0]} if probe is not None else {}
-            point = TracePoint(lr, tuple(ems), scores=scores, settled=tuple(settled) if predicting else ())
+            point = TracePoint(
+                lr, tuple(ems), scores=scores, settled=tuple(settled) if predicting else (), target_log10p=tuple(log10ps)
+            )
             kept_runs[lr] = tuple(results)
         tried[lr] = point
-        best = _chosen(tried.values(), level)
+        best = _chosen(tried.values(), level, metric)
         for other in [r for r in kept_runs if r != best]:
             del kept_runs[other]  # at most two rates' edited models are held at once
         if on_try is not None:
@@ -322,15 +354,15 @@ def calibrate(
         return point
 
     def stops(point: TracePoint) -> bool:  # reached, or diverged: the rate sought is not above it
-        return point.diverged or point.max_em <= level
+        return point.diverged or point.worst(metric) <= level
 
     if predicting:
         _predicting_search(attempt, stops, lrs, tolerance, config.steps)
     else:
         _bisection(attempt, stops, lrs, tolerance)
     points = tuple(tried[lr] for lr in sorted(tried))
-    reached = any(not p.diverged and p.max_em <= level for p in points)
-    chosen = _chosen(points, level)
+    reached = any(not p.diverged and p.worst(metric) <= level for p in points)
+    chosen = _chosen(points, level, metric)
     trace = tuple((p.lr, p.mean_em) for p in points)
     return Calibration(
         config.label,
@@ -342,12 +374,21 @@ def calibrate(
         points,
         tolerance,
         strategy="predict" if predicting else "bisect",
+        metric=metric,
         runs=kept_runs.get(chosen, ()),
     )
 
 
-def _em(model: Model, target: Paragraphs) -> float:
-    return float(score_paragraphs(model, target).em.float().mean())
+def _check_metric(metric: str, level: float | int | None) -> None:
+    if metric not in METRICS:
+        raise UserError(f"unknown matched-forgetting metric {metric!r}: use one of {', '.join(METRICS)}")
+    if metric == "log10p" and level is None:
+        raise UserError("matching on log10 p needs a level (e.g. -20: every target's continuation at most 1e-20 likely)")
+
+
+def _score(model: Model, target: Paragraphs, metric: str) -> float:
+    scores = score_paragraphs(model, target)
+    return float(scores.em.float().mean() if metric == "em" else scores.log10_p.double().mean())
 
 
 def _settled_step(em_along: Sequence[float], level: float | int) -> int | None:
@@ -425,11 +466,11 @@ def _bisection(
                 low = mid
 
 
-def _chosen(points: Iterable[TracePoint], level: float | int) -> float:
+def _chosen(points: Iterable[TracePoint], level: float | int, metric: str = "em") -> float:
     """The rate a search over `points` chooses: the smallest that reached `level`, else the largest that did not
     diverge, else the smallest tried."""
     points = sorted(points, key=lambda p: p.lr)
-    reached_at = [p.lr for p in points if not p.diverged and p.max_em <= level]
+    reached_at = [p.lr for p in points if not p.diverged and p.worst(metric) <= level]
     usable = [p.lr for p in points if not p.diverged]
     return min(reached_at) if reached_at else max(usable) if usable else points[0].lr
 
