@@ -794,3 +794,25 @@ def test_score_model_gives_one_systems_scores_under_every_attack(known):
         assert out["per_attack"][a]["log10p_never_known"] == one.log10p_never_known_attacked[0, j].tolist()
     assert out["residual"] == one.residual[0].tolist() and len(out["control_residual"]) == len(never_known)
     assert out["em_unlearned"] == result.em_unlearned[m].tolist() and out["summary"].startswith("absent: 4 target(s)")
+
+
+@pytest.mark.parametrize("decay", [0.0, 1.0])
+def test_the_report_audits_the_decay_only_row_when_it_moves_weights(decay):
+    """The decay-only control row (the highest-rate all-weights row again, with no loss) is attacked by the report's
+    audit under the paper's weight decay, and listed as not audited, with the true reason, under the toolkit's 0."""
+    from interp.report.steps.audit import _why_not, audited_decay
+
+    rows = [
+        UnlearnConfig(method="unlearn", select="all", lr=1e-3, steps=2, weight_decay=decay),
+        UnlearnConfig(method="unlearn", select="topk", lr=1e-2, steps=2, weight_decay=decay),
+    ]
+    table = SimpleNamespace(settings={"decay_control_of": rows[0].label})
+    found = audited_decay(rows, table)
+    if decay == 0.0:
+        assert found is None
+        why = _why_not(replace(rows[0], method="decay").to_dict(), None)
+        assert "original model" in why and "diverged" not in why
+    else:
+        assert found.method == "decay" and found.lr == 1e-3 and found.weight_decay == 1.0
+        assert found.label == replace(rows[0], method="decay").label
+    assert audited_decay(rows, SimpleNamespace(settings={})) is None

@@ -5,7 +5,8 @@ The unlearning step hands over the very models it tabulated (one per method and 
 only: `Transient`); when that step came from the cache, the audited runs are re-run at the table's
 calibrated rates (training is seeded and deterministic, so these are the same runs). Audited: every
 row that reached the level, except the 'edit' rows (they teach a new continuation, another question);
-rows that never reached it are listed, not attacked. Budgets are fixed and small (`REPORT_AUDIT`) and
+rows that never reached it are listed, not attacked. The decay-only control row is attacked when its weight
+decay is above 0 (the paper's setting); at 0 it is the original model, whose attacks are control 1. Budgets are fixed and small (`REPORT_AUDIT`) and
 stated in the section. Never-known paragraphs: `never_known` (a file), else the 'heldout' split, else
 paragraphs the model does not recite (with the caveat in the section), so a user's model is audited too;
 `reference_retrained` adds a model retrained without the targets as a row.
@@ -61,12 +62,13 @@ def audited(config: Any, calibration: Any | None) -> bool:
 
 
 def keep_runs(configs: list) -> tuple[dict[str, list], Any]:
-    """A sink for `unlearning_table(on_run=...)` keeping (model, hooks) of the audited rows, by label."""
+    """A sink for `unlearning_table(on_run=...)` keeping (model, hooks) of the audited rows, by label, and of the
+    decay-only control row the table adds (`audited_decay` decides whether it is attacked)."""
     labels = {c.label for c in configs}
     runs: dict[str, list] = {}
 
     def on_run(result: Any) -> None:
-        if result.config.label in labels:
+        if result.config.label in labels or getattr(result.config, "method", None) == "decay":
             runs.setdefault(result.config.label, []).append((result.model, result.hooks()))
 
     return runs, on_run
@@ -121,9 +123,11 @@ def audit_step(inputs: StepInputs) -> Bundle | Skipped:
         pool=inputs.paragraphs,
         config=config,
     )
+    calibrations = list(table.calibrations or ())
+    calibrations += [None] * (len(table.labels) - len(calibrations))  # the decay-only row has no calibration
     not_audited = [
         {"label": lab, "why": _why_not(config, cal)}
-        for lab, config, cal in zip(table.labels, table.configs, table.calibrations or [None] * len(table.labels))
+        for lab, config, cal in zip(table.labels, table.configs, calibrations)
         if lab not in complete
     ]
     return Bundle({"audit": result, "not_audited": not_audited, "level": _level(table), "never_known_source": source})
@@ -162,7 +166,22 @@ def never_known_paragraphs(inputs: StepInputs, split: Any, exclude: set[str]) ->
     )
 
 
+def audited_decay(configs: list, table: Any) -> Any | None:
+    """The decay-only control row as a config to attack (the table's all-weights row it copies, at its rate, with
+    no loss), or None: no such row, or a weight decay of 0, under which it is the original model itself and
+    control 1 (every attack on the original) is its audit."""
+    source = next((c for c in configs if c.label == table.settings.get("decay_control_of")), None)
+    if source is None or not getattr(source, "weight_decay", 0):
+        return None
+    return replace(source, method="decay")
+
+
 def _why_not(config: dict, calibration: Any | None) -> str:
+    if config.get("method") == "decay":
+        return (
+            "the decay-only control with weight decay 0: it is the original model, and control 1 (every attack on "
+            "the original) is its audit"
+        )
     if config.get("method") == "edit":
         return "an 'edit' row (it teaches a new continuation: another question than forgetting)"
     if calibration is not None and not calibration.reached:

@@ -11,7 +11,7 @@ from interp.conventions import conventions
 from interp.memorization import heldout_indices
 from interp.perturbation import prefix_perturbation
 from interp.reft import ReftConfig
-from interp.report.steps.audit import AuditedRows, audited, keep_runs, proxy_row
+from interp.report.steps.audit import AuditedRows, audited, audited_decay, keep_runs, proxy_row
 from interp.report.steps.memorization import SET_OPTIONS, mem_nmem_sets
 from interp.report.types import Bundle, Skipped, Step, StepInputs, Transient, perturbation_parts
 from interp.unlearning import (
@@ -102,6 +102,8 @@ def _unlearning(inputs: StepInputs) -> Bundle | Skipped:
     if table.calibrations:
         configs = [replace(c, lr=cal.lr) for c, cal in zip(configs, table.calibrations)]
     chosen = [c for c, cal in zip(configs, table.calibrations or [None] * len(configs)) if audited(c, cal)]
+    decay = audited_decay(configs, table)
+    chosen += [decay] if decay is not None else []
     runs = {label: r for label, r in runs.items() if label in {c.label for c in chosen}}
     return Bundle({"table": table, "audited": AuditedRows(chosen), "runs": Transient(runs), "retain": list(retain.ids)})
 
