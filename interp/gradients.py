@@ -30,39 +30,14 @@ from interp.backend import Model, NamedWeight, named_weights, param_name
 from interp.data import Paragraphs
 from interp.display import Displayed
 from interp.errors import UserError
-from interp.metrics import NMEM_MAX_EM
+from interp.metrics import NMEM_MAX_EM  # noqa: F401 (a public name here before GradMapOptions moved)
 from interp.objectives import NLL_WEIGHT, continuation_nll, kl_to_reference, reference_log_probs
-from interp.options import option
+from interp.options import GRAD_MAP, OBJECTIVES, REDUCTIONS, GradMapOptions  # noqa: F401 (public names kept here)
 
 COMPONENTS: tuple[str, ...] = ("W_Q", "W_K", "W_V", "W_O", "W_in", "W_out")
 GATED_COMPONENTS: tuple[str, ...] = (*COMPONENTS, "W_gate")
 HEAD_COMPONENTS: tuple[str, ...] = ("W_Q", "W_K", "W_V", "W_O")
-OBJECTIVES = ("nll", "contrastive")
-REDUCTIONS = ("max", "l2", "mean")
 _LAYER_WEIGHT = re.compile(r"^blocks\.\d+\.(attn|mlp)\._?W_\w+$")  # _W_K / _W_V: grouped-query attention
-
-
-@dataclass(frozen=True)
-class GradMapOptions:
-    """What `gradient_map` (and interp grad-map) computes, each default written once."""
-
-    objective: str = option("nll", "nll, or the paper's contrastive Eq. 3", choices=OBJECTIVES)
-    reduce: str = option("max", "score per weight matrix: max |grad| (the paper's), l2, mean", choices=REDUCTIONS)
-    set_size: int = option(32, "cap on paragraphs per set (MEM / NMEM), drawn at random")
-    nmem_max: int = option(NMEM_MAX_EM, "NMEM: EM at most this")
-    include_embeddings: bool = option(False, "also score embeddings, unembedding, biases and LayerNorms")
-    per_paragraph: bool = option(True, "also the per-paragraph norms and their MEM vs NMEM test")
-    seed: int = option(0, "seed of the paragraph subsample")
-    grad_batch_size: int = option(16, "paragraphs per backward pass")
-
-    def __post_init__(self) -> None:
-        if self.set_size < 2:
-            raise UserError("--set-size must be at least 2")
-        if self.grad_batch_size < 1:
-            raise UserError("--grad-batch-size must be at least 1")
-
-
-GRAD_MAP = GradMapOptions()
 
 
 def check_supported_model(model: Model) -> None:

@@ -1,10 +1,17 @@
-"""`option(default, help)`: a dataclass field whose help text the command-line flags generated from it show."""
+"""`option(default, help)`: a dataclass field whose help text the command-line flags generated from it show; and
+the options of the single-module analyses (`GradMapOptions` of interp.gradients, `PerturbOptions` of
+interp.perturbation, `RestoreOptions` of interp.restore), kept here, apart from their torch code, so that the
+command line builds its parsers without loading torch. Each analysis module re-exports its options under the same
+names (`interp.perturbation.PerturbOptions` as before)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import field
+from dataclasses import dataclass, field
 from typing import Any
+
+from interp.constants import NMEM_MAX_EM
+from interp.errors import UserError
 
 
 def option(
@@ -20,3 +27,71 @@ def option(
     if parse is not None:
         metadata["parse"] = parse
     return field(default=default, metadata=metadata)
+
+
+OBJECTIVES = ("nll", "contrastive")
+REDUCTIONS = ("max", "l2", "mean")
+
+
+@dataclass(frozen=True)
+class GradMapOptions:
+    """What `gradient_map` (and interp grad-map) computes, each default written once."""
+
+    objective: str = option("nll", "nll, or the paper's contrastive Eq. 3", choices=OBJECTIVES)
+    reduce: str = option("max", "score per weight matrix: max |grad| (the paper's), l2, mean", choices=REDUCTIONS)
+    set_size: int = option(32, "cap on paragraphs per set (MEM / NMEM), drawn at random")
+    nmem_max: int = option(NMEM_MAX_EM, "NMEM: EM at most this")
+    include_embeddings: bool = option(False, "also score embeddings, unembedding, biases and LayerNorms")
+    per_paragraph: bool = option(True, "also the per-paragraph norms and their MEM vs NMEM test")
+    seed: int = option(0, "seed of the paragraph subsample")
+    grad_batch_size: int = option(16, "paragraphs per backward pass")
+
+    def __post_init__(self) -> None:
+        if self.set_size < 2:
+            raise UserError("--set-size must be at least 2")
+        if self.grad_batch_size < 1:
+            raise UserError("--grad-batch-size must be at least 1")
+
+
+GRAD_MAP = GradMapOptions()
+
+REFERENCES = ("greedy", "true")
+
+
+@dataclass(frozen=True)
+class PerturbOptions:
+    """What `prefix_perturbation` (and interp perturb) does, each default written once."""
+
+    samples: int = option(4, "random replacement tokens per prefix position")
+    set_size: int = option(32, "cap on paragraphs per set (MEM / NMEM)")
+    nmem_max: int = option(NMEM_MAX_EM, "NMEM: EM at most this")
+    reference: str = option(
+        "greedy",
+        "continuation EM is measured against: the model's own greedy one (as the paper) or the true one",
+        choices=REFERENCES,
+    )
+    seed: int = option(0, "seed of the paragraph sample and the replacement tokens")
+
+    def __post_init__(self) -> None:
+        if self.set_size < 1:
+            raise UserError("--set-size must be at least 1")
+
+
+PERTURB = PerturbOptions()
+
+EXPERIMENTS = ("coefficients", "attention", "both", "values")
+
+
+@dataclass(frozen=True)
+class RestoreOptions:
+    """What `restoration` (and interp restore) puts back, each default written once."""
+
+    width: int | None = option(
+        None,
+        "layers restored at once, centred on each layer (odd; None: Hong et al.'s 5 of 32 layers scaled to the "
+        "model's depth, at least 1)",
+    )
+    experiments: tuple[str, ...] = option(EXPERIMENTS, "what is restored", choices=EXPERIMENTS)
+
+
+RESTORE = RestoreOptions()

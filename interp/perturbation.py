@@ -24,32 +24,13 @@ from interp.data import Paragraphs
 from interp.display import Displayed
 from interp.errors import UserError
 from interp.memorization import mem_nmem_thresholds
-from interp.metrics import NMEM_MAX_EM, em_from_hits, greedy_continuations, teacher_forced_hits
-from interp.options import option
-
-REFERENCES = ("greedy", "true")
-
-
-@dataclass(frozen=True)
-class PerturbOptions:
-    """What `prefix_perturbation` (and interp perturb) does, each default written once."""
-
-    samples: int = option(4, "random replacement tokens per prefix position")
-    set_size: int = option(32, "cap on paragraphs per set (MEM / NMEM)")
-    nmem_max: int = option(NMEM_MAX_EM, "NMEM: EM at most this")
-    reference: str = option(
-        "greedy",
-        "continuation EM is measured against: the model's own greedy one (as the paper) or the true one",
-        choices=REFERENCES,
-    )
-    seed: int = option(0, "seed of the paragraph sample and the replacement tokens")
-
-    def __post_init__(self) -> None:
-        if self.set_size < 1:
-            raise UserError("--set-size must be at least 1")
-
-
-PERTURB = PerturbOptions()
+from interp.metrics import (  # NMEM_MAX_EM: a public name here before PerturbOptions moved
+    NMEM_MAX_EM,  # noqa: F401
+    em_from_hits,
+    greedy_continuations,
+    teacher_forced_hits,
+)
+from interp.options import PERTURB, REFERENCES, PerturbOptions  # noqa: F401 (public names kept here)
 
 
 def random_replacements(

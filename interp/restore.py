@@ -33,26 +33,10 @@ from interp.data import BATCH_SIZE, Paragraphs
 from interp.display import Displayed
 from interp.errors import UserError
 from interp.metrics import continuation_log_probs, em_from_hits
-from interp.options import option
+from interp.options import EXPERIMENTS, RESTORE, RestoreOptions  # noqa: F401 (public names kept here)
 from interp.unlearning import Hook
 
-EXPERIMENTS = ("coefficients", "attention", "both", "values")
 _PATCHED = {"coefficients": ("post",), "attention": ("attn_out",), "both": ("post", "attn_out")}
-
-
-@dataclass(frozen=True)
-class RestoreOptions:
-    """What `restoration` (and interp restore) puts back, each default written once."""
-
-    width: int | None = option(
-        None,
-        "layers restored at once, centred on each layer (odd; None: Hong et al.'s 5 of 32 layers scaled to the "
-        "model's depth, at least 1)",
-    )
-    experiments: tuple[str, ...] = option(EXPERIMENTS, "what is restored", choices=EXPERIMENTS)
-
-
-RESTORE = RestoreOptions()
 
 
 PAPER_WINDOW = (5, 32)  # Hong et al.: 5 of LLaMA2-7B's 32 layers

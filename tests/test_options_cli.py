@@ -373,8 +373,8 @@ class _Called(Exception):
 
 
 def _call_of(line: str, module, function: str, monkeypatch) -> dict:
-    """The arguments (defaults filled in) that `interp LINE` passes to `module.function`, without a model."""
-    monkeypatch.setattr(module, "shipped_unigram_counts", lambda model: "COUNTS")
+    """The arguments (defaults filled in) that `interp LINE` passes to `function`, without a model."""
+    monkeypatch.setattr(_home(module, "shipped_unigram_counts"), "shipped_unigram_counts", lambda model: "COUNTS")
     seen = _calls_of(line, module, {}, function, monkeypatch)[function]
     for name in ("log", "unigram_counts"):
         seen.pop(name, None)
@@ -548,6 +548,28 @@ class _Paragraphs:
         return 0
 
 
+LIBRARY = {
+    "model_name": "interp.models",
+    "shipped_unigram_counts": "interp.testbed",
+    "memorization_split": "interp.memorization",
+    "choose_indices": "interp.memorization",
+    "choose_sets": "interp.memorization",
+    "gradient_map": "interp.gradients",
+    "prefix_perturbation": "interp.perturbation",
+    "locate_memorization_head": "interp.locator.ranking",
+    "validate_locator": "interp.locator.validation",
+}
+"""Where the commands import these names from: inside `run` (parsing loads no torch), so that is where they are
+replaced."""
+
+
+def _home(module, name: str):
+    """The module whose `name` the command `module` calls: the library's for the names it imports inside `run`."""
+    import importlib
+
+    return importlib.import_module(LIBRARY[name]) if name in LIBRARY else module
+
+
 def _calls_of(line: str, module, stubs: dict, last: str, monkeypatch) -> dict:
     """What `interp LINE` passes to each of `stubs` (name -> return value) and to `last`, defaults filled in."""
     import inspect
@@ -555,7 +577,7 @@ def _calls_of(line: str, module, stubs: dict, last: str, monkeypatch) -> dict:
     seen: dict = {}
 
     def recorder(name, value):
-        target = getattr(module, name)
+        target = getattr(_home(module, name), name)
 
         def record(*args, **kwargs):
             bound = inspect.signature(target).bind(*args, **kwargs)
@@ -569,9 +591,9 @@ def _calls_of(line: str, module, stubs: dict, last: str, monkeypatch) -> dict:
 
     monkeypatch.setattr(module, "model_from_args", lambda args: "MODEL")
     monkeypatch.setattr(module, "paragraphs_from_args", lambda args, model: _Paragraphs())
-    monkeypatch.setattr(module, "model_name", lambda model: "MODEL")
+    monkeypatch.setattr(_home(module, "model_name"), "model_name", lambda model: "MODEL")
     for name, value in {**stubs, last: None}.items():
-        monkeypatch.setattr(module, name, recorder(name, value))
+        monkeypatch.setattr(_home(module, name), name, recorder(name, value))
     args = parse(line)
     with pytest.raises(_Called):
         args.run(args)

@@ -1,4 +1,6 @@
-"""`interp grad-map`: where the gradient of NLL / the contrastive objective lands, MEM vs NMEM."""
+"""`interp grad-map`: where the gradient of NLL / the contrastive objective lands, MEM vs NMEM.
+
+The library is imported inside the functions that use it: parsing this command's flags loads no torch."""
 
 from __future__ import annotations
 
@@ -15,11 +17,7 @@ from interp.commands.common import (
 )
 from interp.commands.options_cli import NMEM_NOTE, SET_SIZE_NOTES, add_option_flags, given_options, with_options
 from interp.errors import UserError
-from interp.gradient_norms import compare_norms, per_paragraph_norms
-from interp.gradients import GRAD_MAP, GradMapOptions, gradient_map
-from interp.io import write_json, write_text_atomic
-from interp.memorization import choose_sets, memorization_split
-from interp.models import model_name
+from interp.options import GRAD_MAP, GradMapOptions
 
 
 def configure(p) -> None:
@@ -56,6 +54,12 @@ def _page(title: str, figures: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     o = with_options(GRAD_MAP, given_options(args, GradMapOptions))
+    from interp.gradient_norms import compare_norms, per_paragraph_norms
+    from interp.gradients import gradient_map
+    from interp.io import write_json, write_text_atomic
+    from interp.memorization import choose_sets, memorization_split
+    from interp.models import model_name
+
     model = model_from_args(args)
     paragraphs = paragraphs_from_args(args, model)
     with stage(f"scoring {len(paragraphs)} paragraphs", args.progress):

@@ -1,13 +1,12 @@
-"""`interp locate-head`: rank every head by how specifically it carries memorized paragraphs."""
+"""`interp locate-head`: rank every head by how specifically it carries memorized paragraphs.
+
+The library is imported inside the functions that use it: parsing this command's flags loads no torch."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-import torch
-
-from interp.backend import act_name, capture
 from interp.commands.common import (
     add_model_args,
     add_paragraph_args,
@@ -17,13 +16,7 @@ from interp.commands.common import (
     stage,
 )
 from interp.commands.options_cli import SET_SIZE_NOTES, add_option_flags, given_options, with_options
-from interp.data import load_paragraphs, rarity_ranks
-from interp.io import write_json, write_text_atomic
 from interp.locator.options import LOCATE, LocateOptions
-from interp.locator.ranking import locate_memorization_head
-from interp.locator.validation import read_validation
-from interp.models import model_name
-from interp.testbed import shipped_unigram_counts
 
 
 def configure(p) -> None:
@@ -67,6 +60,13 @@ def configure(p) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from interp.data import load_paragraphs
+    from interp.io import write_json, write_text_atomic
+    from interp.locator.ranking import locate_memorization_head
+    from interp.locator.validation import read_validation
+    from interp.models import model_name
+    from interp.testbed import shipped_unigram_counts
+
     model = model_from_args(args)
     paragraphs = paragraphs_from_args(args, model)
     counts = shipped_unigram_counts(model)
@@ -132,6 +132,10 @@ def run(args: argparse.Namespace) -> int:
         write_json(args.json, out)
         print(f"wrote {args.json}")
     if args.html:
+        import torch
+
+        from interp.backend import act_name, capture
+        from interp.data import rarity_ranks
         from interp.views.heads import attention_view, ranking_page
 
         mem_pos = [paragraphs.ids.index(i) for i in ranking.mem_ids[:1]]

@@ -1,10 +1,10 @@
-"""`interp perturb`: single-token prefix perturbation of MEM vs NMEM paragraphs, and editing targets."""
+"""`interp perturb`: single-token prefix perturbation of MEM vs NMEM paragraphs, and editing targets.
+
+The library is imported inside the functions that use it: parsing this command's flags loads no torch."""
 
 from __future__ import annotations
 
 import argparse
-
-import torch
 
 from interp.commands.common import (
     add_model_args,
@@ -23,10 +23,7 @@ from interp.commands.options_cli import (
     with_options,
 )
 from interp.errors import UserError
-from interp.io import write_json, write_text_atomic
-from interp.memorization import choose_indices, memorization_split
-from interp.models import model_name
-from interp.perturbation import PERTURB, PerturbOptions, prefix_perturbation
+from interp.options import PERTURB, PerturbOptions
 
 
 def configure(p) -> None:
@@ -59,6 +56,13 @@ def run(args: argparse.Namespace) -> int:
     o = with_options(PERTURB, given_options(args, PerturbOptions))
     if o.samples < 1 or o.nmem_max < 0:
         raise UserError(f"--samples must be at least 1 and --nmem-max 0 or more, got {o.samples} and {o.nmem_max}")
+    import torch
+
+    from interp.io import write_json, write_text_atomic
+    from interp.memorization import choose_indices, memorization_split
+    from interp.models import model_name
+    from interp.perturbation import prefix_perturbation
+
     model = model_from_args(args)
     paragraphs = paragraphs_from_args(args, model)
     with stage(f"scoring {len(paragraphs)} paragraphs", args.progress):

@@ -1,13 +1,13 @@
 """`interp restore`: put the original model's MLP coefficients, attention outputs or value vectors back
-into an unlearned model, a window of layers at a time, and measure how much forgotten text returns."""
+into an unlearned model, a window of layers at a time, and measure how much forgotten text returns.
+
+The library is imported inside the functions that use it: parsing this command's flags loads no torch."""
 
 from __future__ import annotations
 
 import argparse
 import json
 from pathlib import Path
-
-import torch
 
 from interp.commands.common import (
     add_model_args,
@@ -21,10 +21,7 @@ from interp.commands.common import (
 from interp.commands.options_cli import add_alias, add_option_flags, given_options, with_options
 from interp.commands.unlearn import SAVED_RUN
 from interp.errors import UserError
-from interp.io import write_json
-from interp.metrics import score_paragraphs
-from interp.models import load_model, model_name
-from interp.restore import RESTORE, RestoreOptions, restoration
+from interp.options import RESTORE, RestoreOptions
 
 
 def configure(p) -> None:
@@ -64,6 +61,13 @@ def run(args: argparse.Namespace) -> int:
             "`interp unlearn --save DIR`"
         )
     checkpoint_folder(str(args.unlearned), "--unlearned")
+    import torch
+
+    from interp.io import write_json
+    from interp.metrics import score_paragraphs
+    from interp.models import load_model, model_name
+    from interp.restore import restoration
+
     original = model_from_args(args)
     edited = load_model(str(args.unlearned), device=args.device, dtype=args.dtype)
     paragraphs = paragraphs_from_args(args, original)

@@ -1,4 +1,6 @@
-"""`interp validate-locator`: the injection benchmark on the user's own model (a copy of it)."""
+"""`interp validate-locator`: the injection benchmark on the user's own model (a copy of it).
+
+The library is imported inside the functions that use it: parsing this command's flags loads no torch."""
 
 from __future__ import annotations
 
@@ -7,11 +9,7 @@ import sys
 
 from interp.commands.common import add_model_args, add_paragraph_args, model_from_args, paragraphs_from_args
 from interp.commands.options_cli import SET_SIZE_NOTES, add_option_flags, given_options, parse_head, with_options
-from interp.io import write_json, write_text_atomic
 from interp.locator.options import RECALL_FRACTION, VALIDATE, ValidateOptions
-from interp.locator.validation import validate_locator
-from interp.models import model_name
-from interp.testbed import shipped_unigram_counts
 
 
 def configure(p) -> None:
@@ -44,6 +42,11 @@ def _r(rank: int | None) -> str:
 
 def run(args: argparse.Namespace) -> int:
     o = with_options(VALIDATE, given_options(args, ValidateOptions))
+    from interp.io import write_json, write_text_atomic
+    from interp.locator.validation import validate_locator
+    from interp.models import model_name
+    from interp.testbed import shipped_unigram_counts
+
     model = model_from_args(args)
     paragraphs = paragraphs_from_args(args, model)
     result = validate_locator(

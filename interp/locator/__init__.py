@@ -13,18 +13,33 @@
   method gives them (how far to trust a ranking on a new model).
 To add a method: a function returning `UnitScores` in its family's module, its name in
 `ranking.unit_method`, and a test on an injected model where the answer is known.
+- `options`: the methods' names and the settings (`LocateOptions`, `ValidateOptions`), apart from torch.
+Names are imported on first use: `interp.locator.options` alone does not load torch.
 """
 
-from interp.locator.ablation import HeadAblation, head_ablation, unit_ablation
-from interp.locator.gradient_scores import gradient_scores
-from interp.locator.injection import inject_head, inject_neurons, random_neurons
-from interp.locator.integrated_gradients import integrated_gradients
-from interp.locator.mask_learning import hard_concrete, slimming
-from interp.locator.patching import PatchingResult, activation_patching, attribution_patching
-from interp.locator.ranking import DEFAULT_METHODS, HeadRanking, NeuronRanking, locate_memorization_head, locate_neurons
-from interp.locator.rare_tokens import RareTokenAttention, rare_token_attention
-from interp.locator.units import UnitScores, recall_at
-from interp.locator.validation import LocatorValidation, validate_locator
+from __future__ import annotations
+
+from interp._lazy import lazy_names
+
+_SOURCES = {
+    "interp.locator.ablation": ("HeadAblation", "head_ablation", "unit_ablation"),
+    "interp.locator.gradient_scores": ("gradient_scores",),
+    "interp.locator.injection": ("inject_head", "inject_neurons", "random_neurons"),
+    "interp.locator.integrated_gradients": ("integrated_gradients",),
+    "interp.locator.mask_learning": ("hard_concrete", "slimming"),
+    "interp.locator.patching": ("PatchingResult", "activation_patching", "attribution_patching"),
+    "interp.locator.ranking": (
+        "DEFAULT_METHODS",
+        "HeadRanking",
+        "NeuronRanking",
+        "locate_memorization_head",
+        "locate_neurons",
+    ),
+    "interp.locator.rare_tokens": ("RareTokenAttention", "rare_token_attention"),
+    "interp.locator.units": ("UnitScores", "recall_at"),
+    "interp.locator.validation": ("LocatorValidation", "validate_locator"),
+}
+
 
 __all__ = [
     "DEFAULT_METHODS",
@@ -52,3 +67,5 @@ __all__ = [
     "unit_ablation",
     "validate_locator",
 ]
+
+__getattr__, __dir__ = lazy_names(globals(), _SOURCES)

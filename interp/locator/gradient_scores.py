@@ -30,9 +30,8 @@ from interp.backend import Model, copy_model, named_weights, param_name
 from interp.data import Paragraphs
 from interp.errors import UserError
 from interp.gradients import component_gradient, parameter_gradients
+from interp.locator.options import GRADIENT_VARIANTS as VARIANTS
 from interp.locator.units import Stopwatch, UnitScores, check_unit
-
-VARIANTS = ("gradient_l2", "grad_x_weight", "fisher", "perturbed_gradient")
 
 
 def _unit_slices(

@@ -30,6 +30,7 @@ from torch import Tensor
 from interp.backend import Model, copy_model, leaf_masks, named_weights, param_name, run_from, run_to
 from interp.data import BATCH_SIZE, Paragraphs
 from interp.errors import UserError
+from interp.locator.options import LR_GRID, SCHEDULES
 from interp.locator.units import Stopwatch, unit_count
 from interp.metrics import em_from_hits, score_paragraphs
 
@@ -152,9 +153,7 @@ def _heldout_ppl(model: Model, heldout: Paragraphs, batch_size: int) -> float:
     return math.exp(float(score_paragraphs(model, heldout, batch_size).nll.mean()))
 
 
-LR_GRID = (1e-3, 3e-3, 1e-2, 3e-2)  # rates the probe tries when lr="auto"
-PROBE_STEPS = 25  # steps per probed rate
-SCHEDULES = ("cosine", "constant")
+PROBE_STEPS = 25  # steps per probed rate (of LR_GRID, the rates the probe tries when lr="auto")
 
 
 def _objective(forced, resid, tokens, retain_resid, reference, start: int, p: int, kl_weight: float):

@@ -3,7 +3,9 @@
 benchmark, `validate_locator` and `interp validate-locator`).
 
 The functions' keyword defaults read these dataclasses, and the commands' flags are generated from
-them (interp.commands.options_cli), so a default changed here changes both.
+them (interp.commands.options_cli), so a default changed here changes both. This module imports nothing
+heavy: the command line builds its parsers from it without loading torch. The names the methods' modules
+share with it are defined here and re-exported there (`interp.locator.injection.LR_GRID` as before).
 """
 
 from __future__ import annotations
@@ -11,10 +13,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from interp.errors import UserError
-from interp.locator.gradient_scores import VARIANTS as GRADIENT_VARIANTS
-from interp.locator.injection import LR_GRID, SCHEDULES
-from interp.locator.rare_tokens import DEFAULT_NULL, NULLS
 from interp.options import option
+
+GRADIENT_VARIANTS = ("gradient_l2", "grad_x_weight", "fisher", "perturbed_gradient")
+"""interp.locator.gradient_scores.VARIANTS"""
+LR_GRID = (1e-3, 3e-3, 1e-2, 3e-2)  # rates the injection's probe tries when lr="auto" (interp.locator.injection)
+SCHEDULES = ("cosine", "constant")  # the head injection's rate schedules (interp.locator.injection)
+NULLS = ("pair_paragraphs", "shuffle_positions")  # the rare-token score's nulls (interp.locator.rare_tokens)
+DEFAULT_NULL = "pair_paragraphs"
 
 UNIT_METHODS = (*GRADIENT_VARIANTS, "ablation", "zero_out", "integrated_gradients", "hard_concrete", "slimming")
 HEAD_METHODS = ("rare_token", "gradient", "attribution", "patching", *UNIT_METHODS)

@@ -53,11 +53,10 @@ from torch import Tensor
 from interp.backend import Model, act_name, capture
 from interp.data import BATCH_SIZE, Paragraphs, rarity_ranks
 from interp.errors import UserError
+from interp.locator.options import DEFAULT_NULL, NULLS
 
 QUERIES = ("first_continuation", "last_prefix")
 STATISTICS = ("sum", "mean")
-NULLS = ("pair_paragraphs", "shuffle_positions")
-DEFAULT_NULL = "pair_paragraphs"
 NULL_DRAWS = 1000
 
 
