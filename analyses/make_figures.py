@@ -321,46 +321,87 @@ def faithfulness_lines(f: dict | None) -> list[str]:
 
 
 def audit_lines(a: dict | None) -> list[str]:
-    """Section 7: the forgetting audit's table per method, beside the published recoveries."""
+    """Section 7: the forgetting audit per method (residuals with their nulls and intervals, recovery per attack on
+    EM and log10 p, n/a cells, restoration's donor null, control 1), beside the published recoveries."""
     cal = next(iter(a["calibrations"].values())) if a else None
     level = f": {cal['criterion']}'s EM <= {cal['level']:g}" if cal else ""
     lines = [
         "## 7. The forgetting audit (`07_audit.py`)",
         "",
         f"- `audit_recovery`: per method (each calibrated to matched forgetting{level}) and attack, the fraction of the",
-        "  forgotten EM that the attack brings back, net of what the same attack teaches on never-known paragraphs (the",
-        "  attack's mean gain there is subtracted). Residual score per target = the largest recovery over attacks,",
-        "  clipped to [0, 1]; its median per method is below.",
+        "  forgotten EM that the attack brings back, net of what the same attack gives never-known paragraphs on the",
+        "  same unlearned system (control 2; for restoration, at least the donor's gain). Residual score per target =",
+        "  the largest recovery over attacks, clipped to [0, 1]; its median per method is below, on EM and on log10 p.",
         "",
         *images("audit_recovery"),
     ]
     if not a:
         return lines
+    n = len(a.get("targets", ())) or 1
     lines += [
-        f"The audit calibrates its own runs on its own target ({a['target']}), so its rates differ from section 5's.",
+        f"Targets: {a['target']}; one run per method forgets all of them, so the rates differ from section 5's. "
+        f"Never-known controls: {len(a.get('never_known', ()))} held-out paragraphs.",
         "",
     ]
     published = "; ".join(f"{k}: {v}" for k, v in a.get("published", {}).items())
     lines += [
         f"Published recoveries to compare (other models, other measures: only the direction compares): {published}.",
         "",
-        "| method | calibrated lr | target EM after | median residual | strongest attack | int4 EM | relearn (prefix) EM |",
-        "|---|---|---|---|---|---|---|",
+        "| method | lr | n | target EM after | median residual, EM [95% CI] | on log10 p [95% CI] | controls' 95th pct (EM) "
+        "| targets with p <= 0.05 | strongest attack (most targets) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for method, residual in a["median_residual"].items():
         rows = {r["attack"]: r for r in a["tables"][method]}
-        cal = a["calibrations"].get(method, {})
-        attack = next((x for x in a["residual_attack"][method] if x), "none")
+        tried = a["calibrations"].get(method, {}).get("tried")
+        lr = f"{tried[-1]['lr']:.2g}" if tried else "-"
+        ci, ci_p = a["median_residual_ci95"][method], a["median_residual_log10p_ci95"][method]
+        attacks = [x for x in a["residual_attack"][method] if x]
+        strongest = max(set(attacks), key=attacks.count) if attacks else "none"
+        significant = sum(p <= 0.05 for p in a["residual_p"][method])
         lines.append(
-            f"| {method} | {cal.get('lr', float('nan')):.2g} | {_fmt(rows['none (unlearned)']['em'], 1)} | {_fmt(residual)} | "
-            f"{attack} | {_fmt(rows.get('int4', {}).get('em'), 1)} | {_fmt(rows.get('relearn_prefix', {}).get('em'), 1)} |"
+            f"| {method} | {lr} | {a['n_targets'][method]} | {_fmt(rows['none (unlearned)']['em'], 1)} | "
+            f"{_fmt(residual)} [{_fmt(ci[0])}, {_fmt(ci[1])}] | {_fmt(a['median_residual_log10p'][method])} "
+            f"[{_fmt(ci_p[0])}, {_fmt(ci_p[1])}] | {_fmt(a['null_q95'][method])} | {significant} of {n} | {strongest} |"
         )
     never = [m for m, c in a["calibrations"].items() if not c.get("reached", True)]
     if never:
         lines += ["", f"Never reached the level (not audited): {', '.join(never)}."]
+    attacks = [r["attack"] for r in next(iter(a["tables"].values()))[1:]]
+    lines += [
+        "",
+        "Recovery per attack (mean over targets, net of control 2; EM / log10 p; n/a where the attack cannot apply):",
+        "",
+        "| method | " + " | ".join(attacks) + " |",
+        "|---|" + "---|" * len(attacks),
+    ]
+    for method in a["median_residual"]:
+        rows = {r["attack"]: r for r in a["tables"][method]}
+        cells = [
+            f"{_fmt(rows[x].get('recovery'))} / {_fmt(rows[x].get('recovery_log10p'))}" if rows[x].get("applies", True)
+            else "n/a"
+            for x in attacks
+        ]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
     first = next(iter(a["tables"].values()))
-    controls = ", ".join(f"{r['attack']} {_fmt(r['original_em'], 1)}" for r in first[1:])
-    lines += ["", f"Control, the same attacks on the original model (target EM): {controls}.", ""]
+    controls = ", ".join(
+        f"{r['attack']} {_fmt(r['original_em'], 1)}" + (" (breaks it)" if r.get("breaks_original") else "")
+        for r in first[1:]
+    )
+    donor = ", ".join(
+        f"{m} {_fmt(v.get('em'))} EM / {_fmt(v.get('log10p'), 1)} log10 p" for m, v in a.get("restore_null", {}).items()
+    )
+    diagnostic = [m for m, d in a.get("restoration_is_diagnostic", {}).items() if d]
+    lines += [
+        "",
+        f"Control 1, the same attacks on the original model (target EM {_fmt(first[0]['original_em'], 1)} unattacked; an attack "
+        f"that lowers it by more than 10% of the continuation breaks it): {controls}.",
+        "",
+        f"Restoration's donor null (the best window's gain when a copy taught never-known text is restored into a model "
+        f"that never held it): {donor}. Restoration is a diagnostic, not evidence, for: "
+        f"{', '.join(diagnostic) or 'none'}.",
+        "",
+    ]
     return lines
 
 

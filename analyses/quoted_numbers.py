@@ -97,8 +97,12 @@ def findings() -> str:
             "- **Restoration**: the best KRS recovered by one layer of the original is "
             + ", ".join(f"{v:.2f} ({select} weights unlearned)" for select, v in krs.items())
             + ".",
-            "- **Audit**: median residual memorization per method: "
-            + ", ".join(f"{method} {v:.2f}" for method, v in a["median_residual"].items())
+            f"- **Audit** of {len(a['targets'])} planted paragraphs the retrained reference never saw: median "
+            "residual (the share of the forgotten text the attacks bring back, on EM / on log10 p) per method: "
+            + ", ".join(
+                f"{method} {v:.2f} / {a['median_residual_log10p'][method]:.2f}"
+                for method, v in a["median_residual"].items()
+            )
             + ".",
         ]
     )
