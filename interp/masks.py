@@ -20,13 +20,13 @@ import torch
 from jaxtyping import Bool
 from torch import Tensor
 
+from interp.constants import SCOPES
 from interp.errors import UserError
 
 Mask = dict[str, Bool[Tensor, "..."]]
 
 ATTENTION_WEIGHTS = ("W_Q", "W_K", "W_V", "W_O")
 MLP_WEIGHTS = ("W_in", "W_out")
-SCOPES = ("global", "component")  # top_k_mask: one ranking over all candidates, or one per parameter
 _BLOCK_PARAM = re.compile(r"^blocks\.(\d+)\.(\w+)\.(\w+)$")
 # parameters whose first axis is the attention head
 _HEAD_AXIS_PARAMS = ("W_Q", "W_K", "W_V", "W_O", "b_Q", "b_K", "b_V", "_W_K", "_W_V", "_b_K", "_b_V")

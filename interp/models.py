@@ -29,11 +29,11 @@ from interp.backend import (
     hf_state,
     official_name,
 )
+from interp.constants import TESTBED_COMPANION  # a name here as before
 from interp.errors import UserError
 
 TESTBED = "testbed"
 TESTBED_DIR = Path(__file__).parent / "testbed" / "checkpoint"
-TESTBED_COMPANION = "testbed-companion"  # a 2-layer model of the testbed's data and tokenizer (proxy-tuning)
 TESTBED_COMPANION_DIR = Path(__file__).parent / "testbed" / "companion"
 TESTBED_REFERENCE = "testbed-reference"  # the testbed retrained with some planted paragraphs left out
 TESTBED_REFERENCE_DIR = Path(__file__).parent / "testbed" / "reference"

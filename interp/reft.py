@@ -10,7 +10,7 @@ intervention starts as the identity and every change in behaviour comes from tra
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
 from jaxtyping import Float
@@ -20,8 +20,8 @@ from torch.nn.utils.parametrizations import orthogonal
 from interp.backend import Model, act_name, hooks_on
 from interp.data import Paragraphs
 from interp.errors import UserError
-from interp.options import option
-from interp.unlearning import Evaluation, Hook, Probe, check_training_settings, evaluate, objective, optimise
+from interp.unlearning import Evaluation, Hook, Probe, check_training_settings, evaluate, objective, optimise  # noqa: F401
+from interp.unlearning.config import ReftConfig
 
 
 class LoReFT(nn.Module):
@@ -38,38 +38,6 @@ class LoReFT(nn.Module):
     def forward(self, h: Float[Tensor, "*batch d_model"]) -> Float[Tensor, "*batch d_model"]:
         r = self.rotate.weight
         return h + (self.source(h) - h @ r.T) @ r
-
-
-@dataclass(frozen=True)
-class ReftConfig:
-    """One LoReFT unlearning run on layer `layer` (None: the middle layer) with a rank-`rank` subspace."""
-
-    method: str = "unlearn"
-    layer: int | None = option(None, "residual stream after this layer (None: the middle)")
-    rank: int = option(4, "rank of the intervention")
-    lr: float = 1e-3
-    steps: int = 20
-    weight_decay: float = 0.0
-    nll_weight: float | None = None
-    retain_weight: float = 1.0
-    npo_beta: float = 0.1
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        check_training_settings(self.method, lr=self.lr, steps=self.steps, weight_decay=self.weight_decay)
-        if self.rank < 1:
-            raise UserError(f"ReFT rank must be at least 1, got {self.rank}")
-
-    @property
-    def label(self) -> str:
-        where = "" if self.layer is None else f" L{self.layer}"
-        return f"{self.method} LoReFT r{self.rank}{where}"
-
-    def to_dict(self) -> dict:
-        return {"kind": "reft", **asdict(self)}
-
-    def run(self, model, targets, retain, *, edit_targets=None, probe=None, before=None) -> ReftResult:
-        return reft_unlearn(model, targets, retain, self, edit_targets=edit_targets, probe=probe, before=before)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ import warnings
 
 import pytest
 
+import interp.models
 from interp.audit import AuditConfig
 from interp.cli import build_parser, main
 from interp.commands import audit, scan, unlearn
@@ -133,7 +134,7 @@ def test_unlearn_relearning_as_before(flags, expected):
     ],
 )
 def test_unlearn_proxy_as_before(monkeypatch, testbed, flags, method, steps, lr, weight_decay, seed, alpha):
-    monkeypatch.setattr(unlearn, "load_model", lambda spec, **kw: testbed)
+    monkeypatch.setattr(interp.models, "load_model", lambda spec, **kw: testbed)  # imported inside unlearn._proxy
     row = unlearn._proxy(testbed, parse(f"{UNLEARN} {flags}"))
     small = weights(method=method, select="all", lr=lr, steps=steps, weight_decay=weight_decay, seed=seed)
     assert row.config == ProxyConfig(small="small", unlearn=small, alpha=alpha)

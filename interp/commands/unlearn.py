@@ -2,6 +2,8 @@
 
 One configuration, or with --table the paper's Figure 5 grid plus the GA / GradDiff / NPO and
 LoReFT rows, each run on --runs MEM targets (1 target + --retain NMEM paragraphs per run).
+
+The library is imported inside the functions that use it: parsing this command's flags loads no torch.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import argparse
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from interp.commands.common import (
     add_model_args,
@@ -21,25 +24,23 @@ from interp.commands.common import (
     stage,
 )
 from interp.commands.options_cli import NMEM_NOTE, add_option_flags, given_options, parse_head, with_options
-from interp.data import Paragraphs
+from interp.constants import NMEM_MAX_EM
 from interp.errors import UserError
-from interp.io import write_json
-from interp.metrics import NMEM_MAX_EM, score_paragraphs
-from interp.models import load_model, model_name, save_model
 from interp.options import option
-from interp.reft import ReftConfig
-from interp.unlearning import (
+from interp.unlearning.config import (
     RETAIN_PER_RUN,
     SELECTIONS,
     MatchedForgetting,
-    Probe,
+    ProxyConfig,
+    ReftConfig,
     RelearnConfig,
     UnlearnConfig,
-    paper_configs,
-    probe_sets,
-    unlearning_table,
 )
-from interp.unlearning.proxy import ProxyConfig, ProxyMethod, small_model_spec
+
+if TYPE_CHECKING:
+    from interp.data import Paragraphs
+    from interp.unlearning import Probe
+    from interp.unlearning.proxy import ProxyMethod
 
 SAVED_RUN = "unlearning.json"  # written beside a saved edited model: which targets it forgot, and how
 SHARED = ("method", "lr", "steps", "weight_decay", "nll_weight", "retain_weight", "npo_beta", "seed")
@@ -201,6 +202,8 @@ def _configs(args: argparse.Namespace) -> list:
     weights = _weights(args)
     reft = with_options(replace(ReftConfig(), **_shared(args)), given_options(args, ReftConfig), prefix="reft-")
     if args.table:
+        from interp.unlearning.experiments import paper_configs
+
         training = {k: getattr(weights, k) for k in TRAINING}
         grid = [replace(c, **training) for c in paper_configs(fraction=weights.fraction)]
         grid += [
@@ -226,6 +229,9 @@ def _relearn(args: argparse.Namespace) -> RelearnConfig | None:
 
 def _proxy(model, args: argparse.Namespace) -> ProxyMethod:
     """The decoding-time row --proxy describes, its small model loaded."""
+    from interp.models import load_model, model_name
+    from interp.unlearning.proxy import ProxyMethod, small_model_spec
+
     spec = small_model_spec(model, args.proxy)
     if spec is None:
         raise UserError(
@@ -243,6 +249,8 @@ def _scan(
     model, paragraphs: Paragraphs, candidates: list[int], want_mem: int, want_nmem: int, nmem_max: int, args
 ) -> tuple[list[int], list[int]]:
     """MEM and NMEM indices among `candidates`, scored in file order only until both quotas are met."""
+    from interp.metrics import score_paragraphs
+
     mem, nmem = [], []
     chunk = max(args.batch_size, 256)
     for start in range(0, len(candidates), chunk):
@@ -262,6 +270,8 @@ def _pick(
     for relearning control (b) (None without a 'heldout' split). Paragraphs of a 'heldout' split (the
     testbed's never-seen text) are the held-out probe and are never scored; without one, unused NMEM
     paragraphs stand in for the perplexity probe only."""
+    from interp.unlearning.evaluation import probe_sets
+
     split = paragraphs.meta.get("split")
     heldout = [i for i in range(len(paragraphs)) if split is not None and split[i] == "heldout"][: sets.probe]
     candidates = [i for i in range(len(paragraphs)) if split is None or split[i] != "heldout"]
@@ -339,6 +349,10 @@ def run(args: argparse.Namespace) -> int:
             "--save writes the weights of ONE weight-editing run: drop --table, and LoReFT and --proxy change no "
             "weights"
         )
+    from interp.io import write_json
+    from interp.models import model_name, save_model
+    from interp.unlearning.experiments import unlearning_table
+
     model = model_from_args(args)
     if args.proxy is not None:
         proxy = _proxy(model, args)

@@ -11,32 +11,42 @@ Hong et al. 2024).
   `MatchedForgetting` holds its options for `unlearning_table`.
 - `experiments`: `unlearning_table`, the paper's Figure 5 over many configurations and targets,
   with the relearning attack's controls.
+- `config`: the methods' settings (`UnlearnConfig`, `MatchedForgetting`, `RelearnConfig`, `ProxyConfig`,
+  `ReftConfig`), apart from torch.
 
-LoReFT, the representation method trained with the same loop, is `interp.reft`.
+LoReFT, the representation method trained with the same loop, is `interp.reft`. Names are imported on first
+use: `interp.unlearning.config` alone does not load torch.
 """
 
-from interp.unlearning.calibration import (
-    LR_GRID,
-    TOLERANCE,
-    Calibration,
-    MatchedForgetting,
-    TracePoint,
-    calibrate,
-    calibrated_configs,
-)
-from interp.unlearning.evaluation import Evaluation, Hook, Probe, evaluate, probe_sets
-from interp.unlearning.experiments import COLUMNS, UnlearningTable, heldout_pipeline, paper_configs, unlearning_table
-from interp.unlearning.masked import SELECTIONS, UnlearnConfig, UnlearnResult, select_weights, unlearn
-from interp.unlearning.relearning import RelearnConfig, relearn
-from interp.unlearning.training import (
-    BASELINES,
-    METHODS,
-    RETAIN_PER_RUN,
-    Diverged,
-    check_training_settings,
-    objective,
-    optimise,
-)
+from __future__ import annotations
+
+from interp._lazy import lazy_names
+
+_SOURCES = {
+    "interp.unlearning.config": (
+        "BASELINES",
+        "METHODS",
+        "RETAIN_PER_RUN",
+        "SELECTIONS",
+        "TOLERANCE",
+        "MatchedForgetting",
+        "RelearnConfig",
+        "UnlearnConfig",
+        "check_training_settings",
+    ),
+    "interp.unlearning.calibration": ("LR_GRID", "Calibration", "TracePoint", "calibrate", "calibrated_configs"),
+    "interp.unlearning.evaluation": ("Evaluation", "Hook", "Probe", "evaluate", "probe_sets"),
+    "interp.unlearning.experiments": (
+        "COLUMNS",
+        "UnlearningTable",
+        "heldout_pipeline",
+        "paper_configs",
+        "unlearning_table",
+    ),
+    "interp.unlearning.masked": ("UnlearnResult", "select_weights", "unlearn"),
+    "interp.unlearning.relearning": ("relearn",),
+    "interp.unlearning.training": ("Diverged", "objective", "optimise"),
+}
 
 __all__ = [
     "COLUMNS",
@@ -71,3 +81,5 @@ __all__ = [
     "unlearn",
     "unlearning_table",
 ]
+
+__getattr__, __dir__ = lazy_names(globals(), _SOURCES)

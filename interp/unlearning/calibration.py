@@ -37,70 +37,21 @@ from interp.data import Paragraphs
 from interp.errors import UserError
 from interp.memorization import mem_nmem_thresholds
 from interp.metrics import score_paragraphs
-from interp.options import option
+from interp.unlearning.config import (  # noqa: F401 (public names kept here)
+    METRICS,
+    STRATEGIES,
+    TOLERANCE,
+    MatchedForgetting,
+    check_metric,
+)
 from interp.unlearning.evaluation import Probe, evaluate
 from interp.unlearning.masked import UnlearnConfig, select_weights, unlearn
 from interp.unlearning.training import RETAIN_PER_RUN, Diverged
 
 LR_GRID = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
-TOLERANCE = 0.4
-"""The search stops when the smallest rate known to reach the level is within a factor 1.4 of the largest
-known not to: two halvings (in log-rate) of the grid's ~3x step, two runs per target more than the grid alone."""
-STRATEGIES = ("predict", "bisect")
-METRICS = ("em", "log10p")
-"""What matched forgetting matches: every target's EM, or its log10 p (the probability that sampling reproduces
-the continuation; a target at EM 0 may still be likely, and weight edits and decoding-time methods differ most there)."""
 PREDICTION_MARGIN = 1.2
 """The predicted rate is raised by this factor so that it usually reaches the level (a run that does not still
 bounds the search from below)."""
-
-
-@dataclass(frozen=True)
-class MatchedForgetting:
-    """How `unlearning_table(calibrate=MatchedForgetting(...))` calibrates each row: `calibrate` with these
-    options and the table's own targets, retain sets, edit targets and probes."""
-
-    level: int | float | None = option(
-        None,
-        "the value every target must reach: its EM (None: the NMEM threshold, 10 of 50 tokens) or, with metric "
-        "log10p, its log10 p (required, e.g. -20)",
-    )
-    tolerance: float = option(TOLERANCE, "stop when the rate is known within a factor 1 + this")
-    strategy: str = option("predict", "predict (from the step each run reached the level) or bisect (the grid)")
-    metric: str = option("em", "what every target must bring to the level: em or log10p")
-
-    def __post_init__(self) -> None:
-        if self.strategy not in STRATEGIES:
-            raise UserError(f"unknown calibration strategy {self.strategy!r}: use one of {', '.join(STRATEGIES)}")
-        _check_metric(self.metric, self.level)
-
-    def search(
-        self,
-        model: Model,
-        targets: Paragraphs,
-        retain: Paragraphs,
-        config,
-        *,
-        edit_targets: Paragraphs | None = None,
-        retain_per_run: int = RETAIN_PER_RUN,
-        probe: Probe | None = None,
-        on_try: Callable[[float, float], None] | None = None,
-    ) -> Calibration:
-        """`calibrate` with these options (see it for the arguments)."""
-        return calibrate(
-            model,
-            targets,
-            retain,
-            config,
-            level=self.level,
-            edit_targets=edit_targets,
-            retain_per_run=retain_per_run,
-            on_try=on_try,
-            tolerance=self.tolerance,
-            probe=probe,
-            strategy=self.strategy,
-            metric=self.metric,
-        )
 
 
 @dataclass(frozen=True)
@@ -279,7 +230,7 @@ def calibrate(
     rate (nan when it diverged). `strategy`: "predict" (see the module docstring; weight-editing configs) or
     "bisect". `metric="log10p"`: every target's log10 p must fall to `level` instead of its EM (the level is then
     required). `model` is not changed."""
-    _check_metric(metric, level)
+    check_metric(metric, level)
     if strategy not in STRATEGIES:
         raise UserError(f"unknown calibration strategy {strategy!r}: use one of {', '.join(STRATEGIES)}")
     lrs = sorted(lrs)
@@ -377,13 +328,6 @@ def calibrate(
         metric=metric,
         runs=kept_runs.get(chosen, ()),
     )
-
-
-def _check_metric(metric: str, level: float | int | None) -> None:
-    if metric not in METRICS:
-        raise UserError(f"unknown matched-forgetting metric {metric!r}: use one of {', '.join(METRICS)}")
-    if metric == "log10p" and level is None:
-        raise UserError("matching on log10 p needs a level (e.g. -20: every target's continuation at most 1e-20 likely)")
 
 
 def _score(model: Model, target: Paragraphs, metric: str) -> float:

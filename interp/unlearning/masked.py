@@ -15,91 +15,22 @@ never trained).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
 from interp.backend import Model, copy_model, leaf_masks, named_weights
-from interp.conventions import PAPER, TOOLKIT
+from interp.conventions import PAPER, TOOLKIT  # noqa: F401 (names here before UnlearnConfig moved)
 from interp.data import Paragraphs
 from interp.display import Displayed
 from interp.errors import UserError
 from interp.gradients import parameter_gradients, selected_parameters
-from interp.masks import SCOPES, candidate_mask, matched_random_mask, top_k_mask, uniform_random_mask
-from interp.options import option
+from interp.masks import SCOPES, candidate_mask, matched_random_mask, top_k_mask, uniform_random_mask  # noqa: F401
+from interp.unlearning.config import SELECTIONS, UnlearnConfig  # noqa: F401 (public names kept here)
 from interp.unlearning.evaluation import Evaluation, Hook, Probe, evaluate
-from interp.unlearning.training import check_training_settings, objective, optimise
-
-SELECTIONS = ("topk", "random", "random_matched", "all")
-
-
-@dataclass(frozen=True)
-class UnlearnConfig:
-    """One masked fine-tuning run. Defaults are the paper's public code: top 0.1% of the contrastive
-    objective's |gradient|, Adam lr 1e-5, 5 steps; weight decay is the toolkit's 0 (the paper's code: 1.0,
-    coupled, `conventions("paper").weight_decay`; see interp.conventions)."""
-
-    method: str = option(
-        "unlearn", "unlearn = paper Eq. 3, edit = Eq. 4 (new continuation from prefix perturbation), ga, graddiff, npo"
-    )
-    select: str = option("topk", "weights to tune: top |gradient| fraction, random of that size (or matched), all")
-    fraction: float = option(0.001, "fraction of weights for topk / random (0.001 = 0.1%)")
-    scope: str = option("global", "rank all weights at once (global) or each parameter's (component)")
-    layers: tuple[int, ...] | None = option(None, "only these layers, e.g. 0,1")
-    components: tuple[str, ...] | None = option(None, "only these, e.g. mlp or attn or W_V,W_in")
-    head: int | None = option(None, "keep only this head's slice of the attention weights")
-    # PAPER: the one place the paper's rate (1e-5) and steps (5) are written
-    lr: float = option(PAPER.unlearn_lr, "Adam learning rate (the paper's code)")
-    steps: int = option(PAPER.unlearn_steps, "Adam steps (the paper's code)")
-    weight_decay: float = option(TOOLKIT.weight_decay, "Adam (coupled) weight decay (the paper's code: 1.0)")
-    nll_weight: float | None = option(
-        None, "weight of the NLL term (None: 0.1 for Eq. 3, the paper's code; 1 for Eq. 4)"
-    )
-    retain_weight: float = option(1.0, "graddiff's weight on the retain NLL")
-    npo_beta: float = option(0.1, "NPO's beta")
-    seed: int = option(0, "seed of the random mask")
-    decay_outside_mask: bool = option(
-        False,
-        "zero the gradient outside the mask instead of restoring those weights, so weight decay shrinks "
-        "the unselected weights of masked tensors, as the paper's public code does",
-    )
-
-    def __post_init__(self) -> None:
-        check_training_settings(self.method, lr=self.lr, steps=self.steps, weight_decay=self.weight_decay)
-        if self.scope not in SCOPES:
-            raise UserError(f"scope must be 'global' or 'component', not {self.scope!r}")
-        if self.select not in SELECTIONS:
-            raise UserError(f"unknown selection {self.select!r}: use one of {', '.join(SELECTIONS)}")
-        if not 0 < self.fraction <= 1:
-            raise UserError(f"fraction must be in (0, 1], got {self.fraction} (0.001 = the top 0.1%)")
-
-    @property
-    def label(self) -> str:
-        pct = f"{100 * self.fraction:g}%"
-        what = {
-            "all": "all",
-            "topk": f"top-{pct}",
-            "random": f"random-{pct}",
-            "random_matched": f"random-{pct} matched",
-        }[self.select]
-        where = "".join(
-            [
-                f" L{','.join(map(str, self.layers))}" if self.layers else "",
-                f" {'+'.join(self.components)}" if self.components else "",
-                f" head {self.head}" if self.head is not None else "",
-            ]
-        )
-        if self.method == "decay":
-            return f"decay only {what}{where} (no loss)"
-        return f"{self.method} {what}{where}"
-
-    def to_dict(self) -> dict:
-        return {"kind": "weights", **asdict(self)}
-
-    def run(self, model, targets, retain, *, edit_targets=None, probe=None, before=None) -> UnlearnResult:
-        return unlearn(model, targets, retain, self, edit_targets=edit_targets, probe=probe, before=before)
+from interp.unlearning.training import check_training_settings, objective, optimise  # noqa: F401
 
 
 def select_weights(

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 
 import torch
 from jaxtyping import Float, Int
@@ -26,33 +26,10 @@ from interp.backend import Model, ModelConfig
 from interp.data import Paragraphs
 from interp.errors import UserError
 from interp.models import TESTBED_COMPANION, model_name
-from interp.options import option
+from interp.unlearning.config import ProxyConfig
 from interp.unlearning.evaluation import Evaluation, Hook, Probe, evaluate
-from interp.unlearning.masked import UnlearnConfig, UnlearnResult, unlearn
+from interp.unlearning.masked import UnlearnConfig, UnlearnResult, unlearn  # noqa: F401 (UnlearnConfig: a name here before)
 from interp.unlearning.training import check_training_settings
-
-
-@dataclass(frozen=True)
-class ProxyConfig:
-    """Decoding-time unlearning: which small model, how it is unlearned, and the strength alpha.
-
-    The small model is unlearned on all its weights by default: it is a stand-in whose only job
-    is to produce the logit difference, so no localization is needed inside it."""
-
-    small: str = TESTBED_COMPANION  # the small model's spec for `load_model` (the caller passes the model)
-    unlearn: UnlearnConfig = UnlearnConfig(select="all", lr=1e-3, steps=10, weight_decay=0.0)
-    alpha: float = option(1.0, "strength of the small model's logit difference (1: the proxy-tuning paper's)")
-
-    def __post_init__(self) -> None:
-        if not self.alpha >= 0:
-            raise UserError(f"the proxy's alpha must be 0 or more, got {self.alpha}: change ProxyConfig.alpha")
-
-    @property
-    def label(self) -> str:
-        return f"decoding-time alpha={self.alpha:g} ({self.unlearn.method} {self.small})"
-
-    def to_dict(self) -> dict:
-        return {"kind": "proxy", "small": self.small, "alpha": self.alpha, "unlearn": asdict(self.unlearn)}
 
 
 def small_model_spec(base: Model, option: str | None) -> str | None:

@@ -5,34 +5,15 @@ the forgotten continuation. A forgotten paragraph that comes straight back was h
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from torch import Tensor
 
 from interp.backend import Model, copy_model, hooks_on
 from interp.data import Paragraphs
-from interp.errors import UserError
-from interp.options import option
+from interp.unlearning.config import RelearnConfig
 from interp.unlearning.evaluation import Hook
 from interp.unlearning.proxy import ProxyModel
-from interp.unlearning.training import check_training_settings, optimise
-
-
-@dataclass(frozen=True)
-class RelearnConfig:
-    """Plain fine-tuning of every weight on text related to the targets but without their continuation:
-    `data="prefix"` = the targets' prefixes alone, `"retain"` = the retain (NMEM) paragraphs."""
-
-    steps: int = option(10, "Adam steps on the relearning text")
-    lr: float = option(1e-4, "learning rate")
-    data: str = option(
-        "prefix", "relearning text: the targets' prefixes alone (prefix) or the retain NMEM paragraphs (retain)"
-    )
-
-    def __post_init__(self) -> None:
-        if self.data not in ("prefix", "retain"):
-            raise UserError(f"relearn data must be 'prefix' or 'retain', not {self.data!r}")
-        check_training_settings("ga", lr=self.lr, steps=self.steps, weight_decay=0.0)
+from interp.unlearning.training import check_training_settings, optimise  # noqa: F401 (a name here before)
 
 
 def relearn(

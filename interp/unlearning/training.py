@@ -8,7 +8,6 @@ fine-tuning (`interp.unlearning.masked`), LoReFT (`interp.reft`) and the relearn
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 
 import torch
@@ -28,16 +27,12 @@ from interp.objectives import (
     reference_log_probs,
     token_nll,
 )
-
-METHODS = ("unlearn", "edit", "ga", "graddiff", "npo", "decay")
-"""unlearn = Eq. 3 (-w NLL(target) + KL on retain); edit = Eq. 4 (+NLL(new continuation) + KL);
-ga = -NLL(target); graddiff = -NLL(target) + w NLL(retain); npo = negative preference optimisation;
-decay = no loss at all: only the optimiser's weight decay moves the weights (the control that says how
-much of a row's forgetting weight decay alone does at the same rate and steps)."""
-BASELINES = ("ga", "graddiff", "npo")
-"""The common unlearning baselines beside the paper's two objectives."""
-RETAIN_PER_RUN = 10
-"""NMEM paragraphs in each run's retain / KL term: the paper unlearns 1 MEM paragraph with 10 NMEM per run."""
+from interp.unlearning.config import (  # noqa: F401 (public names kept here)
+    BASELINES,
+    METHODS,
+    RETAIN_PER_RUN,
+    check_training_settings,
+)
 
 
 class Diverged(UserError):
@@ -49,18 +44,6 @@ class Diverged(UserError):
             f"the loss became {loss} at step {step} of {steps}: lower the learning rate (now {lr}) or the steps"
         )
         self.loss, self.step, self.steps, self.lr = loss, step, steps, lr
-
-
-def check_training_settings(method: str, *, lr: float, steps: int, weight_decay: float) -> None:
-    """UserError unless `method` is known and the optimiser settings can train."""
-    if method not in METHODS:
-        raise UserError(f"unknown method {method!r}: use one of {', '.join(METHODS)}")
-    if not (lr > 0 and math.isfinite(lr)):
-        raise UserError(f"learning rate must be a positive number, got {lr}")
-    if steps < 1:
-        raise UserError(f"steps must be at least 1, got {steps}")
-    if weight_decay < 0:
-        raise UserError(f"weight decay must be >= 0, got {weight_decay}")
 
 
 def optimise(
