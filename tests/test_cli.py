@@ -124,14 +124,32 @@ LIGHT = [
     ["scan", "--help"],
     ["scan", "--corpus", "c.txt", "--shard", "x"],
     ["testbed", "build", "--help"],
+    ["report", "--help"],
+    ["report", "--batch-size", "0"],
+    ["grad-map", "--help"],
+    ["grad-map", "--model", "testbed", "--reduce", "median"],
+    ["perturb", "--help"],
+    ["perturb", "--model", "testbed", "--batch-size", "0"],
+    ["locate-head", "--help"],
+    ["locate-head", "--model", "testbed", "--methods", "vibes"],
+    ["validate-locator", "--help"],
+    ["validate-locator", "--model", "testbed", "--lr", "fast"],
+    ["unlearn", "--help"],
+    ["unlearn", "--model", "testbed", "--frobnicate"],
+    ["restore", "--help"],
+    ["restore", "--model", "testbed", "--experiments", "nope"],
+    ["audit", "--help"],
+    ["audit", "--model", "testbed"],
 ]
 
 
 @pytest.mark.parametrize("argv", LIGHT, ids=[" ".join(a) or "(none)" for a in LIGHT])
 def test_help_and_argument_errors_import_no_torch(argv):
-    """`interp --help`, a top-level argument error, and the help and argument errors of the commands whose options
-    are defined apart from the library (memorized, scan, testbed) are answered without importing torch or
-    TransformerLens (checked in the child's sys.modules, not by a clock)."""
+    """`interp --help`, a top-level argument error, and every command's help and argument errors (a bad value, an
+    unknown flag, a missing required flag) are answered without importing torch, TransformerLens or transformers:
+    each command's options are defined apart from the library (interp.options, interp.constants and the light
+    options / config module of each package) and its module imports the library inside `run` (checked in the
+    child's sys.modules, not by a clock)."""
     import subprocess
     import sys
 

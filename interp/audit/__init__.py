@@ -8,12 +8,21 @@
 - `scoring`: greedy EM and log10 p of the continuation, the one place both are computed;
 - `audit`: runs them on the original (control 1), the unlearned systems and never-known text (control 2),
   restoration's donor control, and the per-paragraph residual-memorization score (`score_model`: one
-  system's scores under every attack).
+  system's scores under every attack);
+- `config`: `AuditConfig`, which attacks run and their budgets, apart from torch.
+Names are imported on first use: `interp.audit.config` alone does not load torch.
 """
 
-from interp.audit.audit import ATTACKS, AuditConfig, AuditResult, audit, median_interval, score_model
-from interp.audit.quantization import quantize_matrix, quantized
-from interp.audit.relearning import related_text, relearned
+from __future__ import annotations
+
+from interp._lazy import lazy_names
+
+_SOURCES = {
+    "interp.audit.config": ("ATTACKS", "AuditConfig"),
+    "interp.audit.audit": ("AuditResult", "audit", "median_interval", "score_model"),
+    "interp.audit.quantization": ("quantize_matrix", "quantized"),
+    "interp.audit.relearning": ("related_text", "relearned"),
+}
 
 __all__ = [
     "ATTACKS",
@@ -27,3 +36,5 @@ __all__ = [
     "relearned",
     "score_model",
 ]
+
+__getattr__, __dir__ = lazy_names(globals(), _SOURCES)

@@ -1,6 +1,8 @@
 """`interp audit`: is forgotten text really gone? Attack saved unlearned models (quantization, relearning,
 restoration, perturbed prefixes), each attack with its controls, and score every target's residual
-memorization (interp.audit); `--reference-retrained` adds a model retrained without the targets as a row."""
+memorization (interp.audit); `--reference-retrained` adds a model retrained without the targets as a row.
+
+The library is imported inside the functions that use it: parsing this command's flags loads no torch."""
 
 from __future__ import annotations
 
@@ -9,22 +11,19 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
-from interp.audit import AuditConfig, audit
-from interp.audit.audit import REFERENCE
+from interp.audit.config import REFERENCE, AuditConfig
 from interp.commands.common import add_model_args, add_paragraph_args, model_from_args, paragraphs_from_args
 from interp.commands.options_cli import add_option_flags, given_options, with_options
 from interp.commands.unlearn import SAVED_RUN
-from interp.data import Paragraphs, load_paragraphs
+from interp.constants import NMEM_MAX_EM
 from interp.errors import UserError
-from interp.io import write_json
-from interp.memorization import heldout_indices, memorization_split
-from interp.metrics import NMEM_MAX_EM, score_paragraphs
-from interp.models import load_model, model_name
 from interp.options import option
-from interp.unlearning import RETAIN_PER_RUN
+from interp.unlearning.config import RETAIN_PER_RUN
+
+if TYPE_CHECKING:
+    from interp.data import Paragraphs
 
 
 @dataclass(frozen=True)
@@ -116,6 +115,11 @@ def _targets(args, paragraphs: Paragraphs, saved: dict[str, tuple[Path, dict | N
 
 def _never_known(args, sets: AuditSets, original, paragraphs: Paragraphs, targets: Paragraphs, seed: int) -> Paragraphs:
     """--never-known FILE, else held-out paragraphs (never trained on) the original does not recite, seeded draw."""
+    import torch
+
+    from interp.data import load_paragraphs
+    from interp.memorization import heldout_indices, memorization_split
+
     if args.never_known is not None:
         return load_paragraphs(
             args.never_known,
@@ -141,6 +145,8 @@ def _never_known(args, sets: AuditSets, original, paragraphs: Paragraphs, target
 
 def _retain(args, sets: AuditSets, original, paragraphs: Paragraphs, exclude: set[str]) -> Paragraphs:
     """The first --retain trained, non-recited paragraphs in file order (what `interp unlearn` retains)."""
+    from interp.metrics import score_paragraphs
+
     split = paragraphs.meta.get("split")
     candidates = [
         i for i, pid in enumerate(paragraphs.ids) if pid not in exclude and (split is None or split[i] != "heldout")
@@ -175,6 +181,11 @@ def run(args: argparse.Namespace) -> int:
     sets = audit_sets(args)
     config = audit_config(args)
     saved = _unlearned(args.unlearned)
+    from interp.audit.audit import audit
+    from interp.data import load_paragraphs
+    from interp.io import write_json
+    from interp.models import load_model, model_name
+
     original = model_from_args(args)
     paragraphs = paragraphs_from_args(args, original)
     targets = _targets(args, paragraphs, saved)

@@ -1,4 +1,6 @@
-"""`interp report`: the whole pipeline -> one offline report.html, results.json and PNG / SVG figures."""
+"""`interp report`: the whole pipeline -> one offline report.html, results.json and PNG / SVG figures.
+
+The library is imported inside the functions that use it: parsing this command's flags loads no torch."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from interp.commands.common import (
     paragraphs_from_args,
 )
 from interp.commands.options_cli import add_option_flags, given_options, read_config
-from interp.data import BATCH_SIZE
+from interp.constants import BATCH_SIZE
 from interp.errors import UserError
 
 

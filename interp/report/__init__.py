@@ -7,26 +7,33 @@
 - `types`: what the steps, their sections and the runner share (`Step`, `StepInputs`, `Bundle`, `Skipped`,
   `Section`, `Table`), defined in the leaf `interp.report_types` so that the views import them without this package.
 
-The sections' text, tables and figure choices are views: `interp.views.sections`.
+The sections' text, tables and figure choices are views: `interp.views.sections`. Names are imported on first
+use: `interp.report.options` alone does not load torch.
 """
 
-from interp.report.options import ReportOptions
-from interp.report.runner import (
-    Bundle,
-    ReportRun,
-    Skipped,
-    Step,
-    StepCache,
-    StepInputs,
-    code_fingerprint,
-    model_fingerprint,
-    paragraphs_fingerprint,
-    run_report,
-    select_steps,
-    step_keys,
-    weights_fingerprint,
-)
-from interp.report.steps import default_steps
+from __future__ import annotations
+
+from interp._lazy import lazy_names
+
+_SOURCES = {
+    "interp.report.options": ("ReportOptions",),
+    "interp.report.runner": (
+        "Bundle",
+        "ReportRun",
+        "Skipped",
+        "Step",
+        "StepCache",
+        "StepInputs",
+        "code_fingerprint",
+        "model_fingerprint",
+        "paragraphs_fingerprint",
+        "run_report",
+        "select_steps",
+        "step_keys",
+        "weights_fingerprint",
+    ),
+    "interp.report.steps": ("default_steps",),
+}
 
 __all__ = [
     "Bundle",
@@ -45,3 +52,5 @@ __all__ = [
     "step_keys",
     "weights_fingerprint",
 ]
+
+__getattr__, __dir__ = lazy_names(globals(), _SOURCES)

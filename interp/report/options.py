@@ -2,7 +2,8 @@
 
 Every default is written once, here; `interp report` generates its flags from these fields (help
 from each field's metadata), `interp report --config FILE` reads them from JSON / TOML (or from a
-results.json, which records the exact options it ran with), and `__post_init__` validates them.
+results.json, which records the exact options it ran with), and `__post_init__` validates them. This module
+imports nothing heavy: `interp report` builds its flags from it without loading torch.
 """
 
 from __future__ import annotations
@@ -11,13 +12,13 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from interp.constants import BATCH_SIZE
 from interp.conventions import conventions as conventions_named
-from interp.data import BATCH_SIZE
 from interp.errors import UserError
-from interp.gradients import GRAD_MAP
-from interp.locator.rare_tokens import NULLS
+from interp.locator.options import NULLS
+from interp.options import GRAD_MAP
 from interp.options import option as _opt
-from interp.unlearning.training import BASELINES
+from interp.unlearning.config import BASELINES
 
 
 @dataclass(frozen=True)
