@@ -103,7 +103,8 @@ TABLE: tuple[tuple[str, str, str, str], ...] = (
     ("unlearning: random control mask", "uniform over the candidate weights", "the same", "same"),
     (
         "unlearning: weight decay",
-        "0 (and a decay-only control row: the same rate and steps with no loss)",
+        "0 (and a decay-only control row: the same rate and steps with no loss; the audit attacks it when the decay "
+        "is above 0)",
         "1.0, coupled (Adam)",
         "with Adam, coupled decay moves every trained weight by about the rate at each step whatever the loss: "
         "at the calibrated rates decay alone takes a target's EM from 50 to about 25, so part of the "

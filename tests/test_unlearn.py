@@ -485,6 +485,9 @@ class ScriptedConfig:
             after = replace(after, target_log10p=torch.tensor([float(self.log10p[i](self.lr)) for i in targets.ids]))
         return type("Run", (), {"after": after})()
 
+    def to_dict(self) -> dict:
+        return {"kind": "scripted", "lr": self.lr}
+
 
 def test_matched_forgetting_on_log10p_needs_every_targets_probability_at_the_level(setup):
     """EM falls to 0 from lr 1e-4 while the continuations stay likely (log10 p -5) until 1e-3 (-30): matching on
@@ -506,9 +509,6 @@ def test_matched_forgetting_on_log10p_needs_every_targets_probability_at_the_lev
     with pytest.raises(UserError, match="metric"):
         MatchedForgetting(metric="nll")
     assert MatchedForgetting(level=-20, metric="log10p").search(model, targets, retain, config).lr == by_p.lr
-
-    def to_dict(self) -> dict:
-        return {"kind": "scripted", "lr": self.lr}
 
 
 def test_calibration_needs_every_target_and_searches_the_rate_continuously(setup):
