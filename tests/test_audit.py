@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import pickle
 import re
 from dataclasses import replace
@@ -514,7 +515,12 @@ def test_one_model_per_target_and_the_ensembles_small_models_are_attacked(known)
     assert any(t.startswith("small_unlearned.") and e > 0 for t, e in errors.items())
     assert all(e == 0 for t, e in errors.items() if not t.startswith("small_unlearned."))  # grid models: no-ops
     assert all(c.split()[0] in ("coefficients", "attention", "both") for c in with_lists.choices["proxy"]["restore"])
-    assert with_lists.restore_null["proxy"]["why"] and with_lists.restoration_is_diagnostic(p)
+    donor = with_lists.restore_null["proxy"]  # the small original taught never-known text, restored into a copy
+    assert math.isfinite(donor["em"]) and math.isfinite(donor["log10p"]) and donor["log10p"] > 0
+    windows = with_lists.settings["restore_donor"]["ensembles"]["proxy"]["per_window"]
+    assert set(with_lists.choices["proxy"]["restore"]) <= set(windows)  # the small model's windows
+    assert donor["log10p"] >= max(w["log10p_gain"] for w in windows.values()) - 1e-4  # best window per paragraph
+    assert float(with_lists.never_known_gain_log10p[p, restore]) >= donor["log10p"] - 1e-4  # the null is at least it
     assert set(with_lists.weights_moved["per target"]["relearn_prefix"]) >= set(targets.ids)
     with pytest.raises(UserError, match="one per target"):
         audit(base, {"x": [hidden, hidden]}, targets, never_known, retain=retain, pool=pool, config=config)

@@ -55,7 +55,7 @@ from interp.audit.systems import (
     restoration_target,
     restored,
 )
-from interp.backend import Model
+from interp.backend import Model, copy_model
 from interp.data import BATCH_SIZE, Paragraphs  # noqa: F401 (BATCH_SIZE: a name here before AuditConfig moved)
 from interp.display import Displayed
 from interp.errors import UserError
@@ -310,8 +310,8 @@ class AuditResult(Displayed):
 
     def restoration_is_diagnostic(self, m: int) -> bool:
         """Whether restoration's null (control 2 or donor) reaches DIAGNOSTIC of method m's mean forgotten
-        EM or log10 p, or its donor null was not measured (an ensemble's small models): then restoration
-        shows where text can be written back, not that it was stored."""
+        EM or log10 p, or its donor null was not measured: then restoration shows where text can be written
+        back, not that it was stored."""
         if "restore" not in self.attacks:
             return False
         r = self.attacks.index("restore")
@@ -709,8 +709,8 @@ def _donor_null(
 ) -> tuple[dict, dict]:
     """Restoration's donor control: a copy of the original taught to recite some never-known paragraphs,
     its activations restored into the original per window (and at each intervention's site). Per method,
-    the mean gain on EM and log10 p of the best window it could pick (nan for an ensemble, whose small
-    models have no donor here); and the per-window gains for the record."""
+    the mean gain on EM and log10 p of the best window it could pick (an ensemble: `_ensemble_donor`, on its
+    small models); and the per-window gains for the record."""
     c = sets.config
     chosen = never_known.select(range(min(c.donor_paragraphs, len(never_known))))
     donor = recite(original, chosen, max_steps=c.donor_steps, lr=c.donor_lr, batch_size=c.batch_size)
@@ -720,10 +720,10 @@ def _donor_null(
     em0, lp0 = score(original, chosen.tokens, chosen.prefix_len, batch_size=c.batch_size)
     donor_em, _ = score(donor, chosen.tokens, chosen.prefix_len, batch_size=c.batch_size)
     gain_em, gain_lp = (em - em0).float(), logp - lp0
-    per_method = {}
+    per_method, ensembles = {}, {}
     for name, runs in methods.items():
         if isinstance(runs[0][0], ProxyModel):
-            per_method[name] = {"em": math.nan, "log10p": math.nan, "why": "an ensemble's small models: no donor"}
+            per_method[name], ensembles[name] = _ensemble_donor(runs[0][0], chosen, sets)
             continue
         own = {s for _, h in runs for s, _ in interventions(h)}
         keep = [i for i, (label, _) in enumerate(configs) if "site)" not in label or label.split(" (")[0] in own]
@@ -741,8 +741,36 @@ def _donor_null(
             label: {"em_gain": float(gain_em[i].mean()), "log10p_gain": float(gain_lp[i].mean())}
             for i, (label, _) in enumerate(configs)
         },
+        **({"ensembles": ensembles} if ensembles else {}),
     }
     return per_method, record
+
+
+def _ensemble_donor(proxy: ProxyModel, chosen: Paragraphs, sets: _Sets) -> tuple[dict, dict]:
+    """Restoration's donor control for a decoding-time ensemble, whose restoration patches the small original
+    into the small unlearned model: a copy of the small original taught to recite `chosen` (never-known
+    paragraphs), its activations restored window by window into the small model of an ensemble that forgot
+    nothing (its small unlearned model a copy of the small original, so the ensemble reads as its base). The
+    best window's mean gain on EM and log10 p, and the per-window gains for the record."""
+    c = sets.config
+    small = proxy.small_original
+    donor = recite(small, chosen, max_steps=c.donor_steps, lr=c.donor_lr, batch_size=c.batch_size)
+    untouched = ProxyModel(proxy.base, small, copy_model(small), proxy.alpha)
+    configs = _restore_configs(small, sets, [])
+    em, logp = restored(donor, untouched, [], untouched.small_unlearned, chosen, configs, batch_size=c.batch_size)
+    em0, lp0 = score(untouched, chosen.tokens, chosen.prefix_len, batch_size=c.batch_size)
+    gain_em, gain_lp = (em - em0).float(), logp - lp0
+    best = best_option(em, logp)
+    cols = torch.arange(len(chosen))
+    donor_em, _ = score(donor, chosen.tokens, chosen.prefix_len, batch_size=c.batch_size)
+    record = {
+        "small_donor_em": donor_em.tolist(),
+        "per_window": {
+            label: {"em_gain": float(gain_em[i].mean()), "log10p_gain": float(gain_lp[i].mean())}
+            for i, (label, _) in enumerate(configs)
+        },
+    }
+    return {"em": float(gain_em[best, cols].mean()), "log10p": float(gain_lp[best, cols].mean())}, record
 
 
 def audit(
