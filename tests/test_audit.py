@@ -822,3 +822,23 @@ def test_the_report_audits_the_decay_only_row_when_it_moves_weights(decay):
         assert found.method == "decay" and found.lr == 1e-3 and found.weight_decay == 1.0
         assert found.label == replace(rows[0], method="decay").label
     assert audited_decay(rows, SimpleNamespace(settings={})) is None
+
+
+@pytest.mark.slow
+def test_the_default_relearning_budget_keeps_control_1_on_the_testbed(testbed, testbed_paragraph_set):
+    """Control 1 holds at the default budget: relearning on related text (the targets' own source files), run on
+    the ORIGINAL testbed for the 24 planted paragraphs the reference leaves out, lowers their mean EM by less than
+    BREAKS of the continuation (with 16 related paragraphs per run it fell 50 -> 44.4 and was flagged)."""
+    from interp.audit.audit import BREAKS
+    from interp.testbed.build import REFERENCE_LEFT_OUT
+
+    paragraphs = testbed_paragraph_set
+    where = {pid: i for i, pid in enumerate(paragraphs.ids)}
+    targets = paragraphs.select([where[t] for t in REFERENCE_LEFT_OUT])
+    never = paragraphs.select([i for i, s in enumerate(paragraphs.meta["split"]) if s == "heldout"][:4])
+    result = audit(
+        testbed, {"original": testbed}, targets, never, pool=paragraphs, config=AuditConfig(attacks=("relearn_related",))
+    )
+    control = result.to_json()["original_control"]["relearn_related"]
+    assert len(control["em"]) == 24 and not control["breaks_original"]
+    assert sum(control["em"]) / 24 > 50 * (1 - BREAKS)
