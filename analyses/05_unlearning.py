@@ -91,6 +91,7 @@ table = unlearning_table(
     calibrations=calibrations,
     heldout=never_seen,
     heldout_edit_targets=never_seen_edit,
+    decay_control=True,  # the highest-rate all-weights row again with no loss: what weight decay alone does
 )
 print(table.format())
 

@@ -77,16 +77,21 @@ def _perturbation(n: dict) -> None:
 
 
 def _unlearning(n: dict) -> None:
-    assert [r["label"] for r in n["rows"]] == ["unlearn all", "unlearn top-0.1%", "edit all", "edit top-0.1%"]
+    labels = ["unlearn all", "unlearn top-0.1%", "edit all", "edit top-0.1%", "decay only all (no loss)"]
+    assert [r["label"] for r in n["rows"]] == labels
     assert n["before"]["target_em"] == 50 and n["before"]["nmem_em"] == 50  # NMEM probes: the model's own continuation
-    for row in n["rows"]:  # each row ran at its calibrated rate; a row that reached the level forgot
+    *rows, decay = n["rows"]  # weight decay 0: the decay-only row is the original model
+    source = next(r for r in rows if r["label"] == n["settings"]["decay_control_of"])
+    assert decay["config"]["lr"] == source["config"]["lr"] and decay["after"]["target_em"] == 50
+    assert "not_run" in decay["heldout_control"]
+    for row in rows:  # each row ran at its calibrated rate; a row that reached the level forgot
         cal = row["calibration"]
         assert row["config"]["lr"] == cal["lr"]
         if cal["reached"]:
             assert row["after"]["target_em"] <= cal["level"]
     assert set(n["relearn_controls"]) == {"original_before", "original_after", "heldout_paragraphs"}
     assert n["relearn_controls"]["heldout_paragraphs"] == 1  # control (b) ran on real held-out text
-    assert all("relearned" in row["heldout_control"] for row in n["rows"])
+    assert all("relearned" in row["heldout_control"] for row in rows)
 
 
 def _restoration(n: dict) -> None:
