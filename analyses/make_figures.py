@@ -357,7 +357,7 @@ def audit_lines(a: dict | None) -> list[str]:
         lr = f"{tried[-1]['lr']:.2g}" if tried else "-"
         ci, ci_p = a["median_residual_ci95"][method], a["median_residual_log10p_ci95"][method]
         attacks = [x for x in a["residual_attack"][method] if x]
-        strongest = max(set(attacks), key=attacks.count) if attacks else "none"
+        strongest = max(sorted(set(attacks)), key=attacks.count) if attacks else "none"  # ties: alphabetical
         significant = sum(p <= 0.05 for p in a["residual_p"][method])
         lines.append(
             f"| {method} | {lr} | {a['n_targets'][method]} | {_fmt(rows['none (unlearned)']['em'], 1)} | "
