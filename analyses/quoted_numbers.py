@@ -53,13 +53,20 @@ def testbed_memorization() -> str:
     return "\n".join(lines)
 
 
+def _runs(n: int) -> str:
+    return "1 run" if n == 1 else f"{n} runs"
+
+
 def report_time() -> str:
     """How long the testbed's report took, default and `--quick` (bench_report's JSON)."""
     full, quick = _json("benchmarks/report_default.json")["total_s"], _json("benchmarks/report_quick.json")["total_s"]
-    return (
-        f"The default report took {_median(full) / 60:.1f} minutes ({min(full) / 60:.1f}-{max(full) / 60:.1f}, {len(full)} runs), "
-        f"`--quick` took {_median(quick):.0f} s ({min(quick):.0f}-{max(quick):.0f}, {len(quick)} runs)."
-    )
+    def spread(values: list[float], scale: float, unit: str, digits: int) -> str:
+        x = lambda v: f"{v / scale:.{digits}f}"  # noqa: E731
+        if len(values) == 1:
+            return f"{x(values[0])} {unit} (1 run)"
+        return f"{x(_median(values))} {unit} ({x(min(values))}-{x(max(values))}, {len(values)} runs)"
+
+    return f"The default report took {spread(full, 60, 'minutes', 1)}, `--quick` took {spread(quick, 1, 's', 0)}."
 
 
 def findings() -> str:
@@ -130,8 +137,8 @@ def bench_report() -> str:
     full, quick = _json("benchmarks/report_default.json"), _json("benchmarks/report_quick.json")
     f_rows, q_rows = _step_rows("benchmarks/report_default.json"), _step_rows("benchmarks/report_quick.json")
     lines = [
-        f"| step | default report: median s (range), {len(full['total_s'])} runs | GFLOP | % of peak | s at peak "
-        f"| `--quick`: median s (range), {len(quick['total_s'])} runs | % of peak | s at peak |",
+        f"| step | default report: median s (range), {_runs(len(full['total_s']))} | GFLOP | % of peak | s at peak "
+        f"| `--quick`: median s (range), {_runs(len(quick['total_s']))} | % of peak | s at peak |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for step, row in f_rows.items():
@@ -160,7 +167,7 @@ def bench_report_125m() -> str:
     data = _json("benchmarks/report_quick_125m.json")
     rows = _step_rows("benchmarks/report_quick_125m.json")
     lines = [
-        f"| step, `--quick`, 125M shape | median s (range), {len(data['total_s'])} runs | fwd / bwd block-positions "
+        f"| step, `--quick`, 125M shape | median s (range), {_runs(len(data['total_s']))} | fwd / bwd block-positions "
         "| GFLOP | % of peak | s at peak |",
         "|---|---|---|---|---|---|",
     ]
