@@ -130,6 +130,9 @@ def test_validate_locator_measures_on_copies_and_recommends(text, tmp_path):
     choice, reason = result.recommended_rank_by("head")
     assert "patching" in choice and "ablation" in choice and "first" in reason
     assert set(result.neurons.recall) == {"activation", "hard_concrete", "slimming"}
+    ceiling = result.neurons.ceiling  # no method can pass it; a layer with more gold units than are predicted caps it
+    assert all(r[k] <= ceiling[k] + 1e-9 for r in result.neurons.recall.values() for k in ("injected", "0.5%"))
+    assert 0 < ceiling["0.5%"] <= 1 and result.neurons.to_json()["recall_ceiling"] == ceiling
     out = tmp_path / "v.json"
     out.write_text(json.dumps(to_jsonable(result.to_json())))
     recorded = read_validation(out)

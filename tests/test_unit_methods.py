@@ -15,7 +15,7 @@ from interp.locator.ablation import head_ablation, unit_ablation
 from interp.locator.gradient_scores import gradient_scores
 from interp.locator.integrated_gradients import integrated_gradients
 from interp.locator.mask_learning import hard_concrete, slimming
-from interp.locator.units import UnitScores, rank_units, recall_at
+from interp.locator.units import UnitScores, rank_units, recall_at, recall_ceiling
 from interp.metrics import continuation_log_probs
 
 PREFIX, CONT, VOCAB = 4, 4, 48
@@ -70,6 +70,20 @@ def test_recall_at_is_mempis_layerwise_recall():
     assert recall_at(score, gold, 0.25, per_layer=False) == pytest.approx(1 / 3)
     with pytest.raises(UserError, match="gold"):
         recall_at(score, torch.zeros_like(gold), 0.5)
+
+
+def test_recall_ceiling_is_the_best_any_score_reaches():
+    """Per layer only round(fraction * units) units are predicted: a layer with more gold units than that caps the
+    recall (seed 4's neuron injection on the testbed: 7, 6, 6 and 7 of its 31 neurons in four layers, 5 predicted
+    per layer, so no method can pass 25 / 31 = 0.81). Ranking the gold units first reaches the ceiling exactly."""
+    gold = torch.zeros(3, 8, dtype=torch.bool)
+    gold[0, :5] = True  # 5 gold units where only 2 are predicted
+    gold[1, 0] = True
+    best = gold.float() + torch.rand(3, 8, generator=torch.Generator().manual_seed(0)) * 0.1
+    assert recall_ceiling(gold, 0.25) == pytest.approx((2 + 1) / 6)
+    assert recall_at(best, gold, 0.25) == pytest.approx(recall_ceiling(gold, 0.25))
+    assert recall_ceiling(gold, 0.25, per_layer=False) == pytest.approx(6 / 6)  # top 6 of 24 together
+    assert recall_ceiling(gold, 1.0) == 1.0
 
 
 @pytest.mark.parametrize("mode", ["zero", "mean"])

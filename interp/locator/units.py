@@ -106,6 +106,19 @@ def recall_at(
     return float((picked & gold).sum()) / n_gold
 
 
+def recall_ceiling(gold: Bool[Tensor, "layer index"], fraction: float, per_layer: bool = True) -> float:
+    """The largest `recall_at` any scoring can reach on `gold`: per layer only the top round(fraction * units per
+    layer) units are predicted, so a layer holding more gold units than that caps the recall below 1 (a uniform
+    random draw over all layers, as MemPi's injection makes, often puts more there)."""
+    n_gold = int(gold.sum())
+    if n_gold == 0:
+        raise UserError("no gold units: recall is undefined")
+    if per_layer:
+        k = max(1, round(fraction * gold.shape[1]))
+        return float(gold.sum(1).clamp(max=k).sum()) / n_gold
+    return min(n_gold, max(1, round(fraction * gold.numel()))) / n_gold
+
+
 @dataclass(frozen=True)
 class UnitScores(Displayed):
     """A method's score for every unit (higher = more memorization), its cost and settings.

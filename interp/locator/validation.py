@@ -41,7 +41,7 @@ from interp.locator.options import (  # noqa: F401 (HEAD_LR, MAX_STEPS, SCHEDULE
     VALIDATE,
 )
 from interp.locator.ranking import locate_memorization_head, locate_neurons
-from interp.locator.units import Stopwatch, recall_at, unit_count
+from interp.locator.units import Stopwatch, recall_at, recall_ceiling, unit_count
 from interp.metrics import NMEM_MAX_EM, score_paragraphs
 
 MEMPI_GPT2_INJ_RECALL = {  # percent, from Chang et al. 2024 (GPT-2, INJ); random = 0.5
@@ -155,6 +155,7 @@ class NeuronCheck:
     seconds: dict[str, float]
     notes: tuple[str, ...] = ()
     seed: int = 0
+    ceiling: dict[str, float] | None = None  # {"injected": c, "0.5%": c}: the best recall any method can reach
 
     def to_json(self) -> dict:
         return {
@@ -164,6 +165,7 @@ class NeuronCheck:
             "recall": self.recall,
             "random_recall": {"injected": self.fraction, "0.5%": RECALL_FRACTION},
             "seconds": self.seconds,
+            "recall_ceiling": self.ceiling,
             "mempi_gpt2_recall_at_0.5%": MEMPI_GPT2_INJ_RECALL,
             "notes": list(self.notes),
         }
@@ -177,6 +179,7 @@ class NeuronCheck:
             data["seconds"],
             tuple(data["notes"]),
             data["seed"],
+            data.get("recall_ceiling"),
         )
 
 
@@ -664,4 +667,8 @@ def _neuron_check(
         }
         for m, res in ranking.results.items()
     }
-    return NeuronCheck(info, r.neuron_fraction, recall, ranking.seconds, notes + ranking.notes, seed)
+    ceiling = {
+        "injected": recall_ceiling(gold, r.neuron_fraction),
+        "0.5%": recall_ceiling(gold, RECALL_FRACTION),
+    }
+    return NeuronCheck(info, r.neuron_fraction, recall, ranking.seconds, notes + ranking.notes, seed, ceiling)
