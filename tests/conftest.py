@@ -12,6 +12,24 @@ import torch
 
 from interp.views.export import chromium_path
 
+# ReportOptions of the whole report on a tiny model, every step at its smallest (test_report_browser, test_architectures);
+# a dict, so that conftest imports no more of interp before jaxtyping's import hook
+SMALL_REPORT = dict(
+    n_mem=2,
+    n_nmem=12,
+    n_examples=1,
+    grad_batch_size=8,
+    n_perturb=2,
+    perturb_samples=1,
+    unlearn_targets=1,
+    unlearn_steps=2,
+    reft=False,
+    relearn_steps=1,
+    restore_selects=("all",),
+    probe=1,
+    progress=False,
+)
+
 torch.set_num_threads(2)
 
 BROWSER = chromium_path()

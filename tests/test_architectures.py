@@ -7,6 +7,7 @@ import json
 
 import pytest
 import torch
+from conftest import SMALL_REPORT
 
 from interp import load_model
 from interp.data import Paragraphs
@@ -34,21 +35,7 @@ def test_the_default_report_runs_every_step_on_a_gated_grouped_query_model(tmp_p
     model = load_model(str(tmp_path / "model"), device="cpu")
     split = tuple("planted" if i < N_MEM else "heldout" if i >= N - 12 else "once" for i in range(N))
     paragraphs = Paragraphs(tokens, PREFIX, tuple(f"p{i}" for i in range(N)), meta={"split": split})
-    options = ReportOptions(
-        n_mem=2,
-        n_nmem=16,
-        n_examples=1,
-        grad_batch_size=8,
-        n_perturb=2,
-        perturb_samples=1,
-        unlearn_targets=1,
-        unlearn_steps=2,
-        reft=False,
-        relearn_steps=1,
-        restore_selects=("all",),
-        probe=1,
-        progress=False,
-    )
+    options = ReportOptions(**{**SMALL_REPORT, "n_nmem": 16})
     run_report(model, paragraphs, tmp_path / "report", options=options, image_formats=())
     steps = json.loads((tmp_path / "report" / "results.json").read_text())["steps"]
     assert list(steps) == [s.name for s in default_steps()]

@@ -10,7 +10,7 @@ import json
 import circuitsvis
 import pytest
 import torch
-from conftest import BROWSER, needs_browser, tiny_config
+from conftest import BROWSER, SMALL_REPORT, needs_browser, tiny_config
 from transformer_lens import HookedTransformer
 
 from interp.data import Paragraphs
@@ -72,29 +72,12 @@ def report_dir(small_model, small_paragraphs, tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
     before = model_fingerprint(small_model)
     run = run_report(
-        small_model, small_paragraphs, out, options=SMALL, steps=[*default_steps(), whole], image_formats=()
+        small_model, small_paragraphs, out, options=ReportOptions(**SMALL_REPORT), steps=[*default_steps(), whole], image_formats=()
     )
     assert model_fingerprint(small_model) == before
     assert not any(hp._forward_hooks or hp._backward_hooks for hp in small_model.hook_dict.values())
     assert not any(p.grad is not None for p in small_model.parameters())
     return out, run
-
-
-SMALL = ReportOptions(
-    n_mem=2,
-    n_nmem=12,
-    n_examples=1,
-    grad_batch_size=8,
-    n_perturb=2,
-    perturb_samples=1,
-    unlearn_targets=1,
-    unlearn_steps=2,
-    reft=False,
-    relearn_steps=1,
-    restore_selects=("all",),
-    probe=1,
-    progress=False,
-)
 
 
 def test_every_step_runs_and_lands_in_results(report_dir):

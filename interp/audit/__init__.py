@@ -24,17 +24,6 @@ _SOURCES = {
     "interp.audit.relearning": ("related_text", "relearned"),
 }
 
-__all__ = [
-    "ATTACKS",
-    "AuditConfig",
-    "AuditResult",
-    "audit",
-    "median_interval",
-    "quantize_matrix",
-    "quantized",
-    "related_text",
-    "relearned",
-    "score_model",
-]
+__all__ = sorted(name for names in _SOURCES.values() for name in names)
 
 __getattr__, __dir__ = lazy_names(globals(), _SOURCES)

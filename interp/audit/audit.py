@@ -737,13 +737,18 @@ def _donor_null(
         "paragraphs": list(chosen.ids),
         "donor_em": donor_em.tolist(),
         "original_em": em0.tolist(),
-        "per_window": {
-            label: {"em_gain": float(gain_em[i].mean()), "log10p_gain": float(gain_lp[i].mean())}
-            for i, (label, _) in enumerate(configs)
-        },
+        "per_window": _per_window(configs, gain_em, gain_lp),
         **({"ensembles": ensembles} if ensembles else {}),
     }
     return per_method, record
+
+
+def _per_window(configs: Sequence[tuple[str, list[str]]], gain_em: Tensor, gain_lp: Tensor) -> dict:
+    """Each restored window's mean gain on EM and log10 p, by its label, for the donor's record."""
+    return {
+        label: {"em_gain": float(gain_em[i].mean()), "log10p_gain": float(gain_lp[i].mean())}
+        for i, (label, _) in enumerate(configs)
+    }
 
 
 def _ensemble_donor(proxy: ProxyModel, chosen: Paragraphs, sets: _Sets) -> tuple[dict, dict]:
@@ -765,10 +770,7 @@ def _ensemble_donor(proxy: ProxyModel, chosen: Paragraphs, sets: _Sets) -> tuple
     donor_em, _ = score(donor, chosen.tokens, chosen.prefix_len, batch_size=c.batch_size)
     record = {
         "small_donor_em": donor_em.tolist(),
-        "per_window": {
-            label: {"em_gain": float(gain_em[i].mean()), "log10p_gain": float(gain_lp[i].mean())}
-            for i, (label, _) in enumerate(configs)
-        },
+        "per_window": _per_window(configs, gain_em, gain_lp),
     }
     return {"em": float(gain_em[best, cols].mean()), "log10p": float(gain_lp[best, cols].mean())}, record
 

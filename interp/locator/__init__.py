@@ -41,31 +41,6 @@ _SOURCES = {
 }
 
 
-__all__ = [
-    "DEFAULT_METHODS",
-    "HeadAblation",
-    "HeadRanking",
-    "LocatorValidation",
-    "NeuronRanking",
-    "PatchingResult",
-    "RareTokenAttention",
-    "UnitScores",
-    "activation_patching",
-    "attribution_patching",
-    "gradient_scores",
-    "head_ablation",
-    "hard_concrete",
-    "inject_head",
-    "inject_neurons",
-    "integrated_gradients",
-    "locate_memorization_head",
-    "locate_neurons",
-    "random_neurons",
-    "rare_token_attention",
-    "recall_at",
-    "slimming",
-    "unit_ablation",
-    "validate_locator",
-]
+__all__ = sorted(name for names in _SOURCES.values() for name in names)
 
 __getattr__, __dir__ = lazy_names(globals(), _SOURCES)

@@ -35,22 +35,6 @@ _SOURCES = {
     "interp.report.steps": ("default_steps",),
 }
 
-__all__ = [
-    "Bundle",
-    "ReportOptions",
-    "ReportRun",
-    "Skipped",
-    "Step",
-    "StepCache",
-    "StepInputs",
-    "code_fingerprint",
-    "default_steps",
-    "model_fingerprint",
-    "paragraphs_fingerprint",
-    "run_report",
-    "select_steps",
-    "step_keys",
-    "weights_fingerprint",
-]
+__all__ = sorted(name for names in _SOURCES.values() for name in names)
 
 __getattr__, __dir__ = lazy_names(globals(), _SOURCES)

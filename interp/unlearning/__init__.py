@@ -48,38 +48,6 @@ _SOURCES = {
     "interp.unlearning.training": ("Diverged", "objective", "optimise"),
 }
 
-__all__ = [
-    "COLUMNS",
-    "LR_GRID",
-    "TOLERANCE",
-    "RETAIN_PER_RUN",
-    "Calibration",
-    "Diverged",
-    "MatchedForgetting",
-    "TracePoint",
-    "calibrate",
-    "calibrated_configs",
-    "BASELINES",
-    "METHODS",
-    "SELECTIONS",
-    "Evaluation",
-    "Hook",
-    "Probe",
-    "RelearnConfig",
-    "UnlearnConfig",
-    "UnlearnResult",
-    "UnlearningTable",
-    "check_training_settings",
-    "evaluate",
-    "heldout_pipeline",
-    "objective",
-    "optimise",
-    "paper_configs",
-    "probe_sets",
-    "relearn",
-    "select_weights",
-    "unlearn",
-    "unlearning_table",
-]
+__all__ = sorted(name for names in _SOURCES.values() for name in names)
 
 __getattr__, __dir__ = lazy_names(globals(), _SOURCES)
