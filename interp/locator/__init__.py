@@ -11,8 +11,9 @@
 - `units`: the unit vocabulary shared by the methods (`UnitScores`, hooks, ranks, Recall@k);
 - `injection` and `validation`: paragraphs forced through one head or a few neurons, and the rank each
   method gives them (how far to trust a ranking on a new model).
-To add a method: a function returning `UnitScores` in its family's module, its name in
-`ranking.unit_method`, and a test on an injected model where the answer is known.
+- `registry`: every method once (name, units, default, runner), read by the options, `unit_method` and the
+  views. To add a method: a function returning `UnitScores` and its runner in its family's module, its entry
+  in `registry`, and a test on an injected model where the answer is known (docs/architecture.md);
 - `options`: the methods' names and the settings (`LocateOptions`, `ValidateOptions`), apart from torch.
 Names are imported on first use: `interp.locator.options` alone does not load torch.
 """

@@ -29,7 +29,7 @@ from interp.backend import Model, act_name, capture, final_norm, hooks_on, run_f
 from interp.data import BATCH_SIZE, Paragraphs
 from interp.errors import UserError
 from interp.locator.patching import all_cells, patch_variants
-from interp.locator.units import Stopwatch, UnitScores, check_unit, unit_count, unit_hook
+from interp.locator.units import MethodCall, Stopwatch, UnitScores, check_unit, unit_count, unit_hook
 from interp.metrics import continuation_log_probs, em_from_hits
 
 MODES = ("zero", "mean")
@@ -183,6 +183,27 @@ def unit_ablation(
             "n_units_scored": len(units),
             "n_reference": 0 if means is None else len(reference),
         },
+    )
+
+
+def run_ablation(call: MethodCall) -> UnitScores:
+    """The registry's runner of mean ablation ("ablation", over `call.reference`) and zero ablation ("zero_out")."""
+    mode = "mean" if call.method == "ablation" else "zero"
+    if mode == "mean" and call.reference is None:
+        raise UserError(
+            "mean ablation (--methods ablation) averages each unit's output over paragraphs that are not scored, "
+            "and none is left: pass a reference file (--reference FILE, reference=), more paragraphs "
+            "(--paragraphs), or use zero ablation instead (--methods zero_out)"
+        )
+    return unit_ablation(
+        call.model,
+        call.mem,
+        call.nmem,
+        unit=call.unit,
+        mode=mode,
+        reference=call.reference if mode == "mean" else None,
+        units=call.units,
+        batch_size=call.batch_size,
     )
 
 

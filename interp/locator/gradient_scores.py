@@ -31,7 +31,7 @@ from interp.data import Paragraphs
 from interp.errors import UserError
 from interp.gradients import component_gradient, parameter_gradients
 from interp.locator.options import GRADIENT_VARIANTS as VARIANTS
-from interp.locator.units import Stopwatch, UnitScores, check_unit
+from interp.locator.units import MethodCall, Stopwatch, UnitScores, check_unit
 
 
 def _unit_slices(
@@ -155,3 +155,18 @@ def gradient_scores(
             {"noise": noise, "draws": draws, "seed": seed},
         )
     return {v: out[v] for v in variants}
+
+
+def run_variant(call: MethodCall) -> UnitScores:
+    """The registry's runner of one gradient variant (`call.method`), MEM against NMEM."""
+    if call.nmem is None:
+        raise UserError(f"{call.method} compares MEM with NMEM paragraphs: give NMEM paragraphs")
+    return gradient_scores(
+        call.model,
+        call.mem,
+        call.nmem,
+        unit=call.unit,
+        variants=(call.method,),
+        batch_size=min(call.batch_size, 16),
+        **call.options,
+    )[call.method]

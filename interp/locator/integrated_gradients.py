@@ -25,7 +25,7 @@ from torch import Tensor
 from interp.backend import Model, act_name, capture, hooks_on, run_from
 from interp.data import BATCH_SIZE, Paragraphs
 from interp.errors import UserError
-from interp.locator.units import Stopwatch, UnitScores, check_unit, frozen_weights, unit_hook
+from interp.locator.units import MethodCall, Stopwatch, UnitScores, check_unit, frozen_weights, unit_hook
 from interp.metrics import continuation_log_probs
 
 
@@ -90,4 +90,11 @@ def integrated_gradients(
         score,
         clock.seconds,
         {"steps": steps, "baseline": "zero", "contrast": nmem is not None and len(nmem) > 0},
+    )
+
+
+def run(call: MethodCall) -> UnitScores:
+    """The registry's runner: `integrated_gradients` with the call's options."""
+    return integrated_gradients(
+        call.model, call.mem, call.nmem, unit=call.unit, batch_size=call.batch_size, **call.options
     )

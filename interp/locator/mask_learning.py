@@ -41,7 +41,16 @@ from torch import Tensor
 from interp.backend import Model, hooks_on
 from interp.data import Paragraphs
 from interp.errors import UserError
-from interp.locator.units import Stopwatch, UnitScores, check_unit, frozen_weights, scale_units, unit_count, unit_hook
+from interp.locator.units import (
+    MethodCall,
+    Stopwatch,
+    UnitScores,
+    check_unit,
+    frozen_weights,
+    scale_units,
+    unit_count,
+    unit_hook,
+)
 from interp.objectives import continuation_nll
 
 STRETCH = (-0.1, 1.1)
@@ -239,3 +248,15 @@ def slimming(
     return _scores(
         "slimming", unit, coef.detach().cpu().float(), clock, {**o, "batch_size": batch_size}, run, "mean |c|"
     )
+
+
+def run_hard_concrete(call: MethodCall) -> UnitScores:
+    """The registry's runner: `hard_concrete` with the call's options and seed (at most 16 paragraphs a batch)."""
+    return hard_concrete(
+        call.model, call.mem, unit=call.unit, seed=call.seed, batch_size=min(call.batch_size, 16), **call.options
+    )
+
+
+def run_slimming(call: MethodCall) -> UnitScores:
+    """The registry's runner: `slimming` with the call's options (at most 16 paragraphs a batch)."""
+    return slimming(call.model, call.mem, unit=call.unit, batch_size=min(call.batch_size, 16), **call.options)

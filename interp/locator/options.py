@@ -1,6 +1,7 @@
 """The locator's settings, each default written once: the method names, `LocateOptions` (what
 `locate_memorization_head` and `interp locate-head` take) and `ValidateOptions` (the injection
 benchmark, `validate_locator` and `interp validate-locator`).
+The method names come from the registry of methods (interp.locator.registry).
 
 The functions' keyword defaults read these dataclasses, and the commands' flags are generated from
 them (interp.commands.options_cli), so a default changed here changes both. This module imports nothing
@@ -13,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from interp.errors import UserError
+from interp.locator import registry
 from interp.options import option
 
 GRADIENT_VARIANTS = ("gradient_l2", "grad_x_weight", "fisher", "perturbed_gradient")
@@ -22,14 +24,15 @@ SCHEDULES = ("cosine", "constant")  # the head injection's rate schedules (inter
 NULLS = ("pair_paragraphs", "shuffle_positions")  # the rare-token score's nulls (interp.locator.rare_tokens)
 DEFAULT_NULL = "pair_paragraphs"
 
-UNIT_METHODS = (*GRADIENT_VARIANTS, "ablation", "zero_out", "integrated_gradients", "hard_concrete", "slimming")
-HEAD_METHODS = ("rare_token", "gradient", "attribution", "patching", *UNIT_METHODS)
-NEURON_METHODS = ("activation", *UNIT_METHODS)
+# The method names, read from the registry (interp.locator.registry) when this module is imported.
+HEAD_METHODS = registry.names("head")
+NEURON_METHODS = registry.names("neuron")
+UNIT_METHODS = tuple(m.name for m in registry.METHODS.values() if set(m.units) == {"head", "neuron"})
 METHODS = HEAD_METHODS
-SCREENED = ("patching", "ablation", "zero_out")  # exact per-head interventions: run on the screen's candidates
-DEFAULT_METHODS = ("rare_token", "gradient", "attribution", "patching", "ablation")
+SCREENED = tuple(m.name for m in registry.METHODS.values() if m.screened)  # run on the screen's candidates
+DEFAULT_METHODS = registry.defaults("head")
 DEFAULT_RANK_BY = ("patching", "ablation")
-DEFAULT_NEURON_METHODS = ("activation", "zero_out", "integrated_gradients", "hard_concrete", "slimming")
+DEFAULT_NEURON_METHODS = registry.defaults("neuron")
 DEFAULT_NEURON_RANK_BY = ("slimming", "zero_out")
 
 HEAD_LR = 3e-3  # the head injection's rate ("auto": probed on the model's own loss, interp.locator.injection)

@@ -43,9 +43,8 @@ from interp.data import BATCH_SIZE, Paragraphs
 from interp.data import unigram_counts as count_unigrams
 from interp.display import Displayed
 from interp.errors import UserError
-from interp.locator.gradient_scores import VARIANTS as GRADIENT_VARIANTS
-from interp.locator.gradient_scores import gradient_scores
-from interp.locator.options import (  # noqa: F401 (METHODS, NEURON_METHODS, UNIT_METHODS: public names kept here)
+from interp.locator import registry
+from interp.locator.options import (  # noqa: F401 (the method tuples: public names kept here)
     DEFAULT_METHODS,
     DEFAULT_NEURON_METHODS,
     DEFAULT_NEURON_RANK_BY,
@@ -59,7 +58,7 @@ from interp.locator.options import (  # noqa: F401 (METHODS, NEURON_METHODS, UNI
 )
 from interp.locator.patching import PatchingResult, attribution_patching, patch_variants, resid_pre_all_layers
 from interp.locator.rare_tokens import RareTokenAttention, rare_token_attention
-from interp.locator.units import Stopwatch, UnitScores, frozen_weights, rank_units, unit_count, unit_hook
+from interp.locator.units import MethodCall, Stopwatch, UnitScores, frozen_weights, rank_units, unit_count, unit_hook
 from interp.memorization import mem_nmem_thresholds, split_mem_nmem
 from interp.metrics import continuation_log_probs, score_paragraphs
 from interp.perturbation import corrupt_prefixes
@@ -239,6 +238,10 @@ class HeadRanking(Displayed):
                 else:
                     value = float(self.results[method].score[layer, head])
                     row[name] = None if value != value else value
+            for entry in registry.methods("head"):
+                if entry.column is not None:
+                    value = float(self.results[entry.name].score[layer, head]) if entry.name in self.results else None
+                    row[entry.column] = None if value != value else value
             if self.rare_tokens is not None:
                 row["rare_token_tau_mean"] = float(self.rare_tokens.tau_mean[layer, head])
                 row["rare_token_excess"] = float(self.rare_tokens.excess[layer, head])
@@ -457,6 +460,11 @@ def neuron_activations(model: Model, mem: Paragraphs, *, batch_size: int = BATCH
     return UnitScores("activation", "neuron", score, clock.seconds, {"positions": "continuation-predicting"})
 
 
+def run_activation(call: MethodCall) -> UnitScores:
+    """The registry's runner of MemPi's Activations baseline (neurons only)."""
+    return neuron_activations(call.model, call.mem, batch_size=call.batch_size)
+
+
 def unit_method(
     model: Model,
     method: str,
@@ -470,45 +478,12 @@ def unit_method(
     batch_size: int = BATCH_SIZE,
     seed: int = 0,
 ) -> UnitScores:
-    """One unit-level method (any of UNIT_METHODS, or "activation" for neurons) with its options."""
-    from interp.locator.ablation import unit_ablation
-    from interp.locator.integrated_gradients import integrated_gradients
-    from interp.locator.mask_learning import hard_concrete, slimming
-
-    o = dict(options or {})
-    if method in GRADIENT_VARIANTS:
-        if nmem is None:
-            raise UserError(f"{method} compares MEM with NMEM paragraphs: give NMEM paragraphs")
-        return gradient_scores(model, mem, nmem, unit=unit, variants=(method,), batch_size=min(batch_size, 16), **o)[
-            method
-        ]
-    if method in ("ablation", "zero_out"):
-        mode = "mean" if method == "ablation" else "zero"
-        if mode == "mean" and reference is None:
-            raise UserError(
-                "mean ablation (--methods ablation) averages each unit's output over paragraphs that are not scored, "
-                "and none is left: pass a reference file (--reference FILE, reference=), more paragraphs "
-                "(--paragraphs), or use zero ablation instead (--methods zero_out)"
-            )
-        return unit_ablation(
-            model,
-            mem,
-            nmem,
-            unit=unit,
-            mode=mode,
-            reference=reference if mode == "mean" else None,
-            units=units,
-            batch_size=batch_size,
-        )
-    if method == "integrated_gradients":
-        return integrated_gradients(model, mem, nmem, unit=unit, batch_size=batch_size, **o)
-    if method == "hard_concrete":
-        return hard_concrete(model, mem, unit=unit, seed=seed, batch_size=min(batch_size, 16), **o)
-    if method == "slimming":
-        return slimming(model, mem, unit=unit, batch_size=min(batch_size, 16), **o)
-    if method == "activation" and unit == "neuron":
-        return neuron_activations(model, mem, batch_size=batch_size)
-    raise UserError(f"method {method!r} has no {unit}-level form")
+    """One registered method with a runner (interp.locator.registry) on `unit`, with its options."""
+    entry = registry.METHODS.get(method)
+    if entry is None or entry.run is None or unit not in entry.units:
+        raise UserError(f"method {method!r} has no {unit}-level form")
+    call = MethodCall(model, method, mem, nmem, unit, reference, units, dict(options or {}), batch_size, seed)
+    return entry.runner()(call)
 
 
 def locate_memorization_head(
@@ -546,7 +521,7 @@ def locate_memorization_head(
     `unigram_counts`, token frequencies are counted over the paragraphs given (noted).
     """
     methods = tuple(dict.fromkeys(methods))
-    _check_methods(methods, HEAD_METHODS)
+    _check_methods(methods, registry.names("head"))
     rank_by, reason = _resolve_rank_by(methods, rank_by, validation, DEFAULT_RANK_BY, "head")
     if candidates < 1:
         raise UserError("candidates (--candidates) must be at least 1")
@@ -608,7 +583,7 @@ def locate_memorization_head(
         )
         done("gradient")
     n_heads = model.cfg.n_layers * model.cfg.n_heads
-    exact = [m for m in SCREENED if m in methods]
+    exact = [m.name for m in registry.methods("head") if m.screened and m.name in methods]
     corrupted = corrupt_prefixes(mem, corrupt_fraction, model.cfg.d_vocab, seed=seed)
     if "attribution" in methods or (exact and not exact_all and candidates < n_heads):
         clock = Stopwatch()
@@ -649,8 +624,9 @@ def locate_memorization_head(
         if attrib is not None:
             screen.update(screen_agreement(attrib.effect, patch.effect, cells))
         done("patching")
-    for method in UNIT_METHODS:
-        if method in methods:
+    for entry in registry.methods("head"):
+        if entry.run is not None and entry.name in methods:
+            method = entry.name
             results[method] = unit_method(
                 model,
                 method,
@@ -658,7 +634,7 @@ def locate_memorization_head(
                 nmem,
                 unit="head",
                 reference=reference,
-                units=cells if method in SCREENED else None,
+                units=cells if entry.screened else None,
                 options=options.get(method),
                 batch_size=batch_size,
                 seed=seed,
@@ -760,7 +736,7 @@ def locate_neurons(
     """Score every MLP neuron with each method on the MEM paragraphs (MemPi's setting scores the target
     alone; with `nmem` the ablation, IG and gradient methods subtract NMEM's score)."""
     methods = tuple(dict.fromkeys(methods))
-    _check_methods(methods, NEURON_METHODS)
+    _check_methods(methods, registry.names("neuron"))
     unit_count(model, "neuron")
     if len(mem) == 0:
         raise UserError("neuron location needs at least one MEM paragraph")

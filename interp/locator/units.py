@@ -23,6 +23,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from interp.backend import Model, act_name
+from interp.data import BATCH_SIZE, Paragraphs
 from interp.display import Displayed
 from interp.errors import UserError
 
@@ -185,6 +186,24 @@ class UnitScores(Displayed):
         if self.detail is not None and hasattr(self.detail, "to_json"):
             out["detail"] = self.detail.to_json()
         return out
+
+
+@dataclass(frozen=True)
+class MethodCall:
+    """What a registered method's runner (interp.locator.registry) is given: the model, the method's name,
+    MEM and NMEM paragraphs, the unit, mean ablation's `reference` set, the screened `units` (exact
+    methods only; None: every unit), the method's keyword `options`, the batch size and the seed."""
+
+    model: Model
+    method: str
+    mem: Paragraphs
+    nmem: Paragraphs | None
+    unit: str
+    reference: Paragraphs | None = None
+    units: Int[Tensor, "k 2"] | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    batch_size: int = BATCH_SIZE
+    seed: int = 0
 
 
 def _int_or_none(value: Tensor) -> int | None:

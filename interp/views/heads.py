@@ -18,6 +18,7 @@ import torch
 from circuitsvis.utils.render import RenderedHTML
 from plotly.subplots import make_subplots
 
+from interp.locator import registry
 from interp.locator.ablation import HeadAblation
 from interp.locator.patching import KINDS, PatchingResult
 from interp.locator.ranking import HeadRanking
@@ -275,14 +276,48 @@ def ranking_figures(
             (i // n_heads, i % n_heads) for i in by_tau if (i // n_heads, i % n_heads) != ranking.top
         ]
         figs["head_attention_by_rank"] = figure_attention_by_rank(rare, heads[:3], rare_nmem)
-    for method in ("ablation", "zero_out", "integrated_gradients", "hard_concrete", "slimming"):
-        if method in ranking.results:
-            figs[f"head_{method}"] = figure_unit_scores(ranking.results[method])
+    for entry in registry.methods("head"):
+        if entry.figure and entry.name in ranking.results:
+            figs[f"head_{entry.name}"] = figure_unit_scores(ranking.results[entry.name])
     if ranking.patching is not None:
         figs["head_patching"] = figure_patching(ranking.patching)
     if ranking.attribution is not None:
         figs["head_attribution"] = figure_patching(ranking.attribution)
     return figs
+
+
+HEAD_COLUMNS = (
+    "rank",
+    "layer",
+    "head",
+    "patching_effect",
+    "ablation_effect",
+    "rare_token_tau",
+    "rare_token_excess",
+    "rare_token_p",
+    "rare_token_family_p",
+    "gradient_score",
+)
+
+
+def head_table(ranking: HeadRanking, rare: RareTokenAttention | None = None) -> tuple[list[str], list[dict]]:
+    """The head table's columns and rows (best first), for the locator's page and the report's section.
+
+    The columns: HEAD_COLUMNS, a column per registered method that declares one (interp.locator.registry),
+    then the mean rank and status. The rare-token columns come from `rare` (default: the ranking's own)."""
+    rows = ranking.head_table()
+    cols = [*HEAD_COLUMNS, *(m.column for m in registry.methods("head") if m.column), "mean_rank", "status"]
+    rare = rare if rare is not None else ranking.rare_tokens
+    if rare is not None:
+        s = rare.sum
+        for row in rows:
+            at = (row["layer"], row["head"])
+            row.update(
+                rare_token_excess=float(s.excess[at]),
+                rare_token_p=float(s.null_p[at]),
+                rare_token_family_p=float(s.family_p[at]),
+            )
+    return cols, rows
 
 
 def ranking_page(ranking: HeadRanking, views: Sequence[RenderedHTML] = (), title: str = "Memorization head") -> str:
@@ -291,23 +326,7 @@ def ranking_page(ranking: HeadRanking, views: Sequence[RenderedHTML] = (), title
 
     from interp.views.export import figures_html
 
-    rows = ranking.head_table()
-    cols = [
-        "rank",
-        "layer",
-        "head",
-        "patching_effect",
-        "ablation_effect",
-        "rare_token_excess",
-        "rare_token_p",
-        "rare_token_family_p",
-        "gradient_score",
-        "mean_rank",
-        "status",
-    ]
-    if ranking.rare_tokens is not None:
-        for row in rows:
-            row["rare_token_family_p"] = float(ranking.rare_tokens.sum.family_p[row["layer"], row["head"]])
+    cols, rows = head_table(ranking)
 
     def cell(v):
         return "" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))

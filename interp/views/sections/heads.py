@@ -94,30 +94,7 @@ def heads_section(result: Bundle, results: Mapping[str, Any]) -> Section:
     parts = result.parts
     rare = parts.get("rare_tokens", ranking.rare_tokens)
     rare_nmem = parts.get("rare_tokens_nmem", ranking.rare_tokens_nmem)
-    table = ranking.head_table()
-    cols = [
-        "rank",
-        "layer",
-        "head",
-        "patching_effect",
-        "ablation_effect",
-        "rare_token_tau",
-        "rare_token_excess",
-        "rare_token_p",
-        "rare_token_family_p",
-        "gradient_score",
-        "mean_rank",
-        "status",
-    ]
-    if rare is not None:
-        s = rare.sum
-        for row in table:
-            at = (row["layer"], row["head"])
-            row.update(
-                rare_token_excess=float(s.excess[at]),
-                rare_token_p=float(s.null_p[at]),
-                rare_token_family_p=float(s.family_p[at]),
-            )
+    cols, table = views.head_table(ranking, rare)
     layer, head = ranking.top
     notes = [
         f"Top head: layer {layer}, head {head}, ordered by {', '.join(ranking.rank_by)} "
