@@ -76,7 +76,7 @@ configs = [c for c in paper_configs(**settings) if not QUICK or c.select != "ran
 if not QUICK:
     configs.append(ReftConfig(method="unlearn"))
 configs, calibrations = calibrated_configs(
-    model, targets, retain, configs, edit_targets=edit_targets, probe=probes
+    model, targets, retain, configs, edit_targets=edit_targets, probe=probes, probe_points="every"
 )  # probes scored at every rate tried: the forgetting curves
 for c in calibrations:
     print(f"{c.label}: {c.describe()}")

@@ -581,7 +581,7 @@ def test_calibration_on_a_real_model_and_its_forgetting_curves(setup, assert_unt
     cfg = UnlearnConfig(method="ga", select="all", steps=3, weight_decay=0.0)
     grid = (1e-5, 1e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
     with assert_untouched(model):
-        cal = calibrate(model, targets, retain, cfg, lrs=grid, level=2, probe=probe)
+        cal = calibrate(model, targets, retain, cfg, lrs=grid, level=2, probe=probe, probe_points="every")
     low, high = cal.bracket
     assert cal.reached and cal.lr == high and low is not None and high / low <= 1 + cal.tolerance
     assert max(cal.chosen.target_em) <= 2 and max(next(p for p in cal.points if p.lr == low).target_em) > 2
@@ -615,6 +615,49 @@ def test_calibration_on_a_real_model_and_its_forgetting_curves(setup, assert_unt
     assert configs[0].lr == cal.lr and searches[0].trace == cal.trace and not searches[0].points[0].scores
     with pytest.raises(UserError, match="retain"):
         calibrate(model, targets, nmem.select(range(5)), cfg)
+
+
+@pytest.mark.parametrize("method", ["ga", "edit"])
+def test_probes_scored_at_the_bracket_give_the_table_that_scoring_every_rate_gives(setup, method):
+    """`probe_points="bracket"` (the default) searches the same rates as scoring every rate, scores the probes at
+    two of them only (the rate chosen and the highest that did not reach the level), with the values scoring every
+    rate gives there, and the table built from either search is the same to the last digit."""
+    from interp.perturbation import prefix_perturbation
+
+    model, mem, nmem, probe = setup
+    targets, retain = mem.select([0, 1]), nmem.select(range(20))
+    edit_targets = prefix_perturbation(model, targets, seed=0).editing_targets if method == "edit" else None
+    cfg = UnlearnConfig(method=method, select="all", steps=3, weight_decay=0.0)
+    grid = (1e-5, 1e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+    options = dict(lrs=grid, level=2, probe=probe, edit_targets=edit_targets)
+    every = calibrate(model, targets, retain, cfg, probe_points="every", **options)
+    bracket = calibrate(model, targets, retain, cfg, **options)
+    assert [p.lr for p in bracket.points] == [p.lr for p in every.points] and bracket.lr == every.lr
+    assert [p.target_em for p in bracket.points] == [p.target_em for p in every.points]
+    low, high = bracket.bracket
+    assert all(p.scores for p in every.points)
+    assert {p.lr for p in bracket.points if p.scores} == {low, high} - {None} and high == bracket.lr
+    for b, e in zip(bracket.points, every.points):
+        if b.scores:
+            assert json.dumps(b.scores) == json.dumps(e.scores)
+    tables = [
+        unlearning_table(
+            model,
+            targets,
+            retain,
+            [replace(cfg, lr=c.lr)],
+            probe,
+            edit_targets=edit_targets,
+            relearn_config=None,
+            calibrations=[c],
+        )
+        for c in (every, bracket)
+    ]
+    assert json.dumps(to_jsonable(tables[0].after), sort_keys=True) == json.dumps(
+        to_jsonable(tables[1].after), sort_keys=True
+    )
+    with pytest.raises(UserError, match="probe points"):
+        calibrate(model, targets, retain, cfg, probe_points="some", **options)
 
 
 def test_table_reuses_the_calibrations_chosen_runs(setup, monkeypatch):

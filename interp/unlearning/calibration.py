@@ -38,7 +38,9 @@ from interp.errors import UserError
 from interp.memorization import mem_nmem_thresholds
 from interp.metrics import score_paragraphs
 from interp.unlearning.config import (  # noqa: F401 (public names kept here)
+    MATCHED,
     METRICS,
+    PROBE_POINTS,
     STRATEGIES,
     TOLERANCE,
     MatchedForgetting,
@@ -215,22 +217,28 @@ def calibrate(
     edit_targets: Paragraphs | None = None,
     retain_per_run: int = RETAIN_PER_RUN,
     on_try: Callable[[float, float], None] | None = None,
-    tolerance: float = TOLERANCE,
+    tolerance: float = MATCHED.tolerance,
     probe: Probe | None = None,
-    strategy: str = "predict",
-    metric: str = "em",
+    strategy: str = MATCHED.strategy,
+    metric: str = MATCHED.metric,
+    probe_points: str = MATCHED.probe_points,
 ) -> Calibration:
     """The smallest learning rate at which `config` (UnlearnConfig or ReftConfig) brings EVERY target's EM to
     at most `level`, each target unlearned in its own run with its own `retain_per_run` retain paragraphs, as
     `unlearning_table` runs them: a bisection on the ascending grid `lrs`, then in log-rate between the two
     grid rates that bracket it until they are within a factor `1 + tolerance`. `level` defaults to the NMEM
     threshold for the targets' continuation length. A rate whose loss diverges counts as an upper bound. With
-    `probe`, every rate tried is also scored on the probes (the forgetting curve). Weight masks are chosen
+    `probe`, the probes are scored at the rate chosen and the highest rate tried that did not reach the level
+    (`probe_points="bracket"`: the chosen rate's runs are the table's, so its scores are the same as when every
+    run is scored; the curve has those two points), or at every rate tried (`"every"`: the whole forgetting
+    curve, about a fifth more work). Weight masks are chosen
     once per target (they do not depend on the rate). `on_try(lr, mean target EM)` is called after each
     rate (nan when it diverged). `strategy`: "predict" (see the module docstring; weight-editing configs) or
     "bisect". `metric="log10p"`: every target's log10 p must fall to `level` instead of its EM (the level is then
     required). `model` is not changed."""
     check_metric(metric, level)
+    if probe_points not in PROBE_POINTS:
+        raise UserError(f"unknown probe points {probe_points!r}: use one of {', '.join(PROBE_POINTS)}")
     if strategy not in STRATEGIES:
         raise UserError(f"unknown calibration strategy {strategy!r}: use one of {', '.join(STRATEGIES)}")
     lrs = sorted(lrs)
@@ -259,9 +267,10 @@ def calibrate(
         )
         runs.append((target, edit, kept, mask, evaluate(model, target, None, edit_targets=edit)))
     tried: dict[float, TracePoint] = {}
-    kept_runs: dict[float, tuple] = {}  # the runs of the rate that would be chosen if the search stopped now
+    kept_runs: dict[float, tuple] = {}  # the runs of the rates the probes would be scored at if the search stopped now
 
     predicting = strategy == "predict" and isinstance(config, UnlearnConfig)
+    scored_along = probe if probe_points == "every" else None  # the probe each run scores itself
 
     def attempt(lr: float) -> TracePoint:
         trial = replace(config, lr=lr)
@@ -278,11 +287,11 @@ def calibrate(
                         edit_targets=edit,
                         mask=mask,
                         before=before,
-                        probe=probe,
+                        probe=scored_along,
                         on_step=(lambda m, t=target, a=along: a.append(_score(m, t, metric))) if predicting else None,
                     )
                 else:
-                    result = trial.run(model, target, kept, edit_targets=edit, before=before, probe=probe)
+                    result = trial.run(model, target, kept, edit_targets=edit, before=before, probe=scored_along)
                 ems.append(float(result.after.target_em.float().mean()))
                 log10ps.append(float(result.after.target_log10p.double().mean()))
                 summaries.append(result.after.summary())
@@ -291,15 +300,15 @@ def calibrate(
         except Diverged:
             point = TracePoint(lr, (), diverged=True)
         else:
-            scores = {k: fmean(s[k] for s in summaries) for k in summaries[0]} if probe is not None else {}
+            scores = _mean_scores(summaries) if scored_along is not None else {}
             point = TracePoint(
                 lr, tuple(ems), scores=scores, settled=tuple(settled) if predicting else (), target_log10p=tuple(log10ps)
             )
             kept_runs[lr] = tuple(results)
         tried[lr] = point
-        best = _chosen(tried.values(), level, metric)
-        for other in [r for r in kept_runs if r != best]:
-            del kept_runs[other]  # at most two rates' edited models are held at once
+        wanted = _probe_rates(tried.values(), level, metric, scored_along is None and probe is not None)
+        for other in [r for r in kept_runs if r not in wanted]:
+            del kept_runs[other]  # at most three rates' edited models are held at once
         if on_try is not None:
             on_try(lr, point.mean_em)
         return point
@@ -311,6 +320,11 @@ def calibrate(
         _predicting_search(attempt, stops, lrs, tolerance, config.steps)
     else:
         _bisection(attempt, stops, lrs, tolerance)
+    if probe is not None and scored_along is None:
+        for lr in _probe_rates(tried.values(), level, metric, True) & kept_runs.keys():
+            scored = tuple(_with_probe(result, run[0], run[1], probe) for result, run in zip(kept_runs[lr], runs))
+            kept_runs[lr] = scored
+            tried[lr] = replace(tried[lr], scores=_mean_scores([r.after.summary() for r in scored]))
     points = tuple(tried[lr] for lr in sorted(tried))
     reached = any(not p.diverged and p.worst(metric) <= level for p in points)
     chosen = _chosen(points, level, metric)
@@ -328,6 +342,29 @@ def calibrate(
         metric=metric,
         runs=kept_runs.get(chosen, ()),
     )
+
+
+def _mean_scores(summaries: Sequence[dict]) -> dict[str, float]:
+    return {k: fmean(s[k] for s in summaries) for k in summaries[0]}
+
+
+def _probe_rates(points: Iterable[TracePoint], level: float | int, metric: str, bracket: bool) -> set[float]:
+    """The rates whose runs are kept: the one a search over `points` chooses and, with `bracket`, the highest
+    rate that did not reach the level (the two points of the forgetting curve that `probe_points="bracket"`
+    scores)."""
+    points = list(points)
+    wanted = {_chosen(points, level, metric)}
+    below = [p.lr for p in points if not p.diverged and p.worst(metric) > level]
+    if bracket and below:
+        wanted.add(max(below))
+    return wanted
+
+
+def _with_probe(result, target: Paragraphs, edit: Paragraphs | None, probe: Probe):
+    """`result` with its after-scores on the targets and the probes, in the batched pass the run would have made
+    had it been given the probes (edit targets as the run scored them)."""
+    edit = edit if result.after.edit_em.numel() else None
+    return replace(result, after=evaluate(result.model, target, probe, edit_targets=edit, hooks=result.hooks()))
 
 
 def _score(model: Model, target: Paragraphs, metric: str) -> float:

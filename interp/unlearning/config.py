@@ -138,6 +138,7 @@ TOLERANCE = 0.4
 """The search stops when the smallest rate known to reach the level is within a factor 1.4 of the largest
 known not to: two halvings (in log-rate) of the grid's ~3x step, two runs per target more than the grid alone."""
 STRATEGIES = ("predict", "bisect")
+PROBE_POINTS = ("bracket", "every")
 METRICS = ("em", "log10p")
 """What matched forgetting matches: every target's EM, or its log10 p (the probability that sampling reproduces
 the continuation; a target at EM 0 may still be likely, and weight edits and decoding-time methods differ most there)."""
@@ -156,11 +157,19 @@ class MatchedForgetting:
     tolerance: float = option(TOLERANCE, "stop when the rate is known within a factor 1 + this")
     strategy: str = option("predict", "predict (from the step each run reached the level) or bisect (the grid)")
     metric: str = option("em", "what every target must bring to the level: em or log10p")
+    probe_points: str = option(
+        "bracket",
+        "the rates at which the probes (collateral damage) are scored: bracket (the rate chosen and the highest "
+        "rate that did not reach the level; the table needs only the first) or every (every rate tried: the "
+        "whole forgetting curve, a fifth more work)",
+    )
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
             raise UserError(f"unknown calibration strategy {self.strategy!r}: use one of {', '.join(STRATEGIES)}")
         check_metric(self.metric, self.level)
+        if self.probe_points not in PROBE_POINTS:
+            raise UserError(f"unknown probe points {self.probe_points!r}: use one of {', '.join(PROBE_POINTS)}")
 
     def search(
         self,
@@ -188,6 +197,7 @@ class MatchedForgetting:
             probe=probe,
             strategy=self.strategy,
             metric=self.metric,
+            probe_points=self.probe_points,
         )
 
 
@@ -199,6 +209,10 @@ def check_metric(metric: str, level: float | int | None) -> None:
         raise UserError(
             "matching on log10 p needs a level (e.g. -20: every target's continuation at most 1e-20 likely)"
         )
+
+
+MATCHED = MatchedForgetting()
+"""The defaults, read by `interp.unlearning.calibrate` too (each written once, above)."""
 
 
 @dataclass(frozen=True)

@@ -91,7 +91,7 @@ def _unlearning(inputs: StepInputs) -> Bundle | Skipped:
         edit_targets=edit_targets,
         retain_per_run=retain_per_run,
         relearn_config=RelearnConfig(steps=o.relearn_steps) if o.relearn_steps else None,
-        # matched forgetting, not one arbitrary rate; probes scored at every rate tried: the forgetting curves
+        # matched forgetting, not one arbitrary rate; the probes scored at the rate chosen and the one below it
         calibrate=MatchedForgetting(level=o.unlearn_level) if o.unlearn_lr is None else None,
         progress=o.progress,
         heldout=never_seen,
