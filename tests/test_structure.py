@@ -116,59 +116,37 @@ def test_the_report_sections_depend_on_the_shared_types_not_on_the_runner():
     ]
 
 
-MOVED = {
-    "interp.locate": "interp.locator.ranking",
-    "interp.unit_scores": "interp.locator.units",
-    "interp.ablation": "interp.locator.ablation",
-    "interp.unit_ablation": "interp.locator.ablation",
-    "interp.unit_masks": "interp.locator.mask_learning",
-    "interp.gradient_scores": "interp.locator.gradient_scores",
-    "interp.integrated_gradients": "interp.locator.integrated_gradients",
-    "interp.patching": "interp.locator.patching",
-    "interp.attention": "interp.locator.rare_tokens",
-    "interp.injection": "interp.locator.injection",
-    "interp.locator_validation": "interp.locator.validation",
-    "interp.report.audit_step": "interp.report.steps.audit",
-}
-"""Old module paths kept one release as forwarding shims."""
+REMOVED = (
+    "interp.locate",
+    "interp.unit_scores",
+    "interp.ablation",
+    "interp.unit_ablation",
+    "interp.unit_masks",
+    "interp.gradient_scores",
+    "interp.integrated_gradients",
+    "interp.patching",
+    "interp.attention",
+    "interp.injection",
+    "interp.locator_validation",
+    "interp.report.audit_step",
+    "interp._moved",
+)
+"""Old module paths that forwarded to interp.locator and interp.report.steps for a while, now gone."""
 
 
-def test_no_module_of_interp_imports_an_old_path():
-    graph = import_graph()
-    users = {m: sorted(graph[m] & set(MOVED)) for m in graph if m not in MOVED and graph[m] & set(MOVED)}
-    assert users == {}
+def test_the_old_module_paths_are_gone_and_nothing_names_them():
+    import importlib.util
+    import re
 
-
-def test_every_old_path_forwards_with_a_warning():
-    import importlib
-
-    import pytest
-
-    names = {
-        "interp.locate": "locate_memorization_head",
-        "interp.unit_ablation": "unit_ablation",
-        "interp.ablation": "head_ablation",
-        "interp.attention": "rare_token_attention",
-        "interp.locator_validation": "validate_locator",
-    }
-    for old, new in MOVED.items():
-        module = importlib.import_module(old)
-        name = names.get(old) or next(n for n in vars(importlib.import_module(new)) if not n.startswith("_"))
-        with pytest.warns(DeprecationWarning, match=f"moved to {new}"):
-            assert getattr(module, name) is getattr(importlib.import_module(new), name)
-
-
-def test_the_old_audit_step_path_still_works_and_warns():
-    import pytest
-
-    import interp.report.audit_step as old
-    from interp.report.steps import audit
-    from interp.report.types import Transient
-
-    with pytest.warns(DeprecationWarning, match="moved to interp.report.steps.audit"):
-        assert old.REPORT_AUDIT is audit.REPORT_AUDIT
-    with pytest.warns(DeprecationWarning, match="moved to interp.report.types"):
-        assert old.Transient is Transient
+    root = Path(interp.__file__).parent.parent
+    assert [m for m in REMOVED if importlib.util.find_spec(m) is not None] == []
+    names = "|".join(re.escape(m.removeprefix("interp.")) for m in REMOVED)
+    pattern = re.compile(rf"\binterp\.({names})\b(?![\w(])")  # a call, interp.gradient_scores(...), is the function
+    texts = [root / "README.md"]
+    texts += [p for d in ("interp", "tests", "analyses", "benchmarks", "docs") for p in (root / d).rglob("*.py")]
+    texts += [p for d in ("docs", "analyses") for p in (root / d).rglob("*.md")]
+    users = {str(p.relative_to(root)) for p in texts if p.name != "test_structure.py" and pattern.search(p.read_text())}
+    assert users == set()
 
 
 FIRST_IMPORTS = """

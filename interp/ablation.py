@@ -1,5 +1,0 @@
-"""Deprecated: moved to `interp.locator.ablation` (this path is kept for one release)."""
-
-from interp._moved import forward
-
-__getattr__ = forward(__name__, "interp.locator.ablation")
