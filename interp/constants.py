@@ -6,6 +6,7 @@ DEFAULT_PREFIX_LEN = 50
 DEFAULT_CONTINUATION_LEN = 50
 NMEM_MAX_EM = 10  # NMEM: EM at most this, of the paper's 50-token continuations
 BATCH_SIZE = 64  # paragraphs per forward pass, where the caller does not say (the --batch-size flag's default)
+GRAD_BATCH_SIZE = 16  # paragraphs per backward pass, where the caller does not say (--grad-batch-size's default)
 SCOPES = ("global", "component")  # interp.masks.top_k_mask: one ranking over all candidates, or one per parameter
 TESTBED_COMPANION = "testbed-companion"  # a 2-layer model of the testbed's data and tokenizer (proxy-tuning)
 

@@ -36,6 +36,7 @@ from interp.backend import (
     softcap,
     unembed_parts,
 )
+from interp.constants import GRAD_BATCH_SIZE
 from interp.data import Paragraphs
 from interp.errors import UserError
 from interp.gradients import (
@@ -406,7 +407,7 @@ def _ghost_batch(model: Model, seq_len: int, batch_size: int) -> int:
 
 
 def per_paragraph_norms(
-    model: Model, paragraphs: Paragraphs, *, objective: str = "nll", batch_size: int = 16
+    model: Model, paragraphs: Paragraphs, *, objective: str = "nll", batch_size: int = GRAD_BATCH_SIZE
 ) -> PerParagraphNorms:
     """Each paragraph's gradient norm per (layer, component, head), from batched passes of at most
     batch_size paragraphs (fewer where `_ghost_batch` says so, for memory).

@@ -28,6 +28,7 @@ from torch import Tensor
 
 from interp.backend import Model, NamedWeight, named_weights, param_name
 from interp.data import Paragraphs
+from interp.constants import GRAD_BATCH_SIZE
 from interp.display import Displayed
 from interp.errors import UserError
 from interp.metrics import NMEM_MAX_EM  # noqa: F401 (a public name here before GradMapOptions moved)
@@ -108,7 +109,7 @@ def parameter_gradients(
     *,
     objective: str = "contrastive",
     include_embeddings: bool = False,
-    batch_size: int = 16,
+    batch_size: int = GRAD_BATCH_SIZE,
     nll_weight: float = NLL_WEIGHT,
 ) -> dict[str, Tensor]:
     """Gradient of the objective with respect to each selected weight, at the model's current weights.

@@ -1,8 +1,8 @@
 """`option(default, help)`: a dataclass field whose help text the command-line flags generated from it show; and
-the options of the single-module analyses (`GradMapOptions` of interp.gradients, `PerturbOptions` of
-interp.perturbation, `RestoreOptions` of interp.restore), kept here, apart from their torch code, so that the
-command line builds its parsers without loading torch. Each analysis module re-exports its options under the same
-names (`interp.perturbation.PerturbOptions` as before)."""
+the options of `interp memorized` (`MemorizedOptions`) and of the single-module analyses (`GradMapOptions` of
+interp.gradients, `PerturbOptions` of interp.perturbation, `RestoreOptions` of interp.restore), kept here, apart
+from their torch code, so that the command line builds its parsers without loading torch. Each analysis module
+re-exports its options under the same names (`interp.perturbation.PerturbOptions` as before)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from interp.constants import NMEM_MAX_EM
+from interp.constants import GRAD_BATCH_SIZE, NMEM_MAX_EM
 from interp.errors import UserError
 
 
@@ -29,6 +29,24 @@ def option(
     return field(default=default, metadata=metadata)
 
 
+@dataclass(frozen=True)
+class MemorizedOptions:
+    """What interp memorized scores and how it splits MEM / NMEM, each default written once."""
+
+    nmem_max: int = option(NMEM_MAX_EM, "NMEM: EM at most this")
+    top_k: int | None = option(
+        None, "extraction probability under top-k sampling (None: the full softmax, temperature 1)"
+    )
+
+    def __post_init__(self) -> None:
+        if self.nmem_max < 0:
+            raise UserError(f"--nmem-max must be 0 or more, got {self.nmem_max}")
+        if self.top_k is not None and self.top_k < 1:
+            raise UserError(f"--top-k: must be at least 1, got {self.top_k}")
+
+
+MEMORIZED = MemorizedOptions()
+
 OBJECTIVES = ("nll", "contrastive")
 REDUCTIONS = ("max", "l2", "mean")
 
@@ -44,7 +62,7 @@ class GradMapOptions:
     include_embeddings: bool = option(False, "also score embeddings, unembedding, biases and LayerNorms")
     per_paragraph: bool = option(True, "also the per-paragraph norms and their MEM vs NMEM test")
     seed: int = option(0, "seed of the paragraph subsample")
-    grad_batch_size: int = option(16, "paragraphs per backward pass")
+    grad_batch_size: int = option(GRAD_BATCH_SIZE, "paragraphs per backward pass")
 
     def __post_init__(self) -> None:
         if self.set_size < 2:

@@ -20,6 +20,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from interp.backend import Model
+from interp.constants import BATCH_SIZE
 from interp.data import Paragraphs
 from interp.display import Displayed
 from interp.errors import UserError
@@ -160,6 +161,12 @@ class PerturbationResult(Displayed):
         }
 
 
+def perturbed_batch_size(batch_size: int = BATCH_SIZE) -> int:
+    """Perturbed sequences per forward pass for a caller whose forward passes hold `batch_size` paragraphs: four
+    times as many, since no gradient is kept (256 at the default 64)."""
+    return 4 * batch_size
+
+
 @torch.no_grad()
 def prefix_perturbation(
     model: Model,
@@ -168,7 +175,7 @@ def prefix_perturbation(
     samples_per_position: int = PERTURB.samples,
     seed: int = PERTURB.seed,
     reference: str = PERTURB.reference,
-    batch_size: int = 256,
+    batch_size: int = perturbed_batch_size(),
 ) -> PerturbationResult:
     """Replace each prefix token by `samples_per_position` random tokens, one at a time; score all.
 

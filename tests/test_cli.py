@@ -22,6 +22,7 @@ def test_memorized_json_on_testbed(tmp_path, capsys, testbed, testbed_paragraph_
     result = json.loads(out.read_text())
     assert set(result) == {
         "model",
+        "options",
         "prefix_len",
         "continuation_len",
         "sampling",
@@ -32,6 +33,7 @@ def test_memorized_json_on_testbed(tmp_path, capsys, testbed, testbed_paragraph_
     }
     assert "log10 p by EM bin" in printed and sum(r["n"] for r in result["extraction_by_em_bin"]) == len(sub)
     assert result["prefix_len"] == 50 and result["continuation_len"] == 50
+    assert result["options"] == {"nmem_max": 10, "top_k": None}
     scores = score_paragraphs(testbed, sub)
     em = scores.em.tolist()
     assert [r["em"] for r in result["paragraphs"]] == em
@@ -228,6 +230,22 @@ def test_constants_repeated_for_lazy_parsing_agree_with_the_library():
     assert interp.metrics.NMEM_MAX_EM is interp.constants.NMEM_MAX_EM
     assert testbed.TESTBED_DIR == interp.models.TESTBED_DIR.resolve()
     assert testbed.TESTBED_REFERENCE_DIR == interp.models.TESTBED_REFERENCE_DIR.resolve()
+
+
+def test_backward_passes_default_to_one_grad_batch_size():
+    """Paragraphs per backward pass default to interp.constants.GRAD_BATCH_SIZE in the library, grad-map and the
+    report alike."""
+    import inspect
+
+    from interp.constants import GRAD_BATCH_SIZE
+    from interp.gradient_norms import per_paragraph_norms
+    from interp.gradients import gradient_map, parameter_gradients
+    from interp.options import GRAD_MAP
+    from interp.report.options import ReportOptions
+
+    defaults = [inspect.signature(f).parameters["batch_size"].default for f in (gradient_map, parameter_gradients)]
+    defaults += [inspect.signature(per_paragraph_norms).parameters["batch_size"].default]
+    assert defaults + [GRAD_MAP.grad_batch_size, ReportOptions().grad_batch_size] == [GRAD_BATCH_SIZE] * 5
 
 
 def test_conventions_module_is_not_hidden():

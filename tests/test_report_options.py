@@ -49,6 +49,16 @@ def test_presets_config_and_flags_apply_in_order(tmp_path):
     assert parse("--reft", "false").reft is False and parse("--batch-size", "8").batch_size == 8
 
 
+def test_an_explicit_flag_beats_the_config_even_at_its_default(tmp_path):
+    """--batch-size 64 given is the user's choice, though 64 is the default: it beats the file's 8; the file's 8
+    beats the default; the file beats the preset."""
+    cfg = tmp_path / "opts.json"
+    cfg.write_text(json.dumps({"batch_size": 8, "n_mem": 5}))
+    assert parse("--config", str(cfg), "--batch-size", "64").batch_size == 64 == ReportOptions().batch_size
+    assert parse("--config", str(cfg)).batch_size == 8 and parse("--quick", "--config", str(cfg)).n_mem == 5
+    assert parse("--config", str(cfg), "--n-mem", "16").n_mem == 16
+
+
 def test_bad_options_name_the_field(tmp_path):
     with pytest.raises(UserError, match=r"n_mem \(--n-mem\) must be at least 1"):
         parse("--n-mem", "0")
@@ -62,6 +72,8 @@ def test_bad_options_name_the_field(tmp_path):
         ReportOptions(unlearn_methods=("forget",))
     with pytest.raises(UserError, match="unlearn_baselines.*ga, graddiff, npo"):
         ReportOptions(unlearn_baselines=("unlearn",))
+    with pytest.raises(UserError, match=r"batch_size \(--batch-size\) must be at least 1"):
+        parse("--batch-size", "0")
     with pytest.raises(UserError, match="two presets"):
         parse("--quick", "--paper")
     with pytest.raises(SystemExit):  # argparse: a value that is not an integer

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from interp.audit.config import REFERENCE, AuditConfig
 from interp.commands.common import add_model_args, add_paragraph_args, model_from_args, paragraphs_from_args
-from interp.commands.options_cli import add_option_flags, given_options, with_options
+from interp.commands.options_cli import add_option_flags, given_options, options_record, with_options
 from interp.commands.unlearn import SAVED_RUN
 from interp.constants import NMEM_MAX_EM
 from interp.errors import UserError
@@ -222,6 +222,7 @@ def run(args: argparse.Namespace) -> int:
             {
                 "model": model_name(original),
                 "unlearned": {name: str(path) for name, (path, _) in saved.items()},
+                "options": options_record(args, sets, config),
                 "seconds": seconds,
                 **result.to_json(),
             },

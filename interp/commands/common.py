@@ -56,7 +56,8 @@ def add_model_args(parser: argparse.ArgumentParser, default_model: str | None = 
     )
 
 
-def add_paragraph_args(parser: argparse.ArgumentParser) -> None:
+def add_paragraph_args(parser: argparse.ArgumentParser, *, batch_size: bool = True) -> None:
+    """--paragraphs, --prefix-len, --continuation-len and (unless the command's options have it) --batch-size."""
     parser.add_argument(
         "--paragraphs",
         default=None,
@@ -78,13 +79,14 @@ def add_paragraph_args(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help=f"continuation tokens (default: what the file's records declare, else {DEFAULT_CONTINUATION_LEN})",
     )
-    parser.add_argument(
-        "--batch-size",
-        type=positive_int,
-        default=BATCH_SIZE,
-        metavar="N",
-        help=f"paragraphs per forward pass (default: {BATCH_SIZE})",
-    )
+    if batch_size:
+        parser.add_argument(
+            "--batch-size",
+            type=positive_int,
+            default=BATCH_SIZE,
+            metavar="N",
+            help=f"paragraphs per forward pass (default: {BATCH_SIZE})",
+        )
 
 
 def add_progress_arg(parser: argparse.ArgumentParser) -> None:

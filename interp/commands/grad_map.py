@@ -15,7 +15,14 @@ from interp.commands.common import (
     paragraphs_from_args,
     stage,
 )
-from interp.commands.options_cli import NMEM_NOTE, SET_SIZE_NOTES, add_option_flags, given_options, with_options
+from interp.commands.options_cli import (
+    NMEM_NOTE,
+    SET_SIZE_NOTES,
+    add_option_flags,
+    given_options,
+    options_record,
+    with_options,
+)
 from interp.errors import UserError
 from interp.options import GRAD_MAP, GradMapOptions
 
@@ -96,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     )
     for key, cell in gm.most_salient().items():
         print(f"largest {key:>13}: layer {cell['layer']} head {cell['head']} {cell['component']} ({cell['value']:.4g})")
-    out = {"model": model_name(model), "mem_ids": list(mem.ids), "nmem_ids": list(nmem.ids), "map": gm.to_json()}
+    out = {"model": model_name(model), "options": options_record(args, o), "mem_ids": list(mem.ids), "nmem_ids": list(nmem.ids), "map": gm.to_json()}
     figures = {}
     if args.html:
         from interp.views import gradients as views

@@ -14,11 +14,9 @@ from interp.commands.common import (
     add_progress_arg,
     model_from_args,
     paragraphs_from_args,
-    positive_int,
 )
-from interp.commands.options_cli import NMEM_NOTE
-from interp.constants import NMEM_MAX_EM
-from interp.errors import UserError
+from interp.commands.options_cli import NMEM_NOTE, add_option_flags, given_options, options_record, with_options
+from interp.options import MEMORIZED, MemorizedOptions
 
 if TYPE_CHECKING:
     import torch
@@ -30,20 +28,7 @@ if TYPE_CHECKING:
 def configure(p) -> None:
     add_model_args(p)
     add_paragraph_args(p)
-    p.add_argument(
-        "--nmem-max",
-        type=int,
-        default=NMEM_MAX_EM,
-        metavar="N",
-        help=f"NMEM: EM at most this (default: {NMEM_MAX_EM}); {NMEM_NOTE}",
-    )
-    p.add_argument(
-        "--top-k",
-        type=positive_int,
-        default=None,
-        metavar="N",
-        help="extraction probability under top-k sampling (default: the full softmax, temperature 1)",
-    )
+    add_option_flags(p, MemorizedOptions, notes={"nmem_max": NMEM_NOTE}, title="the split and the sampling")
     p.add_argument("--json", default=None, metavar="FILE", help="write per-paragraph results here (default: none)")
     add_progress_arg(p)
     p.set_defaults(run=run)
@@ -56,8 +41,11 @@ def em_histogram(em: torch.Tensor, cont_len: int, nmem_max: int) -> list[tuple[s
     return [(label, int(((em >= lo) & (em <= hi)).sum())) for label, lo, hi in em_bins(cont_len, nmem_max)]
 
 
-def scored_with_progress(model, paragraphs: Paragraphs, args: argparse.Namespace) -> ParagraphScores:
-    """`score_paragraphs` a few batches at a time, with a bar counting paragraphs on stderr (--no-progress: none)."""
+def scored_with_progress(
+    model, paragraphs: Paragraphs, args: argparse.Namespace, top_k: int | None = None
+) -> ParagraphScores:
+    """`score_paragraphs` a few batches at a time (under top-k sampling with `top_k`), with a bar counting paragraphs
+    on stderr (--no-progress: none)."""
     import torch
     from tqdm.auto import tqdm
 
@@ -68,7 +56,7 @@ def scored_with_progress(model, paragraphs: Paragraphs, args: argparse.Namespace
     with tqdm(total=len(paragraphs), unit="paragraph", desc="scoring", disable=not args.progress) as bar:
         for start in range(0, len(paragraphs), step):
             chunk = paragraphs.select(range(start, min(start + step, len(paragraphs))))
-            parts.append(score_paragraphs(model, chunk, batch_size=args.batch_size, top_k=args.top_k))
+            parts.append(score_paragraphs(model, chunk, batch_size=args.batch_size, top_k=top_k))
             bar.update(len(chunk))
     joined = {}
     for f in fields(ParagraphScores):
@@ -81,6 +69,7 @@ def scored_with_progress(model, paragraphs: Paragraphs, args: argparse.Namespace
 
 
 def run(args: argparse.Namespace) -> int:
+    o = with_options(MEMORIZED, given_options(args, MemorizedOptions))
     import torch
 
     from interp.io import write_json
@@ -88,25 +77,23 @@ def run(args: argparse.Namespace) -> int:
     from interp.metrics import EXTRACTION_NS, extraction_by_em_bin
     from interp.models import model_name
 
-    if args.nmem_max < 0:
-        raise UserError(f"--nmem-max must be 0 or more, got {args.nmem_max}")
     model = model_from_args(args)
     paragraphs = paragraphs_from_args(args, model)
-    scores = scored_with_progress(model, paragraphs, args)
+    scores = scored_with_progress(model, paragraphs, args, o.top_k)
     cont = paragraphs.continuation_len
-    mem, nmem = split_mem_nmem(scores.em, cont, nmem_max=args.nmem_max)
+    mem, nmem = split_mem_nmem(scores.em, cont, nmem_max=o.nmem_max)
     print(f"model {model_name(model)}: {len(paragraphs)} paragraphs of {paragraphs.prefix_len} + {cont} tokens")
     print("EM histogram:")
     width = max(1, len(paragraphs))
-    for label, n in em_histogram(scores.em, cont, args.nmem_max):
+    for label, n in em_histogram(scores.em, cont, o.nmem_max):
         print(f"  EM {label:>10}: {n:6d} {'#' * round(40 * n / width)}")
-    print(f"MEM (EM = {cont}): {len(mem)}   NMEM (EM <= {args.nmem_max}): {len(nmem)}")
-    sampling = f"top-{args.top_k} sampling" if args.top_k else "sampling at temperature 1"
+    print(f"MEM (EM = {cont}): {len(mem)}   NMEM (EM <= {o.nmem_max}): {len(nmem)}")
+    sampling = f"top-{o.top_k} sampling" if o.top_k else "sampling at temperature 1"
     print(
         f"extraction probability: p = P({sampling} reproduces the whole continuation); "
         "p100 = P(at least one of 100 samples does)"
     )
-    rows = extraction_by_em_bin(scores, args.nmem_max)
+    rows = extraction_by_em_bin(scores, o.nmem_max)
     labels = list(rows[0]["log10_p_histogram"])
     print("log10 p by EM bin (paragraphs per log10 p range):")
     print(f"  {'EM':>10} {'n':>6} {'median':>7} {'p100>=.5':>8}  " + " ".join(f"{x:>20}" for x in labels))
@@ -115,8 +102,8 @@ def run(args: argparse.Namespace) -> int:
             f"  {r['em_bin']:>10} {r['n']:>6} {r['median_log10_p']:>7.1f} {r['share_p100_ge_half']:>8.2f}  "
             + " ".join(f"{v:>20}" for v in r["log10_p_histogram"].values())
         )
-    if args.top_k:
-        print(f"  -inf: a continuation token lies outside the top {args.top_k}, so top-k sampling never produces it")
+    if o.top_k:
+        print(f"  -inf: a continuation token lies outside the top {o.top_k}, so top-k sampling never produces it")
     if paragraphs.counts is not None:
         print("memorization by training repeat count:")
         print(f"  {'copies':>6} {'n':>5} {'MEM':>5} {'mean EM':>8} {'mean NLL':>9} {'med log10 p':>11}")
@@ -136,9 +123,10 @@ def run(args: argparse.Namespace) -> int:
             args.json,
             {
                 "model": model_name(model),
+                "options": options_record(args, o),
                 "prefix_len": paragraphs.prefix_len,
                 "continuation_len": cont,
-                "sampling": {"temperature": 1.0, "top_k": args.top_k, "n_samples": list(EXTRACTION_NS)},
+                "sampling": {"temperature": 1.0, "top_k": o.top_k, "n_samples": list(EXTRACTION_NS)},
                 "extraction_by_em_bin": rows,
                 "paragraphs": records,
                 "mem_ids": [paragraphs.ids[i] for i in mem.tolist()],

@@ -4,9 +4,11 @@
 metadata, the default shown from the dataclass; a bool field also gets `--no-field-name`; a tuple field
 takes its items space- or comma-separated, `--methods a b` or `--methods a,b`; a field declared with
 `choices` rejects other values when the flag is read);
-`given_options(args, Options)` returns only the fields the user set, and `with_options(preset, given)`
-applies them over a preset with `dataclasses.replace`. Validation stays in the dataclass
-(`__post_init__`); `with_options` names the flag whose value it rejects.
+`given_options(args, Options)` returns only the fields the user set (in the `--config FILE` every such command
+takes, then as flags: a flag beats the file), and `with_options(preset, given)` applies them over a preset with
+`dataclasses.replace`; `options_record(args, *options)` is what a command's --json output records under "options",
+which --config reads back. Validation stays in the dataclass (`__post_init__`); `with_options` names the flag whose
+value it rejects.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ import tomllib
 from interp.errors import UserError
 
 DEST = "option__"  # argparse destination prefix: keeps generated flags apart from a command's own
+CONFIGURABLE = "option__configurable"
+"""Where a command's arguments keep, per options class (by name), the fields its --config may set."""
 
 
 def _base(annotation: Any) -> tuple[Any, bool]:
@@ -174,11 +178,26 @@ def add_option_flags(
     rename: dict[str, str] | None = None,
     notes: dict[str, str] | None = None,
     title: str = "options",
+    config_also: tuple[str, ...] = (),
 ) -> None:
     """One `--{prefix}field-name VALUE` flag per field of `cls` (`only` these, less `skip`), defaulting to
     'not given'. `aliases` maps old flags (e.g. "--nmem") to the field they set, hidden and deprecated;
     `rename` gives a field another flag (its generated one kept as a deprecated alias); `notes` adds a
-    command's own words to a field's help (e.g. why its default differs from another command's)."""
+    command's own words to a field's help (e.g. why its default differs from another command's). The command's
+    `--config FILE` (added with its first options class) may set the same fields, and `config_also` besides."""
+    if "--config" not in parser._option_string_actions:
+        parser.add_argument(
+            "--config",
+            type=Path,
+            default=None,
+            metavar="FILE",
+            help="options from a JSON or TOML file (field names as keys), or what an earlier run wrote (its --json, "
+            'a report\'s results.json), which records them under "options"; flags given as well override it '
+            "(default: none)",
+        )
+    flagged = tuple(f.name for f in fields(cls) if f.name not in skip and (only is None or f.name in only))
+    configurable = parser.get_default(CONFIGURABLE) or {}
+    parser.set_defaults(**{CONFIGURABLE: {**configurable, cls.__name__: flagged + config_also}})
     group = parser.add_argument_group(title)
     aliases = dict(aliases or {})
     hints = typing.get_type_hints(cls)
@@ -220,10 +239,48 @@ def _is_tuple(annotation: Any) -> bool:
     return typing.get_origin(_base(annotation)[0]) is tuple
 
 
-def given_options(args: argparse.Namespace, cls: type) -> dict[str, Any]:
-    """The flags generated from `cls` that the user actually gave, by field name."""
+def given_options(args: argparse.Namespace, cls: type, *, config: bool = True) -> dict[str, Any]:
+    """The fields of `cls` the user set, by name: in the --config file (unless `config` is false), then as flags
+    generated from `cls` (a flag beats the file)."""
     start = _dest(cls, "")
-    return {k[len(start) :]: v for k, v in vars(args).items() if k.startswith(start)}
+    flags = {k[len(start) :]: v for k, v in vars(args).items() if k.startswith(start)}
+    return (config_options(args, cls) if config else {}) | flags
+
+
+def config_options(args: argparse.Namespace, cls: type) -> dict[str, Any]:
+    """The fields of `cls` the --config file sets (none without --config). A command with one options class reads
+    its fields at the top level; one with several, a mapping per class name (as `options_record` writes them)."""
+    path = getattr(args, "config", None)
+    configurable: dict[str, tuple[str, ...]] = getattr(args, CONFIGURABLE, None) or {}
+    if path is None or cls.__name__ not in configurable:
+        return {}
+    data = read_config(path)
+    sections = {cls.__name__: data} if len(configurable) == 1 else data
+    unknown = sorted(set(sections) - set(configurable))
+    if unknown:
+        raise UserError(
+            f"--config {path}: unknown section(s) {', '.join(unknown)}; the sections are {', '.join(configurable)}"
+        )
+    section = sections.get(cls.__name__, {})
+    if not isinstance(section, dict):
+        raise UserError(f"--config {path}: {cls.__name__} must map option names to values")
+    unknown = sorted(set(section) - set(configurable[cls.__name__]))
+    if unknown:
+        command = getattr(args, "command", None) or "command"
+        what = command if len(configurable) == 1 else f"{command} {cls.__name__}"
+        raise UserError(
+            f"--config {path}: unknown {what} option(s) {', '.join(unknown)}; the options are "
+            f"{', '.join(sorted(configurable[cls.__name__]))}"
+        )
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in section.items()}
+
+
+def options_record(args: argparse.Namespace, *options: Any) -> dict[str, Any]:
+    """The fields of `options` that --config may set, as a command's --json output records them under "options":
+    at the top level for a command with one options class, else a mapping per class name."""
+    configurable: dict[str, tuple[str, ...]] = getattr(args, CONFIGURABLE)
+    record = {type(o).__name__: {name: getattr(o, name) for name in configurable[type(o).__name__]} for o in options}
+    return next(iter(record.values())) if len(configurable) == 1 else record
 
 
 def with_options(preset: Any, given: dict[str, Any], *, prefix: str = "") -> Any:
@@ -242,7 +299,8 @@ def with_options(preset: Any, given: dict[str, Any], *, prefix: str = "") -> Any
 
 
 def read_config(path: Path) -> dict[str, Any]:
-    """Options from a JSON or TOML file. A results.json written by a run holds them under "options"."""
+    """Options from a JSON or TOML file. A command's --json output (a report's results.json) holds them under
+    "options", a scan's summary under "config"."""
     if not path.is_file():
         raise UserError(f"--config {path}: no such file")
     text = path.read_text()
@@ -252,6 +310,7 @@ def read_config(path: Path) -> dict[str, Any]:
         raise UserError(f"--config {path}: not valid {'TOML' if path.suffix == '.toml' else 'JSON'} ({e})") from None
     if not isinstance(data, dict):
         raise UserError(f"--config {path}: expected a mapping of option names to values")
-    if "options" in data and isinstance(data["options"], dict):
-        data = data["options"]
+    for key in ("options", "config"):
+        if isinstance(data.get(key), dict):
+            return data[key]
     return data

@@ -20,8 +20,10 @@ from interp.commands.options_cli import (
     add_alias,
     add_option_flags,
     given_options,
+    options_record,
     with_options,
 )
+from interp.constants import BATCH_SIZE
 from interp.errors import UserError
 from interp.options import PERTURB, PerturbOptions
 
@@ -85,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
             samples_per_position=o.samples,
             seed=o.seed,
             reference=o.reference,
-            batch_size=max(args.batch_size, 64),
+            batch_size=max(args.batch_size, BATCH_SIZE),
         )
     mem_res, nmem_res = result.select(torch.arange(len(mem))), result.select(torch.arange(len(mem), len(chosen)))
     print(f"{'':6} {'n':>4} {'mean EM drop / perturbed token':>31} {'mean NLL increase':>18}")
@@ -104,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
             args.json,
             {
                 "model": model_name(model),
+                "options": options_record(args, o),
                 "mem_ids": mem_res.ids,
                 "nmem_ids": nmem_res.ids,
                 "mem": mem_res.to_json(),

@@ -16,14 +16,13 @@ from interp.commands.common import (
     model_from_args,
     paragraphs_from_args,
 )
-from interp.commands.options_cli import add_option_flags, given_options, read_config
-from interp.constants import BATCH_SIZE
+from interp.commands.options_cli import add_option_flags, given_options
 from interp.errors import UserError
 
 
 def configure(p) -> None:
     add_model_args(p, default_model="testbed")
-    add_paragraph_args(p)
+    add_paragraph_args(p, batch_size=False)  # ReportOptions' own --batch-size: given, it beats --config
     p.add_argument("--out", type=Path, default=Path("report"), metavar="DIR", help="output folder (default: ./report)")
     p.add_argument(
         "--quick",
@@ -35,14 +34,6 @@ def configure(p) -> None:
         "--paper",
         action="store_true",
         help="preset: the authors' code conventions, see the README's conventions table (default: the toolkit's)",
-    )
-    p.add_argument(
-        "--config",
-        type=Path,
-        default=None,
-        metavar="FILE",
-        help="options from a JSON or TOML file, or the results.json of an earlier run (reruns it); "
-        "flags given as well override it (default: none)",
     )
     p.add_argument(
         "--no-cache",
@@ -59,7 +50,6 @@ def configure(p) -> None:
     add_option_flags(
         p,
         ReportOptions,
-        skip=("batch_size",),
         notes={
             "nmem_max": "as locate-head; memorized, perturb, grad-map, scan and unlearn take a fixed EM (default: 10)",
             "probe": "interp unlearn probes 50 of each; fewer here keeps the whole pipeline's time down",
@@ -72,18 +62,14 @@ def configure(p) -> None:
 
 
 def report_options(args: argparse.Namespace):
-    """Preset (--quick / --paper / default), then --config, then the flags given: later wins."""
-    from interp.report import ReportOptions
+    """Preset (--quick / --paper / default), then --config (the results.json of an earlier run reruns it), then the
+    flags given: later wins."""
+    from interp.report.options import ReportOptions
 
     if args.quick and args.paper:
         raise UserError("--quick and --paper are two presets: choose one (set sizes can be given as flags)")
     options = ReportOptions.quick() if args.quick else ReportOptions.paper() if args.paper else ReportOptions()
-    merged = options.to_dict()
-    if args.config is not None:
-        merged |= read_config(args.config)
-    merged |= given_options(args, ReportOptions)
-    if args.batch_size != BATCH_SIZE or "batch_size" not in merged:
-        merged["batch_size"] = args.batch_size
+    merged = options.to_dict() | given_options(args, ReportOptions)
     try:
         return ReportOptions.from_dict(merged)
     except UserError as e:  # name the flag beside the field
@@ -93,9 +79,9 @@ def report_options(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    options = report_options(args)
     from interp.report import default_steps, run_report, select_steps
 
-    options = report_options(args)
     formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
     bad = [f for f in formats if f not in ("png", "svg", "pdf")]
     if bad:

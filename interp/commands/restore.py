@@ -18,7 +18,7 @@ from interp.commands.common import (
     paragraphs_from_args,
     stage,
 )
-from interp.commands.options_cli import add_alias, add_option_flags, given_options, with_options
+from interp.commands.options_cli import add_alias, add_option_flags, given_options, options_record, with_options
 from interp.commands.unlearn import SAVED_RUN
 from interp.errors import UserError
 from interp.options import RESTORE, RestoreOptions
@@ -109,7 +109,15 @@ def run(args: argparse.Namespace) -> int:
         ]
         print(f"  {f'{lo}..{hi}':>8} " + " ".join(f"{c:>22}" for c in cells))
     if args.json:
-        write_json(args.json, {"model": model_name(original), "edited": str(args.unlearned), **result.to_json()})
+        write_json(
+            args.json,
+            {
+                "model": model_name(original),
+                "edited": str(args.unlearned),
+                "options": options_record(args, o),
+                **result.to_json(),
+            },
+        )
         print(f"wrote {args.json}")
     if args.html:
         from interp.views.unlearning import figure_restoration

@@ -74,6 +74,7 @@ def configure(p) -> None:
         p,
         ScanConfig,
         skip=("boilerplate_patterns", "group_tokens"),
+        config_also=("boilerplate_patterns", "group_tokens"),
         aliases={"--nmem": "n_controls"},
         notes={
             "nmem_max": NMEM_NOTE,

@@ -12,7 +12,7 @@ import argparse
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from interp.commands.common import (
     add_model_args,
@@ -23,7 +23,15 @@ from interp.commands.common import (
     paragraphs_from_args,
     stage,
 )
-from interp.commands.options_cli import NMEM_NOTE, add_option_flags, given_options, parse_head, with_options
+from interp.commands.options_cli import (
+    NMEM_NOTE,
+    add_option_flags,
+    config_options,
+    given_options,
+    options_record,
+    parse_head,
+    with_options,
+)
 from interp.constants import NMEM_MAX_EM
 from interp.errors import UserError
 from interp.options import option
@@ -64,6 +72,10 @@ class UnlearnSets:
             raise UserError("--runs, --retain, --probe and --perturb-samples must be at least 1")
         if self.nmem_max < 0:
             raise UserError(f"--nmem-max must be 0 or more, got {self.nmem_max}")
+
+
+CLASSES = (UnlearnSets, MatchedForgetting, UnlearnConfig, ReftConfig, RelearnConfig, ProxyConfig)
+"""The options classes of `interp unlearn`, each a section of its --config file and of its --json "options"."""
 
 
 def _preset(paper: bool) -> UnlearnConfig:
@@ -171,9 +183,11 @@ def configure(p) -> None:
         f"its own lr {ReftConfig.lr:g}, {ReftConfig.steps} steps, weight decay {ReftConfig.weight_decay:g}) and "
         "--proxy's small model's",
     )
-    add_option_flags(p, ReftConfig, only=("layer", "rank"), prefix="reft-", title="--select reft: LoReFT")
+    add_option_flags(
+        p, ReftConfig, only=("layer", "rank"), prefix="reft-", title="--select reft: LoReFT", config_also=SHARED
+    )
     add_option_flags(p, RelearnConfig, prefix="relearn-", title="relearning attack after each run (0 steps: none)")
-    add_option_flags(p, ProxyConfig, only=("alpha",), title="--proxy")
+    add_option_flags(p, ProxyConfig, only=("alpha",), title="--proxy", config_also=("unlearn",))
     p.set_defaults(run=run)
 
 
@@ -184,7 +198,12 @@ def _sets(args: argparse.Namespace) -> UnlearnSets:
 
 def _matched(args: argparse.Namespace) -> MatchedForgetting | None:
     """The calibration --calibrate asks for (None without it)."""
-    return with_options(MatchedForgetting(), given_options(args, MatchedForgetting)) if args.calibrate else None
+    return _calibration(args) if args.calibrate else None
+
+
+def _calibration(args: argparse.Namespace) -> MatchedForgetting:
+    """The matched forgetting the flags describe, whether or not --calibrate asks for it."""
+    return with_options(MatchedForgetting(), given_options(args, MatchedForgetting))
 
 
 def _weights(args: argparse.Namespace) -> UnlearnConfig:
@@ -193,14 +212,20 @@ def _weights(args: argparse.Namespace) -> UnlearnConfig:
 
 
 def _shared(args: argparse.Namespace) -> dict:
-    """The flags given that every kind of run takes: weight editing, LoReFT and the proxy's small model."""
-    return {k: v for k, v in given_options(args, UnlearnConfig).items() if k in SHARED}
+    """The flags given that every kind of run takes: weight editing, LoReFT and the proxy's small model (--config
+    sets each run's own: its ReftConfig and ProxyConfig sections hold them, as the --json output records them)."""
+    return {k: v for k, v in given_options(args, UnlearnConfig, config=False).items() if k in SHARED}
+
+
+def _reft(args: argparse.Namespace) -> ReftConfig:
+    """The LoReFT run the flags describe: its own layer and rank, the run's shared training flags."""
+    given = config_options(args, ReftConfig) | _shared(args) | given_options(args, ReftConfig, config=False)
+    return with_options(ReftConfig(), given, prefix="reft-")
 
 
 def _configs(args: argparse.Namespace) -> list:
     """The single configuration the flags describe, or the --table grid."""
-    weights = _weights(args)
-    reft = with_options(replace(ReftConfig(), **_shared(args)), given_options(args, ReftConfig), prefix="reft-")
+    weights, reft = _weights(args), _reft(args)
     if args.table:
         from interp.unlearning.experiments import paper_configs
 
@@ -227,6 +252,30 @@ def _relearn(args: argparse.Namespace) -> RelearnConfig | None:
     return with_options(RelearnConfig(), given, prefix="relearn-")
 
 
+def unlearn_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Every options object the flags and --config describe, by class name (RelearnConfig None: 0 steps)."""
+    options = (_sets(args), _calibration(args), _weights(args), _reft(args), _relearn(args), _proxy_config(args))
+    return {cls.__name__: o for cls, o in zip(CLASSES, options)}
+
+
+def options_json(args: argparse.Namespace) -> dict[str, Any]:
+    """What the --json output records under "options", for --config to read back."""
+    options = unlearn_options(args)
+    record = options_record(args, *(o for o in options.values() if o is not None))
+    record["ProxyConfig"]["unlearn"] = {k: getattr(options["ProxyConfig"].unlearn, k) for k in SHARED}
+    return record | ({} if options["RelearnConfig"] else {"RelearnConfig": {"steps": 0}})
+
+
+def _proxy_config(args: argparse.Namespace, small: str | None = None) -> ProxyConfig:
+    """The proxy's options the flags describe (its small model `small`, when known): its strength, and its small
+    model's run, which takes the flags every kind of run takes."""
+    preset = ProxyConfig() if small is None else ProxyConfig(small=small)
+    given = config_options(args, ProxyConfig) | given_options(args, ProxyConfig, config=False)
+    run = {k: tuple(v) if isinstance(v, list) else v for k, v in given.pop("unlearn", {}).items()} | _shared(args)
+    config = with_options(preset, given)
+    return replace(config, unlearn=replace(config.unlearn, **run))
+
+
 def _proxy(model, args: argparse.Namespace) -> ProxyMethod:
     """The decoding-time row --proxy describes, its small model loaded."""
     from interp.models import load_model, model_name
@@ -240,9 +289,7 @@ def _proxy(model, args: argparse.Namespace) -> ProxyMethod:
         )
     if _weights(args).method == "edit":
         raise UserError("--proxy unlearns the small model with unlearn, ga, graddiff or npo: change --method")
-    config = with_options(ProxyConfig(small=spec), given_options(args, ProxyConfig))
-    config = replace(config, unlearn=replace(config.unlearn, **_shared(args)))
-    return ProxyMethod(load_model(spec, device=args.device, dtype=args.dtype), config)
+    return ProxyMethod(load_model(spec, device=args.device, dtype=args.dtype), _proxy_config(args, spec))
 
 
 def _scan(
@@ -334,7 +381,7 @@ def run(args: argparse.Namespace) -> int:
     sets, matched = _sets(args), _matched(args)
     if args.curves and not args.calibrate:
         raise UserError("--curves draws the calibration traces: add --calibrate")
-    if args.calibrate and ("lr" in given_options(args, UnlearnConfig) or args.paper):
+    if args.calibrate and ("lr" in given_options(args, UnlearnConfig, config=False) or args.paper):
         raise UserError("--calibrate searches the learning rate itself: drop --lr / --paper")
     if args.head is not None and (args.select == "reft" or args.table):
         raise UserError(
@@ -422,7 +469,7 @@ def run(args: argparse.Namespace) -> int:
         write_json(args.save / SAVED_RUN, {"source": model_name(model), **result.to_json()})
         print(f"wrote the edited model to {args.save} (check: interp memorized --model {args.save})")
     if args.json:
-        write_json(args.json, {"model": model_name(model), **table.to_json()})
+        write_json(args.json, {"model": model_name(model), "options": options_json(args), **table.to_json()})
         print(f"wrote {args.json}")
     if args.html:
         from interp.views.unlearning import figure_unlearning_table

@@ -12,11 +12,10 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from interp.constants import BATCH_SIZE
+from interp.constants import BATCH_SIZE, GRAD_BATCH_SIZE
 from interp.conventions import conventions as conventions_named
 from interp.errors import UserError
 from interp.locator.options import NULLS
-from interp.options import GRAD_MAP
 from interp.options import option as _opt
 from interp.unlearning.config import BASELINES
 
@@ -32,7 +31,7 @@ class ReportOptions:
     n_nmem: int = _opt(64, "NMEM paragraphs used beside them")
     n_examples: int = _opt(2, "example paragraphs shown token by token")
     seed: int = _opt(0, "seed of every sample and random draw")
-    grad_batch_size: int = _opt(GRAD_MAP.grad_batch_size, "paragraphs per backward pass")
+    grad_batch_size: int = _opt(GRAD_BATCH_SIZE, "paragraphs per backward pass")
     n_perturb: int = _opt(8, "MEM and NMEM paragraphs each for prefix perturbation")
     perturb_samples: int = _opt(1, "random tokens per prefix position (the paper: one)")
     unlearn_targets: int = _opt(2, "MEM paragraphs unlearned, one run each (the paper: 1 MEM + 10 NMEM per run)")

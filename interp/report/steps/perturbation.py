@@ -6,7 +6,7 @@ import torch
 
 from interp.data import Paragraphs
 from interp.memorization import str_tokens
-from interp.perturbation import prefix_perturbation
+from interp.perturbation import perturbed_batch_size, prefix_perturbation
 from interp.report.steps.memorization import SET_OPTIONS, mem_nmem_sets
 from interp.report.types import Bundle, Skipped, Step, StepInputs
 from interp.views.sections import perturbation_section
@@ -21,7 +21,7 @@ def _perturbation(inputs: StepInputs) -> Bundle | Skipped:
     mem, nmem = sets[0].select(range(min(n, len(sets[0])))), sets[1].select(range(min(n, len(sets[1]))))
     both = Paragraphs(torch.cat([mem.tokens, nmem.tokens]), mem.prefix_len, mem.ids + nmem.ids)
     result = prefix_perturbation(
-        model, both, samples_per_position=o.perturb_samples, seed=o.seed, batch_size=4 * o.batch_size
+        model, both, samples_per_position=o.perturb_samples, seed=o.seed, batch_size=perturbed_batch_size(o.batch_size)
     )
     return Bundle({"all": result, "n_mem": len(mem), "str_tokens": [str_tokens(model, row) for row in both.prefixes]})
 
