@@ -14,7 +14,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from interp.audit.config import REFERENCE, AuditConfig
-from interp.commands.common import add_model_args, add_paragraph_args, model_from_args, paragraphs_from_args
+from interp.commands.common import (
+    add_model_args,
+    add_output_args,
+    add_paragraph_args,
+    ids_in,
+    indices_of,
+    model_from_args,
+    paragraphs_from_args,
+    paragraphs_like,
+    write_figure,
+    write_json_output,
+)
 from interp.commands.options_cli import add_option_flags, given_options, options_record, with_options
 from interp.commands.unlearn import SAVED_RUN
 from interp.constants import NMEM_MAX_EM
@@ -73,8 +84,9 @@ def configure(p) -> None:
         help="a model retrained without the targets (a saved folder, or a spec such as testbed-reference): scored "
         f"under every attack as the row '{REFERENCE}', what a real forgetting should look like",
     )
-    p.add_argument("--json", default=None, help="write the results here")
-    p.add_argument("--html", default=None, help="write the method x attack recovery heatmap here (self-contained HTML)")
+    add_output_args(
+        p, json="write the results here", html="write the method x attack recovery heatmap here (self-contained HTML)"
+    )
     add_option_flags(p, AuditSets, title="the controls' paragraphs")
     add_option_flags(p, AuditConfig, skip=("batch_size",), title="attacks and budgets")
     p.set_defaults(run=run)
@@ -100,34 +112,23 @@ def _unlearned(specs: list[str]) -> dict[str, tuple[Path, dict | None]]:
 
 def _targets(args, paragraphs: Paragraphs, saved: dict[str, tuple[Path, dict | None]]) -> Paragraphs:
     if args.targets:
-        ids = [t.strip() for t in args.targets.split(",") if t.strip()]
+        ids = ids_in(args.targets)
     else:
         lists = {tuple(s["target_ids"]) for _, s in saved.values() if s is not None}
         if len(lists) != 1 or any(s is None for _, s in saved.values()):
             raise UserError("the unlearned folders do not name one common set of forgotten paragraphs: pass --targets")
         ids = list(lists.pop())
-    where = {pid: i for i, pid in enumerate(paragraphs.ids)}
-    missing = [t for t in ids if t not in where]
-    if missing:
-        raise UserError(f"target ids {missing[:5]} are not in the paragraph set")
-    return paragraphs.select([where[t] for t in ids])
+    return paragraphs.select(indices_of(paragraphs, ids))
 
 
 def _never_known(args, sets: AuditSets, original, paragraphs: Paragraphs, targets: Paragraphs, seed: int) -> Paragraphs:
     """--never-known FILE, else held-out paragraphs (never trained on) the original does not recite, seeded draw."""
     import torch
 
-    from interp.data import load_paragraphs
     from interp.memorization import heldout_indices, memorization_split
 
     if args.never_known is not None:
-        return load_paragraphs(
-            args.never_known,
-            tokenizer=original.tokenizer,
-            prefix_len=paragraphs.prefix_len,
-            continuation_len=paragraphs.continuation_len,
-            vocab_size=original.cfg.d_vocab,
-        )
+        return paragraphs_like(args.never_known, original, paragraphs)
     split = paragraphs.meta.get("split")
     if split is None:
         raise UserError("the paragraph set has no held-out split: pass --never-known FILE of text the model never saw")
@@ -182,8 +183,6 @@ def run(args: argparse.Namespace) -> int:
     config = audit_config(args)
     saved = _unlearned(args.unlearned)
     from interp.audit.audit import audit
-    from interp.data import load_paragraphs
-    from interp.io import write_json
     from interp.models import load_model, model_name
 
     original = model_from_args(args)
@@ -191,15 +190,7 @@ def run(args: argparse.Namespace) -> int:
     targets = _targets(args, paragraphs, saved)
     never_known = _never_known(args, sets, original, paragraphs, targets, config.seed)
     retain = _retain(args, sets, original, paragraphs, set(targets.ids) | set(never_known.ids))
-    related = None
-    if args.related is not None:
-        related = load_paragraphs(
-            args.related,
-            tokenizer=original.tokenizer,
-            prefix_len=paragraphs.prefix_len,
-            continuation_len=paragraphs.continuation_len,
-            vocab_size=original.cfg.d_vocab,
-        )
+    related = None if args.related is None else paragraphs_like(args.related, original, paragraphs)
     models = {name: load_model(str(path), device=args.device, dtype=args.dtype) for name, (path, _) in saved.items()}
     if args.reference_retrained:
         models[REFERENCE] = load_model(args.reference_retrained, device=args.device, dtype=args.dtype)
@@ -217,7 +208,7 @@ def run(args: argparse.Namespace) -> int:
         f"{config.relearn_lr:g}; {config.perturb_k} prefix edits; shifts {config.shifts}; {seconds:.0f} s in all"
     )
     if args.json:
-        write_json(
+        write_json_output(
             args.json,
             {
                 "model": model_name(original),
@@ -227,10 +218,8 @@ def run(args: argparse.Namespace) -> int:
                 **result.to_json(),
             },
         )
-        print(f"wrote {args.json}")
     if args.html:
         from interp.views.audit import figure_audit
 
-        figure_audit(result).write_html(args.html, include_plotlyjs=True, full_html=True)
-        print(f"wrote {args.html}")
+        write_figure(figure_audit(result), args.html)
     return 0

@@ -89,6 +89,58 @@ def add_paragraph_args(parser: argparse.ArgumentParser, *, batch_size: bool = Tr
         )
 
 
+def add_output_args(parser: argparse.ArgumentParser, *, json: str, html: str | None = None) -> None:
+    """--json FILE and (given `html`) --html FILE, each help saying what is written there."""
+    parser.add_argument("--json", default=None, metavar="FILE", help=json)
+    if html is not None:
+        parser.add_argument("--html", default=None, metavar="FILE", help=html)
+
+
+def wrote(path: str | Path, write) -> None:
+    """`write(path)`, then a line saying so."""
+    write(path)
+    print(f"wrote {path}")
+
+
+def write_json_output(path: str | Path, data: dict) -> None:
+    """`data` as JSON in `path` (written whole or not at all), then a line saying so."""
+    from interp.io import write_json
+
+    wrote(path, lambda p: write_json(p, data))
+
+
+def write_figure(figure, path: str | Path) -> None:
+    """A plotly figure as one offline HTML page in `path`, then a line saying so."""
+    wrote(path, lambda p: figure.write_html(p, include_plotlyjs=True, full_html=True))
+
+
+def ids_in(text: str) -> list[str]:
+    """Paragraph ids written comma-separated (an --targets value)."""
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def indices_of(paragraphs, ids: list[str]) -> list[int]:
+    """Where each of `ids` stands in `paragraphs`; an id that is not there is a user error."""
+    where = {pid: i for i, pid in enumerate(paragraphs.ids)}
+    missing = [t for t in ids if t not in where]
+    if missing:
+        raise UserError(f"target ids {missing[:5]} are not in the paragraph set")
+    return [where[t] for t in ids]
+
+
+def paragraphs_like(path: str | Path, model, like):
+    """The paragraph file `path`, tokenized for `model` and cut to the prefix and continuation lengths of `like`."""
+    from interp.data import load_paragraphs
+
+    return load_paragraphs(
+        path,
+        tokenizer=model.tokenizer,
+        prefix_len=like.prefix_len,
+        continuation_len=like.continuation_len,
+        vocab_size=model.cfg.d_vocab,
+    )
+
+
 def add_progress_arg(parser: argparse.ArgumentParser) -> None:
     """`--no-progress` (a command's progress bars go to stderr; this turns them off)."""
     parser.add_argument(

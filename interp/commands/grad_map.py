@@ -9,11 +9,14 @@ import html
 
 from interp.commands.common import (
     add_model_args,
+    add_output_args,
     add_paragraph_args,
     add_progress_arg,
     model_from_args,
     paragraphs_from_args,
     stage,
+    write_json_output,
+    wrote,
 )
 from interp.commands.options_cli import (
     NMEM_NOTE,
@@ -36,9 +39,10 @@ def configure(p) -> None:
         notes={"set_size": SET_SIZE_NOTES["grad-map"], "nmem_max": NMEM_NOTE},
         title="the gradient map",
     )
-    p.add_argument("--json", default=None, metavar="FILE", help="write all scores here (default: not written)")
-    p.add_argument(
-        "--html", default=None, metavar="FILE", help="write the figures here, one offline HTML page (default: none)"
+    add_output_args(
+        p,
+        json="write all scores here (default: not written)",
+        html="write the figures here, one offline HTML page (default: none)",
     )
     add_progress_arg(p)
     p.set_defaults(run=run)
@@ -63,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     o = with_options(GRAD_MAP, given_options(args, GradMapOptions))
     from interp.gradient_norms import compare_norms, per_paragraph_norms
     from interp.gradients import gradient_map
-    from interp.io import write_json, write_text_atomic
+    from interp.io import write_text_atomic
     from interp.memorization import choose_sets, memorization_split
     from interp.models import model_name
 
@@ -141,9 +145,7 @@ def run(args: argparse.Namespace) -> int:
                 norms_mem, norms_nmem, cmp, share=True
             )
     if args.json:
-        write_json(args.json, out)
-        print(f"wrote {args.json}")
+        write_json_output(args.json, out)
     if args.html:
-        write_text_atomic(args.html, _page(f"Gradient maps: {model_name(model)}", figures))
-        print(f"wrote {args.html}")
+        wrote(args.html, lambda path: write_text_atomic(path, _page(f"Gradient maps: {model_name(model)}", figures)))
     return 0

@@ -10,10 +10,12 @@ from typing import TYPE_CHECKING
 
 from interp.commands.common import (
     add_model_args,
+    add_output_args,
     add_paragraph_args,
     add_progress_arg,
     model_from_args,
     paragraphs_from_args,
+    write_json_output,
 )
 from interp.commands.options_cli import NMEM_NOTE, add_option_flags, given_options, options_record, with_options
 from interp.options import MEMORIZED, MemorizedOptions
@@ -29,7 +31,7 @@ def configure(p) -> None:
     add_model_args(p)
     add_paragraph_args(p)
     add_option_flags(p, MemorizedOptions, notes={"nmem_max": NMEM_NOTE}, title="the split and the sampling")
-    p.add_argument("--json", default=None, metavar="FILE", help="write per-paragraph results here (default: none)")
+    add_output_args(p, json="write per-paragraph results here (default: none)")
     add_progress_arg(p)
     p.set_defaults(run=run)
 
@@ -72,7 +74,6 @@ def run(args: argparse.Namespace) -> int:
     o = with_options(MEMORIZED, given_options(args, MemorizedOptions))
     import torch
 
-    from interp.io import write_json
     from interp.memorization import split_mem_nmem
     from interp.metrics import EXTRACTION_NS, extraction_by_em_bin
     from interp.models import model_name
@@ -119,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
         records = scores.to_json()
         for i, rec in enumerate(records):
             rec["count"] = paragraphs.counts[i] if paragraphs.counts is not None else None
-        write_json(
+        write_json_output(
             args.json,
             {
                 "model": model_name(model),
@@ -133,5 +134,4 @@ def run(args: argparse.Namespace) -> int:
                 "nmem_ids": [paragraphs.ids[i] for i in nmem.tolist()],
             },
         )
-        print(f"wrote {args.json}")
     return 0

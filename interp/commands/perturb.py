@@ -8,11 +8,14 @@ import argparse
 
 from interp.commands.common import (
     add_model_args,
+    add_output_args,
     add_paragraph_args,
     add_progress_arg,
     model_from_args,
     paragraphs_from_args,
     stage,
+    write_json_output,
+    wrote,
 )
 from interp.commands.options_cli import (
     NMEM_NOTE,
@@ -46,9 +49,10 @@ def configure(p) -> None:
         "(default: not written)",
     )
     add_alias(p, "--targets", "--save-targets")
-    p.add_argument("--json", default=None, metavar="FILE", help="write the full results here (default: not written)")
-    p.add_argument(
-        "--html", default=None, metavar="FILE", help="write a per-token sensitivity view here, offline (default: none)"
+    add_output_args(
+        p,
+        json="write the full results here (default: not written)",
+        html="write a per-token sensitivity view here, offline (default: none)",
     )
     add_progress_arg(p)
     p.set_defaults(run=run)
@@ -60,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--samples must be at least 1 and --nmem-max 0 or more, got {o.samples} and {o.nmem_max}")
     import torch
 
-    from interp.io import write_json, write_text_atomic
+    from interp.io import write_text_atomic
     from interp.memorization import choose_indices, memorization_split
     from interp.models import model_name
     from interp.perturbation import prefix_perturbation
@@ -99,10 +103,9 @@ def run(args: argparse.Namespace) -> int:
     print("(the paper, GPT-Neo 125M: MEM 12.19, NMEM 33.12)")
     print(f"MEM editing targets whose continuation changed: {int(mem_res.target_changed.sum())}/{len(mem_res.ids)}")
     if args.save_targets:
-        mem_res.editing_targets.save_jsonl(args.save_targets, tokenizer=model.tokenizer)
-        print(f"wrote {args.save_targets}")
+        wrote(args.save_targets, lambda path: mem_res.editing_targets.save_jsonl(path, tokenizer=model.tokenizer))
     if args.json:
-        write_json(
+        write_json_output(
             args.json,
             {
                 "model": model_name(model),
@@ -113,11 +116,10 @@ def run(args: argparse.Namespace) -> int:
                 "nmem": nmem_res.to_json(),
             },
         )
-        print(f"wrote {args.json}")
     if args.html:
         from interp.views.heads import offline_html, perturbation_view
 
         str_tokens = [model.to_str_tokens(row) for row in chosen.prefixes[: len(mem)]]
-        write_text_atomic(args.html, offline_html(perturbation_view(mem_res, str_tokens), "prefix perturbation"))
-        print(f"wrote {args.html}")
+        page = offline_html(perturbation_view(mem_res, str_tokens), "prefix perturbation")
+        wrote(args.html, lambda path: write_text_atomic(path, page))
     return 0

@@ -11,12 +11,17 @@ from pathlib import Path
 
 from interp.commands.common import (
     add_model_args,
+    add_output_args,
     add_paragraph_args,
     add_progress_arg,
     checkpoint_folder,
+    ids_in,
+    indices_of,
     model_from_args,
     paragraphs_from_args,
     stage,
+    write_figure,
+    write_json_output,
 )
 from interp.commands.options_cli import add_alias, add_option_flags, given_options, options_record, with_options
 from interp.commands.unlearn import SAVED_RUN
@@ -43,9 +48,10 @@ def configure(p) -> None:
         "else every MEM paragraph whose EM the edit lowered)",
     )
     add_option_flags(p, RestoreOptions, title="what is restored")
-    p.add_argument("--json", default=None, metavar="FILE", help="write the results here (default: not written)")
-    p.add_argument(
-        "--html", default=None, metavar="FILE", help="write the restoration heatmap here, offline HTML (default: none)"
+    add_output_args(
+        p,
+        json="write the results here (default: not written)",
+        html="write the restoration heatmap here, offline HTML (default: none)",
     )
     add_progress_arg(p)
     p.set_defaults(run=run)
@@ -63,7 +69,6 @@ def run(args: argparse.Namespace) -> int:
     checkpoint_folder(str(args.unlearned), "--unlearned")
     import torch
 
-    from interp.io import write_json
     from interp.metrics import score_paragraphs
     from interp.models import load_model, model_name
     from interp.restore import restoration
@@ -72,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     edited = load_model(str(args.unlearned), device=args.device, dtype=args.dtype)
     paragraphs = paragraphs_from_args(args, original)
     if args.targets:
-        ids = [t.strip() for t in args.targets.split(",") if t.strip()]
+        ids = ids_in(args.targets)
     elif (args.unlearned / SAVED_RUN).exists():
         ids = json.loads((args.unlearned / SAVED_RUN).read_text())["target_ids"]
     else:
@@ -86,11 +91,7 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(
                 "the edited model recites every MEM paragraph the original does: nothing was forgotten to restore"
             )
-    where = {pid: i for i, pid in enumerate(paragraphs.ids)}
-    missing = [t for t in ids if t not in where]
-    if missing:
-        raise UserError(f"target ids {missing[:5]} are not in the paragraph set")
-    targets = paragraphs.select(torch.tensor([where[t] for t in ids]))
+    targets = paragraphs.select(torch.tensor(indices_of(paragraphs, ids)))
     with stage(f"restoring layers into the unlearned model on {len(targets)} paragraph(s)", args.progress):
         result = restoration(
             original, edited, targets, width=o.width, experiments=o.experiments, batch_size=args.batch_size
@@ -109,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
         ]
         print(f"  {f'{lo}..{hi}':>8} " + " ".join(f"{c:>22}" for c in cells))
     if args.json:
-        write_json(
+        write_json_output(
             args.json,
             {
                 "model": model_name(original),
@@ -118,10 +119,8 @@ def run(args: argparse.Namespace) -> int:
                 **result.to_json(),
             },
         )
-        print(f"wrote {args.json}")
     if args.html:
         from interp.views.unlearning import figure_restoration
 
-        figure_restoration(result).write_html(args.html, include_plotlyjs=True, full_html=True)
-        print(f"wrote {args.html}")
+        write_figure(figure_restoration(result), args.html)
     return 0

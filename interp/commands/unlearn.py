@@ -16,12 +16,17 @@ from typing import TYPE_CHECKING, Any
 
 from interp.commands.common import (
     add_model_args,
+    add_output_args,
     add_paragraph_args,
     add_progress_arg,
     check_output_folder,
+    ids_in,
+    indices_of,
     model_from_args,
     paragraphs_from_args,
     stage,
+    write_figure,
+    write_json_output,
 )
 from interp.commands.options_cli import (
     NMEM_NOTE,
@@ -142,9 +147,10 @@ def configure(p) -> None:
         help="run the paper's Figure 5 grid (unlearn / edit x all / top / random) plus GA, GradDiff, NPO and LoReFT "
         "(default: one run)",
     )
-    p.add_argument("--json", default=None, metavar="FILE", help="write the results here (default: not written)")
-    p.add_argument(
-        "--html", default=None, metavar="FILE", help="write the table figure here, offline HTML (default: none)"
+    add_output_args(
+        p,
+        json="write the results here (default: not written)",
+        html="write the table figure here, offline HTML (default: none)",
     )
     p.add_argument(
         "--curves",
@@ -322,11 +328,8 @@ def _pick(
     split = paragraphs.meta.get("split")
     heldout = [i for i in range(len(paragraphs)) if split is not None and split[i] == "heldout"][: sets.probe]
     candidates = [i for i in range(len(paragraphs)) if split is None or split[i] != "heldout"]
-    where = {pid: i for i, pid in enumerate(paragraphs.ids)}
-    wanted = [t.strip() for t in args.targets.split(",") if t.strip()] if args.targets else []
-    missing = [t for t in wanted if t not in where]
-    if missing:
-        raise UserError(f"target ids {missing[:5]} are not in the paragraph set")
+    wanted = ids_in(args.targets) if args.targets else []
+    target_idx = indices_of(paragraphs, wanted)
     n_targets = len(wanted) or sets.runs
     need = sets.retain * n_targets
     candidates = [i for i in candidates if paragraphs.ids[i] not in set(wanted)]
@@ -340,13 +343,11 @@ def _pick(
         args,
     )
     cont = paragraphs.continuation_len
-    if wanted:
-        target_idx = [where[t] for t in wanted]
-    elif len(mem) < n_targets:
+    if not wanted and len(mem) < n_targets:
         raise UserError(
             f"{len(mem)} paragraph(s) memorized (EM = {cont}), {n_targets} wanted: lower --runs or check the model"
         )
-    else:
+    if not wanted:
         target_idx, mem = mem[:n_targets], mem[n_targets:]
     if len(nmem) < need + 1:
         raise UserError(f"{len(nmem)} NMEM paragraphs (EM <= {sets.nmem_max}); need {need} to retain and some to probe")
@@ -469,16 +470,13 @@ def run(args: argparse.Namespace) -> int:
         write_json(args.save / SAVED_RUN, {"source": model_name(model), **result.to_json()})
         print(f"wrote the edited model to {args.save} (check: interp memorized --model {args.save})")
     if args.json:
-        write_json(args.json, {"model": model_name(model), "options": options_json(args), **table.to_json()})
-        print(f"wrote {args.json}")
+        write_json_output(args.json, {"model": model_name(model), "options": options_json(args), **table.to_json()})
     if args.html:
         from interp.views.unlearning import figure_unlearning_table
 
-        figure_unlearning_table(table).write_html(args.html, include_plotlyjs=True, full_html=True)
-        print(f"wrote {args.html}")
+        write_figure(figure_unlearning_table(table), args.html)
     if args.curves:
         from interp.views.unlearning import figure_forgetting_curves
 
-        figure_forgetting_curves(table).write_html(args.curves, include_plotlyjs=True, full_html=True)
-        print(f"wrote {args.curves}")
+        write_figure(figure_forgetting_curves(table), args.curves)
     return 0
