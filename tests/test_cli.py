@@ -108,9 +108,12 @@ def test_commands_draw_nmem_from_trained_text_only(command, tmp_path, testbed_pa
     sub.save_jsonl(f)
     out = tmp_path / "out.json"
     assert main([*command, "--model", "testbed", "--paragraphs", str(f), "--set-size", "4", "--json", str(out)]) == 0
-    nmem_ids = json.loads(out.read_text())["nmem_ids"]
+    result = json.loads(out.read_text())
+    nmem_ids = result["nmem_ids"]
     heldout = {pid for pid, s in zip(sub.ids, sub.meta["split"]) if s == "heldout"}
     assert nmem_ids and not heldout & set(nmem_ids)
+    given = {"per_paragraph": False} if command[0] == "grad-map" else {"samples": 1}
+    assert result["options"]["set_size"] == 4 and given.items() <= result["options"].items()  # for --config
 
 
 HEAVY = ("torch", "transformer_lens", "transformers")
