@@ -47,7 +47,7 @@ SPEC_KINDS = (
 
 @dataclass(frozen=True)
 class ModelSource:
-    """Where a loaded model came from: kept on the model as `model.interp_source`."""
+    """Where a loaded model came from: kept on the model by `load_model`, read with `model_source(model)`."""
 
     spec: str
     path: str | None  # local checkpoint folder, if any
@@ -204,9 +204,14 @@ def _load_official(name: str, device, dtype, n_devices: int) -> Model:
     return model
 
 
+def model_source(model: Model) -> ModelSource | None:
+    """Where `load_model` loaded the model from; None for a model it did not load."""
+    return getattr(model, "interp_source", None)
+
+
 def model_name(model: Model) -> str:
     """The spec the model was loaded from, for provenance in results."""
-    source = getattr(model, "interp_source", None)
+    source = model_source(model)
     return source.spec if source else model.cfg.model_name
 
 
@@ -222,7 +227,7 @@ def save_model(model: Model, out_dir: str | Path) -> Path:
     """
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    source = getattr(model, "interp_source", None)
+    source = model_source(model)
     if source is None:
         raise UserError("save_model needs a model loaded with interp.load_model (it keeps the Hugging Face config)")
     arch = architecture(model)

@@ -43,6 +43,7 @@ from interp.locator.options import (  # noqa: F401 (HEAD_LR, MAX_STEPS, SCHEDULE
 from interp.locator.ranking import locate_memorization_head, locate_neurons
 from interp.locator.units import Stopwatch, recall_at, recall_ceiling, unit_count
 from interp.metrics import NMEM_MAX_EM, score_paragraphs
+from interp.models import model_source
 
 MEMPI_GPT2_INJ_RECALL = {  # percent, from Chang et al. 2024 (GPT-2, INJ); random = 0.5
     "hard_concrete": 93.7,
@@ -502,7 +503,8 @@ def validate_locator(
             "neuron_lr": neuron_lr,
             "neuron_methods": list(neuron_methods),
         }
-    name = getattr(getattr(model, "interp_source", None), "spec", None) or model.cfg.model_name
+    source = model_source(model)
+    name = (source.spec if source else None) or model.cfg.model_name
     return LocatorValidation(name, tuple(checks), tuple(neuron_checks), clock.seconds, options)
 
 

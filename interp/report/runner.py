@@ -40,7 +40,7 @@ from interp.data import Paragraphs
 from interp.errors import UserError
 from interp.fingerprint import weights_fingerprint
 from interp.io import to_jsonable, write_json, write_text_atomic
-from interp.models import model_name
+from interp.models import model_name, model_source
 from interp.report.options import ReportOptions
 from interp.report.steps import default_steps
 from interp.report.types import Bundle, Skipped, Step, StepInputs, result_json  # noqa: F401 (Bundle: older imports)
@@ -265,7 +265,7 @@ def provenance(
     """Where the model and data came from, and what ran: shown in the report and in results.json (`fingerprints`:
     the run's hashes of the weights and of the paragraphs)."""
     cfg = model.cfg
-    source = getattr(model, "interp_source", None)
+    source = model_source(model)
     model_info = {
         "spec": model_name(model),
         "path": source.path if source else None,

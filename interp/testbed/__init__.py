@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from interp.models import TESTBED_DIR
+from interp.models import TESTBED_DIR, model_source
 
 
 def testbed_metadata(path: str | Path = TESTBED_DIR) -> dict:
@@ -36,7 +36,7 @@ def testbed_paragraphs(splits: tuple[str, ...] | None = None, path: str | Path =
 
 def shipped_unigram_counts(model) -> torch.Tensor | None:
     """Corpus unigram counts shipped beside a model's checkpoint folder (the testbed's metadata.json), if any."""
-    source = getattr(model, "interp_source", None)
+    source = model_source(model)
     meta = Path(source.path) / "metadata.json" if source and source.path else None
     if meta is None or not meta.exists():
         return None
