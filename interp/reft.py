@@ -22,6 +22,7 @@ from interp.data import Paragraphs
 from interp.errors import UserError
 from interp.unlearning import Evaluation, Hook, Probe, check_training_settings, evaluate, objective, optimise  # noqa: F401
 from interp.unlearning.config import ReftConfig
+from interp.unlearning.method import run_json
 
 
 class LoReFT(nn.Module):
@@ -64,13 +65,8 @@ class ReftResult:
         return intervention_hooks(self.intervention, self.layer)
 
     def to_json(self) -> dict:
-        return {
-            "config": self.config.to_dict(),
-            "label": self.config.label,
+        return run_json(self) | {
             "layer": self.layer,
-            "target_ids": list(self.target_ids),
-            "before": self.before.to_json(),
-            "after": self.after.to_json(),
             "losses": self.losses,
             "trained": self.trained,
             "weights_changed": self.weights_changed,

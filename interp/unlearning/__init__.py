@@ -13,6 +13,7 @@ Hong et al. 2024).
   with the relearning attack's controls.
 - `config`: the methods' settings (`UnlearnConfig`, `MatchedForgetting`, `RelearnConfig`, `ProxyConfig`,
   `ReftConfig`), apart from torch.
+- `method`: what any method is to the rest (`UnlearningMethod`, `UnlearningRun`): how to add one.
 
 LoReFT, the representation method trained with the same loop, is `interp.reft`. Names are imported on first
 use: `interp.unlearning.config` alone does not load torch.
@@ -44,6 +45,7 @@ _SOURCES = {
         "unlearning_table",
     ),
     "interp.unlearning.masked": ("UnlearnResult", "select_weights", "unlearn"),
+    "interp.unlearning.method": ("UnlearningMethod", "UnlearningRun"),
     "interp.unlearning.relearning": ("relearn",),
     "interp.unlearning.training": ("Diverged", "objective", "optimise"),
 }

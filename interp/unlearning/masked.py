@@ -30,6 +30,7 @@ from interp.gradients import parameter_gradients, selected_parameters
 from interp.masks import SCOPES, candidate_mask, matched_random_mask, top_k_mask, uniform_random_mask  # noqa: F401
 from interp.unlearning.config import SELECTIONS, UnlearnConfig  # noqa: F401 (public names kept here)
 from interp.unlearning.evaluation import Evaluation, Hook, Probe, evaluate
+from interp.unlearning.method import run_json
 from interp.unlearning.training import check_training_settings, objective, optimise  # noqa: F401
 
 
@@ -81,12 +82,7 @@ class UnlearnResult(Displayed):
         return []
 
     def to_json(self) -> dict:
-        return {
-            "config": self.config.to_dict(),
-            "label": self.config.label,
-            "target_ids": list(self.target_ids),
-            "before": self.before.to_json(),
-            "after": self.after.to_json(),
+        return run_json(self) | {
             "losses": self.losses,
             "trained": self.trained,
             "weights_changed": self.weights_changed,

@@ -28,6 +28,7 @@ from interp.errors import UserError
 from interp.models import TESTBED_COMPANION, model_name
 from interp.unlearning.config import ProxyConfig
 from interp.unlearning.evaluation import Evaluation, Hook, Probe, evaluate
+from interp.unlearning.method import run_json
 from interp.unlearning.masked import UnlearnConfig, UnlearnResult, unlearn  # noqa: F401 (UnlearnConfig: a name here before)
 from interp.unlearning.training import check_training_settings
 
@@ -132,12 +133,7 @@ class ProxyResult:
         return []
 
     def to_json(self) -> dict:
-        return {
-            "config": self.config.to_dict(),
-            "label": self.config.label,
-            "target_ids": list(self.target_ids),
-            "before": self.before.to_json(),
-            "after": self.after.to_json(),
+        return run_json(self) | {
             "small_before": self.small.before.to_json(),
             "small_after": self.small.after.to_json(),
             "small_losses": self.small.losses,
