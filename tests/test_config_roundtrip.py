@@ -152,6 +152,9 @@ def test_a_flag_beats_the_config_file(tmp_path):
         ("unlearn", {"lr": 0.1}, "unknown section(s) lr; the sections are UnlearnSets"),
         ("unlearn", {"UnlearnConfig": {"select": "all"}}, "unknown unlearn UnlearnConfig option(s) select"),
         ("memorized", {"nmem_max": -1}, "--nmem-max must be 0 or more, got -1"),
+        ("memorized", {"top_k": "5"}, "top_k must be int or None, got '5'"),
+        ("grad-map", {"per_paragraph": 1, "set_size": 4}, "per_paragraph must be bool, got 1"),
+        ("unlearn", {"UnlearnConfig": {"layers": ["mlp"]}}, "layers must be a comma-separated list of int or None"),
     ],
 )
 def test_config_errors_name_the_field(command, data, message, tmp_path, capsys):

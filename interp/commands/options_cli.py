@@ -272,7 +272,30 @@ def config_options(args: argparse.Namespace, cls: type) -> dict[str, Any]:
             f"--config {path}: unknown {what} option(s) {', '.join(unknown)}; the options are "
             f"{', '.join(sorted(configurable[cls.__name__]))}"
         )
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in section.items()}
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in section.items()}
+    hints = typing.get_type_hints(cls)
+    wrong = [k for k, v in values.items() if k in hints and not _fits(v, hints[k])]
+    if wrong:
+        raise UserError(
+            f"--config {path}: "
+            + "; ".join(f"{k} must be {_type_name(hints[k])}, got {values[k]!r}" for k in wrong)
+        )
+    return values
+
+
+def _fits(value: Any, annotation: Any) -> bool:
+    """Whether a value read from a --config file has a field's type (a type this module cannot read: yes)."""
+    base, optional = _base(annotation)
+    if value is None:
+        return optional
+    if typing.get_origin(base) is tuple:
+        item = typing.get_args(base)[0]
+        return isinstance(value, tuple) and all(_fits(v, item) for v in value)
+    if base is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if base in (int, str, bool):
+        return isinstance(value, base) and (base is bool or not isinstance(value, bool))
+    return True
 
 
 def options_record(args: argparse.Namespace, *options: Any) -> dict[str, Any]:
