@@ -173,6 +173,15 @@ def stage(what: str, enabled: bool = True, every: float = 1.0) -> Iterator[None]
             ticker.join()
 
 
+def scored_split(model, paragraphs, args: argparse.Namespace, nmem_max: int):
+    """Every paragraph scored (--batch-size at a time) and split MEM / NMEM (NMEM: EM at most `nmem_max`), with a
+    live line on stderr meanwhile (none with --no-progress)."""
+    from interp.memorization import memorization_split
+
+    with stage(f"scoring {len(paragraphs)} paragraphs", args.progress):
+        return memorization_split(model, paragraphs, batch_size=args.batch_size, nmem_max=nmem_max, n_examples=0)
+
+
 def check_output_file(path: str | Path, flag: str) -> None:
     """`path` can be written as a file: not a folder, in a folder that exists or can be made, and writable."""
     path = Path(path)

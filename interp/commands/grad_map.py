@@ -14,6 +14,7 @@ from interp.commands.common import (
     add_progress_arg,
     model_from_args,
     paragraphs_from_args,
+    scored_split,
     stage,
     write_json_output,
     wrote,
@@ -68,13 +69,12 @@ def run(args: argparse.Namespace) -> int:
     from interp.gradient_norms import compare_norms, per_paragraph_norms
     from interp.gradients import gradient_map
     from interp.io import write_text_atomic
-    from interp.memorization import choose_sets, memorization_split
+    from interp.memorization import choose_sets
     from interp.models import model_name
 
     model = model_from_args(args)
     paragraphs = paragraphs_from_args(args, model)
-    with stage(f"scoring {len(paragraphs)} paragraphs", args.progress):
-        split = memorization_split(model, paragraphs, batch_size=args.batch_size, nmem_max=o.nmem_max, n_examples=0)
+    split = scored_split(model, paragraphs, args, o.nmem_max)
     mem, nmem = choose_sets(split, paragraphs, n_mem=o.set_size, n_nmem=o.set_size, seed=o.seed)
     if len(mem) == 0 or len(nmem) == 0:
         raise UserError(

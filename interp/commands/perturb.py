@@ -13,6 +13,7 @@ from interp.commands.common import (
     add_progress_arg,
     model_from_args,
     paragraphs_from_args,
+    scored_split,
     stage,
     write_json_output,
     wrote,
@@ -65,14 +66,13 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from interp.io import write_text_atomic
-    from interp.memorization import choose_indices, memorization_split
+    from interp.memorization import choose_indices
     from interp.models import model_name
     from interp.perturbation import prefix_perturbation
 
     model = model_from_args(args)
     paragraphs = paragraphs_from_args(args, model)
-    with stage(f"scoring {len(paragraphs)} paragraphs", args.progress):
-        split = memorization_split(model, paragraphs, batch_size=args.batch_size, nmem_max=o.nmem_max, n_examples=0)
+    split = scored_split(model, paragraphs, args, o.nmem_max)
     mem, nmem = choose_indices(split, n_mem=o.set_size, n_nmem=o.set_size, seed=o.seed)
     if len(mem) == 0:
         raise UserError(
