@@ -302,7 +302,11 @@ def calibrate(
         else:
             scores = _mean_scores(summaries) if scored_along is not None else {}
             point = TracePoint(
-                lr, tuple(ems), scores=scores, settled=tuple(settled) if predicting else (), target_log10p=tuple(log10ps)
+                lr,
+                tuple(ems),
+                scores=scores,
+                settled=tuple(settled) if predicting else (),
+                target_log10p=tuple(log10ps),
             )
             kept_runs[lr] = tuple(results)
         tried[lr] = point

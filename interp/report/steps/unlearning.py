@@ -9,7 +9,7 @@ import torch
 
 from interp.conventions import conventions
 from interp.memorization import heldout_indices
-from interp.perturbation import prefix_perturbation
+from interp.perturbation import perturbed_batch_size, prefix_perturbation
 from interp.reft import ReftConfig
 from interp.report.steps.audit import AuditedRows, audited, audited_decay, keep_runs, proxy_row
 from interp.report.steps.memorization import SET_OPTIONS, mem_nmem_sets
@@ -64,8 +64,8 @@ def _unlearning(inputs: StepInputs) -> Bundle | Skipped:
         weight_decay=conventions(o.conventions).weight_decay,
         decay_outside_mask=conventions(o.conventions).decay_outside_mask,
     )
-    configs = [c for c in paper_configs(fraction=0.001, **weights) if c.method in o.unlearn_methods]
-    configs += [UnlearnConfig(method=m, select="all", fraction=0.001, **weights) for m in o.unlearn_baselines]
+    configs = [c for c in paper_configs(**weights) if c.method in o.unlearn_methods]
+    configs += [UnlearnConfig(method=m, select="all", **weights) for m in o.unlearn_baselines]
     if o.reft:
         configs.append(ReftConfig(method="unlearn", seed=o.seed))
     proxy = proxy_row(model, o.proxy)
@@ -75,7 +75,11 @@ def _unlearning(inputs: StepInputs) -> Bundle | Skipped:
     never_seen = inputs.paragraphs.select(held[:n_targets]) if len(held) and o.relearn_steps else None
     never_seen_edit = (
         prefix_perturbation(
-            model, never_seen, samples_per_position=o.perturb_samples, seed=o.seed, batch_size=4 * o.batch_size
+            model,
+            never_seen,
+            samples_per_position=o.perturb_samples,
+            seed=o.seed,
+            batch_size=perturbed_batch_size(o.batch_size),
         ).editing_targets
         if never_seen is not None and any(getattr(c, "method", None) == "edit" for c in configs)
         else None
