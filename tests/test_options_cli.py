@@ -159,6 +159,16 @@ def test_unlearn_proxy_as_before(monkeypatch, testbed, flags, method, steps, lr,
             dict(runs=1, retain=10, probe=50, nmem_max=3, perturb_samples=2),
             None,
         ),
+        (  # the curves need the probes scored at every rate tried
+            "--calibrate --curves c.html",
+            dict(runs=1, retain=10, probe=50, nmem_max=10, perturb_samples=4),
+            dict(level=None, tolerance=0.4, probe_points="every"),
+        ),
+        (
+            "--calibrate --curves c.html --probe-points bracket",
+            dict(runs=1, retain=10, probe=50, nmem_max=10, perturb_samples=4),
+            dict(level=None, tolerance=0.4, probe_points="bracket"),
+        ),
     ],
 )
 def test_unlearn_sets_and_calibration_as_before(flags, sets, matched):

@@ -115,7 +115,8 @@ def configure(p) -> None:
         action="store_true",
         help="compare at matched forgetting: for each run, the smallest learning rate (log grid 1e-5 .. 1e-1, then "
         "log-rate bisection to --tolerance) that brings EVERY target's EM to --level; the table lists the rate each "
-        "row needed, and every rate tried is scored on the probes (the forgetting curves, --curves) (default: off: "
+        "row needed; the probes are scored at the rate chosen and the highest below it (every rate tried with "
+        "--curves or --probe-points every: the forgetting curves) (default: off: "
         "one run at --lr, which may forget nothing; a warning says so)",
     )
     p.add_argument(
@@ -203,8 +204,14 @@ def _sets(args: argparse.Namespace) -> UnlearnSets:
 
 
 def _matched(args: argparse.Namespace) -> MatchedForgetting | None:
-    """The calibration --calibrate asks for (None without it)."""
-    return _calibration(args) if args.calibrate else None
+    """The calibration --calibrate asks for (None without it); --curves scores the probes at every rate tried
+    unless --probe-points says otherwise."""
+    if not args.calibrate:
+        return None
+    matched = _calibration(args)
+    if args.curves and "probe_points" not in given_options(args, MatchedForgetting):
+        matched = replace(matched, probe_points="every")
+    return matched
 
 
 def _calibration(args: argparse.Namespace) -> MatchedForgetting:

@@ -162,6 +162,7 @@ class MatchedForgetting:
         "the rates at which the probes (collateral damage) are scored: bracket (the rate chosen and the highest "
         "rate that did not reach the level; the table needs only the first) or every (every rate tried: the "
         "whole forgetting curve, a fifth more work)",
+        choices=PROBE_POINTS,
     )
 
     def __post_init__(self) -> None:
