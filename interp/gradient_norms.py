@@ -31,7 +31,6 @@ from interp.backend import (
     final_norm,
     hooks_on,
     is_post_norm,
-    param_name,
     run_to,
     softcap,
     unembed_parts,

@@ -27,8 +27,8 @@ from jaxtyping import Float
 from torch import Tensor
 
 from interp.backend import Model, NamedWeight, named_weights, param_name
-from interp.data import Paragraphs
 from interp.constants import GRAD_BATCH_SIZE
+from interp.data import Paragraphs
 from interp.display import Displayed
 from interp.errors import UserError
 from interp.metrics import NMEM_MAX_EM  # noqa: F401 (a public name here before GradMapOptions moved)

@@ -841,7 +841,7 @@ def test_decay_only_control_row_isolates_what_weight_decay_does(setup):
 
         notes = " ".join(unlearning_section(Bundle({"table": table}), {}).notes)
         assert f"Weight decay (Adam, coupled) in every weight-editing row: {decay:g} " in notes
-        assert f"'unlearn all' (the all-weights row with the highest rate)" in notes
+        assert "'unlearn all' (the all-weights row with the highest rate)" in notes
         assert f"Its target EM {row['target_em']:.1f} against the original's {table.before['target_em']:.1f}" in notes
     with pytest.raises(UserError, match="all-weights row"):
         unlearning_table(model, targets, retain, configs[2:], probe, relearn_config=None, decay_control=True)

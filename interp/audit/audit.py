@@ -51,8 +51,8 @@ from interp.audit.systems import (
     quantized_system,
     recite,
     relearned_system,
-    restore_configs,
     restoration_target,
+    restore_configs,
     restored,
 )
 from interp.backend import Model, copy_model

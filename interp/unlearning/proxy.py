@@ -28,8 +28,8 @@ from interp.errors import UserError
 from interp.models import TESTBED_COMPANION, model_name
 from interp.unlearning.config import ProxyConfig
 from interp.unlearning.evaluation import Evaluation, Hook, Probe, evaluate
-from interp.unlearning.method import run_json
 from interp.unlearning.masked import UnlearnConfig, UnlearnResult, unlearn  # noqa: F401 (UnlearnConfig: a name here before)
+from interp.unlearning.method import run_json
 from interp.unlearning.training import check_training_settings
 
 

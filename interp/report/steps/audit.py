@@ -15,9 +15,8 @@ paragraphs the model does not recite (with the caveat in the section), so a user
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
-
 from pathlib import Path
+from typing import Any
 
 from interp.audit import AuditConfig, audit
 from interp.audit.audit import REFERENCE
