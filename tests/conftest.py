@@ -123,11 +123,26 @@ def tiny_config(**overrides):
 
 @pytest.fixture
 def tiny_model():
-    """A factory of small random HookedTransformers (`tiny_config`), e.g. tiny_model(n_layers=4, d_vocab=48)."""
-    from transformer_lens import HookedTransformer
+    """A factory of small random models of `tiny_config`'s fields, e.g. tiny_model(n_layers=4, d_vocab=48): a GPT-Neo
+    built through interp (tests/factories.py), so a HookedTransformer or a TransformerBridge as INTERP_BACKEND says.
+    Fields a GPT-Neo cannot have (attn_only, RMSNorm, use_attn_scale, a soft cap, ...), and an initializer_range (a
+    test calibrated on the weights HookedTransformer's own seeded initialization gives), give a HookedTransformer of
+    `tiny_config` under the hooked backend, and skip the test under the bridge."""
+    import factories
 
-    def make(**overrides) -> HookedTransformer:
-        return HookedTransformer(tiny_config(**overrides)).eval()
+    from interp import backend
+
+    def make(**overrides):
+        try:
+            if "initializer_range" in overrides:
+                raise factories.NotFaithful("calibrated on HookedTransformer's seeded initialization")
+            return factories.tiny_model(**overrides)
+        except factories.NotFaithful as exc:
+            if backend.NAME != "hooked":
+                pytest.skip(f"needs a HookedTransformer-only tiny model ({exc})")
+            from transformer_lens import HookedTransformer
+
+            return HookedTransformer(tiny_config(**overrides)).eval()
 
     return make
 
