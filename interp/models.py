@@ -218,7 +218,6 @@ def model_name(model: Model) -> str:
 # ---- saving edited weights back to a Hugging Face checkpoint ----
 
 
-
 def save_model(model: Model, out_dir: str | Path) -> Path:
     """Write the model's current weights as a Hugging Face checkpoint folder that `load_model` reads.
 

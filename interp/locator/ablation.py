@@ -245,9 +245,7 @@ def _nll_increase(
     """Continuation NLL increase of every paragraph with each unit of `units` ablated."""
     n_layers, p = model.cfg.n_layers, paragraphs.prefix_len
     tokens = paragraphs.tokens.to(model.cfg.device)
-    names = {act_name("resid_pre", layer) for layer in range(n_layers)} | {
-        unit_hook(unit, l) for l in range(n_layers)
-    }
+    names = {act_name("resid_pre", layer) for layer in range(n_layers)} | {unit_hook(unit, l) for l in range(n_layers)}
     if unit == "neuron":
         names |= {act_name("resid_post", layer) for layer in range(n_layers)}
     logits, cache = capture(model, tokens, names)

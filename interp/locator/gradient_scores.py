@@ -34,9 +34,7 @@ from interp.locator.options import GRADIENT_VARIANTS as VARIANTS
 from interp.locator.units import MethodCall, Stopwatch, UnitScores, check_unit
 
 
-def _unit_slices(
-    tensors: dict[str, Tensor], model: Model, unit: str, reduce
-) -> Float[Tensor, "layer index"]:
+def _unit_slices(tensors: dict[str, Tensor], model: Model, unit: str, reduce) -> Float[Tensor, "layer index"]:
     """`reduce(tensor, dims)` summed over each unit's weight slices, per layer. Under grouped-query attention a
     head's W_K / W_V slices are its key/value head's; a gated MLP's neuron also has its W_gate column."""
     rows = []

@@ -35,9 +35,7 @@ def _attributions(
     """Mean over paragraphs of each unit's IG attribution to the mean continuation log-prob."""
     n_layers, p = model.cfg.n_layers, paragraphs.prefix_len
     tokens = paragraphs.tokens.to(model.cfg.device)
-    names = [act_name("resid_pre", layer) for layer in range(n_layers)] + [
-        unit_hook(unit, l) for l in range(n_layers)
-    ]
+    names = [act_name("resid_pre", layer) for layer in range(n_layers)] + [unit_hook(unit, l) for l in range(n_layers)]
     with torch.no_grad():
         _, cache = capture(model, tokens, names)
     alphas = (torch.arange(steps, dtype=torch.float32) + 0.5) / steps

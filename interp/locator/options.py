@@ -93,8 +93,7 @@ class ValidateOptions:
     max_steps: int = option(MAX_STEPS, "injection step budget; it stops as soon as every paragraph is recited")
     lr: float | str = option(
         HEAD_LR,
-        f"head injection rate, or 'auto': probe {', '.join(map(str, LR_GRID))} on this model's loss and keep "
-        "the best",
+        f"head injection rate, or 'auto': probe {', '.join(map(str, LR_GRID))} on this model's loss and keep the best",
         parse=read_rate,
     )
     schedule: str = option(

@@ -70,7 +70,6 @@ DEFAULT_REASON = (
 )
 
 
-
 def describe_combination(rank_by: tuple[str, ...]) -> str:
     return (
         f"units ordered by their mean rank over {', '.join(rank_by)} (rank 1 = the method's highest score; Borda "

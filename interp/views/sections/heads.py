@@ -10,9 +10,8 @@ from typing import Any
 import torch
 
 from interp.locator.rare_tokens import RareTokenAttention, SpecificHead
-from interp.report_types import Bundle, Skipped
+from interp.report_types import Bundle, Section, Skipped, Table
 from interp.views import heads as views
-from interp.report_types import Section, Table
 
 NULL_WORDS = {
     "pair_paragraphs": "each paragraph's attention paired with another paragraph's frequency ranks, which keeps "
