@@ -104,23 +104,29 @@ _ROOT: Path | None = None
 _FOLDERS: dict[str, Path] = {}
 
 
-def tiny_folder(**overrides) -> Path:
-    """The checkpoint folder of `tiny_hf(**overrides)` with its tokenizer, written once per session and configuration."""
+def tiny_folder(tokenizer: str | Path | None = None, **overrides) -> Path:
+    """The checkpoint folder of `tiny_hf(**overrides)` with its tokenizer (a word-level one of its vocabulary, or
+    the one saved in the folder `tokenizer`), written once per session and configuration."""
     global _ROOT
     cfg = _settings(**overrides)
-    key = json.dumps(cfg, sort_keys=True)
+    key = json.dumps([cfg, str(tokenizer)], sort_keys=True)
     if key not in _FOLDERS:
         if _ROOT is None:
             _ROOT = Path(tempfile.mkdtemp(prefix="interp-tiny-"))
             atexit.register(shutil.rmtree, _ROOT, True)
         folder = _ROOT / f"tiny-neo-{len(_FOLDERS)}"
         tiny_hf(**overrides).save_pretrained(folder)
-        save_tokenizer(folder, cfg["d_vocab"])
+        if tokenizer is None:
+            save_tokenizer(folder, cfg["d_vocab"])
+        else:
+            from transformers import AutoTokenizer
+
+            AutoTokenizer.from_pretrained(tokenizer).save_pretrained(folder)
         _FOLDERS[key] = folder
     return _FOLDERS[key]
 
 
-def tiny_model(**overrides):
+def tiny_model(tokenizer: str | Path | None = None, **overrides):
     """`interp.load_model` of the tiny GPT-Neo (`tiny_hf`) on the CPU: a HookedTransformer or a TransformerBridge,
     as INTERP_BACKEND says; in eval mode. A model built for the test, as one built in memory: without the
     source `load_model` records (its folder is this module's business), so `model_source` gives None."""
@@ -129,6 +135,6 @@ def tiny_model(**overrides):
     from interp import load_model
 
     hf_logging.disable_progress_bar()
-    model = load_model(str(tiny_folder(**overrides)), device="cpu")
+    model = load_model(str(tiny_folder(tokenizer, **overrides)), device="cpu")
     del model.interp_source
     return model

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import tiny_config
-from transformer_lens import HookedTransformer
+from factories import tiny_model
 
+from interp.backend import weight
 from interp.data import Paragraphs
 from interp.errors import UserError
 from interp.locator.ablation import head_ablation
@@ -17,10 +17,9 @@ PREFIX, CONT, VOCAB = 5, 4, 20
 
 @pytest.fixture(scope="module")
 def tiny():
-    cfg = tiny_config(n_heads=3, d_vocab=VOCAB, n_ctx=16, window_size=4, seed=3)
-    model = HookedTransformer(cfg).eval()
+    model = tiny_model(d_model=24, n_heads=3, d_head=8, d_vocab=VOCAB, n_ctx=16, window_size=4, seed=3)
     with torch.no_grad():
-        model.blocks[1].attn.W_O[2] = 0  # head 1.2 writes nothing: ablating its z changes nothing
+        weight(model, 1, "W_O")[2] = 0  # head 1.2 writes nothing: ablating its z changes nothing
     return model
 
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import tiny_config
-from transformer_lens import HookedTransformer
+from factories import tiny_model
 
 from interp.data import Paragraphs
 from interp.errors import UserError
@@ -17,8 +16,7 @@ PREFIX, CONT = 6, 5
 
 @pytest.fixture(scope="module")
 def tiny():
-    cfg = tiny_config(d_vocab=23, n_ctx=16, window_size=4, seed=1, initializer_range=0.3)
-    return HookedTransformer(cfg).eval()
+    return tiny_model(d_vocab=23, n_ctx=16, window_size=4, seed=1, initializer_range=0.3)
 
 
 @pytest.fixture(scope="module")

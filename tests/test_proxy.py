@@ -9,8 +9,7 @@ from dataclasses import replace
 
 import pytest
 import torch
-from conftest import tiny_config
-from transformer_lens import HookedTransformer
+from factories import tiny_model
 
 from interp.data import Paragraphs
 from interp.errors import UserError
@@ -21,8 +20,8 @@ from interp.unlearning.proxy import ProxyConfig, ProxyMethod, ProxyModel, proxy_
 PREFIX, CONT, VOCAB = 8, 8, 48
 
 
-def tiny(seed: int, n_layers: int = 2, d_vocab: int = VOCAB) -> HookedTransformer:
-    cfg = tiny_config(
+def tiny(seed: int, n_layers: int = 2, d_vocab: int = VOCAB):
+    return tiny_model(
         n_layers=n_layers,
         d_vocab=d_vocab,
         n_ctx=PREFIX + CONT,
@@ -31,10 +30,9 @@ def tiny(seed: int, n_layers: int = 2, d_vocab: int = VOCAB) -> HookedTransforme
         seed=seed,
         initializer_range=0.3,
     )
-    return HookedTransformer(cfg).eval()
 
 
-def recited(model: HookedTransformer, n: int, seed: int, tag: str) -> Paragraphs:
+def recited(model, n: int, seed: int, tag: str) -> Paragraphs:
     """Random prefixes followed by the model's OWN greedy continuation: EM = CONT by construction."""
     prefixes = torch.randint(0, VOCAB, (n, PREFIX), generator=torch.Generator().manual_seed(seed))
     tokens = torch.cat([prefixes, greedy_continuations(model, prefixes, CONT)], 1)
