@@ -12,10 +12,11 @@ import circuitsvis
 import plotly.graph_objects as go
 import pytest
 import torch
-from conftest import BROWSER, NO_BROWSER, tiny_config
+from conftest import BROWSER, NO_BROWSER
+from factories import tiny_model
 from plotly.offline import get_plotlyjs
-from transformer_lens import HookedTransformer
 
+from interp.backend import weight
 from interp.cli import main
 from interp.data import Paragraphs
 from interp.memorization import choose_sets, memorization_split
@@ -36,9 +37,8 @@ HOSTILE = "</script><script>window.__pwned=1</script><b>bold</b><img src=x onerr
 
 
 @pytest.fixture(scope="module")
-def tiny() -> HookedTransformer:
-    cfg = tiny_config()
-    return HookedTransformer(cfg).eval()
+def tiny():
+    return tiny_model()
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +117,7 @@ def test_weights_fingerprint_ignores_where_the_model_was_loaded_from(tiny):
     assert weights_fingerprint(moved) == weights_fingerprint(tiny)
     assert model_fingerprint(moved) != model_fingerprint(tiny)
     with torch.no_grad():
-        moved.blocks[0].mlp.W_in[0, 0] += 1e-3
+        weight(moved, 0, "W_in")[0, 0] += 1e-3
     assert weights_fingerprint(moved) != weights_fingerprint(tiny)
 
 
@@ -125,9 +125,9 @@ def test_fingerprints_change_with_one_weight_and_one_token(tiny, tiny_paragraphs
     fp = model_fingerprint(tiny)
     assert model_fingerprint(tiny) == fp
     with torch.no_grad():
-        tiny.blocks[1].attn.W_V[0, 0, 0] += 1e-3
+        weight(tiny, 1, "W_V")[0, 0, 0] += 1e-3
         changed = model_fingerprint(tiny)
-        tiny.blocks[1].attn.W_V[0, 0, 0] -= 1e-3
+        weight(tiny, 1, "W_V")[0, 0, 0] -= 1e-3
     assert changed != fp
     tokens = tiny_paragraphs.tokens.clone()
     tokens[5, 3] = (tokens[5, 3] + 1) % 50

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import pickle
 
+import factories
 import pytest
 import torch
-from conftest import tiny_config
-from transformer_lens import HookedTransformer
 
 from interp.data import Paragraphs
 from interp.errors import UserError
@@ -86,9 +85,10 @@ def small():
     from interp.models import TESTBED_DIR
 
     tokenizer = AutoTokenizer.from_pretrained(TESTBED_DIR)
-    cfg = tiny_config(n_ctx=128, d_vocab=len(tokenizer), attn_types=["global", "local"], window_size=16)
-    model = HookedTransformer(cfg, tokenizer=tokenizer, default_padding_side="right").eval()
-    tokens = torch.randint(0, cfg.d_vocab, (30, 100), generator=torch.Generator().manual_seed(0))
+    model = factories.tiny_model(
+        TESTBED_DIR, n_ctx=128, d_vocab=len(tokenizer), attn_types=["global", "local"], window_size=16
+    )
+    tokens = torch.randint(0, model.cfg.d_vocab, (30, 100), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         for pos in range(50, 100):
             tokens[:4, pos] = model(tokens[:4, :pos])[:, -1].argmax(-1)
