@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 from conftest import tiny_config
+from factories import tiny_model
 from scipy.stats import kendalltau
-from transformer_lens import HookedTransformer
 
+from interp import backend
 from interp.data import Paragraphs, rarity_ranks
 from interp.errors import UserError
 from interp.locator.rare_tokens import (
@@ -22,18 +23,17 @@ from interp.locator.rare_tokens import (
 VOCAB, PREFIX = 40, 12
 
 
-def _model(normalization: str | None, seed: int) -> HookedTransformer:
-    cfg = tiny_config(
-        d_model=16,
-        n_heads=2,
-        d_mlp=32,
-        d_vocab=VOCAB,
-        n_ctx=24,
-        normalization_type=normalization,
-        window_size=6,
-        seed=seed,
-    )
-    return HookedTransformer(cfg).eval()
+def _model(normalization: str | None, seed: int):
+    """A tiny GPT-Neo built through interp (either backend); without LayerNorm, which a GPT-Neo always has, a
+    HookedTransformer (the hooked backend only)."""
+    sizes = dict(d_model=16, n_heads=2, d_mlp=32, d_vocab=VOCAB, n_ctx=24, window_size=6, seed=seed)
+    if normalization == "LN":
+        return tiny_model(**sizes)
+    if backend.NAME != "hooked":
+        pytest.skip("needs a model without LayerNorm, built as a HookedTransformer (the hooked backend only)")
+    from transformer_lens import HookedTransformer
+
+    return HookedTransformer(tiny_config(**sizes, normalization_type=normalization)).eval()
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,7 @@ def paragraphs():
     return Paragraphs(tokens, PREFIX, tuple(str(i) for i in range(24)))
 
 
-def _rare_head_model(counts: torch.Tensor) -> HookedTransformer:
+def _rare_head_model(counts: torch.Tensor):
     """No LayerNorm; embedding dim 0 carries the token's rarity, dim 1 a constant. Head (1, 1) scores
     keys by rarity (q = 1 from dim 1, k = rarity from dim 0); head (1, 0) has zero scores: uniform."""
     model = _model(None, seed=0)

@@ -25,16 +25,13 @@ PREFIX, CONT, VOCAB = 8, 8, 48
 def runs():
     """One small run of each analysis on a tiny random model: 6 paragraphs it recites (random prefixes and
     its own greedy continuations) and 40 of random text it does not."""
-    from conftest import tiny_config
-    from transformer_lens import HookedTransformer
+    from factories import tiny_model
 
     from interp.data import Paragraphs
     from interp.metrics import greedy_continuations
 
     torch.set_num_threads(1)
-    model = HookedTransformer(
-        tiny_config(n_layers=4, d_vocab=VOCAB, n_ctx=PREFIX + CONT, window_size=4, seed=3, initializer_range=0.3)
-    ).eval()
+    model = tiny_model(n_layers=4, d_vocab=VOCAB, n_ctx=PREFIX + CONT, window_size=4, seed=3, initializer_range=0.3)
     gen = torch.Generator().manual_seed(0)
     prefixes = torch.randint(0, VOCAB, (6, PREFIX), generator=gen)
     recited = torch.cat([prefixes, greedy_continuations(model, prefixes, CONT)], 1)

@@ -190,25 +190,10 @@ def test_screen_reads_each_window_after_at_most_step_minus_one_tokens_of_its_doc
     """The screen's verdict on a window equals a forward over the window preceded by the s - c
     document tokens since its chunk start c = step * floor(s / step), computed here window by window;
     with step 1 it is the exact score. A GPT-Neo with global attention and positions, so context counts."""
-    from transformer_lens import HookedTransformer, HookedTransformerConfig
+    from factories import tiny_model
 
-    model = HookedTransformer(
-        HookedTransformerConfig(
-            n_layers=2,
-            d_model=32,
-            n_heads=2,
-            d_head=16,
-            d_mlp=64,
-            n_ctx=64,
-            d_vocab=50,
-            act_fn="gelu_new",
-            attn_types=["global", "local"],
-            use_local_attn=True,
-            window_size=6,
-            original_architecture="GPTNeoForCausalLM",
-            seed=0,
-            initializer_range=0.5,
-        )
+    model = tiny_model(
+        n_heads=2, d_head=16, n_ctx=64, d_vocab=50, attn_types=["global", "local"], window_size=6, initializer_range=0.5
     )
     g = torch.Generator().manual_seed(0)
     greedy = _greedy(model, torch.randint(0, 50, (1, P), generator=g), 50)[0].tolist()  # window 0 is MEM
