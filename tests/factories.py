@@ -126,15 +126,52 @@ def tiny_folder(tokenizer: str | Path | None = None, **overrides) -> Path:
     return _FOLDERS[key]
 
 
-def tiny_model(tokenizer: str | Path | None = None, **overrides):
+def tiny_model(tokenizer: str | Path | None = None, dtype: torch.dtype | None = None, **overrides):
     """`interp.load_model` of the tiny GPT-Neo (`tiny_hf`) on the CPU: a HookedTransformer or a TransformerBridge,
-    as INTERP_BACKEND says; in eval mode. A model built for the test, as one built in memory: without the
+    as INTERP_BACKEND says; in eval mode, in `dtype` (float32 unless given). A model built for the test, as one built in memory: without the
     source `load_model` records (its folder is this module's business), so `model_source` gives None."""
     from transformers.utils import logging as hf_logging
 
     from interp import load_model
 
     hf_logging.disable_progress_bar()
-    model = load_model(str(tiny_folder(tokenizer, **overrides)), device="cpu")
+    model = load_model(str(tiny_folder(tokenizer, **overrides)), device="cpu", dtype=dtype)
     del model.interp_source
     return model
+
+
+# The unlearning tests' setting (tests/test_unlearn.py builds the same model as a HookedTransformer): paragraphs of
+# PREFIX + CONT tokens over VOCAB, a 4-layer model that recites its own greedy continuations.
+PREFIX, CONT, VOCAB = 8, 8, 48
+
+
+def recitation_model(seed: int = 3):
+    """A 4-layer tiny GPT-Neo (`tiny_model`) of the unlearning tests' vocabulary and context, widely initialized so
+    that its greedy continuations are far from uniform."""
+    return tiny_model(
+        n_layers=4,
+        d_vocab=VOCAB,
+        n_ctx=PREFIX + CONT,
+        attn_types=["global", "local"] * 2,
+        window_size=4,
+        seed=seed,
+        initializer_range=0.3,
+    )
+
+
+def recited(model, n: int, seed: int, tag: str):
+    """Random prefixes followed by the model's OWN greedy continuation: EM = CONT by construction."""
+    from interp.data import Paragraphs
+    from interp.metrics import greedy_continuations
+
+    prefixes = torch.randint(0, VOCAB, (n, PREFIX), generator=torch.Generator().manual_seed(seed))
+    tokens = torch.cat([prefixes, greedy_continuations(model, prefixes, CONT)], 1)
+    return Paragraphs(tokens, PREFIX, tuple(f"{tag}{i}" for i in range(n)))
+
+
+def random_text(n: int, seed: int, tag: str):
+    """`n` paragraphs of random tokens."""
+    from interp.data import Paragraphs
+
+    tokens = torch.randint(0, VOCAB, (n, PREFIX + CONT), generator=torch.Generator().manual_seed(seed))
+    return Paragraphs(tokens, PREFIX, tuple(f"{tag}{i}" for i in range(n)))

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import tiny_config
-from transformer_lens import HookedTransformer
-from transformer_lens import patching as tl_patching
+from factories import tiny_model
+from transformer_lens import patching as tl_patching  # the reference implementation the batched patching must equal
 
 from interp.data import Paragraphs
 from interp.errors import UserError
@@ -28,10 +27,9 @@ PREFIX, CONT, VOCAB = 5, 3, 30
 
 @pytest.fixture(scope="module")
 def tiny():
-    cfg = tiny_config(
+    return tiny_model(
         n_layers=3, d_vocab=VOCAB, n_ctx=16, attn_types=["global", "local", "global"], window_size=4, seed=2
     )
-    return HookedTransformer(cfg).eval()
 
 
 @pytest.fixture(scope="module")
@@ -85,17 +83,9 @@ def test_equals_transformer_lens_patching(tiny, pair, direction):
 def test_attribution_is_the_derivative_of_exact_patching(pair):
     # Exact patching of a tiny step eps * (source - run) of every cell, divided by eps, is the
     # first-order estimate: it must equal attribution patching (float64 to see it).
-    cfg = tiny_config(
-        d_model=16,
-        n_heads=2,
-        d_mlp=32,
-        d_vocab=VOCAB,
-        n_ctx=16,
-        window_size=4,
-        seed=5,
-        dtype=torch.float64,
+    model = tiny_model(
+        d_model=16, n_heads=2, d_mlp=32, d_vocab=VOCAB, n_ctx=16, window_size=4, seed=5, dtype=torch.float64
     )
-    model = HookedTransformer(cfg).eval()
     clean, corrupted = pair
     state = {k: v.clone() for k, v in model.state_dict().items()}
     flags = {k: p.requires_grad for k, p in model.named_parameters()}

@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 from conftest import hook_count, state_hash
-from test_unlearn import CONT, one_thread, random_text, recited, tiny_model  # noqa: F401
-from transformer_lens import utils
+from factories import CONT, random_text, recited
+from factories import recitation_model as tiny_model
 
+from interp.backend import act_name
 from interp.errors import UserError
 from interp.metrics import score_paragraphs
 from interp.reft import ReftConfig, reft_unlearn
@@ -20,6 +21,15 @@ from interp.views.unlearning import figure_restoration
 def edited_where(model, mem, nmem, components):
     cfg = UnlearnConfig(method="ga", select="all", components=components, lr=2e-2, steps=5, weight_decay=0.0)
     return unlearn(model, mem, nmem.select(range(10)), cfg).model
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models run several times faster on one thread than on two contended ones."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -90,17 +100,18 @@ def test_restoring_what_changed_restores_the_original(setup):
 def test_batched_patching_equals_one_forward_per_window(setup):
     model, mem, nmem = setup
     edited = edited_where(model, mem, nmem, None)
-    hashes = (state_hash(model), state_hash(edited))
+    # hooks: 0, or the TransformerBridge's own (its norms' pre-hooks, from the first forward on)
+    hashes, hooks = (state_hash(model), state_hash(edited)), (hook_count(model), hook_count(edited))
     result = restoration(model, edited, mem, width=3, experiments=("coefficients", "both", "values"), batch_size=4)
-    assert hashes == (state_hash(model), state_hash(edited)) and hook_count(model) == hook_count(edited) == 0
-    names = [utils.get_act_name(k, l) for k in ("post", "attn_out") for l in range(4)]
+    assert hashes == (state_hash(model), state_hash(edited)) and hooks == (hook_count(model), hook_count(edited))
+    names = [act_name(k, l) for k in ("post", "attn_out") for l in range(4)]
     _, cache = model.run_with_cache(mem.tokens, names_filter=names)
     p = mem.prefix_len
     ref_logits = model(mem.tokens)[:, p - 1 : -1]
     for l, (lo, hi) in enumerate(layer_windows(4, 3)):
         for e, kinds in ((0, ("post",)), (1, ("post", "attn_out"))):
             hooks = [
-                (utils.get_act_name(k, j), lambda act, hook: cache[hook.name]) for k in kinds for j in range(lo, hi + 1)
+                (act_name(k, j), lambda act, hook: cache[hook.name]) for k in kinds for j in range(lo, hi + 1)
             ]
             logits = edited.run_with_hooks(mem.tokens, fwd_hooks=hooks)
             with edited.hooks(fwd_hooks=hooks):
@@ -114,6 +125,7 @@ def test_batched_patching_equals_one_forward_per_window(setup):
 
 def test_restoration_with_reft_hooks_and_failure_cleanup(setup):
     model, mem, nmem = setup
+    hooks = hook_count(model)  # 0, or the TransformerBridge's own
     reft = reft_unlearn(model, mem, nmem, ReftConfig(method="ga", layer=2, lr=0.05, steps=10))
     result = restoration(model, model, mem, width=1, edited_hooks=reft.hooks(), experiments=("coefficients", "values"))
     assert torch.equal(result.em_edited, reft.after.target_em)
@@ -127,7 +139,7 @@ def test_restoration_with_reft_hooks_and_failure_cleanup(setup):
 
     with pytest.raises(RuntimeError, match="boom"):
         restoration(model, model, mem, edited_hooks=[("blocks.1.hook_resid_post", broken)])
-    assert hook_count(model) == 0
+    assert hook_count(model) == hooks
     with pytest.raises(UserError, match="experiments"):
         restoration(model, model, mem, experiments=("weights",))
 
