@@ -301,3 +301,21 @@ def test_locate_head_cli_on_20_testbed_paragraphs_with_default_flags(tmp_path, t
     screened = {(h["layer"], h["head"]) for h in result["heads"] if h["method_ranks"].get("patching") is not None}
     assert len(screened) == result["screen"]["candidates"] and 0 < len(screened) < 48
     assert all(h["method_ranks"]["gradient"] is not None for h in result["heads"])
+
+
+def test_locate_takes_its_options_whole(tiny_model):
+    from interp.locator.options import LocateOptions
+
+    model = tiny_model()
+    g = torch.Generator().manual_seed(5)
+    mem = Paragraphs(torch.randint(0, 50, (4, 8), generator=g), 4, tuple(f"m{i}" for i in range(4)))
+    nmem = Paragraphs(torch.randint(0, 50, (4, 8), generator=g), 4, tuple(f"n{i}" for i in range(4)))
+    options = LocateOptions(methods=("zero_out", "attribution"), rank_by=("zero_out",), candidates=2, set_size=3)
+    whole = locate_memorization_head(model, mem=mem, nmem=nmem, options=options)
+    keywords = locate_memorization_head(
+        model, mem=mem, nmem=nmem, methods=options.methods, rank_by=("zero_out",), candidates=2, max_paragraphs=3
+    )
+    assert whole.rank_by == ("zero_out",) and len(whole.mem_ids) == 3 and whole.screen["candidates"] == 2
+    assert torch.equal(whole.order, keywords.order) and whole.screen == keywords.screen
+    with pytest.raises(TypeError, match="options= or candidates="):
+        locate_memorization_head(model, mem=mem, nmem=nmem, options=options, candidates=4)

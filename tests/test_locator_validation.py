@@ -370,3 +370,23 @@ def test_a_failing_injection_escalates_and_names_its_variant(text):
     assert check.injection.lr != 1e-6 and all(a["steps"] <= 40 for a in check.attempts)
     assert any(check.variant in n for n in check.notes)
     assert check.to_json()["variant"] == check.variant and escalated.to_json()["options"]["escalate"] is True
+
+
+def test_validate_locator_takes_its_options_whole(text):
+    from interp.locator.options import ValidateOptions
+
+    model = _model()
+    settings = dict(n_inject=1, methods=("attribution", "patching"), candidates=3, max_steps=2, seed=1)
+    whole = validate_locator(
+        model, text, heads=[(1, 0)], nmem_max=CONT - 1, options=ValidateOptions(**settings, set_size=5, lr=1e-2)
+    )
+    keywords = validate_locator(
+        model, text, heads=[(1, 0)], nmem_max=CONT - 1, **settings, max_paragraphs=5, head_lr=1e-2
+    )
+    assert whole.options == keywords.options and whole.options["max_paragraphs"] == 5
+    assert whole.options["head_lr"] == 1e-2 and whole.options["seeds"] == [1]
+    assert whole.heads[0].ranks == keywords.heads[0].ranks
+    with pytest.raises(UserError, match="at least one seed"):
+        validate_locator(model, text, options=ValidateOptions(seeds=()))
+    with pytest.raises(TypeError, match="options= or n_inject="):
+        validate_locator(model, text, options=ValidateOptions(), n_inject=2)

@@ -581,6 +581,21 @@ def _home(module, name: str):
     return importlib.import_module(LIBRARY[name]) if name in LIBRARY else module
 
 
+def _expand_options(arguments: dict) -> dict:
+    """An options dataclass passed whole (`options=`, locate_memorization_head and validate_locator) as the keyword
+    arguments it stands for: its fields under the keywords' names, the rare-token null as that method's option."""
+    import dataclasses
+
+    options = arguments.pop("options", None)
+    if options is None:
+        return arguments
+    values = {f.name: getattr(options, f.name) for f in dataclasses.fields(options)}
+    if "rare_token_null" in values:
+        arguments["method_options"] = {"rare_token": {"null": values.pop("rare_token_null")}}
+    renamed = {"set_size": "max_paragraphs", "lr": "head_lr"}
+    return arguments | {renamed.get(k, k): v for k, v in values.items()}
+
+
 def _calls_of(line: str, module, stubs: dict, last: str, monkeypatch) -> dict:
     """What `interp LINE` passes to each of `stubs` (name -> return value) and to `last`, defaults filled in."""
     import inspect
@@ -593,7 +608,7 @@ def _calls_of(line: str, module, stubs: dict, last: str, monkeypatch) -> dict:
         def record(*args, **kwargs):
             bound = inspect.signature(target).bind(*args, **kwargs)
             bound.apply_defaults()
-            seen[name] = {k: v for k, v in bound.arguments.items() if not isinstance(v, _Paragraphs) and not (isinstance(v, str) and v == "MODEL")}
+            seen[name] = {k: v for k, v in _expand_options(dict(bound.arguments)).items() if not isinstance(v, _Paragraphs) and not (isinstance(v, str) and v == "MODEL")}
             if name == last:
                 raise _Called
             return value

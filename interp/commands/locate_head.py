@@ -85,19 +85,11 @@ def run(args: argparse.Namespace) -> int:
         ranking = locate_memorization_head(
             model,
             paragraphs,
+            options=o,
             reference=reference,
             unigram_counts=counts,
-            methods=o.methods,
-            rank_by=o.rank_by,
             validation=validation,
-            candidates=o.candidates,
-            exact_all=o.exact_all,
-            max_paragraphs=o.set_size,
-            nmem_max=o.nmem_max,
-            corrupt_fraction=o.corrupt_fraction,
-            seed=o.seed,
             batch_size=args.batch_size,
-            method_options={"rare_token": {"null": o.rare_token_null}},
         )
     rows = ranking.head_table()
     print(

@@ -11,7 +11,8 @@ share with it are defined here and re-exported there (`interp.locator.injection.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any
 
 from interp.errors import UserError
 from interp.locator import registry
@@ -121,3 +122,22 @@ class ValidateOptions:
 
 LOCATE = LocateOptions()
 VALIDATE = ValidateOptions()
+
+
+def keywords_from(options: Any, defaults: Any, given: dict[str, Any], renamed: dict[str, str]) -> dict[str, Any]:
+    """The values of an analysis's keyword arguments when it takes its options dataclass whole.
+
+    `given`: the keywords as passed (named like the options' fields, except `renamed`: field -> keyword). Without
+    `options` they stand; with it, its fields replace them, and a keyword also given a value other than its
+    default (`defaults`' field) is a TypeError: one or the other. The keywords are kept for one release."""
+    if options is None:
+        return given
+    out = dict(given)
+    for f in fields(options):
+        name = renamed.get(f.name, f.name)
+        if name not in given:
+            continue
+        if given[name] != getattr(defaults, f.name):
+            raise TypeError(f"give options= or {name}=, not both")
+        out[name] = getattr(options, f.name)
+    return out

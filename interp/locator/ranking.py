@@ -55,6 +55,8 @@ from interp.locator.options import (  # noqa: F401 (the method tuples: public na
     NEURON_METHODS,
     SCREENED,
     UNIT_METHODS,
+    LocateOptions,
+    keywords_from,
 )
 from interp.locator.patching import PatchingResult, attribution_patching, patch_variants, resid_pre_all_layers
 from interp.locator.rare_tokens import RareTokenAttention, rare_token_attention
@@ -489,6 +491,7 @@ def locate_memorization_head(
     model: Model,
     paragraphs: Paragraphs | None = None,
     *,
+    options: LocateOptions | None = None,
     mem: Paragraphs | None = None,
     nmem: Paragraphs | None = None,
     reference: Paragraphs | None = None,
@@ -518,13 +521,32 @@ def locate_memorization_head(
     to its keyword options (e.g. {"hard_concrete": {"target_density": 0.2}}). `rank_by` (default:
     from `validation` when given, else DEFAULT_RANK_BY) orders the table. Without
     `unigram_counts`, token frequencies are counted over the paragraphs given (noted).
+
+    `options` (interp locate-head's `LocateOptions`) gives the settings whole: its fields replace the keyword
+    arguments of the same meaning (`set_size`: `max_paragraphs`; `rare_token_null`: the rare-token method's
+    null), which are kept for one release.
     """
+    given = dict(
+        methods=methods,
+        rank_by=rank_by,
+        candidates=candidates,
+        exact_all=exact_all,
+        max_paragraphs=max_paragraphs,
+        nmem_max=nmem_max,
+        corrupt_fraction=corrupt_fraction,
+        seed=seed,
+    )
+    o = keywords_from(options, LOCATE, given, {"set_size": "max_paragraphs"})
+    methods, rank_by, candidates, exact_all = o["methods"], o["rank_by"], o["candidates"], o["exact_all"]
+    max_paragraphs, nmem_max, corrupt_fraction = o["max_paragraphs"], o["nmem_max"], o["corrupt_fraction"]
+    seed = o["seed"]
+    rare_token_null = (options or LOCATE).rare_token_null
     methods = tuple(dict.fromkeys(methods))
     _check_methods(methods, registry.names("head"))
     rank_by, reason = _resolve_rank_by(methods, rank_by, validation, DEFAULT_RANK_BY, "head")
     if candidates < 1:
         raise UserError("candidates (--candidates) must be at least 1")
-    options = method_options or {}
+    per_method = method_options or {}
     mem, nmem, reference, wide_mem, wide_nmem, notes = _pick_sets(
         model,
         paragraphs,
@@ -555,10 +577,10 @@ def locate_memorization_head(
             unigram_counts = count_unigrams(source, model.cfg.d_vocab)
             notes.append("rare_token: no corpus unigram counts given; frequencies counted over the paragraphs given")
         both = Paragraphs(torch.cat([wide_mem.tokens, wide_nmem.tokens]), mem.prefix_len, wide_mem.ids + wide_nmem.ids)
-        null = options.get("rare_token", {}).get("null", LOCATE.rare_token_null)
+        null = per_method.get("rare_token", {}).get("null", rare_token_null)
         rare = rare_token_attention(model, both, unigram_counts, seed=seed, batch_size=batch_size, null=null)
         rare, rare_nmem = rare.select(torch.arange(len(wide_mem))), rare.select(torch.arange(len(wide_mem), len(both)))
-        score = options.get("rare_token", {}).get("score", "excess")
+        score = per_method.get("rare_token", {}).get("score", "excess")
         results["rare_token"] = UnitScores(
             "rare_token",
             "head",
@@ -634,7 +656,7 @@ def locate_memorization_head(
                 unit="head",
                 reference=reference,
                 units=cells if entry.screened else None,
-                options=options.get(method),
+                options=per_method.get(method),
                 batch_size=batch_size,
                 seed=seed,
             )

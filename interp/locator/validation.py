@@ -39,6 +39,8 @@ from interp.locator.options import (  # noqa: F401 (HEAD_LR, MAX_STEPS, SCHEDULE
     RECALL_FRACTION,
     SCHEDULE,
     VALIDATE,
+    ValidateOptions,
+    keywords_from,
 )
 from interp.locator.ranking import locate_memorization_head, locate_neurons
 from interp.locator.units import Stopwatch, recall_at, recall_ceiling, unit_count
@@ -408,6 +410,7 @@ def validate_locator(
     model: Model,
     paragraphs: Paragraphs,
     *,
+    options: ValidateOptions | None = None,
     heads: list[tuple[int, int]] | None = None,
     neurons: bool = VALIDATE.neurons,
     methods: tuple[str, ...] = VALIDATE.methods,
@@ -442,7 +445,36 @@ def validate_locator(
     as soon as every paragraph is recited). With `escalate`, a head injection that leaves some paragraph
     unrecited is tried again from the original model (`ESCALATION`: the rate probed on the model's own loss, then
     the head and its layer's MLP), and each head's evidence names the variant it comes from.
-    `log`, if given, is called with one line per finished stage."""
+    `log`, if given, is called with one line per finished stage.
+
+    `options` (interp validate-locator's `ValidateOptions`) gives the settings whole: its fields replace the
+    keyword arguments of the same meaning (`set_size`: `max_paragraphs`, `lr`: `head_lr`), which are kept for
+    one release."""
+    o = keywords_from(
+        options,
+        VALIDATE,
+        dict(
+            neurons=neurons,
+            methods=methods,
+            neuron_methods=neuron_methods,
+            n_inject=n_inject,
+            neuron_fraction=neuron_fraction,
+            max_paragraphs=max_paragraphs,
+            candidates=candidates,
+            max_steps=max_steps,
+            head_lr=head_lr,
+            schedule=schedule,
+            with_mlp=with_mlp,
+            escalate=escalate,
+            seed=seed,
+            seeds=seeds,
+        ),
+        {"set_size": "max_paragraphs", "lr": "head_lr"},
+    )
+    neurons, methods, neuron_methods, n_inject = o["neurons"], o["methods"], o["neuron_methods"], o["n_inject"]
+    neuron_fraction, max_paragraphs, candidates = o["neuron_fraction"], o["max_paragraphs"], o["candidates"]
+    max_steps, head_lr, schedule, with_mlp = o["max_steps"], o["head_lr"], o["schedule"], o["with_mlp"]
+    escalate, seed, seeds = o["escalate"], o["seed"], o["seeds"]
     say = log or (lambda line: None)
     if n_inject < 1 or n_inject_neurons < 1:
         raise UserError("inject at least one paragraph (--n-inject)")
@@ -483,7 +515,7 @@ def validate_locator(
             checks.append(_head_check(model, sets, layer, head, s, recipe, unigram_counts, say, clock))
         if neurons:
             neuron_checks.append(_neuron_check(model, sets, s, recipe, say, clock))
-    options = {
+    recorded = {
         "n_inject": n_inject,
         "max_paragraphs": max_paragraphs,
         "candidates": candidates,
@@ -497,7 +529,7 @@ def validate_locator(
         "seeds": list(seeds),
     }
     if neurons:
-        options |= {
+        recorded |= {
             "n_inject_neurons": n_inject_neurons,
             "neuron_fraction": neuron_fraction,
             "neuron_lr": neuron_lr,
@@ -505,7 +537,7 @@ def validate_locator(
         }
     source = model_source(model)
     name = (source.spec if source else None) or model.cfg.model_name
-    return LocatorValidation(name, tuple(checks), tuple(neuron_checks), clock.seconds, options)
+    return LocatorValidation(name, tuple(checks), tuple(neuron_checks), clock.seconds, recorded)
 
 
 @dataclass(frozen=True)
