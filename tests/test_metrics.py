@@ -82,20 +82,21 @@ def test_split_thresholds():
 
 @pytest.fixture(scope="module")
 def tiny_neo():
-    from transformer_lens import HookedTransformer
+    """A tiny GPT-Neo built through interp (either backend); with soft-capped logits, which a GPT-Neo has not, a
+    HookedTransformer (the hooked backend only)."""
+    from factories import tiny_model
+
+    from interp import backend
 
     def make(dtype=torch.float32, softcap=-1.0):
-        cfg = tiny_config(
-            n_layers=3,
-            d_vocab=40,
-            n_ctx=24,
-            attn_types=["global", "local", "global"],
-            window_size=4,
-            seed=3,
-            dtype=dtype,
-            output_logits_soft_cap=softcap,
-        )
-        return HookedTransformer(cfg).eval()
+        sizes = dict(n_layers=3, d_vocab=40, n_ctx=24, attn_types=["global", "local", "global"], window_size=4, seed=3)
+        if softcap <= 0:
+            return tiny_model(dtype=dtype, **sizes)
+        if backend.NAME != "hooked":
+            pytest.skip("needs soft-capped logits, built as a HookedTransformer (the hooked backend only)")
+        from transformer_lens import HookedTransformer
+
+        return HookedTransformer(tiny_config(dtype=dtype, output_logits_soft_cap=softcap, **sizes)).eval()
 
     return make
 
