@@ -333,7 +333,9 @@ def paragraphs_from_args(args: argparse.Namespace, model):
     if preloaded is not None:
         _check_context(preloaded.seq_len, model.cfg.n_ctx)
         return preloaded
-    source = getattr(model, "interp_source", None)
+    from interp.models import model_source
+
+    source = model_source(model)
     folder = Path(source.path) if source and source.path else None
     path = args.paragraphs
     if path is None:

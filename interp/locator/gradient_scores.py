@@ -27,6 +27,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from interp.backend import Model, copy_model, named_weights, param_name
+from interp.constants import GRAD_BATCH_SIZE
 from interp.data import Paragraphs
 from interp.errors import UserError
 from interp.gradients import component_gradient, parameter_gradients
@@ -97,7 +98,7 @@ def gradient_scores(
     noise: float = 0.05,
     draws: int = 2,
     seed: int = 0,
-    batch_size: int = 16,
+    batch_size: int = GRAD_BATCH_SIZE,
 ) -> dict[str, UnitScores]:
     """Every requested gradient variant's MEM-vs-NMEM score per unit (see the module docstring)."""
     check_unit(unit)
@@ -165,6 +166,6 @@ def run_variant(call: MethodCall) -> UnitScores:
         call.nmem,
         unit=call.unit,
         variants=(call.method,),
-        batch_size=min(call.batch_size, 16),
+        batch_size=min(call.batch_size, GRAD_BATCH_SIZE),
         **call.options,
     )[call.method]

@@ -39,6 +39,7 @@ import torch
 from torch import Tensor
 
 from interp.backend import Model, hooks_on
+from interp.constants import GRAD_BATCH_SIZE
 from interp.data import Paragraphs
 from interp.errors import UserError
 from interp.locator.units import (
@@ -173,7 +174,7 @@ def hard_concrete(
     max_steps: int | None = None,
     temperature: float | None = None,
     init_keep: float | None = None,
-    batch_size: int = 16,
+    batch_size: int = GRAD_BATCH_SIZE,
     seed: int = 0,
 ) -> UnitScores:
     """Hard Concrete (L0) masks over every head or neuron that keep the MEM continuations (see module doc)."""
@@ -228,7 +229,7 @@ def slimming(
     growth: float | None = None,
     target_density: float | None = None,
     max_steps: int | None = None,
-    batch_size: int = 16,
+    batch_size: int = GRAD_BATCH_SIZE,
 ) -> UnitScores:
     """Slimming (L1) coefficients over every head or neuron that keep the MEM continuations (see module doc)."""
     given = dict(lr=lr, penalty=penalty, growth=growth, target_density=target_density, max_steps=max_steps)
@@ -251,12 +252,12 @@ def slimming(
 
 
 def run_hard_concrete(call: MethodCall) -> UnitScores:
-    """The registry's runner: `hard_concrete` with the call's options and seed (at most 16 paragraphs a batch)."""
+    """The registry's runner: `hard_concrete` with the call's options and seed (at most GRAD_BATCH_SIZE paragraphs a backward batch, whatever the forward batch)."""
     return hard_concrete(
-        call.model, call.mem, unit=call.unit, seed=call.seed, batch_size=min(call.batch_size, 16), **call.options
+        call.model, call.mem, unit=call.unit, seed=call.seed, batch_size=min(call.batch_size, GRAD_BATCH_SIZE), **call.options
     )
 
 
 def run_slimming(call: MethodCall) -> UnitScores:
-    """The registry's runner: `slimming` with the call's options (at most 16 paragraphs a batch)."""
-    return slimming(call.model, call.mem, unit=call.unit, batch_size=min(call.batch_size, 16), **call.options)
+    """The registry's runner: `slimming` with the call's options (at most GRAD_BATCH_SIZE paragraphs a backward batch, whatever the forward batch)."""
+    return slimming(call.model, call.mem, unit=call.unit, batch_size=min(call.batch_size, GRAD_BATCH_SIZE), **call.options)

@@ -39,6 +39,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from interp.backend import Model, act_name, capture, weight
+from interp.constants import GRAD_BATCH_SIZE
 from interp.data import BATCH_SIZE, Paragraphs
 from interp.data import unigram_counts as count_unigrams
 from interp.display import Displayed
@@ -594,7 +595,7 @@ def locate_memorization_head(
         from interp.gradients import gradient_map
 
         clock = Stopwatch()
-        grads = gradient_map(model, mem, nmem, batch_size=min(batch_size, 16))
+        grads = gradient_map(model, mem, nmem, batch_size=min(batch_size, GRAD_BATCH_SIZE))
         results["gradient"] = UnitScores(
             "gradient",
             "head",
