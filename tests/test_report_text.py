@@ -10,8 +10,7 @@ import re
 
 import pytest
 import torch
-from conftest import tiny_config
-from transformer_lens import HookedTransformer
+from factories import tiny_model
 
 from interp.data import Paragraphs
 from interp.report import ReportOptions, run_report
@@ -42,8 +41,7 @@ SMALL = dict(
 def small():
     """A tiny random GPT-Neo and 30 paragraphs of 20 + 20 tokens: 6 continue with the model's own greedy
     continuation (MEM), the rest are random (NMEM)."""
-    cfg = tiny_config(n_ctx=48, d_vocab=64)
-    model = HookedTransformer(cfg).eval()
+    model = tiny_model(n_ctx=48, d_vocab=64)
     tokens = torch.randint(0, 64, (30, 2 * PREFIX), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         for pos in range(PREFIX, 2 * PREFIX):
