@@ -8,10 +8,10 @@ import base64
 import json
 
 import circuitsvis
+import factories
 import pytest
 import torch
-from conftest import BROWSER, SMALL_REPORT, needs_browser, tiny_config
-from transformer_lens import HookedTransformer
+from conftest import BROWSER, SMALL_REPORT, needs_browser
 
 from interp.data import Paragraphs
 from interp.report import ReportOptions, Step, default_steps, model_fingerprint, run_report
@@ -39,8 +39,9 @@ def small_model():
     from interp.models import TESTBED_DIR
 
     tokenizer = AutoTokenizer.from_pretrained(TESTBED_DIR)
-    cfg = tiny_config(n_ctx=128, d_vocab=len(tokenizer), attn_types=["global", "local"], window_size=16)
-    return HookedTransformer(cfg, tokenizer=tokenizer, default_padding_side="right").eval()
+    return factories.tiny_model(
+        TESTBED_DIR, n_ctx=128, d_vocab=len(tokenizer), attn_types=["global", "local"], window_size=16
+    )
 
 
 @pytest.fixture(scope="module")
