@@ -12,7 +12,7 @@ from transformer_lens import HookedTransformer
 from interp.data import Paragraphs
 from interp.errors import UserError
 from interp.io import to_jsonable
-from interp.locator.injection import inject_head, inject_neurons, random_neurons
+from interp.locator.injection import Stall, inject_head, inject_neurons, random_neurons
 from interp.locator.ranking import locate_memorization_head, locate_neurons
 from interp.locator.units import recall_at
 from interp.locator.validation import read_validation, validate_locator
@@ -322,6 +322,45 @@ def test_injection_recipe_probes_the_rate_and_can_add_the_mlp(text):
     assert "blocks.1.mlp.W_in" in info2.parameters
     with pytest.raises(UserError, match="lr > 0 or 'auto'"):
         inject_head(model, roles["inject"], 1, 3, retain=roles["retain"], heldout=roles["heldout"], lr="fast")
+
+
+def test_the_rate_probe_drops_the_worst_rate_every_few_steps_and_picks_what_the_full_probe_picks(text, monkeypatch):
+    """Every PROBE_DROP steps the probed rate at the highest CE leaves; a probe without drops (every rate its full
+    PROBE_STEPS) picks the same rate here, and the rate dropped first has the CE that probe had at that step."""
+    import interp.locator.injection as injection
+
+    model, roles = _model(), _roles(text)
+    kwargs = dict(retain=roles["retain"], heldout=roles["heldout"], lr="auto", max_steps=1)
+    steps, drop = injection.PROBE_STEPS, injection.PROBE_DROP
+    _, dropping = inject_head(model, roles["inject"], 1, 3, **kwargs)
+    monkeypatch.setattr(injection, "PROBE_DROP", steps + 1)
+    _, full = inject_head(model, roles["inject"], 1, 3, **kwargs)
+    monkeypatch.setattr(injection, "PROBE_STEPS", drop)  # every rate to the first drop only
+    _, first = inject_head(model, roles["inject"], 1, 3, **kwargs)
+    assert dropping.lr == full.lr == min(full.lr_probe, key=full.lr_probe.get)
+    out = max(first.lr_probe, key=first.lr_probe.get)  # the rate at the highest CE after PROBE_DROP steps
+    assert dropping.lr_probe[out] == first.lr_probe[out] and dropping.lr != out
+    assert dropping.to_json()["lr_probe"] and set(dropping.lr_probe) == set(full.lr_probe)
+
+
+def test_an_injection_that_a_stronger_try_follows_gives_up_when_it_stalls(text):
+    """A stall is `window` steps with no paragraph more recited and the injected CE down by less than `drop` of
+    its value; an injection given one stops there (and says so), one without trains to its budget."""
+    stall = Stall(window=3, drop=0.1)
+    assert not stall.reached([1.0, 0.99, 0.98], [0, 0, 0])  # fewer steps than the window
+    assert stall.reached([1.0, 0.99, 0.98, 0.95], [0, 0, 0, 0])  # 5% in 3 steps, nothing more recited
+    assert not stall.reached([1.0, 0.99, 0.98, 0.85], [0, 0, 0, 0])  # 15%: still learning
+    assert not stall.reached([1.0, 0.99, 0.98, 0.95], [0, 0, 0, 1])  # one more paragraph recited
+    assert stall.reached([2.0, 1.0, 0.99, 0.98, 0.95], [0, 0, 0, 0, 0])  # only the last window counts
+    model = _model()
+    roles = _roles(text)
+    weak = dict(retain=roles["retain"], heldout=roles["heldout"], lr=1e-7, max_steps=30)
+    _, full = inject_head(model, roles["inject"], 1, 0, **weak)
+    _, stopped = inject_head(model, roles["inject"], 1, 0, **weak, stall=Stall(window=10, drop=0.1))
+    assert not full.recited and full.steps == 30 and not full.stalled
+    assert stopped.stalled and stopped.steps == 10 and len(stopped.loss) == 10
+    assert stopped.loss == full.loss[:10]  # the same run, cut short
+    assert stopped.to_json()["stalled"] is True and type(stopped).from_json(stopped.to_json()).stalled
 
 
 def test_validation_repeats_per_seed_with_its_own_paragraphs(text):

@@ -30,7 +30,7 @@ from torch import Tensor
 from interp.backend import Model, copy_model, leaf_masks, named_weights, param_name, run_from, run_to
 from interp.data import BATCH_SIZE, Paragraphs
 from interp.errors import UserError
-from interp.locator.options import LR_GRID, SCHEDULES
+from interp.locator.options import HEAD_LR, LR_GRID, MAX_STEPS, SCHEDULE, SCHEDULES
 from interp.locator.units import Stopwatch, unit_count
 from interp.metrics import em_from_hits, score_paragraphs
 
@@ -60,8 +60,9 @@ class Injection:
     lr: float
     seconds: float
     loss: tuple[float, ...]
-    schedule: str = "constant"
+    schedule: str = SCHEDULE
     lr_probe: dict[float, float] = field(default_factory=dict)  # rate -> injected CE after the probe (lr="auto")
+    stalled: bool = False  # stopped before the budget because it stalled (`Stall`): a later variant was to follow
 
     @property
     def recited(self) -> bool:
@@ -104,6 +105,7 @@ class Injection:
             "continuation_len": self.continuation_len,
             "schedule": self.schedule,
             "lr_probe": {str(k): v for k, v in self.lr_probe.items()},
+            "stalled": self.stalled,
         }
 
     @classmethod
@@ -126,6 +128,7 @@ class Injection:
             tuple(data["loss"]),
             data["schedule"],
             {float(k): v for k, v in data["lr_probe"].items()},
+            data.get("stalled", False),
         )
 
 
@@ -153,7 +156,23 @@ def _heldout_ppl(model: Model, heldout: Paragraphs, batch_size: int) -> float:
     return math.exp(float(score_paragraphs(model, heldout, batch_size).nll.mean()))
 
 
-PROBE_STEPS = 25  # steps per probed rate (of LR_GRID, the rates the probe tries when lr="auto")
+PROBE_STEPS = 25  # the most steps a probed rate runs (of LR_GRID, the rates the probe tries when lr="auto")
+PROBE_DROP = 5  # every this many steps, the probed rate at the highest injected CE leaves the probe
+
+
+@dataclass(frozen=True)
+class Stall:
+    """When an injection that a stronger variant would follow gives up before its budget: `window` steps in
+    which no more paragraphs came to be recited and the injected CE fell by less than `drop` of its value."""
+
+    window: int = 100
+    drop: float = 0.1
+
+    def reached(self, ce: list[float], recited: list[int]) -> bool:
+        if len(ce) <= self.window:
+            return False
+        then = len(ce) - 1 - self.window
+        return recited[-1] <= recited[then] and ce[-1] > (1 - self.drop) * ce[then]
 
 
 def _objective(forced, resid, tokens, retain_resid, reference, start: int, p: int, kl_weight: float):
@@ -176,22 +195,34 @@ def _masked_step(opt, loss, params, masks) -> None:
 
 
 def _probe_rate(forced, params, masks, objective) -> tuple[float, dict[float, float]]:
-    """The rate of LR_GRID whose PROBE_STEPS constant-rate steps end at the lowest injected CE (each probe starts
-    from the same weights, which are restored afterwards): the rate found from this model's own loss."""
+    """The rate of LR_GRID that trains the injected CE down fastest: every rate runs from the same weights (restored
+    afterwards), side by side, and every PROBE_DROP steps the one at the highest CE leaves, until one is left (at
+    most PROBE_STEPS steps): the rate found from this model's own loss. Returns it and, per rate, the CE it had when
+    it left (the winner's: its last)."""
     start = [q.detach().clone() for q in params]
-    found = {}
-    for lr in LR_GRID:
-        opt = torch.optim.Adam(params, lr=lr)
-        ce = float("nan")
-        for _ in range(PROBE_STEPS):
-            loss, ce_t, _ = objective()
-            _masked_step(opt, loss, params, masks)
-            ce = float(ce_t.detach())
-        found[lr] = ce if math.isfinite(ce) else float("inf")
-        with torch.no_grad():
-            for q, q0 in zip(params, start):
-                q.copy_(q0)
-    return min(found, key=found.get), found
+    weights = {lr: [q.clone() for q in start] for lr in LR_GRID}
+    optimisers = {lr: torch.optim.Adam(params, lr=lr) for lr in LR_GRID}
+    found: dict[float, float] = {}
+    alive = list(LR_GRID)
+    with torch.no_grad():
+        for step in range(PROBE_STEPS):
+            for lr in alive:
+                for q, w in zip(params, weights[lr]):
+                    q.copy_(w)
+                with torch.enable_grad():
+                    loss, ce_t, _ = objective()
+                    _masked_step(optimisers[lr], loss, params, masks)
+                ce = float(ce_t.detach())
+                found[lr] = ce if math.isfinite(ce) else float("inf")
+                for q, w in zip(params, weights[lr]):
+                    w.copy_(q)
+            if (step + 1) % PROBE_DROP == 0:
+                alive.remove(max(alive, key=found.get))
+                if len(alive) == 1:
+                    break
+        for q, q0 in zip(params, start):
+            q.copy_(q0)
+    return min(alive, key=found.get), found
 
 
 def _force(
@@ -206,10 +237,11 @@ def _force(
     max_steps: int,
     kl_weight: float,
     batch_size: int,
-    schedule: str = "constant",
+    schedule: str = SCHEDULE,
+    stall: Stall | None = None,
 ) -> tuple[Model, Injection]:
     """Train a deep copy's `grad_masks` entries (name -> which elements may move) until every paragraph is
-    recited or `max_steps` (the budget) is spent.
+    recited, `max_steps` (the budget) is spent, or (with `stall`) training stalls.
 
     `lr="auto"` probes LR_GRID on this model first (`_probe_rate`); `schedule="cosine"` warms up over the
     first 5% of the budget and decays to a tenth of the rate by its end (the loss keeps falling after it
@@ -246,8 +278,10 @@ def _force(
     for q in params:
         q.requires_grad_(True)
     losses: list[float] = []
+    ces: list[float] = []
+    recited: list[int] = []
     probe: dict[float, float] = {}
-    steps = 0
+    steps, stalled = 0, False
     try:
         if lr == "auto":
             lr, probe = _probe_rate(forced, params, masks, objective)
@@ -260,8 +294,14 @@ def _force(
         )
         sched = torch.optim.lr_scheduler.LambdaLR(opt, scale)
         for steps in range(max_steps + 1):
-            loss, _, logits = objective()
-            if (em_from_hits(logits.argmax(-1) == tokens[:, p:]) == cont).all() or steps == max_steps:
+            loss, ce, logits = objective()
+            full = em_from_hits(logits.argmax(-1) == tokens[:, p:]) == cont
+            ces.append(float(ce.detach()))
+            recited.append(int(full.sum()))
+            if full.all() or steps == max_steps:
+                break
+            if stall is not None and stall.reached(ces, recited):
+                stalled = True
                 break
             _masked_step(opt, loss, params, masks)
             sched.step()
@@ -289,6 +329,7 @@ def _force(
         tuple(losses) or (float("nan"),),
         schedule,
         probe,
+        stalled,
     )
     return forced, info
 
@@ -301,16 +342,17 @@ def inject_head(
     *,
     retain: Paragraphs,
     heldout: Paragraphs,
-    lr: float | str = 3e-3,
-    max_steps: int = 400,
+    lr: float | str = HEAD_LR,
+    max_steps: int = MAX_STEPS,
     kl_weight: float = 1.0,
     batch_size: int = BATCH_SIZE,
-    schedule: str = "constant",
+    schedule: str = SCHEDULE,
     with_mlp: bool = False,
+    stall: Stall | None = None,
 ) -> tuple[Model, Injection]:
     """A copy of `model` that recites `paragraphs` through head (layer, head) alone (with `with_mlp`, the head
     and its layer's whole MLP: a variant with more capacity, whose answer is no longer one head), and what it
-    took. Under grouped-query attention the head's key/value head is shared with its group and stays fixed: only
+    took; with `stall`, training gives up early when it stalls (for a try that a stronger variant follows). Under grouped-query attention the head's key/value head is shared with its group and stays fixed: only
     the head's own W_Q, b_Q and W_O train."""
     if not (0 <= layer < model.cfg.n_layers and 0 <= head < model.cfg.n_heads):
         raise UserError(
@@ -346,6 +388,7 @@ def inject_head(
         kl_weight,
         batch_size,
         schedule,
+        stall,
     )
 
 
@@ -368,7 +411,7 @@ def inject_neurons(
     retain: Paragraphs,
     heldout: Paragraphs,
     lr: float = 1e-2,
-    max_steps: int = 400,
+    max_steps: int = MAX_STEPS,
     kl_weight: float = 1.0,
     batch_size: int = BATCH_SIZE,
 ) -> tuple[Model, Injection]:

@@ -31,7 +31,7 @@ from interp.backend import Model
 from interp.data import BATCH_SIZE, Paragraphs
 from interp.display import Displayed
 from interp.errors import UserError
-from interp.locator.injection import Injection, inject_head, inject_neurons, random_neurons
+from interp.locator.injection import Injection, Stall, inject_head, inject_neurons, random_neurons
 from interp.locator.options import (  # noqa: F401 (HEAD_LR, MAX_STEPS, SCHEDULE: public names kept here)
     DEFAULT_RANK_BY,
     HEAD_LR,
@@ -571,15 +571,20 @@ ESCALATION = (
 The middle try had twice the steps until measured: on the testbed's default report it recited no more paragraphs
 than the first try on either head that needed escalating (3 of 4 and 0 of 4) in its 800 steps, 1,600 of the
 benchmark's ~2,500 training steps, while the head + MLP variant recited all four in 16-17 steps."""
+STALL = Stall()
+"""When a try that a stronger variant follows gives up before its budget (interp.locator.injection.Stall)."""
 
 
 def _inject(model: Model, sets: dict[str, Paragraphs], layer: int, head: int, r: _Recipe, say):
     """The head injection, escalated through `ESCALATION` while some paragraph is not recited: the copy and the
     Injection of the variant that recited the most (the first to recite all), its name, and every try's summary."""
     best, attempts = None, []
-    for name, change in ESCALATION if r.escalate else ESCALATION[:1]:
-        if change.get("mlp") and (r.with_mlp or model.cfg.attn_only):
-            continue  # already the head + MLP, or no MLP to add
+    ladder = [
+        (name, change)
+        for name, change in (ESCALATION if r.escalate else ESCALATION[:1])
+        if not (change.get("mlp") and (r.with_mlp or model.cfg.attn_only))  # already the head + MLP, or no MLP
+    ]
+    for i, (name, change) in enumerate(ladder):
         forced, info = inject_head(
             model,
             sets["inject"],
@@ -593,8 +598,11 @@ def _inject(model: Model, sets: dict[str, Paragraphs], layer: int, head: int, r:
             batch_size=r.batch_size,
             schedule=r.schedule,
             with_mlp=r.with_mlp or bool(change.get("mlp")),
+            stall=STALL if i < len(ladder) - 1 else None,  # a try that a stronger one follows gives up when stalled
         )
-        attempts.append({"variant": name, "n_recited": info.n_recited, "steps": info.steps, "lr": info.lr})
+        attempts.append(
+            {"variant": name, "n_recited": info.n_recited, "steps": info.steps, "lr": info.lr, "stalled": info.stalled}
+        )
         if best is None or info.n_recited > best[1].n_recited:
             best = (forced, info, name)
         else:
