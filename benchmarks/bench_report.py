@@ -133,6 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--layers", type=int, default=12, help="neo-125m: blocks kept (12 = the full shape)")
     parser.add_argument("--planted", type=int, default=16, help="neo-125m: planted paragraphs it is trained on")
     parser.add_argument("--train-steps", type=int, default=60, help="neo-125m: Adam steps of that training")
+    parser.add_argument(
+        "--keep", default=None, metavar="DIR", help="keep each run's report in DIR/run-N (its results.json to compare)"
+    )
     args = parser.parse_args(argv)
 
     if args.model == "testbed":
@@ -144,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     machine = wait_for_quiet(args.load_threshold, args.max_wait)
     runs = []
     for r in range(args.repeats):
-        with tempfile.TemporaryDirectory() as out:
+        with tempfile.TemporaryDirectory() as scratch:
+            out = Path(args.keep) / f"run-{r + 1}" if args.keep else scratch
             start = time.perf_counter()
             run = run_report(model, paragraphs, out, options=options, use_cache=False, image_formats=())
             runs.append({"total_s": time.perf_counter() - start, "peak_gflops": run.peak_gflops, "steps": run.cost()})
