@@ -46,8 +46,8 @@ def from_hf(path: str, hf_model, hf_config, tokenizer, device, dtype, n_devices:
 
 def official_name(name: str) -> str:
     """The Hugging Face id of `name` (the bridge boots any hub id; ValueError for one that cannot be an id)."""
-    if "/" not in name and not name.startswith("gpt2"):
-        raise ValueError(name)
+    if name.startswith(("/", ".", "~")) or name.count("/") > 1 or ("/" not in name and not name.startswith("gpt2")):
+        raise ValueError(name)  # a path (e.g. a folder that does not exist), not an id
     return name
 
 

@@ -246,11 +246,14 @@ def attribution_patching(
     def embed_requires_grad(act, hook):  # gradients flow from here even in a frozen model
         return act.detach().requires_grad_(True)
 
-    def keep(act, hook):
-        captured[hook.name] = act
-        return act
+    def keep(name: str):  # keyed by the name asked for: a backend may name the hook point behind it otherwise
+        def hook_fn(act, hook):
+            captured[name] = act
+            return act
 
-    fwd_hooks = [(act_name("embed"), embed_requires_grad)] + [(name, keep) for name in names]
+        return hook_fn
+
+    fwd_hooks = [(act_name("embed"), embed_requires_grad)] + [(name, keep(name)) for name in names]
     with torch.enable_grad():
         with hooks_on(model, fwd_hooks):
             logits = model(run_tokens)
