@@ -17,7 +17,6 @@ from interp.io import to_jsonable
 from interp.memorization import mem_nmem_thresholds
 from interp.unlearning import RelearnConfig, UnlearnConfig, probe_sets, unlearning_table
 
-
 PREFIX, CONT, VOCAB = 8, 8, 48
 
 

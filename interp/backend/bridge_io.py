@@ -15,7 +15,7 @@ import torch
 from transformer_lens import TransformerBridge
 
 from interp.backend.bridge import named_weights
-from interp.backend.bridge_weights import ARCHITECTURES as LOCAL_ARCHITECTURES
+from interp.backend.bridge_weights import ARCHITECTURES as LOCAL_ARCHITECTURES  # noqa: F401 (re-exported)
 from interp.backend.hf_layout import TO_HF
 
 

@@ -10,9 +10,8 @@ from typing import Any
 
 from interp.audit import AuditResult
 from interp.audit.audit import BREAKS
-from interp.report_types import Bundle
+from interp.report_types import Bundle, Section, Table
 from interp.views.audit import figure_audit
-from interp.report_types import Section, Table
 
 UNDONE, PARTLY = 0.5, 0.1  # mean recovery at or above: the attack undoes / partly undoes the forgetting
 

@@ -7,9 +7,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from interp.report_types import Bundle
+from interp.report_types import Bundle, Section, Table
 from interp.views import gradients as views
-from interp.report_types import Section, Table
 
 
 def gradients_section(result: Bundle, results: Mapping[str, Any]) -> Section:

@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from interp.locator.validation import LocatorValidation
-from interp.views.locator import trust_section
 from interp.report_types import Section
+from interp.views.locator import trust_section
 
 
 def locator_trust_section(result: LocatorValidation, results: Mapping[str, Any]) -> Section:

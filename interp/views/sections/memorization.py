@@ -9,8 +9,8 @@ from typing import Any
 
 from interp.memorization import MemorizationSplit
 from interp.metrics import EXTRACTION_NS, extraction_by_em_bin, log10_at_least_one
-from interp.views import memorization as views
 from interp.report_types import Section, Table
+from interp.views import memorization as views
 
 
 def memorization_section(split: MemorizationSplit, results: Mapping[str, Any]) -> Section:

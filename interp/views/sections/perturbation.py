@@ -7,10 +7,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from interp.report_types import Bundle, perturbation_parts
+from interp.report_types import Bundle, Section, Table, perturbation_parts
 from interp.views import heads as head_views
 from interp.views import memorization as views
-from interp.report_types import Section, Table
 
 
 def perturbation_section(result: Bundle, results: Mapping[str, Any]) -> Section:

@@ -7,9 +7,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from interp.report_types import Bundle
+from interp.report_types import Bundle, Section
 from interp.views import unlearning as views
-from interp.report_types import Section
 
 
 def restoration_section(result: Bundle, results: Mapping[str, Any]) -> Section:

@@ -7,11 +7,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from interp.report_types import Bundle
+from interp.report_types import Bundle, Section, Table
 from interp.unlearning import COLUMNS
 from interp.unlearning.experiments import heldout_control_note
 from interp.views import unlearning as views
-from interp.report_types import Section, Table
 
 
 def unlearning_section(result: Bundle, results: Mapping[str, Any]) -> Section:
