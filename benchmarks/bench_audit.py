@@ -30,10 +30,10 @@ from harness import Method, Session, add_arguments  # noqa: E402
 from interp.audit import AuditConfig, audit  # noqa: E402
 from interp.memorization import choose_sets, heldout_indices, memorization_split  # noqa: E402
 from interp.models import load_model  # noqa: E402
-from interp.reft import ReftConfig  # noqa: E402
 from interp.report.steps.audit import RELEARN_RETAIN, REPORT_AUDIT, proxy_row  # noqa: E402
 from interp.testbed import testbed_paragraphs  # noqa: E402
 from interp.unlearning import UnlearnConfig, calibrate  # noqa: E402
+from interp.unlearning.reft import ReftConfig  # noqa: E402
 
 TARGETS, RETAIN_PER_RUN = 2, 10
 

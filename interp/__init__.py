@@ -56,7 +56,7 @@ _SOURCES: dict[str, tuple[str, ...]] = {
     "interp.models": ("load_model", "save_model"),
     "interp.perturbation": ("PerturbationResult", "prefix_perturbation"),
     "interp.position": ("PositionRobustness", "position_robustness"),
-    "interp.reft": ("ReftConfig", "ReftResult", "reft_unlearn"),
+    "interp.unlearning.reft": ("ReftConfig", "ReftResult", "reft_unlearn"),
     "interp.report": ("ReportOptions", "ReportRun", "run_report"),
     "interp.restore": ("RestorationResult", "restoration"),
     "interp.scan": ("ScanConfig", "scan_corpus"),

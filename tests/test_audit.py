@@ -529,7 +529,7 @@ def test_one_model_per_target_and_the_ensembles_small_models_are_attacked(known)
 def test_relearning_and_quantization_reach_every_part_of_a_system(known):
     """relearned_system trains an ensemble's three models and an intervention's parameters (copies: the
     originals keep their weights and still run); quantized_system rounds the intervention's matrices."""
-    from interp.reft import ReftConfig
+    from interp.unlearning.reft import ReftConfig
 
     base, targets, never_known, retain, *_ = known
     small = tiny(seed=11)
@@ -556,7 +556,7 @@ def test_loreft_is_restored_at_its_site_and_the_original_itself_has_nothing_to_r
     """LoReFT edits resid_post of one layer: restoring the original's activation there undoes it, and the
     donor control shows that site carries never-known text as well. A 'method' that is the original itself
     has nothing to restore: n/a."""
-    from interp.reft import ReftConfig
+    from interp.unlearning.reft import ReftConfig
 
     base, targets, never_known, retain, pool, *_ = known
     run = ReftConfig(method="ga", layer=1, lr=3e-2, steps=20).run(base, targets, retain)

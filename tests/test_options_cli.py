@@ -13,10 +13,10 @@ from interp.audit import AuditConfig
 from interp.cli import build_parser, main
 from interp.commands import audit, scan, unlearn
 from interp.data import BOILERPLATE_PATTERNS
-from interp.reft import ReftConfig
 from interp.scan import ScanConfig
 from interp.unlearning import MatchedForgetting, RelearnConfig, UnlearnConfig
 from interp.unlearning.proxy import ProxyConfig
+from interp.unlearning.reft import ReftConfig
 
 
 def parse(line: str):

@@ -10,8 +10,8 @@ from factories import CONT, random_text, recited
 from factories import recitation_model as tiny_model
 
 from interp.errors import UserError
-from interp.reft import LoReFT, ReftConfig, reft_unlearn
 from interp.unlearning import evaluate, probe_sets, unlearning_table
+from interp.unlearning.reft import LoReFT, ReftConfig, reft_unlearn
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -12,9 +12,9 @@ from factories import recitation_model as tiny_model
 from interp.backend import act_name
 from interp.errors import UserError
 from interp.metrics import score_paragraphs
-from interp.reft import ReftConfig, reft_unlearn
 from interp.restore import RestorationResult, default_window, layer_windows, restoration
 from interp.unlearning import UnlearnConfig, unlearn
+from interp.unlearning.reft import ReftConfig, reft_unlearn
 from interp.views.unlearning import figure_restoration
 
 

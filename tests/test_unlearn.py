@@ -664,7 +664,7 @@ def test_table_reuses_the_calibrations_chosen_runs(setup, monkeypatch):
     """With `calibrate`, each row's runs are the calibration's runs at the chosen rate, not trained again, and the
     table equals the one that retrains them (unlearn, edit and LoReFT rows, relearning and both controls)."""
     from interp.perturbation import prefix_perturbation
-    from interp.reft import ReftConfig
+    from interp.unlearning.reft import ReftConfig
 
     model, mem, nmem, probe = setup
     targets, retain = mem.select([0, 1]), nmem.select(range(20))

@@ -1,7 +1,7 @@
 """Where an unlearning lives, and how an attack reaches it.
 
 An unlearned system is a model with forward hooks: a weight-edited copy (no hooks), the original with an
-intervention (hooks whose function is a module with parameters, e.g. interp.reft's LoReFT at
+intervention (hooks whose function is a module with parameters, e.g. interp.unlearning.reft's LoReFT at
 `resid_post` of one layer), or a decoding-time ensemble (interp.unlearning.proxy.ProxyModel: a frozen base
 steered by the logit difference of two small models). Its weights are every parameter it has: the model's,
 the intervention's, and for an ensemble the base's and both small models'. Quantization rounds all of them,

@@ -14,9 +14,10 @@ Hong et al. 2024).
 - `config`: the methods' settings (`UnlearnConfig`, `MatchedForgetting`, `RelearnConfig`, `ProxyConfig`,
   `ReftConfig`), apart from torch.
 - `method`: what any method is to the rest (`UnlearningMethod`, `UnlearningRun`): how to add one.
+- `reft`: LoReFT, the representation method trained with the same loop (`reft_unlearn`).
+- `proxy`: decoding-time unlearning (a small unlearned model's logit difference).
 
-LoReFT, the representation method trained with the same loop, is `interp.reft`. Names are imported on first
-use: `interp.unlearning.config` alone does not load torch.
+Names are imported on first use: `interp.unlearning.config` alone does not load torch.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ _SOURCES = {
     ),
     "interp.unlearning.masked": ("UnlearnResult", "select_weights", "unlearn"),
     "interp.unlearning.method": ("UnlearningMethod", "UnlearningRun"),
+    "interp.unlearning.reft": ("LoReFT", "ReftResult", "reft_unlearn"),
     "interp.unlearning.relearning": ("relearn",),
     "interp.unlearning.training": ("Diverged", "objective", "optimise"),
 }

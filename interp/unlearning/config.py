@@ -1,6 +1,6 @@
 """The unlearning methods' settings, each default written once, in a module that imports nothing heavy: the
 command line builds its parsers from these dataclasses without loading torch. Each name is re-exported where it
-was always imported from (`interp.unlearning.masked.UnlearnConfig`, `interp.reft.ReftConfig`, ...), and a method
+was always imported from (`interp.unlearning.masked.UnlearnConfig`, `interp.unlearning.reft.ReftConfig`, ...), and a method
 that runs one imports the library when called, by name (`_library`): the library imports this module, so this
 module imports none of it (no import cycle, tests/test_structure.py) and no torch.
 
@@ -8,7 +8,7 @@ module imports none of it (no import cycle, tests/test_structure.py) and no torc
 - `MatchedForgetting`: how `unlearning_table` calibrates each row (`interp.unlearning.calibration`);
 - `RelearnConfig`: the relearning attack (`interp.unlearning.relearning`);
 - `ProxyConfig`: decoding-time unlearning (`interp.unlearning.proxy`);
-- `ReftConfig`: one LoReFT run (`interp.reft`);
+- `ReftConfig`: one LoReFT run (`interp.unlearning.reft`);
 - `METHODS`, `BASELINES`, `RETAIN_PER_RUN` and `check_training_settings`, shared with the training loop
   (`interp.unlearning.training`).
 """
@@ -284,6 +284,6 @@ class ReftConfig:
     def to_dict(self) -> dict:
         return {"kind": "reft", **asdict(self)}
 
-    def run(self, model, targets, retain, *, edit_targets=None, probe=None, before=None) -> interp.reft.ReftResult:
-        reft = _library("interp.reft")
+    def run(self, model, targets, retain, *, edit_targets=None, probe=None, before=None) -> interp.unlearning.reft.ReftResult:
+        reft = _library("interp.unlearning.reft")
         return reft.reft_unlearn(model, targets, retain, self, edit_targets=edit_targets, probe=probe, before=before)

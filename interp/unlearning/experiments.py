@@ -210,7 +210,7 @@ def unlearning_table(
 ) -> UnlearningTable:
     """Run every config once per target (target i with retain paragraphs [i*k, (i+1)*k)), then average.
 
-    `configs` are UnlearnConfig or interp.reft.ReftConfig (anything with `.run(...)`, `.label`,
+    `configs` are UnlearnConfig or interp.unlearning.reft.ReftConfig (anything with `.run(...)`, `.label`,
     `.to_dict()`); `edit_targets` aligns with `targets` and is needed for edit configs. `on_run` is
     called with every run's result (e.g. to keep an edited model); results are not kept otherwise. A run
     whose loss diverges is counted in `diverged` and left out of its row's means. With a relearning

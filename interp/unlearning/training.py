@@ -2,7 +2,7 @@
 
 `objective` turns a method name (paper Eq. 3 `unlearn`, Eq. 4 `edit`, `ga`, `graddiff`, `npo`) and
 the target / retain paragraphs into a loss closure; `optimise` runs a few Adam steps of it. Masked
-fine-tuning (`interp.unlearning.masked`), LoReFT (`interp.reft`) and the relearning attack
+fine-tuning (`interp.unlearning.masked`), LoReFT (`interp.unlearning.reft`) and the relearning attack
 (`interp.unlearning.relearning`) all train through these two.
 """
 

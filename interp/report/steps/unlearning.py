@@ -10,7 +10,6 @@ import torch
 from interp.conventions import conventions
 from interp.memorization import heldout_indices
 from interp.perturbation import perturbed_batch_size, prefix_perturbation
-from interp.reft import ReftConfig
 from interp.report.steps.audit import AuditedRows, audited, audited_decay, keep_runs, proxy_row
 from interp.report.steps.memorization import SET_OPTIONS, mem_nmem_sets
 from interp.report.types import Bundle, Skipped, Step, StepInputs, Transient, perturbation_parts
@@ -23,6 +22,7 @@ from interp.unlearning import (
     probe_sets,
     unlearning_table,
 )
+from interp.unlearning.reft import ReftConfig
 from interp.views.sections import unlearning_section
 
 
