@@ -249,6 +249,8 @@ def _family_model(kind: str):
 @pytest.fixture(scope="module", params=list(FAMILY))
 def family_folder(request, tmp_path_factory):
     # the folder's name says "llama" whatever the architecture: the architecture must come from config.json
+    if request.param == "gemma" and backend.NAME == "bridge":
+        pytest.skip("Gemma has no TransformerLens-named weight table under the bridge (docs/architectures.md)")
     folder = tmp_path_factory.mktemp(f"llama-{request.param}")
     model = _family_model(request.param)
     model.save_pretrained(folder)
