@@ -4,6 +4,7 @@ The expected values are written out by hand from the hand-written flags' old def
 """
 
 import argparse
+import sys
 import warnings
 
 import pytest
@@ -598,6 +599,7 @@ def _expand_options(arguments: dict) -> dict:
 
 def _calls_of(line: str, module, stubs: dict, last: str, monkeypatch) -> dict:
     """What `interp LINE` passes to each of `stubs` (name -> return value) and to `last`, defaults filled in."""
+    import importlib
     import inspect
 
     seen: dict = {}
@@ -608,18 +610,28 @@ def _calls_of(line: str, module, stubs: dict, last: str, monkeypatch) -> dict:
         def record(*args, **kwargs):
             bound = inspect.signature(target).bind(*args, **kwargs)
             bound.apply_defaults()
-            seen[name] = {k: v for k, v in _expand_options(dict(bound.arguments)).items() if not isinstance(v, _Paragraphs) and not (isinstance(v, str) and v == "MODEL")}
+            seen[name] = {
+                k: v
+                for k, v in _expand_options(dict(bound.arguments)).items()
+                if not isinstance(v, _Paragraphs) and not (isinstance(v, str) and v == "MODEL")
+            }
             if name == last:
                 raise _Called
             return value
 
         return record
 
+    for library in {*LIBRARY.values(), "interp.locator.validation"}:  # imported now, they keep no stub after the test
+        importlib.import_module(library)
     monkeypatch.setattr(module, "model_from_args", lambda args: "MODEL")
     monkeypatch.setattr(module, "paragraphs_from_args", lambda args, model: _Paragraphs())
     monkeypatch.setattr(_home(module, "model_name"), "model_name", lambda model: "MODEL")
     for name, value in {**stubs, last: None}.items():
-        monkeypatch.setattr(_home(module, name), name, recorder(name, value))
+        home, fake = _home(module, name), recorder(name, value)
+        monkeypatch.setattr(home, name, fake)
+        for package in [m for key, m in sys.modules.items() if key == "interp" or key.startswith("interp.")]:
+            if "__getattr__" in vars(package) and name in getattr(package, "__all__", ()):
+                monkeypatch.setitem(vars(package), name, fake)  # a lazy package keeps what it resolved: undone too
     args = parse(line)
     with pytest.raises(_Called):
         args.run(args)
