@@ -39,7 +39,6 @@ def figure_unlearning_table(table: UnlearningTable) -> go.Figure:
     return paper_style(fig, "Unlearning: forgetting vs collateral damage", width=980, height=480)
 
 
-
 def figure_unlearn_run(result: UnlearnResult) -> go.Figure:
     """One unlearning run: mean target, other MEM and NMEM EM before and after (forgetting vs collateral)."""
     before, after = result.before.summary(), result.after.summary()
@@ -50,6 +49,7 @@ def figure_unlearn_run(result: UnlearnResult) -> go.Figure:
     fig.update_layout(barmode="group", yaxis_title="mean exact match (tokens)")
     return paper_style(fig, f"Unlearning: {result.config.label}")
 
+
 CURVE_PANELS = (
     ("other_mem_em", "other MEM EM (tokens)"),
     ("nmem_em", "NMEM EM vs own greedy (tokens)"),
@@ -59,7 +59,8 @@ CURVE_PANELS = (
 
 def figure_forgetting_curves(table: UnlearningTable) -> go.Figure:
     """Collateral damage (other MEM EM, NMEM EM, held-out perplexity) against forgetting (mean target EM)
-    along each method's whole calibration trace: one line per method, points in order of the learning rate
+    along each method's calibration trace (the rates whose probes were scored): one line per method, points in order
+    of the learning rate
     starting from the original model. A ring marks the rate the table ran at (its slice at matched
     forgetting), a cross a point whose target EM rose with the rate (non-monotone trace); diverged rates
     have no scores and are listed in the legend. The dotted line is the calibration's level."""

@@ -53,11 +53,19 @@ def unlearning_section(result: Bundle, results: Mapping[str, Any]) -> Section:
             )
         if any(p.scores for c in table.calibrations for p in c.points):
             figures["curves"] = views.figure_forgetting_curves(table)
+            every = all(p.scores for c in table.calibrations for p in c.points if not p.diverged)
             notes.append(
-                "The forgetting curves: every rate each search tried was also scored on the probes (in the same "
-                "batched pass as its targets), so each method's line runs from the original model through its whole "
-                "rate trace; the table is the slice at the ringed points (matched forgetting). A method whose line "
-                "lies lower at the same target EM breaks less for the same forgetting."
+                (
+                    "The forgetting curves: every rate each search tried was also scored on the probes (in the same "
+                    "batched pass as its targets), so each method's line runs from the original model through its "
+                    "whole rate trace"
+                    if every
+                    else "The forgetting curves: each search scored the probes at two rates, the one chosen and the "
+                    "highest that did not reach the level (`interp unlearn --calibrate --curves` scores every rate "
+                    "tried), so each method's line runs from the original model through those two points"
+                )
+                + "; the table is the slice at the ringed points (matched forgetting). A method whose line lies lower "
+                "at the same target EM breaks less for the same forgetting."
             )
     else:
         notes.append(
