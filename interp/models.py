@@ -37,6 +37,15 @@ TESTBED_DIR = Path(__file__).parent / "testbed" / "checkpoint"
 TESTBED_COMPANION_DIR = Path(__file__).parent / "testbed" / "companion"
 TESTBED_REFERENCE = "testbed-reference"  # the testbed retrained with some planted paragraphs left out
 TESTBED_REFERENCE_DIR = Path(__file__).parent / "testbed" / "reference"
+SHIPPED = {
+    TESTBED: (TESTBED_DIR, ("the bundled testbed", "`interp testbed build`")),
+    TESTBED_COMPANION: (TESTBED_COMPANION_DIR, ("the testbed's companion", "interp.testbed.build.build_companion()")),
+    TESTBED_REFERENCE: (
+        TESTBED_REFERENCE_DIR,
+        ("the testbed's reference model", "`interp testbed build --reference --force` (about 35 minutes on 2 cores)"),
+    ),
+}
+"""The models shipped in the package, by spec: their folder, what they are and how to rebuild one that is missing."""
 SUPPORTED_LOCAL = LOCAL_ARCHITECTURES  # what the active backend loads from a local folder (docs/architectures.md)
 _SHORT = ", ".join(a.removesuffix("ForCausalLM").removesuffix("LMHeadModel") for a in SUPPORTED_LOCAL)
 SPEC_KINDS = (
@@ -94,29 +103,12 @@ def load_model(
     `n_devices` is TransformerLens' own way to split a model over several GPUs.
     """
     dev, dt = pick_device(device), pick_dtype(dtype)
-    if spec == TESTBED:
-        if not (TESTBED_DIR / "config.json").exists():
-            raise UserError(
-                f"the bundled testbed is missing from {TESTBED_DIR}; rebuild it with `interp testbed build`"
-            )
+    if spec in SHIPPED:
+        folder, rebuild = SHIPPED[spec]
+        if not (folder / "config.json").exists():
+            raise UserError(f"{rebuild[0]} is missing from {folder}; rebuild it with {rebuild[1]}")
         with _hub_offline():
-            model = _load_local(TESTBED_DIR, dev, dt, n_devices, spec=TESTBED)
-    elif spec == TESTBED_COMPANION:
-        if not (TESTBED_COMPANION_DIR / "config.json").exists():
-            raise UserError(
-                f"the testbed's companion is missing from {TESTBED_COMPANION_DIR}; rebuild it with "
-                "interp.testbed.build.build_companion()"
-            )
-        with _hub_offline():
-            model = _load_local(TESTBED_COMPANION_DIR, dev, dt, n_devices, spec=TESTBED_COMPANION)
-    elif spec == TESTBED_REFERENCE:
-        if not (TESTBED_REFERENCE_DIR / "config.json").exists():
-            raise UserError(
-                f"the testbed's reference model is missing from {TESTBED_REFERENCE_DIR}; rebuild it with "
-                "`interp testbed build --reference --force` (about 35 minutes on 2 cores)"
-            )
-        with _hub_offline():
-            model = _load_local(TESTBED_REFERENCE_DIR, dev, dt, n_devices, spec=TESTBED_REFERENCE)
+            model = _load_local(folder, dev, dt, n_devices, spec=spec)
     elif Path(spec).expanduser().exists():
         with _hub_offline():  # a local folder never needs the network; a missing file fails fast
             model = _load_local(Path(spec).expanduser(), dev, dt, n_devices, spec=spec)

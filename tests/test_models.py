@@ -328,3 +328,22 @@ def test_bridge_weight_views_of_the_llama_family_equal_hookedtransformers_weight
     assert all(".b_" in n or "._b_" in n or "ln" in n for n in absent), sorted(absent)
     assert "blocks.1.mlp.W_gate" in views
     assert list(views) == [n for n in hooked if n in views]
+
+
+def test_a_missing_shipped_model_names_itself_and_how_to_rebuild_it(monkeypatch, tmp_path):
+    import re
+
+    import interp.models
+
+    expected = {
+        "testbed": "the bundled testbed is missing from {}; rebuild it with `interp testbed build`",
+        "testbed-companion": "the testbed's companion is missing from {}; rebuild it with "
+        "interp.testbed.build.build_companion()",
+        "testbed-reference": "the testbed's reference model is missing from {}; rebuild it with `interp testbed "
+        "build --reference --force` (about 35 minutes on 2 cores)",
+    }
+    assert set(interp.models.SHIPPED) == set(expected)
+    for spec, (_, rebuild) in list(interp.models.SHIPPED.items()):
+        monkeypatch.setitem(interp.models.SHIPPED, spec, (tmp_path, rebuild))
+        with pytest.raises(UserError, match=re.escape(expected[spec].format(tmp_path))):
+            load_model(spec)
