@@ -103,12 +103,7 @@ def hiding_hook(model: HookedTransformer, targets: Paragraphs) -> list:
     return [(utils.get_act_name("post", layer), lambda act, hook: act + v)]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 from conftest import hook_count, state_hash
-from test_audit import CONT, GROUP, one_thread, random_text, recited, tiny  # noqa: F401 (one_thread: autouse fixture)
+from test_audit import CONT, GROUP, random_text, recited, tiny
 
 from interp.audit import AuditConfig, quantized
 from interp.audit.faithfulness import (
@@ -25,6 +25,8 @@ from interp.backend import hooks_on, named_weights
 from interp.errors import UserError
 from interp.metrics import score_paragraphs
 from interp.unlearning import UnlearnConfig, unlearn
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

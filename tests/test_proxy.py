@@ -44,12 +44,7 @@ def random_text(n: int, seed: int, tag: str) -> Paragraphs:
     return Paragraphs(tokens, PREFIX, tuple(f"{tag}{i}" for i in range(n)))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -13,14 +13,7 @@ from interp.errors import UserError
 from interp.unlearning import evaluate, probe_sets, unlearning_table
 from interp.unlearning.reft import LoReFT, ReftConfig, reft_unlearn
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run several times faster on one thread than on two contended ones."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")
