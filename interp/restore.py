@@ -197,7 +197,9 @@ def restoration(
     values_model = copy_model(edited) if "values" in experiments else None
     chunk = max(1, batch_size // max(1, len(patched)))
     device = original.cfg.device
-    out: dict[str, list] = {k: [] for k in ("em_o", "nll_o", "em_e", "nll_e", "loss_e", "em_r", "nll_r", "loss_r")}
+    scored = ("em_original", "nll_original", "em_edited", "nll_edited", "logit_loss_edited")
+    restored = ("em_restored", "nll_restored", "logit_loss_restored")
+    out: dict[str, list] = {k: [] for k in scored + restored}  # RestorationResult's fields, chunk by chunk
     for start in range(0, len(targets), chunk):
         tokens = targets.tokens[start : start + chunk].to(device)
         n = tokens.shape[0]
@@ -230,21 +232,13 @@ def restoration(
                     rows["values"].append(_scores(values_model(tokens), tokens, reference, p))
                 for l in range(lo, hi + 1):
                     weight(values_model, l, "W_out").copy_(weight(edited, l, "W_out"))
-        for key, value in zip(("em_o", "nll_o", "em_e", "nll_e", "loss_e"), (em_o, nll_o, em_e, nll_e, loss_e)):
+        for key, value in zip(scored, (em_o, nll_o, em_e, nll_e, loss_e)):
             out[key].append(value)
-        for j, key in enumerate(("em_r", "nll_r", "loss_r")):
+        for j, key in enumerate(restored):
             out[key].append(torch.stack([torch.stack([layer[j] for layer in rows[e]]) for e in experiments]))
-    cat = {k: torch.cat(v, dim=-1) for k, v in out.items()}
     return RestorationResult(
         ids=targets.ids,
         experiments=tuple(experiments),
         windows=tuple(windows),
-        em_original=cat["em_o"],
-        em_edited=cat["em_e"],
-        em_restored=cat["em_r"],
-        nll_original=cat["nll_o"],
-        nll_edited=cat["nll_e"],
-        nll_restored=cat["nll_r"],
-        logit_loss_edited=cat["loss_e"],
-        logit_loss_restored=cat["loss_r"],
+        **{k: torch.cat(v, dim=-1) for k, v in out.items()},
     )

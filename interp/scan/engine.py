@@ -649,28 +649,20 @@ def scan_corpus(
         )
     scan.finish()
     tally = scan.tally
+    counts = {k: v for k, v in tally.items() if k != "bytes"} | {  # the tally's other keys are ScanSummary fields
+        "filtered_examples": tuple(tally["filtered_examples"]),
+        "longest_spans": tuple(tally["longest_spans"]),
+        "seconds": round(tally["seconds"], 3),
+    }
     summary = ScanSummary(
         out=str(paths.out),
         model=model_name(model),
         mode=config.mode,
         shards=(tuple(shard),),
         config=to_config_json(config),
-        documents=tally["documents"],
-        tokens=tally["tokens"],
-        windows=tally["windows"],
-        windows_scored=tally["windows_scored"],
-        chunks_screened=tally["chunks_screened"],
-        forward_tokens=tally["forward_tokens"],
-        mem_windows=tally["mem_windows"],
-        mem_spans=tally["mem_spans"],
-        intermediate=tally["intermediate"],
         nmem=len(scan.controls.heap),
-        filtered=tally["filtered"],
-        filtered_examples=tuple(tally["filtered_examples"]),
-        longest_spans=tuple(tally["longest_spans"]),
-        screen_recall=tally["screen_recall"],
         skipped_binary=corpus.skipped_binary,
-        seconds=round(tally["seconds"], 3),
+        **counts,
     )
     write_json(paths.summary, summary.to_json())
     paths.state.unlink(missing_ok=True)
