@@ -26,8 +26,10 @@ INTERP_BACKEND picks one; unset, HookedTransformer is used when installed, else 
 (docs/backend_tl4.md: what the bridge backend covers and its measured agreement).
 """
 
+import importlib
 import os
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING
 
 from interp.backend.named import NamedWeight, leaf_masks
 
@@ -101,58 +103,34 @@ from interp.backend.common import (  # noqa: E402
     unembed_parts,
 )
 
-if _ACTIVE == "hooked":
-    from interp.backend.hooked import (
-        HAS_GHOST_PASS,
-        NAME,
-        Model,
-        ModelConfig,
-        block_config,
-        copy_model,
-        greedy_decode,
-        is_block,
-        is_post_norm,
-        is_unembed,
-        named_weights,
-        run_from,
-        run_to,
-        weight,
-    )
-    from interp.backend.hooked_io import (
-        LOCAL_ARCHITECTURES,
-        TO_HF,
-        architecture,
-        from_hf,
-        from_official,
-        hf_state,
-        official_name,
-    )
+if TYPE_CHECKING:  # type checkers read the hooked backend's names; the bridge defines the same ones
+    from interp.backend import hooked as _model
+    from interp.backend import hooked_io as _io
 else:
-    from interp.backend.bridge import (  # type: ignore[assignment]
-        HAS_GHOST_PASS,
-        NAME,
-        Model,
-        ModelConfig,
-        block_config,
-        copy_model,
-        greedy_decode,
-        is_block,
-        is_post_norm,
-        is_unembed,
-        named_weights,
-        run_from,
-        run_to,
-        weight,
-    )
-    from interp.backend.bridge_io import (  # type: ignore[assignment]
-        LOCAL_ARCHITECTURES,
-        TO_HF,
-        architecture,
-        from_hf,
-        from_official,
-        hf_state,
-        official_name,
-    )
+    _model = importlib.import_module(f"interp.backend.{_ACTIVE}")
+    _io = importlib.import_module(f"interp.backend.{_ACTIVE}_io")
+
+HAS_GHOST_PASS = _model.HAS_GHOST_PASS
+NAME = _model.NAME
+Model = _model.Model
+ModelConfig = _model.ModelConfig
+block_config = _model.block_config
+copy_model = _model.copy_model
+greedy_decode = _model.greedy_decode
+is_block = _model.is_block
+is_post_norm = _model.is_post_norm
+is_unembed = _model.is_unembed
+named_weights = _model.named_weights
+run_from = _model.run_from
+run_to = _model.run_to
+weight = _model.weight
+LOCAL_ARCHITECTURES = _io.LOCAL_ARCHITECTURES
+TO_HF = _io.TO_HF
+architecture = _io.architecture
+from_hf = _io.from_hf
+from_official = _io.from_official
+hf_state = _io.hf_state
+official_name = _io.official_name
 
 
 __all__ = [
