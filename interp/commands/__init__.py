@@ -1,1 +1,4 @@
-"""One module per `interp` sub-command."""
+"""One module per `interp` sub-command, each with `configure(parser)`, which adds the command's flags and sets `run`.
+
+Every module imports the library (torch, TransformerLens) inside the functions that use it: parsing a command's
+flags loads no torch."""

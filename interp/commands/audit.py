@@ -1,8 +1,6 @@
 """`interp audit`: is forgotten text really gone? Attack saved unlearned models (quantization, relearning,
 restoration, perturbed prefixes), each attack with its controls, and score every target's residual
-memorization (interp.audit); `--reference-retrained` adds a model retrained without the targets as a row.
-
-The library is imported inside the functions that use it: parsing this command's flags loads no torch."""
+memorization (interp.audit); `--reference-retrained` adds a model retrained without the targets as a row."""
 
 from __future__ import annotations
 
@@ -15,9 +13,7 @@ from typing import TYPE_CHECKING
 
 from interp.audit.config import REFERENCE, AuditConfig
 from interp.commands.common import (
-    add_model_args,
-    add_output_args,
-    add_paragraph_args,
+    command_flags,
     ids_in,
     indices_of,
     model_from_args,
@@ -54,42 +50,46 @@ class AuditSets:
 
 
 def configure(p) -> None:
-    add_model_args(p)
-    add_paragraph_args(p)
-    p.add_argument(
-        "--unlearned",
-        action="append",
-        required=True,
-        help="an unlearned model folder from `interp unlearn --save DIR`, as DIR or NAME=DIR; repeat for several",
-    )
-    p.add_argument(
-        "--targets", default=None, help="comma-separated ids of the forgotten paragraphs (default: DIR/unlearning.json)"
-    )
-    p.add_argument(
-        "--never-known",
-        type=Path,
-        default=None,
-        help="JSONL of paragraphs the model never recited (default: the paragraph set's held-out split, EM <= --nmem-max)",
-    )
-    p.add_argument(
-        "--related",
-        type=Path,
-        default=None,
-        help="JSONL of related text for relearn_related (default: the other paragraphs of each target's source "
-        "document, from the paragraph set's 'source' field)",
-    )
-    p.add_argument(
-        "--reference-retrained",
-        default=None,
-        help="a model retrained without the targets (a saved folder, or a spec such as testbed-reference): scored "
-        f"under every attack as the row '{REFERENCE}', what a real forgetting should look like",
-    )
-    add_output_args(
-        p, json="write the results here", html="write the method x attack recovery heatmap here (self-contained HTML)"
-    )
+    with command_flags(
+        p,
+        run,
+        json="write the results here",
+        html="write the method x attack recovery heatmap here (self-contained HTML)",
+        progress=False,
+    ):
+        p.add_argument(
+            "--unlearned",
+            action="append",
+            required=True,
+            help="an unlearned model folder from `interp unlearn --save DIR`, as DIR or NAME=DIR; repeat for several",
+        )
+        p.add_argument(
+            "--targets",
+            default=None,
+            help="comma-separated ids of the forgotten paragraphs (default: DIR/unlearning.json)",
+        )
+        p.add_argument(
+            "--never-known",
+            type=Path,
+            default=None,
+            help="JSONL of paragraphs the model never recited (default: the paragraph set's held-out split, EM <= "
+            "--nmem-max)",
+        )
+        p.add_argument(
+            "--related",
+            type=Path,
+            default=None,
+            help="JSONL of related text for relearn_related (default: the other paragraphs of each target's source "
+            "document, from the paragraph set's 'source' field)",
+        )
+        p.add_argument(
+            "--reference-retrained",
+            default=None,
+            help="a model retrained without the targets (a saved folder, or a spec such as testbed-reference): "
+            f"scored under every attack as the row '{REFERENCE}', what a real forgetting should look like",
+        )
     add_option_flags(p, AuditSets, title="the controls' paragraphs")
     add_option_flags(p, AuditConfig, skip=("batch_size",), title="attacks and budgets")
-    p.set_defaults(run=run)
 
 
 def _unlearned(specs: list[str]) -> dict[str, tuple[Path, dict | None]]:

@@ -1,6 +1,4 @@
-"""`interp grad-map`: where the gradient of NLL / the contrastive objective lands, MEM vs NMEM.
-
-The library is imported inside the functions that use it: parsing this command's flags loads no torch."""
+"""`interp grad-map`: where the gradient of NLL / the contrastive objective lands, MEM vs NMEM."""
 
 from __future__ import annotations
 
@@ -8,10 +6,7 @@ import argparse
 import html
 
 from interp.commands.common import (
-    add_model_args,
-    add_output_args,
-    add_paragraph_args,
-    add_progress_arg,
+    command_flags,
     model_from_args,
     paragraphs_from_args,
     scored_split,
@@ -32,21 +27,18 @@ from interp.options import GRAD_MAP, GradMapOptions
 
 
 def configure(p) -> None:
-    add_model_args(p)
-    add_paragraph_args(p)
-    add_option_flags(
+    with command_flags(
         p,
-        GradMapOptions,
-        notes={"set_size": SET_SIZE_NOTES["grad-map"], "nmem_max": NMEM_NOTE},
-        title="the gradient map",
-    )
-    add_output_args(
-        p,
+        run,
         json="write all scores here (default: not written)",
         html="write the figures here, one offline HTML page (default: none)",
-    )
-    add_progress_arg(p)
-    p.set_defaults(run=run)
+    ):
+        add_option_flags(
+            p,
+            GradMapOptions,
+            notes={"set_size": SET_SIZE_NOTES["grad-map"], "nmem_max": NMEM_NOTE},
+            title="the gradient map",
+        )
 
 
 def _page(title: str, figures: dict) -> str:
@@ -107,7 +99,13 @@ def run(args: argparse.Namespace) -> int:
     )
     for key, cell in gm.most_salient().items():
         print(f"largest {key:>13}: layer {cell['layer']} head {cell['head']} {cell['component']} ({cell['value']:.4g})")
-    out = {"model": model_name(model), "options": options_record(args, o), "mem_ids": list(mem.ids), "nmem_ids": list(nmem.ids), "map": gm.to_json()}
+    out = {
+        "model": model_name(model),
+        "options": options_record(args, o),
+        "mem_ids": list(mem.ids),
+        "nmem_ids": list(nmem.ids),
+        "map": gm.to_json(),
+    }
     figures = {}
     if args.html:
         from interp.views import gradients as views

@@ -1,62 +1,46 @@
-"""`interp locate-head`: rank every head by how specifically it carries memorized paragraphs.
-
-The library is imported inside the functions that use it: parsing this command's flags loads no torch."""
+"""`interp locate-head`: rank every head by how specifically it carries memorized paragraphs."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from interp.commands.common import (
-    add_model_args,
-    add_paragraph_args,
-    add_progress_arg,
-    model_from_args,
-    paragraphs_from_args,
-    stage,
-)
+from interp.commands.common import command_flags, model_from_args, paragraphs_from_args, stage
 from interp.commands.options_cli import SET_SIZE_NOTES, add_option_flags, given_options, with_options
 from interp.locator.options import LOCATE, LocateOptions
 
 
 def configure(p) -> None:
-    add_model_args(p)
-    add_paragraph_args(p)
-    p.add_argument(
-        "--validation",
-        default=None,
-        metavar="FILE",
-        help="a validate-locator --json result for this model: combine the methods that found the injected heads "
-        "there (default: none; the methods' own order)",
-    )
-    p.add_argument(
-        "--reference",
-        type=Path,
-        default=None,
-        metavar="FILE",
-        help="JSONL of paragraphs mean ablation averages each head's output over, never scored (default: carved "
-        "out of the paragraph set first, the scored sets sized to what is left)",
-    )
-    add_option_flags(
+    with command_flags(
         p,
-        LocateOptions,
-        notes={
-            "set_size": SET_SIZE_NOTES["locate-head"],
-            "nmem_max": "as interp report; memorized, perturb, grad-map, scan and unlearn take a fixed 10",
-        },
-        title="the locator",
-    )
-    p.add_argument(
-        "--json", default=None, metavar="FILE", help="write the ranked table and the evidence here (default: none)"
-    )
-    p.add_argument(
-        "--html",
-        default=None,
-        metavar="FILE",
-        help="write an offline page with the table, figures and attention views here (default: none)",
-    )
-    add_progress_arg(p)
-    p.set_defaults(run=run)
+        run,
+        json="write the ranked table and the evidence here (default: none)",
+        html="write an offline page with the table, figures and attention views here (default: none)",
+    ):
+        p.add_argument(
+            "--validation",
+            default=None,
+            metavar="FILE",
+            help="a validate-locator --json result for this model: combine the methods that found the injected "
+            "heads there (default: none; the methods' own order)",
+        )
+        p.add_argument(
+            "--reference",
+            type=Path,
+            default=None,
+            metavar="FILE",
+            help="JSONL of paragraphs mean ablation averages each head's output over, never scored (default: carved "
+            "out of the paragraph set first, the scored sets sized to what is left)",
+        )
+        add_option_flags(
+            p,
+            LocateOptions,
+            notes={
+                "set_size": SET_SIZE_NOTES["locate-head"],
+                "nmem_max": "as interp report; memorized, perturb, grad-map, scan and unlearn take a fixed 10",
+            },
+            title="the locator",
+        )
 
 
 def run(args: argparse.Namespace) -> int:

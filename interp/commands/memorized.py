@@ -1,6 +1,4 @@
-"""`interp memorized`: which paragraphs does the model recite? EM histogram, MEM / NMEM split.
-
-The library is imported inside the functions that use it: parsing this command's flags loads no torch."""
+"""`interp memorized`: which paragraphs does the model recite? EM histogram, MEM / NMEM split."""
 
 from __future__ import annotations
 
@@ -8,15 +6,7 @@ import argparse
 from dataclasses import fields
 from typing import TYPE_CHECKING
 
-from interp.commands.common import (
-    add_model_args,
-    add_output_args,
-    add_paragraph_args,
-    add_progress_arg,
-    model_from_args,
-    paragraphs_from_args,
-    write_json_output,
-)
+from interp.commands.common import command_flags, model_from_args, paragraphs_from_args, write_json_output
 from interp.commands.options_cli import NMEM_NOTE, add_option_flags, given_options, options_record, with_options
 from interp.options import MEMORIZED, MemorizedOptions
 
@@ -28,12 +18,8 @@ if TYPE_CHECKING:
 
 
 def configure(p) -> None:
-    add_model_args(p)
-    add_paragraph_args(p)
-    add_option_flags(p, MemorizedOptions, notes={"nmem_max": NMEM_NOTE}, title="the split and the sampling")
-    add_output_args(p, json="write per-paragraph results here (default: none)")
-    add_progress_arg(p)
-    p.set_defaults(run=run)
+    with command_flags(p, run, json="write per-paragraph results here (default: none)"):
+        add_option_flags(p, MemorizedOptions, notes={"nmem_max": NMEM_NOTE}, title="the split and the sampling")
 
 
 def em_histogram(em: torch.Tensor, cont_len: int, nmem_max: int) -> list[tuple[str, int]]:

@@ -1,16 +1,11 @@
-"""`interp perturb`: single-token prefix perturbation of MEM vs NMEM paragraphs, and editing targets.
-
-The library is imported inside the functions that use it: parsing this command's flags loads no torch."""
+"""`interp perturb`: single-token prefix perturbation of MEM vs NMEM paragraphs, and editing targets."""
 
 from __future__ import annotations
 
 import argparse
 
 from interp.commands.common import (
-    add_model_args,
-    add_output_args,
-    add_paragraph_args,
-    add_progress_arg,
+    command_flags,
     model_from_args,
     paragraphs_from_args,
     scored_split,
@@ -33,30 +28,27 @@ from interp.options import PERTURB, PerturbOptions
 
 
 def configure(p) -> None:
-    add_model_args(p)
-    add_paragraph_args(p)
-    add_option_flags(
+    with command_flags(
         p,
-        PerturbOptions,
-        rename={"reference": "--compare-to"},
-        notes={"set_size": SET_SIZE_NOTES["perturb"], "nmem_max": NMEM_NOTE},
-        title="the perturbation",
-    )
-    p.add_argument(
-        "--save-targets",
-        default=None,
-        metavar="FILE",
-        help="write the MEM paragraphs' editing targets here (JSONL, original prefix + new continuation) "
-        "(default: not written)",
-    )
-    add_alias(p, "--targets", "--save-targets")
-    add_output_args(
-        p,
+        run,
         json="write the full results here (default: not written)",
         html="write a per-token sensitivity view here, offline (default: none)",
-    )
-    add_progress_arg(p)
-    p.set_defaults(run=run)
+    ):
+        add_option_flags(
+            p,
+            PerturbOptions,
+            rename={"reference": "--compare-to"},
+            notes={"set_size": SET_SIZE_NOTES["perturb"], "nmem_max": NMEM_NOTE},
+            title="the perturbation",
+        )
+        p.add_argument(
+            "--save-targets",
+            default=None,
+            metavar="FILE",
+            help="write the MEM paragraphs' editing targets here (JSONL, original prefix + new continuation) "
+            "(default: not written)",
+        )
+        add_alias(p, "--targets", "--save-targets")
 
 
 def run(args: argparse.Namespace) -> int:

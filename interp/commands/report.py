@@ -1,6 +1,4 @@
-"""`interp report`: the whole pipeline -> one offline report.html, results.json and PNG / SVG figures.
-
-The library is imported inside the functions that use it: parsing this command's flags loads no torch."""
+"""`interp report`: the whole pipeline -> one offline report.html, results.json and PNG / SVG figures."""
 
 from __future__ import annotations
 

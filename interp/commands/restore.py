@@ -1,7 +1,5 @@
 """`interp restore`: put the original model's MLP coefficients, attention outputs or value vectors back
-into an unlearned model, a window of layers at a time, and measure how much forgotten text returns.
-
-The library is imported inside the functions that use it: parsing this command's flags loads no torch."""
+into an unlearned model, a window of layers at a time, and measure how much forgotten text returns."""
 
 from __future__ import annotations
 
@@ -10,11 +8,8 @@ import json
 from pathlib import Path
 
 from interp.commands.common import (
-    add_model_args,
-    add_output_args,
-    add_paragraph_args,
-    add_progress_arg,
     checkpoint_folder,
+    command_flags,
     ids_in,
     indices_of,
     model_from_args,
@@ -30,31 +25,28 @@ from interp.options import RESTORE, RestoreOptions
 
 
 def configure(p) -> None:
-    add_model_args(p)
-    add_paragraph_args(p)
-    p.add_argument(
-        "--unlearned",
-        type=Path,
-        default=None,
-        metavar="DIR",
-        help="the unlearned model's folder, from `interp unlearn --save DIR` (required; the same flag as in audit)",
-    )
-    add_alias(p, "--edited", "--unlearned")
-    p.add_argument(
-        "--targets",
-        default=None,
-        metavar="IDS",
-        help="comma-separated ids of the forgotten paragraphs (default: those in DIR/unlearning.json, "
-        "else every MEM paragraph whose EM the edit lowered)",
-    )
-    add_option_flags(p, RestoreOptions, title="what is restored")
-    add_output_args(
+    with command_flags(
         p,
+        run,
         json="write the results here (default: not written)",
         html="write the restoration heatmap here, offline HTML (default: none)",
-    )
-    add_progress_arg(p)
-    p.set_defaults(run=run)
+    ):
+        p.add_argument(
+            "--unlearned",
+            type=Path,
+            default=None,
+            metavar="DIR",
+            help="the unlearned model's folder, from `interp unlearn --save DIR` (required; the same flag as in audit)",
+        )
+        add_alias(p, "--edited", "--unlearned")
+        p.add_argument(
+            "--targets",
+            default=None,
+            metavar="IDS",
+            help="comma-separated ids of the forgotten paragraphs (default: those in DIR/unlearning.json, "
+            "else every MEM paragraph whose EM the edit lowered)",
+        )
+        add_option_flags(p, RestoreOptions, title="what is restored")
 
 
 def run(args: argparse.Namespace) -> int:

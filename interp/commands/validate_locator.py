@@ -1,39 +1,34 @@
-"""`interp validate-locator`: the injection benchmark on the user's own model (a copy of it).
-
-The library is imported inside the functions that use it: parsing this command's flags loads no torch."""
+"""`interp validate-locator`: the injection benchmark on the user's own model (a copy of it)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from interp.commands.common import add_model_args, add_paragraph_args, model_from_args, paragraphs_from_args
+from interp.commands.common import command_flags, model_from_args, paragraphs_from_args
 from interp.commands.options_cli import SET_SIZE_NOTES, add_option_flags, given_options, parse_head, with_options
 from interp.locator.options import RECALL_FRACTION, VALIDATE, ValidateOptions
 
 
 def configure(p) -> None:
-    add_model_args(p)
-    add_paragraph_args(p)
-    p.add_argument(
-        "--heads",
-        nargs="+",
-        type=parse_head,
-        default=None,
-        metavar="HEAD",
-        help="heads to inject through, as L1H6 or 1.6 (default: one in a lower, a middle and an upper layer)",
-    )
-    add_option_flags(
-        p, ValidateOptions, notes={"set_size": SET_SIZE_NOTES["validate-locator"]}, title="the injection benchmark"
-    )
-    p.add_argument("--json", default=None, metavar="FILE", help="write the full result here (default: none)")
-    p.add_argument(
-        "--html",
-        default=None,
-        metavar="FILE",
-        help="write an offline page with the section 'How far to trust the locator' (default: none)",
-    )
-    p.set_defaults(run=run)
+    with command_flags(
+        p,
+        run,
+        json="write the full result here (default: none)",
+        html="write an offline page with the section 'How far to trust the locator' (default: none)",
+        progress=False,
+    ):
+        p.add_argument(
+            "--heads",
+            nargs="+",
+            type=parse_head,
+            default=None,
+            metavar="HEAD",
+            help="heads to inject through, as L1H6 or 1.6 (default: one in a lower, a middle and an upper layer)",
+        )
+        add_option_flags(
+            p, ValidateOptions, notes={"set_size": SET_SIZE_NOTES["validate-locator"]}, title="the injection benchmark"
+        )
 
 
 def _r(rank: int | None) -> str:
