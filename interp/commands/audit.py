@@ -22,7 +22,7 @@ from interp.commands.common import (
     write_figure,
     write_json_output,
 )
-from interp.commands.options_cli import add_option_flags, given_options, options_record, with_options
+from interp.commands.options_cli import add_option_flags, options_from, options_record
 from interp.commands.unlearn import SAVED_RUN
 from interp.constants import NMEM_MAX_EM
 from interp.errors import UserError
@@ -166,12 +166,12 @@ def _retain(args, sets: AuditSets, original, paragraphs: Paragraphs, exclude: se
 
 def audit_sets(args: argparse.Namespace) -> AuditSets:
     """The never-known and retain paragraphs the flags describe."""
-    return with_options(AuditSets(), given_options(args, AuditSets))
+    return options_from(args, AuditSets())
 
 
 def audit_config(args: argparse.Namespace) -> AuditConfig:
     """The attacks and budgets the flags describe."""
-    config = with_options(AuditConfig(batch_size=args.batch_size), given_options(args, AuditConfig))
+    config = options_from(args, AuditConfig(batch_size=args.batch_size))
     if not config.shifts or min(config.shifts) < 1:
         raise UserError(f"--shifts must be positive numbers of tokens, got {' '.join(map(str, config.shifts))}")
     return config

@@ -14,14 +14,7 @@ from interp.commands.common import (
     write_json_output,
     wrote,
 )
-from interp.commands.options_cli import (
-    NMEM_NOTE,
-    SET_SIZE_NOTES,
-    add_option_flags,
-    given_options,
-    options_record,
-    with_options,
-)
+from interp.commands.options_cli import NMEM_NOTE, SET_SIZE_NOTES, add_option_flags, options_from, options_record
 from interp.errors import UserError
 from interp.options import GRAD_MAP, GradMapOptions
 
@@ -57,7 +50,7 @@ def _page(title: str, figures: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    o = with_options(GRAD_MAP, given_options(args, GradMapOptions))
+    o = options_from(args, GRAD_MAP)
     from interp.gradient_norms import compare_norms, per_paragraph_norms
     from interp.gradients import gradient_map
     from interp.io import write_text_atomic

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from interp.commands.common import command_flags, model_from_args, paragraphs_from_args, stage
-from interp.commands.options_cli import SET_SIZE_NOTES, add_option_flags, given_options, with_options
+from interp.commands.options_cli import SET_SIZE_NOTES, add_option_flags, options_from
 from interp.locator.options import LOCATE, LocateOptions
 
 
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
             continuation_len=paragraphs.continuation_len,
             vocab_size=model.cfg.d_vocab,
         )
-    o = with_options(LOCATE, given_options(args, LocateOptions))
+    o = options_from(args, LOCATE)
     with stage(f"ranking heads over {len(paragraphs)} paragraphs ({', '.join(o.methods)})", args.progress):
         ranking = locate_memorization_head(
             model,

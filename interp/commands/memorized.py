@@ -7,7 +7,7 @@ from dataclasses import fields
 from typing import TYPE_CHECKING
 
 from interp.commands.common import command_flags, model_from_args, paragraphs_from_args, write_json_output
-from interp.commands.options_cli import NMEM_NOTE, add_option_flags, given_options, options_record, with_options
+from interp.commands.options_cli import NMEM_NOTE, add_option_flags, options_from, options_record
 from interp.options import MEMORIZED, MemorizedOptions
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ def scored_with_progress(
 
 
 def run(args: argparse.Namespace) -> int:
-    o = with_options(MEMORIZED, given_options(args, MemorizedOptions))
+    o = options_from(args, MEMORIZED)
     import torch
 
     from interp.memorization import split_mem_nmem

@@ -6,7 +6,8 @@ takes its items space- or comma-separated, `--methods a b` or `--methods a,b`; a
 `choices` rejects other values when the flag is read);
 `given_options(args, Options)` returns only the fields the user set (in the `--config FILE` every such command
 takes, then as flags: a flag beats the file), and `with_options(preset, given)` applies them over a preset with
-`dataclasses.replace`; `options_record(args, *options)` is what a command's --json output records under "options",
+`dataclasses.replace` (`options_from(args, preset)` does both for the preset's class);
+`options_record(args, *options)` is what a command's --json output records under "options",
 which --config reads back. Validation stays in the dataclass (`__post_init__`); `with_options` names the flag whose
 value it rejects.
 """
@@ -277,8 +278,7 @@ def config_options(args: argparse.Namespace, cls: type) -> dict[str, Any]:
     wrong = [k for k, v in values.items() if k in hints and not _fits(v, hints[k])]
     if wrong:
         raise UserError(
-            f"--config {path}: "
-            + "; ".join(f"{k} must be {_type_name(hints[k])}, got {values[k]!r}" for k in wrong)
+            f"--config {path}: " + "; ".join(f"{k} must be {_type_name(hints[k])}, got {values[k]!r}" for k in wrong)
         )
     return values
 
@@ -304,6 +304,11 @@ def options_record(args: argparse.Namespace, *options: Any) -> dict[str, Any]:
     configurable: dict[str, tuple[str, ...]] = getattr(args, CONFIGURABLE)
     record = {type(o).__name__: {name: getattr(o, name) for name in configurable[type(o).__name__]} for o in options}
     return next(iter(record.values())) if len(configurable) == 1 else record
+
+
+def options_from(args: argparse.Namespace, preset: Any) -> Any:
+    """`preset` with the fields of its class that the user set (--config, then flags) laid over it."""
+    return with_options(preset, given_options(args, type(preset)))
 
 
 def with_options(preset: Any, given: dict[str, Any], *, prefix: str = "") -> Any:

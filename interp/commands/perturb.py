@@ -18,9 +18,8 @@ from interp.commands.options_cli import (
     SET_SIZE_NOTES,
     add_alias,
     add_option_flags,
-    given_options,
+    options_from,
     options_record,
-    with_options,
 )
 from interp.constants import BATCH_SIZE
 from interp.errors import UserError
@@ -52,7 +51,7 @@ def configure(p) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    o = with_options(PERTURB, given_options(args, PerturbOptions))
+    o = options_from(args, PERTURB)
     if o.samples < 1 or o.nmem_max < 0:
         raise UserError(f"--samples must be at least 1 and --nmem-max 0 or more, got {o.samples} and {o.nmem_max}")
     import torch

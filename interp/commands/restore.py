@@ -18,7 +18,7 @@ from interp.commands.common import (
     write_figure,
     write_json_output,
 )
-from interp.commands.options_cli import add_alias, add_option_flags, given_options, options_record, with_options
+from interp.commands.options_cli import add_alias, add_option_flags, options_from, options_record
 from interp.commands.unlearn import SAVED_RUN
 from interp.errors import UserError
 from interp.options import RESTORE, RestoreOptions
@@ -50,7 +50,7 @@ def configure(p) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    o = with_options(RESTORE, given_options(args, RestoreOptions))
+    o = options_from(args, RESTORE)
     if args.unlearned is None:  # not argparse's required=: the old spelling --edited must satisfy it too
         raise UserError("restore needs --unlearned DIR, the folder `interp unlearn --save DIR` wrote")
     if not (args.unlearned / "config.json").exists():

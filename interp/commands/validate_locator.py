@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from interp.commands.common import command_flags, model_from_args, paragraphs_from_args
-from interp.commands.options_cli import SET_SIZE_NOTES, add_option_flags, given_options, parse_head, with_options
+from interp.commands.options_cli import SET_SIZE_NOTES, add_option_flags, options_from, parse_head
 from interp.locator.options import RECALL_FRACTION, VALIDATE, ValidateOptions
 
 
@@ -36,7 +36,7 @@ def _r(rank: int | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    o = with_options(VALIDATE, given_options(args, ValidateOptions))
+    o = options_from(args, VALIDATE)
     from interp.io import write_json, write_text_atomic
     from interp.locator.validation import validate_locator
     from interp.models import model_name
