@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 
 import pytest
 import torch
+from factories import tiny_model
 
 from interp.backend import act_name, hooks_on
 from interp.data import Paragraphs
@@ -84,8 +85,8 @@ def recited(model, n: int, seed: int, tag: str) -> Paragraphs:
 
 
 @pytest.fixture
-def sets(tiny_model):
-    model = tiny_model(initializer_range=0.3, seed=2)
+def sets():
+    model = tiny_model(initializer_range=0.3, seed=0)
     mem = recited(model, 4, 1, "m")
     nmem = Paragraphs(
         torch.randint(0, model.cfg.d_vocab, (30, PREFIX + CONT), generator=torch.Generator().manual_seed(3)),
@@ -101,9 +102,16 @@ def test_a_toy_method_is_calibrated_and_tabulated_beside_the_shipped_ones(sets, 
     assert all(e == CONT for e in evaluate(model, targets).target_em.tolist())
     toy = PushConfig()
     assert isinstance(toy, UnlearningMethod) and isinstance(toy.run(model, targets, retain), UnlearningRun)
-    with assert_untouched(model):
+    with assert_untouched(model):  # rates from where the targets still recite (<= 0.02 here) to far past it
         search = calibrate(
-            model, targets, retain, toy, lrs=(0.05, 0.2, 0.4, 0.6, 0.8, 0.95), level=3, probe=probe, strategy="bisect"
+            model,
+            targets,
+            retain,
+            toy,
+            lrs=(0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.95),
+            level=3,
+            probe=probe,
+            strategy="bisect",
         )
         assert search.reached and max(search.chosen.target_em) <= 3
         low, high = search.bracket
