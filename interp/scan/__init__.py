@@ -8,8 +8,7 @@ Names are imported on first use: `ScanConfig` alone does not load torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from interp._lazy import lazy_names
 
 _SOURCES = {
     "interp.scan.config": ("ScanConfig",),
@@ -18,32 +17,6 @@ _SOURCES = {
     "interp.scan.merge": ("merge_scans",),
     "interp.scan.windows": ("merge_spans", "score_windows", "screen_windows"),
 }
-_WHERE = {name: module for module, names in _SOURCES.items() for name in names}
+__all__ = sorted(name for names in _SOURCES.values() for name in names)
 
-__all__ = [
-    "Corpus",
-    "Document",
-    "OutputPaths",
-    "ScanConfig",
-    "ScanSummary",
-    "merge_scans",
-    "merge_spans",
-    "parse_shard",
-    "resolve_corpus",
-    "scan_corpus",
-    "score_windows",
-    "screen_windows",
-]
-
-
-def __getattr__(name: str) -> Any:
-    """A public name, imported from its module on first use."""
-    if name in _WHERE:
-        value = getattr(importlib.import_module(_WHERE[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'interp.scan' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_names(globals(), _SOURCES)
