@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -81,10 +82,14 @@ class MaskRun:
         return {"steps": self.steps, "stopped": self.stopped, "nll": list(self.nll), "density": list(self.density)}
 
 
-def _settings(method: str, unit: str, mem: Paragraphs, batch_size: int, given: dict) -> dict:
-    """The method's DEFAULTS for `unit`, overridden by the options `given` (None: not given), checked."""
+def _settings(method: str, unit: str, mem: Paragraphs, batch_size: int, arguments: dict[str, Any]) -> dict:
+    """The method's DEFAULTS for `unit`, each replaced by the method's argument of that name unless it is None (not
+    given), checked. `arguments`: the method's own arguments (its `locals()` on entry)."""
     check_unit(unit)
-    o = {**DEFAULTS[unit][method], **{k: v for k, v in given.items() if v is not None}}
+    o = {
+        name: default if arguments[name] is None else arguments[name]
+        for name, default in DEFAULTS[unit][method].items()
+    }
     if len(mem) == 0:
         raise UserError("a unit mask needs at least one memorized paragraph to keep")
     if o["lr"] <= 0 or o["penalty"] < 0 or o["growth"] < 1 or o["max_steps"] < 1 or batch_size < 1:
@@ -178,16 +183,7 @@ def hard_concrete(
     seed: int = 0,
 ) -> UnitScores:
     """Hard Concrete (L0) masks over every head or neuron that keep the MEM continuations (see module doc)."""
-    given = dict(
-        lr=lr,
-        penalty=penalty,
-        growth=growth,
-        target_density=target_density,
-        max_steps=max_steps,
-        temperature=temperature,
-        init_keep=init_keep,
-    )
-    o = _settings("hard_concrete", unit, mem, batch_size, given)
+    o = _settings("hard_concrete", unit, mem, batch_size, locals())
     if not 0 < o["init_keep"] < 1 or o["temperature"] <= 0:
         raise UserError("hard concrete needs 0 < init_keep < 1 and temperature > 0")
     clock = Stopwatch()
@@ -232,8 +228,7 @@ def slimming(
     batch_size: int = GRAD_BATCH_SIZE,
 ) -> UnitScores:
     """Slimming (L1) coefficients over every head or neuron that keep the MEM continuations (see module doc)."""
-    given = dict(lr=lr, penalty=penalty, growth=growth, target_density=target_density, max_steps=max_steps)
-    o = _settings("slimming", unit, mem, batch_size, given)
+    o = _settings("slimming", unit, mem, batch_size, locals())
     clock = Stopwatch()
     coef = torch.ones(_shape(model, unit), device=model.cfg.device, requires_grad=True)
     run = _fit(
@@ -254,10 +249,17 @@ def slimming(
 def run_hard_concrete(call: MethodCall) -> UnitScores:
     """The registry's runner: `hard_concrete` with the call's options and seed (at most GRAD_BATCH_SIZE paragraphs a backward batch, whatever the forward batch)."""
     return hard_concrete(
-        call.model, call.mem, unit=call.unit, seed=call.seed, batch_size=min(call.batch_size, GRAD_BATCH_SIZE), **call.options
+        call.model,
+        call.mem,
+        unit=call.unit,
+        seed=call.seed,
+        batch_size=min(call.batch_size, GRAD_BATCH_SIZE),
+        **call.options,
     )
 
 
 def run_slimming(call: MethodCall) -> UnitScores:
     """The registry's runner: `slimming` with the call's options (at most GRAD_BATCH_SIZE paragraphs a backward batch, whatever the forward batch)."""
-    return slimming(call.model, call.mem, unit=call.unit, batch_size=min(call.batch_size, GRAD_BATCH_SIZE), **call.options)
+    return slimming(
+        call.model, call.mem, unit=call.unit, batch_size=min(call.batch_size, GRAD_BATCH_SIZE), **call.options
+    )
