@@ -20,7 +20,7 @@ from interp.backend import Model
 from interp.data import BATCH_SIZE, Paragraphs
 from interp.display import Displayed
 from interp.errors import UserError
-from interp.metrics import NMEM_MAX_EM, ParagraphScores, score_paragraphs
+from interp.metrics import NMEM_MAX_EM, ParagraphScores, count_groups, score_paragraphs
 
 
 def mem_nmem_thresholds(
@@ -64,12 +64,8 @@ class MemorizationSplit(Displayed):
 
     def by_count(self) -> list[dict]:
         """Per training repeat count: n, MEM fraction, mean EM, mean NLL (highest count first)."""
-        if self.counts is None:
-            return []
-        counts = torch.tensor(self.counts)
         rows = []
-        for c in sorted(set(self.counts), reverse=True):
-            sel = counts == c
+        for c, sel in count_groups(self.counts):
             em = self.scores.em[sel]
             rows.append(
                 {

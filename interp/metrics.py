@@ -18,7 +18,7 @@ which EM, NLL, extraction probability and greedy decoding accept a model that is
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -119,6 +119,15 @@ def em_bins(continuation_len: int, nmem_max: int = NMEM_MAX_EM) -> list[tuple[st
         (f"{mid}-{continuation_len - 1}", mid, continuation_len - 1),
         (f"{continuation_len} (MEM)", continuation_len, continuation_len),
     ]
+
+
+def count_groups(counts: Sequence[int] | None) -> list[tuple[int, Bool[Tensor, "n"]]]:
+    """Each training repeat count, highest first, with which paragraphs were repeated that often (none where the
+    counts are unknown): the rows of every per-count table."""
+    if counts is None:
+        return []
+    each = torch.tensor(counts)
+    return [(c, each == c) for c in sorted(set(counts), reverse=True)]
 
 
 def extraction_by_em_bin(scores: ParagraphScores, nmem_max: int = NMEM_MAX_EM) -> list[dict]:
@@ -259,9 +268,7 @@ def _scores(
 
 
 @torch.no_grad()
-def continuation_hits(
-    model: Model, tokens: Int[Tensor, "n seq"], prefix_len: int
-) -> Bool[Tensor, "n cont"]:
+def continuation_hits(model: Model, tokens: Int[Tensor, "n seq"], prefix_len: int) -> Bool[Tensor, "n cont"]:
     """Whether the argmax at each continuation position is the true token (no log-probs: the scan's screen)."""
     tokens = tokens.to(model.cfg.device)
     targets = tokens[:, prefix_len:]
@@ -273,7 +280,11 @@ def continuation_hits(
 
 @torch.no_grad()
 def teacher_forced_scores(
-    model: Scorable, tokens: Int[Tensor, "n seq"], prefix_len: int, batch_size: int = BATCH_SIZE, top_k: int | None = None
+    model: Scorable,
+    tokens: Int[Tensor, "n seq"],
+    prefix_len: int,
+    batch_size: int = BATCH_SIZE,
+    top_k: int | None = None,
 ) -> tuple[Bool[Tensor, "n cont"], Float[Tensor, "n"], Float[Tensor, "n"]]:
     """Argmax hits per continuation position, mean continuation NLL and log10 of the probability
     that sampling (top-k when given) reproduces the whole continuation (float64), in batched forwards."""

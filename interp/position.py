@@ -19,7 +19,7 @@ from torch import Tensor
 from interp.backend import Model
 from interp.data import BATCH_SIZE, Paragraphs
 from interp.errors import UserError
-from interp.metrics import em_from_hits, teacher_forced_hits
+from interp.metrics import count_groups, em_from_hits, teacher_forced_hits
 
 
 @dataclass(frozen=True)
@@ -63,12 +63,8 @@ class PositionRobustness:
 
     def by_count(self) -> list[dict]:
         """One row per (repeat count, k): paragraphs at EM = full and mean EM."""
-        if self.counts is None:
-            return []
-        counts = torch.tensor(self.counts)
         rows = []
-        for c in sorted(set(self.counts), reverse=True):
-            sel = counts == c
+        for c, sel in count_groups(self.counts):
             for i, k in enumerate(self.ks):
                 em = self.em[i][sel]
                 rows.append(
