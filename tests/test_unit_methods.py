@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import tiny_config
-from transformer_lens import HookedTransformer
-from transformer_lens.utils import get_act_name
+from factories import tiny_model
 
+from interp.backend import act_name
 from interp.data import Paragraphs
 from interp.errors import UserError
 from interp.gradient_norms import per_paragraph_norms
@@ -23,16 +22,7 @@ PREFIX, CONT, VOCAB = 4, 4, 48
 
 @pytest.fixture(scope="module")
 def tiny():
-    cfg = tiny_config(
-        d_mlp=16,
-        d_vocab=VOCAB,
-        n_ctx=16,
-        use_attn_scale=True,
-        seed=1,
-        initializer_range=0.3,
-        dtype=torch.float64,
-    )
-    model = HookedTransformer(cfg).eval()
+    model = tiny_model(d_mlp=16, d_vocab=VOCAB, n_ctx=16, seed=1, initializer_range=0.3, dtype=torch.float64)
     tokens = torch.randint(0, VOCAB, (12, PREFIX + CONT), generator=torch.Generator().manual_seed(1))
     p = Paragraphs(tokens, PREFIX, tuple(f"q{i}" for i in range(12)))
     return model, p.select(range(3)), p.select(range(3, 6)), p.select(range(6, 12))
@@ -98,14 +88,14 @@ def test_neuron_ablation_matches_a_hooked_forward(tiny, mode):
     if mode == "mean":
         for layer in range(2):
             _, cache = model.run_with_cache(reference.tokens)
-            ref_means[layer] = cache[get_act_name("post", layer)].mean(0)
+            ref_means[layer] = cache[act_name("post", layer)].mean(0)
     for layer, neuron in units.tolist():
 
         def hook(act, hook, layer=layer, neuron=neuron):
             act[:, :, neuron] = 0.0 if mode == "zero" else ref_means[layer][:, neuron]
             return act
 
-        expected = (base - _mean_logp(model, mem, [(get_act_name("post", layer), hook)])).mean()
+        expected = (base - _mean_logp(model, mem, [(act_name("post", layer), hook)])).mean()
         assert float(result.score[layer, neuron]) == pytest.approx(float(expected), abs=1e-6)
     assert int((~result.score.isnan()).sum()) == 3 and result.method == ("zero_out" if mode == "zero" else "ablation")
 
@@ -136,7 +126,7 @@ def test_integrated_gradients_are_complete_per_layer(tiny, unit):
         def zero(act, hook):
             return torch.zeros_like(act)
 
-        expected = (_mean_logp(model, mem) - _mean_logp(model, mem, [(get_act_name(name, layer), zero)])).mean()
+        expected = (_mean_logp(model, mem) - _mean_logp(model, mem, [(act_name(name, layer), zero)])).mean()
         assert float(result.score[layer].sum()) == pytest.approx(float(expected), rel=1e-3, abs=1e-5)
 
 
