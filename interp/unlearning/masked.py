@@ -31,7 +31,7 @@ from interp.masks import SCOPES, candidate_mask, matched_random_mask, top_k_mask
 from interp.unlearning.config import SELECTIONS, UnlearnConfig  # noqa: F401 (public names kept here)
 from interp.unlearning.evaluation import Evaluation, Hook, Probe, evaluate
 from interp.unlearning.method import run_json
-from interp.unlearning.training import check_training_settings, objective, optimise  # noqa: F401
+from interp.unlearning.training import check_training_settings, config_objective, objective, optimise  # noqa: F401
 
 
 def select_weights(
@@ -136,16 +136,7 @@ def unlearn(
             if p.grad is not None:
                 p.grad.mul_(m.to(p.grad.dtype))
 
-    loss_fn = objective(
-        config.method,
-        edited,
-        targets,
-        retain,
-        edit_targets=edit_targets,
-        nll_weight=config.nll_weight,
-        retain_weight=config.retain_weight,
-        npo_beta=config.npo_beta,
-    )
+    loss_fn = config_objective(config, edited, targets, retain, edit_targets=edit_targets)
     if before is None:
         before = evaluate(model, targets, probe, edit_targets=edit_targets)
 

@@ -23,6 +23,7 @@ from interp.errors import UserError
 from interp.unlearning import Evaluation, Hook, Probe, check_training_settings, evaluate, objective, optimise  # noqa: F401
 from interp.unlearning.config import ReftConfig
 from interp.unlearning.method import run_json
+from interp.unlearning.training import config_objective
 
 
 class LoReFT(nn.Module):
@@ -118,16 +119,7 @@ def reft_unlearn(
     try:
         for p in model.parameters():
             p.requires_grad_(False)
-        loss_fn = objective(
-            config.method,
-            model,
-            targets,
-            retain,
-            edit_targets=edit_targets,
-            nll_weight=config.nll_weight,
-            retain_weight=config.retain_weight,
-            npo_beta=config.npo_beta,
-        )
+        loss_fn = config_objective(config, model, targets, retain, edit_targets=edit_targets)
 
         def hooked_loss() -> Tensor:
             with hooks_on(model, hooks):

@@ -31,6 +31,8 @@ from interp.unlearning.config import (  # noqa: F401 (public names kept here)
     BASELINES,
     METHODS,
     RETAIN_PER_RUN,
+    ReftConfig,
+    UnlearnConfig,
     check_training_settings,
 )
 
@@ -115,3 +117,25 @@ def objective(
     with torch.no_grad():
         ref_nll = token_nll(model, targets.tokens, p).sum(dim=1)
     return lambda: npo(model, targets.tokens, p, ref_nll, beta=npo_beta)
+
+
+def config_objective(
+    config: UnlearnConfig | ReftConfig,
+    model: Model,
+    targets: Paragraphs,
+    retain: Paragraphs,
+    *,
+    edit_targets: Paragraphs | None,
+) -> Callable[[], Tensor]:
+    """`objective` with a run's settings: its method and loss weights (`nll_weight`, `retain_weight`, `npo_beta`),
+    which every method that trains on the objectives shares."""
+    return objective(
+        config.method,
+        model,
+        targets,
+        retain,
+        edit_targets=edit_targets,
+        nll_weight=config.nll_weight,
+        retain_weight=config.retain_weight,
+        npo_beta=config.npo_beta,
+    )
