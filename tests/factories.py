@@ -140,7 +140,7 @@ def tiny_model(tokenizer: str | Path | None = None, dtype: torch.dtype | None = 
     return model
 
 
-# The unlearning tests' setting (tests/test_unlearn.py builds the same model as a HookedTransformer): paragraphs of
+# The unlearning tests' setting (tests/test_unlearn.py, test_reft.py, test_restore.py): paragraphs of
 # PREFIX + CONT tokens over VOCAB, a 4-layer model that recites its own greedy continuations.
 PREFIX, CONT, VOCAB = 8, 8, 48
 

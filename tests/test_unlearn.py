@@ -9,15 +9,17 @@ from dataclasses import dataclass, replace
 
 import pytest
 import torch
-from conftest import hook_count, state_hash, tiny_config
-from transformer_lens import HookedTransformer
+from conftest import hook_count, state_hash
+from factories import CONT, PREFIX, VOCAB, random_text, recited
+from factories import recitation_model as tiny_model
 
+from interp.backend import named_weights, weight
 from interp.data import Paragraphs
 from interp.errors import UserError
 from interp.gradients import parameter_gradients, selected_parameters
 from interp.io import to_jsonable
 from interp.masks import top_k_mask
-from interp.metrics import greedy_continuations, score_paragraphs
+from interp.metrics import score_paragraphs
 from interp.unlearning import (
     COLUMNS,
     Diverged,
@@ -36,34 +38,6 @@ from interp.unlearning import (
 )
 from interp.views.unlearning import CURVE_PANELS, figure_forgetting_curves, figure_unlearning_table
 
-PREFIX, CONT, VOCAB = 8, 8, 48
-
-
-def tiny_model(seed: int = 3) -> HookedTransformer:
-    cfg = tiny_config(
-        n_layers=4,
-        d_vocab=VOCAB,
-        n_ctx=PREFIX + CONT,
-        attn_types=["global", "local"] * 2,
-        window_size=4,
-        seed=seed,
-        initializer_range=0.3,
-    )
-    return HookedTransformer(cfg).eval()
-
-
-def recited(model: HookedTransformer, n: int, seed: int, tag: str) -> Paragraphs:
-    """Random prefixes followed by the model's OWN greedy continuation: EM = CONT by construction."""
-    prefixes = torch.randint(0, VOCAB, (n, PREFIX), generator=torch.Generator().manual_seed(seed))
-    tokens = torch.cat([prefixes, greedy_continuations(model, prefixes, CONT)], 1)
-    return Paragraphs(tokens, PREFIX, tuple(f"{tag}{i}" for i in range(n)))
-
-
-def random_text(n: int, seed: int, tag: str) -> Paragraphs:
-    tokens = torch.randint(0, VOCAB, (n, PREFIX + CONT), generator=torch.Generator().manual_seed(seed))
-    return Paragraphs(tokens, PREFIX, tuple(f"{tag}{i}" for i in range(n)))
-
-
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
@@ -78,23 +52,23 @@ def setup():
 
 def test_mask_respected_bit_for_bit_and_input_model_untouched(setup):
     model, mem, nmem, probe = setup
-    before_hash = state_hash(model)
+    before_hash, hooks = state_hash(model), hook_count(model)  # hooks: 0, or the TransformerBridge's own norm hooks
     flags = {n: p.requires_grad for n, p in model.named_parameters()}
     gen = torch.Generator().manual_seed(0)
     mask = {
-        name: torch.rand(p.shape, generator=gen) < 0.05
-        for name, p in model.named_parameters()
+        name: torch.rand(w.tensor.shape, generator=gen) < 0.05
+        for name, w in named_weights(model).items()
         if name in ("blocks.1.attn.W_V", "blocks.2.mlp.W_in", "blocks.0.ln1.w")
     }
     cfg = UnlearnConfig(method="unlearn", lr=1e-2, steps=3, weight_decay=1.0)
     result = unlearn(model, mem.select([0]), nmem.select(range(10)), cfg, mask=mask, probe=probe)
     assert state_hash(model) == before_hash
     assert {n: p.requires_grad for n, p in model.named_parameters()} == flags
-    assert all(p.grad is None for p in model.parameters()) and hook_count(model) == 0
-    original = dict(model.named_parameters())
+    assert all(p.grad is None for p in model.parameters()) and hook_count(model) == hooks
+    original = {name: w.tensor for name, w in named_weights(model).items()}  # TransformerLens names, either backend
     changed = 0
-    for name, p in result.model.named_parameters():
-        diff = p.detach() != original[name].detach()
+    for name, w in named_weights(result.model).items():
+        diff = w.tensor.detach() != original[name].detach()
         outside = ~mask[name] if name in mask else torch.ones_like(diff)
         assert not bool((diff & outside).any()), f"{name}: a weight outside the mask moved"
         changed += int(diff.sum())
@@ -110,10 +84,10 @@ def test_paper_code_masks_the_gradient_and_lets_decay_shrink_the_rest(setup):
     tensor only shrink toward 0 (same sign, smaller magnitude), and untouched tensors never move."""
     model, mem, nmem, _ = setup
     name = "blocks.1.attn.W_V"
-    mask = {name: torch.zeros(model.blocks[1].attn.W_V.shape, dtype=torch.bool)}
+    original = weight(model, 1, "W_V").detach()
+    mask = {name: torch.zeros(original.shape, dtype=torch.bool)}
     mask[name][0, 0, 0] = True
     mask[name][2, 5, 3] = True
-    original = model.blocks[1].attn.W_V.detach()
     no_decay = unlearn(
         model,
         mem.select([0]),
@@ -121,7 +95,7 @@ def test_paper_code_masks_the_gradient_and_lets_decay_shrink_the_rest(setup):
         UnlearnConfig(lr=1e-3, steps=3, weight_decay=0.0, decay_outside_mask=True),
         mask=mask,
     )
-    moved = no_decay.model.blocks[1].attn.W_V.detach() != original
+    moved = weight(no_decay.model, 1, "W_V").detach() != original
     assert torch.equal(moved, mask[name]) and no_decay.weights_changed == 2
 
     decay = unlearn(
@@ -131,14 +105,15 @@ def test_paper_code_masks_the_gradient_and_lets_decay_shrink_the_rest(setup):
         UnlearnConfig(lr=1e-3, steps=3, weight_decay=1.0, decay_outside_mask=True),
         mask=mask,
     )
-    after = decay.model.blocks[1].attn.W_V.detach()
+    after = weight(decay.model, 1, "W_V").detach()
     # Adam's normalised step is ~lr per step, so weights within 3 steps of 0 may cross it: test the rest
     rest = ~mask[name] & (original.abs() > 0.01)
     assert bool((after[rest].abs() < original[rest].abs()).all()), "decay must shrink every unmasked weight"
     assert bool((after[rest].sign() == original[rest].sign()).all())
     assert decay.weights_changed == int((~mask[name] & (original != 0)).sum()) + 2
-    others = {n: p for n, p in decay.model.named_parameters() if n != name}
-    assert all(torch.equal(p, model.get_parameter(n)) for n, p in others.items())
+    others = {n: w.tensor for n, w in named_weights(decay.model).items() if n != name}
+    weights = named_weights(model)
+    assert all(torch.equal(t, weights[n].tensor) for n, t in others.items())
 
     strict = unlearn(model, mem.select([0]), nmem.select(range(10)), UnlearnConfig(lr=1e-3, steps=3), mask=mask)
     assert strict.weights_changed == 2
@@ -238,7 +213,7 @@ def test_nonfinite_loss_and_bad_settings_stop_clearly(setup):
     for bad in (dict(method="forget"), dict(select="best"), dict(fraction=0.0), dict(lr=-1.0), dict(steps=0)):
         with pytest.raises(UserError):
             UnlearnConfig(**bad)
-    empty = {"blocks.0.mlp.W_in": torch.zeros(model.blocks[0].mlp.W_in.shape, dtype=torch.bool)}
+    empty = {"blocks.0.mlp.W_in": torch.zeros(weight(model, 0, "W_in").shape, dtype=torch.bool)}
     with pytest.raises(UserError, match="selects no weights"):
         unlearn(model, mem.select([0]), nmem.select(range(10)), UnlearnConfig(), mask=empty)
 
