@@ -109,6 +109,13 @@ def write_json_output(path: str | Path, data: dict) -> None:
     wrote(path, lambda p: write_json(p, data))
 
 
+def write_page(path: str | Path, text: str) -> None:
+    """The HTML page `text` in `path` (written whole or not at all), then a line saying so."""
+    from interp.io import write_text_atomic
+
+    wrote(path, lambda p: write_text_atomic(p, text))
+
+
 def write_figure(figure, path: str | Path) -> None:
     """A plotly figure as one offline HTML page in `path`, then a line saying so."""
     wrote(path, lambda p: figure.write_html(p, include_plotlyjs=True, full_html=True))

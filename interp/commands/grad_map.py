@@ -12,7 +12,7 @@ from interp.commands.common import (
     scored_split,
     stage,
     write_json_output,
-    wrote,
+    write_page,
 )
 from interp.commands.options_cli import NMEM_NOTE, SET_SIZE_NOTES, add_option_flags, options_from, options_record
 from interp.errors import UserError
@@ -53,7 +53,6 @@ def run(args: argparse.Namespace) -> int:
     o = options_from(args, GRAD_MAP)
     from interp.gradient_norms import compare_norms, per_paragraph_norms
     from interp.gradients import gradient_map
-    from interp.io import write_text_atomic
     from interp.memorization import choose_sets
     from interp.models import model_name
 
@@ -138,5 +137,5 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         write_json_output(args.json, out)
     if args.html:
-        wrote(args.html, lambda path: write_text_atomic(path, _page(f"Gradient maps: {model_name(model)}", figures)))
+        write_page(args.html, _page(f"Gradient maps: {model_name(model)}", figures))
     return 0

@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from interp.commands.common import command_flags, model_from_args, paragraphs_from_args, stage
+from interp.commands.common import (
+    command_flags,
+    model_from_args,
+    paragraphs_from_args,
+    paragraphs_like,
+    stage,
+    write_json_output,
+    write_page,
+)
 from interp.commands.options_cli import SET_SIZE_NOTES, add_option_flags, options_from
 from interp.locator.options import LOCATE, LocateOptions
 
@@ -44,8 +52,6 @@ def configure(p) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from interp.data import load_paragraphs
-    from interp.io import write_json, write_text_atomic
     from interp.locator.ranking import locate_memorization_head
     from interp.locator.validation import read_validation
     from interp.models import model_name
@@ -55,15 +61,7 @@ def run(args: argparse.Namespace) -> int:
     paragraphs = paragraphs_from_args(args, model)
     counts = shipped_unigram_counts(model)
     validation = read_validation(args.validation) if args.validation else None
-    reference = None
-    if args.reference is not None:
-        reference = load_paragraphs(
-            args.reference,
-            tokenizer=model.tokenizer,
-            prefix_len=paragraphs.prefix_len,
-            continuation_len=paragraphs.continuation_len,
-            vocab_size=model.cfg.d_vocab,
-        )
+    reference = None if args.reference is None else paragraphs_like(args.reference, model, paragraphs)
     o = options_from(args, LOCATE)
     with stage(f"ranking heads over {len(paragraphs)} paragraphs ({', '.join(o.methods)})", args.progress):
         ranking = locate_memorization_head(
@@ -105,8 +103,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         out = ranking.to_json()
         out["model"] = model_name(model)
-        write_json(args.json, out)
-        print(f"wrote {args.json}")
+        write_json_output(args.json, out)
     if args.html:
         import torch
 
@@ -123,6 +120,5 @@ def run(args: argparse.Namespace) -> int:
             heads = [(r["layer"], r["head"]) for r in rows[:3]]
             rarity = rarity_ranks(tokens.cpu(), counts)[0].tolist() if counts is not None else None
             views.append(attention_view(model.to_str_tokens(tokens[0]), patterns, heads, rarity))
-        write_text_atomic(args.html, ranking_page(ranking, views, title=f"Memorization head of {model_name(model)}"))
-        print(f"wrote {args.html}")
+        write_page(args.html, ranking_page(ranking, views, title=f"Memorization head of {model_name(model)}"))
     return 0

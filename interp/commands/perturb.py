@@ -11,6 +11,7 @@ from interp.commands.common import (
     scored_split,
     stage,
     write_json_output,
+    write_page,
     wrote,
 )
 from interp.commands.options_cli import (
@@ -56,7 +57,6 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--samples must be at least 1 and --nmem-max 0 or more, got {o.samples} and {o.nmem_max}")
     import torch
 
-    from interp.io import write_text_atomic
     from interp.memorization import choose_indices
     from interp.models import model_name
     from interp.perturbation import prefix_perturbation
@@ -111,6 +111,5 @@ def run(args: argparse.Namespace) -> int:
         from interp.views.heads import offline_html, perturbation_view
 
         str_tokens = [model.to_str_tokens(row) for row in chosen.prefixes[: len(mem)]]
-        page = offline_html(perturbation_view(mem_res, str_tokens), "prefix perturbation")
-        wrote(args.html, lambda path: write_text_atomic(path, page))
+        write_page(args.html, offline_html(perturbation_view(mem_res, str_tokens), "prefix perturbation"))
     return 0

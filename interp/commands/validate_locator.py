@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from interp.commands.common import command_flags, model_from_args, paragraphs_from_args
+from interp.commands.common import (
+    command_flags,
+    model_from_args,
+    paragraphs_from_args,
+    write_json_output,
+    write_page,
+)
 from interp.commands.options_cli import SET_SIZE_NOTES, add_option_flags, options_from, parse_head
 from interp.locator.options import RECALL_FRACTION, VALIDATE, ValidateOptions
 
@@ -37,7 +43,6 @@ def _r(rank: int | None) -> str:
 
 def run(args: argparse.Namespace) -> int:
     o = options_from(args, VALIDATE)
-    from interp.io import write_json, write_text_atomic
     from interp.locator.validation import validate_locator
     from interp.models import model_name
     from interp.testbed import shipped_unigram_counts
@@ -116,8 +121,7 @@ def run(args: argparse.Namespace) -> int:
         from interp.fingerprint import weights_fingerprint
 
         # the weights' hash lets `interp report --validation FILE` refuse a result measured on other weights
-        write_json(args.json, {**result.to_json(), "weights_sha256": weights_fingerprint(model)})
-        print(f"wrote {args.json}")
+        write_json_output(args.json, {**result.to_json(), "weights_sha256": weights_fingerprint(model)})
     if args.html:
         from interp.views.locator import trust_section
         from interp.views.report_html import report_html
@@ -127,6 +131,5 @@ def run(args: argparse.Namespace) -> int:
             {"model": model_name(model)},
             [trust_section(result)],
         )
-        write_text_atomic(args.html, page)
-        print(f"wrote {args.html}")
+        write_page(args.html, page)
     return 0
