@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from interp.audit.config import REFERENCE, AuditConfig
 from interp.commands.common import (
+    add_output_args,
     command_flags,
     ids_in,
     indices_of,
@@ -50,13 +51,7 @@ class AuditSets:
 
 
 def configure(p) -> None:
-    with command_flags(
-        p,
-        run,
-        json="write the results here",
-        html="write the method x attack recovery heatmap here (self-contained HTML)",
-        progress=False,
-    ):
+    with command_flags(p, run, progress=False):
         p.add_argument(
             "--unlearned",
             action="append",
@@ -87,6 +82,11 @@ def configure(p) -> None:
             default=None,
             help="a model retrained without the targets (a saved folder, or a spec such as testbed-reference): "
             f"scored under every attack as the row '{REFERENCE}', what a real forgetting should look like",
+        )
+        add_output_args(
+            p,
+            json="write the results here",
+            html="write the method x attack recovery heatmap here (self-contained HTML)",
         )
     add_option_flags(p, AuditSets, title="the controls' paragraphs")
     add_option_flags(p, AuditConfig, skip=("batch_size",), title="attacks and budgets")

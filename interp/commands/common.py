@@ -156,16 +156,13 @@ def add_progress_arg(parser: argparse.ArgumentParser) -> None:
 
 
 @contextlib.contextmanager
-def command_flags(
-    parser: argparse.ArgumentParser, run, *, json: str, html: str | None = None, progress: bool = True
-) -> Iterator[None]:
-    """The flags every analysis command shares, around the command's own (those the `with` body adds): the model's
-    and the paragraphs' first, then --json FILE (with `html`, --html FILE too) and, unless `progress` is false,
-    --no-progress; `run` is what the command runs."""
+def command_flags(parser: argparse.ArgumentParser, run, *, progress: bool = True) -> Iterator[None]:
+    """The flags every analysis command shares, around the command's own (those the `with` body adds, its output
+    files last): the model's and the paragraphs' first, then --no-progress (unless `progress` is false); `run` is
+    what the command runs."""
     add_model_args(parser)
     add_paragraph_args(parser)
     yield
-    add_output_args(parser, json=json, html=html)
     if progress:
         add_progress_arg(parser)
     parser.set_defaults(run=run)

@@ -6,6 +6,7 @@ import argparse
 import html
 
 from interp.commands.common import (
+    add_output_args,
     command_flags,
     model_from_args,
     paragraphs_from_args,
@@ -20,17 +21,17 @@ from interp.options import GRAD_MAP, GradMapOptions
 
 
 def configure(p) -> None:
-    with command_flags(
-        p,
-        run,
-        json="write all scores here (default: not written)",
-        html="write the figures here, one offline HTML page (default: none)",
-    ):
+    with command_flags(p, run):
         add_option_flags(
             p,
             GradMapOptions,
             notes={"set_size": SET_SIZE_NOTES["grad-map"], "nmem_max": NMEM_NOTE},
             title="the gradient map",
+        )
+        add_output_args(
+            p,
+            json="write all scores here (default: not written)",
+            html="write the figures here, one offline HTML page (default: none)",
         )
 
 

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from interp.commands.common import (
+    add_output_args,
     command_flags,
     model_from_args,
     paragraphs_from_args,
@@ -19,12 +20,7 @@ from interp.locator.options import LOCATE, LocateOptions
 
 
 def configure(p) -> None:
-    with command_flags(
-        p,
-        run,
-        json="write the ranked table and the evidence here (default: none)",
-        html="write an offline page with the table, figures and attention views here (default: none)",
-    ):
+    with command_flags(p, run):
         p.add_argument(
             "--validation",
             default=None,
@@ -48,6 +44,11 @@ def configure(p) -> None:
                 "nmem_max": "as interp report; memorized, perturb, grad-map, scan and unlearn take a fixed 10",
             },
             title="the locator",
+        )
+        add_output_args(
+            p,
+            json="write the ranked table and the evidence here (default: none)",
+            html="write an offline page with the table, figures and attention views here (default: none)",
         )
 
 

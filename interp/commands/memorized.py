@@ -6,7 +6,13 @@ import argparse
 from dataclasses import fields
 from typing import TYPE_CHECKING
 
-from interp.commands.common import command_flags, model_from_args, paragraphs_from_args, write_json_output
+from interp.commands.common import (
+    add_output_args,
+    command_flags,
+    model_from_args,
+    paragraphs_from_args,
+    write_json_output,
+)
 from interp.commands.options_cli import NMEM_NOTE, add_option_flags, options_from, options_record
 from interp.options import MEMORIZED, MemorizedOptions
 
@@ -18,8 +24,9 @@ if TYPE_CHECKING:
 
 
 def configure(p) -> None:
-    with command_flags(p, run, json="write per-paragraph results here (default: none)"):
+    with command_flags(p, run):
         add_option_flags(p, MemorizedOptions, notes={"nmem_max": NMEM_NOTE}, title="the split and the sampling")
+        add_output_args(p, json="write per-paragraph results here (default: none)")
 
 
 def em_histogram(em: torch.Tensor, cont_len: int, nmem_max: int) -> list[tuple[str, int]]:

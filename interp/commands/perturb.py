@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from interp.commands.common import (
+    add_output_args,
     command_flags,
     model_from_args,
     paragraphs_from_args,
@@ -28,12 +29,7 @@ from interp.options import PERTURB, PerturbOptions
 
 
 def configure(p) -> None:
-    with command_flags(
-        p,
-        run,
-        json="write the full results here (default: not written)",
-        html="write a per-token sensitivity view here, offline (default: none)",
-    ):
+    with command_flags(p, run):
         add_option_flags(
             p,
             PerturbOptions,
@@ -49,6 +45,11 @@ def configure(p) -> None:
             "(default: not written)",
         )
         add_alias(p, "--targets", "--save-targets")
+        add_output_args(
+            p,
+            json="write the full results here (default: not written)",
+            html="write a per-token sensitivity view here, offline (default: none)",
+        )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from interp.commands.common import (
+    add_output_args,
     checkpoint_folder,
     command_flags,
     ids_in,
@@ -25,12 +26,7 @@ from interp.options import RESTORE, RestoreOptions
 
 
 def configure(p) -> None:
-    with command_flags(
-        p,
-        run,
-        json="write the results here (default: not written)",
-        html="write the restoration heatmap here, offline HTML (default: none)",
-    ):
+    with command_flags(p, run):
         p.add_argument(
             "--unlearned",
             type=Path,
@@ -47,6 +43,11 @@ def configure(p) -> None:
             "else every MEM paragraph whose EM the edit lowered)",
         )
         add_option_flags(p, RestoreOptions, title="what is restored")
+        add_output_args(
+            p,
+            json="write the results here (default: not written)",
+            html="write the restoration heatmap here, offline HTML (default: none)",
+        )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from interp.commands.common import (
+    add_output_args,
     command_flags,
     model_from_args,
     paragraphs_from_args,
@@ -17,13 +18,7 @@ from interp.locator.options import RECALL_FRACTION, VALIDATE, ValidateOptions
 
 
 def configure(p) -> None:
-    with command_flags(
-        p,
-        run,
-        json="write the full result here (default: none)",
-        html="write an offline page with the section 'How far to trust the locator' (default: none)",
-        progress=False,
-    ):
+    with command_flags(p, run, progress=False):
         p.add_argument(
             "--heads",
             nargs="+",
@@ -34,6 +29,11 @@ def configure(p) -> None:
         )
         add_option_flags(
             p, ValidateOptions, notes={"set_size": SET_SIZE_NOTES["validate-locator"]}, title="the injection benchmark"
+        )
+        add_output_args(
+            p,
+            json="write the full result here (default: none)",
+            html="write an offline page with the section 'How far to trust the locator' (default: none)",
         )
 
 
