@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from interp.audit import AuditResult
-from interp.views.export import SEQUENTIAL, paper_style
+from interp.views.export import heatmap_style, share_heatmap
 
 
 def _cells(recovery, applies) -> tuple[list[list[float | None]], list[list[str]]]:
@@ -31,9 +31,7 @@ def figure_audit(result: AuditResult) -> go.Figure:
     for m, method in enumerate(result.methods):
         med, lo, hi, n = result.median(m)
         y.append(f"{method} (median residual {med:.2f} [{lo:.2f}, {hi:.2f}], n={n})")
-    why = [
-        [result.not_applicable.get(method, {}).get(a, "") for a in result.attacks] for method in result.methods
-    ]
+    why = [[result.not_applicable.get(method, {}).get(a, "") for a in result.attacks] for method in result.methods]
     for col, (recovery, gain, label) in enumerate(
         (
             (result.recovery, result.never_known_gain, "EM"),
@@ -47,29 +45,25 @@ def figure_audit(result: AuditResult) -> go.Figure:
             for m in range(len(result.methods))
         ]
         fig.add_trace(
-            go.Heatmap(
-                z=z,
-                x=list(result.attacks),
-                y=y,
-                zmin=0.0,
-                zmax=1.0,
-                colorscale=SEQUENTIAL,
+            share_heatmap(
+                z,
+                list(result.attacks),
+                y,
+                hovertemplate=f"%{{y}}<br>%{{x}}: recovery of {label} %{{text}}<br>null gain %{{customdata[0]:.2f}}"
+                "<br>%{customdata[1]}<extra></extra>",
+                colorbar_title="recovery",
+                show_scale=col == 2,
                 customdata=custom,
                 text=text,
                 texttemplate="%{text}",
-                showscale=col == 2,
-                colorbar=dict(thickness=12, title="recovery"),
-                hovertemplate=f"%{{y}}<br>%{{x}}: recovery of {label} %{{text}}<br>null gain %{{customdata[0]:.2f}}"
-                "<br>%{customdata[1]}<extra></extra>",
             ),
             row=1,
             col=col,
         )
-    fig.update_yaxes(autorange="reversed")
-    fig.update_xaxes(title_text="attack")
-    return paper_style(
+    return heatmap_style(
         fig,
         f"Is it really gone? Recovery of {len(result.ids)} forgotten paragraph(s) beyond each attack's null",
         width=1400,
         height=220 + 50 * len(result.methods),
+        x_title="attack",
     )

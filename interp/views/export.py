@@ -30,6 +30,62 @@ def paper_style(fig: go.Figure, title: str | None = None, width: int = 720, heig
     return fig
 
 
+def heatmap_style(
+    fig: go.Figure, title: str | None = None, width: int = 720, height: int = 440, *, x_title: str | None = None
+) -> go.Figure:
+    """`paper_style` for heatmaps: the first row on top, as in the matrix (and in the tables beside the figures);
+    the x axes titled `x_title` when given."""
+    fig.update_yaxes(autorange="reversed")
+    if x_title is not None:
+        fig.update_xaxes(title_text=x_title)
+    return paper_style(fig, title, width, height)
+
+
+def labelled_heatmap(
+    z: list[list],
+    x: list[str],
+    y: list[str],
+    *,
+    text: list[list[str]],
+    hovertemplate: str,
+    colorbar_title: str,
+    title: str,
+    height: int = 440,
+    **style,
+) -> go.Figure:
+    """A figure of one heatmap whose cells show their `text` (ranks, scores); `style`: the trace's colours."""
+    heatmap = go.Heatmap(
+        z=z,
+        x=x,
+        y=y,
+        text=text,
+        texttemplate="%{text}",
+        hovertemplate=hovertemplate,
+        colorbar=dict(title=colorbar_title),
+        **style,
+    )
+    return heatmap_style(go.Figure(heatmap), title, height=height)
+
+
+def share_heatmap(
+    z: list[list], x: list[str], y: list[str], *, hovertemplate: str, colorbar_title: str, show_scale: bool, **more
+) -> go.Heatmap:
+    """A panel of shares in [0, 1] (recovered fractions) on the sequential scale; of several panels, one shows the
+    scale (`show_scale`)."""
+    return go.Heatmap(
+        z=z,
+        x=x,
+        y=y,
+        zmin=0.0,
+        zmax=1.0,
+        colorscale=SEQUENTIAL,
+        showscale=show_scale,
+        colorbar=dict(thickness=12, title=colorbar_title),
+        hovertemplate=hovertemplate,
+        **more,
+    )
+
+
 def chromium_path() -> str | None:
     """Debian's Chromium, which kaleido needs for PNG / SVG export."""
     for name in ("chromium", "chromium-browser", "google-chrome"):

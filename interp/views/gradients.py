@@ -7,7 +7,7 @@ from plotly.subplots import make_subplots
 
 from interp.gradient_norms import NormComparison, PerParagraphNorms
 from interp.gradients import HEAD_COMPONENTS, GradientMap
-from interp.views.export import DIVERGING, MEM_COLOR, NMEM_COLOR, SEQUENTIAL, paper_style
+from interp.views.export import DIVERGING, MEM_COLOR, NMEM_COLOR, SEQUENTIAL, heatmap_style, paper_style
 
 _REDUCE_LABEL = {"max": "max |grad|", "l2": "||grad||", "mean": "mean |grad|"}
 
@@ -58,8 +58,7 @@ def figure_component_map(result: GradientMap) -> go.Figure:
         float(result.diff.abs().max()),
         _REDUCE_LABEL[result.reduce],
     )
-    fig.update_yaxes(autorange="reversed")
-    return paper_style(
+    return heatmap_style(
         fig,
         f"Gradient {_REDUCE_LABEL[result.reduce]} of the {result.objective} objective per layer and component",
         width=1000,
@@ -101,10 +100,9 @@ def figure_head_map(result: GradientMap, relative: bool = False) -> go.Figure:
         float(diff.abs().max()),
         "share" if relative else _REDUCE_LABEL[result.reduce],
     )
-    fig.update_yaxes(autorange="reversed")
     fig.update_xaxes(title="head", row=3)
     fig.update_annotations(selector=dict(textangle=90), xshift=10)
-    return paper_style(
+    return heatmap_style(
         fig, f"Per-head gradient ({what}), {result.objective} objective", width=1000, height=200 + 3 * 40 * n_layers
     )
 

@@ -25,7 +25,7 @@ from interp.locator.ranking import HeadRanking
 from interp.locator.rare_tokens import RareTokenAttention
 from interp.locator.units import UnitScores
 from interp.perturbation import PerturbationResult
-from interp.views.export import DIVERGING, MEM_COLOR, NMEM_COLOR, paper_style
+from interp.views.export import DIVERGING, MEM_COLOR, NMEM_COLOR, labelled_heatmap, paper_style
 from interp.views.report_html import escape_strings
 
 
@@ -160,20 +160,16 @@ def figure_unit_scores(result: UnitScores) -> go.Figure:
     n_layers, n_index = result.score.shape
     x, y = _heads_axes(n_layers, n_index)
     z = [[None if v != v else v for v in row] for row in result.score.tolist()]
-    fig = go.Figure(
-        go.Heatmap(
-            z=z,
-            x=x,
-            y=y,
-            colorscale="Viridis",
-            text=[[("" if v is None else f"{v:.2f}") for v in row] for row in z],
-            texttemplate="%{text}",
-            hovertemplate=f"%{{y}} %{{x}}: {result.method} %{{z:.3f}}<extra></extra>",
-            colorbar=dict(title="score"),
-        )
+    return labelled_heatmap(
+        z,
+        x,
+        y,
+        text=[[("" if v is None else f"{v:.2f}") for v in row] for row in z],
+        hovertemplate=f"%{{y}} %{{x}}: {result.method} %{{z:.3f}}<extra></extra>",
+        colorbar_title="score",
+        title=f"{result.method.replace('_', ' ').capitalize()} score per head ({result.seconds:.1f} s)",
+        colorscale="Viridis",
     )
-    fig.update_yaxes(autorange="reversed")
-    return paper_style(fig, f"{result.method.replace('_', ' ').capitalize()} score per head ({result.seconds:.1f} s)")
 
 
 def figure_method_ranks(ranking: HeadRanking, top: int = 10) -> go.Figure:
@@ -188,22 +184,17 @@ def figure_method_ranks(ranking: HeadRanking, top: int = 10) -> go.Figure:
         else f"L{row['layer']}H{row['head']} ({row['status']})"
         for row in rows
     ]
-    fig = go.Figure(
-        go.Heatmap(
-            z=z,
-            x=methods,
-            y=labels,
-            colorscale="Greens",
-            reversescale=True,
-            text=[["-" if v is None else str(v) for v in row] for row in z],
-            texttemplate="%{text}",
-            hovertemplate="%{y} by %{x}: rank %{z}<extra></extra>",
-            colorbar=dict(title="rank"),
-        )
-    )
-    fig.update_yaxes(autorange="reversed")
-    return paper_style(
-        fig, f"Head ranks per method (table ordered by {', '.join(ranking.rank_by)})", height=60 + 34 * len(rows)
+    return labelled_heatmap(
+        z,
+        methods,
+        labels,
+        text=[["-" if v is None else str(v) for v in row] for row in z],
+        hovertemplate="%{y} by %{x}: rank %{z}<extra></extra>",
+        colorbar_title="rank",
+        title=f"Head ranks per method (table ordered by {', '.join(ranking.rank_by)})",
+        height=60 + 34 * len(rows),
+        colorscale="Greens",
+        reversescale=True,
     )
 
 

@@ -10,7 +10,7 @@ import math
 import plotly.graph_objects as go
 
 from interp.locator.validation import MEMPI_GPT2_INJ_RECALL, RECALL_FRACTION, LocatorValidation
-from interp.views.export import paper_style
+from interp.views.export import labelled_heatmap
 from interp.views.report_html import Section, Table
 
 
@@ -29,22 +29,19 @@ def figure_injected_ranks(validation: LocatorValidation) -> go.Figure:
     z.append([h.combined_rank if h.evidence else None for h in validation.heads])
     text = [[h.shown(h.ranks[m]) for h in validation.heads] for m in methods]
     text.append([h.shown(h.combined_rank) for h in validation.heads])
-    fig = go.Figure(
-        go.Heatmap(
-            z=[[None if v is None else math.log2(v) for v in row] for row in z],
-            x=heads,
-            y=methods + ["combined"],
-            text=text,
-            texttemplate="%{text}",
-            colorscale="Greens",
-            reversescale=True,
-            customdata=text,
-            hovertemplate="%{y} on %{x}: rank %{customdata}<extra></extra>",
-            colorbar=dict(title="log2 rank"),
-        )
+    return labelled_heatmap(
+        [[None if v is None else math.log2(v) for v in row] for row in z],
+        heads,
+        methods + ["combined"],
+        text=text,
+        hovertemplate="%{y} on %{x}: rank %{customdata}<extra></extra>",
+        colorbar_title="log2 rank",
+        title="Rank of the injected head under each method (1 = first)",
+        height=80 + 28 * len(methods),
+        colorscale="Greens",
+        reversescale=True,
+        customdata=text,
     )
-    fig.update_yaxes(autorange="reversed")
-    return paper_style(fig, "Rank of the injected head under each method (1 = first)", height=80 + 28 * len(methods))
 
 
 def head_table(validation: LocatorValidation) -> Table:
@@ -82,7 +79,8 @@ def injection_table(validation: LocatorValidation) -> Table:
     rows = []
     checks = [(f"head {_label(h)}", h.injection, h.variant) for h in validation.heads]
     checks += [
-        (f"seed {c.seed}: {len(c.injection.units)} MLP neurons", c.injection, "as set") for c in validation.neuron_checks
+        (f"seed {c.seed}: {len(c.injection.units)} MLP neurons", c.injection, "as set")
+        for c in validation.neuron_checks
     ]
     for name, inj, variant in checks:
         rows.append(

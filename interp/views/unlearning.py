@@ -9,7 +9,7 @@ from plotly.subplots import make_subplots
 
 from interp.restore import RestorationResult
 from interp.unlearning import UnlearningTable, UnlearnResult
-from interp.views.export import MEM_COLOR, NMEM_COLOR, SEQUENTIAL, paper_style
+from interp.views.export import MEM_COLOR, NMEM_COLOR, heatmap_style, paper_style, share_heatmap
 
 
 def figure_unlearning_table(table: UnlearningTable) -> go.Figure:
@@ -116,25 +116,21 @@ def figure_restoration(result: RestorationResult) -> go.Figure:
     )
     for col, (title, z) in enumerate(panels, start=1):
         fig.add_trace(
-            go.Heatmap(
-                z=z.tolist(),
-                x=x,
-                y=y,
-                zmin=0.0,
-                zmax=1.0,
-                colorscale=SEQUENTIAL,
-                showscale=col == 3,
-                colorbar=dict(thickness=12, title="fraction"),
+            share_heatmap(
+                z.tolist(),
+                x,
+                y,
                 hovertemplate=title + "<br>%{y}, layer %{x}: %{z:.2f}<extra></extra>",
+                colorbar_title="fraction",
+                show_scale=col == 3,
             ),
             row=1,
             col=col,
         )
-    fig.update_xaxes(title_text="centre layer (window)")
-    fig.update_yaxes(autorange="reversed")
-    return paper_style(
+    return heatmap_style(
         fig,
         f"Restoring the original model into the unlearned one ({len(result.ids)} paragraphs)",
         width=1100,
         height=360,
+        x_title="centre layer (window)",
     )
