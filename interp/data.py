@@ -77,8 +77,10 @@ class Paragraphs:
         return self.tokens[:, self.prefix_len :]
 
     def select(self, index: Sequence[int] | Tensor) -> Paragraphs:
-        """The paragraphs at `index` (positions, or a boolean mask), in that order."""
+        """The paragraphs at `index` (positions, or a boolean mask), in that order; an empty index, none."""
         idx = torch.as_tensor(index)
+        if idx.numel() == 0:
+            idx = idx.long()
         if idx.dtype == torch.bool:
             idx = idx.nonzero().flatten()
         positions = idx.tolist()

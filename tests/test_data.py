@@ -27,6 +27,9 @@ def test_load_tokens_with_ids_and_counts(tmp_path):
     assert p.meta["source"] == ("f.py",) * 3
     sub = p.select([2, 0])
     assert sub.ids == ("a2", "a0") and sub.counts == (3, 1)
+    for nothing in ([], range(0), torch.zeros(3, dtype=torch.bool)):  # an empty selection is an empty set
+        empty = p.select(nothing)
+        assert len(empty) == 0 and empty.tokens.shape == (0, 10) and empty.meta["source"] == ()
 
 
 def test_round_trip_through_jsonl(tmp_path):
