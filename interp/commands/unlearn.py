@@ -52,8 +52,8 @@ from interp.unlearning.config import (
 
 if TYPE_CHECKING:
     from interp.data import Paragraphs
-    from interp.unlearning import Probe
     from interp.unlearning.proxy import ProxyMethod
+    from interp.unlearning.sets import UnlearningSets
 
 SAVED_RUN = "unlearning.json"  # written beside a saved edited model: which targets it forgot, and how
 SHARED = ("method", "lr", "steps", "weight_decay", "nll_weight", "retain_weight", "npo_beta", "seed")
@@ -323,17 +323,15 @@ def _scan(
     return mem, nmem
 
 
-def _pick(
-    model, paragraphs: Paragraphs, sets: UnlearnSets, args
-) -> tuple[Paragraphs, Paragraphs, Probe, Paragraphs | None]:
-    """Targets (given ids, or the first --runs MEM), retain NMEM, the probes, and the never-seen paragraphs
-    for relearning control (b) (None without a 'heldout' split). Paragraphs of a 'heldout' split (the
-    testbed's never-seen text) are the held-out probe and are never scored; without one, unused NMEM
-    paragraphs stand in for the perplexity probe only."""
-    from interp.unlearning.evaluation import probe_sets
+def _pick(model, paragraphs: Paragraphs, sets: UnlearnSets, args, *, edit: bool, relearn: bool) -> UnlearningSets:
+    """Targets (given ids, or the first --runs MEM), retain NMEM, the probes, the never-seen paragraphs for
+    relearning control (b), and edit targets when an edit row runs (`interp.unlearning.sets`). Paragraphs of
+    a 'heldout' split (the testbed's never-seen text) are never scored; without one, unused NMEM paragraphs
+    stand in for the perplexity probe only."""
+    from interp.unlearning.sets import unlearning_sets
 
     split = paragraphs.meta.get("split")
-    heldout = [i for i in range(len(paragraphs)) if split is not None and split[i] == "heldout"][: sets.probe]
+    heldout = [i for i in range(len(paragraphs)) if split is not None and split[i] == "heldout"]
     candidates = [i for i in range(len(paragraphs)) if split is None or split[i] != "heldout"]
     wanted = ids_in(args.targets) if args.targets else []
     target_idx = indices_of(paragraphs, wanted)
@@ -358,17 +356,20 @@ def _pick(
         target_idx, mem = mem[:n_targets], mem[n_targets:]
     if len(nmem) < need + 1:
         raise UserError(f"{len(nmem)} NMEM paragraphs (EM <= {sets.nmem_max}); need {need} to retain and some to probe")
-    never_seen = paragraphs.select(heldout) if heldout else None
-    if not heldout:  # no held-out split in the paragraph set: unused NMEM paragraphs stand in for perplexity
-        heldout = nmem[need + sets.probe :][: sets.probe] or nmem[need:][: sets.probe]
-    probe = probe_sets(
+    return unlearning_sets(
         model,
-        paragraphs.select(mem[: sets.probe]),
-        paragraphs.select(nmem[need : need + sets.probe]),
-        paragraphs.select(heldout),
+        paragraphs.select(target_idx),
+        paragraphs.select(mem),
+        paragraphs.select(nmem),
+        paragraphs.select(heldout) if heldout else None,
+        retain_per_run=sets.retain,
+        probe=sets.probe,
         batch_size=args.batch_size,
+        relearn=relearn,
+        edit=edit,
+        perturb_samples=sets.perturb_samples,
+        seed=_weights(args).seed,
     )
-    return paragraphs.select(target_idx), paragraphs.select(nmem[:need]), probe, never_seen
 
 
 def nothing_forgotten(table, matched: MatchedForgetting | None) -> list[str]:
@@ -398,7 +399,7 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.save is not None:
         check_output_folder(args.save, "--save")
-    configs, relearn, seed = _configs(args), _relearn(args), _weights(args).seed
+    configs, relearn = _configs(args), _relearn(args)
     if args.save is not None and (len(configs) != 1 or isinstance(configs[0], ReftConfig) or args.proxy):
         raise UserError(
             "--save writes the weights of ONE weight-editing run: drop --table, and LoReFT and --proxy change no "
@@ -413,21 +414,10 @@ def run(args: argparse.Namespace) -> int:
         proxy = _proxy(model, args)
         configs = [*configs, proxy] if args.table else [proxy]
     paragraphs = paragraphs_from_args(args, model)
+    edit = any(getattr(c, "method", None) == "edit" for c in configs)
     with stage(f"choosing targets, retain sets and probes among {len(paragraphs)} paragraphs", args.progress):
-        targets, retain, probe, never_seen = _pick(model, paragraphs, sets, args)
-    if never_seen is not None:
-        never_seen = never_seen.select(range(min(len(targets), len(never_seen))))
-    edit_targets = never_seen_edit = None
-    if any(getattr(c, "method", None) == "edit" for c in configs):
-        from interp.perturbation import prefix_perturbation
-
-        edit_targets = prefix_perturbation(
-            model, targets, samples_per_position=sets.perturb_samples, seed=seed
-        ).editing_targets
-        if never_seen is not None and relearn is not None:
-            never_seen_edit = prefix_perturbation(
-                model, never_seen, samples_per_position=sets.perturb_samples, seed=seed
-            ).editing_targets
+        chosen = _pick(model, paragraphs, sets, args, edit=edit, relearn=relearn is not None)
+    targets, probe = chosen.targets, chosen.probe
     print(
         f"model {model_name(model)}: forgetting {len(targets)} paragraph(s) ({', '.join(targets.ids[:5])}"
         f"{', ...' if len(targets) > 5 else ''}), {sets.retain} retain NMEM each; probes: {len(probe.mem)} MEM, "
@@ -449,19 +439,13 @@ def run(args: argparse.Namespace) -> int:
     with stage(what, args.progress and matched is None):  # --calibrate prints each rate it tries instead
         table = unlearning_table(
             model,
-            targets,
-            retain,
-            configs,
-            probe,
-            edit_targets=edit_targets,
-            retain_per_run=sets.retain,
+            configs=configs,
+            **chosen.table_arguments(),
             relearn_config=relearn,
             on_run=keep_for_save,
             calibrate=matched,  # each row's rate found just before its runs (one row's models held at a time)
             on_try=show_try,
             on_calibrated=show_search,
-            heldout=never_seen,
-            heldout_edit_targets=never_seen_edit,
             decay_control=bool(args.table),  # the grid has all-weights rows; a single run (and --save) has no control
         )
     print(table.format())

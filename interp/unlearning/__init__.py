@@ -9,6 +9,8 @@ Hong et al. 2024).
 - `calibration`: `calibrate`, the learning rate at which a method brings every target to a stated
   forgetting, so methods are compared at matched strength; its trace is the method's forgetting curve.
   `MatchedForgetting` holds its options for `unlearning_table`.
+- `sets`: `unlearning_sets`, the targets, retain sets and probes of one table, chosen by one rule for
+  `interp unlearn` and the report.
 - `experiments`: `unlearning_table`, the paper's Figure 5 over many configurations and targets,
   with the relearning attack's controls.
 - `config`: the methods' settings (`UnlearnConfig`, `MatchedForgetting`, `RelearnConfig`, `ProxyConfig`,
@@ -49,6 +51,7 @@ _SOURCES = {
     "interp.unlearning.method": ("UnlearningMethod", "UnlearningRun"),
     "interp.unlearning.reft": ("LoReFT", "ReftResult", "reft_unlearn"),
     "interp.unlearning.relearning": ("relearn",),
+    "interp.unlearning.sets": ("UnlearningSets", "unlearning_sets"),
     "interp.unlearning.training": ("Diverged", "objective", "optimise"),
 }
 

@@ -9,7 +9,6 @@ import torch
 
 from interp.conventions import conventions
 from interp.memorization import heldout_indices
-from interp.perturbation import perturbed_batch_size, prefix_perturbation
 from interp.report.steps.audit import AuditedRows, audited, audited_decay, keep_runs, proxy_row
 from interp.report.steps.memorization import SET_OPTIONS, mem_nmem_sets
 from interp.report.types import Bundle, Skipped, Step, StepInputs, Transient, perturbation_parts
@@ -19,19 +18,19 @@ from interp.unlearning import (
     RelearnConfig,
     UnlearnConfig,
     paper_configs,
-    probe_sets,
     unlearning_table,
 )
 from interp.unlearning.reft import ReftConfig
+from interp.unlearning.sets import unlearning_sets
 from interp.views.sections import unlearning_section
 
 
 def _unlearning(inputs: StepInputs) -> Bundle | Skipped:
-    sets = mem_nmem_sets(inputs)
-    if isinstance(sets, Skipped):
-        return sets
+    picked = mem_nmem_sets(inputs)
+    if isinstance(picked, Skipped):
+        return picked
     o, model, split = inputs.options, inputs.model, inputs.results["memorization"]
-    mem, nmem = sets
+    mem, nmem = picked
     perturbed_mem, _ = perturbation_parts(inputs.results["perturbation"])
     n_targets = min(o.unlearn_targets, len(mem), len(perturbed_mem.ids))
     retain_per_run = RETAIN_PER_RUN
@@ -45,19 +44,6 @@ def _unlearning(inputs: StepInputs) -> Bundle | Skipped:
             f"lower unlearn_targets (now {o.unlearn_targets})"
         )
         return Skipped(f"needs {need} NMEM paragraphs ({retain_per_run} per run + probes); {fix}")
-    targets = mem.select(range(n_targets))
-    edit_targets = perturbed_mem.editing_targets.select(torch.arange(n_targets))
-    retain = nmem.select(range(n_targets * retain_per_run))
-    probe_nmem = nmem.select(range(n_targets * retain_per_run, min(len(nmem), n_targets * retain_per_run + o.probe)))
-    held = heldout_indices(split)
-    heldout = inputs.paragraphs.select(held[: o.probe]) if len(held) else probe_nmem
-    probe = probe_sets(
-        model,
-        mem.select(range(n_targets, len(mem))) if len(mem) > n_targets else mem,
-        probe_nmem,
-        heldout,
-        batch_size=o.batch_size,
-    )
     weights = dict(
         lr=UnlearnConfig.lr if o.unlearn_lr is None else o.unlearn_lr,  # None: each row's rate is calibrated
         steps=o.unlearn_steps,
@@ -71,35 +57,33 @@ def _unlearning(inputs: StepInputs) -> Bundle | Skipped:
     proxy = proxy_row(model, o.proxy)
     if proxy is not None:
         configs.append(proxy)
+    held = heldout_indices(split)
     # relearning control (b) needs text the model was never trained on: the 'heldout' split, never NMEM text
-    never_seen = inputs.paragraphs.select(held[:n_targets]) if len(held) and o.relearn_steps else None
-    never_seen_edit = (
-        prefix_perturbation(
-            model,
-            never_seen,
-            samples_per_position=o.perturb_samples,
-            seed=o.seed,
-            batch_size=perturbed_batch_size(o.batch_size),
-        ).editing_targets
-        if never_seen is not None and any(getattr(c, "method", None) == "edit" for c in configs)
-        else None
+    sets = unlearning_sets(
+        model,
+        mem.select(range(n_targets)),
+        mem.select(range(n_targets, len(mem))),
+        nmem,
+        inputs.paragraphs.select(held) if len(held) else None,
+        retain_per_run=retain_per_run,
+        probe=o.probe,
+        batch_size=o.batch_size,
+        relearn=bool(o.relearn_steps),
+        edit=any(getattr(c, "method", None) == "edit" for c in configs),
+        perturb_samples=o.perturb_samples,
+        seed=o.seed,
+        edit_targets=perturbed_mem.editing_targets.select(torch.arange(n_targets)),
     )
 
     runs, keep = keep_runs([c for c in configs if audited(c, None)])
     table = unlearning_table(
         model,
-        targets,
-        retain,
-        configs,
-        probe,
-        edit_targets=edit_targets,
-        retain_per_run=retain_per_run,
+        configs=configs,
+        **sets.table_arguments(),
         relearn_config=RelearnConfig(steps=o.relearn_steps) if o.relearn_steps else None,
         # matched forgetting, not one arbitrary rate; the probes scored at the rate chosen and the one below it
         calibrate=MatchedForgetting(level=o.unlearn_level) if o.unlearn_lr is None else None,
         progress=o.progress,
-        heldout=never_seen,
-        heldout_edit_targets=never_seen_edit,
         on_run=keep if o.audit else None,
         decay_control=any(getattr(c, "select", None) == "all" for c in configs),
     )
@@ -109,7 +93,9 @@ def _unlearning(inputs: StepInputs) -> Bundle | Skipped:
     decay = audited_decay(configs, table)
     chosen += [decay] if decay is not None else []
     runs = {label: r for label, r in runs.items() if label in {c.label for c in chosen}}
-    return Bundle({"table": table, "audited": AuditedRows(chosen), "runs": Transient(runs), "retain": list(retain.ids)})
+    return Bundle(
+        {"table": table, "audited": AuditedRows(chosen), "runs": Transient(runs), "retain": list(sets.retain.ids)}
+    )
 
 
 STEP = Step(
