@@ -124,20 +124,24 @@ LOCATE = LocateOptions()
 VALIDATE = ValidateOptions()
 
 
-def keywords_from(options: Any, defaults: Any, given: dict[str, Any], renamed: dict[str, str]) -> dict[str, Any]:
+def keywords_from(
+    options: Any, defaults: Any, arguments: dict[str, Any], renamed: dict[str, str] | None = None
+) -> dict[str, Any]:
     """The values of an analysis's keyword arguments when it takes its options dataclass whole.
 
-    `given`: the keywords as passed (named like the options' fields, except `renamed`: field -> keyword). Without
-    `options` they stand; with it, its fields replace them, and a keyword also given a value other than its
-    default (`defaults`' field) is a TypeError: one or the other. The keywords are kept for one release."""
+    `arguments`: the analysis's own arguments (its `locals()` on entry); read are those named like a field of
+    `defaults` (except `renamed`: field -> keyword). Without `options` they stand; with it, its fields replace them,
+    and a keyword also given a value other than its default (`defaults`' field) is a TypeError: one or the other.
+    The keywords are kept for one release."""
+    keywords = {f.name: (renamed or {}).get(f.name, f.name) for f in fields(defaults)}
+    given = {name: arguments[name] for name in keywords.values() if name in arguments}
     if options is None:
         return given
     out = dict(given)
-    for f in fields(options):
-        name = renamed.get(f.name, f.name)
+    for field_name, name in keywords.items():
         if name not in given:
             continue
-        if given[name] != getattr(defaults, f.name):
+        if given[name] != getattr(defaults, field_name):
             raise TypeError(f"give options= or {name}=, not both")
-        out[name] = getattr(options, f.name)
+        out[name] = getattr(options, field_name)
     return out

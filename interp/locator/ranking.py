@@ -527,17 +527,7 @@ def locate_memorization_head(
     arguments of the same meaning (`set_size`: `max_paragraphs`; `rare_token_null`: the rare-token method's
     null), which are kept for one release.
     """
-    given = dict(
-        methods=methods,
-        rank_by=rank_by,
-        candidates=candidates,
-        exact_all=exact_all,
-        max_paragraphs=max_paragraphs,
-        nmem_max=nmem_max,
-        corrupt_fraction=corrupt_fraction,
-        seed=seed,
-    )
-    o = keywords_from(options, LOCATE, given, {"set_size": "max_paragraphs"})
+    o = keywords_from(options, LOCATE, locals(), {"set_size": "max_paragraphs"})
     methods, rank_by, candidates, exact_all = o["methods"], o["rank_by"], o["candidates"], o["exact_all"]
     max_paragraphs, nmem_max, corrupt_fraction = o["max_paragraphs"], o["nmem_max"], o["corrupt_fraction"]
     seed = o["seed"]

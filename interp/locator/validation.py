@@ -450,27 +450,7 @@ def validate_locator(
     `options` (interp validate-locator's `ValidateOptions`) gives the settings whole: its fields replace the
     keyword arguments of the same meaning (`set_size`: `max_paragraphs`, `lr`: `head_lr`), which are kept for
     one release."""
-    o = keywords_from(
-        options,
-        VALIDATE,
-        dict(
-            neurons=neurons,
-            methods=methods,
-            neuron_methods=neuron_methods,
-            n_inject=n_inject,
-            neuron_fraction=neuron_fraction,
-            max_paragraphs=max_paragraphs,
-            candidates=candidates,
-            max_steps=max_steps,
-            head_lr=head_lr,
-            schedule=schedule,
-            with_mlp=with_mlp,
-            escalate=escalate,
-            seed=seed,
-            seeds=seeds,
-        ),
-        {"set_size": "max_paragraphs", "lr": "head_lr"},
-    )
+    o = keywords_from(options, VALIDATE, locals(), {"set_size": "max_paragraphs", "lr": "head_lr"})
     neurons, methods, neuron_methods, n_inject = o["neurons"], o["methods"], o["neuron_methods"], o["n_inject"]
     neuron_fraction, max_paragraphs, candidates = o["neuron_fraction"], o["max_paragraphs"], o["candidates"]
     max_steps, head_lr, schedule, with_mlp = o["max_steps"], o["head_lr"], o["schedule"], o["with_mlp"]
