@@ -261,29 +261,26 @@ class RareTokenAttention:
     def __post_init__(self) -> None:
         _check_null(self.null, self.null_draws)
 
-    @cached_property
-    def sum(self) -> TauStatistics:
-        """Tau of the summed attention per rank (the paper's statistic), with its nulls."""
+    def _tau(self, statistic: str) -> TauStatistics:
+        """`tau_statistics` of this attention with `statistic` ("sum" or "mean"), under this result's null."""
         return tau_statistics(
             self.key_attention,
             self.key_ranks,
-            statistic="sum",
+            statistic=statistic,
             draws=self.null_draws,
             seed=self.seed,
             null=self.null,
         )
 
     @cached_property
+    def sum(self) -> TauStatistics:
+        """Tau of the summed attention per rank (the paper's statistic), with its nulls."""
+        return self._tau("sum")
+
+    @cached_property
     def mean(self) -> TauStatistics:
         """Tau of the mean attention per rank over the paragraphs that have the rank, with its nulls."""
-        return tau_statistics(
-            self.key_attention,
-            self.key_ranks,
-            statistic="mean",
-            draws=self.null_draws,
-            seed=self.seed,
-            null=self.null,
-        )
+        return self._tau("mean")
 
     @property
     def query_text(self) -> str:
