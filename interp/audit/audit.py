@@ -44,7 +44,7 @@ from interp.audit.config import (  # noqa: F401 (public names kept here)
 )
 from interp.audit.prefixes import edit_attack, shift_attack, single_token_edits
 from interp.audit.relearning import related_text
-from interp.audit.scoring import best_option, score
+from interp.audit.scoring import best_of, best_option, score
 from interp.audit.systems import (
     cannot_quantize,
     interventions,
@@ -628,10 +628,8 @@ def _attack(
     if attack == "restore":
         source, patched, sites = restoration_target(original, model, hooks)
         configs = _restore_configs(source, sets, sites)
-        em, logp = restored(source, model, hooks, patched, paragraphs, configs, batch_size=bs)
-        best = best_option(em, logp)
-        cols = torch.arange(len(rows))
-        return em[best, cols], logp[best, cols], [configs[int(b)][0] for b in best], {}
+        em, logp, best = best_of(*restored(source, model, hooks, patched, paragraphs, configs, batch_size=bs))
+        return em, logp, [configs[int(b)][0] for b in best], {}
     if attack == "perturb":
         em, logp, best = edit_attack(model, sets.variants[rows], p, hooks=hooks, batch_size=bs)
         pos = sets.positions[rows, best]
@@ -704,9 +702,7 @@ def _is_model_with_hooks(value) -> bool:
     return isinstance(value, tuple) and len(value) == 2 and not isinstance(value[1], Model | ProxyModel)
 
 
-def _donor_null(
-    original: Model, never_known: Paragraphs, sets: _Sets, methods: dict[str, list]
-) -> tuple[dict, dict]:
+def _donor_null(original: Model, never_known: Paragraphs, sets: _Sets, methods: dict[str, list]) -> tuple[dict, dict]:
     """Restoration's donor control: a copy of the original taught to recite some never-known paragraphs,
     its activations restored into the original per window (and at each intervention's site). Per method,
     the mean gain on EM and log10 p of the best window it could pick (an ensemble: `_ensemble_donor`, on its

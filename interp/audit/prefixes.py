@@ -12,7 +12,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from interp.audit.scoring import best_option, score
+from interp.audit.scoring import best_of, score
 from interp.data import BATCH_SIZE, Paragraphs
 from interp.errors import UserError
 from interp.metrics import Scorable
@@ -49,10 +49,7 @@ def edit_attack(
     """EM and log10 p of the best of each paragraph's K edited prefixes, and which edit (0..K-1)."""
     n, k, seq = variants.shape
     em, logp = score(model, variants.reshape(n * k, seq), prefix_len, hooks=hooks, batch_size=batch_size)
-    em, logp = em.view(n, k).T, logp.view(n, k).T
-    best = best_option(em, logp)
-    cols = torch.arange(n)
-    return em[best, cols], logp[best, cols], best
+    return best_of(em.view(n, k).T, logp.view(n, k).T)
 
 
 def shift_attack(
@@ -81,7 +78,5 @@ def shift_attack(
         em, logp = score(model, tokens, s + paragraphs.prefix_len, hooks=hooks, batch_size=batch_size)
         ems.append(em)
         logps.append(logp)
-    em, logp = torch.stack(ems), torch.stack(logps)
-    best = best_option(em, logp)
-    cols = torch.arange(len(paragraphs))
-    return em[best, cols], logp[best, cols], torch.tensor(shifts)[best]
+    em, logp, best = best_of(torch.stack(ems), torch.stack(logps))
+    return em, logp, torch.tensor(shifts)[best]

@@ -49,3 +49,12 @@ def best_option(em: Int[Tensor, "option n"], logp: Float[Tensor, "option n"]) ->
     """Per column, the option with the highest EM, ties broken by the highest log10 p: an attacker's pick."""
     top = em == em.max(0, keepdim=True).values
     return logp.masked_fill(~top, float("-inf")).argmax(0)
+
+
+def best_of(
+    em: Int[Tensor, "option n"], logp: Float[Tensor, "option n"]
+) -> tuple[Int[Tensor, "n"], Float[Tensor, "n"], Int[Tensor, "n"]]:
+    """Per column, the attacker's pick (`best_option`): its EM, its log10 p, and which option it is."""
+    best = best_option(em, logp)
+    cols = torch.arange(em.shape[1])
+    return em[best, cols], logp[best, cols], best
