@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import tiny_config
-from transformer_lens import HookedTransformer
+from factories import tiny_model
 
+from interp.backend import named_weights, param_name
 from interp.data import Paragraphs
 from interp.errors import UserError
 from interp.locator.ranking import combine, locate_memorization_head, method_ranks
@@ -19,14 +19,16 @@ LAYER, HEAD = 1, 2
 @pytest.fixture(scope="module")
 def forced():
     """A random model whose head (1, 2) ALONE was fine-tuned (W_Q, W_K, W_V, W_O of that head) to recite new paragraphs."""
-    cfg = tiny_config(d_head=32, d_vocab=VOCAB, n_ctx=16, use_attn_scale=True, initializer_range=0.3)
-    model = HookedTransformer(cfg).eval()
+    # GPT-Neo heads are d_model / n_heads wide: 128 for heads 32 wide; seed 2's head learns both targets (p0 recited)
+    model = tiny_model(d_model=128, d_vocab=VOCAB, n_ctx=16, seed=2, initializer_range=0.3)
     g = torch.Generator().manual_seed(0)
     tokens = torch.randint(0, VOCAB, (24, PREFIX + CONT), generator=g)
     tokens[:N_TARGETS] = torch.randperm(VOCAB, generator=g)[: N_TARGETS * (PREFIX + CONT)].view(N_TARGETS, -1)
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    attn = model.blocks[LAYER].attn
-    params = [attn.W_Q, attn.W_K, attn.W_V, attn.W_O]
+    # the weights by their TransformerLens names (the leaf that holds each, in its layout: interp.backend)
+    weights = named_weights(model)
+    before = {k: w.tensor.detach().clone() for k, w in weights.items()}
+    head = [weights[param_name(LAYER, f"W_{x}")] for x in "QKVO"]
+    params = [w.leaf for w in head]
     for p in model.parameters():
         p.requires_grad_(False)
     for p in params:
@@ -34,7 +36,7 @@ def forced():
     steps = 120
     opt = torch.optim.Adam(params, lr=3e-2)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1 - s / steps)
-    others = torch.arange(cfg.n_heads) != HEAD
+    others = torch.arange(model.cfg.n_heads) != HEAD
     for _ in range(steps):
         pred = model(tokens[:N_TARGETS])[:, PREFIX - 1 : -1]
         if (em_from_hits(pred.argmax(-1) == tokens[:N_TARGETS, PREFIX:]) == CONT).all():
@@ -42,17 +44,17 @@ def forced():
         loss = torch.nn.functional.cross_entropy(pred.reshape(-1, VOCAB), tokens[:N_TARGETS, PREFIX:].reshape(-1))
         opt.zero_grad()
         loss.backward()
-        for p in params:
-            p.grad[others] = 0  # gradient masking: only the chosen head's slice moves
+        for w in head:
+            w.to_tl(w.leaf.grad)[others] = 0  # gradient masking: only the chosen head's slice moves
         opt.step()
         sched.step()
     opt.zero_grad(set_to_none=True)
     for p in model.parameters():
         p.requires_grad_(True)
-    changed = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
+    changed = {k for k, w in weights.items() if not torch.equal(w.tensor, before[k])}
     assert changed == {f"blocks.{LAYER}.attn.W_{x}" for x in "QKVO"}
     for x in "QKVO":
-        w, w0 = model.state_dict()[f"blocks.{LAYER}.attn.W_{x}"], before[f"blocks.{LAYER}.attn.W_{x}"]
+        w, w0 = weights[f"blocks.{LAYER}.attn.W_{x}"].tensor, before[f"blocks.{LAYER}.attn.W_{x}"]
         assert torch.equal(w[others], w0[others]) and not torch.equal(w[HEAD], w0[HEAD])
     return model, Paragraphs(tokens, PREFIX, tuple(f"p{i}" for i in range(24)))
 
