@@ -1,5 +1,6 @@
 """Position robustness on hand-built models whose answer is known: one recites by absolute
-position, one by content (a bigram table), so shifting the paragraph must break only the first."""
+position, one by content (a bigram table), so shifting the paragraph must break only the first. Each is a
+one-layer GPT-Neo built through interp (tests/factories.py), so it runs under either backend."""
 
 from __future__ import annotations
 
@@ -7,53 +8,49 @@ import json
 
 import pytest
 import torch
-from transformer_lens import HookedTransformer, HookedTransformerConfig
+from factories import tiny_model
 
 from interp import Paragraphs, UserError, position_robustness
+from interp.backend import Model, named_weights
 from interp.position import filler_spans
 
 N_CTX, VOCAB, PREFIX, CONT = 64, 64, 10, 10
 FILLER = torch.arange(48, 64).repeat(4).reshape(8, 8)  # 64 tokens, disjoint from every paragraph token (1..40)
 
 
-def _blank_model() -> HookedTransformer:
-    cfg = HookedTransformerConfig(
-        n_layers=1,
-        d_model=64,
-        d_head=8,
-        n_heads=1,
-        n_ctx=N_CTX,
-        d_vocab=VOCAB,
-        attn_only=True,
-        normalization_type=None,
-        act_fn="gelu",
-        seed=0,
+def _blank_model() -> tuple[dict[str, torch.Tensor], Model]:
+    """A one-layer GPT-Neo with every weight 0 but its LayerNorm scales (1): attention and MLP add nothing, so
+    the logits are the final LayerNorm of the embeddings, unembedded. Its weights by TransformerLens name (views
+    of the model's own, to edit in place) and the model."""
+    model = tiny_model(
+        n_layers=1, d_model=64, n_heads=1, n_ctx=N_CTX, d_vocab=VOCAB, act_fn="gelu", attn_types=["global"]
     )
-    model = HookedTransformer(cfg)
+    weights = {name: w.tensor for name, w in named_weights(model).items()}
     with torch.no_grad():
-        for p in model.parameters():
-            p.zero_()
-    return model.eval()
+        for name, w in weights.items():
+            w.fill_(1.0 if name.endswith(".w") else 0.0)
+    return weights, model
 
 
-def _position_model(paragraph: torch.Tensor, start: int) -> HookedTransformer:
-    """Predicts paragraph[p - start + 1] at position p from the position alone (tokens ignored)."""
-    model = _blank_model()
+def _position_model(paragraph: torch.Tensor, start: int) -> Model:
+    """Predicts paragraph[p - start + 1] at position p from the position alone (tokens ignored): the final
+    LayerNorm keeps a one-hot residual's largest entry where it was."""
+    weights, model = _blank_model()
     with torch.no_grad():
-        model.pos_embed.W_pos.copy_(torch.eye(N_CTX, 64))
+        weights["pos_embed.W_pos"].copy_(torch.eye(N_CTX, 64))
         for i in range(len(paragraph) - 1):
-            model.unembed.W_U[start + i, paragraph[i + 1]] = 10.0
+            weights["unembed.W_U"][start + i, paragraph[i + 1]] = 10.0
     return model
 
 
-def _bigram_model(paragraphs: torch.Tensor) -> HookedTransformer:
+def _bigram_model(paragraphs: torch.Tensor) -> Model:
     """Predicts the token that follows the current one in its paragraph, wherever it stands."""
-    model = _blank_model()
+    weights, model = _blank_model()
     with torch.no_grad():
-        model.embed.W_E.copy_(torch.eye(VOCAB, 64))
+        weights["embed.W_E"].copy_(torch.eye(VOCAB, 64))
         for row in paragraphs:
             for a, b in zip(row[:-1].tolist(), row[1:].tolist()):
-                model.unembed.W_U[a, b] = 10.0
+                weights["unembed.W_U"][a, b] = 10.0
     return model
 
 
