@@ -60,6 +60,11 @@ _GPT_TOP = {  # GPT-Neo and GPT-2 name everything outside the blocks alike
 }
 
 
+def _in_blocks(prefix: str, block: dict[str, tuple[str, Callable]]) -> dict[str, tuple[str, Callable]]:
+    """A block's entries with their Hugging Face names under `prefix`, the blocks' path (the layer as `{l}`)."""
+    return {tl: (prefix + hf, layout) for tl, (hf, layout) in block.items()}
+
+
 def kv_names(n_heads: int, n_kv_heads: int | None) -> dict[str, str]:
     """HookedTransformer's names of the key / value weights: `_W_K` ... under grouped-query attention (its `W_K` is
     then the key weight repeated over the query heads, not a parameter)."""
@@ -100,7 +105,7 @@ def _llama_table(arch: str, n_heads: int, n_kv_heads: int | None) -> tuple[dict,
         "ln_final.w": ("model.norm.weight", same),
         "unembed.W_U": ("lm_head.weight", _transposed),
     }
-    return {k: ("model.layers.{l}." + v[0], v[1]) for k, v in block.items()}, top
+    return _in_blocks("model.layers.{l}.", block), top
 
 
 def _table(
@@ -134,7 +139,7 @@ def _table(
             "attn.b_O": ("attn.attention.out_proj.bias", same),
             **_mlp("mlp.c_fc", "mlp.c_proj", _transposed),
         }
-        return {k: ("transformer.h.{l}." + v[0], v[1]) for k, v in block.items()}, _GPT_TOP
+        return _in_blocks("transformer.h.{l}.", block), _GPT_TOP
     if arch == "GPT2LMHeadModel":
 
         def qkv(i):  # c_attn (Conv1D) [m, 3 (h d)] -> [h, m, d]
@@ -151,7 +156,7 @@ def _table(
             "attn.b_O": ("attn.c_proj.bias", same),
             **_mlp("mlp.c_fc", "mlp.c_proj", same),
         }
-        return {k: ("transformer.h.{l}." + v[0], v[1]) for k, v in block.items()}, _GPT_TOP
+        return _in_blocks("transformer.h.{l}.", block), _GPT_TOP
     if arch == "GPTNeoXForCausalLM":
 
         def qkv(i):  # query_key_value [(h 3 d), m] -> [h, m, d]
@@ -174,7 +179,7 @@ def _table(
             "ln_final.b": ("gpt_neox.final_layer_norm.bias", same),
             "unembed.W_U": ("embed_out.weight", _transposed),
         }
-        return {k: ("gpt_neox.layers.{l}." + v[0], v[1]) for k, v in block.items()}, top
+        return _in_blocks("gpt_neox.layers.{l}.", block), top
     raise NotImplementedError(
         f"the TransformerBridge backend maps weights of {', '.join(ARCHITECTURES)} only, not {arch}: use the "
         "HookedTransformer backend (transformer-lens>=3.9,<4) for it"
