@@ -12,7 +12,7 @@ import pytest
 import interp.models
 from interp.audit import AuditConfig
 from interp.cli import build_parser, main
-from interp.commands import audit, scan, unlearn
+from interp.commands import audit, common, scan, unlearn
 from interp.data import BOILERPLATE_PATTERNS
 from interp.scan import ScanConfig
 from interp.unlearning import MatchedForgetting, RelearnConfig, UnlearnConfig
@@ -623,8 +623,8 @@ def _calls_of(line: str, module, stubs: dict, last: str, monkeypatch) -> dict:
 
     for library in {*LIBRARY.values(), "interp.locator.validation"}:  # imported now, they keep no stub after the test
         importlib.import_module(library)
-    monkeypatch.setattr(module, "model_from_args", lambda args: "MODEL")
-    monkeypatch.setattr(module, "paragraphs_from_args", lambda args, model: _Paragraphs())
+    monkeypatch.setattr(common, "model_from_args", lambda args: "MODEL")  # the commands call common's loaders
+    monkeypatch.setattr(common, "paragraphs_from_args", lambda args, model: _Paragraphs())
     monkeypatch.setattr(_home(module, "model_name"), "model_name", lambda model: "MODEL")
     for name, value in {**stubs, last: None}.items():
         home, fake = _home(module, name), recorder(name, value)

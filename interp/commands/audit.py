@@ -12,18 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from interp.audit.config import REFERENCE, AuditConfig
-from interp.commands.common import (
-    add_output_args,
-    command_flags,
-    ids_in,
-    indices_of,
-    model_from_args,
-    paragraphs_from_args,
-    paragraphs_like,
-    write_figure,
-    write_json_output,
-)
-from interp.commands.options_cli import add_option_flags, options_from, options_record
+from interp.commands import common, options_cli
 from interp.commands.unlearn import SAVED_RUN
 from interp.constants import NMEM_MAX_EM
 from interp.errors import UserError
@@ -51,7 +40,7 @@ class AuditSets:
 
 
 def configure(p) -> None:
-    with command_flags(p, run, progress=False):
+    with common.command_flags(p, run, progress=False):
         p.add_argument(
             "--unlearned",
             action="append",
@@ -83,13 +72,13 @@ def configure(p) -> None:
             help="a model retrained without the targets (a saved folder, or a spec such as testbed-reference): "
             f"scored under every attack as the row '{REFERENCE}', what a real forgetting should look like",
         )
-        add_output_args(
+        common.add_output_args(
             p,
             json="write the results here",
             html="write the method x attack recovery heatmap here (self-contained HTML)",
         )
-    add_option_flags(p, AuditSets, title="the controls' paragraphs")
-    add_option_flags(p, AuditConfig, skip=("batch_size",), title="attacks and budgets")
+    options_cli.add_option_flags(p, AuditSets, title="the controls' paragraphs")
+    options_cli.add_option_flags(p, AuditConfig, skip=("batch_size",), title="attacks and budgets")
 
 
 def _unlearned(specs: list[str]) -> dict[str, tuple[Path, dict | None]]:
@@ -112,13 +101,13 @@ def _unlearned(specs: list[str]) -> dict[str, tuple[Path, dict | None]]:
 
 def _targets(args, paragraphs: Paragraphs, saved: dict[str, tuple[Path, dict | None]]) -> Paragraphs:
     if args.targets:
-        ids = ids_in(args.targets)
+        ids = common.ids_in(args.targets)
     else:
         lists = {tuple(s["target_ids"]) for _, s in saved.values() if s is not None}
         if len(lists) != 1 or any(s is None for _, s in saved.values()):
             raise UserError("the unlearned folders do not name one common set of forgotten paragraphs: pass --targets")
         ids = list(lists.pop())
-    return paragraphs.select(indices_of(paragraphs, ids))
+    return paragraphs.select(common.indices_of(paragraphs, ids))
 
 
 def _never_known(args, sets: AuditSets, original, paragraphs: Paragraphs, targets: Paragraphs, seed: int) -> Paragraphs:
@@ -128,7 +117,7 @@ def _never_known(args, sets: AuditSets, original, paragraphs: Paragraphs, target
     from interp.memorization import heldout_indices, memorization_split
 
     if args.never_known is not None:
-        return paragraphs_like(args.never_known, original, paragraphs)
+        return common.paragraphs_like(args.never_known, original, paragraphs)
     split = paragraphs.meta.get("split")
     if split is None:
         raise UserError("the paragraph set has no held-out split: pass --never-known FILE of text the model never saw")
@@ -166,12 +155,12 @@ def _retain(args, sets: AuditSets, original, paragraphs: Paragraphs, exclude: se
 
 def audit_sets(args: argparse.Namespace) -> AuditSets:
     """The never-known and retain paragraphs the flags describe."""
-    return options_from(args, AuditSets())
+    return options_cli.options_from(args, AuditSets())
 
 
 def audit_config(args: argparse.Namespace) -> AuditConfig:
     """The attacks and budgets the flags describe."""
-    config = options_from(args, AuditConfig(batch_size=args.batch_size))
+    config = options_cli.options_from(args, AuditConfig(batch_size=args.batch_size))
     if not config.shifts or min(config.shifts) < 1:
         raise UserError(f"--shifts must be positive numbers of tokens, got {' '.join(map(str, config.shifts))}")
     return config
@@ -185,12 +174,12 @@ def run(args: argparse.Namespace) -> int:
     from interp.audit.audit import audit
     from interp.models import load_model, model_name
 
-    original = model_from_args(args)
-    paragraphs = paragraphs_from_args(args, original)
+    original = common.model_from_args(args)
+    paragraphs = common.paragraphs_from_args(args, original)
     targets = _targets(args, paragraphs, saved)
     never_known = _never_known(args, sets, original, paragraphs, targets, config.seed)
     retain = _retain(args, sets, original, paragraphs, set(targets.ids) | set(never_known.ids))
-    related = None if args.related is None else paragraphs_like(args.related, original, paragraphs)
+    related = None if args.related is None else common.paragraphs_like(args.related, original, paragraphs)
     models = {name: load_model(str(path), device=args.device, dtype=args.dtype) for name, (path, _) in saved.items()}
     if args.reference_retrained:
         models[REFERENCE] = load_model(args.reference_retrained, device=args.device, dtype=args.dtype)
@@ -208,12 +197,12 @@ def run(args: argparse.Namespace) -> int:
         f"{config.relearn_lr:g}; {config.perturb_k} prefix edits; shifts {config.shifts}; {seconds:.0f} s in all"
     )
     if args.json:
-        write_json_output(
+        common.write_json_output(
             args.json,
             {
                 "model": model_name(original),
                 "unlearned": {name: str(path) for name, (path, _) in saved.items()},
-                "options": options_record(args, sets, config),
+                "options": options_cli.options_record(args, sets, config),
                 "seconds": seconds,
                 **result.to_json(),
             },
@@ -221,5 +210,5 @@ def run(args: argparse.Namespace) -> int:
     if args.html:
         from interp.views.audit import figure_audit
 
-        write_figure(figure_audit(result), args.html)
+        common.write_figure(figure_audit(result), args.html)
     return 0

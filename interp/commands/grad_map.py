@@ -5,30 +5,20 @@ from __future__ import annotations
 import argparse
 import html
 
-from interp.commands.common import (
-    add_output_args,
-    command_flags,
-    model_from_args,
-    paragraphs_from_args,
-    scored_split,
-    stage,
-    write_json_output,
-    write_page,
-)
-from interp.commands.options_cli import NMEM_NOTE, SET_SIZE_NOTES, add_option_flags, options_from, options_record
+from interp.commands import common, options_cli
 from interp.errors import UserError
 from interp.options import GRAD_MAP, GradMapOptions
 
 
 def configure(p) -> None:
-    with command_flags(p, run):
-        add_option_flags(
+    with common.command_flags(p, run):
+        options_cli.add_option_flags(
             p,
             GradMapOptions,
-            notes={"set_size": SET_SIZE_NOTES["grad-map"], "nmem_max": NMEM_NOTE},
+            notes={"set_size": options_cli.SET_SIZE_NOTES["grad-map"], "nmem_max": options_cli.NMEM_NOTE},
             title="the gradient map",
         )
-        add_output_args(
+        common.add_output_args(
             p,
             json="write all scores here (default: not written)",
             html="write the figures here, one offline HTML page (default: none)",
@@ -51,15 +41,15 @@ def _page(title: str, figures: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    o = options_from(args, GRAD_MAP)
+    o = options_cli.options_from(args, GRAD_MAP)
     from interp.gradient_norms import compare_norms, per_paragraph_norms
     from interp.gradients import gradient_map
     from interp.memorization import choose_sets
     from interp.models import model_name
 
-    model = model_from_args(args)
-    paragraphs = paragraphs_from_args(args, model)
-    split = scored_split(model, paragraphs, args, o.nmem_max)
+    model = common.model_from_args(args)
+    paragraphs = common.paragraphs_from_args(args, model)
+    split = common.scored_split(model, paragraphs, args, o.nmem_max)
     mem, nmem = choose_sets(split, paragraphs, n_mem=o.set_size, n_nmem=o.set_size, seed=o.seed)
     if len(mem) == 0 or len(nmem) == 0:
         raise UserError(
@@ -69,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"model {model_name(model)}: {len(mem)} MEM and {len(nmem)} NMEM paragraphs, objective {o.objective}, reduce {o.reduce}"
     )
-    with stage(f"gradient maps of {len(mem)} MEM and {len(nmem)} NMEM paragraphs", args.progress):
+    with common.stage(f"gradient maps of {len(mem)} MEM and {len(nmem)} NMEM paragraphs", args.progress):
         gm = gradient_map(
             model,
             mem,
@@ -94,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"largest {key:>13}: layer {cell['layer']} head {cell['head']} {cell['component']} ({cell['value']:.4g})")
     out = {
         "model": model_name(model),
-        "options": options_record(args, o),
+        "options": options_cli.options_record(args, o),
         "mem_ids": list(mem.ids),
         "nmem_ids": list(nmem.ids),
         "map": gm.to_json(),
@@ -110,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
             "Share per layer": views.figure_layer_share(gm),
         }
     if o.per_paragraph:
-        with stage(f"per-paragraph gradient norms of {len(mem) + len(nmem)} paragraphs", args.progress):
+        with common.stage(f"per-paragraph gradient norms of {len(mem) + len(nmem)} paragraphs", args.progress):
             norms_mem = per_paragraph_norms(model, mem, batch_size=o.grad_batch_size)
             norms_nmem = per_paragraph_norms(model, nmem, batch_size=o.grad_batch_size)
         cmp = compare_norms(norms_mem, norms_nmem)
@@ -136,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
                 norms_mem, norms_nmem, cmp, share=True
             )
     if args.json:
-        write_json_output(args.json, out)
+        common.write_json_output(args.json, out)
     if args.html:
-        write_page(args.html, _page(f"Gradient maps: {model_name(model)}", figures))
+        common.write_page(args.html, _page(f"Gradient maps: {model_name(model)}", figures))
     return 0

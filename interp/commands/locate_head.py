@@ -5,22 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from interp.commands.common import (
-    add_output_args,
-    command_flags,
-    model_from_args,
-    paragraphs_from_args,
-    paragraphs_like,
-    stage,
-    write_json_output,
-    write_page,
-)
-from interp.commands.options_cli import SET_SIZE_NOTES, add_option_flags, options_from
+from interp.commands import common, options_cli
 from interp.locator.options import LOCATE, LocateOptions
 
 
 def configure(p) -> None:
-    with command_flags(p, run):
+    with common.command_flags(p, run):
         p.add_argument(
             "--validation",
             default=None,
@@ -36,16 +26,16 @@ def configure(p) -> None:
             help="JSONL of paragraphs mean ablation averages each head's output over, never scored (default: carved "
             "out of the paragraph set first, the scored sets sized to what is left)",
         )
-        add_option_flags(
+        options_cli.add_option_flags(
             p,
             LocateOptions,
             notes={
-                "set_size": SET_SIZE_NOTES["locate-head"],
+                "set_size": options_cli.SET_SIZE_NOTES["locate-head"],
                 "nmem_max": "as interp report; memorized, perturb, grad-map, scan and unlearn take a fixed 10",
             },
             title="the locator",
         )
-        add_output_args(
+        common.add_output_args(
             p,
             json="write the ranked table and the evidence here (default: none)",
             html="write an offline page with the table, figures and attention views here (default: none)",
@@ -58,13 +48,13 @@ def run(args: argparse.Namespace) -> int:
     from interp.models import model_name
     from interp.testbed import shipped_unigram_counts
 
-    model = model_from_args(args)
-    paragraphs = paragraphs_from_args(args, model)
+    model = common.model_from_args(args)
+    paragraphs = common.paragraphs_from_args(args, model)
     counts = shipped_unigram_counts(model)
     validation = read_validation(args.validation) if args.validation else None
-    reference = None if args.reference is None else paragraphs_like(args.reference, model, paragraphs)
-    o = options_from(args, LOCATE)
-    with stage(f"ranking heads over {len(paragraphs)} paragraphs ({', '.join(o.methods)})", args.progress):
+    reference = None if args.reference is None else common.paragraphs_like(args.reference, model, paragraphs)
+    o = options_cli.options_from(args, LOCATE)
+    with common.stage(f"ranking heads over {len(paragraphs)} paragraphs ({', '.join(o.methods)})", args.progress):
         ranking = locate_memorization_head(
             model,
             paragraphs,
@@ -104,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         out = ranking.to_json()
         out["model"] = model_name(model)
-        write_json_output(args.json, out)
+        common.write_json_output(args.json, out)
     if args.html:
         import torch
 
@@ -121,5 +111,5 @@ def run(args: argparse.Namespace) -> int:
             heads = [(r["layer"], r["head"]) for r in rows[:3]]
             rarity = rarity_ranks(tokens.cpu(), counts)[0].tolist() if counts is not None else None
             views.append(attention_view(model.to_str_tokens(tokens[0]), patterns, heads, rarity))
-        write_page(args.html, ranking_page(ranking, views, title=f"Memorization head of {model_name(model)}"))
+        common.write_page(args.html, ranking_page(ranking, views, title=f"Memorization head of {model_name(model)}"))
     return 0

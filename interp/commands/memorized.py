@@ -6,14 +6,7 @@ import argparse
 from dataclasses import fields
 from typing import TYPE_CHECKING
 
-from interp.commands.common import (
-    add_output_args,
-    command_flags,
-    model_from_args,
-    paragraphs_from_args,
-    write_json_output,
-)
-from interp.commands.options_cli import NMEM_NOTE, add_option_flags, options_from, options_record
+from interp.commands import common, options_cli
 from interp.options import MEMORIZED, MemorizedOptions
 
 if TYPE_CHECKING:
@@ -24,9 +17,11 @@ if TYPE_CHECKING:
 
 
 def configure(p) -> None:
-    with command_flags(p, run):
-        add_option_flags(p, MemorizedOptions, notes={"nmem_max": NMEM_NOTE}, title="the split and the sampling")
-        add_output_args(p, json="write per-paragraph results here (default: none)")
+    with common.command_flags(p, run):
+        options_cli.add_option_flags(
+            p, MemorizedOptions, notes={"nmem_max": options_cli.NMEM_NOTE}, title="the split and the sampling"
+        )
+        common.add_output_args(p, json="write per-paragraph results here (default: none)")
 
 
 def em_histogram(em: torch.Tensor, cont_len: int, nmem_max: int) -> list[tuple[str, int]]:
@@ -64,15 +59,15 @@ def scored_with_progress(
 
 
 def run(args: argparse.Namespace) -> int:
-    o = options_from(args, MEMORIZED)
+    o = options_cli.options_from(args, MEMORIZED)
     import torch
 
     from interp.memorization import split_mem_nmem
     from interp.metrics import EXTRACTION_NS, extraction_by_em_bin
     from interp.models import model_name
 
-    model = model_from_args(args)
-    paragraphs = paragraphs_from_args(args, model)
+    model = common.model_from_args(args)
+    paragraphs = common.paragraphs_from_args(args, model)
     scores = scored_with_progress(model, paragraphs, args, o.top_k)
     cont = paragraphs.continuation_len
     mem, nmem = split_mem_nmem(scores.em, cont, nmem_max=o.nmem_max)
@@ -113,11 +108,11 @@ def run(args: argparse.Namespace) -> int:
         records = scores.to_json()
         for i, rec in enumerate(records):
             rec["count"] = paragraphs.counts[i] if paragraphs.counts is not None else None
-        write_json_output(
+        common.write_json_output(
             args.json,
             {
                 "model": model_name(model),
-                "options": options_record(args, o),
+                "options": options_cli.options_record(args, o),
                 "prefix_len": paragraphs.prefix_len,
                 "continuation_len": cont,
                 "sampling": {"temperature": 1.0, "top_k": o.top_k, "n_samples": list(EXTRACTION_NS)},

@@ -4,37 +4,19 @@ from __future__ import annotations
 
 import argparse
 
-from interp.commands.common import (
-    add_output_args,
-    command_flags,
-    model_from_args,
-    paragraphs_from_args,
-    scored_split,
-    stage,
-    write_json_output,
-    write_page,
-    wrote,
-)
-from interp.commands.options_cli import (
-    NMEM_NOTE,
-    SET_SIZE_NOTES,
-    add_alias,
-    add_option_flags,
-    options_from,
-    options_record,
-)
+from interp.commands import common, options_cli
 from interp.constants import BATCH_SIZE
 from interp.errors import UserError
 from interp.options import PERTURB, PerturbOptions
 
 
 def configure(p) -> None:
-    with command_flags(p, run):
-        add_option_flags(
+    with common.command_flags(p, run):
+        options_cli.add_option_flags(
             p,
             PerturbOptions,
             rename={"reference": "--compare-to"},
-            notes={"set_size": SET_SIZE_NOTES["perturb"], "nmem_max": NMEM_NOTE},
+            notes={"set_size": options_cli.SET_SIZE_NOTES["perturb"], "nmem_max": options_cli.NMEM_NOTE},
             title="the perturbation",
         )
         p.add_argument(
@@ -44,8 +26,8 @@ def configure(p) -> None:
             help="write the MEM paragraphs' editing targets here (JSONL, original prefix + new continuation) "
             "(default: not written)",
         )
-        add_alias(p, "--targets", "--save-targets")
-        add_output_args(
+        options_cli.add_alias(p, "--targets", "--save-targets")
+        common.add_output_args(
             p,
             json="write the full results here (default: not written)",
             html="write a per-token sensitivity view here, offline (default: none)",
@@ -53,7 +35,7 @@ def configure(p) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    o = options_from(args, PERTURB)
+    o = options_cli.options_from(args, PERTURB)
     if o.samples < 1 or o.nmem_max < 0:
         raise UserError(f"--samples must be at least 1 and --nmem-max 0 or more, got {o.samples} and {o.nmem_max}")
     import torch
@@ -62,9 +44,9 @@ def run(args: argparse.Namespace) -> int:
     from interp.models import model_name
     from interp.perturbation import prefix_perturbation
 
-    model = model_from_args(args)
-    paragraphs = paragraphs_from_args(args, model)
-    split = scored_split(model, paragraphs, args, o.nmem_max)
+    model = common.model_from_args(args)
+    paragraphs = common.paragraphs_from_args(args, model)
+    split = common.scored_split(model, paragraphs, args, o.nmem_max)
     mem, nmem = choose_indices(split, n_mem=o.set_size, n_nmem=o.set_size, seed=o.seed)
     if len(mem) == 0:
         raise UserError(
@@ -76,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         f"{paragraphs.prefix_len} positions x {o.samples} samples each"
     )
     what = f"perturbing {len(chosen)} paragraphs x {paragraphs.prefix_len} positions x {o.samples} samples"
-    with stage(what, args.progress):
+    with common.stage(what, args.progress):
         result = prefix_perturbation(
             model,
             chosen,
@@ -95,13 +77,15 @@ def run(args: argparse.Namespace) -> int:
     print("(the paper, GPT-Neo 125M: MEM 12.19, NMEM 33.12)")
     print(f"MEM editing targets whose continuation changed: {int(mem_res.target_changed.sum())}/{len(mem_res.ids)}")
     if args.save_targets:
-        wrote(args.save_targets, lambda path: mem_res.editing_targets.save_jsonl(path, tokenizer=model.tokenizer))
+        common.wrote(
+            args.save_targets, lambda path: mem_res.editing_targets.save_jsonl(path, tokenizer=model.tokenizer)
+        )
     if args.json:
-        write_json_output(
+        common.write_json_output(
             args.json,
             {
                 "model": model_name(model),
-                "options": options_record(args, o),
+                "options": options_cli.options_record(args, o),
                 "mem_ids": mem_res.ids,
                 "nmem_ids": nmem_res.ids,
                 "mem": mem_res.to_json(),
@@ -112,5 +96,5 @@ def run(args: argparse.Namespace) -> int:
         from interp.views.heads import offline_html, perturbation_view
 
         str_tokens = [model.to_str_tokens(row) for row in chosen.prefixes[: len(mem)]]
-        write_page(args.html, offline_html(perturbation_view(mem_res, str_tokens), "prefix perturbation"))
+        common.write_page(args.html, offline_html(perturbation_view(mem_res, str_tokens), "prefix perturbation"))
     return 0

@@ -7,20 +7,13 @@ import re
 import time
 from pathlib import Path
 
-from interp.commands.common import (
-    add_model_args,
-    add_paragraph_args,
-    check_output_folder,
-    model_from_args,
-    paragraphs_from_args,
-)
-from interp.commands.options_cli import add_option_flags, given_options
+from interp.commands import common, options_cli
 from interp.errors import UserError
 
 
 def configure(p) -> None:
-    add_model_args(p, default_model="testbed")
-    add_paragraph_args(p, batch_size=False)  # ReportOptions' own --batch-size: given, it beats --config
+    common.add_model_args(p, default_model="testbed")
+    common.add_paragraph_args(p, batch_size=False)  # ReportOptions' own --batch-size: given, it beats --config
     p.add_argument("--out", type=Path, default=Path("report"), metavar="DIR", help="output folder (default: ./report)")
     p.add_argument(
         "--quick",
@@ -45,7 +38,7 @@ def configure(p) -> None:
     )
     from interp.report.options import ReportOptions
 
-    add_option_flags(
+    options_cli.add_option_flags(
         p,
         ReportOptions,
         notes={
@@ -67,7 +60,7 @@ def report_options(args: argparse.Namespace):
     if args.quick and args.paper:
         raise UserError("--quick and --paper are two presets: choose one (set sizes can be given as flags)")
     options = ReportOptions.quick() if args.quick else ReportOptions.paper() if args.paper else ReportOptions()
-    merged = options.to_dict() | given_options(args, ReportOptions)
+    merged = options.to_dict() | options_cli.given_options(args, ReportOptions)
     try:
         return ReportOptions.from_dict(merged)
     except UserError as e:  # name the flag beside the field
@@ -85,10 +78,10 @@ def run(args: argparse.Namespace) -> int:
     if bad:
         raise UserError(f"unknown image format(s) {', '.join(bad)}: use png, svg or pdf")
     steps = select_steps(options, default_steps())
-    check_output_folder(args.out, "--out")
+    common.check_output_folder(args.out, "--out")
     start = time.perf_counter()
-    model = model_from_args(args)
-    paragraphs = paragraphs_from_args(args, model)
+    model = common.model_from_args(args)
+    paragraphs = common.paragraphs_from_args(args, model)
     source = str(args.paragraphs) if args.paragraphs else "the paragraph set shipped with the model"
     result = run_report(
         model,

@@ -7,26 +7,14 @@ import argparse
 import json
 from pathlib import Path
 
-from interp.commands.common import (
-    add_output_args,
-    checkpoint_folder,
-    command_flags,
-    ids_in,
-    indices_of,
-    model_from_args,
-    paragraphs_from_args,
-    stage,
-    write_figure,
-    write_json_output,
-)
-from interp.commands.options_cli import add_alias, add_option_flags, options_from, options_record
+from interp.commands import common, options_cli
 from interp.commands.unlearn import SAVED_RUN
 from interp.errors import UserError
 from interp.options import RESTORE, RestoreOptions
 
 
 def configure(p) -> None:
-    with command_flags(p, run):
+    with common.command_flags(p, run):
         p.add_argument(
             "--unlearned",
             type=Path,
@@ -34,7 +22,7 @@ def configure(p) -> None:
             metavar="DIR",
             help="the unlearned model's folder, from `interp unlearn --save DIR` (required; the same flag as in audit)",
         )
-        add_alias(p, "--edited", "--unlearned")
+        options_cli.add_alias(p, "--edited", "--unlearned")
         p.add_argument(
             "--targets",
             default=None,
@@ -42,8 +30,8 @@ def configure(p) -> None:
             help="comma-separated ids of the forgotten paragraphs (default: those in DIR/unlearning.json, "
             "else every MEM paragraph whose EM the edit lowered)",
         )
-        add_option_flags(p, RestoreOptions, title="what is restored")
-        add_output_args(
+        options_cli.add_option_flags(p, RestoreOptions, title="what is restored")
+        common.add_output_args(
             p,
             json="write the results here (default: not written)",
             html="write the restoration heatmap here, offline HTML (default: none)",
@@ -51,7 +39,7 @@ def configure(p) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    o = options_from(args, RESTORE)
+    o = options_cli.options_from(args, RESTORE)
     if args.unlearned is None:  # not argparse's required=: the old spelling --edited must satisfy it too
         raise UserError("restore needs --unlearned DIR, the folder `interp unlearn --save DIR` wrote")
     if not (args.unlearned / "config.json").exists():
@@ -59,18 +47,18 @@ def run(args: argparse.Namespace) -> int:
             f"--unlearned {args.unlearned} is not a saved model folder (no config.json); make one with "
             "`interp unlearn --save DIR`"
         )
-    checkpoint_folder(str(args.unlearned), "--unlearned")
+    common.checkpoint_folder(str(args.unlearned), "--unlearned")
     import torch
 
     from interp.metrics import score_paragraphs
     from interp.models import load_model, model_name
     from interp.restore import restoration
 
-    original = model_from_args(args)
+    original = common.model_from_args(args)
     edited = load_model(str(args.unlearned), device=args.device, dtype=args.dtype)
-    paragraphs = paragraphs_from_args(args, original)
+    paragraphs = common.paragraphs_from_args(args, original)
     if args.targets:
-        ids = ids_in(args.targets)
+        ids = common.ids_in(args.targets)
     elif (args.unlearned / SAVED_RUN).exists():
         ids = json.loads((args.unlearned / SAVED_RUN).read_text())["target_ids"]
     else:
@@ -84,8 +72,8 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(
                 "the edited model recites every MEM paragraph the original does: nothing was forgotten to restore"
             )
-    targets = paragraphs.select(torch.tensor(indices_of(paragraphs, ids)))
-    with stage(f"restoring layers into the unlearned model on {len(targets)} paragraph(s)", args.progress):
+    targets = paragraphs.select(torch.tensor(common.indices_of(paragraphs, ids)))
+    with common.stage(f"restoring layers into the unlearned model on {len(targets)} paragraph(s)", args.progress):
         result = restoration(
             original, edited, targets, width=o.width, experiments=o.experiments, batch_size=args.batch_size
         )
@@ -103,17 +91,17 @@ def run(args: argparse.Namespace) -> int:
         ]
         print(f"  {f'{lo}..{hi}':>8} " + " ".join(f"{c:>22}" for c in cells))
     if args.json:
-        write_json_output(
+        common.write_json_output(
             args.json,
             {
                 "model": model_name(original),
                 "edited": str(args.unlearned),
-                "options": options_record(args, o),
+                "options": options_cli.options_record(args, o),
                 **result.to_json(),
             },
         )
     if args.html:
         from interp.views.unlearning import figure_restoration
 
-        write_figure(figure_restoration(result), args.html)
+        common.write_figure(figure_restoration(result), args.html)
     return 0

@@ -6,15 +6,8 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
-from interp.commands.common import (
-    BATCH_SIZE,
-    add_model_args,
-    add_progress_arg,
-    check_output_file,
-    model_from_args,
-    positive_int,
-)
-from interp.commands.options_cli import NMEM_NOTE, add_alias, add_option_flags, given_options, with_options
+from interp.commands import common, options_cli
+from interp.constants import BATCH_SIZE
 from interp.errors import UserError
 from interp.scan.config import ScanConfig
 from interp.scan.corpus import parse_shard, resolve_corpus
@@ -28,7 +21,7 @@ def configure(p) -> None:
         "word (EM = continuation length). By default a fast screen flags candidates and each is then "
         "scored exactly; --exact scores every window. `interp scan merge` combines --shard outputs."
     )
-    add_model_args(p)
+    common.add_model_args(p)
     next(a for a in p._actions if a.dest == "model").required = False  # `scan merge` needs no model
     p.add_argument(
         "--corpus",
@@ -61,23 +54,23 @@ def configure(p) -> None:
     )
     p.add_argument(
         "--batch-size",
-        type=positive_int,
+        type=common.positive_int,
         default=BATCH_SIZE,
         metavar="N",
         help=f"sequences per forward pass (default: {BATCH_SIZE})",
     )
     p.add_argument("--resume", action="store_true", help="continue an interrupted scan of --out")
     p.add_argument("--force", action="store_true", help="start again, replacing --out when done")
-    add_progress_arg(p)
-    add_alias(p, "--quiet", "--no-progress", switch=True)
-    add_option_flags(
+    common.add_progress_arg(p)
+    options_cli.add_alias(p, "--quiet", "--no-progress", switch=True)
+    options_cli.add_option_flags(
         p,
         ScanConfig,
         skip=("boilerplate_patterns", "group_tokens"),
         config_also=("boilerplate_patterns", "group_tokens"),
         aliases={"--nmem": "n_controls"},
         notes={
-            "nmem_max": NMEM_NOTE,
+            "nmem_max": options_cli.NMEM_NOTE,
             "n_controls": f"fewer on a small corpus: one per prefix + continuation tokens of text, taking about "
             f"{BYTES_PER_TOKEN} bytes a token",
         },
@@ -97,10 +90,10 @@ def scan_config(args: argparse.Namespace, corpus_bytes: int | None = None) -> Sc
     """What the flags ask the scan to look for, and how. Unless --n-controls is given, the NMEM sample is sized to
     the corpus: at most one control per window's worth of text (`corpus_bytes`), so that it never costs more than
     about one more pass over the corpus."""
-    given = given_options(args, ScanConfig)
+    given = options_cli.given_options(args, ScanConfig)
     if args.boilerplate:
         given["boilerplate_patterns"] = tuple(args.boilerplate)
-    config = with_options(ScanConfig(), given)
+    config = options_cli.with_options(ScanConfig(), given)
     if "n_controls" not in given and corpus_bytes is not None:
         fit = max(1, corpus_bytes // (BYTES_PER_TOKEN * config.window_len))
         config = replace(config, n_controls=min(config.n_controls, fit))
@@ -114,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("interp scan needs --corpus PATH... (text files, folders, or .jsonl)")
     shard = parse_shard(args.shard)
     out = args.out or Path("scan.jsonl" if shard == (1, 1) else f"scan.shard{shard[0]}of{shard[1]}.jsonl")
-    check_output_file(out, "--out")
+    common.check_output_file(out, "--out")
     corpus = resolve_corpus(args.corpus, args.glob)
     config = scan_config(args, corpus.size // shard[1])
     from interp.scan.engine import OutputPaths, scan_corpus
@@ -123,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     if status == "done":
         print(f"{out} is already complete (nothing to resume); pass --force to scan again")
         return 0
-    model = model_from_args(args)
+    model = common.model_from_args(args)
     summary = scan_corpus(
         model,
         corpus,

@@ -7,7 +7,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from interp.commands.common import check_output_folder
+from interp.commands import common
 from interp.errors import UserError
 
 BUNDLED = Path(__file__).resolve().parent.parent / "testbed"
@@ -57,7 +57,7 @@ def out_folder(args: argparse.Namespace) -> Path:
     if args.reference and (args.quick or args.seed is not None):
         raise UserError("--reference retrains the bundled testbed's own config and seed: drop --quick / --seed")
     out = args.out or (TESTBED_REFERENCE_DIR if args.reference else TESTBED_DIR)
-    check_output_folder(out, "--out")
+    common.check_output_folder(out, "--out")
     bundled = out.resolve() in (TESTBED_DIR, TESTBED_REFERENCE_DIR)
     if bundled and (out / "config.json").exists() and not args.force:
         raise UserError(

@@ -5,32 +5,27 @@ from __future__ import annotations
 import argparse
 import sys
 
-from interp.commands.common import (
-    add_output_args,
-    command_flags,
-    model_from_args,
-    paragraphs_from_args,
-    write_json_output,
-    write_page,
-)
-from interp.commands.options_cli import SET_SIZE_NOTES, add_option_flags, options_from, parse_head
+from interp.commands import common, options_cli
 from interp.locator.options import RECALL_FRACTION, VALIDATE, ValidateOptions
 
 
 def configure(p) -> None:
-    with command_flags(p, run, progress=False):
+    with common.command_flags(p, run, progress=False):
         p.add_argument(
             "--heads",
             nargs="+",
-            type=parse_head,
+            type=options_cli.parse_head,
             default=None,
             metavar="HEAD",
             help="heads to inject through, as L1H6 or 1.6 (default: one in a lower, a middle and an upper layer)",
         )
-        add_option_flags(
-            p, ValidateOptions, notes={"set_size": SET_SIZE_NOTES["validate-locator"]}, title="the injection benchmark"
+        options_cli.add_option_flags(
+            p,
+            ValidateOptions,
+            notes={"set_size": options_cli.SET_SIZE_NOTES["validate-locator"]},
+            title="the injection benchmark",
         )
-        add_output_args(
+        common.add_output_args(
             p,
             json="write the full result here (default: none)",
             html="write an offline page with the section 'How far to trust the locator' (default: none)",
@@ -42,13 +37,13 @@ def _r(rank: int | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    o = options_from(args, VALIDATE)
+    o = options_cli.options_from(args, VALIDATE)
     from interp.locator.validation import validate_locator
     from interp.models import model_name
     from interp.testbed import shipped_unigram_counts
 
-    model = model_from_args(args)
-    paragraphs = paragraphs_from_args(args, model)
+    model = common.model_from_args(args)
+    paragraphs = common.paragraphs_from_args(args, model)
     result = validate_locator(
         model,
         paragraphs,
@@ -121,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
         from interp.fingerprint import weights_fingerprint
 
         # the weights' hash lets `interp report --validation FILE` refuse a result measured on other weights
-        write_json_output(args.json, {**result.to_json(), "weights_sha256": weights_fingerprint(model)})
+        common.write_json_output(args.json, {**result.to_json(), "weights_sha256": weights_fingerprint(model)})
     if args.html:
         from interp.views.locator import trust_section
         from interp.views.report_html import report_html
@@ -131,5 +126,5 @@ def run(args: argparse.Namespace) -> int:
             {"model": model_name(model)},
             [trust_section(result)],
         )
-        write_page(args.html, page)
+        common.write_page(args.html, page)
     return 0
