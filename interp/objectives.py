@@ -22,9 +22,7 @@ from interp.backend import Model
 NLL_WEIGHT = 0.1  # the public code of the paper weights the NLL term of Eq. 3 by 0.1
 
 
-def _continuation_logits(
-    model: Model, tokens: Int[Tensor, "n seq"], prefix_len: int
-) -> Float[Tensor, "n cont vocab"]:
+def _continuation_logits(model: Model, tokens: Int[Tensor, "n seq"], prefix_len: int) -> Float[Tensor, "n cont vocab"]:
     logits = model(tokens.to(model.cfg.device), return_type="logits")
     return logits[:, prefix_len - 1 : -1].float()
 
@@ -36,9 +34,7 @@ def token_nll(model: Model, tokens: Int[Tensor, "n seq"], prefix_len: int) -> Fl
     return -logp.gather(-1, target[..., None]).squeeze(-1)
 
 
-def continuation_nll(
-    model: Model, tokens: Int[Tensor, "n seq"], prefix_len: int, *, reduction: str = "mean"
-) -> Tensor:
+def continuation_nll(model: Model, tokens: Int[Tensor, "n seq"], prefix_len: int, *, reduction: str = "mean") -> Tensor:
     """Mean NLL per paragraph over its continuation, then 'mean' / 'sum' over paragraphs, or 'none'."""
     per_paragraph = token_nll(model, tokens, prefix_len).mean(dim=1)
     if reduction == "none":
@@ -51,9 +47,7 @@ def continuation_nll(
 
 
 @torch.no_grad()
-def reference_log_probs(
-    model: Model, tokens: Int[Tensor, "n seq"], prefix_len: int
-) -> Float[Tensor, "n cont vocab"]:
+def reference_log_probs(model: Model, tokens: Int[Tensor, "n seq"], prefix_len: int) -> Float[Tensor, "n cont vocab"]:
     """The model's log-probs over the continuation positions, detached: the KL term's anchor."""
     return _continuation_logits(model, tokens, prefix_len).log_softmax(-1)
 
@@ -79,10 +73,9 @@ def contrastive_objective(
     *,
     nll_weight: float = NLL_WEIGHT,
 ) -> Tensor:
-    """Eq. 3: -w * NLL(targets) + KL(original || current) on the retain paragraphs."""
-    return -nll_weight * continuation_nll(model, targets, prefix_len) + kl_to_reference(
-        model, retain, prefix_len, retain_reference
-    )
+    """Eq. 3: -w * NLL(targets) + KL(original || current) on the retain paragraphs: Eq. 4's loss on the targets
+    themselves with the NLL's weight negated (forget them rather than learn them)."""
+    return edit_objective(model, targets, retain, prefix_len, retain_reference, nll_weight=-nll_weight)
 
 
 def edit_objective(
