@@ -2,8 +2,6 @@
 
 One configuration, or with --table the paper's Figure 5 grid plus the GA / GradDiff / NPO and
 LoReFT rows, each run on --runs MEM targets (1 target + --retain NMEM paragraphs per run).
-
-The library is imported inside the functions that use it: parsing this command's flags loads no torch.
 """
 
 from __future__ import annotations
@@ -33,6 +31,7 @@ from interp.commands.options_cli import (
     add_option_flags,
     config_options,
     given_options,
+    options_from,
     options_record,
     parse_head,
     with_options,
@@ -200,7 +199,7 @@ def configure(p) -> None:
 
 def _sets(args: argparse.Namespace) -> UnlearnSets:
     """The targets, retain sets and probes the flags describe."""
-    return with_options(UnlearnSets(), given_options(args, UnlearnSets))
+    return options_from(args, UnlearnSets())
 
 
 def _matched(args: argparse.Namespace) -> MatchedForgetting | None:
@@ -216,12 +215,12 @@ def _matched(args: argparse.Namespace) -> MatchedForgetting | None:
 
 def _calibration(args: argparse.Namespace) -> MatchedForgetting:
     """The matched forgetting the flags describe, whether or not --calibrate asks for it."""
-    return with_options(MatchedForgetting(), given_options(args, MatchedForgetting))
+    return options_from(args, MatchedForgetting())
 
 
 def _weights(args: argparse.Namespace) -> UnlearnConfig:
     """The weight-editing run the generated flags describe, over the preset (--paper: decay outside the mask)."""
-    return with_options(_preset(args.paper), given_options(args, UnlearnConfig))
+    return options_from(args, _preset(args.paper))
 
 
 def _shared(args: argparse.Namespace) -> dict:
