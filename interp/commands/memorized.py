@@ -60,10 +60,8 @@ def scored_with_progress(
 
 def run(args: argparse.Namespace) -> int:
     o = options_cli.options_from(args, MEMORIZED)
-    import torch
-
     from interp.memorization import split_mem_nmem
-    from interp.metrics import EXTRACTION_NS, extraction_by_em_bin
+    from interp.metrics import EXTRACTION_NS, count_groups, extraction_by_em_bin
     from interp.models import model_name
 
     model = common.model_from_args(args)
@@ -96,9 +94,7 @@ def run(args: argparse.Namespace) -> int:
     if paragraphs.counts is not None:
         print("memorization by training repeat count:")
         print(f"  {'copies':>6} {'n':>5} {'MEM':>5} {'mean EM':>8} {'mean NLL':>9} {'med log10 p':>11}")
-        counts = torch.tensor(paragraphs.counts)
-        for c in sorted(set(paragraphs.counts), reverse=True):
-            sel = counts == c
+        for c, sel in count_groups(paragraphs.counts):
             print(
                 f"  {c:>6} {int(sel.sum()):>5} {int((scores.em[sel] == cont).sum()):>5} "
                 f"{scores.em[sel].float().mean():>8.2f} {scores.nll[sel].mean():>9.3f} "

@@ -616,7 +616,7 @@ def build_testbed(
     out_dir: str | Path, cfg: TestbedConfig = TestbedConfig(), work_dir: str | Path | None = None
 ) -> dict:
     """Build (or resume building) the testbed into `out_dir`; returns its metadata."""
-    from interp.metrics import score_paragraphs
+    from interp.metrics import count_groups, score_paragraphs
     from interp.models import load_model
     from interp.position import position_robustness
 
@@ -650,10 +650,8 @@ def build_testbed(
     # Every number below is measured on the shipped weights, loaded as users load them.
     hooked = load_model(str(out_dir), device="cpu")
     scores = score_paragraphs(hooked, eval_set)
-    counts = list(eval_set.counts)
     by_count: dict[str, dict] = {}
-    for c in sorted(set(counts), reverse=True):
-        sel = torch.tensor([x == c for x in counts])
+    for c, sel in count_groups(eval_set.counts):
         em = scores.em[sel].float()
         by_count[str(c)] = {
             "n": int(sel.sum()),
@@ -823,7 +821,7 @@ def build_companion(
 
     from transformers import AutoTokenizer
 
-    from interp.metrics import score_paragraphs
+    from interp.metrics import count_groups, score_paragraphs
     from interp.models import TESTBED_COMPANION_DIR, TESTBED_DIR, load_model
     from interp.testbed import testbed_metadata, testbed_paragraphs
 
@@ -860,8 +858,8 @@ def build_companion(
     hooked = load_model(str(out_dir), device="cpu")
     scores = score_paragraphs(hooked, shipped)
     by_count = {}
-    for c in sorted(set(shipped.counts), reverse=True):
-        em = scores.em[torch.tensor([x == c for x in shipped.counts])].float()
+    for c, sel in count_groups(shipped.counts):
+        em = scores.em[sel].float()
         by_count[str(c)] = {
             "n": len(em),
             "n_memorized": int((em == cfg.continuation_len).sum()),
