@@ -51,7 +51,7 @@ n = 4 if QUICK else 16
 mem_idx, nmem_idx = choose_indices(split, n_mem=16 * n, n_nmem=16 * n, seed=0)
 subset = paragraphs.select(torch.cat([mem_idx, nmem_idx]).sort().values)
 counts = testbed_unigram_counts()
-ranking = locate_memorization_head(model, subset, unigram_counts=counts, max_paragraphs=n, seed=0)
+ranking = locate_memorization_head(model, subset, unigram_counts=counts, set_size=n, seed=0)
 print(f"top head: layer {ranking.top[0]}, head {ranking.top[1]} (ordered by {', '.join(ranking.rank_by)})")
 for row in ranking.head_table()[:5]:
     print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items() if k != "method_ranks"})

@@ -43,7 +43,7 @@ def run(session: Session, model, args, **sets) -> None:
             model,
             methods=tuple(args.methods),
             candidates=args.candidates,
-            max_paragraphs=args.max_paragraphs,
+            set_size=args.set_size,
             exact_all=exact_all,
             batch_size=args.batch_size,
             **sets,
@@ -79,7 +79,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="neo125m-shaped", choices=["neo125m-shaped", "testbed"])
     parser.add_argument("--n", type=int, default=64, help="MEM and NMEM paragraphs each (125M-shaped: random ones)")
-    parser.add_argument("--max-paragraphs", type=int, default=16, help="paragraphs of each set the costly methods use")
+    parser.add_argument(
+        "--set-size",
+        "--max-paragraphs",  # its name before the locator's set_size
+        dest="set_size",
+        type=int,
+        default=16,
+        help="paragraphs of each set the costly methods use",
+    )
     parser.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS))
     parser.add_argument("--candidates", type=int, default=8)
     parser.add_argument("--exact-all", action="store_true", help="also time exact patching + ablation of every head")

@@ -64,7 +64,7 @@ def test_locator_ranks_the_forced_head_first(forced):
     em = score_paragraphs(model, paragraphs).em
     assert (em[N_TARGETS:] < CONT).all() and (em[:N_TARGETS] == CONT).sum() >= 1  # something was memorized
     state = {k: v.clone() for k, v in model.state_dict().items()}
-    ranking = locate_memorization_head(model, paragraphs, nmem_max=1, max_paragraphs=8)
+    ranking = locate_memorization_head(model, paragraphs, nmem_max=1, set_size=8)
     assert ranking.top == (LAYER, HEAD)
     assert set(ranking.mem_ids) <= {f"p{i}" for i in range(N_TARGETS)}
     assert ranking.ranks["patching"][LAYER, HEAD] == 1
@@ -191,16 +191,14 @@ def test_a_20_paragraph_set_carves_the_reference_out_first(forced):
     small = Paragraphs(paragraphs.tokens[picks], PREFIX, tuple(f"q{i}" for i in range(len(picks))))
     assert len(small) == 20
     ranking = locate_memorization_head(
-        model, small, methods=("attribution", "patching", "ablation"), nmem_max=CONT - 1, max_paragraphs=16
+        model, small, methods=("attribution", "patching", "ablation"), nmem_max=CONT - 1, set_size=16
     )
     assert (len(ranking.mem_ids), len(ranking.nmem_ids), len(ranking.reference_ids)) == (4, 8, 8)
     assert not set(ranking.reference_ids) & set(ranking.nmem_ids + ranking.mem_ids)
     assert any("small paragraph set (20)" in n and "--reference FILE" in n for n in ranking.notes)
     assert ranking.top == (LAYER, HEAD)
     # with enough spare paragraphs the old split is kept (nothing carved, no note)
-    roomy = locate_memorization_head(
-        model, small, methods=("attribution", "ablation"), nmem_max=CONT - 1, max_paragraphs=4
-    )
+    roomy = locate_memorization_head(model, small, methods=("attribution", "ablation"), nmem_max=CONT - 1, set_size=4)
     assert (len(roomy.nmem_ids), len(roomy.reference_ids)) == (4, 8)
     assert not any("small paragraph set" in n for n in roomy.notes)
 
@@ -226,7 +224,7 @@ def test_views_of_the_ranking_work_offline_and_escape_tokens(forced):
 
     model, paragraphs = forced
     ranking = locate_memorization_head(
-        model, paragraphs, methods=("rare_token", "attribution", "patching"), nmem_max=1, max_paragraphs=4
+        model, paragraphs, methods=("rare_token", "attribution", "patching"), nmem_max=1, set_size=4
     )
     figs = ranking_figures(ranking)
     assert set(figs) == {
@@ -315,7 +313,7 @@ def test_locate_takes_its_options_whole(tiny_model):
     options = LocateOptions(methods=("zero_out", "attribution"), rank_by=("zero_out",), candidates=2, set_size=3)
     whole = locate_memorization_head(model, mem=mem, nmem=nmem, options=options)
     keywords = locate_memorization_head(
-        model, mem=mem, nmem=nmem, methods=options.methods, rank_by=("zero_out",), candidates=2, max_paragraphs=3
+        model, mem=mem, nmem=nmem, methods=options.methods, rank_by=("zero_out",), candidates=2, set_size=3
     )
     assert whole.rank_by == ("zero_out",) and len(whole.mem_ids) == 3 and whole.screen["candidates"] == 2
     assert torch.equal(whole.order, keywords.order) and whole.screen == keywords.screen

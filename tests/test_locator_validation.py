@@ -15,7 +15,7 @@ from interp.io import to_jsonable
 from interp.locator.injection import Stall, inject_head, inject_neurons, random_neurons
 from interp.locator.ranking import locate_memorization_head, locate_neurons
 from interp.locator.units import recall_at
-from interp.locator.validation import read_validation, validate_locator
+from interp.locator.validation import LocatorValidation, read_validation, validate_locator
 from interp.metrics import score_paragraphs
 
 PREFIX, CONT, VOCAB = 4, 4, 64
@@ -110,7 +110,7 @@ def test_validate_locator_measures_on_copies_and_recommends(text, tmp_path):
         n_inject=3,
         n_inject_neurons=2,
         neuron_fraction=0.05,
-        max_paragraphs=8,
+        set_size=8,
         candidates=4,
         head_lr=3e-2,
         neuron_lr=3e-2,
@@ -391,7 +391,7 @@ def test_a_failing_injection_escalates_and_names_its_variant(text):
     weak = dict(
         heads=[(1, 0)],
         n_inject=3,
-        max_paragraphs=8,
+        set_size=8,
         candidates=4,
         head_lr=1e-6,
         max_steps=40,
@@ -419,10 +419,14 @@ def test_validate_locator_takes_its_options_whole(text):
     whole = validate_locator(
         model, text, heads=[(1, 0)], nmem_max=CONT - 1, options=ValidateOptions(**settings, set_size=5, lr=1e-2)
     )
-    keywords = validate_locator(
-        model, text, heads=[(1, 0)], nmem_max=CONT - 1, **settings, max_paragraphs=5, head_lr=1e-2
-    )
-    assert whole.options == keywords.options and whole.options["max_paragraphs"] == 5
+    with pytest.warns(DeprecationWarning, match=r"validate_locator\(max_paragraphs=\) is now set_size="):
+        keywords = validate_locator(
+            model, text, heads=[(1, 0)], nmem_max=CONT - 1, **settings, max_paragraphs=5, head_lr=1e-2
+        )
+    assert whole.options == keywords.options and whole.options["set_size"] == 5
+    written = json.loads(json.dumps(to_jsonable(whole.to_json())))  # as JSON written before set_size was its name
+    written["options"] = {("max_paragraphs" if k == "set_size" else k): v for k, v in written["options"].items()}
+    assert LocatorValidation.from_json(written).options == whole.options
     assert whole.options["head_lr"] == 1e-2 and whole.options["seeds"] == [1]
     assert whole.heads[0].ranks == keywords.heads[0].ranks
     with pytest.raises(UserError, match="at least one seed"):

@@ -403,7 +403,7 @@ def _locate(**changes) -> dict:
         validation=None,
         candidates=8,
         exact_all=False,
-        max_paragraphs=16,
+        set_size=16,
         mem_min=None,
         nmem_max=None,  # a fifth of the continuation: 10 of 50 on the testbed, as before
         corrupt_fraction=0.5,
@@ -411,6 +411,7 @@ def _locate(**changes) -> dict:
         seed=0,
         batch_size=64,
         progress=False,
+        max_paragraphs=None,
     )
     return values | changes
 
@@ -427,7 +428,7 @@ def _locate(**changes) -> dict:
                 rank_by=("ablation",),
                 candidates=3,
                 exact_all=True,
-                max_paragraphs=5,
+                set_size=5,
                 nmem_max=4,
                 method_options={"rare_token": {"null": "shuffle_positions"}},
                 corrupt_fraction=0.25,
@@ -467,7 +468,7 @@ def _validate(**changes) -> dict:
         n_inject=4,
         n_inject_neurons=2,
         neuron_fraction=0.005,
-        max_paragraphs=8,
+        set_size=8,
         candidates=8,
         nmem_max=10,
         kl_weight=1.0,
@@ -481,6 +482,7 @@ def _validate(**changes) -> dict:
         seed=0,
         seeds=None,
         batch_size=64,
+        max_paragraphs=None,
     )
     return values | changes
 
@@ -500,7 +502,7 @@ def _validate(**changes) -> dict:
                 neuron_methods=("slimming", "zero_out"),
                 n_inject=2,
                 neuron_fraction=0.01,
-                max_paragraphs=4,
+                set_size=4,
                 candidates=2,
                 max_steps=50,
                 head_lr="auto",
@@ -593,7 +595,7 @@ def _expand_options(arguments: dict) -> dict:
     values = {f.name: getattr(options, f.name) for f in dataclasses.fields(options)}
     if "rare_token_null" in values:
         arguments["method_options"] = {"rare_token": {"null": values.pop("rare_token_null")}}
-    renamed = {"set_size": "max_paragraphs", "lr": "head_lr"}
+    renamed = {"lr": "head_lr"}
     return arguments | {renamed.get(k, k): v for k, v in values.items()}
 
 

@@ -11,6 +11,7 @@ share with it are defined here and re-exported there (`interp.locator.injection.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -145,3 +146,14 @@ def keywords_from(
             raise TypeError(f"give options= or {name}=, not both")
         out[name] = getattr(options, field_name)
     return out
+
+
+def renamed_keyword(function: str, old: str, old_value: Any, new: str, value: Any, default: Any) -> Any:
+    """The value of keyword `new`, or of `old` (its name until this release; None: not given) with a
+    DeprecationWarning. Both given is a TypeError."""
+    if old_value is None:
+        return value
+    warnings.warn(f"{function}({old}=) is now {new}=", DeprecationWarning, stacklevel=3)
+    if value != default:
+        raise TypeError(f"give {new}= or {old}=, not both")
+    return old_value

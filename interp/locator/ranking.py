@@ -58,6 +58,7 @@ from interp.locator.options import (  # noqa: F401 (the method tuples: public na
     UNIT_METHODS,
     LocateOptions,
     keywords_from,
+    renamed_keyword,
 )
 from interp.locator.patching import PatchingResult, attribution_patching, patch_variants, resid_pre_all_layers
 from interp.locator.rare_tokens import RareTokenAttention, rare_token_attention
@@ -335,31 +336,31 @@ def _pick_sets(
     mem: Paragraphs | None,
     nmem: Paragraphs | None,
     reference: Paragraphs | None,
-    max_paragraphs: int,
+    set_size: int,
     mem_min: int | None,
     nmem_max: int | None,
     seed: int,
     batch_size: int,
     need_reference: bool = True,
 ) -> tuple[Paragraphs, Paragraphs, Paragraphs | None, Paragraphs, Paragraphs, list[str]]:
-    """MEM and NMEM for the costly methods (at most max_paragraphs each), the reference set, the wide MEM /
+    """MEM and NMEM for the costly methods (at most set_size each), the reference set, the wide MEM /
     NMEM sets (up to 16x as many) rare-token attention reads, and notes on sets that came out small.
 
     Without a given `reference` (and with mean ablation to run, `need_reference`), the reference set comes
     from paragraphs no method scores: first those left over after the scored sets are drawn, then, when
     fewer than REFERENCE_SIZE are left, from the NMEM pool BEFORE the scored NMEM set is drawn, so that
     NMEM keeps at least half of its pool (a small set shrinks both and says so, instead of failing)."""
-    if max_paragraphs < 1:
-        raise UserError("max_paragraphs (--set-size) must be at least 1")
+    if set_size < 1:
+        raise UserError("set_size (--set-size) must be at least 1")
     if mem is not None or nmem is not None:
         if mem is None or nmem is None or len(mem) == 0 or len(nmem) == 0:
             raise UserError("explicit sets need both mem= and nmem=, each with at least one paragraph")
         if (mem.prefix_len, mem.seq_len) != (nmem.prefix_len, nmem.seq_len):
             raise UserError("MEM and NMEM paragraphs must have the same prefix and continuation lengths")
-        wide = 16 * max_paragraphs
+        wide = 16 * set_size
         return (
-            mem.select(range(min(len(mem), max_paragraphs))),
-            nmem.select(range(min(len(nmem), max_paragraphs))),
+            mem.select(range(min(len(mem), set_size))),
+            nmem.select(range(min(len(nmem), set_size))),
             reference,
             mem.select(range(min(len(mem), wide))),
             nmem.select(range(min(len(nmem), wide))),
@@ -387,28 +388,28 @@ def _pick_sets(
     notes = []
     wide_nmem_idx = nmem_idx
     if reference is None and need_reference:
-        spare = torch.cat([nmem_idx[max_paragraphs:], mem_idx[max_paragraphs:]])
+        spare = torch.cat([nmem_idx[set_size:], mem_idx[set_size:]])
         if len(spare) >= REFERENCE_SIZE:
-            reference = paragraphs.select(spare[: max(max_paragraphs, REFERENCE_SIZE)])
+            reference = paragraphs.select(spare[: max(set_size, REFERENCE_SIZE)])
         else:  # carve the rest of the reference out of the scored NMEM set, which keeps at least half
-            scored = nmem_idx[:max_paragraphs]
+            scored = nmem_idx[:set_size]
             carve = min(REFERENCE_SIZE - len(spare), len(scored) // 2)
             chosen = torch.cat([scored[len(scored) - carve :], spare])
             nmem_idx = scored[: len(scored) - carve]
             reference = paragraphs.select(chosen) if len(chosen) else None
-    n_mem, n_nmem = min(len(mem_idx), max_paragraphs), min(len(nmem_idx), max_paragraphs)
+    n_mem, n_nmem = min(len(mem_idx), set_size), min(len(nmem_idx), set_size)
     n_ref = len(reference) if reference is not None else 0
-    if need_reference and (n_mem < max_paragraphs or n_nmem < max_paragraphs or n_ref < REFERENCE_SIZE):
+    if need_reference and (n_mem < set_size or n_nmem < set_size or n_ref < REFERENCE_SIZE):
         notes.append(
             f"small paragraph set ({len(paragraphs)}): {n_mem} MEM and {n_nmem} NMEM paragraphs scored, {n_ref} "
-            f"more (never scored) as mean ablation's reference, where --set-size asks {max_paragraphs} each and "
+            f"more (never scored) as mean ablation's reference, where --set-size asks {set_size} each and "
             f"the reference wants {REFERENCE_SIZE}; every estimate is noisier. Pass more paragraphs (--paragraphs) "
             "or a reference file (--reference FILE)"
         )
-    wide = 16 * max_paragraphs
+    wide = 16 * set_size
     return (
-        paragraphs.select(mem_idx[:max_paragraphs]),
-        paragraphs.select(nmem_idx[:max_paragraphs]),
+        paragraphs.select(mem_idx[:set_size]),
+        paragraphs.select(nmem_idx[:set_size]),
         reference,
         paragraphs.select(mem_idx[:wide]),
         paragraphs.select(wide_nmem_idx[:wide]),
@@ -502,7 +503,7 @@ def locate_memorization_head(
     validation=None,
     candidates: int = LOCATE.candidates,
     exact_all: bool = LOCATE.exact_all,
-    max_paragraphs: int = LOCATE.set_size,
+    set_size: int = LOCATE.set_size,
     mem_min: int | None = None,
     nmem_max: int | None = LOCATE.nmem_max,
     corrupt_fraction: float = LOCATE.corrupt_fraction,
@@ -510,11 +511,12 @@ def locate_memorization_head(
     seed: int = LOCATE.seed,
     batch_size: int = BATCH_SIZE,
     progress: bool = False,
+    max_paragraphs: int | None = None,
 ) -> HeadRanking:
     """Rank every head by how specifically it carries memorized paragraphs, with several methods.
 
     MEM / NMEM: explicit `mem=` / `nmem=` sets, or split from `paragraphs` by one teacher-forced
-    pass (EM >= mem_min, default the full continuation; EM <= nmem_max); at most `max_paragraphs`
+    pass (EM >= mem_min, default the full continuation; EM <= nmem_max); at most `set_size`
     of each (a seeded sample) feed the costly methods, while rare-token attention reads up to 16x
     as many. Mean ablation takes its mean over `reference` (default: paragraphs of the set that
     are not scored). `candidates` heads pass the attribution screen to the exact methods
@@ -524,12 +526,15 @@ def locate_memorization_head(
     `unigram_counts`, token frequencies are counted over the paragraphs given (noted).
 
     `options` (interp locate-head's `LocateOptions`) gives the settings whole: its fields replace the keyword
-    arguments of the same meaning (`set_size`: `max_paragraphs`; `rare_token_null`: the rare-token method's
-    null), which are kept for one release.
+    arguments of the same name (`rare_token_null`: the rare-token method's null), which are kept for one release.
+    `max_paragraphs` is `set_size`'s name until this release (a DeprecationWarning).
     """
-    o = keywords_from(options, LOCATE, locals(), {"set_size": "max_paragraphs"})
+    set_size = renamed_keyword(
+        "locate_memorization_head", "max_paragraphs", max_paragraphs, "set_size", set_size, LOCATE.set_size
+    )
+    o = keywords_from(options, LOCATE, locals())
     methods, rank_by, candidates, exact_all = o["methods"], o["rank_by"], o["candidates"], o["exact_all"]
-    max_paragraphs, nmem_max, corrupt_fraction = o["max_paragraphs"], o["nmem_max"], o["corrupt_fraction"]
+    set_size, nmem_max, corrupt_fraction = o["set_size"], o["nmem_max"], o["corrupt_fraction"]
     seed = o["seed"]
     rare_token_null = (options or LOCATE).rare_token_null
     methods = tuple(dict.fromkeys(methods))
@@ -544,7 +549,7 @@ def locate_memorization_head(
         mem,
         nmem,
         reference,
-        max_paragraphs,
+        set_size,
         mem_min,
         nmem_max,
         seed,

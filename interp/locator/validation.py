@@ -41,11 +41,14 @@ from interp.locator.options import (  # noqa: F401 (HEAD_LR, MAX_STEPS, SCHEDULE
     VALIDATE,
     ValidateOptions,
     keywords_from,
+    renamed_keyword,
 )
 from interp.locator.ranking import locate_memorization_head, locate_neurons
 from interp.locator.units import Stopwatch, recall_at, recall_ceiling, unit_count
 from interp.metrics import NMEM_MAX_EM, score_paragraphs
 from interp.models import model_source
+
+_RENAMED_OPTIONS = {"max_paragraphs": "set_size"}  # LocatorValidation.options keys as JSON written before
 
 MEMPI_GPT2_INJ_RECALL = {  # percent, from Chang et al. 2024 (GPT-2, INJ); random = 0.5
     "hard_concrete": 93.7,
@@ -320,7 +323,7 @@ class LocatorValidation(Displayed):
             tuple(HeadCheck.from_json(h) for h in data["heads"]),
             tuple(NeuronCheck.from_json(c) for c in data.get("neuron_seeds", ())),
             data["seconds"],
-            data["options"],
+            {_RENAMED_OPTIONS.get(k, k): v for k, v in data["options"].items()},
         )
 
 
@@ -419,7 +422,7 @@ def validate_locator(
     n_inject_neurons: int = 2,
     neuron_fraction: float = VALIDATE.neuron_fraction,
     unigram_counts: Int[Tensor, "vocab"] | None = None,
-    max_paragraphs: int = VALIDATE.set_size,
+    set_size: int = VALIDATE.set_size,
     candidates: int = VALIDATE.candidates,
     nmem_max: int = NMEM_MAX_EM,
     kl_weight: float = 1.0,
@@ -434,6 +437,7 @@ def validate_locator(
     seeds: tuple[int, ...] | None = VALIDATE.seeds,
     batch_size: int = BATCH_SIZE,
     log=None,
+    max_paragraphs: int | None = None,
 ) -> LocatorValidation:
     """Inject paragraphs through known heads (and, with `neurons`, known MLP neurons) of COPIES of `model`,
     run the locator on each copy, and report how each method ranked the known answer.
@@ -448,11 +452,14 @@ def validate_locator(
     `log`, if given, is called with one line per finished stage.
 
     `options` (interp validate-locator's `ValidateOptions`) gives the settings whole: its fields replace the
-    keyword arguments of the same meaning (`set_size`: `max_paragraphs`, `lr`: `head_lr`), which are kept for
-    one release."""
-    o = keywords_from(options, VALIDATE, locals(), {"set_size": "max_paragraphs", "lr": "head_lr"})
+    keyword arguments of the same meaning (`lr`: `head_lr`), which are kept for one release. `max_paragraphs` is
+    `set_size`'s name until this release (a DeprecationWarning)."""
+    set_size = renamed_keyword(
+        "validate_locator", "max_paragraphs", max_paragraphs, "set_size", set_size, VALIDATE.set_size
+    )
+    o = keywords_from(options, VALIDATE, locals(), {"lr": "head_lr"})
     neurons, methods, neuron_methods, n_inject = o["neurons"], o["methods"], o["neuron_methods"], o["n_inject"]
-    neuron_fraction, max_paragraphs, candidates = o["neuron_fraction"], o["max_paragraphs"], o["candidates"]
+    neuron_fraction, set_size, candidates = o["neuron_fraction"], o["set_size"], o["candidates"]
     max_steps, head_lr, schedule, with_mlp = o["max_steps"], o["head_lr"], o["schedule"], o["with_mlp"]
     escalate, seed, seeds = o["escalate"], o["seed"], o["seeds"]
     say = log or (lambda line: None)
@@ -471,7 +478,7 @@ def validate_locator(
         neuron_methods=neuron_methods,
         method_options=method_options,
         n_inject=n_inject,
-        max_paragraphs=max_paragraphs,
+        set_size=set_size,
         candidates=candidates,
         kl_weight=kl_weight,
         head_lr=head_lr,
@@ -487,7 +494,7 @@ def validate_locator(
     checks: list[HeadCheck] = []
     neuron_checks: list[NeuronCheck] = []
     for s in seeds:
-        sizes = {"inject": n_inject, "retain": 16, "heldout": 32, "nmem": max_paragraphs, "reference": 8}
+        sizes = {"inject": n_inject, "retain": 16, "heldout": 32, "nmem": set_size, "reference": 8}
         if neurons:
             sizes["inject_neurons"] = n_inject_neurons
         sets = _pools(model, paragraphs, nmem_max, sizes, s, batch_size)
@@ -497,7 +504,7 @@ def validate_locator(
             neuron_checks.append(_neuron_check(model, sets, s, recipe, say, clock))
     recorded = {
         "n_inject": n_inject,
-        "max_paragraphs": max_paragraphs,
+        "set_size": set_size,
         "candidates": candidates,
         "kl_weight": kl_weight,
         "head_lr": head_lr,
@@ -528,7 +535,7 @@ class _Recipe:
     neuron_methods: tuple[str, ...]
     method_options: dict[str, dict] | None
     n_inject: int
-    max_paragraphs: int
+    set_size: int
     candidates: int
     kl_weight: float
     head_lr: float | str
@@ -622,7 +629,7 @@ def _head_check(
         methods=r.methods,
         rank_by=tuple(m for m in DEFAULT_RANK_BY if m in r.methods) or None,
         candidates=r.candidates,
-        max_paragraphs=max(r.max_paragraphs, r.n_inject),
+        set_size=max(r.set_size, r.n_inject),
         method_options=r.method_options,
         seed=seed,
         batch_size=r.batch_size,

@@ -32,7 +32,7 @@ def _heads(inputs: StepInputs) -> Bundle | Skipped:
         model,
         subset,
         unigram_counts=counts,
-        max_paragraphs=o.n_mem,
+        set_size=o.n_mem,
         method_options={
             "rare_token": {"score": conventions(o.conventions).rare_token_score, "null": o.rare_token_null}
         },
