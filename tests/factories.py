@@ -175,3 +175,11 @@ def random_text(n: int, seed: int, tag: str):
 
     tokens = torch.randint(0, VOCAB, (n, PREFIX + CONT), generator=torch.Generator().manual_seed(seed))
     return Paragraphs(tokens, PREFIX, tuple(f"{tag}{i}" for i in range(n)))
+
+
+def run_once(model):
+    """`model` after one forward: a TransformerBridge adds its own norm hooks at its first forward, so a test that
+    counts a fresh model's hooks before and after an analysis counts these too."""
+    with torch.no_grad():
+        model(torch.zeros(1, 1, dtype=torch.long))
+    return model

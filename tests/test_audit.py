@@ -5,7 +5,6 @@ and the controls are the same attacks on the original model; no model is changed
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import pickle
@@ -15,8 +14,8 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import hook_count, state_hash, tiny_config
-from transformer_lens import HookedTransformer, utils
+from conftest import hook_count, state_hash
+from factories import run_once, tiny_model
 
 from interp.audit import (
     ATTACKS,
@@ -32,6 +31,7 @@ from interp.audit import (
 from interp.audit.prefixes import single_token_edits
 from interp.audit.scoring import log10_p, score
 from interp.audit.systems import quantized_system, relearned_system
+from interp.backend import Model, act_name, copy_model, named_weights, unembed_parts, weight
 from interp.data import Paragraphs
 from interp.errors import UserError
 from interp.io import to_jsonable
@@ -48,8 +48,10 @@ from interp.views.sections.audit import audit_section, verdict
 PREFIX, CONT, VOCAB, GROUP = 8, 8, 48, 32
 
 
-def tiny(seed: int = 3) -> HookedTransformer:
-    cfg = tiny_config(
+def tiny(seed: int = 3) -> Model:
+    """A 4-layer tiny GPT-Neo built through interp (tests/factories.py: either backend), widely initialized so that
+    its greedy continuations are far from uniform; 8 positions of context beyond a paragraph, for the shifts."""
+    return tiny_model(
         n_layers=4,
         d_vocab=VOCAB,
         n_ctx=PREFIX + CONT + 8,
@@ -58,10 +60,9 @@ def tiny(seed: int = 3) -> HookedTransformer:
         seed=seed,
         initializer_range=0.3,
     )
-    return HookedTransformer(cfg).eval()
 
 
-def recited(model: HookedTransformer, n: int, seed: int, tag: str) -> Paragraphs:
+def recited(model: Model, n: int, seed: int, tag: str) -> Paragraphs:
     """Random prefixes followed by the model's own greedy continuation: EM = CONT by construction."""
     prefixes = torch.randint(0, VOCAB, (n, PREFIX), generator=torch.Generator().manual_seed(seed))
     tokens = torch.cat([prefixes, greedy_continuations(model, prefixes, CONT)], 1)
@@ -73,34 +74,34 @@ def random_text(n: int, seed: int, tag: str) -> Paragraphs:
     return Paragraphs(tokens, PREFIX, tuple(f"{tag}{i}" for i in range(n)))
 
 
-def below_int4_step(model: HookedTransformer, targets: Paragraphs) -> HookedTransformer:
+def below_int4_step(model: Model, targets: Paragraphs) -> Model:
     """A copy whose MLP matrices move against the targets' likelihood by 0.45 of their int4 step (never at
     a group's largest weight, so the scales stay): on an int4-grid model, int4 rounds the edit away exactly."""
-    edited = copy.deepcopy(model)
-    names = [n for n, _ in edited.named_parameters() if n.endswith(("mlp.W_in", "mlp.W_out"))]
-    params = dict(edited.named_parameters())
+    edited = copy_model(model)
+    mlp = [w for name, w in named_weights(edited).items() if name.endswith(("mlp.W_in", "mlp.W_out"))]
     logits = edited(targets.tokens)
     (-continuation_log_probs(logits, targets.tokens, PREFIX).mean()).backward()
     with torch.no_grad():
-        for name in names:
-            w = params[name].T  # [out, in], the int4 layout
+        for named in mlp:  # TransformerLens layout (either backend): the weight and its gradient
+            w = named.tensor.T  # [out, in], the int4 layout
             groups = w.reshape(w.shape[0], -1, GROUP)
             top = groups.abs().amax(-1, keepdim=True)
-            step = 0.45 * top / 7 * params[name].grad.T.reshape(groups.shape).sign()
-            params[name].copy_((groups + torch.where(groups.abs() == top, 0.0, step)).reshape(w.shape).T)
+            step = 0.45 * top / 7 * named.to_tl(named.leaf.grad).T.reshape(groups.shape).sign()
+            named.tensor.copy_((groups + torch.where(groups.abs() == top, 0.0, step)).reshape(w.shape).T)
     for p in edited.parameters():
         p.grad = None
     return edited
 
 
-def hiding_hook(model: HookedTransformer, targets: Paragraphs) -> list:
+def hiding_hook(model: Model, targets: Paragraphs) -> list:
     """A vector added to the last layer's MLP coefficients that pushes down the targets' first
     continuation tokens: the weights still hold the text, only its read-out is suppressed."""
     layer = model.cfg.n_layers - 1
+    _, w_u, _ = unembed_parts(model)
     with torch.no_grad():
-        v = -(model.blocks[layer].mlp.W_out @ model.W_U[:, targets.tokens[:, PREFIX]].sum(-1))
+        v = -(weight(model, layer, "W_out") @ w_u[:, targets.tokens[:, PREFIX]].sum(-1))
         v = 30 * v / v.norm()
-    return [(utils.get_act_name("post", layer), lambda act, hook: act + v)]
+    return [(act_name("post", layer), lambda act, hook: act + v)]
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
@@ -120,12 +121,15 @@ def known():
         meta={"source": ("a", "b", "c", "b", "a")},
     )
     hooks = hiding_hook(base, targets)
-    models = {"below int4 step": below_int4_step(base, targets), "hook": (base, hooks), "never knew": tiny(seed=11)}
-    hashes = {name: state_hash(m if isinstance(m, HookedTransformer) else m[0]) for name, m in models.items()}
+    never_knew = run_once(
+        tiny(seed=11)
+    )  # its hooks whole: a TransformerBridge adds its norm hooks at its first forward
+    models = {"below int4 step": below_int4_step(base, targets), "hook": (base, hooks), "never knew": never_knew}
+    plain = {name: m[0] if isinstance(m, tuple) else m for name, m in models.items()}  # (model, hooks) -> model
+    before = {name: (state_hash(m), hook_count(m)) for name, m in plain.items()}  # hooks: 0, or the bridge's own
     result = audit(base, models, targets, never_known, retain=retain, pool=pool)
-    for name, m in models.items():
-        m = m if isinstance(m, HookedTransformer) else m[0]
-        assert state_hash(m) == hashes[name] and hook_count(m) == 0, f"the audit changed {name}"
+    for name, m in plain.items():
+        assert (state_hash(m), hook_count(m)) == before[name], f"the audit changed {name}"
     return base, targets, never_known, retain, pool, models, result
 
 
@@ -140,18 +144,19 @@ def test_quantization_by_hand(assert_untouched):
     model = tiny()
     with assert_untouched(model):
         q, errors = quantized(model, 8)
-    wq = model.blocks[0].attn.W_Q.detach()  # [head, d_model, d_head]: an output channel is (head, d_head)
+    wq = weight(model, 0, "W_Q").detach()  # [head, d_model, d_head]: an output channel is (head, d_head)
     scale = wq.abs().amax(1, keepdim=True) / 127
-    assert torch.allclose(q.blocks[0].attn.W_Q, (wq / scale).round() * scale)
-    wo = model.blocks[1].attn.W_O.detach()  # [head, d_head, d_model]: an output channel is d_model
+    assert torch.allclose(weight(q, 0, "W_Q"), (wq / scale).round() * scale)
+    wo = weight(model, 1, "W_O").detach()  # [head, d_head, d_model]: an output channel is d_model
     scale = wo.abs().amax((0, 1), keepdim=True) / 127
-    assert torch.allclose(q.blocks[1].attn.W_O, (wo / scale).round() * scale)
+    assert torch.allclose(weight(q, 1, "W_O"), (wo / scale).round() * scale)
     assert len(errors) == 4 * 6 and all(0 < e < 0.02 for e in errors.values())
-    assert torch.equal(q.W_E, model.W_E) and torch.equal(q.blocks[0].ln1.w, model.blocks[0].ln1.w)
+    original, rounded = named_weights(model), named_weights(q)  # TransformerLens names, either backend
+    for name in ("embed.W_E", "blocks.0.ln1.w"):
+        assert torch.equal(rounded[name].tensor, original[name].tensor)
     e = errors["blocks.1.mlp.W_out"]
-    assert e == pytest.approx(
-        float((q.blocks[1].mlp.W_out - model.blocks[1].mlp.W_out).norm() / model.blocks[1].mlp.W_out.norm())
-    )
+    w_out = weight(model, 1, "W_out")
+    assert e == pytest.approx(float((weight(q, 1, "W_out") - w_out).norm() / w_out.norm()))
     assert quantized(model, 4, GROUP)[1]["blocks.1.mlp.W_out"] > e  # 4 bits err more than 8
 
 
@@ -213,7 +218,9 @@ def test_residual_score_by_hand():
     # log10 p: (-11+21-1)/20, (-12+12-1)/10 -> 0; (-16+21)/20, (-2+12)/10
     assert torch.allclose(r.recovery_log10p, torch.tensor([[[0.45, 0.0], [0.25, 1.0]]]))
     assert torch.allclose(r.residual_log10p, torch.tensor([[0.45, 1.0]]))
-    assert r.table("m")[1]["recovery"] == pytest.approx(0.25) and r.table("m")[1]["recovery_log10p"] == pytest.approx(0.225)
+    assert r.table("m")[1]["recovery"] == pytest.approx(0.25) and r.table("m")[1]["recovery_log10p"] == pytest.approx(
+        0.225
+    )
     # k0 (target p, 10 forgotten): a (4-2-1)/10, b 0; k1 (target q, 4 forgotten): 0, 0
     assert torch.allclose(r.control_residual, torch.tensor([[0.1, 0.0]]))
     assert torch.allclose(r.residual_p, torch.full((1, 2), 1 / 3))  # no control reaches 0.5 or 1.0: (1 + 0) / (1 + 2)
@@ -306,7 +313,9 @@ def test_control_two_runs_on_the_unlearned_model_at_the_targets_dose(known):
     assert torch.equal(result.em_never_known_unlearned[m], em)
     assert torch.allclose(result.log10p_never_known_unlearned[m], logp)
     q, _ = quantized(other, 8)
-    assert torch.equal(result.em_never_known_attacked[m, ATTACKS.index("int8")], score(q, never_known.tokens, PREFIX)[0])
+    assert torch.equal(
+        result.em_never_known_attacked[m, ATTACKS.index("int8")], score(q, never_known.tokens, PREFIX)[0]
+    )
     runs = result.weights_moved["never knew"]["relearn_prefix"]
     assert set(runs) == {"targets", "never-known k0,k1,k2,k3", "never-known k4,k5,k6,k7"}
     rows = [4, 5, 6, 7]
@@ -343,7 +352,9 @@ def test_restoration_is_charged_its_donor_null(known):
     *_, result = known
     donor = result.settings["restore_donor"]
     assert float(torch.tensor(donor["donor_em"]).float().mean()) >= 0.9 * CONT and max(donor["original_em"]) <= 2
-    assert set(donor["per_window"]) and all(k.split()[0] in ("coefficients", "attention", "both") for k in donor["per_window"])
+    assert set(donor["per_window"]) and all(
+        k.split()[0] in ("coefficients", "attention", "both") for k in donor["per_window"]
+    )
     r = ATTACKS.index("restore")
     m = result.methods.index("hook")
     null = result.restore_null["hook"]
@@ -360,7 +371,9 @@ def test_json_table_and_figure(known):
     para = data["methods"]["hook"]["paragraphs"][0]
     assert para["residual_attack"] == "restore" and para["attacks"]["restore"]["em"] == CONT
     assert para["residual_log10p"] == pytest.approx(float(result.residual_log10p[1, 0]))
-    assert para["attacks"]["restore"]["recovery_log10p"] == pytest.approx(float(result.recovery_log10p[1, ATTACKS.index("restore"), 0]))
+    assert para["attacks"]["restore"]["recovery_log10p"] == pytest.approx(
+        float(result.recovery_log10p[1, ATTACKS.index("restore"), 0])
+    )
     assert data["settings"]["relearn_steps"] == 10 and "W_out" in data["settings"]["quantized_tensors"]
     hook = data["methods"]["hook"]
     assert hook["median_residual_ci95"][0] <= hook["median_residual"] <= hook["median_residual_ci95"][1]
@@ -532,14 +545,16 @@ def test_relearning_and_quantization_reach_every_part_of_a_system(known):
     attacked, _, moved = relearned_system(proxy, [], targets.prefixes, steps=3, lr=1e-3)
     for name in ("base", "small_original", "small_unlearned"):
         before, after = getattr(proxy, name), getattr(attacked, name)
-        assert after is not before and not torch.equal(after.blocks[0].mlp.W_in, before.blocks[0].mlp.W_in)
+        assert after is not before and not torch.equal(weight(after, 0, "W_in"), weight(before, 0, "W_in"))
     assert moved > 0 and state_hash(small) == state_hash(proxy.small_original)
     run = ReftConfig(method="ga", layer=1, lr=3e-2, steps=5).run(base, targets, retain)
     hooks = run.hooks()
     em_before = score(base, targets.tokens, PREFIX, hooks=hooks)[1]
     _, new_hooks, _ = relearned_system(base, hooks, targets.prefixes, steps=3, lr=1e-2)
     old, new = hooks[0][1].intervention, new_hooks[0][1].intervention
-    assert not torch.equal(old.source.weight, new.source.weight) and not torch.equal(old.rotate.weight, new.rotate.weight)
+    assert not torch.equal(old.source.weight, new.source.weight) and not torch.equal(
+        old.rotate.weight, new.rotate.weight
+    )
     q, q_hooks, errors = quantized_system(base, hooks, 4, 32, "symmetric")
     assert {"intervention blocks.1.hook_resid_post.intervention.rotate.weight"} <= set(errors)
     w = q_hooks[0][1].intervention.source.weight
@@ -556,7 +571,9 @@ def test_loreft_is_restored_at_its_site_and_the_original_itself_has_nothing_to_r
     base, targets, never_known, retain, pool, *_ = known
     run = ReftConfig(method="ga", layer=1, lr=3e-2, steps=20).run(base, targets, retain)
     config = AuditConfig(attacks=("int4", "restore"))
-    result = audit(base, {"reft": (base, run.hooks()), "itself": base}, targets, never_known, retain=retain, config=config)
+    result = audit(
+        base, {"reft": (base, run.hooks()), "itself": base}, targets, never_known, retain=retain, config=config
+    )
     assert result.em_unlearned[0].max() == 0
     site = "blocks.1.hook_resid_post (the intervention's site)"
     assert set(result.choices["reft"]["restore"]) == {site}
@@ -591,8 +608,14 @@ def test_report_section_says_which_attack_undoes_which_forgetting(known):
     assert "undone by" not in never.split("Did not apply")[0]
     assert any("unlearn random-0.1%" in n and "never reached" in n for n in section.notes)
     assert any(n.startswith("Restoration's donor control") for n in section.notes)
-    hidden = verdict(result, result.methods.index("below int4 step"))
-    assert "undone by int4 (EM 1.00, log10 p 1.00)" in hidden and "survives int8" in hidden
+    m, int4 = result.methods.index("below int4 step"), result.attacks.index("int4")
+    hidden = verdict(result, m)
+    # int4 gives the original's log10 p back exactly; its recovery is net of the never-known control's gain (the
+    # edit lowered never-known text a little too, and int4 gives that back as well): 0.94 on this model
+    assert torch.equal(result.log10p_attacked[m, int4], result.log10p_original)
+    recovery_log10p = float(result.recovery_log10p[m, int4].nanmean())
+    assert f"undone by int4 (EM 1.00, log10 p {recovery_log10p:.2f})" in hidden and recovery_log10p >= 0.9
+    assert "survives int8" in hidden
 
 
 def test_every_plain_sentence_agrees_with_its_numbers(known):
@@ -832,7 +855,12 @@ def test_the_default_relearning_budget_keeps_control_1_on_the_testbed(testbed, t
     targets = paragraphs.select([where[t] for t in REFERENCE_LEFT_OUT])
     never = paragraphs.select([i for i, s in enumerate(paragraphs.meta["split"]) if s == "heldout"][:4])
     result = audit(
-        testbed, {"original": testbed}, targets, never, pool=paragraphs, config=AuditConfig(attacks=("relearn_related",))
+        testbed,
+        {"original": testbed},
+        targets,
+        never,
+        pool=paragraphs,
+        config=AuditConfig(attacks=("relearn_related",)),
     )
     control = result.to_json()["original_control"]["relearn_related"]
     assert len(control["em"]) == 24 and not control["breaks_original"]
