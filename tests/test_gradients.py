@@ -9,9 +9,11 @@ import json
 
 import pytest
 import torch
-from conftest import hook_count, tiny_config
-from transformer_lens import HookedTransformer, HookedTransformerConfig
+from conftest import hook_count
+from factories import run_once
+from factories import tiny_model as build_model
 
+from interp.backend import named_weights, param_name, unembed_parts
 from interp.data import Paragraphs
 from interp.errors import UserError
 from interp.gradient_norms import PerParagraphNorms, compare_norms, per_paragraph_norms
@@ -23,21 +25,21 @@ N_LAYERS, N_HEADS, D_HEAD, D_MODEL = 2, 4, 8, 32
 
 @pytest.fixture(scope="module")
 def model():
-    torch.manual_seed(0)
-    cfg = tiny_config(
+    m = build_model(
         n_layers=N_LAYERS,
         d_model=D_MODEL,
         n_heads=N_HEADS,
         d_head=D_HEAD,
         attn_types=["global", "local"],
         window_size=4,
+        seed=4,  # a draw on which the whole-set control shows the set-size bias (test_sets_of_different_sizes_...)
     )
-    m = HookedTransformer(cfg)
+    torch.manual_seed(0)
     with torch.no_grad():  # non-trivial LayerNorm affines and biases, so ignoring them would show
-        for name, p in m.named_parameters():
+        for name, w in named_weights(m).items():  # TransformerLens names, either backend
             if ".ln" in name or name.split(".")[-1].startswith("b_") or name.endswith(".w") or name.endswith(".b"):
-                p.copy_(torch.randn_like(p) * 0.5 + (1.0 if name.endswith(".w") else 0.0))
-    return m.eval()
+                w.tensor.copy_(torch.randn_like(w.tensor) * 0.5 + (1.0 if name.endswith(".w") else 0.0))
+    return run_once(m)  # its hooks whole: a TransformerBridge adds its norm hooks at its first forward
 
 
 def _paragraphs(n: int, seed: int, tag: str) -> Paragraphs:
@@ -62,29 +64,29 @@ def _snapshot(model):
         {k: v.clone() for k, v in model.state_dict().items()},
         {n: p.requires_grad for n, p in model.named_parameters()},
         {n: p.grad for n, p in model.named_parameters()},
+        hook_count(model),  # 0, or the TransformerBridge's own norm hooks
     )
 
 
 def _assert_unchanged(model, snap):
-    state, flags, grads = snap
+    state, flags, grads, hooks = snap
     assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
     assert {n: p.requires_grad for n, p in model.named_parameters()} == flags
     assert all(p.grad is grads[n] for n, p in model.named_parameters())
-    assert hook_count(model) == 0
+    assert hook_count(model) == hooks
 
 
 def test_nll_gradients_match_autograd_and_skip_biases(model, mem):
     grads = parameter_gradients(model, mem, objective="nll", batch_size=2)  # 3 uneven batches
-    assert set(grads) == {
-        f"blocks.{l}.{'attn' if c in HEAD_COMPONENTS else 'mlp'}.{c}" for l in range(N_LAYERS) for c in COMPONENTS
-    }
-    params = dict(model.named_parameters())
-    reference = torch.autograd.grad(continuation_nll(model, mem.tokens, mem.prefix_len), [params[k] for k in grads])
+    assert set(grads) == {param_name(l, c) for l in range(N_LAYERS) for c in COMPONENTS}
+    weights = named_weights(model)  # TransformerLens names: the leaf that holds each and its layout view
+    loss = continuation_nll(model, mem.tokens, mem.prefix_len)
+    reference = torch.autograd.grad(loss, [weights[k].leaf for k in grads])
     for (name, g), ref in zip(grads.items(), reference):
-        assert g.shape == params[name].shape
-        torch.testing.assert_close(g, ref, rtol=1e-4, atol=1e-7)
+        assert g.shape == weights[name].tensor.shape
+        torch.testing.assert_close(g, weights[name].to_tl(ref), rtol=1e-4, atol=1e-7)
     everything = parameter_gradients(model, mem, objective="nll", include_embeddings=True)
-    assert set(everything) == set(params)
+    assert set(everything) == set(weights)
 
 
 def test_contrastive_gradient_is_minus_weighted_nll_at_original_weights(model, mem, nmem):
@@ -99,9 +101,9 @@ def test_contrastive_gradient_is_minus_weighted_nll_at_original_weights(model, m
 
 
 def test_model_untouched_even_after_failure(model, mem, nmem):
-    params = dict(model.named_parameters())
-    params["embed.W_E"].requires_grad_(False)
-    params["blocks.0.attn.W_V"].requires_grad_(False)
+    weights = named_weights(model)
+    weights["embed.W_E"].leaf.requires_grad_(False)
+    weights["blocks.0.attn.W_V"].leaf.requires_grad_(False)
     try:
         snap = _snapshot(model)
         parameter_gradients(model, mem, nmem)
@@ -114,8 +116,8 @@ def test_model_untouched_even_after_failure(model, mem, nmem):
             per_paragraph_norms(model, bad)
         _assert_unchanged(model, snap)
     finally:
-        params["embed.W_E"].requires_grad_(True)
-        params["blocks.0.attn.W_V"].requires_grad_(True)
+        weights["embed.W_E"].leaf.requires_grad_(True)
+        weights["blocks.0.attn.W_V"].leaf.requires_grad_(True)
 
 
 def test_gradient_map_reductions_match_raw_gradients(model, mem, nmem):
@@ -127,7 +129,7 @@ def test_gradient_map_reductions_match_raw_gradients(model, mem, nmem):
     mean = gradient_map(model, mem, nmem, reduce="mean")
     for l in range(N_LAYERS):
         for j, c in enumerate(COMPONENTS):
-            key = f"blocks.{l}.{'attn' if c in HEAD_COMPONENTS else 'mlp'}.{c}"
+            key = param_name(l, c)
             assert gm.mem[l, j] == pytest.approx(float(g_mem[key].abs().max()), rel=1e-4)
             assert gm.nmem[l, j] == pytest.approx(float(g_nmem[key].abs().max()), rel=1e-4)
             assert l2.mem[l, j] == pytest.approx(float(g_mem[key].norm()), rel=1e-4)
@@ -150,7 +152,7 @@ def test_gradient_map_reductions_match_raw_gradients(model, mem, nmem):
     assert data["lower_half_share"]["mem"] == pytest.approx(float(gm.mem_share[0]))
     assert data["mem_other"] == {}
     with_emb = gradient_map(model, mem, nmem, include_embeddings=True)
-    assert "embed.W_E" in with_emb.mem_other and "blocks.0.attn.b_Q" in with_emb.nmem_other
+    assert "embed.W_E" in with_emb.mem_other and "blocks.0.attn.b_O" in with_emb.nmem_other  # GPT-Neo: no b_Q
     with pytest.raises(UserError, match="reduce"):
         gradient_map(model, mem, nmem, reduce="median")
 
@@ -160,7 +162,7 @@ def test_sets_of_different_sizes_are_compared_at_equal_size(model):
     The max of a batch-MEAN gradient shrinks as the batch grows, so comparing whole sets (the old
     behaviour, computed here by hand as the control) favours the smaller set. Averaged over 8 draws."""
     population = _paragraphs(48, 21, "p")
-    keys = [f"blocks.{l}.{'attn' if c in HEAD_COMPONENTS else 'mlp'}.{c}" for l in range(N_LAYERS) for c in COMPONENTS]
+    keys = [param_name(l, c) for l in range(N_LAYERS) for c in COMPONENTS]
 
     def whole_set(ps):
         g = parameter_gradients(model, ps, objective="nll")
@@ -199,7 +201,7 @@ def _autograd_norms(model, paragraphs):
         g = parameter_gradients(model, paragraphs.select([i]), objective="nll")
         for l in range(N_LAYERS):
             for j, c in enumerate(COMPONENTS):
-                w = g[f"blocks.{l}.{'attn' if c in HEAD_COMPONENTS else 'mlp'}.{c}"].double()
+                w = g[param_name(l, c)].double()
                 layer[i, l, j] = w.norm()
                 if c in HEAD_COMPONENTS:
                     heads[i, l, :, j] = w.flatten(1).norm(dim=1)
@@ -225,26 +227,14 @@ def test_per_paragraph_norms_other_activation_float64_and_gram_dtype(mem):
     float32 Grams for float32 / half activations."""
     from interp.gradient_norms import _gram
 
-    torch.manual_seed(3)
-    cfg = HookedTransformerConfig(
-        n_layers=N_LAYERS,
-        d_model=D_MODEL,
-        n_heads=N_HEADS,
-        d_head=D_HEAD,
-        d_mlp=64,
-        d_vocab=50,
-        n_ctx=32,
-        act_fn="gelu",
-        normalization_type="LN",
-        original_architecture="GPTNeoForCausalLM",
-        seed=3,
-    )
-    m = HookedTransformer(cfg).eval()
+    settings = dict(n_layers=N_LAYERS, d_model=D_MODEL, n_heads=N_HEADS, d_head=D_HEAD, d_mlp=64, d_vocab=50, n_ctx=32)
+    settings.update(act_fn="gelu", attn_types=["global"] * N_LAYERS, seed=3)
+    m = build_model(**settings)
     norms = per_paragraph_norms(m, mem, batch_size=2)
     ref_layer, ref_heads = _autograd_norms(m, mem)
     assert ((norms.norms - ref_layer).abs() / ref_layer).max() < 1e-4
     assert ((norms.head_norms - ref_heads).abs() / ref_heads).max() < 1e-4
-    m64 = m.to(torch.float64)
+    m64 = run_once(build_model(dtype=torch.float64, **settings))  # the same checkpoint in float64, its hooks whole
     snap = _snapshot(m64)
     norms64 = per_paragraph_norms(m64, mem, batch_size=5)
     _assert_unchanged(m64, snap)
@@ -303,12 +293,7 @@ def test_testbed_norms_and_grad_map_command(testbed, testbed_paragraph_set, tmp_
     cfg = testbed.cfg
     for i in (0, 1):
         g = parameter_gradients(testbed, chosen.select([[0, 3][i]]), objective="nll")
-        ref = torch.tensor(
-            [
-                [float(g[f"blocks.{l}.{'attn' if c in HEAD_COMPONENTS else 'mlp'}.{c}"].norm()) for c in COMPONENTS]
-                for l in range(cfg.n_layers)
-            ]
-        )
+        ref = torch.tensor([[float(g[param_name(l, c)].norm()) for c in COMPONENTS] for l in range(cfg.n_layers)])
         assert ((ghost.norms[i] - ref).abs() / ref).max() < 1e-4
 
     path = tmp_path / "six.jsonl"
@@ -396,11 +381,12 @@ def test_chunked_token_nll_and_its_input_gradient_equal_autograd(tiny_model, cap
     from interp.gradient_norms import _ChunkedTokenNLL, _rows_token_nll
 
     torch.manual_seed(5)
-    m = tiny_model(d_vocab=61, output_logits_soft_cap=cap)
+    m = tiny_model(d_vocab=61, **({} if cap is None else {"output_logits_soft_cap": cap}))  # capped: hooked only
     resid = torch.randn(11, m.cfg.d_model, requires_grad=True)
     targets = torch.randint(0, 61, (11,))
     weight = torch.rand(11)
-    w_u, b_u = m.unembed.W_U.detach(), m.unembed.b_U.detach() + 0.3
+    _, w_u, b_u = unembed_parts(m)
+    w_u, b_u = w_u.detach(), b_u.detach() + 0.3
     ref = _rows_token_nll(resid, w_u, b_u, targets, m.cfg)
     (ref_grad,) = torch.autograd.grad((ref * weight).sum(), resid)
     nll = _ChunkedTokenNLL.apply(resid, w_u, b_u, targets, m.cfg, 3)
