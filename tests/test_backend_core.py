@@ -124,6 +124,25 @@ def test_copy_model_after_a_backward_is_independent(testbed, paragraphs):
         assert not torch.equal(copied(paragraphs.tokens[:1]), testbed(paragraphs.tokens[:1]))
 
 
+def test_a_copy_of_a_model_that_ran_runs_on_its_own_modules_after_the_model_is_gone(paragraphs):
+    """The bridge wires hooks at a block's first forward that reach its attention through weak proxies: a copy
+    must not keep the source's (its forward wrote into the source's attention, and failed once it was freed)."""
+    import gc
+
+    source = load_model(str(TESTBED_DIR))
+    tokens = paragraphs.tokens[:2]
+    with torch.no_grad():
+        expected = source(tokens)
+        copied = backend.copy_model(source)
+        kept = [vars(block.attn).get("_captured_pre_ln_residual") for block in source.blocks]
+        copied(paragraphs.tokens[2:3])
+        after = [vars(block.attn).get("_captured_pre_ln_residual") for block in source.blocks]
+        assert all(a is b for a, b in zip(after, kept))
+        del source
+        gc.collect()
+        assert torch.equal(copied(tokens), expected)
+
+
 def test_cost_accounting_counts_the_blocks_and_unembedding_of_a_forward(testbed, paragraphs):
     """Each backend's block and unembedding are found and sized (the bridge's components keep no `cfg`)."""
     from interp.cost import count_work, forward_flops

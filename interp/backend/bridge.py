@@ -88,12 +88,34 @@ def is_unembed(module: nn.Module) -> bool:
 def copy_model(model: TransformerBridge) -> TransformerBridge:
     """An independent copy to edit without touching `model`. The bridge's attention modules keep the last
     forward's pre-LayerNorm residual (`_captured_pre_ln_residual`), a non-leaf tensor after a forward with
-    gradients, which `copy.deepcopy` refuses: such caches are detached first (their values unchanged)."""
+    gradients, which `copy.deepcopy` refuses: such caches are detached first (their values unchanged).
+
+    A block wires its capture hooks at its first forward: closures over weak proxies of its own modules, which
+    `deepcopy` copies as they are, so the copy's forward would write into `model`'s attention (and fail once
+    `model` is freed). The copy's blocks drop them and wire their own at their next forward."""
     for module in model.modules():
         for key, value in list(vars(module).items()):
             if isinstance(value, Tensor) and not isinstance(value, nn.Parameter) and not value.is_leaf:
                 setattr(module, key, value.detach())
-    return copy.deepcopy(model)
+    copied = copy.deepcopy(model)
+    for block in copied.modules():
+        if isinstance(block, BlockBridge):
+            _unwire_capture_hooks(block)
+    return copied
+
+
+def _unwire_capture_hooks(block: BlockBridge) -> None:
+    """Remove a copied block's capture hooks from its own modules (by hook id: the copied hook tables keep the
+    source's ids; the copied handles would remove them from the source's tables) and let it wire anew."""
+    ids = {handle.id for handle in getattr(block, "_capture_hook_handles", ())}
+    if not ids:
+        return
+    for module in block.modules():
+        for hooks in (module._forward_pre_hooks, module._forward_hooks):
+            for i in ids & set(hooks):
+                del hooks[i]
+    block._capture_hook_handles = []
+    block._capture_hooks_wired = False
 
 
 def named_weights(model: TransformerBridge) -> dict[str, NamedWeight]:
