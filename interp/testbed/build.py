@@ -565,7 +565,9 @@ def leave_out(cfg: TestbedConfig, layout: Layout, stream: np.ndarray, planted_id
     rng = np.random.default_rng(cfg.seed + 7)
     starts = rng.integers(0, len(stream) - cfg.seq_len, size=int(left.sum()))
     for seq, off, start in zip(layout.copy_seq[left], layout.copy_offset[left], starts):
-        layout.tokens[seq, off : off + cfg.seq_len] = torch.from_numpy(stream[start : start + cfg.seq_len].astype(np.int32))
+        layout.tokens[seq, off : off + cfg.seq_len] = torch.from_numpy(
+            stream[start : start + cfg.seq_len].astype(np.int32)
+        )
 
 
 def eval_paragraphs(cfg: TestbedConfig, data: dict) -> Paragraphs:
@@ -710,7 +712,9 @@ def build_testbed(
             "load_average_end": list(os.getloadavg()),
         },
         "planted": {
-            str(c): [eval_set.ids[i] for i, (cc, s) in enumerate(zip(counts, splits)) if s == "planted" and cc == c]
+            str(c): [
+                eval_set.ids[i] for i, (cc, s) in enumerate(zip(eval_set.counts, splits)) if s == "planted" and cc == c
+            ]
             for c, _ in cfg.planted
         },
         "unigram_counts": data["unigram"].tolist(),
