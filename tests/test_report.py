@@ -185,6 +185,7 @@ def test_cached_steps_are_reused_and_invalidated_by_their_own_options(tiny, tiny
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["steps"]["second"]["result"]["value"] == total * 3
     assert results["provenance"]["model"]["weights_sha256"] == weights_fingerprint(tiny)
+    assert results["provenance"]["model"]["architecture"] == "GPTNeoForCausalLM"  # under either backend
     run = run_report(tiny, tiny_paragraphs, tmp_path, options=opts, steps=_counting_steps(calls), image_formats=())
     assert calls == {"first": 1, "second": 1} and run.cached == {"first": True, "second": True}
     # n_mem is read by 'second' only: 'first' stays cached

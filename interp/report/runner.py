@@ -34,7 +34,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from interp.backend import Model
+from interp.backend import Model, architecture
 from interp.cost import Work, count_work, matmul_gflops
 from interp.data import Paragraphs
 from interp.errors import UserError
@@ -269,7 +269,7 @@ def provenance(
     model_info = {
         "spec": model_name(model),
         "path": source.path if source else None,
-        "architecture": cfg.original_architecture,
+        "architecture": architecture(model),
         "layers": cfg.n_layers,
         "heads": cfg.n_heads,
         "d_model": cfg.d_model,
