@@ -186,6 +186,7 @@ def test_cached_steps_are_reused_and_invalidated_by_their_own_options(tiny, tiny
     assert results["steps"]["second"]["result"]["value"] == total * 3
     assert results["provenance"]["model"]["weights_sha256"] == weights_fingerprint(tiny)
     assert results["provenance"]["model"]["architecture"] == "GPTNeoForCausalLM"  # under either backend
+    assert "no static images were asked for" in (tmp_path / "report.html").read_text()  # the intro says none
     run = run_report(tiny, tiny_paragraphs, tmp_path, options=opts, steps=_counting_steps(calls), image_formats=())
     assert calls == {"first": 1, "second": 1} and run.cached == {"first": True, "second": True}
     # n_mem is read by 'second' only: 'first' stays cached
@@ -362,6 +363,7 @@ def test_report_command_on_the_testbed(testbed, testbed_paragraph_set, tmp_path)
     assert "memorization_em_histogram" in results["figures"]
     assert results["provenance"]["model"]["spec"] == "testbed"
     assert results["provenance"]["paragraphs"]["paragraphs"] == 20
+    assert "each figure is saved as SVG in figures/" in (out / "report.html").read_text()
     if BROWSER is None:  # everything but the static images was checked
         pytest.skip(NO_BROWSER)
     exported = sorted(p.name for p in (out / "figures").iterdir() if p.name != FIGURE_HASHES)

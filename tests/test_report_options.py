@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from interp.cli import build_parser
-from interp.commands.report import report_options
+from interp.commands.report import image_formats, report_options
 from interp.conventions import PAPER, TABLE, TOOLKIT, conventions, markdown_table
 from interp.data import Paragraphs
 from interp.errors import UserError
@@ -30,6 +30,17 @@ def test_every_option_has_a_flag_with_its_dataclass_default_in_the_help():
         assert f"--{f.name.replace('_', '-')}" in flags, f"no flag for ReportOptions.{f.name}"
         assert f.metadata.get("help"), f"ReportOptions.{f.name} has no help"
     assert "(default: 16)" in flags["--n-mem"].help and "(default: unlearn,edit)" in flags["--unlearn-methods"].help
+
+
+def test_quick_exports_static_images_only_on_request():
+    """A full report saves PNG and SVG; --quick saves none unless --formats asks (export is a sixth of its time)."""
+
+    def formats(*argv: str) -> str:
+        return image_formats(build_parser().parse_args(["report", *argv]))
+
+    assert formats() == "png,svg" and formats("--paper") == "png,svg"
+    assert formats("--quick") == ""
+    assert formats("--quick", "--formats", "png,svg") == "png,svg" and formats("--formats", "") == ""
 
 
 def test_presets_config_and_flags_apply_in_order(tmp_path):

@@ -33,8 +33,9 @@ def configure(p) -> None:
     )
     p.add_argument(
         "--formats",
-        default="png,svg",
-        help="static image formats for figures/, any of png, svg, pdf; '' for none (default: png,svg)",
+        default=None,
+        help="static image formats for figures/, any of png, svg, pdf; '' for none (default: png,svg; with --quick "
+        "none, since exporting them is a sixth of its time: give --formats png,svg to have them)",
     )
     from interp.report.options import ReportOptions
 
@@ -69,11 +70,19 @@ def report_options(args: argparse.Namespace):
         ) from None
 
 
+def image_formats(args: argparse.Namespace) -> str:
+    """The --formats given, else the preset's: PNG and SVG for a full report, none for --quick (a first look reads the
+    interactive report.html; its static images are on request)."""
+    if args.formats is not None:
+        return args.formats
+    return "" if args.quick else "png,svg"
+
+
 def run(args: argparse.Namespace) -> int:
     options = report_options(args)
     from interp.report import default_steps, run_report, select_steps
 
-    formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
+    formats = tuple(f.strip() for f in image_formats(args).split(",") if f.strip())
     bad = [f for f in formats if f not in ("png", "svg", "pdf")]
     if bad:
         raise UserError(f"unknown image format(s) {', '.join(bad)}: use png, svg or pdf")

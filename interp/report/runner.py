@@ -357,7 +357,6 @@ def run_report(
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"--out {out_dir} exists and is not a folder")
     if steps is None:
-
         steps = default_steps()
     steps = select_steps(options, steps)
     n_given = len(paragraphs)
@@ -448,8 +447,8 @@ def _write_outputs(
             intro=(
                 "This report runs the whole interp pipeline on one model and one paragraph set. Each section says "
                 "what its figure shows and what the numbers mean; every number is also in results.json beside "
-                "this file, and each figure is saved as PNG and SVG in figures/. Figures are interactive "
-                "(hover, zoom); the page needs no network."
+                f"this file, and {_saved_as(image_formats)}. Figures are interactive (hover, zoom); the page needs "
+                "no network."
             ),
         )
         write_text_atomic(staging / "report.html", html)
@@ -458,6 +457,15 @@ def _write_outputs(
         shutil.rmtree(staging, ignore_errors=True)
     folder = out_dir / "figures"
     run.figures = sorted(p for p in folder.glob("*") if p.name != FIGURE_HASHES) if folder.exists() else []
+
+
+def _saved_as(image_formats: Sequence[str]) -> str:
+    """How the report's intro names the static images written (or that none were asked for)."""
+    names = [f.upper() for f in image_formats]
+    if not names:
+        return "no static images were asked for (`interp report --formats png,svg` saves each figure in figures/)"
+    listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+    return f"each figure is saved as {listed} in figures/"
 
 
 def _move_into_place(staging: Path, out_dir: Path) -> None:
@@ -476,5 +484,3 @@ def _skipped_section(step: Step, skipped: Skipped) -> Section:
     return Section(
         key=step.name, title=f"{step.name}: skipped", notes=[f"The {step.name} step did not run: {skipped.reason}."]
     )
-
-
