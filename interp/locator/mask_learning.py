@@ -82,14 +82,16 @@ class MaskRun:
         return {"steps": self.steps, "stopped": self.stopped, "nll": list(self.nll), "density": list(self.density)}
 
 
-def _settings(method: str, unit: str, mem: Paragraphs, batch_size: int, arguments: dict[str, Any]) -> dict:
-    """The method's DEFAULTS for `unit`, each replaced by the method's argument of that name unless it is None (not
-    given), checked. `arguments`: the method's own arguments (its `locals()` on entry)."""
+def _settings(method: str, unit: str, mem: Paragraphs, batch_size: int, options: dict[str, Any]) -> dict:
+    """The method's DEFAULTS for `unit`, each replaced by the option of that name unless it is None (not given),
+    checked. `options`: the method's keyword arguments beyond unit, batch_size and seed; DEFAULTS names those it
+    takes, so any other is a TypeError, as an unknown keyword is."""
     check_unit(unit)
-    o = {
-        name: default if arguments[name] is None else arguments[name]
-        for name, default in DEFAULTS[unit][method].items()
-    }
+    defaults = DEFAULTS[unit][method]
+    unknown = sorted(set(options) - set(defaults))
+    if unknown:
+        raise TypeError(f"{method}() got an unexpected keyword argument {unknown[0]!r}")
+    o = {name: default if options.get(name) is None else options[name] for name, default in defaults.items()}
     if len(mem) == 0:
         raise UserError("a unit mask needs at least one memorized paragraph to keep")
     if o["lr"] <= 0 or o["penalty"] < 0 or o["growth"] < 1 or o["max_steps"] < 1 or batch_size < 1:
@@ -172,18 +174,15 @@ def hard_concrete(
     mem: Paragraphs,
     *,
     unit: str = "head",
-    lr: float | None = None,
-    penalty: float | None = None,
-    growth: float | None = None,
-    target_density: float | None = None,
-    max_steps: int | None = None,
-    temperature: float | None = None,
-    init_keep: float | None = None,
     batch_size: int = GRAD_BATCH_SIZE,
     seed: int = 0,
+    **options: float | int | None,
 ) -> UnitScores:
-    """Hard Concrete (L0) masks over every head or neuron that keep the MEM continuations (see module doc)."""
-    o = _settings("hard_concrete", unit, mem, batch_size, locals())
+    """Hard Concrete (L0) masks over every head or neuron that keep the MEM continuations (see module doc).
+
+    `options`: lr, penalty, growth, target_density, max_steps, temperature, init_keep; each one left out or None
+    takes the unit's default (DEFAULTS)."""
+    o = _settings("hard_concrete", unit, mem, batch_size, options)
     if not 0 < o["init_keep"] < 1 or o["temperature"] <= 0:
         raise UserError("hard concrete needs 0 < init_keep < 1 and temperature > 0")
     clock = Stopwatch()
@@ -220,15 +219,14 @@ def slimming(
     mem: Paragraphs,
     *,
     unit: str = "head",
-    lr: float | None = None,
-    penalty: float | None = None,
-    growth: float | None = None,
-    target_density: float | None = None,
-    max_steps: int | None = None,
     batch_size: int = GRAD_BATCH_SIZE,
+    **options: float | int | None,
 ) -> UnitScores:
-    """Slimming (L1) coefficients over every head or neuron that keep the MEM continuations (see module doc)."""
-    o = _settings("slimming", unit, mem, batch_size, locals())
+    """Slimming (L1) coefficients over every head or neuron that keep the MEM continuations (see module doc).
+
+    `options`: lr, penalty, growth, target_density, max_steps; each one left out or None takes the unit's default
+    (DEFAULTS)."""
+    o = _settings("slimming", unit, mem, batch_size, options)
     clock = Stopwatch()
     coef = torch.ones(_shape(model, unit), device=model.cfg.device, requires_grad=True)
     run = _fit(
