@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import torch
-from jaxtyping import Bool, Float, Int
+from jaxtyping import Bool, Float, Int, Shaped
 from torch import Tensor
 
 from interp.backend import Model, ModelConfig, final_norm, greedy_decode, run_from, run_to, softcap, unembed_parts
@@ -57,6 +57,22 @@ def log10_at_least_one(log10_p: Float[Tensor, "n"], n: int) -> Float[Tensor, "n"
     exact = torch.log10(-torch.expm1(n * torch.log1p(-torch.pow(10.0, lp))))
     tiny = lp + math.log10(n)
     return torch.where(tiny < -12, tiny, exact)
+
+
+def float_from_json(value: float | int | None) -> float:
+    """A float as `interp.io.to_jsonable` wrote it, read back: null (a NaN or an infinity) as NaN."""
+    return float("nan") if value is None else float(value)
+
+
+def tensor_from_json(values: list | float | int | None, dtype: torch.dtype) -> Shaped[Tensor, "*shape"]:
+    """A tensor as `interp.io.to_jsonable` wrote it (nested lists), read back in `dtype`: nulls as NaN."""
+    return torch.tensor(_nulls_as_nan(values), dtype=dtype)
+
+
+def _nulls_as_nan(values: list | float | int | None) -> list | float | int:
+    if isinstance(values, list):
+        return [_nulls_as_nan(v) for v in values]
+    return float("nan") if values is None else values
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,9 @@ says which methods it combined and why. The pairwise Kendall tau between all met
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from jaxtyping import Float, Int
@@ -64,7 +66,7 @@ from interp.locator.patching import PatchingResult, attribution_patching, patch_
 from interp.locator.rare_tokens import RareTokenAttention, rare_token_attention
 from interp.locator.units import MethodCall, Stopwatch, UnitScores, frozen_weights, rank_units, unit_count, unit_hook
 from interp.memorization import mem_nmem_thresholds, split_mem_nmem
-from interp.metrics import continuation_log_probs, score_paragraphs
+from interp.metrics import continuation_log_probs, float_from_json, score_paragraphs
 from interp.perturbation import corrupt_prefixes
 
 DEFAULT_REASON = (
@@ -319,6 +321,26 @@ class NeuronRanking:
             "nmem_ids": self.nmem_ids,
             "notes": list(self.notes),
         }
+
+    @classmethod
+    def from_json(cls, data: dict, detail: Callable[[dict], Any] | None = None) -> NeuronRanking:
+        """The ranking `to_json` wrote. It holds only the top of the order, so the mean rank and the whole order are
+        taken again from the methods' scores (`combine`, as `locate_neurons` took them); `detail` reads the mask
+        methods' runs (`UnitScores.from_json`)."""
+        results = {m: UnitScores.from_json(r, detail) for m, r in data["methods"].items()}
+        rank_by = tuple(data["rank_by"])
+        _, mean_rank, order, _ = combine({m: r.score for m, r in results.items()}, rank_by)
+        return cls(
+            results,
+            mean_rank,
+            order,
+            {pair: float_from_json(tau) for pair, tau in data["agreement_kendall_tau"].items()},
+            rank_by,
+            data["combination_reason"],
+            tuple(data["mem_ids"]),
+            tuple(data["nmem_ids"]),
+            tuple(data["notes"]),
+        )
 
 
 def _check_methods(methods: tuple[str, ...], allowed: tuple[str, ...]) -> None:

@@ -54,6 +54,7 @@ from interp.backend import Model, act_name, capture
 from interp.data import BATCH_SIZE, Paragraphs, rarity_ranks
 from interp.errors import UserError
 from interp.locator.options import DEFAULT_NULL, NULLS
+from interp.metrics import float_from_json, tensor_from_json
 
 QUERIES = ("first_continuation", "last_prefix")
 STATISTICS = ("sum", "mean")
@@ -170,6 +171,21 @@ class TauStatistics:
             "null_draws": self.draws,
             "undefined_tau_heads": int(self.undefined.sum()),
         }
+
+    @classmethod
+    def from_json(cls, data: dict) -> TauStatistics:
+        """The statistics `to_json` wrote (tensors back as float32, nulls as NaN)."""
+        return cls(
+            data["statistic"],
+            tensor_from_json(data["tau"], torch.float32),
+            float_from_json(data["uniform_tau"]),
+            tensor_from_json(data["null_mean"], torch.float32),
+            tensor_from_json(data["null_std"], torch.float32),
+            tensor_from_json(data["null_p"], torch.float32),
+            tensor_from_json(data["family_p"], torch.float32),
+            data["null_draws"],
+            data["null"],
+        )
 
 
 def tau_statistics(
@@ -413,6 +429,22 @@ class SpecificHead:
             "inner_draws": self.inner_draws,
             "null": self.null,
         }
+
+    @classmethod
+    def from_json(cls, data: dict) -> SpecificHead:
+        """The head `to_json` wrote (an undefined p or excess, written as null, back as NaN)."""
+        return cls(
+            data["layer"],
+            data["head"],
+            tuple(data["choice_ids"]),
+            tuple(data["test_ids"]),
+            data["n_test_mem"],
+            data["n_test_nmem"],
+            *(float_from_json(data[k]) for k in ("chosen_difference", "mem_excess", "nmem_excess", "difference", "p")),
+            data["draws"],
+            data["inner_draws"],
+            data["null"],
+        )
 
 
 def _group_excess(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +27,7 @@ from interp.backend import Model, act_name
 from interp.data import BATCH_SIZE, Paragraphs
 from interp.display import Displayed
 from interp.errors import UserError
+from interp.metrics import tensor_from_json
 
 UNITS = ("head", "neuron")
 
@@ -186,6 +188,22 @@ class UnitScores(Displayed):
         if self.detail is not None and hasattr(self.detail, "to_json"):
             out["detail"] = self.detail.to_json()
         return out
+
+    @classmethod
+    def from_json(cls, data: dict, detail: Callable[[dict], Any] | None = None) -> UnitScores:
+        """The scores `to_json` wrote (score back as float32, unscored units as NaN). A written `detail` is read
+        with the reader given for it (e.g. its class's `from_json`): the JSON does not say what it was."""
+        if "detail" in data and detail is None:
+            raise UserError(f"{data['method']}'s scores carry a detail: give its reader as detail=")
+        return cls(
+            data["method"],
+            data["unit"],
+            tensor_from_json(data["score"], torch.float32),
+            data["seconds"],
+            data["options"],
+            tuple(data["notes"]),
+            detail(data["detail"]) if "detail" in data else None,
+        )
 
 
 @dataclass(frozen=True)

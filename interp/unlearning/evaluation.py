@@ -17,7 +17,7 @@ from torch import Tensor
 from interp.backend import Hook, Model, hooks_on
 from interp.data import BATCH_SIZE, Paragraphs
 from interp.errors import UserError
-from interp.metrics import Scorable, greedy_continuations, score_paragraphs
+from interp.metrics import Scorable, float_from_json, greedy_continuations, score_paragraphs, tensor_from_json
 
 
 @dataclass(frozen=True)
@@ -85,6 +85,23 @@ class Evaluation:
             "mem_em": self.mem_em.tolist(),
             "nmem_em": self.nmem_em.tolist(),
         }
+
+    @classmethod
+    def from_json(cls, data: dict) -> Evaluation:
+        """The scores `to_json` wrote (EM back as int64, NLL and log10 p as float32, nulls as NaN); the means
+        written beside them are recomputed from these."""
+        targets = data["targets"]
+        return cls(
+            target_ids=tuple(t["id"] for t in targets),
+            target_em=torch.tensor([t["em"] for t in targets], dtype=torch.long),
+            target_nll=tensor_from_json([t["nll"] for t in targets], torch.float32),
+            target_log10p=tensor_from_json([t["log10p"] for t in targets], torch.float32),
+            edit_em=torch.tensor(data["edit_em_per_target"], dtype=torch.long),
+            mem_ids=tuple(data["mem_ids"]),
+            mem_em=torch.tensor(data["mem_em"], dtype=torch.long),
+            nmem_em=torch.tensor(data["nmem_em"], dtype=torch.long),
+            heldout_ppl=float_from_json(data["heldout_ppl"]),
+        )
 
 
 def _mean(values: Tensor) -> float:
