@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import torch
 from jaxtyping import Bool, Float, Int
@@ -960,20 +961,15 @@ def score_model(
     targets: Paragraphs,
     never_known: Paragraphs,
     *,
-    retain: Paragraphs | None = None,
-    related: Paragraphs | None = None,
-    pool: Paragraphs | None = None,
-    config: AuditConfig = AuditConfig(),
     name: str = "model",
+    **options: Any,
 ) -> dict:
     """One system's scores under every attack: for `model` (weights only, or (model, hooks), or an
     ensemble) on `targets` and the paired `never_known` paragraphs, per attack the EM and log10 p of each
     target and control paragraph, the recoveries, and the residual on EM and log10 p with its null; the
-    audit of that one method (`audit`), as JSON-ready numbers. For faithfulness scores over models known
-    to hold or to lack the targets."""
-    result = audit(
-        original, {name: model}, targets, never_known, retain=retain, related=related, pool=pool, config=config
-    )
+    audit of that one method (`audit`, which takes `options`: retain, related, pool, config), as JSON-ready
+    numbers. For faithfulness scores over models known to hold or to lack the targets."""
+    result = audit(original, {name: model}, targets, never_known, **options)
     out = result.to_json()["methods"][name]
     out["per_attack"] = {
         a: {
