@@ -31,7 +31,7 @@ from interp.masks import SCOPES, candidate_mask, matched_random_mask, top_k_mask
 from interp.unlearning.config import SELECTIONS, UnlearnConfig  # noqa: F401 (public names kept here)
 from interp.unlearning.evaluation import Evaluation, Hook, Probe, evaluate
 from interp.unlearning.method import run_json
-from interp.unlearning.training import check_training_settings, config_objective, objective, optimise  # noqa: F401
+from interp.unlearning.training import check_training_settings, config_objective, config_optimise, objective, optimise  # noqa: F401
 
 
 def select_weights(
@@ -147,12 +147,10 @@ def unlearn(
             on_step(edited)
 
     try:
-        losses = optimise(
+        losses = config_optimise(
+            config,
             loss_fn,
             leaves,
-            steps=config.steps,
-            lr=config.lr,
-            weight_decay=config.weight_decay,
             before_step=zero_grad_outside_mask if config.decay_outside_mask else None,
             after_step=after_step,
         )

@@ -80,6 +80,17 @@ def optimise(
     return torch.tensor(losses)
 
 
+def config_optimise(
+    config: UnlearnConfig | ReftConfig,
+    loss_fn: Callable[[], Tensor],
+    params: Sequence[torch.nn.Parameter],
+    **step_hooks: Callable[[], None] | None,
+) -> Float[Tensor, "steps"]:
+    """`optimise` with a run's settings (`steps`, `lr`, `weight_decay`), which masked fine-tuning and LoReFT share;
+    `step_hooks`: `optimise`'s before_step and after_step."""
+    return optimise(loss_fn, params, steps=config.steps, lr=config.lr, weight_decay=config.weight_decay, **step_hooks)
+
+
 def objective(
     method: str,
     model: Model,
