@@ -23,7 +23,7 @@ from interp.errors import UserError
 from interp.unlearning import Evaluation, Hook, Probe, check_training_settings, evaluate, objective, optimise  # noqa: F401
 from interp.unlearning.config import ReftConfig
 from interp.unlearning.method import run_json
-from interp.unlearning.training import config_objective
+from interp.unlearning.training import config_objective, config_optimise
 
 
 class LoReFT(nn.Module):
@@ -125,13 +125,7 @@ def reft_unlearn(
             with hooks_on(model, hooks):
                 return loss_fn()
 
-        losses = optimise(
-            hooked_loss,
-            list(intervention.parameters()),
-            steps=config.steps,
-            lr=config.lr,
-            weight_decay=config.weight_decay,
-        )
+        losses = config_optimise(config, hooked_loss, list(intervention.parameters()))
     finally:
         for n, p in model.named_parameters():
             p.requires_grad_(flags[n])
