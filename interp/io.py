@@ -1,4 +1,4 @@
-"""Writing outputs safely: a file is replaced only once its new content is complete."""
+"""Writing outputs safely (a file is replaced only once its new content is complete) and reading JSON values back."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from jaxtyping import Shaped
+from torch import Tensor
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -23,6 +25,22 @@ def to_jsonable(obj: Any) -> Any:
     if hasattr(obj, "item") and callable(obj.item):
         return obj.item()
     return obj
+
+
+def float_from_json(value: float | int | None) -> float:
+    """A float as `to_jsonable` wrote it, read back: null (a NaN or an infinity) as NaN."""
+    return float("nan") if value is None else float(value)
+
+
+def tensor_from_json(values: list | float | int | None, dtype: torch.dtype) -> Shaped[Tensor, "*shape"]:
+    """A tensor as `to_jsonable` wrote it (nested lists), read back in `dtype`: nulls as NaN."""
+    return torch.tensor(_nulls_as_nan(values), dtype=dtype)
+
+
+def _nulls_as_nan(values: list | float | int | None) -> list | float | int:
+    if isinstance(values, list):
+        return [_nulls_as_nan(v) for v in values]
+    return float("nan") if values is None else values
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:

@@ -23,12 +23,13 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import torch
-from jaxtyping import Bool, Float, Int, Shaped
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from interp.backend import Model, ModelConfig, final_norm, greedy_decode, run_from, run_to, softcap, unembed_parts
 from interp.constants import NMEM_MAX_EM
 from interp.data import BATCH_SIZE, Paragraphs
+from interp.io import float_from_json, tensor_from_json  # noqa: F401 (their former home)
 
 LOGITS_CHUNK_BYTES = 64 * 2**20  # logits held at once by `continuation_logits` (300 positions at a 50k vocabulary)
 EXTRACTION_NS = (1, 100, 10_000)  # numbers of samples the extraction probability is reported for
@@ -57,22 +58,6 @@ def log10_at_least_one(log10_p: Float[Tensor, "n"], n: int) -> Float[Tensor, "n"
     exact = torch.log10(-torch.expm1(n * torch.log1p(-torch.pow(10.0, lp))))
     tiny = lp + math.log10(n)
     return torch.where(tiny < -12, tiny, exact)
-
-
-def float_from_json(value: float | int | None) -> float:
-    """A float as `interp.io.to_jsonable` wrote it, read back: null (a NaN or an infinity) as NaN."""
-    return float("nan") if value is None else float(value)
-
-
-def tensor_from_json(values: list | float | int | None, dtype: torch.dtype) -> Shaped[Tensor, "*shape"]:
-    """A tensor as `interp.io.to_jsonable` wrote it (nested lists), read back in `dtype`: nulls as NaN."""
-    return torch.tensor(_nulls_as_nan(values), dtype=dtype)
-
-
-def _nulls_as_nan(values: list | float | int | None) -> list | float | int:
-    if isinstance(values, list):
-        return [_nulls_as_nan(v) for v in values]
-    return float("nan") if values is None else values
 
 
 @dataclass(frozen=True)

@@ -12,12 +12,11 @@ from factories import random_text, recitation_model, recited, tiny_model
 
 from interp.data import Paragraphs
 from interp.errors import UserError
-from interp.io import to_jsonable
+from interp.io import float_from_json, tensor_from_json, to_jsonable
 from interp.locator.ablation import unit_ablation
 from interp.locator.ranking import NeuronRanking, locate_neurons
 from interp.locator.rare_tokens import RareTokenAttention, SpecificHead, TauStatistics, mem_specific_head
 from interp.locator.units import UnitScores
-from interp.metrics import float_from_json, tensor_from_json
 from interp.unlearning.evaluation import evaluate, probe_sets
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
