@@ -26,8 +26,8 @@ from interp.errors import UserError
 from interp.memorization import heldout_indices
 from interp.metrics import score_paragraphs
 from interp.models import load_model
-from interp.report.steps.memorization import SET_OPTIONS
-from interp.report.types import Bundle, Skipped, Step, StepInputs
+from interp.report.steps.memorization import set_step
+from interp.report.types import Bundle, Skipped, StepInputs
 from interp.unlearning.proxy import ProxyConfig, ProxyMethod, small_model_spec
 from interp.views.sections import audit_section
 
@@ -151,7 +151,10 @@ def never_known_paragraphs(inputs: StepInputs, split: Any, exclude: set[str]) ->
         kept = loaded.select((em <= split.nmem_max).nonzero().flatten()[: o.audit_never_known])
         if len(kept) == 0:
             raise UserError(f"no paragraph of {o.never_known} is free of recitation: change --never-known")
-        return kept, f"{len(kept)} paragraphs of {o.never_known} that the model does not recite (EM <= {split.nmem_max})"
+        return (
+            kept,
+            f"{len(kept)} paragraphs of {o.never_known} that the model does not recite (EM <= {split.nmem_max})",
+        )
     free = [int(i) for i in (split.scores.em <= split.nmem_max).nonzero().flatten() if paragraphs.ids[i] not in exclude]
     held = set(heldout_indices(split).tolist())
     if held:
@@ -192,19 +195,16 @@ def _level(table: Any) -> float | None:
     return table.calibrations[0].level if table.calibrations else None
 
 
-STEP = Step(
+STEP = set_step(
     "audit",
     audit_step,
     audit_section,
-    options=(
-        *SET_OPTIONS,
-        "audit",
-        "audit_never_known",
-        "never_known",
-        "reference_retrained",
-        "relearn_steps",
-        "proxy",
-        "batch_size",
-    ),
-    depends=("memorization", "unlearning"),
+    "audit",
+    "audit_never_known",
+    "never_known",
+    "reference_retrained",
+    "relearn_steps",
+    "proxy",
+    "batch_size",
+    after=("unlearning",),
 )

@@ -9,8 +9,8 @@ from tqdm.auto import tqdm
 
 from interp.gradient_norms import compare_norms, per_paragraph_norms
 from interp.gradients import gradient_map
-from interp.report.steps.memorization import SET_OPTIONS, mem_nmem_sets
-from interp.report.types import Bundle, Skipped, Step, StepInputs
+from interp.report.steps.memorization import mem_nmem_sets, set_step
+from interp.report.types import Bundle, Skipped, StepInputs
 from interp.views.sections import gradients_section
 
 
@@ -34,10 +34,4 @@ def _gradients(inputs: StepInputs) -> Bundle | Skipped:
     return Bundle(parts)
 
 
-STEP = Step(
-    "gradients",
-    _gradients,
-    gradients_section,
-    options=(*SET_OPTIONS, "grad_batch_size"),
-    depends=("memorization",),
-)
+STEP = set_step("gradients", _gradients, gradients_section, "grad_batch_size")

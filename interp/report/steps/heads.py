@@ -12,8 +12,8 @@ from interp.errors import UserError
 from interp.locator.ranking import locate_memorization_head
 from interp.locator.rare_tokens import mem_specific_head
 from interp.memorization import MemorizationSplit, choose_indices, str_tokens
-from interp.report.steps.memorization import SET_OPTIONS, mem_nmem_sets
-from interp.report.types import Bundle, Skipped, Step, StepInputs
+from interp.report.steps.memorization import mem_nmem_sets, set_step
+from interp.report.types import Bundle, Skipped, StepInputs
 from interp.testbed import shipped_unigram_counts
 from interp.views.sections import heads_section
 
@@ -86,10 +86,4 @@ def _heads(inputs: StepInputs) -> Bundle | Skipped:
     )
 
 
-STEP = Step(
-    "heads",
-    _heads,
-    heads_section,
-    options=(*SET_OPTIONS, "batch_size", "conventions", "rare_token_null"),
-    depends=("memorization",),
-)
+STEP = set_step("heads", _heads, heads_section, "batch_size", "conventions", "rare_token_null")

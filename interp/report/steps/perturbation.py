@@ -7,8 +7,8 @@ import torch
 from interp.data import Paragraphs
 from interp.memorization import str_tokens
 from interp.perturbation import perturbed_batch_size, prefix_perturbation
-from interp.report.steps.memorization import SET_OPTIONS, mem_nmem_sets
-from interp.report.types import Bundle, Skipped, Step, StepInputs
+from interp.report.steps.memorization import mem_nmem_sets, set_step
+from interp.report.types import Bundle, Skipped, StepInputs
 from interp.views.sections import perturbation_section
 
 
@@ -26,10 +26,4 @@ def _perturbation(inputs: StepInputs) -> Bundle | Skipped:
     return Bundle({"all": result, "n_mem": len(mem), "str_tokens": [str_tokens(model, row) for row in both.prefixes]})
 
 
-STEP = Step(
-    "perturbation",
-    _perturbation,
-    perturbation_section,
-    options=(*SET_OPTIONS, "n_perturb", "perturb_samples", "batch_size"),
-    depends=("memorization",),
-)
+STEP = set_step("perturbation", _perturbation, perturbation_section, "n_perturb", "perturb_samples", "batch_size")

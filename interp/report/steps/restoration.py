@@ -8,8 +8,8 @@ from typing import Any
 
 from interp.conventions import conventions
 from interp.errors import UserError
-from interp.report.steps.memorization import SET_OPTIONS, mem_nmem_sets
-from interp.report.types import Bundle, Skipped, Step, StepInputs
+from interp.report.steps.memorization import mem_nmem_sets, set_step
+from interp.report.types import Bundle, Skipped, StepInputs
 from interp.restore import RestorationResult, restoration
 from interp.unlearning import RETAIN_PER_RUN, UnlearnConfig, calibrate, unlearn
 from interp.views.sections import restoration_section
@@ -78,19 +78,16 @@ def _restoration(inputs: StepInputs) -> Bundle | Skipped:
     return Bundle(parts)
 
 
-STEP = Step(
+STEP = set_step(
     "restoration",
     _restoration,
     restoration_section,
-    options=(
-        *SET_OPTIONS,
-        "unlearn_targets",
-        "unlearn_lr",
-        "unlearn_level",
-        "unlearn_steps",
-        "restore_selects",
-        "batch_size",
-        "conventions",
-    ),
-    depends=("memorization", "unlearning"),
+    "unlearn_targets",
+    "unlearn_lr",
+    "unlearn_level",
+    "unlearn_steps",
+    "restore_selects",
+    "batch_size",
+    "conventions",
+    after=("unlearning",),
 )

@@ -10,8 +10,8 @@ import torch
 from interp.conventions import conventions
 from interp.memorization import heldout_indices
 from interp.report.steps.audit import AuditedRows, audited, audited_decay, keep_runs, proxy_row
-from interp.report.steps.memorization import SET_OPTIONS, mem_nmem_sets
-from interp.report.types import Bundle, Skipped, Step, StepInputs, Transient, perturbation_parts
+from interp.report.steps.memorization import mem_nmem_sets, set_step
+from interp.report.types import Bundle, Skipped, StepInputs, Transient, perturbation_parts
 from interp.unlearning import (
     RETAIN_PER_RUN,
     MatchedForgetting,
@@ -98,26 +98,23 @@ def _unlearning(inputs: StepInputs) -> Bundle | Skipped:
     )
 
 
-STEP = Step(
+STEP = set_step(
     "unlearning",
     _unlearning,
     unlearning_section,
-    options=(
-        *SET_OPTIONS,
-        "unlearn_targets",
-        "unlearn_lr",
-        "unlearn_level",
-        "unlearn_steps",
-        "unlearn_methods",
-        "unlearn_baselines",
-        "reft",
-        "proxy",
-        "audit",
-        "relearn_steps",
-        "probe",
-        "perturb_samples",
-        "batch_size",
-        "conventions",
-    ),
-    depends=("memorization", "perturbation"),
+    "unlearn_targets",
+    "unlearn_lr",
+    "unlearn_level",
+    "unlearn_steps",
+    "unlearn_methods",
+    "unlearn_baselines",
+    "reft",
+    "proxy",
+    "audit",
+    "relearn_steps",
+    "probe",
+    "perturb_samples",
+    "batch_size",
+    "conventions",
+    after=("perturbation",),
 )
