@@ -29,18 +29,22 @@ def to_jsonable(obj: Any) -> Any:
 
 def float_from_json(value: float | int | None) -> float:
     """A float as `to_jsonable` wrote it, read back: null (a NaN or an infinity) as NaN."""
-    return float("nan") if value is None else float(value)
+    return float(nulls_as_nan(value))
 
 
 def tensor_from_json(values: list | float | int | None, dtype: torch.dtype) -> Shaped[Tensor, "*shape"]:
     """A tensor as `to_jsonable` wrote it (nested lists), read back in `dtype`: nulls as NaN."""
-    return torch.tensor(_nulls_as_nan(values), dtype=dtype)
+    return torch.tensor(nulls_as_nan(values), dtype=dtype)
 
 
-def _nulls_as_nan(values: list | float | int | None) -> list | float | int:
-    if isinstance(values, list):
-        return [_nulls_as_nan(v) for v in values]
-    return float("nan") if values is None else values
+def nulls_as_nan(value: Any) -> Any:
+    """A JSON value as `to_jsonable` wrote it, read back with every null in it (a NaN or an infinity, in nested lists
+    and dicts too) as NaN; every other value as written. Only for values whose nulls can only be non-finite floats."""
+    if isinstance(value, list):
+        return [nulls_as_nan(v) for v in value]
+    if isinstance(value, dict):
+        return {k: nulls_as_nan(v) for k, v in value.items()}
+    return float("nan") if value is None else value
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:

@@ -43,6 +43,7 @@ from interp.backend import Model, hooks_on
 from interp.constants import GRAD_BATCH_SIZE
 from interp.data import Paragraphs
 from interp.errors import UserError
+from interp.io import float_from_json
 from interp.locator.units import (
     MethodCall,
     Stopwatch,
@@ -80,6 +81,17 @@ class MaskRun:
 
     def to_json(self) -> dict:
         return {"steps": self.steps, "stopped": self.stopped, "nll": list(self.nll), "density": list(self.density)}
+
+    @classmethod
+    def from_json(cls, data: dict) -> MaskRun:
+        """The run `to_json` wrote (a null NLL or density, a non-finite one, back as NaN): the reader to give
+        `UnitScores.from_json` / `NeuronRanking.from_json` as `detail=` for the mask methods' scores."""
+        return cls(
+            data["steps"],
+            data["stopped"],
+            tuple(float_from_json(v) for v in data["nll"]),
+            tuple(float_from_json(v) for v in data["density"]),
+        )
 
 
 def _settings(method: str, unit: str, mem: Paragraphs, batch_size: int, options: dict[str, Any]) -> dict:

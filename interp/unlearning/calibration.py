@@ -35,6 +35,7 @@ from statistics import fmean
 from interp.backend import Model
 from interp.data import Paragraphs
 from interp.errors import UserError
+from interp.io import float_from_json
 from interp.memorization import mem_nmem_thresholds
 from interp.metrics import score_paragraphs
 from interp.unlearning.config import (  # noqa: F401 (public names kept here)
@@ -94,6 +95,19 @@ class TracePoint:
             **({"settled_step": list(self.settled)} if self.settled else {}),
             **({"scores": self.scores} if self.scores else {}),
         }
+
+    @classmethod
+    def from_json(cls, data: dict) -> TracePoint:
+        """The point `to_json` wrote (a null EM, log10 p or score, a non-finite one, back as NaN); the mean and the
+        largest target EM written beside them are recomputed."""
+        return cls(
+            float_from_json(data["lr"]),
+            tuple(float_from_json(e) for e in data["target_em_per_target"]),
+            data["diverged"],
+            {k: float_from_json(v) for k, v in data.get("scores", {}).items()},
+            tuple(data.get("settled_step", ())),
+            tuple(float_from_json(v) for v in data.get("target_log10p_per_target", ())),
+        )
 
 
 @dataclass(frozen=True)
@@ -204,6 +218,31 @@ class Calibration:
             "non_monotone": list(self.non_monotone),
             "trace": [p.to_json() for p in self.points],
         }
+
+    @classmethod
+    def from_json(cls, data: dict) -> Calibration:
+        """The search `to_json` wrote: its points, with `trace` taken from them as `calibrate` takes it; the bracket,
+        diverged rates and non-monotone targets written beside them are recomputed. The runs are not written: they
+        come back empty, as `without_runs` leaves them."""
+        points = tuple(TracePoint.from_json(p) for p in data["trace"])
+        return cls(
+            data["label"],
+            float_from_json(data["level"]),
+            _trace(points),
+            float_from_json(data["lr"]),
+            data["reached"],
+            tuple(data["grid"]),
+            points,
+            data["tolerance"],
+            data["criterion"],
+            data["strategy"],
+            data["metric"],
+        )
+
+
+def _trace(points: Iterable[TracePoint]) -> tuple[tuple[float, float], ...]:
+    """`Calibration.trace` of its points: (lr, mean target EM) per point."""
+    return tuple((p.lr, p.mean_em) for p in points)
 
 
 def calibrate(
@@ -332,11 +371,10 @@ def calibrate(
     points = tuple(tried[lr] for lr in sorted(tried))
     reached = any(not p.diverged and p.worst(metric) <= level for p in points)
     chosen = _chosen(points, level, metric)
-    trace = tuple((p.lr, p.mean_em) for p in points)
     return Calibration(
         config.label,
         float(level),
-        trace,
+        _trace(points),
         chosen,
         reached,
         tuple(lrs),

@@ -25,6 +25,7 @@ from interp.backend import Model
 from interp.data import Paragraphs
 from interp.display import Displayed
 from interp.errors import UserError
+from interp.io import float_from_json, nulls_as_nan
 from interp.unlearning.calibration import Calibration, MatchedForgetting
 from interp.unlearning.evaluation import Probe, evaluate
 from interp.unlearning.masked import UnlearnConfig
@@ -84,6 +85,28 @@ class UnlearningTable(Displayed):
             "settings": self.settings,
             "relearn_controls": self.relearn_controls,
         }
+
+    @classmethod
+    def from_json(cls, data: dict) -> UnlearningTable:
+        """The table `to_json` wrote: its scores and controls with nulls (non-finite means) back as NaN, each row's
+        search read by `Calibration.from_json` (without its runs, as the table keeps it). The configs come back as
+        the dicts `to_dict` wrote (tuples as lists), not as configs, and the settings as written."""
+        rows = data["rows"]
+        return cls(
+            labels=tuple(r["label"] for r in rows),
+            configs=tuple(r["config"] for r in rows),
+            before=nulls_as_nan(data["before"]),
+            after=tuple(nulls_as_nan(r["after"]) for r in rows),
+            relearned=tuple(nulls_as_nan(r["relearned"]) for r in rows),
+            trained=tuple(float_from_json(r["trained"]) for r in rows),
+            weights_changed=tuple(float_from_json(r["weights_changed"]) for r in rows),
+            per_run=tuple(nulls_as_nan(r) for r in data["per_run"]),
+            settings=data["settings"],
+            relearn_controls=nulls_as_nan(data["relearn_controls"]),
+            calibrations=tuple(Calibration.from_json(r["calibration"]) for r in rows if "calibration" in r),
+            heldout_control=tuple(nulls_as_nan(r["heldout_control"]) for r in rows if "heldout_control" in r),
+            diverged=tuple(r["diverged_runs"] for r in rows if "diverged_runs" in r),
+        )
 
     def format(self) -> str:
         """A plain-text table: EM and NLL of the target, collateral, weights changed, EM after relearning, and
