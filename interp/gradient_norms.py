@@ -16,7 +16,8 @@ The batch gradient maps these complement are `interp.gradients.gradient_map`.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from operator import attrgetter
 
 import numpy as np
 import torch
@@ -49,6 +50,7 @@ from interp.gradients import (
     parameter_gradients,
     selected_weights,
 )
+from interp.metrics import float_from_json, tensor_from_json
 from interp.objectives import continuation_nll
 
 
@@ -509,44 +511,83 @@ def _norms_one_by_one(model: Model, paragraphs: Paragraphs) -> PerParagraphNorms
 
 
 @dataclass(frozen=True)
+class TwoSampleTest:
+    """MEM vs NMEM on one quantity: the two medians, the signed effect sizes (positive = larger for MEM:
+    rank-biserial r and Cohen's d) and the two-sided Mann-Whitney p; per layer (tensors) or, for one number per
+    paragraph, plain floats."""
+
+    mem_median: Float[Tensor, "*layer"] | float
+    nmem_median: Float[Tensor, "*layer"] | float
+    rank_biserial: Float[Tensor, "*layer"] | float
+    cohen_d: Float[Tensor, "*layer"] | float
+    p: Float[Tensor, "*layer"] | float
+
+    @classmethod
+    def of(cls, mem: Float[Tensor, "n_mem *layer"], nmem: Float[Tensor, "n_nmem *layer"]) -> TwoSampleTest:
+        """The test along the paragraphs (dim 0) of `mem` and `nmem`."""
+        r, d, p = _effects(mem.double().numpy(), nmem.double().numpy())
+        return cls(mem.median(0).values, nmem.median(0).values, r, d, p)
+
+    def as_floats(self) -> TwoSampleTest:
+        """The test of a single number per paragraph, held as floats."""
+        return TwoSampleTest(*(float(getattr(self, f.name)) for f in fields(self)))
+
+    def to_json(self, layer: int | None = None) -> dict:
+        """The five numbers (at `layer` of a per-layer test)."""
+        numbers = {f.name: getattr(self, f.name) for f in fields(self)}
+        return {name: float(v if layer is None else v[layer]) for name, v in numbers.items()}
+
+    @classmethod
+    def from_json(cls, data: dict | list[dict]) -> TwoSampleTest:
+        """The test `to_json` wrote: one dict (floats), or a list of one per layer (float32 tensors); nulls as NaN."""
+        if isinstance(data, dict):
+            return cls(*(float_from_json(data[f.name]) for f in fields(cls)))
+        return cls(*(tensor_from_json([row[f.name] for row in data], torch.float32) for f in fields(cls)))
+
+
+_TESTED = ("norm", "share", "lower_half")
+"""The quantities `NormComparison` tests, each a `TwoSampleTest` field."""
+
+
+def _flat_names(cls: type) -> type:
+    """Give `cls` the former flat read-only names of its tests' numbers (`norm_p`, `lower_half_mem_median`, ...)."""
+    for quantity in _TESTED:
+        for f in fields(TwoSampleTest):
+            setattr(
+                cls, f"{quantity}_{f.name}", property(attrgetter(f"{quantity}.{f.name}"), doc=f"`{quantity}.{f.name}`")
+            )
+    return cls
+
+
+@_flat_names
+@dataclass(frozen=True)
 class NormComparison:
     """MEM vs NMEM per-paragraph gradient norms, per layer: medians, effect sizes, rank tests.
 
     For each layer two quantities are compared: `norm` (the layer's gradient norm) and `share`
     (the part of the paragraph's squared gradient norm in that layer). Effect sizes are signed so
     that positive = larger for MEM: rank-biserial r = 2 U_mem / (n_mem n_nmem) - 1 and Cohen's d
-    with the pooled standard deviation. p-values are two-sided Mann-Whitney U; `*_p_bonferroni`
+    with the pooled standard deviation. p-values are two-sided Mann-Whitney U; the JSON's `p_bonferroni`
     multiplies by the number of layers. `component_*` repeat the norm test per (layer, component).
 
-    `lower_half_*`: each paragraph's share of its squared gradient norm in the lower half of the layers
+    `lower_half`: each paragraph's share of its squared gradient norm in the lower half of the layers
     (a middle layer of an odd count split evenly, as `GradientMap.lower_half_share`), compared the same
     way: one test, so no correction; `verdict` reads the paper's "lower layers" claim from it.
+    Each test's numbers are also read under their former flat names (`norm_p`, `lower_half_rank_biserial`, ...).
     """
 
     n_mem: int
     n_nmem: int
     components: tuple[str, ...]
-    norm_mem_median: Float[Tensor, "layer"]
-    norm_nmem_median: Float[Tensor, "layer"]
-    norm_rank_biserial: Float[Tensor, "layer"]
-    norm_cohen_d: Float[Tensor, "layer"]
-    norm_p: Float[Tensor, "layer"]
-    share_mem_median: Float[Tensor, "layer"]
-    share_nmem_median: Float[Tensor, "layer"]
-    share_rank_biserial: Float[Tensor, "layer"]
-    share_cohen_d: Float[Tensor, "layer"]
-    share_p: Float[Tensor, "layer"]
+    norm: TwoSampleTest
+    share: TwoSampleTest
     component_rank_biserial: Float[Tensor, "layer component"]
     component_p: Float[Tensor, "layer component"]
-    lower_half_mem_median: float
-    lower_half_nmem_median: float
-    lower_half_rank_biserial: float
-    lower_half_cohen_d: float
-    lower_half_p: float
+    lower_half: TwoSampleTest
 
     def verdict(self, alpha: float = 0.05) -> str:
         """The paper's claim (MEM gradients sit relatively lower) as the rank test on lower-half shares reads it."""
-        r, p = self.lower_half_rank_biserial, self.lower_half_p
+        r, p = self.lower_half.rank_biserial, self.lower_half.p
         if not p <= alpha:
             return (
                 f"no difference detected: MEM and NMEM paragraphs put a similar share of their gradient in the lower "
@@ -563,20 +604,13 @@ class NormComparison:
         )
 
     def to_json(self) -> dict:
-        n_layers = self.norm_p.shape[0]
+        n_layers = self.norm.p.shape[0]
         layers = []
         for l in range(n_layers):
             row = {"layer": l}
             for q in ("norm", "share"):
-                p = float(getattr(self, f"{q}_p")[l])
-                row[q] = {
-                    "mem_median": float(getattr(self, f"{q}_mem_median")[l]),
-                    "nmem_median": float(getattr(self, f"{q}_nmem_median")[l]),
-                    "rank_biserial": float(getattr(self, f"{q}_rank_biserial")[l]),
-                    "cohen_d": float(getattr(self, f"{q}_cohen_d")[l]),
-                    "p": p,
-                    "p_bonferroni": min(1.0, p * n_layers),
-                }
+                test: TwoSampleTest = getattr(self, q)
+                row[q] = test.to_json(l) | {"p_bonferroni": min(1.0, float(test.p[l]) * n_layers)}
             row["components"] = {
                 c: {"rank_biserial": float(self.component_rank_biserial[l, j]), "p": float(self.component_p[l, j])}
                 for j, c in enumerate(self.components)
@@ -587,15 +621,28 @@ class NormComparison:
             "n_nmem": self.n_nmem,
             "test": "Mann-Whitney U, two-sided",
             "layers": layers,
-            "lower_half_share": {
-                "mem_median": self.lower_half_mem_median,
-                "nmem_median": self.lower_half_nmem_median,
-                "rank_biserial": self.lower_half_rank_biserial,
-                "cohen_d": self.lower_half_cohen_d,
-                "p": self.lower_half_p,
-                "verdict": self.verdict(),
-            },
+            "lower_half_share": self.lower_half.to_json() | {"verdict": self.verdict()},
         }
+
+    @classmethod
+    def from_json(cls, data: dict) -> NormComparison:
+        """The comparison `to_json` wrote (tensors back as float32, nulls as NaN; `p_bonferroni` and the verdict
+        follow from the rest)."""
+        layers = data["layers"]
+        components = tuple(layers[0]["components"])
+        per_component = [[row["components"][c] for c in components] for row in layers]
+        return cls(
+            n_mem=data["n_mem"],
+            n_nmem=data["n_nmem"],
+            components=components,
+            norm=TwoSampleTest.from_json([row["norm"] for row in layers]),
+            share=TwoSampleTest.from_json([row["share"] for row in layers]),
+            component_rank_biserial=tensor_from_json(
+                [[c["rank_biserial"] for c in cs] for cs in per_component], torch.float32
+            ),
+            component_p=tensor_from_json([[c["p"] for c in cs] for cs in per_component], torch.float32),
+            lower_half=TwoSampleTest.from_json(data["lower_half_share"]),
+        )
 
 
 def _effects(x: np.ndarray, y: np.ndarray) -> tuple[Tensor, Tensor, Tensor]:
@@ -627,31 +674,14 @@ def compare_norms(mem: PerParagraphNorms, nmem: PerParagraphNorms) -> NormCompar
         raise UserError(f"need at least 2 MEM and 2 NMEM paragraphs to compare, got {len(mem.ids)} and {len(nmem.ids)}")
     if mem.norms.shape[1:] != nmem.norms.shape[1:]:
         raise UserError("MEM and NMEM norms come from different models (layer / component shapes differ)")
-    fields = {}
-    for q, xm, xn in (("norm", mem.layer_norms, nmem.layer_norms), ("share", mem.layer_share, nmem.layer_share)):
-        r, d, p = _effects(xm.double().numpy(), xn.double().numpy())
-        fields |= {
-            f"{q}_mem_median": xm.median(0).values,
-            f"{q}_nmem_median": xn.median(0).values,
-            f"{q}_rank_biserial": r,
-            f"{q}_cohen_d": d,
-            f"{q}_p": p,
-        }
     r, _, p = _effects(mem.norms.double().numpy(), nmem.norms.double().numpy())
-    low_m, low_n = _lower_half(mem.layer_share), _lower_half(nmem.layer_share)
-    low_r, low_d, low_p = _effects(low_m.double().numpy(), low_n.double().numpy())
-    fields |= {
-        "lower_half_mem_median": float(low_m.median()),
-        "lower_half_nmem_median": float(low_n.median()),
-        "lower_half_rank_biserial": float(low_r),
-        "lower_half_cohen_d": float(low_d),
-        "lower_half_p": float(low_p),
-    }
     return NormComparison(
         n_mem=len(mem.ids),
         n_nmem=len(nmem.ids),
         components=mem.components,
+        norm=TwoSampleTest.of(mem.layer_norms, nmem.layer_norms),
+        share=TwoSampleTest.of(mem.layer_share, nmem.layer_share),
         component_rank_biserial=r,
         component_p=p,
-        **fields,
+        lower_half=TwoSampleTest.of(_lower_half(mem.layer_share), _lower_half(nmem.layer_share)).as_floats(),
     )

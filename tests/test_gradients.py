@@ -6,6 +6,7 @@ The reference for every per-paragraph norm is autograd with one backward per par
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -16,8 +17,9 @@ from factories import tiny_model as build_model
 from interp.backend import named_weights, param_name, unembed_parts
 from interp.data import Paragraphs
 from interp.errors import UserError
-from interp.gradient_norms import PerParagraphNorms, compare_norms, per_paragraph_norms
+from interp.gradient_norms import NormComparison, PerParagraphNorms, compare_norms, per_paragraph_norms
 from interp.gradients import COMPONENTS, HEAD_COMPONENTS, gradient_map, parameter_gradients
+from interp.io import to_jsonable
 from interp.objectives import continuation_nll
 
 N_LAYERS, N_HEADS, D_HEAD, D_MODEL = 2, 4, 8, 32
@@ -281,6 +283,29 @@ def test_compare_norms_statistics():
     assert data["layers"][0]["norm"]["p_bonferroni"] == pytest.approx(min(1.0, 3 * float(cmp.norm_p[0])), rel=1e-5)
     with pytest.raises(UserError, match="at least 2"):
         compare_norms(_fake_norms(mem[:1]), _fake_norms(nmem))
+
+
+def test_norm_comparison_reads_back_what_it_writes():
+    """`NormComparison.from_json` of the written comparison (NaN written as null) writes the same JSON again, with
+    float32 tensors of the same shapes and NaNs, and the flat names reading its tests' numbers."""
+    g = torch.Generator().manual_seed(3)
+    mem, nmem = torch.rand(6, 3, 6, generator=g) + 0.1, torch.rand(5, 3, 6, generator=g) + 0.1
+    mem[:, :, 0], nmem[:, :, 0] = 1.0, 1.0  # one component equal everywhere: its rank test is NaN
+    for a, b in ((mem, nmem), (torch.ones(4, 2, 6), torch.ones(3, 2, 6))):  # all equal: Cohen's d is NaN
+        cmp = compare_norms(_fake_norms(a), _fake_norms(b))
+        data = json.loads(json.dumps(to_jsonable(cmp.to_json())))
+        back = NormComparison.from_json(data)
+        assert json.loads(json.dumps(to_jsonable(back.to_json()))) == data
+        assert back.components == cmp.components and (back.n_mem, back.n_nmem) == (cmp.n_mem, cmp.n_nmem)
+        for name in ("norm_mem_median", "share_cohen_d", "norm_p", "component_rank_biserial", "component_p"):
+            x, y = getattr(back, name), getattr(cmp, name)
+            assert x.dtype == y.dtype == torch.float32 and x.shape == y.shape
+            assert torch.equal(x.isnan(), y.isnan()) and torch.allclose(x.nan_to_num(), y.nan_to_num())
+        assert back.lower_half_p == pytest.approx(cmp.lower_half_p, rel=1e-6, nan_ok=True)
+        assert back.share.rank_biserial is back.share_rank_biserial and back.verdict() == cmp.verdict()
+    assert math.isnan(
+        compare_norms(_fake_norms(torch.ones(4, 2, 6)), _fake_norms(torch.ones(3, 2, 6))).lower_half_cohen_d
+    )
 
 
 def test_testbed_norms_and_grad_map_command(testbed, testbed_paragraph_set, tmp_path):
