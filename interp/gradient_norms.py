@@ -50,7 +50,7 @@ from interp.gradients import (
     parameter_gradients,
     selected_weights,
 )
-from interp.metrics import float_from_json, tensor_from_json
+from interp.io import float_from_json, tensor_from_json
 from interp.objectives import continuation_nll
 
 
