@@ -27,6 +27,7 @@ from interp.objectives import (
     reference_log_probs,
     token_nll,
 )
+from interp.reproducible import deterministic_kernels
 from interp.unlearning.config import (  # noqa: F401 (public names kept here)
     BASELINES,
     METHODS,
@@ -62,21 +63,23 @@ def optimise(
 
     `before_step` runs between the backward pass and the optimiser step (e.g. to mask gradients),
     `after_step` after the step (e.g. to restore weights). Raises `Diverged` (a UserError naming the
-    step) when the loss is not finite."""
+    step) when the loss is not finite. Runs under `deterministic_kernels`, so the same run ends at the same
+    weights twice (training the token embedding is otherwise not reproducible on several CPU threads)."""
     optimiser = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
     losses = []
-    for step in range(steps):
-        optimiser.zero_grad(set_to_none=True)
-        loss = loss_fn()
-        if not torch.isfinite(loss):
-            raise Diverged(float(loss), step + 1, steps, lr)
-        loss.backward()
-        if before_step is not None:
-            before_step()
-        optimiser.step()
-        if after_step is not None:
-            after_step()
-        losses.append(float(loss.detach()))
+    with deterministic_kernels():
+        for step in range(steps):
+            optimiser.zero_grad(set_to_none=True)
+            loss = loss_fn()
+            if not torch.isfinite(loss):
+                raise Diverged(float(loss), step + 1, steps, lr)
+            loss.backward()
+            if before_step is not None:
+                before_step()
+            optimiser.step()
+            if after_step is not None:
+                after_step()
+            losses.append(float(loss.detach()))
     return torch.tensor(losses)
 
 
