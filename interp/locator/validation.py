@@ -20,7 +20,7 @@ recall at the injected size.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -473,23 +473,7 @@ def validate_locator(
             raise UserError(
                 f"no head {layer}.{head}: the model has {model.cfg.n_layers} layers of {model.cfg.n_heads} heads"
             )
-    recipe = _Recipe(
-        methods=methods,
-        neuron_methods=neuron_methods,
-        method_options=method_options,
-        n_inject=n_inject,
-        set_size=set_size,
-        candidates=candidates,
-        kl_weight=kl_weight,
-        head_lr=head_lr,
-        neuron_lr=neuron_lr,
-        neuron_fraction=neuron_fraction,
-        max_steps=max_steps,
-        schedule=schedule,
-        with_mlp=with_mlp,
-        escalate=escalate,
-        batch_size=batch_size,
-    )
+    recipe = _Recipe.of(locals())  # the settings as resolved above
     clock = Stopwatch()
     checks: list[HeadCheck] = []
     neuron_checks: list[NeuronCheck] = []
@@ -546,6 +530,11 @@ class _Recipe:
     with_mlp: bool
     escalate: bool
     batch_size: int
+
+    @classmethod
+    def of(cls, settings: dict) -> _Recipe:
+        """The recipe from validate_locator's settings by name (each field is one of them)."""
+        return cls(**{f.name: settings[f.name] for f in fields(cls)})
 
 
 ESCALATION = (
