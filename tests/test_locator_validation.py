@@ -125,7 +125,14 @@ def test_validate_locator_measures_on_copies_and_recommends(text, tmp_path):
         assert check.in_screen is True and check.combined_rank == 1
         assert check.injection.heldout_ppl_after > 0
     choice, reason = result.recommended_rank_by("head")
-    assert "patching" in choice and "ablation" in choice and "first" in reason
+    # the methods that ranked both injected heads first. A method that does so by a small margin may do so on one
+    # backend only: HookedTransformer's GPT-Neo has zero b_Q / b_K / b_V that the injection trains with the head, the
+    # bridge's has none, so the injected copies differ (docs/backend_tl4.md). Patching's margin on head 0.2 is +0.15
+    # under HookedTransformer (rank 1) and -0.07 under the bridge (rank 2); ablation's and zero_out's are over 2 on
+    # both heads and both backends, and gradient ranks the heads 4th to 8th on both
+    first = tuple(m for m in result.methods if all(h.ranks[m] == 1 for h in result.heads))
+    assert choice == first and {"ablation", "zero_out"} <= set(choice) and "gradient" not in choice
+    assert "first" in reason
     assert set(result.neurons.recall) == {"activation", "hard_concrete", "slimming"}
     ceiling = result.neurons.ceiling  # no method can pass it; a layer with more gold units than are predicted caps it
     assert all(r[k] <= ceiling[k] + 1e-9 for r in result.neurons.recall.values() for k in ("injected", "0.5%"))
