@@ -4,9 +4,13 @@
     python benchmarks/bench_report.py --quick               # the --quick report
     python benchmarks/bench_report.py --model neo-125m      # GPT-Neo-125M's shape, briefly trained to recite
     python benchmarks/bench_report.py --model neo-125m --layers 2 --repeats 1 --train-steps 5   # a smoke run
+    python benchmarks/bench_report.py --from-results A/results.json B/results.json C/results.json --json OUT.json
 
 Each run is `run_report` with the cache off and no image export (PNG/SVG need a browser and are not the
-analysis), after the load check of benchmarks/harness.py. Per step: the median seconds and their range
+analysis), after the load check of benchmarks/harness.py; or (`--from-results`) the reports that earlier runs
+wrote, read from their results.json (each step's seconds and counted work, the peak timed in that run; a run's
+total is then the sum of its steps, without image export; the load they ran under is not recorded there, so say
+it where the figures are quoted). Per step: the median seconds and their range
 over the runs, the work counted by `interp.cost` (block-positions forward / backward, GFLOP) and the
 rate as a fraction of the float32 matmul peak timed in the same run. The 125M-shaped model is the
 testbed's paragraphs and tokenizer on a random GPT-Neo-125M-shaped network fine-tuned for
@@ -57,6 +61,18 @@ def planted_network(layers: int, planted: int, steps: int, lr: float = 3e-4) -> 
     for p in model.parameters():
         p.grad = None
     return model.eval()
+
+
+def recorded_run(path: str) -> dict:
+    """One run as `main` records it, from the results.json a report wrote: its steps' cost and the timed peak; the
+    total is the sum of its steps' seconds (the report's analysis time)."""
+    results = json.loads(Path(path).read_text())
+    steps = results["cost"]["steps"]
+    return {
+        "total_s": round(sum(step["seconds"] for step in steps.values()), 2),
+        "peak_gflops": results["cost"]["peak_gflops"],
+        "steps": steps,
+    }
 
 
 def summarise(runs: list[dict], machine: dict, args: argparse.Namespace, *, final: bool) -> None:
@@ -136,7 +152,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--keep", default=None, metavar="DIR", help="keep each run's report in DIR/run-N (its results.json to compare)"
     )
+    parser.add_argument(
+        "--from-results",
+        nargs="+",
+        default=None,
+        metavar="FILE",
+        help="summarise these reports' results.json (earlier runs of the same report) instead of running it",
+    )
     args = parser.parse_args(argv)
+    if args.from_results:
+        runs = [recorded_run(path) for path in args.from_results]
+        summarise(runs, {"source": list(args.from_results), "busy": False, "load": "not recorded"}, args, final=True)
+        return 0
 
     if args.model == "testbed":
         model = load_model("testbed")
