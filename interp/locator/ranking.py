@@ -46,6 +46,7 @@ from interp.data import BATCH_SIZE, Paragraphs
 from interp.data import unigram_counts as count_unigrams
 from interp.display import Displayed
 from interp.errors import UserError
+from interp.io import float_from_json
 from interp.locator import registry
 from interp.locator.options import (  # noqa: F401 (the method tuples: public names kept here)
     DEFAULT_METHODS,
@@ -66,7 +67,7 @@ from interp.locator.patching import PatchingResult, attribution_patching, patch_
 from interp.locator.rare_tokens import RareTokenAttention, rare_token_attention
 from interp.locator.units import MethodCall, Stopwatch, UnitScores, frozen_weights, rank_units, unit_count, unit_hook
 from interp.memorization import mem_nmem_thresholds, split_mem_nmem
-from interp.metrics import continuation_log_probs, float_from_json, score_paragraphs
+from interp.metrics import continuation_log_probs, score_paragraphs
 from interp.perturbation import corrupt_prefixes
 
 DEFAULT_REASON = (

@@ -53,8 +53,8 @@ from torch import Tensor
 from interp.backend import Model, act_name, capture
 from interp.data import BATCH_SIZE, Paragraphs, rarity_ranks
 from interp.errors import UserError
+from interp.io import float_from_json, tensor_from_json
 from interp.locator.options import DEFAULT_NULL, NULLS
-from interp.metrics import float_from_json, tensor_from_json
 
 QUERIES = ("first_continuation", "last_prefix")
 STATISTICS = ("sum", "mean")

@@ -27,7 +27,7 @@ from interp.backend import Model, act_name
 from interp.data import BATCH_SIZE, Paragraphs
 from interp.display import Displayed
 from interp.errors import UserError
-from interp.metrics import tensor_from_json
+from interp.io import tensor_from_json
 
 UNITS = ("head", "neuron")
 

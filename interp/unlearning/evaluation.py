@@ -17,7 +17,8 @@ from torch import Tensor
 from interp.backend import Hook, Model, hooks_on
 from interp.data import BATCH_SIZE, Paragraphs
 from interp.errors import UserError
-from interp.metrics import Scorable, float_from_json, greedy_continuations, score_paragraphs, tensor_from_json
+from interp.io import float_from_json, tensor_from_json
+from interp.metrics import Scorable, greedy_continuations, score_paragraphs
 
 
 @dataclass(frozen=True)
